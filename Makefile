@@ -1,0 +1,67 @@
+# Two commands on a fresh machine: `make run` and `make test`. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+HOST ?= 127.0.0.1
+WEB_CONCURRENCY ?= 4
+# Runs a command with the project-local PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
+WITH_SERVICES := $(PY) -m todo_project.devservices --
+STAMP := $(VENV)/.installed
+
+export PORT HOST WEB_CONCURRENCY
+
+.PHONY: help install run serve test lint format migrate clean
+
+help:
+	@echo "make run    - set up, migrate, seed the demo user and serve with DEBUG on (127.0.0.1:$(PORT))"
+	@echo "make test   - set up, then the whole test suite with coverage (fails below 90%)"
+	@echo "make serve  - the production server: gunicorn, $(WEB_CONCURRENCY) workers, DEBUG off"
+	@echo "make lint   - ruff check and ruff format --check"
+	@echo "make bench  - the benchmark (see bench/README.md)"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	DEBUG=1 HTTPS=0 $(WITH_SERVICES) bash -c '\
+	  $(PY) manage.py migrate --noinput && \
+	  $(PY) manage.py seed_demo && \
+	  echo && echo "API      http://127.0.0.1:$(PORT)/api/v1/" && \
+	  echo "Docs     http://127.0.0.1:$(PORT)/api/docs/" && \
+	  echo "Admin    http://127.0.0.1:$(PORT)/admin/" && \
+	  echo "Demo     demo@example.com / demo-password-2026 (API sign-in; admin needs a staff user:" && \
+	  echo "         .venv/bin/python manage.py createsuperuser)" && echo && \
+	  exec $(PY) manage.py runserver 127.0.0.1:$(PORT)'
+
+# A local stand-in for the production server: DEBUG off, plain HTTP on loopback.
+serve: install
+	@mkdir -p .data && test -s .data/secret_key || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > .data/secret_key
+	DEBUG=0 HTTPS=0 SECRET_KEY=$${SECRET_KEY:-$$(cat .data/secret_key)} $(WITH_SERVICES) bash -c '\
+	  $(PY) manage.py migrate --noinput && \
+	  exec $(VENV)/bin/gunicorn todo_project.wsgi:application -c gunicorn.conf.py'
+
+test: install
+	$(VENV)/bin/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+migrate: install
+	$(WITH_SERVICES) $(PY) manage.py migrate --noinput
+
+clean:
+	rm -rf $(VENV) .data staticfiles .coverage .pytest_cache .ruff_cache

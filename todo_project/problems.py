@@ -1,0 +1,242 @@
+"""RFC 9457 problem details: the one shape of every error answer under /api/.
+
+Domain code raises exceptions (DRF's, Django's, or the small ones below); the exception handler
+and the middleware turn each into `application/problem+json`. Nothing builds an error response
+by hand elsewhere.
+"""
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.common import CommonMiddleware
+from django_ratelimit.exceptions import Ratelimited
+from rest_framework import exceptions, status
+from rest_framework.views import set_rollback
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+API_PREFIX = "/api/"
+
+logger = logging.getLogger("todo.problems")
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state of the resource."
+    default_code = "conflict"
+
+
+class PreconditionFailed(exceptions.APIException):
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_detail = "The resource has changed since you read it (If-Match does not match)."
+    default_code = "precondition_failed"
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
+class UnprocessableContent(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "The request cannot be processed."
+    default_code = "unprocessable"
+
+
+class TooManyRequests(exceptions.Throttled):
+    default_detail = "Too many requests. Try again later."
+
+
+# Titles are fixed per status; `detail` carries the specifics.
+TITLES = {
+    400: "Validation failed",
+    401: "Not authenticated",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    412: "Precondition failed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def title_for(status_code: int) -> str:
+    if status_code in TITLES:
+        return TITLES[status_code]
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(
+    request: HttpRequest,
+    status_code: int,
+    detail: str,
+    *,
+    errors: dict[str, Any] | None = None,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title or title_for(status_code),
+        "status": status_code,
+        "detail": detail,
+        "instance": request.path,
+        "request_id": getattr(request, "request_id", None),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = HttpResponse(
+        orjson.dumps(body), status=status_code, content_type=PROBLEM_CONTENT_TYPE
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _field_errors(detail: Any) -> dict[str, Any]:
+    """DRF's error detail as `field -> [messages]`; anything without a field is non_field."""
+    if isinstance(detail, dict):
+        return {
+            key: value if isinstance(value, list | dict) else [value]
+            for key, value in detail.items()
+        }
+    if isinstance(detail, list):
+        return {"non_field_errors": detail}
+    return {"non_field_errors": [detail]}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
+    """DRF's EXCEPTION_HANDLER: every exception a view raises becomes a problem."""
+    request = context["request"]._request
+    headers: dict[str, str] = {}
+
+    if isinstance(exc, Ratelimited):
+        exc = TooManyRequests(wait=getattr(exc, "retry_after", 60))
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None  # unhandled: the middleware answers a 500 problem and logs it
+
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        view = context.get("view")
+        if view is not None:
+            headers["Allow"] = ", ".join(view.allowed_methods)
+
+    set_rollback()
+    if isinstance(exc, exceptions.ValidationError):
+        return problem_response(
+            request,
+            exc.status_code,
+            "One or more fields are invalid.",
+            errors=_field_errors(exc.detail),
+            headers=headers,
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return problem_response(
+            request,
+            exc.status_code,
+            f"The body is not valid JSON: {exc.detail}",
+            title="Malformed request",
+            errors={"non_field_errors": ["The body is not valid JSON."]},
+            headers=headers,
+        )
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return problem_response(request, exc.status_code, detail, headers=headers)
+
+
+class ApiProblemMiddleware:
+    """Under /api/: answers every error as a problem, whoever produced it.
+
+    Catches what DRF never sees: unknown routes (Django's 404 page), oversized bodies,
+    exceptions nothing handled (a 500 without a traceback, logged with one).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        too_large = self._body_too_large(request)
+        if too_large:
+            return too_large
+        response = self.get_response(request)
+        if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
+            PROBLEM_CONTENT_TYPE
+        ):
+            return self._as_problem(request, response)
+        return response
+
+    def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exc, Http404):
+            return problem_response(request, 404, "No resource at this URL.")
+        logger.exception("Unhandled exception on %s %s", request.method, request.path)
+        return problem_response(
+            request, 500, "An unexpected error occurred. Quote the request_id when reporting it."
+        )
+
+    @staticmethod
+    def _body_too_large(request: HttpRequest) -> HttpResponse | None:
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            return problem_response(request, 400, "Content-Length is not a number.")
+        if length > settings.MAX_REQUEST_BODY_BYTES:
+            return problem_response(
+                request,
+                413,
+                f"The request body is larger than {settings.MAX_REQUEST_BODY_BYTES} bytes.",
+            )
+        return None
+
+    @staticmethod
+    def _as_problem(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        code = response.status_code
+        details = {
+            404: "No resource at this URL.",
+            405: f"Method {request.method} is not allowed here.",
+            500: "An unexpected error occurred. Quote the request_id when reporting it.",
+        }
+        headers = {
+            name: response[name]
+            for name in ("Allow", "Retry-After", "WWW-Authenticate")
+            if response.has_header(name)
+        }
+        return problem_response(
+            request, code, details.get(code, title_for(code) + "."), headers=headers
+        )
+
+
+class ApiAwareCommonMiddleware(CommonMiddleware):
+    """Django's CommonMiddleware, minus the APPEND_SLASH redirect under /api/.
+
+    A missing slash on an API URL is a 404 problem (the contract's paths all end with `/`),
+    never a redirect that a client would follow with a GET, nor DEBUG's RuntimeError on POST.
+    """
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if request.path_info.startswith(API_PREFIX):
+            return False
+        return super().should_redirect_with_slash(request)

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from django.core.signals import request_started
+from django.db import connection
+
+
+def test_healthz_answers_without_touching_the_database(anon_client):
+    # No django_db mark: any database access in this test raises.
+    response = anon_client.get("/healthz")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_200_when_database_and_cache_answer(anon_client):
+    response = anon_client.get("/readyz")
+    assert response.status_code == 200
+    assert json.loads(response.content) == {"status": "ok", "database": "ok", "cache": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_problem_when_the_cache_is_down(anon_client, settings):
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens there
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        }
+    }
+    try:
+        response = anon_client.get("/readyz")
+    finally:
+        caches.close_all()
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content)["detail"] == "Not ready: cache unavailable."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_database_connection_is_replaced_without_a_500(anon_client, settings):
+    """What a PostgreSQL restart does to a persistent connection: the next request reconnects."""
+    import psycopg
+
+    anon_client.get("/readyz")
+    backend_pid = connection.connection.info.backend_pid
+    dsn = connection.get_connection_params()
+    with psycopg.connect(**{**dsn, "autocommit": True}) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    # The WSGI handler sends request_started before every request; Django's test client does
+    # not, so send it here: with CONN_HEALTH_CHECKS the dead connection is noticed and replaced.
+    request_started.send(sender=__name__)
+    response = anon_client.get("/readyz")
+    assert response.status_code == 200
+    assert connection.connection.info.backend_pid != backend_pid

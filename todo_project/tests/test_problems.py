@@ -1,0 +1,113 @@
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("todo_project.tests.urls")]
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int, instance: str) -> dict:
+    assert response.status_code == status
+    assert response["Content-Type"] == PROBLEM
+    body = json.loads(response.content)
+    assert body["type"] == "about:blank"
+    assert body["status"] == status
+    assert body["instance"] == instance
+    assert body["title"] and body["detail"]
+    assert body["request_id"] == response["X-Request-ID"]
+    return body
+
+
+def test_unknown_api_route_is_a_problem_404(anon_client):
+    response = anon_client.get("/api/v1/no-such-thing/")
+    body = assert_problem(response, 404, "/api/v1/no-such-thing/")
+    assert body["title"] == "Not found"
+
+
+def test_api_url_without_trailing_slash_is_404_not_a_redirect(anon_client):
+    response = anon_client.post("/api/v1/test/echo", {"title": "x"}, format="json")
+    assert_problem(response, 404, "/api/v1/test/echo")
+
+
+def test_wrong_method_is_a_problem_405_with_allow(anon_client):
+    response = anon_client.delete("/api/v1/test/echo/")
+    assert_problem(response, 405, "/api/v1/test/echo/")
+    assert "POST" in response["Allow"]
+
+
+def test_malformed_json_is_a_400_problem(anon_client):
+    response = anon_client.post(
+        "/api/v1/test/echo/", data=b'{"title": "x",', content_type="application/json"
+    )
+    body = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert body["errors"] == {"non_field_errors": ["The body is not valid JSON."]}
+
+
+def test_invalid_utf8_is_a_400_problem(anon_client):
+    response = anon_client.post(
+        "/api/v1/test/echo/", data=b'{"title": "\xff"}', content_type="application/json"
+    )
+    assert_problem(response, 400, "/api/v1/test/echo/")
+
+
+def test_validation_errors_name_the_field(anon_client):
+    response = anon_client.post("/api/v1/test/echo/", {"title": ""}, format="json")
+    body = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert body["title"] == "Validation failed"
+    assert body["errors"] == {"title": ["This field may not be blank."]}
+
+
+def test_nul_bytes_are_rejected_as_a_field_error(anon_client):
+    response = anon_client.post("/api/v1/test/echo/", {"title": "a\x00b"}, format="json")
+    body = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert list(body["errors"]) == ["title"]
+
+
+def test_non_json_body_is_415(anon_client):
+    response = anon_client.post("/api/v1/test/echo/", data="title=x", content_type="text/plain")
+    assert_problem(response, 415, "/api/v1/test/echo/")
+
+
+def test_body_over_the_cap_is_413(anon_client, settings):
+    settings.MAX_REQUEST_BODY_BYTES = 100
+    response = anon_client.post("/api/v1/test/echo/", {"title": "x" * 200}, format="json")
+    assert_problem(response, 413, "/api/v1/test/echo/")
+
+
+def test_missing_token_is_401_problem_with_www_authenticate(anon_client):
+    response = anon_client.get("/api/v1/test/private/")
+    assert_problem(response, 401, "/api/v1/test/private/")
+    assert response["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_garbage_token_is_401_problem(anon_client):
+    anon_client.credentials(HTTP_AUTHORIZATION="Bearer not-a-jwt")
+    response = anon_client.get("/api/v1/test/private/")
+    assert_problem(response, 401, "/api/v1/test/private/")
+
+
+def test_unhandled_exception_is_500_problem_without_traceback(anon_client, caplog):
+    anon_client.raise_request_exception = False
+    response = anon_client.get("/api/v1/test/boom/")
+    body = assert_problem(response, 500, "/api/v1/test/boom/")
+    assert b"secret internals" not in response.content
+    assert b"Traceback" not in response.content
+    assert "request_id" in body["detail"]
+    # ...but the log has the whole story, under the same request id.
+    logged = [r for r in caplog.records if r.name == "todo.problems"]
+    assert logged and logged[0].exc_info is not None
+
+
+def test_unhandled_exception_with_debug_on_still_shows_no_traceback(anon_client, settings):
+    settings.DEBUG = True
+    anon_client.raise_request_exception = False
+    response = anon_client.get("/api/v1/test/boom/")
+    assert_problem(response, 500, "/api/v1/test/boom/")
+    assert b"secret internals" not in response.content
+
+
+def test_non_api_404_stays_html(anon_client):
+    response = anon_client.get("/not-api/")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")

@@ -1,0 +1,69 @@
+import json
+import logging
+import re
+
+import pytest
+
+from todo_project.request_id import JsonFormatter, RequestIdLogFilter
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_new_request_id_is_generated(anon_client):
+    response = anon_client.get("/healthz")
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+
+
+def test_a_sane_incoming_request_id_is_echoed(anon_client):
+    response = anon_client.get("/healthz", HTTP_X_REQUEST_ID="abc-123.def")
+    assert response["X-Request-ID"] == "abc-123.def"
+
+
+@pytest.mark.parametrize("bad", ["has space", "x" * 200, "semi;colon", "<script>"])
+def test_an_insane_incoming_request_id_is_replaced(anon_client, bad):
+    response = anon_client.get("/healthz", HTTP_X_REQUEST_ID=bad)
+    assert response["X-Request-ID"] != bad
+    assert re.fullmatch(r"[0-9a-f]{32}", response["X-Request-ID"])
+
+
+def test_one_access_log_line_per_request_with_the_request_id(anon_client, caplog):
+    caplog.set_level(logging.INFO, logger="todo.access")
+    response = anon_client.get("/api/v1/nothing-here/", HTTP_X_REQUEST_ID="req-42")
+    lines = [r for r in caplog.records if r.name == "todo.access"]
+    assert len(lines) == 1
+    record = lines[0]
+    assert (record.method, record.path, record.status) == ("GET", "/api/v1/nothing-here/", 404)
+    assert record.duration_ms >= 0
+    assert record.user_id is None
+    assert response["X-Request-ID"] == "req-42"
+    # The formatter writes it as one JSON object carrying the same id.
+    record.request_id = "req-42"
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["request_id"] == "req-42"
+    assert entry["status"] == 404 and entry["path"] == "/api/v1/nothing-here/"
+    assert entry["time"].endswith("Z")
+
+
+@pytest.mark.urls("todo_project.tests.urls")
+def test_the_access_log_names_the_authenticated_user(api_client, user, caplog):
+    caplog.set_level(logging.INFO, logger="todo.access")
+    api_client.get("/api/v1/test/private/")
+    (record,) = [r for r in caplog.records if r.name == "todo.access"]
+    assert record.user_id == str(user.pk)
+
+
+def test_log_filter_attaches_the_current_request_id():
+    record = logging.makeLogRecord({"msg": "x"})
+    assert RequestIdLogFilter().filter(record) is True
+    assert record.request_id is None  # outside a request
+
+
+def test_formatter_includes_the_exception():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.makeLogRecord({"msg": "failed", "exc_info": sys.exc_info()})
+    entry = json.loads(JsonFormatter().format(record))
+    assert "ValueError: boom" in entry["exception"]

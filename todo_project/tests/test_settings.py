@@ -1,0 +1,127 @@
+"""Settings from the environment: the production defaults and the refusals."""
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DEBUG", "SECRET_KEY", "HTTPS", "ALLOWED_HOSTS", "PYTEST_CURRENT_TEST"}
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    return {
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "todo.example.com",
+        **extra,
+    }
+
+
+def test_refuses_to_start_without_secret_key_when_debug_is_off():
+    result = run_manage("check", DEBUG="0")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines()[-1] == (
+        "SECRET_KEY is not set: refusing to start with DEBUG off (see .env.example)."
+    )
+
+
+def test_check_deploy_is_clean_with_the_documented_production_settings():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_a_per_process_cache_is_refused_in_production():
+    env = production_env()
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "REDIS_URL"}, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "django_ratelimit.E003" in result.stderr
+
+
+def test_sqlite_is_refused():
+    result = run_manage("check", DATABASE_URL="sqlite:///x.db", DEBUG="1")
+    assert result.returncode != 0
+    assert "DATABASE_URL must point at PostgreSQL" in result.stderr
+
+
+def test_tests_run_on_postgresql_and_redis():
+    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+
+
+def test_database_connections_are_reused_and_health_checked():
+    assert settings.DATABASES["default"]["CONN_MAX_AGE"] > 0
+    assert settings.DATABASES["default"]["CONN_HEALTH_CHECKS"] is True
+
+
+def test_drf_requires_jwt_auth_and_speaks_only_json():
+    rest = settings.REST_FRAMEWORK
+    assert rest["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
+    assert rest["DEFAULT_RENDERER_CLASSES"] == ["rest_framework.renderers.JSONRenderer"]
+    assert rest["DEFAULT_PARSER_CLASSES"] == ["rest_framework.parsers.JSONParser"]
+
+
+@pytest.mark.parametrize("value", ["maybe", "2"])
+def test_a_malformed_boolean_is_refused(value):
+    result = run_manage("check", DEBUG=value)
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_env_example_documents_every_variable_settings_read():
+    documented = {
+        line.split("=", 1)[0].lstrip("# ").strip()
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if "=" in line and not line.startswith("##")
+    }
+    source = (ROOT / "todo_project" / "settings.py").read_text()
+    import re
+
+    read = set(re.findall(r'env(?:_bool|_int|_list)?\(\s*"([A-Z_]+)"', source))
+    read |= set(re.findall(r'os\.environ\.get\(\s*"([A-Z_]+)"', source))
+    assert read - documented == set()
+
+
+def test_env_helpers_parse_and_refuse(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from todo_project.settings import env_bool, env_int, env_list
+
+    monkeypatch.setenv("X_BOOL", "yes")
+    monkeypatch.setenv("X_INT", "12")
+    monkeypatch.setenv("X_LIST", " a, b ,,c ")
+    assert env_bool("X_BOOL", False) is True
+    assert env_bool("X_UNSET", True) is True
+    assert env_int("X_INT", 3) == 12
+    assert env_int("X_UNSET", 3) == 3
+    assert env_list("X_LIST") == ["a", "b", "c"]
+    monkeypatch.setenv("X_INT", "twelve")
+    with pytest.raises(ImproperlyConfigured):
+        env_int("X_INT", 3)
