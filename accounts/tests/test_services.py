@@ -1,0 +1,29 @@
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.contrib.auth.tokens import default_token_generator
+from django.core import mail
+from django.utils.http import urlsafe_base64_decode
+
+from accounts.services import user_deactivate, user_send_password_reset
+
+pytestmark = pytest.mark.django_db
+
+
+def test_password_reset_mail_carries_a_valid_frontend_link(user, settings):
+    settings.FRONTEND_URL = "https://app.example.com"
+    user_send_password_reset(user=user)
+    (message,) = mail.outbox
+    assert message.to == [user.email]
+    link = next(w for w in message.body.split() if w.startswith("https://app.example.com/"))
+    parsed = urlparse(link)
+    assert parsed.path == "/reset-password"
+    query = parse_qs(parsed.query)
+    assert urlsafe_base64_decode(query["uid"][0]).decode() == str(user.pk)
+    assert default_token_generator.check_token(user, query["token"][0])
+
+
+def test_deactivate_marks_the_user_inactive(user):
+    user_deactivate(user=user)
+    user.refresh_from_db()
+    assert user.is_active is False
