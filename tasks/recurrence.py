@@ -59,15 +59,15 @@ def _parts(value: object) -> dict[str, str]:
     text = text.removeprefix("RRULE:")
     if not text:
         raise _invalid("it is empty.")
+    if "DTSTART" in text:
+        raise _invalid("DTSTART is not allowed; the series starts at the task's due date.")
     parts: dict[str, str] = {}
     for part in text.split(";"):
         key, sep, item = part.partition("=")
         if not sep or not key or not item or "=" in item:
-            raise _invalid(f"'{part}' is not a KEY=VALUE part.")
-        if key == "DTSTART":
-            raise _invalid("DTSTART is not allowed; the series starts at the task's due date.")
+            raise _invalid(f"'{part[:40]}' is not a KEY=VALUE part.")
         if key not in _KEYS:
-            raise _invalid(f"unknown part '{key}'; allowed are {', '.join(_KEYS)}.")
+            raise _invalid(f"unknown part '{key[:40]}'; allowed are {', '.join(_KEYS)}.")
         if key in parts:
             raise _invalid(f"{key} is given more than once.")
         parts[key] = item
@@ -188,21 +188,24 @@ def next_due_date(*, rule: str, series_start: date, current_due: date, today: da
 def _next_counted(parts: dict[str, str], dtstart: datetime, threshold: date) -> date | None:
     # The first task is occurrence 1 even when its date does not match the rule (RFC 5545 leaves
     # that case undefined; the task exists, so it counts). At most COUNT (<= 1000) iterations.
-    count = int(parts.pop("COUNT"))
+    uncounted = {key: value for key, value in parts.items() if key != "COUNT"}
+    count = int(parts["COUNT"])
     start = dtstart.date()
-    seen = 1
     if start > threshold:
         return start
-    for occurrence in _build(parts, dtstart):
+    seen = 1
+    occurrences = iter(_build(uncounted, dtstart))
+    while seen < count:
+        occurrence = next(occurrences, None)
+        if occurrence is None:  # the calendar ends in 9999
+            return None
         day = occurrence.date()
         if day == start:
             continue
         seen += 1
-        if seen > count:
-            return None
         if day > threshold:
             return day
-    return None  # pragma: no cover - a rule without COUNT or UNTIL never ends
+    return None
 
 
 def _fast_forward(parts: dict[str, str], dtstart: datetime, threshold: date) -> datetime:
