@@ -141,8 +141,6 @@ def _can_occur(parts: dict[str, str], start: date | None) -> bool:
         if freq == "YEARLY" and "BYMONTH" not in probe:
             probe["BYMONTH"] = str(start.month)
     probe_freq = "MONTHLY" if freq == "MONTHLY" else "YEARLY"  # BYDAY numbers count in these
-    if probe_freq == "YEARLY" and "BYMONTHDAY" not in probe and "BYDAY" not in probe:
-        probe["BYMONTHDAY"] = ",".join(str(day) for day in range(1, 32))
     probe_rule = _build({"FREQ": probe_freq, **probe}, _PROBE_START)
     return probe_rule.after(_PROBE_START, inc=True) is not None
 
