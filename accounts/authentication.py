@@ -7,6 +7,7 @@ the user lookup simplejwt already does: one query per request, no more.
 """
 
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from rest_framework import exceptions
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import Token
@@ -24,17 +25,17 @@ class JWTAuthentication(authentication.JWTAuthentication):
         except TokenError:
             # One plain message: the details (expired? wrong type?) help attackers more than
             # clients, which react to any 401 the same way (refresh, else sign in again).
-            raise InvalidToken(INVALID_TOKEN) from None
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN) from None
 
     def get_user(self, validated_token: Token) -> User:
         try:
             user = super().get_user(validated_token)
         except (AuthenticationFailed, InvalidToken):
-            raise InvalidToken(INVALID_TOKEN) from None
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN) from None
         if token_generation_of(validated_token) != user.token_generation:
-            raise InvalidToken(INVALID_TOKEN)
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         if access_token_is_denied(validated_token):
-            raise InvalidToken(INVALID_TOKEN)
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         return user
 
 

@@ -6,8 +6,8 @@ from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
-from rest_framework import serializers
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework import exceptions, serializers
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import Token
@@ -89,14 +89,14 @@ def tokens_refresh(*, refresh: str) -> dict[str, str]:
     try:
         token = RefreshToken(refresh)
     except TokenError:
-        raise InvalidToken(INVALID_REFRESH) from None
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
     user = _live_user_of(token)
     try:
         with transaction.atomic():
             BlacklistedToken.objects.create(token=_outstanding(token, user))
             return token_pair_for(user)
     except IntegrityError:
-        raise InvalidToken(INVALID_REFRESH) from None
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
 
 
 def user_logout(*, user: User, refresh: str, access: Token) -> None:
@@ -111,15 +111,14 @@ def user_logout(*, user: User, refresh: str, access: Token) -> None:
         token = None
     if token is None or token.get(api_settings.USER_ID_CLAIM) != str(user.pk):
         raise serializers.ValidationError({"refresh": [INVALID_REFRESH]})
-    with transaction.atomic():
-        BlacklistedToken.objects.get_or_create(token=_outstanding(token, user))
+    BlacklistedToken.objects.get_or_create(token=_outstanding(token, user))
     access_token_deny(access)
 
 
 def _live_user_of(token: Token) -> User:
     user = User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM)).first()
     if user is None or not user.is_active or token_generation_of(token) != user.token_generation:
-        raise InvalidToken(INVALID_REFRESH)
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
     return user
 
 

@@ -160,7 +160,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
             errors={"non_field_errors": ["The body is not valid JSON."]},
             headers=headers,
         )
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    detail = exc.detail
+    if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
+        detail = detail["detail"]
+    detail = detail if isinstance(detail, str) else str(detail)
     return problem_response(request, exc.status_code, detail, headers=headers)
 
 
