@@ -11,8 +11,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import OuterRef, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -22,15 +21,10 @@ from django.utils.http import content_disposition_header, urlencode
 
 from accounts.models import User
 from accounts.services import user_deactivate, user_send_password_reset
+from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
-
-
-def _count_of(queryset: QuerySet) -> Coalesce:
-    """A per-row count as a correlated subquery: computed only for the rows on the page."""
-    counted = queryset.order_by().values("owner").annotate(n=Count("pk")).values("n")
-    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -138,9 +132,9 @@ class UserAdmin(DjangoUserAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                total_tasks=_count_of(Task.objects.filter(owner=OuterRef("pk"))),
-                open_tasks=_count_of(Task.objects.filter(owner=OuterRef("pk"), completed=False)),
-                total_lists=_count_of(TaskList.objects.filter(owner=OuterRef("pk"))),
+                total_tasks=count_of(Task.objects.filter(owner=OuterRef("pk"))),
+                open_tasks=count_of(Task.objects.filter(owner=OuterRef("pk"), completed=False)),
+                total_lists=count_of(TaskList.objects.filter(owner=OuterRef("pk"))),
             )
         )
 
