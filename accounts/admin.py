@@ -6,6 +6,7 @@ send a reset email, export). Staff accounts are view-only to support staff, so n
 support can take over an account with more rights than their own.
 """
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -25,6 +26,14 @@ from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+
+
+class SupportUserChangeForm(forms.ModelForm):
+    """What support staff may change: no access rights, no password (not even read-only)."""
+
+    class Meta:
+        model = User
+        fields = ["email", "display_name", "timezone", "is_active"]
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -97,6 +106,7 @@ def user_data(user: User) -> dict:
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
+    show_full_result_count = False  # one COUNT(*) per page is enough on a big table
     list_display = [
         "email",
         "display_name",
@@ -144,6 +154,11 @@ class UserAdmin(DjangoUserAdmin):
         if obj is not None and not request.user.is_superuser:
             return self.support_fieldsets
         return super().get_fieldsets(request, obj)
+
+    def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs):
+        if obj is not None and not request.user.is_superuser:
+            kwargs["form"] = SupportUserChangeForm
+        return super().get_form(request, obj, **kwargs)
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         if obj is not None and not self._may_manage(request, obj):

@@ -138,6 +138,22 @@ class RecurrenceFilter(admin.SimpleListFilter):
         return queryset
 
 
+class OwnedNameForm(forms.ModelForm):
+    """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)
+        taken = (
+            type(self.instance)
+            .objects.filter(owner_id=owner_id, name__iexact=name)
+            .exclude(pk=self.instance.pk)
+        )
+        if owner_id is not None and taken.exists():
+            raise forms.ValidationError("This user already has one with this name.")
+        return name
+
+
 class TaskAdminForm(forms.ModelForm):
     class Meta:
         model = Task
@@ -157,6 +173,15 @@ class TaskAdminForm(forms.ModelForm):
         foreign = [tag.name for tag in cleaned.get("tags") or [] if tag.owner_id != owner.pk]
         if foreign:
             self.add_error("tags", f"These tags belong to another user: {', '.join(foreign)}.")
+        parent = cleaned.get("parent")
+        if parent is not None and parent.owner_id == owner.pk:
+            # The API's rules: subtasks are one level deep and live in their parent's list.
+            if parent.parent_id is not None or parent.pk == self.instance.pk:
+                self.add_error("parent", "The parent must be a top-level task other than this.")
+            elif self.instance.pk and self.instance.subtasks.exists():
+                self.add_error("parent", "This task has subtasks: it cannot become one.")
+            elif parent.list_id != getattr(cleaned.get("list"), "pk", None):
+                self.add_error("list", "A subtask lives in its parent's list.")
         return cleaned
 
 
@@ -222,9 +247,22 @@ class TaskAdmin(OwnedAdmin):
     actions = ["complete", "reopen"]
 
     def save_model(self, request: HttpRequest, obj: Task, form, change: bool) -> None:
+        """Through the API's services: ranks, subtasks' list, recurrence start and `version`."""
+        data = {
+            field: form.cleaned_data[field]
+            for field in services.WRITABLE_FIELDS
+            if field in form.changed_data or (not change and field in form.cleaned_data)
+        }
+        if "tags" in form.changed_data:
+            data["tags"] = [tag.name for tag in form.cleaned_data["tags"]]
         if change:
-            obj.version += 1  # clients holding the old ETag must see that the task changed
-        super().save_model(request, obj, form, change)
+            saved = services.task_update(task=obj, user=obj.owner, data=data)
+        else:
+            saved = services.task_create(user=form.cleaned_data["owner"], data=data)
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        """Tags were saved by the service, by name (form.save_m2m would bypass `version`)."""
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -245,6 +283,7 @@ class TaskAdmin(OwnedAdmin):
 
 @admin.register(TaskList)
 class TaskListAdmin(OwnedAdmin):
+    form = OwnedNameForm
     text_search_field = "name"
     list_display = ["name", "owner_email", "color", "task_count", "updated_at"]
     search_fields = ["name"]
@@ -261,9 +300,12 @@ class TaskListAdmin(OwnedAdmin):
         return super().get_queryset(request).annotate(task_count=count_of(tasks))
 
     def save_model(self, request: HttpRequest, obj: TaskList, form, change: bool) -> None:
-        if change:
-            obj.version += 1
-        super().save_model(request, obj, form, change)
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        data = {field: form.cleaned_data[field] for field in form.changed_data}
+        saved = services.list_update(task_list=TaskList.objects.get(pk=obj.pk), data=data)
+        obj.version = saved.version
 
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, task_list: TaskList) -> int:
@@ -272,6 +314,7 @@ class TaskListAdmin(OwnedAdmin):
 
 @admin.register(Tag)
 class TagAdmin(OwnedAdmin):
+    form = OwnedNameForm
     text_search_field = "name"
     list_display = ["name", "owner_email", "task_count"]
     search_fields = ["name"]
@@ -285,6 +328,13 @@ class TagAdmin(OwnedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         tasks = Task.tags.through.objects.filter(tag=OuterRef("pk"))
         return super().get_queryset(request).annotate(task_count=count_of(tasks))
+
+    def save_model(self, request: HttpRequest, obj: Tag, form, change: bool) -> None:
+        if not change:
+            super().save_model(request, obj, form, change)
+        elif "name" in form.changed_data:
+            # The service bumps `version` of every task carrying the tag: their body changes.
+            services.tag_rename(user=obj.owner, tag=Tag.objects.get(pk=obj.pk), name=obj.name)
 
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, tag: Tag) -> int:
