@@ -115,10 +115,10 @@ def test_users_are_filtered_by_active_staff_and_date_joined(support_client, make
 
     assert emails(is_active__exact="0") == ["gone@example.com"]
     assert emails(is_staff__exact="1") == ["support@example.com"]
-    today = date.today()
+    now = timezone.now()
     past_7_days = {
-        "date_joined__gte": str(today - timedelta(days=7)),
-        "date_joined__lt": str(today + timedelta(days=1)),
+        "date_joined__gte": (now - timedelta(days=7)).isoformat(),
+        "date_joined__lt": (now + timedelta(days=1)).isoformat(),
     }
     assert "old@example.com" not in emails(**past_7_days)
     assert "gone@example.com" in emails(**past_7_days)
