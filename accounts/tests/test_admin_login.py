@@ -10,7 +10,8 @@ LOGIN_URL = "/admin/login/"
 
 
 def sign_in(client: Client, username: str, password: str = "wrong-password", ip="10.0.0.1"):
-    return client.post(LOGIN_URL, {"username": username, "password": password}, REMOTE_ADDR=ip)
+    form = {"username": username, "password": password, "next": "/admin/"}
+    return client.post(LOGIN_URL, form, REMOTE_ADDR=ip)
 
 
 @pytest.mark.django_db
