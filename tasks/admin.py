@@ -162,7 +162,8 @@ class TaskAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        owner = self.instance.owner if self.instance.pk else cleaned.get("owner")
+        adding = self.instance._state.adding  # a new Task already has its UUID pk
+        owner = cleaned.get("owner") if adding else self.instance.owner
         if owner is None:
             return cleaned
         # The raw-id widgets accept any id: keep list, parent and tags within the owner's own.
@@ -178,7 +179,7 @@ class TaskAdminForm(forms.ModelForm):
             # The API's rules: subtasks are one level deep and live in their parent's list.
             if parent.parent_id is not None or parent.pk == self.instance.pk:
                 self.add_error("parent", "The parent must be a top-level task other than this.")
-            elif self.instance.pk and self.instance.subtasks.exists():
+            elif not adding and self.instance.subtasks.exists():
                 self.add_error("parent", "This task has subtasks: it cannot become one.")
             elif parent.list_id != getattr(cleaned.get("list"), "pk", None):
                 self.add_error("list", "A subtask lives in its parent's list.")
