@@ -48,18 +48,14 @@ def changelist_plan(admin_user: User, search: str) -> tuple[str, int]:
 
 
 @pytest.mark.django_db
-def test_the_owner_email_search_reads_through_the_email_and_owner_indexes(
-    many_tasks, admin_user, capsys
-):
+def test_the_owner_email_search_reads_through_the_email_and_owner_indexes(many_tasks, admin_user):
     owner = many_tasks[1234]
 
     owner_lookup = User.objects.filter(email=owner.email).values("pk").explain()
     prefix_lookup = User.objects.filter(email__startswith="owner0123").values("pk")[:100].explain()
     plan, rows = changelist_plan(admin_user, owner.email)
 
-    with capsys.disabled():  # shown with `pytest -s`; quoted in README.md
-        print(f"\nowner lookup:\n{owner_lookup}\nprefix lookup:\n{prefix_lookup}")
-        print(f"task page:\n{plan}")
+    print(f"owner lookup:\n{owner_lookup}\nprefix lookup:\n{prefix_lookup}\npage:\n{plan}")
     assert rows == TASKS_PER_USER
     assert "Index Cond: ((email)::text = " in owner_lookup  # unique email index, either opclass
     assert "Seq Scan" not in owner_lookup
