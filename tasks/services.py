@@ -108,7 +108,7 @@ def _end_positions(owner_id: UUID, groups: Iterable[GroupKey]) -> dict[GroupKey,
         .annotate(last=Max("position"))
         .order_by()
     )
-    ends = {group: POSITION_GAP for group in groups}
+    ends = dict.fromkeys(groups, POSITION_GAP)
     for row in rows:
         ends[(row["list_id"], row["parent_id"])] = row["last"] + POSITION_GAP
     return ends
@@ -137,7 +137,7 @@ def _renumber_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
                 FROM tasks_task WHERE owner_id = %s AND ({where})
             ) AS ranked
             WHERE tasks_task.id = ranked.id
-            """,  # noqa: S608 - only placeholders are interpolated
+            """,  # only placeholders are interpolated into the SQL
             params,
         )
 
@@ -203,9 +203,9 @@ def _place(task: Task, *, after: Task | None) -> None:
         task.position = POSITION_GAP if first is None else first - POSITION_GAP
         return
     for attempt in range(2):
-        successor = (
-            siblings.filter(position__gt=after.position).aggregate(next=Min("position"))["next"]
-        )
+        successor = siblings.filter(position__gt=after.position).aggregate(next=Min("position"))[
+            "next"
+        ]
         position = _bisect(after.position, successor)
         if position is not None:
             task.position = position
@@ -254,9 +254,7 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     """Renames a tag; into an existing tag of that name (any case), the two are merged."""
     with transaction.atomic():
         now = timezone.now()
-        target = (
-            Tag.objects.owned_by(user).filter(name__iexact=name).exclude(pk=tag.pk).first()
-        )
+        target = Tag.objects.owned_by(user).filter(name__iexact=name).exclude(pk=tag.pk).first()
         _bump(Task.objects.owned_by(user).filter(tags=tag), now)
         if target is None:
             tag.name = name
@@ -410,9 +408,7 @@ def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -
     parent_ids = [parent.pk for parent in parents if parent.parent_id is None]
     if not parent_ids:
         return []
-    subtasks = list(
-        Task.objects.owned_by(user).filter(parent_id__in=parent_ids, completed=False)
-    )
+    subtasks = list(Task.objects.owned_by(user).filter(parent_id__in=parent_ids, completed=False))
     if subtasks:
         _bump(
             Task.objects.filter(pk__in=[s.pk for s in subtasks]),
@@ -608,9 +604,7 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
         tags = list(Tag.objects.owned_by(user).annotate(key=Lower("name")).filter(key__in=keys))
     tag_ids = [tag.pk for tag in tags]
     present = set(
-        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list(
-            "task_id", "tag_id"
-        )
+        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list("task_id", "tag_id")
     )
     if action == "add_tags":
         links = [(t, tag) for t in ids for tag in tag_ids if (t, tag) not in present]
