@@ -439,6 +439,8 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         tag_names = data.pop("tags", [])
         completed = data.pop("completed", False)
         task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})
+        if task.parent is not None:
+            task.list_id = task.parent.list_id  # a subtask lives in its parent's list
         if task.recurrence:
             task.recurrence_start = task.due_date
         now = timezone.now()
