@@ -175,7 +175,7 @@ class Task(models.Model):
             models.Index(fields=["owner", "created_at"], name="task_owner_created"),
             models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
             models.Index(fields=["owner", "completed", "due_date"], name="task_owner_open_due"),
-            models.Index(fields=["owner", "title"], name="task_owner_title"),
+            models.Index(F("owner"), Lower("title"), name="task_owner_title"),  # ordering=title
             # Full-text search; GIN cannot lead with a btree column without btree_gin, which
             # the embedded PostgreSQL lacks: the planner ANDs it with an owner index instead.
             GinIndex(fields=["search_vector"], name="task_search"),

@@ -108,7 +108,7 @@ def _end_positions(owner_id: UUID, groups: Iterable[GroupKey]) -> dict[GroupKey,
         .annotate(last=Max("position"))
         .order_by()
     )
-    ends = {group: POSITION_GAP for group in groups}
+    ends = dict.fromkeys(groups, POSITION_GAP)
     for row in rows:
         ends[(row["list_id"], row["parent_id"])] = row["last"] + POSITION_GAP
     return ends
@@ -137,7 +137,7 @@ def _renumber_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
                 FROM tasks_task WHERE owner_id = %s AND ({where})
             ) AS ranked
             WHERE tasks_task.id = ranked.id
-            """,  # noqa: S608 - only placeholders are interpolated
+            """,  # only placeholders are interpolated into the SQL
             params,
         )
 
@@ -439,6 +439,8 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         tag_names = data.pop("tags", [])
         completed = data.pop("completed", False)
         task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})
+        if task.parent is not None:
+            task.list_id = task.parent.list_id  # a subtask lives in its parent's list
         if task.recurrence:
             task.recurrence_start = task.due_date
         now = timezone.now()
