@@ -418,3 +418,31 @@ def test_a_change_form_save_is_recorded_with_the_actor(support_client, support_u
     user.refresh_from_db()
     assert user.timezone == "Europe/Berlin"
     assert not user.is_active  # an unticked box deactivates, as the action does
+
+
+@pytest.mark.django_db
+def test_a_deactivated_users_access_token_stops_working_at_once(support_client, api_client, user):
+    assert api_client.get("/api/v1/tasks/").status_code == 200
+
+    action(support_client, "deactivate", user)
+
+    assert api_client.get("/api/v1/tasks/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_set_a_password(admin_client, user):
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/password/",
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("another-long-passphrase")
+
+
+@pytest.mark.django_db
+def test_staff_without_the_view_permission_cannot_export(client, make_user, user):
+    client.force_login(make_user(is_staff=True))
+
+    assert client.get(f"{USERS_URL}{user.pk}/export/").status_code == 403

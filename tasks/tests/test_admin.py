@@ -492,3 +492,25 @@ def test_renaming_a_tag_bumps_the_version_of_its_tasks(support_client, user):
     task.refresh_from_db()
     assert [t.name for t in task.tags.all()] == ["cash"]
     assert task.version == 2
+
+
+@pytest.mark.django_db
+def test_tags_set_in_the_form_are_saved_by_name_and_bump_the_version(support_client, user):
+    task = add_task(user, "Pay rent")
+    money = Tag.objects.create(owner=user, name="money")
+
+    support_client.post(f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=money.pk))
+
+    task.refresh_from_db()
+    assert (list(task.tags.all()), task.version) == ([money], 2)
+
+
+@pytest.mark.django_db
+def test_a_superuser_adds_a_list_and_a_tag_for_a_user(admin_client, user):
+    new_list = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Home"})
+    new_tag = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "money"})
+    taken = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "MONEY"})
+
+    assert (new_list.status_code, new_tag.status_code, taken.status_code) == (302, 302, 200)
+    assert [(t.owner, t.name) for t in TaskList.objects.all()] == [(user, "Home")]
+    assert [(t.owner, t.name) for t in Tag.objects.all()] == [(user, "money")]
