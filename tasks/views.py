@@ -159,9 +159,13 @@ class TaskListViewSet(
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet:
-        return TaskList.objects.owned_by(self.request.user).annotate(
-            task_count=Count("tasks"),
-            open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+        return (
+            TaskList.objects.owned_by(self.request.user)
+            .annotate(
+                task_count=Count("tasks"),
+                open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+            )
+            .order_by("position", "id")  # Meta.ordering does not apply to GROUP BY queries
         )
 
     def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
