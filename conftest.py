@@ -59,3 +59,23 @@ def api_client(user) -> APIClient:
 @pytest.fixture
 def other_client(other_user) -> APIClient:
     return client_for(other_user)
+
+
+# --- Admin ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def support_user(make_user) -> User:
+    """Staff in the Support group (accounts' migration 0003), not a superuser."""
+    from django.contrib.auth.models import Group
+
+    user = make_user(email="support@example.com", display_name="Sam Support", is_staff=True)
+    user.groups.add(Group.objects.get(name="Support"))
+    return user
+
+
+@pytest.fixture
+def support_client(client, support_user):
+    """A Django test client signed in to the admin as `support_user`."""
+    client.force_login(support_user)
+    return client

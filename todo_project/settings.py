@@ -73,7 +73,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Apps -------------------------------------------------------------------------------------
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with a rate-limited sign-in (todo_project/admin_site.py).
+    "todo_project.admin_site.TodoAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

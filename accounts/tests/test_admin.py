@@ -1,0 +1,448 @@
+"""The user admin: what support staff can see and do, and what they cannot."""
+
+import json
+from datetime import date, timedelta
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import Group, Permission
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+
+from accounts.models import User
+from tasks.models import Tag, Task, TaskList
+
+USERS_URL = "/admin/accounts/user/"
+
+
+def make_tasks(owner: User, count: int, *, completed: int = 0) -> list[Task]:
+    now = timezone.now()
+    return Task.objects.bulk_create(
+        Task(
+            owner=owner,
+            title=f"Task {i}",
+            position=(i + 1) * 1024,
+            completed=i < completed,
+            completed_at=now if i < completed else None,
+        )
+        for i in range(count)
+    )
+
+
+def action(client, name: str, *users: User, url: str = USERS_URL):
+    return client.post(url, {"action": name, "_selected_action": [str(u.pk) for u in users]})
+
+
+# --- The Support group ------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_support_group_may_view_and_change_users_lists_tasks_and_tags_and_nothing_else():
+    group = Group.objects.get(name="Support")
+
+    granted = set(group.permissions.values_list("content_type__app_label", "codename"))
+
+    assert granted == {
+        ("accounts", "view_user"),
+        ("accounts", "change_user"),
+        ("tasks", "view_tasklist"),
+        ("tasks", "change_tasklist"),
+        ("tasks", "view_task"),
+        ("tasks", "change_task"),
+        ("tasks", "view_tag"),
+        ("tasks", "change_tag"),
+    }
+    # The migration named them as Django does: no duplicates next to post_migrate's own.
+    assert Permission.objects.filter(codename="change_tasklist").count() == 1
+
+
+@pytest.mark.django_db
+def test_support_cannot_open_groups_or_permissions(support_client):
+    assert support_client.get("/admin/auth/group/").status_code == 403
+    assert support_client.get("/admin/auth/group/add/").status_code == 403
+
+
+# --- Users changelist -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_users_changelist_shows_open_and_total_task_counts_linking_to_the_tasks(
+    support_client, user
+):
+    make_tasks(user, 3, completed=1)
+
+    response = support_client.get(USERS_URL, {"q": "alice@"})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'<a href="/admin/tasks/task/?owner__id__exact={user.pk}">2 / 3</a>' in html
+    for column in ("Email", "Display name", "Is active", "Is staff", "Date joined", "Last login"):
+        assert column in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rows", [10, 100])
+def test_users_changelist_runs_a_fixed_number_of_queries_whatever_the_page_size(
+    support_client, make_user, rows, django_assert_max_num_queries
+):
+    for i in range(rows - 1):  # with support@ itself: `rows` users on the page
+        make_tasks(make_user(email=f"user{i:03}@example.com"), 2, completed=1)
+
+    with django_assert_max_num_queries(6):
+        response = support_client.get(USERS_URL)  # 100 a page
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == rows
+
+
+@pytest.mark.django_db
+def test_users_are_found_by_email_or_display_name(support_client, user, other_user):
+    by_email = support_client.get(USERS_URL, {"q": "mallory@exa"}).context["cl"].result_list
+    by_name = support_client.get(USERS_URL, {"q": "alic"}).context["cl"].result_list
+
+    assert [u.email for u in by_email] == ["mallory@example.com"]
+    assert [u.email for u in by_name] == ["alice@example.com"]
+
+
+@pytest.mark.django_db
+def test_users_are_filtered_by_active_staff_and_date_joined(support_client, make_user):
+    make_user(email="gone@example.com", is_active=False)
+    make_user(email="old@example.com", date_joined=timezone.now() - timedelta(days=400))
+
+    def emails(**params):
+        result = support_client.get(USERS_URL, params).context["cl"].result_list
+        return [u.email for u in result]
+
+    assert emails(is_active__exact="0") == ["gone@example.com"]
+    assert emails(is_staff__exact="1") == ["support@example.com"]
+    now = timezone.now()
+    past_7_days = {
+        "date_joined__gte": (now - timedelta(days=7)).isoformat(),
+        "date_joined__lt": (now + timedelta(days=1)).isoformat(),
+    }
+    assert "old@example.com" not in emails(**past_7_days)
+    assert "gone@example.com" in emails(**past_7_days)
+
+
+@pytest.mark.django_db
+def test_the_user_page_links_to_their_lists_and_tasks(support_client, user):
+    make_tasks(user, 2)
+    TaskList.objects.create(owner=user, name="Home")
+
+    html = support_client.get(f"{USERS_URL}{user.pk}/change/").content.decode()
+
+    assert f'<a href="/admin/tasks/tasklist/?owner__id__exact={user.pk}">1 lists</a>' in html
+    assert f'<a href="/admin/tasks/task/?owner__id__exact={user.pk}">2 tasks, 2 open</a>' in html
+    assert f'href="/admin/accounts/user/{user.pk}/export/"' in html
+
+
+# --- What support may not do ------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_support_does_not_see_access_fields_nor_the_password(support_client, user):
+    form = support_client.get(f"{USERS_URL}{user.pk}/change/").context["adminform"].form
+
+    assert set(form.fields) == {"email", "display_name", "timezone", "is_active"}
+
+
+@pytest.mark.django_db
+def test_a_forged_post_by_support_cannot_make_anyone_staff_or_superuser(support_client, user):
+    support = Group.objects.get(name="Support")
+    any_permission = Permission.objects.get(codename="delete_user")
+
+    response = support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        {
+            "email": "alice@example.com",
+            "display_name": "Alice B.",
+            "timezone": "UTC",
+            "is_active": "on",
+            "is_staff": "on",
+            "is_superuser": "on",
+            "groups": [support.pk],
+            "user_permissions": [any_permission.pk],
+            "password": "!",
+        },
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.display_name == "Alice B."  # the form did save...
+    assert (user.is_staff, user.is_superuser) == (False, False)  # ...but none of the rest
+    assert not user.groups.exists()
+    assert not user.user_permissions.exists()
+    assert user.check_password("correct-horse-battery-staple")
+
+
+@pytest.mark.django_db
+def test_support_can_only_view_a_staff_account(support_client, make_user):
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+
+    page = support_client.get(f"{USERS_URL}{colleague.pk}/change/")
+    post = support_client.post(
+        f"{USERS_URL}{colleague.pk}/change/",
+        {"email": "attacker@example.com", "timezone": "UTC", "is_active": "on"},
+    )
+
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert post.status_code == 403
+    colleague.refresh_from_db()
+    assert colleague.email == "colleague@example.com"
+
+
+@pytest.mark.django_db
+def test_support_cannot_set_a_password_nor_delete_nor_add_users(support_client, user):
+    assert support_client.get(f"{USERS_URL}{user.pk}/password/").status_code == 403
+    assert support_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert support_client.get(f"{USERS_URL}add/").status_code == 403
+    actions = support_client.get(USERS_URL).context["action_form"].fields["action"].choices
+    assert [name for name, _ in actions] == [
+        "",
+        "deactivate",
+        "send_password_reset",
+        "export_data",
+    ]
+    assert User.objects.filter(pk=user.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_still_sees_and_sets_access_fields(admin_client, user):
+    support = Group.objects.get(name="Support")
+    form = admin_client.get(f"{USERS_URL}{user.pk}/change/").context["adminform"].form
+    assert {"is_staff", "is_superuser", "groups", "user_permissions", "password"} <= set(
+        form.fields
+    )
+
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        {
+            "email": "alice@example.com",
+            "timezone": "UTC",
+            "is_active": "on",
+            "is_staff": "on",
+            "groups": [support.pk],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
+
+    user.refresh_from_db()
+    assert user.is_staff
+    assert list(user.groups.all()) == [support]
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_deactivating_users_locks_them_and_records_who_did_it(
+    support_client, support_user, user, other_user
+):
+    response = action(support_client, "deactivate", user, other_user)
+
+    assert response.status_code == 302
+    assert not User.objects.get(pk=user.pk).is_active
+    assert not User.objects.get(pk=other_user.pk).is_active
+    entries = LogEntry.objects.filter(action_flag=CHANGE).order_by("object_repr")
+    assert [(e.user_id, e.object_id, e.change_message) for e in entries] == [
+        (support_user.pk, str(user.pk), "Deactivated the account (admin action)."),
+        (support_user.pk, str(other_user.pk), "Deactivated the account (admin action)."),
+    ]
+
+
+@pytest.mark.django_db
+def test_support_cannot_deactivate_a_staff_account_nor_themselves(
+    support_client, support_user, make_user
+):
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+
+    response = action(support_client, "deactivate", colleague, support_user)
+
+    assert response.status_code == 302
+    assert User.objects.get(pk=colleague.pk).is_active
+    assert User.objects.get(pk=support_user.pk).is_active
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_deactivated_user_cannot_sign_in(support_client, client, user):
+    action(support_client, "deactivate", user)
+
+    assert not client.login(email="alice@example.com", password="correct-horse-battery-staple")
+
+
+@pytest.mark.django_db
+def test_sending_a_password_reset_mails_each_user_a_link_and_is_logged(
+    support_client, support_user, user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    action(support_client, "send_password_reset", user)
+
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert f"{settings.FRONTEND_URL}/reset-password?uid=" in mailoutbox[0].body
+    entry = LogEntry.objects.get()
+    assert (entry.user_id, entry.object_id) == (support_user.pk, str(user.pk))
+
+
+def _export_of(user: User) -> dict:
+    """What the export holds for `user`, built from the rows directly."""
+    home = user.task_lists.get()
+    tag = user.tags.get()
+    task = user.tasks.get(parent=None)
+    subtask = user.tasks.get(parent=task)
+
+    def stamp(value):
+        # ISO 8601 in UTC to the millisecond, as Django's JSON encoder writes it.
+        return DjangoJSONEncoder().default(value) if value else None
+
+    def task_body(t, tags):
+        return {
+            "id": str(t.pk),
+            "title": t.title,
+            "description": t.description,
+            "completed": t.completed,
+            "completed_at": stamp(t.completed_at),
+            "priority": t.get_priority_display(),
+            "due_date": str(t.due_date) if t.due_date else None,
+            "due_time": None,
+            "list": str(t.list_id) if t.list_id else None,
+            "parent": str(t.parent_id) if t.parent_id else None,
+            "tags": tags,
+            "position": t.position,
+            "recurrence": t.recurrence,
+            "version": t.version,
+            "created_at": stamp(t.created_at),
+            "updated_at": stamp(t.updated_at),
+        }
+
+    return {
+        "id": str(user.pk),
+        "email": user.email,
+        "display_name": user.display_name,
+        "timezone": "UTC",
+        "is_active": True,
+        "date_joined": stamp(user.date_joined),
+        "last_login": None,
+        "lists": [
+            {
+                "id": str(home.pk),
+                "name": "Home",
+                "color": "#00FF00",
+                "position": 0,
+                "created_at": stamp(home.created_at),
+                "updated_at": stamp(home.updated_at),
+            }
+        ],
+        "tags": [tag.name],
+        "tasks": [task_body(task, [tag.name]), task_body(subtask, [])],
+    }
+
+
+def _give_data(user: User) -> None:
+    home = TaskList.objects.create(owner=user, name="Home", color="#00FF00")
+    tag = Tag.objects.create(owner=user, name=f"tag-of-{user.display_name}")
+    task = Task.objects.create(
+        owner=user, title="Pay rent", list=home, priority=3, due_date=date(2026, 12, 1)
+    )
+    task.tags.add(tag)
+    Task.objects.create(owner=user, title="Find the IBAN", list=home, parent=task, position=1)
+
+
+@pytest.mark.django_db
+def test_exporting_selected_users_downloads_their_data_as_json_in_constant_queries(
+    support_client, support_user, user, other_user, django_assert_max_num_queries
+):
+    _give_data(user)
+    _give_data(other_user)
+
+    with django_assert_max_num_queries(12):
+        response = action(support_client, "export_data", user, other_user)
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == 'attachment; filename="todo-export.json"'
+    body = json.loads(response.content)
+    assert set(body) == {"exported_at", "users"}
+    assert body["users"] == [_export_of(user), _export_of(other_user)]
+    assert LogEntry.objects.filter(user=support_user).count() == 2
+
+
+@pytest.mark.django_db
+def test_one_user_is_exported_from_their_page(support_client, user, other_user):
+    _give_data(user)
+    _give_data(other_user)
+
+    response = support_client.get(f"{USERS_URL}{user.pk}/export/")
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"] == (
+        'attachment; filename="todo-export-alice@example.com.json"'
+    )
+    assert json.loads(response.content)["users"] == [_export_of(user)]
+
+
+@pytest.mark.django_db
+def test_exporting_an_unknown_user_is_a_404(support_client):
+    url = f"{USERS_URL}00000000-0000-0000-0000-000000000000/export/"
+    assert support_client.get(url).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_export_needs_the_admin(client, user):
+    response = client.get(f"{USERS_URL}{user.pk}/export/")
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+
+
+# --- Change form saves are logged -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_change_form_save_is_recorded_with_the_actor(support_client, support_user, user):
+    support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        {"email": "alice@example.com", "display_name": "Alice", "timezone": "Europe/Berlin"},
+    )
+
+    entry = LogEntry.objects.get()
+    assert (entry.user_id, entry.object_id, entry.action_flag) == (
+        support_user.pk,
+        str(user.pk),
+        CHANGE,
+    )
+    assert entry.get_change_message() == "Changed Timezone and Is active."
+    user.refresh_from_db()
+    assert user.timezone == "Europe/Berlin"
+    assert not user.is_active  # an unticked box deactivates, as the action does
+
+
+@pytest.mark.django_db
+def test_a_deactivated_users_access_token_stops_working_at_once(support_client, api_client, user):
+    assert api_client.get("/api/v1/tasks/").status_code == 200
+
+    action(support_client, "deactivate", user)
+
+    assert api_client.get("/api/v1/tasks/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_set_a_password(admin_client, user):
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/password/",
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("another-long-passphrase")
+
+
+@pytest.mark.django_db
+def test_staff_without_the_view_permission_cannot_export(client, make_user, user):
+    client.force_login(make_user(is_staff=True))
+
+    assert client.get(f"{USERS_URL}{user.pk}/export/").status_code == 403

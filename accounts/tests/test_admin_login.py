@@ -1,0 +1,89 @@
+"""The admin sign-in: rate-limited per client IP and per username; served at ADMIN_URL."""
+
+import importlib
+
+import pytest
+from django.test import Client
+from django.urls import clear_url_caches, resolve
+
+LOGIN_URL = "/admin/login/"
+
+
+def sign_in(client: Client, username: str, password: str = "wrong-password", ip="10.0.0.1"):
+    form = {"username": username, "password": password, "next": "/admin/"}
+    return client.post(LOGIN_URL, form, REMOTE_ADDR=ip)
+
+
+@pytest.mark.django_db
+def test_the_eleventh_attempt_from_one_address_in_a_minute_is_a_429_page(client, support_user):
+    answers = [sign_in(client, f"guess{i}@example.com").status_code for i in range(10)]
+
+    limited = sign_in(client, "support@example.com", "correct-horse-battery-staple")
+
+    assert answers == [200] * 10  # the login form again, with its error
+    assert limited.status_code == 429
+    assert limited["Content-Type"] == "text/html; charset=utf-8"
+    assert 1 <= int(limited["Retry-After"]) <= 60
+    assert "Too many sign-in attempts" in limited.content.decode()
+    assert "_auth_user_id" not in client.session  # not even the right password gets through
+
+
+@pytest.mark.django_db
+def test_one_username_is_limited_whatever_the_address(client, support_user):
+    for i in range(10):
+        sign_in(client, "Support@Example.com ", ip=f"10.0.1.{i}")
+
+    assert sign_in(client, "support@example.com", ip="10.0.2.1").status_code == 429
+    assert sign_in(client, "someone-else@example.com", ip="10.0.2.2").status_code == 200
+
+
+@pytest.mark.django_db
+def test_under_the_limit_a_support_user_signs_in(client, support_user):
+    sign_in(client, "support@example.com")
+
+    response = sign_in(client, "support@example.com", "correct-horse-battery-staple")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+
+
+@pytest.mark.django_db
+def test_showing_the_form_does_not_count(client):
+    for _ in range(20):
+        assert client.get(LOGIN_URL).status_code == 200
+
+    assert sign_in(client, "support@example.com").status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_limit_comes_from_rate_limit_login(client, settings):
+    settings.RATE_LIMIT_LOGIN = "2/m"
+
+    answers = [sign_in(client, "support@example.com").status_code for _ in range(3)]
+
+    assert answers == [200, 200, 429]
+
+
+@pytest.fixture
+def admin_url(settings):
+    """Reloads the URLconf with settings.ADMIN_URL as the test sets it, then restores it."""
+    import todo_project.urls
+
+    def use(path: str) -> None:
+        settings.ADMIN_URL = path
+        importlib.reload(todo_project.urls)
+        clear_url_caches()
+
+    yield use
+    settings.ADMIN_URL = "admin/"
+    importlib.reload(todo_project.urls)
+    clear_url_caches()
+
+
+@pytest.mark.django_db
+def test_the_admin_is_served_at_admin_url(admin_url, support_client):
+    admin_url("backoffice-7f3a/")
+
+    assert resolve("/backoffice-7f3a/").url_name == "index"
+    assert support_client.get("/backoffice-7f3a/accounts/user/").status_code == 200
+    assert support_client.get("/admin/accounts/user/").status_code == 404

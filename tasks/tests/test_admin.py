@@ -1,0 +1,516 @@
+"""The admin of tasks, lists and tags: displays, search, filters, actions, edits."""
+
+from datetime import date, timedelta
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.utils import timezone
+
+from accounts.models import User
+from tasks import services
+from tasks.models import Priority, Tag, Task, TaskList
+
+TASKS_URL = "/admin/tasks/task/"
+LISTS_URL = "/admin/tasks/tasklist/"
+TAGS_URL = "/admin/tasks/tag/"
+
+
+def add_task(owner: User, title: str = "Task", **data) -> Task:
+    return services.task_create(user=owner, data={"title": title, **data})
+
+
+def titles(response) -> list[str]:
+    assert response.status_code == 200
+    return sorted(task.title for task in response.context["cl"].result_list)
+
+
+def run_action(client, name: str, *tasks: Task):
+    return client.post(TASKS_URL, {"action": name, "_selected_action": [str(t.pk) for t in tasks]})
+
+
+# --- Changelists: columns and a fixed number of queries ---------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_task_changelist_shows_owner_email_list_priority_due_completed_and_updated(
+    support_client, user
+):
+    home = TaskList.objects.create(owner=user, name="Home")
+    add_task(user, "Pay rent", list=home, priority=Priority.HIGH, due_date=date(2026, 12, 1))
+
+    response = support_client.get(TASKS_URL)
+
+    html = response.content.decode()
+    for text in ("Pay rent", "alice@example.com", "Home", "high", "Dec. 1, 2026"):
+        assert text in html
+    for column in ("Owner", "List", "Priority", "Due date", "Completed", "Updated at"):
+        assert f">{column}</a>" in html or f">{column}</span>" in html
+
+
+def _bulk_owned_rows(owners: list[User], rows: int) -> None:
+    lists = TaskList.objects.bulk_create(
+        TaskList(owner=owners[i % len(owners)], name=f"List {i}", position=i) for i in range(rows)
+    )
+    tags = Tag.objects.bulk_create(
+        Tag(owner=owners[i % len(owners)], name=f"tag {i}") for i in range(rows)
+    )
+    tasks = Task.objects.bulk_create(
+        Task(
+            owner=lists[i].owner,
+            list=lists[i],
+            title=f"Task {i}",
+            position=i,
+            priority=i % 4,
+            due_date=date(2026, 12, 1) if i % 2 else None,
+        )
+        for i in range(rows)
+    )
+    Task.tags.through.objects.bulk_create(
+        Task.tags.through(task=task, tag=tag) for task, tag in zip(tasks, tags, strict=True)
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rows", [10, 100])
+@pytest.mark.parametrize("url", [TASKS_URL, LISTS_URL, TAGS_URL])
+def test_each_changelist_runs_a_fixed_number_of_queries_whatever_the_page_size(
+    support_client, make_user, url, rows, django_assert_max_num_queries
+):
+    owners = [make_user() for _ in range(7)]
+    _bulk_owned_rows(owners, rows)
+
+    # session, user, 2 × permissions, one COUNT, the page (owner, list, counts joined in)
+    with django_assert_max_num_queries(6):
+        response = support_client.get(url)
+
+    assert response.status_code == 200
+    assert len(response.context["cl"].result_list) == rows
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [TASKS_URL, LISTS_URL, TAGS_URL])
+def test_a_search_by_owner_email_adds_one_query(
+    support_client, user, url, django_assert_max_num_queries
+):
+    _bulk_owned_rows([user], 100)
+
+    with django_assert_max_num_queries(7):
+        response = support_client.get(url, {"q": "alice@example.com"})
+
+    assert len(response.context["cl"].result_list) == 100
+
+
+@pytest.mark.django_db
+def test_list_and_tag_changelists_count_their_tasks(support_client, user):
+    home = TaskList.objects.create(owner=user, name="Home")
+    add_task(user, "One", list=home, tags=["money"])
+    add_task(user, "Two", list=home, tags=["money"])
+    add_task(user, "Three")
+
+    lists = support_client.get(LISTS_URL).context["cl"].result_list
+    tags = support_client.get(TAGS_URL).context["cl"].result_list
+
+    assert [(task_list.name, task_list.task_count) for task_list in lists] == [("Home", 2)]
+    assert [(tag.name, tag.task_count) for tag in tags] == [("money", 2)]
+
+
+# --- Search -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_owners_tasks(user, other_user, make_user):
+    add_task(user, "Pay rent")
+    add_task(user, "Buy milk")
+    add_task(other_user, "Pay taxes")
+    add_task(make_user(email="alice.smith@example.com"), "Walk the dog")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("two_owners_tasks")
+def test_tasks_are_found_by_the_exact_owner_email_in_any_case(support_client):
+    found = titles(support_client.get(TASKS_URL, {"q": " Alice@Example.com "}))
+
+    assert found == ["Buy milk", "Pay rent"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("two_owners_tasks")
+def test_tasks_are_found_by_the_start_of_the_owner_email(support_client):
+    assert titles(support_client.get(TASKS_URL, {"q": "alice"})) == [
+        "Buy milk",
+        "Pay rent",
+        "Walk the dog",
+    ]
+    assert titles(support_client.get(TASKS_URL, {"q": "alice.smith@"})) == ["Walk the dog"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("two_owners_tasks")
+def test_tasks_are_found_by_title_and_words_narrow_the_search(support_client):
+    assert titles(support_client.get(TASKS_URL, {"q": "PAY"})) == ["Pay rent", "Pay taxes"]
+    assert titles(support_client.get(TASKS_URL, {"q": "pay mallory@example.com"})) == ["Pay taxes"]
+    assert titles(support_client.get(TASKS_URL, {"q": '"pay r"'})) == ["Pay rent"]
+    assert titles(support_client.get(TASKS_URL, {"q": "nobody@example.com"})) == []
+
+
+@pytest.mark.django_db
+def test_lists_and_tags_are_found_by_name_or_owner_email(support_client, user, other_user):
+    TaskList.objects.create(owner=user, name="Home")
+    TaskList.objects.create(owner=other_user, name="Work")
+    Tag.objects.create(owner=user, name="money")
+    Tag.objects.create(owner=other_user, name="urgent")
+
+    def names(url, q):
+        return [row.name for row in support_client.get(url, {"q": q}).context["cl"].result_list]
+
+    assert names(LISTS_URL, "mallory@example.com") == ["Work"]
+    assert names(LISTS_URL, "hom") == ["Home"]
+    assert names(TAGS_URL, "alice@example.com") == ["money"]
+    assert names(TAGS_URL, "URG") == ["urgent"]
+
+
+# --- Filters ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dated_tasks(user):
+    today = timezone.localdate()
+    monday = today - timedelta(days=today.weekday())
+    add_task(user, "Overdue", due_date=today - timedelta(days=30))
+    done = add_task(user, "Done late", due_date=today - timedelta(days=30))
+    services.task_complete(task=done, user=user)
+    add_task(user, "Today", due_date=today)
+    other_day = monday if today != monday else monday + timedelta(days=6)
+    add_task(user, "This week", due_date=other_day, priority=Priority.HIGH)
+    add_task(user, "Next week", due_date=monday + timedelta(days=7))
+    add_task(user, "Someday")
+    add_task(user, "Daily", due_date=monday + timedelta(days=30), recurrence="FREQ=DAILY")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("dated_tasks")
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"due": "today"}, ["Today"]),
+        ({"due": "none"}, ["Someday"]),
+        ({"recurring": "yes"}, ["Daily"]),
+        (
+            {"recurring": "no"},
+            ["Done late", "Next week", "Overdue", "Someday", "This week", "Today"],
+        ),
+        ({"completed__exact": "1"}, ["Done late"]),
+        ({"priority__exact": str(Priority.HIGH)}, ["This week"]),
+    ],
+)
+def test_tasks_are_filtered(support_client, params, expected):
+    assert titles(support_client.get(TASKS_URL, params)) == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("dated_tasks")
+def test_overdue_is_open_and_due_before_today(support_client):
+    # "This week" is due on Monday, so overdue from Tuesday on (on a Monday it is due Sunday).
+    earlier_this_week = timezone.localdate().weekday() > 0
+    expected = ["Overdue", "This week"] if earlier_this_week else ["Overdue"]
+
+    assert titles(support_client.get(TASKS_URL, {"due": "overdue"})) == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("dated_tasks")
+def test_this_week_runs_from_monday_to_sunday(support_client):
+    found = titles(support_client.get(TASKS_URL, {"due": "week"}))
+
+    assert found == ["This week", "Today"]  # not last month's, not next Monday's
+
+
+# --- Actions through the services -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_completing_a_recurring_task_in_the_admin_makes_the_next_occurrence_as_the_api_does(
+    support_client, support_user, user
+):
+    task = add_task(user, "Water plants", due_date=date(2026, 1, 5), recurrence="FREQ=WEEKLY")
+
+    response = run_action(support_client, "complete", task)
+
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert (task.completed, task.version) == (True, 2)
+    assert task.completed_at is not None
+    follower = task.next_occurrence
+    assert (follower.title, follower.completed, follower.recurrence, follower.owner) == (
+        "Water plants",
+        False,
+        "FREQ=WEEKLY",
+        user,
+    )
+    assert follower.due_date > date(2026, 1, 5)
+    entry = LogEntry.objects.get()
+    assert (entry.user_id, entry.object_id, entry.action_flag, entry.change_message) == (
+        support_user.pk,
+        str(task.pk),
+        CHANGE,
+        "Completed (admin action).",
+    )
+
+
+@pytest.mark.django_db
+def test_completing_twice_and_reopening_never_makes_a_second_copy(support_client, user):
+    task = add_task(user, "Water plants", due_date=date(2026, 1, 5), recurrence="FREQ=WEEKLY")
+
+    run_action(support_client, "complete", task)
+    run_action(support_client, "complete", task)  # already completed: left alone
+    run_action(support_client, "reopen", task)
+    run_action(support_client, "complete", task)
+
+    task.refresh_from_db()
+    assert (task.completed, task.version) == (True, 4)
+    assert Task.objects.filter(owner=user).count() == 2
+    assert LogEntry.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_reopening_clears_completion_and_bumps_the_version(support_client, user, other_user):
+    task = add_task(user, "Pay rent", completed=True)
+    untouched = add_task(other_user, "Pay taxes", completed=True)
+
+    run_action(support_client, "reopen", task)
+
+    task.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (task.completed, task.completed_at, task.version) == (False, None, 2)
+    assert (untouched.completed, untouched.version) == (True, 1)
+
+
+# --- Change forms -----------------------------------------------------------------------------
+
+
+def change_form_data(task: Task, **changes) -> dict:
+    data = {
+        "title": task.title,
+        "description": task.description,
+        "list": task.list_id or "",
+        "parent": task.parent_id or "",
+        "tags": ",".join(str(tag.pk) for tag in task.tags.all()),
+        "priority": task.priority,
+        "due_date": task.due_date or "",
+        "due_time": task.due_time or "",
+    }
+    return {**data, **changes}
+
+
+@pytest.mark.django_db
+def test_an_edit_goes_through_the_service_bumps_the_version_and_ignores_read_only_fields(
+    support_client, support_user, user, other_user
+):
+    task = add_task(user, "Pay rent", tags=["money"])
+    money = Tag.objects.get(owner=user, name="money")
+    home = TaskList.objects.create(owner=user, name="Home")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(
+            task,
+            title="Pay the rent",
+            list=home.pk,
+            tags=str(money.pk),
+            version=99,
+            position=1,
+            completed="on",
+            owner=other_user.pk,
+        ),
+    )
+
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert (task.title, task.list, task.version, task.completed, task.owner) == (
+        "Pay the rent",
+        home,
+        2,
+        False,
+        user,
+    )
+    assert task.position == 1024  # the end of its new list, as the service places it
+    assert list(task.tags.all()) == [money]
+    entry = LogEntry.objects.get()
+    assert (entry.user_id, entry.get_change_message()) == (
+        support_user.pk,
+        "Changed Title and List.",
+    )
+
+
+@pytest.mark.django_db
+def test_the_change_form_shows_timestamps_version_position_and_completion_read_only(
+    support_client, user
+):
+    task = add_task(user, "Pay rent")
+
+    response = support_client.get(f"{TASKS_URL}{task.pk}/change/")
+
+    form = response.context["adminform"].form
+    assert set(form.fields) == {
+        "title",
+        "description",
+        "list",
+        "parent",
+        "tags",
+        "priority",
+        "due_date",
+        "due_time",
+    }
+    assert response.context["has_delete_permission"] is False
+    assert f"{TASKS_URL}{task.pk}/delete/" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_another_users_list_parent_or_tag_is_a_form_error_not_a_change(
+    support_client, user, other_user
+):
+    task = add_task(user, "Pay rent")
+    foreign_list = TaskList.objects.create(owner=other_user, name="Work")
+    foreign_parent = add_task(other_user, "Taxes")
+    foreign_tag = Tag.objects.create(owner=other_user, name="secret")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(
+            task, list=foreign_list.pk, parent=foreign_parent.pk, tags=str(foreign_tag.pk)
+        ),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "list": ["This list belongs to another user."],
+        "parent": ["This parent belongs to another user."],
+        "tags": ["These tags belong to another user: secret."],
+    }
+    task.refresh_from_db()
+    assert (task.list, task.parent, task.version) == (None, None, 1)
+
+
+@pytest.mark.django_db
+def test_a_subtask_is_one_level_deep_and_in_its_parents_list(support_client, user):
+    home = TaskList.objects.create(owner=user, name="Home")
+    parent = add_task(user, "Move house", list=home)
+    child = add_task(user, "Pack", list=home, parent=parent)
+    task = add_task(user, "Pay rent")
+
+    def errors(**changes):
+        response = support_client.post(
+            f"{TASKS_URL}{task.pk}/change/", change_form_data(task, **changes)
+        )
+        return response.context["adminform"].form.errors
+
+    assert errors(parent=child.pk, list=home.pk) == {
+        "parent": ["The parent must be a top-level task other than this."]
+    }
+    assert errors(parent=parent.pk) == {"list": ["A subtask lives in its parent's list."]}
+    parent_form = change_form_data(parent, parent=task.pk, list="")
+    response = support_client.post(f"{TASKS_URL}{parent.pk}/change/", parent_form)
+    assert response.context["adminform"].form.errors == {
+        "parent": ["This task has subtasks: it cannot become one."]
+    }
+
+
+@pytest.mark.django_db
+def test_a_due_time_without_a_due_date_is_a_form_error(support_client, user):
+    task = add_task(user, "Pay rent")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_time="09:00")
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors()
+
+
+@pytest.mark.django_db
+def test_a_superuser_adds_a_task_at_the_end_of_the_owners_inbox(admin_client, user):
+    add_task(user, "First")
+
+    response = admin_client.post(
+        f"{TASKS_URL}add/",
+        {"title": "Second", "owner": user.pk, "priority": Priority.LOW, "tags": ""},
+    )
+
+    assert response.status_code == 302
+    task = Task.objects.get(title="Second")
+    assert (task.owner, task.position, task.version, task.priority) == (user, 2048, 1, 1)
+
+
+@pytest.mark.django_db
+def test_support_cannot_add_or_delete_tasks_lists_or_tags(support_client, user):
+    task = add_task(user, "Pay rent", tags=["money"])
+    home = TaskList.objects.create(owner=user, name="Home")
+    tag = Tag.objects.get(owner=user)
+
+    for url, obj in ((TASKS_URL, task), (LISTS_URL, home), (TAGS_URL, tag)):
+        assert support_client.get(f"{url}add/").status_code == 403
+        assert support_client.post(f"{url}{obj.pk}/delete/", {"post": "yes"}).status_code == 403
+        action_form = support_client.get(url).context["action_form"]
+        actions = dict(action_form.fields["action"].choices) if action_form else {}
+        assert "delete_selected" not in actions
+    assert Task.objects.filter(pk=task.pk).exists()
+    assert TaskList.objects.filter(pk=home.pk).exists()
+    assert Tag.objects.filter(pk=tag.pk).exists()
+
+
+@pytest.mark.django_db
+def test_renaming_a_list_bumps_its_version_and_a_taken_name_is_a_form_error(support_client, user):
+    home = TaskList.objects.create(owner=user, name="Home")
+    TaskList.objects.create(owner=user, name="Work")
+
+    taken = support_client.post(f"{LISTS_URL}{home.pk}/change/", {"name": "WORK", "color": ""})
+    renamed = support_client.post(
+        f"{LISTS_URL}{home.pk}/change/", {"name": "House", "color": "#112233"}
+    )
+
+    assert taken.context["adminform"].form.errors == {
+        "name": ["This user already has one with this name."]
+    }
+    assert renamed.status_code == 302
+    home.refresh_from_db()
+    assert (home.name, home.color, home.version) == ("House", "#112233", 2)
+
+
+@pytest.mark.django_db
+def test_renaming_a_tag_bumps_the_version_of_its_tasks(support_client, user):
+    task = add_task(user, "Pay rent", tags=["money"])
+    add_task(user, "Taxes", tags=["bills"])
+    tag = Tag.objects.get(name="money")
+
+    taken = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "Bills"})
+    renamed = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "cash"})
+
+    assert taken.context["adminform"].form.errors == {
+        "name": ["This user already has one with this name."]
+    }
+    assert renamed.status_code == 302
+    task.refresh_from_db()
+    assert [t.name for t in task.tags.all()] == ["cash"]
+    assert task.version == 2
+
+
+@pytest.mark.django_db
+def test_tags_set_in_the_form_are_saved_by_name_and_bump_the_version(support_client, user):
+    task = add_task(user, "Pay rent")
+    money = Tag.objects.create(owner=user, name="money")
+
+    support_client.post(f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=money.pk))
+
+    task.refresh_from_db()
+    assert (list(task.tags.all()), task.version) == ([money], 2)
+
+
+@pytest.mark.django_db
+def test_a_superuser_adds_a_list_and_a_tag_for_a_user(admin_client, user):
+    new_list = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Home"})
+    new_tag = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "money"})
+    taken = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "MONEY"})
+
+    assert (new_list.status_code, new_tag.status_code, taken.status_code) == (302, 302, 200)
+    assert [(t.owner, t.name) for t in TaskList.objects.all()] == [(user, "Home")]
+    assert [(t.owner, t.name) for t in Tag.objects.all()] == [(user, "money")]
