@@ -95,6 +95,8 @@ class TagNamesFormField(forms.Field):
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:
+            if "\x00" in name:
+                raise forms.ValidationError("Null characters are not allowed.")
             if not 1 <= len(name) <= TAG_NAME_MAX_LENGTH:
                 raise forms.ValidationError(
                     f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."

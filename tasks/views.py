@@ -459,7 +459,9 @@ class TagViewSet(
         )
 
     def get_object(self) -> Tag:
-        tag = self.get_queryset().filter(name__iexact=self.kwargs["name"]).first()
+        name = self.kwargs["name"]
+        # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.
+        tag = None if "\x00" in name else self.get_queryset().filter(name__iexact=name).first()
         if tag is None:
             raise NotFound("No tag of this name.")
         return tag
