@@ -464,7 +464,13 @@ def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
         old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
         changed = False
         for field in WRITABLE_FIELDS:
-            if field in data and getattr(current, field) != data[field]:
+            if field not in data:
+                continue
+            if field in ("list", "parent"):  # compare ids: no query for the related row
+                differs = getattr(current, f"{field}_id") != getattr(data[field], "pk", None)
+            else:
+                differs = getattr(current, field) != data[field]
+            if differs:
                 setattr(current, field, data[field])
                 changed = True
         if current.recurrence is None:
