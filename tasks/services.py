@@ -8,7 +8,8 @@ goes to the end (last + POSITION_GAP), a move bisects the gap between its new ne
 only when that gap is used up is the one sibling group renumbered, in a single UPDATE. Every
 writer of ranks first takes a transaction-level advisory lock per sibling group, in sorted order
 (so two writers never deadlock): row locks cannot lock an empty group nor the Inbox, advisory
-locks can, which keeps the order total under concurrent creates and moves.
+locks can, which keeps the order total under concurrent creates and moves. Row locks on tasks
+are always taken before group locks (and several rows in id order), so writers never deadlock.
 """
 
 import hashlib
@@ -322,6 +323,15 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
             task_list.delete()
             return
         inbox: GroupKey = (None, None)
+        # Rows first, then groups, in the order every other writer takes them: no deadlock
+        # with a concurrent move of one of these tasks.
+        list(
+            Task.objects.owned_by(user)
+            .filter(list=task_list)
+            .select_for_update()
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
         start = _end_positions(user.pk, [inbox])[inbox] - POSITION_GAP
         with connection.cursor() as cursor:
@@ -464,7 +474,13 @@ def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
         old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
         changed = False
         for field in WRITABLE_FIELDS:
-            if field in data and getattr(current, field) != data[field]:
+            if field not in data:
+                continue
+            if field in ("list", "parent"):  # compare ids: no query for the related row
+                differs = getattr(current, f"{field}_id") != getattr(data[field], "pk", None)
+            else:
+                differs = getattr(current, field) != data[field]
+            if differs:
                 setattr(current, field, data[field])
                 changed = True
         if current.recurrence is None:

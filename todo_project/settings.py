@@ -244,6 +244,8 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "todo_project.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    # RFC 3339 in UTC with Z, whole seconds (TIME_ZONE is UTC): the contract's format everywhere.
+    "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }
 
 SPECTACULAR_SETTINGS = {

@@ -24,7 +24,7 @@ def user_body(user: User) -> dict:
         "email": user.email,
         "display_name": user.display_name,
         "timezone": user.timezone,
-        "date_joined": user.date_joined.isoformat().replace("+00:00", "Z"),
+        "date_joined": user.date_joined.strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 

@@ -56,6 +56,7 @@ def test_an_unknown_tag_is_a_404(api_client):
     for response in (
         api_client.patch("/api/v1/tags/nope/", {"name": "x"}),
         api_client.delete("/api/v1/tags/nope/"),
+        api_client.delete("/api/v1/tags/a%00b/"),
     ):
         assert response.status_code == 404
         assert response["Content-Type"] == "application/problem+json"
