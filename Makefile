@@ -34,12 +34,12 @@ install: $(STAMP)
 run: install
 	DEBUG=1 HTTPS=0 $(WITH_SERVICES) bash -c '\
 	  $(PY) manage.py migrate --noinput && \
-	  $(PY) manage.py seed_demo && \
+	  $(PY) manage.py seed_demo --with-admin && \
 	  echo && echo "API      http://127.0.0.1:$(PORT)/api/v1/" && \
 	  echo "Docs     http://127.0.0.1:$(PORT)/api/docs/" && \
 	  echo "Admin    http://127.0.0.1:$(PORT)/admin/" && \
-	  echo "Demo     demo@example.com / demo-password-2026 (API sign-in; admin needs a staff user:" && \
-	  echo "         .venv/bin/python manage.py createsuperuser)" && echo && \
+	  echo "API user demo@example.com / demo-password-2026" && \
+	  echo "Admin    admin@example.com / admin-password-2026 (local superuser)" && echo && \
 	  exec $(PY) manage.py runserver 127.0.0.1:$(PORT)'
 
 # A local stand-in for the production server: DEBUG off, plain HTTP on loopback.

@@ -28,3 +28,17 @@ def test_seed_demo_ranks_tasks_through_the_services():
     rent = home[0]
     assert rent.recurrence_start == rent.due_date
     assert [tag.name for tag in rent.tags.all()] == ["money"]
+
+
+def test_seed_demo_with_admin_creates_a_local_superuser_once():
+    call_command("seed_demo", "--with-admin")
+    admin = User.objects.get(email="admin@example.com")
+    assert admin.is_superuser and admin.is_staff
+    assert admin.check_password("admin-password-2026")
+    call_command("seed_demo", "--with-admin")
+    assert User.objects.filter(is_superuser=True).count() == 1
+
+
+def test_seed_demo_without_the_flag_creates_no_superuser():
+    call_command("seed_demo")
+    assert not User.objects.filter(is_superuser=True).exists()

@@ -11,13 +11,28 @@ from tasks.models import Priority
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-2026"
+# Only for a local development database (make run passes --with-admin): a known password.
+DEMO_ADMIN_EMAIL = "admin@example.com"
+DEMO_ADMIN_PASSWORD = "admin-password-2026"
 
 
 class Command(BaseCommand):
     help = "Create the demo user (demo@example.com) with sample lists and tasks, if absent."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--with-admin",
+            action="store_true",
+            help=f"also create the superuser {DEMO_ADMIN_EMAIL} (local development only)",
+        )
+
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        if options["with_admin"] and not User.objects.filter(email=DEMO_ADMIN_EMAIL).exists():
+            User.objects.create_superuser(
+                email=DEMO_ADMIN_EMAIL, password=DEMO_ADMIN_PASSWORD, display_name="Admin"
+            )
+            self.stdout.write(f"Created demo superuser {DEMO_ADMIN_EMAIL}.")
         if User.objects.filter(email=DEMO_EMAIL).exists():
             self.stdout.write(f"Demo user {DEMO_EMAIL} already exists.")
             return
