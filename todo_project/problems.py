@@ -202,6 +202,15 @@ class ApiProblemMiddleware:
 
     @staticmethod
     def _body_too_large(request: HttpRequest) -> HttpResponse | None:
+        if (
+            "CONTENT_LENGTH" not in request.META
+            and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            # Django reads no body without a Content-Length, so a chunked one would silently
+            # count as empty (and could never be measured against the cap): refuse it plainly.
+            return problem_response(
+                request, 411, "Send the body with a Content-Length (chunked bodies are refused)."
+            )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
