@@ -41,45 +41,36 @@ def if_match(header: str, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
+WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+
+
 class ConditionalRequestMixin:
     """For a viewset over a model with `version`: ETag on read, 304, and 412 on a stale write.
 
     Put it first among the bases (`class TaskViewSet(ConditionalRequestMixin, ModelViewSet)`).
+    It overrides no action, so a viewset's own `retrieve`, `update` or `destroy` keeps working:
+    a write with `If-Match` runs in one transaction (`dispatch`), its `get_object()` locks the
+    row and compares, and `finalize_response` adds the ETag or turns a fresh read into a 304.
     The schema (todo_project.schema.AutoSchema) documents the headers and answers it adds.
     """
 
-    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        instance = self.get_object()
-        etag = etag_for(instance.version)
-        if none_match(request.headers.get("If-None-Match"), etag):
-            return Response(status=status.HTTP_304_NOT_MODIFIED, headers={"ETag": etag})
-        response = Response(self.get_serializer(instance).data)
-        response["ETag"] = etag
-        return response
+    def dispatch(self, request, *args: Any, **kwargs: Any):
+        if request.method in WRITE_METHODS and "If-Match" in request.headers:
+            # The exception handler marks this transaction for rollback on any error answer.
+            with transaction.atomic():
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
 
-    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        with transaction.atomic():
-            self._check_if_match(request)
-            response = super().update(request, *args, **kwargs)
-        if response.status_code == status.HTTP_200_OK and "version" in response.data:
-            response["ETag"] = etag_for(response.data["version"])
-        return response
-
-    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        with transaction.atomic():
-            self._check_if_match(request)
-            return super().destroy(request, *args, **kwargs)
-
-    def _check_if_match(self, request: Request) -> None:
-        header = request.headers.get("If-Match")
-        if header is None:
-            return
-        instance = self.get_object()  # 404 for someone else's id, exactly as for an unknown one
+    def get_object(self) -> models.Model:
+        instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
+        header = self.request.headers.get("If-Match")
+        if header is None or self.request.method not in WRITE_METHODS:
+            return instance
         # Lock by primary key only: the viewset's queryset may carry joins or aggregates that
-        # FOR UPDATE cannot take. The write that follows reads the row again, after the lock.
-        model: type[models.Model] = type(instance)
+        # FOR UPDATE cannot take.
         current = (
-            model._base_manager.select_for_update()
+            type(instance)
+            ._base_manager.select_for_update()
             .filter(pk=instance.pk)
             .values_list("version", flat=True)
             .first()
@@ -90,3 +81,19 @@ class ConditionalRequestMixin:
             raise PreconditionFailed(
                 f"The resource has changed since you read it: its ETag is now {etag_for(current)}."
             )
+        # Written meanwhile (If-Match: *): the write must start from what the lock protects.
+        return instance if current == instance.version else super().get_object()
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
+        data = getattr(response, "data", None)
+        if (
+            response.status_code == status.HTTP_200_OK
+            and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
+            and isinstance(data, dict)
+            and "version" in data
+        ):
+            etag = etag_for(data["version"])
+            if request.method == "GET" and none_match(request.headers.get("If-None-Match"), etag):
+                response = Response(status=status.HTTP_304_NOT_MODIFIED)
+            response["ETag"] = etag
+        return super().finalize_response(request, response, *args, **kwargs)

@@ -12,7 +12,8 @@ lies by omission (the fuzz test checks every answer against it):
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
 
-An error an operation declares itself (`extend_schema(responses=...)`) is kept as declared.
+An error an operation declares itself (`extend_schema(responses=...)`) keeps its schema and
+description, under `application/problem+json` (the only media type an error answer has).
 """
 
 from collections.abc import Callable
@@ -96,6 +97,11 @@ class AutoSchema(openapi.AutoSchema):
                 "304", self._get_response_for_code(None, "304", direction=direction)
             )
             responses["304"]["description"] = "Not modified: the `If-None-Match` ETag is current."
+        for code, response in responses.items():
+            content = response.get("content", {})
+            if code[0] in "45" and "application/json" in content:
+                # Every error answer is a problem, whatever media type a view declared.
+                content.setdefault(PROBLEM_CONTENT_TYPE, content.pop("application/json"))
         for code in sorted(self._error_codes()):
             serializer = ValidationProblemSerializer if code == 400 else ProblemSerializer
             responses.setdefault(
