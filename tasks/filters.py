@@ -209,6 +209,14 @@ class TaskFilter(django_filters.FilterSet):
         model = Task
         fields: list[str] = []
 
+    def is_valid(self) -> bool:
+        # `?due_after=` is a mistake to report, not "no filter" (django-filter's default);
+        # only an empty search means what it says.
+        for name in self.filters:
+            if name != "search" and self.data.get(name) == "":
+                self.form.add_error(name, "This parameter needs a value.")
+        return super().is_valid()
+
     def filter_priority(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
         return qs.filter(priority__in=[Priority[label.upper()] for label in value])
 
