@@ -6,6 +6,7 @@ Unknown parameters are ignored.
 """
 
 from collections.abc import Sequence
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import django_filters
@@ -85,6 +86,24 @@ class StrictBooleanField(forms.TypedChoiceField):
 @extend_schema_field(OpenApiTypes.BOOL)
 class StrictBooleanFilter(django_filters.Filter):
     field_class = StrictBooleanField
+
+
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An RFC 3339 timestamp, handed to the database in UTC: PostgreSQL refuses offsets past
+    ±15:59 that Python accepts (up to ±23:59), which would be a 500."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise forms.ValidationError("This timestamp is out of range.") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class TagNamesFormField(forms.Field):
@@ -194,7 +213,7 @@ class TaskFilter(django_filters.FilterSet):
         help_text="Full-text search in title and description: every word must start a word "
         "of the task, case-insensitively (`pay ren` finds 'Pay rent').",
     )
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",
         lookup_expr="gte",
         help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it.",

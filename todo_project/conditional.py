@@ -62,6 +62,10 @@ class ConditionalRequestMixin:
         return super().dispatch(request, *args, **kwargs)
 
     def get_object(self) -> models.Model:
+        instance = self._conditional_instance = self._locked_if_matching()
+        return instance
+
+    def _locked_if_matching(self) -> models.Model:
         instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
         header = self.request.headers.get("If-Match")
         if header is None or self.request.method not in WRITE_METHODS:
@@ -85,15 +89,24 @@ class ConditionalRequestMixin:
         return instance if current == instance.version else super().get_object()
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
-        data = getattr(response, "data", None)
+        instance = getattr(self, "_conditional_instance", None)
         if (
-            response.status_code == status.HTTP_200_OK
+            instance is not None
+            and response.status_code == status.HTTP_200_OK
             and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
-            and isinstance(data, dict)
-            and "version" in data
         ):
-            etag = etag_for(data["version"])
+            etag = etag_for(self._version_after(request, response, instance))
             if request.method == "GET" and none_match(request.headers.get("If-None-Match"), etag):
                 response = Response(status=status.HTTP_304_NOT_MODIFIED)
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
+
+    @staticmethod
+    def _version_after(request: Request, response: Response, instance: models.Model) -> int:
+        data = getattr(response, "data", None)
+        if request.method == "GET":
+            return instance.version
+        if isinstance(data, dict) and "version" in data:
+            return data["version"]
+        # A representation without `version` (lists): the row says what the write made of it.
+        return type(instance)._base_manager.values_list("version", flat=True).get(pk=instance.pk)
