@@ -42,6 +42,7 @@ def if_match(header: str, etag: str) -> bool:
 
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+SAFE_METHODS = {"GET", "HEAD"}
 
 
 class ConditionalRequestMixin:
@@ -96,7 +97,9 @@ class ConditionalRequestMixin:
             and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
         ):
             etag = etag_for(self._version_after(request, response, instance))
-            if request.method == "GET" and none_match(request.headers.get("If-None-Match"), etag):
+            if request.method in SAFE_METHODS and none_match(
+                request.headers.get("If-None-Match"), etag
+            ):
                 response = Response(status=status.HTTP_304_NOT_MODIFIED)
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
@@ -104,7 +107,7 @@ class ConditionalRequestMixin:
     @staticmethod
     def _version_after(request: Request, response: Response, instance: models.Model) -> int:
         data = getattr(response, "data", None)
-        if request.method == "GET":
+        if request.method in SAFE_METHODS:
             return instance.version
         if isinstance(data, dict) and "version" in data:
             return data["version"]
