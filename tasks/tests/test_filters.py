@@ -29,6 +29,8 @@ def titles(response) -> list[str]:
         "list=not-a-uuid",
         "list=0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
         "tag=" + "x" * 51,
+        "tag=a%00b",
+        "search=a%00b",
         "due_after=2026-13-01",
         "due_before=12/01/2026",
         "overdue=yes",
