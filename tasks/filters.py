@@ -181,6 +181,9 @@ def _boolean(description: str) -> dict:
     return {"type": "boolean", "description": description}
 
 
+CSV_PARAMETERS = {"ordering", "priority"}
+
+
 class TaskFilter(django_filters.FilterSet):
     completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
         StrictBooleanFilter()
@@ -255,10 +258,16 @@ class TaskFilter(django_filters.FilterSet):
 
     def is_valid(self) -> bool:
         # `?due_after=` is a mistake to report, not "no filter" (django-filter's default);
-        # only an empty search means what it says.
+        # only an empty search means what it says. Comma-separated values pass their items
+        # through unchecked when empty (`ordering=,`, `priority=high,`): an error too.
         for name in self.filters:
-            if name != "search" and self.data.get(name) == "":
+            value = self.data.get(name)
+            if name == "search" or value is None:
+                continue
+            if value == "":
                 self.form.add_error(name, "This parameter needs a value.")
+            elif name in CSV_PARAMETERS and "" in (item.strip() for item in value.split(",")):
+                self.form.add_error(name, "An item between the commas is empty.")
         return super().is_valid()
 
     def filter_priority(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:

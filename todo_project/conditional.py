@@ -22,6 +22,9 @@ from rest_framework.response import Response
 
 from todo_project.problems import PreconditionFailed
 
+WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+SAFE_METHODS = {"GET", "HEAD"}
+
 
 def etag_for(version: int) -> str:
     return quote_etag(str(version))
@@ -39,10 +42,6 @@ def if_match(header: str, etag: str) -> bool:
     """True when `If-Match` lists the current tag or `*` (strong comparison: weak tags fail)."""
     tags = parse_etags(header)
     return "*" in tags or etag in tags
-
-
-WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
-SAFE_METHODS = {"GET", "HEAD"}
 
 
 class ConditionalRequestMixin:

@@ -283,3 +283,14 @@ def test_a_number_is_not_accepted_as_text(api_client, url, body, field):
     response = api_client.post(url, body)
     assert response.status_code == 400
     assert response.json()["errors"] == {field: ["Not a valid string."]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query", ["ordering=,", "ordering=title,", "priority=high,", "priority=,low"]
+)
+def test_an_empty_item_in_a_comma_separated_filter_is_a_400_not_a_500(api_client, query):
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    name = query.split("=")[0]
+    assert response.json()["errors"][name] == ["An item between the commas is empty."]
