@@ -134,6 +134,13 @@ class ListDeleteQuerySerializer(serializers.Serializer):
         help_text="`inbox` (default): the list's tasks move to the Inbox; `delete`: they go too.",
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # DRF reads a blank query value as "not given" (the default); like the task filters,
+        # `?tasks=` is a mistake to report, never a silent `inbox`.
+        if self.initial_data.get("tasks") == "":
+            raise serializers.ValidationError({"tasks": ["This parameter needs a value."]})
+        return attrs
+
 
 # --- Tasks ------------------------------------------------------------------------------------
 

@@ -294,3 +294,12 @@ def test_an_empty_item_in_a_comma_separated_filter_is_a_400_not_a_500(api_client
     assert response.status_code == 400
     name = query.split("=")[0]
     assert response.json()["errors"][name] == ["An item between the commas is empty."]
+
+
+@pytest.mark.django_db
+def test_deleting_a_list_with_an_empty_tasks_parameter_is_a_400_and_keeps_it(api_client, make_list):
+    task_list = make_list()
+    response = api_client.delete(f"/api/v1/lists/{task_list.pk}/?tasks=")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"tasks": ["This parameter needs a value."]}
+    assert TaskList.objects.filter(pk=task_list.pk).exists()
