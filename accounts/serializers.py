@@ -1,11 +1,13 @@
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from rest_framework import serializers
 
 from accounts.models import DISPLAY_NAME_MAX_LENGTH, User, UserManager, validate_timezone
+from todo_project.fields import StrictCharField
 
 EMAIL_TAKEN = "An account with this email address already exists."
 WRONG_PASSWORD = "The password is not correct."
@@ -30,6 +32,12 @@ def _check_password_rules(password: str, user: User, field: str) -> None:
 
 
 class UserSerializer(serializers.ModelSerializer):
+    # Text fields take only strings: `{"display_name": 0}` is a 400, not "0".
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: StrictCharField,
+    }
+
     class Meta:
         model = User
         fields = ["id", "email", "display_name", "timezone", "date_joined"]
@@ -39,7 +47,7 @@ class UserSerializer(serializers.ModelSerializer):
 class RegisterSerializer(serializers.Serializer):
     email = serializers.EmailField()
     password = PasswordField()
-    display_name = serializers.CharField(
+    display_name = StrictCharField(
         max_length=DISPLAY_NAME_MAX_LENGTH, required=False, allow_blank=True, default=""
     )
     timezone = serializers.CharField(

@@ -6,6 +6,7 @@ Unknown parameters are ignored.
 """
 
 from collections.abc import Sequence
+from datetime import UTC
 from zoneinfo import ZoneInfo
 
 import django_filters
@@ -85,6 +86,24 @@ class StrictBooleanFilter(django_filters.Filter):
     field_class = StrictBooleanField
 
 
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An RFC 3339 timestamp, handed to the database in UTC: PostgreSQL refuses offsets past
+    ±15:59 that Python accepts (up to ±23:59), which would be a 500."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return None
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise forms.ValidationError("This timestamp is out of range.") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class TagNamesFormField(forms.Field):
     """A repeated parameter (`tag=a&tag=b`), each value a tag name."""
 
@@ -162,6 +181,9 @@ def _boolean(description: str) -> dict:
     return {"type": "boolean", "description": description}
 
 
+CSV_PARAMETERS = {"ordering", "priority"}
+
+
 class TaskFilter(django_filters.FilterSet):
     completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
         StrictBooleanFilter()
@@ -219,7 +241,7 @@ class TaskFilter(django_filters.FilterSet):
         help_text="Full-text search in title and description: every word must start a word "
         "of the task, case-insensitively (`pay ren` finds 'Pay rent').",
     )
-    updated_since = django_filters.IsoDateTimeFilter(
+    updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",
         lookup_expr="gte",
         help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it.",
@@ -233,6 +255,20 @@ class TaskFilter(django_filters.FilterSet):
     class Meta:
         model = Task
         fields: list[str] = []
+
+    def is_valid(self) -> bool:
+        # `?due_after=` is a mistake to report, not "no filter" (django-filter's default);
+        # only an empty search means what it says. Comma-separated values pass their items
+        # through unchecked when empty (`ordering=,`, `priority=high,`): an error too.
+        for name in self.filters:
+            value = self.data.get(name)
+            if name == "search" or value is None:
+                continue
+            if value == "":
+                self.form.add_error(name, "This parameter needs a value.")
+            elif name in CSV_PARAMETERS and "" in (item.strip() for item in value.split(",")):
+                self.form.add_error(name, "An item between the commas is empty.")
+        return super().is_valid()
 
     def filter_priority(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
         return qs.filter(priority__in=[Priority[label.upper()] for label in value])

@@ -196,3 +196,33 @@ class Task(models.Model):
     def sibling_group(self) -> tuple:
         """The (list, parent) inside which `position` ranks this task."""
         return (self.list_id, self.parent_id)
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a creating POST sent with an `Idempotency-Key`, kept for replays.
+
+    `response_status` is null while the first request is still running (a retry then gets a
+    409). See todo_project/idempotency.py.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotency_records"
+    )
+    key = models.CharField(max_length=255)
+    # sha256 of method, path and body: the same key with another request is a 422.
+    fingerprint = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "key"], name="idempotency_key_unique_per_owner"
+            )
+        ]
+        indexes = [models.Index(fields=["expires_at"], name="idempotency_expires")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -20,6 +20,8 @@ from tasks.models import (
     TaskList,
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
+from todo_project.fields import StrictCharField
+from todo_project.problems import FieldErrorsField
 
 MAX_TAGS_PER_TASK = 20
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
@@ -61,7 +63,7 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return self.model.objects.owned_by(self.context["request"].user)
 
 
-class TagNameField(serializers.CharField):
+class TagNameField(StrictCharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, **kwargs)
 
@@ -83,8 +85,8 @@ class TagNamesField(serializers.ListField):
 
 
 class TaskListSerializer(serializers.ModelSerializer):
-    name = serializers.CharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
-    color = serializers.CharField(
+    name = StrictCharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
+    color = StrictCharField(
         allow_null=True,
         required=False,
         default=None,
@@ -132,15 +134,22 @@ class ListDeleteQuerySerializer(serializers.Serializer):
         help_text="`inbox` (default): the list's tasks move to the Inbox; `delete`: they go too.",
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # DRF reads a blank query value as "not given" (the default); like the task filters,
+        # `?tasks=` is a mistake to report, never a silent `inbox`.
+        if self.initial_data.get("tasks") == "":
+            raise serializers.ValidationError({"tasks": ["This parameter needs a value."]})
+        return attrs
+
 
 # --- Tasks ------------------------------------------------------------------------------------
 
 
 class TaskSerializer(serializers.ModelSerializer):
-    title = serializers.CharField(
+    title = StrictCharField(
         max_length=TITLE_MAX_LENGTH, help_text="1–200 characters after trimming."
     )
-    description = serializers.CharField(
+    description = StrictCharField(
         max_length=DESCRIPTION_MAX_LENGTH,
         allow_blank=True,
         trim_whitespace=False,
@@ -148,7 +157,9 @@ class TaskSerializer(serializers.ModelSerializer):
         default="",
     )
     completed = serializers.BooleanField(required=False, default=False)
-    completed_at = Timestamp(help_text="Set by the server when the task is completed.")
+    completed_at = Timestamp(
+        allow_null=True, help_text="Set by the server when the task is completed."
+    )
     priority = PriorityField(required=False, help_text="Default `none`.")
     due_date = serializers.DateField(
         allow_null=True, required=False, default=None, input_formats=["%Y-%m-%d"]
@@ -181,7 +192,7 @@ class TaskSerializer(serializers.ModelSerializer):
         default=None,
         help_text="Another of your top-level tasks (one level deep).",
     )
-    recurrence = serializers.CharField(
+    recurrence = StrictCharField(
         allow_null=True,
         required=False,
         default=None,
@@ -191,6 +202,7 @@ class TaskSerializer(serializers.ModelSerializer):
     )
     next_occurrence = serializers.PrimaryKeyRelatedField(
         read_only=True,
+        allow_null=True,
         help_text="Always present: the id of the next task of the series, created when this "
         "recurring task was completed; null otherwise.",
     )
@@ -345,8 +357,7 @@ class ProblemDetailsSerializer(serializers.Serializer):
     detail = serializers.CharField()
     instance = serializers.CharField()
     request_id = serializers.CharField(allow_null=True)
-    errors = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
+    errors = FieldErrorsField(
         required=False,
         help_text="On 400: field or query parameter → messages (`non_field_errors` for the rest).",
     )

@@ -28,6 +28,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from accounts.models import User
 from tasks import recurrence
 from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+from tasks.quotas import task_capacity_ensure
 
 MAX_BULK_IDS: Final = 500
 BULK_ACTIONS: Final = (
@@ -446,6 +447,7 @@ def _locked(task: Task) -> Task:
 def task_create(*, user: User, data: dict[str, Any]) -> Task:
     """Creates a task at the end of its group; `data` is validated (TaskSerializer)."""
     with transaction.atomic():
+        task_capacity_ensure(user=user)
         tag_names = data.pop("tags", [])
         completed = data.pop("completed", False)
         task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})

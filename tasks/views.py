@@ -37,6 +37,8 @@ from tasks.serializers import (
     TaskMoveSerializer,
     TaskSerializer,
 )
+from todo_project.conditional import ConditionalRequestMixin
+from todo_project.idempotency import idempotent
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
@@ -148,6 +150,7 @@ class TaskPagination(LimitOffsetPagination):
     ),
 )
 class TaskListViewSet(
+    ConditionalRequestMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
@@ -178,6 +181,7 @@ class TaskListViewSet(
         annotated = self.get_queryset().get(pk=task_list.pk)
         return Response(self.get_serializer(annotated).data, status=code)
 
+    @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -286,7 +290,7 @@ class TaskListViewSet(
         responses={204: None, **ONE_ERRORS, (412, PROBLEM_JSON): PROBLEM_412},
     ),
 )
-class TaskViewSet(viewsets.ModelViewSet):
+class TaskViewSet(ConditionalRequestMixin, viewsets.ModelViewSet):
     """Your tasks and subtasks: CRUD, filters, search, ordering, moves and bulk actions."""
 
     queryset = Task.objects.none()
@@ -294,6 +298,8 @@ class TaskViewSet(viewsets.ModelViewSet):
     filterset_class = TaskFilter
     pagination_class = TaskPagination
     lookup_value_regex = UUID_PATTERN
+
+    create = idempotent(viewsets.ModelViewSet.create)
 
     def get_queryset(self) -> QuerySet:
         return Task.objects.owned_by(self.request.user).prefetch_related("tags")
@@ -334,6 +340,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         ],
     )
     @action(detail=True, methods=["post"])
+    @idempotent
     def move(self, request: Request, pk: str | None = None) -> Response:
         """Reorders a task inside its list (and parent), or moves it into another list."""
         task = self.get_object()
@@ -398,6 +405,7 @@ class TaskViewSet(viewsets.ModelViewSet):
         ],
     )
     @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    @idempotent
     def bulk(self, request: Request) -> Response:
         """Completes, reopens, deletes, moves, re-prioritises or (un)tags many tasks at once."""
         serializer = TaskBulkSerializer(data=request.data, context=self.get_serializer_context())

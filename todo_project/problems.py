@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.common import CommonMiddleware
 from django_ratelimit.exceptions import Ratelimited
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
 
@@ -214,6 +215,15 @@ class ApiProblemMiddleware:
 
     @staticmethod
     def _body_too_large(request: HttpRequest) -> HttpResponse | None:
+        if (
+            "CONTENT_LENGTH" not in request.META
+            and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            # Django reads no body without a Content-Length, so a chunked one would silently
+            # count as empty (and could never be measured against the cap): refuse it plainly.
+            return problem_response(
+                request, 411, "Send the body with a Content-Length (chunked bodies are refused)."
+            )
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -271,10 +281,27 @@ class ProblemSerializer(serializers.Serializer):
     request_id = serializers.CharField(allow_null=True)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": {
+            "anyOf": [
+                {"type": "array", "items": {"type": "string"}},
+                {"type": "object", "description": "A list's or object's errors, by index or key."},
+            ]
+        },
+        "description": "Field (or `non_field_errors`) → messages; a list field's errors are "
+        'keyed by the index of the item (`{"ids": {"3": ["Must be a valid UUID."]}}`).',
+    }
+)
+class FieldErrorsField(serializers.DictField):
+    """The `errors` member of a 400 problem."""
+
+
 class ValidationProblemSerializer(ProblemSerializer):
     """A 400 problem; `errors` maps each field (or `non_field_errors`) to its messages."""
 
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    errors = FieldErrorsField()
 
 
 def problem_responses(*status_codes: int) -> dict:

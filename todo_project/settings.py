@@ -240,7 +240,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "todo_project.schema.AutoSchema",  # adds the shared error answers
     "EXCEPTION_HANDLER": "todo_project.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -301,6 +301,17 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Largest request body accepted under /api/ (bytes); larger is a 413.
 MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+
+# --- Hardening: caps, idempotency -------------------------------------------------------------
+
+# Tasks one user may own (completed ones included); creating one more is a 409 problem.
+MAX_TASKS_PER_USER = env_int("MAX_TASKS_PER_USER", 100_000)
+# How long the first answer to an Idempotency-Key is kept; `manage.py purge_idempotency_keys`
+# deletes what is older (run it hourly, see README.md).
+IDEMPOTENCY_KEY_TTL = timedelta(seconds=env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600))
+# A key still "in progress" after this long belongs to a request whose worker died (gunicorn
+# kills a request after 30 s): a retry may take it over instead of getting 409 for a day.
+IDEMPOTENCY_STALE_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_STALE_AFTER_SECONDS", 120))
 
 # --- Logging ----------------------------------------------------------------------------------
 

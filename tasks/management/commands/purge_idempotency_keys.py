@@ -1,0 +1,14 @@
+from django.core.management.base import BaseCommand
+
+from todo_project.idempotency import purge_expired
+
+
+class Command(BaseCommand):
+    help = (
+        "Deletes Idempotency-Key records older than IDEMPOTENCY_KEY_TTL (24 h). Expired records "
+        "are already ignored; this keeps the table small. Run it as a periodic job (hourly)."
+    )
+
+    def handle(self, *args, **options) -> None:
+        deleted = purge_expired()
+        self.stdout.write(f"Deleted {deleted} expired idempotency key(s).")

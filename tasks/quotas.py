@@ -1,0 +1,24 @@
+"""Per-user caps on what a user may store, so one account cannot fill the database."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+
+from tasks.models import Task
+from todo_project.problems import Conflict
+
+
+def task_capacity_ensure(*, user, adding: int = 1) -> None:
+    """Raises a 409 when `adding` more tasks would take `user` past MAX_TASKS_PER_USER.
+
+    Call it inside the transaction that creates the tasks: it locks the user's row, so two
+    concurrent creates cannot both take the last free place. Completed tasks count too.
+    """
+    cap = settings.MAX_TASKS_PER_USER
+    get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+    # Counts at most `cap` rows: a LIMIT keeps this cheap for users far from the cap.
+    owned = Task.objects.owned_by(user).order_by()[:cap].count()
+    if owned + adding > cap:
+        raise Conflict(
+            f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "
+            "Delete some (completed ones count too) before adding more."
+        )

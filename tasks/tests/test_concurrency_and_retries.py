@@ -1,0 +1,305 @@
+"""ETags, Idempotency-Key and the per-user task cap on the real tasks and lists endpoints
+(the mechanisms themselves are tested in todo_project/tests/)."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections, transaction
+
+from conftest import client_for
+from tasks.models import IdempotencyRecord, Task, TaskList
+
+PROBLEM = "application/problem+json"
+
+
+# --- ETag / If-None-Match / If-Match ------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["tasks", "lists"])
+def test_get_one_sends_an_etag_and_a_fresh_if_none_match_is_304(
+    api_client, make_task, make_list, kind, django_assert_max_num_queries
+):
+    row = make_task() if kind == "tasks" else make_list()
+    url = f"/api/v1/{kind}/{row.pk}/"
+    first = api_client.get(url)
+    assert first.status_code == 200
+    assert first["ETag"] == '"1"'
+    with django_assert_max_num_queries(4):
+        again = api_client.get(url, HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again["ETag"] == '"1"'
+
+
+@pytest.mark.django_db
+def test_a_list_etag_is_not_sent_by_the_collection(api_client, make_task):
+    make_task()
+    response = api_client.get("/api/v1/tasks/")
+    assert response.status_code == 200 and "ETag" not in response
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_a_task_write_with_a_stale_if_match_is_412_and_changes_nothing(
+    api_client, make_task, method
+):
+    task = make_task("Pay rent")
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"priority": "high"})  # version 2 now
+    response = getattr(api_client, method)(
+        f"/api/v1/tasks/{task.pk}/", {"title": "Stale"}, HTTP_IF_MATCH='"1"'
+    )
+    assert response.status_code == 412
+    assert response["Content-Type"] == PROBLEM
+    task.refresh_from_db()
+    assert (task.title, task.version) == ("Pay rent", 2)
+
+
+@pytest.mark.django_db
+def test_a_task_write_with_the_current_if_match_answers_the_next_etag(api_client, make_task):
+    task = make_task()
+    response = api_client.patch(
+        f"/api/v1/tasks/{task.pk}/", {"title": "Fresh"}, HTTP_IF_MATCH='"1"'
+    )
+    assert response.status_code == 200
+    assert response.json()["version"] == 2
+    assert response["ETag"] == '"2"'
+
+
+@pytest.mark.django_db
+def test_deleting_a_task_with_a_stale_if_match_keeps_it_and_its_subtasks(api_client, make_task):
+    task = make_task()
+    subtask = make_task("Sub", parent=task)
+    Task.objects.filter(pk=task.pk).update(version=3)
+    response = api_client.delete(f"/api/v1/tasks/{task.pk}/", HTTP_IF_MATCH='"1"')
+    assert response.status_code == 412
+    assert Task.objects.filter(pk__in=[task.pk, subtask.pk]).count() == 2
+    assert api_client.delete(f"/api/v1/tasks/{task.pk}/", HTTP_IF_MATCH='"3"').status_code == 204
+
+
+@pytest.mark.django_db
+def test_a_list_write_with_a_stale_if_match_is_412_and_changes_nothing(
+    api_client, make_list, make_task
+):
+    task_list = make_list("Home")
+    make_task(list=task_list)
+    api_client.patch(f"/api/v1/lists/{task_list.pk}/", {"name": "House"})
+    stale = api_client.patch(
+        f"/api/v1/lists/{task_list.pk}/", {"name": "Work"}, HTTP_IF_MATCH='"1"'
+    )
+    assert stale.status_code == 412
+    deleted = api_client.delete(f"/api/v1/lists/{task_list.pk}/?tasks=delete", HTTP_IF_MATCH='"1"')
+    assert deleted.status_code == 412
+    task_list.refresh_from_db()
+    assert (task_list.name, task_list.version) == ("House", 2)
+    assert Task.objects.filter(list=task_list).count() == 1
+    fresh = api_client.patch(
+        f"/api/v1/lists/{task_list.pk}/", {"name": "Work"}, HTTP_IF_MATCH='"2"'
+    )
+    assert fresh.status_code == 200 and fresh["ETag"] == '"3"'
+    assert fresh.json()["task_count"] == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["tasks", "lists"])
+def test_another_users_row_is_404_whatever_the_conditional_headers(
+    other_client, make_task, make_list, kind
+):
+    row = make_task() if kind == "tasks" else make_list()
+    url = f"/api/v1/{kind}/{row.pk}/"
+    assert other_client.get(url, HTTP_IF_NONE_MATCH="*").status_code == 404
+    assert other_client.patch(url, {"name": "x"}, HTTP_IF_MATCH="*").status_code == 404
+    assert other_client.delete(url, HTTP_IF_MATCH='"1"').status_code == 404
+    row.refresh_from_db()
+    assert row.version == 1
+
+
+def _waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_clients_patching_with_the_same_etag_one_wins_one_gets_412(user, make_task):
+    """Both requests are held at the row lock (the test holds it), then let go together."""
+    task = make_task("Original")
+    results: dict[str, int] = {}
+
+    def patch(title: str) -> None:
+        try:
+            response = client_for(user).patch(
+                f"/api/v1/tasks/{task.pk}/", {"title": title}, HTTP_IF_MATCH='"1"'
+            )
+            results[title] = response.status_code
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=patch, args=(title,)) for title in ("A", "B")]
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=task.pk)
+        for thread in threads:
+            thread.start()
+        for _ in range(200):  # both writers queue on the lock (bounded wait, ~10 s at most)
+            if _waiters() >= 2:
+                break
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(results.values()) == [200, 412]
+    task.refresh_from_db()
+    winner = next(title for title, code in results.items() if code == 200)
+    assert (task.title, task.version) == (winner, 2)
+
+
+# --- Idempotency-Key ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "body", "model"),
+    [
+        ("/api/v1/tasks/", {"title": "Pay rent"}, Task),
+        ("/api/v1/lists/", {"name": "Home"}, TaskList),
+    ],
+)
+def test_a_retried_create_with_the_same_key_creates_once(api_client, user, url, body, model):
+    first = api_client.post(url, body, HTTP_IDEMPOTENCY_KEY="create-1")
+    again = api_client.post(url, body, HTTP_IDEMPOTENCY_KEY="create-1")
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert model.objects.filter(owner=user).count() == 1
+    other = api_client.post(
+        url, {**body, "priority": "high", "color": "#000000"}, HTTP_IDEMPOTENCY_KEY="create-1"
+    )
+    assert other.status_code == 422
+    assert model.objects.filter(owner=user).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_retried_bulk_delete_replays_its_answer_instead_of_a_404(api_client, make_task):
+    ids = [str(make_task().pk), str(make_task().pk)]
+    body = {"action": "delete", "ids": ids}
+    first = api_client.post("/api/v1/tasks/bulk/", body, HTTP_IDEMPOTENCY_KEY="bulk-1")
+    again = api_client.post("/api/v1/tasks/bulk/", body, HTTP_IDEMPOTENCY_KEY="bulk-1")
+    assert first.json() == again.json() == {"updated": 2}
+    assert again["Idempotent-Replayed"] == "true"
+    assert api_client.post("/api/v1/tasks/bulk/", body).status_code == 404  # without the key
+
+
+@pytest.mark.django_db
+def test_a_retried_move_is_applied_once(api_client, make_task):
+    make_task("One")
+    second_task = make_task("Two")
+    url = f"/api/v1/tasks/{second_task.pk}/move/"
+    moved = api_client.post(url, {"after": None}, HTTP_IDEMPOTENCY_KEY="move-1")
+    again = api_client.post(url, {"after": None}, HTTP_IDEMPOTENCY_KEY="move-1")
+    assert moved.status_code == again.status_code == 200
+    assert again.json() == moved.json()
+    second_task.refresh_from_db()
+    assert second_task.version == 2  # moved once, not twice
+
+
+# --- MAX_TASKS_PER_USER ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_creating_a_task_past_the_cap_is_a_409_and_a_retry_after_freeing_space_works(
+    api_client, make_task, settings
+):
+    settings.MAX_TASKS_PER_USER = 2
+    done = make_task("Done", completed=True)
+    make_task("Open")
+    refused = api_client.post("/api/v1/tasks/", {"title": "Third"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert refused.status_code == 409
+    assert refused["Content-Type"] == PROBLEM
+    assert "limit is 2" in refused.json()["detail"]
+    assert not IdempotencyRecord.objects.exists()  # a refused request does not keep its key
+    api_client.delete(f"/api/v1/tasks/{done.pk}/")
+    retried = api_client.post("/api/v1/tasks/", {"title": "Third"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert retried.status_code == 201
+
+
+@pytest.mark.django_db
+def test_the_cap_is_per_user(api_client, other_client, make_task, other_user, settings):
+    settings.MAX_TASKS_PER_USER = 1
+    make_task("Mine")
+    assert other_client.post("/api/v1/tasks/", {"title": "Theirs"}).status_code == 201
+    assert api_client.post("/api/v1/tasks/", {"title": "Second"}).status_code == 409
+
+
+@pytest.mark.django_db
+def test_completing_a_recurring_task_at_the_cap_still_makes_the_next_occurrence(
+    api_client, make_task, settings
+):
+    """The cap limits what a client creates; completing must never fail because of it."""
+    settings.MAX_TASKS_PER_USER = 1
+    task = make_task("Rent", due_date="2026-12-01", recurrence="FREQ=MONTHLY")
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True})
+    assert response.status_code == 200
+    assert response.json()["next_occurrence"] is not None
+
+
+# --- Found by the fuzz test -----------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0504-06-22T11:48:11+19:51",  # an offset Python takes and PostgreSQL refuses
+        "0001-01-01T00:00:00+05:00",  # before year 1 once in UTC
+    ],
+)
+def test_updated_since_with_an_extreme_offset_is_a_400_or_an_answer_never_a_500(
+    api_client, make_task, value
+):
+    make_task()
+    response = api_client.get("/api/v1/tasks/", {"updated_since": value})
+    assert response.status_code in (200, 400)
+    if response.status_code == 200:
+        assert response.json()["count"] == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("parameter", ["updated_since", "due_after", "list", "completed"])
+def test_a_filter_given_without_a_value_is_a_400_not_ignored(api_client, parameter):
+    response = api_client.get(f"/api/v1/tasks/?{parameter}=")
+    assert response.status_code == 400
+    assert response.json()["errors"][parameter] == ["This parameter needs a value."]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [("/api/v1/lists/", {"name": 0}, "name"), ("/api/v1/tasks/", {"title": 1.5}, "title")],
+)
+def test_a_number_is_not_accepted_as_text(api_client, url, body, field):
+    response = api_client.post(url, body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {field: ["Not a valid string."]}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query", ["ordering=,", "ordering=title,", "priority=high,", "priority=,low"]
+)
+def test_an_empty_item_in_a_comma_separated_filter_is_a_400_not_a_500(api_client, query):
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    name = query.split("=")[0]
+    assert response.json()["errors"][name] == ["An item between the commas is empty."]
+
+
+@pytest.mark.django_db
+def test_deleting_a_list_with_an_empty_tasks_parameter_is_a_400_and_keeps_it(api_client, make_list):
+    task_list = make_list()
+    response = api_client.delete(f"/api/v1/lists/{task_list.pk}/?tasks=")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"tasks": ["This parameter needs a value."]}
+    assert TaskList.objects.filter(pk=task_list.pk).exists()

@@ -1,0 +1,114 @@
+"""Optimistic concurrency: ETag / If-None-Match / If-Match from a row's `version`.
+
+The ETag of a resource is its version as a strong entity tag, `"<version>"` (the URL already
+names the row). It is strong because `If-Match` uses the strong comparison (RFC 9110 13.1.1):
+a weak tag would never match there. `version` grows by one on every change of the row.
+
+- GET one answers `ETag`; `If-None-Match` listing it (or `*`) is a 304 without a body.
+- PATCH / PUT / DELETE with `If-Match` that lists neither the current tag nor `*` is a 412
+  problem and nothing changes. Without `If-Match` the write goes through (last writer wins).
+- The comparison and the write happen in one transaction, the row locked (SELECT ... FOR
+  UPDATE) before comparing: of two clients holding the same ETag exactly one wins, the other
+  waits for the lock, then sees the new version and gets its 412.
+"""
+
+from typing import Any
+
+from django.db import models, transaction
+from django.utils.http import parse_etags, quote_etag
+from rest_framework import exceptions, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from todo_project.problems import PreconditionFailed
+
+WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+SAFE_METHODS = {"GET", "HEAD"}
+
+
+def etag_for(version: int) -> str:
+    return quote_etag(str(version))
+
+
+def none_match(header: str | None, etag: str) -> bool:
+    """True when `If-None-Match` lists the current tag (weak comparison, RFC 9110 13.1.2)."""
+    if header is None:
+        return False
+    tags = parse_etags(header)
+    return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
+
+
+def if_match(header: str, etag: str) -> bool:
+    """True when `If-Match` lists the current tag or `*` (strong comparison: weak tags fail)."""
+    tags = parse_etags(header)
+    return "*" in tags or etag in tags
+
+
+class ConditionalRequestMixin:
+    """For a viewset over a model with `version`: ETag on read, 304, and 412 on a stale write.
+
+    Put it first among the bases (`class TaskViewSet(ConditionalRequestMixin, ModelViewSet)`).
+    It overrides no action, so a viewset's own `retrieve`, `update` or `destroy` keeps working:
+    a write with `If-Match` runs in one transaction (`dispatch`), its `get_object()` locks the
+    row and compares, and `finalize_response` adds the ETag or turns a fresh read into a 304.
+    The schema (todo_project.schema.AutoSchema) documents the headers and answers it adds.
+    """
+
+    def dispatch(self, request, *args: Any, **kwargs: Any):
+        if request.method in WRITE_METHODS and "If-Match" in request.headers:
+            # The exception handler marks this transaction for rollback on any error answer.
+            with transaction.atomic():
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_object(self) -> models.Model:
+        instance = self._conditional_instance = self._locked_if_matching()
+        return instance
+
+    def _locked_if_matching(self) -> models.Model:
+        instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
+        header = self.request.headers.get("If-Match")
+        if header is None or self.request.method not in WRITE_METHODS:
+            return instance
+        # Lock by primary key only: the viewset's queryset may carry joins or aggregates that
+        # FOR UPDATE cannot take.
+        current = (
+            type(instance)
+            ._base_manager.select_for_update()
+            .filter(pk=instance.pk)
+            .values_list("version", flat=True)
+            .first()
+        )
+        if current is None:  # deleted between the read and the lock
+            raise exceptions.NotFound()
+        if not if_match(header, etag_for(current)):
+            raise PreconditionFailed(
+                f"The resource has changed since you read it: its ETag is now {etag_for(current)}."
+            )
+        # Written meanwhile (If-Match: *): the write must start from what the lock protects.
+        return instance if current == instance.version else super().get_object()
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
+        instance = getattr(self, "_conditional_instance", None)
+        if (
+            instance is not None
+            and response.status_code == status.HTTP_200_OK
+            and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
+        ):
+            etag = etag_for(self._version_after(request, response, instance))
+            if request.method in SAFE_METHODS and none_match(
+                request.headers.get("If-None-Match"), etag
+            ):
+                response = Response(status=status.HTTP_304_NOT_MODIFIED)
+            response["ETag"] = etag
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @staticmethod
+    def _version_after(request: Request, response: Response, instance: models.Model) -> int:
+        data = getattr(response, "data", None)
+        if request.method in SAFE_METHODS:
+            return instance.version
+        if isinstance(data, dict) and "version" in data:
+            return data["version"]
+        # A representation without `version` (lists): the row says what the write made of it.
+        return type(instance)._base_manager.values_list("version", flat=True).get(pk=instance.pk)

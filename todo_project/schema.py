@@ -1,0 +1,142 @@
+"""The OpenAPI schema's shared parts: every operation inherits the error answers it can give.
+
+drf-spectacular documents the success answer of each operation; this AutoSchema adds, as
+`application/problem+json` (the Problem / ValidationProblem components), the errors that the
+shared machinery produces on every endpoint, so no view has to list them and the schema never
+lies by omission (the fuzz test checks every answer against it):
+
+- 400 when the operation reads a body, query parameters (a list) or an Idempotency-Key;
+  413 and 415 when it reads a body (POST, PUT, PATCH: the methods drf-spectacular documents
+  a body for);
+- 401 when it takes a token (even a public endpoint answers 401 to a broken one);
+- 404 when its path names a resource; 429 everywhere (rate limits);
+- for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
+- for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
+
+An error an operation declares itself (`extend_schema(responses=...)`) keeps its schema and
+description, under `application/problem+json` (the only media type an error answer has).
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from drf_spectacular import openapi
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+
+from todo_project.conditional import ConditionalRequestMixin
+from todo_project.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
+from todo_project.problems import (
+    PROBLEM_CONTENT_TYPE,
+    ProblemSerializer,
+    ValidationProblemSerializer,
+)
+
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+CONDITIONAL_READS = {"retrieve"}
+CONDITIONAL_WRITES = {"update", "partial_update", "destroy"}
+
+ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    description='The version of the resource, as a strong entity tag: `"<version>"`.',
+)
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="ETags the client holds: when one is current the answer is 304 without a body.",
+)
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "Write only if the resource still has this ETag (or `*`: any version); otherwise 412 "
+        "and nothing changes. Without it the last writer wins."
+    ),
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    IDEMPOTENCY_HEADER,
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes a retry safe: the first successful answer is kept 24 h for (you, this key) and "
+        "replayed for the same request; the same key with another request is a 422, a retry "
+        "while the first still runs a 409."
+    ),
+)
+IDEMPOTENT_REPLAYED = OpenApiParameter(
+    REPLAYED_HEADER,
+    {"type": "string", "enum": ["true"]},
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="Present when this answer is the stored one of an earlier request with the key.",
+)
+
+
+class AutoSchema(openapi.AutoSchema):
+    def get_override_parameters(self) -> list[Any]:
+        parameters = list(super().get_override_parameters())
+        action = self._action()
+        if action in CONDITIONAL_READS:
+            parameters += [IF_NONE_MATCH, ETAG]
+        elif action in CONDITIONAL_WRITES:
+            parameters += [IF_MATCH, ETAG]
+        if self._is_idempotent():
+            parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
+        return parameters
+
+    def _get_response_bodies(self, direction: openapi.Direction = "response") -> dict[str, Any]:
+        responses = super()._get_response_bodies(direction)
+        if direction != "response":
+            return responses
+        if self._action() in CONDITIONAL_READS:
+            responses.setdefault(
+                "304", self._get_response_for_code(None, "304", direction=direction)
+            )
+            responses["304"]["description"] = "Not modified: the `If-None-Match` ETag is current."
+        for code, response in responses.items():
+            content = response.get("content", {})
+            if code[0] in "45" and "application/json" in content:
+                # Every error answer is a problem, whatever media type a view declared.
+                content.setdefault(PROBLEM_CONTENT_TYPE, content.pop("application/json"))
+        for code in sorted(self._error_codes()):
+            serializer = ValidationProblemSerializer if code == 400 else ProblemSerializer
+            responses.setdefault(
+                str(code),
+                self._get_response_for_code(
+                    serializer, str(code), media_types=[PROBLEM_CONTENT_TYPE], direction=direction
+                ),
+            )
+        return responses
+
+    def _error_codes(self) -> set[int]:
+        codes = {429}
+        if self.method in BODY_METHODS:  # drf-spectacular documents a body for these only
+            codes |= {400, 413, 415}
+        if self.method == "GET" and self._is_list_view():
+            codes.add(400)  # filters and pagination parameters
+        if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"
+            codes.add(401)
+        if "{" in self.path:
+            codes.add(404)
+        if self._action() in CONDITIONAL_WRITES:
+            codes.add(412)
+        if self._is_idempotent():
+            codes |= {400, 409, 422}
+        return codes
+
+    def _action(self) -> str | None:
+        if not isinstance(self.view, ConditionalRequestMixin):
+            return None
+        return getattr(self.view, "action", None)
+
+    def _handler(self) -> Callable | None:
+        name = getattr(self.view, "action", None) or self.method.lower()
+        return getattr(self.view, name, None)
+
+    def _is_idempotent(self) -> bool:
+        return getattr(self._handler(), "idempotent", False)

@@ -1,0 +1,192 @@
+"""ETag / If-None-Match / If-Match (todo_project.conditional) on a test-only viewset."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+
+from conftest import client_for
+from tasks.models import TaskList
+from todo_project.tests.hardening_urls import GATES, Gate
+
+URLS = "todo_project.tests.hardening_urls"
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def task_list(user) -> TaskList:
+    return TaskList.objects.create(owner=user, name="Home")
+
+
+def url(task_list: TaskList) -> str:
+    return f"/api/v1/test/lists/{task_list.pk}/"
+
+
+pytestmark = pytest.mark.urls(URLS)
+
+
+@pytest.mark.django_db
+def test_get_one_sends_the_version_as_a_strong_etag(api_client, task_list):
+    response = api_client.get(url(task_list))
+    assert response.status_code == 200
+    assert response["ETag"] == '"1"'
+    assert response.json() == {"id": str(task_list.pk), "name": "Home", "version": 1}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", ['"1"', 'W/"1"', '"7", "1"', "*"])
+def test_if_none_match_with_the_current_etag_is_304_without_a_body(api_client, task_list, header):
+    response = api_client.get(url(task_list), HTTP_IF_NONE_MATCH=header)
+    assert response.status_code == 304
+    assert response.content == b""
+    assert response["ETag"] == '"1"'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", ['"2"', "1", "garbage", ""])
+def test_if_none_match_with_another_etag_gets_the_body(api_client, task_list, header):
+    response = api_client.get(url(task_list), HTTP_IF_NONE_MATCH=header)
+    assert response.status_code == 200
+    assert response.json()["name"] == "Home"
+
+
+@pytest.mark.django_db
+def test_a_change_makes_the_old_etag_stale_for_reads(api_client, task_list):
+    api_client.patch(url(task_list), {"name": "Work"})
+    response = api_client.get(url(task_list), HTTP_IF_NONE_MATCH='"1"')
+    assert response.status_code == 200
+    assert response["ETag"] == '"2"'
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_write_with_a_stale_if_match_is_412_and_changes_nothing(api_client, task_list, method):
+    TaskList.objects.filter(pk=task_list.pk).update(version=2)  # someone else wrote meanwhile
+    response = getattr(api_client, method)(url(task_list), {"name": "Work"}, HTTP_IF_MATCH='"1"')
+    assert response.status_code == 412
+    assert response["Content-Type"] == PROBLEM
+    body = response.json()
+    assert body["title"] == "Precondition failed"
+    assert '"2"' in body["detail"]
+    task_list.refresh_from_db()
+    assert (task_list.name, task_list.version) == ("Home", 2)
+
+
+@pytest.mark.django_db
+def test_a_weak_etag_never_matches_if_match(api_client, task_list):
+    response = api_client.patch(url(task_list), {"name": "Work"}, HTTP_IF_MATCH='W/"1"')
+    assert response.status_code == 412
+    task_list.refresh_from_db()
+    assert task_list.name == "Home"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("header", ['"1"', '"9", "1"', "*"])
+def test_write_with_a_matching_if_match_goes_through_and_answers_the_new_etag(
+    api_client, task_list, header
+):
+    response = api_client.patch(url(task_list), {"name": "Work"}, HTTP_IF_MATCH=header)
+    assert response.status_code == 200
+    assert response["ETag"] == '"2"'
+    assert response.json() == {"id": str(task_list.pk), "name": "Work", "version": 2}
+
+
+@pytest.mark.django_db
+def test_without_if_match_the_last_writer_wins(api_client, task_list):
+    TaskList.objects.filter(pk=task_list.pk).update(version=5)
+    response = api_client.patch(url(task_list), {"name": "Work"})
+    assert response.status_code == 200
+    assert response.json()["version"] == 6
+
+
+@pytest.mark.django_db
+def test_delete_with_a_stale_if_match_is_412_and_keeps_the_row(api_client, task_list):
+    response = api_client.delete(url(task_list), HTTP_IF_MATCH='"3"')
+    assert response.status_code == 412
+    assert TaskList.objects.filter(pk=task_list.pk).exists()
+
+
+@pytest.mark.django_db
+def test_delete_with_the_current_if_match_deletes(api_client, task_list):
+    response = api_client.delete(url(task_list), HTTP_IF_MATCH='"1"')
+    assert response.status_code == 204
+    assert not TaskList.objects.filter(pk=task_list.pk).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["get", "patch", "delete"])
+def test_someone_elses_row_is_404_with_or_without_etags_and_unchanged(
+    other_client, task_list, method
+):
+    headers = {"HTTP_IF_MATCH": "*", "HTTP_IF_NONE_MATCH": '"1"'}
+    response = getattr(other_client, method)(url(task_list), {"name": "Mine"}, **headers)
+    assert response.status_code == 404
+    assert "ETag" not in response
+    task_list.refresh_from_db()
+    assert (task_list.name, task_list.version) == ("Home", 1)
+
+
+@pytest.mark.django_db
+def test_conditional_requests_cost_at_most_one_more_query(
+    api_client, task_list, django_assert_max_num_queries
+):
+    with django_assert_max_num_queries(2):  # user (token generation) + row
+        assert api_client.get(url(task_list), HTTP_IF_NONE_MATCH='"1"').status_code == 304
+    # user, row, lock, row again, uniqueness check of the name, update (+ savepoints)
+    with django_assert_max_num_queries(8):
+        response = api_client.patch(url(task_list), {"name": "Work"}, HTTP_IF_MATCH='"1"')
+        assert response.status_code == 200
+
+
+def _waiting_on_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_writers_holding_the_same_etag_cannot_both_win(user):
+    """The first writer holds the row lock (paused inside its transaction); the second, with
+    the same ETag, must wait for it and then see the new version: exactly one 412."""
+    task_list = TaskList.objects.create(owner=user, name="Home")
+    GATES["first"] = gate = Gate()
+    results: dict[str, int] = {}
+
+    def write(name: str) -> None:
+        try:
+            response = client_for(user).patch(url(task_list), {"name": name}, HTTP_IF_MATCH='"1"')
+            results[name] = response.status_code
+        finally:
+            connections.close_all()
+
+    first = threading.Thread(target=write, args=("first",))
+    second = threading.Thread(target=write, args=("second",))
+    try:
+        first.start()
+        assert gate.entered.wait(timeout=20)
+        second.start()
+        for _ in range(200):  # until the second writer blocks on the row lock (at most ~10 s)
+            if _waiting_on_a_lock() or not second.is_alive():
+                break
+            time.sleep(0.05)
+        gate.release.set()
+        first.join(timeout=20)
+        second.join(timeout=20)
+    finally:
+        gate.release.set()
+        GATES.pop("first")
+    assert results == {"first": 200, "second": 412}
+    task_list.refresh_from_db()
+    assert (task_list.name, task_list.version) == ("first", 2)
+
+
+def test_etag_helpers_parse_lists_and_wildcards():
+    from todo_project.conditional import etag_for, if_match, none_match
+
+    assert etag_for(3) == '"3"'
+    assert none_match('W/"3", "4"', '"3"') and not none_match(None, '"3"')
+    assert if_match("*", '"3"') and not if_match('W/"3"', '"3"')
