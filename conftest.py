@@ -5,9 +5,9 @@ import uuid
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
+from accounts.tokens import RefreshToken
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 

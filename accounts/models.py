@@ -1,3 +1,4 @@
+import functools
 import uuid
 import zoneinfo
 
@@ -10,8 +11,14 @@ from django.utils.timezone import now
 DISPLAY_NAME_MAX_LENGTH = 100
 
 
+@functools.cache
+def _known_timezones() -> frozenset[str]:
+    # available_timezones() walks the tz database on disk (~60 ms): once per process is enough.
+    return frozenset(zoneinfo.available_timezones())
+
+
 def validate_timezone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if value not in _known_timezones():
         raise ValidationError(
             f"Unknown time zone {value!r}: use an IANA name such as Europe/Berlin."
         )
@@ -52,6 +59,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=now)
+    # Carried in every JWT as the `gen` claim; bumping it kills every token issued before, at
+    # once (password change or reset, deactivation), checked in the one user lookup per request.
+    token_generation = models.PositiveIntegerField(default=0, editable=False)
 
     objects = UserManager()
 
@@ -69,6 +79,10 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def revoke_tokens(self) -> None:
+        """Makes every refresh and access token issued so far invalid (saved by the caller)."""
+        self.token_generation += 1
 
     def clean(self) -> None:
         super().clean()

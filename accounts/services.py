@@ -3,10 +3,20 @@
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
+from rest_framework import exceptions, serializers
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import User
+from accounts.tokens import RefreshToken, access_token_deny, token_generation_of, token_pair_for
+
+INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 
 
 def password_reset_link(*, user: User) -> str:
@@ -30,6 +40,96 @@ def user_send_password_reset(*, user: User) -> None:
 
 
 def user_deactivate(*, user: User) -> None:
-    """Locks the account: the authentication layer refuses every token of an inactive user."""
+    """Locks the account: the authentication layer refuses every token of an inactive user.
+
+    The tokens are revoked too, so reactivating the account later does not revive them.
+    """
     user.is_active = False
-    user.save(update_fields=["is_active"])
+    user.revoke_tokens()
+    user.save(update_fields=["is_active", "token_generation"])
+
+
+@transaction.atomic
+def user_register(
+    *, email: str, password: str, display_name: str = "", timezone: str = "UTC"
+) -> User:
+    """Creates the account; a taken email (in any letter case) is an IntegrityError."""
+    return User.objects.create_user(
+        email=email, password=password, display_name=display_name, timezone=timezone
+    )
+
+
+@transaction.atomic
+def user_set_password(*, user: User, password: str) -> None:
+    """Sets a new password and ends every session (all refresh and access tokens) at once."""
+    user.set_password(password)
+    user.revoke_tokens()
+    user.save(update_fields=["password", "token_generation"])
+
+
+@transaction.atomic
+def user_delete(*, user: User) -> None:
+    """Deletes the account and, by cascade, everything it owns, in one transaction.
+
+    Its recorded refresh tokens go too (simplejwt would keep them with `user = NULL`); any
+    token still held by a client then fails the user lookup with 401.
+    """
+    OutstandingToken.objects.filter(user=user).delete()
+    user.delete()
+
+
+def tokens_refresh(*, refresh: str) -> dict[str, str]:
+    """Trades a refresh token for a new pair; the given one is blacklisted on the way.
+
+    Unlike simplejwt's serializer, a refresh token is used at most once even under concurrent
+    requests: blacklisting is an INSERT on a unique column, so of two requests racing with the
+    same token the second waits for the first to commit and then fails. A deleted, inactive or
+    revoked user gets a 401, never a 500.
+    """
+    try:
+        token = RefreshToken(refresh)
+    except TokenError:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
+    user = _live_user_of(token)
+    try:
+        with transaction.atomic():
+            BlacklistedToken.objects.create(token=_outstanding(token, user))
+            return token_pair_for(user)
+    except IntegrityError:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
+
+
+def user_logout(*, user: User, refresh: str, access: Token) -> None:
+    """Ends one session: blacklists its refresh token and denies the calling access token.
+
+    A refresh token that is not usable (or not the caller's) is a 400 and changes nothing: the
+    caller is signed in, only this input is wrong.
+    """
+    try:
+        token = RefreshToken(refresh)
+    except TokenError:
+        token = None
+    if token is None or token.get(api_settings.USER_ID_CLAIM) != str(user.pk):
+        raise serializers.ValidationError({"refresh": [INVALID_REFRESH]})
+    BlacklistedToken.objects.get_or_create(token=_outstanding(token, user))
+    access_token_deny(access)
+
+
+def _live_user_of(token: Token) -> User:
+    user = User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM)).first()
+    if user is None or not user.is_active or token_generation_of(token) != user.token_generation:
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
+    return user
+
+
+def _outstanding(token: Token, user: User) -> OutstandingToken:
+    outstanding, _ = OutstandingToken.objects.get_or_create(
+        jti=token[api_settings.JTI_CLAIM],
+        defaults={
+            "user": user,
+            "token": str(token),
+            "created_at": datetime_from_epoch(token["iat"]),
+            "expires_at": datetime_from_epoch(token["exp"]),
+        },
+    )
+    return outstanding

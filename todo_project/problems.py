@@ -15,7 +15,7 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.common import CommonMiddleware
 from django_ratelimit.exceptions import Ratelimited
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -160,7 +160,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
             errors={"non_field_errors": ["The body is not valid JSON."]},
             headers=headers,
         )
-    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    detail = exc.detail
+    if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
+        detail = detail["detail"]
+    detail = detail if isinstance(detail, str) else str(detail)
     return problem_response(request, exc.status_code, detail, headers=headers)
 
 
@@ -240,3 +243,33 @@ class ApiAwareCommonMiddleware(CommonMiddleware):
         if request.path_info.startswith(API_PREFIX):
             return False
         return super().should_redirect_with_slash(request)
+
+
+# --- OpenAPI ----------------------------------------------------------------------------------
+
+
+class ProblemSerializer(serializers.Serializer):
+    """An RFC 9457 problem, as every 4xx/5xx answer of the API is."""
+
+    type = serializers.CharField(default="about:blank")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField()
+    request_id = serializers.CharField(allow_null=True)
+
+
+class ValidationProblemSerializer(ProblemSerializer):
+    """A 400 problem; `errors` maps each field (or `non_field_errors`) to its messages."""
+
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+def problem_responses(*status_codes: int) -> dict:
+    """`extend_schema(responses=...)` entries for the given error answers, as problem+json."""
+    return {
+        (code, PROBLEM_CONTENT_TYPE): (
+            ValidationProblemSerializer if code == 400 else ProblemSerializer
+        )
+        for code in status_codes
+    }

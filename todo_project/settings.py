@@ -96,6 +96,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    "todo_project.ratelimit.RateLimitHeadersMiddleware",
     "todo_project.problems.ApiProblemMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "todo_project.problems.ApiAwareCommonMiddleware",
@@ -229,8 +230,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo <no-reply@localh
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # simplejwt's, plus instant revocation (token generation, logout denylist).
+        "accounts.authentication.JWTAuthentication",
     ],
+    # Per user when signed in, else per client IP; counters in the shared cache.
+    "DEFAULT_THROTTLE_CLASSES": ["todo_project.ratelimit.RateLimitThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -281,6 +285,10 @@ CORS_ALLOW_HEADERS = [
 ]
 
 RATELIMIT_USE_CACHE = "default"
+# A cache that cannot count lets requests through (logged) instead of refusing all of them.
+RATELIMIT_FAIL_OPEN = True
+# Also used by any `@ratelimit(key="ip")`: the same client IP as the throttles.
+RATELIMIT_IP_META_KEY = "todo_project.ratelimit.client_ip"
 RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "100/m")
 RATE_LIMIT_ANON = os.environ.get("RATE_LIMIT_ANON", "30/m")
 RATE_LIMIT_LOGIN = os.environ.get("RATE_LIMIT_LOGIN", "10/m")

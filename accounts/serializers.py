@@ -1,0 +1,129 @@
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.encoding import force_str
+from django.utils.http import urlsafe_base64_decode
+from rest_framework import serializers
+
+from accounts.models import DISPLAY_NAME_MAX_LENGTH, User, UserManager, validate_timezone
+
+EMAIL_TAKEN = "An account with this email address already exists."
+WRONG_PASSWORD = "The password is not correct."
+INVALID_RESET_LINK = "The reset link is invalid or has expired."
+
+
+class PasswordField(serializers.CharField):
+    """Write-only, and never trimmed: spaces are part of a password."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("max_length", 4096)  # hashing megabytes of "password" costs CPU
+        super().__init__(
+            write_only=True, trim_whitespace=False, style={"input_type": "password"}, **kwargs
+        )
+
+
+def _check_password_rules(password: str, user: User, field: str) -> None:
+    try:
+        validate_password(password, user=user)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError({field: list(exc.messages)}) from None
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "email", "display_name", "timezone", "date_joined"]
+        read_only_fields = ["id", "email", "date_joined"]
+
+
+class RegisterSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    password = PasswordField()
+    display_name = serializers.CharField(
+        max_length=DISPLAY_NAME_MAX_LENGTH, required=False, allow_blank=True, default=""
+    )
+    timezone = serializers.CharField(
+        max_length=64, required=False, default="UTC", validators=[validate_timezone]
+    )
+
+    def validate_email(self, value: str) -> str:
+        email = UserManager.normalize_email(value)
+        if User.objects.filter(email=email).exists():
+            raise serializers.ValidationError(EMAIL_TAKEN)
+        return email
+
+    def validate(self, attrs: dict) -> dict:
+        candidate = User(email=attrs["email"], display_name=attrs["display_name"])
+        _check_password_rules(attrs["password"], candidate, "password")
+        return attrs
+
+
+class TokenObtainSerializer(serializers.Serializer):
+    # A CharField, not an EmailField: a malformed address gets the same 401 as a wrong one.
+    email = serializers.CharField(max_length=254)
+    password = PasswordField()
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(read_only=True)
+    refresh = serializers.CharField(read_only=True)
+
+
+class RegisteredSerializer(TokenPairSerializer):
+    user = UserSerializer(read_only=True)
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField(max_length=4096)
+
+
+class CurrentPasswordSerializer(serializers.Serializer):
+    password = PasswordField()
+
+    def validate_password(self, value: str) -> str:
+        if not self.context["request"].user.check_password(value):
+            raise serializers.ValidationError(WRONG_PASSWORD)
+        return value
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = PasswordField()
+    new_password = PasswordField()
+
+    def validate_current_password(self, value: str) -> str:
+        if not self.context["request"].user.check_password(value):
+            raise serializers.ValidationError(WRONG_PASSWORD)
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        _check_password_rules(attrs["new_password"], self.context["request"].user, "new_password")
+        return attrs
+
+
+class PasswordResetSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+
+    def validate_email(self, value: str) -> str:
+        return UserManager.normalize_email(value)
+
+
+class PasswordResetConfirmSerializer(serializers.Serializer):
+    uid = serializers.CharField(max_length=64)
+    token = serializers.CharField(max_length=128)
+    new_password = PasswordField()
+
+    def validate(self, attrs: dict) -> dict:
+        user = self._user_of(attrs["uid"])
+        if user is None or not default_token_generator.check_token(user, attrs["token"]):
+            raise serializers.ValidationError({"token": [INVALID_RESET_LINK]})
+        _check_password_rules(attrs["new_password"], user, "new_password")
+        attrs["user"] = user
+        return attrs
+
+    @staticmethod
+    def _user_of(uid: str) -> User | None:
+        try:
+            pk = force_str(urlsafe_base64_decode(uid))
+            return User.objects.filter(pk=pk, is_active=True).first()
+        except (ValueError, TypeError, DjangoValidationError, UnicodeDecodeError):
+            return None

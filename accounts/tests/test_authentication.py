@@ -1,0 +1,132 @@
+"""What an attacker tries with tokens, and instant revocation; each answer is a plain 401."""
+
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.utils.timezone import now
+
+from accounts.services import user_deactivate
+from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tokens import AccessToken, RefreshToken
+from conftest import DEFAULT_PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+INVALID = "The access token is invalid, expired or revoked."
+
+
+def assert_refused(access: str) -> None:
+    body = assert_problem(bearer(access).get("/api/v1/auth/me/"), 401)
+    assert body["detail"] == INVALID
+
+
+def b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def test_a_valid_access_token_is_accepted(user):
+    access = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    assert bearer(access).get("/api/v1/auth/me/").status_code == 200
+
+
+def test_a_tampered_signature_is_refused(user):
+    header, payload, signature = sign_in(user.email, DEFAULT_PASSWORD)["access"].split(".")
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    assert_refused(f"{header}.{payload}.{flipped}")
+
+
+def test_a_tampered_payload_is_refused(user, other_user):
+    header, payload, signature = sign_in(user.email, DEFAULT_PASSWORD)["access"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["user_id"] = str(other_user.pk)
+    assert_refused(f"{header}.{b64(claims)}.{signature}")
+
+
+def test_alg_none_is_refused(user):
+    claims = dict(AccessToken.for_user(user).payload)
+    unsigned = f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}."
+    assert_refused(unsigned)
+
+
+def test_a_token_signed_with_another_key_is_refused(user):
+    claims = dict(AccessToken.for_user(user).payload)
+    assert_refused(jwt.encode(claims, "some-other-key-of-sufficient-length-0123", "HS256"))
+
+
+def test_an_expired_access_token_is_refused(user):
+    token = RefreshToken.for_user(user).access_token
+    token.set_exp(from_time=now() - timedelta(hours=1))
+    assert_refused(str(token))
+
+
+def test_a_refresh_token_is_never_accepted_as_an_access_token(user):
+    assert_refused(sign_in(user.email, DEFAULT_PASSWORD)["refresh"])
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer garbage"])
+def test_malformed_authorization_headers_are_401(anon_client, header):
+    response = anon_client.get("/api/v1/auth/me/", HTTP_AUTHORIZATION=header)
+    body = assert_problem(response, 401)
+    assert body["detail"] and "{" not in body["detail"]  # a message, not a dumped dict
+
+
+def test_a_deactivated_users_tokens_stop_working_at_once(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    user_deactivate(user=user)
+    assert_refused(pair["access"])
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}), 401
+    )
+
+
+def test_deactivation_by_flag_alone_also_stops_tokens(user):
+    # The admin's change form flips is_active without going through our service.
+    access = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    user.is_active = False
+    user.save()
+    assert_refused(access)
+
+
+def test_reactivating_does_not_revive_tokens_revoked_by_deactivation(user):
+    access = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    user_deactivate(user=user)
+    user.is_active = True
+    user.save()
+    assert_refused(access)
+    assert bearer(sign_in(user.email, DEFAULT_PASSWORD)["access"]).get(
+        "/api/v1/auth/me/"
+    ).status_code == (200)
+
+
+def test_revoking_tokens_bumps_the_generation_carried_in_new_tokens(user):
+    old = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    user.revoke_tokens()
+    user.save()
+    assert_refused(old)
+    new = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    assert jwt.decode(new, options={"verify_signature": False})["gen"] == 1
+    assert bearer(new).get("/api/v1/auth/me/").status_code == 200
+
+
+def test_tokens_without_the_generation_claim_die_with_the_first_revocation(user):
+    # Minted by plain simplejwt (as before this claim existed): generation 0.
+    from rest_framework_simplejwt.tokens import RefreshToken as PlainRefreshToken
+
+    access = str(PlainRefreshToken.for_user(user).access_token)
+    assert bearer(access).get("/api/v1/auth/me/").status_code == 200
+    user.revoke_tokens()
+    user.save()
+    assert_refused(access)
+
+
+def test_access_tokens_live_15_minutes_and_refresh_tokens_14_days(user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    access = jwt.decode(pair["access"], settings.SECRET_KEY, algorithms=["HS256"])
+    refresh = jwt.decode(pair["refresh"], settings.SECRET_KEY, algorithms=["HS256"])
+    assert access["exp"] - access["iat"] == 15 * 60
+    assert refresh["exp"] - refresh["iat"] == 14 * 24 * 3600
+    assert (access["token_type"], refresh["token_type"]) == ("access", "refresh")

@@ -1,0 +1,566 @@
+"""The Accounts section of the contract, endpoint by endpoint, black-box over HTTP."""
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
+from django.core import mail
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.models import User
+from accounts.tests.helpers import assert_problem, bearer, sign_in
+from conftest import DEFAULT_PASSWORD
+from tasks.models import TaskList
+
+pytestmark = pytest.mark.django_db
+
+NEW_PASSWORD = "a-brand-new-passphrase-42"
+
+
+def user_body(user: User) -> dict:
+    user.refresh_from_db()
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "display_name": user.display_name,
+        "timezone": user.timezone,
+        "date_joined": user.date_joined.isoformat().replace("+00:00", "Z"),
+    }
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+def test_register_creates_the_account_and_signs_it_in(anon_client):
+    response = anon_client.post(
+        "/api/v1/auth/register/",
+        {
+            "email": "  New.Person@Example.COM ",
+            "password": DEFAULT_PASSWORD,
+            "display_name": "New Person",
+            "timezone": "Europe/Berlin",
+            "is_staff": True,  # read-only fields can never be set by a client
+            "id": "00000000-0000-0000-0000-000000000000",
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    user = User.objects.get()
+    assert body["user"] == user_body(user)
+    assert (user.email, user.display_name, user.timezone) == (
+        "new.person@example.com",
+        "New Person",
+        "Europe/Berlin",
+    )
+    assert not user.is_staff and str(user.id) != "00000000-0000-0000-0000-000000000000"
+    assert user.password.startswith("argon2$")
+    me = bearer(body["access"]).get("/api/v1/auth/me/")
+    assert me.json() == body["user"]
+    refreshed = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": body["refresh"]})
+    assert refreshed.status_code == 200
+
+
+def test_register_defaults_display_name_and_timezone(anon_client):
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": "x@example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 201
+    assert (response.json()["user"]["display_name"], response.json()["user"]["timezone"]) == (
+        "",
+        "UTC",
+    )
+
+
+def test_register_refuses_an_email_taken_in_another_letter_case(anon_client, user):
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": "ALICE@Example.com", "password": DEFAULT_PASSWORD}
+    )
+    body = assert_problem(response, 400)
+    assert body["errors"] == {"email": ["An account with this email address already exists."]}
+    assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("password", "message"),
+    [
+        ("short-1", "This password is too short. It must contain at least 10 characters."),
+        ("password123", "This password is too common."),
+        ("4815162342108", "This password is entirely numeric."),
+        ("bob.builder@example.com", "The password is too similar to the email."),
+    ],
+)
+def test_register_applies_the_password_validators(anon_client, password, message):
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": "bob.builder@example.com", "password": password}
+    )
+    body = assert_problem(response, 400)
+    assert message in body["errors"]["password"]
+    assert not User.objects.exists()
+
+
+def test_register_validates_every_field(anon_client):
+    response = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "not-an-email", "display_name": "x" * 101, "timezone": "Mars/Base"},
+    )
+    body = assert_problem(response, 400)
+    assert set(body["errors"]) == {"email", "password", "display_name", "timezone"}
+
+
+def test_register_query_count(anon_client, django_assert_max_num_queries):
+    # email taken?, insert user (in a savepoint), the outstanding refresh token
+    with django_assert_max_num_queries(5):
+        response = anon_client.post(
+            "/api/v1/auth/register/", {"email": "q@example.com", "password": DEFAULT_PASSWORD}
+        )
+    assert response.status_code == 201
+
+
+# --- token ------------------------------------------------------------------------------------
+
+
+def test_sign_in_answers_a_working_token_pair(anon_client, user):
+    response = anon_client.post(
+        "/api/v1/auth/token/", {"email": "Alice@Example.com", "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 200
+    assert set(response.json()) == {"access", "refresh"}
+    assert bearer(response.json()["access"]).get("/api/v1/auth/me/").json() == user_body(user)
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("alice@example.com", "wrong-password-123"),
+        ("nobody@example.com", DEFAULT_PASSWORD),
+        ("not an email", DEFAULT_PASSWORD),
+    ],
+)
+def test_bad_credentials_get_one_generic_401(anon_client, user, email, password):
+    response = anon_client.post("/api/v1/auth/token/", {"email": email, "password": password})
+    body = assert_problem(response, 401)
+    assert body["detail"] == "Email or password is incorrect."
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
+def test_a_deactivated_account_cannot_sign_in(anon_client, user):
+    user.is_active = False
+    user.save()
+    response = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert assert_problem(response, 401)["detail"] == "Email or password is incorrect."
+
+
+def test_an_unknown_email_costs_a_password_hash_like_a_known_one(anon_client, user, monkeypatch):
+    # No timing assertion: we check that the expensive step (hashing) runs in both cases.
+    calls = []
+    original_encode = Argon2PasswordHasher.encode
+    original_verify = Argon2PasswordHasher.verify
+
+    def encode(self, *args, **kwargs):
+        calls.append("encode")
+        return original_encode(self, *args, **kwargs)
+
+    def verify(self, *args, **kwargs):
+        calls.append("verify")
+        return original_verify(self, *args, **kwargs)
+
+    monkeypatch.setattr(Argon2PasswordHasher, "encode", encode)
+    monkeypatch.setattr(Argon2PasswordHasher, "verify", verify)
+    anon_client.post("/api/v1/auth/token/", {"email": "ghost@example.com", "password": "x" * 12})
+    assert calls == ["encode"]
+    calls.clear()
+    anon_client.post("/api/v1/auth/token/", {"email": user.email, "password": "x" * 12})
+    assert calls == ["verify"]
+
+
+def test_sign_in_upgrades_an_older_password_hash_to_argon2(anon_client, make_user):
+    user = make_user(email="legacy@example.com")
+    User.objects.filter(pk=user.pk).update(
+        password=make_password(DEFAULT_PASSWORD, hasher="pbkdf2_sha256")
+    )
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_sha256$")
+    response = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 200
+    user.refresh_from_db()
+    assert user.password.startswith("argon2$")
+    assert user.check_password(DEFAULT_PASSWORD)
+
+
+def test_sign_in_requires_both_fields(anon_client):
+    body = assert_problem(anon_client.post("/api/v1/auth/token/", {}), 400)
+    assert body["errors"] == {
+        "email": ["This field is required."],
+        "password": ["This field is required."],
+    }
+
+
+def test_sign_in_ignores_a_stale_access_token_in_the_header(user):
+    client = bearer("not-a-valid-token")
+    response = client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 200
+
+
+def test_sign_in_query_count(anon_client, user, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):  # the user, the outstanding refresh token
+        response = anon_client.post(
+            "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+        )
+    assert response.status_code == 200
+
+
+# --- token/refresh ----------------------------------------------------------------------------
+
+
+def test_refresh_rotates_and_the_old_refresh_token_is_dead(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert response.status_code == 200
+    new_pair = response.json()
+    assert set(new_pair) == {"access", "refresh"}
+    assert new_pair["refresh"] != pair["refresh"]
+    assert bearer(new_pair["access"]).get("/api/v1/auth/me/").status_code == 200
+
+    reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    body = assert_problem(reuse, 401)
+    assert body["detail"] == "The refresh token is invalid, expired or revoked."
+    assert (
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": new_pair["refresh"]})
+    ).status_code == 200
+
+
+def test_refresh_rejects_an_access_token_and_garbage(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    for value in (pair["access"], "garbage", pair["refresh"][:-4] + "AAAA"):
+        response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": value})
+        assert_problem(response, 401)
+    assert_problem(anon_client.post("/api/v1/auth/token/refresh/", {}), 400)
+
+
+def test_refreshing_the_token_of_a_deleted_user_is_a_401_not_a_500(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    User.objects.filter(pk=user.pk).delete()  # e.g. from the admin, bypassing our service
+    response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert_problem(response, 401)
+
+
+def test_refreshing_the_token_of_a_deactivated_user_is_a_401(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert_problem(response, 401)
+
+
+def test_refresh_query_count(anon_client, user, django_assert_max_num_queries):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    # blacklist check, user, outstanding lookup, blacklist insert, new outstanding, savepoint
+    with django_assert_max_num_queries(7):
+        response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert response.status_code == 200
+
+
+# --- logout -----------------------------------------------------------------------------------
+
+
+def test_logout_kills_the_refresh_token_and_the_calling_access_token(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    other_session = sign_in(user.email, DEFAULT_PASSWORD)
+    client = bearer(pair["access"])
+    response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
+    assert response.status_code == 204
+    assert response.content == b""
+
+    assert_problem(client.get("/api/v1/auth/me/"), 401)
+    reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert_problem(reuse, 401)
+    # Only that session ended: the user's other device stays signed in.
+    assert bearer(other_session["access"]).get("/api/v1/auth/me/").status_code == 200
+
+
+def test_logout_needs_an_access_token(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    assert_problem(anon_client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]}), 401)
+
+
+def test_logout_with_another_users_refresh_token_changes_nothing(user, other_user):
+    mine = sign_in(user.email, DEFAULT_PASSWORD)
+    theirs = sign_in(other_user.email, DEFAULT_PASSWORD)
+    client = bearer(mine["access"])
+    body = assert_problem(client.post("/api/v1/auth/logout/", {"refresh": theirs["refresh"]}), 400)
+    assert body["errors"] == {"refresh": ["The refresh token is invalid, expired or revoked."]}
+    assert not BlacklistedToken.objects.exists()
+    assert client.get("/api/v1/auth/me/").status_code == 200  # my access token still works
+    assert bearer(theirs["access"]).get("/api/v1/auth/me/").status_code == 200  # and theirs too
+
+
+def test_logout_with_an_invalid_refresh_token_is_a_400(user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    client = bearer(pair["access"])
+    assert_problem(client.post("/api/v1/auth/logout/", {"refresh": "nope"}), 400)
+    assert client.get("/api/v1/auth/me/").status_code == 200
+
+
+def test_logout_query_count(user, django_assert_max_num_queries):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    client = bearer(pair["access"])
+    # user, blacklist check, outstanding token, blacklist get-or-create (in a savepoint)
+    with django_assert_max_num_queries(7):
+        response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
+    assert response.status_code == 204
+
+
+# --- me ---------------------------------------------------------------------------------------
+
+
+def test_me_shows_the_callers_profile_only(api_client, user, other_user):
+    response = api_client.get("/api/v1/auth/me/")
+    assert response.status_code == 200
+    assert response.json() == user_body(user)
+
+
+def test_me_needs_a_token(anon_client):
+    assert_problem(anon_client.get("/api/v1/auth/me/"), 401)
+
+
+def test_patch_me_changes_display_name_and_timezone_only(api_client, user, other_user):
+    response = api_client.patch(
+        "/api/v1/auth/me/",
+        {
+            "display_name": "Alice A.",
+            "timezone": "America/New_York",
+            "email": "hijack@example.com",
+            "id": str(other_user.id),
+            "date_joined": "2000-01-01T00:00:00Z",
+            "is_staff": True,
+        },
+    )
+    assert response.status_code == 200
+    assert response.json() == user_body(user)
+    assert (user.display_name, user.timezone, user.email, user.is_staff) == (
+        "Alice A.",
+        "America/New_York",
+        "alice@example.com",
+        False,
+    )
+    other_user.refresh_from_db()
+    assert other_user.display_name == "Mallory"
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"timezone": "Europe/Atlantis"}, "timezone"),
+        ({"timezone": ""}, "timezone"),
+        ({"display_name": "x" * 101}, "display_name"),
+        ({"display_name": "nul\x00byte"}, "display_name"),
+    ],
+)
+def test_patch_me_rejects_invalid_values(api_client, user, patch, field):
+    body = assert_problem(api_client.patch("/api/v1/auth/me/", patch), 400)
+    assert list(body["errors"]) == [field]
+    user.refresh_from_db()
+    assert (user.display_name, user.timezone) == ("Alice", "UTC")
+
+
+def test_put_on_me_is_not_allowed(api_client):
+    response = api_client.put("/api/v1/auth/me/", {"display_name": "x", "timezone": "UTC"})
+    assert_problem(response, 405)
+
+
+def test_me_query_count(api_client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(1):  # the user lookup of authentication, nothing else
+        assert api_client.get("/api/v1/auth/me/").status_code == 200
+    with django_assert_max_num_queries(2):
+        assert api_client.patch("/api/v1/auth/me/", {"display_name": "B"}).status_code == 200
+
+
+# --- DELETE me --------------------------------------------------------------------------------
+
+
+def test_deleting_the_account_removes_it_and_its_data(api_client, user, other_user, anon_client):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    TaskList.objects.create(owner=user, name="Home")
+    TaskList.objects.create(owner=other_user, name="Work")
+
+    response = bearer(pair["access"]).delete("/api/v1/auth/me/", {"password": DEFAULT_PASSWORD})
+    assert response.status_code == 204
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert list(TaskList.objects.values_list("name", flat=True)) == ["Work"]
+    assert not OutstandingToken.objects.filter(token=pair["refresh"]).exists()
+    assert_problem(api_client.get("/api/v1/auth/me/"), 401)
+    reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert_problem(reuse, 401)
+
+    again = anon_client.post(
+        "/api/v1/auth/register/", {"email": "alice@example.com", "password": NEW_PASSWORD}
+    )
+    assert again.status_code == 201
+
+
+@pytest.mark.parametrize("body", [{"password": "wrong-password-1"}, {}])
+def test_deleting_the_account_needs_the_right_password(api_client, user, body):
+    problem = assert_problem(api_client.delete("/api/v1/auth/me/", body), 400)
+    assert list(problem["errors"]) == ["password"]
+    assert User.objects.filter(pk=user.pk).exists()
+
+
+def test_delete_me_query_count(api_client, user, django_assert_max_num_queries):
+    TaskList.objects.create(owner=user, name="Home")
+    # auth, then the cascade: Django collects related rows table by table
+    with django_assert_max_num_queries(25):
+        response = api_client.delete("/api/v1/auth/me/", {"password": DEFAULT_PASSWORD})
+    assert response.status_code == 204
+
+
+# --- password change --------------------------------------------------------------------------
+
+
+def test_password_change_kills_every_earlier_token(anon_client, user):
+    first = sign_in(user.email, DEFAULT_PASSWORD)
+    second = sign_in(user.email, DEFAULT_PASSWORD)
+    response = bearer(first["access"]).post(
+        "/api/v1/auth/password/",
+        {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
+    )
+    assert response.status_code == 204
+    for pair in (first, second):
+        assert_problem(bearer(pair["access"]).get("/api/v1/auth/me/"), 401)
+        refresh = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+        assert_problem(refresh, 401)
+    fresh = sign_in(user.email, NEW_PASSWORD)
+    assert bearer(fresh["access"]).get("/api/v1/auth/me/").status_code == 200
+    old = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert_problem(old, 401)
+
+
+def test_password_change_checks_the_current_password_and_the_rules(api_client, user):
+    wrong = api_client.post(
+        "/api/v1/auth/password/",
+        {"current_password": "not-my-password", "new_password": NEW_PASSWORD},
+    )
+    assert assert_problem(wrong, 400)["errors"] == {
+        "current_password": ["The password is not correct."]
+    }
+    weak = api_client.post(
+        "/api/v1/auth/password/", {"current_password": DEFAULT_PASSWORD, "new_password": "123"}
+    )
+    assert list(assert_problem(weak, 400)["errors"]) == ["new_password"]
+    user.refresh_from_db()
+    assert user.check_password(DEFAULT_PASSWORD)
+    assert api_client.get("/api/v1/auth/me/").status_code == 200
+
+
+def test_password_change_query_count(api_client, django_assert_max_num_queries):
+    with django_assert_max_num_queries(4):
+        response = api_client.post(
+            "/api/v1/auth/password/",
+            {"current_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD},
+        )
+    assert response.status_code == 204
+
+
+# --- password reset ---------------------------------------------------------------------------
+
+
+def reset_link_params(message) -> dict:
+    link = next(word for word in message.body.split() if "/reset-password?" in word)
+    parsed = urlparse(link)
+    return {key: values[0] for key, values in parse_qs(parsed.query).items()}
+
+
+def test_password_reset_mails_a_link_to_the_frontend(anon_client, user, settings):
+    settings.FRONTEND_URL = "https://app.example.com"
+    response = anon_client.post("/api/v1/auth/password/reset/", {"email": "ALICE@example.com"})
+    assert response.status_code == 202
+    (message,) = mail.outbox
+    assert message.to == ["alice@example.com"]
+    assert "https://app.example.com/reset-password?uid=" in message.body
+    assert set(reset_link_params(message)) == {"uid", "token"}
+
+
+@pytest.mark.parametrize("email", ["nobody@example.com", "inactive@example.com"])
+def test_password_reset_answers_202_without_mail_for_unknown_or_inactive(
+    anon_client, make_user, email
+):
+    make_user(email="inactive@example.com", is_active=False)
+    response = anon_client.post("/api/v1/auth/password/reset/", {"email": email})
+    assert response.status_code == 202
+    assert response.content == b""
+    assert mail.outbox == []
+
+
+def test_password_reset_rejects_a_malformed_email(anon_client):
+    assert_problem(anon_client.post("/api/v1/auth/password/reset/", {"email": "x"}), 400)
+
+
+def test_password_reset_query_count(anon_client, user, django_assert_max_num_queries):
+    with django_assert_max_num_queries(1):
+        response = anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    assert response.status_code == 202
+
+
+def test_password_reset_confirm_sets_the_password_and_kills_old_tokens(anon_client, user):
+    old = sign_in(user.email, DEFAULT_PASSWORD)
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = reset_link_params(mail.outbox[0])
+
+    response = anon_client.post(
+        "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
+    )
+    assert response.status_code == 204
+    assert_problem(bearer(old["access"]).get("/api/v1/auth/me/"), 401)
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": old["refresh"]}), 401
+    )
+    sign_in(user.email, NEW_PASSWORD)
+
+    # The link works once: the token depends on the password it has just changed.
+    again = anon_client.post(
+        "/api/v1/auth/password/reset/confirm/", {**params, "new_password": "yet-another-pass-77"}
+    )
+    assert assert_problem(again, 400)["errors"] == {
+        "token": ["The reset link is invalid or has expired."]
+    }
+
+
+def test_password_reset_confirm_rejects_a_link_for_another_user(anon_client, user, other_user):
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = reset_link_params(mail.outbox[0])
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    params["uid"] = urlsafe_base64_encode(force_bytes(other_user.pk))
+    response = anon_client.post(
+        "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
+    )
+    assert_problem(response, 400)
+    other_user.refresh_from_db()
+    assert other_user.check_password(DEFAULT_PASSWORD)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [{"uid": "!!!"}, {"uid": "bm90LWEtdXVpZA"}, {"token": "abc-def"}, {"new_password": "123"}],
+)
+def test_password_reset_confirm_rejects_bad_input(anon_client, user, override):
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = {**reset_link_params(mail.outbox[0]), "new_password": NEW_PASSWORD, **override}
+    assert_problem(anon_client.post("/api/v1/auth/password/reset/confirm/", params), 400)
+    user.refresh_from_db()
+    assert user.check_password(DEFAULT_PASSWORD)
+
+
+def test_password_reset_confirm_query_count(anon_client, user, django_assert_max_num_queries):
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = {**reset_link_params(mail.outbox[0]), "new_password": NEW_PASSWORD}
+    with django_assert_max_num_queries(4):  # user, UPDATE (in a savepoint)
+        response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
+    assert response.status_code == 204

@@ -1,0 +1,274 @@
+from django.contrib.auth import authenticate
+from django.db import IntegrityError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from accounts import services
+from accounts.models import User
+from accounts.serializers import (
+    EMAIL_TAKEN,
+    CurrentPasswordSerializer,
+    PasswordChangeSerializer,
+    PasswordResetConfirmSerializer,
+    PasswordResetSerializer,
+    RefreshSerializer,
+    RegisteredSerializer,
+    RegisterSerializer,
+    TokenObtainSerializer,
+    TokenPairSerializer,
+    UserSerializer,
+)
+from accounts.tokens import token_pair_for
+from todo_project.problems import problem_responses
+from todo_project.ratelimit import LoginRateThrottle
+
+BAD_CREDENTIALS = "Email or password is incorrect."
+
+TAGS = ["accounts"]
+
+RATE_LIMIT_HEADERS = [
+    OpenApiParameter(
+        name,
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=True,
+        description=description,
+    )
+    for name, description in (
+        ("RateLimit-Limit", "Requests allowed in the current window."),
+        ("RateLimit-Remaining", "Requests left in the current window."),
+        ("RateLimit-Reset", "Seconds until the window ends."),
+    )
+] + [
+    OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[429],
+        description="Seconds to wait before trying again.",
+    )
+]
+
+
+class PublicView(generics.GenericAPIView):
+    """An endpoint that needs no token (and ignores a stale one a client may still send)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get_authenticate_header(self, request: Request) -> str:
+        # Without authenticators DRF turns a 401 into a 403; sign-in failures are 401s.
+        return 'Bearer realm="api"'
+
+
+class RegisterView(PublicView):
+    serializer_class = RegisterSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_register",
+        summary="Create an account",
+        responses={201: RegisteredSerializer, **problem_responses(400, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Creates an account and signs it in: the answer carries the user and a token pair."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            user = services.user_register(**serializer.validated_data)
+        except IntegrityError:  # the same email registered a moment ago by a parallel request
+            raise serializers.ValidationError({"email": [EMAIL_TAKEN]}) from None
+        body = {"user": UserSerializer(user).data, **token_pair_for(user)}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class TokenObtainView(PublicView):
+    serializer_class = TokenObtainSerializer
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, LoginRateThrottle]
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_token",
+        summary="Sign in",
+        responses={200: TokenPairSerializer, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+        examples=[
+            OpenApiExample(
+                "Sign in",
+                value={"email": "alice@example.com", "password": "correct-horse-battery"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        """Trades email and password for an access token (15 min) and a refresh token (14 days).
+
+        Wrong password, unknown email and deactivated account all get the same 401.
+        Limited per (email, client IP) by RATE_LIMIT_LOGIN.
+        """
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        # Django's ModelBackend hashes the password even for an unknown email (so the answer
+        # takes as long either way), refuses inactive users, and upgrades an older hash to
+        # Argon2 when the password is right.
+        user = authenticate(
+            request._request,
+            email=serializer.validated_data["email"],
+            password=serializer.validated_data["password"],
+        )
+        if user is None:
+            raise exceptions.AuthenticationFailed(BAD_CREDENTIALS)
+        return Response(token_pair_for(user))
+
+
+class TokenRefreshView(PublicView):
+    serializer_class = RefreshSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_token_refresh",
+        summary="Rotate the refresh token",
+        responses={200: TokenPairSerializer, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
+        using it again is a 401."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(services.tokens_refresh(refresh=serializer.validated_data["refresh"]))
+
+
+class LogoutView(generics.GenericAPIView):
+    serializer_class = RefreshSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_logout",
+        summary="Sign out",
+        responses={204: None, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Ends this session: the given refresh token and the calling access token are dead."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_logout(
+            user=request.user, refresh=serializer.validated_data["refresh"], access=request.auth
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class MeView(generics.RetrieveUpdateAPIView):
+    serializer_class = UserSerializer
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_object(self) -> User:
+        return self.request.user
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_me_retrieve",
+        summary="Your profile",
+        responses={200: UserSerializer, **problem_responses(401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        """The signed-in user's profile."""
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_me_update",
+        summary="Update your profile",
+        responses={200: UserSerializer, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def patch(self, request: Request, *args, **kwargs) -> Response:
+        """Changes `display_name` and/or `timezone` (an IANA name). Other fields are ignored."""
+        return super().patch(request, *args, **kwargs)
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_me_delete",
+        summary="Delete your account",
+        request=CurrentPasswordSerializer,
+        responses={204: None, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def delete(self, request: Request) -> Response:
+        """Deletes the account and all its data for good (confirm with the password)."""
+        serializer = CurrentPasswordSerializer(data=request.data, context={"request": request})
+        serializer.is_valid(raise_exception=True)
+        services.user_delete(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordChangeView(generics.GenericAPIView):
+    serializer_class = PasswordChangeSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_password_change",
+        summary="Change your password",
+        responses={204: None, **problem_responses(400, 401, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Sets a new password. Every token issued before, this one included, is dead:
+        sign in again."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_set_password(
+            user=request.user, password=serializer.validated_data["new_password"]
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordResetView(PublicView):
+    serializer_class = PasswordResetSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_password_reset",
+        summary="Ask for a password reset link",
+        responses={202: None, **problem_responses(400, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Mails a reset link (FRONTEND_URL/reset-password?uid=…&token=…) if an active account
+        has this email. Always 202, so the answer never tells whether an account exists."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = User.objects.filter(email=serializer.validated_data["email"], is_active=True).first()
+        if user is not None and user.has_usable_password():
+            services.user_send_password_reset(user=user)
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(PublicView):
+    serializer_class = PasswordResetConfirmSerializer
+
+    @extend_schema(
+        tags=TAGS,
+        operation_id="auth_password_reset_confirm",
+        summary="Set a new password from a reset link",
+        responses={204: None, **problem_responses(400, 429)},
+        parameters=RATE_LIMIT_HEADERS,
+    )
+    def post(self, request: Request) -> Response:
+        """Sets the new password with the `uid` and `token` of the mailed link (usable once).
+        Every token issued before is dead."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.user_set_password(
+            user=serializer.validated_data["user"],
+            password=serializer.validated_data["new_password"],
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)

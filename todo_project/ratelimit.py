@@ -1,0 +1,152 @@
+"""Rate limits: django-ratelimit's atomic counters in the shared cache, applied as DRF throttles.
+
+A throttle runs after authentication, so an authenticated request is always counted against
+its user (a `ratelimit` decorator on `dispatch` would run before DRF has seen the JWT and
+silently count by IP). `RateLimitThrottle` is in DEFAULT_THROTTLE_CLASSES: every DRF view gets
+it without code. Counters live in Redis, so a limit holds across workers and instances; when
+Redis is down the limit fails open (logged) rather than refusing every request.
+"""
+
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django_ratelimit.core import get_usage
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger("todo.ratelimit")
+
+USAGE_ATTRIBUTE = "ratelimit_usage"
+
+
+def client_ip(request: HttpRequest) -> str:
+    """REMOTE_ADDR, or the address our own proxies put into X-Forwarded-For.
+
+    With TRUSTED_PROXY_COUNT = n, the n-th entry from the right is the one the outermost of our
+    proxies saw; whatever the client wrote to the left of it is ignored, so a rotating
+    X-Forwarded-For cannot buy a fresh bucket. (django-ratelimit reads it through
+    RATELIMIT_IP_META_KEY and masks IPv6 to /64.)
+    """
+    remote = _valid_ip(request.META.get("REMOTE_ADDR", "")) or "0.0.0.0"
+    hops = settings.TRUSTED_PROXY_COUNT
+    if hops <= 0:
+        return remote
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+    if len(forwarded) < hops:
+        return remote
+    return _valid_ip(forwarded[-hops]) or remote
+
+
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def ip_bucket(request: HttpRequest) -> str:
+    """The client IP as a bucket key: an IPv6 client owns a whole /64, so it counts as one."""
+    ip = ipaddress.ip_address(client_ip(request))
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return str(ip)
+
+
+@dataclass(frozen=True)
+class Usage:
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window ends
+    exceeded: bool
+
+
+def count_request(request: HttpRequest, *, group: str, key: str, rate: str) -> Usage | None:
+    """Counts this request in the bucket (group, key); None when the cache cannot count."""
+    try:
+        usage = get_usage(
+            request, group=group, key=lambda _group, _request: key, rate=rate, increment=True
+        )
+    except Exception:
+        logger.warning("rate-limit cache unavailable; failing open", exc_info=True)
+        return None
+    if usage is None or usage["limit"] == 0:  # disabled, or the counter could not be read
+        if usage is not None:
+            logger.warning("rate-limit counter unreadable; failing open")
+        return None
+    result = Usage(
+        limit=usage["limit"],
+        remaining=max(0, usage["limit"] - usage["count"]),
+        reset=max(1, usage["time_left"]),
+        exceeded=usage["should_limit"],
+    )
+    _remember(request, result)
+    return result
+
+
+def _remember(request: HttpRequest, usage: Usage) -> None:
+    """Keeps the tightest limit seen on the request, for the RateLimit-* response headers."""
+    current: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
+    if current is None or (usage.remaining, usage.reset) < (current.remaining, current.reset):
+        setattr(request, USAGE_ATTRIBUTE, usage)
+
+
+class BucketThrottle(BaseThrottle):
+    """A DRF throttle on one django-ratelimit bucket; subclasses say which."""
+
+    def bucket(self, request: Request) -> tuple[str, str, str] | None:
+        """(group, key, rate), or None when this throttle does not apply."""
+        raise NotImplementedError
+
+    def allow_request(self, request: Request, view) -> bool:
+        self.usage = None
+        bucket = self.bucket(request)
+        if bucket is None:
+            return True
+        group, key, rate = bucket
+        self.usage = count_request(request._request, group=group, key=key, rate=rate)
+        return self.usage is None or not self.usage.exceeded
+
+    def wait(self) -> float | None:
+        return self.usage.reset if self.usage else None
+
+
+class RateLimitThrottle(BucketThrottle):
+    """Per user when authenticated (RATE_LIMIT_USER), else per client IP (RATE_LIMIT_ANON)."""
+
+    def bucket(self, request: Request) -> tuple[str, str, str]:
+        user = request.user
+        if user is not None and user.is_authenticated:
+            return "api-user", str(user.pk), settings.RATE_LIMIT_USER
+        return "api-anon", ip_bucket(request._request), settings.RATE_LIMIT_ANON
+
+
+class LoginRateThrottle(BucketThrottle):
+    """Sign-in attempts per (email, client IP) (RATE_LIMIT_LOGIN).
+
+    Per pair, so guessing one account's password is slow while two people behind one NAT
+    each keep their own attempts.
+    """
+
+    def bucket(self, request: Request) -> tuple[str, str, str]:
+        data = request.data if isinstance(request.data, dict) else {}
+        email = str(data.get("email", "")).strip().lower()
+        return "auth-login", f"{email}|{ip_bucket(request._request)}", settings.RATE_LIMIT_LOGIN
+
+
+class RateLimitHeadersMiddleware:
+    """Adds RateLimit-Limit/-Remaining/-Reset to every response a limit was counted for."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        usage: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
+        if usage is not None:
+            response["RateLimit-Limit"] = str(usage.limit)
+            response["RateLimit-Remaining"] = str(usage.remaining)
+            response["RateLimit-Reset"] = str(usage.reset)
+        return response

@@ -1,0 +1,220 @@
+"""Rate limits: buckets per user, per client IP and per (email, IP); headers; fail-open.
+
+Rates here use a one-day window (`n/d`) so that a window boundary never falls inside a test.
+"""
+
+import logging
+import socket
+
+import pytest
+from django.test import RequestFactory
+from rest_framework.settings import api_settings
+
+from accounts.tests.helpers import assert_problem
+from conftest import DEFAULT_PASSWORD, client_for
+from todo_project.ratelimit import RateLimitThrottle, client_ip, ip_bucket
+
+pytestmark = pytest.mark.django_db
+
+
+# --- the client IP ----------------------------------------------------------------------------
+
+
+def request_from(remote: str, forwarded: str | None = None):
+    headers = {"HTTP_X_FORWARDED_FOR": forwarded} if forwarded is not None else {}
+    return RequestFactory().get("/", REMOTE_ADDR=remote, **headers)
+
+
+def test_without_trusted_proxies_x_forwarded_for_is_ignored(settings):
+    settings.TRUSTED_PROXY_COUNT = 0
+    assert client_ip(request_from("203.0.113.7", "198.51.100.1")) == "203.0.113.7"
+
+
+def test_with_one_trusted_proxy_the_entry_it_appended_is_the_client(settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(request_from("10.0.0.2", "198.51.100.1")) == "198.51.100.1"
+    # Whatever the client wrote itself stays to the left and is ignored.
+    for spoofed in ("1.1.1.1", "2.2.2.2, 3.3.3.3"):
+        forwarded = f"{spoofed}, 198.51.100.1"
+        assert client_ip(request_from("10.0.0.2", forwarded)) == "198.51.100.1"
+
+
+def test_with_two_trusted_proxies_the_second_entry_from_the_right_is_the_client(settings):
+    settings.TRUSTED_PROXY_COUNT = 2
+    forwarded = "6.6.6.6, 198.51.100.1, 10.0.0.1"
+    assert client_ip(request_from("10.0.0.2", forwarded)) == "198.51.100.1"
+
+
+@pytest.mark.parametrize("forwarded", ["", "not-an-ip", "1.2.3.4, garbage"])
+def test_a_missing_or_garbled_forwarded_header_falls_back_to_remote_addr(settings, forwarded):
+    settings.TRUSTED_PROXY_COUNT = 1
+    assert client_ip(request_from("10.0.0.2", forwarded)) == "10.0.0.2"
+
+
+def test_an_ipv6_client_is_one_bucket_per_64():
+    first = ip_bucket(request_from("2001:db8:1:2:aaaa::1"))
+    assert first == ip_bucket(request_from("2001:db8:1:2:bbbb::2")) == "2001:db8:1:2::"
+    assert first != ip_bucket(request_from("2001:db8:1:3::1"))
+
+
+# --- per user ---------------------------------------------------------------------------------
+
+
+def test_every_drf_view_is_throttled_by_default():
+    (throttle,) = api_settings.DEFAULT_THROTTLE_CLASSES
+    assert throttle is RateLimitThrottle
+
+
+def test_the_user_limit_counts_down_in_headers_then_answers_429(api_client, settings):
+    settings.RATE_LIMIT_USER = "3/d"
+    for remaining in (2, 1, 0):
+        response = api_client.get("/api/v1/auth/me/")
+        assert response.status_code == 200
+        assert response["RateLimit-Limit"] == "3"
+        assert response["RateLimit-Remaining"] == str(remaining)
+        assert 0 < int(response["RateLimit-Reset"]) <= 86400
+    response = api_client.get("/api/v1/auth/me/")
+    body = assert_problem(response, 429)
+    assert body["title"] == "Too many requests"
+    assert 0 < int(response["Retry-After"]) <= 86400
+    assert response["RateLimit-Remaining"] == "0"
+
+
+def test_two_users_behind_one_ip_do_not_share_a_bucket(api_client, other_client, settings):
+    settings.RATE_LIMIT_USER = "2/d"
+    for _ in range(2):
+        assert api_client.get("/api/v1/auth/me/").status_code == 200
+    assert api_client.get("/api/v1/auth/me/").status_code == 429
+    response = other_client.get("/api/v1/auth/me/")
+    assert response.status_code == 200
+    assert response["RateLimit-Remaining"] == "1"
+
+
+def test_a_user_is_counted_by_account_not_by_ip(user, settings):
+    # The same user from two addresses shares one bucket (no silent fallback to the IP).
+    settings.RATE_LIMIT_USER = "2/d"
+    client = client_for(user)
+    assert client.get("/api/v1/auth/me/", REMOTE_ADDR="198.51.100.1").status_code == 200
+    assert client.get("/api/v1/auth/me/", REMOTE_ADDR="198.51.100.2").status_code == 200
+    assert client.get("/api/v1/auth/me/", REMOTE_ADDR="198.51.100.3").status_code == 429
+
+
+def test_a_refused_token_is_not_counted_against_anyone(anon_client, api_client, settings):
+    settings.RATE_LIMIT_USER = "1/d"
+    for _ in range(3):
+        response = anon_client.get("/api/v1/auth/me/", HTTP_AUTHORIZATION="Bearer nope")
+        assert response.status_code == 401
+        assert "RateLimit-Limit" not in response
+    assert api_client.get("/api/v1/auth/me/").status_code == 200
+
+
+# --- per client IP on anonymous endpoints -----------------------------------------------------
+
+
+def test_anonymous_endpoints_are_limited_per_client_ip(anon_client, settings):
+    settings.RATE_LIMIT_ANON = "2/d"
+    body = {"email": "someone@example.com"}
+    for remaining in (1, 0):
+        response = anon_client.post("/api/v1/auth/password/reset/", body)
+        assert response.status_code == 202
+        assert response["RateLimit-Remaining"] == str(remaining)
+    assert_problem(anon_client.post("/api/v1/auth/password/reset/", body), 429)
+    other_ip = anon_client.post("/api/v1/auth/password/reset/", body, REMOTE_ADDR="192.0.2.9")
+    assert other_ip.status_code == 202
+
+
+def test_a_rotating_x_forwarded_for_does_not_buy_a_new_bucket(anon_client, settings):
+    settings.RATE_LIMIT_ANON = "2/d"
+    settings.TRUSTED_PROXY_COUNT = 1
+    statuses = [
+        anon_client.post(
+            "/api/v1/auth/password/reset/",
+            {"email": "someone@example.com"},
+            REMOTE_ADDR="10.0.0.2",
+            HTTP_X_FORWARDED_FOR=f"203.0.113.{n}, 198.51.100.1",
+        ).status_code
+        for n in range(4)
+    ]
+    assert statuses == [202, 202, 429, 429]
+
+
+# --- sign-in per (email, IP) ------------------------------------------------------------------
+
+
+def test_sign_in_is_limited_per_email_and_ip(anon_client, user, other_user, settings):
+    settings.RATE_LIMIT_LOGIN = "10/d"
+    wrong = {"email": user.email, "password": "not-the-password"}
+    for _ in range(10):
+        assert anon_client.post("/api/v1/auth/token/", wrong).status_code == 401
+    right = {"email": user.email, "password": DEFAULT_PASSWORD}
+    response = anon_client.post("/api/v1/auth/token/", right)
+    assert_problem(response, 429)
+    assert int(response["Retry-After"]) > 0
+    # Same email in another letter case: still the same bucket.
+    upper = {"email": user.email.upper(), "password": DEFAULT_PASSWORD}
+    assert anon_client.post("/api/v1/auth/token/", upper).status_code == 429
+
+    # Another person behind the same IP signs in normally...
+    theirs = {"email": other_user.email, "password": DEFAULT_PASSWORD}
+    assert anon_client.post("/api/v1/auth/token/", theirs).status_code == 200
+    # ...and so does the account owner from their own address.
+    assert anon_client.post("/api/v1/auth/token/", right, REMOTE_ADDR="192.0.2.50").status_code == (
+        200
+    )
+
+
+def test_sign_in_headers_show_the_tighter_of_its_two_limits(anon_client, user, settings):
+    settings.RATE_LIMIT_LOGIN = "5/d"
+    settings.RATE_LIMIT_ANON = "30/d"
+    response = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert (response["RateLimit-Limit"], response["RateLimit-Remaining"]) == ("5", "4")
+
+
+def test_the_sign_in_limit_survives_a_body_that_is_not_an_object(anon_client):
+    response = anon_client.post("/api/v1/auth/token/", [1, 2], format="json")
+    assert_problem(response, 400)
+
+
+# --- Redis down -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dead_redis(settings):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Nothing listens on the port once the probe socket is closed: connections are refused.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+
+
+def test_with_redis_down_the_api_keeps_serving_and_logs_it(dead_redis, user, anon_client, caplog):
+    client = client_for(user)
+    with caplog.at_level(logging.WARNING):
+        me = client.get("/api/v1/auth/me/")
+        signed_in = anon_client.post(
+            "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+        )
+    assert me.status_code == 200
+    assert "RateLimit-Limit" not in me
+    assert signed_in.status_code == 200
+    messages = {record.getMessage() for record in caplog.records}
+    assert "rate-limit cache unavailable; failing open" in messages
+    assert "access-token denylist unavailable; failing open" in messages
+
+
+def test_with_redis_down_logout_still_ends_the_refresh_token(dead_redis, user, anon_client):
+    pair = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    ).json()
+    client = client_for(user)
+    assert client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]}).status_code == 204
+    refresh = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert refresh.status_code == 401

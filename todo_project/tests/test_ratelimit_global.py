@@ -1,0 +1,128 @@
+"""The per-user limit is global: two gunicorn workers share one count in the real Redis."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from accounts.tokens import RefreshToken
+
+pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
+
+LIMIT = 100
+WORKERS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def database_url_for_this_test() -> str:
+    """DATABASE_URL of this run, pointed at the test database (where the test's user is)."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def get(url: str, access: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {access}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def gunicorn(tmp_path: Path):
+    """gunicorn with two sync workers on a free loopback port; yields (base URL, access log)."""
+    port = free_port()
+    access_log = tmp_path / "access.log"
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_this_test(),
+        "CONN_MAX_AGE": "0",  # no connection left open to the test database afterwards
+        "SECRET_KEY": settings.SECRET_KEY,
+        "JWT_SIGNING_KEY": settings.SIMPLE_JWT["SIGNING_KEY"],
+        "DEBUG": "0",
+        "HTTPS": "0",
+        "RATE_LIMIT_USER": f"{LIMIT}/m",
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
+        "LOG_LEVEL": "warning",
+    }
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "todo_project.wsgi:application",
+            "--config", "gunicorn.conf.py",
+            "--workers", str(WORKERS),
+            "--worker-class", "sync",
+            "--bind", f"127.0.0.1:{port}",
+            "--max-requests", "0",
+            # The worker's pid in each access-log line tells which worker answered.
+            "--access-logfile", str(access_log),
+            "--access-logformat", "%(p)s %(s)s",
+        ],
+        cwd=settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=(tmp_path / "error.log").open("wb"),
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("gunicorn did not start:\n" + (tmp_path / "error.log").read_text())
+                time.sleep(0.2)
+        yield base, access_log
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_the_101st_request_in_a_minute_is_a_429_whichever_worker_answers(make_user, gunicorn):
+    base, access_log = gunicorn
+    user = make_user(email="global@example.com")
+    access = str(RefreshToken.for_user(user).access_token)
+    url = f"{base}/api/v1/auth/me/"
+
+    # Windows are fixed minutes: start one with enough of it left for the whole run.
+    status, headers, _ = get(url, access)
+    assert status == 200
+    if int(headers["RateLimit-Reset"]) < 30:
+        time.sleep(int(headers["RateLimit-Reset"]) + 1)
+    cache.clear()  # the shared Redis: the probe above no longer counts
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: get(url, access), range(LIMIT)))
+    assert [status for status, _, _ in results] == [200] * LIMIT
+    assert sorted(int(h["RateLimit-Remaining"]) for _, h, _ in results) == list(range(LIMIT))
+
+    status, headers, body = get(url, access)
+    assert status == 429
+    assert headers["Content-Type"] == "application/problem+json"
+    assert json.loads(body)["status"] == 429
+    assert 0 < int(headers["Retry-After"]) <= 60
+
+    time.sleep(0.2)  # the access log is written after the response
+    lines = [line.split() for line in access_log.read_text().splitlines()]
+    answered_by = {pid for pid, status in lines if status in {"200", "429"}}
+    assert len(answered_by) == WORKERS, lines
