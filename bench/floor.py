@@ -5,11 +5,13 @@ does the work the real endpoints cannot avoid and nothing else:
 
 - verifies the access token's HS256 signature, expiry and type with the same key (PyJWT, as
   simplejwt does), then looks the user up (`is_active`, one primary-key select): the API must
-  do that too, since a deactivated user's tokens stop working at once;
+  do that too, since a deactivated user's tokens stop working at once, and compares the
+  token's `gen` claim with the user's token generation (accounts.authentication);
 - the list: a count and one page of 50 tasks by position, tags aggregated in the same query;
 - the get: one select by (id, owner).
 
-No rate limiting, no request-id or access log, no middleware: it is a floor, not a rival.
+No rate limiting, no logout denylist (both Redis round trips in the API), no request-id or
+access log, no middleware: it is a floor, not a rival.
 Its JSON has the shape of the contract's task object and `{count, next, previous, results}`.
 
     gunicorn bench.floor:application -c gunicorn.conf.py      # PORT, WEB_CONCURRENCY as usual
@@ -32,14 +34,15 @@ TASK_SELECT = """
 SELECT t.id, t.title, t.description, t.completed, t.completed_at, t.priority, t.due_date,
        t.due_time, t.list_id,
        ARRAY(SELECT g.name FROM tasks_task_tags l JOIN tasks_tag g ON g.id = l.tag_id
-             WHERE l.task_id = t.id ORDER BY g.name) AS tags,
-       t.parent_id, t.position, t.recurrence, t.created_at, t.updated_at, t.version
+             WHERE l.task_id = t.id ORDER BY lower(g.name), g.name) AS tags,
+       t.parent_id, t.position, t.recurrence, t.next_occurrence_id, t.created_at, t.updated_at,
+       t.version
   FROM tasks_task t
 """
 LIST_SQL = TASK_SELECT + " WHERE t.owner_id = %s ORDER BY t.position, t.id LIMIT %s OFFSET %s"
 COUNT_SQL = "SELECT count(*) FROM tasks_task WHERE owner_id = %s"
 GET_SQL = TASK_SELECT + " WHERE t.id = %s AND t.owner_id = %s"
-USER_SQL = "SELECT is_active FROM accounts_user WHERE id = %s"
+USER_SQL = "SELECT is_active, token_generation FROM accounts_user WHERE id = %s"
 
 JSON = [("Content-Type", "application/json")]
 PROBLEM = [("Content-Type", "application/problem+json")]
@@ -62,14 +65,16 @@ def task_json(row) -> dict:
         "parent": row[10],
         "position": row[11],
         "recurrence": row[12],
-        "created_at": row[13],
-        "updated_at": row[14],
-        "version": row[15],
+        "next_occurrence": row[13],
+        "created_at": row[14],
+        "updated_at": row[15],
+        "version": row[16],
     }
 
 
 def dumps(data) -> bytes:
-    return orjson.dumps(data, option=orjson.OPT_UTC_Z)
+    # Timestamps in UTC with Z and whole seconds, as the API renders them.
+    return orjson.dumps(data, option=orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS)
 
 
 class Unauthorized(Exception):
@@ -106,7 +111,8 @@ class FloorApp:
         if claims.get("token_type") != "access":
             raise Unauthorized
         row = self._db().execute(USER_SQL, (owner,)).fetchone()
-        if row is None or not row[0]:
+        # Revocation as the API does it: the token must carry the user's current generation.
+        if row is None or not row[0] or claims.get("gen", 0) != row[1]:
             raise Unauthorized
         return owner
 
@@ -168,7 +174,7 @@ class FloorApp:
         body = dumps(task_json(row))
         start_response(
             "200 OK",
-            [*JSON, ("Content-Length", str(len(body))), ("ETag", f'"{row[15]}"')],
+            [*JSON, ("Content-Length", str(len(body))), ("ETag", f'"{row[16]}"')],
         )
         return [body]
 

@@ -56,9 +56,10 @@ def reset_write_scenarios(seeded_at) -> None:
 
 
 def token_for(user) -> str:
-    from rest_framework_simplejwt.tokens import AccessToken
+    from accounts.tokens import GENERATION_CLAIM, AccessToken
 
     token = AccessToken.for_user(user)
+    token[GENERATION_CLAIM] = user.token_generation
     token.set_exp(lifetime=timedelta(hours=2))  # outlives any run, whatever the setting says
     return str(token)
 

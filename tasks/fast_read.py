@@ -1,0 +1,119 @@
+"""The hot read path: the task list and one task, rendered from `.values_list()` with orjson.
+
+DRF's per-object serializer costs more than the database on these two endpoints (bench/README.md
+has the figures). Here the rows come straight from the database as tuples, tags included (one
+ARRAY subquery instead of a prefetch query), and are rendered to exactly the bytes that
+TaskSerializer + JSONRenderer produce: same keys in the same order, timestamps in UTC with `Z`
+and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively. Writes and
+everything else keep the serializer; tests compare both paths byte for byte.
+"""
+
+from collections.abc import Iterable, Sequence
+
+import orjson
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import OuterRef, QuerySet
+
+from tasks.models import Priority, Tag
+
+PRIORITY_NAMES = dict(Priority.choices)
+# Column order of a row; `tags` is the ARRAY subquery, the rest are Task's own columns.
+COLUMNS = (
+    "id",
+    "title",
+    "description",
+    "completed",
+    "completed_at",
+    "priority",
+    "due_date",
+    "due_time",
+    "list_id",
+    "tags",
+    "parent_id",
+    "position",
+    "recurrence",
+    "next_occurrence_id",
+    "created_at",
+    "updated_at",
+    "version",
+)
+# orjson writes aware UTC datetimes as `...+00:00` and keeps microseconds; the contract wants
+# `2026-11-22T09:30:00Z`, which is what these two options give for UTC values.
+ORJSON_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+# JSONRenderer escapes these two for JavaScript; so must we, to stay byte-identical.
+LINE_SEPARATOR, PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
+
+
+def task_rows(queryset: QuerySet) -> QuerySet:
+    """The queryset's tasks as tuples in COLUMNS order, with their tag names in one query."""
+    tag_names = ArraySubquery(Tag.objects.filter(tasks=OuterRef("pk")).order_by().values("name"))
+    return queryset.annotate(tag_names=tag_names).values_list(
+        *[("tag_names" if column == "tags" else column) for column in COLUMNS]
+    )
+
+
+def task_data(row: Sequence) -> dict:
+    """One row of task_rows() as the contract's task object (TaskSerializer's shape)."""
+    (
+        task_id,
+        title,
+        description,
+        completed,
+        completed_at,
+        priority,
+        due_date,
+        due_time,
+        list_id,
+        tags,
+        parent_id,
+        position,
+        recurrence,
+        next_occurrence_id,
+        created_at,
+        updated_at,
+        version,
+    ) = row
+    return {
+        "id": task_id,
+        "title": title,
+        "description": description,
+        "completed": completed,
+        "completed_at": completed_at,
+        "priority": PRIORITY_NAMES[priority],
+        "due_date": due_date,
+        "due_time": None if due_time is None else f"{due_time.hour:02d}:{due_time.minute:02d}",
+        "list": list_id,
+        "tags": sorted(tags, key=_tag_order) if len(tags) > 1 else tags,
+        "parent": parent_id,
+        "position": position,
+        "recurrence": recurrence,
+        "next_occurrence": next_occurrence_id,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "version": version,
+    }
+
+
+def _tag_order(name: str) -> tuple[str, str]:
+    return (name.lower(), name)
+
+
+def render(data) -> bytes:
+    """JSON bytes exactly as DRF's JSONRenderer writes them (compact, UTF-8)."""
+    body = orjson.dumps(data, option=ORJSON_OPTIONS)
+    if b"\xe2\x80" in body:  # cheap pre-check: both separators start with these two bytes
+        body = body.replace(LINE_SEPARATOR, b"\\u2028").replace(PARAGRAPH_SEPARATOR, b"\\u2029")
+    return body
+
+
+def render_page(
+    *, count: int, next_url: str | None, previous_url: str | None, rows: Iterable[Sequence]
+) -> bytes:
+    return render(
+        {
+            "count": count,
+            "next": next_url,
+            "previous": previous_url,
+            "results": [task_data(row) for row in rows],
+        }
+    )
