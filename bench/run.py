@@ -260,7 +260,8 @@ def report(args, results: list[Result], compare: dict, rss: list[float], rss_flo
                 f"loopback, requests spread over {args.users} users' tokens. "
                 f"`RATE_LIMIT_USER={RATE_LIMIT}` for the server under test (the contract's default "
                 f"100/m would answer most of the load with 429). The floor verifies the JWT and "
-                f"looks the user up (is_active), like the API."
+                f"looks the user up (is_active, token generation), like the API."
+                + (f" Server settings: `{args.settings}`." if args.settings else "")
             ),
             "",
             table(results, compare),
@@ -291,6 +292,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seed-users", type=int, default=1000)
     parser.add_argument("--seed-tasks", type=int, default=1000)
     parser.add_argument("--seed-heavy", type=int, default=100_000)
+    parser.add_argument(
+        "--settings", default="", help="DJANGO_SETTINGS_MODULE for the server (bench/variants)"
+    )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN plans and stop")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     args = parser.parse_args(argv)
@@ -301,6 +305,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     env = server_env(args)
+    app_env = {**env, "DJANGO_SETTINGS_MODULE": args.settings} if args.settings else env
     started = time.monotonic()
     manage = [PYTHON, str(ROOT / "manage.py")]
     run([*manage, "migrate", "--noinput", "-v", "0"], env)
@@ -326,7 +331,7 @@ def main(argv: list[str]) -> int:
     try:
         app = start(
             [GUNICORN, "todo_project.wsgi:application", "-c", "gunicorn.conf.py"],
-            env,
+            app_env,
             args.port,
             "server.log",
         )
