@@ -78,6 +78,8 @@ local priorities = {"none", "low", "medium", "high"}
 function request()
   if scenario == "list" then
     return wrk.format("GET", "/api/v1/tasks/", auth_header(next_user().token))
+  elseif scenario == "me" then
+    return wrk.format("GET", "/api/v1/auth/me/", auth_header(next_user().token))
   elseif scenario == "list_heavy" then
     return wrk.format("GET", "/api/v1/tasks/", auth_header(data.heavy.token))
   elseif scenario == "list_filtered" then
