@@ -4,7 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Deferrable, F, Q
 from django.db.models.functions import Length, Lower
 from django.db.models.lookups import LessThanOrEqual
 
@@ -14,6 +14,8 @@ TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 RECURRENCE_MAX_LENGTH = 500
 COLOR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
+# Gapped ranks: a move bisects the gap between two neighbours; see services.task_move.
+POSITION_GAP = 1024
 
 
 class Priority(models.IntegerChoices):
@@ -48,7 +50,9 @@ class TaskList(models.Model):
     class Meta:
         ordering = ["position", "id"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), "owner", name="tasklist_name_unique_per_owner"),
+            models.UniqueConstraint(
+                F("owner"), Lower("name"), name="tasklist_name_unique_per_owner"
+            ),
             models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tasklist_name_not_blank"),
             models.CheckConstraint(
                 condition=Q(color__isnull=True) | Q(color__regex=COLOR_PATTERN),
@@ -73,7 +77,7 @@ class Tag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(Lower("name"), "owner", name="tag_name_unique_per_owner"),
+            models.UniqueConstraint(F("owner"), Lower("name"), name="tag_name_unique_per_owner"),
             models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tag_name_not_blank"),
         ]
 
@@ -152,18 +156,26 @@ class Task(models.Model):
                 name="task_completed_at_matches_completed",
             ),
             models.CheckConstraint(condition=~Q(parent=F("id")), name="task_not_own_parent"),
+            # The order inside (list, parent) is total: no two siblings share a rank. Checked
+            # at the end of each statement, so one UPDATE can renumber a whole sibling group.
+            models.UniqueConstraint(
+                fields=["owner", "list", "parent", "position"],
+                nulls_distinct=False,
+                deferrable=Deferrable.IMMEDIATE,
+                name="task_position_unique_in_group",
+            ),
             models.CheckConstraint(condition=Q(version__gte=1), name="task_version_positive"),
         ]
         # Every index leads with the owner: each query is scoped to one user.
         indexes = [
-            models.Index(fields=["owner", "list", "parent", "position"], name="task_owner_rank"),
+            # (owner, list, parent, position) is served by task_position_unique_in_group.
             models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
             models.Index(fields=["owner", "due_date", "due_time"], name="task_owner_due"),
             models.Index(fields=["owner", "priority"], name="task_owner_priority"),
             models.Index(fields=["owner", "created_at"], name="task_owner_created"),
             models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
             models.Index(fields=["owner", "completed", "due_date"], name="task_owner_open_due"),
-            models.Index(fields=["owner", "title"], name="task_owner_title"),
+            models.Index(F("owner"), Lower("title"), name="task_owner_title"),  # ordering=title
             # Full-text search; GIN cannot lead with a btree column without btree_gin, which
             # the embedded PostgreSQL lacks: the planner ANDs it with an owner index instead.
             GinIndex(fields=["search_vector"], name="task_search"),
@@ -171,3 +183,16 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def mark_completed(self, now) -> None:
+        self.completed = True
+        self.completed_at = now
+
+    def mark_open(self) -> None:
+        self.completed = False
+        self.completed_at = None
+
+    @property
+    def sibling_group(self) -> tuple:
+        """The (list, parent) inside which `position` ranks this task."""
+        return (self.list_id, self.parent_id)

@@ -86,6 +86,7 @@ def problem_response(
     errors: dict[str, Any] | None = None,
     title: str | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> HttpResponse:
     body: dict[str, Any] = {
         "type": "about:blank",
@@ -97,6 +98,8 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    # RFC 9457 extension members an exception carries (e.g. the bulk endpoint's missing_ids).
+    body.update(extra or {})
     response = HttpResponse(
         orjson.dumps(body), status=status_code, content_type=PROBLEM_CONTENT_TYPE
     )
@@ -164,7 +167,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
         detail = detail["detail"]
     detail = detail if isinstance(detail, str) else str(detail)
-    return problem_response(request, exc.status_code, detail, headers=headers)
+    return problem_response(
+        request,
+        exc.status_code,
+        detail,
+        headers=headers,
+        extra=getattr(exc, "problem_fields", None),
+    )
 
 
 class ApiProblemMiddleware:

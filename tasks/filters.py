@@ -1,0 +1,234 @@
+"""Query parameters of GET /api/v1/tasks/: every invalid value is a 400 naming the parameter.
+
+django-filter validates each parameter with a form field; DjangoFilterBackend raises the form's
+errors as a DRF ValidationError keyed by parameter name, which the problem handler renders.
+Unknown parameters are ignored.
+"""
+
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+import django_filters
+from django import forms
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import Count, F, Q, QuerySet
+from django.db.models.functions import Lower
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+
+from tasks.models import TAG_NAME_MAX_LENGTH, Priority, Tag, Task, TaskList
+
+SEARCH_MAX_LENGTH = 200
+MAX_TAG_FILTERS = 20
+
+# Parameter of `ordering` → the ORDER BY it stands for. The id always ends the ORDER BY, so
+# pages never overlap or skip rows.
+ORDERINGS = {
+    "position": [F("position")],
+    "due_date": [F("due_date"), F("due_time")],
+    "priority": [F("priority")],
+    "created_at": [F("created_at")],
+    "updated_at": [F("updated_at")],
+    "title": [Lower("title"), F("title")],
+}
+DEFAULT_ORDERING = ["position"]
+
+
+class PrefixSearchQuery(SearchQuery):
+    """Every word of the text, as a prefix, must be in the task (title or description).
+
+    PostgreSQL itself splits the text into words with the same parser (config 'simple') that
+    built `search_vector`, and each word is quoted as a lexeme: no input can produce a tsquery
+    syntax error. A text without any word matches nothing.
+    """
+
+    template = (
+        "(SELECT to_tsquery('simple', string_agg("
+        "'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''':*', ' & ')) "
+        "FROM unnest(to_tsvector('simple', %(expressions)s)))"
+    )
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+
+    def as_sql(self, compiler, connection, function=None, template=None):
+        return super().as_sql(compiler, connection, function, self.template)
+
+
+class StrictBooleanField(forms.TypedChoiceField):
+    """Only `true` or `false`: anything else is an error, never silently ignored."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.update(
+            choices=[("true", "true"), ("false", "false")],
+            coerce=lambda value: value == "true",
+            empty_value=None,
+        )
+        super().__init__(*args, **kwargs)
+
+
+@extend_schema_field(OpenApiTypes.BOOL)
+class StrictBooleanFilter(django_filters.Filter):
+    field_class = StrictBooleanField
+
+
+class TagNamesFormField(forms.Field):
+    """A repeated parameter (`tag=a&tag=b`), each value a tag name."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value) -> list[str]:
+        names = [name.strip() for name in (value or [])]
+        if len(names) > MAX_TAG_FILTERS:
+            raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
+        for name in names:
+            if not 1 <= len(name) <= TAG_NAME_MAX_LENGTH:
+                raise forms.ValidationError(
+                    f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
+                )
+        return names
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 50}}
+)
+class TagNamesFilter(django_filters.Filter):
+    field_class = TagNamesFormField
+
+
+@extend_schema_field({"type": "string", "enum": [label for _, label in Priority.choices]})
+class PriorityNamesFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
+    """`priority=high,medium`: any of these priorities."""
+
+
+class TaskOrderingFilter(django_filters.OrderingFilter):
+    def filter(self, qs: QuerySet, value: list[str] | None) -> QuerySet:
+        params = value or DEFAULT_ORDERING
+        order_by = []
+        for param in params:
+            descending = param.startswith("-")
+            for expression in ORDERINGS[param.lstrip("-")]:
+                # due_date (and due_time) without a value come last in both directions.
+                order_by.append(
+                    expression.desc(nulls_last=True)
+                    if descending
+                    else expression.asc(nulls_last=True)
+                )
+        return qs.order_by(*order_by, "id")
+
+
+def _owned_lists(request) -> QuerySet:
+    return TaskList.objects.owned_by(request.user) if request else TaskList.objects.none()
+
+
+def _owned_tasks(request) -> QuerySet:
+    return Task.objects.owned_by(request.user) if request else Task.objects.none()
+
+
+def _id_or(keyword: str) -> dict:
+    return {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "enum": [keyword]}]}
+
+
+class TaskFilter(django_filters.FilterSet):
+    completed = StrictBooleanFilter(help_text="`true` or `false`.")
+    priority = PriorityNamesFilter(
+        choices=[(label, label) for _, label in Priority.choices],
+        method="filter_priority",
+        help_text="Comma-separated priority names: any of them.",
+    )
+    list = extend_schema_field(_id_or("inbox"))(
+        django_filters.ModelChoiceFilter(
+            queryset=_owned_lists,
+            null_value="inbox",
+            null_label="Inbox",
+            help_text="One of your list ids, or `inbox` for tasks without a list.",
+        )
+    )
+    tag = TagNamesFilter(method="filter_tags", help_text="Repeatable: tasks with all of them.")
+    due_after = django_filters.DateFilter(
+        field_name="due_date",
+        lookup_expr="gte",
+        input_formats=["%Y-%m-%d"],
+        help_text="`YYYY-MM-DD`: due on or after this date.",
+    )
+    due_before = django_filters.DateFilter(
+        field_name="due_date",
+        lookup_expr="lte",
+        input_formats=["%Y-%m-%d"],
+        help_text="`YYYY-MM-DD`: due on or before this date.",
+    )
+    overdue = StrictBooleanFilter(
+        method="filter_overdue",
+        help_text="`true`: open and due before now in your time zone (a task due today "
+        "without a time is not overdue yet); `false`: all others.",
+    )
+    has_due = StrictBooleanFilter(
+        method="filter_has_due", help_text="`true`: with a due date; `false`: without."
+    )
+    parent = extend_schema_field(_id_or("none"))(
+        django_filters.ModelChoiceFilter(
+            queryset=_owned_tasks,
+            null_value="none",
+            null_label="None",
+            help_text="One of your task ids (its subtasks), or `none` for top-level tasks.",
+        )
+    )
+    search = django_filters.CharFilter(
+        method="filter_search",
+        max_length=SEARCH_MAX_LENGTH,
+        help_text="Full-text search in title and description: every word must start a word "
+        "of the task, case-insensitively (`pay ren` finds 'Pay rent').",
+    )
+    updated_since = django_filters.IsoDateTimeFilter(
+        field_name="updated_at",
+        lookup_expr="gte",
+        help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it.",
+    )
+    ordering = TaskOrderingFilter(
+        fields=tuple(ORDERINGS),
+        help_text="Comma-separated; `-` for descending; due_date without a value comes last. "
+        "Default `position`; the id always breaks ties.",
+    )
+
+    class Meta:
+        model = Task
+        fields: list[str] = []
+
+    def filter_priority(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
+        return qs.filter(priority__in=[Priority[label.upper()] for label in value])
+
+    def filter_tags(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
+        keys = {tag.lower() for tag in value}
+        if not keys:
+            return qs
+        tag_ids = list(
+            Tag.objects.owned_by(self.request.user)
+            .annotate(key=Lower("name"))
+            .filter(key__in=keys)
+            .values_list("pk", flat=True)
+        )
+        if len(tag_ids) < len(keys):
+            return qs.none()  # a tag that does not exist: no task has all of them
+        having_all = (
+            Task.tags.through.objects.filter(tag_id__in=tag_ids)
+            .values("task_id")
+            .annotate(matched=Count("tag_id"))
+            .filter(matched=len(tag_ids))
+            .values("task_id")
+        )
+        return qs.filter(pk__in=having_all)
+
+    def filter_overdue(self, qs: QuerySet, name: str, value: bool) -> QuerySet:
+        now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
+        # A task due today without a time is not overdue before the day ends.
+        overdue = Q(completed=False) & (
+            Q(due_date__lt=now.date()) | Q(due_date=now.date(), due_time__lt=now.time())
+        )
+        return qs.filter(overdue) if value else qs.exclude(overdue)
+
+    def filter_has_due(self, qs: QuerySet, name: str, value: bool) -> QuerySet:
+        return qs.filter(due_date__isnull=not value)
+
+    def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        return qs.filter(search_vector=PrefixSearchQuery(value))

@@ -1,0 +1,351 @@
+"""The shapes of lists, tasks and tags on the wire: input checks and output rendering."""
+
+from datetime import UTC
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from tasks import recurrence
+from tasks.models import (
+    COLOR_PATTERN,
+    DESCRIPTION_MAX_LENGTH,
+    LIST_NAME_MAX_LENGTH,
+    RECURRENCE_MAX_LENGTH,
+    TAG_NAME_MAX_LENGTH,
+    TITLE_MAX_LENGTH,
+    Priority,
+    Tag,
+    Task,
+    TaskList,
+)
+from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
+
+MAX_TAGS_PER_TASK = 20
+# RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TIME_FORMAT = "%H:%M"
+POSITION_MAX = 2**62
+
+
+class Timestamp(serializers.DateTimeField):
+    """Always rendered in UTC with `Z`, whatever time zone is active."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("read_only", True)
+        super().__init__(format=TIMESTAMP_FORMAT, default_timezone=UTC, **kwargs)
+
+
+class PriorityField(serializers.ChoiceField):
+    """Priority names on the wire (`none` < `low` < `medium` < `high`), ranks in the database."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=[label for _, label in Priority.choices], **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        return Priority[super().to_internal_value(data).upper()].value
+
+    def to_representation(self, value: int) -> str:
+        return Priority(value).label
+
+
+class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
+    """An id looked up among the caller's own rows: another user's id is 'does not exist'."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("pk_field", serializers.UUIDField())
+        self.model = kwargs.pop("model")
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        return self.model.objects.owned_by(self.context["request"].user)
+
+
+class TagNameField(serializers.CharField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, **kwargs)
+
+
+class TagNamesField(serializers.ListField):
+    """Tag names, trimmed, without case-insensitive duplicates (the first spelling wins)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=TagNameField(), max_length=MAX_TAGS_PER_TASK, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        return dedupe_tag_names(super().to_internal_value(data))
+
+    def to_representation(self, value: Any) -> list[str]:
+        return sorted((tag.name for tag in value.all()), key=lambda name: (name.lower(), name))
+
+
+# --- Lists ------------------------------------------------------------------------------------
+
+
+class TaskListSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
+    color = serializers.CharField(
+        allow_null=True,
+        required=False,
+        default=None,
+        validators=[RegexValidator(COLOR_PATTERN, "Use #RRGGBB or null.")],
+        help_text="`#RRGGBB` or null.",
+    )
+    position = serializers.IntegerField(
+        min_value=0,
+        max_value=POSITION_MAX,
+        required=False,
+        help_text="Lists are ordered by position; a new list goes to the end unless given.",
+    )
+    task_count = serializers.IntegerField(read_only=True, help_text="Tasks and subtasks.")
+    open_task_count = serializers.IntegerField(read_only=True, help_text="Not completed.")
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+    class Meta:
+        model = TaskList
+        fields = [
+            "id",
+            "name",
+            "color",
+            "position",
+            "task_count",
+            "open_task_count",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id"]
+
+    def validate_name(self, value: str) -> str:
+        others = TaskList.objects.owned_by(self.context["request"].user)
+        if self.instance is not None:
+            others = others.exclude(pk=self.instance.pk)
+        if others.filter(name__iexact=value).exists():
+            raise serializers.ValidationError(LIST_NAME_TAKEN)
+        return value
+
+
+class ListDeleteQuerySerializer(serializers.Serializer):
+    tasks = serializers.ChoiceField(
+        choices=["inbox", "delete"],
+        default="inbox",
+        help_text="`inbox` (default): the list's tasks move to the Inbox; `delete`: they go too.",
+    )
+
+
+# --- Tasks ------------------------------------------------------------------------------------
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    title = serializers.CharField(
+        max_length=TITLE_MAX_LENGTH, help_text="1–200 characters after trimming."
+    )
+    description = serializers.CharField(
+        max_length=DESCRIPTION_MAX_LENGTH,
+        allow_blank=True,
+        trim_whitespace=False,
+        required=False,
+        default="",
+    )
+    completed = serializers.BooleanField(required=False, default=False)
+    completed_at = Timestamp(help_text="Set by the server when the task is completed.")
+    priority = PriorityField(required=False, help_text="Default `none`.")
+    due_date = serializers.DateField(
+        allow_null=True, required=False, default=None, input_formats=["%Y-%m-%d"]
+    )
+    due_time = serializers.TimeField(
+        allow_null=True,
+        required=False,
+        default=None,
+        format=TIME_FORMAT,
+        input_formats=[TIME_FORMAT],
+        help_text="`HH:MM`, wall-clock in the user's time zone; needs `due_date`.",
+    )
+    tags = TagNamesField(
+        required=False,
+        default=list,
+        help_text="Tag names (1–50 characters, at most 20, case-insensitive); new names create "
+        "tags.",
+    )
+    # Declared after `tags`, whose default is the builtin `list`.
+    list = OwnedPrimaryKeyRelatedField(
+        model=TaskList,
+        allow_null=True,
+        required=False,
+        help_text="One of your lists, or null for the Inbox. A subtask is in its parent's list.",
+    )
+    parent = OwnedPrimaryKeyRelatedField(
+        model=Task,
+        allow_null=True,
+        required=False,
+        default=None,
+        help_text="Another of your top-level tasks (one level deep).",
+    )
+    recurrence = serializers.CharField(
+        allow_null=True,
+        required=False,
+        default=None,
+        max_length=RECURRENCE_MAX_LENGTH,
+        help_text="RFC 5545 RRULE (FREQ, INTERVAL, BYDAY, BYMONTHDAY, BYMONTH, COUNT, UNTIL) "
+        "or null; needs `due_date`.",
+    )
+    next_occurrence = serializers.PrimaryKeyRelatedField(
+        read_only=True,
+        help_text="Always present: the id of the next task of the series, created when this "
+        "recurring task was completed; null otherwise.",
+    )
+    created_at = Timestamp()
+    updated_at = Timestamp()
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "title",
+            "description",
+            "completed",
+            "completed_at",
+            "priority",
+            "due_date",
+            "due_time",
+            "list",
+            "tags",
+            "parent",
+            "position",
+            "recurrence",
+            "next_occurrence",
+            "created_at",
+            "updated_at",
+            "version",
+        ]
+        read_only_fields = ["id", "position", "version"]
+
+    def validate_recurrence(self, value: str | None) -> str | None:
+        return None if value is None else recurrence.validate_rule(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        task: Task | None = self.instance
+
+        def final(field: str) -> Any:
+            if field in attrs:
+                return attrs[field]
+            return getattr(task, field) if task is not None else None
+
+        errors: dict[str, list[str]] = {}
+        due_date = final("due_date")
+        if final("due_time") is not None and due_date is None:
+            errors["due_time"] = ["A due time needs a due date."]
+        if final("recurrence") is not None and due_date is None:
+            errors["recurrence"] = ["A recurring task needs a due date."]
+
+        if not self.partial:
+            attrs.setdefault("priority", Priority.NONE)  # PUT replaces: the default again
+        parent: Task | None = final("parent")
+        if "list" not in attrs:
+            if parent is not None and (not self.partial or "parent" in attrs):
+                attrs["list"] = parent.list  # a subtask lives in its parent's list
+            elif not self.partial:
+                attrs["list"] = None  # PUT replaces: no list given is the Inbox
+        if parent is not None:
+            list_id = attrs["list"].pk if attrs.get("list") else None
+            if "list" not in attrs:
+                list_id = task.list_id if task is not None else None
+            if task is not None and parent.pk == task.pk:
+                errors["parent"] = ["A task cannot be its own parent."]
+            elif parent.parent_id is not None:
+                errors["parent"] = ["Subtasks are one level deep: the parent is a subtask."]
+            elif task is not None and "parent" in attrs and task.subtasks.exists():
+                errors["parent"] = ["This task has subtasks, so it cannot become a subtask."]
+            elif list_id != parent.list_id:
+                errors["list"] = ["A subtask is in the same list as its parent."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TaskMoveSerializer(serializers.Serializer):
+    after = OwnedPrimaryKeyRelatedField(
+        model=Task,
+        allow_null=True,
+        help_text="The task to place this one right after (same list and parent), or null for "
+        "first.",
+    )
+    list = OwnedPrimaryKeyRelatedField(
+        model=TaskList,
+        allow_null=True,
+        required=False,
+        help_text="Move into this list (null: the Inbox). Left out: the task's own list.",
+    )
+
+
+class TaskBulkSerializer(serializers.Serializer):
+    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        min_length=1,
+        max_length=MAX_BULK_IDS,
+        help_text="Ids of your tasks (at most 500).",
+    )
+    list = OwnedPrimaryKeyRelatedField(
+        model=TaskList,
+        allow_null=True,
+        required=False,
+        help_text="For `move`: the target list, null for the Inbox (tasks go to the end).",
+    )
+    priority = PriorityField(required=False, help_text="For `set_priority`.")
+    tags = TagNamesField(required=False, help_text="For `add_tags` and `remove_tags`.")
+
+    # The parameter each action needs.
+    NEEDS = {"move": "list", "set_priority": "priority", "add_tags": "tags", "remove_tags": "tags"}
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        action = attrs["action"]
+        needed = self.NEEDS.get(action)
+        if needed and needed not in attrs:
+            raise serializers.ValidationError({needed: [f"Required for the action {action}."]})
+        if needed == "tags" and not attrs["tags"]:
+            raise serializers.ValidationError({"tags": ["Name at least one tag."]})
+        return attrs
+
+
+class BulkResultSerializer(serializers.Serializer):
+    updated = serializers.IntegerField(
+        help_text="How many of the given tasks the action changed (tasks already in the "
+        "wanted state are left as they are)."
+    )
+
+
+# --- Tags -------------------------------------------------------------------------------------
+
+
+class TagSerializer(serializers.ModelSerializer):
+    name = TagNameField(help_text="1–50 characters; unique per user, case-insensitively.")
+    task_count = serializers.IntegerField(read_only=True)
+
+    class Meta:
+        model = Tag
+        fields = ["name", "task_count"]
+
+
+# --- Errors (documentation only) ----------------------------------------------------------
+
+
+class ProblemDetailsSerializer(serializers.Serializer):
+    """RFC 9457 problem details, the body of every error answer."""
+
+    type = serializers.CharField(default="about:blank")
+    title = serializers.CharField()
+    status = serializers.IntegerField()
+    detail = serializers.CharField()
+    instance = serializers.CharField()
+    request_id = serializers.CharField(allow_null=True)
+    errors = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="On 400: field or query parameter → messages (`non_field_errors` for the rest).",
+    )
+    missing_ids = serializers.ListField(
+        child=serializers.UUIDField(),
+        required=False,
+        help_text="On a 404 of `tasks/bulk/`: the ids that are not among your tasks.",
+    )

@@ -1,0 +1,652 @@
+"""Writes that span rows or models: create, update, complete, move, bulk actions, tags, lists.
+
+Every function is keyword-only, typed and runs in one transaction. The API, the admin actions
+and the management commands call these, so they all behave the same.
+
+Ranks (`position`) are gapped integers inside a sibling group (owner, list, parent): a new task
+goes to the end (last + POSITION_GAP), a move bisects the gap between its new neighbours, and
+only when that gap is used up is the one sibling group renumbered, in a single UPDATE. Every
+writer of ranks first takes a transaction-level advisory lock per sibling group, in sorted order
+(so two writers never deadlock): row locks cannot lock an empty group nor the Inbox, advisory
+locks can, which keeps the order total under concurrent creates and moves.
+"""
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Max, Min, Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from rest_framework.exceptions import NotFound, ValidationError
+
+from accounts.models import User
+from tasks import recurrence
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+
+MAX_BULK_IDS: Final = 500
+BULK_ACTIONS: Final = (
+    "complete",
+    "reopen",
+    "delete",
+    "move",
+    "set_priority",
+    "add_tags",
+    "remove_tags",
+)
+
+# Sentinel for "leave the list as it is" in task_move (None means the Inbox).
+UNCHANGED: Final = object()
+
+GroupKey = tuple[UUID | None, UUID | None]  # (list_id, parent_id)
+
+# Task fields a client may write; `tags` and `completed` are handled apart.
+WRITABLE_FIELDS: Final = (
+    "title",
+    "description",
+    "priority",
+    "due_date",
+    "due_time",
+    "list",
+    "parent",
+    "recurrence",
+)
+
+
+class MissingTasks(NotFound):
+    """A 404 that names the ids it could not find among the caller's tasks."""
+
+    def __init__(self, missing_ids: Sequence[UUID]) -> None:
+        super().__init__(f"{len(missing_ids)} of the given ids are not among your tasks.")
+        self.problem_fields = {"missing_ids": [str(task_id) for task_id in missing_ids]}
+
+
+# --- Ranks ------------------------------------------------------------------------------------
+
+
+def _group_lock_key(owner_id: UUID, group: GroupKey) -> int:
+    digest = hashlib.blake2b(f"{owner_id}:{group[0]}:{group[1]}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def _lock_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
+    """Serialises the writers of ranks in these sibling groups until the transaction ends."""
+    keys = sorted({_group_lock_key(owner_id, group) for group in groups})
+    if not keys:
+        return
+    with connection.cursor() as cursor:
+        # Sorted, so two transactions locking overlapping groups never wait on each other in a
+        # cycle.
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) WITH ORDINALITY AS l(k, n)"
+            " ORDER BY n",
+            [keys],
+        )
+
+
+def _group_q(groups: Iterable[GroupKey]) -> Q:
+    """Rows of any of these sibling groups (NULL-aware, so the Inbox is a group too)."""
+    condition = Q(pk__in=[])
+    for list_id, parent_id in set(groups):
+        list_q = Q(list__isnull=True) if list_id is None else Q(list_id=list_id)
+        parent_q = Q(parent__isnull=True) if parent_id is None else Q(parent_id=parent_id)
+        condition |= list_q & parent_q
+    return condition
+
+
+def _end_positions(owner_id: UUID, groups: Iterable[GroupKey]) -> dict[GroupKey, int]:
+    """The rank just after the last task of each group (one query)."""
+    groups = set(groups)
+    rows = (
+        Task.objects.filter(owner_id=owner_id)
+        .filter(_group_q(groups))
+        .values("list_id", "parent_id")
+        .annotate(last=Max("position"))
+        .order_by()
+    )
+    ends = dict.fromkeys(groups, POSITION_GAP)
+    for row in rows:
+        ends[(row["list_id"], row["parent_id"])] = row["last"] + POSITION_GAP
+    return ends
+
+
+def _renumber_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
+    """Spreads the ranks of these groups out again (one UPDATE), keeping their order."""
+    groups = list(set(groups))
+    if not groups:
+        return
+    where = " OR ".join(
+        "(list_id IS NOT DISTINCT FROM %s::uuid AND parent_id IS NOT DISTINCT FROM %s::uuid)"
+        for _ in groups
+    )
+    params: list[Any] = [POSITION_GAP, owner_id]
+    for list_id, parent_id in groups:
+        params += [list_id, parent_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE tasks_task SET position = ranked.rank * %s
+            FROM (
+                SELECT id, row_number() OVER (
+                    PARTITION BY list_id, parent_id ORDER BY position, id
+                ) AS rank
+                FROM tasks_task WHERE owner_id = %s AND ({where})
+            ) AS ranked
+            WHERE tasks_task.id = ranked.id
+            """,  # only placeholders are interpolated into the SQL
+            params,
+        )
+
+
+def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> dict[UUID, tuple]:
+    """For each anchor task: (its position, the next sibling's position or None). One query."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT id, position, successor FROM (
+                SELECT t.id, t.position, lead(t.position) OVER (
+                    PARTITION BY t.list_id, t.parent_id ORDER BY t.position, t.id
+                ) AS successor
+                FROM tasks_task t
+                WHERE t.owner_id = %s AND EXISTS (
+                    SELECT 1 FROM tasks_task a
+                    WHERE a.id = ANY(%s) AND a.owner_id = t.owner_id
+                      AND a.list_id IS NOT DISTINCT FROM t.list_id
+                      AND a.parent_id IS NOT DISTINCT FROM t.parent_id
+                )
+            ) AS groups
+            WHERE id = ANY(%s)
+            """,
+            [owner_id, list(anchor_ids), list(anchor_ids)],
+        )
+        return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+
+
+def _positions_right_after(owner_id: UUID, anchors: Sequence[Task]) -> dict[UUID, int]:
+    """A free rank right after each anchor, inside the anchor's group (constant queries)."""
+    if not anchors:
+        return {}
+    ids = [anchor.pk for anchor in anchors]
+    successors = _successor_positions(owner_id, ids)
+    crowded = [a for a in anchors if _bisect(*successors[a.pk]) is None]
+    if crowded:
+        _renumber_groups(owner_id, [a.sibling_group for a in crowded])
+        successors = _successor_positions(owner_id, ids)
+    return {task_id: _bisect(*successors[task_id]) for task_id in ids}
+
+
+def _bisect(before: int, after: int | None) -> int | None:
+    if after is None:
+        return before + POSITION_GAP
+    if after - before > 1:
+        return (before + after) // 2
+    return None
+
+
+def _place(task: Task, *, after: Task | None) -> None:
+    """Sets task.position in its (new) group: first when `after` is None, else right after it.
+
+    The caller holds the group lock; `task` may already be in the group (a reorder).
+    """
+    siblings = (
+        Task.objects.filter(owner_id=task.owner_id)
+        .filter(_group_q([task.sibling_group]))
+        .exclude(pk=task.pk)
+    )
+    if after is None:
+        first = siblings.aggregate(first=Min("position"))["first"]
+        # Before the first: ranks may go below zero, so this never needs a renumbering.
+        task.position = POSITION_GAP if first is None else first - POSITION_GAP
+        return
+    for attempt in range(2):
+        successor = siblings.filter(position__gt=after.position).aggregate(next=Min("position"))[
+            "next"
+        ]
+        position = _bisect(after.position, successor)
+        if position is not None:
+            task.position = position
+            return
+        if attempt == 0:
+            _renumber_groups(task.owner_id, [task.sibling_group])
+            after.position = Task.objects.values_list("position", flat=True).get(pk=after.pk)
+    raise AssertionError("a renumbered group always has room")  # pragma: no cover
+
+
+# --- Tags -------------------------------------------------------------------------------------
+
+
+def dedupe_tag_names(names: Iterable[str]) -> list[str]:
+    """Trimmed, without case-insensitive duplicates; the first spelling wins."""
+    seen: dict[str, str] = {}
+    for name in names:
+        name = name.strip()
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())
+
+
+def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
+    """The caller's tags of these names (case-insensitive), creating the missing ones."""
+    names = dedupe_tag_names(names)
+    if not names:
+        return []
+    wanted = {name.lower() for name in names}
+    existing = Tag.objects.owned_by(user).annotate(key=Lower("name")).filter(key__in=wanted)
+    found = {tag.key: tag for tag in existing}
+    missing = [name for name in names if name.lower() not in found]
+    if missing:
+        # ignore_conflicts: a concurrent request may have just created the same tag.
+        Tag.objects.bulk_create(
+            [Tag(owner=user, name=name) for name in missing], ignore_conflicts=True
+        )
+        found = {tag.key: tag for tag in existing.all()}
+    return [found[name.lower()] for name in names]
+
+
+def _bump(queryset, now: datetime, **changes) -> int:
+    return queryset.update(version=F("version") + 1, updated_at=now, **changes)
+
+
+def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
+    """Renames a tag; into an existing tag of that name (any case), the two are merged."""
+    with transaction.atomic():
+        now = timezone.now()
+        target = Tag.objects.owned_by(user).filter(name__iexact=name).exclude(pk=tag.pk).first()
+        _bump(Task.objects.owned_by(user).filter(tags=tag), now)
+        if target is None:
+            tag.name = name
+            tag.save(update_fields=["name"])
+            return tag
+        through = Task.tags.through
+        task_ids = through.objects.filter(tag=tag).values_list("task_id", flat=True)
+        through.objects.bulk_create(
+            [through(task_id=task_id, tag=target) for task_id in task_ids],
+            ignore_conflicts=True,
+        )
+        tag.delete()
+        return target
+
+
+def tag_delete(*, user: User, tag: Tag) -> None:
+    """Deletes a tag: it disappears from every task (whose version grows)."""
+    with transaction.atomic():
+        _bump(Task.objects.owned_by(user).filter(tags=tag), timezone.now())
+        tag.delete()
+
+
+# --- Lists ------------------------------------------------------------------------------------
+
+LIST_NAME_TAKEN: Final = "You already have a list with this name."
+
+
+def _list_save(task_list: TaskList) -> TaskList:
+    try:
+        with transaction.atomic():
+            task_list.save()
+    except IntegrityError as error:
+        # Two requests racing past the serializer's check: still a 400, never a 500.
+        if "tasklist_name_unique_per_owner" in str(error):
+            raise ValidationError({"name": [LIST_NAME_TAKEN]}) from error
+        raise
+    return task_list
+
+
+def list_create(*, user: User, name: str, color: str | None, position: int | None) -> TaskList:
+    with transaction.atomic():
+        if position is None:
+            last = TaskList.objects.owned_by(user).aggregate(last=Max("position"))["last"]
+            position = POSITION_GAP if last is None else last + POSITION_GAP
+        return _list_save(TaskList(owner=user, name=name, color=color, position=position))
+
+
+def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:
+    changed = False
+    for field, value in data.items():
+        if getattr(task_list, field) != value:
+            setattr(task_list, field, value)
+            changed = True
+    if changed:
+        task_list.version += 1
+        _list_save(task_list)
+    return task_list
+
+
+def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
+    """Deletes a list; its tasks go to the end of the Inbox unless delete_tasks."""
+    with transaction.atomic():
+        if delete_tasks:
+            Task.objects.owned_by(user).filter(list=task_list).delete()
+            task_list.delete()
+            return
+        inbox: GroupKey = (None, None)
+        _lock_groups(user.pk, [inbox, (task_list.pk, None)])
+        start = _end_positions(user.pk, [inbox])[inbox] - POSITION_GAP
+        with connection.cursor() as cursor:
+            # Top-level tasks keep their order, after the Inbox's last task.
+            cursor.execute(
+                """
+                UPDATE tasks_task SET list_id = NULL, position = %s + moved.rank * %s,
+                    version = version + 1, updated_at = %s
+                FROM (
+                    SELECT id, row_number() OVER (ORDER BY position, id) AS rank
+                    FROM tasks_task
+                    WHERE owner_id = %s AND list_id = %s AND parent_id IS NULL
+                ) AS moved
+                WHERE tasks_task.id = moved.id
+                """,
+                [start, POSITION_GAP, timezone.now(), user.pk, task_list.pk],
+            )
+        # Subtasks follow their parent; their ranks are inside the parent, so they stay.
+        _bump(Task.objects.owned_by(user).filter(list=task_list), timezone.now(), list=None)
+        task_list.delete()
+
+
+# --- Tasks ------------------------------------------------------------------------------------
+
+
+def _series_start(task: Task) -> Any:
+    return task.recurrence_start or task.due_date
+
+
+def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
+    """Creates the next occurrence of each completed recurring task, right after it.
+
+    Once per task: a task whose `next_occurrence` is set never gets a second copy. Constant
+    queries whatever the number of tasks.
+    """
+    today = recurrence.today_in(user.timezone)
+    due_dates = {}
+    for task in tasks:
+        if not task.recurrence or task.next_occurrence_id is not None or task.due_date is None:
+            continue
+        due = recurrence.next_due_date(
+            rule=task.recurrence,
+            series_start=_series_start(task),
+            current_due=task.due_date,
+            today=today,
+        )
+        if due is not None:  # None: COUNT or UNTIL is spent, the series ends here
+            due_dates[task.pk] = due
+    originals = [task for task in tasks if task.pk in due_dates]
+    if not originals:
+        return
+    positions = _positions_right_after(user.pk, originals)
+    copies = [
+        Task(
+            id=uuid.uuid4(),
+            owner=user,
+            title=task.title,
+            description=task.description,
+            priority=task.priority,
+            list_id=task.list_id,
+            parent_id=task.parent_id,
+            due_date=due_dates[task.pk],
+            due_time=task.due_time,
+            recurrence=task.recurrence,
+            recurrence_start=_series_start(task),
+            position=positions[task.pk],
+        )
+        for task in originals
+    ]
+    Task.objects.bulk_create(copies)
+    through = Task.tags.through
+    copy_of = {task.pk: copy for task, copy in zip(originals, copies, strict=True)}
+    tag_links = through.objects.filter(task_id__in=copy_of).values_list("task_id", "tag_id")
+    through.objects.bulk_create(
+        [through(task_id=copy_of[task_id].pk, tag_id=tag_id) for task_id, tag_id in tag_links]
+    )
+    for task in originals:
+        task.next_occurrence = copy_of[task.pk]
+    Task.objects.bulk_update(originals, ["next_occurrence"])
+
+
+def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -> list[Task]:
+    """Completes the open subtasks of these parents; returns them (completed)."""
+    parent_ids = [parent.pk for parent in parents if parent.parent_id is None]
+    if not parent_ids:
+        return []
+    subtasks = list(Task.objects.owned_by(user).filter(parent_id__in=parent_ids, completed=False))
+    if subtasks:
+        _bump(
+            Task.objects.filter(pk__in=[s.pk for s in subtasks]),
+            now,
+            completed=True,
+            completed_at=now,
+        )
+        for subtask in subtasks:
+            subtask.mark_completed(now)
+            subtask.version += 1
+    return subtasks
+
+
+def _after_completion(*, user: User, tasks: Sequence[Task], now: datetime) -> None:
+    """What follows tasks becoming completed: their subtasks too, then recurrences."""
+    subtasks = _cascade_completion(user=user, parents=tasks, now=now)
+    _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks])
+
+
+def _locked(task: Task) -> Task:
+    """The task re-read under a row lock, so concurrent writers apply one after the other."""
+    return Task.objects.select_for_update().get(pk=task.pk)
+
+
+def task_create(*, user: User, data: dict[str, Any]) -> Task:
+    """Creates a task at the end of its group; `data` is validated (TaskSerializer)."""
+    with transaction.atomic():
+        tag_names = data.pop("tags", [])
+        completed = data.pop("completed", False)
+        task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})
+        if task.recurrence:
+            task.recurrence_start = task.due_date
+        now = timezone.now()
+        if completed:
+            task.mark_completed(now)
+        _lock_groups(user.pk, [task.sibling_group])
+        task.position = _end_positions(user.pk, [task.sibling_group])[task.sibling_group]
+        task.save()
+        task.tags.set(tags_get_or_create(user=user, names=tag_names))
+        if completed:
+            _spawn_next_occurrences(user=user, tasks=[task])
+        return task
+
+
+def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
+    """Applies validated fields; a change of list or parent moves the task to the end of its
+    new group (subtasks follow their parent's list), a change of `completed` completes or
+    reopens it. `version` grows by one when anything changed."""
+    with transaction.atomic():
+        current = _locked(task)
+        old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
+        changed = False
+        for field in WRITABLE_FIELDS:
+            if field in data and getattr(current, field) != data[field]:
+                setattr(current, field, data[field])
+                changed = True
+        if current.recurrence is None:
+            current.recurrence_start = None
+        elif current.recurrence != old_rule or current.recurrence_start in (None, old_due):
+            # A new rule, or the first task of its series moved: the series starts at its due
+            # date (COUNT is counted from there).
+            current.recurrence_start = current.due_date
+
+        now = timezone.now()
+        completing = data.get("completed") is True and not current.completed
+        reopening = data.get("completed") is False and current.completed
+        if completing:
+            current.mark_completed(now)
+        elif reopening:
+            current.mark_open()
+        changed = changed or completing or reopening
+
+        if "tags" in data:
+            tags = tags_get_or_create(user=user, names=data["tags"])
+            if {tag.pk for tag in tags} != {tag.pk for tag in current.tags.all()}:
+                current.tags.set(tags)
+                changed = True
+
+        if current.sibling_group != old_group:
+            _lock_groups(user.pk, [old_group, current.sibling_group])
+            current.position = _end_positions(user.pk, [current.sibling_group])[
+                current.sibling_group
+            ]
+        if changed:
+            current.version += 1
+            current.save()
+        if current.list_id != old_group[0] and current.parent_id is None:
+            _bump(current.subtasks.exclude(list_id=current.list_id), now, list=current.list_id)
+        if completing:
+            _after_completion(user=user, tasks=[current], now=now)
+        return current
+
+
+def task_complete(*, task: Task, user: User) -> Task:
+    """Completes a task, its open subtasks and, for a recurring task, creates the next one."""
+    return task_update(task=task, user=user, data={"completed": True})
+
+
+def task_reopen(*, task: Task, user: User) -> Task:
+    """Reopens a completed task (its subtasks stay as they are)."""
+    return task_update(task=task, user=user, data={"completed": False})
+
+
+def task_delete(*, task: Task) -> None:
+    """Deletes a task with its subtasks."""
+    with transaction.atomic():
+        task.delete()
+
+
+def task_move(*, task: Task, after: Task | None, list_: Any = UNCHANGED) -> Task:
+    """Moves a task right after `after` (None: first) in `list_` (None: the Inbox; UNCHANGED:
+    its own list). `after` must be a sibling in the target group; a subtask stays in its
+    parent's list. A cross-list move keeps the id and takes the subtasks along."""
+    with transaction.atomic():
+        current = _locked(task)
+        old_group = current.sibling_group
+        target_list_id = current.list_id if list_ is UNCHANGED else getattr(list_, "pk", None)
+        if current.parent_id is not None and target_list_id != current.list_id:
+            raise ValidationError({"list": ["A subtask stays in the list of its parent."]})
+        new_group: GroupKey = (target_list_id, current.parent_id)
+        _lock_groups(current.owner_id, [old_group, new_group])
+        if after is not None:
+            # Re-read under the lock: `after` may have moved since the caller read it.
+            after = Task.objects.get(pk=after.pk)
+            if after.sibling_group != new_group or after.pk == current.pk:
+                raise ValidationError(
+                    {"after": ["Must be another task of the same list and parent, or null."]}
+                )
+        current.list_id = target_list_id
+        _place(current, after=after)
+        current.version += 1
+        current.save()
+        if target_list_id != old_group[0]:
+            _bump(current.subtasks.all(), current.updated_at, list=target_list_id)
+        return current
+
+
+# --- Bulk -------------------------------------------------------------------------------------
+
+
+def _bulk_complete(user: User, tasks: list[Task], now: datetime) -> list[Task]:
+    changed = [task for task in tasks if not task.completed]
+    _bump(
+        Task.objects.filter(pk__in=[t.pk for t in changed]),
+        now,
+        completed=True,
+        completed_at=now,
+    )
+    for task in changed:
+        task.mark_completed(now)
+    _after_completion(user=user, tasks=changed, now=now)
+    return changed
+
+
+def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | None) -> int:
+    ids = {task.pk for task in tasks}
+    orphans = [t for t in tasks if t.parent_id is not None and t.parent_id not in ids]
+    if orphans:
+        raise ValidationError(
+            {"ids": ["A subtask moves with its parent: " + ", ".join(str(t.pk) for t in orphans)]}
+        )
+    top_level = sorted(
+        (t for t in tasks if t.parent_id is None), key=lambda t: (t.position, str(t.pk))
+    )
+    target_list_id = list_.pk if list_ is not None else None
+    target: GroupKey = (target_list_id, None)
+    _lock_groups(user.pk, [target, *(t.sibling_group for t in top_level)])
+    position = _end_positions(user.pk, [target])[target]
+    for task in top_level:
+        task.list_id, task.position = target_list_id, position
+        task.version += 1
+        task.updated_at = now
+        position += POSITION_GAP
+    Task.objects.bulk_update(top_level, ["list", "position", "version", "updated_at"])
+    # Subtasks follow their parent's list; their ranks are inside the parent, so they stay.
+    _bump(
+        Task.objects.filter(parent_id__in=[t.pk for t in top_level]).exclude(
+            list_id=target_list_id
+        ),
+        now,
+        list=target_list_id,
+    )
+    return len(tasks)
+
+
+def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now) -> int:
+    ids = [task.pk for task in tasks]
+    through = Task.tags.through
+    if action == "add_tags":
+        tags = tags_get_or_create(user=user, names=names)
+    else:  # remove_tags never creates a tag
+        keys = {name.lower() for name in names}
+        tags = list(Tag.objects.owned_by(user).annotate(key=Lower("name")).filter(key__in=keys))
+    tag_ids = [tag.pk for tag in tags]
+    present = set(
+        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list("task_id", "tag_id")
+    )
+    if action == "add_tags":
+        links = [(t, tag) for t in ids for tag in tag_ids if (t, tag) not in present]
+        through.objects.bulk_create(
+            [through(task_id=task_id, tag_id=tag_id) for task_id, tag_id in links]
+        )
+    else:
+        links = list(present)
+        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).delete()
+    return _bump(Task.objects.filter(pk__in={task_id for task_id, _ in links}), now)
+
+
+def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any) -> int:
+    """Applies one action to many of the caller's tasks, all or nothing.
+
+    Any id that is not the caller's: nothing changes, MissingTasks (404) names them. Returns the
+    number of tasks the action changed (tasks already in the wanted state are left untouched,
+    their version too). Constant queries whatever the number of ids.
+    """
+    if action not in BULK_ACTIONS:
+        raise ValidationError({"action": [f"Unknown action {action!r}."]})
+    ids = list(dict.fromkeys(ids))
+    with transaction.atomic():
+        # Locked in id order: two bulk requests on overlapping ids cannot deadlock.
+        tasks = list(
+            Task.objects.owned_by(user).filter(pk__in=ids).select_for_update().order_by("pk")
+        )
+        if len(tasks) != len(ids):
+            found = {task.pk for task in tasks}
+            raise MissingTasks([task_id for task_id in ids if task_id not in found])
+        now = timezone.now()
+        selected = Task.objects.filter(pk__in=ids)
+        if action == "complete":
+            return len(_bulk_complete(user, tasks, now))
+        if action == "reopen":
+            return _bump(selected.filter(completed=True), now, completed=False, completed_at=None)
+        if action == "delete":
+            selected.delete()
+            return len(tasks)
+        if action == "move":
+            return _bulk_move(user, tasks, now, params.get("list"))
+        if action == "set_priority":
+            priority = Priority(params["priority"])
+            return _bump(selected.exclude(priority=priority), now, priority=priority)
+        return _bulk_tags(user, action, tasks, params.get("tags", []), now)

@@ -1,0 +1,425 @@
+"""Lists, tasks and tags endpoints: glue between the request, the serializers and the services.
+
+Every queryset starts from `owned_by(request.user)`; the class attributes are empty querysets,
+so a forgotten override leaks nothing. Another user's id is a 404 like an unknown one.
+"""
+
+import re
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet
+from django.db.models.functions import Lower
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tasks import services
+from tasks.filters import TaskFilter
+from tasks.models import Tag, Task, TaskList
+from tasks.serializers import (
+    BulkResultSerializer,
+    ListDeleteQuerySerializer,
+    ProblemDetailsSerializer,
+    TagSerializer,
+    TaskBulkSerializer,
+    TaskListSerializer,
+    TaskMoveSerializer,
+    TaskSerializer,
+)
+
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+
+
+def _problem(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ProblemDetailsSerializer, description=description)
+
+
+PROBLEM_400 = _problem("Invalid input: `errors` names each field or query parameter.")
+PROBLEM_401 = _problem("Missing, invalid or expired access token.")
+PROBLEM_404 = _problem("Not found, or not yours (the same answer either way).")
+PROBLEM_409 = _problem("Conflict (e.g. a request with the same Idempotency-Key still running).")
+PROBLEM_412 = _problem("If-Match no longer matches the current version: nothing changed.")
+PROBLEM_429 = _problem("Rate limited: retry after `Retry-After` seconds.")
+COMMON_ERRORS = {401: PROBLEM_401, 429: PROBLEM_429}
+ONE_ERRORS = {**COMMON_ERRORS, 404: PROBLEM_404}
+WRITE_ERRORS = {**ONE_ERRORS, 400: PROBLEM_400, 412: PROBLEM_412}
+
+TASK_EXAMPLE = {
+    "id": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
+    "title": "Pay rent",
+    "description": "",
+    "completed": False,
+    "completed_at": None,
+    "priority": "high",
+    "due_date": "2026-12-01",
+    "due_time": "09:00",
+    "list": None,
+    "tags": ["home", "money"],
+    "parent": None,
+    "position": 3072,
+    "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
+    "next_occurrence": None,
+    "created_at": "2026-11-22T09:30:00Z",
+    "updated_at": "2026-11-22T09:30:00Z",
+    "version": 4,
+}
+
+
+class TaskPagination(LimitOffsetPagination):
+    """limit (1..; above 200 served as 200, default 50) and offset (0..); else a 400."""
+
+    default_limit = 50
+    max_limit = 200
+
+    def _whole_number(self, request: Request, name: str, default: int, minimum: int) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        if not WHOLE_NUMBER.fullmatch(raw) or int(raw) < minimum:
+            raise ValidationError({name: [f"Must be a whole number of at least {minimum}."]})
+        return int(raw)
+
+    def get_limit(self, request: Request) -> int:
+        limit = self._whole_number(request, self.limit_query_param, self.default_limit, 1)
+        return min(limit, self.max_limit)
+
+    def get_offset(self, request: Request) -> int:
+        return self._whole_number(request, self.offset_query_param, 0, 0)
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": "limit",
+                "required": False,
+                "in": "query",
+                "description": "Page size: default 50; above 200 is served as 200.",
+                "schema": {"type": "integer", "minimum": 1, "default": 50},
+            },
+            {
+                "name": "offset",
+                "required": False,
+                "in": "query",
+                "description": "How many results to skip.",
+                "schema": {"type": "integer", "minimum": 0, "default": 0},
+            },
+        ]
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your lists, by position", responses={200: TaskListSerializer, **COMMON_ERRORS}
+    ),
+    create=extend_schema(
+        summary="Create a list (at the end unless `position` is given)",
+        responses={201: TaskListSerializer, 400: PROBLEM_400, **COMMON_ERRORS},
+        examples=[
+            OpenApiExample(
+                "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
+            )
+        ],
+    ),
+    retrieve=extend_schema(summary="One list", responses={200: TaskListSerializer, **ONE_ERRORS}),
+    partial_update=extend_schema(
+        summary="Change a list's name, color or position",
+        responses={200: TaskListSerializer, **WRITE_ERRORS},
+    ),
+    destroy=extend_schema(
+        summary="Delete a list; its tasks go to the Inbox unless `?tasks=delete`",
+        parameters=[ListDeleteQuerySerializer],
+        responses={204: None, 400: PROBLEM_400, **ONE_ERRORS, 412: PROBLEM_412},
+    ),
+)
+class TaskListViewSet(
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your task lists, ordered by position, with their task counts."""
+
+    queryset = TaskList.objects.none()
+    serializer_class = TaskListSerializer
+    pagination_class = None
+    filter_backends: list = []
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    lookup_value_regex = UUID_PATTERN
+
+    def get_queryset(self) -> QuerySet:
+        return TaskList.objects.owned_by(self.request.user).annotate(
+            task_count=Count("tasks"),
+            open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+        )
+
+    def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
+        annotated = self.get_queryset().get(pk=task_list.pk)
+        return Response(self.get_serializer(annotated).data, status=code)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        task_list = services.list_create(
+            user=request.user,
+            name=data["name"],
+            color=data.get("color"),
+            position=data.get("position"),
+        )
+        return self._respond(task_list, status.HTTP_201_CREATED)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        task_list = self.get_object()
+        serializer = self.get_serializer(task_list, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.list_update(task_list=task_list, data=serializer.validated_data)
+        return self._respond(task_list)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        query = ListDeleteQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        services.list_delete(
+            user=request.user,
+            task_list=self.get_object(),
+            delete_tasks=query.validated_data["tasks"] == "delete",
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your tasks: filtered, searched, ordered and paginated",
+        responses={200: TaskSerializer(many=True), 400: PROBLEM_400, **COMMON_ERRORS},
+    ),
+    create=extend_schema(
+        summary="Create a task (at the end of its list, or of its parent's subtasks)",
+        responses={201: TaskSerializer, 400: PROBLEM_400, **COMMON_ERRORS, 409: PROBLEM_409},
+        examples=[
+            OpenApiExample(
+                "New task",
+                value={
+                    "title": "Pay rent",
+                    "priority": "high",
+                    "due_date": "2026-12-01",
+                    "due_time": "09:00",
+                    "tags": ["home", "money"],
+                    "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Task", value=TASK_EXAMPLE, response_only=True),
+        ],
+    ),
+    retrieve=extend_schema(summary="One task", responses={200: TaskSerializer, **ONE_ERRORS}),
+    update=extend_schema(
+        summary="Replace a task (fields left out get their defaults)",
+        responses={200: TaskSerializer, **WRITE_ERRORS},
+    ),
+    partial_update=extend_schema(
+        summary="Change some fields of a task (explicit null clears a nullable field)",
+        description="Setting `completed` to true completes the open subtasks too and, for a "
+        "recurring task, creates the next occurrence: its id is in `next_occurrence`.",
+        responses={200: TaskSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample("Complete", value={"completed": True}, request_only=True),
+            OpenApiExample(
+                "Completed recurring task",
+                value={
+                    **TASK_EXAMPLE,
+                    "completed": True,
+                    "completed_at": "2026-11-30T18:02:11Z",
+                    "version": 5,
+                    "next_occurrence": "8d1f5a0c-1e3b-4f5e-9d6a-3b2c1a0f9e88",
+                },
+                response_only=True,
+            ),
+        ],
+    ),
+    destroy=extend_schema(
+        summary="Delete a task and its subtasks",
+        responses={204: None, **ONE_ERRORS, 412: PROBLEM_412},
+    ),
+)
+class TaskViewSet(viewsets.ModelViewSet):
+    """Your tasks and subtasks: CRUD, filters, search, ordering, moves and bulk actions."""
+
+    queryset = Task.objects.none()
+    serializer_class = TaskSerializer
+    filterset_class = TaskFilter
+    pagination_class = TaskPagination
+    lookup_value_regex = UUID_PATTERN
+
+    def get_queryset(self) -> QuerySet:
+        return Task.objects.owned_by(self.request.user).prefetch_related("tags")
+
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        if self.action != "list":
+            return queryset  # filters and ordering are for the list only
+        return super().filter_queryset(queryset)
+
+    def perform_create(self, serializer: TaskSerializer) -> None:
+        serializer.instance = services.task_create(
+            user=self.request.user, data=dict(serializer.validated_data)
+        )
+
+    def perform_update(self, serializer: TaskSerializer) -> None:
+        serializer.instance = services.task_update(
+            task=serializer.instance, user=self.request.user, data=serializer.validated_data
+        )
+
+    def perform_destroy(self, instance: Task) -> None:
+        services.task_delete(task=instance)
+
+    @extend_schema(
+        summary="Move a task: right after another, or first; optionally into another list",
+        request=TaskMoveSerializer,
+        responses={200: TaskSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample(
+                "After another task",
+                value={"after": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "First in another list",
+                value={"after": None, "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88"},
+                request_only=True,
+            ),
+        ],
+    )
+    @action(detail=True, methods=["post"])
+    def move(self, request: Request, pk: str | None = None) -> Response:
+        """Reorders a task inside its list (and parent), or moves it into another list."""
+        task = self.get_object()
+        serializer = TaskMoveSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        task = services.task_move(
+            task=task, after=data["after"], list_=data.get("list", services.UNCHANGED)
+        )
+        return Response(TaskSerializer(task, context=self.get_serializer_context()).data)
+
+    @extend_schema(
+        summary="Apply one action to up to 500 tasks, all or nothing",
+        description="If any id is unknown or not yours, nothing changes and the answer is a "
+        "404 problem whose `missing_ids` lists them.",
+        request=TaskBulkSerializer,
+        responses={
+            200: BulkResultSerializer,
+            400: PROBLEM_400,
+            404: _problem("Some ids are not among your tasks: `missing_ids` names them."),
+            **COMMON_ERRORS,
+        },
+        examples=[
+            OpenApiExample(
+                "Complete two tasks",
+                value={
+                    "action": "complete",
+                    "ids": [
+                        "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
+                        "8d1f5a0c-1e3b-4f5e-9d6a-3b2c1a0f9e88",
+                    ],
+                },
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Tag tasks",
+                value={
+                    "action": "add_tags",
+                    "ids": ["0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"],
+                    "tags": ["urgent"],
+                },
+                request_only=True,
+            ),
+            OpenApiExample("Result", value={"updated": 2}, response_only=True),
+        ],
+    )
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def bulk(self, request: Request) -> Response:
+        """Completes, reopens, deletes, moves, re-prioritises or (un)tags many tasks at once."""
+        serializer = TaskBulkSerializer(data=request.data, context=self.get_serializer_context())
+        serializer.is_valid(raise_exception=True)
+        params = dict(serializer.validated_data)
+        updated = services.tasks_bulk_apply(
+            user=request.user, action=params.pop("action"), ids=params.pop("ids"), **params
+        )
+        return Response({"updated": updated})
+
+
+TAG_NAME_PARAMETER = OpenApiParameter(
+    "name",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="The tag's name, URL-encoded (any case).",
+)
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="Your tags with their task counts, by name (not paginated)",
+        responses={200: TagSerializer(many=True), **COMMON_ERRORS},
+    ),
+    partial_update=extend_schema(
+        summary="Rename a tag (into an existing tag of that name: the two merge)",
+        parameters=[TAG_NAME_PARAMETER],
+        responses={200: TagSerializer, 400: PROBLEM_400, **ONE_ERRORS},
+        examples=[OpenApiExample("Rename", value={"name": "errands"}, request_only=True)],
+    ),
+    destroy=extend_schema(
+        summary="Delete a tag: it disappears from every task",
+        parameters=[TAG_NAME_PARAMETER],
+        responses={204: None, **ONE_ERRORS},
+    ),
+)
+class TagViewSet(
+    mixins.ListModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your tags: names on tasks, case-insensitive, created when a task first uses them."""
+
+    queryset = Tag.objects.none()
+    serializer_class = TagSerializer
+    pagination_class = None
+    filter_backends: list = []
+    lookup_field = "name"
+    # Any name, spaces, slashes and non-ASCII included (percent-encoded in the URL).
+    lookup_value_regex = ".+"
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+
+    def get_queryset(self) -> QuerySet:
+        return (
+            Tag.objects.owned_by(self.request.user)
+            .annotate(task_count=Count("tasks"))
+            .order_by(Lower("name"), "name")
+        )
+
+    def get_object(self) -> Tag:
+        tag = self.get_queryset().filter(name__iexact=self.kwargs["name"]).first()
+        if tag is None:
+            raise NotFound("No tag of this name.")
+        return tag
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        tag = self.get_object()
+        serializer = self.get_serializer(tag, data=request.data)
+        serializer.is_valid(raise_exception=True)
+        name = serializer.validated_data["name"]
+        renamed = services.tag_rename(user=request.user, tag=tag, name=name)
+        return Response(self.get_serializer(self.get_queryset().get(pk=renamed.pk)).data)
+
+    def perform_destroy(self, instance: Tag) -> None:
+        services.tag_delete(user=self.request.user, tag=instance)
