@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import OuterRef, QuerySet
+from django.http import Http404, HttpResponse
+from rest_framework.request import Request
 
 from tasks.models import Priority, Tag
 
@@ -47,7 +49,9 @@ LINE_SEPARATOR, PARAGRAPH_SEPARATOR = "\u2028".encode(), "\u2029".encode()
 def task_rows(queryset: QuerySet) -> QuerySet:
     """The queryset's tasks as tuples in COLUMNS order, with their tag names in one query."""
     tag_names = ArraySubquery(Tag.objects.filter(tasks=OuterRef("pk")).order_by().values("name"))
-    return queryset.annotate(tag_names=tag_names).values_list(
+    # prefetch_related("tags") of the serializer path has no meaning for tuples.
+    queryset = queryset.prefetch_related(None).annotate(tag_names=tag_names)
+    return queryset.values_list(
         *[("tag_names" if column == "tags" else column) for column in COLUMNS]
     )
 
@@ -117,3 +121,26 @@ def render_page(
             "results": [task_data(row) for row in rows],
         }
     )
+
+
+def list_response(view, request: Request) -> HttpResponse:
+    """What ListModelMixin.list answers, through the view's own filters and paginator."""
+    rows = view.paginate_queryset(task_rows(view.filter_queryset(view.get_queryset())))
+    paginator = view.paginator
+    body = render_page(
+        count=paginator.count,
+        next_url=paginator.get_next_link(),
+        previous_url=paginator.get_previous_link(),
+        rows=rows,
+    )
+    return HttpResponse(body, content_type="application/json")
+
+
+def retrieve_response(view, request: Request) -> HttpResponse:
+    """What RetrieveModelMixin.retrieve answers; not the caller's is a 404 like unknown."""
+    lookup = view.lookup_url_kwarg or view.lookup_field
+    queryset = view.filter_queryset(view.get_queryset()).filter(pk=view.kwargs[lookup])
+    row = next(iter(task_rows(queryset.order_by())[:1]), None)
+    if row is None:
+        raise Http404
+    return HttpResponse(render(task_data(row)), content_type="application/json")

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def floor_get(path: str, token: str, query: str = "") -> tuple[str, dict, bytes]:
     connection.ensure_connection()
-    app = FloorApp(
-        connection=connection.connection, signing_key=settings.SIMPLE_JWT["SIGNING_KEY"]
-    )
+    app = FloorApp(connection=connection.connection, signing_key=settings.SIMPLE_JWT["SIGNING_KEY"])
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
