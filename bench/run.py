@@ -307,6 +307,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # A TERM (devservices forwards it) unwinds like Ctrl-C: the servers started here stop too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     env = server_env(args)
     app_env = {**env, "DJANGO_SETTINGS_MODULE": args.settings} if args.settings else env
     started = time.monotonic()
