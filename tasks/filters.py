@@ -11,10 +11,10 @@ from zoneinfo import ZoneInfo
 import django_filters
 from django import forms
 from django.contrib.postgres.search import SearchQuery
+from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 
 from tasks.models import TAG_NAME_MAX_LENGTH, Priority, Tag, Task, TaskList
@@ -35,22 +35,35 @@ ORDERINGS = {
 DEFAULT_ORDERING = ["position"]
 
 
-class PrefixSearchQuery(SearchQuery):
-    """Every word of the text, as a prefix, must be in the task (title or description).
+# Each lexeme quoted for the tsquery syntax (backslashes and quotes doubled), as a prefix.
+_PREFIX_TSQUERY_SQL = r"""
+    SELECT to_tsquery('simple', string_agg(
+        '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
+    ))::text
+    FROM unnest(to_tsvector('simple', %s))
+"""
+
+
+def prefix_tsquery(text: str) -> str | None:
+    """The tsquery (as text) matching tasks that have every word of `text` as a word prefix.
 
     PostgreSQL itself splits the text into words with the same parser (config 'simple') that
-    built `search_vector`, and each word is quoted as a lexeme: no input can produce a tsquery
-    syntax error. A text without any word matches nothing.
+    built `search_vector` and quotes each one: no input can make a tsquery syntax error. None
+    when the text has no word at all.
     """
+    with connection.cursor() as cursor:
+        cursor.execute(_PREFIX_TSQUERY_SQL, [text])
+        return cursor.fetchone()[0] or None
 
-    template = (
-        "(SELECT to_tsquery('simple', string_agg("
-        "'''' || replace(replace(lexeme, '\\', '\\\\'), '''', '''''') || ''':*', ' & ')) "
-        "FROM unnest(to_tsvector('simple', %(expressions)s)))"
-    )
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
+class TsQueryLiteral(SearchQuery):
+    """A tsquery given as text, cast as is: a constant, not a sub-select, so the planner
+    estimates its selectivity from the column statistics and picks the GIN index."""
+
+    template = "%(expressions)s::tsquery"
+
+    def __init__(self, query: str) -> None:
+        super().__init__(query)
 
     def as_sql(self, compiler, connection, function=None, template=None):
         return super().as_sql(compiler, connection, function, self.template)
@@ -68,7 +81,6 @@ class StrictBooleanField(forms.TypedChoiceField):
         super().__init__(*args, **kwargs)
 
 
-@extend_schema_field(OpenApiTypes.BOOL)
 class StrictBooleanFilter(django_filters.Filter):
     field_class = StrictBooleanField
 
@@ -83,6 +95,8 @@ class TagNamesFormField(forms.Field):
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:
+            if "\x00" in name:
+                raise forms.ValidationError("Null characters are not allowed.")
             if not 1 <= len(name) <= TAG_NAME_MAX_LENGTH:
                 raise forms.ValidationError(
                     f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
@@ -91,13 +105,24 @@ class TagNamesFormField(forms.Field):
 
 
 @extend_schema_field(
-    {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 50}}
+    {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": 50},
+        "description": "Repeatable (`tag=a&tag=b`): tasks having all of these tags "
+        "(case-insensitive).",
+    }
 )
 class TagNamesFilter(django_filters.Filter):
     field_class = TagNamesFormField
 
 
-@extend_schema_field({"type": "string", "enum": [label for _, label in Priority.choices]})
+@extend_schema_field(
+    {
+        "type": "string",
+        "enum": [label for _, label in Priority.choices],
+        "description": "Comma-separated priority names (`high,medium`): any of them.",
+    }
+)
 class PriorityNamesFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
     """`priority=high,medium`: any of these priorities."""
 
@@ -126,18 +151,29 @@ def _owned_tasks(request) -> QuerySet:
     return Task.objects.owned_by(request.user) if request else Task.objects.none()
 
 
-def _id_or(keyword: str) -> dict:
-    return {"oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "enum": [keyword]}]}
+def _id_or(keyword: str, description: str) -> dict:
+    return {
+        "oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "enum": [keyword]}],
+        "description": description,
+    }
+
+
+def _boolean(description: str) -> dict:
+    return {"type": "boolean", "description": description}
 
 
 class TaskFilter(django_filters.FilterSet):
-    completed = StrictBooleanFilter(help_text="`true` or `false`.")
+    completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
+        StrictBooleanFilter()
+    )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
         method="filter_priority",
         help_text="Comma-separated priority names: any of them.",
     )
-    list = extend_schema_field(_id_or("inbox"))(
+    list = extend_schema_field(
+        _id_or("inbox", "One of your list ids, or `inbox` for tasks without a list.")
+    )(
         django_filters.ModelChoiceFilter(
             queryset=_owned_lists,
             null_value="inbox",
@@ -158,15 +194,18 @@ class TaskFilter(django_filters.FilterSet):
         input_formats=["%Y-%m-%d"],
         help_text="`YYYY-MM-DD`: due on or before this date.",
     )
-    overdue = StrictBooleanFilter(
-        method="filter_overdue",
-        help_text="`true`: open and due before now in your time zone (a task due today "
-        "without a time is not overdue yet); `false`: all others.",
+    overdue = extend_schema_field(
+        _boolean(
+            "`true`: open and due before now in your time zone (a task due today without a "
+            "time is not overdue yet); `false`: all others."
+        )
+    )(StrictBooleanFilter(method="filter_overdue"))
+    has_due = extend_schema_field(_boolean("`true`: with a due date; `false`: without."))(
+        StrictBooleanFilter(method="filter_has_due")
     )
-    has_due = StrictBooleanFilter(
-        method="filter_has_due", help_text="`true`: with a due date; `false`: without."
-    )
-    parent = extend_schema_field(_id_or("none"))(
+    parent = extend_schema_field(
+        _id_or("none", "One of your task ids (its subtasks), or `none` for top-level tasks.")
+    )(
         django_filters.ModelChoiceFilter(
             queryset=_owned_tasks,
             null_value="none",
@@ -231,4 +270,7 @@ class TaskFilter(django_filters.FilterSet):
         return qs.filter(due_date__isnull=not value)
 
     def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        return qs.filter(search_vector=PrefixSearchQuery(value))
+        query = prefix_tsquery(value)
+        if query is None:
+            return qs.none()  # nothing searchable in the text (only punctuation)
+        return qs.filter(search_vector=TsQueryLiteral(query))

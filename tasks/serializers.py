@@ -219,6 +219,12 @@ class TaskSerializer(serializers.ModelSerializer):
             "version",
         ]
         read_only_fields = ["id", "position", "version"]
+        extra_kwargs = {
+            "position": {
+                "help_text": "Rank inside (list, parent), ascending; change it with move/."
+            },
+            "version": {"help_text": "Starts at 1 and grows by one on every change."},
+        }
 
     def validate_recurrence(self, value: str | None) -> str | None:
         return None if value is None else recurrence.validate_rule(value)

@@ -53,9 +53,10 @@ PROBLEM_404 = _problem("Not found, or not yours (the same answer either way).")
 PROBLEM_409 = _problem("Conflict (e.g. a request with the same Idempotency-Key still running).")
 PROBLEM_412 = _problem("If-Match no longer matches the current version: nothing changed.")
 PROBLEM_429 = _problem("Rate limited: retry after `Retry-After` seconds.")
-COMMON_ERRORS = {401: PROBLEM_401, 429: PROBLEM_429}
-ONE_ERRORS = {**COMMON_ERRORS, 404: PROBLEM_404}
-WRITE_ERRORS = {**ONE_ERRORS, 400: PROBLEM_400, 412: PROBLEM_412}
+PROBLEM_JSON = "application/problem+json"
+COMMON_ERRORS = {(401, PROBLEM_JSON): PROBLEM_401, (429, PROBLEM_JSON): PROBLEM_429}
+ONE_ERRORS = {**COMMON_ERRORS, (404, PROBLEM_JSON): PROBLEM_404}
+WRITE_ERRORS = {**ONE_ERRORS, (400, PROBLEM_JSON): PROBLEM_400, (412, PROBLEM_JSON): PROBLEM_412}
 
 TASK_EXAMPLE = {
     "id": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
@@ -124,7 +125,7 @@ class TaskPagination(LimitOffsetPagination):
     ),
     create=extend_schema(
         summary="Create a list (at the end unless `position` is given)",
-        responses={201: TaskListSerializer, 400: PROBLEM_400, **COMMON_ERRORS},
+        responses={201: TaskListSerializer, (400, PROBLEM_JSON): PROBLEM_400, **COMMON_ERRORS},
         examples=[
             OpenApiExample(
                 "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
@@ -139,7 +140,12 @@ class TaskPagination(LimitOffsetPagination):
     destroy=extend_schema(
         summary="Delete a list; its tasks go to the Inbox unless `?tasks=delete`",
         parameters=[ListDeleteQuerySerializer],
-        responses={204: None, 400: PROBLEM_400, **ONE_ERRORS, 412: PROBLEM_412},
+        responses={
+            204: None,
+            (400, PROBLEM_JSON): PROBLEM_400,
+            **ONE_ERRORS,
+            (412, PROBLEM_JSON): PROBLEM_412,
+        },
     ),
 )
 class TaskListViewSet(
@@ -160,9 +166,13 @@ class TaskListViewSet(
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet:
-        return TaskList.objects.owned_by(self.request.user).annotate(
-            task_count=Count("tasks"),
-            open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+        return (
+            TaskList.objects.owned_by(self.request.user)
+            .annotate(
+                task_count=Count("tasks"),
+                open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+            )
+            .order_by("position", "id")  # Meta.ordering does not apply to GROUP BY queries
         )
 
     def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
@@ -202,11 +212,20 @@ class TaskListViewSet(
 @extend_schema_view(
     list=extend_schema(
         summary="Your tasks: filtered, searched, ordered and paginated",
-        responses={200: TaskSerializer(many=True), 400: PROBLEM_400, **COMMON_ERRORS},
+        responses={
+            200: TaskSerializer(many=True),
+            (400, PROBLEM_JSON): PROBLEM_400,
+            **COMMON_ERRORS,
+        },
     ),
     create=extend_schema(
         summary="Create a task (at the end of its list, or of its parent's subtasks)",
-        responses={201: TaskSerializer, 400: PROBLEM_400, **COMMON_ERRORS, 409: PROBLEM_409},
+        responses={
+            201: TaskSerializer,
+            (400, PROBLEM_JSON): PROBLEM_400,
+            **COMMON_ERRORS,
+            (409, PROBLEM_JSON): PROBLEM_409,
+        },
         examples=[
             OpenApiExample(
                 "New task",
@@ -220,7 +239,22 @@ class TaskListViewSet(
                 },
                 request_only=True,
             ),
-            OpenApiExample("Task", value=TASK_EXAMPLE, response_only=True),
+            OpenApiExample("Task", value=TASK_EXAMPLE, response_only=True, status_codes=["201"]),
+            OpenApiExample(
+                "Invalid task",
+                value={
+                    "type": "about:blank",
+                    "title": "Validation failed",
+                    "status": 400,
+                    "detail": "One or more fields are invalid.",
+                    "instance": "/api/v1/tasks/",
+                    "request_id": "5f0c8a4e1b2d4c3f9e8d7c6b5a4f3e2d",
+                    "errors": {"due_time": ["A due time needs a due date."]},
+                },
+                response_only=True,
+                status_codes=["400"],
+                media_type=PROBLEM_JSON,
+            ),
         ],
     ),
     retrieve=extend_schema(summary="One task", responses={200: TaskSerializer, **ONE_ERRORS}),
@@ -250,7 +284,7 @@ class TaskListViewSet(
     ),
     destroy=extend_schema(
         summary="Delete a task and its subtasks",
-        responses={204: None, **ONE_ERRORS, 412: PROBLEM_412},
+        responses={204: None, **ONE_ERRORS, (412, PROBLEM_JSON): PROBLEM_412},
     ),
 )
 class TaskViewSet(viewsets.ModelViewSet):
@@ -327,8 +361,10 @@ class TaskViewSet(viewsets.ModelViewSet):
         request=TaskBulkSerializer,
         responses={
             200: BulkResultSerializer,
-            400: PROBLEM_400,
-            404: _problem("Some ids are not among your tasks: `missing_ids` names them."),
+            (400, PROBLEM_JSON): PROBLEM_400,
+            (404, PROBLEM_JSON): _problem(
+                "Some ids are not among your tasks: `missing_ids` names them."
+            ),
             **COMMON_ERRORS,
         },
         examples=[
@@ -353,6 +389,21 @@ class TaskViewSet(viewsets.ModelViewSet):
                 request_only=True,
             ),
             OpenApiExample("Result", value={"updated": 2}, response_only=True),
+            OpenApiExample(
+                "Missing ids",
+                value={
+                    "type": "about:blank",
+                    "title": "Not found",
+                    "status": 404,
+                    "detail": "1 of the given ids are not among your tasks.",
+                    "instance": "/api/v1/tasks/bulk/",
+                    "request_id": "5f0c8a4e1b2d4c3f9e8d7c6b5a4f3e2d",
+                    "missing_ids": ["8d1f5a0c-1e3b-4f5e-9d6a-3b2c1a0f9e88"],
+                },
+                response_only=True,
+                status_codes=["404"],
+                media_type=PROBLEM_JSON,
+            ),
         ],
     )
     @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
@@ -383,7 +434,7 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     partial_update=extend_schema(
         summary="Rename a tag (into an existing tag of that name: the two merge)",
         parameters=[TAG_NAME_PARAMETER],
-        responses={200: TagSerializer, 400: PROBLEM_400, **ONE_ERRORS},
+        responses={200: TagSerializer, (400, PROBLEM_JSON): PROBLEM_400, **ONE_ERRORS},
         examples=[OpenApiExample("Rename", value={"name": "errands"}, request_only=True)],
     ),
     destroy=extend_schema(
@@ -417,7 +468,9 @@ class TagViewSet(
         )
 
     def get_object(self) -> Tag:
-        tag = self.get_queryset().filter(name__iexact=self.kwargs["name"]).first()
+        name = self.kwargs["name"]
+        # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.
+        tag = None if "\x00" in name else self.get_queryset().filter(name__iexact=name).first()
         if tag is None:
             raise NotFound("No tag of this name.")
         return tag

@@ -101,7 +101,10 @@ def problem_response(
     # RFC 9457 extension members an exception carries (e.g. the bulk endpoint's missing_ids).
     body.update(extra or {})
     response = HttpResponse(
-        orjson.dumps(body), status=status_code, content_type=PROBLEM_CONTENT_TYPE
+        # Non-string keys: a list field's errors are keyed by item index ({"tags": {0: [...]}}).
+        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
+        status=status_code,
+        content_type=PROBLEM_CONTENT_TYPE,
     )
     for name, value in (headers or {}).items():
         response[name] = value

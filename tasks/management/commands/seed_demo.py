@@ -4,14 +4,13 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils.timezone import localdate
 
 from accounts.models import User
-from tasks.models import Priority, Tag, Task, TaskList
+from tasks import recurrence, services
+from tasks.models import Priority
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-2026"
-POSITION_GAP = 1024
 
 
 class Command(BaseCommand):
@@ -25,14 +24,13 @@ class Command(BaseCommand):
         user = User.objects.create_user(
             email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", timezone="Europe/Berlin"
         )
-        home = TaskList.objects.create(owner=user, name="Home", color="#2E7D32", position=1)
-        work = TaskList.objects.create(owner=user, name="Work", color="#1565C0", position=2)
-        money = Tag.objects.create(owner=user, name="money")
-        errands = Tag.objects.create(owner=user, name="errands")
-        today = localdate()
+        # Through the services, as the API does: ranks, tags and recurrence starts are right.
+        home = services.list_create(user=user, name="Home", color="#2E7D32", position=None)
+        work = services.list_create(user=user, name="Work", color="#1565C0", position=None)
+        today = recurrence.today_in(user.timezone)
         samples = [
-            ("Pay rent", home, Priority.HIGH, today + timedelta(days=3), [money], "FREQ=MONTHLY"),
-            ("Buy groceries", home, Priority.MEDIUM, today, [errands], None),
+            ("Pay rent", home, Priority.HIGH, today + timedelta(days=3), ["money"], "FREQ=MONTHLY"),
+            ("Buy groceries", home, Priority.MEDIUM, today, ["errands"], None),
             (
                 "Prepare the quarterly review",
                 work,
@@ -42,18 +40,18 @@ class Command(BaseCommand):
                 None,
             ),
             ("Answer email", work, Priority.LOW, None, [], None),
-            ("Call the dentist", None, Priority.NONE, today - timedelta(days=1), [errands], None),
+            ("Call the dentist", None, Priority.NONE, today - timedelta(days=1), ["errands"], None),
         ]
-        for index, (title, task_list, priority, due, tags, rule) in enumerate(samples, start=1):
-            task = Task.objects.create(
-                owner=user,
-                title=title,
-                list=task_list,
-                priority=priority,
-                due_date=due,
-                recurrence=rule,
-                recurrence_start=due if rule else None,
-                position=index * POSITION_GAP,
+        for title, task_list, priority, due, tags, rule in samples:
+            services.task_create(
+                user=user,
+                data={
+                    "title": title,
+                    "list": task_list,
+                    "priority": priority,
+                    "due_date": due,
+                    "tags": tags,
+                    "recurrence": rule,
+                },
             )
-            task.tags.set(tags)
         self.stdout.write(f"Created demo user {DEMO_EMAIL} with {len(samples)} tasks.")

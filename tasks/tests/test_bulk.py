@@ -1,0 +1,156 @@
+import uuid
+from datetime import date
+
+import pytest
+
+from conftest import client_for
+from tasks import services
+from tasks.models import Priority, Tag, Task
+
+pytestmark = pytest.mark.django_db
+
+
+def bulk(client, **body):
+    return client.post("/api/v1/tasks/bulk/", body)
+
+
+def test_bulk_complete_cascades_and_counts_only_changed_tasks(api_client, make_task):
+    parent = make_task("parent")
+    sub = make_task("sub", parent=parent)
+    done = make_task("done", completed=True)
+    response = bulk(api_client, action="complete", ids=[str(parent.pk), str(done.pk)])
+    assert response.status_code == 200 and response.json() == {"updated": 1}
+    parent.refresh_from_db()
+    sub.refresh_from_db()
+    assert parent.completed and parent.completed_at and parent.version == 2
+    assert sub.completed and sub.version == 2
+    assert Task.objects.get(pk=done.pk).version == 1
+
+
+def test_bulk_complete_creates_next_occurrences(api_client, make_task):
+    daily = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY", tags=["x"])
+    bulk(api_client, action="complete", ids=[str(daily.pk)])
+    daily.refresh_from_db()
+    copy = daily.next_occurrence
+    assert copy.due_date == date(2999, 1, 2) and not copy.completed
+    assert [t.name for t in copy.tags.all()] == ["x"]
+    bulk(api_client, action="reopen", ids=[str(daily.pk)])
+    bulk(api_client, action="complete", ids=[str(daily.pk)])
+    assert Task.objects.count() == 2  # never a second copy
+
+
+def test_bulk_reopen_delete_priority(api_client, make_task):
+    a = make_task("a", completed=True)
+    b = make_task("b")
+    assert bulk(api_client, action="reopen", ids=[str(a.pk), str(b.pk)]).json() == {"updated": 1}
+    assert not Task.objects.get(pk=a.pk).completed
+    response = bulk(api_client, action="set_priority", ids=[str(a.pk)], priority="high")
+    assert response.json() == {"updated": 1}
+    assert Task.objects.get(pk=a.pk).priority == Priority.HIGH
+    assert bulk(api_client, action="delete", ids=[str(a.pk), str(b.pk)]).json() == {"updated": 2}
+    assert not Task.objects.exists()
+
+
+def test_bulk_move_appends_to_the_target_in_order(api_client, make_task, make_list):
+    home = make_list("Home")
+    existing = make_task("existing", list=home)
+    a, b = make_task("a"), make_task("b")
+    sub = make_task("sub", parent=a)
+    response = bulk(api_client, action="move", ids=[str(b.pk), str(a.pk)], list=str(home.pk))
+    assert response.json() == {"updated": 2}
+    moved = Task.objects.filter(list=home, parent=None).order_by("position")
+    assert [t.title for t in moved] == ["existing", "a", "b"]
+    assert existing.position < moved[1].position
+    assert Task.objects.get(pk=sub.pk).list_id == home.pk
+
+    orphan = bulk(api_client, action="move", ids=[str(sub.pk)], list=None)
+    assert orphan.status_code == 400 and list(orphan.json()["errors"]) == ["ids"]
+
+    bulk(api_client, action="move", ids=[str(a.pk)], list=None)
+    assert Task.objects.get(pk=sub.pk).list_id is None
+
+
+def test_bulk_tags(api_client, make_task, user):
+    a = make_task("a", tags=["home"])
+    b = make_task("b")
+    added = bulk(api_client, action="add_tags", ids=[str(a.pk), str(b.pk)], tags=["HOME", "new"])
+    assert added.json() == {"updated": 2}
+    assert sorted(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["home", "new"]
+    assert sorted(t.name for t in Task.objects.get(pk=b.pk).tags.all()) == ["home", "new"]
+    again = bulk(api_client, action="add_tags", ids=[str(a.pk)], tags=["new"])
+    assert again.json() == {"updated": 0}
+    removed = bulk(api_client, action="remove_tags", ids=[str(a.pk)], tags=["home", "ghost"])
+    assert removed.json() == {"updated": 1}
+    assert [t.name for t in Task.objects.get(pk=a.pk).tags.all()] == ["new"]
+    assert not Tag.objects.filter(name="ghost").exists()
+
+
+def test_an_unknown_or_foreign_id_changes_nothing_and_is_named(api_client, make_task, other_user):
+    mine = make_task("mine")
+    theirs = make_task("theirs", owner=other_user)
+    unknown = uuid.uuid4()
+    response = bulk(api_client, action="complete", ids=[str(mine.pk), str(theirs.pk), str(unknown)])
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["missing_ids"] == [str(theirs.pk), str(unknown)]
+    assert not Task.objects.filter(completed=True).exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"action": "explode", "ids": [str(uuid.uuid4())]}, "action"),
+        ({"action": "complete", "ids": []}, "ids"),
+        ({"action": "complete", "ids": ["nope"]}, "ids"),
+        ({"action": "complete", "ids": [str(uuid.uuid4()) for _ in range(501)]}, "ids"),
+        ({"action": "set_priority", "ids": [str(uuid.uuid4())]}, "priority"),
+        ({"action": "set_priority", "ids": [str(uuid.uuid4())], "priority": "max"}, "priority"),
+        ({"action": "move", "ids": [str(uuid.uuid4())]}, "list"),
+        ({"action": "move", "ids": [str(uuid.uuid4())], "list": str(uuid.uuid4())}, "list"),
+        ({"action": "add_tags", "ids": [str(uuid.uuid4())], "tags": []}, "tags"),
+    ],
+)
+def test_invalid_bulk_bodies_are_a_400(api_client, body, field):
+    response = api_client.post("/api/v1/tasks/bulk/", body)
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == [field]
+
+
+@pytest.mark.parametrize(
+    ("action", "extra"),
+    [
+        ("complete", {}),
+        ("reopen", {}),
+        ("delete", {}),
+        ("move", {"list": None}),
+        ("set_priority", {"priority": "low"}),
+        ("add_tags", {"tags": ["a", "b"]}),
+        ("remove_tags", {"tags": ["a"]}),
+    ],
+)
+def test_bulk_runs_a_constant_number_of_queries(
+    make_user, action, extra, django_assert_max_num_queries
+):
+    def run(n: int) -> int:
+        owner = make_user()
+        made = [
+            services.task_create(
+                user=owner,
+                data={
+                    "title": f"t{i}",
+                    "due_date": date(2999, 1, 1),
+                    "recurrence": "FREQ=DAILY",
+                    "tags": ["a"],
+                },
+            )
+            for i in range(n)
+        ]
+        for task in made[: max(1, n // 2)]:
+            services.task_create(user=owner, data={"title": "sub", "parent": task})
+        ids = [str(task.pk) for task in made]
+        with django_assert_max_num_queries(20) as captured:
+            response = bulk(client_for(owner), action=action, ids=ids, **extra)
+        assert response.status_code == 200, response.json()
+        return len(captured)
+
+    assert run(1) == run(100)

@@ -1,0 +1,117 @@
+"""Completing tasks through the API: subtasks, and the next occurrence of recurring tasks."""
+
+from datetime import date, datetime, time
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.utils import timezone
+
+from tasks import services
+from tasks.models import Task
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def frozen_now(monkeypatch):
+    def freeze(moment: datetime) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    return freeze
+
+
+def test_completing_a_recurring_task_creates_the_next_occurrence(
+    api_client, make_task, make_list, frozen_now
+):
+    frozen_now(datetime(2026, 11, 22, 12, 0, tzinfo=ZoneInfo("UTC")))
+    home = make_list("Home")
+    rent = make_task(
+        "Pay rent",
+        description="landlord",
+        priority=3,
+        list=home,
+        tags=["money"],
+        due_date=date(2026, 12, 1),
+        due_time=time(9, 0),
+        recurrence="FREQ=MONTHLY;BYMONTHDAY=1",
+    )
+    after = make_task("after", list=home)
+
+    response = api_client.patch(f"/api/v1/tasks/{rent.pk}/", {"completed": True})
+
+    body = response.json()
+    copy = Task.objects.get(pk=body["next_occurrence"])
+    assert body["completed"] is True and body["version"] == 2
+    assert (copy.title, copy.description, copy.priority, copy.list_id) == (
+        "Pay rent",
+        "landlord",
+        3,
+        home.pk,
+    )
+    assert (copy.due_date, copy.due_time, copy.recurrence) == (
+        date(2027, 1, 1),
+        time(9, 0),
+        "FREQ=MONTHLY;BYMONTHDAY=1",
+    )
+    assert [t.name for t in copy.tags.all()] == ["money"]
+    assert not copy.completed and copy.version == 1 and copy.next_occurrence is None
+    assert copy.recurrence_start == date(2026, 12, 1)
+    # Right after the completed task, before the next one.
+    assert rent.position < copy.position < after.position
+
+
+def test_an_overdue_daily_task_is_next_due_tomorrow_in_the_users_time_zone(
+    api_client, user, make_task, frozen_now
+):
+    user.timezone = "Europe/Berlin"
+    user.save()
+    # 23:30 UTC on 22 November is already the 23rd in Berlin.
+    frozen_now(datetime(2026, 11, 22, 23, 30, tzinfo=ZoneInfo("UTC")))
+    task = make_task("Water plants", due_date=date(2026, 11, 1), recurrence="FREQ=DAILY")
+    body = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    assert Task.objects.get(pk=body["next_occurrence"]).due_date == date(2026, 11, 24)
+
+
+def test_completing_reopening_and_completing_again_makes_one_copy(api_client, make_task):
+    task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
+    first = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": False})
+    again = api_client.put(
+        f"/api/v1/tasks/{task.pk}/",
+        {
+            "title": "daily",
+            "completed": True,
+            "due_date": "2999-01-01",
+            "recurrence": "FREQ=DAILY",
+        },
+    ).json()
+    assert again["next_occurrence"] == first["next_occurrence"]
+    assert Task.objects.count() == 2
+
+
+def test_no_copy_once_count_is_spent(api_client, make_task):
+    task = make_task("twice", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY;COUNT=2")
+    second_id = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()[
+        "next_occurrence"
+    ]
+    last = api_client.patch(f"/api/v1/tasks/{second_id}/", {"completed": True}).json()
+    assert last["next_occurrence"] is None
+    assert Task.objects.count() == 2
+
+
+def test_a_recurring_task_needs_a_due_date_also_when_it_is_cleared(api_client, make_task):
+    task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None})
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["recurrence"]
+
+
+def test_services_complete_and_reopen_for_admin_actions(user, make_task):
+    parent = make_task("parent", due_date=date(2999, 1, 1), recurrence="FREQ=WEEKLY")
+    sub = make_task("sub", parent=parent)
+    done = services.task_complete(task=parent, user=user)
+    assert done.completed and done.next_occurrence is not None
+    assert Task.objects.get(pk=sub.pk).completed
+    assert services.task_complete(task=done, user=user).version == done.version  # no-op
+    reopened = services.task_reopen(task=done, user=user)
+    assert not reopened.completed and reopened.completed_at is None
+    assert Task.objects.get(pk=sub.pk).completed  # subtasks stay as they are

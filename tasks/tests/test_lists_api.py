@@ -1,0 +1,114 @@
+import re
+
+import pytest
+
+from tasks.models import Task, TaskList
+
+pytestmark = pytest.mark.django_db
+
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def test_creating_a_list_answers_it_with_counts(api_client):
+    response = api_client.post(
+        "/api/v1/lists/", {"name": " Groceries ", "color": "#2E7D32", "owner": "x"}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert TIMESTAMP.fullmatch(body.pop("created_at"))
+    assert TIMESTAMP.fullmatch(body.pop("updated_at"))
+    assert body == {
+        "id": str(TaskList.objects.get().pk),
+        "name": "Groceries",
+        "color": "#2E7D32",
+        "position": 1024,
+        "task_count": 0,
+        "open_task_count": 0,
+    }
+
+
+def test_lists_are_ordered_by_position_and_new_ones_go_last(api_client, make_list, make_task):
+    home = make_list("Home")
+    work = make_list("Work", position=10)
+    make_task("a", list=home)
+    make_task("b", list=home, completed=True)
+    api_client.post("/api/v1/lists/", {"name": "Later"})
+    body = api_client.get("/api/v1/lists/").json()
+    assert [(row["name"], row["task_count"], row["open_task_count"]) for row in body] == [
+        ("Work", 0, 0),
+        ("Home", 2, 1),
+        ("Later", 0, 0),
+    ]
+    assert work.position == 10
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "HOME"}, "name"),
+        ({"name": "ok", "color": "green"}, "color"),
+        ({"name": "ok", "color": "#12345"}, "color"),
+        ({"name": "ok", "position": -1}, "position"),
+    ],
+)
+def test_invalid_list_input_is_a_400(api_client, make_list, payload, field):
+    make_list("Home")
+    response = api_client.post("/api/v1/lists/", payload)
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == [field]
+    assert TaskList.objects.count() == 1
+
+
+def test_names_are_unique_per_user_only(api_client, make_list, other_user):
+    make_list("Home", owner=other_user)
+    assert api_client.post("/api/v1/lists/", {"name": "home"}).status_code == 201
+
+
+def test_renaming_to_an_existing_name_is_a_400_and_a_null_color_clears(api_client, make_list):
+    make_list("Home")
+    work = make_list("Work", color="#000000")
+    clash = api_client.patch(f"/api/v1/lists/{work.pk}/", {"name": "home"})
+    assert clash.status_code == 400 and list(clash.json()["errors"]) == ["name"]
+    same = api_client.patch(f"/api/v1/lists/{work.pk}/", {"name": "WORK", "color": None})
+    assert (same.json()["name"], same.json()["color"]) == ("WORK", None)
+    work.refresh_from_db()
+    assert work.version == 2
+
+
+def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox(api_client, make_list, make_task):
+    home = make_list("Home")
+    inbox_task = make_task("in inbox")
+    first = make_task("first", list=home)
+    sub = make_task("sub", parent=first)
+    second = make_task("second", list=home)
+    response = api_client.delete(f"/api/v1/lists/{home.pk}/")
+    assert response.status_code == 204
+    assert not TaskList.objects.exists()
+    inbox = list(Task.objects.filter(list__isnull=True, parent__isnull=True).order_by("position"))
+    assert inbox == [inbox_task, first, second]
+    sub.refresh_from_db()
+    assert sub.list_id is None and sub.parent_id == first.pk
+    assert Task.objects.get(pk=first.pk).version == 2
+
+
+def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, make_task):
+    home = make_list("Home")
+    make_task("a", list=home)
+    kept = make_task("kept")
+    assert api_client.delete(f"/api/v1/lists/{home.pk}/?tasks=delete").status_code == 204
+    assert list(Task.objects.all()) == [kept]
+
+
+def test_an_invalid_tasks_parameter_is_a_400_and_deletes_nothing(api_client, make_list):
+    home = make_list("Home")
+    response = api_client.delete(f"/api/v1/lists/{home.pk}/?tasks=everything")
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["tasks"]
+    assert TaskList.objects.filter(pk=home.pk).exists()
+
+
+def test_put_is_not_offered_on_lists(api_client, make_list):
+    home = make_list("Home")
+    assert api_client.put(f"/api/v1/lists/{home.pk}/", {"name": "x"}).status_code == 405

@@ -1,0 +1,74 @@
+"""Each endpoint runs a fixed number of queries, whatever the page size or number of tags."""
+
+from datetime import date
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from conftest import client_for
+from tasks import services
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(owner, n: int):
+    home = services.list_create(user=owner, name="Home", color=None, position=None)
+    tasks = [
+        services.task_create(
+            user=owner,
+            data={
+                "title": f"task {i}",
+                "list": home,
+                "due_date": date(2999, 1, 1),
+                "recurrence": "FREQ=DAILY",
+                "tags": [f"tag{j}" for j in range(5 if i == 0 else i % 5 + 1)],
+            },
+        )
+        for i in range(n)
+    ]
+    services.task_create(user=owner, data={"title": "sub", "parent": tasks[0]})
+    other = services.task_create(user=owner, data={"title": "other", "list": home})
+    return home, tasks[0], other
+
+
+REQUESTS = [
+    ("get", "/api/v1/tasks/", None),
+    ("get", "/api/v1/tasks/?search=task&tag=tag0&ordering=-due_date&list={home}", None),
+    ("get", "/api/v1/tasks/?overdue=true&priority=none&parent=none&limit=200", None),
+    ("get", "/api/v1/tasks/{task}/", None),
+    ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["a", "b", "tag1"]}),
+    ("patch", "/api/v1/tasks/{task}/", {"completed": True}),
+    ("put", "/api/v1/tasks/{task}/", {"title": "new", "list": "{home}", "tags": ["x"]}),
+    ("post", "/api/v1/tasks/", {"title": "new", "list": "{home}", "tags": ["a", "tag2"]}),
+    ("post", "/api/v1/tasks/{task}/move/", {"after": None}),
+    ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}", "list": "{home}"}),
+    ("delete", "/api/v1/tasks/{task}/", None),
+    ("get", "/api/v1/lists/", None),
+    ("get", "/api/v1/lists/{home}/", None),
+    ("post", "/api/v1/lists/", {"name": "Work"}),
+    ("patch", "/api/v1/lists/{home}/", {"name": "House"}),
+    ("delete", "/api/v1/lists/{home}/", None),
+    ("delete", "/api/v1/lists/{home}/?tasks=delete", None),
+    ("get", "/api/v1/tags/", None),
+    ("patch", "/api/v1/tags/tag0/", {"name": "tag1"}),
+    ("delete", "/api/v1/tags/tag0/", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), REQUESTS)
+def test_an_endpoint_runs_the_same_queries_for_1_and_50_tasks(
+    make_user, method, path, body, django_assert_max_num_queries
+):
+    counts = []
+    for n in (1, 50):
+        owner = make_user()
+        home, task, other = seed(owner, n)
+        ids = {"home": home.pk, "task": task.pk, "other": other.pk}
+        filled = {k: v.format(**ids) if isinstance(v, str) else v for k, v in (body or {}).items()}
+        client = client_for(owner)
+        with django_assert_max_num_queries(20), CaptureQueriesContext(connection) as captured:
+            response = getattr(client, method)(path.format(**ids), filled or None)
+        assert response.status_code < 300, response.json()
+        counts.append(len(captured))
+    assert counts[0] == counts[1], counts

@@ -1,0 +1,69 @@
+import pytest
+
+from tasks.models import Tag, Task
+
+pytestmark = pytest.mark.django_db
+
+
+def tag_names(task: Task) -> list[str]:
+    return sorted(tag.name for tag in Task.objects.get(pk=task.pk).tags.all())
+
+
+def test_tags_are_listed_by_name_with_counts_unpaginated(api_client, make_task):
+    make_task("a", tags=["home", "Work"])
+    make_task("b", tags=["home"])
+    Tag.objects.create(owner=make_task("c").owner, name="äpfel")
+    assert api_client.get("/api/v1/tags/").json() == [
+        {"name": "home", "task_count": 2},
+        {"name": "Work", "task_count": 1},
+        {"name": "äpfel", "task_count": 0},
+    ]
+
+
+def test_renaming_a_tag(api_client, make_task):
+    task = make_task("a", tags=["home"])
+    response = api_client.patch("/api/v1/tags/HOME/", {"name": "house"})
+    assert response.status_code == 200
+    assert response.json() == {"name": "house", "task_count": 1}
+    assert tag_names(task) == ["house"]
+    assert Task.objects.get(pk=task.pk).version == 2
+
+
+def test_renaming_into_an_existing_tag_merges_them(api_client, make_task, user):
+    both = make_task("both", tags=["home", "house"])
+    one = make_task("one", tags=["home"])
+    response = api_client.patch("/api/v1/tags/home/", {"name": "HOUSE"})
+    assert response.json() == {"name": "house", "task_count": 2}
+    assert list(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["house"]
+    assert tag_names(both) == ["house"] and tag_names(one) == ["house"]
+
+
+def test_a_tag_name_with_spaces_slashes_and_unicode_is_routable(api_client, make_task):
+    make_task("a", tags=["to do/later ✓"])
+    response = api_client.patch("/api/v1/tags/to%20do%2Flater%20%E2%9C%93/", {"name": "later"})
+    assert response.status_code == 200
+    assert response.json()["name"] == "later"
+
+
+def test_deleting_a_tag_removes_it_from_every_task(api_client, make_task, user):
+    task = make_task("a", tags=["home", "work"])
+    assert api_client.delete("/api/v1/tags/home/").status_code == 204
+    assert tag_names(task) == ["work"]
+    assert list(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["work"]
+
+
+def test_an_unknown_tag_is_a_404(api_client):
+    for response in (
+        api_client.patch("/api/v1/tags/nope/", {"name": "x"}),
+        api_client.delete("/api/v1/tags/nope/"),
+        api_client.delete("/api/v1/tags/a%00b/"),
+    ):
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 51, None])
+def test_an_invalid_new_name_is_a_400(api_client, make_task, name):
+    make_task("a", tags=["home"])
+    response = api_client.patch("/api/v1/tags/home/", {"name": name})
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["name"]

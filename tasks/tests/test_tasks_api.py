@@ -1,0 +1,219 @@
+import re
+
+import pytest
+
+from tasks.models import Tag, Task
+
+pytestmark = pytest.mark.django_db
+
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
+def test_creating_a_task_answers_the_contract_shape(api_client, make_list):
+    home = make_list("Home")
+    response = api_client.post(
+        "/api/v1/tasks/",
+        {
+            "title": "  Pay rent  ",
+            "priority": "high",
+            "due_date": "2026-12-01",
+            "due_time": "09:00",
+            "list": str(home.pk),
+            "tags": ["money", "home", "Money"],
+            "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
+            "id": "00000000-0000-0000-0000-000000000000",  # read-only: ignored
+            "version": 99,
+            "owner": "someone",  # unknown: ignored
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    task = Task.objects.get()
+    assert TIMESTAMP.fullmatch(body.pop("created_at"))
+    assert TIMESTAMP.fullmatch(body.pop("updated_at"))
+    assert body == {
+        "id": str(task.pk),
+        "title": "Pay rent",
+        "description": "",
+        "completed": False,
+        "completed_at": None,
+        "priority": "high",
+        "due_date": "2026-12-01",
+        "due_time": "09:00",
+        "list": str(home.pk),
+        "tags": ["home", "money"],
+        "parent": None,
+        "position": 1024,
+        "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
+        "next_occurrence": None,
+        "version": 1,
+    }
+    assert task.recurrence_start.isoformat() == "2026-12-01"
+
+
+def test_new_tasks_go_to_the_end_of_their_group(api_client, make_task):
+    first = make_task("first")
+    second = make_task("second")
+    third = api_client.post("/api/v1/tasks/", {"title": "third"}).json()
+    assert first.position < second.position < third["position"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"title": "   "}, "title"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": "ok", "description": "x" * 10_001}, "description"),
+        ({"title": "ok", "due_time": "09:00"}, "due_time"),
+        ({"title": "ok", "due_date": "2026-12-01", "due_time": "9am"}, "due_time"),
+        ({"title": "ok", "due_date": "01/12/2026"}, "due_date"),
+        ({"title": "ok", "priority": "urgent"}, "priority"),
+        ({"title": "ok", "recurrence": "FREQ=DAILY"}, "recurrence"),
+        ({"title": "ok", "due_date": "2026-12-01", "recurrence": "FREQ=HOURLY"}, "recurrence"),
+        ({"title": "ok", "tags": ["x" * 51]}, "tags"),
+        ({"title": "ok", "tags": [""]}, "tags"),
+        ({"title": "ok", "tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"title": "ok", "list": "not-a-uuid"}, "list"),
+        ({"title": "ok", "list": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"}, "list"),
+        ({"title": "ok", "parent": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"}, "parent"),
+        ({"title": "nul\x00byte"}, "title"),
+        ({"title": ["a list"]}, "title"),
+    ],
+)
+def test_invalid_task_input_is_a_400_naming_the_field(api_client, payload, field):
+    response = api_client.post("/api/v1/tasks/", payload)
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert list(response.json()["errors"]) == [field]
+    assert not Task.objects.exists()
+
+
+def test_patch_is_partial_and_an_explicit_null_clears(api_client, make_task, make_list):
+    home = make_list("Home")
+    task = make_task("Pay rent", due_date="2026-12-01", list=home, description="monthly")
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None, "list": None})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["due_date"], body["list"], body["description"]) == (None, None, "monthly")
+    assert body["version"] == 2
+
+
+def test_patch_without_a_change_keeps_the_version(api_client, make_task):
+    task = make_task("Pay rent", tags=["home"])
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "Pay rent"})
+    assert response.json()["version"] == 1
+
+
+def test_put_replaces_the_whole_task(api_client, make_task):
+    task = make_task("Pay rent", description="x", priority=3, tags=["home"])
+    response = api_client.put(f"/api/v1/tasks/{task.pk}/", {"title": "Pay the rent"})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["title"], body["description"], body["priority"], body["tags"]) == (
+        "Pay the rent",
+        "",
+        "none",
+        [],
+    )
+    assert body["version"] == 2
+
+
+def test_put_needs_a_title(api_client, make_task):
+    task = make_task("Pay rent")
+    response = api_client.put(f"/api/v1/tasks/{task.pk}/", {"description": "x"})
+    assert response.status_code == 400
+    assert list(response.json()["errors"]) == ["title"]
+
+
+def test_completed_at_is_set_and_cleared_by_the_server(api_client, make_task):
+    task = make_task("Pay rent")
+    done = api_client.patch(
+        f"/api/v1/tasks/{task.pk}/", {"completed": True, "completed_at": "2000-01-01T00:00:00Z"}
+    ).json()
+    assert done["completed"] is True and TIMESTAMP.fullmatch(done["completed_at"])
+    assert done["completed_at"] != "2000-01-01T00:00:00Z"
+    reopened = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": False}).json()
+    assert (reopened["completed"], reopened["completed_at"], reopened["version"]) == (
+        False,
+        None,
+        3,
+    )
+
+
+def test_tags_are_case_insensitive_per_user_and_reuse_existing_ones(
+    api_client, make_task, user, other_user
+):
+    Tag.objects.create(owner=user, name="Home")
+    Tag.objects.create(owner=other_user, name="home")
+    response = api_client.post("/api/v1/tasks/", {"title": "x", "tags": ["HOME", "new"]})
+    assert response.json()["tags"] == ["Home", "new"]
+    assert sorted(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["Home", "new"]
+
+
+def test_a_subtask_lives_in_its_parents_list_one_level_deep(api_client, make_task, make_list):
+    home = make_list("Home")
+    parent = make_task("Move house", list=home)
+    sub = api_client.post("/api/v1/tasks/", {"title": "Boxes", "parent": str(parent.pk)})
+    assert sub.status_code == 201
+    assert sub.json()["list"] == str(home.pk)
+
+    grandchild = api_client.post("/api/v1/tasks/", {"title": "x", "parent": sub.json()["id"]})
+    assert grandchild.status_code == 400 and list(grandchild.json()["errors"]) == ["parent"]
+
+    other_list = api_client.post(
+        "/api/v1/tasks/", {"title": "x", "parent": str(parent.pk), "list": None}
+    )
+    assert other_list.status_code == 400 and list(other_list.json()["errors"]) == ["list"]
+
+    own_parent = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"parent": str(parent.pk)})
+    assert own_parent.status_code == 400
+
+    has_subtasks = make_task("Other")
+    becomes_sub = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"parent": str(has_subtasks.pk)})
+    assert becomes_sub.status_code == 400 and list(becomes_sub.json()["errors"]) == ["parent"]
+
+
+def test_completing_a_parent_completes_its_open_subtasks(api_client, make_task):
+    parent = make_task("Move house")
+    open_sub = make_task("Boxes", parent=parent)
+    done_sub = make_task("Van", parent=parent, completed=True)
+    done_at = Task.objects.get(pk=done_sub.pk).completed_at
+
+    api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"completed": True})
+
+    open_sub.refresh_from_db()
+    done_sub.refresh_from_db()
+    assert open_sub.completed and open_sub.version == 2
+    assert done_sub.completed_at == done_at and done_sub.version == 1
+
+
+def test_deleting_a_parent_deletes_its_subtasks(api_client, make_task):
+    parent = make_task("Move house")
+    make_task("Boxes", parent=parent)
+    kept = make_task("Other")
+    response = api_client.delete(f"/api/v1/tasks/{parent.pk}/")
+    assert response.status_code == 204
+    assert list(Task.objects.all()) == [kept]
+
+
+def test_moving_a_parent_to_another_list_takes_its_subtasks_along(api_client, make_task, make_list):
+    home, work = make_list("Home"), make_list("Work")
+    parent = make_task("Move house", list=home)
+    sub = make_task("Boxes", parent=parent)
+    response = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"list": str(work.pk)})
+    assert response.json()["list"] == str(work.pk)
+    sub.refresh_from_db()
+    assert sub.list_id == work.pk
+
+
+def test_a_malformed_id_in_the_path_is_a_404_problem(api_client):
+    for path in ("/api/v1/tasks/123/", "/api/v1/tasks/123/move/", "/api/v1/lists/x/"):
+        response = api_client.get(path)
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/problem+json"
+
+
+def test_every_task_endpoint_needs_a_token(anon_client):
+    response = anon_client.get("/api/v1/tasks/")
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
