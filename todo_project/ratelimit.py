@@ -72,9 +72,7 @@ def count_request(request: HttpRequest, *, group: str, key: str, rate: str) -> U
     except Exception:
         logger.warning("rate-limit cache unavailable; failing open", exc_info=True)
         return None
-    if usage is None or usage["limit"] == 0:  # disabled, or the counter could not be read
-        if usage is not None:
-            logger.warning("rate-limit counter unreadable; failing open")
+    if usage is None:  # limits disabled (RATELIMIT_ENABLE), or the counter vanished: fail open
         return None
     result = Usage(
         limit=usage["limit"],
@@ -96,21 +94,18 @@ def _remember(request: HttpRequest, usage: Usage) -> None:
 class BucketThrottle(BaseThrottle):
     """A DRF throttle on one django-ratelimit bucket; subclasses say which."""
 
-    def bucket(self, request: Request) -> tuple[str, str, str] | None:
-        """(group, key, rate), or None when this throttle does not apply."""
+    def bucket(self, request: Request) -> tuple[str, str, str]:
+        """(group, key, rate) of the bucket this request is counted in."""
         raise NotImplementedError
 
     def allow_request(self, request: Request, view) -> bool:
-        self.usage = None
-        bucket = self.bucket(request)
-        if bucket is None:
-            return True
-        group, key, rate = bucket
+        group, key, rate = self.bucket(request)
         self.usage = count_request(request._request, group=group, key=key, rate=rate)
         return self.usage is None or not self.usage.exceeded
 
-    def wait(self) -> float | None:
-        return self.usage.reset if self.usage else None
+    def wait(self) -> float:
+        # Only asked after allow_request() said no, which needs a counted usage.
+        return self.usage.reset
 
 
 class RateLimitThrottle(BucketThrottle):

@@ -27,3 +27,25 @@ def test_deactivate_marks_the_user_inactive(user):
     user_deactivate(user=user)
     user.refresh_from_db()
     assert user.is_active is False
+
+
+def test_deactivate_also_revokes_every_token(user):
+    user_deactivate(user=user)
+    user.refresh_from_db()
+    assert user.token_generation == 1
+
+
+def test_flushexpiredtokens_drops_expired_tokens_only(user):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils.timezone import now
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    from accounts.tokens import RefreshToken
+
+    live = RefreshToken.for_user(user)
+    expired = RefreshToken.for_user(user)
+    OutstandingToken.objects.filter(jti=expired["jti"]).update(expires_at=now() - timedelta(days=1))
+    call_command("flushexpiredtokens")
+    assert list(OutstandingToken.objects.values_list("jti", flat=True)) == [live["jti"]]

@@ -80,6 +80,19 @@ def test_register_refuses_an_email_taken_in_another_letter_case(anon_client, use
     assert User.objects.count() == 1
 
 
+def test_register_race_on_one_email_is_a_400_not_a_500(anon_client, user, monkeypatch):
+    # Two parallel requests both pass the "email taken?" check; the unique index decides.
+    from accounts.serializers import RegisterSerializer
+
+    monkeypatch.setattr(RegisterSerializer, "validate_email", lambda self, value: value.lower())
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": "alice@example.com", "password": DEFAULT_PASSWORD}
+    )
+    body = assert_problem(response, 400)
+    assert body["errors"] == {"email": ["An account with this email address already exists."]}
+    assert User.objects.count() == 1
+
+
 @pytest.mark.parametrize(
     ("password", "message"),
     [

@@ -45,9 +45,14 @@ def test_with_two_trusted_proxies_the_second_entry_from_the_right_is_the_client(
     assert client_ip(request_from("10.0.0.2", forwarded)) == "198.51.100.1"
 
 
-@pytest.mark.parametrize("forwarded", ["", "not-an-ip", "1.2.3.4, garbage"])
-def test_a_missing_or_garbled_forwarded_header_falls_back_to_remote_addr(settings, forwarded):
-    settings.TRUSTED_PROXY_COUNT = 1
+@pytest.mark.parametrize(
+    ("hops", "forwarded"),
+    [(1, ""), (1, "not-an-ip"), (1, "1.2.3.4, garbage"), (3, "1.2.3.4, 5.6.7.8")],
+)
+def test_a_missing_short_or_garbled_forwarded_header_falls_back_to_remote_addr(
+    settings, hops, forwarded
+):
+    settings.TRUSTED_PROXY_COUNT = hops
     assert client_ip(request_from("10.0.0.2", forwarded)) == "10.0.0.2"
 
 
