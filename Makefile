@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 
 export PORT HOST WEB_CONCURRENCY
 
-.PHONY: help install run serve test lint format migrate clean
+.PHONY: help install run serve test lint format migrate clean bench
 
 help:
 	@echo "make run    - set up, migrate, seed the demo user and serve with DEBUG on (127.0.0.1:$(PORT))"
@@ -59,6 +59,13 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# Seeds 1.1M tasks once (skipped later), then about 3 minutes of load; BENCH_ARGS=--help lists options.
+bench: install
+	@command -v wrk >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
+	$(WITH_SERVICES) $(PY) -m bench.run $(BENCH_ARGS)
 
 migrate: install
 	$(WITH_SERVICES) $(PY) manage.py migrate --noinput

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -24,7 +25,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tasks import services
+from tasks import fast_read, services
 from tasks.filters import TaskFilter
 from tasks.models import Tag, Task, TaskList
 from tasks.serializers import (
@@ -308,6 +309,14 @@ class TaskViewSet(ConditionalRequestMixin, viewsets.ModelViewSet):
         if self.action != "list":
             return queryset  # filters and ordering are for the list only
         return super().filter_queryset(queryset)
+
+    # The hot read path renders rows without the per-object serializer: the same bytes, a
+    # fraction of the time (tasks/fast_read.py, bench/README.md).
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return fast_read.list_response(self, request)
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return fast_read.retrieve_response(self, request)
 
     def perform_create(self, serializer: TaskSerializer) -> None:
         serializer.instance = services.task_create(

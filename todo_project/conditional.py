@@ -63,6 +63,7 @@ class ConditionalRequestMixin:
 
     def get_object(self) -> models.Model:
         instance = self._conditional_instance = self._locked_if_matching()
+        self.conditional_version = instance.version
         return instance
 
     def _locked_if_matching(self) -> models.Model:
@@ -89,13 +90,16 @@ class ConditionalRequestMixin:
         return instance if current == instance.version else super().get_object()
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
-        instance = getattr(self, "_conditional_instance", None)
+        # Set by get_object(), or by a read path that skips it (tasks.fast_read).
+        version = getattr(self, "conditional_version", None)
         if (
-            instance is not None
+            version is not None
             and response.status_code == status.HTTP_200_OK
             and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
         ):
-            etag = etag_for(self._version_after(request, response, instance))
+            if request.method not in SAFE_METHODS:
+                version = self._version_after_write(response, self._conditional_instance)
+            etag = etag_for(version)
             if request.method in SAFE_METHODS and none_match(
                 request.headers.get("If-None-Match"), etag
             ):
@@ -104,10 +108,8 @@ class ConditionalRequestMixin:
         return super().finalize_response(request, response, *args, **kwargs)
 
     @staticmethod
-    def _version_after(request: Request, response: Response, instance: models.Model) -> int:
+    def _version_after_write(response: Response, instance: models.Model) -> int:
         data = getattr(response, "data", None)
-        if request.method in SAFE_METHODS:
-            return instance.version
         if isinstance(data, dict) and "version" in data:
             return data["version"]
         # A representation without `version` (lists): the row says what the write made of it.

@@ -6,8 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import django.core.cache.backends.redis
 import pytest
 from django.conf import settings
+from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +75,8 @@ def test_sqlite_is_refused():
 
 def test_tests_run_on_postgresql_and_redis():
     assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-    assert settings.CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    backend = import_string(settings.CACHES["default"]["BACKEND"])
+    assert issubclass(backend, django.core.cache.backends.redis.RedisCache)
 
 
 def test_database_connections_are_reused_and_health_checked():
@@ -125,3 +128,13 @@ def test_env_helpers_parse_and_refuse(monkeypatch):
     monkeypatch.setenv("X_INT", "twelve")
     with pytest.raises(ImproperlyConfigured):
         env_int("X_INT", 3)
+
+
+def test_the_redis_cache_reuses_one_client():
+    from django.core.cache import cache
+
+    cache.set("reuse-probe", 1)
+    client = cache._cache.get_client(write=True)
+
+    assert cache.get("reuse-probe") == 1
+    assert cache._cache.get_client(write=True) is client

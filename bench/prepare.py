@@ -1,0 +1,147 @@
+"""Puts the bench data back in its starting state and writes the load generator's data file.
+
+    python -m bench.prepare OUT.lua [--users N]
+
+Undoes what the write scenarios of an earlier run did (tasks they created are deleted, tasks
+they completed are reopened), then mints an access token for N bench users (and the heavy user)
+and picks, for each, the task ids the scenarios use. The file is Lua source (`return {...}`),
+read once per wrk thread.
+"""
+
+import argparse
+import os
+import random
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+CREATED_TITLE = "bench-created"  # the create scenario's titles start with it
+BULK_SIZE = 100
+# Batches per user: a run should never complete the same tasks twice.
+BULK_BATCHES = 3
+
+
+def lua(value) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{key}={lua(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "{" + ",".join(lua(item) for item in value) + "}"
+    return str(value)
+
+
+def reset_write_scenarios(seeded_at) -> None:
+    from django.db import connection
+
+    owners = "SELECT id FROM accounts_user WHERE email LIKE '%%@bench.example'"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM tasks_task_tags WHERE task_id IN (SELECT id FROM tasks_task "
+            f"WHERE owner_id IN ({owners}) AND title LIKE %s)",
+            [f"{CREATED_TITLE}%"],
+        )
+        cursor.execute(
+            f"DELETE FROM tasks_task WHERE owner_id IN ({owners}) AND title LIKE %s",
+            [f"{CREATED_TITLE}%"],
+        )
+        # Seeded completions are older than the seed; later ones came from a bulk run.
+        # Recurring ones stay: their next occurrence exists and is what gets completed next.
+        cursor.execute(
+            "UPDATE tasks_task SET completed = false, completed_at = NULL "
+            f"WHERE owner_id IN ({owners}) AND completed AND completed_at > %s "
+            "AND recurrence IS NULL",
+            [seeded_at],
+        )
+
+
+def token_for(user) -> str:
+    from accounts.tokens import GENERATION_CLAIM, AccessToken
+
+    token = AccessToken.for_user(user)
+    token[GENERATION_CLAIM] = user.token_generation
+    token.set_exp(lifetime=timedelta(hours=2))  # outlives any run, whatever the setting says
+    return str(token)
+
+
+def user_entry(user, rng: random.Random) -> dict:
+    from tasks.models import Task
+
+    tasks = Task.objects.owned_by(user)
+    ids = [str(pk) for pk in tasks.order_by("?").values_list("id", flat=True)[:20]]
+    recurring = [
+        str(pk)
+        for pk in tasks.filter(completed=False, recurrence__isnull=False).values_list(
+            "id", flat=True
+        )[:20]
+    ]
+    plain = tasks.filter(recurrence__isnull=True)
+    # Moves happen among top-level siblings of one list.
+    list_id = (
+        tasks.filter(parent__isnull=True, list__isnull=False)
+        .values_list("list_id", flat=True)
+        .first()
+    )
+    siblings = [
+        str(pk)
+        for pk in plain.filter(list_id=list_id, parent__isnull=True).values_list("id", flat=True)[
+            :12
+        ]
+    ]
+    open_ids = [
+        str(pk)
+        for pk in plain.filter(completed=False).values_list("id", flat=True)[
+            : BULK_SIZE * BULK_BATCHES
+        ]
+    ]
+    rng.shuffle(ids)
+    return {
+        "token": token_for(user),
+        "ids": ids,
+        "recurring": recurring,
+        "siblings": siblings,
+        "list": str(list_id),
+        "bulk": [
+            open_ids[start : start + BULK_SIZE]
+            for start in range(0, len(open_ids) - BULK_SIZE + 1, BULK_SIZE)
+        ],
+    }
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--users", type=int, default=200)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from tasks.management.commands.seed_bench import HEAVY_EMAIL, bench_users
+
+    heavy = bench_users().get(email=HEAVY_EMAIL)
+    with transaction.atomic():
+        reset_write_scenarios(heavy.date_joined)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # Writes of earlier runs leave pages not all-visible: counts would visit the heap.
+        cursor.execute("VACUUM (ANALYZE) tasks_task")
+    rng = random.Random(11)
+    users = list(bench_users().exclude(pk=heavy.pk).order_by("email")[: args.users])
+    data = {
+        "users": [user_entry(user, rng) for user in users],
+        "heavy": {"token": token_for(heavy)},
+        "created_title": CREATED_TITLE,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("return " + lua(data) + "\n")
+    print(f"Wrote {args.out} ({len(users)} users).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,382 @@
+"""The benchmark runner behind `make bench` (see bench/README.md).
+
+    python -m todo_project.devservices -- python -m bench.run [options]
+
+Seeds the data set (skipped when present), starts the production server as `make serve` does
+and the floor app (bench/floor.py) with the same gunicorn settings, warms both up, drives every
+scenario with wrk from this process for a fixed time, and prints and writes
+bench/results/latest.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+RESULTS = BENCH / "results"
+SCRIPT = BENCH / "wrk" / "scenario.lua"
+PYTHON = sys.executable
+GUNICORN = str(Path(PYTHON).with_name("gunicorn"))
+RATE_LIMIT = "1000000/m"
+
+# (name in the report, wrk scenario, server, floor row it is compared with)
+SCENARIOS = [
+    ("floor list", "list", "floor", None),
+    ("list", "list", "app", "floor list"),
+    ("floor get", "get", "floor", None),
+    ("get", "get", "app", "floor get"),
+    ("list filtered", "list_filtered", "app", "floor list"),
+    ("list heavy", "list_heavy", "app", "floor list"),
+    ("create", "create", "app", None),
+    ("patch", "patch", "app", None),
+    ("complete recurring", "complete_recurring", "app", None),
+    ("move", "move", "app", None),
+    ("bulk complete 100", "bulk_complete_100", "app", None),
+    # Not in the default run: authentication, rate limit and middleware alone (--scenarios me).
+    ("me", "me", "app", None),
+]
+DEFAULT_SKIPPED = {"me"}
+READS = {"list", "list filtered", "list heavy", "get"}
+TARGETS = {"list": 0.40, "get": 0.50}
+RSS_LIMIT_MB = 120
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    p50: float
+    p95: float
+    p99: float
+    errors: int
+    detail: str
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(command: list[str], env: dict, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(command, env=env, cwd=ROOT, check=True, **kwargs)
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    sys.exit("wrk is not installed: `apt-get install -y wrk` (make bench does it when it can).")
+
+
+def server_env(args) -> dict:
+    env = dict(os.environ)
+    secret = env.get("SECRET_KEY")
+    if not secret:
+        key_file = ROOT / ".data" / "secret_key"
+        if not key_file.exists() or not key_file.read_text().strip():
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(50) + "\n")
+        secret = key_file.read_text().strip()
+    env.update(
+        SECRET_KEY=secret,
+        DEBUG="0",
+        HTTPS="0",
+        HOST="127.0.0.1",
+        WEB_CONCURRENCY=str(args.workers),
+        # The contract's 100/m per user would turn most of the load into 429s.
+        RATE_LIMIT_USER=RATE_LIMIT,
+    )
+    return env
+
+
+def start(command: list[str], env: dict, port: int, log_name: str) -> subprocess.Popen:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = (RESULTS / log_name).open("wb")
+    process = subprocess.Popen(
+        command, env={**env, "PORT": str(port)}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{command[0]} exited early; see {RESULTS / log_name}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return process
+        except urllib.error.HTTPError:
+            return process  # the floor answers 404: it is up
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    sys.exit(f"{command[0]} did not answer on port {port}; see {RESULTS / log_name}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def worker_rss_mb(master: int) -> list[float]:
+    """Resident memory of each gunicorn worker (the master's children)."""
+    sizes = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) != master:
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, IndexError, ValueError):
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        if match:
+            sizes.append(int(match.group(1)) / 1024)
+    return sorted(sizes)
+
+
+def wrk(args, url: str, scenario: str, data: Path, seconds: int) -> dict:
+    command = [
+        args.wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(SCRIPT),
+        url,
+        "--",
+        scenario,
+        str(data),
+        str(args.threads),
+    ]
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    for line in out.stdout.splitlines():
+        if line.startswith("BENCH_RESULT "):
+            return json.loads(line.removeprefix("BENCH_RESULT "))
+    sys.exit(f"wrk gave no result for {scenario}:\n{out.stdout}\n{out.stderr}")
+
+
+def to_result(name: str, raw: dict) -> Result:
+    socket_errors = raw["connect"] + raw["read"] + raw["write"] + raw["timeout"]
+    detail = ", ".join(f"{status}: {count}" for status, count in raw["status"].items())
+    if socket_errors:
+        detail = ", ".join(filter(None, [detail, f"socket errors: {socket_errors}"]))
+    return Result(
+        name=name,
+        requests=raw["requests"],
+        seconds=raw["duration_us"] / 1e6,
+        p50=raw["p50_us"] / 1000,
+        p95=raw["p95_us"] / 1000,
+        p99=raw["p99_us"] / 1000,
+        errors=raw["non_2xx"] + socket_errors,
+        detail=detail,
+    )
+
+
+def floor_share(result: Result, by_name: dict, compared_with: str | None) -> float | None:
+    floor = by_name.get(compared_with) if compared_with else None
+    return result.rps / floor.rps if floor and floor.rps else None
+
+
+def table(results: list[Result], compare: dict) -> str:
+    by_name = {result.name: result for result in results}
+    lines = [
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | % of floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for result in results:
+        share = floor_share(result, by_name, compare.get(result.name))
+        lines.append(
+            f"| {result.name} | {result.rps:,.0f} | {result.p50:.1f} | {result.p95:.1f} | "
+            f"{result.p99:.1f} | {result.errors}{f' ({result.detail})' if result.detail else ''}"
+            f" | {f'{share:.0%}' if share is not None else '—'} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(results: list[Result], compare: dict, rss: list[float]) -> list[str]:
+    by_name = {result.name: result for result in results}
+    checks = []
+
+    def check(label: str, ok: bool, value: str) -> None:
+        checks.append(f"- {'met' if ok else '**NOT met**'}: {label} ({value})")
+
+    for name, share_needed in TARGETS.items():
+        if name in by_name:
+            share = floor_share(by_name[name], by_name, compare[name]) or 0
+            check(f"{name} ≥ {share_needed:.0%} of floor", share >= share_needed, f"{share:.0%}")
+    app = [result for result in results if not result.name.startswith("floor")]
+    for result in app:
+        limit = 25 if result.name in READS else 50
+        check(f"{result.name} p95 ≤ {limit} ms", result.p95 <= limit, f"{result.p95:.1f} ms")
+    worst_p99 = max(app, key=lambda result: result.p99, default=None)
+    if worst_p99:
+        check(
+            "p99 ≤ 100 ms in every scenario",
+            worst_p99.p99 <= 100,
+            f"worst {worst_p99.p99:.1f} ms, {worst_p99.name}",
+        )
+    errors = sum(result.errors for result in results)
+    check("zero errors", errors == 0, f"{errors}")
+    if "list heavy" in by_name and "list" in by_name:
+        ratio = by_name["list heavy"].p95 / by_name["list"].p95 if by_name["list"].p95 else 0
+        check("list heavy p95 within 20% of list p95", ratio <= 1.2, f"{ratio:.2f}×")
+    if rss:
+        check(f"worker RSS < {RSS_LIMIT_MB} MB", max(rss) < RSS_LIMIT_MB, f"max {max(rss):.0f} MB")
+    return checks
+
+
+def report(args, results: list[Result], compare: dict, rss: list[float], rss_floor) -> str:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return "\n".join(
+        [
+            "# Benchmark: latest run",
+            "",
+            (
+                f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or '?'}`, "
+                f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}. "
+                f"gunicorn {args.workers} sync workers (app and floor alike), wrk {args.threads} "
+                f"threads × {args.connections} connections × {args.duration} s per scenario on "
+                f"loopback, requests spread over {args.users} users' tokens. "
+                f"`RATE_LIMIT_USER={RATE_LIMIT}` for the server under test (the contract's default "
+                f"100/m would answer most of the load with 429). The floor verifies the JWT and "
+                f"looks the user up (is_active, token generation), like the API."
+                + (f" Server settings: `{args.settings}`." if args.settings else "")
+            ),
+            "",
+            table(results, compare),
+            "",
+            (
+                f"Worker RSS after the run: app {', '.join(f'{mb:.0f}' for mb in rss)} MB; "
+                f"floor {', '.join(f'{mb:.0f}' for mb in rss_floor)} MB."
+            ),
+            "",
+            "Targets (issue 7):",
+            "",
+            *targets(results, compare, rss),
+            "",
+        ]
+    )
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "12")))
+    parser.add_argument("--warmup", type=int, default=3, help="seconds per warm-up run")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
+    parser.add_argument("--users", type=int, default=200, help="users whose tokens are used")
+    parser.add_argument("--port", type=int, default=8100, help="app port; the floor's is +1")
+    parser.add_argument("--scenarios", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--seed-users", type=int, default=1000)
+    parser.add_argument("--seed-tasks", type=int, default=1000)
+    parser.add_argument("--seed-heavy", type=int, default=100_000)
+    parser.add_argument(
+        "--settings", default="", help="DJANGO_SETTINGS_MODULE for the server (bench/variants)"
+    )
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN plans and stop")
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
+    args = parser.parse_args(argv)
+    args.wrk = None if args.explain else ensure_wrk()
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    # A TERM (devservices forwards it) unwinds like Ctrl-C: the servers started here stop too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    env = server_env(args)
+    app_env = {**env, "DJANGO_SETTINGS_MODULE": args.settings} if args.settings else env
+    started = time.monotonic()
+    manage = [PYTHON, str(ROOT / "manage.py")]
+    run([*manage, "migrate", "--noinput", "-v", "0"], env)
+    log("seeding (skipped when the data set is there)")
+    run(
+        [
+            *manage,
+            "seed_bench",
+            f"--users={args.seed_users}",
+            f"--tasks-per-user={args.seed_tasks}",
+            f"--heavy-tasks={args.seed_heavy}",
+        ],
+        env,
+    )
+    if args.explain:
+        run([PYTHON, "-m", "bench.explain"], env)
+        return 0
+    data = RESULTS / "data.lua"
+    run([PYTHON, "-m", "bench.prepare", str(data), f"--users={args.users}"], env)
+    wanted = {name.strip() for name in args.scenarios.split(",") if name.strip()}
+    scenarios = [
+        row
+        for row in SCENARIOS
+        if row[0] in wanted or (not wanted and row[0] not in DEFAULT_SKIPPED)
+    ]
+    app = floor = None
+    try:
+        app = start(
+            [GUNICORN, "todo_project.wsgi:application", "-c", "gunicorn.conf.py"],
+            app_env,
+            args.port,
+            "server.log",
+        )
+        floor = start(
+            [GUNICORN, "bench.floor:application", "-c", "gunicorn.conf.py"],
+            env,
+            args.port + 1,
+            "floor.log",
+        )
+        urls = {
+            "app": f"http://127.0.0.1:{args.port}",
+            "floor": f"http://127.0.0.1:{args.port + 1}",
+        }
+        log(f"warming up ({args.warmup} s per server and read scenario)")
+        for server in ("floor", "app"):
+            for scenario in ("list", "get"):
+                wrk(args, urls[server], scenario, data, args.warmup)
+        results = []
+        for name, scenario, server, _ in scenarios:
+            raw = wrk(args, urls[server], scenario, data, args.duration)
+            results.append(to_result(name, raw))
+            log(f"{name}: {results[-1].rps:,.0f} req/s, p99 {results[-1].p99:.1f} ms")
+        rss, rss_floor = worker_rss_mb(app.pid), worker_rss_mb(floor.pid)
+    finally:
+        for process in (app, floor):
+            if process is not None:
+                stop(process)
+    compare = {name: compared for name, _, _, compared in SCENARIOS}
+    text = report(args, results, compare, rss, rss_floor)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print()
+    print(text)
+    log(f"done in {time.monotonic() - started:.0f} s; written to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,419 @@
+"""Seeds the benchmark data set (bench/README.md): many ordinary users and one heavy user.
+
+Default: 1,000 users with 1,000 tasks each and one user with 100,000 tasks, written with COPY
+in one transaction (about a minute here). Running it again with the same sizes does nothing;
+other sizes, or `--reset`, replace the bench data. Only users whose address ends in
+BENCH_EMAIL_DOMAIN are ever touched.
+"""
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
+
+from django.contrib.auth.hashers import make_password
+from django.core.management.base import BaseCommand
+from django.db import connection, transaction
+
+from accounts.models import User
+from tasks.models import Tag, TaskList
+
+BENCH_EMAIL_DOMAIN = "bench.example"
+HEAVY_EMAIL = f"bench-heavy@{BENCH_EMAIL_DOMAIN}"
+BENCH_PASSWORD = "bench-password-2026"
+# The app's own gap between neighbours (services.task_move): moves find room without renumbering.
+POSITION_GAP = 1024
+DEFAULT_USERS = 1_000
+DEFAULT_TASKS_PER_USER = 1_000
+DEFAULT_HEAVY_TASKS = 100_000
+
+# A small vocabulary, so that `search=` finds a realistic share of tasks (one word is in ~3%).
+WORDS = [
+    "report",
+    "invoice",
+    "budget",
+    "meeting",
+    "review",
+    "draft",
+    "email",
+    "call",
+    "plan",
+    "order",
+    "garden",
+    "kitchen",
+    "car",
+    "dentist",
+    "doctor",
+    "school",
+    "birthday",
+    "present",
+    "travel",
+    "flight",
+    "hotel",
+    "visa",
+    "passport",
+    "tax",
+    "insurance",
+    "bank",
+    "loan",
+    "rent",
+    "lease",
+    "contract",
+    "client",
+    "project",
+    "release",
+    "deploy",
+    "server",
+    "backup",
+    "database",
+    "design",
+    "sketch",
+    "slides",
+    "notes",
+    "agenda",
+    "minutes",
+    "summary",
+    "letter",
+    "form",
+    "renewal",
+    "ticket",
+    "concert",
+    "museum",
+    "library",
+    "books",
+    "groceries",
+    "laundry",
+    "paint",
+    "repair",
+    "plumber",
+    "electrician",
+    "roof",
+    "window",
+    "door",
+    "fence",
+    "bike",
+    "train",
+    "bus",
+    "gym",
+    "yoga",
+    "run",
+    "swim",
+    "recipe",
+    "dinner",
+    "lunch",
+    "breakfast",
+    "party",
+]
+VERBS = [
+    "buy",
+    "call",
+    "check",
+    "fix",
+    "send",
+    "write",
+    "read",
+    "book",
+    "plan",
+    "pay",
+    "clean",
+    "prepare",
+    "review",
+    "update",
+]
+TAG_NAMES = [
+    "home",
+    "work",
+    "money",
+    "errands",
+    "health",
+    "family",
+    "urgent",
+    "later",
+    "waiting",
+    "someday",
+    "phone",
+    "computer",
+    "shopping",
+    "car",
+    "garden",
+    "travel",
+    "reading",
+    "admin",
+    "calls",
+    "ideas",
+    "school",
+    "kids",
+    "friends",
+    "taxes",
+    "bills",
+    "music",
+    "sport",
+    "learning",
+    "cooking",
+    "repairs",
+]
+LIST_NAMES = [
+    "Home",
+    "Work",
+    "Errands",
+    "Projects",
+    "Shopping",
+    "Health",
+    "Finance",
+    "Travel",
+    "Garden",
+    "Reading",
+    "Learning",
+    "Family",
+    "Friends",
+    "Car",
+    "House",
+    "Admin",
+    "Ideas",
+    "Someday",
+    "Music",
+    "Sport",
+]
+RECURRENCES = (
+    "FREQ=DAILY",
+    "FREQ=WEEKLY;BYDAY=MO",
+    "FREQ=WEEKLY;INTERVAL=2;BYDAY=TU,TH",
+    "FREQ=MONTHLY;BYMONTHDAY=1",
+    "FREQ=YEARLY",
+)
+TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
+
+TASK_COLUMNS = (
+    "id",
+    "owner_id",
+    "title",
+    "description",
+    "completed",
+    "completed_at",
+    "priority",
+    "due_date",
+    "due_time",
+    "list_id",
+    "parent_id",
+    "position",
+    "recurrence",
+    "recurrence_start",
+    "version",
+    "created_at",
+    "updated_at",
+)
+
+
+@dataclass
+class Sizes:
+    users: int
+    tasks_per_user: int
+    heavy_tasks: int
+
+    @property
+    def label(self) -> str:
+        # Kept in the heavy user's display name: the marker of a complete seed of these sizes.
+        return f"Bench heavy {self.users}x{self.tasks_per_user}+{self.heavy_tasks}"
+
+
+@dataclass
+class OwnerRows:
+    owner_id: uuid.UUID
+    list_ids: list[uuid.UUID]
+    tag_ids: list[int]
+    # Next free position per (list, parent), like services do for a new task.
+    next_position: dict = field(default_factory=dict)
+
+
+class TaskRowFactory:
+    """Deterministic (seeded) task rows, with the shape of real use."""
+
+    def __init__(self, rng: random.Random, seeded_at: datetime) -> None:
+        self.rng = rng
+        self.seeded_at = seeded_at
+        self.today = seeded_at.date()
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+    def _position(self, owner: OwnerRows, list_id, parent_id) -> int:
+        key = (list_id, parent_id)
+        position = owner.next_position.get(key, 0) + POSITION_GAP
+        owner.next_position[key] = position
+        return position
+
+    def rows(self, owner: OwnerRows, count: int):
+        """Yields (task row, tag ids) pairs; parents always come before their subtasks."""
+        rng = self.rng
+        recent_parents: dict = {}
+        for _ in range(count):
+            task_id = self.uuid4()
+            list_id = rng.choice(owner.list_ids) if rng.random() < 0.8 else None
+            parent_id = None
+            candidates = recent_parents.get(list_id)
+            if candidates and rng.random() < 0.1:
+                parent_id = rng.choice(candidates)
+            created_at = self.seeded_at - timedelta(seconds=rng.randrange(3600, 365 * 86400))
+            updated_at = created_at + timedelta(seconds=rng.randrange(0, 3000))
+            due_date = due_time = recurrence = None
+            if rng.random() < 0.6:
+                due_date = self.today + timedelta(days=rng.randrange(-60, 120))
+                if rng.random() < 0.3:
+                    due_time = clock_time(rng.randrange(7, 21), rng.choice((0, 15, 30, 45)))
+            completed = rng.random() < 0.3
+            top_level_open = parent_id is None and due_date is not None and not completed
+            if top_level_open and rng.random() < 0.08:
+                recurrence = rng.choice(RECURRENCES)
+            title = " ".join((rng.choice(VERBS), rng.choice(WORDS), rng.choice(WORDS)))
+            description = (
+                " ".join(rng.choices(WORDS, k=rng.randrange(3, 30))) if rng.random() < 0.5 else ""
+            )
+            row = (
+                task_id,
+                owner.owner_id,
+                title.capitalize(),
+                description,
+                completed,
+                updated_at if completed else None,
+                rng.choices((0, 1, 2, 3), weights=(50, 20, 20, 10))[0],
+                due_date,
+                due_time,
+                list_id,
+                parent_id,
+                self._position(owner, list_id, parent_id),
+                recurrence,
+                due_date if recurrence else None,
+                rng.randrange(1, 4),
+                created_at,
+                updated_at,
+            )
+            tags = rng.sample(owner.tag_ids, k=min(len(owner.tag_ids), rng.choice((0, 0, 1, 2, 3))))
+            if parent_id is None and recurrence is None:
+                # Subtasks hang off recent top-level tasks of the same list; one level deep.
+                bucket = recent_parents.setdefault(list_id, [])
+                bucket.append(task_id)
+                if len(bucket) > 20:
+                    bucket.pop(0)
+            yield row, tags
+
+
+def bench_users():
+    return User.objects.filter(email__endswith=f"@{BENCH_EMAIL_DOMAIN}")
+
+
+def delete_bench_data() -> None:
+    """Removes every bench user with their data; set-based SQL, the ORM cascade is too slow."""
+    owners = "SELECT id FROM accounts_user WHERE email LIKE %s"
+    pattern = f"%@{BENCH_EMAIL_DOMAIN}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM tasks_task_tags WHERE task_id IN "
+            f"(SELECT id FROM tasks_task WHERE owner_id IN ({owners}))",
+            [pattern],
+        )
+        cursor.execute(f"DELETE FROM tasks_task WHERE owner_id IN ({owners})", [pattern])
+        cursor.execute(f"DELETE FROM tasks_tag WHERE owner_id IN ({owners})", [pattern])
+        cursor.execute(f"DELETE FROM tasks_tasklist WHERE owner_id IN ({owners})", [pattern])
+    # Whatever else points at a user (tokens, idempotency records...) goes the ORM way.
+    bench_users().delete()
+
+
+class Command(BaseCommand):
+    help = "Seed the benchmark data set (bench users and one heavy user); see bench/README.md."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--users", type=int, default=DEFAULT_USERS)
+        parser.add_argument("--tasks-per-user", type=int, default=DEFAULT_TASKS_PER_USER)
+        parser.add_argument("--heavy-tasks", type=int, default=DEFAULT_HEAVY_TASKS)
+        parser.add_argument("--seed", type=int, default=7, help="random seed (reproducible)")
+        parser.add_argument(
+            "--reset", action="store_true", help="replace the bench data even if present"
+        )
+
+    def handle(self, *args, **options) -> None:
+        sizes = Sizes(options["users"], options["tasks_per_user"], options["heavy_tasks"])
+        if (
+            not options["reset"]
+            and User.objects.filter(email=HEAVY_EMAIL, display_name=sizes.label).exists()
+        ):
+            self.stdout.write(f"Bench data already seeded ({sizes.label}); nothing to do.")
+            return
+        started = time.monotonic()
+        with transaction.atomic():
+            delete_bench_data()
+            total = self._seed(sizes, random.Random(options["seed"]))
+        with connection.cursor() as cursor:
+            # Fresh statistics and visibility map: index-only counts, plans as in steady state.
+            for table in ("accounts_user", "tasks_tasklist", "tasks_tag", "tasks_task"):
+                cursor.execute(f"VACUUM (ANALYZE) {table}")
+            cursor.execute("VACUUM (ANALYZE) tasks_task_tags")
+        self.stdout.write(
+            f"Seeded {sizes.users} users x {sizes.tasks_per_user} tasks and one heavy user with "
+            f"{sizes.heavy_tasks} ({total} tasks) in {time.monotonic() - started:.1f} s."
+        )
+
+    def _seed(self, sizes: Sizes, rng: random.Random) -> int:
+        seeded_at = datetime.now(UTC).replace(microsecond=0)
+        password = make_password(BENCH_PASSWORD)  # hashed once: Argon2 per user takes minutes
+        people = [
+            User(
+                email=f"bench-{number:05d}@{BENCH_EMAIL_DOMAIN}",
+                password=password,
+                display_name=f"Bench {number}",
+                timezone=TIMEZONES[number % len(TIMEZONES)],
+                date_joined=seeded_at,
+            )
+            for number in range(sizes.users)
+        ]
+        # Written last in the same transaction: its label marks the seed as complete.
+        heavy = User(
+            email=HEAVY_EMAIL,
+            password=password,
+            display_name=sizes.label,
+            timezone="Europe/Berlin",
+            date_joined=seeded_at,
+        )
+        User.objects.bulk_create([*people, heavy], batch_size=2000)
+        factory = TaskRowFactory(rng, seeded_at)
+        plan = [(user, sizes.tasks_per_user, 5, 8) for user in people]
+        plan.append((heavy, sizes.heavy_tasks, 20, 30))
+        owners = self._lists_and_tags(plan, factory)
+        total = 0
+        with connection.cursor() as cursor:
+            raw = cursor.cursor  # psycopg's own cursor, for COPY
+            tag_links = []
+            with raw.copy(f"COPY tasks_task ({', '.join(TASK_COLUMNS)}) FROM STDIN") as copy:
+                for owner, (_, count, _, _) in zip(owners, plan, strict=True):
+                    for row, tags in factory.rows(owner, count):
+                        copy.write_row(row)
+                        tag_links.extend((row[0], tag) for tag in tags)
+                        total += 1
+            with raw.copy("COPY tasks_task_tags (task_id, tag_id) FROM STDIN") as copy:
+                for link in tag_links:
+                    copy.write_row(link)
+        return total
+
+    def _lists_and_tags(self, plan, factory: TaskRowFactory) -> list[OwnerRows]:
+        lists, tags = [], []
+        for user, _, list_count, tag_count in plan:
+            lists.extend(
+                TaskList(
+                    id=factory.uuid4(),
+                    owner=user,
+                    name=name,
+                    position=index * POSITION_GAP,
+                    color=None if index % 3 else "#1565C0",
+                )
+                for index, name in enumerate(LIST_NAMES[:list_count], start=1)
+            )
+            tags.extend(Tag(owner=user, name=name) for name in TAG_NAMES[:tag_count])
+        TaskList.objects.bulk_create(lists, batch_size=5000)
+        Tag.objects.bulk_create(tags, batch_size=5000)
+        by_owner: dict = {user.pk: OwnerRows(user.pk, [], []) for user, _, _, _ in plan}
+        for task_list in lists:
+            by_owner[task_list.owner_id].list_ids.append(task_list.id)
+        for tag in tags:
+            by_owner[tag.owner_id].tag_ids.append(tag.id)
+        return [by_owner[user.pk] for user, _, _, _ in plan]

@@ -1,0 +1,95 @@
+"""The benchmark's floor (bench/floor.py) must answer what the API answers, or the comparison
+means nothing: same JSON for the same tasks, called in-process on the test's own connection."""
+
+import json
+from datetime import date, time
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from bench.floor import FloorApp
+from conftest import client_for
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+
+pytestmark = pytest.mark.django_db
+
+
+def floor_get(path: str, token: str, query: str = "") -> tuple[str, dict, bytes]:
+    connection.ensure_connection()
+    app = FloorApp(connection=connection.connection, signing_key=settings.SIMPLE_JWT["SIGNING_KEY"])
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "HTTP_HOST": "testserver",
+        "HTTP_AUTHORIZATION": f"Bearer {token}",
+    }
+    answer = {}
+
+    def start_response(status, headers):
+        answer["status"], answer["headers"] = status, dict(headers)
+
+    body = b"".join(app(environ, start_response))
+    return answer["status"], answer["headers"], body
+
+
+def token_of(client) -> str:
+    return client._credentials["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+
+
+@pytest.fixture
+def tasks(user):
+    home = TaskList.objects.create(owner=user, name="Home", position=POSITION_GAP)
+    money = Tag.objects.create(owner=user, name="money")
+    urgent = Tag.objects.create(owner=user, name="Urgent")
+    rent = Task.objects.create(
+        owner=user,
+        title="Pay rent",
+        description="Transfer\u2028before the 1st",
+        priority=Priority.HIGH,
+        due_date=date(2026, 12, 1),
+        due_time=time(9, 0),
+        list=home,
+        recurrence="FREQ=MONTHLY;BYMONTHDAY=1",
+        recurrence_start=date(2026, 12, 1),
+        position=POSITION_GAP,
+    )
+    rent.tags.set([money, urgent])
+    subtask = Task.objects.create(
+        owner=user, title="Find the IBAN", list=home, parent=rent, position=POSITION_GAP
+    )
+    plain = Task.objects.create(owner=user, title="Call mum", position=2 * POSITION_GAP)
+    return [rent, subtask, plain]
+
+
+def test_the_floor_renders_a_task_as_the_api_does(api_client, tasks):
+    for task in tasks:
+        api = api_client.get(f"/api/v1/tasks/{task.id}/")
+        status, headers, body = floor_get(f"/api/v1/tasks/{task.id}/", token_of(api_client))
+
+        assert (status, api.status_code) == ("200 OK", 200)
+        assert json.loads(body) == api.json()
+        assert headers["Content-Type"] == api["Content-Type"]
+
+
+def test_the_floor_list_is_the_api_list(api_client, tasks):
+    for query in ("", "limit=2", "limit=2&offset=2", "limit=1&offset=1"):
+        api = api_client.get(f"/api/v1/tasks/?{query}")
+        status, _, body = floor_get("/api/v1/tasks/", token_of(api_client), query)
+
+        assert status == "200 OK"
+        assert json.loads(body) == api.json()
+
+
+def test_the_floor_refuses_what_the_api_refuses(api_client, other_user, tasks):
+    other = client_for(other_user)
+    status, _, _ = floor_get(f"/api/v1/tasks/{tasks[0].id}/", token_of(other))
+    assert status == "404 Not Found"
+    assert floor_get("/api/v1/tasks/", "not-a-token")[0] == "401 Unauthorized"
+    assert floor_get("/api/v1/tasks/not-a-uuid/", token_of(api_client))[0] == "404 Not Found"
+    assert floor_get("/api/v1/tasks/", token_of(api_client), "limit=0")[0] == "400 Bad Request"
+
+    other_user.is_active = False
+    other_user.save()
+    assert floor_get("/api/v1/tasks/", token_of(other))[0] == "401 Unauthorized"

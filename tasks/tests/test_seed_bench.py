@@ -1,0 +1,89 @@
+from collections import defaultdict
+
+import pytest
+from django.core.management import call_command
+
+from accounts.models import User
+from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, bench_users
+from tasks.models import Tag, Task, TaskList
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TINY = {"users": 3, "tasks_per_user": 40, "heavy_tasks": 120}
+
+
+def test_seed_bench_creates_the_requested_users_and_tasks(capsys):
+    call_command("seed_bench", **TINY)
+
+    assert bench_users().count() == 4
+    heavy = User.objects.get(email=HEAVY_EMAIL)
+    assert Task.objects.owned_by(heavy).count() == 120
+    for user in bench_users().exclude(pk=heavy.pk):
+        assert Task.objects.owned_by(user).count() == 40
+        assert TaskList.objects.owned_by(user).count() == 5
+        assert Tag.objects.owned_by(user).count() == 8
+    assert TaskList.objects.owned_by(heavy).count() == 20
+    assert "(240 tasks)" in capsys.readouterr().out
+
+
+def test_seeded_tasks_look_like_the_apps_own():
+    call_command("seed_bench", **TINY)
+    tasks = list(Task.objects.filter(owner__in=bench_users()).prefetch_related("tags"))
+
+    groups = defaultdict(list)
+    for task in tasks:
+        groups[(task.owner_id, task.list_id, task.parent_id)].append(task.position)
+    for positions in groups.values():
+        # Gapped by POSITION_GAP inside each (owner, list, parent), like a run of creates.
+        assert sorted(positions) == [POSITION_GAP * n for n in range(1, len(positions) + 1)]
+
+    by_id = {task.id: task for task in tasks}
+    for task in tasks:
+        assert all(tag.owner_id == task.owner_id for tag in task.tags.all())
+        if task.list_id is not None:
+            assert TaskList.objects.get(pk=task.list_id).owner_id == task.owner_id
+        if task.parent_id is not None:
+            parent = by_id[task.parent_id]
+            assert parent.parent_id is None  # one level deep
+            assert (parent.owner_id, parent.list_id) == (task.owner_id, task.list_id)
+        if task.recurrence:
+            assert task.due_date is not None and task.recurrence_start == task.due_date
+        assert task.completed == (task.completed_at is not None)
+    # The variety the scenarios need is there.
+    assert any(task.recurrence for task in tasks)
+    assert any(task.parent_id for task in tasks)
+    assert any(task.due_time for task in tasks)
+    assert any(task.description for task in tasks)
+    assert any(task.completed for task in tasks)
+    # The generated search column is filled by PostgreSQL.
+    assert Task.objects.filter(owner__in=bench_users(), search_vector="report").exists()
+
+
+def test_seed_bench_is_idempotent_and_reset_replaces_the_data(capsys):
+    call_command("seed_bench", **TINY)
+    first_ids = set(Task.objects.filter(owner__in=bench_users()).values_list("id", flat=True))
+
+    call_command("seed_bench", **TINY)
+    assert "nothing to do" in capsys.readouterr().out
+    assert set(Task.objects.filter(owner__in=bench_users()).values_list("id", flat=True)) == (
+        first_ids
+    )
+
+    call_command("seed_bench", **TINY, reset=True)
+    assert Task.objects.filter(owner__in=bench_users()).count() == 240
+    assert bench_users().count() == 4
+
+    call_command("seed_bench", users=2, tasks_per_user=10, heavy_tasks=30)  # other sizes: reseed
+    assert bench_users().count() == 3
+    assert Task.objects.filter(owner__in=bench_users()).count() == 50
+
+
+def test_seed_bench_leaves_other_users_alone(make_user):
+    someone = make_user(email="someone@example.com")
+    Task.objects.create(owner=someone, title="Mine", position=POSITION_GAP)
+
+    call_command("seed_bench", **TINY)
+    call_command("seed_bench", **TINY, reset=True)
+
+    assert Task.objects.owned_by(someone).count() == 1
+    assert User.objects.filter(pk=someone.pk).exists()
