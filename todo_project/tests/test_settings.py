@@ -138,3 +138,12 @@ def test_the_redis_cache_reuses_one_client():
 
     assert cache.get("reuse-probe") == 1
     assert cache._cache.get_client(write=True) is client
+
+
+def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
+    from django.db import connection
+
+    connection.ensure_connection()
+    assert connection.connection.prepare_threshold == 2
+    with connection.create_cursor() as cursor:
+        assert type(cursor).__name__ == "ServerBindingCursor"
