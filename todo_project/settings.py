@@ -143,7 +143,12 @@ DATABASES = {
 # so PostgreSQL stops parsing and planning the same few hot queries on every request: list
 # +19 %, get +10 % req/s in one bench run (bench/README.md). Django lists columns explicitly,
 # so a migration that adds a column does not invalidate the prepared plans.
-DATABASES["default"].setdefault("OPTIONS", {}).update(server_side_binding=True, prepare_threshold=2)
+# Turn it off (DB_PREPARED_STATEMENTS=0) behind a pooler that cannot keep prepared statements
+# (PgBouncer in transaction mode before 1.21).
+if env_bool("DB_PREPARED_STATEMENTS", True):
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        server_side_binding=True, prepare_threshold=2
+    )
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
 
