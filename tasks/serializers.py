@@ -21,7 +21,7 @@ from tasks.models import (
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
 from todo_project.fields import StrictCharField
-from todo_project.problems import FieldErrorsField
+from todo_project.problems import FieldErrorsField, ProblemSerializer
 
 MAX_TAGS_PER_TASK = 20
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
@@ -348,15 +348,9 @@ class TagSerializer(serializers.ModelSerializer):
 # --- Errors (documentation only) ----------------------------------------------------------
 
 
-class ProblemDetailsSerializer(serializers.Serializer):
+class ProblemDetailsSerializer(ProblemSerializer):
     """RFC 9457 problem details, the body of every error answer."""
 
-    type = serializers.CharField(default="about:blank")
-    title = serializers.CharField()
-    status = serializers.IntegerField()
-    detail = serializers.CharField()
-    instance = serializers.CharField()
-    request_id = serializers.CharField(allow_null=True)
     errors = FieldErrorsField(
         required=False,
         help_text="On 400: field or query parameter → messages (`non_field_errors` for the rest).",

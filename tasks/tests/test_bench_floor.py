@@ -2,7 +2,6 @@
 means nothing: same JSON for the same tasks, called in-process on the test's own connection."""
 
 import json
-from datetime import date, time
 
 import pytest
 from django.conf import settings
@@ -10,7 +9,6 @@ from django.db import connection
 
 from bench.floor import FloorApp
 from conftest import client_for
-from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
 
 pytestmark = pytest.mark.django_db
 
@@ -38,33 +36,8 @@ def token_of(client) -> str:
     return client._credentials["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
 
 
-@pytest.fixture
-def tasks(user):
-    home = TaskList.objects.create(owner=user, name="Home", position=POSITION_GAP)
-    money = Tag.objects.create(owner=user, name="money")
-    urgent = Tag.objects.create(owner=user, name="Urgent")
-    rent = Task.objects.create(
-        owner=user,
-        title="Pay rent",
-        description="Transfer\u2028before the 1st",
-        priority=Priority.HIGH,
-        due_date=date(2026, 12, 1),
-        due_time=time(9, 0),
-        list=home,
-        recurrence="FREQ=MONTHLY;BYMONTHDAY=1",
-        recurrence_start=date(2026, 12, 1),
-        position=POSITION_GAP,
-    )
-    rent.tags.set([money, urgent])
-    subtask = Task.objects.create(
-        owner=user, title="Find the IBAN", list=home, parent=rent, position=POSITION_GAP
-    )
-    plain = Task.objects.create(owner=user, title="Call mum", position=2 * POSITION_GAP)
-    return [rent, subtask, plain]
-
-
-def test_the_floor_renders_a_task_as_the_api_does(api_client, tasks):
-    for task in tasks:
+def test_the_floor_renders_a_task_as_the_api_does(api_client, variety):
+    for task in variety:
         api = api_client.get(f"/api/v1/tasks/{task.id}/")
         status, headers, body = floor_get(f"/api/v1/tasks/{task.id}/", token_of(api_client))
 
@@ -73,7 +46,7 @@ def test_the_floor_renders_a_task_as_the_api_does(api_client, tasks):
         assert headers["Content-Type"] == api["Content-Type"]
 
 
-def test_the_floor_list_is_the_api_list(api_client, tasks):
+def test_the_floor_list_is_the_api_list(api_client, variety):
     for query in ("", "limit=2", "limit=2&offset=2", "limit=1&offset=1"):
         api = api_client.get(f"/api/v1/tasks/?{query}")
         status, _, body = floor_get("/api/v1/tasks/", token_of(api_client), query)
@@ -82,9 +55,9 @@ def test_the_floor_list_is_the_api_list(api_client, tasks):
         assert json.loads(body) == api.json()
 
 
-def test_the_floor_refuses_what_the_api_refuses(api_client, other_user, tasks):
+def test_the_floor_refuses_what_the_api_refuses(api_client, other_user, variety):
     other = client_for(other_user)
-    status, _, _ = floor_get(f"/api/v1/tasks/{tasks[0].id}/", token_of(other))
+    status, _, _ = floor_get(f"/api/v1/tasks/{variety[0].id}/", token_of(other))
     assert status == "404 Not Found"
     assert floor_get("/api/v1/tasks/", "not-a-token")[0] == "401 Unauthorized"
     assert floor_get("/api/v1/tasks/not-a-uuid/", token_of(api_client))[0] == "404 Not Found"
