@@ -2,24 +2,18 @@
 
 simplejwt gives signing, expiry, token types and the refresh blacklist. What it lacks, and this
 module adds: a `gen` claim (see `User.token_generation`) so that revoking every token of a user
-is one integer bump, and a denylist of access-token ids in the shared cache for logout.
+is one integer bump, and a denylist of access-token ids (`DeniedAccessToken`) for logout.
 """
 
-import logging
-
-from django.core.cache import cache
 from django.utils.timezone import now
 from rest_framework_simplejwt import tokens
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from accounts.models import User
+from accounts.models import DeniedAccessToken, User
 
 GENERATION_CLAIM = "gen"
-DENIED_ACCESS_KEY = "auth:denied-access:{jti}"
-
-logger = logging.getLogger("todo.accounts")
 
 
 class AccessToken(tokens.AccessToken):
@@ -58,25 +52,12 @@ def token_generation_of(token: tokens.Token) -> int:
 
 def access_token_deny(token: tokens.Token) -> None:
     """Refuses this access token from now until it would have expired anyway."""
-    seconds_left = (datetime_from_epoch(token["exp"]) - now()).total_seconds()
-    if seconds_left <= 0:
+    expires_at = datetime_from_epoch(token["exp"])
+    if expires_at <= now():
         return
-    key = DENIED_ACCESS_KEY.format(jti=token[api_settings.JTI_CLAIM])
-    try:
-        cache.set(key, 1, int(seconds_left) + 1)
-    except Exception:
-        # The refresh token is blacklisted in the database all the same; the access token
-        # then lives on for at most its remaining minutes.
-        logger.warning(
-            "access-token denylist unavailable; logout only ends the refresh token", exc_info=True
-        )
-
-
-def access_token_is_denied(token: tokens.Token) -> bool:
-    try:
-        return cache.get(DENIED_ACCESS_KEY.format(jti=token[api_settings.JTI_CLAIM])) is not None
-    except Exception:
-        # Redis down: serve rather than refuse everyone. A logged-out access token may then
-        # work until it expires (minutes); password change and deactivation still hold.
-        logger.warning("access-token denylist unavailable; failing open", exc_info=True)
-        return False
+    DeniedAccessToken.objects.bulk_create(
+        [DeniedAccessToken(jti=token[api_settings.JTI_CLAIM], expires_at=expires_at)],
+        ignore_conflicts=True,
+    )
+    # Expired entries deny nothing: each logout clears them (an index range, usually empty).
+    DeniedAccessToken.objects.filter(expires_at__lte=now()).delete()

@@ -9,6 +9,7 @@ everything else keep the serializer; tests compare both paths byte for byte.
 """
 
 import functools
+import uuid
 from collections.abc import Iterable, Sequence
 
 import orjson
@@ -19,6 +20,7 @@ from rest_framework.request import Request
 
 from tasks.filters import TaskFilter
 from tasks.models import Priority, Tag, Task
+from todo_project.compiled import CompiledQuery
 
 PAGINATION_PARAMETERS = {"limit", "offset"}
 PRIORITY_NAMES = dict(Priority.choices)
@@ -67,14 +69,13 @@ def task_rows(queryset: QuerySet) -> QuerySet:
     )
 
 
-@functools.cache
-def all_task_rows() -> QuerySet:
-    """task_rows() of every task, built once per process; callers narrow it with owned_by().
-
-    Building the annotation and the values_list again on every GET of one task cost ~0.5 ms
-    of CPU (bench/README.md); a clone of this one costs a few µs.
-    """
-    return task_rows(Task.objects.order_by())
+# One task of one owner, for GET. Building this queryset and compiling it on every request
+# cost more CPU than running it: its SQL is compiled once per process (todo_project/compiled.py).
+TASK_OF_OWNER = CompiledQuery(
+    lambda owner, task: task_rows(Task.objects.owned_by(owner).filter(pk=task).order_by())[:1],
+    owner=uuid.UUID(int=1),
+    task=uuid.UUID(int=2),
+)
 
 
 @functools.cache
@@ -187,10 +188,14 @@ def list_response(view, request: Request) -> HttpResponse:
 def retrieve_response(view, request: Request) -> HttpResponse:
     """What RetrieveModelMixin.retrieve answers; not the caller's is a 404 like unknown."""
     lookup = view.lookup_url_kwarg or view.lookup_field
-    # The view's get_queryset() is owned_by(user) plus a prefetch the rows do not use.
-    queryset = all_task_rows().owned_by(request.user).filter(pk=view.kwargs[lookup])
-    row = next(iter(queryset[:1]), None)
-    if row is None:
+    try:
+        task_id = uuid.UUID(view.kwargs[lookup])
+    except ValueError:
+        raise Http404 from None
+    # The same rows as the view's get_queryset() (owned_by(user)), without its prefetch.
+    rows = TASK_OF_OWNER.rows(owner=request.user.pk, task=task_id)
+    if not rows:
         raise Http404
+    row = rows[0]
     view.conditional_version = row[VERSION_AT]  # for the ETag (todo_project.conditional)
     return HttpResponse(render(task_data(row)), content_type="application/json")

@@ -1,14 +1,18 @@
 """The Accounts section of the contract, endpoint by endpoint, black-box over HTTP."""
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 from django.core import mail
+from django.utils.timezone import now
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from accounts.models import User
+from accounts.models import DeniedAccessToken, User
 from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tokens import AccessToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import TaskList
 
@@ -322,8 +326,9 @@ def test_logout_with_an_invalid_refresh_token_is_a_400(user):
 def test_logout_query_count(user, django_assert_max_num_queries):
     pair = sign_in(user.email, DEFAULT_PASSWORD)
     client = bearer(pair["access"])
-    # user, blacklist check, outstanding token, blacklist get-or-create (in a savepoint)
-    with django_assert_max_num_queries(7):
+    # user, blacklist check, outstanding token, blacklist get-or-create (in a savepoint),
+    # the access token denied, expired denials cleared
+    with django_assert_max_num_queries(9):
         response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
     assert response.status_code == 204
 
@@ -577,3 +582,33 @@ def test_password_reset_confirm_query_count(anon_client, user, django_assert_max
     with django_assert_max_num_queries(4):  # user, UPDATE (in a savepoint)
         response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
     assert response.status_code == 204
+
+
+def test_logout_denies_until_expiry_and_clears_expired_denials(anon_client, user):
+    stale = DeniedAccessToken.objects.create(
+        jti="long-gone", expires_at=now() - timedelta(seconds=1)
+    )
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    access = AccessToken(pair["access"])
+    client = bearer(pair["access"])
+    assert client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]}).status_code == 204
+
+    denied = DeniedAccessToken.objects.get(jti=access["jti"])
+    assert denied.expires_at == datetime_from_epoch(access["exp"])
+    assert not DeniedAccessToken.objects.filter(jti=stale.jti).exists()
+
+
+def test_a_denied_token_is_refused_with_one_query(user, django_assert_num_queries):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    access = AccessToken(pair["access"])
+    client = bearer(pair["access"])
+    with django_assert_num_queries(1):  # the user and the denylist in one statement
+        assert client.get("/api/v1/auth/me/").status_code == 200
+    DeniedAccessToken.objects.create(jti=access["jti"], expires_at=now() + timedelta(minutes=5))
+    with django_assert_num_queries(1):
+        assert_problem(client.get("/api/v1/auth/me/"), 401)
+    # Another token of the same user is not affected.
+    assert (
+        bearer(sign_in(user.email, DEFAULT_PASSWORD)["access"]).get("/api/v1/auth/me/").status_code
+        == 200
+    )

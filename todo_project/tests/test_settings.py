@@ -9,6 +9,8 @@ from pathlib import Path
 import django.core.cache.backends.redis
 import pytest
 from django.conf import settings
+from django.db import connections
+from django.db.backends.postgresql import base as postgresql_base
 from django.utils.module_loading import import_string
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -74,7 +76,8 @@ def test_sqlite_is_refused():
 
 
 def test_tests_run_on_postgresql_and_redis():
-    assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    assert connections["default"].vendor == "postgresql"
+    assert isinstance(connections["default"], postgresql_base.DatabaseWrapper)
     backend = import_string(settings.CACHES["default"]["BACKEND"])
     assert issubclass(backend, django.core.cache.backends.redis.RedisCache)
 

@@ -1,0 +1,55 @@
+"""Querysets compiled to SQL once per process, then run with new values: for the hottest reads.
+
+Building and compiling a queryset is most of the CPU a one-row read costs (~1 ms for the user
+lookup and the task of a GET, against ~0.1 ms for the query itself; bench/README.md). The SQL
+of such a query never changes, only its values: `CompiledQuery` compiles a queryset built with
+placeholder values once, then runs that SQL with the real values in their places. The ORM
+stays the one place that says what the query is.
+"""
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+from django.db.models import QuerySet
+
+
+class CompiledQuery:
+    """`build(**placeholders)` → a `values_list()` queryset; `rows(**values)` runs it as SQL.
+
+    Each placeholder must be a value that nothing else in the query can equal (e.g.
+    `uuid.UUID(int=1)`): its positions among the query's parameters are found by equality.
+    The rows are what the queryset would give, since the queryset must have no converters
+    (checked when compiling, so a field that needs one cannot be added unnoticed).
+    """
+
+    def __init__(self, build: Callable[..., QuerySet], **placeholders: Any) -> None:
+        self._build = build
+        self._placeholders = placeholders
+
+    @functools.cached_property
+    def _compiled(self) -> tuple[str, str, list[Any], dict[int, str]]:
+        queryset = self._build(**self._placeholders)
+        compiler = queryset.query.get_compiler(queryset.db)
+        sql, params = compiler.as_sql()
+        if compiler.get_converters([column for column, _, _ in compiler.select]):
+            raise ValueError("CompiledQuery runs SQL as is: its columns must need no converter.")
+        slots = {
+            at: name
+            for at, param in enumerate(params)
+            for name, value in self._placeholders.items()
+            if type(param) is type(value) and param == value
+        }
+        if set(slots.values()) != set(self._placeholders):
+            raise ValueError("Every placeholder must appear among the query's parameters.")
+        return queryset.db, sql, list(params), slots
+
+    def rows(self, **values: Any) -> list[tuple]:
+        alias, sql, params, slots = self._compiled
+        params = params.copy()
+        for at, name in slots.items():
+            params[at] = values[name]
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()

@@ -1,0 +1,59 @@
+import uuid
+
+import pytest
+from django.db.models import FloatField
+from django.db.models.functions import Cast
+
+from tasks import services
+from tasks.models import Task
+from todo_project.compiled import CompiledQuery
+
+OWNER, TASK = uuid.UUID(int=1), uuid.UUID(int=2)
+
+
+def task_of(user) -> Task:
+    return services.task_create(user=user, data={"title": "Write the report"})
+
+
+def titles_of(owner, task):
+    return Task.objects.filter(owner=owner, pk=task).order_by().values_list("id", "title")
+
+
+@pytest.mark.django_db
+def test_rows_are_the_querysets_rows_with_the_values_in_place(user, other_user):
+    mine, theirs = task_of(user), task_of(other_user)
+    query = CompiledQuery(titles_of, owner=OWNER, task=TASK)
+
+    assert query.rows(owner=user.pk, task=mine.pk) == list(titles_of(user.pk, mine.pk))
+    assert query.rows(owner=user.pk, task=mine.pk) == [(mine.pk, mine.title)]
+    assert query.rows(owner=user.pk, task=theirs.pk) == []  # someone else's: no row
+    assert query.rows(owner=other_user.pk, task=theirs.pk) == [(theirs.pk, theirs.title)]
+
+
+@pytest.mark.django_db
+def test_each_run_is_one_query(user, django_assert_num_queries):
+    task = task_of(user)
+    query = CompiledQuery(titles_of, owner=OWNER, task=TASK)
+    with django_assert_num_queries(2):
+        query.rows(owner=user.pk, task=task.pk)
+        query.rows(owner=user.pk, task=task.pk)
+
+
+@pytest.mark.django_db
+def test_a_placeholder_the_query_does_not_use_is_refused():
+    query = CompiledQuery(lambda owner, task: titles_of(owner, OWNER), owner=OWNER, task=TASK)
+    with pytest.raises(ValueError, match="Every placeholder"):
+        query.rows(owner=OWNER, task=TASK)
+
+
+@pytest.mark.django_db
+def test_a_column_that_needs_a_converter_is_refused(user):
+    # Django converts a float expression's value in Python: raw SQL would skip that.
+    query = CompiledQuery(
+        lambda owner: Task.objects.filter(owner=owner).values_list(
+            "id", Cast("priority", FloatField())
+        ),
+        owner=OWNER,
+    )
+    with pytest.raises(ValueError, match="converter"):
+        query.rows(owner=user.pk)

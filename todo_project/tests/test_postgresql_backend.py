@@ -1,0 +1,64 @@
+"""The per-request health check polls the socket: no `SELECT 1`, and a dead connection is
+still replaced before the request uses it (todo_project/postgresql/base.py)."""
+
+import select
+import time
+
+import psycopg
+import pytest
+from django.db import close_old_connections, connections
+
+from accounts.models import User
+
+pytestmark = pytest.mark.django_db(transaction=True)
+connection = connections["default"]
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def start_request() -> None:
+    """What Django does when a request starts: its next query runs the health check."""
+    close_old_connections()
+
+
+def terminate(pid: int) -> None:
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+    # The server's goodbye reaches our socket asynchronously: wait until it has.
+    poller = select.poll()
+    poller.register(connection.connection.pgconn.socket, select.POLLIN)
+    deadline = time.monotonic() + 5
+    while not poller.poll(50) and time.monotonic() < deadline:
+        pass
+
+
+def test_a_live_connection_is_kept_without_a_round_trip(monkeypatch):
+    pid = backend_pid()
+    calls = []
+    monkeypatch.setattr(type(connection), "is_usable", lambda self: calls.append(1) or True)
+    start_request()
+    assert backend_pid() == pid
+    assert calls == []  # no SELECT 1
+
+
+def test_a_connection_the_server_ended_is_replaced_before_the_request_uses_it():
+    pid = backend_pid()
+    terminate(pid)
+    start_request()
+    assert User.objects.count() >= 0  # would raise OperationalError on the dead connection
+    assert backend_pid() != pid
+
+
+def test_without_the_check_the_dead_connection_fails():
+    # The control: the same termination, no request start, so no check: the query fails.
+    terminate(backend_pid())
+    with pytest.raises(Exception, match="terminat|closed|server"):
+        User.objects.count()
+    connection.close()
