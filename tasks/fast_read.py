@@ -8,13 +8,13 @@ and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively
 everything else keep the serializer; tests compare both paths byte for byte.
 """
 
-import functools
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import OuterRef, QuerySet
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import Lookup, OuterRef, QuerySet, UUIDField, Value
 from django.http import Http404, HttpResponse
 from rest_framework.request import Request
 
@@ -78,10 +78,55 @@ TASK_OF_OWNER = CompiledQuery(
 )
 
 
-@functools.cache
-def tag_names_by_id() -> QuerySet:
-    """(id, tag names) of every task, built once per process (~0.3 ms a list request)."""
-    return Task.objects.order_by().annotate(tag_names=_tag_names()).values_list("pk", "tag_names")
+@Task._meta.pk.register_lookup
+class AnyOf(Lookup):
+    """`id__any_of=[...]`: `= ANY(%s)` with the list as one array parameter, so the statement
+    is the same for any number of ids (`__in` writes one placeholder per id)."""
+
+    lookup_name = "any_of"
+
+    def get_prep_lookup(self):
+        return Value(self.rhs, output_field=ArrayField(UUIDField()))
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
+
+
+# (id, tag names) of the tasks with these ids.
+TAG_NAMES_OF_TASKS = CompiledQuery(
+    lambda tasks: (
+        Task.objects.order_by()
+        .filter(id__any_of=tasks)
+        .annotate(tag_names=_tag_names())
+        .values_list("pk", "tag_names")
+    ),
+    tasks=[uuid.UUID(int=3)],
+)
+# Every task of one owner in the default order (the ordering filter's, without parameters).
+OWNER_TASKS_IN_ORDER = CompiledQuery(
+    lambda owner: (
+        TaskFilter.base_filters["ordering"]
+        .filter(Task.objects.owned_by(owner), None)
+        .values_list(*PLAIN_COLUMNS)
+    ),
+    owner=uuid.UUID(int=1),
+)
+
+
+class CompiledRows:
+    """What DRF's paginator asks of a queryset, count() and one slice, answered by SQL
+    compiled once per process (the default list; bench/README.md has what it saves)."""
+
+    def __init__(self, query: CompiledQuery, count: Callable[[], int], **values) -> None:
+        self._query, self._count, self._values = query, count, values
+
+    def count(self) -> int:
+        return self._count()
+
+    def __getitem__(self, page: slice) -> list[tuple]:
+        return self._query.rows(limit=page.stop - page.start, offset=page.start, **self._values)
 
 
 def with_tags(rows: Sequence[Sequence]) -> list[tuple]:
@@ -93,7 +138,7 @@ def with_tags(rows: Sequence[Sequence]) -> list[tuple]:
     """
     if not rows:
         return []
-    names = dict(tag_names_by_id().filter(pk__in=[row[0] for row in rows]))
+    names = dict(TAG_NAMES_OF_TASKS.rows(tasks=[row[0] for row in rows]))
     return [(*row[:TAGS_AT], names[row[0]], *row[TAGS_AT:]) for row in rows]
 
 
@@ -166,14 +211,18 @@ def render_page(
 
 def list_response(view, request: Request) -> HttpResponse:
     """What ListModelMixin.list answers, through the view's own filters and paginator."""
-    queryset = view.get_queryset()
     if request.query_params.keys() <= PAGINATION_PARAMETERS:
-        # Nothing to filter: building the FilterSet and its form would only end in the default
-        # ordering, which its own ordering filter gives at a fraction of the cost.
-        queryset = TaskFilter.base_filters["ordering"].filter(queryset, None)
+        # Nothing to filter: no FilterSet and its form, no queryset to build and compile.
+        owner = request.user.pk
+        tasks = CompiledRows(
+            OWNER_TASKS_IN_ORDER,
+            count=Task.objects.owned_by(owner).count,
+            owner=owner,
+        )
     else:
-        queryset = view.filter_queryset(queryset)
-    page = view.paginate_queryset(queryset.prefetch_related(None).values_list(*PLAIN_COLUMNS))
+        tasks = view.filter_queryset(view.get_queryset()).prefetch_related(None)
+        tasks = tasks.values_list(*PLAIN_COLUMNS)
+    page = view.paginate_queryset(tasks)
     rows = with_tags(page)
     paginator = view.paginator
     body = render_page(

@@ -29,7 +29,7 @@ class CompiledQuery:
         self._placeholders = placeholders
 
     @functools.cached_property
-    def _compiled(self) -> tuple[str, str, list[Any], dict[int, str]]:
+    def _compiled(self) -> tuple[str, str, list[Any], dict[int, str], bool]:
         queryset = self._build(**self._placeholders)
         compiler = queryset.query.get_compiler(queryset.db)
         sql, params = compiler.as_sql()
@@ -43,13 +43,23 @@ class CompiledQuery:
         }
         if set(slots.values()) != set(self._placeholders):
             raise ValueError("Every placeholder must appear among the query's parameters.")
-        return queryset.db, sql, list(params), slots
+        return queryset.db, sql, list(params), slots, queryset.query.is_sliced
 
-    def rows(self, **values: Any) -> list[tuple]:
-        alias, sql, params, slots = self._compiled
+    def rows(self, *, limit: int | None = None, offset: int = 0, **values: Any) -> list[tuple]:
+        """The rows for these values; `limit` and `offset` page them.
+
+        The page is in SQL parameters: Django writes LIMIT and OFFSET into the SQL itself, which
+        would make each page another statement for PostgreSQL to parse and plan.
+        """
+        alias, sql, params, slots, sliced = self._compiled
         params = params.copy()
         for at, name in slots.items():
             params[at] = values[name]
+        if limit is not None:
+            if sliced:
+                raise ValueError("A sliced queryset cannot be paged again.")
+            sql = f"{sql} LIMIT %s OFFSET %s"
+            params += [limit, offset]
         with connections[alias].cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()

@@ -1,14 +1,17 @@
-"""The per-request health check polls the socket: no `SELECT 1`, and a dead connection is
-still replaced before the request uses it (todo_project/postgresql/base.py)."""
+"""Our PostgreSQL backend (todo_project/postgresql/base.py): the per-request health check polls
+the socket (no `SELECT 1`) and still replaces a dead connection; timestamps load natively."""
 
 import select
 import time
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from django.db import close_old_connections, connections
+from psycopg import pq
 
 from accounts.models import User
+from todo_project.postgresql.base import TIMESTAMPTZ_OID, UtcTimestamptzLoader
 
 pytestmark = pytest.mark.django_db(transaction=True)
 connection = connections["default"]
@@ -62,3 +65,17 @@ def test_without_the_check_the_dead_connection_fails():
     with pytest.raises(Exception, match="terminat|closed|server"):
         User.objects.count()
     connection.close()
+
+
+def test_timestamps_come_back_aware_in_utc_through_psycopgs_own_loader():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT '2026-11-22 10:30:05.123456+01'::timestamptz, NULL::timestamptz, now()"
+        )
+        moment, missing, current = cursor.fetchone()
+        loader = cursor.cursor.adapters.get_loader(TIMESTAMPTZ_OID, pq.Format.TEXT)
+    assert moment == datetime(2026, 11, 22, 9, 30, 5, 123456, tzinfo=UTC)
+    assert moment.tzinfo is UTC
+    assert missing is None
+    assert current.tzinfo is UTC
+    assert loader is UtcTimestamptzLoader
