@@ -5,6 +5,7 @@ import pytest
 from rest_framework import mixins
 
 from conftest import client_for
+from tasks import fast_read
 from tasks.models import Tag, Task
 from tasks.views import TaskViewSet
 
@@ -117,3 +118,14 @@ def test_one_task_is_two_queries(api_client, variety, django_assert_num_queries)
     with django_assert_num_queries(2):  # the user, then the task with its tags
         response = api_client.get(f"/api/v1/tasks/{variety[0].id}/")
     assert response.status_code == 200
+
+
+def test_tags_of_any_number_of_tasks_are_one_statement(user, make_task, django_assert_num_queries):
+    tasks = [make_task(f"Task {n}") for n in range(3)]
+    tag = Tag.objects.create(owner=user, name="home")
+    tasks[1].tags.add(tag)
+    with django_assert_num_queries(2):
+        one = dict(fast_read.TAG_NAMES_OF_TASKS.rows(tasks=[tasks[1].pk]))
+        three = dict(fast_read.TAG_NAMES_OF_TASKS.rows(tasks=[task.pk for task in tasks]))
+    assert one == {tasks[1].pk: ["home"]}
+    assert three == {tasks[0].pk: [], tasks[1].pk: ["home"], tasks[2].pk: []}

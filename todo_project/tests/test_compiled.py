@@ -57,3 +57,27 @@ def test_a_column_that_needs_a_converter_is_refused(user):
     )
     with pytest.raises(ValueError, match="converter"):
         query.rows(owner=user.pk)
+
+
+@pytest.mark.django_db
+def test_pages_are_bound_as_parameters_and_match_the_querysets_slices(user):
+    for n in range(5):
+        services.task_create(user=user, data={"title": f"Task {n}"})
+    query = CompiledQuery(
+        lambda owner: Task.objects.filter(owner=owner).order_by("position").values_list("title"),
+        owner=OWNER,
+    )
+    everything = list(Task.objects.filter(owner=user).order_by("position").values_list("title"))
+    assert query.rows(owner=user.pk) == everything
+    assert query.rows(owner=user.pk, limit=2, offset=0) == everything[0:2]
+    assert query.rows(owner=user.pk, limit=2, offset=3) == everything[3:5]
+    assert query.rows(owner=user.pk, limit=2, offset=9) == []
+
+
+@pytest.mark.django_db
+def test_a_sliced_query_cannot_be_paged_again(user):
+    query = CompiledQuery(titles_of, owner=OWNER, task=TASK)
+    sliced = CompiledQuery(lambda owner, task: titles_of(owner, task)[:1], owner=OWNER, task=TASK)
+    assert query.rows(owner=user.pk, task=TASK, limit=1) == []
+    with pytest.raises(ValueError, match="sliced"):
+        sliced.rows(owner=user.pk, task=TASK, limit=1)
