@@ -10,8 +10,8 @@ does the work the real endpoints cannot avoid and nothing else:
 - the list: a count and one page of 50 tasks by position, tags aggregated in the same query;
 - the get: one select by (id, owner).
 
-No rate limiting, no logout denylist (both Redis round trips in the API), no request-id or
-access log, no middleware: it is a floor, not a rival.
+No rate limiting (a Redis round trip in the API), no logout denylist (an EXISTS in the API's
+user query), no request-id or access log, no middleware: it is a floor, not a rival.
 Its JSON has the shape of the contract's task object and `{count, next, previous, results}`.
 
     gunicorn bench.floor:application -c gunicorn.conf.py      # PORT, WEB_CONCURRENCY as usual
