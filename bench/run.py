@@ -50,7 +50,7 @@ SCENARIOS = [
     ("me", "me", "app", None),
 ]
 DEFAULT_SKIPPED = {"me"}
-READS = {"list", "list filtered", "list heavy", "get"}
+READS = {"list", "list filtered", "list heavy", "get", "me"}
 TARGETS = {"list": 0.40, "get": 0.50}
 RSS_LIMIT_MB = 120
 
@@ -229,7 +229,13 @@ def targets(results: list[Result], compare: dict, rss: list[float]) -> list[str]
     app = [result for result in results if not result.name.startswith("floor")]
     for result in app:
         limit = 25 if result.name in READS else 50
-        check(f"{result.name} p95 ≤ {limit} ms", result.p95 <= limit, f"{result.p95:.1f} ms")
+        value = f"{result.p95:.1f} ms"
+        floor = by_name.get(compare.get(result.name) or "")
+        if floor is not None:
+            # At a fixed 32 connections latency is mostly queueing (mean = 32 / throughput):
+            # the floor's own p95 says what this machine allows.
+            value += f"; the floor's: {floor.p95:.1f} ms"
+        check(f"{result.name} p95 ≤ {limit} ms", result.p95 <= limit, value)
     worst_p99 = max(app, key=lambda result: result.p99, default=None)
     if worst_p99:
         check(
