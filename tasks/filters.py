@@ -18,8 +18,11 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 
-from tasks.models import TAG_NAME_MAX_LENGTH, Priority, Tag, Task, TaskList
+from tasks.models import TAG_NAME_MAX_LENGTH, Priority, Tag, Task, TaskList, search_owner_key
 
+# At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
+# no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
+# would on the whole one.
 SEARCH_MAX_LENGTH = 200
 MAX_TAG_FILTERS = 20
 
@@ -36,24 +39,32 @@ ORDERINGS = {
 DEFAULT_ORDERING = ["position"]
 
 
-# Each lexeme quoted for the tsquery syntax (backslashes and quotes doubled), as a prefix.
+# Each lexeme quoted for the tsquery syntax (backslashes and quotes doubled), as a prefix. Then
+# each lexeme of the tsquery (to_tsquery may split one into a phrase) gets the owner's key, as
+# search_vector's do (tasks.models).
 _PREFIX_TSQUERY_SQL = r"""
-    SELECT to_tsquery('simple', string_agg(
+    SELECT regexp_replace(to_tsquery('simple', string_agg(
         '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
-    ))::text
+    ))::text, %s, %s, 'g')::tsquery::text
     FROM unnest(to_tsvector('simple', %s))
 """
+# One quoted lexeme in a tsquery's text, quotes and backslashes doubled inside it; quotes appear
+# nowhere else, so the matches follow the lexemes one by one.
+_TSQUERY_LEXEME = r"'((?:[^'\\]|''|\\.)*)'"
 
 
-def prefix_tsquery(text: str) -> str | None:
-    """The tsquery (as text) matching tasks that have every word of `text` as a word prefix.
+def prefix_tsquery(text: str, owner) -> str | None:
+    """The tsquery (as text) matching `owner`'s tasks that have every word of `text` as a
+    word prefix.
 
     PostgreSQL itself splits the text into words with the same parser (config 'simple') that
     built `search_vector` and quotes each one: no input can make a tsquery syntax error. None
-    when the text has no word at all.
+    when the text has no word at all (there is never an empty word: `'<key>':*` would match
+    every task of the owner).
     """
+    scoped = f"'{search_owner_key(owner.pk)}\\1'"
     with connection.cursor() as cursor:
-        cursor.execute(_PREFIX_TSQUERY_SQL, [text])
+        cursor.execute(_PREFIX_TSQUERY_SQL, [_TSQUERY_LEXEME, scoped, text])
         return cursor.fetchone()[0] or None
 
 
@@ -306,7 +317,7 @@ class TaskFilter(django_filters.FilterSet):
         return qs.filter(due_date__isnull=not value)
 
     def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        query = prefix_tsquery(value)
+        query = prefix_tsquery(value, self.request.user)
         if query is None:
             return qs.none()  # nothing searchable in the text (only punctuation)
         return qs.filter(search_vector=TsQueryLiteral(query))

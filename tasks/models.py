@@ -4,8 +4,8 @@ from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Deferrable, F, Q
-from django.db.models.functions import Length, Lower
+from django.db.models import Deferrable, F, Func, Q, TextField, Value
+from django.db.models.functions import Cast, Left, Length, Lower, Replace
 from django.db.models.lookups import LessThanOrEqual
 
 LIST_NAME_MAX_LENGTH = 100
@@ -16,6 +16,32 @@ RECURRENCE_MAX_LENGTH = 500
 COLOR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 # Gapped ranks: a move bisects the gap between two neighbours; see services.task_move.
 POSITION_GAP = 1024
+
+# Search lexemes are scoped to their owner: each starts with the owner's key, and a search puts
+# the searcher's key before each of its words (tasks.filters.prefix_tsquery). The GIN index's
+# prefix match then walks that owner's entries only, not every user's. The key has a fixed
+# length, so `<key>word` can only match the key's owner's words that start with `word`. Two
+# owners sharing a key cost speed, never privacy: every search also filters on owner_id.
+SEARCH_OWNER_KEY_LENGTH = 12  # hex digits of the owner's id: 48 random bits of a uuid4
+
+
+def search_owner_key(owner_id: uuid.UUID) -> str:
+    """The owner's key, as search_vector's expression computes it in SQL."""
+    return owner_id.hex[:SEARCH_OWNER_KEY_LENGTH]
+
+
+def owner_scoped_search_vector() -> Func:
+    """The words of title and description, each prefixed by the owner's key.
+
+    task_search_lexemes (an immutable SQL function, migration 0004) prefixes each lexeme and
+    keeps positions and weights (phrases need them); it cuts lexemes at 255 characters, so
+    key + lexeme stays under PostgreSQL's 2,047-byte limit (a 2,040-character word would
+    otherwise fail the INSERT). A searched word is shorter (tasks.filters.SEARCH_MAX_LENGTH),
+    so a cut changes no result.
+    """
+    words = SearchVector("title", "description", config="simple")
+    key = Left(Replace(Cast("owner", TextField()), Value("-"), Value("")), SEARCH_OWNER_KEY_LENGTH)
+    return Func(words, key, function="task_search_lexemes", output_field=SearchVectorField())
 
 
 class Priority(models.IntegerChoices):
@@ -123,7 +149,7 @@ class Task(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     search_vector = models.GeneratedField(
-        expression=SearchVector("title", "description", config="simple"),
+        expression=owner_scoped_search_vector(),
         output_field=SearchVectorField(),
         db_persist=True,
     )
@@ -176,8 +202,9 @@ class Task(models.Model):
             models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
             models.Index(fields=["owner", "completed", "due_date"], name="task_owner_open_due"),
             models.Index(F("owner"), Lower("title"), name="task_owner_title"),  # ordering=title
-            # Full-text search; GIN cannot lead with a btree column without btree_gin, which
-            # the embedded PostgreSQL lacks: the planner ANDs it with an owner index instead.
+            # Full-text search. GIN cannot lead with the owner (no btree_gin in the embedded
+            # PostgreSQL), so the lexemes carry the owner's key instead (see search_owner_key):
+            # a prefix search reads its owner's entries, not every user's matches.
             GinIndex(fields=["search_vector"], name="task_search"),
         ]
 

@@ -6,10 +6,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 
-from tasks.filters import TsQueryLiteral, prefix_tsquery
-from tasks.models import POSITION_GAP, Task
+from conftest import client_for
+from tasks.filters import SEARCH_MAX_LENGTH, TsQueryLiteral, prefix_tsquery
+from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Task, search_owner_key
 
 pytestmark = pytest.mark.django_db
 
@@ -222,10 +225,147 @@ def test_search_uses_the_gin_index_on_a_user_with_many_tasks(user, other_user):
         cursor.execute("ANALYZE tasks_task")
     query = (
         Task.objects.owned_by(user)
-        .filter(search_vector=TsQueryLiteral(prefix_tsquery("needl")))
+        .filter(search_vector=TsQueryLiteral(prefix_tsquery("needl", user)))
         .order_by("position", "id")
     )
     plan = query.explain()
     assert "Bitmap Index Scan on task_search" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert query.count() == 10  # one of the 11 needles is the other user's
+
+
+# --- Search scoped to the owner ---------------------------------------------------------------
+
+# The search as it was before its lexemes were scoped to the owner, on unscoped words: the
+# scoped one must find exactly the same tasks.
+UNSCOPED_SEARCH_SQL = r"""
+    SELECT id FROM tasks_task
+    WHERE owner_id = %s
+      AND to_tsvector('simple', title || ' ' || description) @@ to_tsquery('simple', (
+        SELECT string_agg(
+            '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
+        )
+        FROM unnest(to_tsvector('simple', %s))
+      ))
+"""
+TRICKY_TASKS = [
+    ("Pay rent", "to the landlord"),
+    ("it's O'Brien's", "'quoted' \\back\\slash"),
+    ("see http://x.com/it's", "and http://example.com/a/b?c=d, x.com/a\\b"),
+    ("foo-bar baz", "C:\\dir\\file.txt 1.5.3 a@b.com -3.4e5"),
+    ("Ünïcödé straße İstanbul", "日本語 emoji😀x ﬁx"),
+    ("!!!", ""),
+    ("long words", "z" * 2040 + " " + "é" * 1000 + " " + "q'" * 300),
+]
+TRICKY_SEARCHES = [
+    "pay",
+    "REN",
+    "it's",
+    "o'brien",
+    "brien",
+    "'quoted'",
+    "\\back",
+    "back\\slash",
+    "x.com/it's",
+    "x.com/it",
+    "http://example.com/a/b?c=d",
+    "x.com/a\\b",
+    "foo-bar",
+    "foo-b",
+    "bar",
+    "c:\\dir",
+    "1.5",
+    "a@b",
+    "ünï",
+    "STRASSE",
+    "straß",
+    "istan",
+    "日本",
+    "😀",
+    "z" * 200,
+    "é" * 200,
+    "q'q'q'",
+    "!!!",
+    "&|!:*()'",
+    "a & b | !c",
+    "x:*",
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_SEARCHES)
+def test_search_finds_what_the_unscoped_search_found(api_client, user, make_task, text):
+    for title, description in TRICKY_TASKS:
+        make_task(title, description=description)
+    with connection.cursor() as cursor:
+        cursor.execute(UNSCOPED_SEARCH_SQL, [user.pk, text])
+        expected = {str(row[0]) for row in cursor.fetchall()}
+    response = api_client.get("/api/v1/tasks/", {"search": text, "limit": 100})
+    assert response.status_code == 200
+    assert {task["id"] for task in response.json()["results"]} == expected
+
+
+def test_the_search_vector_has_every_word_after_the_owners_key(user, make_task):
+    task = make_task("Pay rent", description="O'Brien's " + "y" * 300)
+    stored = Task.objects.filter(pk=task.pk).values_list(Cast("search_vector", TextField()))
+    key = search_owner_key(user.pk)
+    # Positions kept (to_tsquery makes phrases of some words); a long word cut at 255.
+    assert stored.get()[0] == (
+        f"'{key}brien':4 '{key}o':3 '{key}pay':1 '{key}rent':2 '{key}s':5 '{key}{'y' * 255}':6"
+    )
+
+
+def test_the_key_goes_before_lexemes_the_parser_never_makes():
+    # Backslashes, quotes, weights, no positions: none comes out of to_tsvector('simple').
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_search_lexemes(%s::tsvector, 'KEY')::text",
+            [r"'a\\b':1 'c''d':2A 'e\\''f':3B,4 'g'"],
+        )
+        assert cursor.fetchone()[0] == r"'KEYa\\b':1 'KEYc''d':2A 'KEYe\\''f':3B,4 'KEYg'"
+
+
+def test_a_word_too_long_for_the_key_is_cut_and_still_found(api_client):
+    # 2,040 bytes: to_tsvector keeps it, but with the key it would pass PostgreSQL's limit.
+    # The longest word a search can have still finds it (SEARCH_MAX_LENGTH ≤ the 255 kept).
+    long_word = "z" * 2040
+    response = api_client.post("/api/v1/tasks/", {"title": "Long", "description": long_word})
+    assert response.status_code == 201
+    assert titles(api_client.get("/api/v1/tasks/", {"search": "z" * SEARCH_MAX_LENGTH})) == ["Long"]
+
+
+def test_a_user_sharing_the_owner_key_never_sees_the_owners_tasks(
+    api_client, user, make_user, make_task
+):
+    twin = make_user(
+        id=uuid.UUID(
+            user.pk.hex[:SEARCH_OWNER_KEY_LENGTH] + uuid.uuid4().hex[SEARCH_OWNER_KEY_LENGTH:]
+        )
+    )
+    assert search_owner_key(twin.pk) == search_owner_key(user.pk)
+    make_task("Pay rent")
+    make_task("Pay bills", owner=twin)
+    assert titles(api_client.get("/api/v1/tasks/?search=pay")) == ["Pay rent"]
+    assert titles(client_for(twin).get("/api/v1/tasks/?search=pay")) == ["Pay bills"]
+
+
+def test_another_users_words_are_not_found(api_client, other_client, make_task, other_user):
+    make_task("Pay rent")
+    make_task("Pay rent too", owner=other_user)
+    make_task("Paint the fence", owner=other_user)
+    assert titles(api_client.get("/api/v1/tasks/?search=pa")) == ["Pay rent"]
+    assert titles(api_client.get("/api/v1/tasks/?search=paint")) == []
+    assert titles(other_client.get("/api/v1/tasks/?search=pa")) == [
+        "Pay rent too",
+        "Paint the fence",
+    ]
+
+
+def test_the_owner_key_is_not_a_word(api_client, user, make_task):
+    # A search puts the key before each of its words, so the key alone (or with a word after
+    # it) is just text that no task has; only a task with that text as a word would match.
+    make_task("Pay rent")
+    key = search_owner_key(user.pk)
+    for text in (key, key[:4], f"{key}pay"):
+        assert titles(api_client.get("/api/v1/tasks/", {"search": text})) == []
+    make_task(f"code {key}")
+    assert titles(api_client.get("/api/v1/tasks/", {"search": key})) == [f"code {key}"]
