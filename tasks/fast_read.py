@@ -166,15 +166,18 @@ def render_page(
 def list_response(view, request: Request) -> HttpResponse:
     """What ListModelMixin.list answers, through the view's own filters and paginator."""
     queryset = view.get_queryset()
+    paginator = view.paginator
     if request.query_params.keys() <= PAGINATION_PARAMETERS:
         # Nothing to filter: building the FilterSet and its form would only end in the default
         # ordering, which its own ordering filter gives at a fraction of the cost.
         queryset = TaskFilter.base_filters["ordering"].filter(queryset, None)
+        # All the user's tasks: their maintained count, whatever their number (~10 ms for
+        # 100,000 tasks as a COUNT(*)).
+        paginator.all_tasks_of = request.user
     else:
         queryset = view.filter_queryset(queryset)
     page = view.paginate_queryset(queryset.prefetch_related(None).values_list(*PLAIN_COLUMNS))
     rows = with_tags(page)
-    paginator = view.paginator
     body = render_page(
         count=paginator.count,
         next_url=paginator.get_next_link(),

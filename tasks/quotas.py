@@ -14,7 +14,12 @@ def task_capacity_ensure(*, user, adding: int = 1) -> None:
     concurrent creates cannot both take the last free place. Completed tasks count too.
     """
     cap = settings.MAX_TASKS_PER_USER
-    get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk").first()
+    # FOR NO KEY UPDATE: creates still take turns, but the foreign-key check of a task inserted
+    # elsewhere (FOR KEY SHARE of the user) does not wait for it. It did with FOR UPDATE, which
+    # deadlocked a create waiting on the owner's task count (tasks.OwnerTaskCount) with a
+    # completion that holds the count and is committing its next occurrence.
+    users = get_user_model().objects.select_for_update(no_key=True)
+    users.filter(pk=user.pk).values_list("pk").first()
     # Counts at most `cap` rows: a LIMIT keeps this cheap for users far from the cap.
     owned = Task.objects.owned_by(user).order_by()[:cap].count()
     if owned + adding > cap:

@@ -25,9 +25,10 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.models import User
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList
+from tasks.models import OwnerTaskCount, Tag, Task, TaskList
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -87,6 +88,14 @@ class TaskPagination(LimitOffsetPagination):
 
     default_limit = 50
     max_limit = 200
+    # Set when the queryset is every task of this owner: the count is then their maintained
+    # count (OwnerTaskCount), one lookup instead of a COUNT(*) of all their rows.
+    all_tasks_of: User | None = None
+
+    def get_count(self, queryset) -> int:
+        if self.all_tasks_of is not None:
+            return OwnerTaskCount.of(self.all_tasks_of)
+        return super().get_count(queryset)
 
     def _whole_number(self, request: Request, name: str, default: int, minimum: int) -> int:
         raw = request.query_params.get(name)
