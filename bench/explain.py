@@ -46,7 +46,8 @@ def main() -> int:
         parts += [f"## GET {url} → {response.status_code}", ""]
         for query in captured.captured_queries:
             sql = query["sql"]
-            if "tasks_task" not in sql or not sql.lstrip().upper().startswith("SELECT"):
+            read = sql.lstrip().upper().startswith("SELECT")
+            if not read or ("tasks_task" not in sql and "tasks_ownertaskcount" not in sql):
                 continue
             with connection.cursor() as cursor:
                 cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")

@@ -19,7 +19,7 @@ from django.http import Http404, HttpResponse
 from rest_framework.request import Request
 
 from tasks.filters import TaskFilter
-from tasks.models import Priority, Tag, Task
+from tasks.models import OwnerTaskCount, Priority, Tag, Task
 from todo_project.compiled import CompiledQuery
 
 PAGINATION_PARAMETERS = {"limit", "offset"}
@@ -113,6 +113,18 @@ OWNER_TASKS_IN_ORDER = CompiledQuery(
     ),
     owner=uuid.UUID(int=1),
 )
+
+
+# How many tasks one owner has (OwnerTaskCount, kept by triggers); no row means none.
+OWNER_TASK_COUNT = CompiledQuery(
+    lambda owner: OwnerTaskCount.objects.filter(owner=owner).values_list("tasks"),
+    owner=uuid.UUID(int=1),
+)
+
+
+def _task_count(owner: uuid.UUID) -> int:
+    rows = OWNER_TASK_COUNT.rows(owner=owner)
+    return rows[0][0] if rows else 0
 
 
 class CompiledRows:
@@ -214,11 +226,9 @@ def list_response(view, request: Request) -> HttpResponse:
     if request.query_params.keys() <= PAGINATION_PARAMETERS:
         # Nothing to filter: no FilterSet and its form, no queryset to build and compile.
         owner = request.user.pk
-        tasks = CompiledRows(
-            OWNER_TASKS_IN_ORDER,
-            count=Task.objects.owned_by(owner).count,
-            owner=owner,
-        )
+        # All the owner's tasks: their maintained count, one lookup whatever their number
+        # (a COUNT(*) of the heavy user's 100,000 took ~10 ms).
+        tasks = CompiledRows(OWNER_TASKS_IN_ORDER, count=lambda: _task_count(owner), owner=owner)
     else:
         tasks = view.filter_queryset(view.get_queryset()).prefetch_related(None)
         tasks = tasks.values_list(*PLAIN_COLUMNS)

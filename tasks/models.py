@@ -225,6 +225,34 @@ class Task(models.Model):
         return (self.list_id, self.parent_id)
 
 
+class OwnerTaskCount(models.Model):
+    """How many tasks an owner has: the `count` of their unfiltered task list, in one lookup.
+
+    Written only by PostgreSQL triggers on tasks_task (migration 0005), so every writer keeps
+    it exact: the services, the admin, cascades, raw SQL, COPY. A row exists only while its
+    owner has tasks (none: zero), so a deleted user leaves nothing behind. No foreign key: the
+    row lives only as long as tasks whose own foreign key already holds the user.
+    """
+
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        primary_key=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    tasks = models.PositiveIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.owner_id}: {self.tasks}"
+
+    @classmethod
+    def of(cls, owner) -> int:
+        """How many tasks `owner` has."""
+        counts = cls.objects.filter(owner=owner).values_list("tasks", flat=True)
+        return next(iter(counts), 0)
+
+
 class IdempotencyRecord(models.Model):
     """The first answer to a creating POST sent with an `Idempotency-Key`, kept for replays.
 

@@ -10,6 +10,9 @@ writer of ranks first takes a transaction-level advisory lock per sibling group,
 (so two writers never deadlock): row locks cannot lock an empty group nor the Inbox, advisory
 locks can, which keeps the order total under concurrent creates and moves. Row locks on tasks
 are always taken before group locks (and several rows in id order), so writers never deadlock.
+Inserting or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by
+triggers) until the commit: that comes after every other lock these functions take (except the
+ORM's cascade in list_delete, which deletes more than 100 tasks in several statements).
 """
 
 import hashlib
@@ -448,7 +451,9 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
     """Creates a task at the end of its group; `data` is validated (TaskSerializer)."""
     with transaction.atomic():
         task_capacity_ensure(user=user)
-        tag_names = data.pop("tags", [])
+        # Before the group lock and the insert (see the top of this module): a tag of the same
+        # name created by a concurrent update is waited for while holding neither.
+        tags = tags_get_or_create(user=user, names=data.pop("tags", []))
         completed = data.pop("completed", False)
         task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})
         if task.parent is not None:
@@ -461,7 +466,7 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         _lock_groups(user.pk, [task.sibling_group])
         task.position = _end_positions(user.pk, [task.sibling_group])[task.sibling_group]
         task.save()
-        task.tags.set(tags_get_or_create(user=user, names=tag_names))
+        task.tags.set(tags)
         if completed:
             _spawn_next_occurrences(user=user, tasks=[task])
         return task
