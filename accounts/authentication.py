@@ -6,6 +6,7 @@ the user's current token generation and must not be on the logout denylist. All 
 query per request: the user row and the denylist in one statement, compiled once per process.
 """
 
+import functools
 import uuid
 
 from django.db import DEFAULT_DB_ALIAS
@@ -16,6 +17,7 @@ from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
+from rest_framework_simplejwt.utils import aware_utcnow
 
 from accounts.models import DeniedAccessToken, User
 from accounts.tokens import AccessToken, token_generation_of
@@ -37,10 +39,23 @@ USER_OF_TOKEN = CompiledQuery(
 )
 
 
+@functools.lru_cache(maxsize=4096)
+def verified_access_token(raw_token: bytes) -> AccessToken:
+    """The token, its signature, type and claims checked: once per process for each token.
+
+    A client sends the same access token for its whole life (minutes), and checking it cost
+    ~8 % of a GET's CPU. The same bytes carry the same signature, so what was verified once
+    stays verified; only the expiry changes with time, and it is checked on every request.
+    """
+    return AccessToken(raw_token)
+
+
 class JWTAuthentication(authentication.JWTAuthentication):
     def get_validated_token(self, raw_token: bytes) -> Token:
         try:
-            return AccessToken(raw_token)
+            token = verified_access_token(raw_token)
+            token.check_exp(current_time=aware_utcnow())
+            return token
         except TokenError:
             # One plain message: the details (expired? wrong type?) help attackers more than
             # clients, which react to any 401 the same way (refresh, else sign in again).

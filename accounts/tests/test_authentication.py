@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.utils.timezone import now
 
+from accounts import authentication
 from accounts.services import user_deactivate
 from accounts.tests.helpers import assert_problem, bearer, sign_in
 from accounts.tokens import AccessToken, RefreshToken
@@ -61,6 +62,15 @@ def test_an_expired_access_token_is_refused(user):
     token = RefreshToken.for_user(user).access_token
     token.set_exp(from_time=now() - timedelta(hours=1))
     assert_refused(str(token))
+
+
+def test_a_token_verified_earlier_is_refused_once_it_expires(user, monkeypatch):
+    access = sign_in(user.email, DEFAULT_PASSWORD)["access"]
+    assert bearer(access).get("/api/v1/auth/me/").status_code == 200  # verified, remembered
+    assert authentication.verified_access_token.cache_info().currsize >= 1
+    later = now() + settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"] + timedelta(seconds=1)
+    monkeypatch.setattr(authentication, "aware_utcnow", lambda: later)
+    assert_refused(access)
 
 
 def test_a_refresh_token_is_never_accepted_as_an_access_token(user):
