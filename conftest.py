@@ -1,23 +1,38 @@
 """Fixtures shared by every app's tests."""
 
+import time
+import types
 import uuid
 
+import django_ratelimit.core
 import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.tokens import RefreshToken
+from todo_project import ratelimit
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Rate-limit counters and denylists must not leak from one test into the next."""
+    """Rate-limit counters must not leak from one test into the next."""
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _rate_limit_clock_stands_still(monkeypatch):
+    """Rate-limit windows end at a different second for each key: a test that counts requests
+    across the end of one (a slow moment on a busy machine) would see its count start over.
+    Within a test, the rate limits' clock stands still."""
+    instant = time.time()
+    clock = types.SimpleNamespace(time=lambda: instant)
+    monkeypatch.setattr(django_ratelimit.core, "time", clock)
+    monkeypatch.setattr(ratelimit, "time", clock)
 
 
 @pytest.fixture

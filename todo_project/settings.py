@@ -99,11 +99,12 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "todo_project.ratelimit.RateLimitHeadersMiddleware",
     "todo_project.problems.ApiProblemMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Admin* serve the admin and the docs; the JWT API skips them (todo_project/middleware.py).
+    "todo_project.middleware.AdminSessionMiddleware",
     "todo_project.problems.ApiAwareCommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "todo_project.middleware.AdminAuthenticationMiddleware",
+    "todo_project.middleware.AdminMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -7,6 +7,8 @@ server ends it: a restart, `pg_terminate_backend` or an idle timeout sends an er
 the socket, and both make it readable. So a quiet socket is a live connection, and anything to
 read (or a broken socket) closes it and the request connects afresh — what Django does when
 `SELECT 1` fails. After a database error in a request Django still checks with `SELECT 1`.
+What neither check can catch is a server that goes away after the check and before the query
+(with the poll, before its goodbye has reached the socket): that request fails, as it did.
 
 And timestamps are read by psycopg's own loader (C, with psycopg[binary]) when the session is
 in UTC: Django's loader parses them in Python (~10 µs a value, and a page of 50 tasks has ~120)

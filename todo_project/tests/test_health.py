@@ -4,6 +4,8 @@ import pytest
 from django.core.signals import request_started
 from django.db import connection
 
+from todo_project.tests.helpers import terminate_backend
+
 
 def test_healthz_answers_without_touching_the_database(anon_client):
     # No django_db mark: any database access in this test raises.
@@ -42,13 +44,9 @@ def test_readyz_is_503_problem_when_the_cache_is_down(anon_client, settings):
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_database_connection_is_replaced_without_a_500(anon_client, settings):
     """What a PostgreSQL restart does to a persistent connection: the next request reconnects."""
-    import psycopg
-
     anon_client.get("/readyz")
     backend_pid = connection.connection.info.backend_pid
-    dsn = connection.get_connection_params()
-    with psycopg.connect(**{**dsn, "autocommit": True}) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [backend_pid])
+    terminate_backend(connection, backend_pid)
     # The WSGI handler sends request_started before every request; Django's test client does
     # not, so send it here: with CONN_HEALTH_CHECKS the dead connection is noticed and replaced.
     request_started.send(sender=__name__)

@@ -1,17 +1,15 @@
 """Our PostgreSQL backend (todo_project/postgresql/base.py): the per-request health check polls
 the socket (no `SELECT 1`) and still replaces a dead connection; timestamps load natively."""
 
-import select
-import time
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 from django.db import close_old_connections, connections
 from psycopg import pq
 
 from accounts.models import User
 from todo_project.postgresql.base import TIMESTAMPTZ_OID, UtcTimestamptzLoader
+from todo_project.tests.helpers import terminate_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
 connection = connections["default"]
@@ -29,17 +27,7 @@ def start_request() -> None:
 
 
 def terminate(pid: int) -> None:
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
-    # The server's goodbye reaches our socket asynchronously: wait until it has.
-    poller = select.poll()
-    poller.register(connection.connection.pgconn.socket, select.POLLIN)
-    deadline = time.monotonic() + 5
-    while not poller.poll(50) and time.monotonic() < deadline:
-        pass
+    terminate_backend(connection, pid)
 
 
 def test_a_live_connection_is_kept_without_a_round_trip(monkeypatch):
