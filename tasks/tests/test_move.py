@@ -1,10 +1,10 @@
-import threading
+import functools
 
 import pytest
-from django.db import connection
 
 from tasks import services
 from tasks.models import POSITION_GAP, Task
+from todo_project.tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -102,23 +102,9 @@ def test_concurrent_moves_keep_a_total_order(make_user):
     a = services.task_create(user=owner, data={"title": "a"})
     services.task_create(user=owner, data={"title": "b"})
     movers = [services.task_create(user=owner, data={"title": f"m{i}"}) for i in range(6)]
-    barrier = threading.Barrier(len(movers))
-    errors = []
-
-    def move(task):
-        try:
-            barrier.wait()
-            services.task_move(task=task, after=a)
-        except Exception as error:  # noqa: BLE001 - any failure is reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=move, args=(task,)) for task in movers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_in_threads(
+        *[functools.partial(services.task_move, task=task, after=a) for task in movers]
+    )
     assert errors == []
     titles = order(owner=owner)
     assert titles[0] == "a" and titles[-1] == "b" and len(titles) == 8

@@ -21,6 +21,7 @@ from conftest import client_for
 from tasks import services
 from tasks.management.commands.seed_bench import HEAVY_EMAIL
 from tasks.models import POSITION_GAP, OwnerTaskCount, Task
+from todo_project.tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -208,27 +209,6 @@ def test_the_bench_seed_its_reset_and_its_replacement_keep_the_counts_exact():
 # --- Concurrency ----------------------------------------------------------------------------
 
 
-def _run_in_threads(*targets) -> list[Exception]:
-    errors: list[Exception] = []
-    barrier = threading.Barrier(len(targets))
-
-    def run(target) -> None:
-        try:
-            barrier.wait()
-            target()
-        except Exception as error:  # noqa: BLE001 - any failure is reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return errors
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_for_one_owner_keep_the_count_exact(make_user):
     owner = make_user()
@@ -247,7 +227,7 @@ def test_concurrent_writers_for_one_owner_keep_the_count_exact(make_user):
         for task in doomed:
             services.task_delete(task=task)
 
-    assert _run_in_threads(creates, raw_inserts, deletes) == []
+    assert run_in_threads(creates, raw_inserts, deletes) == []
     assert assert_exact() == {owner.pk: 20 + 20 * 50}
 
 

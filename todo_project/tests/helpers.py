@@ -1,7 +1,10 @@
 import select
+import threading
 import time
+from collections.abc import Callable
 
 import psycopg
+from django.db import connections
 
 
 def terminate_backend(connection, pid: int) -> None:
@@ -17,3 +20,26 @@ def terminate_backend(connection, pid: int) -> None:
     deadline = time.monotonic() + 5
     while not poller.poll(50) and time.monotonic() < deadline:
         pass
+
+
+def run_in_threads(*targets: Callable[[], object]) -> list[Exception]:
+    """Runs each target in its own thread (so on its own database connection), all released
+    at once by a barrier; the exceptions they raised."""
+    errors: list[Exception] = []
+    barrier = threading.Barrier(len(targets))
+
+    def run(target) -> None:
+        try:
+            barrier.wait()
+            target()
+        except Exception as error:  # noqa: BLE001 - any failure is reported to the caller
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return errors
