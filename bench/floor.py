@@ -7,7 +7,8 @@ does the work the real endpoints cannot avoid and nothing else:
   simplejwt does), then looks the user up (`is_active`, one primary-key select): the API must
   do that too, since a deactivated user's tokens stop working at once, and compares the
   token's `gen` claim with the user's token generation (accounts.authentication);
-- the list: a count and one page of 50 tasks by position, tags aggregated in the same query;
+- the list: the owner's task count and one page of 50 tasks by position, tags aggregated in
+  the same query;
 - the get: one select by (id, owner).
 
 No rate limiting (a Redis round trip in the API), no logout denylist (an EXISTS in the API's
@@ -40,7 +41,8 @@ SELECT t.id, t.title, t.description, t.completed, t.completed_at, t.priority, t.
   FROM tasks_task t
 """
 LIST_SQL = TASK_SELECT + " WHERE t.owner_id = %s ORDER BY t.position, t.id LIMIT %s OFFSET %s"
-COUNT_SQL = "SELECT count(*) FROM tasks_task WHERE owner_id = %s"
+# The owner's maintained task count, as the API's default list reads it (tasks.OwnerTaskCount).
+COUNT_SQL = "SELECT coalesce((SELECT tasks FROM tasks_ownertaskcount WHERE owner_id = %s), 0)"
 GET_SQL = TASK_SELECT + " WHERE t.id = %s AND t.owner_id = %s"
 USER_SQL = "SELECT is_active, token_generation FROM accounts_user WHERE id = %s"
 
