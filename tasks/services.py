@@ -387,6 +387,9 @@ def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
     originals = [task for task in tasks if task.pk in due_dates]
     if not originals:
         return
+    # Ranks are picked under the group lock like every other writer's: a create at the end of
+    # the same group could otherwise pick the same rank and fail on the unique constraint.
+    _lock_groups(user.pk, [task.sibling_group for task in originals])
     positions = _positions_right_after(user.pk, originals)
     copies = [
         Task(

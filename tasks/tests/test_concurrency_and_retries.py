@@ -3,11 +3,13 @@
 
 import threading
 import time
+from datetime import date
 
 import pytest
 from django.db import connection, connections, transaction
 
 from conftest import client_for
+from tasks import services
 from tasks.models import IdempotencyRecord, Task, TaskList
 
 PROBLEM = "application/problem+json"
@@ -117,6 +119,9 @@ def test_another_users_row_is_404_whatever_the_conditional_headers(
 
 def _waiters() -> int:
     with connection.cursor() as cursor:
+        # pg_stat_activity is read once per transaction unless its snapshot is dropped, and
+        # the callers poll it from inside a transaction.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE wait_event_type = 'Lock' AND datname = current_database()"
@@ -303,3 +308,39 @@ def test_deleting_a_list_with_an_empty_tasks_parameter_is_a_400_and_keeps_it(api
     assert response.status_code == 400
     assert response.json()["errors"] == {"tasks": ["This parameter needs a value."]}
     assert TaskList.objects.filter(pk=task_list.pk).exists()
+
+
+# --- ranks of new occurrences -------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_task):
+    """A create holds its group until it commits; completing the group's last recurring task
+    meanwhile must wait for it too, not pick the same free rank at the end of the group."""
+    rent = make_task("Rent", due_date=date(2026, 12, 1), recurrence="FREQ=MONTHLY")
+    errors: list[Exception] = []
+
+    def complete() -> None:
+        try:
+            services.task_complete(task=Task.objects.get(pk=rent.pk), user=user)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    completing = threading.Thread(target=complete)
+    with transaction.atomic():
+        groceries = services.task_create(user=user, data={"title": "Groceries"})
+        completing.start()
+        for _ in range(200):  # the completion queues behind this transaction (~10 s at most)
+            if _waiters() >= 1:
+                break
+            time.sleep(0.05)
+    completing.join(timeout=20)
+
+    assert errors == []
+    rent.refresh_from_db()
+    assert rent.completed and rent.next_occurrence_id is not None
+    ranks = list(Task.objects.filter(owner=user).values_list("position", flat=True))
+    assert len(ranks) == len(set(ranks)) == 3
+    assert groceries.position in ranks
