@@ -115,18 +115,6 @@ OWNER_TASKS_IN_ORDER = CompiledQuery(
 )
 
 
-# How many tasks one owner has (OwnerTaskCount, kept by triggers); no row means none.
-OWNER_TASK_COUNT = CompiledQuery(
-    lambda owner: OwnerTaskCount.objects.filter(owner=owner).values_list("tasks"),
-    owner=uuid.UUID(int=1),
-)
-
-
-def _task_count(owner: uuid.UUID) -> int:
-    rows = OWNER_TASK_COUNT.rows(owner=owner)
-    return rows[0][0] if rows else 0
-
-
 class CompiledRows:
     """What DRF's paginator asks of a queryset, count() and one slice, answered by SQL
     compiled once per process (the default list; bench/README.md has what it saves)."""
@@ -228,7 +216,9 @@ def list_response(view, request: Request) -> HttpResponse:
         owner = request.user.pk
         # All the owner's tasks: their maintained count, one lookup whatever their number
         # (a COUNT(*) of the heavy user's 100,000 took ~10 ms).
-        tasks = CompiledRows(OWNER_TASKS_IN_ORDER, count=lambda: _task_count(owner), owner=owner)
+        tasks = CompiledRows(
+            OWNER_TASKS_IN_ORDER, count=lambda: OwnerTaskCount.of(owner), owner=owner
+        )
     else:
         tasks = view.filter_queryset(view.get_queryset()).prefetch_related(None)
         tasks = tasks.values_list(*PLAIN_COLUMNS)

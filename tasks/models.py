@@ -8,6 +8,8 @@ from django.db.models import Deferrable, F, Func, Q, TextField, Value
 from django.db.models.functions import Cast, Left, Length, Lower, Replace
 from django.db.models.lookups import LessThanOrEqual
 
+from todo_project.compiled import CompiledQuery
+
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
 TITLE_MAX_LENGTH = 200
@@ -247,10 +249,16 @@ class OwnerTaskCount(models.Model):
         return f"{self.owner_id}: {self.tasks}"
 
     @classmethod
-    def of(cls, owner) -> int:
-        """How many tasks `owner` has."""
-        counts = cls.objects.filter(owner=owner).values_list("tasks", flat=True)
-        return next(iter(counts), 0)
+    def of(cls, owner_id: uuid.UUID) -> int:
+        """How many tasks the owner has (read on every default list: compiled SQL)."""
+        rows = _OWNER_TASK_COUNT.rows(owner=owner_id)
+        return rows[0][0] if rows else 0
+
+
+_OWNER_TASK_COUNT = CompiledQuery(
+    lambda owner: OwnerTaskCount.objects.filter(owner=owner).values_list("tasks"),
+    owner=uuid.UUID(int=1),
+)
 
 
 class IdempotencyRecord(models.Model):

@@ -22,7 +22,7 @@ def task_capacity_ensure(*, user, adding: int = 1) -> None:
     users.filter(pk=user.pk).values_list("pk").first()
     # The maintained count (one lookup; a COUNT(*) cost ~10 ms at 100,000 tasks), read after
     # the lock so that it includes every create that went before.
-    owned = OwnerTaskCount.of(user)
+    owned = OwnerTaskCount.of(user.pk)
     if owned + adding > cap:
         raise Conflict(
             f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "
