@@ -6,8 +6,12 @@ ARRAY subquery by id instead of a prefetch query), and are rendered to exactly t
 TaskSerializer + JSONRenderer produce: same keys in the same order, timestamps in UTC with `Z`
 and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively. Writes and
 everything else keep the serializer; tests compare both paths byte for byte.
+
+The plainest GET of one task goes further and skips DRF's dispatch (`with_fast_get`): the user
+check and the task are one statement, and every other case is left to the viewset.
 """
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
@@ -15,12 +19,23 @@ import orjson
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.db.models import Lookup, OuterRef, QuerySet, UUIDField, Value
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from rest_framework import mixins
 from rest_framework.request import Request
+from rest_framework_simplejwt.exceptions import TokenError
 
+from accounts.authentication import (
+    HOLDER_PLACEHOLDERS,
+    holder_claims,
+    token_holders,
+    valid_access_token,
+)
 from tasks.filters import TaskFilter
 from tasks.models import OwnerTaskCount, Priority, Tag, Task
 from todo_project.compiled import CompiledQuery
+from todo_project.conditional import etag_for
+from todo_project.ratelimit import RateLimitThrottle, count_request
+from todo_project.request_id import AUTHENTICATED_USER_ID
 
 PAGINATION_PARAMETERS = {"limit", "offset"}
 PRIORITY_NAMES = dict(Priority.choices)
@@ -75,6 +90,16 @@ TASK_OF_OWNER = CompiledQuery(
     lambda owner, task: task_rows(Task.objects.owned_by(owner).filter(pk=task).order_by())[:1],
     owner=uuid.UUID(int=1),
     task=uuid.UUID(int=2),
+)
+
+# One task of the user an access token speaks for: authentication and lookup in one statement
+# (the fast GET below). No row: the token is refused, or the task is not the holder's.
+TASK_OF_TOKEN_HOLDER = CompiledQuery(
+    lambda task, **holder: task_rows(
+        Task.objects.filter(pk=task, owner__in=token_holders(**holder)).order_by()
+    )[:1],
+    task=uuid.UUID(int=2),
+    **HOLDER_PLACEHOLDERS,
 )
 
 
@@ -209,8 +234,15 @@ def render_page(
     )
 
 
+def plain_json_accepted(request: Request) -> bool:
+    """DRF chose plain JSON; `application/json; indent=4` asks JSONRenderer to indent."""
+    return request.accepted_media_type == "application/json"
+
+
 def list_response(view, request: Request) -> HttpResponse:
     """What ListModelMixin.list answers, through the view's own filters and paginator."""
+    if not plain_json_accepted(request):
+        return mixins.ListModelMixin.list(view, request)
     if request.query_params.keys() <= PAGINATION_PARAMETERS:
         # Nothing to filter: no FilterSet and its form, no queryset to build and compile.
         owner = request.user.pk
@@ -236,6 +268,8 @@ def list_response(view, request: Request) -> HttpResponse:
 
 def retrieve_response(view, request: Request) -> HttpResponse:
     """What RetrieveModelMixin.retrieve answers; not the caller's is a 404 like unknown."""
+    if not plain_json_accepted(request):
+        return mixins.RetrieveModelMixin.retrieve(view, request)
     lookup = view.lookup_url_kwarg or view.lookup_field
     try:
         task_id = uuid.UUID(view.kwargs[lookup])
@@ -248,3 +282,68 @@ def retrieve_response(view, request: Request) -> HttpResponse:
     row = rows[0]
     view.conditional_version = row[VERSION_AT]  # for the ETag (todo_project.conditional)
     return HttpResponse(render(task_data(row)), content_type="application/json")
+
+
+# Accept headers that DRF's negotiation answers with JSONRenderer's plain application/json.
+PLAIN_JSON_ACCEPTS = {"", "*/*", "application/json"}
+
+
+def with_fast_get(viewset_view: Callable) -> Callable:
+    """The viewset's detail view, its plainest GET answered without DRF.
+
+    A GET of one task is the API's most frequent request, and DRF's dispatch (authentication,
+    then throttling, content negotiation, the lookup, finalizing) cost most of its CPU. When
+    the request is the plain case, fast_task_get() answers it with the user check and the task
+    in one statement; anything else, and every error (401, 404, 406, 429, a 304), goes to the
+    viewset untouched. Django's middleware runs as for any view. The schema still sees the
+    viewset (functools.wraps keeps its `cls`, `actions` and `csrf_exempt`).
+    """
+    methods = {*viewset_view.actions, *(["head"] if "get" in viewset_view.actions else [])}
+    # DRF's Allow: the methods with an action here, plus those the class has (OPTIONS).
+    allow = ", ".join(
+        method.upper()
+        for method in viewset_view.cls.http_method_names
+        if method in methods or hasattr(viewset_view.cls, method)
+    )
+
+    @functools.wraps(viewset_view)
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "GET":
+            response = fast_task_get(request, kwargs[viewset_view.cls.lookup_field], allow)
+            if response is not None:
+                return response
+        return viewset_view(request, *args, **kwargs)
+
+    return view
+
+
+def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpResponse | None:
+    """The 200 that TaskViewSet.retrieve would answer, byte for byte; None when this request
+    needs the viewset (tests compare both paths, case by case)."""
+    meta = request.META
+    if (
+        meta.get("QUERY_STRING")  # ?format= and friends are DRF's to read
+        or meta.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS
+        or "HTTP_IF_NONE_MATCH" in meta  # a 304 is the viewset's (todo_project.conditional)
+    ):
+        return None
+    scheme, _, raw_token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme != "Bearer":
+        return None
+    try:
+        holder = holder_claims(valid_access_token(raw_token.encode()))
+        task = uuid.UUID(task_id)
+    except (TokenError, ValueError):
+        return None
+    rows = TASK_OF_TOKEN_HOLDER.rows(task=task, **holder)
+    if not rows:
+        return None  # a refused token or not the holder's task: the viewset says which
+    usage = count_request(request, *RateLimitThrottle.user_bucket(holder["user"]))
+    if usage is not None and usage.exceeded:
+        return None  # the viewset counts it again (over the limit already) and answers 429
+    setattr(request, AUTHENTICATED_USER_ID, holder["user"])
+    row = rows[0]
+    response = HttpResponse(render(task_data(row)), content_type="application/json")
+    response["ETag"] = etag_for(row[VERSION_AT])
+    response["Allow"] = allow
+    return response

@@ -29,19 +29,21 @@ class CompiledQuery:
         self._placeholders = placeholders
 
     @functools.cached_property
-    def _compiled(self) -> tuple[str, str, list[Any], dict[int, str], bool]:
+    def _compiled(self) -> tuple[str, str, list[Any], dict[int, tuple[str, type]], bool]:
         queryset = self._build(**self._placeholders)
         compiler = queryset.query.get_compiler(queryset.db)
         sql, params = compiler.as_sql()
         if compiler.get_converters([column for column, _, _ in compiler.select]):
             raise ValueError("CompiledQuery runs SQL as is: its columns must need no converter.")
+        # Django's PostgreSQL backend sends an integer as psycopg's Int4 or Int8 (a subclass
+        # of int that says the SQL type): the value put in its place gets the same wrapper.
         slots = {
-            at: name
+            at: (name, type(param))
             for at, param in enumerate(params)
             for name, value in self._placeholders.items()
-            if type(param) is type(value) and param == value
+            if _kind(param) is _kind(value) and param == value
         }
-        if set(slots.values()) != set(self._placeholders):
+        if {name for name, _ in slots.values()} != set(self._placeholders):
             raise ValueError("Every placeholder must appear among the query's parameters.")
         return queryset.db, sql, list(params), slots, queryset.query.is_sliced
 
@@ -53,8 +55,9 @@ class CompiledQuery:
         """
         alias, sql, params, slots, sliced = self._compiled
         params = params.copy()
-        for at, name in slots.items():
-            params[at] = values[name]
+        for at, (name, sent_as) in slots.items():
+            value = values[name]
+            params[at] = value if type(value) is sent_as else sent_as(value)
         if limit is not None:
             if sliced:
                 raise ValueError("A sliced queryset cannot be paged again.")
@@ -63,3 +66,10 @@ class CompiledQuery:
         with connections[alias].cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+
+def _kind(value: Any) -> type:
+    """int for any integer but a bool (psycopg's Int4 is an int; True must not match 1)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int
+    return type(value)

@@ -66,7 +66,7 @@ class Usage:
     exceeded: bool
 
 
-def count_request(request: HttpRequest, *, group: str, key: str, rate: str) -> Usage | None:
+def count_request(request: HttpRequest, group: str, key: str, rate: str) -> Usage | None:
     """Counts this request in the bucket (group, key); None when the cache cannot count."""
     try:
         usage = _counted_usage(request, group=group, key=key, rate=rate)
@@ -140,8 +140,12 @@ class RateLimitThrottle(BucketThrottle):
     def bucket(self, request: Request) -> tuple[str, str, str]:
         user = request.user
         if user is not None and user.is_authenticated:
-            return "api-user", str(user.pk), settings.RATE_LIMIT_USER
+            return self.user_bucket(user.pk)
         return "api-anon", ip_bucket(request._request), settings.RATE_LIMIT_ANON
+
+    @staticmethod
+    def user_bucket(user_id) -> tuple[str, str, str]:
+        return "api-user", str(user_id), settings.RATE_LIMIT_USER
 
 
 class LoginRateThrottle(BucketThrottle):

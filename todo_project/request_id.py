@@ -18,7 +18,14 @@ current_request_id: ContextVar[str | None] = ContextVar("current_request_id", de
 access_log = logging.getLogger("todo.access")
 
 
+# Set by a view that authenticated without DRF (tasks.fast_read): the user's id.
+AUTHENTICATED_USER_ID = "authenticated_user_id"
+
+
 def _user_id(request: HttpRequest) -> str | None:
+    user_id = getattr(request, AUTHENTICATED_USER_ID, None)
+    if user_id is not None:
+        return str(user_id)
     # DRF stores the JWT user on the Django request once it has authenticated. An untouched
     # lazy session user is not evaluated here: that would cost a query for nothing.
     user = request.__dict__.get("user")

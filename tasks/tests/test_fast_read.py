@@ -1,11 +1,24 @@
 """The fast read path (tasks/fast_read.py) must answer exactly what the serializer path answers:
 same status, same headers that matter, same bytes, for every kind of task."""
 
-import pytest
-from rest_framework import mixins
+import logging
+from datetime import timedelta
 
+import jwt
+import pytest
+from django.core.cache import cache
+from django.test import override_settings
+from rest_framework import mixins
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.settings import api_settings
+
+from accounts.authentication import INVALID_TOKEN, verified_access_token
+from accounts.services import user_deactivate
+from accounts.tests.helpers import assert_problem, bearer
+from accounts.tokens import RefreshToken, access_token_deny
 from conftest import client_for
 from tasks import fast_read
+from tasks import urls as tasks_urls
 from tasks.models import Tag, Task
 from tasks.views import TaskViewSet
 
@@ -21,6 +34,7 @@ def serializer_path(monkeypatch):
     def switch():
         monkeypatch.setattr(TaskViewSet, "list", mixins.ListModelMixin.list)
         monkeypatch.setattr(TaskViewSet, "retrieve", mixins.RetrieveModelMixin.retrieve)
+        monkeypatch.setattr(fast_read, "fast_task_get", lambda *args: None)
 
     return switch
 
@@ -58,6 +72,16 @@ def test_the_list_is_byte_identical_to_the_serializer_path(
 
     assert fast == slow
     assert fast[0] == 200
+
+
+def test_an_indented_list_is_the_serializers(api_client, variety, serializer_path):
+    indented = {"HTTP_ACCEPT": "application/json; indent=2"}
+    fast = whole(api_client.get("/api/v1/tasks/?limit=3", **indented))
+    cache.clear()
+    serializer_path()
+
+    assert fast == whole(api_client.get("/api/v1/tasks/?limit=3", **indented))
+    assert fast[2].startswith(b'{\n  "count": ')
 
 
 def test_each_task_is_byte_identical_to_the_serializer_path(api_client, variety, serializer_path):
@@ -114,9 +138,13 @@ def test_the_list_runs_a_fixed_number_of_queries(
         api_client.get("/api/v1/tasks/?tag=money&search=rent&ordering=-due_date")
 
 
-def test_one_task_is_two_queries(api_client, variety, django_assert_num_queries):
-    with django_assert_num_queries(2):  # the user, then the task with its tags
+def test_one_task_is_one_query(api_client, variety, django_assert_num_queries):
+    with django_assert_num_queries(1):  # the token's user and the task with its tags
         response = api_client.get(f"/api/v1/tasks/{variety[0].id}/")
+    assert response.status_code == 200
+    # Beside the fast GET, the viewset's own retrieve: the user, then the task.
+    with django_assert_num_queries(2):
+        response = api_client.get(f"/api/v1/tasks/{variety[0].id}/?format=json")
     assert response.status_code == 200
 
 
@@ -129,3 +157,176 @@ def test_tags_of_any_number_of_tasks_are_one_statement(user, make_task, django_a
         three = dict(fast_read.TAG_NAMES_OF_TASKS.rows(tasks=[task.pk for task in tasks]))
     assert one == {tasks[1].pk: ["home"]}
     assert three == {tasks[0].pk: [], tasks[1].pk: ["home"], tasks[2].pk: []}
+
+
+# --- The fast GET of one task (fast_read.with_fast_get) ---------------------------------------
+
+
+@pytest.fixture
+def fast_answers(monkeypatch) -> list:
+    """What each fast_task_get() call answered: a response, or None (the viewset's turn)."""
+    answered = []
+    original = fast_read.fast_task_get
+
+    def spy(*args):
+        answered.append(original(*args))
+        return answered[-1]
+
+    monkeypatch.setattr(fast_read, "fast_task_get", spy)
+    return answered
+
+
+def whole(response) -> tuple[int, dict, bytes]:
+    """Status, headers and body, without the request id (new on each request)."""
+    request_id = response["X-Request-ID"]
+    headers = {name: value for name, value in response.items() if name != "X-Request-ID"}
+    return response.status_code, headers, response.content.replace(request_id.encode(), b"")
+
+
+def test_the_fast_get_answers_what_drf_and_the_serializer_answer(
+    api_client, variety, serializer_path, fast_answers
+):
+    # Each request counts against the rate limit: clearing the counter between the two paths
+    # makes RateLimit-Remaining comparable too (the clock stands still in tests).
+    fast = [whole(api_client.get(f"/api/v1/tasks/{task.id}/")) for task in variety]
+    cache.clear()
+    serializer_path()
+    slow = [whole(api_client.get(f"/api/v1/tasks/{task.id}/")) for task in variety]
+
+    assert all(fast_answers) and len(fast_answers) == len(variety)
+    assert fast == slow
+    assert {status for status, _, _ in fast} == {200}
+    assert set(fast[0][1]) >= {"ETag", "Allow", "RateLimit-Remaining", "X-Frame-Options", "Vary"}
+
+
+def refused_tokens(user) -> dict[str, str]:
+    """Access tokens of `user` that authentication must refuse, each for another reason."""
+    access = RefreshToken.for_user(user).access_token
+    expired = RefreshToken.for_user(user).access_token
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    claims = RefreshToken.for_user(user).access_token.payload
+    nobodys = {name: value for name, value in claims.items() if name != "user_id"}
+    return {
+        "tampered": str(access)[:-4] + ("AAAA" if not str(access).endswith("AAAA") else "BBBB"),
+        "expired": str(expired),
+        "a refresh token": str(RefreshToken.for_user(user)),
+        "a generation that is not a number": signed({**claims, "gen": "0"}),
+        "naming no user": signed(nobodys),
+    }
+
+
+def signed(claims: dict) -> str:
+    return jwt.encode(claims, api_settings.SIGNING_KEY, api_settings.ALGORITHM)
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "tampered",
+        "expired",
+        "a refresh token",
+        "a generation that is not a number",
+        "naming no user",
+    ],
+)
+def test_a_refused_token_is_the_viewsets_401(user, variety, fast_answers, reason):
+    response = bearer(refused_tokens(user)[reason]).get(f"/api/v1/tasks/{variety[0].id}/")
+
+    assert fast_answers == [None]
+    assert_problem(response, 401)
+    assert response.json()["detail"] == INVALID_TOKEN
+
+
+@pytest.mark.parametrize("revoke", ["log out", "revoke all tokens", "deactivate"])
+def test_a_token_revoked_after_a_fast_get_is_refused_at_once(
+    user, api_client, variety, fast_answers, revoke
+):
+    url = f"/api/v1/tasks/{variety[0].id}/"
+    assert api_client.get(url).status_code == 200
+    token = verified_access_token(api_client._credentials["HTTP_AUTHORIZATION"][7:].encode())
+    if revoke == "log out":
+        access_token_deny(token)
+    elif revoke == "revoke all tokens":
+        user.revoke_tokens()
+        user.save()
+    else:
+        user_deactivate(user=user)
+
+    response = api_client.get(url)
+
+    assert fast_answers[0] is not None and fast_answers[1] is None
+    assert_problem(response, 401)
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"QUERY_STRING": "format=json"}, 200),
+        ({"HTTP_ACCEPT": "application/json; indent=4"}, 200),
+        ({"HTTP_ACCEPT": "text/html"}, 406),
+        ({"HTTP_IF_NONE_MATCH": "the current ETag"}, 304),
+        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, 401),
+        ({"HTTP_AUTHORIZATION": ""}, 401),
+    ],
+)
+def test_what_the_fast_get_leaves_to_the_viewset(
+    api_client, variety, serializer_path, fast_answers, headers, status
+):
+    url = f"/api/v1/tasks/{variety[2].id}/"
+    if headers.get("HTTP_IF_NONE_MATCH"):
+        headers = {"HTTP_IF_NONE_MATCH": f'"{variety[2].version}"'}
+    # api_client's own credentials would replace an Authorization given here.
+    client = APIClient() if "HTTP_AUTHORIZATION" in headers else api_client
+    answered = whole(client.get(url, **headers))
+    cache.clear()
+    serializer_path()
+
+    assert fast_answers == [None]
+    assert answered == whole(client.get(url, **headers))
+    assert answered[0] == status
+
+
+def test_someone_elses_or_an_unknown_task_is_the_viewsets_404(
+    other_client, api_client, variety, fast_answers
+):
+    someone_elses = other_client.get(f"/api/v1/tasks/{variety[0].id}/")
+    unknown = api_client.get("/api/v1/tasks/00000000-0000-4000-8000-000000000000/")
+
+    assert fast_answers == [None, None]
+    # The same problem, but for the URL and the request id.
+    unlike = {"instance": None, "request_id": None}
+    assert {**assert_problem(someone_elses, 404), **unlike} == {
+        **assert_problem(unknown, 404),
+        **unlike,
+    }
+
+
+@override_settings(RATE_LIMIT_USER="2/m")
+def test_the_fast_get_counts_against_the_rate_limit_and_leaves_the_429_to_the_viewset(
+    api_client, variety, fast_answers
+):
+    url = f"/api/v1/tasks/{variety[0].id}/"
+    first, second, third = (api_client.get(url) for _ in range(3))
+
+    assert [first.status_code, second.status_code] == [200, 200]
+    assert [first["RateLimit-Remaining"], second["RateLimit-Remaining"]] == ["1", "0"]
+    assert fast_answers[:2] != [None, None] and fast_answers[2] is None
+    assert_problem(third, 429)
+    assert third["RateLimit-Remaining"] == "0" and int(third["Retry-After"]) >= 1
+
+
+def test_a_fast_get_is_logged_with_its_user(api_client, user, variety, fast_answers, caplog):
+    caplog.set_level(logging.INFO, logger="todo.access")
+    response = api_client.get(f"/api/v1/tasks/{variety[0].id}/")
+
+    (record,) = [r for r in caplog.records if r.name == "todo.access"]
+    assert fast_answers[0] is not None
+    assert (record.user_id, record.status) == (str(user.pk), 200)
+    assert response["X-Request-ID"] == record.request_id
+
+
+def test_the_schema_still_sees_the_viewset_at_the_detail_url():
+    (detail,) = [url for url in tasks_urls.urlpatterns if url.name == "task-detail"]
+    assert detail.callback.cls is TaskViewSet
+    assert detail.callback.csrf_exempt is True
+    assert detail.callback.actions["get"] == "retrieve"

@@ -3,6 +3,7 @@ import uuid
 import pytest
 from django.db.models import FloatField
 from django.db.models.functions import Cast
+from django.utils.timezone import now
 
 from tasks import services
 from tasks.models import Task
@@ -81,3 +82,23 @@ def test_a_sliced_query_cannot_be_paged_again(user):
     assert query.rows(owner=user.pk, task=TASK, limit=1) == []
     with pytest.raises(ValueError, match="sliced"):
         sliced.rows(owner=user.pk, task=TASK, limit=1)
+
+
+@pytest.mark.django_db
+def test_an_integer_placeholder_matches_the_backends_typed_integer(user):
+    """Django sends integers as psycopg's Int4/Int8; a plain int placeholder still finds its
+    slot, and a True elsewhere in the query (a bool, though equal to 1) is not taken for it."""
+    low, high = task_of(user), task_of(user)
+    Task.objects.filter(pk=high.pk).update(priority=3, completed=True, completed_at=now())
+    query = CompiledQuery(
+        lambda owner, priority: (
+            Task.objects.filter(owner=owner, priority=priority, completed=True)
+            .order_by()
+            .values_list("id", flat=True)
+        ),
+        owner=OWNER,
+        priority=1,
+    )
+
+    assert query.rows(owner=user.pk, priority=3) == [(high.pk,)]
+    assert query.rows(owner=user.pk, priority=low.priority) == []
