@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.common import CommonMiddleware
 from django_ratelimit.exceptions import Ratelimited
@@ -51,6 +52,29 @@ class UnprocessableContent(exceptions.APIException):
 
 class TooManyRequests(exceptions.Throttled):
     default_detail = "Too many requests. Try again later."
+
+
+class ConcurrentChange(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = (
+        "A concurrent change to the same data got in the way, and nothing was changed. "
+        "Retry the request."
+    )
+    default_code = "concurrent_change"
+
+
+# SQLSTATEs of a transaction PostgreSQL ended to settle a clash with a concurrent one:
+# deadlock_detected, serialization_failure, lock_not_available. It was rolled back whole, and
+# the same request can succeed a moment later: a 503 with Retry-After, not a 500.
+CONCURRENT_CHANGE_SQLSTATES = {"40P01", "40001", "55P03"}
+CONCURRENT_CHANGE_RETRY_AFTER = "1"
+
+
+def is_concurrent_change(exc: Exception) -> bool:
+    return (
+        isinstance(exc, DatabaseError)
+        and getattr(exc.__cause__, "sqlstate", None) in CONCURRENT_CHANGE_SQLSTATES
+    )
 
 
 # Titles are fixed per status; `detail` carries the specifics.
@@ -137,6 +161,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         exc = PayloadTooLarge()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif is_concurrent_change(exc):
+        logger.warning("Concurrent change: %s", exc.__cause__)
+        exc = ConcurrentChange()
+        headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
 

@@ -10,6 +10,8 @@ lies by omission (the fuzz test checks every answer against it):
   a body for);
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
 - 404 when its path names a resource; 429 everywhere (rate limits);
+- 503 on writes: PostgreSQL ended the transaction to settle a clash with a concurrent one
+  (a deadlock, say); nothing was changed, and `Retry-After` says when to send it again;
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
 
@@ -33,6 +35,7 @@ from todo_project.problems import (
 )
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CONDITIONAL_READS = {"retrieve"}
 CONDITIONAL_WRITES = {"update", "partial_update", "destroy"}
 
@@ -117,6 +120,8 @@ class AutoSchema(openapi.AutoSchema):
         codes = {429}
         if self.method in BODY_METHODS:  # drf-spectacular documents a body for these only
             codes |= {400, 413, 415}
+        if self.method in WRITE_METHODS:
+            codes.add(503)  # a concurrent change got in the way (todo_project.problems)
         if self.method == "GET" and self._is_list_view():
             codes.add(400)  # filters and pagination parameters
         if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"

@@ -344,3 +344,50 @@ def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_ta
     ranks = list(Task.objects.filter(owner=user).values_list("position", flat=True))
     assert len(ranks) == len(set(ranks)) == 3
     assert groceries.position in ranks
+
+
+# --- a transaction PostgreSQL ends to settle a clash --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_that_loses_a_deadlock_is_a_503_to_retry_and_changes_nothing(user, make_task):
+    """A move locks its task, then its sibling group. The test takes the group first, then the
+    task: a real deadlock, which PostgreSQL settles by ending the move's transaction (the move
+    has waited longest, so its deadlock check runs first)."""
+    first, second = make_task("First"), make_task("Second")
+    url = f"/api/v1/tasks/{second.pk}/move/"
+    answers = []
+
+    def move_first() -> None:
+        try:
+            answers.append(client_for(user).post(url, {"after": None}, format="json"))
+        finally:
+            connections.close_all()
+
+    moving = threading.Thread(target=move_first)
+    with transaction.atomic():
+        services._lock_groups(user.pk, [(None, None)])  # the Inbox, top level
+        moving.start()
+        for _ in range(200):  # the move holds its task and queues for the group (~10 s at most)
+            if _waiters() >= 1:
+                break
+            time.sleep(0.05)
+        Task.objects.select_for_update().get(pk=second.pk)  # waits for the move: a cycle
+    moving.join(timeout=20)
+
+    (answer,) = answers
+    assert answer.status_code == 503
+    assert answer["Content-Type"] == PROBLEM
+    assert answer["Retry-After"] == "1"
+    assert "nothing was changed" in answer.json()["detail"]
+    assert Task.objects.get(pk=second.pk).version == 1
+    assert list(Task.objects.order_by("position").values_list("pk", flat=True)) == [
+        first.pk,
+        second.pk,
+    ]
+    # Sent again, it goes through.
+    assert client_for(user).post(url, {"after": None}, format="json").status_code == 200
+    assert list(Task.objects.order_by("position").values_list("pk", flat=True)) == [
+        second.pk,
+        first.pk,
+    ]
