@@ -267,6 +267,17 @@ class TaskFilter(django_filters.FilterSet):
         model = Task
         fields: list[str] = []
 
+    def __init__(self, data=None, *args, **kwargs) -> None:
+        # Only the filters this request names, and the ordering (it has a default): django-filter
+        # deep-copies every filter and builds a form field for each on every request, most of a
+        # filtered list's CPU (bench/README.md). An absent parameter filters nothing anyway.
+        self.base_filters = {
+            name: filter_
+            for name, filter_ in type(self).base_filters.items()
+            if name == "ordering" or (data is not None and name in data)
+        }
+        super().__init__(data, *args, **kwargs)
+
     def is_valid(self) -> bool:
         # `?due_after=` is a mistake to report, not "no filter" (django-filter's default);
         # only an empty search means what it says. Comma-separated values pass their items

@@ -4,14 +4,16 @@ import uuid
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import django_filters
 import pytest
 from django.db import connection
 from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
+from rest_framework.request import Request
 
 from conftest import client_for
-from tasks.filters import SEARCH_MAX_LENGTH, TsQueryLiteral, prefix_tsquery
+from tasks.filters import SEARCH_MAX_LENGTH, TaskFilter, TsQueryLiteral, prefix_tsquery
 from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Task, search_owner_key
 
 pytestmark = pytest.mark.django_db
@@ -369,3 +371,56 @@ def test_the_owner_key_is_not_a_word(api_client, user, make_task):
         assert titles(api_client.get("/api/v1/tasks/", {"search": text})) == []
     make_task(f"code {key}")
     assert titles(api_client.get("/api/v1/tasks/", {"search": key})) == [f"code {key}"]
+
+
+class EveryFilterTaskFilter(TaskFilter):
+    """TaskFilter as django-filter builds it: every filter, whatever the request names."""
+
+    def __init__(self, data=None, *args, **kwargs) -> None:
+        django_filters.FilterSet.__init__(self, data, *args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "limit=5",
+        "completed=false",
+        "completed=true&priority=high,low&ordering=-priority",
+        "parent=none&ordering=title",
+        "has_due=true&overdue=false&ordering=due_date",
+        "due_after=2026-01-01&due_before=2026-12-31",
+        "tag=home&search=pay",
+        "search=",
+        "completed=",
+        "priority=high,",
+        "ordering=,",
+        "list=not-a-uuid",
+    ],
+)
+def test_a_filterset_of_the_named_filters_filters_like_one_of_them_all(
+    user, make_task, make_list, rf, query
+):
+    """TaskFilter builds only the filters a request names (and the ordering): the same tasks,
+    in the same order, and the same errors as django-filter's FilterSet of every filter."""
+    home = make_list("Home")
+    rent = make_task("Pay rent", priority=3, due_date=date(2026, 3, 1), tags=["home"])
+    make_task("Call mum", priority=1, list=home)
+    make_task("Pay the plumber", parent=rent, completed=True)
+    make_task("Paint", due_date=date(2027, 1, 1))
+    request = Request(rf.get(f"/api/v1/tasks/?{query}"))
+    request.user = user
+
+    def outcome(filterset_class) -> tuple:
+        filterset = filterset_class(
+            request.query_params, Task.objects.owned_by(user), request=request
+        )
+        if not filterset.is_valid():
+            return False, dict(filterset.errors)
+        return True, list(filterset.qs.values_list("title", flat=True))
+
+    named = outcome(TaskFilter)
+    assert named == outcome(EveryFilterTaskFilter)
+    assert named[0] is (
+        query not in {"completed=", "priority=high,", "ordering=,", "list=not-a-uuid"}
+    )
