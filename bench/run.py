@@ -353,7 +353,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="connections of the second, latency pass (default: --workers; 0: no such pass)",
     )
-    parser.add_argument("--latency-duration", type=int, default=6, help="seconds per scenario")
+    parser.add_argument("--latency-duration", type=int, default=5, help="seconds per scenario")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
     parser.add_argument("--users", type=int, default=200, help="users whose tokens are used")
