@@ -291,13 +291,14 @@ PLAIN_JSON_ACCEPTS = {"", "*/*", "application/json"}
 def with_fast_get(viewset_view: Callable) -> Callable:
     """The viewset's detail view, its plainest GET answered without DRF.
 
-    A GET of one task is the API's most frequent request, and DRF's dispatch (authentication,
-    then throttling, content negotiation, the lookup, finalizing) cost most of its CPU. When
-    the request is the plain case, fast_task_get() answers it with the user check and the task
-    in one statement; anything else, and every error (401, 404, 406, 429, a 304), goes to the
-    viewset untouched. Django's middleware runs as for any view. The schema still sees the
-    viewset (functools.wraps keeps its `cls`, `actions` and `csrf_exempt`).
+    Through DRF, a GET of one task took two queries (the user, then the task) and its dispatch
+    (authentication, throttling, content negotiation, finalizing) most of the request's CPU
+    (bench/README.md). When the request is the plain case, fast_task_get() answers it with the
+    user check and the task in one statement; anything else, and every error (401, 404, 406,
+    429, a 304), goes to the viewset untouched. Django's middleware runs as for any view. The
+    schema still sees the viewset (functools.wraps keeps its `cls`, `actions`, `csrf_exempt`).
     """
+    lookup = viewset_view.cls.lookup_url_kwarg or viewset_view.cls.lookup_field
     methods = {*viewset_view.actions, *(["head"] if "get" in viewset_view.actions else [])}
     # DRF's Allow: the methods with an action here, plus those the class has (OPTIONS).
     allow = ", ".join(
@@ -309,7 +310,7 @@ def with_fast_get(viewset_view: Callable) -> Callable:
     @functools.wraps(viewset_view)
     def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         if request.method == "GET":
-            response = fast_task_get(request, kwargs[viewset_view.cls.lookup_field], allow)
+            response = fast_task_get(request, kwargs[lookup], allow)
             if response is not None:
                 return response
         return viewset_view(request, *args, **kwargs)
