@@ -469,7 +469,10 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         _lock_groups(user.pk, [task.sibling_group])
         task.position = _end_positions(user.pk, [task.sibling_group])[task.sibling_group]
         task.save()
-        task.tags.set(tags)
+        # A new task has no tags yet: one INSERT (tags.set() would first read them, twice).
+        Task.tags.through.objects.bulk_create(
+            [Task.tags.through(task=task, tag=tag) for tag in tags]
+        )
         if completed:
             _spawn_next_occurrences(user=user, tasks=[task])
         return task

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conftest import client_for
 from tasks import services
+from tasks.models import Task
 
 pytestmark = pytest.mark.django_db
 
@@ -72,3 +73,22 @@ def test_an_endpoint_runs_the_same_queries_for_1_and_50_tasks(
         assert response.status_code < 300, response.json()
         counts.append(len(captured))
     assert counts[0] == counts[1], counts
+
+
+def test_a_create_writes_its_tags_in_one_insert(user, make_list, django_assert_num_queries):
+    home = make_list("Home")
+    services.tags_get_or_create(user=user, names=["home", "money"])
+    client = client_for(user)
+    body = {"title": "Pay rent", "list": str(home.pk), "tags": ["money", "Home"]}
+
+    # The user, the list; savepoint, the user locked, its task count, the tags, the group
+    # lock, the group's end, the task, its tags (one INSERT: a new task has none to read),
+    # release; the tags of the answer.
+    with django_assert_num_queries(12):
+        response = client.post("/api/v1/tasks/", body, format="json")
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["tags"] == ["home", "money"]
+    assert sorted(
+        Task.objects.get(pk=response.json()["id"]).tags.values_list("name", flat=True)
+    ) == ["home", "money"]
