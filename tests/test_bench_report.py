@@ -1,0 +1,59 @@
+"""The benchmark's report (bench/run.py) judges the issue-7 targets: its verdicts must follow
+the figures, at 32 connections and in the second pass at one connection per worker."""
+
+from types import SimpleNamespace
+
+from bench.run import SCENARIOS, Result, latency_section, targets
+
+
+def result(name: str, rps: float, p95: float, p99: float, errors: int = 0) -> Result:
+    return Result(name, int(rps * 10), 10.0, p95 / 2, p95, p99, errors, "")
+
+
+COMPARE = {name: compared for name, _, _, compared in SCENARIOS}
+
+
+def test_the_floor_ratios_and_the_heavy_list_are_judged_from_the_figures():
+    lines = targets(
+        [
+            result("floor list", 500, 80, 90),
+            result("list", 210, 150, 160),  # 42 % of the floor
+            result("floor get", 1000, 35, 40),
+            result("get", 490, 70, 80),  # 49 %
+            result("list heavy", 200, 181, 190),  # p95 1.21× the list's
+        ],
+        COMPARE,
+        rss=[80.0, 119.0],
+    )
+
+    assert "- met: list ≥ 40% of floor (42%)" in lines
+    assert "- **NOT met**: get ≥ 50% of floor (49%)" in lines
+    assert "- **NOT met**: get p95 ≤ 25 ms (70.0 ms; the floor's: 35.0 ms)" in lines
+    assert "- **NOT met**: list heavy p95 within 20% of list p95 (1.21×)" in lines
+    assert "- met: worker RSS < 120 MB (max 119 MB)" in lines
+    assert "- met: zero errors (0)" in lines
+
+
+def test_the_latency_pass_judges_p95_and_p99_against_each_scenarios_target():
+    args = SimpleNamespace(latency_connections=4, latency_duration=5, threads=2, connections=32)
+    text = "\n".join(
+        latency_section(
+            args,
+            [
+                result("floor get", 1100, 6, 8),
+                result("get", 500, 11, 14),  # a read: 25 ms
+                result("list", 250, 24, 120),  # p95 within, p99 over 100 ms
+                result("patch", 120, 45, 50),  # a write: 50 ms
+                result("create", 70, 74, 90),
+            ],
+        )
+    )
+
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if "|" in line}
+    assert rows["floor get"].endswith("| — | — |")
+    assert rows["get"].endswith("| 25 ms | yes |")
+    assert rows["list"].endswith("| 25 ms | **no** |")
+    assert rows["patch"].endswith("| 50 ms | yes |")
+    assert rows["create"].endswith("| 50 ms | **no** |")
+    assert text.startswith("## Latency at 4 connections")
+    assert latency_section(args, []) == []
