@@ -96,7 +96,17 @@ class TokenObtainView(PublicView):
         tags=TAGS,
         operation_id="auth_token",
         summary="Sign in",
-        responses={200: TokenPairSerializer, **problem_responses(400, 401, 429)},
+        responses={
+            200: TokenPairSerializer,
+            **problem_responses(
+                400,
+                429,
+                described={
+                    401: "Wrong email or password, or a deactivated account (the same answer "
+                    "for each)."
+                },
+            ),
+        },
         parameters=RATE_LIMIT_HEADERS,
         examples=[
             OpenApiExample(
@@ -134,7 +144,14 @@ class TokenRefreshView(PublicView):
         tags=TAGS,
         operation_id="auth_token_refresh",
         summary="Rotate the refresh token",
-        responses={200: TokenPairSerializer, **problem_responses(400, 401, 429)},
+        responses={
+            200: TokenPairSerializer,
+            **problem_responses(
+                400,
+                429,
+                described={401: "The refresh token is invalid, expired, revoked or used already."},
+            ),
+        },
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:

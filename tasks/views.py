@@ -41,6 +41,7 @@ from tasks.serializers import (
 from todo_project.conditional import ConditionalRequestMixin
 from todo_project.idempotency import idempotent
 from todo_project.problems import PROBLEM_CONTENT_TYPE
+from todo_project.schema import ERROR_DESCRIPTIONS
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
@@ -50,12 +51,12 @@ def _problem(description: str) -> OpenApiResponse:
     return OpenApiResponse(ProblemDetailsSerializer, description=description)
 
 
-PROBLEM_400 = _problem("Invalid input: `errors` names each field or query parameter.")
-PROBLEM_401 = _problem("Missing, invalid or expired access token.")
-PROBLEM_404 = _problem("Not found, or not yours (the same answer either way).")
-PROBLEM_409 = _problem("Conflict (e.g. a request with the same Idempotency-Key still running).")
-PROBLEM_412 = _problem("If-Match no longer matches the current version: nothing changed.")
-PROBLEM_429 = _problem("Rate limited: retry after `Retry-After` seconds.")
+PROBLEM_400 = _problem(ERROR_DESCRIPTIONS[400])
+PROBLEM_401 = _problem(ERROR_DESCRIPTIONS[401])
+PROBLEM_404 = _problem(ERROR_DESCRIPTIONS[404])
+PROBLEM_409 = _problem(ERROR_DESCRIPTIONS[409])
+PROBLEM_412 = _problem(ERROR_DESCRIPTIONS[412])
+PROBLEM_429 = _problem(ERROR_DESCRIPTIONS[429])
 PROBLEM_JSON = PROBLEM_CONTENT_TYPE
 COMMON_ERRORS = {(401, PROBLEM_JSON): PROBLEM_401, (429, PROBLEM_JSON): PROBLEM_429}
 ONE_ERRORS = {**COMMON_ERRORS, (404, PROBLEM_JSON): PROBLEM_404}

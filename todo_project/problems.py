@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.common import CommonMiddleware
 from django_ratelimit.exceptions import Ratelimited
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
 
@@ -332,11 +332,16 @@ class ValidationProblemSerializer(ProblemSerializer):
     errors = FieldErrorsField()
 
 
-def problem_responses(*status_codes: int) -> dict:
-    """`extend_schema(responses=...)` entries for the given error answers, as problem+json."""
+def problem_responses(*status_codes: int, described: dict[int, str] | None = None) -> dict:
+    """`extend_schema(responses=...)` entries for the given error answers, as problem+json.
+
+    `described` gives the answers whose meaning here is not the shared one
+    (todo_project.schema.ERROR_DESCRIPTIONS, filled in for the others)."""
+    described = described or {}
     return {
-        (code, PROBLEM_CONTENT_TYPE): (
-            ValidationProblemSerializer if code == 400 else ProblemSerializer
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(
+            ValidationProblemSerializer if code == 400 else ProblemSerializer,
+            description=described.get(code, ""),
         )
-        for code in status_codes
+        for code in (*status_codes, *described)
     }

@@ -34,6 +34,23 @@ from todo_project.problems import (
     ValidationProblemSerializer,
 )
 
+# What each error answer the shared machinery adds means, unless a view says it better.
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input: `errors` names each field or query parameter.",
+    401: "Missing, invalid or expired access token.",
+    404: "Not found, or not yours (the same answer either way).",
+    409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
+    "Idempotency-Key still running.",
+    412: "If-Match no longer matches the current version: nothing changed.",
+    413: "The body is larger than the server accepts.",
+    415: "The body is not JSON.",
+    422: "The Idempotency-Key was used before with another request.",
+    429: "Rate limited: retry after `Retry-After` seconds.",
+    503: (
+        "A concurrent change got in the way (PostgreSQL ended the transaction): nothing was "
+        "changed; send the request again after `Retry-After` seconds."
+    ),
+}
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 CONDITIONAL_READS = {"retrieve"}
@@ -114,6 +131,9 @@ class AutoSchema(openapi.AutoSchema):
                     serializer, str(code), media_types=[PROBLEM_CONTENT_TYPE], direction=direction
                 ),
             )
+        for code, response in responses.items():
+            if code.isdigit() and not response.get("description"):  # a view's own comes first
+                response["description"] = ERROR_DESCRIPTIONS.get(int(code), "")
         return responses
 
     def _error_codes(self) -> set[int]:

@@ -1,5 +1,8 @@
 import pytest
 from django.core.management import call_command
+from drf_spectacular.generators import SchemaGenerator
+
+from todo_project.schema import ERROR_DESCRIPTIONS
 
 
 def test_the_openapi_schema_builds_without_warnings(capsys):
@@ -21,3 +24,17 @@ def test_docs_use_no_cdn(anon_client):
         html = anon_client.get(path).content.decode()
         assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html
         assert "/static/drf_spectacular_sidecar/" in html
+
+
+def test_every_write_documents_the_503_and_every_shared_error_says_what_it_means():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    writes = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            if method in {"post", "put", "patch", "delete"}:
+                writes += 1
+                assert responses["503"]["description"] == ERROR_DESCRIPTIONS[503], (method, path)
+            for code in set(responses) & {str(code) for code in ERROR_DESCRIPTIONS}:
+                assert responses[code]["description"], (method, path, code)
+    assert writes > 10
