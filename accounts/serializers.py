@@ -14,7 +14,7 @@ WRONG_PASSWORD = "The password is not correct."
 INVALID_RESET_LINK = "The reset link is invalid or has expired."
 
 
-class PasswordField(serializers.CharField):
+class PasswordField(StrictCharField):
     """Write-only, and never trimmed: spaces are part of a password."""
 
     def __init__(self, **kwargs) -> None:
@@ -50,7 +50,7 @@ class RegisterSerializer(serializers.Serializer):
     display_name = StrictCharField(
         max_length=DISPLAY_NAME_MAX_LENGTH, required=False, allow_blank=True, default=""
     )
-    timezone = serializers.CharField(
+    timezone = StrictCharField(
         max_length=64, required=False, default="UTC", validators=[validate_timezone]
     )
 
@@ -68,7 +68,7 @@ class RegisterSerializer(serializers.Serializer):
 
 class TokenObtainSerializer(serializers.Serializer):
     # A CharField, not an EmailField: a malformed address gets the same 401 as a wrong one.
-    email = serializers.CharField(max_length=254)
+    email = StrictCharField(max_length=254)
     password = PasswordField()
 
 
@@ -82,7 +82,7 @@ class RegisteredSerializer(TokenPairSerializer):
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = serializers.CharField(max_length=4096)
+    refresh = StrictCharField(max_length=4096)
 
 
 class CurrentPasswordSerializer(serializers.Serializer):
@@ -116,8 +116,8 @@ class PasswordResetSerializer(serializers.Serializer):
 
 
 class PasswordResetConfirmSerializer(serializers.Serializer):
-    uid = serializers.CharField(max_length=64)
-    token = serializers.CharField(max_length=128)
+    uid = StrictCharField(max_length=64)
+    token = StrictCharField(max_length=128)
     new_password = PasswordField()
 
     def validate(self, attrs: dict) -> dict:

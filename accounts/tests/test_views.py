@@ -124,6 +124,27 @@ def test_register_validates_every_field(anon_client):
     assert set(body["errors"]) == {"email", "password", "display_name", "timezone"}
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/auth/register/", {"email": "n@example.com", "password": 12345678901}, "password"),
+        ("/api/v1/auth/register/", {"email": "n@example.com", "timezone": 0}, "timezone"),
+        ("/api/v1/auth/token/", {"email": 42, "password": "whatever-it-is"}, "email"),
+        ("/api/v1/auth/token/refresh/", {"refresh": 1}, "refresh"),
+        (
+            "/api/v1/auth/password/reset/confirm/",
+            {"uid": 1, "token": "t", "new_password": "x"},
+            "uid",
+        ),
+    ],
+)
+def test_a_number_where_the_schema_says_string_is_a_400(anon_client, path, body, field):
+    """DRF's CharField would take 12345678901 as the text "12345678901"; the schema says
+    string, and a value of the wrong type is a 400 naming the field."""
+    body = assert_problem(anon_client.post(path, body, format="json"), 400)
+    assert body["errors"][field] == ["Not a valid string."]
+
+
 def test_register_query_count(anon_client, django_assert_max_num_queries):
     # email taken?, insert user (in a savepoint), the outstanding refresh token
     with django_assert_max_num_queries(5):
