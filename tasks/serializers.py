@@ -20,7 +20,7 @@ from tasks.models import (
     TaskList,
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
-from todo_project.fields import StrictCharField
+from todo_project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
 MAX_TAGS_PER_TASK = 20
@@ -93,7 +93,7 @@ class TaskListSerializer(serializers.ModelSerializer):
         validators=[RegexValidator(COLOR_PATTERN, "Use #RRGGBB or null.")],
         help_text="`#RRGGBB` or null.",
     )
-    position = serializers.IntegerField(
+    position = StrictIntegerField(
         min_value=0,
         max_value=POSITION_MAX,
         required=False,
@@ -156,7 +156,7 @@ class TaskSerializer(serializers.ModelSerializer):
         required=False,
         default="",
     )
-    completed = serializers.BooleanField(required=False, default=False)
+    completed = StrictBooleanField(required=False, default=False)
     completed_at = Timestamp(
         allow_null=True, help_text="Set by the server when the task is completed."
     )
