@@ -1,9 +1,10 @@
+import functools
 import uuid
 
 from django.conf import settings
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
-from django.db import models
+from django.db import models, router
 from django.db.models import Deferrable, F, Func, Q, TextField, Value
 from django.db.models.functions import Cast, Left, Length, Lower, Replace
 from django.db.models.lookups import LessThanOrEqual
@@ -59,6 +60,35 @@ class OwnedQuerySet(models.QuerySet):
     def owned_by(self, user) -> "OwnedQuerySet":
         """The one way to read per-user rows: everything else is someone else's."""
         return self.filter(owner=user)
+
+
+def _loaded_columns(model: type[models.Model]) -> list[str]:
+    # A generated column (a task's search vector) is the database's business, not the app's.
+    return [
+        field.attname
+        for field in model._meta.concrete_fields
+        if not isinstance(field, models.GeneratedField)
+    ]
+
+
+@functools.cache
+def _owned_row_query(model: type[models.Model]) -> CompiledQuery:
+    columns = _loaded_columns(model)
+    return CompiledQuery(
+        lambda owner, pk: model.objects.owned_by(owner).filter(pk=pk).values_list(*columns),
+        owner=uuid.UUID(int=1),
+        pk=uuid.UUID(int=2),
+    )
+
+
+def owned_instance(model: type[models.Model], owner_id: uuid.UUID, pk: uuid.UUID):
+    """`model.objects.owned_by(owner).get(pk=pk)`, or None: the lookup of every id a write
+    names (a list, a parent, a task to move after), in SQL compiled once per process. Built
+    by the ORM, it cost ~2 ms of CPU a write (todo_project/compiled.py)."""
+    rows = _owned_row_query(model).rows(owner=owner_id, pk=pk)
+    if not rows:
+        return None
+    return model.from_db(router.db_for_read(model), _loaded_columns(model), rows[0])
 
 
 class TaskList(models.Model):

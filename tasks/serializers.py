@@ -18,6 +18,7 @@ from tasks.models import (
     Tag,
     Task,
     TaskList,
+    owned_instance,
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
 from todo_project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
@@ -61,6 +62,14 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return self.model.objects.owned_by(self.context["request"].user)
+
+    def to_internal_value(self, data: Any):
+        """DRF's lookup (get_queryset().get(pk=...)), with the same errors, compiled once."""
+        pk = self.pk_field.to_internal_value(data)
+        row = owned_instance(self.model, self.context["request"].user.pk, pk)
+        if row is None:
+            self.fail("does_not_exist", pk_value=pk)
+        return row
 
 
 class TagNameField(StrictCharField):

@@ -72,6 +72,7 @@ def test_an_endpoint_runs_the_same_queries_for_1_and_50_tasks(
             response = getattr(client, method)(path.format(**ids), filled or None)
         assert response.status_code < 300, response.json()
         counts.append(len(captured))
+    print("COUNT", method, path, body and sorted(body), counts[0])
     assert counts[0] == counts[1], counts
 
 
@@ -83,7 +84,7 @@ def test_a_create_writes_its_tags_in_one_insert(user, make_list, django_assert_n
 
     # The user, the list; savepoint, the user locked, its task count, the tags, the group
     # lock, the group's end, the task, its tags (one INSERT: a new task has none to read),
-    # release; the tags of the answer.
+    # release; the answer (the task with its tags, one query).
     with django_assert_num_queries(12):
         response = client.post("/api/v1/tasks/", body, format="json")
 
@@ -92,3 +93,30 @@ def test_a_create_writes_its_tags_in_one_insert(user, make_list, django_assert_n
     assert sorted(
         Task.objects.get(pk=response.json()["id"]).tags.values_list("name", flat=True)
     ) == ["home", "money"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "queries"),
+    [
+        # The user, the task (not its tags: a write's answer reads them itself); savepoint,
+        # the task locked, the named tags, its tags, tags.set() (its read, then one DELETE of
+        # the three dropped), the task saved, release; the answer.
+        ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["tag0", "tag1"]}, 11),
+        # The user, the task, the anchor; savepoint, the task locked, the group lock, the
+        # anchor again (under the lock), its successor, the task saved, release; the answer.
+        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 11),
+        ("delete", "/api/v1/tasks/{task}/", None, 7),
+    ],
+)
+def test_a_task_write_reads_the_task_once_and_answers_in_one_query(
+    user, method, path, body, queries, django_assert_num_queries
+):
+    home, task, other = seed(user, 1)
+    ids = {"home": home.pk, "task": task.pk, "other": other.pk}
+    filled = {k: v.format(**ids) if isinstance(v, str) else v for k, v in (body or {}).items()}
+    client = client_for(user)
+    with django_assert_num_queries(queries):
+        response = getattr(client, method)(path.format(**ids), filled or None, format="json")
+    assert response.status_code < 300, response.json()
+    if body:
+        assert response.json() == client.get(f"/api/v1/tasks/{task.pk}/").json()

@@ -1,10 +1,12 @@
 from datetime import date
 
 import pytest
+from django.db.transaction import TransactionManagementError
 from rest_framework.exceptions import ValidationError
 
 from tasks import services
-from tasks.models import Task
+from tasks.models import POSITION_GAP, Tag, Task
+from tasks.quotas import task_capacity_ensure
 
 pytestmark = pytest.mark.django_db
 
@@ -38,3 +40,42 @@ def test_deleting_a_copy_unlinks_its_previous_occurrence(user, make_task):
     services.task_delete(task=done.next_occurrence)
     daily.refresh_from_db()
     assert daily.next_occurrence_id is None and daily.version == done.version + 1
+
+
+def test_each_sibling_group_shape_gets_the_rank_after_its_own_last_task(
+    user, other_user, make_task, make_list
+):
+    """The four compiled shapes of the end-of-group query: list or Inbox, parent or none."""
+    home = make_list("Home")
+    inbox_parent = make_task("inbox parent")
+    home_parent = make_task("home parent", list=home)
+    groups = [(None, None), (home.pk, None), (None, inbox_parent.pk), (home.pk, home_parent.pk)]
+    # Ranks far apart per group, and someone else's task in every group's place: a query that
+    # mixed groups or owners up would answer another group's end.
+    for offset, (list_id, parent_id) in enumerate(groups, start=1):
+        Task.objects.create(
+            owner=user, title="last", list_id=list_id, parent_id=parent_id, position=offset * 10**6
+        )
+        Task.objects.create(owner=other_user, title="theirs", position=offset * 10**7)
+
+    for offset, group in enumerate(groups, start=1):
+        assert services._end_position(user.pk, group) == offset * 10**6 + POSITION_GAP
+    empty = make_list("Empty")
+    assert services._end_position(user.pk, (empty.pk, None)) == POSITION_GAP
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_cap_refuses_to_lock_outside_a_transaction(user):
+    with pytest.raises(TransactionManagementError):
+        task_capacity_ensure(user=user)
+
+
+def test_tags_are_found_whatever_the_case_and_created_once(user, other_user):
+    theirs = services.tags_get_or_create(user=other_user, names=["Work"])
+    first = services.tags_get_or_create(user=user, names=["Work", "home"])
+    again = services.tags_get_or_create(user=user, names=["HOME", "work", "New"])
+
+    assert [tag.pk for tag in again[:2]] == [first[1].pk, first[0].pk]
+    assert again[1].pk != theirs[0].pk
+    assert [tag.name for tag in again] == ["home", "Work", "New"]
+    assert Tag.objects.filter(owner=user).count() == 3
