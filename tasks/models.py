@@ -72,20 +72,25 @@ def _loaded_columns(model: type[models.Model]) -> list[str]:
 
 
 @functools.cache
-def _owned_row_query(model: type[models.Model]) -> CompiledQuery:
+def _owned_row_query(model: type[models.Model], for_update: bool) -> CompiledQuery:
     columns = _loaded_columns(model)
+    rows = model.objects.select_for_update() if for_update else model.objects.all()
     return CompiledQuery(
-        lambda owner, pk: model.objects.owned_by(owner).filter(pk=pk).values_list(*columns),
+        lambda owner, pk: rows.owned_by(owner).filter(pk=pk).values_list(*columns),
         owner=uuid.UUID(int=1),
         pk=uuid.UUID(int=2),
     )
 
 
-def owned_instance(model: type[models.Model], owner_id: uuid.UUID, pk: uuid.UUID):
-    """`model.objects.owned_by(owner).get(pk=pk)`, or None: the lookup of every id a write
-    names (a list, a parent, a task to move after), in SQL compiled once per process. Built
-    by the ORM, it cost ~2 ms of CPU a write (todo_project/compiled.py)."""
-    rows = _owned_row_query(model).rows(owner=owner_id, pk=pk)
+def owned_instance(
+    model: type[models.Model], owner_id: uuid.UUID, pk: uuid.UUID, *, for_update: bool = False
+):
+    """`model.objects.owned_by(owner).get(pk=pk)` (locked FOR UPDATE if asked), or None.
+
+    The lookup of every row a write touches (the task, and the list, parent or anchor its body
+    names), in SQL compiled once per process: built by the ORM, each cost ~2 ms of CPU.
+    """
+    rows = _owned_row_query(model, for_update).rows(owner=owner_id, pk=pk)
     if not rows:
         return None
     return model.from_db(router.db_for_read(model), _loaded_columns(model), rows[0])

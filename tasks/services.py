@@ -17,20 +17,20 @@ ORM's cascade in list_delete, which deletes more than 100 tasks in several state
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Min
+from django.db.models import F, Max
 from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
 from accounts.models import User
 from tasks import recurrence
-from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList, owned_instance
 from tasks.quotas import task_capacity_ensure
 from todo_project.compiled import CompiledQuery
 
@@ -102,44 +102,66 @@ def _in_group(list_id: UUID | None, parent_id: UUID | None) -> dict[str, Any]:
     }
 
 
-def _last_position_query(list_given: bool, parent_given: bool) -> CompiledQuery:
-    placeholders = {"owner": uuid.UUID(int=1)}
-    if list_given:
-        placeholders["list_id"] = uuid.UUID(int=2)
-    if parent_given:
-        placeholders["parent_id"] = uuid.UUID(int=3)
-    return CompiledQuery(
-        lambda owner, list_id=None, parent_id=None: (
-            Task.objects.filter(owner_id=owner, **_in_group(list_id, parent_id))
-            .order_by("-position")
-            .values_list("position")[:1]
-        ),
-        **placeholders,
-    )
+def _per_group_shape(narrow: Callable[..., Any], **placeholders: Any) -> dict:
+    """`narrow(tasks_of_the_group, **values)` compiled once per process for each shape of a
+    sibling group, (list given, parent given): IS NULL and = %s are different SQL. Every
+    create and move asks one of these; built by the ORM each time, each cost ~2 ms of CPU.
+    """
+
+    def compiled(list_given: bool, parent_given: bool) -> CompiledQuery:
+        group = {}
+        if list_given:
+            group["list_id"] = uuid.UUID(int=2)
+        if parent_given:
+            group["parent_id"] = uuid.UUID(int=3)
+        return CompiledQuery(
+            lambda owner, list_id=None, parent_id=None, **values: narrow(
+                Task.objects.filter(owner_id=owner, **_in_group(list_id, parent_id)), **values
+            ),
+            owner=uuid.UUID(int=1),
+            **group,
+            **placeholders,
+        )
+
+    return {(lg, pg): compiled(lg, pg) for lg in (False, True) for pg in (False, True)}
 
 
-# The last rank of a group, by (list given, parent given): each shape is its own SQL (IS NULL
-# or = %s), compiled once per process like the hot reads (todo_project/compiled.py). Every
-# create and move asks it; built by the ORM each time, it cost ~2 ms of CPU a create.
-_LAST_POSITION = {
-    (list_given, parent_given): _last_position_query(list_given, parent_given)
-    for list_given in (False, True)
-    for parent_given in (False, True)
-}
-
-
-def _end_position(owner_id: UUID, group: GroupKey) -> int:
-    """The rank just after the last task of the group (one index lookup)."""
+def _rank_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any) -> int | None:
+    """The one rank that a _per_group_shape() query selects, or None (no such task)."""
     list_id, parent_id = group
     given = {
         key: value
         for key, value in (("list_id", list_id), ("parent_id", parent_id))
         if value is not None
     }
-    rows = _LAST_POSITION[(list_id is not None, parent_id is not None)].rows(
-        owner=owner_id, **given
-    )
-    return rows[0][0] + POSITION_GAP if rows else POSITION_GAP
+    query = queries[(list_id is not None, parent_id is not None)]
+    rows = query.rows(owner=owner_id, **given, **values)
+    return rows[0][0] if rows else None
+
+
+_LAST_RANK = _per_group_shape(lambda tasks: tasks.order_by("-position").values_list("position")[:1])
+# Ranks of the other tasks of the group (the one being placed may be in it already): the first,
+# and the first above a rank.
+_FIRST_OTHER_RANK = _per_group_shape(
+    lambda tasks, task: tasks.exclude(pk=task).order_by("position").values_list("position")[:1],
+    task=uuid.UUID(int=4),
+)
+_NEXT_OTHER_RANK = _per_group_shape(
+    lambda tasks, task, above: (
+        tasks.exclude(pk=task)
+        .filter(position__gt=above)
+        .order_by("position")
+        .values_list("position")[:1]
+    ),
+    task=uuid.UUID(int=4),
+    above=-(2**62) - 12345,
+)
+
+
+def _end_position(owner_id: UUID, group: GroupKey) -> int:
+    """The rank just after the last task of the group (one index lookup)."""
+    last = _rank_in_group(_LAST_RANK, owner_id, group)
+    return POSITION_GAP if last is None else last + POSITION_GAP
 
 
 def _renumber_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
@@ -220,24 +242,22 @@ def _place(task: Task, *, after: Task | None) -> None:
 
     The caller holds the group lock; `task` may already be in the group (a reorder).
     """
-    siblings = Task.objects.filter(
-        owner_id=task.owner_id, **_in_group(*task.sibling_group)
-    ).exclude(pk=task.pk)
+    owner, group = task.owner_id, task.sibling_group
     if after is None:
-        first = siblings.aggregate(first=Min("position"))["first"]
+        first = _rank_in_group(_FIRST_OTHER_RANK, owner, group, task=task.pk)
         # Before the first: ranks may go below zero, so this never needs a renumbering.
         task.position = POSITION_GAP if first is None else first - POSITION_GAP
         return
     for attempt in range(2):
-        successor = siblings.filter(position__gt=after.position).aggregate(next=Min("position"))[
-            "next"
-        ]
+        successor = _rank_in_group(
+            _NEXT_OTHER_RANK, owner, group, task=task.pk, above=after.position
+        )
         position = _bisect(after.position, successor)
         if position is not None:
             task.position = position
             return
         if attempt == 0:
-            _renumber_groups(task.owner_id, [task.sibling_group])
+            _renumber_groups(owner, [group])
             after.position = Task.objects.values_list("position", flat=True).get(pk=after.pk)
     raise AssertionError("a renumbered group always has room")  # pragma: no cover
 
@@ -483,7 +503,10 @@ def _after_completion(*, user: User, tasks: Sequence[Task], now: datetime) -> No
 
 def _locked(task: Task) -> Task:
     """The task re-read under a row lock, so concurrent writers apply one after the other."""
-    return Task.objects.select_for_update().get(pk=task.pk)
+    current = owned_instance(Task, task.owner_id, task.pk, for_update=True)
+    if current is None:
+        raise Task.DoesNotExist("The task was deleted meanwhile.")
+    return current
 
 
 def task_create(*, user: User, data: dict[str, Any]) -> Task:
@@ -614,9 +637,9 @@ def task_move(*, task: Task, after: Task | None, list_: Any = UNCHANGED) -> Task
         new_group: GroupKey = (target_list_id, current.parent_id)
         _lock_groups(current.owner_id, [old_group, new_group])
         if after is not None:
-            # Re-read under the lock: `after` may have moved since the caller read it.
-            after = Task.objects.get(pk=after.pk)
-            if after.sibling_group != new_group or after.pk == current.pk:
+            # Re-read under the lock: `after` may have moved (or gone) since the caller read it.
+            after = owned_instance(Task, current.owner_id, after.pk)
+            if after is None or after.sibling_group != new_group or after.pk == current.pk:
                 raise ValidationError(
                     {"after": ["Must be another task of the same list and parent, or null."]}
                 )

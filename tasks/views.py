@@ -5,11 +5,12 @@ so a forgotten override leaks nothing. Another user's id is a 404 like an unknow
 """
 
 import re
+import uuid
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.db.models.functions import Lower
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -27,7 +28,7 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList
+from tasks.models import Tag, Task, TaskList, owned_instance
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -215,6 +216,23 @@ class TaskListViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class CompiledLookupForWrites:
+    """get_object() of a write: the caller's row by id in SQL compiled once (owned_instance);
+    anyone else's id is the same 404 as an unknown one. Reads keep DRF's lookup, whose
+    queryset prefetches what the serializer renders. Goes after ConditionalRequestMixin,
+    which locks and compares the row this returns."""
+
+    def get_object(self) -> Task:
+        if self.request.method in permissions.SAFE_METHODS:
+            return super().get_object()
+        pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
+        instance = owned_instance(self.queryset.model, self.request.user.pk, pk)
+        if instance is None:
+            raise Http404
+        self.check_object_permissions(self.request, instance)
+        return instance
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Your tasks: filtered, searched, ordered and paginated",
@@ -293,7 +311,7 @@ class TaskListViewSet(
         responses={204: None, **ONE_ERRORS, (412, PROBLEM_JSON): PROBLEM_412},
     ),
 )
-class TaskViewSet(ConditionalRequestMixin, viewsets.ModelViewSet):
+class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.ModelViewSet):
     """Your tasks and subtasks: CRUD, filters, search, ordering, moves and bulk actions."""
 
     queryset = Task.objects.none()
@@ -303,10 +321,7 @@ class TaskViewSet(ConditionalRequestMixin, viewsets.ModelViewSet):
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet:
-        tasks = Task.objects.owned_by(self.request.user)
-        if self.request.method not in permissions.SAFE_METHODS:
-            return tasks  # a write answers from task_representation(), tags included
-        return tasks.prefetch_related("tags")  # the serializer renders the tags of each
+        return Task.objects.owned_by(self.request.user).prefetch_related("tags")
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.action != "list":

@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import connections
 from django.db.models import QuerySet
+from django.db.transaction import TransactionManagementError
 
 
 class CompiledQuery:
@@ -29,7 +30,7 @@ class CompiledQuery:
         self._placeholders = placeholders
 
     @functools.cached_property
-    def _compiled(self) -> tuple[str, str, list[Any], dict[int, tuple[str, type]], bool]:
+    def _compiled(self) -> tuple[str, str, list[Any], dict[int, tuple[str, type]], bool, bool]:
         queryset = self._build(**self._placeholders)
         compiler = queryset.query.get_compiler(queryset.db)
         sql, params = compiler.as_sql()
@@ -45,7 +46,8 @@ class CompiledQuery:
         }
         if {name for name, _ in slots.values()} != set(self._placeholders):
             raise ValueError("Every placeholder must appear among the query's parameters.")
-        return queryset.db, sql, list(params), slots, queryset.query.is_sliced
+        locks = queryset.query.select_for_update
+        return queryset.db, sql, list(params), slots, queryset.query.is_sliced, locks
 
     def rows(self, *, limit: int | None = None, offset: int = 0, **values: Any) -> list[tuple]:
         """The rows for these values; `limit` and `offset` page them.
@@ -53,7 +55,11 @@ class CompiledQuery:
         The page is in SQL parameters: Django writes LIMIT and OFFSET into the SQL itself, which
         would make each page another statement for PostgreSQL to parse and plan.
         """
-        alias, sql, params, slots, sliced = self._compiled
+        alias, sql, params, slots, sliced, locks = self._compiled
+        if locks and not connections[alias].in_atomic_block:
+            # The ORM refuses a select_for_update() outside a transaction when it compiles
+            # the query; compiled once, the SQL would run, and its lock would end at once.
+            raise TransactionManagementError("A row lock needs a transaction.")
         params = params.copy()
         for at, (name, sent_as) in slots.items():
             value = values[name]

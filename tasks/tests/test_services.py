@@ -79,3 +79,11 @@ def test_tags_are_found_whatever_the_case_and_created_once(user, other_user):
     assert again[1].pk != theirs[0].pk
     assert [tag.name for tag in again] == ["home", "Work", "New"]
     assert Tag.objects.filter(owner=user).count() == 3
+
+
+def test_moving_after_a_task_deleted_meanwhile_is_a_field_error(user, make_task):
+    task, anchor = make_task("task"), make_task("anchor")
+    services.task_delete(task=Task.objects.get(pk=anchor.pk))
+    with pytest.raises(ValidationError) as raised:
+        services.task_move(task=task, after=anchor)  # `anchor` as a request read it before
+    assert list(raised.value.detail) == ["after"]

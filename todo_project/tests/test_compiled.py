@@ -1,8 +1,10 @@
 import uuid
 
 import pytest
+from django.db import transaction
 from django.db.models import FloatField
 from django.db.models.functions import Cast
+from django.db.transaction import TransactionManagementError
 from django.utils.timezone import now
 
 from tasks import services
@@ -102,3 +104,16 @@ def test_an_integer_placeholder_matches_the_backends_typed_integer(user):
 
     assert query.rows(owner=user.pk, priority=3) == [(high.pk,)]
     assert query.rows(owner=user.pk, priority=low.priority) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_locking_query_runs_only_inside_a_transaction(user):
+    task = task_of(user)
+    query = CompiledQuery(
+        lambda owner, task: titles_of(owner, task).select_for_update(), owner=OWNER, task=TASK
+    )
+    with transaction.atomic():  # compiled here, where the ORM allows it
+        assert query.rows(owner=user.pk, task=task.pk) == [(task.pk, task.title)]
+    # Outside, the lock would end with the statement: refused like the ORM refuses it.
+    with pytest.raises(TransactionManagementError):
+        query.rows(owner=user.pk, task=task.pk)
