@@ -284,14 +284,16 @@ def retrieve_response(view, request: Request) -> HttpResponse:
     return HttpResponse(render(task_data(row)), content_type="application/json")
 
 
-def task_representation(*, owner: uuid.UUID, task: uuid.UUID) -> dict:
-    """TaskSerializer(task).data, read with the GET's compiled query: the answer of a write.
+def task_representation(*, owner: uuid.UUID, task: uuid.UUID) -> dict | None:
+    """TaskSerializer(task).data, read with the GET's compiled query: the answer of a write;
+    None if the task is gone already (deleted by another request since the write).
 
     The serializer would query the tags again and render field by field (~2.5 ms of CPU a
     write); this is one compiled query, and plain JSON values (what the idempotency record
     stores and DRF renders to the same bytes).
     """
-    return orjson.loads(render(task_data(TASK_OF_OWNER.rows(owner=owner, task=task)[0])))
+    rows = TASK_OF_OWNER.rows(owner=owner, task=task)
+    return orjson.loads(render(task_data(rows[0]))) if rows else None
 
 
 # Accept headers that DRF's negotiation answers with JSONRenderer's plain application/json.

@@ -339,6 +339,8 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
     def _answer(self, task: Task, code: int = status.HTTP_200_OK) -> Response:
         """What TaskSerializer(task).data would say, read back in one compiled query."""
         data = fast_read.task_representation(owner=self.request.user.pk, task=task.pk)
+        if data is None:  # deleted meanwhile: what this write made of it
+            data = TaskSerializer(task, context=self.get_serializer_context()).data
         return Response(data, status=code)
 
     @idempotent

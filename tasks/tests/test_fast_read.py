@@ -1,7 +1,9 @@
 """The fast read path (tasks/fast_read.py) must answer exactly what the serializer path answers:
 same status, same headers that matter, same bytes, for every kind of task."""
 
+import json
 import logging
+import uuid
 from datetime import timedelta
 
 import jwt
@@ -9,6 +11,7 @@ import pytest
 from django.core.cache import cache
 from django.test import override_settings
 from rest_framework import mixins
+from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.settings import api_settings
 
@@ -20,6 +23,7 @@ from conftest import client_for
 from tasks import fast_read
 from tasks import urls as tasks_urls
 from tasks.models import Tag, Task
+from tasks.serializers import TaskSerializer
 from tasks.views import TaskViewSet
 
 pytestmark = pytest.mark.django_db
@@ -330,3 +334,27 @@ def test_the_schema_still_sees_the_viewset_at_the_detail_url():
     assert detail.callback.cls is TaskViewSet
     assert detail.callback.csrf_exempt is True
     assert detail.callback.actions["get"] == "retrieve"
+
+
+def test_a_writes_answer_is_what_the_serializer_would_answer(user, variety):
+    """task_representation() answers every write: the same JSON values as TaskSerializer's
+    data (so the same bytes through JSONRenderer, and the same idempotency record)."""
+    renderer = JSONRenderer()
+    for task in variety:
+        fresh = Task.objects.prefetch_related("tags").get(pk=task.pk)
+        expected = TaskSerializer(fresh).data
+        answer = fast_read.task_representation(owner=user.pk, task=task.pk)
+        assert renderer.render(answer) == renderer.render(expected)
+        assert answer == json.loads(renderer.render(expected))  # plain JSON values only
+
+
+def test_a_write_whose_task_is_gone_before_its_answer_answers_what_it_wrote(
+    api_client, user, variety, monkeypatch
+):
+    assert fast_read.task_representation(owner=user.pk, task=variety[0].pk) is not None
+    assert fast_read.task_representation(owner=user.pk, task=uuid.uuid4()) is None
+    # A delete by another request between the write's commit and its answer:
+    monkeypatch.setattr(fast_read, "task_representation", lambda **ids: None)
+    response = api_client.patch(f"/api/v1/tasks/{variety[4].pk}/", {"title": "y"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["title"] == "y" and response.json()["id"] == str(variety[4].pk)
