@@ -62,8 +62,9 @@ class OwnedQuerySet(models.QuerySet):
         return self.filter(owner=user)
 
 
-def _loaded_columns(model: type[models.Model]) -> list[str]:
-    # A generated column (a task's search vector) is the database's business, not the app's.
+def loaded_columns(model: type[models.Model]) -> list[str]:
+    """The columns an instance is read with: a generated one (a task's search vector) is the
+    database's business, not the app's."""
     return [
         field.attname
         for field in model._meta.concrete_fields
@@ -73,7 +74,7 @@ def _loaded_columns(model: type[models.Model]) -> list[str]:
 
 @functools.cache
 def _owned_row_query(model: type[models.Model], for_update: bool) -> CompiledQuery:
-    columns = _loaded_columns(model)
+    columns = loaded_columns(model)
     rows = model.objects.select_for_update() if for_update else model.objects.all()
     return CompiledQuery(
         lambda owner, pk: rows.owned_by(owner).filter(pk=pk).values_list(*columns),
@@ -93,7 +94,7 @@ def owned_instance(
     rows = _owned_row_query(model, for_update).rows(owner=owner_id, pk=pk)
     if not rows:
         return None
-    return model.from_db(router.db_for_read(model), _loaded_columns(model), rows[0])
+    return model.from_db(router.db_for_read(model), loaded_columns(model), rows[0])
 
 
 class TaskList(models.Model):

@@ -30,7 +30,15 @@ from rest_framework.exceptions import NotFound, ValidationError
 
 from accounts.models import User
 from tasks import recurrence
-from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList, owned_instance
+from tasks.models import (
+    POSITION_GAP,
+    Priority,
+    Tag,
+    Task,
+    TaskList,
+    loaded_columns,
+    owned_instance,
+)
 from tasks.quotas import task_capacity_ensure
 from todo_project.compiled import CompiledQuery
 
@@ -465,15 +473,24 @@ def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
         for task in originals
     ]
     Task.objects.bulk_create(copies)
-    through = Task.tags.through
-    copy_of = {task.pk: copy for task, copy in zip(originals, copies, strict=True)}
-    tag_links = through.objects.filter(task_id__in=copy_of).values_list("task_id", "tag_id")
-    through.objects.bulk_create(
-        [through(task_id=copy_of[task_id].pk, tag_id=tag_id) for task_id, tag_id in tag_links]
-    )
-    for task in originals:
-        task.next_occurrence = copy_of[task.pk]
-    Task.objects.bulk_update(originals, ["next_occurrence"])
+    pairs = [[task.pk for task in originals], [copy.pk for copy in copies]]
+    with connection.cursor() as cursor:
+        # The copies' tags, then the originals' links to them: a statement each, whatever the
+        # number of tasks (the ORM's select + bulk_create and bulk_update cost ~4 ms of CPU).
+        cursor.execute(
+            "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
+            "FROM tasks_task_tags link JOIN unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy)"
+            " ON link.task_id = pair.original",
+            pairs,
+        )
+        cursor.execute(
+            "UPDATE tasks_task SET next_occurrence_id = pair.copy "
+            "FROM unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
+            "WHERE tasks_task.id = pair.original",
+            pairs,
+        )
+    for task, copy in zip(originals, copies, strict=True):
+        task.next_occurrence = copy
 
 
 def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -> list[Task]:
@@ -481,7 +498,15 @@ def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -
     parent_ids = [parent.pk for parent in parents if parent.parent_id is None]
     if not parent_ids:
         return []
-    subtasks = list(Task.objects.owned_by(user).filter(parent_id__in=parent_ids, completed=False))
+    columns = loaded_columns(Task)
+    with connection.cursor() as cursor:
+        # One statement for any number of parents (the ORM's build cost ~2 ms of CPU a call).
+        cursor.execute(
+            f"SELECT {', '.join(columns)} FROM tasks_task "  # the model's own column names
+            "WHERE owner_id = %s AND parent_id = ANY(%s) AND NOT completed",
+            [user.pk, parent_ids],
+        )
+        subtasks = [Task.from_db(connection.alias, columns, row) for row in cursor.fetchall()]
     if subtasks:
         _bump(
             Task.objects.filter(pk__in=[s.pk for s in subtasks]),

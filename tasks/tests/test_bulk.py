@@ -39,6 +39,23 @@ def test_bulk_complete_creates_next_occurrences(api_client, make_task):
     assert Task.objects.count() == 2  # never a second copy
 
 
+def test_bulk_complete_gives_each_copy_its_own_originals_tags_and_link(api_client, make_task):
+    """The copies' tags and the originals' links are one statement each for all the tasks:
+    a pairing mistake would cross them."""
+    due = {"due_date": date(2999, 1, 1), "recurrence": "FREQ=DAILY"}
+    a = make_task("a", tags=["alpha", "shared"], **due)
+    b = make_task("b", tags=["beta"], **due)
+    c = make_task("c", **due)  # no tags at all
+    bulk(api_client, action="complete", ids=[str(a.pk), str(b.pk), str(c.pk)])
+    copies = {}
+    for original in (a, b, c):
+        original.refresh_from_db()
+        copy = original.next_occurrence
+        assert copy.title == original.title and copy.due_date == date(2999, 1, 2)
+        copies[original.title] = sorted(tag.name for tag in copy.tags.all())
+    assert copies == {"a": ["alpha", "shared"], "b": ["beta"], "c": []}
+
+
 def test_bulk_reopen_delete_priority(api_client, make_task):
     a = make_task("a", completed=True)
     b = make_task("b")
