@@ -24,7 +24,6 @@ from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
-from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -731,8 +730,7 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
     if action == "add_tags":
         tags = tags_get_or_create(user=user, names=names)
     else:  # remove_tags never creates a tag
-        keys = {name.lower() for name in names}
-        tags = list(Tag.objects.owned_by(user).annotate(key=Lower("name")).filter(key__in=keys))
+        tags = list(_tags_by_key(user.pk, [name.lower() for name in names]).values())
     tag_ids = [tag.pk for tag in tags]
     present = set(
         through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list("task_id", "tag_id")
