@@ -13,18 +13,25 @@ does the work the real endpoints cannot avoid and nothing else:
 
 No rate limiting (a Redis round trip in the API), no logout denylist (an EXISTS in the API's
 user query), no request-id or access log, no middleware: it is a floor, not a rival.
+
+A request with the header `X-Floor-Rate-Limit: count` is also counted against its user in Redis
+(REDIS_URL), with the API's one-round-trip script and RATE_LIMIT_USER, and answered with the
+RateLimit-* headers (a 429 over the limit): the floor of the work the contract's shared rate
+limit adds (the `floor get +limit` scenario).
 Its JSON has the shape of the contract's task object and `{count, next, previous, results}`.
 
     gunicorn bench.floor:application -c gunicorn.conf.py      # PORT, WEB_CONCURRENCY as usual
 """
 
 import os
+import time
 import uuid
 from urllib.parse import parse_qs
 
 import jwt
 import orjson
 import psycopg
+import redis
 
 PRIORITY_LABELS = ("none", "low", "medium", "high")
 DEFAULT_LIMIT = 50
@@ -45,6 +52,13 @@ LIST_SQL = TASK_SELECT + " WHERE t.owner_id = %s ORDER BY t.position, t.id LIMIT
 COUNT_SQL = "SELECT coalesce((SELECT tasks FROM tasks_ownertaskcount WHERE owner_id = %s), 0)"
 GET_SQL = TASK_SELECT + " WHERE t.id = %s AND t.owner_id = %s"
 USER_SQL = "SELECT is_active, token_generation FROM accounts_user WHERE id = %s"
+# todo_project.cache.COUNT_SCRIPT (a test keeps the two equal; importing it would load Django).
+COUNT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
+RATE_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 JSON = [("Content-Type", "application/json")]
 PROBLEM = [("Content-Type", "application/problem+json")]
@@ -86,10 +100,14 @@ class Unauthorized(Exception):
 class FloorApp:
     """A WSGI app; one database connection per process, opened on first use (after fork)."""
 
-    def __init__(self, conninfo: str = "", signing_key: str = "", connection=None) -> None:
+    def __init__(
+        self, conninfo: str = "", signing_key: str = "", connection=None, redis_url: str = ""
+    ) -> None:
         self.conninfo = conninfo
         self.signing_key = signing_key
         self.connection = connection
+        self.redis_url = redis_url
+        self._counter = None
 
     def _db(self):
         if self.connection is None or self.connection.closed:
@@ -99,6 +117,23 @@ class FloorApp:
                 options="-c TimeZone=UTC",
             )
         return self.connection
+
+    def _count(self, owner: uuid.UUID) -> tuple[int, list[tuple[str, str]]]:
+        """Counts the request in the owner's fixed window: (requests over the limit, headers)."""
+        if self._counter is None:
+            client = redis.Redis.from_url(self.redis_url or os.environ["REDIS_URL"])
+            self._counter = client.register_script(COUNT_SCRIPT)
+        number, _, unit = os.environ.get("RATE_LIMIT_USER", "100/m").partition("/")
+        limit, period = int(number), RATE_PERIODS[unit[-1:] or "s"]
+        now = int(time.time())
+        window_end = now - now % period + period
+        count = int(self._counter(keys=[f"floor:{owner}:{window_end}"], args=[period + 1]))
+        headers = [
+            ("RateLimit-Limit", str(limit)),
+            ("RateLimit-Remaining", str(max(0, limit - count))),
+            ("RateLimit-Reset", str(max(1, window_end - now))),
+        ]
+        return count - limit, headers
 
     def _owner(self, environ) -> uuid.UUID:
         header = environ.get("HTTP_AUTHORIZATION", "")
@@ -158,13 +193,18 @@ class FloorApp:
             owner = self._owner(environ)
         except Unauthorized:
             return self._problem(start_response, "401 Unauthorized")
+        limit_headers = []
+        if environ.get("HTTP_X_FLOOR_RATE_LIMIT") == "count":
+            over, limit_headers = self._count(owner)
+            if over > 0:
+                return self._problem(start_response, "429 Too Many Requests", limit_headers)
         rest = path[len(TASKS_PATH) :]
         if not rest:
             try:
                 body = self.task_list(environ, owner)
             except ValueError:
                 return self._problem(start_response, "400 Bad Request")
-            start_response("200 OK", [*JSON, ("Content-Length", str(len(body)))])
+            start_response("200 OK", [*JSON, ("Content-Length", str(len(body))), *limit_headers])
             return [body]
         try:
             task_id = uuid.UUID(rest.rstrip("/"))
@@ -176,15 +216,15 @@ class FloorApp:
         body = dumps(task_json(row))
         start_response(
             "200 OK",
-            [*JSON, ("Content-Length", str(len(body))), ("ETag", f'"{row[16]}"')],
+            [*JSON, ("Content-Length", str(len(body))), ("ETag", f'"{row[16]}"'), *limit_headers],
         )
         return [body]
 
     @staticmethod
-    def _problem(start_response, status: str):
+    def _problem(start_response, status: str, headers: list[tuple[str, str]] = ()):
         code, title = status.split(" ", 1)
         body = dumps({"type": "about:blank", "title": title, "status": int(code)})
-        start_response(status, [*PROBLEM, ("Content-Length", str(len(body)))])
+        start_response(status, [*PROBLEM, ("Content-Length", str(len(body))), *headers])
         return [body]
 
 

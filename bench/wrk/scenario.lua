@@ -89,6 +89,12 @@ function request()
   elseif scenario == "get" then
     local user = next_user()
     return wrk.format("GET", "/api/v1/tasks/" .. pick(user.ids) .. "/", auth_header(user.token))
+  elseif scenario == "get_counted" then
+    -- The floor's get, counted against the user's rate limit in Redis as the API's is.
+    local user = next_user()
+    local headers = auth_header(user.token)
+    headers["X-Floor-Rate-Limit"] = "count"
+    return wrk.format("GET", "/api/v1/tasks/" .. pick(user.ids) .. "/", headers)
   elseif scenario == "create" then
     local user = next_user()
     local body = '{"title":"' .. data.created_title .. ' ' .. counter .. '","description":' ..

@@ -2,26 +2,34 @@
 means nothing: same JSON for the same tasks, called in-process on the test's own connection."""
 
 import json
+import os
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
-from bench.floor import FloorApp
+import todo_project.cache
+from bench.floor import COUNT_SCRIPT, FloorApp
 from conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
 
-def floor_get(path: str, token: str, query: str = "") -> tuple[str, dict, bytes]:
+def floor_get(
+    path: str, token: str, query: str = "", app: FloorApp | None = None, **headers: str
+) -> tuple[str, dict, bytes]:
     connection.ensure_connection()
-    app = FloorApp(connection=connection.connection, signing_key=settings.SIMPLE_JWT["SIGNING_KEY"])
+    if app is None:
+        app = FloorApp(
+            connection=connection.connection, signing_key=settings.SIMPLE_JWT["SIGNING_KEY"]
+        )
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "QUERY_STRING": query,
         "HTTP_HOST": "testserver",
         "HTTP_AUTHORIZATION": f"Bearer {token}",
+        **headers,
     }
     answer = {}
 
@@ -66,3 +74,35 @@ def test_the_floor_refuses_what_the_api_refuses(api_client, other_user, variety)
     other_user.is_active = False
     other_user.save()
     assert floor_get("/api/v1/tasks/", token_of(other))[0] == "401 Unauthorized"
+
+
+def test_the_floor_counts_the_rate_limit_as_the_api_does_when_asked(
+    api_client, variety, monkeypatch
+):
+    assert COUNT_SCRIPT == todo_project.cache.COUNT_SCRIPT  # the same Redis work per request
+    monkeypatch.setenv("RATE_LIMIT_USER", "2/d")  # a day: no window ends mid-test
+    app = FloorApp(
+        connection=connection.connection,
+        signing_key=settings.SIMPLE_JWT["SIGNING_KEY"],
+        redis_url=os.environ["REDIS_URL"],
+    )
+    app._count = counted = _recording(app._count)  # which requests were counted
+    path, token = f"/api/v1/tasks/{variety[0].id}/", token_of(api_client)
+
+    status, headers, _ = floor_get(path, token, app=app)  # not asked: not counted
+    assert status == "200 OK" and "RateLimit-Limit" not in headers and counted.calls == 0
+
+    answers = [floor_get(path, token, app=app, HTTP_X_FLOOR_RATE_LIMIT="count") for _ in range(3)]
+    assert [status for status, _, _ in answers] == ["200 OK", "200 OK", "429 Too Many Requests"]
+    assert [headers["RateLimit-Remaining"] for _, headers, _ in answers] == ["1", "0", "0"]
+    assert all(headers["RateLimit-Limit"] == "2" for _, headers, _ in answers)
+    assert all(1 <= int(headers["RateLimit-Reset"]) <= 86_400 for _, headers, _ in answers)
+
+
+def _recording(function):
+    def recorded(*args):
+        recorded.calls += 1
+        return function(*args)
+
+    recorded.calls = 0
+    return recorded
