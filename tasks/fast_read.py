@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
-from django.contrib.postgres.fields import ArrayField
-from django.db.models import Lookup, OuterRef, QuerySet, UUIDField, Value
+from django.db.models import OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from rest_framework import mixins
 from rest_framework.request import Request
@@ -101,22 +100,6 @@ TASK_OF_TOKEN_HOLDER = CompiledQuery(
     task=uuid.UUID(int=2),
     **HOLDER_PLACEHOLDERS,
 )
-
-
-@Task._meta.pk.register_lookup
-class AnyOf(Lookup):
-    """`id__any_of=[...]`: `= ANY(%s)` with the list as one array parameter, so the statement
-    is the same for any number of ids (`__in` writes one placeholder per id)."""
-
-    lookup_name = "any_of"
-
-    def get_prep_lookup(self):
-        return Value(self.rhs, output_field=ArrayField(UUIDField()))
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
 
 
 # (id, tag names) of the tasks with these ids.

@@ -18,7 +18,14 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 
-from tasks.models import TAG_NAME_MAX_LENGTH, Priority, Tag, Task, TaskList, search_owner_key
+from tasks.models import (
+    TAG_NAME_MAX_LENGTH,
+    Priority,
+    Task,
+    TaskList,
+    search_owner_key,
+    tags_by_key,
+)
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -299,12 +306,7 @@ class TaskFilter(django_filters.FilterSet):
         keys = {tag.lower() for tag in value}
         if not keys:
             return qs
-        tag_ids = list(
-            Tag.objects.owned_by(self.request.user)
-            .annotate(key=Lower("name"))
-            .filter(key__in=keys)
-            .values_list("pk", flat=True)
-        )
+        tag_ids = [tag.pk for tag in tags_by_key(self.request.user.pk, list(keys)).values()]
         if len(tag_ids) < len(keys):
             return qs.none()  # a tag that does not exist: no task has all of them
         having_all = (

@@ -2,10 +2,11 @@ import functools
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
-from django.db import models, router
-from django.db.models import Deferrable, F, Func, Q, TextField, Value
+from django.db import connections, models, router
+from django.db.models import Deferrable, F, Func, Lookup, Q, TextField, Value
 from django.db.models.functions import Cast, Left, Length, Lower, Replace
 from django.db.models.lookups import LessThanOrEqual
 
@@ -54,6 +55,23 @@ class Priority(models.IntegerChoices):
     LOW = 1, "low"
     MEDIUM = 2, "medium"
     HIGH = 3, "high"
+
+
+@models.UUIDField.register_lookup
+class AnyOf(Lookup):
+    """`id__any_of=[...]`: `= ANY(%s)` with the list as one array parameter, so the statement
+    is the same for any number of ids (`__in` writes one placeholder per id, and psycopg
+    parses a statement that long anew each time: ~2 ms of CPU for 100 ids)."""
+
+    lookup_name = "any_of"
+
+    def get_prep_lookup(self):
+        return Value(self.rhs, output_field=ArrayField(models.UUIDField()))
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        return f"{lhs} = ANY({rhs})", [*lhs_params, *rhs_params]
 
 
 class OwnedQuerySet(models.QuerySet):
@@ -147,6 +165,24 @@ class Tag(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def tags_by_key(owner_id: uuid.UUID, keys: list[str]) -> dict[str, Tag]:
+    """The owner's tags whose LOWER(name) is one of `keys`, by that key: one statement for
+    any number of names, on the (owner, LOWER(name)) unique index. The ORM's `__in` wrote
+    one placeholder per name and took ~2 ms of CPU to build a query (each tagged write, each
+    list filtered by tag)."""
+    alias = router.db_for_read(Tag)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT id, name, LOWER(name) FROM tasks_tag WHERE owner_id = %s "
+            "AND LOWER(name) = ANY(%s)",
+            [owner_id, keys],
+        )
+        return {
+            key: Tag.from_db(alias, ["id", "owner_id", "name"], (pk, owner_id, name))
+            for pk, name, key in cursor.fetchall()
+        }
 
 
 class Task(models.Model):
