@@ -7,8 +7,9 @@ TaskSerializer + JSONRenderer produce: same keys in the same order, timestamps i
 and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively. Writes and
 everything else keep the serializer; tests compare both paths byte for byte.
 
-The plainest GET of one task goes further and skips DRF's dispatch (`with_fast_get`): the user
-check and the task are one statement, and every other case is left to the viewset.
+The plainest GET of one task and of the list's first page go further and skip DRF's dispatch
+(`with_fast_get`, `with_fast_list`): the user check rides on the first statement (the task,
+the task count), and every other case is left to the viewset.
 """
 
 import functools
@@ -98,6 +99,14 @@ TASK_OF_TOKEN_HOLDER = CompiledQuery(
         Task.objects.filter(pk=task, owner__in=token_holders(**holder)).order_by()
     )[:1],
     task=uuid.UUID(int=2),
+    **HOLDER_PLACEHOLDERS,
+)
+
+# The task count of the user an access token speaks for (tasks.OwnerTaskCount, joined: None
+# when it has no row, i.e. no task): authentication and the list's count in one statement (the
+# fast list below). No row: the token is refused.
+TASK_COUNT_OF_TOKEN_HOLDER = CompiledQuery(
+    lambda **holder: token_holders(**holder).values_list("owner_task_count__tasks")[:1],
     **HOLDER_PLACEHOLDERS,
 )
 
@@ -283,6 +292,16 @@ def task_representation(*, owner: uuid.UUID, task: uuid.UUID) -> dict | None:
 PLAIN_JSON_ACCEPTS = {"", "*/*", "application/json"}
 
 
+def _allowed(viewset_view: Callable) -> str:
+    """DRF's Allow header: the methods with an action here, plus those the class has (OPTIONS)."""
+    methods = {*viewset_view.actions, *(["head"] if "get" in viewset_view.actions else [])}
+    return ", ".join(
+        method.upper()
+        for method in viewset_view.cls.http_method_names
+        if method in methods or hasattr(viewset_view.cls, method)
+    )
+
+
 def with_fast_get(viewset_view: Callable) -> Callable:
     """The viewset's detail view, its plainest GET answered without DRF.
 
@@ -294,13 +313,7 @@ def with_fast_get(viewset_view: Callable) -> Callable:
     schema still sees the viewset (functools.wraps keeps its `cls`, `actions`, `csrf_exempt`).
     """
     lookup = viewset_view.cls.lookup_url_kwarg or viewset_view.cls.lookup_field
-    methods = {*viewset_view.actions, *(["head"] if "get" in viewset_view.actions else [])}
-    # DRF's Allow: the methods with an action here, plus those the class has (OPTIONS).
-    allow = ", ".join(
-        method.upper()
-        for method in viewset_view.cls.http_method_names
-        if method in methods or hasattr(viewset_view.cls, method)
-    )
+    allow = _allowed(viewset_view)
 
     @functools.wraps(viewset_view)
     def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -313,33 +326,98 @@ def with_fast_get(viewset_view: Callable) -> Callable:
     return view
 
 
-def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpResponse | None:
-    """The 200 that TaskViewSet.retrieve would answer, byte for byte; None when this request
-    needs the viewset (tests compare both paths, case by case)."""
+def with_fast_list(viewset_view: Callable) -> Callable:
+    """The viewset's list view, the first page of the plainest GET answered without DRF: what
+    with_fast_get does for one task, with fast_task_list() (the token check and the task count
+    in one statement). Any query string (another page, a filter) goes to the viewset."""
+    allow = _allowed(viewset_view)
+    paginator_class = viewset_view.cls.pagination_class
+
+    @functools.wraps(viewset_view)
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.method == "GET":
+            response = fast_task_list(request, allow, paginator_class())
+            if response is not None:
+                return response
+        return viewset_view(request, *args, **kwargs)
+
+    return view
+
+
+def _plain_token_holder(request: HttpRequest) -> dict | None:
+    """token_holders()'s arguments when the request is the plain case the fast reads answer: no
+    query string (?format= and friends are DRF's to read), plain JSON accepted, no
+    If-None-Match (a 304 is the viewset's: todo_project.conditional), and a valid access token
+    in a Bearer header. None for anything else."""
     meta = request.META
     if (
-        meta.get("QUERY_STRING")  # ?format= and friends are DRF's to read
+        meta.get("QUERY_STRING")
         or meta.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS
-        or "HTTP_IF_NONE_MATCH" in meta  # a 304 is the viewset's (todo_project.conditional)
+        or "HTTP_IF_NONE_MATCH" in meta
     ):
         return None
     scheme, _, raw_token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
     if scheme != "Bearer":
         return None
     try:
-        holder = holder_claims(valid_access_token(raw_token.encode()))
-        task = uuid.UUID(task_id)
+        return holder_claims(valid_access_token(raw_token.encode()))
     except (TokenError, ValueError):
+        return None
+
+
+def _counted(request: HttpRequest, holder: dict) -> bool:
+    """Counts the request against the holder's rate limit: False when it is over the limit (the
+    viewset counts it again, over the limit already, and answers the 429)."""
+    usage = count_request(request, *RateLimitThrottle.user_bucket(holder["user"]))
+    if usage is not None and usage.exceeded:
+        return False
+    setattr(request, AUTHENTICATED_USER_ID, holder["user"])
+    return True
+
+
+def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpResponse | None:
+    """The 200 that TaskViewSet.retrieve would answer, byte for byte; None when this request
+    needs the viewset (tests compare both paths, case by case)."""
+    holder = _plain_token_holder(request)
+    if holder is None:
+        return None
+    try:
+        task = uuid.UUID(task_id)
+    except ValueError:
         return None
     rows = TASK_OF_TOKEN_HOLDER.rows(task=task, **holder)
     if not rows:
         return None  # a refused token or not the holder's task: the viewset says which
-    usage = count_request(request, *RateLimitThrottle.user_bucket(holder["user"]))
-    if usage is not None and usage.exceeded:
-        return None  # the viewset counts it again (over the limit already) and answers 429
-    setattr(request, AUTHENTICATED_USER_ID, holder["user"])
+    if not _counted(request, holder):
+        return None
     row = rows[0]
     response = HttpResponse(render(task_data(row)), content_type="application/json")
     response["ETag"] = etag_for(row[VERSION_AT])
+    response["Allow"] = allow
+    return response
+
+
+def fast_task_list(request: HttpRequest, allow: str, paginator) -> HttpResponse | None:
+    """The 200 that TaskViewSet.list answers for its first page, byte for byte; None when this
+    request needs the viewset (tests compare both paths, case by case)."""
+    holder = _plain_token_holder(request)
+    if holder is None:
+        return None
+    counts = TASK_COUNT_OF_TOKEN_HOLDER.rows(**holder)
+    if not counts:
+        return None  # a refused token: the viewset says why
+    if not _counted(request, holder):
+        return None
+    # The paginator's own links, for the page it would serve with no parameters.
+    paginator.request, paginator.count = request, counts[0][0] or 0
+    paginator.limit, paginator.offset = paginator.default_limit, 0
+    rows = OWNER_TASKS_IN_ORDER.rows(limit=paginator.limit, offset=0, owner=holder["user"])
+    body = render_page(
+        count=paginator.count,
+        next_url=paginator.get_next_link(),
+        previous_url=paginator.get_previous_link(),
+        rows=with_tags(rows),
+    )
+    response = HttpResponse(body, content_type="application/json")
     response["Allow"] = allow
     return response

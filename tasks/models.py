@@ -316,7 +316,8 @@ class OwnerTaskCount(models.Model):
         primary_key=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
-        related_name="+",
+        # For a join from the user (tasks.fast_read's list); not a field anyone writes.
+        related_name="owner_task_count",
     )
     tasks = models.PositiveIntegerField()
 

@@ -1,7 +1,7 @@
 from django.urls import URLPattern
 from rest_framework.routers import SimpleRouter
 
-from tasks.fast_read import with_fast_get
+from tasks.fast_read import with_fast_get, with_fast_list
 from tasks.views import TagViewSet, TaskListViewSet, TaskViewSet
 
 router = SimpleRouter()
@@ -9,10 +9,12 @@ router.register("lists", TaskListViewSet, basename="list")
 router.register("tasks", TaskViewSet, basename="task")
 router.register("tags", TagViewSet, basename="tag")
 
+# The list and the detail URL of tasks answer their plainest GET themselves (tasks/fast_read.py).
+FAST_READS = {"task-list": with_fast_list, "task-detail": with_fast_get}
+
 urlpatterns = [
-    # The detail URL of a task answers its plainest GET itself (tasks/fast_read.py).
-    URLPattern(url.pattern, with_fast_get(url.callback), url.default_args, url.name)
-    if url.name == "task-detail"
+    URLPattern(url.pattern, FAST_READS[url.name](url.callback), url.default_args, url.name)
+    if url.name in FAST_READS
     else url
     for url in router.urls
 ]

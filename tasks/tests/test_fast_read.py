@@ -39,6 +39,7 @@ def serializer_path(monkeypatch):
         monkeypatch.setattr(TaskViewSet, "list", mixins.ListModelMixin.list)
         monkeypatch.setattr(TaskViewSet, "retrieve", mixins.RetrieveModelMixin.retrieve)
         monkeypatch.setattr(fast_read, "fast_task_get", lambda *args: None)
+        monkeypatch.setattr(fast_read, "fast_task_list", lambda *args: None)
 
     return switch
 
@@ -137,6 +138,10 @@ def test_the_list_runs_a_fixed_number_of_queries(
     with django_assert_num_queries(4):
         response = api_client.get("/api/v1/tasks/?limit=200")
     assert response.json()["count"] == 65
+    # The fast list's first page: the token's user and the count in one statement.
+    with django_assert_num_queries(3):
+        response = api_client.get("/api/v1/tasks/")
+    assert len(response.json()["results"]) == 50
     # The filters add theirs: the tag filter looks the tag up, the search builds its tsquery.
     with django_assert_num_queries(6):
         api_client.get("/api/v1/tasks/?tag=money&search=rent&ordering=-due_date")
@@ -163,21 +168,44 @@ def test_tags_of_any_number_of_tasks_are_one_statement(user, make_task, django_a
     assert three == {tasks[0].pk: [], tasks[1].pk: ["home"], tasks[2].pk: []}
 
 
-# --- The fast GET of one task (fast_read.with_fast_get) ---------------------------------------
+# --- The fast reads: one task (with_fast_get), the first page of the list (with_fast_list) ---
 
 
-@pytest.fixture
-def fast_answers(monkeypatch) -> list:
-    """What each fast_task_get() call answered: a response, or None (the viewset's turn)."""
+def spy_on(monkeypatch, name: str) -> list:
+    """What each call of fast_read.<name> answered: a response, or None (the viewset's turn)."""
     answered = []
-    original = fast_read.fast_task_get
+    original = getattr(fast_read, name)
 
     def spy(*args):
         answered.append(original(*args))
         return answered[-1]
 
-    monkeypatch.setattr(fast_read, "fast_task_get", spy)
+    monkeypatch.setattr(fast_read, name, spy)
     return answered
+
+
+@pytest.fixture
+def fast_answers(monkeypatch) -> list:
+    return spy_on(monkeypatch, "fast_task_get")
+
+
+@pytest.fixture
+def fast_list_answers(monkeypatch) -> list:
+    return spy_on(monkeypatch, "fast_task_list")
+
+
+# The two fast reads: the function that answers, and the URL it answers for.
+FAST_READS = {
+    "get": ("fast_task_get", lambda tasks: f"/api/v1/tasks/{tasks[0].id}/"),
+    "list": ("fast_task_list", lambda tasks: "/api/v1/tasks/"),
+}
+
+
+@pytest.fixture(params=sorted(FAST_READS))
+def fast_read_case(request, monkeypatch, variety) -> tuple[str, list]:
+    """For each fast read: its URL, and what its calls answered."""
+    name, url = FAST_READS[request.param]
+    return url(variety), spy_on(monkeypatch, name)
 
 
 def whole(response) -> tuple[int, dict, bytes]:
@@ -233,19 +261,20 @@ def signed(claims: dict) -> str:
         "naming no user",
     ],
 )
-def test_a_refused_token_is_the_viewsets_401(user, variety, fast_answers, reason):
-    response = bearer(refused_tokens(user)[reason]).get(f"/api/v1/tasks/{variety[0].id}/")
+def test_a_refused_token_is_the_viewsets_401(user, fast_read_case, reason):
+    url, answered = fast_read_case
+    response = bearer(refused_tokens(user)[reason]).get(url)
 
-    assert fast_answers == [None]
+    assert answered == [None]
     assert_problem(response, 401)
     assert response.json()["detail"] == INVALID_TOKEN
 
 
 @pytest.mark.parametrize("revoke", ["log out", "revoke all tokens", "deactivate"])
-def test_a_token_revoked_after_a_fast_get_is_refused_at_once(
-    user, api_client, variety, fast_answers, revoke
+def test_a_token_revoked_after_a_fast_read_is_refused_at_once(
+    user, api_client, fast_read_case, revoke
 ):
-    url = f"/api/v1/tasks/{variety[0].id}/"
+    url, answered = fast_read_case
     assert api_client.get(url).status_code == 200
     token = verified_access_token(api_client._credentials["HTTP_AUTHORIZATION"][7:].encode())
     if revoke == "log out":
@@ -258,7 +287,7 @@ def test_a_token_revoked_after_a_fast_get_is_refused_at_once(
 
     response = api_client.get(url)
 
-    assert fast_answers[0] is not None and fast_answers[1] is None
+    assert answered[0] is not None and answered[1] is None
     assert_problem(response, 401)
 
 
@@ -306,25 +335,26 @@ def test_someone_elses_or_an_unknown_task_is_the_viewsets_404(
 
 
 @override_settings(RATE_LIMIT_USER="2/m")
-def test_the_fast_get_counts_against_the_rate_limit_and_leaves_the_429_to_the_viewset(
-    api_client, variety, fast_answers
+def test_a_fast_read_counts_against_the_rate_limit_and_leaves_the_429_to_the_viewset(
+    api_client, fast_read_case
 ):
-    url = f"/api/v1/tasks/{variety[0].id}/"
+    url, answered = fast_read_case
     first, second, third = (api_client.get(url) for _ in range(3))
 
     assert [first.status_code, second.status_code] == [200, 200]
     assert [first["RateLimit-Remaining"], second["RateLimit-Remaining"]] == ["1", "0"]
-    assert fast_answers[:2] != [None, None] and fast_answers[2] is None
+    assert answered[:2] != [None, None] and answered[2] is None
     assert_problem(third, 429)
     assert third["RateLimit-Remaining"] == "0" and int(third["Retry-After"]) >= 1
 
 
-def test_a_fast_get_is_logged_with_its_user(api_client, user, variety, fast_answers, caplog):
+def test_a_fast_read_is_logged_with_its_user(api_client, user, fast_read_case, caplog):
+    url, answered = fast_read_case
     caplog.set_level(logging.INFO, logger="todo.access")
-    response = api_client.get(f"/api/v1/tasks/{variety[0].id}/")
+    response = api_client.get(url)
 
     (record,) = [r for r in caplog.records if r.name == "todo.access"]
-    assert fast_answers[0] is not None
+    assert answered[0] is not None
     assert (record.user_id, record.status) == (str(user.pk), 200)
     assert response["X-Request-ID"] == record.request_id
 
@@ -358,3 +388,58 @@ def test_a_write_whose_task_is_gone_before_its_answer_answers_what_it_wrote(
     response = api_client.patch(f"/api/v1/tasks/{variety[4].pk}/", {"title": "y"}, format="json")
     assert response.status_code == 200
     assert response.json()["title"] == "y" and response.json()["id"] == str(variety[4].pk)
+
+
+# --- The fast list's first page (fast_read.with_fast_list) ------------------------------------
+
+
+def test_the_fast_list_answers_what_drf_and_the_serializer_answer(
+    api_client, other_client, variety, serializer_path, fast_list_answers, monkeypatch
+):
+    monkeypatch.setattr(TaskViewSet.pagination_class, "default_limit", 2)  # so a next link
+    fast = [whole(client.get("/api/v1/tasks/")) for client in (api_client, other_client)]
+    cache.clear()
+    serializer_path()
+    slow = [whole(client.get("/api/v1/tasks/")) for client in (api_client, other_client)]
+
+    assert all(fast_list_answers) and len(fast_list_answers) == 2
+    assert fast == slow
+    page, nothing = (json.loads(body) for _, _, body in fast)
+    assert (page["count"], len(page["results"])) == (len(variety), 2)
+    assert page["next"] == "http://testserver/api/v1/tasks/?limit=2&offset=2"
+    assert nothing == {"count": 0, "next": None, "previous": None, "results": []}
+    assert set(fast[0][1]) >= {"Allow", "RateLimit-Remaining", "X-Frame-Options", "Vary"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"QUERY_STRING": "limit=2"}, 200),
+        ({"QUERY_STRING": "completed=true"}, 200),
+        ({"QUERY_STRING": "format=json"}, 200),
+        ({"QUERY_STRING": "limit=0"}, 400),
+        ({"HTTP_ACCEPT": "application/json; indent=4"}, 200),
+        ({"HTTP_ACCEPT": "text/html"}, 406),
+        ({"HTTP_IF_NONE_MATCH": '"1"'}, 200),
+        ({"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}, 401),
+        ({"HTTP_AUTHORIZATION": ""}, 401),
+    ],
+)
+def test_what_the_fast_list_leaves_to_the_viewset(
+    api_client, variety, serializer_path, fast_list_answers, headers, status
+):
+    client = APIClient() if "HTTP_AUTHORIZATION" in headers else api_client
+    answered = whole(client.get("/api/v1/tasks/", **headers))
+    cache.clear()
+    serializer_path()
+
+    assert fast_list_answers == [None]
+    assert answered == whole(client.get("/api/v1/tasks/", **headers))
+    assert answered[0] == status
+
+
+def test_the_list_url_still_creates_and_the_schema_sees_the_viewset(api_client, variety):
+    (listing,) = [url for url in tasks_urls.urlpatterns if url.name == "task-list"]
+    assert listing.callback.cls is TaskViewSet
+    assert listing.callback.csrf_exempt is True
+    assert api_client.post("/api/v1/tasks/", {"title": "New"}).status_code == 201
