@@ -537,10 +537,14 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         _lock_groups(user.pk, [task.sibling_group])
         task.position = _end_position(user.pk, task.sibling_group)
         task.save()
-        # A new task has no tags yet: one INSERT (tags.set() would first read them, twice).
-        Task.tags.through.objects.bulk_create(
-            [Task.tags.through(task=task, tag=tag) for tag in tags]
-        )
+        if tags:
+            # A new task has no tags yet: one INSERT, the same statement for any number of
+            # tags (tags.set() would first read them, twice; bulk_create cost ~1 ms of CPU).
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT %s, unnest(%s::bigint[])",
+                    [task.pk, [tag.pk for tag in tags]],
+                )
         if completed:
             _spawn_next_occurrences(user=user, tasks=[task])
         return task
