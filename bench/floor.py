@@ -18,6 +18,7 @@ A request with the header `X-Floor-Rate-Limit: count` is also counted against it
 (REDIS_URL), with the API's one-round-trip script and RATE_LIMIT_USER, and answered with the
 RateLimit-* headers (a 429 over the limit): the floor of the work the contract's shared rate
 limit adds (the `floor get +limit` scenario).
+
 Its JSON has the shape of the contract's task object and `{count, next, previous, results}`.
 
     gunicorn bench.floor:application -c gunicorn.conf.py      # PORT, WEB_CONCURRENCY as usual

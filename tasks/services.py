@@ -539,7 +539,7 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         task.save()
         if tags:
             # A new task has no tags yet: one INSERT, the same statement for any number of
-            # tags (tags.set() would first read them, twice; bulk_create cost ~1 ms of CPU).
+            # tags (tags.set() would first read them, twice; bulk_create cost ~0.6 ms of CPU).
             with connection.cursor() as cursor:
                 cursor.execute(
                     "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT %s, unnest(%s::bigint[])",
