@@ -34,6 +34,18 @@ def test_the_floor_ratios_and_the_heavy_list_are_judged_from_the_figures():
     assert "- met: zero errors (0)" in lines
 
 
+def test_the_get_is_also_given_against_the_floor_that_counts_the_rate_limit():
+    figures = [result("floor get", 1000, 35, 40), result("get", 490, 70, 80)]
+    with_counting_floor = targets([*figures, result("floor get +limit", 700, 45, 50)], COMPARE, [])
+
+    assert "- **NOT met**: get ≥ 50% of floor (49%)" in with_counting_floor  # the target stays
+    assert (
+        "- context, not a target: get is 70% of `floor get +limit`, the floor that also counts "
+        "each request for the rate limit in Redis"
+    ) in with_counting_floor
+    assert not any("context" in line for line in targets(figures, COMPARE, []))
+
+
 def test_the_latency_pass_judges_p95_and_p99_against_each_scenarios_target():
     args = SimpleNamespace(latency_connections=4, latency_duration=5, threads=2, connections=32)
     text = "\n".join(
