@@ -309,21 +309,16 @@ def with_fast_get(viewset_view: Callable) -> Callable:
     (authentication, throttling, content negotiation, finalizing) most of the request's CPU
     (bench/README.md). When the request is the plain case, fast_task_get() answers it with the
     user check and the task in one statement; anything else, and every error (401, 404, 406,
-    429, a 304), goes to the viewset untouched. Django's middleware runs as for any view. The
-    schema still sees the viewset (functools.wraps keeps its `cls`, `actions`, `csrf_exempt`).
+    429, a 304), goes to the viewset untouched. The schema still sees the viewset
+    (functools.wraps keeps its `cls`, `actions`, `csrf_exempt`).
     """
     lookup = viewset_view.cls.lookup_url_kwarg or viewset_view.cls.lookup_field
     allow = _allowed(viewset_view)
 
-    @functools.wraps(viewset_view)
-    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method == "GET":
-            response = fast_task_get(request, kwargs[lookup], allow)
-            if response is not None:
-                return response
-        return viewset_view(request, *args, **kwargs)
+    def fast_answer(request: HttpRequest, **kwargs) -> HttpResponse | None:
+        return fast_task_get(request, kwargs[lookup], allow) if request.method == "GET" else None
 
-    return view
+    return _with_fast_answer(viewset_view, fast_answer)
 
 
 def with_fast_list(viewset_view: Callable) -> Callable:
@@ -333,14 +328,24 @@ def with_fast_list(viewset_view: Callable) -> Callable:
     allow = _allowed(viewset_view)
     paginator_class = viewset_view.cls.pagination_class
 
+    def fast_answer(request: HttpRequest, **kwargs) -> HttpResponse | None:
+        if request.method != "GET":
+            return None
+        return fast_task_list(request, allow, paginator_class())
+
+    return _with_fast_answer(viewset_view, fast_answer)
+
+
+def _with_fast_answer(viewset_view: Callable, fast_answer: Callable) -> Callable:
+    """The view: fast_answer's response, else the viewset's. fast_answer is also the view's
+    attribute, for the lane in front of Django's middleware (todo_project/fast_lane.py)."""
+
     @functools.wraps(viewset_view)
     def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if request.method == "GET":
-            response = fast_task_list(request, allow, paginator_class())
-            if response is not None:
-                return response
-        return viewset_view(request, *args, **kwargs)
+        response = fast_answer(request, **kwargs)
+        return viewset_view(request, *args, **kwargs) if response is None else response
 
+    view.fast_answer = fast_answer
     return view
 
 

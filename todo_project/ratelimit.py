@@ -169,9 +169,18 @@ class RateLimitHeadersMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        usage: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
-        if usage is not None:
-            response["RateLimit-Limit"] = str(usage.limit)
-            response["RateLimit-Remaining"] = str(usage.remaining)
-            response["RateLimit-Reset"] = str(usage.reset)
+        for name, value in rate_limit_headers(request):
+            response[name] = value
         return response
+
+
+def rate_limit_headers(request: HttpRequest) -> list[tuple[str, str]]:
+    """The RateLimit-* headers of the tightest limit counted for this request (none if none)."""
+    usage: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
+    if usage is None:
+        return []
+    return [
+        ("RateLimit-Limit", str(usage.limit)),
+        ("RateLimit-Remaining", str(usage.remaining)),
+        ("RateLimit-Reset", str(usage.reset)),
+    ]

@@ -1,0 +1,173 @@
+"""The fast lane: the API's plainest reads answered in front of Django's handler.
+
+Two views answer their plain GET without DRF (tasks/fast_read.py: one task, the list's first
+page). Through Django's handler such a read still paid for the middleware chain, the URL
+resolver, the response's header-by-header building and its WSGI conversion: in-process about a
+third of its CPU, and get ran 30 % faster under load without them (bench/README.md). This WSGI
+app sits in front of Django's (todo_project/wsgi.py): when a request is such a view's plain
+case, it asks the view's `fast_answer` itself and adds what the middleware add to that 200.
+
+Every request the lane cannot vouch for goes to Django untouched:
+- not a GET of a URL whose view has a `fast_answer` (the URLconf's own patterns);
+- with an Origin header (CORS is corsheaders' to answer), a Cookie header (CSRF may renew its
+  cookie) or a body (ApiProblemMiddleware judges bodies);
+- what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
+  refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
+  their own process_request decides;
+- what fast_answer leaves to the viewset (an error, a 304, another page), or fails on: Django
+  asks again, and answers a failure as any other (a problem, logged with its request id).
+
+The headers the middleware add to such a 200 depend on the settings and on whether the request
+is secure: they are asked of the middleware themselves once per route and scheme. The request
+id, the access-log line and the RateLimit-* headers come from the functions their middleware
+use. MIDDLEWARE_IN_THE_LANE says what becomes of each middleware; a test fails when one is
+added without a decision, and tests compare the lane's answers with Django's header by header.
+"""
+
+import time
+from collections.abc import Callable, Iterable
+
+from corsheaders.middleware import CorsMiddleware
+from django.core import signals
+from django.core.exceptions import PermissionDenied, SuspiciousOperation
+from django.core.handlers.wsgi import WSGIRequest, get_path_info, get_script_name
+from django.http import HttpResponse
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.urls import URLResolver, get_resolver, set_script_prefix
+
+from todo_project.problems import ApiAwareCommonMiddleware
+from todo_project.ratelimit import rate_limit_headers
+from todo_project.request_id import REQUEST_ID_HEADER, identified, log_access
+
+# What becomes of each entry of settings.MIDDLEWARE on a request the lane answers.
+MIDDLEWARE_IN_THE_LANE = {
+    "todo_project.request_id.RequestIdMiddleware": "its identified() and log_access()",
+    "django.middleware.security.SecurityMiddleware": "its process_request, its headers",
+    "whitenoise.middleware.WhiteNoiseMiddleware": "nothing: it serves STATIC_URL only",
+    "corsheaders.middleware.CorsMiddleware": "no Origin in the lane; its headers (Vary)",
+    "todo_project.ratelimit.RateLimitHeadersMiddleware": "its rate_limit_headers()",
+    "todo_project.problems.ApiProblemMiddleware": "no body in the lane; it rewrites errors only",
+    "todo_project.middleware.AdminSessionMiddleware": "nothing: skipped on /api/v1/",
+    "todo_project.problems.ApiAwareCommonMiddleware": "its process_request, Content-Length",
+    "django.middleware.csrf.CsrfViewMiddleware": "no Cookie in the lane: no cookie to renew",
+    "todo_project.middleware.AdminAuthenticationMiddleware": "nothing: skipped on /api/v1/",
+    "todo_project.middleware.AdminMessageMiddleware": "nothing: skipped on /api/v1/",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware": "its header",
+}
+
+FastAnswer = Callable[..., HttpResponse | None]
+
+
+def fast_routes(patterns: Iterable | None = None, above: tuple = ()) -> list[tuple]:
+    """(patterns from the root down, fast_answer) of every URL whose view has a fast_answer."""
+    routes = []
+    for entry in get_resolver().url_patterns if patterns is None else patterns:
+        if isinstance(entry, URLResolver):
+            routes += fast_routes(entry.url_patterns, (*above, entry.pattern))
+        elif hasattr(entry.callback, "fast_answer"):
+            routes.append(((*above, entry.pattern), entry.callback.fast_answer))
+    return routes
+
+
+def _captured(patterns: tuple, path: str) -> dict | None:
+    """The keyword arguments of `path` (no leading slash) if the patterns match all of it."""
+    kwargs = {}
+    for pattern in patterns:
+        match = pattern.match(path)
+        if match is None:
+            return None
+        path, _, captured = match
+        kwargs.update(captured)
+    return kwargs if path == "" else None
+
+
+def _unused(request):  # middleware want a get_response; the lane calls their hooks only
+    raise AssertionError("the lane calls middleware hooks, never the chain")
+
+
+class FastLane:
+    def __init__(self, django_application: Callable) -> None:
+        self.django_application = django_application
+        self._routes: list[tuple] | None = None  # the URLconf is read on first use
+        self._middleware_headers: dict[tuple[int, bool], list[tuple[str, str]]] = {}
+        self._security = SecurityMiddleware(_unused)
+        self._common = ApiAwareCommonMiddleware(_unused)
+        self._cors = CorsMiddleware(_unused)
+        self._x_frame = XFrameOptionsMiddleware(_unused)
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        route = self._route(environ)
+        if route is not None:
+            answered = self._answer(environ, *route)
+            if answered is not None:
+                status, headers, body = answered
+                start_response(status, headers)
+                return [body]
+        return self.django_application(environ, start_response)
+
+    def _route(self, environ: dict) -> tuple[int, FastAnswer, dict] | None:
+        if (
+            environ["REQUEST_METHOD"] != "GET"
+            or environ.get("HTTP_ORIGIN")  # empty counts as none, for corsheaders and CSRF too
+            or environ.get("HTTP_COOKIE")
+            or environ.get("CONTENT_LENGTH", "") not in ("", "0")
+            or "HTTP_TRANSFER_ENCODING" in environ
+        ):
+            return None
+        if self._routes is None:
+            self._routes = fast_routes()
+        path = get_path_info(environ).removeprefix("/")
+        for index, (patterns, fast_answer) in enumerate(self._routes):
+            kwargs = _captured(patterns, path)
+            if kwargs is not None:
+                return index, fast_answer, kwargs
+        return None
+
+    def _answer(
+        self, environ: dict, route: int, fast_answer: FastAnswer, kwargs: dict
+    ) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """What Django would answer, if it is fast_answer's 200; None leaves it to Django."""
+        started = time.perf_counter()
+        # What Django's WSGIHandler does around every request (connection upkeep included).
+        set_script_prefix(get_script_name(environ))
+        signals.request_started.send(sender=self.__class__, environ=environ)
+        request = WSGIRequest(environ)
+        try:
+            if self._security.process_request(request) or self._common.process_request(request):
+                return None  # a redirect
+        except (SuspiciousOperation, PermissionDenied):
+            return None  # a Host not allowed, a user agent refused: Django's 400 or 403
+        with identified(request) as request_id:
+            try:
+                response = fast_answer(request, **kwargs)
+            except Exception:  # noqa: BLE001 (Django asks again: its answer, its log)
+                return None
+            if response is None:
+                return None
+            body = response.content
+            headers = [
+                *response.items(),
+                ("Content-Length", str(len(body))),
+                *rate_limit_headers(request),
+                *self._headers_of_middleware(route, request),
+                (REQUEST_ID_HEADER, request_id),
+            ]
+            log_access(request, response.status_code, started)
+        signals.request_finished.send(sender=self.__class__)
+        return f"{response.status_code} {response.reason_phrase}", headers, body
+
+    def _headers_of_middleware(self, route: int, request: WSGIRequest) -> list[tuple[str, str]]:
+        """The headers the middleware add to a 200 of this route, asked of them once per scheme
+        (they depend on the settings and on is_secure() alone when there is no Origin)."""
+        key = (route, request.is_secure())
+        headers = self._middleware_headers.get(key)
+        if headers is None:
+            probe = HttpResponse()
+            # The order of Django's chain on the way out: the innermost first.
+            self._x_frame.process_response(request, probe)
+            self._cors.add_response_headers(request, probe)
+            self._security.process_response(request, probe)
+            headers = [(name, value) for name, value in probe.items() if name != "Content-Type"]
+            self._middleware_headers[key] = headers
+        return headers
