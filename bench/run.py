@@ -61,6 +61,10 @@ TARGETS = {"list": 0.40, "get": 0.50}
 # round trip, while the contract requires one per request (bench/README.md).
 CONTEXT_SHARES = {"get": "floor get +limit"}
 RSS_LIMIT_MB = 120
+# The ratio scenarios and their floors run in alternating rounds (floor, app, floor, app, ...),
+# so that both sides see the same moments of a noisy machine; each row merges its rounds.
+INTERLEAVED = [("floor list", "list"), ("floor get", "floor get +limit", "get")]
+QUANTILE_STEP = 0.001  # wrk's quantiles of each round: 0.1 %, 0.2 %, ... 99.9 %
 
 
 @dataclass
@@ -162,7 +166,7 @@ def worker_rss_mb(master: int) -> list[float]:
     return sorted(sizes)
 
 
-def wrk(args, url: str, scenario: str, data: Path, seconds: int) -> dict:
+def wrk(args, url: str, scenario: str, data: Path, seconds: int, quantiles: bool = False) -> dict:
     command = [
         args.wrk,
         f"-t{args.threads}",
@@ -178,11 +182,50 @@ def wrk(args, url: str, scenario: str, data: Path, seconds: int) -> dict:
         str(data),
         str(args.threads),
     ]
-    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
+    env = {**os.environ, "BENCH_QUANTILES": "1"} if quantiles else None
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, env=env)
     for line in out.stdout.splitlines():
         if line.startswith("BENCH_RESULT "):
             return json.loads(line.removeprefix("BENCH_RESULT "))
     sys.exit(f"wrk gave no result for {scenario}:\n{out.stdout}\n{out.stderr}")
+
+
+def merged(rounds: list[dict]) -> dict:
+    """One run of the rounds: their requests, time and errors added up, and the percentiles of
+    all their requests, from each round's quantiles weighted by its requests (exact to 0.1 %)."""
+    if len(rounds) == 1:
+        return rounds[0]
+    total = {key: sum(raw[key] for raw in rounds) for key in SUMMED}
+    statuses: dict[str, int] = {}
+    for raw in rounds:
+        for status, count in raw["status"].items():
+            statuses[status] = statuses.get(status, 0) + count
+    points = sorted(
+        (latency, raw["requests"] / len(raw["quantiles_us"]))
+        for raw in rounds
+        for latency in raw["quantiles_us"]
+    )
+    weight = sum(weight for _, weight in points)
+
+    def percentile(share: float) -> int:
+        seen = 0.0
+        for latency, point_weight in points:
+            seen += point_weight
+            if seen >= share * weight - 1e-9:
+                return latency
+        return points[-1][0]
+
+    return {
+        **total,
+        "p50_us": percentile(0.50),
+        "p95_us": percentile(0.95),
+        "p99_us": percentile(0.99),
+        "max_us": max(raw["max_us"] for raw in rounds),
+        "status": statuses,
+    }
+
+
+SUMMED = ("requests", "duration_us", "non_2xx", "connect", "read", "write", "timeout")
 
 
 def to_result(name: str, raw: dict) -> Result:
@@ -331,7 +374,9 @@ def report(
                 f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}. "
                 f"gunicorn {args.workers} sync workers (app and floor alike), wrk {args.threads} "
                 f"threads × {args.connections} connections × {args.duration} s per scenario on "
-                f"loopback, requests spread over {args.users} users' tokens. "
+                f"loopback, requests spread over {args.users} users' tokens; the floors and the "
+                f"scenarios compared with them alternate in {args.rounds} rounds of "
+                f"{max(1, args.duration // max(1, args.rounds))} s, each row merging its rounds. "
                 f"`RATE_LIMIT_USER={RATE_LIMIT}` for the server under test (the contract's default "
                 f"100/m would answer most of the load with 429). The floor verifies the JWT and "
                 f"looks the user up (is_active, token generation), like the API."
@@ -365,6 +410,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="connections of the second, latency pass (default: --workers; 0: no such pass)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds of the ratio scenarios and their floors, in --duration",
+    )
     parser.add_argument("--latency-duration", type=int, default=5, help="seconds per scenario")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
@@ -384,6 +435,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.latency_connections = args.workers
     args.wrk = None if args.explain else ensure_wrk()
     return args
+
+
+def in_rounds(scenarios: list[tuple]) -> list[list[tuple]]:
+    """The scenarios in running order: each INTERLEAVED group (of those wanted) as one list, to
+    run in rounds, where its first member stood; every other scenario alone."""
+    by_name = {row[0]: row for row in scenarios}
+    groups, placed = [], set()
+    for row in scenarios:
+        if row[0] in placed:
+            continue
+        group = next((names for names in INTERLEAVED if row[0] in names), (row[0],))
+        members = [by_name[name] for name in group if name in by_name]
+        placed.update(name for name, _, _, _ in members)
+        groups.append(members)
+    return groups
 
 
 def main(argv: list[str]) -> int:
@@ -440,10 +506,16 @@ def main(argv: list[str]) -> int:
             for scenario in ("list", "get"):
                 wrk(args, urls[server], scenario, data, args.warmup)
         results = []
-        for name, scenario, server, _ in scenarios:
-            raw = wrk(args, urls[server], scenario, data, args.duration)
-            results.append(to_result(name, raw))
-            log(f"{name}: {results[-1].rps:,.0f} req/s, p99 {results[-1].p99:.1f} ms")
+        for group in in_rounds(scenarios):
+            rounds = {name: [] for name, _, _, _ in group}
+            count = max(1, args.rounds) if len(group) > 1 else 1
+            for _ in range(count):
+                for name, scenario, server, _ in group:
+                    seconds = max(1, args.duration // count)
+                    rounds[name].append(wrk(args, urls[server], scenario, data, seconds, count > 1))
+            for name, raws in rounds.items():
+                results.append(to_result(name, merged(raws)))
+                log(f"{name}: {results[-1].rps:,.0f} req/s, p99 {results[-1].p99:.1f} ms")
         latency = []
         if args.latency_connections:
             light = argparse.Namespace(

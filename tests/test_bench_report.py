@@ -3,7 +3,7 @@ the figures, at 32 connections and in the second pass at one connection per work
 
 from types import SimpleNamespace
 
-from bench.run import SCENARIOS, Result, latency_section, targets
+from bench.run import SCENARIOS, Result, in_rounds, latency_section, merged, targets
 
 
 def result(name: str, rps: float, p95: float, p99: float, errors: int = 0) -> Result:
@@ -69,3 +69,45 @@ def test_the_latency_pass_judges_p95_and_p99_against_each_scenarios_target():
     assert rows["create"].endswith("| 50 ms | **no** |")
     assert text.startswith("## Latency at 4 connections")
     assert latency_section(args, []) == []
+
+
+def wrk_round(requests: int, latencies_ms: list[float], **counts) -> dict:
+    """A round as scenario.lua reports it; its 999 quantiles spread over the given latencies."""
+    quantiles = [round(latencies_ms[i * len(latencies_ms) // 999] * 1000) for i in range(999)]
+    return {
+        "requests": requests,
+        "duration_us": 4_000_000,
+        "p50_us": 0,
+        "p95_us": 0,
+        "p99_us": 0,
+        "max_us": max(quantiles),
+        "non_2xx": counts.get("non_2xx", 0),
+        "connect": 0,
+        "read": 0,
+        "write": 0,
+        "timeout": counts.get("timeout", 0),
+        "status": counts.get("status", {}),
+        "quantiles_us": quantiles,
+    }
+
+
+def test_rounds_are_merged_into_one_run_of_all_their_requests():
+    quick = wrk_round(3000, [10.0], non_2xx=2, status={"500": 2})
+    slow = wrk_round(1000, [20.0] * 9 + [40.0], timeout=1, status={"500": 1, "503": 4})
+
+    run = merged([quick, slow])
+
+    assert (run["requests"], run["duration_us"]) == (4000, 8_000_000)
+    assert (run["non_2xx"], run["timeout"], run["status"]) == (2, 1, {"500": 3, "503": 4})
+    # 75 % of the requests took 10 ms, 22.5 % took 20 ms and the slowest 2.5 % 40 ms.
+    assert (run["p50_us"], run["p95_us"], run["p99_us"]) == (10_000, 20_000, 40_000)
+    assert merged([quick]) is quick  # a single run stays wrk's own figures
+
+
+def test_a_floor_and_the_scenarios_compared_with_it_run_in_rounds_together():
+    rows = {row[0]: row for row in SCENARIOS}
+    wanted = [rows[name] for name in ("floor get", "create", "floor get +limit", "get", "list")]
+
+    groups = [[row[0] for row in group] for group in in_rounds(wanted)]
+
+    assert groups == [["floor get", "floor get +limit", "get"], ["create"], ["list"]]
