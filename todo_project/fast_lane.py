@@ -143,8 +143,8 @@ class FastLane:
                 response = fast_answer(request, **kwargs)
             except Exception:  # noqa: BLE001 (Django asks again: its answer, its log)
                 return None
-            if response is None:
-                return None
+            if response is None or response.status_code != 200:
+                return None  # the middleware would do more than add headers to another status
             body = response.content
             headers = [
                 *response.items(),
