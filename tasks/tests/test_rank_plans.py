@@ -1,0 +1,94 @@
+"""The ranks a create, move or completion asks for are index lookups, whatever the size of the
+sibling group: no sort, no scan of the owner's other tasks (bench/README.md had 1.5-350 ms per
+query for the heavy user before).
+
+Plans are PostgreSQL's own (EXPLAIN) on one owner's 6,000 tasks after ANALYZE."""
+
+import uuid
+
+import pytest
+from django.db import connection
+
+from tasks import services
+from tasks.models import POSITION_GAP, Task, TaskList
+
+pytestmark = pytest.mark.django_db
+
+PER_GROUP = 1_500
+
+
+@pytest.fixture
+def big_groups(user) -> dict[tuple, list[Task]]:
+    """Four large sibling groups of one owner, one of each shape (list or Inbox, parent or
+    none), with interleaved ranks: a query that mixed groups up would answer another's rank."""
+    home = TaskList.objects.create(owner=user, name="Home", position=POSITION_GAP)
+    parents = {
+        list_id: Task.objects.create(
+            owner=user, title="parent", list_id=list_id, position=-(10**9)
+        )
+        for list_id in (None, home.pk)
+    }
+    groups = {}
+    for shift, (list_id, parent) in enumerate(
+        [(None, None), (home.pk, None), (None, parents[None].pk), (home.pk, parents[home.pk].pk)]
+    ):
+        groups[(list_id, parent)] = Task.objects.bulk_create(
+            Task(
+                id=uuid.uuid4(),
+                owner=user,
+                title="t",
+                list_id=list_id,
+                parent_id=parent,
+                position=n * POSITION_GAP + shift,
+            )
+            for n in range(1, PER_GROUP + 1)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tasks_task")
+    return groups
+
+
+def plan(sql: str, params: list) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def compiled_sql(query, **values) -> tuple[str, list]:
+    _, sql, params, slots, _, _ = query._compiled
+    params = params.copy()
+    for at, (name, _) in slots.items():
+        params[at] = values[name]
+    return sql, params
+
+
+def test_the_rank_queries_of_each_group_shape_read_the_group_index_in_order(user, big_groups):
+    for (list_id, parent_id), tasks in big_groups.items():
+        given = {"list_id": list_id, "parent_id": parent_id}
+        given = {key: value for key, value in given.items() if value is not None}
+        shape = (list_id is not None, parent_id is not None)
+        middle = tasks[PER_GROUP // 2]
+        for queries, values in (
+            (services._LAST_RANK, {}),
+            (services._FIRST_OTHER_RANK, {"task": middle.pk}),
+            (services._NEXT_OTHER_RANK, {"task": middle.pk, "above": middle.position}),
+        ):
+            text = plan(*compiled_sql(queries[shape], owner=user.pk, **given, **values))
+            assert "Sort" not in text and "task_position_unique_in_group" in text, text
+
+
+def test_the_rank_after_each_anchor_is_its_own_groups_next_one_and_an_index_lookup(
+    user, big_groups
+):
+    anchors = [tasks[i] for tasks in big_groups.values() for i in (0, PER_GROUP // 2, -1)]
+    ids = [anchor.pk for anchor in anchors]
+
+    successors = services._successor_positions(user.pk, ids)
+    text = plan(services._SUCCESSOR_POSITIONS, [user.pk, ids])
+
+    for tasks in big_groups.values():
+        for i in (0, PER_GROUP // 2, -1):
+            following = tasks[i + 1].position if i != -1 else None
+            assert successors[tasks[i].pk] == (tasks[i].position, following)
+    assert "Sort" not in text and "WindowAgg" not in text
+    assert text.count("task_position_unique_in_group") == 4, text
