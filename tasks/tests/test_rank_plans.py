@@ -23,9 +23,7 @@ def big_groups(user) -> dict[tuple, list[Task]]:
     none), with interleaved ranks: a query that mixed groups up would answer another's rank."""
     home = TaskList.objects.create(owner=user, name="Home", position=POSITION_GAP)
     parents = {
-        list_id: Task.objects.create(
-            owner=user, title="parent", list_id=list_id, position=-(10**9)
-        )
+        list_id: Task.objects.create(owner=user, title="parent", list_id=list_id, position=-(10**9))
         for list_id in (None, home.pk)
     }
     groups = {}
