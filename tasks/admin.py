@@ -11,14 +11,14 @@ from datetime import timedelta
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.db.models import F, Func, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import Tag, Task, TaskList
+from tasks.models import Tag, Task, TaskList, count_of
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -74,15 +74,6 @@ class OwnedAdmin(admin.ModelAdmin):
     def owner_email(self, obj) -> str:
         # Not sortable: sorting millions of rows by a joined column is not a page read.
         return obj.owner.email
-
-
-def count_of(queryset: QuerySet) -> Subquery:
-    """COUNT(*) of `queryset` per row, as a correlated subquery: computed only for the page.
-
-    A Func, not the Count aggregate, so that no GROUP BY is added: no rows still count 0.
-    """
-    counted = queryset.order_by().annotate(n=Func(F("pk"), function="COUNT")).values("n")
-    return Subquery(counted, output_field=IntegerField())
 
 
 def _log_changes(request: HttpRequest, objects: list, message: str) -> None:

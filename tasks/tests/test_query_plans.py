@@ -1,16 +1,23 @@
-"""The ranks a create, move or completion asks for are index lookups, whatever the size of the
+"""Queries whose cost must not grow with the owner's number of tasks, checked on their plans.
+
+The ranks a create, move or completion asks for are index lookups, whatever the size of the
 sibling group: no sort, no scan of the owner's other tasks (bench/README.md had 1.5-350 ms per
-query for the heavy user before).
+query for the heavy user before). Lists and tags count their tasks from an index, one subquery
+per row, not by joining and grouping all of the owner's tasks.
 
 Plans are PostgreSQL's own (EXPLAIN) on one owner's 6,000 tasks after ANALYZE."""
 
+import re
 import uuid
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from tasks import services
-from tasks.models import POSITION_GAP, Task, TaskList
+from tasks.models import POSITION_GAP, Tag, Task, TaskList
+from tasks.views import TagViewSet, TaskListViewSet
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +97,49 @@ def test_the_rank_after_each_anchor_is_its_own_groups_next_one_and_an_index_look
             assert successors[tasks[i].pk] == (tasks[i].position, following)
     assert "Sort" not in text and "WindowAgg" not in text
     assert text.count("task_position_unique_in_group") == 4, text
+
+
+def test_lists_and_tags_count_their_tasks_per_row_from_an_index(user):
+    """60 lists and 60 tags of 100 tasks each, a third of them done."""
+    lists = TaskList.objects.bulk_create(
+        TaskList(owner=user, name=f"List {n}", position=n) for n in range(60)
+    )
+    tags = Tag.objects.bulk_create(Tag(owner=user, name=f"tag {n}") for n in range(60))
+    tasks = Task.objects.bulk_create(
+        Task(
+            id=uuid.uuid4(),
+            owner=user,
+            title="t",
+            list=task_list,
+            position=n,
+            completed=n % 3 == 0,
+            completed_at=timezone.now() if n % 3 == 0 else None,
+        )
+        for task_list in lists
+        for n in range(100)
+    )
+    links = Task.tags.through
+    links.objects.bulk_create(
+        links(task_id=task.pk, tag_id=tags[at // 100].pk) for at, task in enumerate(tasks)
+    )
+    Tag.objects.create(owner=user, name="unused")
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tasks_task")
+        cursor.execute("ANALYZE tasks_task_tags")
+    request = SimpleNamespace(user=user)
+    counted_lists = TaskListViewSet(request=request).get_queryset()
+    counted_tags = TagViewSet(request=request).get_queryset()
+
+    assert {(row.task_count, row.open_task_count) for row in counted_lists} == {(100, 66)}
+    assert len(counted_lists) == 60
+    assert [(row.name, row.task_count) for row in counted_tags][-2:] == [
+        ("tag 9", 100),
+        ("unused", 0),
+    ]
+    for queryset, index in (
+        (counted_lists, "task_list_completed"),
+        (counted_tags, "tasks_task_tags_tag_id"),
+    ):
+        text = plan(*queryset.query.sql_with_params())
+        assert "GroupAggregate" not in text and "HashAggregate" not in text, text
+        assert index in text and not re.search(r"Seq Scan on tasks_task(_tags)? ", text), text
