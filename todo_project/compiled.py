@@ -50,7 +50,16 @@ class CompiledQuery:
         return queryset.db, sql, list(params), slots, queryset.query.is_sliced, locks
 
     def rows(self, *, limit: int | None = None, offset: int = 0, **values: Any) -> list[tuple]:
-        """The rows for these values; `limit` and `offset` page them.
+        """The rows for these values; `limit` and `offset` page them."""
+        alias, sql, params = self.statement(limit=limit, offset=offset, **values)
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def statement(
+        self, *, limit: int | None = None, offset: int = 0, **values: Any
+    ) -> tuple[str, str, list[Any]]:
+        """(database alias, SQL, parameters) that rows() runs for these values.
 
         The page is in SQL parameters: Django writes LIMIT and OFFSET into the SQL itself, which
         would make each page another statement for PostgreSQL to parse and plan.
@@ -69,9 +78,7 @@ class CompiledQuery:
                 raise ValueError("A sliced queryset cannot be paged again.")
             sql = f"{sql} LIMIT %s OFFSET %s"
             params += [limit, offset]
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return alias, sql, params
 
 
 def _kind(value: Any) -> type:
