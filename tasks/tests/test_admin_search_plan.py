@@ -5,7 +5,6 @@ rows that a sequential scan would be the planner's choice if the query did not a
 """
 
 import re
-import uuid
 
 import pytest
 from django.contrib.admin.sites import site
@@ -14,6 +13,7 @@ from django.test import RequestFactory
 
 from accounts.models import User
 from tasks.models import Task
+from tasks.tests.many_tasks import load_tasks
 
 USERS = 2_000
 TASKS_PER_USER = 25
@@ -24,14 +24,7 @@ def many_tasks(db) -> list[User]:
     users = User.objects.bulk_create(
         User(email=f"owner{i:05}@example.com", password="!") for i in range(USERS)
     )
-    Task.objects.bulk_create(
-        (
-            Task(id=uuid.uuid4(), owner=user, title=f"Task {n}", position=n)
-            for user in users
-            for n in range(TASKS_PER_USER)
-        ),
-        batch_size=5_000,
-    )
+    load_tasks((user.pk, f"Task {n}", "", n) for user in users for n in range(TASKS_PER_USER))
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE accounts_user")
         cursor.execute("ANALYZE tasks_task")
