@@ -242,7 +242,11 @@ class TaskSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "position", "version"]
         extra_kwargs = {
             "position": {
-                "help_text": "Rank inside (list, parent), ascending; change it with move/."
+                "help_text": (
+                    "Rank inside (list, parent), ascending; change it with move/. A move or new"
+                    " occurrence next to it may shift it, keeping the order: a change like any"
+                    " other (version and updated_at move too)."
+                )
             },
             "version": {"help_text": "Starts at 1 and grows by one on every change."},
         }

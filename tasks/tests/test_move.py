@@ -1,6 +1,8 @@
 import functools
+from datetime import date
 
 import pytest
+from django.utils import timezone
 
 from tasks import services
 from tasks.models import POSITION_GAP, Task
@@ -70,22 +72,93 @@ def test_a_subtask_moves_among_its_siblings_only(api_client, make_task, make_lis
     assert response.status_code == 400 and list(response.json()["errors"]) == ["list"]
 
 
-def test_a_used_up_gap_renumbers_only_that_sibling_group(make_task, make_list):
+def test_a_used_up_gap_moves_only_the_tasks_crowded_into_it(make_task, make_list):
     home = make_list("Home")
-    a, b = make_task("a"), make_task("b")
+    a, b, c = make_task("a"), make_task("b"), make_task("c")
     elsewhere = make_task("elsewhere", list=home)
     # Repeatedly moving into the gap after `a` halves it until it is used up (10 moves for a
-    # gap of 1024), then the group is renumbered once and the moves go on.
+    # gap of 1024): then the ten moved tasks spread out up to `b`, and the moves go on.
     moved = [make_task(f"m{i}") for i in range(12)]
     for task in moved:
         services.task_move(task=task, after=a)
-    assert order(list=None) == ["a", *[t.title for t in reversed(moved)], "b"]
-    positions = list(
-        Task.objects.filter(list=None).order_by("position").values_list("position", flat=True)
+    assert order(list=None) == ["a", *[t.title for t in reversed(moved)], "b", "c"]
+    inbox = dict(Task.objects.filter(list=None).values_list("title", "position"))
+    assert len(set(inbox.values())) == len(inbox)
+    # Renumbering the whole group would have moved all of these.
+    assert [inbox["a"], inbox["b"], inbox["c"]] == [a.position, b.position, c.position]
+    assert Task.objects.get(pk=elsewhere.pk).position == elsewhere.position
+
+
+def ranks_after_spreading(user, ranks: list[int], above: int) -> list[int]:
+    """The Inbox of tasks at these ranks, in order, after opening the gap after `above`."""
+    Task.objects.bulk_create(Task(owner=user, title=f"t{rank}", position=rank) for rank in ranks)
+    before = timezone.now()
+    services._spread_after(user.pk, (None, None), above)
+    after = list(Task.objects.order_by("position").values("title", "position"))
+    assert [task["title"] for task in after] == [f"t{rank}" for rank in ranks]  # same order
+    # A task whose rank moved is changed (a new ETag, and `updated_since` finds it); no other.
+    changed = Task.objects.filter(version=2, updated_at__gte=before)
+    assert set(changed.values_list("title", flat=True)) == {
+        f"t{rank}" for rank, task in zip(ranks, after, strict=True) if task["position"] != rank
+    }
+    assert not Task.objects.filter(version__gt=2).exists()
+    return [task["position"] for task in after]
+
+
+ROOM, LIMIT = services.SPREAD_ROOM, services.SPREAD_RUN_LIMIT
+CROWD = list(range(1, LIMIT + 2))  # more than the limit, no room anywhere
+
+
+@pytest.mark.parametrize(
+    ("ranks", "above", "expected"),
+    [
+        # The shortest run after the gap that leaves SPREAD_ROOM, spread up to the first that
+        # stays: (10000 - 0) // 4 apart. Moving only `1` would leave 1 between ranks.
+        ([0, 1, 2, 3, 10000, 10001], 0, [0, 2500, 5000, 7500, 10000, 10001]),
+        # A run to the end of the group spreads by the whole gap.
+        ([-7, 0, 1, 2], 0, [-7, 0, 1024, 2048]),
+        # No room after the gap within the limit: the task before it and its predecessors move
+        # down instead, as few as will do: (1 - -10000) // 3 apart.
+        ([-10000, -2, 0, *CROWD], 0, [-10000, 1 - 2 * 3333, 1 - 3333, *CROWD]),
+        # Crowded both ways: the whole group is renumbered.
+        (
+            [-1 - n for n in reversed(range(LIMIT + 1))] + [0, *CROWD],
+            0,
+            [POSITION_GAP * n for n in range(1, 2 * LIMIT + 4)],
+        ),
+    ],
+    ids=["up", "up-to-the-end", "down", "whole-group"],
+)
+def test_spreading_opens_the_gap_by_moving_the_fewest_ranks(user, ranks, above, expected):
+    spread = ranks_after_spreading(user, ranks, above)
+    assert spread == expected
+    at = ranks.index(above)
+    assert spread[at + 1] - spread[at] >= ROOM  # the gap after the task at `above` is open
+
+
+def test_a_move_after_a_task_that_had_to_move_down_lands_right_after_it(user, make_list):
+    ranks = [-10000, 0, *CROWD]
+    Task.objects.bulk_create(Task(owner=user, title=f"t{rank}", position=rank) for rank in ranks)
+    after = Task.objects.get(title="t0")
+    mover = services.task_create(user=user, data={"title": "mover", "list": make_list("Home")})
+    services.task_move(task=mover, after=after, list_=None)
+    assert order(list=None) == ["t-10000", "t0", "mover", *[f"t{rank}" for rank in CROWD]]
+
+
+def test_completing_recurring_neighbours_with_no_gap_between_them(user):
+    # Each completion's next occurrence goes right after it: three gaps to open in one group,
+    # where opening one moves the next task.
+    due = {"due_date": date(2999, 1, 1), "recurrence": "FREQ=DAILY"}
+    Task.objects.bulk_create(
+        [Task(owner=user, title=t, position=n, **due) for n, t in enumerate("abc")]
+        + [Task(owner=user, title="next", position=3)]
     )
-    assert len(set(positions)) == len(positions)
-    assert Task.objects.get(pk=elsewhere.pk).position == POSITION_GAP  # other group untouched
-    assert Task.objects.get(pk=b.pk).position != 2 * POSITION_GAP  # this group was renumbered
+    recurring = Task.objects.filter(title__in="abc").values_list("pk", flat=True)
+    assert services.tasks_bulk_apply(user=user, action="complete", ids=list(recurring)) == 3
+    assert order(owner=user) == ["a", "a", "b", "b", "c", "c", "next"]
+    assert Task.objects.filter(completed=True).count() == 3
+    completed_first = list(Task.objects.order_by("position").values_list("completed", flat=True))
+    assert completed_first == [True, False] * 3 + [False]
 
 
 def test_a_move_writes_a_constant_number_of_rows(make_task, django_assert_max_num_queries):
