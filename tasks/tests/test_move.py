@@ -168,12 +168,16 @@ def test_a_move_writes_a_constant_number_of_rows(make_task, django_assert_max_nu
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_moves_keep_a_total_order(make_user):
-    # Two connections move different tasks into the same gap at once: the group lock makes
-    # them take turns, so both land between `a` and `b` with distinct positions.
+@pytest.mark.parametrize("gap_used_up", [False, True])
+def test_concurrent_moves_keep_a_total_order(make_user, gap_used_up):
+    # Six connections move different tasks into the same gap at once: the group lock makes
+    # them take turns, so all land between `a` and `b` with distinct positions; with no gap
+    # left between `a` and `b`, the first to come spreads the ranks after `a` out.
     owner = make_user()
     a = services.task_create(user=owner, data={"title": "a"})
-    services.task_create(user=owner, data={"title": "b"})
+    b = services.task_create(user=owner, data={"title": "b"})
+    if gap_used_up:
+        Task.objects.filter(pk=b.pk).update(position=a.position + 1)
     movers = [services.task_create(user=owner, data={"title": f"m{i}"}) for i in range(6)]
     errors = run_in_threads(
         *[functools.partial(services.task_move, task=task, after=a) for task in movers]
