@@ -9,6 +9,7 @@ import pytest
 from django.db import connection
 from django.db.models import TextField
 from django.db.models.functions import Cast
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.request import Request
 
@@ -86,6 +87,36 @@ def test_pagination_limits_and_links(api_client, make_task):
     assert body["previous"].endswith("/api/v1/tasks/?limit=2")
     assert api_client.get("/api/v1/tasks/?limit=1000").json()["count"] == 5
     assert api_client.get("/api/v1/tasks/?offset=99999999999").json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "count_query", "results", "next_offset", "previous_offset"),
+    [
+        ("limit=3", True, ["t0", "t1", "t2"], 3, None),  # a full page: only a COUNT can tell
+        ("limit=3&offset=3", False, ["t3", "t4"], None, 0),  # ends before the limit: 3 + 2
+        ("limit=5", True, ["t0", "t1", "t2", "t3", "t4"], None, None),  # full, and the last
+        ("", False, ["t0", "t1", "t2", "t3", "t4"], None, None),
+        ("offset=10", True, [], None, 0),  # empty past the first page: only a COUNT can tell
+        ("offset=5", True, [], None, 0),
+    ],
+)
+def test_a_filtered_page_that_ends_before_its_limit_is_counted_without_count(
+    api_client, make_task, query, count_query, results, next_offset, previous_offset
+):
+    for index in range(5):
+        make_task(f"t{index}")
+    make_task("done", completed=True)
+    with CaptureQueriesContext(connection) as captured:
+        body = api_client.get(f"/api/v1/tasks/?completed=false&{query}").json()
+    counted = any("COUNT(" in query["sql"] for query in captured.captured_queries)
+    assert counted == count_query
+    assert body["count"] == 5 and [task["title"] for task in body["results"]] == results
+    # The links are DRF's, from the same count.
+    for link, offset in ((body["next"], next_offset), (body["previous"], previous_offset)):
+        if offset is None:
+            assert link is None
+        else:
+            assert link is not None and (f"offset={offset}" in link) == (offset > 0), link
 
 
 def test_limit_above_200_is_served_as_200(api_client, user):
