@@ -313,19 +313,18 @@ def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> dict[UUI
 
 
 def _positions_right_after(owner_id: UUID, anchors: Sequence[Task]) -> dict[UUID, int]:
-    """A free rank right after each anchor, inside the anchor's group (constant queries)."""
+    """A free rank right after each anchor, inside the anchor's group (one query while no gap
+    is used up)."""
     if not anchors:
         return {}
     ids = [anchor.pk for anchor in anchors]
     successors = _successor_positions(owner_id, ids)
-    crowded = [a for a in anchors if _bisect(*successors[a.pk]) is None]
-    for anchor in crowded:
-        # Read again: spreading after an earlier anchor may have moved this one.
-        position, successor = _successor_positions(owner_id, [anchor.pk])[anchor.pk]
+    for anchor in anchors:
+        position, successor = successors[anchor.pk]
         if _bisect(position, successor) is None:
             _spread_after(owner_id, anchor.sibling_group, position)
-    if crowded:
-        successors = _successor_positions(owner_id, ids)
+            # Read all again: the spread may have moved other anchors or their successors.
+            successors = _successor_positions(owner_id, ids)
     return {task_id: _bisect(*successors[task_id]) for task_id in ids}
 
 
