@@ -2,11 +2,13 @@
 
 django-filter validates each parameter with a form field; DjangoFilterBackend raises the form's
 errors as a DRF ValidationError keyed by parameter name, which the problem handler renders.
-Unknown parameters are ignored.
+Unknown parameters are ignored. TaskFilter declares the parameters (validation, OpenAPI) and
+turns them into criteria; filter_tasks() is the one place that says what they mean in SQL.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import django_filters
@@ -16,6 +18,7 @@ from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
 
 from tasks.models import (
@@ -164,20 +167,59 @@ class PriorityNamesFilter(django_filters.BaseInFilter, django_filters.ChoiceFilt
     """`priority=high,medium`: any of these priorities."""
 
 
-class TaskOrderingFilter(django_filters.OrderingFilter):
-    def filter(self, qs: QuerySet, value: list[str] | None) -> QuerySet:
-        params = value or DEFAULT_ORDERING
-        order_by = []
-        for param in params:
-            descending = param.startswith("-")
-            for expression in ORDERINGS[param.lstrip("-")]:
-                # due_date (and due_time) without a value come last in both directions.
-                order_by.append(
-                    expression.desc(nulls_last=True)
-                    if descending
-                    else expression.asc(nulls_last=True)
-                )
-        return qs.order_by(*order_by, "id")
+def order_tasks(tasks: QuerySet, ordering: Sequence[str] = DEFAULT_ORDERING) -> QuerySet:
+    """`tasks` in the order of these `ordering` parameters, the id breaking ties."""
+    order_by = []
+    for param in ordering:
+        descending = param.startswith("-")
+        for expression in ORDERINGS[param.lstrip("-")]:
+            # due_date (and due_time) without a value come last in both directions.
+            order_by.append(
+                expression.desc(nulls_last=True) if descending else expression.asc(nulls_last=True)
+            )
+    return tasks.order_by(*order_by, "id")
+
+
+def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
+    """`tasks` narrowed and ordered by TaskFilter.criteria(): what each filter means in SQL.
+
+    The filtered list compiles this once per shape of criteria, with placeholders for their
+    values (tasks/fast_read.py): it must build the query from the criteria alone.
+    """
+    if "completed" in criteria:
+        tasks = tasks.filter(completed=criteria["completed"])
+    if "priorities" in criteria:
+        tasks = tasks.filter(priority__in=criteria["priorities"])
+    if "list" in criteria:
+        tasks = tasks.filter(list=criteria["list"])  # None: the inbox
+    if "parent" in criteria:
+        tasks = tasks.filter(parent=criteria["parent"])  # None: top-level tasks
+    if "tags" in criteria:
+        tag_ids = criteria["tags"]
+        having_all = (
+            Task.tags.through.objects.filter(tag_id__in=tag_ids)
+            .values("task_id")
+            .annotate(matched=Count("tag_id"))
+            .filter(matched=len(tag_ids))
+            .values("task_id")
+        )
+        tasks = tasks.filter(pk__in=having_all)
+    if "due_after" in criteria:
+        tasks = tasks.filter(due_date__gte=criteria["due_after"])
+    if "due_before" in criteria:
+        tasks = tasks.filter(due_date__lte=criteria["due_before"])
+    if "overdue" in criteria:
+        today, now = criteria["local_date"], criteria["local_time"]
+        # A task due today without a time is not overdue before the day ends.
+        overdue = Q(completed=False) & (Q(due_date__lt=today) | Q(due_date=today, due_time__lt=now))
+        tasks = tasks.filter(overdue) if criteria["overdue"] else tasks.exclude(overdue)
+    if "has_due" in criteria:
+        tasks = tasks.filter(due_date__isnull=not criteria["has_due"])
+    if "search" in criteria:
+        tasks = tasks.filter(search_vector=TsQueryLiteral(criteria["search"]))
+    if "updated_since" in criteria:
+        tasks = tasks.filter(updated_at__gte=criteria["updated_since"])
+    return order_tasks(tasks, criteria.get("ordering", DEFAULT_ORDERING))
 
 
 def _owned_lists(request) -> QuerySet:
@@ -203,12 +245,14 @@ CSV_PARAMETERS = {"ordering", "priority"}
 
 
 class TaskFilter(django_filters.FilterSet):
+    """The list's parameters. A filter's own `filter()` is never called: criteria() reads the
+    valid form, filter_tasks() applies it (`field_name`/`lookup_expr` inform the schema)."""
+
     completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
         StrictBooleanFilter()
     )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
-        method="filter_priority",
         help_text="Comma-separated priority names: any of them.",
     )
     list = extend_schema_field(
@@ -221,7 +265,7 @@ class TaskFilter(django_filters.FilterSet):
             help_text="One of your list ids, or `inbox` for tasks without a list.",
         )
     )
-    tag = TagNamesFilter(method="filter_tags", help_text="Repeatable: tasks with all of them.")
+    tag = TagNamesFilter(help_text="Repeatable: tasks with all of them.")
     due_after = django_filters.DateFilter(
         field_name="due_date",
         lookup_expr="gte",
@@ -239,9 +283,9 @@ class TaskFilter(django_filters.FilterSet):
             "`true`: open and due before now in your time zone (a task due today without a "
             "time is not overdue yet); `false`: all others."
         )
-    )(StrictBooleanFilter(method="filter_overdue"))
+    )(StrictBooleanFilter())
     has_due = extend_schema_field(_boolean("`true`: with a due date; `false`: without."))(
-        StrictBooleanFilter(method="filter_has_due")
+        StrictBooleanFilter()
     )
     parent = extend_schema_field(
         _id_or("none", "One of your task ids (its subtasks), or `none` for top-level tasks.")
@@ -254,7 +298,6 @@ class TaskFilter(django_filters.FilterSet):
         )
     )
     search = django_filters.CharFilter(
-        method="filter_search",
         max_length=SEARCH_MAX_LENGTH,
         help_text="Full-text search in title and description: every word must start a word "
         "of the task, case-insensitively (`pay ren` finds 'Pay rent').",
@@ -264,7 +307,7 @@ class TaskFilter(django_filters.FilterSet):
         lookup_expr="gte",
         help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it.",
     )
-    ordering = TaskOrderingFilter(
+    ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),
         help_text="Comma-separated; `-` for descending; due_date without a value comes last. "
         "Default `position`; the id always breaks ties.",
@@ -299,38 +342,36 @@ class TaskFilter(django_filters.FilterSet):
                 self.form.add_error(name, "An item between the commas is empty.")
         return super().is_valid()
 
-    def filter_priority(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
-        return qs.filter(priority__in=[Priority[label.upper()] for label in value])
+    def filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        criteria = self.criteria()
+        return queryset.none() if criteria is None else filter_tasks(queryset, criteria)
 
-    def filter_tags(self, qs: QuerySet, name: str, value: Sequence[str]) -> QuerySet:
-        keys = {tag.lower() for tag in value}
-        if not keys:
-            return qs
-        tag_ids = [tag.pk for tag in tags_by_key(self.request.user.pk, list(keys)).values()]
-        if len(tag_ids) < len(keys):
-            return qs.none()  # a tag that does not exist: no task has all of them
-        having_all = (
-            Task.tags.through.objects.filter(tag_id__in=tag_ids)
-            .values("task_id")
-            .annotate(matched=Count("tag_id"))
-            .filter(matched=len(tag_ids))
-            .values("task_id")
-        )
-        return qs.filter(pk__in=having_all)
-
-    def filter_overdue(self, qs: QuerySet, name: str, value: bool) -> QuerySet:
-        now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
-        # A task due today without a time is not overdue before the day ends.
-        overdue = Q(completed=False) & (
-            Q(due_date__lt=now.date()) | Q(due_date=now.date(), due_time__lt=now.time())
-        )
-        return qs.filter(overdue) if value else qs.exclude(overdue)
-
-    def filter_has_due(self, qs: QuerySet, name: str, value: bool) -> QuerySet:
-        return qs.filter(due_date__isnull=not value)
-
-    def filter_search(self, qs: QuerySet, name: str, value: str) -> QuerySet:
-        query = prefix_tsquery(value, self.request.user)
-        if query is None:
-            return qs.none()  # nothing searchable in the text (only punctuation)
-        return qs.filter(search_vector=TsQueryLiteral(query))
+    def criteria(self) -> dict[str, Any] | None:
+        """The valid request's filters as filter_tasks() takes them: plain values, the tag
+        names made ids, the search a tsquery, `overdue` with the user's present time of day.
+        None when no task can match (a tag that does not exist, a search without a word)."""
+        data = self.form.cleaned_data
+        criteria: dict[str, Any] = {"ordering": tuple(data.get("ordering") or DEFAULT_ORDERING)}
+        for name, value in data.items():
+            if name == "ordering" or value in EMPTY_VALUES:
+                continue  # as django-filter: an empty value filters nothing
+            if name == "priority":
+                criteria["priorities"] = tuple(sorted({Priority[label.upper()] for label in value}))
+            elif name in {"list", "parent"}:
+                criteria[name] = None if value == self.filters[name].null_value else value.pk
+            elif name == "tag":
+                keys = {tag.lower() for tag in value}
+                tags = tags_by_key(self.request.user.pk, list(keys))
+                if len(tags) < len(keys):
+                    return None  # a tag that does not exist: no task has all of them
+                criteria["tags"] = sorted(tag.pk for tag in tags.values())
+            elif name == "overdue":
+                now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
+                criteria.update(overdue=value, local_date=now.date(), local_time=now.time())
+            elif name == "search":
+                criteria["search"] = prefix_tsquery(value, self.request.user)
+                if criteria["search"] is None:
+                    return None  # nothing searchable in the text (only punctuation)
+            else:
+                criteria[name] = value
+        return criteria

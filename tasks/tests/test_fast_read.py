@@ -66,17 +66,65 @@ def answers(client, url: str) -> tuple[int, dict, bytes]:
         "?completed=false&has_due=true&ordering=due_date",
         "?search=rent",
         "?parent=none&limit=3",
+        # Every filter, each shape its values can give the SQL (tasks.filters.filter_tasks).
+        "?list={home}",
+        "?list=inbox&ordering=-updated_at",
+        "?parent={rent}",
+        "?priority=high,medium",
+        "?priority=low&completed=true&ordering=-title",
+        "?tag=money&tag=URGENT",
+        "?tag=b",
+        "?tag=money&tag=nope",
+        "?search=!!!",
+        "?search=",
+        "?search=pay%20ren&completed=false",
+        "?due_after=2026-06-01&due_before=2026-12-31",
+        "?overdue=true",
+        "?overdue=false&ordering=-due_date",
+        "?updated_since=2000-01-01T00:00:00Z&ordering=created_at",
+        "?updated_since=2999-01-01T00:00:00%2B01:00",
+        "?has_due=false&limit=1",  # a full page: counted
+        "?completed=false&limit=2&offset=1",
+        "?completed=false&offset=10",  # empty past the first page: counted
     ],
 )
 def test_the_list_is_byte_identical_to_the_serializer_path(
     api_client, variety, serializer_path, query
 ):
+    query = query.format(home=variety[0].list_id, rent=variety[0].id)
     fast = answers(api_client, f"/api/v1/tasks/{query}")
     serializer_path()
     slow = answers(api_client, f"/api/v1/tasks/{query}")
 
     assert fast == slow
     assert fast[0] == 200
+
+
+@pytest.mark.parametrize(
+    "query", ["?list=not-a-uuid", "?priority=urgent", "?due_after=2026-13-01", "?ordering=x"]
+)
+def test_a_filter_error_is_the_serializer_paths(api_client, variety, serializer_path, query):
+    fast = api_client.get(f"/api/v1/tasks/{query}")
+    serializer_path()
+    slow = api_client.get(f"/api/v1/tasks/{query}")
+
+    assert fast.status_code == slow.status_code == 400
+    assert {**fast.json(), "request_id": None} == {**slow.json(), "request_id": None}
+
+
+def test_a_filtered_list_compiles_each_shape_of_filters_once(api_client, variety):
+    api_client.get("/api/v1/tasks/?search=pay&due_after=2026-01-01&completed=false")
+    compiled = fast_read.MATCHING_TASKS.cache_info()
+    for query in [
+        "?search=rent&due_after=2027-05-05&completed=false",
+        "?completed=false&due_after=1999-01-01&search=x",
+    ]:
+        assert api_client.get(f"/api/v1/tasks/{query}").status_code == 200
+    # Other values, the same shape: nothing compiled again.
+    assert fast_read.MATCHING_TASKS.cache_info().misses == compiled.misses
+    # Another shape (`completed=true` is other SQL): compiled once.
+    api_client.get("/api/v1/tasks/?search=x&due_after=1999-01-01&completed=true")
+    assert fast_read.MATCHING_TASKS.cache_info().misses == compiled.misses + 1
 
 
 def test_an_indented_list_is_the_serializers(api_client, variety, serializer_path):
