@@ -15,14 +15,18 @@ the task count), and every other case is left to the viewset.
 import functools
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import Count, OuterRef, QuerySet, Value
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
 from rest_framework import mixins
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
+from rest_framework.settings import api_settings
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts.authentication import (
@@ -31,14 +35,19 @@ from accounts.authentication import (
     token_holders,
     valid_access_token,
 )
-from tasks.filters import filter_tasks, order_tasks
+from accounts.models import User
+from tasks.filters import TaskFilter, filter_tasks, order_tasks
 from tasks.models import OwnerTaskCount, Priority, Tag, Task
 from todo_project.compiled import CompiledQuery, CompiledShapes
 from todo_project.conditional import etag_for
 from todo_project.ratelimit import RateLimitThrottle, count_request
 from todo_project.request_id import AUTHENTICATED_USER_ID
 
+if TYPE_CHECKING:
+    from tasks.views import TaskPagination
+
 PAGINATION_PARAMETERS = {"limit", "offset"}
+FORMAT_PARAMETER = api_settings.URL_FORMAT_OVERRIDE  # `?format=json`: DRF's negotiation
 PRIORITY_NAMES = dict(Priority.choices)
 # Column order of a row; `tags` is the ARRAY subquery, the rest are Task's own columns.
 COLUMNS = (
@@ -104,10 +113,10 @@ TASK_OF_TOKEN_HOLDER = CompiledQuery(
 )
 
 # The task count of the user an access token speaks for (tasks.OwnerTaskCount, joined: None
-# when it has no row, i.e. no task): authentication and the list's count in one statement (the
-# fast list below). No row: the token is refused.
+# when it has no row, i.e. no task) and its time zone (the overdue filter's): authentication
+# and the list's count in one statement (the fast list below). No row: the token is refused.
 TASK_COUNT_OF_TOKEN_HOLDER = CompiledQuery(
-    lambda **holder: token_holders(**holder).values_list("owner_task_count__tasks")[:1],
+    lambda **holder: token_holders(**holder).values_list("owner_task_count__tasks", "timezone")[:1],
     **HOLDER_PLACEHOLDERS,
 )
 
@@ -258,42 +267,50 @@ def plain_json_accepted(request: Request) -> bool:
     return request.accepted_media_type == "application/json"
 
 
+def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> Sequence:
+    """What the paginator pages for these list parameters: compiled rows, or [] when no task can
+    match. `requester` is what the filters read of a request, its user; `count_all` gives the
+    number of all the user's tasks. Invalid filters raise DRF's ValidationError (a 400), as
+    DjangoFilterBackend does."""
+    owner = requester.user.pk
+    if params.keys() <= PAGINATION_PARAMETERS:
+        # Nothing to filter: no FilterSet and its form.
+        return CompiledRows(OWNER_TASKS_IN_ORDER, count=count_all, owner=owner)
+    filters = TaskFilter(params, Task.objects.none(), request=requester)
+    if not filters.is_valid():
+        raise translate_validation(filters.errors)
+    criteria = filters.criteria()
+    if criteria is None:
+        return []
+    return CompiledRows(
+        MATCHING_TASKS,
+        count=lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0],
+        owner=owner,
+        **criteria,
+    )
+
+
+def page_body(paginator: "TaskPagination", request: HttpRequest, tasks: Sequence) -> bytes:
+    """The list's JSON for the page of `tasks` that the request asks for, with the paginator's
+    own count and links."""
+    page = paginator.paginate_queryset(tasks, request)
+    return render_page(
+        count=paginator.count,
+        next_url=paginator.get_next_link(),
+        previous_url=paginator.get_previous_link(),
+        rows=with_tags(page),
+    )
+
+
 def list_response(view, request: Request) -> HttpResponse:
     """What ListModelMixin.list answers, through the view's own filters and paginator."""
     if not plain_json_accepted(request):
         return mixins.ListModelMixin.list(view, request)
-    if request.query_params.keys() <= PAGINATION_PARAMETERS:
-        # Nothing to filter: no FilterSet and its form, no queryset to build and compile.
-        owner = request.user.pk
-        # All the owner's tasks: their maintained count, one lookup whatever their number
-        # (a COUNT(*) of the heavy user's 100,000 took ~10 ms).
-        tasks = CompiledRows(
-            OWNER_TASKS_IN_ORDER, count=lambda: OwnerTaskCount.of(owner), owner=owner
-        )
-    else:
-        filters = view.filterset_class(request.query_params, Task.objects.none(), request=request)
-        if not filters.is_valid():
-            raise translate_validation(filters.errors)  # as DjangoFilterBackend does
-        criteria = filters.criteria()
-        if criteria is None:
-            tasks = []  # nothing can match
-        else:
-            owner = request.user.pk
-            tasks = CompiledRows(
-                MATCHING_TASKS,
-                count=lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0],
-                owner=owner,
-                **criteria,
-            )
-    page = view.paginate_queryset(tasks)
-    rows = with_tags(page)
-    paginator = view.paginator
-    body = render_page(
-        count=paginator.count,
-        next_url=paginator.get_next_link(),
-        previous_url=paginator.get_previous_link(),
-        rows=rows,
-    )
+    owner = request.user.pk
+    # All the owner's tasks: their maintained count, one lookup whatever their number (a
+    # COUNT(*) of the heavy user's 100,000 took ~10 ms).
+    tasks = listed_tasks(request.query_params, request, lambda: OwnerTaskCount.of(owner))
+    body = page_body(view.paginator, request, tasks)
     return HttpResponse(body, content_type="application/json")
 
 
@@ -361,9 +378,10 @@ def with_fast_get(viewset_view: Callable) -> Callable:
 
 
 def with_fast_list(viewset_view: Callable) -> Callable:
-    """The viewset's list view, the first page of the plainest GET answered without DRF: what
-    with_fast_get does for one task, with fast_task_list() (the token check and the task count
-    in one statement). Any query string (another page, a filter) goes to the viewset."""
+    """The viewset's list view, its plain GETs answered without DRF: what with_fast_get does for
+    one task, with fast_task_list() (the token check, the task count and the user's time zone in
+    one statement), for any page and filters. `?format=`, errors and the rest go to the
+    viewset."""
     allow = _allowed(viewset_view)
     paginator_class = viewset_view.cls.pagination_class
 
@@ -390,14 +408,14 @@ def _with_fast_answer(viewset_view: Callable, fast_answer: Callable) -> Callable
 
 def _plain_token_holder(request: HttpRequest) -> dict | None:
     """token_holders()'s arguments when the request is the plain case the fast reads answer: no
-    query string (?format= and friends are DRF's to read), plain JSON accepted, no
-    If-None-Match (a 304 is the viewset's: todo_project.conditional), and a valid access token
-    in a Bearer header. None for anything else."""
+    `?format=` (DRF's to read), plain JSON accepted, no If-None-Match (a 304 is the viewset's:
+    todo_project.conditional), and a valid access token in a Bearer header. None for anything
+    else."""
     meta = request.META
     if (
-        meta.get("QUERY_STRING")
-        or meta.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS
+        meta.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS
         or "HTTP_IF_NONE_MATCH" in meta
+        or (meta.get("QUERY_STRING") and FORMAT_PARAMETER in request.GET)
     ):
         return None
     scheme, _, raw_token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
@@ -423,7 +441,7 @@ def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpRespons
     """The 200 that TaskViewSet.retrieve would answer, byte for byte; None when this request
     needs the viewset (tests compare both paths, case by case)."""
     holder = _plain_token_holder(request)
-    if holder is None:
+    if holder is None or request.META.get("QUERY_STRING"):
         return None
     try:
         task = uuid.UUID(task_id)
@@ -441,27 +459,34 @@ def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpRespons
     return response
 
 
-def fast_task_list(request: HttpRequest, allow: str, paginator) -> HttpResponse | None:
-    """The 200 that TaskViewSet.list answers for its first page, byte for byte; None when this
-    request needs the viewset (tests compare both paths, case by case)."""
+def fast_task_list(
+    request: HttpRequest, allow: str, paginator: "TaskPagination"
+) -> HttpResponse | None:
+    """The 200 that TaskViewSet.list answers, byte for byte, any page and filters; None when
+    this request needs the viewset (tests compare both paths, case by case)."""
     holder = _plain_token_holder(request)
     if holder is None:
         return None
-    counts = TASK_COUNT_OF_TOKEN_HOLDER.rows(**holder)
-    if not counts:
+    found = TASK_COUNT_OF_TOKEN_HOLDER.rows(**holder)
+    if not found:
         return None  # a refused token: the viewset says why
+    task_count, timezone = found[0]
+    # What the filters read of the user; from_db: a saved user, as related filters require.
+    user = User.from_db(None, ["id", "timezone"], (holder["user"], timezone))
+    try:
+        paginator.get_limit(request), paginator.get_offset(request)
+        tasks = listed_tasks(request.GET, Requester(user), lambda: task_count or 0)
+    except ValidationError:
+        return None  # the viewset answers the 400 (and counts the request once)
     if not _counted(request, holder):
         return None
-    # The paginator's own links, for the page it would serve with no parameters.
-    paginator.request, paginator.count = request, counts[0][0] or 0
-    paginator.limit, paginator.offset = paginator.default_limit, 0
-    rows = OWNER_TASKS_IN_ORDER.rows(limit=paginator.limit, offset=0, owner=holder["user"])
-    body = render_page(
-        count=paginator.count,
-        next_url=paginator.get_next_link(),
-        previous_url=paginator.get_previous_link(),
-        rows=with_tags(rows),
-    )
-    response = HttpResponse(body, content_type="application/json")
+    response = HttpResponse(page_body(paginator, request, tasks), content_type="application/json")
     response["Allow"] = allow
     return response
+
+
+@dataclass(frozen=True)
+class Requester:
+    """What TaskFilter reads of a request: its user (the fast list has no DRF request)."""
+
+    user: User

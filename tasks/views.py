@@ -91,7 +91,7 @@ class TaskPagination(LimitOffsetPagination):
     max_limit = 200
 
     def _whole_number(self, request: Request, name: str, default: int, minimum: int) -> int:
-        raw = request.query_params.get(name)
+        raw = request.GET.get(name)  # a DRF request's query_params, or the fast list's request
         if raw is None:
             return default
         if not WHOLE_NUMBER.fullmatch(raw) or int(raw) < minimum:

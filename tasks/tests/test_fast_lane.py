@@ -91,7 +91,12 @@ def whole(answer: tuple) -> tuple:
 
 
 def fast_paths(variety) -> list[str]:
-    return ["/api/v1/tasks/", *[f"/api/v1/tasks/{task.id}/" for task in variety]]
+    return [
+        "/api/v1/tasks/",
+        *[f"/api/v1/tasks/{task.id}/" for task in variety],
+        "/api/v1/tasks/?limit=2&offset=1",
+        "/api/v1/tasks/?completed=false&search=rent&ordering=-title",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -158,7 +163,9 @@ def test_the_lane_sends_djangos_request_signals(apps, variety, token):
     [
         ("a write", {}, {"method": "POST"}, "400 Bad Request"),
         ("HEAD", {}, {"method": "HEAD"}, "200 OK"),
-        ("a query string", {}, {"QUERY_STRING": "limit=2"}, "200 OK"),
+        ("?format=", {}, {"QUERY_STRING": "limit=2&format=json"}, "200 OK"),
+        ("an invalid filter", {}, {"QUERY_STRING": "completed=maybe"}, "400 Bad Request"),
+        ("an invalid page", {}, {"QUERY_STRING": "limit=x"}, "400 Bad Request"),
         ("an Origin", {}, {"HTTP_ORIGIN": "https://app.example"}, "200 OK"),
         ("a Cookie", {}, {"HTTP_COOKIE": "theme=dark"}, "200 OK"),
         ("a body", {}, {"CONTENT_LENGTH": "2", "wsgi.input": None}, "200 OK"),

@@ -89,13 +89,14 @@ def answers(client, url: str) -> tuple[int, dict, bytes]:
     ],
 )
 def test_the_list_is_byte_identical_to_the_serializer_path(
-    api_client, variety, serializer_path, query
+    api_client, variety, serializer_path, fast_list_answers, query
 ):
     query = query.format(home=variety[0].list_id, rent=variety[0].id)
     fast = answers(api_client, f"/api/v1/tasks/{query}")
     serializer_path()
     slow = answers(api_client, f"/api/v1/tasks/{query}")
 
+    assert fast_list_answers[0] is not None  # the fast list answered, without DRF
     assert fast == slow
     assert fast[0] == 200
 
@@ -182,22 +183,27 @@ def test_the_list_runs_a_fixed_number_of_queries(
         task = Task.objects.create(owner=user, title=f"Task {number}", position=10_000 + number)
         task.tags.set(tags[: number % 4])
 
-    # The user (authentication), the page, its tags: nothing per task. The page ends before
-    # its limit, which tells the count.
+    # The fast list: the token's user with the owner's task count in one statement, the page,
+    # its tags. Nothing per task, whatever the page.
+    for query, results in [("?limit=200", 65), ("?limit=20", 20), ("", 50), ("?offset=60", 5)]:
+        with django_assert_num_queries(3):
+            response = api_client.get(f"/api/v1/tasks/{query}")
+        assert (response.json()["count"], len(response.json()["results"])) == (65, results)
+    # Through the viewset (?format=json): the user, the page, its tags, and for a full page
+    # the owner's maintained count.
     with django_assert_num_queries(3):
-        response = api_client.get("/api/v1/tasks/?limit=200")
-    assert response.json()["count"] == 65
-    # A full page needs the count too (the owner's maintained count).
+        response = api_client.get("/api/v1/tasks/?limit=200&format=json")
     with django_assert_num_queries(4):
-        response = api_client.get("/api/v1/tasks/?limit=20")
+        response = api_client.get("/api/v1/tasks/?limit=20&format=json")
     assert response.json()["count"] == 65
-    # The fast list's first page: the token's user and the count in one statement.
-    with django_assert_num_queries(3):
-        response = api_client.get("/api/v1/tasks/")
-    assert len(response.json()["results"]) == 50
-    # The filters add theirs: the tag filter looks the tag up, the search builds its tsquery.
+    # The filters add theirs: the tag filter looks the tag up, the search builds its tsquery;
+    # a full filtered page is counted.
     with django_assert_num_queries(5):
-        api_client.get("/api/v1/tasks/?tag=money&search=rent&ordering=-due_date")
+        response = api_client.get("/api/v1/tasks/?tag=money&search=rent&ordering=-due_date")
+    assert response.json()["count"] == 1
+    with django_assert_num_queries(4):
+        response = api_client.get("/api/v1/tasks/?completed=false&limit=10")
+    assert response.json()["count"] == 64
 
 
 def test_one_task_is_one_query(api_client, variety, django_assert_num_queries):
@@ -465,12 +471,39 @@ def test_the_fast_list_answers_what_drf_and_the_serializer_answer(
 
 
 @pytest.mark.parametrize(
+    ("query", "count", "results"),
+    [
+        ("?limit=2&offset=2", 5, 2),
+        ("?limit=999", 5, 5),  # served as 200
+        ("?offset=1&unknown=x", 5, 4),  # unknown parameters are ignored
+        ("?completed=false&ordering=-title&limit=1", 4, 1),
+        ("?tag=money&search=rent", 1, 1),
+        ("?tag=nope", 0, 0),
+        ("?overdue=true&has_due=true", 1, 1),
+    ],
+)
+def test_the_fast_list_answers_any_page_and_filters_as_the_viewset(
+    api_client, variety, serializer_path, fast_list_answers, query, count, results
+):
+    fast = whole(api_client.get(f"/api/v1/tasks/{query}"))
+    cache.clear()
+    serializer_path()
+
+    assert fast_list_answers[0] is not None
+    assert fast == whole(api_client.get(f"/api/v1/tasks/{query}"))
+    page = json.loads(fast[2])
+    assert (page["count"], len(page["results"])) == (count, results)
+
+
+@pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({"QUERY_STRING": "limit=2"}, 200),
-        ({"QUERY_STRING": "completed=true"}, 200),
         ({"QUERY_STRING": "format=json"}, 200),
+        ({"QUERY_STRING": "completed=true&format=json"}, 200),
         ({"QUERY_STRING": "limit=0"}, 400),
+        ({"QUERY_STRING": "offset=-1"}, 400),
+        ({"QUERY_STRING": "completed=maybe"}, 400),
+        ({"QUERY_STRING": f"list={uuid.UUID(int=7)}"}, 400),
         ({"HTTP_ACCEPT": "application/json; indent=4"}, 200),
         ({"HTTP_ACCEPT": "text/html"}, 406),
         ({"HTTP_IF_NONE_MATCH": '"1"'}, 200),
