@@ -505,11 +505,14 @@ def _series_start(task: Task) -> Any:
     return task.recurrence_start or task.due_date
 
 
-def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
+def _spawn_next_occurrences(
+    *, user: User, tasks: Sequence[Task], unsaved: Sequence[Task] = ()
+) -> None:
     """Creates the next occurrence of each completed recurring task, right after it.
 
     Once per task: a task whose `next_occurrence` is set never gets a second copy. Constant
-    queries whatever the number of tasks.
+    queries whatever the number of tasks. The link of an `unsaved` task to its copy is set on
+    the instance only: its own save writes it.
     """
     today = recurrence.today_in(user.timezone)
     due_dates = {}
@@ -550,6 +553,12 @@ def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
     ]
     Task.objects.bulk_create(copies)
     pairs = [[task.pk for task in originals], [copy.pk for copy in copies]]
+    unsaved_ids = {task.pk for task in unsaved}
+    links = [
+        (original.pk, copy.pk)
+        for original, copy in zip(originals, copies, strict=True)
+        if original.pk not in unsaved_ids
+    ]
     with connection.cursor() as cursor:
         # The copies' tags, then the originals' links to them: a statement each, whatever the
         # number of tasks (the ORM's select + bulk_create and bulk_update cost ~4 ms of CPU).
@@ -559,12 +568,13 @@ def _spawn_next_occurrences(*, user: User, tasks: Sequence[Task]) -> None:
             " ON link.task_id = pair.original",
             pairs,
         )
-        cursor.execute(
-            "UPDATE tasks_task SET next_occurrence_id = pair.copy "
-            "FROM unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
-            "WHERE tasks_task.id = pair.original",
-            pairs,
-        )
+        if links:
+            cursor.execute(
+                "UPDATE tasks_task SET next_occurrence_id = pair.copy "
+                "FROM unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
+                "WHERE tasks_task.id = pair.original",
+                [list(ids) for ids in zip(*links, strict=True)],
+            )
     for task, copy in zip(originals, copies, strict=True):
         task.next_occurrence = copy
 
@@ -596,10 +606,13 @@ def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -
     return subtasks
 
 
-def _after_completion(*, user: User, tasks: Sequence[Task], now: datetime) -> None:
-    """What follows tasks becoming completed: their subtasks too, then recurrences."""
+def _after_completion(
+    *, user: User, tasks: Sequence[Task], now: datetime, unsaved: Sequence[Task] = ()
+) -> None:
+    """What follows tasks becoming completed: their subtasks too, then recurrences (the links
+    of `unsaved` tasks to their next occurrences left to their own save)."""
     subtasks = _cascade_completion(user=user, parents=tasks, now=now)
-    _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks])
+    _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved)
 
 
 def _locked(task: Task) -> Task:
@@ -685,13 +698,15 @@ def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
         if current.sibling_group != old_group:
             _lock_groups(user.pk, [old_group, current.sibling_group])
             current.position = _end_position(user.pk, current.sibling_group)
+        if completing:
+            # Before the task's own UPDATE, which then writes its link to its next occurrence:
+            # a second UPDATE of the row cost a row version and an entry in every index.
+            _after_completion(user=user, tasks=[current], now=now, unsaved=[current])
         if changed:
             current.version += 1
             current.save()
         if current.list_id != old_group[0] and current.parent_id is None:
             _bump(current.subtasks.exclude(list_id=current.list_id), now, list=current.list_id)
-        if completing:
-            _after_completion(user=user, tasks=[current], now=now)
         return current
 
 

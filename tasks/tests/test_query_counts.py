@@ -122,3 +122,24 @@ def test_a_task_write_reads_the_task_once_and_answers_in_one_query(
     assert response.status_code < 300, response.json()
     if body:
         assert response.json() == client.get(f"/api/v1/tasks/{task.pk}/").json()
+
+
+def test_completing_a_recurring_task_writes_its_row_once(user, django_assert_num_queries):
+    task = services.task_create(
+        user=user,
+        data={"title": "Pay rent", "due_date": date(2026, 12, 1), "recurrence": "FREQ=MONTHLY"},
+    )
+    services.task_create(user=user, data={"title": "After it"})
+    client = client_for(user)
+    # The user, the task; savepoint, the task locked, its open subtasks, the group lock, the
+    # rank after it, the copy, the copy's tags, the task saved with its link, release; the answer.
+    with django_assert_num_queries(12), CaptureQueriesContext(connection) as captured:
+        response = client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}, format="json")
+    assert response.status_code == 200
+    updates = [
+        query["sql"] for query in captured.captured_queries if query["sql"].startswith("UPDATE")
+    ]
+    assert len(updates) == 1 and "next_occurrence_id" in updates[0]
+    following = Task.objects.get(pk=response.json()["next_occurrence"])
+    assert Task.objects.get(pk=task.pk).next_occurrence_id == following.pk
+    assert (following.due_date, following.completed) == (date(2027, 1, 1), False)
