@@ -695,18 +695,22 @@ def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
                 current.tags.set(tags)
                 changed = True
 
-        if current.sibling_group != old_group:
+        regrouped = current.sibling_group != old_group
+        if regrouped:
             _lock_groups(user.pk, [old_group, current.sibling_group])
             current.position = _end_position(user.pk, current.sibling_group)
-        if completing:
-            # Before the task's own UPDATE, which then writes its link to its next occurrence:
-            # a second UPDATE of the row cost a row version and an entry in every index.
+        # The next occurrence goes right after the task as stored. While it stays in its group,
+        # the copy comes first and the task's own UPDATE writes the link to it too: a second
+        # UPDATE of the row cost a row version and an entry in every index.
+        if completing and not regrouped:
             _after_completion(user=user, tasks=[current], now=now, unsaved=[current])
         if changed:
             current.version += 1
             current.save()
         if current.list_id != old_group[0] and current.parent_id is None:
             _bump(current.subtasks.exclude(list_id=current.list_id), now, list=current.list_id)
+        if completing and regrouped:
+            _after_completion(user=user, tasks=[current], now=now)
         return current
 
 

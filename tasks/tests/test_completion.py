@@ -115,3 +115,34 @@ def test_services_complete_and_reopen_for_admin_actions(user, make_task):
     reopened = services.task_reopen(task=done, user=user)
     assert not reopened.completed and reopened.completed_at is None
     assert Task.objects.get(pk=sub.pk).completed  # subtasks stay as they are
+
+
+@pytest.mark.parametrize("into", ["another list", "the inbox"])
+def test_completing_while_moving_places_the_copy_after_the_task_where_it_lands(
+    api_client, make_task, make_list, into
+):
+    home, work = make_list("Home"), make_list("Work")
+    source, target = (home, work) if into == "another list" else (work, None)
+    rent = make_task("Pay rent", list=source, due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
+    behind_it = make_task("Behind it", list=source)
+    there = [make_task(f"There {n}", list=target) for n in range(3)]
+
+    response = api_client.patch(
+        f"/api/v1/tasks/{rent.pk}/",
+        {"completed": True, "list": None if target is None else str(target.pk)},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    rent.refresh_from_db()
+    copy = Task.objects.get(pk=response.json()["next_occurrence"])
+    assert rent.list_id == copy.list_id == (target.pk if target else None)
+    in_target = Task.objects.filter(owner=rent.owner, list=target, parent=None)
+    assert [task.title for task in in_target.order_by("position")] == [
+        *(task.title for task in there),
+        "Pay rent",
+        "Pay rent",
+    ]
+    assert rent.position < copy.position
+    behind_it.refresh_from_db()
+    assert behind_it.list_id == source.pk
