@@ -7,9 +7,10 @@ TaskSerializer + JSONRenderer produce: same keys in the same order, timestamps i
 and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively. Writes and
 everything else keep the serializer; tests compare both paths byte for byte.
 
-The plainest GET of one task and of the list's first page go further and skip DRF's dispatch
-(`with_fast_get`, `with_fast_list`): the user check rides on the first statement (the task,
-the task count), and every other case is left to the viewset.
+The plainest GET of one task and the list's plain GETs (any page and filters) go further and
+skip DRF's dispatch (`with_fast_get`, `with_fast_list`): the user check rides on the first
+statement (the task, the task count), and every other case is left to the viewset. The list's
+SQL is compiled once per process: per shape of its filters when it has any (CompiledShapes).
 """
 
 import functools
