@@ -104,8 +104,8 @@ class CompiledShapes:
     the values' shape. None, bools, ints and tuples are the shape itself (the filtered list's
     booleans, priorities, ordering). UUIDs, dates, times, datetimes and strings are values: a
     placeholder of their type stands for each when compiling (CompiledQuery). A list is a list
-    of such values or ints (ids), its length part of the shape. Only the `max_shapes` most recently used stay
-    compiled: a client that sends shape after shape costs CPU, never memory.
+    of such values or ints (ids), its length part of the shape. Only the `max_shapes` most
+    recently used stay compiled: a client that sends shape after shape costs CPU, never memory.
     """
 
     def __init__(self, build: Callable[..., QuerySet], *, max_shapes: int = 256) -> None:
@@ -116,14 +116,19 @@ class CompiledShapes:
         return self._compiled.cache_info()
 
     def rows(self, *, limit: int | None = None, offset: int = 0, **values: Any) -> list[tuple]:
-        shape, flat = _shape_of(values)
-        return self._compiled(shape).rows(limit=limit, offset=offset, **flat)
+        query, flat = self._query_for(values)
+        return query.rows(limit=limit, offset=offset, **flat)
 
     def statement(
         self, *, limit: int | None = None, offset: int = 0, **values: Any
     ) -> tuple[str, str, list[Any]]:
+        query, flat = self._query_for(values)
+        return query.statement(limit=limit, offset=offset, **flat)
+
+    def _query_for(self, values: dict[str, Any]) -> tuple[CompiledQuery, dict[str, Any]]:
+        """The values' shape compiled, and the values it takes (lists flattened)."""
         shape, flat = _shape_of(values)
-        return self._compiled(shape).statement(limit=limit, offset=offset, **flat)
+        return self._compiled(shape), flat
 
     def _compile(self, shape: tuple) -> CompiledQuery:
         values, placeholders = {}, {}
