@@ -1,8 +1,8 @@
 """The hot read path: the task list and one task, rendered from `.values_list()` with orjson.
 
 DRF's per-object serializer costs more than the database on these two endpoints (bench/README.md
-has the figures). Here the rows come straight from the database as tuples, tags included (one
-ARRAY subquery by id instead of a prefetch query), and are rendered to exactly the bytes that
+has the figures). Here the rows come straight from the database as tuples, tags included (an
+ARRAY subquery per row instead of a prefetch query), and are rendered to exactly the bytes that
 TaskSerializer + JSONRenderer produce: same keys in the same order, timestamps in UTC with `Z`
 and whole seconds, `HH:MM` times, priority names, tags sorted case-insensitively. Writes and
 everything else keep the serializer; tests compare both paths byte for byte.
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
+from django.db import connection, connections
 from django.db.models import Count, OuterRef, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
@@ -122,16 +123,6 @@ TASK_COUNT_OF_TOKEN_HOLDER = CompiledQuery(
 )
 
 
-# (id, tag names) of the tasks with these ids.
-TAG_NAMES_OF_TASKS = CompiledQuery(
-    lambda tasks: (
-        Task.objects.order_by()
-        .filter(id__any_of=tasks)
-        .annotate(tag_names=_tag_names())
-        .values_list("pk", "tag_names")
-    ),
-    tasks=[uuid.UUID(int=3)],
-)
 # Every task of one owner in the default order (the list without parameters).
 OWNER_TASKS_IN_ORDER = CompiledQuery(
     lambda owner: order_tasks(Task.objects.owned_by(owner)).values_list(*PLAIN_COLUMNS),
@@ -167,9 +158,39 @@ MATCHING_TASK_COUNT = CompiledShapes(
 )
 
 
+@functools.cache
+def _page_columns() -> str:
+    """The select list of with_tags_sql(): a page's columns in COLUMNS order, the tag names of
+    each row by an index lookup of its id (`_tag_names()` in SQL: its outer row is `page`)."""
+    quote = connection.ops.quote_name
+    links = Task.tags.field
+    tag_names = (
+        f"ARRAY(SELECT tag.{quote('name')} FROM {quote(Tag._meta.db_table)} tag"
+        f" JOIN {quote(links.m2m_db_table())} link"
+        f" ON link.{quote(links.m2m_reverse_name())} = tag.{quote('id')}"
+        f" WHERE link.{quote(links.m2m_column_name())} = page.{quote('id')})"
+    )
+    return ", ".join(
+        tag_names if column == "tags" else f"page.{quote(column)}" for column in COLUMNS
+    )
+
+
+def with_tags_sql(page_sql: str) -> str:
+    """A page's SQL (PLAIN_COLUMNS, LIMIT and OFFSET included) made one whose rows are in
+    COLUMNS order, tags included: in one round trip, and for the page's rows alone.
+
+    The page query sits in FROM because in its own select list PostgreSQL would build the tag
+    array of every row it sorts and skips by the OFFSET, not just of the page (a deep page of
+    the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
+    outside it joins, groups or sorts.
+    """
+    return f"SELECT {_page_columns()} FROM ({page_sql}) AS page"
+
+
 class CompiledRows:
     """What DRF's paginator asks of a queryset, count() and one slice, answered by SQL
-    compiled once per process (the lists; bench/README.md has what it saves)."""
+    compiled once per process (the lists; bench/README.md has what it saves). A slice is rows
+    of COLUMNS, tags included (with_tags_sql)."""
 
     def __init__(
         self, query: CompiledQuery | CompiledShapes, count: Callable[[], int], **values
@@ -180,20 +201,12 @@ class CompiledRows:
         return self._count()
 
     def __getitem__(self, page: slice) -> list[tuple]:
-        return self._query.rows(limit=page.stop - page.start, offset=page.start, **self._values)
-
-
-def with_tags(rows: Sequence[Sequence]) -> list[tuple]:
-    """Rows of PLAIN_COLUMNS made rows of COLUMNS: the tags of a whole page in one query.
-
-    A page's tags are fetched apart from the page itself: in one query, PostgreSQL may compute
-    the tag array of every row it sorts, not just of the page (a deep offset of the heavy user
-    took 290 ms that way instead of 170 ms); by id they cost one index lookup per task.
-    """
-    if not rows:
-        return []
-    names = dict(TAG_NAMES_OF_TASKS.rows(tasks=[row[0] for row in rows]))
-    return [(*row[:TAGS_AT], names[row[0]], *row[TAGS_AT:]) for row in rows]
+        alias, sql, params = self._query.statement(
+            limit=page.stop - page.start, offset=page.start, **self._values
+        )
+        with connections[alias].cursor() as cursor:
+            cursor.execute(with_tags_sql(sql), params)
+            return cursor.fetchall()
 
 
 def task_data(row: Sequence) -> dict:
@@ -299,7 +312,7 @@ def page_body(paginator: "TaskPagination", request: HttpRequest, tasks: Sequence
         count=paginator.count,
         next_url=paginator.get_next_link(),
         previous_url=paginator.get_previous_link(),
-        rows=with_tags(page),
+        rows=page,
     )
 
 
