@@ -242,6 +242,8 @@ def _boolean(description: str) -> dict:
 
 
 CSV_PARAMETERS = {"ordering", "priority"}
+# Their choices are the requesting user's lists and tasks: their form fields are per request.
+PER_USER_PARAMETERS = {"list", "parent"}
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -328,6 +330,18 @@ class TaskFilter(django_filters.FilterSet):
         }
         super().__init__(data, *args, **kwargs)
 
+    def get_form_class(self) -> type[forms.Form]:
+        # django-filter builds the form class and a form field per filter for every request; the
+        # same parameters make the same class (a field is deep-copied per form) but for those
+        # whose choices are the user's. At most one class per subset of the parameters.
+        names = tuple(self.filters)
+        if PER_USER_PARAMETERS.intersection(names):
+            return super().get_form_class()
+        form_class = _FORM_CLASSES.get(names)
+        if form_class is None:
+            form_class = _FORM_CLASSES[names] = super().get_form_class()
+        return form_class
+
     def is_valid(self) -> bool:
         # `?due_after=` is a mistake to report, not "no filter" (django-filter's default);
         # only an empty search means what it says. Comma-separated values pass their items
@@ -375,3 +389,7 @@ class TaskFilter(django_filters.FilterSet):
             else:
                 criteria[name] = value
         return criteria
+
+
+# TaskFilter.get_form_class()'s, by the names of the filters a request names.
+_FORM_CLASSES: dict[tuple[str, ...], type[forms.Form]] = {}

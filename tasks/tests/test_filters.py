@@ -9,13 +9,15 @@ import pytest
 from django.db import connection
 from django.db.models import TextField
 from django.db.models.functions import Cast
+from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.request import Request
 
 from conftest import client_for
+from tasks.fast_read import Requester
 from tasks.filters import SEARCH_MAX_LENGTH, TaskFilter, TsQueryLiteral, prefix_tsquery
-from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Task, search_owner_key
+from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Priority, Task, search_owner_key
 from tasks.tests.many_tasks import load_tasks
 
 pytestmark = pytest.mark.django_db
@@ -464,3 +466,32 @@ def test_a_filterset_of_the_named_filters_filters_like_one_of_them_all(
     assert named[0] is (
         query not in {"completed=", "priority=high,", "ordering=,", "list=not-a-uuid"}
     )
+
+
+def bound_filter(query: str, user) -> TaskFilter:
+    filters = TaskFilter(QueryDict(query), Task.objects.none(), request=Requester(user))
+    filters.is_valid()
+    return filters
+
+
+def test_requests_naming_the_same_filters_share_one_form_class(user):
+    first = bound_filter("completed=true&priority=high", user)
+    same_names = bound_filter("priority=low,medium&completed=maybe", user)
+    assert type(same_names.form) is type(first.form)
+    assert type(bound_filter("completed=true", user).form) is not type(first.form)
+    # Each request still has its own form and fields: one's error or value is not the other's.
+    assert first.errors == {} and first.criteria()["completed"] is True
+    assert list(same_names.errors) == ["completed"]
+    assert same_names.form.fields["priority"] is not first.form.fields["priority"]
+    assert bound_filter("completed=false&priority=low", user).criteria()["priorities"] == (
+        Priority.LOW,
+    )
+
+
+def test_the_list_and_parent_filters_check_each_requests_own_user(user, other_user, make_list):
+    mine, theirs = make_list("Mine"), make_list("Theirs", owner=other_user)
+    assert bound_filter(f"list={mine.pk}", user).criteria()["list"] == mine.pk
+    # The same parameters for another user: its own choices, not a class built for the first.
+    assert list(bound_filter(f"list={mine.pk}", other_user).errors) == ["list"]
+    assert bound_filter(f"list={theirs.pk}", other_user).criteria()["list"] == theirs.pk
+    assert list(bound_filter(f"list={theirs.pk}", user).errors) == ["list"]
