@@ -286,7 +286,10 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
 
         if not self.partial:
             attrs.setdefault("priority", Priority.NONE)  # PUT replaces: the default again
-        parent: Task | None = final("parent")
+        # A PATCH that leaves both list and parent alone keeps a placement that was checked
+        # when it was made: no need to load the parent (a query) to check it again.
+        keeps_placement = self.partial and "list" not in attrs and "parent" not in attrs
+        parent: Task | None = None if keeps_placement else final("parent")
         if "list" not in attrs:
             if parent is not None and (not self.partial or "parent" in attrs):
                 attrs["list"] = parent.list  # a subtask lives in its parent's list

@@ -143,3 +143,20 @@ def test_completing_a_recurring_task_writes_its_row_once(user, django_assert_num
     following = Task.objects.get(pk=response.json()["next_occurrence"])
     assert Task.objects.get(pk=task.pk).next_occurrence_id == following.pk
     assert (following.due_date, following.completed) == (date(2027, 1, 1), False)
+
+
+def test_a_patch_that_keeps_list_and_parent_does_not_load_the_parent(
+    user, django_assert_num_queries
+):
+    _, parent, _ = seed(user, 1)
+    subtask = Task.objects.get(parent=parent)
+    client = client_for(user)
+    # The user, the subtask; savepoint, the subtask locked, saved, release; the answer.
+    with django_assert_num_queries(7), CaptureQueriesContext(connection) as captured:
+        response = client.patch(f"/api/v1/tasks/{subtask.pk}/", {"priority": "high"}, "json")
+    assert response.status_code == 200 and response.json()["priority"] == "high"
+    reads = [query["sql"] for query in captured if query["sql"].startswith("SELECT")]
+    assert len(reads) == 4 and not [sql for sql in reads if parent.pk.hex in sql]
+    # Naming the list or the parent checks the placement against the parent again.
+    response = client.patch(f"/api/v1/tasks/{subtask.pk}/", {"list": None}, "json")
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["list"]
