@@ -244,6 +244,8 @@ def _boolean(description: str) -> dict:
 CSV_PARAMETERS = {"ordering", "priority"}
 # Their choices are the requesting user's lists and tasks: their form fields are per request.
 PER_USER_PARAMETERS = {"list", "parent"}
+# TaskFilter.get_form_class()'s, by the names of the filters a request names.
+_FORM_CLASSES: dict[tuple[str, ...], type[forms.Form]] = {}
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -389,7 +391,3 @@ class TaskFilter(django_filters.FilterSet):
             else:
                 criteria[name] = value
         return criteria
-
-
-# TaskFilter.get_form_class()'s, by the names of the filters a request names.
-_FORM_CLASSES: dict[tuple[str, ...], type[forms.Form]] = {}
