@@ -25,6 +25,7 @@ from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -655,12 +656,16 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         return task
 
 
-def task_update(*, task: Task, user: User, data: dict[str, Any]) -> Task:
+def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = False) -> Task:
     """Applies validated fields; a change of list or parent moves the task to the end of its
     new group (subtasks follow their parent's list), a change of `completed` completes or
-    reopens it. `version` grows by one when anything changed."""
-    with transaction.atomic():
-        current = _locked(task)
+    reopens it. `version` grows by one when anything changed. `locked`: `task` was read under
+    its row lock in the transaction this runs in, so it is not read again, and that transaction
+    is the write's (no savepoint: two more statements)."""
+    if locked and not connection.in_atomic_block:
+        raise TransactionManagementError("A task read under its lock is read in a transaction.")
+    with transaction.atomic(savepoint=not locked):
+        current = task if locked else _locked(task)
         old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
         changed = False
         for field in WRITABLE_FIELDS:

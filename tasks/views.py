@@ -8,6 +8,7 @@ import re
 import uuid
 from typing import Any
 
+from django.db import transaction
 from django.db.models import OuterRef, QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse
@@ -239,11 +240,16 @@ class CompiledLookupForWrites:
     queryset prefetches what the serializer renders. Goes after ConditionalRequestMixin,
     which locks and compares the row this returns."""
 
+    # Set by a write that reads its row inside its transaction and wants it locked as it reads.
+    lock_on_read = False
+
     def get_object(self) -> Task:
         if self.request.method in permissions.SAFE_METHODS:
             return super().get_object()
         pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
-        instance = owned_instance(self.queryset.model, self.request.user.pk, pk)
+        instance = owned_instance(
+            self.queryset.model, self.request.user.pk, pk, for_update=self.lock_on_read
+        )
         if instance is None:
             raise Http404
         self.check_object_permissions(self.request, instance)
@@ -369,9 +375,13 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         partial = kwargs.pop("partial", False)
-        serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        self.perform_update(serializer)
+        # One transaction from the read to the write, the row locked as it is read: the body is
+        # validated against the row the service then writes, without reading it again.
+        with transaction.atomic():
+            self.lock_on_read = True
+            serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
+            serializer.is_valid(raise_exception=True)
+            self.perform_update(serializer)
         return self._answer(serializer.instance)
 
     def perform_create(self, serializer: TaskSerializer) -> None:
@@ -381,7 +391,10 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
 
     def perform_update(self, serializer: TaskSerializer) -> None:
         serializer.instance = services.task_update(
-            task=serializer.instance, user=self.request.user, data=serializer.validated_data
+            task=serializer.instance,
+            user=self.request.user,
+            data=serializer.validated_data,
+            locked=self.lock_on_read,
         )
 
     def perform_destroy(self, instance: Task) -> None:

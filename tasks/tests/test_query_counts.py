@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 from django.db import connection
+from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
 from conftest import client_for
@@ -100,10 +101,10 @@ def test_a_create_writes_its_tags_in_one_insert(user, make_list, django_assert_n
 @pytest.mark.parametrize(
     ("method", "path", "body", "queries"),
     [
-        # The user, the task (not its tags: a write's answer reads them itself); savepoint,
-        # the task locked, the named tags, its tags, tags.set() (its read, then one DELETE of
-        # the three dropped), the task saved, release; the answer.
-        ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["tag0", "tag1"]}, 11),
+        # The user; savepoint, the task locked as it is read (not its tags: a write's answer
+        # reads them itself), the named tags, its tags, tags.set() (its read, then one DELETE
+        # of the three dropped), the task saved, release; the answer.
+        ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["tag0", "tag1"]}, 10),
         # The user, the task, the anchor; savepoint, the task locked, the group lock, the
         # anchor again (under the lock), its successor, the task saved, release; the answer.
         ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 11),
@@ -131,9 +132,9 @@ def test_completing_a_recurring_task_writes_its_row_once(user, django_assert_num
     )
     services.task_create(user=user, data={"title": "After it"})
     client = client_for(user)
-    # The user, the task; savepoint, the task locked, its open subtasks, the group lock, the
-    # rank after it, the copy, the copy's tags, the task saved with its link, release; the answer.
-    with django_assert_num_queries(12), CaptureQueriesContext(connection) as captured:
+    # The user; savepoint, the task locked, its open subtasks, the group lock, the rank after
+    # it, the copy, the copy's tags, the task saved with its link, release; the answer.
+    with django_assert_num_queries(11), CaptureQueriesContext(connection) as captured:
         response = client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}, format="json")
     assert response.status_code == 200
     updates = [
@@ -151,12 +152,31 @@ def test_a_patch_that_keeps_list_and_parent_does_not_load_the_parent(
     _, parent, _ = seed(user, 1)
     subtask = Task.objects.get(parent=parent)
     client = client_for(user)
-    # The user, the subtask; savepoint, the subtask locked, saved, release; the answer.
-    with django_assert_num_queries(7), CaptureQueriesContext(connection) as captured:
+    # The user; savepoint, the subtask locked, saved, release; the answer.
+    with django_assert_num_queries(6), CaptureQueriesContext(connection) as captured:
         response = client.patch(f"/api/v1/tasks/{subtask.pk}/", {"priority": "high"}, "json")
     assert response.status_code == 200 and response.json()["priority"] == "high"
     reads = [query["sql"] for query in captured if query["sql"].startswith("SELECT")]
-    assert len(reads) == 4 and not [sql for sql in reads if parent.pk.hex in sql]
+    assert len(reads) == 3 and not [sql for sql in reads if parent.pk.hex in sql]
     # Naming the list or the parent checks the placement against the parent again.
     response = client.patch(f"/api/v1/tasks/{subtask.pk}/", {"list": None}, "json")
     assert response.status_code == 400 and list(response.json()["errors"]) == ["list"]
+
+
+def test_an_update_reads_its_task_once_under_the_lock_it_writes_with(user):
+    task = services.task_create(user=user, data={"title": "Pay rent"})
+    with CaptureQueriesContext(connection) as captured:
+        response = client_for(user).patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, "json")
+    assert response.status_code == 200
+    reads = [
+        q["sql"] for q in captured if q["sql"].startswith("SELECT") and task.pk.hex in q["sql"]
+    ]
+    # The row read once, FOR UPDATE, then the answer's read after the commit.
+    assert [sql.endswith("FOR UPDATE") for sql in reads] == [True, False]
+
+
+@pytest.mark.django_db(transaction=True)  # outside the test's own transaction
+def test_a_task_said_to_be_locked_must_be_in_a_transaction(user):
+    task = services.task_create(user=user, data={"title": "Pay rent"})
+    with pytest.raises(TransactionManagementError):
+        services.task_update(task=task, user=user, data={"title": "x"}, locked=True)
