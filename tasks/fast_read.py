@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 from django.contrib.postgres.expressions import ArraySubquery
-from django.db import connection, connections
+from django.db import connections
 from django.db.models import Count, OuterRef, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
@@ -40,7 +40,7 @@ from accounts.authentication import (
 from accounts.models import User
 from tasks.filters import TaskFilter, filter_tasks, order_tasks
 from tasks.models import OwnerTaskCount, Priority, Tag, Task
-from todo_project.compiled import CompiledQuery, CompiledShapes
+from todo_project.compiled import CompiledQuery, CompiledShapes, fetch_all
 from todo_project.conditional import etag_for
 from todo_project.ratelimit import RateLimitThrottle, count_request
 from todo_project.request_id import AUTHENTICATED_USER_ID
@@ -159,10 +159,10 @@ MATCHING_TASK_COUNT = CompiledShapes(
 
 
 @functools.cache
-def _page_columns() -> str:
+def _page_columns(alias: str) -> str:
     """The select list of with_tags_sql(): a page's columns in COLUMNS order, the tag names of
     each row by an index lookup of its id (`_tag_names()` in SQL: its outer row is `page`)."""
-    quote = connection.ops.quote_name
+    quote = connections[alias].ops.quote_name
     links = Task.tags.field
     tag_names = (
         f"ARRAY(SELECT tag.{quote('name')} FROM {quote(Tag._meta.db_table)} tag"
@@ -175,7 +175,7 @@ def _page_columns() -> str:
     )
 
 
-def with_tags_sql(page_sql: str) -> str:
+def with_tags_sql(alias: str, page_sql: str) -> str:
     """A page's SQL (PLAIN_COLUMNS, LIMIT and OFFSET included) made one whose rows are in
     COLUMNS order, tags included: in one round trip, and for the page's rows alone.
 
@@ -184,7 +184,7 @@ def with_tags_sql(page_sql: str) -> str:
     the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
     outside it joins, groups or sorts.
     """
-    return f"SELECT {_page_columns()} FROM ({page_sql}) AS page"
+    return f"SELECT {_page_columns(alias)} FROM ({page_sql}) AS page"
 
 
 class CompiledRows:
@@ -204,9 +204,7 @@ class CompiledRows:
         alias, sql, params = self._query.statement(
             limit=page.stop - page.start, offset=page.start, **self._values
         )
-        with connections[alias].cursor() as cursor:
-            cursor.execute(with_tags_sql(sql), params)
-            return cursor.fetchall()
+        return fetch_all(alias, with_tags_sql(alias, sql), params)
 
 
 def task_data(row: Sequence) -> dict:

@@ -53,10 +53,7 @@ class CompiledQuery:
 
     def rows(self, *, limit: int | None = None, offset: int = 0, **values: Any) -> list[tuple]:
         """The rows for these values; `limit` and `offset` page them."""
-        alias, sql, params = self.statement(limit=limit, offset=offset, **values)
-        with connections[alias].cursor() as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+        return fetch_all(*self.statement(limit=limit, offset=offset, **values))
 
     def statement(
         self, *, limit: int | None = None, offset: int = 0, **values: Any
@@ -81,6 +78,13 @@ class CompiledQuery:
             sql = f"{sql} LIMIT %s OFFSET %s"
             params += [limit, offset]
         return alias, sql, params
+
+
+def fetch_all(alias: str, sql: str, params: list[Any]) -> list[tuple]:
+    """The rows of `sql` run with `params` on database `alias` (a statement() of this module)."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 # A placeholder of each type of value CompiledShapes takes, the nth: distinct from every other.

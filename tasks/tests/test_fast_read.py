@@ -227,11 +227,13 @@ def test_a_page_builds_the_tag_arrays_of_its_own_rows_only(user, make_task):
         task.tags.set(tags[: number % 4])
         tag_names[task.pk] = sorted(tag.name for tag in tags[: number % 4])
     plain_page = fast_read.OWNER_TASKS_IN_ORDER.rows(owner=user.pk, limit=3, offset=4)
-    _, sql, params = fast_read.OWNER_TASKS_IN_ORDER.statement(owner=user.pk, limit=3, offset=4)
+    alias, sql, params = fast_read.OWNER_TASKS_IN_ORDER.statement(owner=user.pk, limit=3, offset=4)
     with connection.cursor() as cursor:
-        cursor.execute(fast_read.with_tags_sql(sql), params)
+        cursor.execute(fast_read.with_tags_sql(alias, sql), params)
         rows = cursor.fetchall()
-        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {fast_read.with_tags_sql(sql)}", params)
+        cursor.execute(
+            f"EXPLAIN (ANALYZE, FORMAT JSON) {fast_read.with_tags_sql(alias, sql)}", params
+        )
         plan = cursor.fetchone()[0][0]["Plan"]
 
     tags_at = fast_read.COLUMNS.index("tags")
