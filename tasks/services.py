@@ -18,7 +18,8 @@ in several statements).
 
 import hashlib
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
@@ -165,23 +166,12 @@ _LAST_RANK = _per_group_shape(
         "position"
     )[:1]
 )
-# Ranks of the other tasks of the group (the one being placed may be in it already): the first,
-# and the first above a rank.
+# The first rank among the other tasks of the group (the one being placed may be in it already).
 _FIRST_OTHER_RANK = _per_group_shape(
     lambda tasks, task: (
         tasks.exclude(pk=task).order_by(*IN_GROUP_ORDER).values_list("position")[:1]
     ),
     task=uuid.UUID(int=4),
-)
-_NEXT_OTHER_RANK = _per_group_shape(
-    lambda tasks, task, above: (
-        tasks.exclude(pk=task)
-        .filter(position__gt=above)
-        .order_by(*IN_GROUP_ORDER)
-        .values_list("position")[:1]
-    ),
-    task=uuid.UUID(int=4),
-    above=-(2**62) - 12345,
 )
 
 # Opening a used-up gap moves as few siblings as will do, in one UPDATE: the shortest run right
@@ -279,10 +269,11 @@ def _spread_after(owner_id: UUID, group: GroupKey, above: int) -> None:
         )
 
 
-def _next_rank_in_shape(list_given: bool, parent_given: bool) -> str:
+def _next_rank_in_shape(list_given: bool, parent_given: bool, also: str = "") -> str:
     """SQL: the rank after task `a` in its sibling group, when the group has this shape (NULL
     otherwise: a one-time filter, never a scan). One index lookup: IS NULL and = are different
-    index conditions, so each shape has its own subquery, in the index's order."""
+    index conditions, so each shape has its own subquery, in the index's order. `also`: one
+    more condition on the following task `t`."""
     on_list = "t.list_id = a.list_id" if list_given else "t.list_id IS NULL"
     on_parent = "t.parent_id = a.parent_id" if parent_given else "t.parent_id IS NULL"
     return f"""(
@@ -290,17 +281,22 @@ def _next_rank_in_shape(list_given: bool, parent_given: bool) -> str:
         WHERE a.list_id IS {"NOT " if list_given else ""}NULL
           AND a.parent_id IS {"NOT " if parent_given else ""}NULL
           AND t.owner_id = a.owner_id AND {on_list} AND {on_parent} AND t.position > a.position
+          {f"AND {also}" if also else ""}
         ORDER BY {", ".join(f"t.{column}" for column in IN_GROUP_ORDER)} LIMIT 1
     )"""
+
+
+def _next_rank(also: str = "") -> str:
+    """SQL: the rank after task `a` in its sibling group, whatever the group's shape."""
+    shapes = [_next_rank_in_shape(lg, pg, also) for lg in (False, True) for pg in (False, True)]
+    return f"COALESCE({', '.join(shapes)})"
 
 
 # For each anchor task: its rank and the next one in its group (ranks are unique in a group).
 # Before, a window over the anchors' whole groups: 3.5 ms for a user of 1,000 tasks, 350 ms for
 # the heavy user's 100,000 (bench/README.md); now 0.6 ms for both.
 _SUCCESSOR_POSITIONS = f"""
-    SELECT a.id, a.position, COALESCE(
-        {", ".join(_next_rank_in_shape(lg, pg) for lg in (False, True) for pg in (False, True))}
-    )
+    SELECT a.id, a.position, {_next_rank()}
     FROM tasks_task a
     WHERE a.owner_id = %s AND a.id = ANY(%s)
 """
@@ -337,29 +333,44 @@ def _bisect(before: int, after: int | None) -> int | None:
     return None
 
 
-def _place(task: Task, *, after: Task | None) -> None:
-    """Sets task.position in its (new) group: first when `after` is None, else right after it.
+def _place_first(task: Task) -> None:
+    """Sets task.position before the other tasks of its (new) group. The caller holds the
+    group lock; `task` may already be in the group (a reorder)."""
+    first = _rank_in_group(_FIRST_OTHER_RANK, task.owner_id, task.sibling_group, task=task.pk)
+    # Ranks may go below zero, so this never needs a renumbering.
+    task.position = POSITION_GAP if first is None else first - POSITION_GAP
 
-    The caller holds the group lock; `task` may already be in the group (a reorder).
-    """
-    owner, group = task.owner_id, task.sibling_group
-    if after is None:
-        first = _rank_in_group(_FIRST_OTHER_RANK, owner, group, task=task.pk)
-        # Before the first: ranks may go below zero, so this never needs a renumbering.
-        task.position = POSITION_GAP if first is None else first - POSITION_GAP
-        return
+
+# A move's anchor, read under the group lock: its group, its rank and the next rank among the
+# other tasks (the one being moved may be right after it). One query: the anchor's row, then
+# the successor's rank, read separately, had cost a round trip of their own.
+_ANCHOR_AND_NEXT_OTHER_RANK = f"""
+    SELECT a.list_id, a.parent_id, a.position, {_next_rank(also="t.id <> %(task)s")}
+    FROM tasks_task a
+    WHERE a.owner_id = %(owner)s AND a.id = %(anchor)s
+"""
+
+
+def _place_after(task: Task, anchor_id: UUID) -> None:
+    """Sets task.position right after the anchor, which must be another task of the task's
+    (new) group: a 400 otherwise. The caller holds the group lock, so the anchor read here
+    stays where it is; `task` may already be in the group (a reorder)."""
+    params = {"owner": task.owner_id, "anchor": anchor_id, "task": task.pk}
     for attempt in range(2):
-        successor = _rank_in_group(
-            _NEXT_OTHER_RANK, owner, group, task=task.pk, above=after.position
-        )
-        position = _bisect(after.position, successor)
+        with connection.cursor() as cursor:
+            cursor.execute(_ANCHOR_AND_NEXT_OTHER_RANK, params)
+            anchor = cursor.fetchone()
+        if anchor is None or anchor[:2] != task.sibling_group or anchor_id == task.pk:
+            raise ValidationError(
+                {"after": ["Must be another task of the same list and parent, or null."]}
+            )
+        position = _bisect(*anchor[2:])
         if position is not None:
             task.position = position
             return
         if attempt == 0:
-            _spread_after(owner, group, after.position)
-            # The spread may have moved `after` down.
-            after.position = Task.objects.values_list("position", flat=True).get(pk=after.pk)
+            # Opens the gap; the anchor may move down, so it is read again.
+            _spread_after(task.owner_id, task.sibling_group, anchor[2])
     raise AssertionError("a spread always opens the gap")  # pragma: no cover
 
 
@@ -616,12 +627,22 @@ def _after_completion(
     _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved)
 
 
-def _locked(task: Task) -> Task:
-    """The task re-read under a row lock, so concurrent writers apply one after the other."""
-    current = owned_instance(Task, task.owner_id, task.pk, for_update=True)
-    if current is None:
-        raise Task.DoesNotExist("The task was deleted meanwhile.")
-    return current
+@contextmanager
+def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
+    """The task under its row lock, in a transaction, so concurrent writers apply one after the
+    other: re-read locked in a new transaction (or savepoint), or, when `locked`, `task` itself,
+    which the caller read under its lock in the transaction this runs in (no re-read, and no
+    savepoint: three statements fewer)."""
+    if locked and not connection.in_atomic_block:
+        raise TransactionManagementError("A task read under its lock is read in a transaction.")
+    with transaction.atomic(savepoint=not locked):
+        if locked:
+            yield task
+            return
+        current = owned_instance(Task, task.owner_id, task.pk, for_update=True)
+        if current is None:
+            raise Task.DoesNotExist("The task was deleted meanwhile.")
+        yield current
 
 
 def task_create(*, user: User, data: dict[str, Any]) -> Task:
@@ -661,11 +682,8 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
     new group (subtasks follow their parent's list), a change of `completed` completes or
     reopens it. `version` grows by one when anything changed. `locked`: `task` was read under
     its row lock in the transaction this runs in, so it is not read again, and that transaction
-    is the write's (no savepoint: two more statements)."""
-    if locked and not connection.in_atomic_block:
-        raise TransactionManagementError("A task read under its lock is read in a transaction.")
-    with transaction.atomic(savepoint=not locked):
-        current = task if locked else _locked(task)
+    is the write's (_row_for_write)."""
+    with _row_for_write(task, locked=locked) as current:
         old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
         changed = False
         for field in WRITABLE_FIELDS:
@@ -753,27 +771,25 @@ def task_delete(*, task: Task) -> None:
         _delete_tasks(task.owner_id, [task.pk], timezone.now())
 
 
-def task_move(*, task: Task, after: Task | None, list_: Any = UNCHANGED) -> Task:
+def task_move(
+    *, task: Task, after: Task | None, list_: Any = UNCHANGED, locked: bool = False
+) -> Task:
     """Moves a task right after `after` (None: first) in `list_` (None: the Inbox; UNCHANGED:
     its own list). `after` must be a sibling in the target group; a subtask stays in its
-    parent's list. A cross-list move keeps the id and takes the subtasks along."""
-    with transaction.atomic():
-        current = _locked(task)
+    parent's list. A cross-list move keeps the id and takes the subtasks along. `locked`: as
+    for task_update."""
+    with _row_for_write(task, locked=locked) as current:
         old_group = current.sibling_group
         target_list_id = current.list_id if list_ is UNCHANGED else getattr(list_, "pk", None)
         if current.parent_id is not None and target_list_id != current.list_id:
             raise ValidationError({"list": ["A subtask stays in the list of its parent."]})
-        new_group: GroupKey = (target_list_id, current.parent_id)
-        _lock_groups(current.owner_id, [old_group, new_group])
-        if after is not None:
-            # Re-read under the lock: `after` may have moved (or gone) since the caller read it.
-            after = owned_instance(Task, current.owner_id, after.pk)
-            if after is None or after.sibling_group != new_group or after.pk == current.pk:
-                raise ValidationError(
-                    {"after": ["Must be another task of the same list and parent, or null."]}
-                )
         current.list_id = target_list_id
-        _place(current, after=after)
+        _lock_groups(current.owner_id, [old_group, current.sibling_group])
+        if after is None:
+            _place_first(current)
+        else:
+            # Read again under the lock: `after` may have moved (or gone) since the caller read it.
+            _place_after(current, after.pk)
         current.version += 1
         current.save()
         if target_list_id != old_group[0]:

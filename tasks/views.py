@@ -421,13 +421,20 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
     @idempotent
     def move(self, request: Request, pk: str | None = None) -> Response:
         """Reorders a task inside its list (and parent), or moves it into another list."""
-        task = self.get_object()
-        serializer = TaskMoveSerializer(data=request.data, context=self.get_serializer_context())
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        task = services.task_move(
-            task=task, after=data["after"], list_=data.get("list", services.UNCHANGED)
-        )
+        with transaction.atomic():  # as in update(): the row locked as it is read, read once
+            self.lock_on_read = True
+            task = self.get_object()
+            serializer = TaskMoveSerializer(
+                data=request.data, context=self.get_serializer_context()
+            )
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            task = services.task_move(
+                task=task,
+                after=data["after"],
+                list_=data.get("list", services.UNCHANGED),
+                locked=True,
+            )
         return self._answer(task)
 
     @extend_schema(

@@ -105,9 +105,10 @@ def test_a_create_writes_its_tags_in_one_insert(user, make_list, django_assert_n
         # reads them itself), the named tags, its tags, tags.set() (its read, then one DELETE
         # of the three dropped), the task saved, release; the answer.
         ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["tag0", "tag1"]}, 10),
-        # The user, the task, the anchor; savepoint, the task locked, the group lock, the
-        # anchor again (under the lock), its successor, the task saved, release; the answer.
-        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 11),
+        # The user; savepoint, the task locked as it is read, the anchor, the group lock, the
+        # anchor again (under the lock) with the rank after it, the task saved, release; the
+        # answer.
+        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 9),
         ("delete", "/api/v1/tasks/{task}/", None, 7),
     ],
 )
@@ -163,16 +164,30 @@ def test_a_patch_that_keeps_list_and_parent_does_not_load_the_parent(
     assert response.status_code == 400 and list(response.json()["errors"]) == ["list"]
 
 
-def test_an_update_reads_its_task_once_under_the_lock_it_writes_with(user):
+@pytest.mark.parametrize(
+    ("method", "action", "body", "locked_reads"),
+    [
+        # The row read once, FOR UPDATE, then the answer's read after the commit.
+        ("patch", "", {"title": "x"}, [True, False]),
+        # The same, with the first rank among the other tasks between them (it names the task
+        # to leave it out).
+        ("post", "move/", {"after": None}, [True, False, False]),
+    ],
+)
+def test_a_write_reads_its_task_once_under_the_lock_it_writes_with(
+    user, method, action, body, locked_reads
+):
     task = services.task_create(user=user, data={"title": "Pay rent"})
+    services.task_create(user=user, data={"title": "Before it"})
     with CaptureQueriesContext(connection) as captured:
-        response = client_for(user).patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, "json")
+        response = getattr(client_for(user), method)(
+            f"/api/v1/tasks/{task.pk}/{action}", body, "json"
+        )
     assert response.status_code == 200
     reads = [
         q["sql"] for q in captured if q["sql"].startswith("SELECT") and task.pk.hex in q["sql"]
     ]
-    # The row read once, FOR UPDATE, then the answer's read after the commit.
-    assert [sql.endswith("FOR UPDATE") for sql in reads] == [True, False]
+    assert [sql.endswith("FOR UPDATE") for sql in reads] == locked_reads
 
 
 @pytest.mark.django_db(transaction=True)  # outside the test's own transaction
@@ -180,3 +195,5 @@ def test_a_task_said_to_be_locked_must_be_in_a_transaction(user):
     task = services.task_create(user=user, data={"title": "Pay rent"})
     with pytest.raises(TransactionManagementError):
         services.task_update(task=task, user=user, data={"title": "x"}, locked=True)
+    with pytest.raises(TransactionManagementError):
+        services.task_move(task=task, after=None, locked=True)

@@ -68,7 +68,6 @@ def test_the_rank_queries_of_each_group_shape_read_the_group_index_in_order(user
         for queries, values in (
             (services._LAST_RANK, {}),
             (services._FIRST_OTHER_RANK, {"task": middle.pk}),
-            (services._NEXT_OTHER_RANK, {"task": middle.pk, "above": middle.position}),
         ):
             _, sql, params = queries[shape].statement(owner=user.pk, **given, **values)
             text = plan(sql, params)
@@ -90,6 +89,30 @@ def test_the_rank_after_each_anchor_is_its_own_groups_next_one_and_an_index_look
             assert successors[tasks[i].pk] == (tasks[i].position, following)
     assert "Sort" not in text and "WindowAgg" not in text
     assert text.count("task_position_unique_in_group") == 4, text
+
+
+def test_a_moves_anchor_comes_with_the_next_rank_among_the_other_tasks_from_an_index(
+    user, big_groups
+):
+    for (list_id, parent_id), tasks in big_groups.items():
+        anchor, right_after = tasks[PER_GROUP // 2], tasks[PER_GROUP // 2 + 1]
+        # Moving the task right after the anchor: the rank after it is the next one's.
+        for moving, following in (
+            (tasks[-1], right_after),
+            (right_after, tasks[PER_GROUP // 2 + 2]),
+        ):
+            params = {"owner": user.pk, "anchor": anchor.pk, "task": moving.pk}
+            with connection.cursor() as cursor:
+                cursor.execute(services._ANCHOR_AND_NEXT_OTHER_RANK, params)
+                assert cursor.fetchall() == [
+                    (list_id, parent_id, anchor.position, following.position)
+                ]
+    params = {"owner": user.pk, "anchor": tasks[-1].pk, "task": tasks[0].pk}
+    with connection.cursor() as cursor:
+        cursor.execute(services._ANCHOR_AND_NEXT_OTHER_RANK, params)
+        assert cursor.fetchone()[3] is None  # the last of its group
+    text = plan(services._ANCHOR_AND_NEXT_OTHER_RANK, params)
+    assert "Sort" not in text and text.count("task_position_unique_in_group") == 4, text
 
 
 def test_lists_and_tags_count_their_tasks_per_row_from_an_index(user):
