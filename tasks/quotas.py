@@ -5,7 +5,6 @@ import uuid
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from tasks.models import OwnerTaskCount
 from todo_project.compiled import CompiledQuery
 from todo_project.problems import Conflict
 
@@ -13,7 +12,7 @@ from todo_project.problems import Conflict
 # elsewhere (FOR KEY SHARE of the user) does not wait for it. It did with FOR UPDATE, which
 # deadlocked a create waiting on the owner's task count (tasks.OwnerTaskCount) with a
 # completion that holds the count and is committing its next occurrence. Compiled once per
-# process (todo_project/compiled.py): every create runs it.
+# process (todo_project/compiled.py).
 _LOCK_USER = CompiledQuery(
     lambda user: (
         get_user_model().objects.select_for_update(no_key=True).filter(pk=user).values_list("pk")
@@ -22,17 +21,20 @@ _LOCK_USER = CompiledQuery(
 )
 
 
-def task_capacity_ensure(*, user, adding: int = 1) -> None:
-    """Raises a 409 when `adding` more tasks would take `user` past MAX_TASKS_PER_USER.
+def lock_owner(owner_id: uuid.UUID) -> None:
+    """Locks the owner's row until the commit: where creates take turns while the owner has no
+    task count row to lock (tasks.services._count_and_end_position)."""
+    _LOCK_USER.rows(user=owner_id)
 
-    Call it inside the transaction that creates the tasks: it locks the user's row, so two
-    concurrent creates cannot both take the last free place. Completed tasks count too.
+
+def ensure_room(*, owned: int, adding: int = 1) -> None:
+    """Raises a 409 when `adding` more tasks would take an owner of `owned` tasks past
+    MAX_TASKS_PER_USER. Completed tasks count too.
+
+    `owned` must be read under a lock that the owner's other creates wait for until the commit,
+    so that two of them cannot both take the last free place.
     """
     cap = settings.MAX_TASKS_PER_USER
-    _LOCK_USER.rows(user=user.pk)
-    # The maintained count (one lookup; a COUNT(*) cost ~10 ms at 100,000 tasks), read after
-    # the lock so that it includes every create that went before.
-    owned = OwnerTaskCount.of(user.pk)
     if owned + adding > cap:
         raise Conflict(
             f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "

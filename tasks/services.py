@@ -13,7 +13,8 @@ and moves. Row locks on tasks are always taken before group locks (and several r
 order), so writers never deadlock. Inserting or deleting tasks locks the owner's task count
 (tasks.OwnerTaskCount, kept by triggers) until the commit: that comes after every other lock
 these functions take (except the ORM's cascade in list_delete, which deletes more than 100 tasks
-in several statements).
+in several statements). A create locks the count as it reads it for the cap, right after its
+group lock (the owner's row first while there is no count row: _count_and_end_position).
 """
 
 import hashlib
@@ -25,7 +26,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
@@ -34,6 +35,7 @@ from accounts.models import User
 from tasks import recurrence
 from tasks.models import (
     POSITION_GAP,
+    OwnerTaskCount,
     Priority,
     Tag,
     Task,
@@ -42,8 +44,8 @@ from tasks.models import (
     owned_instance,
     tags_by_key,
 )
-from tasks.quotas import task_capacity_ensure
-from todo_project.compiled import CompiledQuery
+from tasks.quotas import ensure_room, lock_owner
+from todo_project.compiled import CompiledQuery, fetch_all
 
 MAX_BULK_IDS: Final = 500
 BULK_ACTIONS: Final = (
@@ -137,8 +139,10 @@ def _per_group_shape(narrow: Callable[..., Any], **placeholders: Any) -> dict:
     return {(lg, pg): compiled(lg, pg) for lg in (False, True) for pg in (False, True)}
 
 
-def _rows_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any) -> list:
-    """The rows a _per_group_shape() query selects in this group."""
+def _statement_in_group(
+    queries: dict, owner_id: UUID, group: GroupKey, **values: Any
+) -> tuple[str, str, list[Any]]:
+    """(database alias, SQL, parameters) of a _per_group_shape() query in this group."""
     list_id, parent_id = group
     given = {
         key: value
@@ -146,7 +150,12 @@ def _rows_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any
         if value is not None
     }
     query = queries[(list_id is not None, parent_id is not None)]
-    return query.rows(owner=owner_id, **given, **values)
+    return query.statement(owner=owner_id, **given, **values)
+
+
+def _rows_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any) -> list:
+    """The rows a _per_group_shape() query selects in this group."""
+    return fetch_all(*_statement_in_group(queries, owner_id, group, **values))
 
 
 def _rank_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any) -> int | None:
@@ -161,11 +170,12 @@ def _rank_in_group(queries: dict, owner_id: UUID, group: GroupKey, **values: Any
 # walked the owner's other index: 1.5-58 ms a query for the heavy user (bench/README.md).
 IN_GROUP_ORDER = ("owner_id", "list_id", "parent_id", "position")
 
-_LAST_RANK = _per_group_shape(
-    lambda tasks: tasks.order_by(*[f"-{column}" for column in IN_GROUP_ORDER]).values_list(
-        "position"
-    )[:1]
-)
+
+def _last_rank_of(tasks: QuerySet) -> QuerySet:
+    return tasks.order_by(*[f"-{column}" for column in IN_GROUP_ORDER]).values_list("position")[:1]
+
+
+_LAST_RANK = _per_group_shape(_last_rank_of)
 # The first rank among the other tasks of the group (the one being placed may be in it already).
 _FIRST_OTHER_RANK = _per_group_shape(
     lambda tasks, task: (
@@ -203,6 +213,37 @@ def _end_position(owner_id: UUID, group: GroupKey) -> int:
     """The rank just after the last task of the group (one index lookup)."""
     last = _rank_in_group(_LAST_RANK, owner_id, group)
     return POSITION_GAP if last is None else last + POSITION_GAP
+
+
+def _locked_count_and_last_rank(owner_id: UUID, group: GroupKey) -> list[tuple[int, int | None]]:
+    """What a create reads once it holds the group lock, in one statement: the owner's task
+    count, locked until the commit, and the group's last rank; no row if the owner has no count
+    row. A row read FOR NO KEY UPDATE comes in its newest version, whatever the statement's
+    snapshot, so the count includes every create that committed before; the rank needs no lock,
+    since the group lock keeps the group's other writers out. Before, the owner's row was
+    locked and the count read first, then the rank: three statements."""
+    alias, last_rank, params = _statement_in_group(_LAST_RANK, owner_id, group)
+    sql = (
+        f"SELECT c.tasks, ({last_rank}) FROM {OwnerTaskCount._meta.db_table} c "
+        "WHERE c.owner_id = %s FOR NO KEY UPDATE OF c"
+    )
+    return fetch_all(alias, sql, [*params, owner_id])
+
+
+def _count_and_end_position(owner_id: UUID, group: GroupKey) -> tuple[int, int]:
+    """How many tasks the owner has, locked so that the owner's other creates wait until the
+    commit (two cannot both take the last free place under the cap), and the rank just after
+    the group's last task. The caller holds the group lock."""
+    rows = _locked_count_and_last_rank(owner_id, group)
+    if not rows:
+        # No count row to lock: the owner had no task. Creates take turns on the owner's row
+        # then, and read again: one that went first has made the row.
+        lock_owner(owner_id)
+        rows = _locked_count_and_last_rank(owner_id, group)
+        if not rows:
+            return 0, _end_position(owner_id, group)
+    owned, last = rows[0]
+    return owned, POSITION_GAP if last is None else last + POSITION_GAP
 
 
 def _renumber_group(owner_id: UUID, group: GroupKey) -> None:
@@ -648,8 +689,7 @@ def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
 def task_create(*, user: User, data: dict[str, Any]) -> Task:
     """Creates a task at the end of its group; `data` is validated (TaskSerializer)."""
     with transaction.atomic():
-        task_capacity_ensure(user=user)
-        # Before the group lock and the insert (see the top of this module): a tag of the same
+        # Before the group lock and the count (see the top of this module): a tag of the same
         # name created by a concurrent update is waited for while holding neither.
         tags = tags_get_or_create(user=user, names=data.pop("tags", []))
         completed = data.pop("completed", False)
@@ -662,7 +702,8 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         if completed:
             task.mark_completed(now)
         _lock_groups(user.pk, [task.sibling_group])
-        task.position = _end_position(user.pk, task.sibling_group)
+        owned, task.position = _count_and_end_position(user.pk, task.sibling_group)
+        ensure_room(owned=owned)
         task.save()
         if tags:
             # A new task has no tags yet: one INSERT, the same statement for any number of

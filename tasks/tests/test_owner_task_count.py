@@ -21,6 +21,7 @@ from conftest import client_for
 from tasks import services
 from tasks.management.commands.seed_bench import HEAVY_EMAIL
 from tasks.models import POSITION_GAP, OwnerTaskCount, Task
+from todo_project.problems import Conflict
 from todo_project.tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.django_db
@@ -303,6 +304,26 @@ def test_a_create_and_a_completion_making_the_same_tag_do_not_deadlock(make_user
     creator.join(timeout=30)
     assert errors == []
     assert assert_exact() == {owner.pk: 3}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("owned", [1, 0])
+def test_two_creates_in_two_groups_cannot_both_take_the_last_free_place(make_user, settings, owned):
+    """The second create waits for the first's commit, on the count row (owned 1), or on the
+    owner's row when there is no count row yet (owned 0), then sees the count it left."""
+    settings.MAX_TASKS_PER_USER = owned + 1
+    owner = make_user()
+    for i in range(owned):
+        services.task_create(user=owner, data={"title": f"t{i}"})
+    home = services.list_create(user=owner, name="Home", color=None, position=None)
+    creator, errors = _create_in_a_thread(owner, {"title": "In Home", "list": home})
+    with transaction.atomic():
+        services.task_create(user=owner, data={"title": "In the Inbox"})
+        creator.start()
+        _wait_for_a_lock_waiter(errors)
+    creator.join(timeout=30)
+    assert [type(error) for error in errors] == [Conflict]
+    assert assert_exact() == {owner.pk: owned + 1}
 
 
 # --- The list's count -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ from rest_framework.exceptions import ValidationError
 
 from tasks import services
 from tasks.models import POSITION_GAP, Tag, Task
-from tasks.quotas import task_capacity_ensure
+from tasks.quotas import lock_owner
 
 pytestmark = pytest.mark.django_db
 
@@ -65,9 +65,9 @@ def test_each_sibling_group_shape_gets_the_rank_after_its_own_last_task(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_task_cap_refuses_to_lock_outside_a_transaction(user):
+def test_the_owners_lock_is_refused_outside_a_transaction(user):
     with pytest.raises(TransactionManagementError):
-        task_capacity_ensure(user=user)
+        lock_owner(user.pk)
 
 
 def test_tags_are_found_whatever_the_case_and_created_once(user, other_user):
