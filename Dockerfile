@@ -13,7 +13,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     WEB_CONCURRENCY=4
-RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+# A home of its own: gunicorn keeps its control socket under $HOME, and /app is not writable.
+RUN useradd --system --uid 10001 --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app . .
@@ -21,5 +22,7 @@ USER app
 EXPOSE 8000
 # Needs DATABASE_URL, REDIS_URL and SECRET_KEY; see .env.example for the rest.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=2)"
-CMD ["sh", "-c", "python manage.py migrate --noinput && exec gunicorn todo_project.wsgi:application -c gunicorn.conf.py"]
+  CMD ["python", "-m", "todo_project.healthcheck"]
+# sh is PID 1 until gunicorn replaces it, and PID 1 ignores a signal it does not handle: the
+# trap passes `docker stop` on to migrate (else 10 s, then SIGKILL).
+CMD ["sh", "-c", "trap 'kill $m; wait $m; exit 143' TERM INT; python manage.py migrate --noinput & m=$!; wait $m || exit $?; trap - TERM INT; exec gunicorn todo_project.wsgi:application -c gunicorn.conf.py"]
