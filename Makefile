@@ -65,6 +65,8 @@ bench: install
 	@command -v wrk >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
+	@# A new data directory takes todo_project.devservices' PostgreSQL settings from its second start.
+	$(WITH_SERVICES) true
 	$(WITH_SERVICES) $(PY) -m bench.run $(BENCH_ARGS)
 
 migrate: install

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -354,6 +356,15 @@ def latency_section(args, results: list[Result]) -> list[str]:
     ]
 
 
+def database_settings() -> str:
+    """The server's version and the memory settings that decide whether the data set is cached."""
+    with psycopg.connect(os.environ["DATABASE_URL"]) as connection:
+        version, buffers = connection.execute(
+            "SELECT current_setting('server_version'), current_setting('shared_buffers')"
+        ).fetchone()
+    return f"PostgreSQL {version.split()[0]}, shared_buffers {buffers}"
+
+
 def report(
     args,
     results: list[Result],
@@ -371,7 +382,8 @@ def report(
             "",
             (
                 f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit `{commit or '?'}`, "
-                f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}. "
+                f"{os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, "
+                f"{database_settings()}. "
                 f"gunicorn {args.workers} sync workers (app and floor alike), wrk {args.threads} "
                 f"threads × {args.connections} connections × {args.duration} s per scenario on "
                 f"loopback, requests spread over {args.users} users' tokens; the floors and the "
