@@ -9,19 +9,21 @@ case, it asks the view's `fast_answer` itself and adds what the middleware add t
 
 Every request the lane cannot vouch for goes to Django untouched:
 - not a GET of a URL whose view has a `fast_answer` (the URLconf's own patterns);
-- with an Origin header (CORS is corsheaders' to answer), a Cookie header (CSRF may renew its
-  cookie) or a body (ApiProblemMiddleware judges bodies);
+- with a Cookie header (CSRF may renew its cookie) or a body (ApiProblemMiddleware judges
+  bodies);
 - what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
   refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
   their own process_request decides;
 - what fast_answer leaves to the viewset (an error, a 304, another page), or fails on: Django
   asks again, and answers a failure as any other (a problem, logged with its request id).
 
-The headers the middleware add to such a 200 depend on the settings and on whether the request
-is secure: they are asked of the middleware themselves once per route and scheme. The request
-id, the access-log line and the RateLimit-* headers come from the functions their middleware
-use. MIDDLEWARE_IN_THE_LANE says what becomes of each middleware; a test fails when one is
-added without a decision, and tests compare the lane's answers with Django's header by header.
+The headers the middleware add to such a 200 depend on the settings, on whether the request is
+secure and on its Origin: they are asked of the middleware themselves once per route and scheme,
+and again for each request with an Origin (a browser app's cross-origin read: its CORS headers
+name that origin, or are left out). The request id, the access-log line and the RateLimit-*
+headers come from the functions their middleware use. MIDDLEWARE_IN_THE_LANE says what becomes
+of each middleware; a test fails when one is added without a decision, and tests compare the
+lane's answers with Django's header by header.
 """
 
 import time
@@ -45,7 +47,7 @@ MIDDLEWARE_IN_THE_LANE = {
     "todo_project.request_id.RequestIdMiddleware": "its identified() and log_access()",
     "django.middleware.security.SecurityMiddleware": "its process_request, its headers",
     "whitenoise.middleware.WhiteNoiseMiddleware": "nothing: it serves STATIC_URL only",
-    "corsheaders.middleware.CorsMiddleware": "no Origin in the lane; its headers (Vary)",
+    "corsheaders.middleware.CorsMiddleware": "its add_response_headers (no preflight: a GET)",
     "todo_project.ratelimit.RateLimitHeadersMiddleware": "its rate_limit_headers()",
     "todo_project.problems.ApiProblemMiddleware": "no body in the lane; it rewrites errors only",
     "todo_project.middleware.AdminSessionMiddleware": "nothing: skipped on /api/v1/",
@@ -109,7 +111,6 @@ class FastLane:
     def _route(self, environ: dict) -> tuple[int, FastAnswer, dict] | None:
         if (
             environ["REQUEST_METHOD"] != "GET"
-            or environ.get("HTTP_ORIGIN")  # empty counts as none, for corsheaders and CSRF too
             or environ.get("HTTP_COOKIE")
             or environ.get("CONTENT_LENGTH", "") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ
@@ -158,16 +159,20 @@ class FastLane:
         return f"{response.status_code} {response.reason_phrase}", headers, body
 
     def _headers_of_middleware(self, route: int, request: WSGIRequest) -> list[tuple[str, str]]:
-        """The headers the middleware add to a 200 of this route, asked of them once per scheme
-        (they depend on the settings and on is_secure() alone when there is no Origin)."""
+        """The headers the middleware add to a 200 of this route. Without an Origin they depend
+        on the settings and on is_secure() alone: asked of the middleware once per scheme."""
+        if request.META.get("HTTP_ORIGIN"):  # an empty one counts as none, for corsheaders too
+            return self._ask_middleware(request)
         key = (route, request.is_secure())
         headers = self._middleware_headers.get(key)
         if headers is None:
-            probe = HttpResponse()
-            # The order of Django's chain on the way out: the innermost first.
-            self._x_frame.process_response(request, probe)
-            self._cors.add_response_headers(request, probe)
-            self._security.process_response(request, probe)
-            headers = [(name, value) for name, value in probe.items() if name != "Content-Type"]
-            self._middleware_headers[key] = headers
+            headers = self._middleware_headers[key] = self._ask_middleware(request)
         return headers
+
+    def _ask_middleware(self, request: WSGIRequest) -> list[tuple[str, str]]:
+        probe = HttpResponse()
+        # The order of Django's chain on the way out: the innermost first.
+        self._x_frame.process_response(request, probe)
+        self._cors.add_response_headers(request, probe)
+        self._security.process_response(request, probe)
+        return [(name, value) for name, value in probe.items() if name != "Content-Type"]

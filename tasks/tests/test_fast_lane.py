@@ -29,6 +29,8 @@ HTTPS_BEHIND_A_PROXY = {
     "SECURE_HSTS_PRELOAD": True,
 }
 
+ALLOWED_ORIGIN = {"CORS_ALLOWED_ORIGINS": ["https://app.example"]}
+
 
 @pytest.fixture(autouse=True)
 def _connections_kept():
@@ -105,8 +107,18 @@ def fast_paths(variety) -> list[str]:
         ({}, {}),
         (HTTPS_BEHIND_A_PROXY, {"HTTP_X_FORWARDED_PROTO": "https"}),
         ({"X_FRAME_OPTIONS": "SAMEORIGIN", "SECURE_REFERRER_POLICY": "no-referrer"}, {}),
+        (ALLOWED_ORIGIN, {"HTTP_ORIGIN": "https://app.example"}),
+        (ALLOWED_ORIGIN, {"HTTP_ORIGIN": "https://elsewhere.example"}),
+        (ALLOWED_ORIGIN, {"HTTP_ORIGIN": ""}),
     ],
-    ids=["http", "https behind a proxy", "other header settings"],
+    ids=[
+        "http",
+        "https behind a proxy",
+        "other header settings",
+        "an allowed Origin",
+        "an Origin not allowed",
+        "an empty Origin",
+    ],
 )
 def test_the_lane_answers_what_django_answers(variety, token, overrides, environ):
     with override_settings(**overrides):
@@ -123,6 +135,25 @@ def test_the_lane_answers_what_django_answers(variety, token, overrides, environ
         headers
     )
     assert ("Strict-Transport-Security" in headers) == bool(overrides.get("SECURE_HSTS_SECONDS"))
+    allowed = environ.get("HTTP_ORIGIN") in overrides.get("CORS_ALLOWED_ORIGINS", [])
+    assert headers.get("access-control-allow-origin") == (
+        environ["HTTP_ORIGIN"] if allowed else None
+    )
+    assert ("access-control-expose-headers" in headers) == allowed
+
+
+def test_the_lane_names_each_requests_own_origin(apps, variety, token):
+    """CORS headers are asked for each request with an Origin, never kept from an earlier one."""
+    origins = ["https://app.example", "https://admin.example", "https://elsewhere.example", None]
+    with override_settings(CORS_ALLOWED_ORIGINS=origins[:2]):
+        allowed = []
+        for origin in origins:
+            environ = {} if origin is None else {"HTTP_ORIGIN": origin}
+            _, headers, _ = call(apps.lane, "/api/v1/tasks/", token, **environ)
+            allowed.append(dict(headers).get("access-control-allow-origin"))
+
+    assert apps.to_django == 0
+    assert allowed == ["https://app.example", "https://admin.example", None, None]
 
 
 def test_the_lane_echoes_a_sane_request_id_and_logs_the_request(apps, variety, token, caplog):
@@ -166,7 +197,16 @@ def test_the_lane_sends_djangos_request_signals(apps, variety, token):
         ("?format=", {}, {"QUERY_STRING": "limit=2&format=json"}, "200 OK"),
         ("an invalid filter", {}, {"QUERY_STRING": "completed=maybe"}, "400 Bad Request"),
         ("an invalid page", {}, {"QUERY_STRING": "limit=x"}, "400 Bad Request"),
-        ("an Origin", {}, {"HTTP_ORIGIN": "https://app.example"}, "200 OK"),
+        (
+            "a CORS preflight",
+            ALLOWED_ORIGIN,
+            {
+                "method": "OPTIONS",
+                "HTTP_ORIGIN": "https://app.example",
+                "HTTP_ACCESS_CONTROL_REQUEST_METHOD": "GET",
+            },
+            "200 OK",
+        ),
         ("a Cookie", {}, {"HTTP_COOKIE": "theme=dark"}, "200 OK"),
         ("a body", {}, {"CONTENT_LENGTH": "2", "wsgi.input": None}, "200 OK"),
         ("a chunked body", {}, {"HTTP_TRANSFER_ENCODING": "chunked"}, "411 Length Required"),
