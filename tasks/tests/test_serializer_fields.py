@@ -1,6 +1,9 @@
-"""TaskSerializer builds its fields from the model once per class (serializers.BuiltOnceFields)."""
+"""TaskSerializer builds its fields from the model once per class (serializers.BuiltOnceFields),
+and each instance gets shallow copies of them."""
 
+import pytest
 from rest_framework import serializers
+from rest_framework.fields import empty
 from rest_framework.utils import model_meta
 
 from tasks.serializers import TaskSerializer
@@ -34,3 +37,52 @@ def test_the_model_is_introspected_once_per_class(monkeypatch):
     # What the class saves: DRF's ModelSerializer introspects on every instance.
     serializers.ModelSerializer.get_fields(TaskSerializer())
     assert len(calls) == 1
+
+
+IMMUTABLE = (str, int, float, bool, type(None), tuple, frozenset)
+
+
+def test_the_copies_share_nothing_a_request_changes():
+    first, second = TaskSerializer(), TaskSerializer()
+
+    for name, field in first.fields.items():
+        built = TaskSerializer._built_fields[name]
+        assert field.parent is first and second.fields[name].parent is second
+        assert built.parent is None and built.field_name is None  # the class's stay unbound
+        # A shared mutable default would carry one request's changes into the next.
+        assert (
+            field.default is empty
+            or callable(field.default)
+            or isinstance(field.default, IMMUTABLE)
+        ), name
+
+
+@pytest.mark.django_db
+def test_an_invalid_instance_leaves_the_next_one_untouched(rf, user):
+    request = rf.post("/")
+    request.user = user
+    context = {"request": request}
+    invalid = TaskSerializer(
+        data={"title": "", "tags": ["x" * 51], "priority": "urgent"}, context=context
+    )
+    valid = TaskSerializer(data={"title": "Pay rent", "tags": ["Home", "home"]}, context=context)
+
+    assert not invalid.is_valid()
+    assert set(invalid.errors) == {"title", "tags", "priority"}
+    assert valid.is_valid(), valid.errors
+    assert valid.validated_data["tags"] == ["Home"]
+    assert valid.validated_data["title"] == "Pay rent"
+
+
+@pytest.mark.django_db
+def test_a_default_changed_by_one_instance_is_not_the_next_ones(rf, user):
+    request = rf.post("/")
+    request.user = user
+    first, second = (
+        TaskSerializer(data={"title": "Pay rent"}, context={"request": request}) for _ in range(2)
+    )
+
+    assert first.is_valid(), first.errors
+    first.validated_data["tags"].append("leaked")
+    assert second.is_valid(), second.errors
+    assert second.validated_data["tags"] == []
