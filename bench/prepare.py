@@ -1,11 +1,13 @@
 """Puts the bench data back in its starting state and writes the load generator's data file.
 
     python -m bench.prepare OUT.lua [--users N]
+    python -m bench.prepare --reset-only
 
 Undoes what the write scenarios of an earlier run did (tasks they created are deleted, tasks
 they completed are reopened), then mints an access token for N bench users (and the heavy user)
 and picks, for each, the task ids the scenarios use. The file is Lua source (`return {...}`),
-read once per wrk thread.
+read once per wrk thread. `--reset-only` undoes and writes nothing: bench/run.py reopens the
+bulk batches so before each round of `bulk complete 100`.
 """
 
 import argparse
@@ -17,7 +19,9 @@ from pathlib import Path
 
 CREATED_TITLE = "bench-created"  # the create scenario's titles start with it
 BULK_SIZE = 100
-# Batches per user: a run should never complete the same tasks twice.
+# Batches per user (about all the open plain tasks a seeded user has): 600 for 200 users, a few
+# seconds of the bulk scenario, which bench/run.py therefore runs in short rounds, reopening
+# them before each.
 BULK_BATCHES = 3
 
 
@@ -88,9 +92,11 @@ def user_entry(user, rng: random.Random) -> dict:
             :12
         ]
     ]
+    # Top-level tasks only: a batch's task is never completed by another batch completing its
+    # parent, so every answer completes its whole batch (scenario.lua checks `updated`).
     open_ids = [
         str(pk)
-        for pk in plain.filter(completed=False).values_list("id", flat=True)[
+        for pk in plain.filter(completed=False, parent__isnull=True).values_list("id", flat=True)[
             : BULK_SIZE * BULK_BATCHES
         ]
     ]
@@ -110,9 +116,12 @@ def user_entry(user, rng: random.Random) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--reset-only", action="store_true", help="undo, write no data file")
     args = parser.parse_args(argv)
+    if (args.out is None) != args.reset_only:
+        parser.error("give OUT.lua, or --reset-only")
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
     import django
@@ -130,12 +139,15 @@ def main(argv: list[str]) -> int:
     with connection.cursor() as cursor:
         # Writes of earlier runs leave pages not all-visible: counts would visit the heap.
         cursor.execute("VACUUM (ANALYZE) tasks_task")
+    if args.reset_only:
+        return 0
     rng = random.Random(11)
     users = list(bench_users().exclude(pk=heavy.pk).order_by("email")[: args.users])
     data = {
         "users": [user_entry(user, rng) for user in users],
         "heavy": {"token": token_for(heavy)},
         "created_title": CREATED_TITLE,
+        "bulk_size": BULK_SIZE,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("return " + lua(data) + "\n")

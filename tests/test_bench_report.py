@@ -3,7 +3,15 @@ the figures, at 32 connections and in the second pass at one connection per work
 
 from types import SimpleNamespace
 
-from bench.run import SCENARIOS, Result, in_rounds, latency_section, merged, targets
+from bench.run import (
+    SCENARIOS,
+    Result,
+    in_rounds,
+    latency_section,
+    merged,
+    targets,
+    to_result,
+)
 
 
 def result(name: str, rps: float, p95: float, p99: float, errors: int = 0) -> Result:
@@ -86,19 +94,21 @@ def wrk_round(requests: int, latencies_ms: list[float], **counts) -> dict:
         "read": 0,
         "write": 0,
         "timeout": counts.get("timeout", 0),
+        "short": counts.get("short", 0),
         "status": counts.get("status", {}),
         "quantiles_us": quantiles,
     }
 
 
 def test_rounds_are_merged_into_one_run_of_all_their_requests():
-    quick = wrk_round(3000, [10.0], non_2xx=2, status={"500": 2})
+    quick = wrk_round(3000, [10.0], non_2xx=2, status={"500": 2}, short=5)
     slow = wrk_round(1000, [20.0] * 9 + [40.0], timeout=1, status={"500": 1, "503": 4})
 
     run = merged([quick, slow])
 
     assert (run["requests"], run["duration_us"]) == (4000, 8_000_000)
     assert (run["non_2xx"], run["timeout"], run["status"]) == (2, 1, {"500": 3, "503": 4})
+    assert run["short"] == 5
     # 75 % of the requests took 10 ms, 22.5 % took 20 ms and the slowest 2.5 % 40 ms.
     assert (run["p50_us"], run["p95_us"], run["p99_us"]) == (10_000, 20_000, 40_000)
     assert merged([quick]) is quick  # a single run stays wrk's own figures
@@ -111,3 +121,13 @@ def test_a_floor_and_the_scenarios_compared_with_it_run_in_rounds_together():
     groups = [[row[0] for row in group] for group in in_rounds(wanted)]
 
     assert groups == [["floor get", "floor get +limit", "get"], ["create"], ["list"]]
+
+
+def test_errors_count_non_2xx_socket_errors_and_batches_completed_before():
+    raw = wrk_round(500, [10.0], non_2xx=3, status={"500": 3}, timeout=2, short=4)
+
+    row = to_result("bulk complete 100", raw)
+
+    assert row.errors == 9
+    assert row.detail == "500: 3, socket errors: 2, batches completed before: 4"
+    assert to_result("get", wrk_round(500, [10.0])).errors == 0

@@ -1,12 +1,15 @@
+import random
 from collections import defaultdict
 
 import pytest
 from django.core.management import call_command
 
 from accounts.models import User
+from bench import prepare
 from tasks.filters import TsQueryLiteral, prefix_tsquery
 from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, bench_users
 from tasks.models import Tag, Task, TaskList
+from tasks.services import tasks_bulk_apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -90,3 +93,26 @@ def test_seed_bench_leaves_other_users_alone(make_user):
 
     assert Task.objects.owned_by(someone).count() == 1
     assert User.objects.filter(pk=someone.pk).exists()
+
+
+def test_the_bulk_batches_are_open_top_level_tasks_that_a_reset_reopens(monkeypatch):
+    """Every bench bulk request must complete its whole batch: no task of one batch is a subtask
+    that another batch's completion cascades to, and a reset reopens them for the next round."""
+    call_command("seed_bench", **TINY)
+    monkeypatch.setattr(prepare, "BULK_SIZE", 4)
+    user = bench_users().exclude(email=HEAVY_EMAIL).order_by("email").first()
+
+    batches = prepare.user_entry(user, random.Random(1))["bulk"]
+
+    ids = [task_id for batch in batches for task_id in batch]
+    assert [len(batch) for batch in batches] == [4] * prepare.BULK_BATCHES
+    assert len(set(ids)) == len(ids)
+    tasks = Task.objects.filter(pk__in=ids)
+    assert len(tasks) == len(ids)
+    assert all(not t.completed and t.parent_id is None and t.recurrence is None for t in tasks)
+    for batch in batches:
+        updated = tasks_bulk_apply(user=user, action="complete", ids=batch)
+        assert updated == len(batch)
+
+    assert prepare.main(["--reset-only"]) == 0
+    assert not Task.objects.filter(pk__in=ids, completed=True).exists()
