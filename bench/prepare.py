@@ -6,8 +6,8 @@
 Undoes what the write scenarios of an earlier run did (tasks they created are deleted, tasks
 they completed are reopened), then mints an access token for N bench users (and the heavy user)
 and picks, for each, the task ids the scenarios use. The file is Lua source (`return {...}`),
-read once per wrk thread. `--reset-only` undoes and writes nothing: bench/run.py reopens the
-bulk batches so before each round of `bulk complete 100`.
+read once per wrk thread. `--reset-only` undoes and writes nothing: bench/run.py runs it before
+each round of `bulk complete 100`, to reopen the batches.
 """
 
 import argparse
@@ -19,9 +19,9 @@ from pathlib import Path
 
 CREATED_TITLE = "bench-created"  # the create scenario's titles start with it
 BULK_SIZE = 100
-# Batches per user (about all the open plain tasks a seeded user has): 600 for 200 users, a few
-# seconds of the bulk scenario, which bench/run.py therefore runs in short rounds, reopening
-# them before each.
+# Batches per user (about all the open top-level plain tasks a seeded user has): 600 for 200
+# users, a few seconds of the bulk scenario, which bench/run.py therefore runs in short rounds,
+# reopening them before each.
 BULK_BATCHES = 3
 
 
