@@ -18,6 +18,13 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/app --shell /usr
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app . .
+# The static files (the admin's, Swagger UI's) collected into /app/staticfiles, each with a
+# gzip copy that whitenoise serves to clients that accept it (settings.py, STORAGES). With
+# DEBUG off the settings want a SECRET_KEY and a DATABASE_URL: throwaway values for this step
+# only (collectstatic connects to nothing). Never put a real secret here, it would stay in the
+# image; the real ones come from the environment at run time.
+RUN SECRET_KEY=collectstatic-at-build-time-only DATABASE_URL=postgres://build@127.0.0.1:1/none \
+    python manage.py collectstatic --noinput
 USER app
 EXPOSE 8000
 # Needs DATABASE_URL, REDIS_URL and SECRET_KEY; see .env.example for the rest.
