@@ -17,7 +17,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN useradd --system --uid 10001 --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chown=app:app . .
+# Owned by root, readable by all: the app user runs the code but cannot rewrite it. Nothing at
+# run time writes under /app (gunicorn's control socket is in $HOME, static files are below).
+COPY . .
 # The static files (the admin's, Swagger UI's) collected into /app/staticfiles, each with a
 # gzip copy that whitenoise serves to clients that accept it (settings.py, STORAGES). With
 # DEBUG off the settings want a SECRET_KEY and a DATABASE_URL: throwaway values for this step

@@ -125,6 +125,9 @@ def test_the_dockerfile_collects_after_copying_the_code_and_before_dropping_to_t
     copy_code = next(i for i, line in enumerate(runtime) if re.fullmatch(r"COPY .*\. \.", line))
     collect = next(i for i, line in enumerate(runtime) if re.match(r"RUN .*collectstatic", line))
     assert copy_code < collect < runtime.index("USER app")
+    # No --chown: root owns the code (and the static files), the app user only reads them.
+    assert runtime[copy_code] == "COPY . ."
+    assert not any("--chown" in line for line in runtime)
     # Throwaway values for that step only, never a real secret baked into the image.
     step = dockerfile_collectstatic_step()
     assert re.search(r"\bSECRET_KEY=\S+", step) and re.search(r"\bDATABASE_URL=\S+", step)
