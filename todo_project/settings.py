@@ -79,6 +79,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG or not STATIC_ROOT.is_dir()
 if not STATIC_ROOT.is_dir():
     # whitenoise warns of a STATIC_ROOT that does not exist: expected without collectstatic.
+    # (pytest drops this filter after loading the settings: pytest.ini has its own.)
     warnings.filterwarnings("ignore", "No directory at: " + re.escape(str(STATIC_ROOT)))
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
