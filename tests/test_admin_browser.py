@@ -21,6 +21,7 @@ from django.core.management import call_command
 from accounts.models import User
 from tasks import services
 from tasks.models import Task
+from tests.missing import tool_missing
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -41,10 +42,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def chromium() -> str:
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        tool_missing(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     return CHROMIUM
 
 

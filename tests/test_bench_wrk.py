@@ -3,7 +3,6 @@ server: the report's error counts come from what it reads back from wrk's thread
 
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import threading
@@ -12,16 +11,14 @@ import pytest
 
 from bench.prepare import lua
 from bench.run import SCRIPT
+from tests.missing import tool_missing
 
 
 @pytest.fixture(scope="module")
 def wrk() -> str:
     path = shutil.which("wrk")
     if path is None:
-        message = "wrk not found (apt-get install wrk; .ci/run installs it)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        tool_missing("wrk not found (apt-get install wrk)")
     return path
 
 
