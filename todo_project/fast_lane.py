@@ -18,18 +18,19 @@ Every request the lane cannot vouch for goes to Django untouched:
   asks again, and answers a failure as any other (a problem, logged with its request id).
 
 The headers the middleware add to such a 200 depend on the settings, on whether the request is
-secure and on its Origin: they are asked of the middleware themselves once per route and scheme,
-and again for each request with an Origin (a browser app's cross-origin read: its CORS headers
-name that origin, or are left out). The request id, the access-log line and the RateLimit-*
-headers come from the functions their middleware use. MIDDLEWARE_IN_THE_LANE says what becomes
-of each middleware; a test fails when one is added without a decision, and tests compare the
-lane's answers with Django's header by header.
+secure and on its Origin (a browser app's cross-origin read: its CORS headers name that origin,
+or are left out): they are asked of the middleware themselves, and kept per route, scheme and
+origin. The request id, the access-log line and the RateLimit-* headers come from the functions
+their middleware use. MIDDLEWARE_IN_THE_LANE says what becomes of each middleware; a test
+fails when one is added without a decision, and tests compare the lane's answers with Django's
+header by header.
 """
 
 import time
 from collections.abc import Callable, Iterable
 
 from corsheaders.middleware import CorsMiddleware
+from corsheaders.signals import check_request_enabled
 from django.core import signals
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.handlers.wsgi import WSGIRequest, get_path_info, get_script_name
@@ -59,6 +60,8 @@ MIDDLEWARE_IN_THE_LANE = {
 }
 
 FastAnswer = Callable[..., HttpResponse | None]
+# Origins whose middleware headers the lane keeps (a browser app has one or a few).
+MAX_ORIGINS_KEPT = 64
 
 
 def fast_routes(patterns: Iterable | None = None, above: tuple = ()) -> list[tuple]:
@@ -92,7 +95,7 @@ class FastLane:
     def __init__(self, django_application: Callable) -> None:
         self.django_application = django_application
         self._routes: list[tuple] | None = None  # the URLconf is read on first use
-        self._middleware_headers: dict[tuple[int, bool], list[tuple[str, str]]] = {}
+        self._middleware_headers: dict[tuple[int, bool, str | None], list[tuple[str, str]]] = {}
         self._security = SecurityMiddleware(_unused)
         self._common = ApiAwareCommonMiddleware(_unused)
         self._cors = CorsMiddleware(_unused)
@@ -159,14 +162,24 @@ class FastLane:
         return f"{response.status_code} {response.reason_phrase}", headers, body
 
     def _headers_of_middleware(self, route: int, request: WSGIRequest) -> list[tuple[str, str]]:
-        """The headers the middleware add to a 200 of this route. Without an Origin they depend
-        on the settings and on is_secure() alone: asked of the middleware once per scheme."""
-        if request.META.get("HTTP_ORIGIN"):  # an empty one counts as none, for corsheaders too
+        """The headers the middleware add to a 200 of this route: they depend on the settings,
+        is_secure() and the Origin, so they are asked of the middleware once per route, scheme
+        and origin (~30 µs a time: corsheaders reads every header and setting). Unless a
+        receiver of corsheaders' check_request_enabled may decide per request, or the request
+        asks for private network access; and only for the first MAX_ORIGINS_KEPT origins, so
+        that made-up ones cannot grow the cache."""
+        origin = request.META.get("HTTP_ORIGIN") or None  # empty counts as none, for CORS too
+        if origin is not None and (
+            check_request_enabled.has_listeners()
+            or "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK" in request.META
+        ):
             return self._ask_middleware(request)
-        key = (route, request.is_secure())
+        key = (route, request.is_secure(), origin)
         headers = self._middleware_headers.get(key)
         if headers is None:
-            headers = self._middleware_headers[key] = self._ask_middleware(request)
+            headers = self._ask_middleware(request)
+            if origin is None or len(self._middleware_headers) < MAX_ORIGINS_KEPT:
+                self._middleware_headers[key] = headers
         return headers
 
     def _ask_middleware(self, request: WSGIRequest) -> list[tuple[str, str]]:

@@ -6,6 +6,7 @@ These tests drive WSGI apps directly, as gunicorn does: the test client skips ws
 import logging
 
 import pytest
+from corsheaders.signals import check_request_enabled
 from django.conf import settings
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
@@ -16,7 +17,7 @@ from django.urls import resolve
 
 from accounts.tokens import RefreshToken
 from tasks import fast_read
-from todo_project import wsgi
+from todo_project import fast_lane, wsgi
 from todo_project.fast_lane import MIDDLEWARE_IN_THE_LANE, FastLane, fast_routes
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +188,56 @@ def test_the_lane_sends_djangos_request_signals(apps, variety, token):
 
     assert apps.to_django == 0
     assert sent == ["started", "finished"]  # the database connection's upkeep hangs on them
+
+
+def cors_allow_origin(apps, token, **environ) -> str | None:
+    _, headers, _ = call(apps.lane, "/api/v1/tasks/", token, **environ)
+    return dict(headers).get("access-control-allow-origin")
+
+
+def test_a_receiver_of_check_request_enabled_decides_each_request(apps, variety, token):
+    """corsheaders asks its signal of an origin it does not list: the answer may depend on the
+    request, so the lane keeps nothing for it."""
+
+    def allow_the_trusted(sender, request, **kwargs):
+        return request.META.get("HTTP_X_TRUSTED") == "yes"
+
+    check_request_enabled.connect(allow_the_trusted)
+    try:
+        origin = {"HTTP_ORIGIN": "https://partner.example"}
+        answers = [
+            cors_allow_origin(apps, token, **origin, HTTP_X_TRUSTED=trusted)
+            for trusted in ("yes", "no", "yes")
+        ]
+    finally:
+        check_request_enabled.disconnect(allow_the_trusted)
+
+    assert apps.to_django == 0
+    assert answers == ["https://partner.example", None, "https://partner.example"]
+
+
+@override_settings(CORS_ALLOWED_ORIGINS=["https://app.example"], CORS_ALLOW_PRIVATE_NETWORK=True)
+def test_a_private_network_request_is_answered_for_itself(variety, token):
+    apps = Apps()
+    asks = {"HTTP_ORIGIN": "https://app.example"}
+    private = {**asks, "HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK": "true"}
+    lane = [whole(call(apps.lane, "/api/v1/tasks/", token, **e)) for e in (asks, private, asks)]
+    cache.clear()
+    django = [whole(call(apps.django, "/api/v1/tasks/", token, **e)) for e in (asks, private, asks)]
+
+    assert lane == django
+    assert [a[1].get("access-control-allow-private-network") for a in lane] == [None, "true", None]
+
+
+def test_the_origins_kept_are_bounded(apps, variety, token, monkeypatch):
+    monkeypatch.setattr(fast_lane, "MAX_ORIGINS_KEPT", 3)
+    origins = [f"https://made-up-{n}.example" for n in range(10)] + ["https://app.example"]
+    with override_settings(CORS_ALLOWED_ORIGINS=["https://app.example"]):
+        answers = [cors_allow_origin(apps, token, HTTP_ORIGIN=origin) for origin in origins]
+
+    assert answers == [None] * 10 + ["https://app.example"]
+    assert len(apps.lane._middleware_headers) == 3
+    assert apps.to_django == 0
 
 
 @pytest.mark.parametrize(
