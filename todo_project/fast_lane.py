@@ -9,8 +9,8 @@ case, it asks the view's `fast_answer` itself and adds what the middleware add t
 
 Every request the lane cannot vouch for goes to Django untouched:
 - not a GET of a URL whose view has a `fast_answer` (the URLconf's own patterns);
-- with a Cookie header (CSRF may renew its cookie) or a body (ApiProblemMiddleware judges
-  bodies);
+- with a body (ApiProblemMiddleware judges bodies), or a CSRF cookie that CsrfViewMiddleware
+  would renew (a malformed one: its own process_request decides);
 - what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
   refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
   their own process_request decides;
@@ -36,6 +36,7 @@ from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.core.handlers.wsgi import WSGIRequest, get_path_info, get_script_name
 from django.http import HttpResponse
 from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import URLResolver, get_resolver, set_script_prefix
 
@@ -53,7 +54,7 @@ MIDDLEWARE_IN_THE_LANE = {
     "todo_project.problems.ApiProblemMiddleware": "no body in the lane; it rewrites errors only",
     "todo_project.middleware.AdminSessionMiddleware": "nothing: skipped on /api/v1/",
     "todo_project.problems.ApiAwareCommonMiddleware": "its process_request, Content-Length",
-    "django.middleware.csrf.CsrfViewMiddleware": "no Cookie in the lane: no cookie to renew",
+    "django.middleware.csrf.CsrfViewMiddleware": "its process_request: a renewal goes to Django",
     "todo_project.middleware.AdminAuthenticationMiddleware": "nothing: skipped on /api/v1/",
     "todo_project.middleware.AdminMessageMiddleware": "nothing: skipped on /api/v1/",
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "its header",
@@ -99,6 +100,7 @@ class FastLane:
         self._security = SecurityMiddleware(_unused)
         self._common = ApiAwareCommonMiddleware(_unused)
         self._cors = CorsMiddleware(_unused)
+        self._csrf = CsrfViewMiddleware(_unused)
         self._x_frame = XFrameOptionsMiddleware(_unused)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
@@ -114,7 +116,6 @@ class FastLane:
     def _route(self, environ: dict) -> tuple[int, FastAnswer, dict] | None:
         if (
             environ["REQUEST_METHOD"] != "GET"
-            or environ.get("HTTP_COOKIE")
             or environ.get("CONTENT_LENGTH", "") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ
         ):
@@ -136,12 +137,18 @@ class FastLane:
         # What Django's WSGIHandler does around every request (connection upkeep included).
         set_script_prefix(get_script_name(environ))
         signals.request_started.send(sender=self.__class__, environ=environ)
-        request = WSGIRequest(environ)
+        # Over a copy: what the middleware's hooks note in META stays out of the environ that
+        # Django gets when the lane leaves it the request.
+        request = WSGIRequest({**environ})
         try:
             if self._security.process_request(request) or self._common.process_request(request):
                 return None  # a redirect
         except (SuspiciousOperation, PermissionDenied):
             return None  # a Host not allowed, a user agent refused: Django's 400 or 403
+        if "HTTP_COOKIE" in environ:
+            self._csrf.process_request(request)
+            if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+                return None  # a malformed CSRF cookie: Django's answer sets a new one
         with identified(request) as request_id:
             try:
                 response = fast_answer(request, **kwargs)

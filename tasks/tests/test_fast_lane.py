@@ -50,9 +50,11 @@ class Apps:
     def __init__(self) -> None:
         self.django = WSGIHandler()  # built here, so that override_settings applies
         self.to_django = 0
+        self.environ_keys_at_django: list[set] = []
 
         def counted(environ, start_response):
             self.to_django += 1
+            self.environ_keys_at_django.append(set(environ))
             return self.django(environ, start_response)
 
         self.lane = FastLane(counted)
@@ -111,6 +113,8 @@ def fast_paths(variety) -> list[str]:
         (ALLOWED_ORIGIN, {"HTTP_ORIGIN": "https://app.example"}),
         (ALLOWED_ORIGIN, {"HTTP_ORIGIN": "https://elsewhere.example"}),
         (ALLOWED_ORIGIN, {"HTTP_ORIGIN": ""}),
+        ({}, {"HTTP_COOKIE": "theme=dark; _ga=GA1.2.3"}),
+        ({}, {"HTTP_COOKIE": f"csrftoken={'a' * 32}; theme=dark"}),
     ],
     ids=[
         "http",
@@ -119,6 +123,8 @@ def fast_paths(variety) -> list[str]:
         "an allowed Origin",
         "an Origin not allowed",
         "an empty Origin",
+        "cookies of the site",
+        "a CSRF cookie",
     ],
 )
 def test_the_lane_answers_what_django_answers(variety, token, overrides, environ):
@@ -258,7 +264,7 @@ def test_the_origins_kept_are_bounded(apps, variety, token, monkeypatch):
             },
             "200 OK",
         ),
-        ("a Cookie", {}, {"HTTP_COOKIE": "theme=dark"}, "200 OK"),
+        ("a malformed CSRF cookie", {}, {"HTTP_COOKIE": "csrftoken=not!valid"}, "200 OK"),
         ("a body", {}, {"CONTENT_LENGTH": "2", "wsgi.input": None}, "200 OK"),
         ("a chunked body", {}, {"HTTP_TRANSFER_ENCODING": "chunked"}, "411 Length Required"),
         ("a Host not allowed", {}, {"HTTP_HOST": "evil.example"}, "400 Bad Request"),
@@ -280,6 +286,11 @@ def test_what_the_lane_leaves_to_django(variety, token, case, overrides, request
         django = whole(call(apps.django, "/api/v1/tasks/", token, **request_kwargs))
 
     assert apps.to_django == 1, case
+    # Django gets the environ as the server gave it, whatever the lane's middleware hooks noted.
+    assert not {"CSRF_COOKIE", "CSRF_COOKIE_NEEDS_UPDATE"} & apps.environ_keys_at_django[0]
+    if "CSRF" in case:  # Django renews the cookie (a new secret each time): the lane cannot
+        for answer in (lane, django):
+            assert answer[1].pop("Set-Cookie").startswith(" csrftoken=")
     assert lane == django
     assert lane[0] == status
 
