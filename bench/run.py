@@ -468,12 +468,11 @@ def alternating_rounds(args, urls: dict, group: list[tuple], data: Path) -> dict
 
 
 def used_up_rounds(
-    args, env: dict, url: str, scenario: str, data: Path, latency_pass: bool = False
+    args, env: dict, url: str, scenario: str, data: Path, seconds: int
 ) -> list[dict]:
-    """A scenario that uses its work up, in rounds of at most USED_UP_ROUND_SECONDS within its
-    time (--duration, or --latency-duration in the latency pass), its work put back before each
-    (a few seconds each: the runs' completions reopened, VACUUM)."""
-    seconds = args.latency_duration if latency_pass else args.duration
+    """A scenario that uses its work up, for `seconds` in rounds of at most
+    USED_UP_ROUND_SECONDS, its work put back before each (a few seconds each: the runs'
+    completions reopened, VACUUM)."""
     count = -(-seconds // USED_UP_ROUND_SECONDS)
     raws = []
     for _ in range(count):
@@ -559,7 +558,9 @@ def main(argv: list[str]) -> int:
         for group in in_rounds(scenarios):
             if group[0][0] in USES_UP_ITS_WORK:
                 ((name, scenario, server, _),) = group
-                rounds = {name: used_up_rounds(args, env, urls[server], scenario, data)}
+                rounds = {
+                    name: used_up_rounds(args, env, urls[server], scenario, data, args.duration)
+                }
             else:
                 rounds = alternating_rounds(args, urls, group, data)
             for name, raws in rounds.items():
@@ -576,7 +577,11 @@ def main(argv: list[str]) -> int:
             )
             for name, scenario, server, _ in scenarios:
                 if name in USES_UP_ITS_WORK:
-                    raw = merged(used_up_rounds(light, env, urls[server], scenario, data, True))
+                    raw = merged(
+                        used_up_rounds(
+                            light, env, urls[server], scenario, data, args.latency_duration
+                        )
+                    )
                 else:
                     raw = wrk(light, urls[server], scenario, data, args.latency_duration)
                 latency.append(to_result(name, raw))
