@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import orjson
-from django.contrib.postgres.expressions import ArraySubquery
 from django.db import connections
-from django.db.models import Count, OuterRef, QuerySet, Value
+from django.db.models import Count, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
 from rest_framework import mixins
@@ -39,7 +38,7 @@ from accounts.authentication import (
 )
 from accounts.models import User
 from tasks.filters import TaskFilter, filter_tasks, order_tasks
-from tasks.models import OwnerTaskCount, Priority, Tag, Task
+from tasks.models import OwnerTaskCount, Priority, Tag, Task, tag_names_of_task
 from todo_project.compiled import CompiledQuery, CompiledShapes, fetch_all
 from todo_project.conditional import etag_for
 from todo_project.ratelimit import RateLimitThrottle, count_request
@@ -83,14 +82,10 @@ VERSION_AT = COLUMNS.index("version")
 PLAIN_COLUMNS = COLUMNS[:TAGS_AT] + COLUMNS[TAGS_AT + 1 :]
 
 
-def _tag_names() -> ArraySubquery:
-    return ArraySubquery(Tag.objects.filter(tasks=OuterRef("pk")).order_by().values("name"))
-
-
 def task_rows(queryset: QuerySet) -> QuerySet:
     """The queryset's tasks as tuples in COLUMNS order, with their tag names in one query."""
     # prefetch_related("tags") of the serializer path has no meaning for tuples.
-    queryset = queryset.prefetch_related(None).annotate(tag_names=_tag_names())
+    queryset = queryset.prefetch_related(None).annotate(tag_names=tag_names_of_task())
     return queryset.values_list(
         *[("tag_names" if column == "tags" else column) for column in COLUMNS]
     )
@@ -161,7 +156,7 @@ MATCHING_TASK_COUNT = CompiledShapes(
 @functools.cache
 def _page_columns(alias: str) -> str:
     """The select list of with_tags_sql(): a page's columns in COLUMNS order, the tag names of
-    each row by an index lookup of its id (`_tag_names()` in SQL: its outer row is `page`)."""
+    each row by an index lookup of its id (tag_names_of_task() in SQL: its outer row is `page`)."""
     quote = connections[alias].ops.quote_name
     links = Task.tags.field
     tag_names = (
@@ -344,16 +339,17 @@ def retrieve_response(view, request: Request) -> HttpResponse:
     return HttpResponse(render(task_data(row)), content_type="application/json")
 
 
-def task_representation(*, owner: uuid.UUID, task: uuid.UUID) -> dict | None:
-    """TaskSerializer(task).data, read with the GET's compiled query: the answer of a write;
-    None if the task is gone already (deleted by another request since the write).
+def written_task_data(task: Task) -> dict:
+    """TaskSerializer(task).data of a task a write has just saved, from the instance itself:
+    what this write made of it (the services keep `tag_names`), in plain JSON values (what
+    the idempotency record stores and DRF renders to the same bytes as a GET of it).
 
-    The serializer would query the tags again and render field by field (~2.5 ms of CPU a
-    write); this is one compiled query, and plain JSON values (what the idempotency record
-    stores and DRF renders to the same bytes).
-    """
-    rows = TASK_OF_OWNER.rows(owner=owner, task=task)
-    return orjson.loads(render(task_data(rows[0]))) if rows else None
+    Reading the task back cost a query; the serializer would also query its tags and render
+    field by field (~2.5 ms of CPU a write)."""
+    if task.tag_names is None:
+        raise ValueError("A write's answer needs the task's tag names (models.task_to_write).")
+    row = [task.tag_names if column == "tags" else getattr(task, column) for column in COLUMNS]
+    return orjson.loads(render(task_data(row)))
 
 
 # Accept headers that DRF's negotiation answers with JSONRenderer's plain application/json.

@@ -2,16 +2,19 @@ import functools
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import connections, models, router
 from django.db.models import (
     Deferrable,
+    Exists,
     F,
     Func,
     IntegerField,
     Lookup,
+    OuterRef,
     Q,
     QuerySet,
     Subquery,
@@ -102,28 +105,64 @@ def loaded_columns(model: type[models.Model]) -> list[str]:
 
 
 @functools.cache
-def _owned_row_query(model: type[models.Model], for_update: bool) -> CompiledQuery:
+def _owned_row_query(model: type[models.Model]) -> CompiledQuery:
     columns = loaded_columns(model)
-    rows = model.objects.select_for_update() if for_update else model.objects.all()
     return CompiledQuery(
-        lambda owner, pk: rows.owned_by(owner).filter(pk=pk).values_list(*columns),
+        lambda owner, pk: model.objects.owned_by(owner).filter(pk=pk).values_list(*columns),
         owner=uuid.UUID(int=1),
         pk=uuid.UUID(int=2),
     )
 
 
-def owned_instance(
-    model: type[models.Model], owner_id: uuid.UUID, pk: uuid.UUID, *, for_update: bool = False
-):
-    """`model.objects.owned_by(owner).get(pk=pk)` (locked FOR UPDATE if asked), or None.
+def owned_instance(model: type[models.Model], owner_id: uuid.UUID, pk: uuid.UUID):
+    """`model.objects.owned_by(owner).get(pk=pk)`, or None.
 
-    The lookup of every row a write touches (the task, and the list, parent or anchor its body
-    names), in SQL compiled once per process: built by the ORM, each cost ~2 ms of CPU.
+    The lookup of a row a write names without changing it in place (the list, parent or anchor
+    of its body, the task a DELETE removes), in SQL compiled once per process: built by the
+    ORM, each cost ~2 ms of CPU. The task a write changes is read by task_to_write(), locked.
     """
-    rows = _owned_row_query(model, for_update).rows(owner=owner_id, pk=pk)
+    rows = _owned_row_query(model).rows(owner=owner_id, pk=pk)
     if not rows:
         return None
     return model.from_db(router.db_for_read(model), loaded_columns(model), rows[0])
+
+
+def tag_names_of_task() -> ArraySubquery:
+    """The names of the outer query's task's tags, as an array (in no particular order)."""
+    return ArraySubquery(Tag.objects.filter(tasks=OuterRef("pk")).order_by().values("name"))
+
+
+@functools.cache
+def _task_to_write_query() -> CompiledQuery:
+    columns = loaded_columns(Task)
+    open_subtasks = Task.objects.filter(parent=OuterRef("pk"), completed=False)
+    return CompiledQuery(
+        lambda owner, pk: (
+            Task.objects.select_for_update()
+            .owned_by(owner)
+            .filter(pk=pk)
+            .annotate(tag_names=tag_names_of_task(), has_open_subtasks=Exists(open_subtasks))
+            .values_list(*columns, "tag_names", "has_open_subtasks")
+        ),
+        owner=uuid.UUID(int=1),
+        pk=uuid.UUID(int=2),
+    )
+
+
+def task_to_write(owner_id: uuid.UUID, pk: uuid.UUID) -> "Task | None":
+    """The owner's task a write names, locked FOR UPDATE, or None; with what the write's answer
+    and a completion need besides its row, in the same statement: `tag_names` and
+    `has_open_subtasks` (each had been a query of its own).
+
+    Those two are as of the statement's start: a subtask or a tag name whose write commits
+    while this waits for the row's lock is not seen, as if it had been written just after."""
+    rows = _task_to_write_query().rows(owner=owner_id, pk=pk)
+    if not rows:
+        return None
+    *row, tag_names, has_open_subtasks = rows[0]
+    task = Task.from_db(router.db_for_read(Task), loaded_columns(Task), row)
+    task.tag_names, task.has_open_subtasks = tag_names, has_open_subtasks
+    return task
 
 
 class TaskList(models.Model):
@@ -245,6 +284,12 @@ class Task(models.Model):
     )
 
     objects = OwnedQuerySet.as_manager()
+
+    # Not columns: known for a task read by task_to_write() or written by the services (None:
+    # not known). A write answers with `tag_names` instead of reading the task back, and a
+    # completion skips the query for open subtasks when `has_open_subtasks` is False.
+    tag_names: "list[str] | None" = None  # quoted: `list` is a field of this class
+    has_open_subtasks: bool | None = None
 
     class Meta:
         ordering = ["position", "id"]

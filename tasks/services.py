@@ -41,8 +41,8 @@ from tasks.models import (
     Task,
     TaskList,
     loaded_columns,
-    owned_instance,
     tags_by_key,
+    task_to_write,
 )
 from tasks.quotas import ensure_room, lock_owner
 from todo_project.compiled import CompiledQuery, fetch_all
@@ -605,7 +605,8 @@ def _spawn_next_occurrences(
         for task in originals
     ]
     Task.objects.bulk_create(copies)
-    pairs = [[task.pk for task in originals], [copy.pk for copy in copies]]
+    # The copies of originals known to have no tag have none to copy.
+    tagged = [pair for pair in zip(originals, copies, strict=True) if pair[0].tag_names != []]
     unsaved_ids = {task.pk for task in unsaved}
     links = [
         (original.pk, copy.pk)
@@ -615,12 +616,14 @@ def _spawn_next_occurrences(
     with connection.cursor() as cursor:
         # The copies' tags, then the originals' links to them: a statement each, whatever the
         # number of tasks (the ORM's select + bulk_create and bulk_update cost ~4 ms of CPU).
-        cursor.execute(
-            "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
-            "FROM tasks_task_tags link JOIN unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy)"
-            " ON link.task_id = pair.original",
-            pairs,
-        )
+        if tagged:
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
+                "FROM tasks_task_tags link "
+                "JOIN unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
+                "ON link.task_id = pair.original",
+                [[original.pk for original, _ in tagged], [copy.pk for _, copy in tagged]],
+            )
         if links:
             cursor.execute(
                 "UPDATE tasks_task SET next_occurrence_id = pair.copy "
@@ -634,29 +637,25 @@ def _spawn_next_occurrences(
 
 def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -> list[Task]:
     """Completes the open subtasks of these parents; returns them (completed)."""
-    parent_ids = [parent.pk for parent in parents if parent.parent_id is None]
+    parent_ids = [
+        parent.pk
+        for parent in parents
+        # None: not known (a bulk action's tasks); task_to_write() knows.
+        if parent.parent_id is None and parent.has_open_subtasks is not False
+    ]
     if not parent_ids:
         return []
     columns = loaded_columns(Task)
     with connection.cursor() as cursor:
-        # One statement for any number of parents (the ORM's build cost ~2 ms of CPU a call).
+        # One statement for any number of parents (the ORM's select, then its update, cost a
+        # round trip and ~2 ms of CPU each).
         cursor.execute(
-            f"SELECT {', '.join(columns)} FROM tasks_task "  # the model's own column names
-            "WHERE owner_id = %s AND parent_id = ANY(%s) AND NOT completed",
-            [user.pk, parent_ids],
+            "UPDATE tasks_task SET completed = true, completed_at = %s, updated_at = %s, "
+            "version = version + 1 WHERE owner_id = %s AND parent_id = ANY(%s) AND NOT completed "
+            f"RETURNING {', '.join(columns)}",  # the model's own column names
+            [now, now, user.pk, parent_ids],
         )
-        subtasks = [Task.from_db(connection.alias, columns, row) for row in cursor.fetchall()]
-    if subtasks:
-        _bump(
-            Task.objects.filter(pk__in=[s.pk for s in subtasks]),
-            now,
-            completed=True,
-            completed_at=now,
-        )
-        for subtask in subtasks:
-            subtask.mark_completed(now)
-            subtask.version += 1
-    return subtasks
+        return [Task.from_db(connection.alias, columns, row) for row in cursor.fetchall()]
 
 
 def _after_completion(
@@ -671,16 +670,16 @@ def _after_completion(
 @contextmanager
 def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
     """The task under its row lock, in a transaction, so concurrent writers apply one after the
-    other: re-read locked in a new transaction (or savepoint), or, when `locked`, `task` itself,
-    which the caller read under its lock in the transaction this runs in (no re-read, and no
-    savepoint: three statements fewer)."""
+    other: re-read by task_to_write() in a new transaction (or savepoint), or, when `locked`,
+    `task` itself, which the caller read with task_to_write() in the transaction this runs in
+    (no re-read, and no savepoint: three statements fewer)."""
     if locked and not connection.in_atomic_block:
         raise TransactionManagementError("A task read under its lock is read in a transaction.")
     with transaction.atomic(savepoint=not locked):
         if locked:
             yield task
             return
-        current = owned_instance(Task, task.owner_id, task.pk, for_update=True)
+        current = task_to_write(task.owner_id, task.pk)
         if current is None:
             raise Task.DoesNotExist("The task was deleted meanwhile.")
         yield current
@@ -705,6 +704,7 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         owned, task.position = _count_and_end_position(user.pk, task.sibling_group)
         ensure_room(owned=owned)
         task.save()
+        task.tag_names, task.has_open_subtasks = [tag.name for tag in tags], False
         if tags:
             # A new task has no tags yet: one INSERT, the same statement for any number of
             # tags (tags.set() would first read them, twice; bulk_create cost ~0.6 ms of CPU).
@@ -755,8 +755,10 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
 
         if "tags" in data:
             tags = tags_get_or_create(user=user, names=data["tags"])
-            if {tag.pk for tag in tags} != {tag.pk for tag in current.tags.all()}:
+            names = [tag.name for tag in tags]  # as stored: one name, one tag of the owner's
+            if set(names) != set(current.tag_names):
                 current.tags.set(tags)
+                current.tag_names = names
                 changed = True
 
         regrouped = current.sibling_group != old_group

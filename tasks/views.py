@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList, count_of, owned_instance
+from tasks.models import Tag, Task, TaskList, count_of, owned_instance, task_to_write
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -235,21 +235,23 @@ class TaskListViewSet(
 
 
 class CompiledLookupForWrites:
-    """get_object() of a write: the caller's row by id in SQL compiled once (owned_instance);
-    anyone else's id is the same 404 as an unknown one. Reads keep DRF's lookup, whose
-    queryset prefetches what the serializer renders. Goes after ConditionalRequestMixin,
-    which locks and compares the row this returns."""
+    """get_object() of a task write: the caller's task by id in SQL compiled once; anyone
+    else's id is the same 404 as an unknown one. Reads keep DRF's lookup, whose queryset
+    prefetches what the serializer renders. Goes after ConditionalRequestMixin, which locks
+    and compares the row this returns."""
 
-    # Set by a write that reads its row inside its transaction and wants it locked as it reads.
+    # Set by a write that reads its task inside its transaction, to change it: read locked,
+    # with what its answer needs (task_to_write).
     lock_on_read = False
 
     def get_object(self) -> Task:
         if self.request.method in permissions.SAFE_METHODS:
             return super().get_object()
         pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
-        instance = owned_instance(
-            self.queryset.model, self.request.user.pk, pk, for_update=self.lock_on_read
-        )
+        if self.lock_on_read:
+            instance = task_to_write(self.request.user.pk, pk)
+        else:
+            instance = owned_instance(Task, self.request.user.pk, pk)
         if instance is None:
             raise Http404
         self.check_object_permissions(self.request, instance)
@@ -360,11 +362,8 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
         return fast_read.retrieve_response(self, request)
 
     def _answer(self, task: Task, code: int = status.HTTP_200_OK) -> Response:
-        """What TaskSerializer(task).data would say, read back in one compiled query."""
-        data = fast_read.task_representation(owner=self.request.user.pk, task=task.pk)
-        if data is None:  # deleted meanwhile: what this write made of it
-            data = TaskSerializer(task, context=self.get_serializer_context()).data
-        return Response(data, status=code)
+        """What TaskSerializer(task).data would say of the task as this write saved it."""
+        return Response(fast_read.written_task_data(task), status=code)
 
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -9,7 +9,7 @@ from datetime import timedelta
 import jwt
 import pytest
 from django.core.cache import cache
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from rest_framework import mixins
 from rest_framework.renderers import JSONRenderer
@@ -23,7 +23,7 @@ from accounts.tokens import RefreshToken, access_token_deny
 from conftest import client_for
 from tasks import fast_read
 from tasks import urls as tasks_urls
-from tasks.models import Tag, Task
+from tasks.models import Tag, Task, task_to_write
 from tasks.serializers import TaskSerializer
 from tasks.views import TaskViewSet
 
@@ -449,27 +449,80 @@ def test_the_schema_still_sees_the_viewset_at_the_detail_url():
 
 
 def test_a_writes_answer_is_what_the_serializer_would_answer(user, variety):
-    """task_representation() answers every write: the same JSON values as TaskSerializer's
-    data (so the same bytes through JSONRenderer, and the same idempotency record)."""
+    """written_task_data() answers every write: the same JSON values as TaskSerializer's data
+    (so the same bytes through JSONRenderer, and the same idempotency record)."""
     renderer = JSONRenderer()
+    locked = []
     for task in variety:
-        fresh = Task.objects.prefetch_related("tags").get(pk=task.pk)
-        expected = TaskSerializer(fresh).data
-        answer = fast_read.task_representation(owner=user.pk, task=task.pk)
+        expected = TaskSerializer(Task.objects.prefetch_related("tags").get(pk=task.pk)).data
+        with transaction.atomic():
+            locked.append(task_to_write(user.pk, task.pk))
+        answer = fast_read.written_task_data(locked[-1])
         assert renderer.render(answer) == renderer.render(expected)
         assert answer == json.loads(renderer.render(expected))  # plain JSON values only
+    # The rent has an open subtask; its subtask has none.
+    assert [task.has_open_subtasks for task in locked[:2]] == [True, False]
 
 
-def test_a_write_whose_task_is_gone_before_its_answer_answers_what_it_wrote(
-    api_client, user, variety, monkeypatch
+def test_a_task_without_its_tag_names_is_no_answer(user, variety):
+    with pytest.raises(ValueError, match="tag names"):
+        fast_read.written_task_data(Task.objects.get(pk=variety[0].pk))
+
+
+WRITES = [
+    (
+        "post",
+        "/api/v1/tasks/",
+        {
+            "title": " Pay\u2028rent ",
+            "description": "é ✓ 🎉",
+            "priority": "high",
+            "list": "{home}",
+            "tags": ["Zebra", "urgent", "b", "new one"],
+            "due_date": "2026-12-01",
+            "due_time": "09:05",
+            "recurrence": "FREQ=MONTHLY;BYMONTHDAY=1",
+        },
+    ),
+    (
+        "post",
+        "/api/v1/tasks/",
+        {
+            "title": "done",
+            "completed": True,
+            "due_date": "2026-12-01",
+            "recurrence": "FREQ=DAILY",
+            "parent": "{rent}",
+        },
+    ),
+    ("patch", "/api/v1/tasks/{rent}/", {"title": "new", "tags": ["MONEY", "b"]}),
+    ("patch", "/api/v1/tasks/{rent}/", {"completed": True}),
+    ("patch", "/api/v1/tasks/{rent}/", {"completed": True, "list": None}),
+    ("patch", "/api/v1/tasks/{done}/", {"completed": False}),
+    ("patch", "/api/v1/tasks/{plain}/", {}),
+    ("put", "/api/v1/tasks/{plain}/", {"title": "put", "tags": [], "list": "{home}"}),
+    ("post", "/api/v1/tasks/{plain}/move/", {"after": None, "list": "{home}"}),
+    ("post", "/api/v1/tasks/{done}/move/", {"after": "{plain}"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), WRITES)
+def test_a_writes_answer_is_a_get_of_what_it_wrote_byte_for_byte(
+    api_client, variety, method, path, body
 ):
-    assert fast_read.task_representation(owner=user.pk, task=variety[0].pk) is not None
-    assert fast_read.task_representation(owner=user.pk, task=uuid.uuid4()) is None
-    # A delete by another request between the write's commit and its answer:
-    monkeypatch.setattr(fast_read, "task_representation", lambda **ids: None)
-    response = api_client.patch(f"/api/v1/tasks/{variety[4].pk}/", {"title": "y"}, format="json")
-    assert response.status_code == 200
-    assert response.json()["title"] == "y" and response.json()["id"] == str(variety[4].pk)
+    """Answers are built from what the write saved, never read back: these are the bytes and
+    the ETag a GET right after it gets."""
+    ids = {"rent": variety[0].pk, "done": variety[2].pk, "plain": variety[4].pk}
+    ids["home"] = variety[0].list_id
+    filled = {
+        key: value.format(**ids) if isinstance(value, str) else value for key, value in body.items()
+    }
+    response = getattr(api_client, method)(path.format(**ids), filled, format="json")
+    assert response.status_code in (200, 201), response.json()["errors"]
+    again = api_client.get(f"/api/v1/tasks/{response.json()['id']}/")
+    assert response.content == again.content
+    if method in ("put", "patch"):  # the methods that answer with an ETag
+        assert response["ETag"] == again["ETag"]
 
 
 # --- The fast list's first page (fast_read.with_fast_list) ------------------------------------
