@@ -790,28 +790,36 @@ def task_reopen(*, task: Task, user: User) -> Task:
     return task_update(task=task, user=user, data={"completed": False})
 
 
-def _delete_tasks(owner_id: UUID, ids: Sequence[UUID], now: datetime) -> None:
-    """Deletes tasks with their subtasks in three statements, whatever their number (Django's
-    collector would select the subtasks and delete in batches of 100)."""
-    doomed = (
-        "SELECT id FROM tasks_task WHERE owner_id = %s AND (id = ANY(%s) OR parent_id = ANY(%s))"
+# Tasks with their subtasks, in one statement whatever their number (Django's collector would
+# select the subtasks and delete in batches of 100), so from one snapshot of which tasks go.
+_DELETE_TASKS = """
+    WITH doomed AS (
+        SELECT id FROM tasks_task
+        WHERE owner_id = %(owner)s AND (id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s))
+    ), unlinked AS (
+        -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
+        UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1,
+            updated_at = %(now)s
+        WHERE owner_id = %(owner)s AND next_occurrence_id IN (SELECT id FROM doomed)
+            AND id NOT IN (SELECT id FROM doomed)
+    ), untagged AS (
+        DELETE FROM tasks_task_tags WHERE task_id IN (SELECT id FROM doomed)
     )
-    params = [owner_id, list(ids), list(ids)]
+    DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed) RETURNING id
+"""
+
+
+def _delete_tasks(owner_id: UUID, ids: Sequence[UUID], now: datetime) -> int:
+    """Deletes the owner's tasks of these ids with their subtasks; how many rows went."""
     with connection.cursor() as cursor:
-        # The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
-        cursor.execute(
-            "UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1, "
-            f"updated_at = %s WHERE next_occurrence_id IN ({doomed}) AND id NOT IN ({doomed})",
-            [now, *params, *params],
-        )
-        cursor.execute(f"DELETE FROM tasks_task_tags WHERE task_id IN ({doomed})", params)
-        cursor.execute(f"DELETE FROM tasks_task WHERE id IN ({doomed})", params)
+        cursor.execute(_DELETE_TASKS, {"owner": owner_id, "ids": list(ids), "now": now})
+        return len(cursor.fetchall())
 
 
-def task_delete(*, task: Task) -> None:
-    """Deletes a task with its subtasks."""
-    with transaction.atomic():
-        _delete_tasks(task.owner_id, [task.pk], timezone.now())
+def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:
+    """Deletes the owner's task with its subtasks; False when the owner has no such task. One
+    statement, so no transaction of its own."""
+    return _delete_tasks(owner_id, [task_id], timezone.now()) > 0
 
 
 def task_move(

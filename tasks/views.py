@@ -396,8 +396,18 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
             locked=self.lock_on_read,
         )
 
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if "If-Match" in request.headers:
+            # Compared under the row's lock first (ConditionalRequestMixin), then deleted.
+            return super().destroy(request, *args, **kwargs)
+        # Last writer wins: the delete is the lookup, one statement (a 404 when nothing went).
+        pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
+        if not services.task_delete(owner_id=request.user.pk, task_id=pk):
+            raise Http404
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def perform_destroy(self, instance: Task) -> None:
-        services.task_delete(task=instance)
+        services.task_delete(owner_id=instance.owner_id, task_id=instance.pk)
 
     @extend_schema(
         summary="Move a task: right after another, or first; optionally into another list",

@@ -226,7 +226,7 @@ def test_concurrent_writers_for_one_owner_keep_the_count_exact(make_user):
 
     def deletes() -> None:
         for task in doomed:
-            services.task_delete(task=task)
+            services.task_delete(owner_id=task.owner_id, task_id=task.pk)
 
     assert run_in_threads(creates, raw_inserts, deletes) == []
     assert assert_exact() == {owner.pk: 20 + 20 * 50}

@@ -37,7 +37,7 @@ def test_an_unknown_bulk_action_is_refused(user):
 def test_deleting_a_copy_unlinks_its_previous_occurrence(user, make_task):
     daily = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
     done = services.task_complete(task=daily, user=user)
-    services.task_delete(task=done.next_occurrence)
+    services.task_delete(owner_id=user.pk, task_id=done.next_occurrence_id)
     daily.refresh_from_db()
     assert daily.next_occurrence_id is None and daily.version == done.version + 1
 
@@ -83,7 +83,7 @@ def test_tags_are_found_whatever_the_case_and_created_once(user, other_user):
 
 def test_moving_after_a_task_deleted_meanwhile_is_a_field_error(user, make_task):
     task, anchor = make_task("task"), make_task("anchor")
-    services.task_delete(task=Task.objects.get(pk=anchor.pk))
+    services.task_delete(owner_id=anchor.owner_id, task_id=anchor.pk)
     with pytest.raises(ValidationError) as raised:
         services.task_move(task=task, after=anchor)  # `anchor` as a request read it before
     assert list(raised.value.detail) == ["after"]

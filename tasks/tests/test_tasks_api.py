@@ -1,7 +1,9 @@
 import re
+from datetime import date
 
 import pytest
 
+from tasks import services
 from tasks.models import Tag, Task
 
 pytestmark = pytest.mark.django_db
@@ -194,6 +196,29 @@ def test_deleting_a_parent_deletes_its_subtasks(api_client, make_task):
     response = api_client.delete(f"/api/v1/tasks/{parent.pk}/")
     assert response.status_code == 204
     assert list(Task.objects.all()) == [kept]
+
+
+def test_deleting_a_parent_deletes_its_subtasks_linked_tagged_and_all(
+    api_client, user, make_task, django_assert_num_queries
+):
+    parent = make_task("Move house", tags=["home"])
+    daily = make_task("Water", parent=parent, due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
+    services.task_complete(task=daily, user=user)  # its copy is a subtask too, linked from it
+    elsewhere = make_task("Weekly", due_date=date(2999, 1, 1), recurrence="FREQ=WEEKLY")
+    copy = services.task_complete(task=elsewhere, user=user).next_occurrence
+    Task.objects.filter(pk=copy.pk).update(parent=parent, position=10**6)  # under the parent
+    kept = make_task("Other", tags=["home"])
+
+    # The user; then one statement: no transaction, no read first.
+    with django_assert_num_queries(2):
+        response = api_client.delete(f"/api/v1/tasks/{parent.pk}/")
+
+    assert response.status_code == 204
+    assert set(Task.objects.all()) == {elsewhere, kept}
+    elsewhere.refresh_from_db()
+    assert elsewhere.next_occurrence_id is None and elsewhere.version == 3  # unlinked
+    assert list(Task.tags.through.objects.values_list("task_id", flat=True)) == [kept.pk]
+    assert api_client.delete(f"/api/v1/tasks/{parent.pk}/").status_code == 404  # gone
 
 
 def test_moving_a_parent_to_another_list_takes_its_subtasks_along(api_client, make_task, make_list):
