@@ -606,7 +606,9 @@ def _spawn_next_occurrences(
     ]
     Task.objects.bulk_create(copies)
     # The copies of originals known to have no tag have none to copy.
-    tagged = [pair for pair in zip(originals, copies, strict=True) if pair[0].tag_names != []]
+    tagged = [
+        (task, copy) for task, copy in zip(originals, copies, strict=True) if task.tag_names != []
+    ]
     unsaved_ids = {task.pk for task in unsaved}
     links = [
         (original.pk, copy.pk)
@@ -805,7 +807,7 @@ _DELETE_TASKS = """
     ), untagged AS (
         DELETE FROM tasks_task_tags WHERE task_id IN (SELECT id FROM doomed)
     )
-    DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed) RETURNING id
+    DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed)
 """
 
 
@@ -813,7 +815,7 @@ def _delete_tasks(owner_id: UUID, ids: Sequence[UUID], now: datetime) -> int:
     """Deletes the owner's tasks of these ids with their subtasks; how many rows went."""
     with connection.cursor() as cursor:
         cursor.execute(_DELETE_TASKS, {"owner": owner_id, "ids": list(ids), "now": now})
-        return len(cursor.fetchall())
+        return cursor.rowcount  # the main statement's: the tasks deleted
 
 
 def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:
