@@ -296,7 +296,9 @@ def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def targets(results: list[Result], compare: dict, rss: list[float]) -> list[str]:
+def targets(
+    results: list[Result], compare: dict, rss: list[float], connections: int = 32
+) -> list[str]:
     by_name = {result.name: result for result in results}
     checks = []
 
@@ -323,6 +325,14 @@ def targets(results: list[Result], compare: dict, rss: list[float]) -> list[str]
             # At a fixed 32 connections latency is mostly queueing (mean = 32 / throughput):
             # the floor's own p95 says what this machine allows.
             value += f"; the floor's: {floor.p95:.1f} ms"
+        if result.p95 > limit:
+            # Little's law for a closed loop: the mean latency is connections / throughput, and
+            # a p95 within the limit needs a mean within it first.
+            needed = connections * 1000 / limit
+            value += (
+                f"; a mean of {limit} ms at {connections} connections takes "
+                f"≥ {needed:,.0f} req/s, this run {result.rps:,.0f}"
+            )
         check(f"{result.name} p95 ≤ {limit} ms", result.p95 <= limit, value)
     worst_p99 = max(app, key=lambda result: result.p99, default=None)
     if worst_p99:
@@ -411,7 +421,7 @@ def report(
             "",
             "Targets (issue 7):",
             "",
-            *targets(results, compare, rss),
+            *targets(results, compare, rss, args.connections),
             "",
             *latency_section(args, latency),
         ]

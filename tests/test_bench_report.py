@@ -36,10 +36,25 @@ def test_the_floor_ratios_and_the_heavy_list_are_judged_from_the_figures():
 
     assert "- met: list ≥ 40% of floor (42%)" in lines
     assert "- **NOT met**: get ≥ 50% of floor (49%)" in lines
-    assert "- **NOT met**: get p95 ≤ 25 ms (70.0 ms; the floor's: 35.0 ms)" in lines
+    assert (
+        "- **NOT met**: get p95 ≤ 25 ms (70.0 ms; the floor's: 35.0 ms; a mean of 25 ms at 32 "
+        "connections takes ≥ 1,280 req/s, this run 490)"
+    ) in lines
     assert "- **NOT met**: list heavy p95 within 20% of list p95 (1.21×)" in lines
     assert "- met: worker RSS < 120 MB (max 119 MB)" in lines
     assert "- met: zero errors (0)" in lines
+
+
+def test_a_met_latency_target_says_no_more_and_a_missed_one_the_throughput_it_takes():
+    figures = [result("create", 300, 49.9, 60), result("move", 300, 80, 90)]
+
+    lines = targets(figures, COMPARE, [], connections=16)
+
+    assert "- met: create p95 ≤ 50 ms (49.9 ms)" in lines
+    assert (
+        "- **NOT met**: move p95 ≤ 50 ms (80.0 ms; a mean of 50 ms at 16 connections takes "
+        "≥ 320 req/s, this run 300)"
+    ) in lines
 
 
 def test_the_get_is_also_given_against_the_floor_that_counts_the_rate_limit():
