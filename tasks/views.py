@@ -247,7 +247,7 @@ class CompiledLookupForWrites:
     def get_object(self) -> Task:
         if self.request.method in permissions.SAFE_METHODS:
             return super().get_object()
-        pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
+        pk = self.task_id()
         if self.lock_on_read:
             instance = task_to_write(self.request.user.pk, pk)
         else:
@@ -256,6 +256,9 @@ class CompiledLookupForWrites:
             raise Http404
         self.check_object_permissions(self.request, instance)
         return instance
+
+    def task_id(self) -> uuid.UUID:
+        return uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
 
 
 @extend_schema_view(
@@ -401,8 +404,7 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
             # Compared under the row's lock first (ConditionalRequestMixin), then deleted.
             return super().destroy(request, *args, **kwargs)
         # Last writer wins: the delete is the lookup, one statement (a 404 when nothing went).
-        pk = uuid.UUID(self.kwargs[self.lookup_url_kwarg or self.lookup_field])  # a URL UUID
-        if not services.task_delete(owner_id=request.user.pk, task_id=pk):
+        if not services.task_delete(owner_id=request.user.pk, task_id=self.task_id()):
             raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
 
