@@ -706,7 +706,7 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         owned, task.position = _count_and_end_position(user.pk, task.sibling_group)
         ensure_room(owned=owned)
         task.save()
-        task.tag_names, task.has_open_subtasks = [tag.name for tag in tags], False
+        task.tag_names = [tag.name for tag in tags]  # its answer's (written_task_data)
         if tags:
             # A new task has no tags yet: one INSERT, the same statement for any number of
             # tags (tags.set() would first read them, twice; bulk_create cost ~0.6 ms of CPU).
