@@ -267,7 +267,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["todo_project.ratelimit.RateLimitThrottle"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["todo_project.parsers.JSONParser"],  # nesting bounded
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "todo_project.schema.AutoSchema",  # adds the shared error answers
     "EXCEPTION_HANDLER": "todo_project.problems.exception_handler",

@@ -263,3 +263,17 @@ def test_purge_deletes_only_expired_keys(user, other_user):
     call_command("purge_idempotency_keys", stdout=out)
     assert out.getvalue().strip() == "Deleted 2 expired idempotency key(s)."
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("depth", [900, 940])
+def test_a_deeply_nested_body_with_a_key_is_a_400_and_claims_nothing(api_client, user, depth):
+    # Such bodies passed the parser and overflowed the fingerprint's json.dumps: a 500.
+    body = '{"name": "Home", "extra": ' + "[" * depth + "]" * depth + "}"
+    response = api_client.post(
+        URL, data=body, content_type="application/json", HTTP_IDEMPOTENCY_KEY="deep"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == PROBLEM
+    assert not IdempotencyRecord.objects.filter(owner=user).exists()
+    assert post(api_client, {"name": "Home"}, key="deep").status_code == 201

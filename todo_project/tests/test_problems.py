@@ -44,6 +44,21 @@ def test_malformed_json_is_a_400_problem(anon_client):
     assert body["errors"] == {"non_field_errors": ["The body is not valid JSON."]}
 
 
+@pytest.mark.parametrize("depth", [33, 2000])
+def test_json_nested_too_deeply_is_a_400_problem(anon_client, depth):
+    # 2000 levels overflowed Python's json module (a 500); a few hundred overflowed later code.
+    body = '{"title": "x", "extra": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+    response = anon_client.post("/api/v1/test/echo/", data=body, content_type="application/json")
+    problem = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert "nested deeper than 32 levels" in problem["detail"]
+
+
+def test_json_nested_32_levels_is_parsed(anon_client):
+    body = '{"title": "x", "extra": ' + "[" * 31 + "]" * 31 + "}"
+    response = anon_client.post("/api/v1/test/echo/", data=body, content_type="application/json")
+    assert response.status_code == 201, response.content
+
+
 def test_invalid_utf8_is_a_400_problem(anon_client):
     response = anon_client.post(
         "/api/v1/test/echo/", data=b'{"title": "\xff"}', content_type="application/json"

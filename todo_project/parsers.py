@@ -1,0 +1,41 @@
+"""The API's JSON parser: DRF's, with a bound on nesting.
+
+No body of this API nests deeper than a few levels, but a client may send anything, and an
+unknown field is ignored rather than refused. Python's json module recurses once per level: a
+2 KB body of a thousand nested arrays raised RecursionError (a 500) in the parser, and a few
+hundred levels passed the parser only to overflow later code that walks the data (the
+Idempotency-Key fingerprint). Past MAX_DEPTH the body is a 400 like any other malformed JSON.
+"""
+
+from rest_framework import parsers
+from rest_framework.exceptions import ParseError
+
+MAX_DEPTH = 32
+
+
+def nesting_exceeds(data, limit: int) -> bool:
+    """Whether arrays and objects in `data` nest deeper than `limit`; iterative, so a deep
+    value cannot overflow the check itself."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            value = value.values()
+        elif not isinstance(value, list):
+            continue
+        if depth > limit:
+            return True
+        stack.extend((item, depth + 1) for item in value)
+    return False
+
+
+class JSONParser(parsers.JSONParser):
+    def parse(self, stream, media_type=None, parser_context=None):
+        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise too_deep from None
+        if nesting_exceeds(data, MAX_DEPTH):
+            raise too_deep
+        return data
