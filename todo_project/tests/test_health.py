@@ -3,6 +3,7 @@ import json
 import pytest
 from django.core.signals import request_started
 from django.db import connection
+from django.test import Client
 
 from todo_project.tests.helpers import terminate_backend
 
@@ -12,6 +13,20 @@ def test_healthz_answers_without_touching_the_database(anon_client):
     response = anon_client.get("/healthz")
     assert response.status_code == 200
     assert json.loads(response.content) == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+@pytest.mark.parametrize("method", ["post", "put", "delete"])
+def test_a_probe_with_another_method_is_405_naming_get_and_head(path, method):
+    # CSRF checks on, as a real server has them: a POST used to get CSRF's 403 HTML page.
+    response = getattr(Client(enforce_csrf_checks=True), method)(path)
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD"
+
+
+def test_healthz_answers_head():
+    response = Client().head("/healthz")
+    assert response.status_code == 200
 
 
 @pytest.mark.django_db
