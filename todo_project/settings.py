@@ -125,7 +125,7 @@ MIDDLEWARE = [
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        "DIRS": [BASE_DIR / "todo_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [

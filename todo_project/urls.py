@@ -10,7 +10,11 @@ urlpatterns = [
     path("readyz", readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="redoc.html"),
+        name="redoc",
+    ),
     path("api/v1/auth/", include("accounts.urls")),
     path("api/v1/", include("tasks.urls")),
     path(settings.ADMIN_URL, admin.site.urls),
