@@ -121,6 +121,10 @@ def problem_response(
         "instance": request.path,
         "request_id": getattr(request, "request_id", None),
     }
+    if errors is None and status_code == 400:
+        # The contract's 400s always carry `errors`; one not about a field (a bad Host or
+        # Content-Length header) names itself as the request's own error.
+        errors = {"non_field_errors": [detail]}
     if errors is not None:
         body["errors"] = errors
     # RFC 9457 extension members an exception carries (e.g. the bulk endpoint's missing_ids).

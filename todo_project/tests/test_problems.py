@@ -126,3 +126,14 @@ def test_non_api_404_stays_html(anon_client):
     response = anon_client.get("/not-api/")
     assert response.status_code == 404
     assert response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"HTTP_HOST": "evil.example"}, {"CONTENT_LENGTH": "many"}],
+    ids=["disallowed host", "content-length not a number"],
+)
+def test_a_400_about_the_request_itself_still_carries_errors(anon_client, headers):
+    response = anon_client.get("/api/v1/test/echo/", **headers)
+    body = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert body["errors"] == {"non_field_errors": [body["detail"]]}

@@ -91,7 +91,7 @@ def test_drf_requires_jwt_auth_and_speaks_only_json():
     rest = settings.REST_FRAMEWORK
     assert rest["DEFAULT_PERMISSION_CLASSES"] == ["rest_framework.permissions.IsAuthenticated"]
     assert rest["DEFAULT_RENDERER_CLASSES"] == ["rest_framework.renderers.JSONRenderer"]
-    assert rest["DEFAULT_PARSER_CLASSES"] == ["rest_framework.parsers.JSONParser"]
+    assert rest["DEFAULT_PARSER_CLASSES"] == ["todo_project.parsers.JSONParser"]
 
 
 @pytest.mark.parametrize("value", ["maybe", "2"])
