@@ -60,7 +60,8 @@ def test_an_invalid_filter_value_is_a_400_naming_the_parameter(api_client, query
 
 
 @pytest.mark.parametrize(
-    "query", ["limit=0", "limit=-1", "limit=ten", "limit=1.5", "offset=-1", "offset=x"]
+    "query",
+    ["limit=0", "limit=-1", "limit=ten", "limit=1.5", "offset=-1", "offset=x", "limit=" + "0" * 30],
 )
 def test_an_invalid_limit_or_offset_is_a_400(api_client, query):
     response = api_client.get(f"/api/v1/tasks/?{query}")
@@ -119,6 +120,23 @@ def test_a_filtered_page_that_ends_before_its_limit_is_counted_without_count(
             assert link is None
         else:
             assert link is not None and (f"offset={offset}" in link) == (offset > 0), link
+
+
+@pytest.mark.parametrize("prefix", ["", "completed=false&"], ids=["fast list", "filtered"])
+@pytest.mark.parametrize("digits", [19, 30, 5000])
+def test_a_limit_or_offset_of_any_length_is_served_not_refused(
+    api_client, make_task, prefix, digits
+):
+    # 19 digits and more were a 400 "not a whole number"; 5000 would overflow int().
+    for index in range(3):
+        make_task(f"t{index}")
+    huge = "9" * digits
+    body = api_client.get(f"/api/v1/tasks/?{prefix}limit={huge}").json()
+    assert [task["title"] for task in body["results"]] == ["t0", "t1", "t2"]
+    body = api_client.get(f"/api/v1/tasks/?{prefix}offset={huge}").json()
+    assert body["results"] == [] and body["count"] == 3
+    body = api_client.get(f"/api/v1/tasks/?{prefix}limit={'0' * digits}2").json()
+    assert [task["title"] for task in body["results"]] == ["t0", "t1"]
 
 
 def test_limit_above_200_is_served_as_200(api_client, user):
