@@ -46,7 +46,10 @@ from todo_project.problems import PROBLEM_CONTENT_TYPE
 from todo_project.schema import ERROR_DESCRIPTIONS
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
+WHOLE_NUMBER = re.compile(r"[0-9]+")
+# Larger limits and offsets are served as this one: past any user's tasks, and with a page's end
+# still within PostgreSQL's bigint OFFSET/LIMIT.
+LARGEST_WHOLE_NUMBER = 10**18
 
 
 def _problem(description: str) -> OpenApiResponse:
@@ -95,9 +98,12 @@ class TaskPagination(LimitOffsetPagination):
         raw = request.GET.get(name)  # a DRF request's query_params, or the fast list's request
         if raw is None:
             return default
-        if not WHOLE_NUMBER.fullmatch(raw) or int(raw) < minimum:
-            raise ValidationError({name: [f"Must be a whole number of at least {minimum}."]})
-        return int(raw)
+        if WHOLE_NUMBER.fullmatch(raw):
+            digits = raw.lstrip("0")
+            number = LARGEST_WHOLE_NUMBER if len(digits) > 18 else int(digits or "0")
+            if number >= minimum:
+                return number
+        raise ValidationError({name: [f"Must be a whole number of at least {minimum}."]})
 
     def get_limit(self, request: Request) -> int:
         limit = self._whole_number(request, self.limit_query_param, self.default_limit, 1)
@@ -132,7 +138,7 @@ class TaskPagination(LimitOffsetPagination):
                 "name": "offset",
                 "required": False,
                 "in": "query",
-                "description": "How many results to skip.",
+                "description": "How many results to skip (past the end: an empty page).",
                 "schema": {"type": "integer", "minimum": 0, "default": 0},
             },
         ]
