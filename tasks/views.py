@@ -205,6 +205,11 @@ class TaskListViewSet(
             .order_by("position", "id")
         )
 
+    def derived_etag_values(self, response: Response) -> tuple[int, ...]:
+        # The counts change with the list's tasks, not its version: in the ETag, a 304 never
+        # hides them (If-Match still compares the version alone).
+        return response.data["task_count"], response.data["open_task_count"]
+
     def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
         annotated = self.get_queryset().get(pk=task_list.pk)
         return Response(self.get_serializer(annotated).data, status=code)

@@ -3,6 +3,9 @@
 The ETag of a resource is its version as a strong entity tag, `"<version>"` (the URL already
 names the row). It is strong because `If-Match` uses the strong comparison (RFC 9110 13.1.1):
 a weak tag would never match there. `version` grows by one on every change of the row.
+A representation that also shows values derived from other rows (a list's task counts) adds
+them, `"<version>-<count>-…"`: a 304 must never hide a new count. `If-Match` guards the row's
+own fields, so it compares the version alone: a task completed meanwhile fails no rename.
 
 - GET one answers `ETag`; `If-None-Match` listing it (or `*`) is a 304 without a body.
 - PATCH / PUT / DELETE with `If-Match` that lists neither the current tag nor `*` is a 412
@@ -26,8 +29,8 @@ WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 SAFE_METHODS = {"GET", "HEAD"}
 
 
-def etag_for(version: int) -> str:
-    return quote_etag(str(version))
+def etag_for(version: int, *derived: int) -> str:
+    return quote_etag("-".join(map(str, (version, *derived))))
 
 
 def none_match(header: str | None, etag: str) -> bool:
@@ -38,10 +41,14 @@ def none_match(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
-def if_match(header: str, etag: str) -> bool:
-    """True when `If-Match` lists the current tag or `*` (strong comparison: weak tags fail)."""
+def if_match(header: str, version: int) -> bool:
+    """True when `If-Match` lists `*` or a strong tag of the current version, whatever values
+    derived from other rows it carries (weak tags fail: the strong comparison)."""
     tags = parse_etags(header)
-    return "*" in tags or etag in tags
+    current = str(version)
+    return "*" in tags or any(
+        tag.startswith('"') and tag.strip('"').split("-")[0] == current for tag in tags
+    )
 
 
 class ConditionalRequestMixin:
@@ -82,7 +89,7 @@ class ConditionalRequestMixin:
         )
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
-        if not if_match(header, etag_for(current)):
+        if not if_match(header, current):
             raise PreconditionFailed(
                 f"The resource has changed since you read it: its ETag is now {etag_for(current)}."
             )
@@ -99,13 +106,17 @@ class ConditionalRequestMixin:
         ):
             if request.method not in SAFE_METHODS:
                 version = self._version_after_write(response, self._conditional_instance)
-            etag = etag_for(version)
+            etag = etag_for(version, *self.derived_etag_values(response))
             if request.method in SAFE_METHODS and none_match(
                 request.headers.get("If-None-Match"), etag
             ):
                 response = Response(status=status.HTTP_304_NOT_MODIFIED)
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
+
+    def derived_etag_values(self, response: Response) -> tuple[int, ...]:
+        """Values of the representation that other rows change (none here; lists: counts)."""
+        return ()
 
     @staticmethod
     def _version_after_write(response: Response, instance: models.Model) -> int:

@@ -61,7 +61,10 @@ ETAG = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     response=[200, 304],
-    description='The version of the resource, as a strong entity tag: `"<version>"`.',
+    description=(
+        'The version of the resource, as a strong entity tag: `"<version>"`; a list\'s adds its '
+        'task counts, `"<version>-<task_count>-<open_task_count>"`, so a 304 never hides them.'
+    ),
 )
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
@@ -75,7 +78,8 @@ IF_MATCH = OpenApiParameter(
     OpenApiParameter.HEADER,
     description=(
         "Write only if the resource still has this ETag (or `*`: any version); otherwise 412 "
-        "and nothing changes. Without it the last writer wins."
+        "and nothing changes. Without it the last writer wins. A list's tag is compared by its "
+        "version part alone: its counts change with its tasks, not with its own fields."
     ),
 )
 IDEMPOTENCY_KEY = OpenApiParameter(

@@ -112,3 +112,30 @@ def test_an_invalid_tasks_parameter_is_a_400_and_deletes_nothing(api_client, mak
 def test_put_is_not_offered_on_lists(api_client, make_list):
     home = make_list("Home")
     assert api_client.put(f"/api/v1/lists/{home.pk}/", {"name": "x"}).status_code == 405
+
+
+def test_a_lists_etag_changes_with_its_counts_so_a_304_never_hides_them(
+    api_client, make_list, make_task
+):
+    home = make_list("Home")
+    url = f"/api/v1/lists/{home.pk}/"
+    assert api_client.get(url)["ETag"] == '"1-0-0"'
+    task = make_task("rent", list=home)
+    fresh = api_client.get(url, HTTP_IF_NONE_MATCH='"1-0-0"')
+    assert fresh.status_code == 200 and fresh.json()["open_task_count"] == 1
+    assert fresh["ETag"] == '"1-1-1"'
+    api_client.post("/api/v1/tasks/bulk/", {"action": "complete", "ids": [str(task.pk)]})
+    assert api_client.get(url, HTTP_IF_NONE_MATCH='"1-1-1"')["ETag"] == '"1-1-0"'
+    assert api_client.get(url, HTTP_IF_NONE_MATCH='"1-1-0"').status_code == 304
+
+
+def test_if_match_on_a_list_compares_its_version_not_its_counts(api_client, make_list, make_task):
+    home = make_list("Home")
+    url = f"/api/v1/lists/{home.pk}/"
+    make_task("rent", list=home)  # after the client read '"1-0-0"'
+    renamed = api_client.patch(url, {"name": "House"}, HTTP_IF_MATCH='"1-0-0"')
+    assert renamed.status_code == 200 and renamed["ETag"] == '"2-1-1"'
+    stale = api_client.patch(url, {"name": "Flat"}, HTTP_IF_MATCH='"1-1-1"')
+    assert stale.status_code == 412
+    assert api_client.delete(url, HTTP_IF_MATCH='"1-1-1"').status_code == 412
+    assert api_client.delete(url, HTTP_IF_MATCH='"2-0-0"').status_code == 204

@@ -189,4 +189,6 @@ def test_etag_helpers_parse_lists_and_wildcards():
 
     assert etag_for(3) == '"3"'
     assert none_match('W/"3", "4"', '"3"') and not none_match(None, '"3"')
-    assert if_match("*", '"3"') and not if_match('W/"3"', '"3"')
+    assert if_match("*", 3) and not if_match('W/"3"', 3) and not if_match('"4"', 3)
+    assert etag_for(3, 5, 2) == '"3-5-2"' and if_match('"3-5-2"', 3) and if_match('"3-9-9"', 3)
+    assert if_match('"1", "3"', 3) and not if_match('W/"3-5-2"', 3) and not if_match('"33"', 3)
