@@ -2,8 +2,9 @@
 
 A task's rule is evaluated on calendar dates only: the series starts at the first task's due
 date (`Task.recurrence_start`) and the caller copies `due_time` onto the next task, so the
-wall-clock time survives DST changes by construction. Only "today" needs a timezone, and that is
-the user's (`today_in`).
+wall-clock time survives DST changes by construction. Two things need the user's timezone:
+"today" (`today_in`) and a UTC date-time UNTIL, which is turned into the last local date whose
+occurrence (at `due_time`, or the whole day without one) is not after it (`_last_local_date`).
 
 python-dateutil does the calendar arithmetic. Our own checks come first because dateutil is
 lenient (it accepts DTSTART, BYHOUR, WKST, duplicate keys, lower case) and because some of its
@@ -11,7 +12,7 @@ failures are not ValueErrors; everything invalid leaves this module as a Django 
 """
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
@@ -117,7 +118,7 @@ def _check(parts: dict[str, str]) -> None:
 def _build(parts: dict[str, str], dtstart: datetime) -> rrule:
     text = ";".join(f"{key}={value}" for key, value in parts.items())
     try:
-        # ignoretz: the series runs on naive dates, so a UTC UNTIL counts by its date.
+        # ignoretz: the series runs on naive dates; next_due_date makes a UTC UNTIL a date first.
         return rrulestr(text, dtstart=dtstart, ignoretz=True)
     except Exception as error:  # dateutil raises ValueError, KeyError, TypeError alike
         raise _invalid(str(error) or "it cannot be parsed.") from error
@@ -161,12 +162,25 @@ def validate_rule(value: str) -> str:
     return ";".join(f"{key}={item}" for key, item in parts.items())
 
 
-def next_due_date(*, rule: str, series_start: date, current_due: date, today: date) -> date | None:
+def next_due_date(
+    *,
+    rule: str,
+    series_start: date,
+    current_due: date,
+    today: date,
+    due_time: time | None,
+    tz_name: str,
+) -> date | None:
     """The due date of the next occurrence, or None when COUNT or UNTIL is spent.
 
     The series starts at `series_start` (the first task's due date, which is its first occurrence
     and where COUNT counts from); the answer is its first occurrence strictly after the later of
     `current_due` and `today`, so an overdue task does not spawn copies that are overdue too.
+
+    A date UNTIL (YYYYMMDD) is the last date of the series. A UTC date-time UNTIL bounds the
+    occurrence's start, inclusively (RFC 5545): with `due_time`, an occurrence is in the series
+    when that wall-clock time in `tz_name` on its date is not after UNTIL; without one (an
+    all-day task) when its date is not after UNTIL's date in `tz_name`.
     """
     parts = _parts(rule)
     _check(parts)
@@ -176,11 +190,36 @@ def next_due_date(*, rule: str, series_start: date, current_due: date, today: da
     dtstart = datetime(series_start.year, series_start.month, series_start.day)
     if "COUNT" in parts:
         return _next_counted(parts, dtstart, threshold)
+    if "T" in parts.get("UNTIL", ""):
+        last = _last_local_date(parts["UNTIL"], due_time, ZoneInfo(tz_name))
+        if last is None:
+            return None
+        parts["UNTIL"] = last.isoformat().replace("-", "")  # isoformat pads years below 1000
     dtstart = _fast_forward(parts, dtstart, threshold)
     if dtstart.date() > threshold:
         return dtstart.date()
     occurrence = _build(parts, dtstart).after(datetime.combine(threshold, datetime.min.time()))
     return occurrence.date() if occurrence else None
+
+
+def _last_local_date(until: str, due_time: time | None, tz: ZoneInfo) -> date | None:
+    """The last local date whose occurrence starts at or before a UTC UNTIL; None if no date's does.
+
+    Without `due_time` an occurrence is the whole day, so UNTIL's local date counts. With one, a
+    wall-clock time the clocks skip or repeat on that date is read with fold=0, the offset before
+    the change, as RFC 5545 (3.3.5) does: 02:30 on a spring-forward night in New York is 03:30
+    EDT, and 01:30 on the fall-back night is the first 01:30 (EDT).
+    """
+    instant = datetime.strptime(until, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    try:
+        last = instant.astimezone(tz).date()
+        # Later wall-clock times on later dates are later instants, so stepping back from UNTIL's
+        # own local date ends after a step or two. Comparing across zones never overflows.
+        while due_time is not None and datetime.combine(last, due_time, tz) > instant:
+            last -= timedelta(days=1)
+    except OverflowError:  # UNTIL's local date is outside years 1..9999
+        return date.max if instant.year == 9999 else None
+    return last
 
 
 def _next_counted(parts: dict[str, str], dtstart: datetime, threshold: date) -> date | None:

@@ -577,6 +577,8 @@ def _spawn_next_occurrences(
             series_start=_series_start(task),
             current_due=task.due_date,
             today=today,
+            due_time=task.due_time,  # a UTC UNTIL bounds the copy's local date and time
+            tz_name=user.timezone,
         )
         if due is not None:  # None: COUNT or UNTIL is spent, the series ends here
             due_dates[task.pk] = due

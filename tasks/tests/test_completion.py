@@ -99,6 +99,76 @@ def test_no_copy_once_count_is_spent(api_client, make_task):
     assert Task.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("tz_name", "due", "until"),
+    [
+        # 09:00 UTC on 11 December is an hour after UNTIL.
+        ("UTC", date(2026, 12, 10), "20261211T080000Z"),
+        # UNTIL is 19:00 on 11 December in Los Angeles: 20:00 that day is after it.
+        ("America/Los_Angeles", date(2026, 12, 10), "20261212T030000Z"),
+    ],
+)
+def test_no_copy_after_a_utc_until_at_the_tasks_local_time(
+    api_client, user, make_task, frozen_now, tz_name, due, until
+):
+    user.timezone = tz_name
+    user.save()
+    frozen_now(datetime(2026, 12, 10, 7, 0, tzinfo=ZoneInfo("UTC")))
+    due_time = time(9, 0) if tz_name == "UTC" else time(20, 0)
+    rule = f"FREQ=DAILY;UNTIL={until}"
+    task = make_task("daily", due_date=due, due_time=due_time, recurrence=rule)
+    body = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    assert body["completed"] is True and body["next_occurrence"] is None
+    # Bulk completion takes the same path.
+    other = make_task("other", due_date=due, due_time=due_time, recurrence=rule)
+    response = api_client.post(
+        "/api/v1/tasks/bulk/", {"action": "complete", "ids": [str(other.pk)]}, format="json"
+    )
+    assert response.json() == {"updated": 1}
+    assert Task.objects.get(pk=other.pk).next_occurrence_id is None
+    assert Task.objects.count() == 2
+
+
+def test_a_copy_exactly_at_a_utc_until_is_made_and_is_the_last(
+    api_client, user, make_task, frozen_now
+):
+    user.timezone = "America/New_York"
+    user.save()
+    frozen_now(datetime(2026, 12, 10, 7, 0, tzinfo=ZoneInfo("UTC")))
+    # 09:00 EST on 11 December is 14:00 UTC.
+    task = make_task(
+        "daily",
+        due_date=date(2026, 12, 10),
+        due_time=time(9, 0),
+        recurrence="FREQ=DAILY;UNTIL=20261211T140000Z",
+    )
+    first = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    copy = Task.objects.get(pk=first["next_occurrence"])
+    assert (copy.due_date, copy.due_time) == (date(2026, 12, 11), time(9, 0))
+    last = api_client.patch(f"/api/v1/tasks/{copy.pk}/", {"completed": True}).json()
+    assert last["next_occurrence"] is None
+
+
+def test_an_all_day_task_ends_on_utc_untils_date_in_the_users_time_zone(
+    api_client, user, make_task, frozen_now
+):
+    user.timezone = "Asia/Tokyo"
+    user.save()
+    frozen_now(datetime(2026, 12, 10, 1, 0, tzinfo=ZoneInfo("UTC")))
+    # 22:00 UTC on 11 December is 12 December in Tokyo: the 11th and the 12th are in the series.
+    task = make_task(
+        "daily", due_date=date(2026, 12, 10), recurrence="FREQ=DAILY;UNTIL=20261211T220000Z"
+    )
+    first = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    second = Task.objects.get(pk=first["next_occurrence"])
+    assert second.due_date == date(2026, 12, 11)
+    body = api_client.patch(f"/api/v1/tasks/{second.pk}/", {"completed": True}).json()
+    third = Task.objects.get(pk=body["next_occurrence"])
+    assert third.due_date == date(2026, 12, 12)
+    body = api_client.patch(f"/api/v1/tasks/{third.pk}/", {"completed": True}).json()
+    assert body["next_occurrence"] is None
+
+
 def test_a_recurring_task_needs_a_due_date_also_when_it_is_cleared(api_client, make_task):
     task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
     response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None})

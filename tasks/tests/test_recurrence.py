@@ -1,4 +1,4 @@
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from dateutil.rrule import rrule, rrulestr
@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 from tasks.recurrence import next_due_date, today_in, validate_rule
 
 
-def next_after(rule, series_start, current_due=None, today=None):
+def next_after(rule, series_start, current_due=None, today=None, due_time=None, tz_name="UTC"):
     return next_due_date(
         rule=rule,
         series_start=series_start,
         current_due=current_due or series_start,
         today=today or series_start,
+        due_time=due_time,
+        tz_name=tz_name,
     )
 
 
@@ -239,11 +241,130 @@ def test_until_is_inclusive_and_then_spent():
     assert next_after(rule, start, current_due=date(2025, 3, 3)) is None
 
 
-def test_until_as_utc_date_time_counts_by_its_date():
+def test_until_as_a_date_is_the_last_date_whatever_the_time_and_time_zone():
+    rule = "FREQ=DAILY;UNTIL=20250303"
+    start = date(2025, 3, 1)
+    for due_time, tz_name in [(None, "UTC"), (time(23, 59), "Pacific/Kiritimati")]:
+        on_the_day = next_after(rule, start, date(2025, 3, 2), due_time=due_time, tz_name=tz_name)
+        assert on_the_day == date(2025, 3, 3)
+        assert next_after(rule, start, date(2025, 3, 3), due_time=due_time, tz_name=tz_name) is None
+
+
+def test_utc_until_ends_an_all_day_series_on_its_date_in_utc_for_a_utc_user():
     rule = "FREQ=DAILY;UNTIL=20250303T060000Z"
     start = date(2025, 3, 1)
     assert next_after(rule, start, current_due=date(2025, 3, 2)) == date(2025, 3, 3)
     assert next_after(rule, start, current_due=date(2025, 3, 3)) is None
+
+
+@pytest.mark.parametrize(
+    ("until", "tz_name", "last"),
+    [
+        # 03:00 UTC on 12 March is still 11 March in Los Angeles, and already 12 March in Tokyo.
+        ("20250312T030000Z", "America/Los_Angeles", date(2025, 3, 11)),
+        ("20250312T030000Z", "Asia/Tokyo", date(2025, 3, 12)),
+        # 22:00 UTC on 11 March is 12 March in Tokyo (+9).
+        ("20250311T220000Z", "Asia/Tokyo", date(2025, 3, 12)),
+        ("20250311T220000Z", "UTC", date(2025, 3, 11)),
+    ],
+)
+def test_utc_until_ends_an_all_day_series_on_its_local_date(until, tz_name, last):
+    rule = f"FREQ=DAILY;UNTIL={until}"
+    start = date(2025, 3, 1)
+    before = last - timedelta(days=1)
+    assert next_after(rule, start, current_due=before, tz_name=tz_name) == last
+    assert next_after(rule, start, current_due=last, tz_name=tz_name) is None
+
+
+def test_utc_until_bounds_the_occurrence_at_its_due_time():
+    # The audit's case: 09:00 UTC on 11 December is an hour after UNTIL.
+    rule = "FREQ=DAILY;UNTIL=20261211T080000Z"
+    start = date(2026, 12, 10)
+    assert next_after(rule, start, due_time=time(9, 0)) is None
+    assert next_after(rule, start, due_time=time(7, 59)) == date(2026, 12, 11)
+
+
+def test_utc_until_bounds_the_occurrence_in_the_users_time_zone():
+    # 03:00 UTC on 12 December is 19:00 on the 11th in Los Angeles: 20:00 that day is too late.
+    rule = "FREQ=DAILY;UNTIL=20261212T030000Z"
+    start = date(2026, 12, 10)
+    la = "America/Los_Angeles"
+    assert next_after(rule, start, due_time=time(20, 0), tz_name=la) is None
+    assert next_after(rule, start, due_time=time(19, 0), tz_name=la) == date(2026, 12, 11)
+    # Without a time the whole 11th is in the series, the 12th is not.
+    assert next_after(rule, start, tz_name=la) == date(2026, 12, 11)
+    assert next_after(rule, start, current_due=date(2026, 12, 11), tz_name=la) is None
+
+
+def test_an_occurrence_exactly_at_utc_until_is_in_the_series():
+    rule = "FREQ=WEEKLY;UNTIL=20250317T080000Z"
+    start = date(2025, 3, 10)  # 09:00 in Berlin is 08:00 UTC in winter
+    berlin = "Europe/Berlin"
+    assert next_after(rule, start, due_time=time(9, 0), tz_name=berlin) == date(2025, 3, 17)
+    assert next_after(rule, start, due_time=time(9, 0, 1), tz_name=berlin) is None
+    last = next_after(rule, start, current_due=date(2025, 3, 17), due_time=time(9), tz_name=berlin)
+    assert last is None
+
+
+def test_utc_until_across_the_dst_change_keeps_the_wall_clock_time():
+    # Berlin moves to summer time on 30 March 2025: 09:00 is 08:00 UTC before, 07:00 UTC after.
+    # UNTIL at 07:30 UTC on 31 March is after 09:00 CEST that day (with the winter offset of the
+    # series' start it would be before): the 31st is the last one.
+    rule = "FREQ=DAILY;UNTIL=20250331T073000Z"
+    berlin = "Europe/Berlin"
+    start = date(2025, 3, 28)
+    assert next_after(rule, start, date(2025, 3, 30), due_time=time(9), tz_name=berlin) == (
+        date(2025, 3, 31)
+    )
+    assert next_after(rule, start, date(2025, 3, 31), due_time=time(9), tz_name=berlin) is None
+    # 09:31 CEST is 07:31 UTC, a minute after UNTIL.
+    assert next_after(rule, start, date(2025, 3, 30), due_time=time(9, 31), tz_name=berlin) is None
+
+
+@pytest.mark.parametrize(
+    ("until", "due_time", "included"),
+    [
+        # 2:30 on 9 March 2025 does not exist in New York: read with the offset before the gap
+        # (EST, fold=0), it is 07:30 UTC, i.e. 03:30 EDT.
+        ("20250309T073000Z", time(2, 30), True),
+        ("20250309T072959Z", time(2, 30), False),
+        # 1:30 on 2 November 2025 happens twice: the first (EDT, 05:30 UTC) counts.
+        ("20251102T053000Z", time(1, 30), True),
+        ("20251102T052959Z", time(1, 30), False),
+    ],
+)
+def test_utc_until_reads_skipped_and_repeated_times_with_the_offset_before_the_change(
+    until, due_time, included
+):
+    rule = f"FREQ=DAILY;UNTIL={until}"
+    day = datetime.strptime(until[:8], "%Y%m%d").date()
+    before = day - timedelta(days=1)
+    got = next_after(rule, before, before, due_time=due_time, tz_name="America/New_York")
+    assert got == (day if included else None)
+
+
+@pytest.mark.parametrize(
+    ("until", "due_time", "tz_name", "expected"),
+    [
+        # UNTIL's local date is in the year 10000: every date of the calendar is before it.
+        ("99991231T230000Z", time(9), "Asia/Tokyo", date(9999, 12, 31)),
+        # Before the first date of the calendar in Los Angeles, or before 09:00 on it.
+        ("00010101T000000Z", None, "America/Los_Angeles", None),
+        ("00010101T000000Z", time(9), "UTC", None),
+    ],
+)
+def test_utc_until_at_the_ends_of_the_calendar(until, due_time, tz_name, expected):
+    start = date(9999, 12, 30) if expected else date(1, 1, 1)
+    got = next_after(f"FREQ=DAILY;UNTIL={until}", start, due_time=due_time, tz_name=tz_name)
+    assert got == expected
+
+
+def test_utc_until_far_in_the_past_does_not_walk_the_calendar(monkeypatch):
+    counter = _CountingRrule(monkeypatch)
+    rule = "FREQ=DAILY;UNTIL=20200101T000000Z"
+    got = next_after(rule, date(2019, 12, 1), today=date(2025, 3, 1), due_time=time(9))
+    assert got is None
+    assert counter.yielded < 3 * 400
 
 
 def test_until_in_the_past_gives_none():
