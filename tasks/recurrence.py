@@ -185,19 +185,24 @@ def next_due_date(
     parts = _parts(rule)
     _check(parts)
     threshold = max(current_due, today)
-    if not _can_occur(parts, series_start) or not _phase_can_meet(parts, series_start):
-        return series_start if series_start > threshold else None
-    dtstart = datetime(series_start.year, series_start.month, series_start.day)
-    if "COUNT" in parts:
-        return _next_counted(parts, dtstart, threshold)
     if "T" in parts.get("UNTIL", ""):
         last = _last_local_date(parts["UNTIL"], due_time, ZoneInfo(tz_name))
         if last is None:
             return None
         parts["UNTIL"] = last.isoformat().replace("-", "")  # isoformat pads years below 1000
+    # The series' start is the answer when it is still ahead (a copy whose due date was moved
+    # before it); dateutil is not asked then, so UNTIL is checked here.
+    start_ahead = series_start > threshold and (
+        "UNTIL" not in parts or series_start.isoformat().replace("-", "") <= parts["UNTIL"]
+    )
+    if not _can_occur(parts, series_start) or not _phase_can_meet(parts, series_start):
+        return series_start if start_ahead else None
+    dtstart = datetime(series_start.year, series_start.month, series_start.day)
+    if "COUNT" in parts:
+        return _next_counted(parts, dtstart, threshold)
     dtstart = _fast_forward(parts, dtstart, threshold)
     if dtstart.date() > threshold:
-        return dtstart.date()
+        return series_start if start_ahead else None
     occurrence = _build(parts, dtstart).after(datetime.combine(threshold, datetime.min.time()))
     return occurrence.date() if occurrence else None
 

@@ -241,6 +241,23 @@ def test_until_is_inclusive_and_then_spent():
     assert next_after(rule, start, current_due=date(2025, 3, 3)) is None
 
 
+@pytest.mark.parametrize(
+    ("rule", "expected"),
+    [
+        ("FREQ=DAILY", date(2025, 3, 10)),
+        ("FREQ=DAILY;UNTIL=20250310", date(2025, 3, 10)),
+        ("FREQ=DAILY;UNTIL=20250305", None),
+        ("FREQ=DAILY;UNTIL=20250305T120000Z", None),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30;UNTIL=20250305", None),  # never occurs
+    ],
+)
+def test_a_series_start_still_ahead_is_the_next_date_only_within_until(rule, expected):
+    # A copy's due date moved before its series' start: the start itself is next, unless UNTIL
+    # ended the series before it (that case used to return the start regardless).
+    early = date(2025, 3, 1)
+    assert next_after(rule, date(2025, 3, 10), current_due=early, today=early) == expected
+
+
 def test_until_as_a_date_is_the_last_date_whatever_the_time_and_time_zone():
     rule = "FREQ=DAILY;UNTIL=20250303"
     start = date(2025, 3, 1)
