@@ -358,6 +358,7 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
     filterset_class = TaskFilter
     pagination_class = TaskPagination
     lookup_value_regex = UUID_PATTERN
+    conditional_post_actions = frozenset({"move"})
 
     def get_queryset(self) -> QuerySet:
         return Task.objects.owned_by(self.request.user).prefetch_related("tags")

@@ -61,6 +61,10 @@ class ConditionalRequestMixin:
     The schema (todo_project.schema.AutoSchema) documents the headers and answers it adds.
     """
 
+    # POST actions that change one existing resource, and so honour If-Match as a PATCH does.
+    # Each runs in a transaction of its own, which the lock and the comparison join.
+    conditional_post_actions: frozenset[str] = frozenset()
+
     def dispatch(self, request, *args: Any, **kwargs: Any):
         if request.method in WRITE_METHODS and "If-Match" in request.headers:
             # The exception handler marks this transaction for rollback on any error answer.
@@ -76,7 +80,10 @@ class ConditionalRequestMixin:
     def _locked_if_matching(self) -> models.Model:
         instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
         header = self.request.headers.get("If-Match")
-        if header is None or self.request.method not in WRITE_METHODS:
+        if header is None or not (
+            self.request.method in WRITE_METHODS
+            or getattr(self, "action", None) in self.conditional_post_actions
+        ):
             return instance
         # Lock by primary key only: the viewset's queryset may carry joins or aggregates that
         # FOR UPDATE cannot take.
@@ -102,7 +109,8 @@ class ConditionalRequestMixin:
         if (
             version is not None
             and response.status_code == status.HTTP_200_OK
-            and getattr(self, "action", None) in {"retrieve", "update", "partial_update"}
+            and getattr(self, "action", None)
+            in {"retrieve", "update", "partial_update", *self.conditional_post_actions}
         ):
             if request.method not in SAFE_METHODS:
                 version = self._version_after_write(response, self._conditional_instance)

@@ -107,7 +107,7 @@ class AutoSchema(openapi.AutoSchema):
         action = self._action()
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]
-        elif action in CONDITIONAL_WRITES:
+        elif self._is_conditional_write():
             parameters += [IF_MATCH, ETAG]
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
@@ -152,11 +152,17 @@ class AutoSchema(openapi.AutoSchema):
             codes.add(401)
         if "{" in self.path:
             codes.add(404)
-        if self._action() in CONDITIONAL_WRITES:
+        if self._is_conditional_write():
             codes.add(412)
         if self._is_idempotent():
             codes |= {400, 409, 422}
         return codes
+
+    def _is_conditional_write(self) -> bool:
+        action = self._action()
+        return action is not None and (
+            action in CONDITIONAL_WRITES or action in self.view.conditional_post_actions
+        )
 
     def _action(self) -> str | None:
         if not isinstance(self.view, ConditionalRequestMixin):

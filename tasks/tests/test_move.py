@@ -24,6 +24,19 @@ def test_move_after_another_task(api_client, make_task):
     assert a.position < response.json()["position"] < b.position
 
 
+def test_a_move_honours_if_match_and_answers_the_new_etag(api_client, make_task):
+    a, b, c = make_task("a"), make_task("b"), make_task("c")
+    url = f"/api/v1/tasks/{c.pk}/move/"
+    stale = api_client.post(url, {"after": None}, HTTP_IF_MATCH='"2"')
+    assert stale.status_code == 412 and stale["Content-Type"] == "application/problem+json"
+    assert order() == ["a", "b", "c"] and Task.objects.get(pk=c.pk).version == 1
+    moved = api_client.post(url, {"after": None}, HTTP_IF_MATCH='"1"')
+    assert moved.status_code == 200 and moved["ETag"] == '"2"' and order() == ["c", "a", "b"]
+    assert api_client.post(url, {"after": str(a.pk)}, HTTP_IF_MATCH='"1"').status_code == 412
+    assert api_client.post(url, {"after": str(b.pk)}, HTTP_IF_MATCH="*").status_code == 200
+    assert order() == ["a", "b", "c"]
+
+
 def test_move_first_with_after_null(api_client, make_task):
     make_task("a")
     make_task("b")
