@@ -149,6 +149,10 @@ class ListDeleteQuerySerializer(serializers.Serializer):
         # `?tasks=` is a mistake to report, never a silent `inbox`.
         if self.initial_data.get("tasks") == "":
             raise serializers.ValidationError({"tasks": ["This parameter needs a value."]})
+        # A QueryDict answers the last of repeated values: `?tasks=inbox&tasks=delete` would
+        # delete the tasks on a guess.
+        if len(self.initial_data.getlist("tasks")) > 1:
+            raise serializers.ValidationError({"tasks": ["Give this parameter once."]})
         return attrs
 
 

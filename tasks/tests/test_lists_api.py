@@ -102,11 +102,17 @@ def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, m
     assert list(Task.objects.all()) == [kept]
 
 
-def test_an_invalid_tasks_parameter_is_a_400_and_deletes_nothing(api_client, make_list):
+@pytest.mark.parametrize(
+    "query", ["tasks=everything", "tasks=", "tasks=inbox&tasks=delete", "tasks=delete&tasks=delete"]
+)
+def test_an_invalid_tasks_parameter_is_a_400_and_deletes_nothing(
+    api_client, make_list, make_task, query
+):
     home = make_list("Home")
-    response = api_client.delete(f"/api/v1/lists/{home.pk}/?tasks=everything")
+    make_task("rent", list=home)
+    response = api_client.delete(f"/api/v1/lists/{home.pk}/?{query}")
     assert response.status_code == 400 and list(response.json()["errors"]) == ["tasks"]
-    assert TaskList.objects.filter(pk=home.pk).exists()
+    assert TaskList.objects.filter(pk=home.pk).exists() and Task.objects.count() == 1
 
 
 def test_put_is_not_offered_on_lists(api_client, make_list):
