@@ -22,13 +22,18 @@ from tasks.models import (
     owned_instance,
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
-from todo_project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
+from todo_project.fields import (
+    CanonicalDateField,
+    HourMinuteField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictIntegerField,
+)
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
 MAX_TAGS_PER_TASK = 20
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-TIME_FORMAT = "%H:%M"
 POSITION_MAX = 2**62
 
 
@@ -192,15 +197,13 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         allow_null=True, help_text="Set by the server when the task is completed."
     )
     priority = PriorityField(required=False, help_text="Default `none`.")
-    due_date = serializers.DateField(
+    due_date = CanonicalDateField(
         allow_null=True, required=False, default=None, input_formats=["%Y-%m-%d"]
     )
-    due_time = serializers.TimeField(
+    due_time = HourMinuteField(
         allow_null=True,
         required=False,
         default=None,
-        format=TIME_FORMAT,
-        input_formats=[TIME_FORMAT],
         help_text="`HH:MM`, wall-clock in the user's time zone; needs `due_date`.",
     )
     tags = TagNamesField(

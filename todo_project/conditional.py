@@ -80,9 +80,13 @@ class ConditionalRequestMixin:
     def _locked_if_matching(self) -> models.Model:
         instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
         header = self.request.headers.get("If-Match")
-        if header is None or not (
-            self.request.method in WRITE_METHODS
-            or getattr(self, "action", None) in self.conditional_post_actions
+        action = getattr(self, "action", None)
+        # OPTIONS ("metadata") asks get_object() with its request cloned as a PUT: it writes
+        # nothing, so it compares nothing (and has no transaction to lock in).
+        if (
+            header is None
+            or action == "metadata"
+            or not (self.request.method in WRITE_METHODS or action in self.conditional_post_actions)
         ):
             return instance
         # Lock by primary key only: the viewset's queryset may carry joins or aggregates that

@@ -1,7 +1,9 @@
 """Serializer fields shared by the apps."""
 
+import re
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -35,4 +37,30 @@ class StrictIntegerField(serializers.IntegerField):
     def to_internal_value(self, data: Any) -> int:
         if not isinstance(data, int) or isinstance(data, bool):
             self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class CanonicalDateField(serializers.DateField):
+    """`YYYY-MM-DD` exactly, as the contract writes dates: strptime alone also reads `2026-2-1`."""
+
+    def to_internal_value(self, data: Any):
+        if isinstance(data, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", data):
+            self.fail("invalid", format="YYYY-MM-DD")
+        return super().to_internal_value(data)
+
+
+HOUR_MINUTE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+
+
+@extend_schema_field({"type": "string", "pattern": HOUR_MINUTE, "example": "09:30"})
+class HourMinuteField(serializers.TimeField):
+    """`HH:MM` (24 h) exactly, in and out. The schema gives a pattern, not `format: time`, which
+    means RFC 3339's `HH:MM:SS` with an offset; strptime alone also reads `9:00`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
+
+    def to_internal_value(self, data: Any):
+        if isinstance(data, str) and not re.fullmatch(HOUR_MINUTE, data):
+            self.fail("invalid", format="hh:mm")
         return super().to_internal_value(data)

@@ -25,6 +25,7 @@ from typing import Any
 from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework import serializers
 
 from todo_project.conditional import ConditionalRequestMixin
 from todo_project.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
@@ -102,6 +103,14 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
 
 
 class AutoSchema(openapi.AutoSchema):
+    def _map_basic_serializer(self, serializer, direction: openapi.Direction) -> dict[str, Any]:
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "response" and isinstance(serializer, serializers.ModelSerializer):
+            # A resource's answer carries every field (null where empty); drf-spectacular marks
+            # only the ones a request must send, and generated clients made the rest optional.
+            schema["required"] = sorted(schema["properties"])
+        return schema
+
     def get_override_parameters(self) -> list[Any]:
         parameters = list(super().get_override_parameters())
         action = self._action()

@@ -242,3 +242,38 @@ def test_every_task_endpoint_needs_a_token(anon_client):
     response = anon_client.get("/api/v1/tasks/")
     assert response.status_code == 401
     assert response["Content-Type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"due_date": "2026-2-1"}, "due_date"),
+        ({"due_date": "2026-12-01 "}, "due_date"),
+        ({"due_date": "2026-12-01", "due_time": "9:00"}, "due_time"),
+        ({"due_date": "2026-12-01", "due_time": "09:00:00"}, "due_time"),
+        ({"due_date": "2026-12-01", "due_time": "24:00"}, "due_time"),
+        ({"due_date": "2026-12-01", "due_time": "09:00Z"}, "due_time"),
+    ],
+)
+def test_dates_and_times_are_taken_only_as_the_contract_writes_them(api_client, payload, field):
+    # strptime alone read `2026-2-1` and `9:00`, where the contract says YYYY-MM-DD and HH:MM.
+    response = api_client.post("/api/v1/tasks/", {"title": "ok", **payload})
+    assert response.status_code == 400 and list(response.json()["errors"]) == [field]
+
+
+def test_the_edges_of_hh_mm_are_taken(api_client):
+    for due_time in ("00:00", "23:59"):
+        body = {"title": "ok", "due_date": "2026-12-01", "due_time": due_time}
+        assert api_client.post("/api/v1/tasks/", body).json()["due_time"] == due_time
+
+
+@pytest.mark.parametrize("if_match", ['"1"', '"9"', "", "*"])
+def test_options_with_if_match_describes_the_task_and_changes_nothing(
+    api_client, make_task, if_match
+):
+    # DRF's OPTIONS asks get_object() as a PUT: it compared (and locked outside a transaction,
+    # a 500) as if it were one.
+    task = make_task("rent")
+    response = api_client.options(f"/api/v1/tasks/{task.pk}/", HTTP_IF_MATCH=if_match)
+    assert response.status_code == 200 and "PUT" in response.json()["actions"]
+    assert Task.objects.get(pk=task.pk).version == 1

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 
+from todo_project.fields import HOUR_MINUTE
 from todo_project.schema import ERROR_DESCRIPTIONS
 
 
@@ -40,3 +41,20 @@ def test_every_write_documents_the_503_and_every_shared_error_says_what_it_means
             for code in set(responses) & {str(code) for code in ERROR_DESCRIPTIONS}:
                 assert responses[code]["description"], (method, path, code)
     assert writes > 10
+
+
+def test_a_resource_answer_requires_every_field_it_always_carries():
+    # Generated clients typed fields like `due_date` or `tags` as optional before.
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for name in ("Task", "TaskList", "Tag", "User"):
+        component = components[name]
+        assert component["required"] == sorted(component["properties"]), name
+    assert "due_date" not in components["TaskRequest"].get("required", [])
+
+
+def test_due_time_is_described_by_its_hh_mm_pattern_not_format_time():
+    # OpenAPI's `format: time` is RFC 3339's HH:MM:SS with an offset, which the API refuses.
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for name in ("Task", "TaskRequest", "PatchedTaskRequest"):
+        due_time = components[name]["properties"]["due_time"]
+        assert "format" not in due_time and due_time["pattern"] == HOUR_MINUTE, name
