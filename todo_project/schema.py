@@ -93,6 +93,17 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "while the first still runs a 409."
     ),
 )
+REQUEST_ID = OpenApiParameter(
+    "X-Request-ID",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=True,
+    description=(
+        "On every answer: the request's `X-Request-ID` when it sent a sane one (up to 128 of "
+        "`A-Za-z0-9._:-`), else a new id; the problem body's `request_id` and the server's log "
+        "line of the request carry the same."
+    ),
+)
 IDEMPOTENT_REPLAYED = OpenApiParameter(
     REPLAYED_HEADER,
     {"type": "string", "enum": ["true"]},
@@ -112,7 +123,7 @@ class AutoSchema(openapi.AutoSchema):
         return schema
 
     def get_override_parameters(self) -> list[Any]:
-        parameters = list(super().get_override_parameters())
+        parameters = [*super().get_override_parameters(), REQUEST_ID]
         action = self._action()
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]

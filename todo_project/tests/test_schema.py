@@ -58,3 +58,16 @@ def test_due_time_is_described_by_its_hh_mm_pattern_not_format_time():
     for name in ("Task", "TaskRequest", "PatchedTaskRequest"):
         due_time = components[name]["properties"]["due_time"]
         assert "format" not in due_time and due_time["pattern"] == HOUR_MINUTE, name
+
+
+def test_every_answer_documents_its_x_request_id():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    answers = [
+        (path, method, code, response)
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        for code, response in operation["responses"].items()
+    ]
+    assert len(answers) > 100
+    for path, method, code, response in answers:
+        assert "X-Request-ID" in response.get("headers", {}), (path, method, code)
