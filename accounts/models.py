@@ -9,6 +9,8 @@ from django.db.models.functions import Lower
 from django.utils.timezone import now
 
 DISPLAY_NAME_MAX_LENGTH = 100
+# RFC 5321's longest usable address, and the users table's column: every email input says so.
+EMAIL_MAX_LENGTH = 254
 
 
 @functools.cache
@@ -53,7 +55,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person using the service; signs in with an email address."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(unique=True)
+    email = models.EmailField(unique=True, max_length=EMAIL_MAX_LENGTH)
     display_name = models.CharField(max_length=DISPLAY_NAME_MAX_LENGTH, blank=True, default="")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     is_active = models.BooleanField(default=True)

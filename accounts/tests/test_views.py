@@ -124,6 +124,32 @@ def test_register_validates_every_field(anon_client):
     assert set(body["errors"]) == {"email", "password", "display_name", "timezone"}
 
 
+# The longest address the email column (varchar(254)) holds, its domain labels within DNS's 63.
+LONGEST_EMAIL = f"{'a' * 64}@{'b' * 63}.{'c' * 63}.{'d' * 57}.com"
+TOO_LONG = "Ensure this field has no more than 254 characters."
+
+
+def test_register_takes_an_email_of_254_characters(anon_client):
+    assert len(LONGEST_EMAIL) == 254
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": LONGEST_EMAIL, "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 201
+    assert response.json()["user"]["email"] == LONGEST_EMAIL
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/register/", "/api/v1/auth/token/", "/api/v1/auth/password/reset/"]
+)
+@pytest.mark.parametrize("email", ["a" + LONGEST_EMAIL, "x" * 5000 + "@example.com"])
+def test_an_email_longer_than_254_characters_is_a_400_on_every_endpoint(anon_client, path, email):
+    """No account can have it: a 400 naming the field, never the database's 500."""
+    response = anon_client.post(path, {"email": email, "password": DEFAULT_PASSWORD})
+    body = assert_problem(response, 400)
+    assert TOO_LONG in body["errors"]["email"]
+    assert not User.objects.exists() and mail.outbox == []
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [

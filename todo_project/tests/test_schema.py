@@ -38,3 +38,14 @@ def test_every_write_documents_the_503_and_every_shared_error_says_what_it_means
             for code in set(responses) & {str(code) for code in ERROR_DESCRIPTIONS}:
                 assert responses[code]["description"], (method, path, code)
     assert writes > 10
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def test_every_email_input_says_its_254_characters(schema):
+    components = schema["components"]["schemas"]
+    for name in ("RegisterRequest", "TokenObtainRequest", "PasswordResetRequest"):
+        assert components[name]["properties"]["email"]["maxLength"] == 254, name
