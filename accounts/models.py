@@ -13,10 +13,15 @@ DISPLAY_NAME_MAX_LENGTH = 100
 EMAIL_MAX_LENGTH = 254
 
 
+# Files of the tz directory that are no IANA zone but the host's settings: "localtime" (its own
+# zone, which available_timezones() lists) and "posixrules" (its default rules).
+SERVER_DEPENDENT_TIMEZONES = frozenset({"localtime", "posixrules"})
+
+
 @functools.cache
 def _known_timezones() -> frozenset[str]:
     # available_timezones() walks the tz database on disk (~60 ms): once per process is enough.
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - SERVER_DEPENDENT_TIMEZONES
 
 
 def validate_timezone(value: str) -> None:

@@ -150,6 +150,15 @@ def test_an_email_longer_than_254_characters_is_a_400_on_every_endpoint(anon_cli
     assert not User.objects.exists() and mail.outbox == []
 
 
+@pytest.mark.parametrize("timezone", ["localtime", "posixrules"])
+def test_register_refuses_a_server_dependent_timezone_name(anon_client, timezone):
+    response = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "n@example.com", "password": DEFAULT_PASSWORD, "timezone": timezone},
+    )
+    assert list(assert_problem(response, 400)["errors"]) == ["timezone"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
@@ -422,6 +431,8 @@ def test_patch_me_changes_display_name_and_timezone_only(api_client, user, other
     [
         ({"timezone": "Europe/Atlantis"}, "timezone"),
         ({"timezone": ""}, "timezone"),
+        ({"timezone": "localtime"}, "timezone"),  # the server's zone, whatever it is
+        ({"timezone": "posixrules"}, "timezone"),
         ({"display_name": "x" * 101}, "display_name"),
         ({"display_name": "nul\x00byte"}, "display_name"),
     ],
@@ -431,6 +442,13 @@ def test_patch_me_rejects_invalid_values(api_client, user, patch, field):
     assert list(body["errors"]) == [field]
     user.refresh_from_db()
     assert (user.display_name, user.timezone) == ("Alice", "UTC")
+
+
+@pytest.mark.parametrize("timezone", ["US/Eastern", "GMT", "Etc/GMT+5", "Asia/Calcutta", "UTC"])
+def test_patch_me_takes_iana_backward_links_too(api_client, user, timezone):
+    response = api_client.patch("/api/v1/auth/me/", {"timezone": timezone})
+    assert response.status_code == 200
+    assert response.json()["timezone"] == timezone
 
 
 def test_put_on_me_is_not_allowed(api_client):
