@@ -1,5 +1,6 @@
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
+from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import exceptions, generics, serializers, status
@@ -66,7 +67,26 @@ class PublicView(generics.GenericAPIView):
         return 'Bearer realm="api"'
 
 
-class RegisterView(PublicView):
+# RFC 6749 section 5.1: an answer carrying tokens must never be stored by any cache.
+NO_STORE = OpenApiParameter(
+    "Cache-Control",
+    {"type": "string", "enum": ["no-store"]},
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="The answer carries tokens: no cache may store it.",
+)
+
+
+class TokenIssuingView(PublicView):
+    """An endpoint whose answer carries tokens: none of its answers may be stored."""
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, no_store=True)
+        return response
+
+
+class RegisterView(TokenIssuingView):
     serializer_class = RegisterSerializer
 
     @extend_schema(
@@ -74,7 +94,7 @@ class RegisterView(PublicView):
         operation_id="auth_register",
         summary="Create an account",
         responses={201: RegisteredSerializer, **problem_responses(400, 429)},
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Creates an account and signs it in: the answer carries the user and a token pair."""
@@ -88,7 +108,7 @@ class RegisterView(PublicView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class TokenObtainView(PublicView):
+class TokenObtainView(TokenIssuingView):
     serializer_class = TokenObtainSerializer
     throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, LoginRateThrottle]
 
@@ -107,7 +127,7 @@ class TokenObtainView(PublicView):
                 },
             ),
         },
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
         examples=[
             OpenApiExample(
                 "Sign in",
@@ -137,7 +157,7 @@ class TokenObtainView(PublicView):
         return Response(token_pair_for(user))
 
 
-class TokenRefreshView(PublicView):
+class TokenRefreshView(TokenIssuingView):
     serializer_class = RefreshSerializer
 
     @extend_schema(
@@ -152,7 +172,7 @@ class TokenRefreshView(PublicView):
                 described={401: "The refresh token is invalid, expired, revoked or used already."},
             ),
         },
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:

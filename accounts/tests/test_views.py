@@ -338,6 +338,30 @@ def test_refresh_query_count(anon_client, user, django_assert_max_num_queries):
     assert response.status_code == 200
 
 
+def no_store(response) -> bool:
+    directives = response.get("Cache-Control", "").split(",")
+    return "no-store" in {directive.strip().lower() for directive in directives}
+
+
+def test_no_answer_carrying_tokens_may_be_stored(anon_client, user):
+    """RFC 6749 section 5.1: `Cache-Control: no-store` on every answer with a token."""
+    registered = anon_client.post(
+        "/api/v1/auth/register/", {"email": "n@example.com", "password": DEFAULT_PASSWORD}
+    )
+    signed_in = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    refreshed = anon_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": signed_in.json()["refresh"]}
+    )
+    for response, status in ((registered, 201), (signed_in, 200), (refreshed, 200)):
+        assert response.status_code == status
+        assert "access" in response.json() and no_store(response), response.headers
+    # Its errors too: the header belongs to the endpoint, not to one answer.
+    refused = anon_client.post("/api/v1/auth/token/", {"email": user.email, "password": "nope"})
+    assert refused.status_code == 401 and no_store(refused)
+
+
 # --- logout -----------------------------------------------------------------------------------
 
 

@@ -49,3 +49,16 @@ def test_every_email_input_says_its_254_characters(schema):
     components = schema["components"]["schemas"]
     for name in ("RegisterRequest", "TokenObtainRequest", "PasswordResetRequest"):
         assert components[name]["properties"]["email"]["maxLength"] == 254, name
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/auth/register/", "201"),
+        ("/api/v1/auth/token/", "200"),
+        ("/api/v1/auth/token/refresh/", "200"),
+    ],
+)
+def test_answers_with_tokens_document_cache_control_no_store(schema, path, status):
+    headers = schema["paths"][path]["post"]["responses"][status]["headers"]
+    assert headers["Cache-Control"]["schema"] == {"type": "string", "enum": ["no-store"]}
