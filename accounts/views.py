@@ -27,6 +27,7 @@ from accounts.serializers import (
 from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
 from todo_project.ratelimit import LoginRateThrottle
+from todo_project.schema import delete_with_body
 
 BAD_CREDENTIALS = "Email or password is incorrect."
 
@@ -239,6 +240,7 @@ class MeView(generics.RetrieveUpdateAPIView):
         responses={204: None, **problem_responses(400, 401, 429)},
         parameters=RATE_LIMIT_HEADERS,
     )
+    @delete_with_body
     def delete(self, request: Request) -> Response:
         """Deletes the account and all its data for good (confirm with the password)."""
         serializer = CurrentPasswordSerializer(data=request.data, context={"request": request})

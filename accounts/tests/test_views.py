@@ -517,6 +517,13 @@ def test_deleting_the_account_needs_the_right_password(api_client, user, body):
     assert User.objects.filter(pk=user.pk).exists()
 
 
+def test_deleting_the_account_with_a_body_that_is_not_json_is_a_415(api_client, user):
+    # As the schema documents for this DELETE's body (todo_project.schema.delete_with_body).
+    response = api_client.delete("/api/v1/auth/me/", "password", content_type="text/plain")
+    assert_problem(response, 415)
+    assert User.objects.filter(pk=user.pk).exists()
+
+
 def test_delete_me_query_count(api_client, user, django_assert_max_num_queries):
     TaskList.objects.create(owner=user, name="Home")
     # auth, then the cascade: Django collects related rows table by table

@@ -51,6 +51,27 @@ def test_every_email_input_says_its_254_characters(schema):
         assert components[name]["properties"]["email"]["maxLength"] == 254, name
 
 
+def test_deleting_the_account_documents_its_password_body(schema):
+    delete = schema["paths"]["/api/v1/auth/me/"]["delete"]
+    body = delete["requestBody"]
+    assert body["required"] is True
+    assert body["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/CurrentPasswordRequest"}}
+    }
+    assert schema["components"]["schemas"]["CurrentPasswordRequest"]["required"] == ["password"]
+    # What reading a body can answer, as on any POST.
+    assert {"400", "413", "415"} <= set(delete["responses"])
+
+
+def test_no_other_delete_documents_a_body(schema):
+    deletes = [
+        path
+        for path, operations in schema["paths"].items()
+        if "requestBody" in operations.get("delete", {})
+    ]
+    assert deletes == ["/api/v1/auth/me/"]
+
+
 @pytest.mark.parametrize(
     ("path", "status"),
     [
