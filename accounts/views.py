@@ -2,7 +2,12 @@ from django.contrib.auth import authenticate
 from django.db import IntegrityError
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -277,12 +282,22 @@ class PasswordResetView(PublicView):
         tags=TAGS,
         operation_id="auth_password_reset",
         summary="Ask for a password reset link",
-        responses={202: None, **problem_responses(400, 429)},
+        responses={
+            202: OpenApiResponse(
+                description="A well-formed email: a link is mailed if an active account has it."
+            ),
+            **problem_responses(
+                429,
+                described={400: "The email is missing or malformed (nothing said about accounts)."},
+            ),
+        },
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Mails a reset link (FRONTEND_URL/reset-password?uid=…&token=…) if an active account
-        has this email. Always 202, so the answer never tells whether an account exists."""
+        has this email. 202 for every well-formed email, whether or not an account has it, so
+        the answer never tells whether one exists; 400 for a missing or malformed email (over
+        254 characters included), which tells nothing about accounts either."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = User.objects.filter(email=serializer.validated_data["email"], is_active=True).first()

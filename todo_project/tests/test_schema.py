@@ -83,3 +83,9 @@ def test_no_other_delete_documents_a_body(schema):
 def test_answers_with_tokens_document_cache_control_no_store(schema, path, status):
     headers = schema["paths"][path]["post"]["responses"][status]["headers"]
     assert headers["Cache-Control"]["schema"] == {"type": "string", "enum": ["no-store"]}
+
+
+def test_the_password_reset_says_when_it_answers_400(schema):
+    reset = schema["paths"]["/api/v1/auth/password/reset/"]["post"]
+    assert "Always 202" not in reset["description"]
+    assert "400" in reset["description"] and "400" in reset["responses"]
