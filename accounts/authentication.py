@@ -24,6 +24,10 @@ from accounts.tokens import AccessToken, token_generation_of
 from todo_project.compiled import CompiledQuery
 
 INVALID_TOKEN = "The access token is invalid, expired or revoked."
+MALFORMED_HEADER = "Authorization header must contain two space-delimited values"
+# The schemes whose credentials are ours, lower-cased: RFC 9110 section 11.1 makes a scheme
+# case-insensitive ("bearer", "BEARER"), where simplejwt compares it exactly.
+AUTH_SCHEMES = frozenset(scheme.lower().encode() for scheme in api_settings.AUTH_HEADER_TYPES)
 
 USER_FIELDS = [field.attname for field in User._meta.concrete_fields]
 
@@ -81,6 +85,15 @@ def holder_claims(token: Token) -> dict:
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
+    def get_raw_token(self, header: bytes) -> bytes | None:
+        """simplejwt's, with the scheme compared case-insensitively."""
+        parts = header.split()
+        if not parts or parts[0].lower() not in AUTH_SCHEMES:
+            return None  # no credentials, or another scheme's: not authenticated by us
+        if len(parts) != 2:
+            raise exceptions.AuthenticationFailed(MALFORMED_HEADER)
+        return parts[1]
+
     def get_validated_token(self, raw_token: bytes) -> Token:
         try:
             return valid_access_token(raw_token)

@@ -9,12 +9,19 @@ from django.db.models.functions import Lower
 from django.utils.timezone import now
 
 DISPLAY_NAME_MAX_LENGTH = 100
+# RFC 5321's longest usable address, and the users table's column: every email input says so.
+EMAIL_MAX_LENGTH = 254
+
+
+# Files of the tz directory that are no IANA zone but the host's settings: "localtime" (its own
+# zone, which available_timezones() lists) and "posixrules" (its default rules).
+SERVER_DEPENDENT_TIMEZONES = frozenset({"localtime", "posixrules"})
 
 
 @functools.cache
 def _known_timezones() -> frozenset[str]:
     # available_timezones() walks the tz database on disk (~60 ms): once per process is enough.
-    return frozenset(zoneinfo.available_timezones())
+    return frozenset(zoneinfo.available_timezones()) - SERVER_DEPENDENT_TIMEZONES
 
 
 def validate_timezone(value: str) -> None:
@@ -53,7 +60,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     """A person using the service; signs in with an email address."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    email = models.EmailField(unique=True)
+    email = models.EmailField(unique=True, max_length=EMAIL_MAX_LENGTH)
     display_name = models.CharField(max_length=DISPLAY_NAME_MAX_LENGTH, blank=True, default="")
     timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     is_active = models.BooleanField(default=True)

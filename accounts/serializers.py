@@ -6,7 +6,13 @@ from django.utils.encoding import force_str
 from django.utils.http import urlsafe_base64_decode
 from rest_framework import serializers
 
-from accounts.models import DISPLAY_NAME_MAX_LENGTH, User, UserManager, validate_timezone
+from accounts.models import (
+    DISPLAY_NAME_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    User,
+    UserManager,
+    validate_timezone,
+)
 from todo_project.fields import StrictCharField
 
 EMAIL_TAKEN = "An account with this email address already exists."
@@ -45,7 +51,7 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
     password = PasswordField()
     display_name = StrictCharField(
         max_length=DISPLAY_NAME_MAX_LENGTH, required=False, allow_blank=True, default=""
@@ -68,7 +74,7 @@ class RegisterSerializer(serializers.Serializer):
 
 class TokenObtainSerializer(serializers.Serializer):
     # A CharField, not an EmailField: a malformed address gets the same 401 as a wrong one.
-    email = StrictCharField(max_length=254)
+    email = StrictCharField(max_length=EMAIL_MAX_LENGTH)
     password = PasswordField()
 
 
@@ -109,7 +115,7 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+    email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
 
     def validate_email(self, value: str) -> str:
         return UserManager.normalize_email(value)

@@ -1,7 +1,13 @@
 from django.contrib.auth import authenticate
 from django.db import IntegrityError
+from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+)
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -26,6 +32,7 @@ from accounts.serializers import (
 from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
 from todo_project.ratelimit import LoginRateThrottle
+from todo_project.schema import delete_with_body
 
 BAD_CREDENTIALS = "Email or password is incorrect."
 
@@ -66,7 +73,26 @@ class PublicView(generics.GenericAPIView):
         return 'Bearer realm="api"'
 
 
-class RegisterView(PublicView):
+# RFC 6749 section 5.1: an answer carrying tokens must never be stored by any cache.
+NO_STORE = OpenApiParameter(
+    "Cache-Control",
+    {"type": "string", "enum": ["no-store"]},
+    OpenApiParameter.HEADER,
+    response=[200, 201],
+    description="The answer carries tokens: no cache may store it.",
+)
+
+
+class TokenIssuingView(PublicView):
+    """An endpoint whose answer carries tokens: none of its answers may be stored."""
+
+    def finalize_response(self, request: Request, response: Response, *args, **kwargs) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, no_store=True)
+        return response
+
+
+class RegisterView(TokenIssuingView):
     serializer_class = RegisterSerializer
 
     @extend_schema(
@@ -74,7 +100,7 @@ class RegisterView(PublicView):
         operation_id="auth_register",
         summary="Create an account",
         responses={201: RegisteredSerializer, **problem_responses(400, 429)},
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Creates an account and signs it in: the answer carries the user and a token pair."""
@@ -88,7 +114,7 @@ class RegisterView(PublicView):
         return Response(body, status=status.HTTP_201_CREATED)
 
 
-class TokenObtainView(PublicView):
+class TokenObtainView(TokenIssuingView):
     serializer_class = TokenObtainSerializer
     throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, LoginRateThrottle]
 
@@ -107,7 +133,7 @@ class TokenObtainView(PublicView):
                 },
             ),
         },
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
         examples=[
             OpenApiExample(
                 "Sign in",
@@ -137,7 +163,7 @@ class TokenObtainView(PublicView):
         return Response(token_pair_for(user))
 
 
-class TokenRefreshView(PublicView):
+class TokenRefreshView(TokenIssuingView):
     serializer_class = RefreshSerializer
 
     @extend_schema(
@@ -152,7 +178,7 @@ class TokenRefreshView(PublicView):
                 described={401: "The refresh token is invalid, expired, revoked or used already."},
             ),
         },
-        parameters=RATE_LIMIT_HEADERS,
+        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
@@ -219,6 +245,7 @@ class MeView(generics.RetrieveUpdateAPIView):
         responses={204: None, **problem_responses(400, 401, 429)},
         parameters=RATE_LIMIT_HEADERS,
     )
+    @delete_with_body
     def delete(self, request: Request) -> Response:
         """Deletes the account and all its data for good (confirm with the password)."""
         serializer = CurrentPasswordSerializer(data=request.data, context={"request": request})
@@ -255,12 +282,22 @@ class PasswordResetView(PublicView):
         tags=TAGS,
         operation_id="auth_password_reset",
         summary="Ask for a password reset link",
-        responses={202: None, **problem_responses(400, 429)},
+        responses={
+            202: OpenApiResponse(
+                description="A well-formed email: a link is mailed if an active account has it."
+            ),
+            **problem_responses(
+                429,
+                described={400: "The email is missing or malformed (nothing said about accounts)."},
+            ),
+        },
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Mails a reset link (FRONTEND_URL/reset-password?uid=…&token=…) if an active account
-        has this email. Always 202, so the answer never tells whether an account exists."""
+        has this email. 202 for every well-formed email, whether or not an account has it, so
+        the answer never tells whether one exists; 400 for a missing or malformed email (over
+        254 characters included), which tells nothing about accounts either."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = User.objects.filter(email=serializer.validated_data["email"], is_active=True).first()

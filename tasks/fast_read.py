@@ -427,7 +427,7 @@ def _plain_token_holder(request: HttpRequest) -> dict | None:
     ):
         return None
     scheme, _, raw_token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme != "Bearer":
+    if scheme.lower() != "bearer":  # case-insensitive (RFC 9110 section 11.1), as in DRF's
         return None
     try:
         return holder_claims(valid_access_token(raw_token.encode()))

@@ -6,14 +6,17 @@ shared machinery produces on every endpoint, so no view has to list them and the
 lies by omission (the fuzz test checks every answer against it):
 
 - 400 when the operation reads a body, query parameters (a list) or an Idempotency-Key;
-  413 and 415 when it reads a body (POST, PUT, PATCH: the methods drf-spectacular documents
-  a body for);
+  413 and 415 when it reads a body (POST, PUT, PATCH, and a DELETE marked `@delete_with_body`);
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
 - 404 when its path names a resource; 429 everywhere (rate limits);
 - 503 on writes: PostgreSQL ended the transaction to settle a clash with a concurrent one
   (a deadlock, say); nothing was changed, and `Retry-After` says when to send it again;
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
+
+drf-spectacular documents a request body for POST, PUT and PATCH only (OpenAPI 3.0 gives a
+DELETE's no defined meaning) and ignores `extend_schema(request=...)` on a DELETE, with no
+setting to change that; `@delete_with_body` makes this AutoSchema document it.
 
 An error an operation declares itself (`extend_schema(responses=...)`) keeps its schema and
 description, under `application/problem+json` (the only media type an error answer has).
@@ -113,6 +116,12 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
 )
 
 
+def delete_with_body(handler: Callable) -> Callable:
+    """Marks a DELETE handler that reads a body, declared by its `extend_schema(request=...)`."""
+    handler.reads_body = True
+    return handler
+
+
 class AutoSchema(openapi.AutoSchema):
     def _map_basic_serializer(self, serializer, direction: openapi.Direction) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
@@ -121,6 +130,16 @@ class AutoSchema(openapi.AutoSchema):
             # only the ones a request must send, and generated clients made the rest optional.
             schema["required"] = sorted(schema["properties"])
         return schema
+
+    def _get_request_body(self, direction: openapi.Direction = "request") -> dict | None:
+        if self.method in BODY_METHODS or not self._reads_body():
+            return super()._get_request_body(direction)
+        # A marked DELETE: what drf-spectacular builds for a POST, from the declared serializer.
+        schema, required = self._get_request_for_media_type(
+            self.get_request_serializer(), direction
+        )
+        body = {"content": {media_type: {"schema": schema} for media_type in self.map_parsers()}}
+        return {**body, "required": True} if required else body
 
     def get_override_parameters(self) -> list[Any]:
         parameters = [*super().get_override_parameters(), REQUEST_ID]
@@ -162,7 +181,7 @@ class AutoSchema(openapi.AutoSchema):
 
     def _error_codes(self) -> set[int]:
         codes = {429}
-        if self.method in BODY_METHODS:  # drf-spectacular documents a body for these only
+        if self._reads_body():
             codes |= {400, 413, 415}
         if self.method in WRITE_METHODS:
             codes.add(503)  # a concurrent change got in the way (todo_project.problems)
@@ -192,6 +211,9 @@ class AutoSchema(openapi.AutoSchema):
     def _handler(self) -> Callable | None:
         name = getattr(self.view, "action", None) or self.method.lower()
         return getattr(self.view, name, None)
+
+    def _reads_body(self) -> bool:
+        return self.method in BODY_METHODS or getattr(self._handler(), "reads_body", False)
 
     def _is_idempotent(self) -> bool:
         return getattr(self._handler(), "idempotent", False)

@@ -7,13 +7,17 @@ from datetime import timedelta
 import jwt
 import pytest
 from django.conf import settings
+from django.test import RequestFactory
+from django.urls import resolve
 from django.utils.timezone import now
+from rest_framework.test import APIClient
 
 from accounts import authentication
 from accounts.services import user_deactivate
 from accounts.tests.helpers import assert_problem, bearer, sign_in
 from accounts.tokens import AccessToken, RefreshToken
 from conftest import DEFAULT_PASSWORD
+from tasks.models import Task
 
 pytestmark = pytest.mark.django_db
 
@@ -140,3 +144,38 @@ def test_access_tokens_live_15_minutes_and_refresh_tokens_14_days(user):
     assert access["exp"] - access["iat"] == 15 * 60
     assert refresh["exp"] - refresh["iat"] == 14 * 24 * 3600
     assert (access["token_type"], refresh["token_type"]) == ("access", "refresh")
+
+
+# --- The Authorization scheme: case-insensitive (RFC 9110 section 11.1) ------------------------
+
+
+def fast_answer(path: str, authorization: str):
+    """What the view's fast read answers itself (None: it leaves the request to the viewset)."""
+    match = resolve(path)
+    request = RequestFactory().get(path, HTTP_AUTHORIZATION=authorization)
+    return match.func.fast_answer(request, **match.kwargs)
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(user, scheme):
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    header = f"{scheme} {RefreshToken.for_user(user).access_token}"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    # DRF's authentication, and the fast reads in front of the task viewset.
+    for path in ("/api/v1/auth/me/", "/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
+        assert client.get(path).status_code == 200, path
+    for path in ("/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
+        assert fast_answer(path, header).status_code == 200, path
+
+
+@pytest.mark.parametrize("scheme", ["Token", "JWT", "Bearerx", "Basic"])
+def test_a_valid_token_under_another_scheme_is_a_401(user, scheme):
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    header = f"{scheme} {RefreshToken.for_user(user).access_token}"
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    for path in ("/api/v1/auth/me/", "/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
+        assert_problem(client.get(path), 401)
+    for path in ("/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
+        assert fast_answer(path, header) is None, path

@@ -52,3 +52,15 @@ def test_timezone_must_be_an_iana_name():
     validate_timezone("Europe/Berlin")
     with pytest.raises(ValidationError):
         validate_timezone("Mars/Olympus_Mons")
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules"])
+def test_timezone_refuses_the_tz_databases_server_dependent_files(name):
+    # Files of the tz directory, not IANA zones: their meaning is the server's configuration.
+    with pytest.raises(ValidationError):
+        validate_timezone(name)
+
+
+@pytest.mark.parametrize("name", ["US/Eastern", "GMT", "Etc/UTC", "Factory"])
+def test_timezone_takes_every_iana_name_backward_links_included(name):
+    validate_timezone(name)

@@ -124,6 +124,41 @@ def test_register_validates_every_field(anon_client):
     assert set(body["errors"]) == {"email", "password", "display_name", "timezone"}
 
 
+# The longest address the email column (varchar(254)) holds, its domain labels within DNS's 63.
+LONGEST_EMAIL = f"{'a' * 64}@{'b' * 63}.{'c' * 63}.{'d' * 57}.com"
+TOO_LONG = "Ensure this field has no more than 254 characters."
+
+
+def test_register_takes_an_email_of_254_characters(anon_client):
+    assert len(LONGEST_EMAIL) == 254
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": LONGEST_EMAIL, "password": DEFAULT_PASSWORD}
+    )
+    assert response.status_code == 201
+    assert response.json()["user"]["email"] == LONGEST_EMAIL
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/register/", "/api/v1/auth/token/", "/api/v1/auth/password/reset/"]
+)
+@pytest.mark.parametrize("email", ["a" + LONGEST_EMAIL, "x" * 5000 + "@example.com"])
+def test_an_email_longer_than_254_characters_is_a_400_on_every_endpoint(anon_client, path, email):
+    """No account can have it: a 400 naming the field, never the database's 500."""
+    response = anon_client.post(path, {"email": email, "password": DEFAULT_PASSWORD})
+    body = assert_problem(response, 400)
+    assert TOO_LONG in body["errors"]["email"]
+    assert not User.objects.exists() and mail.outbox == []
+
+
+@pytest.mark.parametrize("timezone", ["localtime", "posixrules"])
+def test_register_refuses_a_server_dependent_timezone_name(anon_client, timezone):
+    response = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "n@example.com", "password": DEFAULT_PASSWORD, "timezone": timezone},
+    )
+    assert list(assert_problem(response, 400)["errors"]) == ["timezone"]
+
+
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
@@ -303,6 +338,30 @@ def test_refresh_query_count(anon_client, user, django_assert_max_num_queries):
     assert response.status_code == 200
 
 
+def no_store(response) -> bool:
+    directives = response.get("Cache-Control", "").split(",")
+    return "no-store" in {directive.strip().lower() for directive in directives}
+
+
+def test_no_answer_carrying_tokens_may_be_stored(anon_client, user):
+    """RFC 6749 section 5.1: `Cache-Control: no-store` on every answer with a token."""
+    registered = anon_client.post(
+        "/api/v1/auth/register/", {"email": "n@example.com", "password": DEFAULT_PASSWORD}
+    )
+    signed_in = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    refreshed = anon_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": signed_in.json()["refresh"]}
+    )
+    for response, status in ((registered, 201), (signed_in, 200), (refreshed, 200)):
+        assert response.status_code == status
+        assert "access" in response.json() and no_store(response), response.headers
+    # Its errors too: the header belongs to the endpoint, not to one answer.
+    refused = anon_client.post("/api/v1/auth/token/", {"email": user.email, "password": "nope"})
+    assert refused.status_code == 401 and no_store(refused)
+
+
 # --- logout -----------------------------------------------------------------------------------
 
 
@@ -396,6 +455,8 @@ def test_patch_me_changes_display_name_and_timezone_only(api_client, user, other
     [
         ({"timezone": "Europe/Atlantis"}, "timezone"),
         ({"timezone": ""}, "timezone"),
+        ({"timezone": "localtime"}, "timezone"),  # the server's zone, whatever it is
+        ({"timezone": "posixrules"}, "timezone"),
         ({"display_name": "x" * 101}, "display_name"),
         ({"display_name": "nul\x00byte"}, "display_name"),
     ],
@@ -405,6 +466,13 @@ def test_patch_me_rejects_invalid_values(api_client, user, patch, field):
     assert list(body["errors"]) == [field]
     user.refresh_from_db()
     assert (user.display_name, user.timezone) == ("Alice", "UTC")
+
+
+@pytest.mark.parametrize("timezone", ["US/Eastern", "GMT", "Etc/GMT+5", "Asia/Calcutta", "UTC"])
+def test_patch_me_takes_iana_backward_links_too(api_client, user, timezone):
+    response = api_client.patch("/api/v1/auth/me/", {"timezone": timezone})
+    assert response.status_code == 200
+    assert response.json()["timezone"] == timezone
 
 
 def test_put_on_me_is_not_allowed(api_client):
@@ -446,6 +514,13 @@ def test_deleting_the_account_removes_it_and_its_data(api_client, user, other_us
 def test_deleting_the_account_needs_the_right_password(api_client, user, body):
     problem = assert_problem(api_client.delete("/api/v1/auth/me/", body), 400)
     assert list(problem["errors"]) == ["password"]
+    assert User.objects.filter(pk=user.pk).exists()
+
+
+def test_deleting_the_account_with_a_body_that_is_not_json_is_a_415(api_client, user):
+    # As the schema documents for this DELETE's body (todo_project.schema.delete_with_body).
+    response = api_client.delete("/api/v1/auth/me/", "password", content_type="text/plain")
+    assert_problem(response, 415)
     assert User.objects.filter(pk=user.pk).exists()
 
 

@@ -71,3 +71,54 @@ def test_every_answer_documents_its_x_request_id():
     assert len(answers) > 100
     for path, method, code, response in answers:
         assert "X-Request-ID" in response.get("headers", {}), (path, method, code)
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def test_every_email_input_says_its_254_characters(schema):
+    components = schema["components"]["schemas"]
+    for name in ("RegisterRequest", "TokenObtainRequest", "PasswordResetRequest"):
+        assert components[name]["properties"]["email"]["maxLength"] == 254, name
+
+
+def test_deleting_the_account_documents_its_password_body(schema):
+    delete = schema["paths"]["/api/v1/auth/me/"]["delete"]
+    body = delete["requestBody"]
+    assert body["required"] is True
+    assert body["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/CurrentPasswordRequest"}}
+    }
+    assert schema["components"]["schemas"]["CurrentPasswordRequest"]["required"] == ["password"]
+    # What reading a body can answer, as on any POST.
+    assert {"400", "413", "415"} <= set(delete["responses"])
+
+
+def test_no_other_delete_documents_a_body(schema):
+    deletes = [
+        path
+        for path, operations in schema["paths"].items()
+        if "requestBody" in operations.get("delete", {})
+    ]
+    assert deletes == ["/api/v1/auth/me/"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/api/v1/auth/register/", "201"),
+        ("/api/v1/auth/token/", "200"),
+        ("/api/v1/auth/token/refresh/", "200"),
+    ],
+)
+def test_answers_with_tokens_document_cache_control_no_store(schema, path, status):
+    headers = schema["paths"][path]["post"]["responses"][status]["headers"]
+    assert headers["Cache-Control"]["schema"] == {"type": "string", "enum": ["no-store"]}
+
+
+def test_the_password_reset_says_when_it_answers_400(schema):
+    reset = schema["paths"]["/api/v1/auth/password/reset/"]["post"]
+    assert "Always 202" not in reset["description"]
+    assert "400" in reset["description"] and "400" in reset["responses"]
