@@ -77,7 +77,9 @@ class _Claim:
         )
 
     def complete(self, response: Response) -> None:
-        body = None if response.data is None else json.loads(JSONRenderer().render(response.data))
+        # Kept as its rendered text (a JSON string in the jsonb column, which would reorder an
+        # object's keys): a replay is the first answer byte for byte.
+        body = None if response.data is None else JSONRenderer().render(response.data).decode()
         self.records.update(response_status=response.status_code, response_body=body)
 
     def release(self) -> None:
@@ -117,9 +119,10 @@ def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | Re
     if existing is None or existing.response_status is None:
         # Still running (or released this very moment, when its request failed): try later.
         raise Conflict("A request with this Idempotency-Key is still being processed.")
-    return Response(
-        existing.response_body, status=existing.response_status, headers={REPLAYED_HEADER: "true"}
-    )
+    body = existing.response_body
+    if isinstance(body, str):  # the rendered text; a record from before kept the parsed value
+        body = json.loads(body)
+    return Response(body, status=existing.response_status, headers={REPLAYED_HEADER: "true"})
 
 
 def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
