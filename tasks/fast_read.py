@@ -245,6 +245,8 @@ def task_data(row: Sequence) -> dict:
 
 
 def _tag_order(name: str) -> tuple[str, str]:
+    # The display order only (TagNamesField's too): which names are one tag is PostgreSQL's
+    # LOWER() to say (models.tags_named), and a task's names are of distinct tags.
     return (name.lower(), name)
 
 

@@ -27,7 +27,7 @@ from tasks.models import (
     Task,
     TaskList,
     search_owner_key,
-    tags_by_key,
+    tags_named,
 )
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
@@ -376,11 +376,11 @@ class TaskFilter(django_filters.FilterSet):
             elif name in {"list", "parent"}:
                 criteria[name] = None if value == self.filters[name].null_value else value.pk
             elif name == "tag":
-                keys = {tag.lower() for tag in value}
-                tags = tags_by_key(self.request.user.pk, list(keys))
-                if len(tags) < len(keys):
+                # Each name's tag as PostgreSQL's LOWER() finds it, the unique index's rule.
+                tags = [tag for _, tag in tags_named(self.request.user.pk, value)]
+                if None in tags:
                     return None  # a tag that does not exist: no task has all of them
-                criteria["tags"] = sorted(tag.pk for tag in tags.values())
+                criteria["tags"] = sorted({tag.pk for tag in tags})
             elif name == "overdue":
                 now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
                 criteria.update(overdue=value, local_date=now.date(), local_time=now.time())

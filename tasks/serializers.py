@@ -21,7 +21,7 @@ from tasks.models import (
     TaskList,
     owned_instance,
 )
-from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
+from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS
 from todo_project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
@@ -79,13 +79,11 @@ class TagNameField(StrictCharField):
 
 
 class TagNamesField(serializers.ListField):
-    """Tag names, trimmed, without case-insensitive duplicates (the first spelling wins)."""
+    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create: which
+    are one is PostgreSQL's LOWER() to say, not Python's str.lower() (models.tags_named)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(child=TagNameField(), max_length=MAX_TAGS_PER_TASK, **kwargs)
-
-    def to_internal_value(self, data: Any) -> list[str]:
-        return dedupe_tag_names(super().to_internal_value(data))
 
     def to_representation(self, value: Any) -> list[str]:
         return sorted((tag.name for tag in value.all()), key=lambda name: (name.lower(), name))

@@ -41,7 +41,8 @@ from tasks.models import (
     Task,
     TaskList,
     loaded_columns,
-    tags_by_key,
+    named,
+    tags_named,
     task_to_write,
 )
 from tasks.quotas import ensure_room, lock_owner
@@ -418,30 +419,30 @@ def _place_after(task: Task, anchor_id: UUID) -> None:
 # --- Tags -------------------------------------------------------------------------------------
 
 
-def dedupe_tag_names(names: Iterable[str]) -> list[str]:
-    """Trimmed, without case-insensitive duplicates; the first spelling wins."""
-    seen: dict[str, str] = {}
-    for name in names:
-        name = name.strip()
-        seen.setdefault(name.lower(), name)
-    return list(seen.values())
+def _tags_by_key(owner_id: UUID, names: Sequence[str]) -> dict[str, tuple[str, Tag | None]]:
+    """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
+    of them with that key, and the owner's tag of that key or None."""
+    found: dict[str, tuple[str, Tag | None]] = {}
+    for name, (key, tag) in zip(names, tags_named(owner_id, names), strict=True):
+        found.setdefault(key, (name, tag))
+    return found
 
 
 def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
-    """The caller's tags of these names (case-insensitive), creating the missing ones."""
-    names = dedupe_tag_names(names)
+    """The caller's tags of these names, one per key (case-insensitively, as PostgreSQL's LOWER
+    says: models.tags_named), creating the missing ones; a new tag takes the first spelling."""
+    names = [name.strip() for name in names]
     if not names:
         return []
-    wanted = [name.lower() for name in names]
-    found = tags_by_key(user.pk, wanted)
-    missing = [name for name in names if name.lower() not in found]
+    found = _tags_by_key(user.pk, names)
+    missing = [name for name, tag in found.values() if tag is None]
     if missing:
         # ignore_conflicts: a concurrent request may have just created the same tag.
         Tag.objects.bulk_create(
             [Tag(owner=user, name=name) for name in missing], ignore_conflicts=True
         )
-        found = tags_by_key(user.pk, wanted)
-    return [found[name.lower()] for name in names]
+        found = _tags_by_key(user.pk, names)
+    return [tag for _, tag in found.values()]
 
 
 def _bump(queryset, now: datetime, **changes) -> int:
@@ -452,7 +453,7 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     """Renames a tag; into an existing tag of that name (any case), the two are merged."""
     with transaction.atomic():
         now = timezone.now()
-        target = Tag.objects.owned_by(user).filter(name__iexact=name).exclude(pk=tag.pk).first()
+        target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()
         _bump(Task.objects.owned_by(user).filter(tags=tag), now)
         if target is None:
             tag.name = name
@@ -904,7 +905,7 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
     if action == "add_tags":
         tags = tags_get_or_create(user=user, names=names)
     else:  # remove_tags never creates a tag
-        tags = list(tags_by_key(user.pk, [name.lower() for name in names]).values())
+        tags = [tag for _, tag in tags_named(user.pk, names) if tag is not None]
     tag_ids = [tag.pk for tag in tags]
     present = set(
         through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list("task_id", "tag_id")

@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList, count_of, owned_instance, task_to_write
+from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -568,7 +568,7 @@ class TagViewSet(
     def get_object(self) -> Tag:
         name = self.kwargs["name"]
         # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.
-        tag = None if "\x00" in name else self.get_queryset().filter(name__iexact=name).first()
+        tag = None if "\x00" in name else self.get_queryset().filter(named(name)).first()
         if tag is None:
             raise NotFound("No tag of this name.")
         return tag
