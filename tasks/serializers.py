@@ -12,6 +12,7 @@ from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
     LIST_NAME_MAX_LENGTH,
+    MAX_TAGS_PER_TASK,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -25,7 +26,6 @@ from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS
 from todo_project.fields import StrictBooleanField, StrictCharField, StrictIntegerField
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
-MAX_TAGS_PER_TASK = 20
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIME_FORMAT = "%H:%M"

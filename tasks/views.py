@@ -451,7 +451,8 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
     @extend_schema(
         summary="Apply one action to up to 500 tasks, all or nothing",
         description="If any id is unknown or not yours, nothing changes and the answer is a "
-        "404 problem whose `missing_ids` lists them.",
+        "404 problem whose `missing_ids` lists them. `add_tags` that would give a task more "
+        "than 20 tags is a 400 naming those tasks under `errors.tags`; nothing changes.",
         request=TaskBulkSerializer,
         responses={
             200: BulkResultSerializer,
