@@ -264,6 +264,11 @@ class CompiledLookupForWrites:
 @extend_schema_view(
     list=extend_schema(
         summary="Your tasks: filtered, searched, ordered and paginated",
+        description="An invalid value of a parameter is a 400 problem naming it in `errors`. "
+        "Every parameter but `tag` (repeatable: tasks with all of them) takes one value: one "
+        "given more than once (`completed=true&completed=false`, `limit=5&limit=10`, even "
+        "with the same value) is a 400 too, never its last value silently. Unknown parameters "
+        "are ignored.",
         responses={
             200: TaskSerializer(many=True),
             (400, PROBLEM_JSON): PROBLEM_400,
