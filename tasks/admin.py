@@ -18,7 +18,7 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import Tag, Task, TaskList, count_of
+from tasks.models import Tag, Task, TaskList, count_of, named
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -137,7 +137,7 @@ class OwnedNameForm(forms.ModelForm):
         owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)
         taken = (
             type(self.instance)
-            .objects.filter(owner_id=owner_id, name__iexact=name)
+            .objects.filter(named(name), owner_id=owner_id)
             .exclude(pk=self.instance.pk)
         )
         if owner_id is not None and taken.exists():

@@ -37,7 +37,13 @@ from accounts.authentication import (
     valid_access_token,
 )
 from accounts.models import User
-from tasks.filters import TaskFilter, filter_tasks, order_tasks
+from tasks.filters import (
+    PAGINATION_PARAMETERS,
+    TaskFilter,
+    filter_tasks,
+    order_tasks,
+    repeated_parameters,
+)
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, tag_names_of_task
 from todo_project.compiled import CompiledQuery, CompiledShapes, fetch_all
 from todo_project.conditional import etag_for
@@ -47,7 +53,6 @@ from todo_project.request_id import AUTHENTICATED_USER_ID
 if TYPE_CHECKING:
     from tasks.views import TaskPagination
 
-PAGINATION_PARAMETERS = {"limit", "offset"}
 FORMAT_PARAMETER = api_settings.URL_FORMAT_OVERRIDE  # `?format=json`: DRF's negotiation
 PRIORITY_NAMES = dict(Priority.choices)
 # Column order of a row; `tags` is the ARRAY subquery, the rest are Task's own columns.
@@ -245,6 +250,8 @@ def task_data(row: Sequence) -> dict:
 
 
 def _tag_order(name: str) -> tuple[str, str]:
+    # The display order only (TagNamesField's too): which names are one tag is PostgreSQL's
+    # LOWER() to say (models.tags_named), and a task's names are of distinct tags.
     return (name.lower(), name)
 
 
@@ -280,8 +287,8 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     number of all the user's tasks. Invalid filters raise DRF's ValidationError (a 400), as
     DjangoFilterBackend does."""
     owner = requester.user.pk
-    if params.keys() <= PAGINATION_PARAMETERS:
-        # Nothing to filter: no FilterSet and its form.
+    if params.keys() <= PAGINATION_PARAMETERS and not repeated_parameters(params):
+        # Nothing to filter, nor to report (TaskFilter does): no FilterSet and its form.
         return CompiledRows(OWNER_TASKS_IN_ORDER, count=count_all, owner=owner)
     filters = TaskFilter(params, Task.objects.none(), request=requester)
     if not filters.is_valid():

@@ -2,8 +2,10 @@
 
 django-filter validates each parameter with a form field; DjangoFilterBackend raises the form's
 errors as a DRF ValidationError keyed by parameter name, which the problem handler renders.
-Unknown parameters are ignored. TaskFilter declares the parameters (validation, OpenAPI) and
-turns them into criteria; filter_tasks() is the one place that says what they mean in SQL.
+Every parameter but `tag` takes one value: one given twice is a 400 too (repeated_parameters(),
+the paginator's `limit` and `offset` included). Unknown parameters are ignored. TaskFilter
+declares the parameters (validation, OpenAPI) and turns them into criteria; filter_tasks() is
+the one place that says what they mean in SQL.
 """
 
 from collections.abc import Mapping, Sequence
@@ -17,6 +19,7 @@ from django.contrib.postgres.search import SearchQuery
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.db.models.functions import Lower
+from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
@@ -27,7 +30,7 @@ from tasks.models import (
     Task,
     TaskList,
     search_owner_key,
-    tags_by_key,
+    tags_named,
 )
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
@@ -242,6 +245,12 @@ def _boolean(description: str) -> dict:
 
 
 CSV_PARAMETERS = {"ordering", "priority"}
+# The paginator's parameters (views.TaskPagination): checked with the filters' for repeats.
+PAGINATION_PARAMETERS = frozenset({"limit", "offset"})
+# The one parameter meant to repeat (`tag=a&tag=b`); any other given twice is a 400, never its
+# last value silently (QueryDict.get's).
+REPEATABLE_PARAMETERS = {"tag"}
+GIVEN_TWICE = "This parameter is given more than once."
 # Their choices are the requesting user's lists and tasks: their form fields are per request.
 PER_USER_PARAMETERS = {"list", "parent"}
 # TaskFilter.get_form_class()'s, by the names of the filters a request names.
@@ -356,6 +365,10 @@ class TaskFilter(django_filters.FilterSet):
                 self.form.add_error(name, "This parameter needs a value.")
             elif name in CSV_PARAMETERS and "" in (item.strip() for item in value.split(",")):
                 self.form.add_error(name, "An item between the commas is empty.")
+        # Set, not add_error(): `limit` and `offset` are no fields of the form, and for a filter
+        # this is the one error that matters (not that of whichever value the form read).
+        for name in repeated_parameters(self.data):
+            self.form.errors[name] = self.form.error_class([GIVEN_TWICE])
         return super().is_valid()
 
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
@@ -376,11 +389,11 @@ class TaskFilter(django_filters.FilterSet):
             elif name in {"list", "parent"}:
                 criteria[name] = None if value == self.filters[name].null_value else value.pk
             elif name == "tag":
-                keys = {tag.lower() for tag in value}
-                tags = tags_by_key(self.request.user.pk, list(keys))
-                if len(tags) < len(keys):
+                # Each name's tag as PostgreSQL's LOWER() finds it, the unique index's rule.
+                tags = [tag for _, tag in tags_named(self.request.user.pk, value)]
+                if None in tags:
                     return None  # a tag that does not exist: no task has all of them
-                criteria["tags"] = sorted(tag.pk for tag in tags.values())
+                criteria["tags"] = sorted({tag.pk for tag in tags})
             elif name == "overdue":
                 now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
                 criteria.update(overdue=value, local_date=now.date(), local_time=now.time())
@@ -391,3 +404,19 @@ class TaskFilter(django_filters.FilterSet):
             else:
                 criteria[name] = value
         return criteria
+
+
+# Every parameter of the list that takes one value.
+SINGLE_VALUED_PARAMETERS = {
+    *TaskFilter.base_filters,
+    *PAGINATION_PARAMETERS,
+} - REPEATABLE_PARAMETERS
+
+
+def repeated_parameters(params: QueryDict) -> list[str]:
+    """The list's single-valued parameters that `params` gives more than once."""
+    return [
+        name
+        for name, values in params.lists()
+        if len(values) > 1 and name in SINGLE_VALUED_PARAMETERS
+    ]

@@ -12,6 +12,7 @@ from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
     LIST_NAME_MAX_LENGTH,
+    MAX_TAGS_PER_TASK,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -21,7 +22,7 @@ from tasks.models import (
     TaskList,
     owned_instance,
 )
-from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS, dedupe_tag_names
+from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS
 from todo_project.fields import (
     CanonicalDateField,
     HourMinuteField,
@@ -31,7 +32,6 @@ from todo_project.fields import (
 )
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
-MAX_TAGS_PER_TASK = 20
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 POSITION_MAX = 2**62
@@ -84,13 +84,11 @@ class TagNameField(StrictCharField):
 
 
 class TagNamesField(serializers.ListField):
-    """Tag names, trimmed, without case-insensitive duplicates (the first spelling wins)."""
+    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create: which
+    are one is PostgreSQL's LOWER() to say, not Python's str.lower() (models.tags_named)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(child=TagNameField(), max_length=MAX_TAGS_PER_TASK, **kwargs)
-
-    def to_internal_value(self, data: Any) -> list[str]:
-        return dedupe_tag_names(super().to_internal_value(data))
 
     def to_representation(self, value: Any) -> list[str]:
         return sorted((tag.name for tag in value.all()), key=lambda name: (name.lower(), name))

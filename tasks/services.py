@@ -19,6 +19,7 @@ group lock (the owner's row first while there is no count row: _count_and_end_po
 
 import hashlib
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -34,6 +35,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from accounts.models import User
 from tasks import recurrence
 from tasks.models import (
+    MAX_TAGS_PER_TASK,
     POSITION_GAP,
     OwnerTaskCount,
     Priority,
@@ -41,7 +43,8 @@ from tasks.models import (
     Task,
     TaskList,
     loaded_columns,
-    tags_by_key,
+    named,
+    tags_named,
     task_to_write,
 )
 from tasks.quotas import ensure_room, lock_owner
@@ -418,30 +421,30 @@ def _place_after(task: Task, anchor_id: UUID) -> None:
 # --- Tags -------------------------------------------------------------------------------------
 
 
-def dedupe_tag_names(names: Iterable[str]) -> list[str]:
-    """Trimmed, without case-insensitive duplicates; the first spelling wins."""
-    seen: dict[str, str] = {}
-    for name in names:
-        name = name.strip()
-        seen.setdefault(name.lower(), name)
-    return list(seen.values())
+def _tags_by_key(owner_id: UUID, names: Sequence[str]) -> dict[str, tuple[str, Tag | None]]:
+    """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
+    of them with that key, and the owner's tag of that key or None."""
+    found: dict[str, tuple[str, Tag | None]] = {}
+    for name, (key, tag) in zip(names, tags_named(owner_id, names), strict=True):
+        found.setdefault(key, (name, tag))
+    return found
 
 
 def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
-    """The caller's tags of these names (case-insensitive), creating the missing ones."""
-    names = dedupe_tag_names(names)
+    """The caller's tags of these names, one per key (case-insensitively, as PostgreSQL's LOWER
+    says: models.tags_named), creating the missing ones; a new tag takes the first spelling."""
+    names = [name.strip() for name in names]
     if not names:
         return []
-    wanted = [name.lower() for name in names]
-    found = tags_by_key(user.pk, wanted)
-    missing = [name for name in names if name.lower() not in found]
+    found = _tags_by_key(user.pk, names)
+    missing = [name for name, tag in found.values() if tag is None]
     if missing:
         # ignore_conflicts: a concurrent request may have just created the same tag.
         Tag.objects.bulk_create(
             [Tag(owner=user, name=name) for name in missing], ignore_conflicts=True
         )
-        found = tags_by_key(user.pk, wanted)
-    return [found[name.lower()] for name in names]
+        found = _tags_by_key(user.pk, names)
+    return [tag for _, tag in found.values()]
 
 
 def _bump(queryset, now: datetime, **changes) -> int:
@@ -452,7 +455,7 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     """Renames a tag; into an existing tag of that name (any case), the two are merged."""
     with transaction.atomic():
         now = timezone.now()
-        target = Tag.objects.owned_by(user).filter(name__iexact=name).exclude(pk=tag.pk).first()
+        target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()
         _bump(Task.objects.owned_by(user).filter(tags=tag), now)
         if target is None:
             tag.name = name
@@ -903,23 +906,30 @@ def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | N
 def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now) -> int:
     ids = [task.pk for task in tasks]
     through = Task.tags.through
-    if action == "add_tags":
-        tags = tags_get_or_create(user=user, names=names)
-    else:  # remove_tags never creates a tag
-        tags = list(tags_by_key(user.pk, [name.lower() for name in names]).values())
-    tag_ids = [tag.pk for tag in tags]
-    present = set(
-        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).values_list("task_id", "tag_id")
-    )
-    if action == "add_tags":
-        links = [(t, tag) for t in ids for tag in tag_ids if (t, tag) not in present]
-        through.objects.bulk_create(
-            [through(task_id=task_id, tag_id=tag_id) for task_id, tag_id in links]
-        )
-    else:
-        links = list(present)
-        through.objects.filter(task_id__in=ids, tag_id__in=tag_ids).delete()
-    return _bump(Task.objects.filter(pk__in={task_id for task_id, _ in links}), now)
+    if action == "remove_tags":  # never creates a tag
+        tag_ids = [tag.pk for _, tag in tags_named(user.pk, names) if tag is not None]
+        removed = through.objects.filter(task_id__in=ids, tag_id__in=tag_ids)
+        changed = set(removed.values_list("task_id", flat=True))
+        removed.delete()
+        return _bump(Task.objects.filter(pk__in=changed), now)
+    tag_ids = [tag.pk for tag in tags_get_or_create(user=user, names=names)]
+    # Every tag of these tasks, not only the named ones, to keep each within MAX_TAGS_PER_TASK:
+    # still the one statement that read the named ones.
+    tags_of: dict[UUID, set[int]] = defaultdict(set)
+    for task_id, tag_id in through.objects.filter(task_id__in=ids).values_list("task_id", "tag_id"):
+        tags_of[task_id].add(tag_id)
+    too_many = [str(pk) for pk in ids if len(tags_of[pk].union(tag_ids)) > MAX_TAGS_PER_TASK]
+    if too_many:  # in the transaction: the tags created above are rolled back too
+        message = f"A task has at most {MAX_TAGS_PER_TASK} tags; these tasks would have more: "
+        raise ValidationError({"tags": [message + ", ".join(too_many)]})
+    links = [
+        through(task_id=pk, tag_id=tag_id)
+        for pk in ids
+        for tag_id in tag_ids
+        if tag_id not in tags_of[pk]
+    ]
+    through.objects.bulk_create(links)
+    return _bump(Task.objects.filter(pk__in={link.task_id for link in links}), now)
 
 
 def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any) -> int:

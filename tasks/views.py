@@ -29,7 +29,7 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList, count_of, owned_instance, task_to_write
+from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
@@ -275,6 +275,11 @@ class CompiledLookupForWrites:
 @extend_schema_view(
     list=extend_schema(
         summary="Your tasks: filtered, searched, ordered and paginated",
+        description="An invalid value of a parameter is a 400 problem naming it in `errors`. "
+        "Every parameter but `tag` (repeatable: tasks with all of them) takes one value: one "
+        "given more than once (`completed=true&completed=false`, `limit=5&limit=10`, even "
+        "with the same value) is a 400 too, never its last value silently. Unknown parameters "
+        "are ignored.",
         responses={
             200: TaskSerializer(many=True),
             (400, PROBLEM_JSON): PROBLEM_400,
@@ -463,7 +468,8 @@ class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.Mod
     @extend_schema(
         summary="Apply one action to up to 500 tasks, all or nothing",
         description="If any id is unknown or not yours, nothing changes and the answer is a "
-        "404 problem whose `missing_ids` lists them.",
+        "404 problem whose `missing_ids` lists them. `add_tags` that would give a task more "
+        "than 20 tags is a 400 naming those tasks under `errors.tags`; nothing changes.",
         request=TaskBulkSerializer,
         responses={
             200: BulkResultSerializer,
@@ -580,7 +586,7 @@ class TagViewSet(
     def get_object(self) -> Tag:
         name = self.kwargs["name"]
         # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.
-        tag = None if "\x00" in name else self.get_queryset().filter(name__iexact=name).first()
+        tag = None if "\x00" in name else self.get_queryset().filter(named(name)).first()
         if tag is None:
             raise NotFound("No tag of this name.")
         return tag

@@ -495,6 +495,21 @@ def test_renaming_a_tag_bumps_the_version_of_its_tasks(support_client, user):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("taken", "name"), [("istanbul", "İstanbul"), ("οδοσ", "ΟΔΟΣ")])
+def test_a_name_taken_as_postgresql_lowers_it_is_a_form_error(support_client, user, taken, name):
+    # PostgreSQL's LOWER() (the unique index's) makes these one name; UPPER() (iexact) does not.
+    Tag.objects.create(owner=user, name=taken)
+    tag = Tag.objects.create(owner=user, name="x")
+
+    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": name})
+
+    assert response.context["adminform"].form.errors == {
+        "name": ["This user already has one with this name."]
+    }
+    assert sorted(Tag.objects.values_list("name", flat=True)) == sorted([taken, "x"])
+
+
+@pytest.mark.django_db
 def test_tags_set_in_the_form_are_saved_by_name_and_bump_the_version(support_client, user):
     task = add_task(user, "Pay rent")
     money = Tag.objects.create(owner=user, name="money")

@@ -102,6 +102,30 @@ def test_bulk_tags(api_client, make_task, user):
     assert not Tag.objects.filter(name="ghost").exists()
 
 
+def test_bulk_add_tags_never_gives_a_task_more_than_20_tags(api_client, make_task, user):
+    two = make_task("two", tags=["a", "b"])
+    bare = make_task("bare")
+    names = [f"new {n}" for n in range(19)]
+    ids = [str(bare.pk), str(two.pk)]
+
+    response = bulk(api_client, action="add_tags", ids=ids, tags=names)
+
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    (message,) = response.json()["errors"]["tags"]
+    assert "at most 20 tags" in message and str(two.pk) in message and str(bare.pk) not in message
+    # All or nothing: no link, no new tag, no version moved.
+    assert sorted(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["a", "b"]
+    assert sorted(Task.objects.values_list("title", "version")) == [("bare", 1), ("two", 1)]
+    assert Task.tags.through.objects.filter(task_id=bare.pk).count() == 0
+
+    # A tag the task has already does not count twice: 20 exactly is fine.
+    response = bulk(api_client, action="add_tags", ids=ids, tags=["A", "b", *names[:18]])
+    assert response.json() == {"updated": 2}
+    assert Task.objects.get(pk=two.pk).tags.count() == 20
+    assert Task.objects.get(pk=bare.pk).tags.count() == 20
+
+
 def test_an_unknown_or_foreign_id_changes_nothing_and_is_named(api_client, make_task, other_user):
     mine = make_task("mine")
     theirs = make_task("theirs", owner=other_user)

@@ -255,6 +255,13 @@ def test_the_origins_kept_are_bounded(apps, variety, token, monkeypatch):
         ("an invalid filter", {}, {"QUERY_STRING": "completed=maybe"}, "400 Bad Request"),
         ("an invalid page", {}, {"QUERY_STRING": "limit=x"}, "400 Bad Request"),
         (
+            "a repeated filter",
+            {},
+            {"QUERY_STRING": "completed=true&completed=false"},
+            "400 Bad Request",
+        ),
+        ("a repeated page", {}, {"QUERY_STRING": "limit=2&limit=3"}, "400 Bad Request"),
+        (
             "a CORS preflight",
             ALLOWED_ORIGIN,
             {

@@ -12,13 +12,21 @@ from django.db.models.functions import Cast
 from django.http import QueryDict
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.request import Request
 
 from conftest import client_for
 from tasks.fast_read import Requester
-from tasks.filters import SEARCH_MAX_LENGTH, TaskFilter, TsQueryLiteral, prefix_tsquery
+from tasks.filters import (
+    SEARCH_MAX_LENGTH,
+    SINGLE_VALUED_PARAMETERS,
+    TaskFilter,
+    TsQueryLiteral,
+    prefix_tsquery,
+)
 from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Priority, Task, search_owner_key
 from tasks.tests.many_tasks import load_tasks
+from tasks.views import TaskPagination
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +75,69 @@ def test_an_invalid_limit_or_offset_is_a_400(api_client, query):
     response = api_client.get(f"/api/v1/tasks/?{query}")
     assert response.status_code == 400
     assert list(response.json()["errors"]) == [query.split("=")[0]]
+
+
+# A valid value of each single-valued parameter of the list: every one but `tag`.
+SINGLE_VALUED = {
+    "completed": "true",
+    "priority": "high",
+    "list": "inbox",
+    "due_after": "2026-01-01",
+    "due_before": "2026-12-31",
+    "overdue": "false",
+    "has_due": "true",
+    "parent": "none",
+    "search": "pay",
+    "updated_since": "2026-01-01T00:00:00Z",
+    "ordering": "title",
+    "limit": "5",
+    "offset": "0",
+}
+REPEATED = ["This parameter is given more than once."]
+
+
+def test_every_parameter_but_tag_is_single_valued():
+    paginator = {TaskPagination.limit_query_param, TaskPagination.offset_query_param}
+    assert set(SINGLE_VALUED) == {*TaskFilter.base_filters, *paginator} - {"tag"}
+    assert set(SINGLE_VALUED) == SINGLE_VALUED_PARAMETERS
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_VALUED))
+@pytest.mark.parametrize("second", ["same", "empty"])
+def test_a_repeated_single_valued_parameter_is_a_400_naming_it(api_client, make_task, name, second):
+    """Never the last value silently (`completed=true&completed=false` was `false`)."""
+    make_task("Pay rent")
+    value = SINGLE_VALUED[name]
+    query = {name: [value, value if second == "same" else ""]}
+    for accept in ("application/json", "application/json; indent=4"):  # fast, and DRF's own
+        response = api_client.get("/api/v1/tasks/", query, HTTP_ACCEPT=accept)
+        assert response.status_code == 400, (accept, response.content)
+        assert response["Content-Type"] == "application/problem+json"
+        assert response.json()["errors"] == {name: REPEATED}
+
+
+def test_repeated_parameters_are_each_named_with_the_other_errors(api_client):
+    query = "completed=true&completed=false&priority=high&priority=low&limit=2&limit=3&overdue=x"
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "completed": REPEATED,
+        "priority": REPEATED,
+        "limit": REPEATED,
+        "overdue": ["Select a valid choice. x is not one of the available choices."],
+    }
+
+
+def test_the_schema_says_which_parameters_may_repeat():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    description = schema["paths"]["/api/v1/tasks/"]["get"]["description"]
+    assert "but `tag`" in description and "more than once" in description
+
+
+def test_tag_is_repeatable_and_unknown_parameters_may_repeat(api_client, make_task):
+    make_task("a", tags=["home", "work"])
+    make_task("b", tags=["home"])
+    assert titles(api_client.get("/api/v1/tasks/?tag=home&tag=work&colour=1&colour=2")) == ["a"]
 
 
 def test_unknown_query_parameters_are_ignored(api_client, make_task):
