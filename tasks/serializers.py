@@ -20,6 +20,7 @@ from tasks.models import (
     Tag,
     Task,
     TaskList,
+    named,
     owned_instance,
 )
 from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS
@@ -135,7 +136,7 @@ class TaskListSerializer(serializers.ModelSerializer):
         others = TaskList.objects.owned_by(self.context["request"].user)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if others.filter(name__iexact=value).exists():
+        if others.filter(named(value)).exists():  # the unique index's LOWER(), not iexact's UPPER()
             raise serializers.ValidationError(LIST_NAME_TAKEN)
         return value
 

@@ -145,3 +145,17 @@ def test_if_match_on_a_list_compares_its_version_not_its_counts(api_client, make
     assert stale.status_code == 412
     assert api_client.delete(url, HTTP_IF_MATCH='"1-1-1"').status_code == 412
     assert api_client.delete(url, HTTP_IF_MATCH='"2-0-0"').status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "taken"),
+    [("σ", "ς", False), ("Σ", "σ", True), ("i", "İ", True), ("Home", "HOME", True)],
+)
+def test_list_names_are_taken_as_the_unique_index_compares_them(api_client, first, second, taken):
+    # PostgreSQL's LOWER() keeps ς and σ apart (UPPER(), Django's iexact, did not) and makes
+    # İ an i; the answer is a 400 naming the field either way, never an IntegrityError.
+    assert api_client.post("/api/v1/lists/", {"name": first}).status_code == 201
+    response = api_client.post("/api/v1/lists/", {"name": second})
+    assert response.status_code == (400 if taken else 201)
+    if taken:
+        assert list(response.json()["errors"]) == ["name"]
