@@ -453,6 +453,17 @@ def _bump(queryset, now: datetime, **changes) -> int:
 
 def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     """Renames a tag; into an existing tag of that name (any case), the two are merged."""
+    try:
+        return _tag_rename(user, tag, name)
+    except IntegrityError as error:
+        # A tag of that name was made between the lookup and the save (a task written with it,
+        # another rename): it exists now, so the rename becomes a merge into it.
+        if "tag_name_unique_per_owner" not in str(error):
+            raise
+        return _tag_rename(user, tag, name)
+
+
+def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
     with transaction.atomic():
         now = timezone.now()
         target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()

@@ -1,4 +1,6 @@
+import psycopg
 import pytest
+from django.db import connection
 
 from tasks.models import Tag, Task
 
@@ -67,3 +69,35 @@ def test_an_invalid_new_name_is_a_400(api_client, make_task, name):
     make_task("a", tags=["home"])
     response = api_client.patch("/api/v1/tags/home/", {"name": name})
     assert response.status_code == 400 and list(response.json()["errors"]) == ["name"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rename_into_a_name_created_meanwhile_merges_instead_of_failing(
+    api_client, make_task, user
+):
+    # Another connection commits a tag of the new name just before the rename's UPDATE: the
+    # unique index refused the UPDATE (an IntegrityError, a 500) where a merge was due.
+    task = make_task("a", tags=["home"])
+    other = make_task("b")
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+
+    def insert_first(execute, sql, params_, many, context):
+        if sql.startswith('UPDATE "tasks_tag" SET "name"'):
+            with psycopg.connect(**params, autocommit=True) as concurrent:
+                tag_id = concurrent.execute(
+                    "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'House') RETURNING id",
+                    [user.pk],
+                ).fetchone()[0]
+                concurrent.execute(
+                    "INSERT INTO tasks_task_tags (task_id, tag_id) VALUES (%s, %s)",
+                    [other.pk, tag_id],
+                )
+        return execute(sql, params_, many, context)
+
+    with connection.execute_wrapper(insert_first):
+        response = api_client.patch("/api/v1/tags/home/", {"name": "house"})
+    assert response.status_code == 200 and response.json() == {"name": "House", "task_count": 2}
+    assert tag_names(task) == tag_names(other) == ["House"]
+    assert list(Tag.objects.filter(owner=user).values_list("name", flat=True)) == ["House"]
