@@ -24,6 +24,7 @@ from accounts.models import User
 from accounts.services import user_deactivate, user_send_password_reset
 from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
+from todo_project.admin_site import FilterLookupsOnly
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
@@ -104,7 +105,7 @@ def user_data(user: User) -> dict:
 
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     ordering = ["email"]
     show_full_result_count = False  # one COUNT(*) per page is enough on a big table
     list_display = [

@@ -19,6 +19,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from accounts.models import User, UserManager
 from tasks import services
 from tasks.models import Tag, Task, TaskList, count_of, named
+from todo_project.admin_site import FilterLookupsOnly
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -37,8 +38,10 @@ def owner_ids_matching(term: str) -> list:
     return exact or list(users.filter(email__startswith=term)[:OWNER_MATCHES_MAX])
 
 
-class OwnedAdmin(admin.ModelAdmin):
+class OwnedAdmin(FilterLookupsOnly, admin.ModelAdmin):
     """Shared by the owned models: owner email column and search, owner fixed once created."""
+
+    extra_lookups = frozenset({"owner__id__exact"})  # accounts.admin.owner_changelist_url
 
     text_search_field: str  # searched by substring, next to the owner's email
     list_select_related = ["owner"]
