@@ -103,6 +103,17 @@ def title_for(status_code: int) -> str:
         return "Error"
 
 
+def _encodable(value: Any) -> Any:
+    """`value` with each lone surrogate written out as its escape, which UTF-8 cannot carry."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode()
+    if isinstance(value, dict):
+        return {key: _encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
+    return value
+
+
 def problem_response(
     request: HttpRequest,
     status_code: int,
@@ -129,12 +140,12 @@ def problem_response(
         body["errors"] = errors
     # RFC 9457 extension members an exception carries (e.g. the bulk endpoint's missing_ids).
     body.update(extra or {})
-    response = HttpResponse(
+    try:
         # Non-string keys: a list field's errors are keyed by item index ({"tags": {0: [...]}}).
-        orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS),
-        status=status_code,
-        content_type=PROBLEM_CONTENT_TYPE,
-    )
+        content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # a message echoing a lone surrogate ("\ud800" is not a valid choice)
+        content = orjson.dumps(_encodable(body), option=orjson.OPT_NON_STR_KEYS)
+    response = HttpResponse(content, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -277,3 +277,17 @@ def test_options_with_if_match_describes_the_task_and_changes_nothing(
     response = api_client.options(f"/api/v1/tasks/{task.pk}/", HTTP_IF_MATCH=if_match)
     assert response.status_code == 200 and "PUT" in response.json()["actions"]
     assert Task.objects.get(pk=task.pk).version == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/tasks/", '{"title": "t", "priority": "\\ud800"}', "priority"),
+        ("/api/v1/tasks/bulk/", '{"action": "\\udc80", "ids": []}', "action"),
+    ],
+)
+def test_a_lone_surrogate_in_a_choice_is_a_400_echoing_it_escaped(api_client, path, body, field):
+    # The "not a valid choice" message echoes the value, which orjson could not encode: a 500.
+    response = api_client.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "\\\\ud" in response.content.decode() and field in response.json()["errors"]
