@@ -64,9 +64,12 @@ class ConcurrentChange(exceptions.APIException):
 
 
 # SQLSTATEs of a transaction PostgreSQL ended to settle a clash with a concurrent one:
-# deadlock_detected, serialization_failure, lock_not_available. It was rolled back whole, and
-# the same request can succeed a moment later: a 503 with Retry-After, not a 500.
-CONCURRENT_CHANGE_SQLSTATES = {"40P01", "40001", "55P03"}
+# deadlock_detected, serialization_failure, lock_not_available, and foreign_key_violation: every
+# write checks the rows it refers to first, so a reference that fails at COMMIT (Django's
+# foreign keys are deferred) is to a list or task a concurrent request deleted meanwhile. It was
+# rolled back whole, and the same request a moment later succeeds or gets its 400/404: a 503
+# with Retry-After, not a 500.
+CONCURRENT_CHANGE_SQLSTATES = {"40P01", "40001", "55P03", "23503"}
 CONCURRENT_CHANGE_RETRY_AFTER = "1"
 
 

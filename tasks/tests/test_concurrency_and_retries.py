@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import date
 
+import psycopg
 import pytest
 from django.db import connection, connections, transaction
 
@@ -394,3 +395,27 @@ def test_a_write_that_loses_a_deadlock_is_a_503_to_retry_and_changes_nothing(use
         second.pk,
         first.pk,
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_into_a_list_deleted_meanwhile_is_a_503_then_a_400(api_client, make_list):
+    """The list passes validation, then another connection deletes it before the create's
+    INSERT: the deferred foreign key fails at COMMIT (a 500 before)."""
+    doomed = make_list("Doomed")
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+
+    def delete_list_first(execute, sql, params_, many, context):
+        if sql.startswith('INSERT INTO "tasks_task"'):
+            with psycopg.connect(**params, autocommit=True) as concurrent:
+                concurrent.execute("DELETE FROM tasks_tasklist WHERE id = %s", [doomed.pk])
+        return execute(sql, params_, many, context)
+
+    body = {"title": "Into it", "list": str(doomed.pk)}
+    with connection.execute_wrapper(delete_list_first):
+        answer = api_client.post("/api/v1/tasks/", body)
+    assert answer.status_code == 503 and answer["Retry-After"] == "1"
+    assert not Task.objects.exists()
+    again = api_client.post("/api/v1/tasks/", body)
+    assert again.status_code == 400 and list(again.json()["errors"]) == ["list"]
