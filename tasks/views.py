@@ -144,6 +144,16 @@ class TaskPagination(LimitOffsetPagination):
         ]
 
 
+class OptionsOfYoursOnly:
+    """OPTIONS of one object is a 404 for an id that is not the caller's, as every other method
+    is (DRF describes the endpoint whatever the id, leaving out only the write actions)."""
+
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if (self.lookup_url_kwarg or self.lookup_field) in kwargs:
+            self.get_object()
+        return super().options(request, *args, **kwargs)
+
+
 @extend_schema_view(
     list=extend_schema(
         summary="Your lists, by position", responses={200: TaskListSerializer, **COMMON_ERRORS}
@@ -174,6 +184,7 @@ class TaskPagination(LimitOffsetPagination):
     ),
 )
 class TaskListViewSet(
+    OptionsOfYoursOnly,
     ConditionalRequestMixin,
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
@@ -355,7 +366,9 @@ class CompiledLookupForWrites:
         responses={204: None, **ONE_ERRORS, (412, PROBLEM_JSON): PROBLEM_412},
     ),
 )
-class TaskViewSet(ConditionalRequestMixin, CompiledLookupForWrites, viewsets.ModelViewSet):
+class TaskViewSet(
+    OptionsOfYoursOnly, ConditionalRequestMixin, CompiledLookupForWrites, viewsets.ModelViewSet
+):
     """Your tasks and subtasks: CRUD, filters, search, ordering, moves and bulk actions."""
 
     queryset = Task.objects.none()
@@ -557,6 +570,7 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     ),
 )
 class TagViewSet(
+    OptionsOfYoursOnly,
     mixins.ListModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,

@@ -116,3 +116,22 @@ def test_bulk_with_another_users_id_is_a_404_and_changes_nothing(api_client, the
         assert response.status_code == 404
         assert response.json()["missing_ids"] == [str(theirs["task"].pk)]
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("kind", ["tasks", "lists", "tags"])
+def test_options_of_another_users_row_is_a_404_like_an_unknown_one(
+    api_client, other_client, make_task, make_list, kind
+):
+    # DRF described any id (leaving out the write actions): every other method says 404.
+    if kind == "tasks":
+        key = make_task("rent").pk
+    elif kind == "lists":
+        key = make_list("Home").pk
+    else:
+        key = make_task("rent", tags=["only-mine"]).tags.get().name
+    url = f"/api/v1/{kind}/{key}/"
+    assert api_client.options(url).status_code == 200
+    theirs = other_client.options(url)
+    assert theirs.status_code == 404 and theirs["Content-Type"] == "application/problem+json"
+    unknown = url.replace(str(key), "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11")
+    assert other_client.options(unknown).status_code == 404
