@@ -509,6 +509,9 @@ def _list_save(task_list: TaskList) -> TaskList:
 def list_create(*, user: User, name: str, color: str | None, position: int | None) -> TaskList:
     with transaction.atomic():
         if position is None:
+            # Concurrent creates take turns, so each new list is last on its own (they all read
+            # the same last position before).
+            lock_owner(user.pk)
             last = TaskList.objects.owned_by(user).aggregate(last=Max("position"))["last"]
             position = POSITION_GAP if last is None else last + POSITION_GAP
         return _list_save(TaskList(owner=user, name=name, color=color, position=position))

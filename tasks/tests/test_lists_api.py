@@ -2,7 +2,9 @@ import re
 
 import pytest
 
+from conftest import client_for
 from tasks.models import Task, TaskList
+from todo_project.tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -159,3 +161,18 @@ def test_list_names_are_taken_as_the_unique_index_compares_them(api_client, firs
     assert response.status_code == (400 if taken else 201)
     if taken:
         assert list(response.json()["errors"]) == ["name"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_lists_created_at_once_each_go_last_on_their_own(user):
+    # All four read the same last position and shared it two by two (1024, 1024, 2048, 2048).
+    names = [f"List {index}" for index in range(4)]
+    errors = run_in_threads(
+        *(
+            lambda name=name: client_for(user).post("/api/v1/lists/", {"name": name})
+            for name in names
+        )
+    )
+    assert errors == []
+    positions = sorted(TaskList.objects.filter(owner=user).values_list("position", flat=True))
+    assert positions == [1024, 2048, 3072, 4096]
