@@ -110,14 +110,17 @@ class ConditionalRequestMixin:
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
         # Set by get_object(), or by a read path that skips it (tasks.fast_read).
         version = getattr(self, "conditional_version", None)
-        if (
-            version is not None
-            and response.status_code == status.HTTP_200_OK
-            and getattr(self, "action", None)
-            in {"retrieve", "update", "partial_update", *self.conditional_post_actions}
-        ):
-            if request.method not in SAFE_METHODS:
-                version = self._version_after_write(response, self._conditional_instance)
+        tagged = response.status_code == status.HTTP_200_OK and getattr(self, "action", None) in {
+            "retrieve",
+            "update",
+            "partial_update",
+            *self.conditional_post_actions,
+        }
+        if tagged and request.method not in SAFE_METHODS:
+            # A replayed POST (Idempotency-Key) read no object: its stored answer tells.
+            instance = getattr(self, "_conditional_instance", None)
+            version = self._version_after_write(response, instance)
+        if tagged and version is not None:
             etag = etag_for(version, *self.derived_etag_values(response))
             if request.method in SAFE_METHODS and none_match(
                 request.headers.get("If-None-Match"), etag
@@ -131,9 +134,11 @@ class ConditionalRequestMixin:
         return ()
 
     @staticmethod
-    def _version_after_write(response: Response, instance: models.Model) -> int:
+    def _version_after_write(response: Response, instance: models.Model | None) -> int | None:
         data = getattr(response, "data", None)
         if isinstance(data, dict) and "version" in data:
             return data["version"]
+        if instance is None:
+            return None
         # A representation without `version` (lists): the row says what the write made of it.
         return type(instance)._base_manager.values_list("version", flat=True).get(pk=instance.pk)

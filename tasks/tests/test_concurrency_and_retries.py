@@ -210,6 +210,7 @@ def test_a_retried_move_is_applied_once(api_client, make_task):
     again = api_client.post(url, {"after": None}, HTTP_IDEMPOTENCY_KEY="move-1")
     assert moved.status_code == again.status_code == 200
     assert again.json() == moved.json()
+    assert again["ETag"] == moved["ETag"] == '"2"'  # the replay read no object: its answer tells
     second_task.refresh_from_db()
     assert second_task.version == 2  # moved once, not twice
 
