@@ -12,6 +12,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import OuterRef, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -21,7 +22,7 @@ from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 
 from accounts.models import User
-from accounts.services import user_deactivate, user_send_password_reset
+from accounts.services import user_deactivate, user_delete, user_send_password_reset
 from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
 
@@ -170,6 +171,15 @@ class UserAdmin(DjangoUserAdmin):
         if not request.user.is_superuser:
             raise PermissionDenied
         return super().user_change_password(request, id, form_url)
+
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        # As the API deletes an account: Django's plain cascade is a 500 for a user with lists.
+        user_delete(user=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            user_delete(user=user)
 
     @staticmethod
     def _may_manage(request: HttpRequest, user: User) -> bool:

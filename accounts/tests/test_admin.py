@@ -8,8 +8,10 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
+from accounts.tokens import RefreshToken
 from tasks.models import Tag, Task, TaskList
 
 USERS_URL = "/admin/accounts/user/"
@@ -446,3 +448,55 @@ def test_staff_without_the_view_permission_cannot_export(client, make_user, user
     client.force_login(make_user(is_staff=True))
 
     assert client.get(f"{USERS_URL}{user.pk}/export/").status_code == 403
+
+
+# --- Deleting users (superusers only) ---------------------------------------------------------
+
+
+def _give_colliding_data(user: User) -> None:
+    """A list's tasks and Inbox tasks at the same positions, a tag, a refresh token."""
+    home = TaskList.objects.create(owner=user, name="Home")
+    for position in (1024, 2048):
+        Task.objects.create(owner=user, title="In Home", list=home, position=position)
+        Task.objects.create(owner=user, title="In the Inbox", position=position)
+    Tag.objects.create(owner=user, name="errand")
+    RefreshToken.for_user(user)
+
+
+def _assert_nothing_left_of(user: User) -> None:
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert not Task.objects.filter(owner_id=user.pk).exists()
+    assert not TaskList.objects.filter(owner_id=user.pk).exists()
+    assert not Tag.objects.filter(owner_id=user.pk).exists()
+    assert not OutstandingToken.objects.filter(user_id=user.pk).exists()
+    assert not OutstandingToken.objects.filter(user=None).exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_deletes_a_user_and_all_their_data_from_the_user_page(
+    admin_client, user, other_user
+):
+    _give_colliding_data(user)
+    _give_colliding_data(other_user)
+
+    response = admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    _assert_nothing_left_of(user)
+    assert Task.objects.filter(owner=other_user).count() == 4
+    assert OutstandingToken.objects.filter(user=other_user).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_superuser_deletes_selected_users_and_all_their_data(admin_client, user, other_user):
+    _give_colliding_data(user)
+    _give_colliding_data(other_user)
+
+    response = admin_client.post(
+        USERS_URL,
+        {"action": "delete_selected", "_selected_action": [user.pk, other_user.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    _assert_nothing_left_of(user)
+    _assert_nothing_left_of(other_user)
