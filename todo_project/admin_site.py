@@ -1,4 +1,5 @@
-"""The admin site: Django's own, with a sign-in form that cannot be brute-forced.
+"""The admin site: Django's own, with a sign-in form that cannot be brute-forced and without
+simplejwt's token pages.
 
 Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.site` and
 `@admin.register` everywhere use this site.
@@ -63,3 +64,14 @@ class TodoAdminSite(admin.AdminSite):
 
 class TodoAdminConfig(AdminConfig):
     default_site = "todo_project.admin_site.TodoAdminSite"
+
+    def ready(self) -> None:
+        super().ready()  # autodiscover: every app's admin.py has registered its models now
+        from rest_framework_simplejwt.token_blacklist.models import (
+            BlacklistedToken,
+            OutstandingToken,
+        )
+
+        # simplejwt's token_blacklist admin shows each refresh token whole, and a live one
+        # signs in as its user at /auth/token/refresh/. Support needs none of it.
+        admin.site.unregister([OutstandingToken, BlacklistedToken])
