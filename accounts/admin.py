@@ -9,13 +9,13 @@ support can take over an account with more rights than their own.
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import OuterRef, Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -244,7 +244,10 @@ class UserAdmin(DjangoUserAdmin):
 
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One user's data as a JSON download, from the link on their page."""
-        user = get_object_or_404(self.get_queryset(request), pk=object_id)
+        # The admin's own lookup: an id that is no UUID is "not found" too, not a 500.
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404
         if not self.has_view_permission(request, user):
             raise PermissionDenied
         queryset = self.get_queryset(request).filter(pk=user.pk)

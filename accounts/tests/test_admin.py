@@ -387,9 +387,12 @@ def test_one_user_is_exported_from_their_page(support_client, user, other_user):
 
 
 @pytest.mark.django_db
-def test_exporting_an_unknown_user_is_a_404(support_client):
-    url = f"{USERS_URL}00000000-0000-0000-0000-000000000000/export/"
-    assert support_client.get(url).status_code == 404
+@pytest.mark.parametrize(
+    "object_id",
+    ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "%00", "-1", "😀", "9" * 400],
+)
+def test_exporting_an_unknown_user_or_a_bad_id_is_a_404(support_client, object_id):
+    assert support_client.get(f"{USERS_URL}{object_id}/export/").status_code == 404
 
 
 @pytest.mark.django_db
