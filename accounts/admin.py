@@ -30,11 +30,13 @@ ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
 
 class SupportUserChangeForm(forms.ModelForm):
-    """What support staff may change: no access rights, no password (not even read-only)."""
+    """What support staff may change: no access rights, no password (not even read-only), and
+    not the email, which password resets are sent to: changing it would hand the account over.
+    """
 
     class Meta:
         model = User
-        fields = ["email", "display_name", "timezone", "is_active"]
+        fields = ["display_name", "timezone", "is_active"]
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -156,10 +158,32 @@ class UserAdmin(DjangoUserAdmin):
             return self.support_fieldsets
         return super().get_fieldsets(request, obj)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None):
+        # Shown to support, and left out of their form (see SupportUserChangeForm).
+        if obj is not None and not request.user.is_superuser:
+            return [*self.readonly_fields, "email"]
+        return super().get_readonly_fields(request, obj)
+
     def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs):
         if obj is not None and not request.user.is_superuser:
             kwargs["form"] = SupportUserChangeForm
         return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        # A new sign-in address ends the sessions opened before, as a new password does.
+        if change and "email" in form.changed_data:
+            obj.revoke_tokens()
+        super().save_model(request, obj, form, change)
+
+    def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
+        message = super().construct_change_message(request, form, formsets, add)
+        if not add and "email" in form.changed_data:
+            # The history is the only record of the address the account had before.
+            labels = message[0]["changed"]["fields"]
+            index = form.changed_data.index("email")
+            old, new = form.initial["email"], form.instance.email
+            labels[index] = f"{labels[index]} (from {old} to {new})"
+        return message
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         if obj is not None and not self._may_manage(request, obj):

@@ -8,10 +8,12 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
-from accounts.tokens import RefreshToken
+from accounts.tests.helpers import bearer
+from accounts.tokens import RefreshToken, token_pair_for
 from tasks.models import Tag, Task, TaskList
 
 USERS_URL = "/admin/accounts/user/"
@@ -33,6 +35,26 @@ def make_tasks(owner: User, count: int, *, completed: int = 0) -> list[Task]:
 
 def action(client, name: str, *users: User, url: str = USERS_URL):
     return client.post(url, {"action": name, "_selected_action": [str(u.pk) for u in users]})
+
+
+def tokens_still_work(pair: dict) -> tuple[bool, bool]:
+    """Whether the API still takes the pair's access token, and then its refresh token."""
+    access = bearer(pair["access"]).get("/api/v1/auth/me/").status_code == 200
+    refresh = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    return access, refresh.status_code == 200
+
+
+def superuser_form(user: User, **changes) -> dict:
+    """The superuser's change form of `user` as posted unchanged, with `changes` on top."""
+    return {
+        "email": user.email,
+        "display_name": user.display_name,
+        "timezone": user.timezone,
+        "is_active": "on" if user.is_active else "",
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+        **changes,
+    }
 
 
 # --- The Support group ------------------------------------------------------------------------
@@ -142,10 +164,39 @@ def test_the_user_page_links_to_their_lists_and_tasks(support_client, user):
 
 
 @pytest.mark.django_db
-def test_support_does_not_see_access_fields_nor_the_password(support_client, user):
-    form = support_client.get(f"{USERS_URL}{user.pk}/change/").context["adminform"].form
+def test_support_does_not_see_access_fields_nor_the_password_and_cannot_edit_the_email(
+    support_client, user
+):
+    page = support_client.get(f"{USERS_URL}{user.pk}/change/")
 
-    assert set(form.fields) == {"email", "display_name", "timezone", "is_active"}
+    assert set(page.context["adminform"].form.fields) == {"display_name", "timezone", "is_active"}
+    assert "alice@example.com" in page.content.decode()  # shown, read-only
+
+
+@pytest.mark.django_db
+def test_a_forged_post_by_support_cannot_change_the_email(
+    support_client, user, mailoutbox, settings
+):
+    # The takeover: point the account at your own address, then send it a password reset.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    pair = token_pair_for(user)
+
+    response = support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        {
+            "email": "attacker@example.com",
+            "display_name": "Alice",
+            "timezone": "UTC",
+            "is_active": "on",
+        },
+    )
+    action(support_client, "send_password_reset", user)
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert (user.email, user.token_generation) == ("alice@example.com", 0)
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert tokens_still_work(pair) == (True, True)
 
 
 @pytest.mark.django_db
@@ -233,6 +284,37 @@ def test_a_superuser_still_sees_and_sets_access_fields(admin_client, user):
     user.refresh_from_db()
     assert user.is_staff
     assert list(user.groups.all()) == [support]
+
+
+@pytest.mark.django_db
+def test_a_superuser_changing_an_email_ends_the_users_sessions_and_logs_both_addresses(
+    admin_client, user
+):
+    pair = token_pair_for(user)
+
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/change/", superuser_form(user, email="Alice.New@Example.com")
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.email == "alice.new@example.com"
+    assert tokens_still_work(pair) == (False, False)
+    entry = LogEntry.objects.get(object_id=str(user.pk))
+    assert entry.get_change_message() == (
+        "Changed Email (from alice@example.com to alice.new@example.com)."
+    )
+
+
+@pytest.mark.django_db
+def test_a_change_form_save_that_leaves_email_and_active_alone_keeps_the_tokens(admin_client, user):
+    pair = token_pair_for(user)
+
+    admin_client.post(f"{USERS_URL}{user.pk}/change/", superuser_form(user, display_name="Al"))
+
+    user.refresh_from_db()
+    assert (user.display_name, user.token_generation) == ("Al", 0)
+    assert tokens_still_work(pair) == (True, True)
 
 
 # --- Actions ----------------------------------------------------------------------------------
