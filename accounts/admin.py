@@ -10,6 +10,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
@@ -37,6 +38,13 @@ class SupportUserChangeForm(forms.ModelForm):
     class Meta:
         model = User
         fields = ["display_name", "timezone", "is_active"]
+
+
+class AdminPasswordChangeForm(auth_forms.AdminPasswordChangeForm):
+    def save(self, commit: bool = True) -> User:
+        # As a password change through the API: every token issued before stops working.
+        self.user.revoke_tokens()
+        return super().save(commit)
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -139,6 +147,7 @@ class UserAdmin(DjangoUserAdmin):
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    change_password_form = AdminPasswordChangeForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -170,8 +179,9 @@ class UserAdmin(DjangoUserAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
-        # A new sign-in address ends the sessions opened before, as a new password does.
-        if change and "email" in form.changed_data:
+        # A new sign-in address ends the sessions opened before, as a new password does; and a
+        # deactivation must revoke the tokens as the action does, or reactivating revives them.
+        if change and {"email", "is_active"} & set(form.changed_data):
             obj.revoke_tokens()
         super().save_model(request, obj, form, change)
 

@@ -317,6 +317,26 @@ def test_a_change_form_save_that_leaves_email_and_active_alone_keeps_the_tokens(
     assert tokens_still_work(pair) == (True, True)
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("client_fixture", ["support_client", "admin_client"])
+def test_deactivating_and_reactivating_in_the_form_revokes_the_tokens(
+    request, client_fixture, user
+):
+    # Unticking "active" must do what the deactivate action does, or reactivating the
+    # account later brings its old tokens back to life.
+    client = request.getfixturevalue(client_fixture)
+    pair = token_pair_for(user)
+    url = f"{USERS_URL}{user.pk}/change/"
+
+    for active in ("", "on"):
+        assert client.post(url, superuser_form(user, is_active=active)).status_code == 302
+
+    user.refresh_from_db()
+    assert user.is_active
+    assert tokens_still_work(pair) == (False, False)
+    assert tokens_still_work(token_pair_for(user)) == (True, True)
+
+
 # --- Actions ----------------------------------------------------------------------------------
 
 
@@ -526,6 +546,24 @@ def test_a_superuser_may_set_a_password(admin_client, user):
     assert response.status_code == 302
     user.refresh_from_db()
     assert user.check_password("another-long-passphrase")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+        {"usable_password": "false", "unset-password": "1"},  # disable password sign-in
+    ],
+)
+def test_a_password_set_in_the_admin_ends_every_session(admin_client, user, form):
+    # As the API's password change: every token issued before stops working.
+    pair = token_pair_for(user)
+
+    response = admin_client.post(f"{USERS_URL}{user.pk}/password/", form)
+
+    assert response.status_code == 302
+    assert tokens_still_work(pair) == (False, False)
 
 
 @pytest.mark.django_db
