@@ -219,6 +219,22 @@ class UserAdmin(DjangoUserAdmin):
     def _may_manage(request: HttpRequest, user: User) -> bool:
         return request.user.is_superuser or not (user.is_staff or user.is_superuser)
 
+    def _managed_only(self, request: HttpRequest, users: list, not_done: str) -> list:
+        """The users `request` may act on (see _may_manage); a warning names the others."""
+        refused = [user.email for user in users if not self._may_manage(request, user)]
+        if refused:
+            self.message_user(
+                request,
+                f"{not_done} (staff accounts, superusers only): {', '.join(refused)}.",
+                messages.WARNING,
+            )
+        return [user for user in users if self._may_manage(request, user)]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The export link only where the export is allowed (change_form.html).
+        context["may_export"] = obj is not None and self._may_manage(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     @admin.display(description="tasks (open / total)", ordering="total_tasks")
     def task_counts(self, user: User) -> str:
         return format_html(
@@ -248,32 +264,34 @@ class UserAdmin(DjangoUserAdmin):
     )
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         users = [user for user in queryset.filter(is_active=True) if user.pk != request.user.pk]
-        refused = [user for user in users if not self._may_manage(request, user)]
-        users = [user for user in users if self._may_manage(request, user)]
+        users = self._managed_only(request, users, "Not deactivated")
         for user in users:
             user_deactivate(user=user)
         self._log(request, users, "Deactivated the account (admin action).")
         self.message_user(request, f"Deactivated {len(users)} user(s).")
-        if refused:
-            self.message_user(
-                request,
-                f"Not deactivated (staff accounts, superusers only): "
-                f"{', '.join(user.email for user in refused)}.",
-                messages.WARNING,
-            )
 
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]
     )
     def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset)
+        # A reset link lets its reader choose the password: as much power as setting it.
+        users = self._managed_only(request, list(queryset), "Not sent")
         for user in users:
             user_send_password_reset(user=user)
         self._log(request, users, "Sent a password-reset email (admin action).")
         self.message_user(request, f"Sent a password-reset email to {len(users)} user(s).")
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
-    def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        refused = [user.email for user in queryset if not self._may_manage(request, user)]
+        if refused:
+            # All or nothing: next to a download, a warning would only show on a later page.
+            self.message_user(
+                request,
+                f"Nothing exported (staff accounts, superusers only): {', '.join(refused)}.",
+                messages.ERROR,
+            )
+            return None
         return self._export_response(request, queryset, "todo-export")
 
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -282,7 +300,7 @@ class UserAdmin(DjangoUserAdmin):
         user = self.get_object(request, unquote(object_id))
         if user is None:
             raise Http404
-        if not self.has_view_permission(request, user):
+        if not (self.has_view_permission(request, user) and self._may_manage(request, user)):
             raise PermissionDenied
         queryset = self.get_queryset(request).filter(pk=user.pk)
         return self._export_response(request, queryset, f"todo-export-{user.email}")

@@ -6,6 +6,7 @@ from datetime import date, timedelta
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
+from django.contrib.messages import get_messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -389,6 +390,62 @@ def test_sending_a_password_reset_mails_each_user_a_link_and_is_logged(
     assert f"{settings.FRONTEND_URL}/reset-password?uid=" in mailoutbox[0].body
     entry = LogEntry.objects.get()
     assert (entry.user_id, entry.object_id) == (support_user.pk, str(user.pk))
+
+
+@pytest.mark.django_db
+def test_support_cannot_send_a_password_reset_to_a_staff_account(
+    support_client, support_user, user, make_user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+    root = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+
+    response = action(support_client, "send_password_reset", user, colleague, root, support_user)
+
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert [e.object_id for e in LogEntry.objects.all()] == [str(user.pk)]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Not sent (staff accounts, superusers only): "
+        + "colleague@example.com, root@example.com, support@example.com.",
+        "Sent a password-reset email to 1 user(s).",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_send_a_password_reset_to_staff(
+    admin_client, support_user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    action(admin_client, "send_password_reset", support_user)
+
+    assert [m.to for m in mailoutbox] == [["support@example.com"]]
+
+
+@pytest.mark.django_db
+def test_support_cannot_export_a_staff_account(support_client, user, make_user):
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+
+    selected = action(support_client, "export_data", user, colleague)
+    one = support_client.get(f"{USERS_URL}{colleague.pk}/export/")
+    page = support_client.get(f"{USERS_URL}{colleague.pk}/change/").content.decode()
+
+    assert selected.status_code == 302  # back to the list, nothing downloaded
+    assert [str(m) for m in get_messages(selected.wsgi_request)] == [
+        "Nothing exported (staff accounts, superusers only): colleague@example.com."
+    ]
+    assert one.status_code == 403
+    assert "/export/" not in page
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_export_a_staff_account(admin_client, support_user):
+    selected = action(admin_client, "export_data", support_user)
+    one = admin_client.get(f"{USERS_URL}{support_user.pk}/export/")
+
+    assert [u["email"] for u in json.loads(selected.content)["users"]] == ["support@example.com"]
+    assert [u["email"] for u in json.loads(one.content)["users"]] == ["support@example.com"]
 
 
 def _export_of(user: User) -> dict:
