@@ -1,9 +1,10 @@
 """The user admin for support staff: find a user, see their data, lock the account.
 
 Only superusers see or set what grants access (is_staff, is_superuser, groups,
-user_permissions) and passwords; support staff help through the actions instead (deactivate,
-send a reset email, export). Staff accounts are view-only to support staff, so nobody in
-support can take over an account with more rights than their own.
+user_permissions) and passwords, or change an email (where reset links go); support staff help
+through the actions instead (deactivate, send a reset email, export). Staff accounts are
+view-only to support staff and out of reach of their actions, so nobody in support can take
+over an account with more rights than their own.
 """
 
 from django import forms
