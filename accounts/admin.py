@@ -1,27 +1,30 @@
 """The user admin for support staff: find a user, see their data, lock the account.
 
 Only superusers see or set what grants access (is_staff, is_superuser, groups,
-user_permissions) and passwords; support staff help through the actions instead (deactivate,
-send a reset email, export). Staff accounts are view-only to support staff, so nobody in
-support can take over an account with more rights than their own.
+user_permissions) and passwords, or change an email (where reset links go); support staff help
+through the actions instead (deactivate, send a reset email, export). Staff accounts are
+view-only to support staff and out of reach of their actions, so nobody in support can take
+over an account with more rights than their own.
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import OuterRef, Prefetch, QuerySet
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 
 from accounts.models import User
-from accounts.services import user_deactivate, user_send_password_reset
+from accounts.services import user_deactivate, user_delete, user_send_password_reset
 from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
 from todo_project.admin_site import FilterLookupsOnly
@@ -30,11 +33,20 @@ ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 
 
 class SupportUserChangeForm(forms.ModelForm):
-    """What support staff may change: no access rights, no password (not even read-only)."""
+    """What support staff may change: no access rights, no password (not even read-only), and
+    not the email, which password resets are sent to: changing it would hand the account over.
+    """
 
     class Meta:
         model = User
-        fields = ["email", "display_name", "timezone", "is_active"]
+        fields = ["display_name", "timezone", "is_active"]
+
+
+class AdminPasswordChangeForm(auth_forms.AdminPasswordChangeForm):
+    def save(self, commit: bool = True) -> User:
+        # As a password change through the API: every token issued before stops working.
+        self.user.revoke_tokens()
+        return super().save(commit)
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -137,6 +149,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    change_password_form = AdminPasswordChangeForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -156,10 +169,33 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             return self.support_fieldsets
         return super().get_fieldsets(request, obj)
 
+    def get_readonly_fields(self, request: HttpRequest, obj: User | None = None):
+        # Shown to support, and left out of their form (see SupportUserChangeForm).
+        if obj is not None and not request.user.is_superuser:
+            return [*self.readonly_fields, "email"]
+        return super().get_readonly_fields(request, obj)
+
     def get_form(self, request: HttpRequest, obj: User | None = None, **kwargs):
         if obj is not None and not request.user.is_superuser:
             kwargs["form"] = SupportUserChangeForm
         return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        # A new sign-in address ends the sessions opened before, as a new password does; and a
+        # deactivation must revoke the tokens as the action does, or reactivating revives them.
+        if change and {"email", "is_active"} & set(form.changed_data):
+            obj.revoke_tokens()
+        super().save_model(request, obj, form, change)
+
+    def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
+        message = super().construct_change_message(request, form, formsets, add)
+        if not add and "email" in form.changed_data:
+            # The history is the only record of the address the account had before.
+            labels = message[0]["changed"]["fields"]
+            index = form.changed_data.index("email")
+            old, new = form.initial["email"], form.instance.email
+            labels[index] = f"{labels[index]} (from {old} to {new})"
+        return message
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         if obj is not None and not self._may_manage(request, obj):
@@ -172,9 +208,34 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             raise PermissionDenied
         return super().user_change_password(request, id, form_url)
 
+    def delete_model(self, request: HttpRequest, obj: User) -> None:
+        # As the API deletes an account: Django's plain cascade is a 500 for a user with lists.
+        user_delete(user=obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for user in queryset:
+            user_delete(user=user)
+
     @staticmethod
     def _may_manage(request: HttpRequest, user: User) -> bool:
         return request.user.is_superuser or not (user.is_staff or user.is_superuser)
+
+    def _managed_only(self, request: HttpRequest, users: list, not_done: str) -> list:
+        """The users `request` may act on (see _may_manage); a warning names the others."""
+        refused = [user.email for user in users if not self._may_manage(request, user)]
+        if refused:
+            self.message_user(
+                request,
+                f"{not_done} (staff accounts, superusers only): {', '.join(refused)}.",
+                messages.WARNING,
+            )
+        return [user for user in users if self._may_manage(request, user)]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The export link only where the export is allowed (change_form.html).
+        context["may_export"] = obj is not None and self._may_manage(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="tasks (open / total)", ordering="total_tasks")
     def task_counts(self, user: User) -> str:
@@ -205,38 +266,43 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         users = [user for user in queryset.filter(is_active=True) if user.pk != request.user.pk]
-        refused = [user for user in users if not self._may_manage(request, user)]
-        users = [user for user in users if self._may_manage(request, user)]
+        users = self._managed_only(request, users, "Not deactivated")
         for user in users:
             user_deactivate(user=user)
         self._log(request, users, "Deactivated the account (admin action).")
         self.message_user(request, f"Deactivated {len(users)} user(s).")
-        if refused:
-            self.message_user(
-                request,
-                f"Not deactivated (staff accounts, superusers only): "
-                f"{', '.join(user.email for user in refused)}.",
-                messages.WARNING,
-            )
 
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]
     )
     def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = list(queryset)
+        # A reset link lets its reader choose the password: as much power as setting it.
+        users = self._managed_only(request, list(queryset), "Not sent")
         for user in users:
             user_send_password_reset(user=user)
         self._log(request, users, "Sent a password-reset email (admin action).")
         self.message_user(request, f"Sent a password-reset email to {len(users)} user(s).")
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
-    def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse:
+    def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        refused = [user.email for user in queryset if not self._may_manage(request, user)]
+        if refused:
+            # All or nothing: next to a download, a warning would only show on a later page.
+            self.message_user(
+                request,
+                f"Nothing exported (staff accounts, superusers only): {', '.join(refused)}.",
+                messages.ERROR,
+            )
+            return None
         return self._export_response(request, queryset, "todo-export")
 
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """One user's data as a JSON download, from the link on their page."""
-        user = get_object_or_404(self.get_queryset(request), pk=object_id)
-        if not self.has_view_permission(request, user):
+        # The admin's own lookup: an id that is no UUID is "not found" too, not a 500.
+        user = self.get_object(request, unquote(object_id))
+        if user is None:
+            raise Http404
+        if not (self.has_view_permission(request, user) and self._may_manage(request, user)):
             raise PermissionDenied
         queryset = self.get_queryset(request).filter(pk=user.pk)
         return self._export_response(request, queryset, f"todo-export-{user.email}")

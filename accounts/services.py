@@ -15,6 +15,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import User
 from accounts.tokens import RefreshToken, access_token_deny, token_generation_of, token_pair_for
+from tasks.models import Task
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 
@@ -75,6 +76,10 @@ def user_delete(*, user: User) -> None:
     token still held by a client then fails the user lookup with 401.
     """
     OutstandingToken.objects.filter(user=user).delete()
+    # Tasks first: the cascade from the lists would move their tasks into the Inbox
+    # (Task.list is SET_NULL) onto the positions of Inbox tasks, and the unique index of
+    # positions refuses that before the tasks themselves are deleted.
+    Task.objects.filter(owner=user).delete()
     user.delete()
 
 

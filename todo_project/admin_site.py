@@ -1,4 +1,5 @@
-"""The admin site: Django's own, with a sign-in form that cannot be brute-forced.
+"""The admin site: Django's own, with a sign-in form that cannot be brute-forced and without
+simplejwt's token pages.
 
 Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.site` and
 `@admin.register` everywhere use this site.
@@ -43,6 +44,11 @@ class TodoAdminSite(admin.AdminSite):
                 )
         return super().login(request, extra_context)
 
+    def get_urls(self):
+        # Without Django's "view on site" redirect (r/<content type>/<id>/): no model here has
+        # get_absolute_url(), and an id that is no UUID of a UUID-keyed model was a 500 there.
+        return [url for url in super().get_urls() if getattr(url, "name", None) != "view_on_site"]
+
     @staticmethod
     def _login_limited_for(request: HttpRequest) -> int:
         """Counts this attempt; the seconds until the caller may try again, 0 if not limited."""
@@ -63,6 +69,17 @@ class TodoAdminSite(admin.AdminSite):
 
 class TodoAdminConfig(AdminConfig):
     default_site = "todo_project.admin_site.TodoAdminSite"
+
+    def ready(self) -> None:
+        super().ready()  # autodiscover: every app's admin.py has registered its models now
+        from rest_framework_simplejwt.token_blacklist.models import (
+            BlacklistedToken,
+            OutstandingToken,
+        )
+
+        # simplejwt's token_blacklist admin shows each refresh token whole, and a live one
+        # signs in as its user at /auth/token/refresh/. Support needs none of it.
+        admin.site.unregister([OutstandingToken, BlacklistedToken])
 
 
 # The URL lookups each kind of list_filter entry makes (Django's field filters: boolean, choices,

@@ -6,10 +6,15 @@ from datetime import date, timedelta
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
+from django.contrib.messages import get_messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
+from accounts.tests.helpers import bearer
+from accounts.tokens import RefreshToken, token_pair_for
 from tasks.models import Tag, Task, TaskList
 
 USERS_URL = "/admin/accounts/user/"
@@ -31,6 +36,26 @@ def make_tasks(owner: User, count: int, *, completed: int = 0) -> list[Task]:
 
 def action(client, name: str, *users: User, url: str = USERS_URL):
     return client.post(url, {"action": name, "_selected_action": [str(u.pk) for u in users]})
+
+
+def tokens_still_work(pair: dict) -> tuple[bool, bool]:
+    """Whether the API still takes the pair's access token, and then its refresh token."""
+    access = bearer(pair["access"]).get("/api/v1/auth/me/").status_code == 200
+    refresh = APIClient().post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    return access, refresh.status_code == 200
+
+
+def superuser_form(user: User, **changes) -> dict:
+    """The superuser's change form of `user` as posted unchanged, with `changes` on top."""
+    return {
+        "email": user.email,
+        "display_name": user.display_name,
+        "timezone": user.timezone,
+        "is_active": "on" if user.is_active else "",
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+        **changes,
+    }
 
 
 # --- The Support group ------------------------------------------------------------------------
@@ -140,10 +165,39 @@ def test_the_user_page_links_to_their_lists_and_tasks(support_client, user):
 
 
 @pytest.mark.django_db
-def test_support_does_not_see_access_fields_nor_the_password(support_client, user):
-    form = support_client.get(f"{USERS_URL}{user.pk}/change/").context["adminform"].form
+def test_support_does_not_see_access_fields_nor_the_password_and_cannot_edit_the_email(
+    support_client, user
+):
+    page = support_client.get(f"{USERS_URL}{user.pk}/change/")
 
-    assert set(form.fields) == {"email", "display_name", "timezone", "is_active"}
+    assert set(page.context["adminform"].form.fields) == {"display_name", "timezone", "is_active"}
+    assert "alice@example.com" in page.content.decode()  # shown, read-only
+
+
+@pytest.mark.django_db
+def test_a_forged_post_by_support_cannot_change_the_email(
+    support_client, user, mailoutbox, settings
+):
+    # The takeover: point the account at your own address, then send it a password reset.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    pair = token_pair_for(user)
+
+    response = support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        {
+            "email": "attacker@example.com",
+            "display_name": "Alice",
+            "timezone": "UTC",
+            "is_active": "on",
+        },
+    )
+    action(support_client, "send_password_reset", user)
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert (user.email, user.token_generation) == ("alice@example.com", 0)
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert tokens_still_work(pair) == (True, True)
 
 
 @pytest.mark.django_db
@@ -233,6 +287,57 @@ def test_a_superuser_still_sees_and_sets_access_fields(admin_client, user):
     assert list(user.groups.all()) == [support]
 
 
+@pytest.mark.django_db
+def test_a_superuser_changing_an_email_ends_the_users_sessions_and_logs_both_addresses(
+    admin_client, user
+):
+    pair = token_pair_for(user)
+
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/change/", superuser_form(user, email="Alice.New@Example.com")
+    )
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.email == "alice.new@example.com"
+    assert tokens_still_work(pair) == (False, False)
+    entry = LogEntry.objects.get(object_id=str(user.pk))
+    assert entry.get_change_message() == (
+        "Changed Email (from alice@example.com to alice.new@example.com)."
+    )
+
+
+@pytest.mark.django_db
+def test_a_change_form_save_that_leaves_email_and_active_alone_keeps_the_tokens(admin_client, user):
+    pair = token_pair_for(user)
+
+    admin_client.post(f"{USERS_URL}{user.pk}/change/", superuser_form(user, display_name="Al"))
+
+    user.refresh_from_db()
+    assert (user.display_name, user.token_generation) == ("Al", 0)
+    assert tokens_still_work(pair) == (True, True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("client_fixture", ["support_client", "admin_client"])
+def test_deactivating_and_reactivating_in_the_form_revokes_the_tokens(
+    request, client_fixture, user
+):
+    # Unticking "active" must do what the deactivate action does, or reactivating the
+    # account later brings its old tokens back to life.
+    client = request.getfixturevalue(client_fixture)
+    pair = token_pair_for(user)
+    url = f"{USERS_URL}{user.pk}/change/"
+
+    for active in ("", "on"):
+        assert client.post(url, superuser_form(user, is_active=active)).status_code == 302
+
+    user.refresh_from_db()
+    assert user.is_active
+    assert tokens_still_work(pair) == (False, False)
+    assert tokens_still_work(token_pair_for(user)) == (True, True)
+
+
 # --- Actions ----------------------------------------------------------------------------------
 
 
@@ -285,6 +390,62 @@ def test_sending_a_password_reset_mails_each_user_a_link_and_is_logged(
     assert f"{settings.FRONTEND_URL}/reset-password?uid=" in mailoutbox[0].body
     entry = LogEntry.objects.get()
     assert (entry.user_id, entry.object_id) == (support_user.pk, str(user.pk))
+
+
+@pytest.mark.django_db
+def test_support_cannot_send_a_password_reset_to_a_staff_account(
+    support_client, support_user, user, make_user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+    root = make_user(email="root@example.com", is_staff=True, is_superuser=True)
+
+    response = action(support_client, "send_password_reset", user, colleague, root, support_user)
+
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert [e.object_id for e in LogEntry.objects.all()] == [str(user.pk)]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Not sent (staff accounts, superusers only): "
+        + "colleague@example.com, root@example.com, support@example.com.",
+        "Sent a password-reset email to 1 user(s).",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_send_a_password_reset_to_staff(
+    admin_client, support_user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+    action(admin_client, "send_password_reset", support_user)
+
+    assert [m.to for m in mailoutbox] == [["support@example.com"]]
+
+
+@pytest.mark.django_db
+def test_support_cannot_export_a_staff_account(support_client, user, make_user):
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+
+    selected = action(support_client, "export_data", user, colleague)
+    one = support_client.get(f"{USERS_URL}{colleague.pk}/export/")
+    page = support_client.get(f"{USERS_URL}{colleague.pk}/change/").content.decode()
+
+    assert selected.status_code == 302  # back to the list, nothing downloaded
+    assert [str(m) for m in get_messages(selected.wsgi_request)] == [
+        "Nothing exported (staff accounts, superusers only): colleague@example.com."
+    ]
+    assert one.status_code == 403
+    assert "/export/" not in page
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_may_export_a_staff_account(admin_client, support_user):
+    selected = action(admin_client, "export_data", support_user)
+    one = admin_client.get(f"{USERS_URL}{support_user.pk}/export/")
+
+    assert [u["email"] for u in json.loads(selected.content)["users"]] == ["support@example.com"]
+    assert [u["email"] for u in json.loads(one.content)["users"]] == ["support@example.com"]
 
 
 def _export_of(user: User) -> dict:
@@ -385,9 +546,12 @@ def test_one_user_is_exported_from_their_page(support_client, user, other_user):
 
 
 @pytest.mark.django_db
-def test_exporting_an_unknown_user_is_a_404(support_client):
-    url = f"{USERS_URL}00000000-0000-0000-0000-000000000000/export/"
-    assert support_client.get(url).status_code == 404
+@pytest.mark.parametrize(
+    "object_id",
+    ["00000000-0000-0000-0000-000000000000", "not-a-uuid", "%00", "-1", "😀", "9" * 400],
+)
+def test_exporting_an_unknown_user_or_a_bad_id_is_a_404(support_client, object_id):
+    assert support_client.get(f"{USERS_URL}{object_id}/export/").status_code == 404
 
 
 @pytest.mark.django_db
@@ -442,7 +606,77 @@ def test_a_superuser_may_set_a_password(admin_client, user):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+        {"usable_password": "false", "unset-password": "1"},  # disable password sign-in
+    ],
+)
+def test_a_password_set_in_the_admin_ends_every_session(admin_client, user, form):
+    # As the API's password change: every token issued before stops working.
+    pair = token_pair_for(user)
+
+    response = admin_client.post(f"{USERS_URL}{user.pk}/password/", form)
+
+    assert response.status_code == 302
+    assert tokens_still_work(pair) == (False, False)
+
+
+@pytest.mark.django_db
 def test_staff_without_the_view_permission_cannot_export(client, make_user, user):
     client.force_login(make_user(is_staff=True))
 
     assert client.get(f"{USERS_URL}{user.pk}/export/").status_code == 403
+
+
+# --- Deleting users (superusers only) ---------------------------------------------------------
+
+
+def _give_colliding_data(user: User) -> None:
+    """A list's tasks and Inbox tasks at the same positions, a tag, a refresh token."""
+    home = TaskList.objects.create(owner=user, name="Home")
+    for position in (1024, 2048):
+        Task.objects.create(owner=user, title="In Home", list=home, position=position)
+        Task.objects.create(owner=user, title="In the Inbox", position=position)
+    Tag.objects.create(owner=user, name="errand")
+    RefreshToken.for_user(user)
+
+
+def _assert_nothing_left_of(user: User) -> None:
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert not Task.objects.filter(owner_id=user.pk).exists()
+    assert not TaskList.objects.filter(owner_id=user.pk).exists()
+    assert not Tag.objects.filter(owner_id=user.pk).exists()
+    assert not OutstandingToken.objects.filter(user_id=user.pk).exists()
+    assert not OutstandingToken.objects.filter(user=None).exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_deletes_a_user_and_all_their_data_from_the_user_page(
+    admin_client, user, other_user
+):
+    _give_colliding_data(user)
+    _give_colliding_data(other_user)
+
+    response = admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    _assert_nothing_left_of(user)
+    assert Task.objects.filter(owner=other_user).count() == 4
+    assert OutstandingToken.objects.filter(user=other_user).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_superuser_deletes_selected_users_and_all_their_data(admin_client, user, other_user):
+    _give_colliding_data(user)
+    _give_colliding_data(other_user)
+
+    response = admin_client.post(
+        USERS_URL,
+        {"action": "delete_selected", "_selected_action": [user.pk, other_user.pk], "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    _assert_nothing_left_of(user)
+    _assert_nothing_left_of(other_user)

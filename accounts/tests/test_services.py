@@ -4,8 +4,12 @@ import pytest
 from django.contrib.auth.tokens import default_token_generator
 from django.core import mail
 from django.utils.http import urlsafe_base64_decode
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-from accounts.services import user_deactivate, user_send_password_reset
+from accounts.models import User
+from accounts.services import user_deactivate, user_delete, user_send_password_reset
+from accounts.tokens import RefreshToken
+from tasks.models import Tag, Task, TaskList
 
 pytestmark = pytest.mark.django_db
 
@@ -40,12 +44,29 @@ def test_flushexpiredtokens_drops_expired_tokens_only(user):
 
     from django.core.management import call_command
     from django.utils.timezone import now
-    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
-
-    from accounts.tokens import RefreshToken
 
     live = RefreshToken.for_user(user)
     expired = RefreshToken.for_user(user)
     OutstandingToken.objects.filter(jti=expired["jti"]).update(expires_at=now() - timedelta(days=1))
     call_command("flushexpiredtokens")
     assert list(OutstandingToken.objects.values_list("jti", flat=True)) == [live["jti"]]
+
+
+def test_deleting_an_account_whose_list_and_inbox_tasks_share_positions(user, other_user):
+    # The cascade would first move the list's tasks into the Inbox (Task.list is SET_NULL),
+    # onto the Inbox tasks' positions: task_position_unique_in_group refused, a 500 in the API.
+    home = TaskList.objects.create(owner=user, name="Home")
+    for position in (1024, 2048):
+        Task.objects.create(owner=user, title="In Home", list=home, position=position)
+        Task.objects.create(owner=user, title="In the Inbox", position=position)
+    Tag.objects.create(owner=user, name="errand")
+    RefreshToken.for_user(user)
+    theirs = Task.objects.create(owner=other_user, title="Theirs", position=1024)
+
+    user_delete(user=user)
+
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert list(Task.objects.all()) == [theirs]
+    assert not TaskList.objects.exists()
+    assert not Tag.objects.exists()
+    assert not OutstandingToken.objects.exists()

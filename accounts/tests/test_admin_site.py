@@ -1,0 +1,48 @@
+"""What the admin site serves beyond the models' own pages, and what it leaves out."""
+
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.models import User
+from accounts.tokens import RefreshToken
+from tasks.models import Task
+
+
+@pytest.mark.django_db
+def test_refresh_tokens_are_not_in_the_admin_even_for_a_superuser(admin_client, user):
+    # simplejwt's admin showed a live refresh token whole: whoever read it could sign in as
+    # its user through /api/v1/auth/token/refresh/.
+    refresh = RefreshToken.for_user(user)
+    outstanding = OutstandingToken.objects.get(jti=refresh["jti"])
+    blacklisted = BlacklistedToken.objects.create(token=outstanding)
+
+    for url in [
+        "/admin/token_blacklist/",
+        "/admin/token_blacklist/outstandingtoken/",
+        f"/admin/token_blacklist/outstandingtoken/{outstanding.pk}/change/",
+        "/admin/token_blacklist/blacklistedtoken/",
+        f"/admin/token_blacklist/blacklistedtoken/{blacklisted.pk}/change/",
+    ]:
+        assert admin_client.get(url).status_code == 404, url
+
+    index = admin_client.get("/admin/")
+    assert index.status_code == 200
+    assert "token_blacklist" not in {app["app_label"] for app in index.context["app_list"]}
+    assert "token_blacklist" not in index.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_view_on_site_shortcut_is_not_served(admin_client, user):
+    # Django's /r/<content type>/<id>/ redirects to an object's get_absolute_url(), which no
+    # model here has; an id that is no UUID (1 is accounts.user in tests) was a ValidationError.
+    user_type = ContentType.objects.get_for_model(User).pk
+    task_type = ContentType.objects.get_for_model(Task).pk
+
+    for url in [
+        "/admin/r/1/zzz/",
+        "/admin/r/1/1/",
+        f"/admin/r/{user_type}/{user.pk}/",
+        f"/admin/r/{task_type}/not-a-uuid/",
+    ]:
+        assert admin_client.get(url).status_code == 404, url
