@@ -624,6 +624,30 @@ def test_a_password_set_in_the_admin_ends_every_session(admin_client, user, form
 
 
 @pytest.mark.django_db
+def test_a_staff_members_own_password_change_ends_their_api_sessions(client, support_user):
+    # Django builds /admin/password_change/'s form itself: it left the API tokens alive.
+    support_user.set_password("the-old-long-passphrase")
+    support_user.save()
+    pair = token_pair_for(support_user)
+    client.force_login(support_user)
+
+    response = client.post(
+        "/admin/password_change/",
+        {
+            "old_password": "the-old-long-passphrase",
+            "new_password1": "another-long-passphrase",
+            "new_password2": "another-long-passphrase",
+        },
+    )
+
+    assert response.status_code == 302
+    support_user.refresh_from_db()
+    assert support_user.check_password("another-long-passphrase")
+    assert tokens_still_work(pair) == (False, False)
+    assert client.get("/admin/").status_code == 200  # the admin session itself goes on
+
+
+@pytest.mark.django_db
 def test_staff_without_the_view_permission_cannot_export(client, make_user, user):
     client.force_login(make_user(is_staff=True))
 
