@@ -299,6 +299,16 @@ class TaskListAdmin(OwnedAdmin):
         saved = services.list_update(task_list=TaskList.objects.get(pk=obj.pk), data=data)
         obj.version = saved.version
 
+    def delete_model(self, request: HttpRequest, obj: TaskList) -> None:
+        # As the API's DELETE: the tasks go to the end of the Inbox. Django's SET_NULL would keep
+        # their ranks, which the Inbox's tasks already hold (task_position_unique_in_group).
+        services.list_delete(user=obj.owner, task_list=obj, delete_tasks=False)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # One transaction per list, as the API's: the service orders its locks for one list.
+        for task_list in queryset.select_related("owner"):
+            self.delete_model(request, task_list)
+
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, task_list: TaskList) -> int:
         return task_list.task_count

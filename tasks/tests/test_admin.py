@@ -529,3 +529,33 @@ def test_a_superuser_adds_a_list_and_a_tag_for_a_user(admin_client, user):
     assert (new_list.status_code, new_tag.status_code, taken.status_code) == (302, 302, 200)
     assert [(t.owner, t.name) for t in TaskList.objects.all()] == [(user, "Home")]
     assert [(t.owner, t.name) for t in Tag.objects.all()] == [(user, "money")]
+
+
+# --- Deletes and adds through the services ----------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does(
+    admin_client, user, how
+):
+    home = services.list_create(user=user, name="Home", color=None, position=None)
+    add_task(user, "In the Inbox")  # 1024: the same rank as the list's first task
+    pack = add_task(user, "Pack", list=home)
+    add_task(user, "Move", list=home)
+    add_task(user, "Boxes", parent=pack)
+
+    if how == "delete page":
+        response = admin_client.post(f"{LISTS_URL}{home.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(home.pk)]}
+        response = admin_client.post(LISTS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not TaskList.objects.exists()
+    assert {t.title: (t.list_id, t.position, t.version) for t in Task.objects.all()} == {
+        "In the Inbox": (None, 1024, 1),
+        "Pack": (None, 2048, 2),
+        "Move": (None, 3072, 2),
+        "Boxes": (None, 1024, 2),  # ranked inside its parent, which it follows
+    }
