@@ -18,7 +18,7 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import Tag, Task, TaskList, count_of, named
+from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -153,6 +153,11 @@ class TaskAdminForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        tags = cleaned.get("tags") or []
+        if len(tags) > MAX_TAGS_PER_TASK:  # the API's limit (serializers.TagNamesField)
+            self.add_error(
+                "tags", f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(tags)} given)."
+            )
         adding = self.instance._state.adding  # a new Task already has its UUID pk
         owner = cleaned.get("owner") if adding else self.instance.owner
         if owner is None:
@@ -162,7 +167,7 @@ class TaskAdminForm(forms.ModelForm):
             value = cleaned.get(field)
             if value is not None and value.owner_id != owner.pk:
                 self.add_error(field, f"This {field} belongs to another user.")
-        foreign = [tag.name for tag in cleaned.get("tags") or [] if tag.owner_id != owner.pk]
+        foreign = [tag.name for tag in tags if tag.owner_id != owner.pk]
         if foreign:
             self.add_error("tags", f"These tags belong to another user: {', '.join(foreign)}.")
         parent = cleaned.get("parent")

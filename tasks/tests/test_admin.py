@@ -428,6 +428,33 @@ def test_a_due_time_without_a_due_date_is_a_form_error(support_client, user):
 
 
 @pytest.mark.django_db
+def test_more_than_20_tags_is_a_form_error_on_change_and_on_add(support_client, admin_client, user):
+    task = add_task(user, "Pay rent")
+    tags = [Tag.objects.create(owner=user, name=f"tag {i}") for i in range(21)]
+    too_many = ",".join(str(tag.pk) for tag in tags)
+
+    changed = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=too_many)
+    )
+    added = admin_client.post(
+        f"{TASKS_URL}add/",
+        {"title": "New", "owner": user.pk, "priority": Priority.NONE, "tags": too_many},
+    )
+
+    for response in (changed, added):
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors == {
+            "tags": ["A task has at most 20 tags (21 given)."]
+        }
+    assert list(Task.objects.all()) == [task]
+    assert (task.tags.count(), Task.objects.get().version) == (0, 1)
+    twenty = ",".join(str(tag.pk) for tag in tags[:20])
+    ok = support_client.post(f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=twenty))
+    assert ok.status_code == 302
+    assert task.tags.count() == 20
+
+
+@pytest.mark.django_db
 def test_a_superuser_adds_a_task_at_the_end_of_the_owners_inbox(admin_client, user):
     add_task(user, "First")
 
