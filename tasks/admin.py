@@ -159,6 +159,14 @@ class TaskAdminForm(forms.ModelForm):
                 "tags", f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(tags)} given)."
             )
         adding = self.instance._state.adding  # a new Task already has its UUID pk
+        # The API's rules on dates (TaskSerializer.validate) with its messages: the form checks
+        # no constraint on `recurrence`, read-only here, so clearing a recurring task's due
+        # date was an IntegrityError (task_recurrence_needs_due_date), a 500.
+        if cleaned.get("due_date") is None and "due_date" not in self.errors:
+            if cleaned.get("due_time") is not None:
+                self.add_error("due_time", "A due time needs a due date.")
+            if not adding and self.instance.recurrence is not None:
+                self.add_error("due_date", "A recurring task needs a due date.")
         owner = cleaned.get("owner") if adding else self.instance.owner
         if owner is None:
             return cleaned

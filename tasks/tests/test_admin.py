@@ -416,15 +416,66 @@ def test_a_subtask_is_one_level_deep_and_in_its_parents_list(support_client, use
 
 
 @pytest.mark.django_db
-def test_a_due_time_without_a_due_date_is_a_form_error(support_client, user):
-    task = add_task(user, "Pay rent")
+@pytest.mark.parametrize(
+    ("fields", "changes", "errors"),
+    [
+        # The API's messages (TaskSerializer.validate) for its rules on dates.
+        (
+            {"due_date": date(2026, 1, 5), "recurrence": "FREQ=WEEKLY"},
+            {"due_date": ""},
+            {"due_date": ["A recurring task needs a due date."]},
+        ),
+        (
+            {"due_date": date(2026, 1, 5), "due_time": "09:00", "recurrence": "FREQ=WEEKLY"},
+            {"due_date": ""},
+            {
+                "due_date": ["A recurring task needs a due date."],
+                "due_time": ["A due time needs a due date."],
+            },
+        ),
+        ({}, {"due_time": "09:00"}, {"due_time": ["A due time needs a due date."]}),
+        (
+            {"due_date": date(2026, 1, 5), "due_time": "09:00"},
+            {"due_date": ""},
+            {"due_time": ["A due time needs a due date."]},
+        ),
+        # Every other check constraint on the editable fields is a form error too.
+        ({}, {"title": " \t "}, {"title": ["This field is required."]}),
+        (
+            {},
+            {"priority": "7"},
+            {"priority": ["Select a valid choice. 7 is not one of the available choices."]},
+        ),
+    ],
+)
+def test_a_change_the_database_constraints_refuse_is_a_form_error(
+    support_client, user, fields, changes, errors
+):
+    task = add_task(user, "Pay rent", **fields)
 
     response = support_client.post(
-        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_time="09:00")
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, **changes)
     )
 
     assert response.status_code == 200
-    assert response.context["adminform"].form.non_field_errors()
+    assert response.context["adminform"].form.errors == errors
+    assert Task.objects.get().version == 1
+
+
+@pytest.mark.django_db
+def test_a_description_over_the_limit_is_a_form_error(support_client, user):
+    task = add_task(user, "Pay rent")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, description="x" * 10_001)
+    )
+
+    # The form checks the constraint itself (ModelForm.validate_constraints): its own message.
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "__all__": ["Constraint “task_description_max_length” is violated."]
+    }
+    assert Task.objects.get().version == 1
 
 
 @pytest.mark.django_db
