@@ -18,7 +18,7 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named
+from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named, task_to_write
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -145,11 +145,47 @@ class OwnedNameForm(forms.ModelForm):
         return name
 
 
-class TaskAdminForm(forms.ModelForm):
+class VersionCheckedForm(forms.ModelForm):
+    """Optimistic locking for a row with `version`: the version the change form was opened at
+    comes back with it, hidden, and a save is refused if the row has changed since. Otherwise
+    the form's old values would silently undo the other change (a user's PATCH meanwhile)."""
+
+    opened_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    locked_row = None  # the row as clean() read it, under its lock: what save_model() writes
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["opened_version"].initial = self.instance.version
+
+    def lock_row(self):
+        """The row as it is now, locked until the commit; None if it is gone."""
+        return type(self.instance).objects.select_for_update().filter(pk=self.instance.pk).first()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance._state.adding:
+            return cleaned
+        # The admin's change view is one transaction (ModelAdmin.changeform_view): this lock
+        # holds until the save commits, so no other write comes between the check and the save.
+        self.locked_row = self.lock_row()
+        if getattr(self.locked_row, "version", None) != cleaned.get("opened_version"):
+            self.add_error(
+                None,
+                f"This {self.instance._meta.verbose_name} has changed since you opened it: "
+                "reload the page to see the change, then make yours again.",
+            )
+        return cleaned
+
+
+class TaskAdminForm(VersionCheckedForm):
     class Meta:
         model = Task
         fields = ["title", "description", "owner", "list", "parent", "tags"]
         fields += ["priority", "due_date", "due_time"]
+
+    def lock_row(self) -> Task | None:
+        # With what task_update(locked=True) reads besides the row (tag names, open subtasks).
+        return task_to_write(self.instance.owner_id, self.instance.pk)
 
     def clean(self) -> dict:
         cleaned = super().clean()
@@ -244,7 +280,7 @@ class TaskAdmin(OwnedAdmin):
             "State",
             {
                 "description": "Use the Complete / Reopen actions of the task list to change.",
-                "fields": ["completed", "completed_at", "position", "version"],
+                "fields": ["completed", "completed_at", "position", "version", "opened_version"],
             },
         ),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
@@ -261,7 +297,9 @@ class TaskAdmin(OwnedAdmin):
         if "tags" in form.changed_data:
             data["tags"] = [tag.name for tag in form.cleaned_data["tags"]]
         if change:
-            saved = services.task_update(task=obj, user=obj.owner, data=data)
+            saved = services.task_update(
+                task=form.locked_row, user=obj.owner, data=data, locked=True
+            )
         else:
             saved = services.task_create(user=form.cleaned_data["owner"], data=data)
         obj.pk, obj.version = saved.pk, saved.version
@@ -286,9 +324,13 @@ class TaskAdmin(OwnedAdmin):
         self.message_user(request, f"Reopened {len(tasks)} task(s).")
 
 
+class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):
+    """A list's name, unique per owner, and its version, checked on save."""
+
+
 @admin.register(TaskList)
 class TaskListAdmin(OwnedAdmin):
-    form = OwnedNameForm
+    form = TaskListAdminForm
     text_search_field = "name"
     list_display = ["name", "owner_email", "color", "task_count", "updated_at"]
     search_fields = ["name"]
@@ -298,7 +340,8 @@ class TaskListAdmin(OwnedAdmin):
     )
     ordering = ["-updated_at"]
     readonly_fields = ["id", "position", "version", "created_at", "updated_at"]
-    fields = ["id", "owner", "name", "color", "position", "version", "created_at", "updated_at"]
+    fields = ["id", "owner", "name", "color", "position", "version", "opened_version"]
+    fields += ["created_at", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         tasks = Task.objects.filter(list=OuterRef("pk"))
@@ -308,9 +351,8 @@ class TaskListAdmin(OwnedAdmin):
         if not change:
             super().save_model(request, obj, form, change)
             return
-        data = {field: form.cleaned_data[field] for field in form.changed_data}
-        saved = services.list_update(task_list=TaskList.objects.get(pk=obj.pk), data=data)
-        obj.version = saved.version
+        data = {field: form.cleaned_data[field] for field in ("name", "color")}
+        obj.version = services.list_update(task_list=form.locked_row, data=data).version
 
     def delete_model(self, request: HttpRequest, obj: TaskList) -> None:
         # As the API's DELETE: the tasks go to the end of the Inbox. Django's SET_NULL would keep

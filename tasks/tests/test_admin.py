@@ -1,9 +1,13 @@
 """The admin of tasks, lists and tags: displays, search, filters, actions, edits."""
 
+import threading
+import time
 from datetime import date, timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import connection, connections, transaction
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -298,6 +302,7 @@ def change_form_data(task: Task, **changes) -> dict:
         "priority": task.priority,
         "due_date": task.due_date or "",
         "due_time": task.due_time or "",
+        "opened_version": task.version,
     }
     return {**data, **changes}
 
@@ -360,7 +365,9 @@ def test_the_change_form_shows_timestamps_version_position_and_completion_read_o
         "priority",
         "due_date",
         "due_time",
+        "opened_version",
     }
+    assert 'type="hidden" name="opened_version" value="1"' in response.content.decode()
     assert response.context["has_delete_permission"] is False
     assert f"{TASKS_URL}{task.pk}/delete/" not in response.content.decode()
 
@@ -541,9 +548,10 @@ def test_renaming_a_list_bumps_its_version_and_a_taken_name_is_a_form_error(supp
     home = TaskList.objects.create(owner=user, name="Home")
     TaskList.objects.create(owner=user, name="Work")
 
-    taken = support_client.post(f"{LISTS_URL}{home.pk}/change/", {"name": "WORK", "color": ""})
+    form = {"color": "", "opened_version": 1}
+    taken = support_client.post(f"{LISTS_URL}{home.pk}/change/", {**form, "name": "WORK"})
     renamed = support_client.post(
-        f"{LISTS_URL}{home.pk}/change/", {"name": "House", "color": "#112233"}
+        f"{LISTS_URL}{home.pk}/change/", {**form, "name": "House", "color": "#112233"}
     )
 
     assert taken.context["adminform"].form.errors == {
@@ -637,3 +645,98 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does
         "Move": (None, 3072, 2),
         "Boxes": (None, 1024, 2),  # ranked inside its parent, which it follows
     }
+
+
+# --- Optimistic locking: a form opened before someone else's change is not saved --------------
+
+STALE = "has changed since you opened it: reload the page to see the change, then make yours again."
+
+
+@pytest.mark.django_db
+def test_a_stale_task_form_is_refused_and_keeps_the_users_change(support_client, api_client, user):
+    task = add_task(user, "Pay rent")
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"priority": "low"})
+    url = f"{TASKS_URL}{task.pk}/change/"
+    opened = support_client.get(url)
+    assert 'name="opened_version" value="2"' in opened.content.decode()
+    task.refresh_from_db()
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "Pay the rent"})  # version 3
+
+    stale = support_client.post(url, change_form_data(task, priority=Priority.HIGH))
+
+    assert stale.status_code == 200
+    assert stale.context["adminform"].form.errors == {"__all__": [f"This task {STALE}"]}
+    task.refresh_from_db()
+    assert (task.title, task.priority, task.version) == ("Pay the rent", Priority.LOW, 3)
+    assert not LogEntry.objects.exists()
+    # Reloaded, the form carries version 3: the change goes through on top of the user's.
+    fresh = support_client.post(url, change_form_data(task, priority=Priority.HIGH))
+    assert fresh.status_code == 302
+    task.refresh_from_db()
+    assert (task.title, task.priority, task.version) == ("Pay the rent", Priority.HIGH, 4)
+
+
+@pytest.mark.django_db
+def test_a_stale_list_form_is_refused_and_keeps_the_users_change(support_client, api_client, user):
+    home = services.list_create(user=user, name="Home", color=None, position=None)
+    url = f"{LISTS_URL}{home.pk}/change/"
+    assert 'name="opened_version" value="1"' in support_client.get(url).content.decode()
+    api_client.patch(f"/api/v1/lists/{home.pk}/", {"name": "House"})  # version 2
+
+    stale = support_client.post(url, {"name": "Home", "color": "#112233", "opened_version": 1})
+
+    assert stale.status_code == 200
+    assert stale.context["adminform"].form.errors == {"__all__": [f"This task list {STALE}"]}
+    home.refresh_from_db()
+    assert (home.name, home.color, home.version) == ("House", None, 2)
+    fresh = support_client.post(url, {"name": "House", "color": "#112233", "opened_version": 2})
+    assert fresh.status_code == 302
+    home.refresh_from_db()
+    assert (home.name, home.color, home.version) == ("House", "#112233", 3)
+
+
+def _lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a fresh read of pg_stat_activity
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_saves_of_forms_opened_at_one_version_cannot_both_pass(admin_user, user):
+    """Both saves are held at the task's row lock (the test holds it), then let go together:
+    the version is compared under the lock, so the second sees the first's change."""
+    task = add_task(user, "Pay rent")
+    codes: dict[int, int] = {}
+
+    def save(priority: int) -> None:
+        try:
+            client = Client()
+            # Not the Support group's user: a transactional test's flush drops the group.
+            client.force_login(admin_user)
+            url = f"{TASKS_URL}{task.pk}/change/"
+            codes[priority] = client.post(
+                url, change_form_data(task, priority=priority)
+            ).status_code
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=save, args=(p,)) for p in (Priority.LOW, Priority.HIGH)]
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=task.pk)
+        for thread in threads:
+            thread.start()
+        for _ in range(200):  # both saves queue on the lock (~10 s at most)
+            if _lock_waiters() >= 2:
+                break
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert sorted(codes.values()) == [200, 302]
+    task.refresh_from_db()
+    winner = next(priority for priority, code in codes.items() if code == 302)
+    assert (task.priority, task.version) == (winner, 2)
