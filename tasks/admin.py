@@ -393,6 +393,14 @@ class TagAdmin(OwnedAdmin):
             # The service bumps `version` of every task carrying the tag: their body changes.
             services.tag_rename(user=obj.owner, tag=Tag.objects.get(pk=obj.pk), name=obj.name)
 
+    def delete_model(self, request: HttpRequest, obj: Tag) -> None:
+        # The service bumps `version` of every task carrying the tag, so a sync finds them.
+        services.tag_delete(user=obj.owner, tag=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for tag in queryset.select_related("owner"):
+            self.delete_model(request, tag)
+
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, tag: Tag) -> int:
         return tag.task_count

@@ -647,6 +647,29 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does
     }
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_client, user, how):
+    tagged = add_task(user, "Pay rent", tags=["money", "home"])
+    untagged = add_task(user, "Walk", tags=["home"])
+    money = Tag.objects.get(name="money")
+
+    if how == "delete page":
+        response = admin_client.post(f"{TAGS_URL}{money.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(money.pk)]}
+        response = admin_client.post(TAGS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not Tag.objects.filter(name="money").exists()
+    before = tagged.updated_at
+    tagged.refresh_from_db()
+    untagged.refresh_from_db()
+    assert [t.name for t in tagged.tags.all()] == ["home"]
+    assert (tagged.version, untagged.version) == (2, 1)
+    assert tagged.updated_at > before  # `updated_since` finds it
+
+
 # --- Optimistic locking: a form opened before someone else's change is not saved --------------
 
 STALE = "has changed since you opened it: reload the page to see the change, then make yours again."
