@@ -348,11 +348,13 @@ class TaskListAdmin(OwnedAdmin):
         return super().get_queryset(request).annotate(task_count=count_of(tasks))
 
     def save_model(self, request: HttpRequest, obj: TaskList, form, change: bool) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
-            return
         data = {field: form.cleaned_data[field] for field in ("name", "color")}
-        obj.version = services.list_update(task_list=form.locked_row, data=data).version
+        if change:
+            obj.version = services.list_update(task_list=form.locked_row, data=data).version
+            return
+        # Last, as the API's create puts a list (a plain save took the model's default, 0).
+        saved = services.list_create(user=form.cleaned_data["owner"], position=None, **data)
+        obj.pk, obj.position = saved.pk, saved.position
 
     def delete_model(self, request: HttpRequest, obj: TaskList) -> None:
         # As the API's DELETE: the tasks go to the end of the Inbox. Django's SET_NULL would keep

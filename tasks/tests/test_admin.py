@@ -670,6 +670,22 @@ def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_cli
     assert tagged.updated_at > before  # `updated_since` finds it
 
 
+@pytest.mark.django_db
+def test_a_list_added_in_the_admin_goes_last_as_the_api_puts_it(admin_client, user, other_user):
+    services.list_create(user=user, name="Home", color=None, position=None)
+    services.list_create(user=user, name="Work", color=None, position=None)
+
+    response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Garden"})
+    first = admin_client.post(f"{LISTS_URL}add/", {"owner": other_user.pk, "name": "Garden"})
+
+    assert (response.status_code, first.status_code) == (302, 302)
+    added = TaskList.objects.get(owner=user, name="Garden")
+    assert (added.position, added.version) == (3072, 1)
+    assert response["Location"] == f"{LISTS_URL}"  # saved: back to the changelist
+    assert TaskList.objects.get(owner=other_user).position == 1024
+    assert LogEntry.objects.filter(object_id=str(added.pk)).count() == 1
+
+
 # --- Optimistic locking: a form opened before someone else's change is not saved --------------
 
 STALE = "has changed since you opened it: reload the page to see the change, then make yours again."
