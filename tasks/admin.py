@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -76,12 +77,32 @@ class OwnedAdmin(admin.ModelAdmin):
         return obj.owner.email
 
 
-def _log_changes(request: HttpRequest, objects: list, message: str) -> None:
-    """One LogEntry per changed row, with the actor, in one query."""
+def _log(request: HttpRequest, objects: list, action_flag: int, message: str) -> None:
+    """One LogEntry per row, with the actor, in one query."""
     if objects:
         LogEntry.objects.log_actions(
-            user_id=request.user.pk, queryset=objects, action_flag=CHANGE, change_message=message
+            user_id=request.user.pk,
+            queryset=objects,
+            action_flag=action_flag,
+            change_message=message,
         )
+
+
+def _log_completion_writes(request: HttpRequest, task: Task) -> None:
+    """History for what completing `task` also wrote (services._after_completion): its open
+    subtasks, completed with it, and the next occurrence of each recurring one. Both are told
+    by the completion's instant, `task.completed_at`: the service stamps the subtasks with it
+    and creates the copies after it (a copy left from an earlier completion is older)."""
+    now = task.completed_at
+    subtasks = list(Task.objects.filter(parent=task, completed_at=now))
+    for subtask in subtasks:
+        _log(request, [subtask], CHANGE, f"Completed with its parent {task.pk} (admin action).")
+    originals = {t.next_occurrence_id: t for t in [task, *subtasks] if t.next_occurrence_id}
+    for copy in Task.objects.filter(pk__in=originals, created_at__gte=now):
+        message = (
+            f"Created as the next occurrence of {originals[copy.pk].pk}, completed (admin action)."
+        )
+        _log(request, [copy], ADDITION, message)
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -309,18 +330,28 @@ class TaskAdmin(OwnedAdmin):
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
-        tasks = list(queryset.filter(completed=False).select_related("owner"))
-        for task in tasks:
-            services.task_complete(task=task, user=task.owner)
-        _log_changes(request, tasks, "Completed (admin action).")
-        self.message_user(request, f"Completed {len(tasks)} task(s).")
+        completed = 0
+        for task in queryset.filter(completed=False).select_related("owner"):
+            with transaction.atomic():
+                # Read under its lock, as the API's PATCH does: one completed with its parent
+                # earlier in this loop, or by its user meanwhile, is not this action's doing.
+                current = task_to_write(task.owner_id, task.pk)
+                if current is None or current.completed:
+                    continue
+                services.task_update(
+                    task=current, user=task.owner, data={"completed": True}, locked=True
+                )
+                _log(request, [current], CHANGE, "Completed (admin action).")
+                _log_completion_writes(request, current)
+            completed += 1
+        self.message_user(request, f"Completed {completed} task(s).")
 
     @admin.action(description="Reopen selected tasks", permissions=["change"])
     def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
         tasks = list(queryset.filter(completed=True).select_related("owner"))
         for task in tasks:
             services.task_reopen(task=task, user=task.owner)
-        _log_changes(request, tasks, "Reopened (admin action).")
+        _log(request, tasks, CHANGE, "Reopened (admin action).")
         self.message_user(request, f"Reopened {len(tasks)} task(s).")
 
 

@@ -5,7 +5,7 @@ import time
 from datetime import date, timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
@@ -252,7 +252,7 @@ def test_completing_a_recurring_task_in_the_admin_makes_the_next_occurrence_as_t
         user,
     )
     assert follower.due_date > date(2026, 1, 5)
-    entry = LogEntry.objects.get()
+    entry = LogEntry.objects.get(action_flag=CHANGE)
     assert (entry.user_id, entry.object_id, entry.action_flag, entry.change_message) == (
         support_user.pk,
         str(task.pk),
@@ -273,7 +273,64 @@ def test_completing_twice_and_reopening_never_makes_a_second_copy(support_client
     task.refresh_from_db()
     assert (task.completed, task.version) == (True, 4)
     assert Task.objects.filter(owner=user).count() == 2
-    assert LogEntry.objects.count() == 3
+    assert LogEntry.objects.filter(action_flag=CHANGE).count() == 3
+    assert LogEntry.objects.filter(action_flag=ADDITION).count() == 1  # the one copy
+
+
+@pytest.mark.django_db
+def test_completing_logs_the_subtasks_completed_with_it_and_the_next_occurrences_made(
+    support_client, support_user, user
+):
+    rent = add_task(user, "Rent", due_date=date(2026, 1, 5), recurrence="FREQ=MONTHLY")
+    iban = add_task(user, "Find the IBAN", parent=rent)
+    remind = add_task(
+        user, "Remind", parent=rent, due_date=date(2026, 1, 4), recurrence="FREQ=WEEKLY"
+    )
+    done = add_task(user, "Ask the bank", parent=rent, completed=True)  # left as it was
+
+    response = run_action(support_client, "complete", rent)
+
+    assert response.status_code == 302
+    rent.refresh_from_db()
+    remind.refresh_from_db()
+    assert remind.completed and rent.next_occurrence and remind.next_occurrence
+    entries = LogEntry.objects.all()
+    assert {entry.user_id for entry in entries} == {support_user.pk}
+    assert sorted((e.object_id, e.action_flag, e.change_message) for e in entries) == sorted(
+        [
+            (str(rent.pk), CHANGE, "Completed (admin action)."),
+            (str(iban.pk), CHANGE, f"Completed with its parent {rent.pk} (admin action)."),
+            (
+                str(remind.pk),
+                CHANGE,
+                f"Completed with its parent {remind.parent_id} (admin action).",
+            ),
+            (
+                str(rent.next_occurrence_id),
+                ADDITION,
+                f"Created as the next occurrence of {rent.pk}, completed (admin action).",
+            ),
+            (
+                str(remind.next_occurrence_id),
+                ADDITION,
+                f"Created as the next occurrence of {remind.pk}, completed (admin action).",
+            ),
+        ]
+    )
+    assert done.pk not in {entry.object_id for entry in entries}
+
+
+@pytest.mark.django_db
+def test_a_parent_and_its_subtask_selected_are_each_completed_and_logged_once(support_client, user):
+    rent = add_task(user, "Rent")
+    iban = add_task(user, "Find the IBAN", parent=rent)
+
+    response = run_action(support_client, "complete", rent, iban)
+
+    assert response.status_code == 302
+    ids = sorted(LogEntry.objects.values_list("object_id", flat=True))
+    assert ids == sorted([str(rent.pk), str(iban.pk)])
+    assert list(Task.objects.values_list("completed", "version")) == [(True, 2), (True, 2)]
 
 
 @pytest.mark.django_db
