@@ -328,6 +328,15 @@ class TaskAdmin(OwnedAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         """Tags were saved by the service, by name (form.save_m2m would bypass `version`)."""
 
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        # As the API's DELETE: with its subtasks, and the previous occurrence loses its link
+        # with a new version (Django's SET_NULL kept it: a sync never saw the link go).
+        services.task_delete(owner_id=obj.owner_id, task_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for task in queryset:
+            self.delete_model(request, task)
+
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
         completed = 0

@@ -706,6 +706,27 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_next_occurrence_bumps_the_version_of_the_previous_one(admin_client, user, how):
+    rent = add_task(user, "Rent", due_date=date(2026, 1, 5), recurrence="FREQ=MONTHLY")
+    services.task_complete(task=rent, user=user)
+    rent.refresh_from_db()
+    copy = rent.next_occurrence
+    add_task(user, "Find the IBAN", parent=copy)
+
+    if how == "delete page":
+        response = admin_client.post(f"{TASKS_URL}{copy.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(copy.pk)]}
+        response = admin_client.post(TASKS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    rent.refresh_from_db()
+    assert (rent.next_occurrence, rent.version) == (None, 3)
+    assert list(Task.objects.all()) == [rent]  # the subtask went with its parent
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
 def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_client, user, how):
     tagged = add_task(user, "Pay rent", tags=["money", "home"])
     untagged = add_task(user, "Walk", tags=["home"])
