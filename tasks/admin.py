@@ -10,7 +10,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -18,7 +19,7 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import Tag, Task, TaskList, count_of, named
+from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named, task_to_write
 from todo_project.admin_site import FilterLookupsOnly
 
 # A search term matching more owners than this is too vague to be about one user's data.
@@ -79,12 +80,32 @@ class OwnedAdmin(FilterLookupsOnly, admin.ModelAdmin):
         return obj.owner.email
 
 
-def _log_changes(request: HttpRequest, objects: list, message: str) -> None:
-    """One LogEntry per changed row, with the actor, in one query."""
+def _log(request: HttpRequest, objects: list, action_flag: int, message: str) -> None:
+    """One LogEntry per row, with the actor, in one query."""
     if objects:
         LogEntry.objects.log_actions(
-            user_id=request.user.pk, queryset=objects, action_flag=CHANGE, change_message=message
+            user_id=request.user.pk,
+            queryset=objects,
+            action_flag=action_flag,
+            change_message=message,
         )
+
+
+def _log_completion_writes(request: HttpRequest, task: Task) -> None:
+    """History for what completing `task` also wrote (services._after_completion): its open
+    subtasks, completed with it, and the next occurrence of each recurring one. Both are told
+    by the completion's instant, `task.completed_at`: the service stamps the subtasks with it
+    and creates the copies after it (a copy left from an earlier completion is older)."""
+    now = task.completed_at
+    subtasks = list(Task.objects.filter(parent=task, completed_at=now))
+    for subtask in subtasks:
+        _log(request, [subtask], CHANGE, f"Completed with its parent {task.pk} (admin action).")
+    originals = {t.next_occurrence_id: t for t in [task, *subtasks] if t.next_occurrence_id}
+    for copy in Task.objects.filter(pk__in=originals, created_at__gte=now):
+        message = (
+            f"Created as the next occurrence of {originals[copy.pk].pk}, completed (admin action)."
+        )
+        _log(request, [copy], ADDITION, message)
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -148,15 +169,64 @@ class OwnedNameForm(forms.ModelForm):
         return name
 
 
-class TaskAdminForm(forms.ModelForm):
+class VersionCheckedForm(forms.ModelForm):
+    """Optimistic locking for a row with `version`: the version the change form was opened at
+    comes back with it, hidden, and a save is refused if the row has changed since. Otherwise
+    the form's old values would silently undo the other change (a user's PATCH meanwhile)."""
+
+    opened_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    locked_row = None  # the row as clean() read it, under its lock: what save_model() writes
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["opened_version"].initial = self.instance.version
+
+    def lock_row(self):
+        """The row as it is now, locked until the commit; None if it is gone."""
+        return type(self.instance).objects.select_for_update().filter(pk=self.instance.pk).first()
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if self.instance._state.adding:
+            return cleaned
+        # The admin's change view is one transaction (ModelAdmin.changeform_view): this lock
+        # holds until the save commits, so no other write comes between the check and the save.
+        self.locked_row = self.lock_row()
+        if getattr(self.locked_row, "version", None) != cleaned.get("opened_version"):
+            self.add_error(
+                None,
+                f"This {self.instance._meta.verbose_name} has changed since you opened it: "
+                "reload the page to see the change, then make yours again.",
+            )
+        return cleaned
+
+
+class TaskAdminForm(VersionCheckedForm):
     class Meta:
         model = Task
         fields = ["title", "description", "owner", "list", "parent", "tags"]
         fields += ["priority", "due_date", "due_time"]
 
+    def lock_row(self) -> Task | None:
+        # With what task_update(locked=True) reads besides the row (tag names, open subtasks).
+        return task_to_write(self.instance.owner_id, self.instance.pk)
+
     def clean(self) -> dict:
         cleaned = super().clean()
+        tags = cleaned.get("tags") or []
+        if len(tags) > MAX_TAGS_PER_TASK:  # the API's limit (serializers.TagNamesField)
+            self.add_error(
+                "tags", f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(tags)} given)."
+            )
         adding = self.instance._state.adding  # a new Task already has its UUID pk
+        # The API's rules on dates (TaskSerializer.validate) with its messages: the form checks
+        # no constraint on `recurrence`, read-only here, so clearing a recurring task's due
+        # date was an IntegrityError (task_recurrence_needs_due_date), a 500.
+        if cleaned.get("due_date") is None and "due_date" not in self.errors:
+            if cleaned.get("due_time") is not None:
+                self.add_error("due_time", "A due time needs a due date.")
+            if not adding and self.instance.recurrence is not None:
+                self.add_error("due_date", "A recurring task needs a due date.")
         owner = cleaned.get("owner") if adding else self.instance.owner
         if owner is None:
             return cleaned
@@ -165,7 +235,7 @@ class TaskAdminForm(forms.ModelForm):
             value = cleaned.get(field)
             if value is not None and value.owner_id != owner.pk:
                 self.add_error(field, f"This {field} belongs to another user.")
-        foreign = [tag.name for tag in cleaned.get("tags") or [] if tag.owner_id != owner.pk]
+        foreign = [tag.name for tag in tags if tag.owner_id != owner.pk]
         if foreign:
             self.add_error("tags", f"These tags belong to another user: {', '.join(foreign)}.")
         parent = cleaned.get("parent")
@@ -234,7 +304,7 @@ class TaskAdmin(OwnedAdmin):
             "State",
             {
                 "description": "Use the Complete / Reopen actions of the task list to change.",
-                "fields": ["completed", "completed_at", "position", "version"],
+                "fields": ["completed", "completed_at", "position", "version", "opened_version"],
             },
         ),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
@@ -251,7 +321,9 @@ class TaskAdmin(OwnedAdmin):
         if "tags" in form.changed_data:
             data["tags"] = [tag.name for tag in form.cleaned_data["tags"]]
         if change:
-            saved = services.task_update(task=obj, user=obj.owner, data=data)
+            saved = services.task_update(
+                task=form.locked_row, user=obj.owner, data=data, locked=True
+            )
         else:
             saved = services.task_create(user=form.cleaned_data["owner"], data=data)
         obj.pk, obj.version = saved.pk, saved.version
@@ -259,26 +331,49 @@ class TaskAdmin(OwnedAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         """Tags were saved by the service, by name (form.save_m2m would bypass `version`)."""
 
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        # As the API's DELETE: with its subtasks, and the previous occurrence loses its link
+        # with a new version (Django's SET_NULL kept it: a sync never saw the link go).
+        services.task_delete(owner_id=obj.owner_id, task_id=obj.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for task in queryset:
+            self.delete_model(request, task)
+
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
-        tasks = list(queryset.filter(completed=False).select_related("owner"))
-        for task in tasks:
-            services.task_complete(task=task, user=task.owner)
-        _log_changes(request, tasks, "Completed (admin action).")
-        self.message_user(request, f"Completed {len(tasks)} task(s).")
+        completed = 0
+        for task in queryset.filter(completed=False).select_related("owner"):
+            with transaction.atomic():
+                # Read under its lock, as the API's PATCH does: one completed with its parent
+                # earlier in this loop, or by its user meanwhile, is not this action's doing.
+                current = task_to_write(task.owner_id, task.pk)
+                if current is None or current.completed:
+                    continue
+                services.task_update(
+                    task=current, user=task.owner, data={"completed": True}, locked=True
+                )
+                _log(request, [current], CHANGE, "Completed (admin action).")
+                _log_completion_writes(request, current)
+            completed += 1
+        self.message_user(request, f"Completed {completed} task(s).")
 
     @admin.action(description="Reopen selected tasks", permissions=["change"])
     def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
         tasks = list(queryset.filter(completed=True).select_related("owner"))
         for task in tasks:
             services.task_reopen(task=task, user=task.owner)
-        _log_changes(request, tasks, "Reopened (admin action).")
+        _log(request, tasks, CHANGE, "Reopened (admin action).")
         self.message_user(request, f"Reopened {len(tasks)} task(s).")
+
+
+class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):
+    """A list's name, unique per owner, and its version, checked on save."""
 
 
 @admin.register(TaskList)
 class TaskListAdmin(OwnedAdmin):
-    form = OwnedNameForm
+    form = TaskListAdminForm
     text_search_field = "name"
     list_display = ["name", "owner_email", "color", "task_count", "updated_at"]
     search_fields = ["name"]
@@ -288,19 +383,31 @@ class TaskListAdmin(OwnedAdmin):
     )
     ordering = ["-updated_at"]
     readonly_fields = ["id", "position", "version", "created_at", "updated_at"]
-    fields = ["id", "owner", "name", "color", "position", "version", "created_at", "updated_at"]
+    fields = ["id", "owner", "name", "color", "position", "version", "opened_version"]
+    fields += ["created_at", "updated_at"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         tasks = Task.objects.filter(list=OuterRef("pk"))
         return super().get_queryset(request).annotate(task_count=count_of(tasks))
 
     def save_model(self, request: HttpRequest, obj: TaskList, form, change: bool) -> None:
-        if not change:
-            super().save_model(request, obj, form, change)
+        data = {field: form.cleaned_data[field] for field in ("name", "color")}
+        if change:
+            obj.version = services.list_update(task_list=form.locked_row, data=data).version
             return
-        data = {field: form.cleaned_data[field] for field in form.changed_data}
-        saved = services.list_update(task_list=TaskList.objects.get(pk=obj.pk), data=data)
-        obj.version = saved.version
+        # Last, as the API's create puts a list (a plain save took the model's default, 0).
+        saved = services.list_create(user=form.cleaned_data["owner"], position=None, **data)
+        obj.pk, obj.position = saved.pk, saved.position
+
+    def delete_model(self, request: HttpRequest, obj: TaskList) -> None:
+        # As the API's DELETE: the tasks go to the end of the Inbox. Django's SET_NULL would keep
+        # their ranks, which the Inbox's tasks already hold (task_position_unique_in_group).
+        services.list_delete(user=obj.owner, task_list=obj, delete_tasks=False)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # One transaction per list, as the API's: the service orders its locks for one list.
+        for task_list in queryset.select_related("owner"):
+            self.delete_model(request, task_list)
 
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, task_list: TaskList) -> int:
@@ -330,6 +437,14 @@ class TagAdmin(OwnedAdmin):
         elif "name" in form.changed_data:
             # The service bumps `version` of every task carrying the tag: their body changes.
             services.tag_rename(user=obj.owner, tag=Tag.objects.get(pk=obj.pk), name=obj.name)
+
+    def delete_model(self, request: HttpRequest, obj: Tag) -> None:
+        # The service bumps `version` of every task carrying the tag, so a sync finds them.
+        services.tag_delete(user=obj.owner, tag=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for tag in queryset.select_related("owner"):
+            self.delete_model(request, tag)
 
     @admin.display(description="tasks", ordering="task_count")
     def task_count(self, tag: Tag) -> int:

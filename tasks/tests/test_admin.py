@@ -1,9 +1,13 @@
 """The admin of tasks, lists and tags: displays, search, filters, actions, edits."""
 
+import threading
+import time
 from datetime import date, timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.db import connection, connections, transaction
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
@@ -248,7 +252,7 @@ def test_completing_a_recurring_task_in_the_admin_makes_the_next_occurrence_as_t
         user,
     )
     assert follower.due_date > date(2026, 1, 5)
-    entry = LogEntry.objects.get()
+    entry = LogEntry.objects.get(action_flag=CHANGE)
     assert (entry.user_id, entry.object_id, entry.action_flag, entry.change_message) == (
         support_user.pk,
         str(task.pk),
@@ -269,7 +273,64 @@ def test_completing_twice_and_reopening_never_makes_a_second_copy(support_client
     task.refresh_from_db()
     assert (task.completed, task.version) == (True, 4)
     assert Task.objects.filter(owner=user).count() == 2
-    assert LogEntry.objects.count() == 3
+    assert LogEntry.objects.filter(action_flag=CHANGE).count() == 3
+    assert LogEntry.objects.filter(action_flag=ADDITION).count() == 1  # the one copy
+
+
+@pytest.mark.django_db
+def test_completing_logs_the_subtasks_completed_with_it_and_the_next_occurrences_made(
+    support_client, support_user, user
+):
+    rent = add_task(user, "Rent", due_date=date(2026, 1, 5), recurrence="FREQ=MONTHLY")
+    iban = add_task(user, "Find the IBAN", parent=rent)
+    remind = add_task(
+        user, "Remind", parent=rent, due_date=date(2026, 1, 4), recurrence="FREQ=WEEKLY"
+    )
+    done = add_task(user, "Ask the bank", parent=rent, completed=True)  # left as it was
+
+    response = run_action(support_client, "complete", rent)
+
+    assert response.status_code == 302
+    rent.refresh_from_db()
+    remind.refresh_from_db()
+    assert remind.completed and rent.next_occurrence and remind.next_occurrence
+    entries = LogEntry.objects.all()
+    assert {entry.user_id for entry in entries} == {support_user.pk}
+    assert sorted((e.object_id, e.action_flag, e.change_message) for e in entries) == sorted(
+        [
+            (str(rent.pk), CHANGE, "Completed (admin action)."),
+            (str(iban.pk), CHANGE, f"Completed with its parent {rent.pk} (admin action)."),
+            (
+                str(remind.pk),
+                CHANGE,
+                f"Completed with its parent {remind.parent_id} (admin action).",
+            ),
+            (
+                str(rent.next_occurrence_id),
+                ADDITION,
+                f"Created as the next occurrence of {rent.pk}, completed (admin action).",
+            ),
+            (
+                str(remind.next_occurrence_id),
+                ADDITION,
+                f"Created as the next occurrence of {remind.pk}, completed (admin action).",
+            ),
+        ]
+    )
+    assert done.pk not in {entry.object_id for entry in entries}
+
+
+@pytest.mark.django_db
+def test_a_parent_and_its_subtask_selected_are_each_completed_and_logged_once(support_client, user):
+    rent = add_task(user, "Rent")
+    iban = add_task(user, "Find the IBAN", parent=rent)
+
+    response = run_action(support_client, "complete", rent, iban)
+
+    assert response.status_code == 302
+    ids = sorted(LogEntry.objects.values_list("object_id", flat=True))
+    assert ids == sorted([str(rent.pk), str(iban.pk)])
+    assert list(Task.objects.values_list("completed", "version")) == [(True, 2), (True, 2)]
 
 
 @pytest.mark.django_db
@@ -298,6 +359,7 @@ def change_form_data(task: Task, **changes) -> dict:
         "priority": task.priority,
         "due_date": task.due_date or "",
         "due_time": task.due_time or "",
+        "opened_version": task.version,
     }
     return {**data, **changes}
 
@@ -360,7 +422,9 @@ def test_the_change_form_shows_timestamps_version_position_and_completion_read_o
         "priority",
         "due_date",
         "due_time",
+        "opened_version",
     }
+    assert 'type="hidden" name="opened_version" value="1"' in response.content.decode()
     assert response.context["has_delete_permission"] is False
     assert f"{TASKS_URL}{task.pk}/delete/" not in response.content.decode()
 
@@ -416,15 +480,93 @@ def test_a_subtask_is_one_level_deep_and_in_its_parents_list(support_client, use
 
 
 @pytest.mark.django_db
-def test_a_due_time_without_a_due_date_is_a_form_error(support_client, user):
-    task = add_task(user, "Pay rent")
+@pytest.mark.parametrize(
+    ("fields", "changes", "errors"),
+    [
+        # The API's messages (TaskSerializer.validate) for its rules on dates.
+        (
+            {"due_date": date(2026, 1, 5), "recurrence": "FREQ=WEEKLY"},
+            {"due_date": ""},
+            {"due_date": ["A recurring task needs a due date."]},
+        ),
+        (
+            {"due_date": date(2026, 1, 5), "due_time": "09:00", "recurrence": "FREQ=WEEKLY"},
+            {"due_date": ""},
+            {
+                "due_date": ["A recurring task needs a due date."],
+                "due_time": ["A due time needs a due date."],
+            },
+        ),
+        ({}, {"due_time": "09:00"}, {"due_time": ["A due time needs a due date."]}),
+        (
+            {"due_date": date(2026, 1, 5), "due_time": "09:00"},
+            {"due_date": ""},
+            {"due_time": ["A due time needs a due date."]},
+        ),
+        # Every other check constraint on the editable fields is a form error too.
+        ({}, {"title": " \t "}, {"title": ["This field is required."]}),
+        (
+            {},
+            {"priority": "7"},
+            {"priority": ["Select a valid choice. 7 is not one of the available choices."]},
+        ),
+    ],
+)
+def test_a_change_the_database_constraints_refuse_is_a_form_error(
+    support_client, user, fields, changes, errors
+):
+    task = add_task(user, "Pay rent", **fields)
 
     response = support_client.post(
-        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_time="09:00")
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, **changes)
     )
 
     assert response.status_code == 200
-    assert response.context["adminform"].form.non_field_errors()
+    assert response.context["adminform"].form.errors == errors
+    assert Task.objects.get().version == 1
+
+
+@pytest.mark.django_db
+def test_a_description_over_the_limit_is_a_form_error(support_client, user):
+    task = add_task(user, "Pay rent")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, description="x" * 10_001)
+    )
+
+    # The form checks the constraint itself (ModelForm.validate_constraints): its own message.
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "__all__": ["Constraint “task_description_max_length” is violated."]
+    }
+    assert Task.objects.get().version == 1
+
+
+@pytest.mark.django_db
+def test_more_than_20_tags_is_a_form_error_on_change_and_on_add(support_client, admin_client, user):
+    task = add_task(user, "Pay rent")
+    tags = [Tag.objects.create(owner=user, name=f"tag {i}") for i in range(21)]
+    too_many = ",".join(str(tag.pk) for tag in tags)
+
+    changed = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=too_many)
+    )
+    added = admin_client.post(
+        f"{TASKS_URL}add/",
+        {"title": "New", "owner": user.pk, "priority": Priority.NONE, "tags": too_many},
+    )
+
+    for response in (changed, added):
+        assert response.status_code == 200
+        assert response.context["adminform"].form.errors == {
+            "tags": ["A task has at most 20 tags (21 given)."]
+        }
+    assert list(Task.objects.all()) == [task]
+    assert (task.tags.count(), Task.objects.get().version) == (0, 1)
+    twenty = ",".join(str(tag.pk) for tag in tags[:20])
+    ok = support_client.post(f"{TASKS_URL}{task.pk}/change/", change_form_data(task, tags=twenty))
+    assert ok.status_code == 302
+    assert task.tags.count() == 20
 
 
 @pytest.mark.django_db
@@ -463,9 +605,10 @@ def test_renaming_a_list_bumps_its_version_and_a_taken_name_is_a_form_error(supp
     home = TaskList.objects.create(owner=user, name="Home")
     TaskList.objects.create(owner=user, name="Work")
 
-    taken = support_client.post(f"{LISTS_URL}{home.pk}/change/", {"name": "WORK", "color": ""})
+    form = {"color": "", "opened_version": 1}
+    taken = support_client.post(f"{LISTS_URL}{home.pk}/change/", {**form, "name": "WORK"})
     renamed = support_client.post(
-        f"{LISTS_URL}{home.pk}/change/", {"name": "House", "color": "#112233"}
+        f"{LISTS_URL}{home.pk}/change/", {**form, "name": "House", "color": "#112233"}
     )
 
     assert taken.context["adminform"].form.errors == {
@@ -529,3 +672,188 @@ def test_a_superuser_adds_a_list_and_a_tag_for_a_user(admin_client, user):
     assert (new_list.status_code, new_tag.status_code, taken.status_code) == (302, 302, 200)
     assert [(t.owner, t.name) for t in TaskList.objects.all()] == [(user, "Home")]
     assert [(t.owner, t.name) for t in Tag.objects.all()] == [(user, "money")]
+
+
+# --- Deletes and adds through the services ----------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does(
+    admin_client, user, how
+):
+    home = services.list_create(user=user, name="Home", color=None, position=None)
+    add_task(user, "In the Inbox")  # 1024: the same rank as the list's first task
+    pack = add_task(user, "Pack", list=home)
+    add_task(user, "Move", list=home)
+    add_task(user, "Boxes", parent=pack)
+
+    if how == "delete page":
+        response = admin_client.post(f"{LISTS_URL}{home.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(home.pk)]}
+        response = admin_client.post(LISTS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not TaskList.objects.exists()
+    assert {t.title: (t.list_id, t.position, t.version) for t in Task.objects.all()} == {
+        "In the Inbox": (None, 1024, 1),
+        "Pack": (None, 2048, 2),
+        "Move": (None, 3072, 2),
+        "Boxes": (None, 1024, 2),  # ranked inside its parent, which it follows
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_next_occurrence_bumps_the_version_of_the_previous_one(admin_client, user, how):
+    rent = add_task(user, "Rent", due_date=date(2026, 1, 5), recurrence="FREQ=MONTHLY")
+    services.task_complete(task=rent, user=user)
+    rent.refresh_from_db()
+    copy = rent.next_occurrence
+    add_task(user, "Find the IBAN", parent=copy)
+
+    if how == "delete page":
+        response = admin_client.post(f"{TASKS_URL}{copy.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(copy.pk)]}
+        response = admin_client.post(TASKS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    rent.refresh_from_db()
+    assert (rent.next_occurrence, rent.version) == (None, 3)
+    assert list(Task.objects.all()) == [rent]  # the subtask went with its parent
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["delete page", "delete selected"])
+def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_client, user, how):
+    tagged = add_task(user, "Pay rent", tags=["money", "home"])
+    untagged = add_task(user, "Walk", tags=["home"])
+    money = Tag.objects.get(name="money")
+
+    if how == "delete page":
+        response = admin_client.post(f"{TAGS_URL}{money.pk}/delete/", {"post": "yes"})
+    else:
+        selected = {"action": "delete_selected", "_selected_action": [str(money.pk)]}
+        response = admin_client.post(TAGS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not Tag.objects.filter(name="money").exists()
+    before = tagged.updated_at
+    tagged.refresh_from_db()
+    untagged.refresh_from_db()
+    assert [t.name for t in tagged.tags.all()] == ["home"]
+    assert (tagged.version, untagged.version) == (2, 1)
+    assert tagged.updated_at > before  # `updated_since` finds it
+
+
+@pytest.mark.django_db
+def test_a_list_added_in_the_admin_goes_last_as_the_api_puts_it(admin_client, user, other_user):
+    services.list_create(user=user, name="Home", color=None, position=None)
+    services.list_create(user=user, name="Work", color=None, position=None)
+
+    response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Garden"})
+    first = admin_client.post(f"{LISTS_URL}add/", {"owner": other_user.pk, "name": "Garden"})
+
+    assert (response.status_code, first.status_code) == (302, 302)
+    added = TaskList.objects.get(owner=user, name="Garden")
+    assert (added.position, added.version) == (3072, 1)
+    assert response["Location"] == f"{LISTS_URL}"  # saved: back to the changelist
+    assert TaskList.objects.get(owner=other_user).position == 1024
+    assert LogEntry.objects.filter(object_id=str(added.pk)).count() == 1
+
+
+# --- Optimistic locking: a form opened before someone else's change is not saved --------------
+
+STALE = "has changed since you opened it: reload the page to see the change, then make yours again."
+
+
+@pytest.mark.django_db
+def test_a_stale_task_form_is_refused_and_keeps_the_users_change(support_client, api_client, user):
+    task = add_task(user, "Pay rent")
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"priority": "low"})
+    url = f"{TASKS_URL}{task.pk}/change/"
+    opened = support_client.get(url)
+    assert 'name="opened_version" value="2"' in opened.content.decode()
+    task.refresh_from_db()
+    api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "Pay the rent"})  # version 3
+
+    stale = support_client.post(url, change_form_data(task, priority=Priority.HIGH))
+
+    assert stale.status_code == 200
+    assert stale.context["adminform"].form.errors == {"__all__": [f"This task {STALE}"]}
+    task.refresh_from_db()
+    assert (task.title, task.priority, task.version) == ("Pay the rent", Priority.LOW, 3)
+    assert not LogEntry.objects.exists()
+    # Reloaded, the form carries version 3: the change goes through on top of the user's.
+    fresh = support_client.post(url, change_form_data(task, priority=Priority.HIGH))
+    assert fresh.status_code == 302
+    task.refresh_from_db()
+    assert (task.title, task.priority, task.version) == ("Pay the rent", Priority.HIGH, 4)
+
+
+@pytest.mark.django_db
+def test_a_stale_list_form_is_refused_and_keeps_the_users_change(support_client, api_client, user):
+    home = services.list_create(user=user, name="Home", color=None, position=None)
+    url = f"{LISTS_URL}{home.pk}/change/"
+    assert 'name="opened_version" value="1"' in support_client.get(url).content.decode()
+    api_client.patch(f"/api/v1/lists/{home.pk}/", {"name": "House"})  # version 2
+
+    stale = support_client.post(url, {"name": "Home", "color": "#112233", "opened_version": 1})
+
+    assert stale.status_code == 200
+    assert stale.context["adminform"].form.errors == {"__all__": [f"This task list {STALE}"]}
+    home.refresh_from_db()
+    assert (home.name, home.color, home.version) == ("House", None, 2)
+    fresh = support_client.post(url, {"name": "House", "color": "#112233", "opened_version": 2})
+    assert fresh.status_code == 302
+    home.refresh_from_db()
+    assert (home.name, home.color, home.version) == ("House", "#112233", 3)
+
+
+def _lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a fresh read of pg_stat_activity
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_saves_of_forms_opened_at_one_version_cannot_both_pass(admin_user, user):
+    """Both saves are held at the task's row lock (the test holds it), then let go together:
+    the version is compared under the lock, so the second sees the first's change."""
+    task = add_task(user, "Pay rent")
+    codes: dict[int, int] = {}
+
+    def save(priority: int) -> None:
+        try:
+            client = Client()
+            # Not the Support group's user: a transactional test's flush drops the group.
+            client.force_login(admin_user)
+            url = f"{TASKS_URL}{task.pk}/change/"
+            codes[priority] = client.post(
+                url, change_form_data(task, priority=priority)
+            ).status_code
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=save, args=(p,)) for p in (Priority.LOW, Priority.HIGH)]
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=task.pk)
+        for thread in threads:
+            thread.start()
+        for _ in range(200):  # both saves queue on the lock (~10 s at most)
+            if _lock_waiters() >= 2:
+                break
+            time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=20)
+
+    assert sorted(codes.values()) == [200, 302]
+    task.refresh_from_db()
+    winner = next(priority for priority, code in codes.items() if code == 302)
+    assert (task.priority, task.version) == (winner, 2)
