@@ -23,7 +23,14 @@ from tasks.models import (
     named,
     owned_instance,
 )
-from tasks.services import BULK_ACTIONS, LIST_NAME_TAKEN, MAX_BULK_IDS
+from tasks.services import (
+    BULK_ACTIONS,
+    HAS_SUBTASKS,
+    LIST_NAME_TAKEN,
+    MAX_BULK_IDS,
+    NOT_PARENTS_LIST,
+    PARENT_IS_SUBTASK,
+)
 from todo_project.fields import (
     CanonicalDateField,
     HourMinuteField,
@@ -302,23 +309,19 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         # when it was made: no need to load the parent (a query) to check it again.
         keeps_placement = self.partial and "list" not in attrs and "parent" not in attrs
         parent: Task | None = None if keeps_placement else final("parent")
-        if "list" not in attrs:
-            if parent is not None and (not self.partial or "parent" in attrs):
-                attrs["list"] = parent.list  # a subtask lives in its parent's list
-            elif not self.partial:
-                attrs["list"] = None  # PUT replaces: no list given is the Inbox
+        if "list" not in attrs and parent is None and not self.partial:
+            attrs["list"] = None  # PUT replaces: no list given is the Inbox
+        # A subtask given no list goes to its parent's: the services read the parent again under
+        # a lock and check these rules once more, as this `parent` may be out of date by then.
         if parent is not None:
-            list_id = attrs["list"].pk if attrs.get("list") else None
-            if "list" not in attrs:
-                list_id = task.list_id if task is not None else None
             if task is not None and parent.pk == task.pk:
                 errors["parent"] = ["A task cannot be its own parent."]
             elif parent.parent_id is not None:
-                errors["parent"] = ["Subtasks are one level deep: the parent is a subtask."]
+                errors["parent"] = [PARENT_IS_SUBTASK]
             elif task is not None and "parent" in attrs and task.subtasks.exists():
-                errors["parent"] = ["This task has subtasks, so it cannot become a subtask."]
-            elif list_id != parent.list_id:
-                errors["list"] = ["A subtask is in the same list as its parent."]
+                errors["parent"] = [HAS_SUBTASKS]
+            elif "list" in attrs and getattr(attrs["list"], "pk", None) != parent.list_id:
+                errors["list"] = [NOT_PARENTS_LIST]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -10,11 +10,15 @@ UPDATE (_spread_after). Every writer of ranks first takes a transaction-level ad
 sibling group, in sorted order (so two writers never deadlock): row locks cannot lock an empty
 group nor the Inbox, advisory locks can, which keeps the order total under concurrent creates
 and moves. Row locks on tasks are always taken before group locks (and several rows in id
-order), so writers never deadlock. Inserting or deleting tasks locks the owner's task count
-(tasks.OwnerTaskCount, kept by triggers) until the commit: that comes after every other lock
-these functions take (except the ORM's cascade in list_delete, which deletes more than 100 tasks
-in several statements). A create locks the count as it reads it for the cap, right after its
-group lock (the owner's row first while there is no count row: _count_and_end_position).
+order), so writers never deadlock. Except: a write giving a task a parent locks the parent
+after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does at the write
+anyway, only sooner; with a writer locking the two the other way round (B put under A while A
+is put under B, a bulk action over both) PostgreSQL breaks the tie: a 503 to retry. Inserting
+or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by triggers) until
+the commit: that comes after every other lock these functions take (except the ORM's cascade
+in list_delete, which deletes more than 100 tasks in several statements). A create locks the
+count as it reads it for the cap, right after its group lock (the owner's row first while
+there is no count row: _count_and_end_position).
 """
 
 import hashlib
@@ -31,6 +35,7 @@ from django.db.models import F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.relations import PrimaryKeyRelatedField
 
 from accounts.models import User
 from tasks import recurrence
@@ -63,6 +68,11 @@ BULK_ACTIONS: Final = (
 
 # Sentinel for "leave the list as it is" in task_move (None means the Inbox).
 UNCHANGED: Final = object()
+
+# The subtask rules' 400s (the serializer's too): one level deep, in the parent's list.
+PARENT_IS_SUBTASK: Final = "Subtasks are one level deep: the parent is a subtask."
+HAS_SUBTASKS: Final = "This task has subtasks, so it cannot become a subtask."
+NOT_PARENTS_LIST: Final = "A subtask is in the same list as its parent."
 
 GroupKey = tuple[UUID | None, UUID | None]  # (list_id, parent_id)
 
@@ -688,6 +698,42 @@ def _after_completion(
     _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved)
 
 
+# A task's new parent, read again under a lock kept until the commit, with whether the task has
+# subtasks. FOR KEY SHARE waits for the FOR UPDATE that every writer of a task's parent or list
+# takes first (task_to_write, the bulk actions, list_delete) and keeps them out until the
+# commit, so the checks hold until then; the foreign key takes the same lock at the write
+# anyway, this takes it before the checks. The subtasks: a write giving the task one holds this
+# lock on the task until its commit, and the caller's FOR UPDATE of the task waited for that.
+_PARENT_LOCKED = """
+    SELECT p.parent_id, p.list_id, EXISTS (SELECT 1 FROM tasks_task s WHERE s.parent_id = %(task)s)
+    FROM tasks_task p WHERE p.owner_id = %(owner)s AND p.id = %(parent)s
+    FOR KEY SHARE OF p
+"""
+
+
+def _place_under_parent(task: Task, *, list_given: bool) -> None:
+    """Puts a task that gets a new parent into the parent's list, checking the subtask rules
+    against the parent locked (_PARENT_LOCKED): the serializer checked them against a snapshot
+    that a concurrent write may have changed since (a 400 like the serializer's then). A list
+    given with the parent must still be the parent's; none given, the task follows it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _PARENT_LOCKED, {"owner": task.owner_id, "parent": task.parent_id, "task": task.pk}
+        )
+        row = cursor.fetchone()
+    if row is None:  # deleted meanwhile
+        message = PrimaryKeyRelatedField.default_error_messages["does_not_exist"]
+        raise ValidationError({"parent": [message.format(pk_value=task.parent_id)]})
+    grandparent_id, list_id, has_subtasks = row
+    if grandparent_id is not None:
+        raise ValidationError({"parent": [PARENT_IS_SUBTASK]})
+    if has_subtasks:
+        raise ValidationError({"parent": [HAS_SUBTASKS]})
+    if list_given and task.list_id != list_id:
+        raise ValidationError({"list": [NOT_PARENTS_LIST]})
+    task.list_id = list_id
+
+
 @contextmanager
 def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
     """The task under its row lock, in a transaction, so concurrent writers apply one after the
@@ -714,8 +760,9 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         tags = tags_get_or_create(user=user, names=data.pop("tags", []))
         completed = data.pop("completed", False)
         task = Task(owner=user, **{key: data[key] for key in WRITABLE_FIELDS if key in data})
-        if task.parent is not None:
-            task.list_id = task.parent.list_id  # a subtask lives in its parent's list
+        if task.parent_id is not None:
+            # After the tags, before the group lock (whose key is the parent's list).
+            _place_under_parent(task, list_given="list" in data)
         if task.recurrence:
             task.recurrence_start = task.due_date
         now = timezone.now()
@@ -758,6 +805,10 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
             if differs:
                 setattr(current, field, data[field])
                 changed = True
+        # Only a new parent is read again: a subtask staying under its parent is moved along by
+        # the parent's writers, which lock it (and see it) first.
+        if current.parent_id not in (None, old_group[1]):
+            _place_under_parent(current, list_given="list" in data)
         if current.recurrence is None:
             current.recurrence_start = None
         elif current.recurrence != old_rule or current.recurrence_start in (None, old_due):

@@ -230,3 +230,34 @@ def test_a_task_said_to_be_locked_must_be_in_a_transaction(user):
         services.task_update(task=task, user=user, data={"title": "x"}, locked=True)
     with pytest.raises(TransactionManagementError):
         services.task_move(task=task, after=None, locked=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "queries", "parent_locked"),
+    [
+        # The user, the parent; savepoint, the parent again under its lock (with whether the
+        # task has subtasks), the group lock, the task count with the group's end, the task,
+        # release. Taking the parent's list from the parent loaded by the serializer had cost
+        # a query of its own.
+        ("post", "/api/v1/tasks/", {"title": "new", "parent": "{task}"}, 8, True),
+        # The user; savepoint, the task locked, the parent, whether the task has subtasks, the
+        # parent again under its lock, the group locks, the group's end, the task saved, release.
+        ("patch", "/api/v1/tasks/{other}/", {"parent": "{task}"}, 10, True),
+        # A subtask staying under its parent: the parent's writers lock it before moving it.
+        ("put", "/api/v1/tasks/{sub}/", {"title": "new", "parent": "{task}"}, 7, False),
+        ("patch", "/api/v1/tasks/{sub}/", {"list": "{home}"}, 6, False),
+    ],
+)
+def test_a_write_giving_a_task_a_parent_reads_the_parent_again_under_a_lock(
+    user, method, path, body, queries, parent_locked, django_assert_num_queries
+):
+    home, task, other = seed(user, 1)
+    ids = {"home": home.pk, "task": task.pk, "other": other.pk, "sub": task.subtasks.get().pk}
+    filled = {k: v.format(**ids) if isinstance(v, str) else v for k, v in body.items()}
+    client = client_for(user)
+    with django_assert_num_queries(queries), CaptureQueriesContext(connection) as captured:
+        response = getattr(client, method)(path.format(**ids), filled, format="json")
+    assert response.status_code < 300, response.json()
+    assert response.json()["parent"] == str(task.pk)
+    locked = [query["sql"] for query in captured if "FOR KEY SHARE" in query["sql"]]
+    assert len(locked) == parent_locked

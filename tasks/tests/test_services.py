@@ -87,3 +87,24 @@ def test_moving_after_a_task_deleted_meanwhile_is_a_field_error(user, make_task)
     with pytest.raises(ValidationError) as raised:
         services.task_move(task=task, after=anchor)  # `anchor` as a request read it before
     assert list(raised.value.detail) == ["after"]
+
+
+def test_the_services_check_a_new_parent_themselves(user, make_task, make_list):
+    # What the admin's form (or any caller) checked may be out of date by the write: the
+    # services read the parent again, locked, and refuse as the API's serializer does.
+    home = make_list("Home")
+    parent, other = make_task("Parent", list=home), make_task("Other")
+    subtask = make_task("Subtask", parent=parent)
+    for task, data, field in [
+        (other, {"parent": subtask}, "parent"),  # two levels deep
+        (parent, {"parent": other}, "parent"),  # has a subtask
+        (other, {"parent": parent, "list": None}, "list"),  # not the parent's list
+    ]:
+        with pytest.raises(ValidationError) as raised:
+            services.task_update(task=task, user=user, data=data)
+        assert list(raised.value.detail) == [field]
+    with pytest.raises(ValidationError) as raised:
+        services.task_create(user=user, data={"title": "x", "parent": subtask})
+    assert list(raised.value.detail) == ["parent"]
+    # No list given: the task follows its new parent.
+    assert services.task_update(task=other, user=user, data={"parent": parent}).list_id == home.pk

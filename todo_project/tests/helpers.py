@@ -43,3 +43,53 @@ def run_in_threads(*targets: Callable[[], object]) -> list[Exception]:
     for thread in threads:
         thread.join(timeout=30)
     return errors
+
+
+def lock_waiters(connection) -> int:
+    """How many backends of this database are waiting for a lock (row or advisory)."""
+    with connection.cursor() as cursor:
+        # pg_stat_activity is read once per transaction unless its snapshot is dropped, and
+        # callers poll it from inside one.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]
+
+
+def wait_for_lock_waiters(connection, count: int, timeout: float = 10) -> bool:
+    """Whether `count` backends came to wait for a lock within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while lock_waiters(connection) < count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def start_in_thread(target: Callable[[], object]) -> Callable[[], object]:
+    """Starts `target` in its own thread (so on its own database connection); the returned
+    function waits for it and gives what it returned, or raises what it raised."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = target()
+        except Exception as error:  # noqa: BLE001 - re-raised by the caller's join()
+            outcome["error"] = error
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join() -> object:
+        thread.join(timeout=30)
+        if thread.is_alive():
+            raise TimeoutError("The thread is still running.")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return join
