@@ -5,13 +5,13 @@ import threading
 import time
 from datetime import date
 
-import psycopg
 import pytest
 from django.db import connection, connections, transaction
 
 from conftest import client_for
 from tasks import services
 from tasks.models import IdempotencyRecord, Task, TaskList
+from todo_project.tests.helpers import connection_of_its_own, lock_waiters
 
 PROBLEM = "application/problem+json"
 
@@ -121,18 +121,6 @@ def test_another_users_row_is_404_whatever_the_conditional_headers(
     assert row.version == 1
 
 
-def _waiters() -> int:
-    with connection.cursor() as cursor:
-        # pg_stat_activity is read once per transaction unless its snapshot is dropped, and
-        # the callers poll it from inside a transaction.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_clients_patching_with_the_same_etag_one_wins_one_gets_412(user, make_task):
     """Both requests are held at the row lock (the test holds it), then let go together."""
@@ -154,7 +142,7 @@ def test_two_clients_patching_with_the_same_etag_one_wins_one_gets_412(user, mak
         for thread in threads:
             thread.start()
         for _ in range(200):  # both writers queue on the lock (bounded wait, ~10 s at most)
-            if _waiters() >= 2:
+            if lock_waiters(connection) >= 2:
                 break
             time.sleep(0.05)
     for thread in threads:
@@ -338,7 +326,7 @@ def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_ta
         groceries = services.task_create(user=user, data={"title": "Groceries"})
         completing.start()
         for _ in range(200):  # the completion queues behind this transaction (~10 s at most)
-            if _waiters() >= 1:
+            if lock_waiters(connection) >= 1:
                 break
             time.sleep(0.05)
     completing.join(timeout=20)
@@ -374,7 +362,7 @@ def test_a_write_that_loses_a_deadlock_is_a_503_to_retry_and_changes_nothing(use
         services._lock_groups(user.pk, [(None, None)])  # the Inbox, top level
         moving.start()
         for _ in range(200):  # the move holds its task and queues for the group (~10 s at most)
-            if _waiters() >= 1:
+            if lock_waiters(connection) >= 1:
                 break
             time.sleep(0.05)
         Task.objects.select_for_update().get(pk=second.pk)  # waits for the move: a cycle
@@ -403,13 +391,10 @@ def test_a_create_into_a_list_deleted_meanwhile_is_a_503_then_a_400(api_client, 
     """The list passes validation, then another connection deletes it before the create's
     INSERT: the deferred foreign key fails at COMMIT (a 500 before)."""
     doomed = make_list("Doomed")
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
 
     def delete_list_first(execute, sql, params_, many, context):
         if sql.startswith('INSERT INTO "tasks_task"'):
-            with psycopg.connect(**params, autocommit=True) as concurrent:
+            with connection_of_its_own(connection) as concurrent:
                 concurrent.execute("DELETE FROM tasks_tasklist WHERE id = %s", [doomed.pk])
         return execute(sql, params_, many, context)
 

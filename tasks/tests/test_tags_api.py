@@ -1,8 +1,8 @@
-import psycopg
 import pytest
 from django.db import connection
 
 from tasks.models import Tag, Task
+from todo_project.tests.helpers import connection_of_its_own
 
 pytestmark = pytest.mark.django_db
 
@@ -79,13 +79,10 @@ def test_a_rename_into_a_name_created_meanwhile_merges_instead_of_failing(
     # unique index refused the UPDATE (an IntegrityError, a 500) where a merge was due.
     task = make_task("a", tags=["home"])
     other = make_task("b")
-    params = connection.get_connection_params()
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
 
     def insert_first(execute, sql, params_, many, context):
         if sql.startswith('UPDATE "tasks_tag" SET "name"'):
-            with psycopg.connect(**params, autocommit=True) as concurrent:
+            with connection_of_its_own(connection) as concurrent:
                 tag_id = concurrent.execute(
                     "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'House') RETURNING id",
                     [user.pk],

@@ -7,13 +7,19 @@ import psycopg
 from django.db import connections
 
 
-def terminate_backend(connection, pid: int) -> None:
-    """Ends a PostgreSQL backend as a restart would, and waits until its goodbye (the FATAL
-    message, then EOF) has reached `connection`'s socket: it arrives asynchronously."""
+def connection_of_its_own(connection) -> psycopg.Connection:
+    """A new autocommit psycopg connection to `connection`'s database: another client, whose
+    writes the test's own connection sees as a concurrent request's."""
     params = connection.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
-    with psycopg.connect(**params, autocommit=True) as admin:
+    return psycopg.connect(**params, autocommit=True)
+
+
+def terminate_backend(connection, pid: int) -> None:
+    """Ends a PostgreSQL backend as a restart would, and waits until its goodbye (the FATAL
+    message, then EOF) has reached `connection`'s socket: it arrives asynchronously."""
+    with connection_of_its_own(connection) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [pid])
     poller = select.poll()
     poller.register(connection.connection.pgconn.socket, select.POLLIN)
