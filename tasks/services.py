@@ -542,13 +542,13 @@ def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:
 def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
     """Deletes a list; its tasks go to the end of the Inbox unless delete_tasks."""
     with transaction.atomic():
-        if delete_tasks:
-            Task.objects.owned_by(user).filter(list=task_list).delete()
-            task_list.delete()
-            return
         inbox: GroupKey = (None, None)
         # Rows first, then groups, in the order every other writer takes them: no deadlock
-        # with a concurrent move of one of these tasks.
+        # with a concurrent move of one of these tasks. A create or move into the list takes
+        # its group's lock too: it commits before the statements below read the list's tasks,
+        # or waits and then fails on the deleted list (a 503 to retry). Without the lock, a
+        # task committed between them was left to Django's SET_NULL: onto an Inbox task's
+        # rank (a 500), or kept although `?tasks=delete` said otherwise.
         list(
             Task.objects.owned_by(user)
             .filter(list=task_list)
@@ -557,6 +557,10 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
             .values_list("pk", flat=True)
         )
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
+        if delete_tasks:
+            Task.objects.owned_by(user).filter(list=task_list).delete()
+            task_list.delete()
+            return
         start = _end_position(user.pk, inbox) - POSITION_GAP
         with connection.cursor() as cursor:
             # Top-level tasks keep their order, after the Inbox's last task.

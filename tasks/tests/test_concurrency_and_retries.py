@@ -11,7 +11,7 @@ from django.db import connection, connections, transaction
 from conftest import client_for
 from tasks import services
 from tasks.models import IdempotencyRecord, Task, TaskList
-from todo_project.tests.helpers import connection_of_its_own, lock_waiters
+from todo_project.tests.helpers import connection_of_its_own, lock_waiters, wait_for_lock_waiters
 
 PROBLEM = "application/problem+json"
 
@@ -405,3 +405,51 @@ def test_a_create_into_a_list_deleted_meanwhile_is_a_503_then_a_400(api_client, 
     assert not Task.objects.exists()
     again = api_client.post("/api/v1/tasks/", body)
     assert again.status_code == 400 and list(again.json()["errors"]) == ["list"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("tasks", ["delete", "inbox"])
+def test_a_task_created_in_a_list_being_deleted_goes_with_its_tasks(
+    user, make_task, make_list, tasks
+):
+    """The test holds the list's group lock, as a create into it does, while the list's DELETE
+    starts: the DELETE waits, then reads the list's tasks, the new one included. `?tasks=delete`
+    read them without waiting: the new task came after, and Django's SET_NULL put it on an
+    Inbox task's rank (a 500), or kept it although the client asked for its deletion."""
+    home = make_list("Home")
+    for index in range(2):
+        make_task(f"home {index}", list=home)  # ranks 1024, 2048
+    for index in range(3):
+        make_task(f"inbox {index}")  # 1024, 2048, 3072: the new task's rank in Home
+    answers = []
+
+    def delete_list() -> None:
+        try:
+            url = f"/api/v1/lists/{home.pk}/?tasks={tasks}"
+            answers.append(client_for(user).delete(url))
+        finally:
+            connections.close_all()
+
+    deleting = threading.Thread(target=delete_list)
+    with transaction.atomic():
+        services._lock_groups(user.pk, [(home.pk, None)])
+        deleting.start()
+        assert wait_for_lock_waiters(connection, 1)
+        make_task("late", list=home)
+    deleting.join(timeout=20)
+
+    (answer,) = answers
+    assert answer.status_code == 204
+    assert not TaskList.objects.filter(pk=home.pk).exists()
+    left = dict(Task.objects.values_list("title", "version"))
+    if tasks == "delete":
+        assert sorted(left) == ["inbox 0", "inbox 1", "inbox 2"]
+    else:
+        assert left == {
+            "inbox 0": 1,
+            "inbox 1": 1,
+            "inbox 2": 1,
+            "home 0": 2,
+            "home 1": 2,
+            "late": 2,
+        }
