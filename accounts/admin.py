@@ -208,13 +208,20 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             raise PermissionDenied
         return super().user_change_password(request, id, form_url)
 
+    def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
+        # The admin's history is support's audit trail, and Django deletes a staff member's
+        # entries with them: staff accounts are deactivated, never deleted.
+        if obj is not None and (obj.is_staff or obj.is_superuser):
+            return False
+        return super().has_delete_permission(request, obj)
+
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         # As the API deletes an account: Django's plain cascade is a 500 for a user with lists.
         user_delete(user=obj)
 
     @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for user in queryset:
+        for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)
             user_delete(user=user)
 
     @staticmethod

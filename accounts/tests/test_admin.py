@@ -704,3 +704,25 @@ def test_a_superuser_deletes_selected_users_and_all_their_data(admin_client, use
     assert response.status_code == 302
     _assert_nothing_left_of(user)
     _assert_nothing_left_of(other_user)
+
+
+@pytest.mark.django_db
+def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, support_user, user):
+    # Django deletes a staff member's LogEntry rows with them: support's only audit trail.
+    task = Task.objects.create(owner=user, title="Rent", position=1024)
+    LogEntry.objects.log_actions(support_user.pk, [task], CHANGE, change_message="Edited")
+
+    page = admin_client.post(f"{USERS_URL}{support_user.pk}/delete/", {"post": "yes"})
+    selected = admin_client.post(
+        USERS_URL,
+        {
+            "action": "delete_selected",
+            "_selected_action": [support_user.pk, user.pk],
+            "post": "yes",
+        },
+    )
+
+    assert page.status_code == selected.status_code == 403
+    assert User.objects.filter(pk__in=[support_user.pk, user.pk]).count() == 2
+    assert LogEntry.objects.filter(user=support_user).count() == 1
+    assert admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 302
