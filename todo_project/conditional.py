@@ -102,7 +102,8 @@ class ConditionalRequestMixin:
             raise exceptions.NotFound()
         if not if_match(header, current):
             raise PreconditionFailed(
-                f"The resource has changed since you read it: its ETag is now {etag_for(current)}."
+                f"The resource has changed since you read it: its ETag is now {etag_for(current)}.",
+                etag=etag_for(current),
             )
         # Written meanwhile (If-Match: *): the write must start from what the lock protects.
         return instance if current == instance.version else super().get_object()

@@ -37,6 +37,10 @@ class PreconditionFailed(exceptions.APIException):
     default_detail = "The resource has changed since you read it (If-Match does not match)."
     default_code = "precondition_failed"
 
+    def __init__(self, detail: str | None = None, *, etag: str | None = None) -> None:
+        super().__init__(detail)
+        self.etag = etag  # the current one, sent as ETag: a retry's If-Match needs no GET first
+
 
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
@@ -190,6 +194,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    if isinstance(exc, PreconditionFailed) and exc.etag:
+        headers["ETag"] = exc.etag
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
         if view is not None:

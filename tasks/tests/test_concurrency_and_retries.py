@@ -453,3 +453,14 @@ def test_a_task_created_in_a_list_being_deleted_goes_with_its_tasks(
             "home 1": 2,
             "late": 2,
         }
+
+
+@pytest.mark.django_db
+def test_a_412_sends_the_current_etag_so_a_retry_needs_no_get(api_client, make_task):
+    task = make_task("Pay rent")
+    url = f"/api/v1/tasks/{task.pk}/"
+    api_client.patch(url, {"priority": "high"})  # version 2 now
+    stale = api_client.patch(url, {"title": "Mine"}, HTTP_IF_MATCH='"1"')
+    assert stale.status_code == 412 and stale["ETag"] == '"2"'
+    retried = api_client.patch(url, {"title": "Mine"}, HTTP_IF_MATCH=stale["ETag"])
+    assert retried.status_code == 200 and retried.json()["title"] == "Mine"
