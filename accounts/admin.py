@@ -228,9 +228,13 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     def _may_manage(request: HttpRequest, user: User) -> bool:
         return request.user.is_superuser or not (user.is_staff or user.is_superuser)
 
+    def _refused(self, request: HttpRequest, users) -> list[str]:
+        """The emails of the users `request` may not act on (see _may_manage)."""
+        return [user.email for user in users if not self._may_manage(request, user)]
+
     def _managed_only(self, request: HttpRequest, users: list, not_done: str) -> list:
         """The users `request` may act on (see _may_manage); a warning names the others."""
-        refused = [user.email for user in users if not self._may_manage(request, user)]
+        refused = self._refused(request, users)
         if refused:
             self.message_user(
                 request,
@@ -292,7 +296,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
     def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        refused = [user.email for user in queryset if not self._may_manage(request, user)]
+        refused = self._refused(request, queryset)
         if refused:
             # All or nothing: next to a download, a warning would only show on a later page.
             self.message_user(

@@ -2,6 +2,9 @@ import json
 
 from rest_framework.test import APIClient
 
+from accounts.tokens import RefreshToken
+from tasks.models import Tag, Task, TaskList
+
 PROBLEM = "application/problem+json"
 
 
@@ -28,3 +31,14 @@ def sign_in(email: str, password: str) -> dict:
     )
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def give_colliding_data(user) -> None:
+    """A list's tasks and Inbox tasks at the same positions, a tag, a refresh token: Django's
+    cascade would move the list's tasks into the Inbox onto taken ranks."""
+    home = TaskList.objects.create(owner=user, name="Home")
+    for position in (1024, 2048):
+        Task.objects.create(owner=user, title="In Home", list=home, position=position)
+        Task.objects.create(owner=user, title="In the Inbox", position=position)
+    Tag.objects.create(owner=user, name="errand")
+    RefreshToken.for_user(user)

@@ -13,8 +13,8 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
-from accounts.tests.helpers import bearer
-from accounts.tokens import RefreshToken, token_pair_for
+from accounts.tests.helpers import bearer, give_colliding_data
+from accounts.tokens import token_pair_for
 from tasks.models import Tag, Task, TaskList
 
 USERS_URL = "/admin/accounts/user/"
@@ -657,16 +657,6 @@ def test_staff_without_the_view_permission_cannot_export(client, make_user, user
 # --- Deleting users (superusers only) ---------------------------------------------------------
 
 
-def _give_colliding_data(user: User) -> None:
-    """A list's tasks and Inbox tasks at the same positions, a tag, a refresh token."""
-    home = TaskList.objects.create(owner=user, name="Home")
-    for position in (1024, 2048):
-        Task.objects.create(owner=user, title="In Home", list=home, position=position)
-        Task.objects.create(owner=user, title="In the Inbox", position=position)
-    Tag.objects.create(owner=user, name="errand")
-    RefreshToken.for_user(user)
-
-
 def _assert_nothing_left_of(user: User) -> None:
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Task.objects.filter(owner_id=user.pk).exists()
@@ -680,8 +670,8 @@ def _assert_nothing_left_of(user: User) -> None:
 def test_a_superuser_deletes_a_user_and_all_their_data_from_the_user_page(
     admin_client, user, other_user
 ):
-    _give_colliding_data(user)
-    _give_colliding_data(other_user)
+    give_colliding_data(user)
+    give_colliding_data(other_user)
 
     response = admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"})
 
@@ -693,8 +683,8 @@ def test_a_superuser_deletes_a_user_and_all_their_data_from_the_user_page(
 
 @pytest.mark.django_db
 def test_a_superuser_deletes_selected_users_and_all_their_data(admin_client, user, other_user):
-    _give_colliding_data(user)
-    _give_colliding_data(other_user)
+    give_colliding_data(user)
+    give_colliding_data(other_user)
 
     response = admin_client.post(
         USERS_URL,

@@ -8,6 +8,7 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, user_send_password_reset
+from accounts.tests.helpers import give_colliding_data
 from accounts.tokens import RefreshToken
 from tasks.models import Tag, Task, TaskList
 
@@ -55,12 +56,7 @@ def test_flushexpiredtokens_drops_expired_tokens_only(user):
 def test_deleting_an_account_whose_list_and_inbox_tasks_share_positions(user, other_user):
     # The cascade would first move the list's tasks into the Inbox (Task.list is SET_NULL),
     # onto the Inbox tasks' positions: task_position_unique_in_group refused, a 500 in the API.
-    home = TaskList.objects.create(owner=user, name="Home")
-    for position in (1024, 2048):
-        Task.objects.create(owner=user, title="In Home", list=home, position=position)
-        Task.objects.create(owner=user, title="In the Inbox", position=position)
-    Tag.objects.create(owner=user, name="errand")
-    RefreshToken.for_user(user)
+    give_colliding_data(user)
     theirs = Task.objects.create(owner=other_user, title="Theirs", position=1024)
 
     user_delete(user=user)
