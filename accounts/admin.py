@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 
+from accounts.forms import RevokingPasswordSave
 from accounts.models import User
 from accounts.services import user_deactivate, user_delete, user_send_password_reset
 from tasks.admin import count_of
@@ -30,6 +31,7 @@ from tasks.models import Priority, Tag, Task, TaskList
 from todo_project.admin_site import FilterLookupsOnly
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
 
 
 class SupportUserChangeForm(forms.ModelForm):
@@ -42,11 +44,8 @@ class SupportUserChangeForm(forms.ModelForm):
         fields = ["display_name", "timezone", "is_active"]
 
 
-class AdminPasswordChangeForm(auth_forms.AdminPasswordChangeForm):
-    def save(self, commit: bool = True) -> User:
-        # As a password change through the API: every token issued before stops working.
-        self.user.revoke_tokens()
-        return super().save(commit)
+class AdminPasswordChangeForm(RevokingPasswordSave, auth_forms.AdminPasswordChangeForm):
+    pass
 
 
 def owner_changelist_url(model: type, owner: User) -> str:
@@ -181,11 +180,18 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         return super().get_form(request, obj, **kwargs)
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
+        if not change:
+            return super().save_model(request, obj, form, change)
+        # Only the columns the form changed: a full save would write back every column as this
+        # POST read it, undoing a password change (and reviving the tokens it revoked) or a
+        # sign-in that the user committed meanwhile.
+        fields = [name for name in form.changed_data if name in USER_COLUMNS]
         # A new sign-in address ends the sessions opened before, as a new password does; and a
         # deactivation must revoke the tokens as the action does, or reactivating revives them.
-        if change and {"email", "is_active"} & set(form.changed_data):
+        if {"email", "is_active"} & set(fields):
             obj.revoke_tokens()
-        super().save_model(request, obj, form, change)
+            fields.append("token_generation")
+        obj.save(update_fields=fields)
 
     def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
         message = super().construct_change_message(request, form, formsets, add)

@@ -88,8 +88,14 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.email
 
     def revoke_tokens(self) -> None:
-        """Makes every refresh and access token issued so far invalid (saved by the caller)."""
-        self.token_generation += 1
+        """Makes every refresh and access token issued so far invalid (saved by the caller, with
+        `token_generation` among its update_fields).
+
+        Counted up in the database, not from the value this instance read: two revocations at
+        once (a password change and a deactivation) must each end the tokens issued between
+        them, and a stale instance must not write an older generation back.
+        """
+        self.token_generation = models.F("token_generation") + 1
 
     def clean(self) -> None:
         super().clean()

@@ -56,10 +56,10 @@ class TodoAdminSite(admin.AdminSite):
         from django.contrib.admin.forms import AdminPasswordChangeForm
         from django.contrib.auth.views import PasswordChangeView
 
-        class RevokingPasswordChangeForm(AdminPasswordChangeForm):
-            def save(self, commit: bool = True):
-                self.user.revoke_tokens()
-                return super().save(commit)
+        from accounts.forms import RevokingPasswordSave
+
+        class RevokingPasswordChangeForm(RevokingPasswordSave, AdminPasswordChangeForm):
+            pass
 
         request.current_app = self.name
         return PasswordChangeView.as_view(

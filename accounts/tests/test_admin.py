@@ -1,7 +1,7 @@
 """The user admin: what support staff can see and do, and what they cannot."""
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -12,7 +12,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from accounts.admin import UserAdmin
 from accounts.models import User
+from accounts.services import user_deactivate, user_set_password
 from accounts.tests.helpers import bearer, give_colliding_data
 from accounts.tokens import token_pair_for
 from tasks.models import Tag, Task, TaskList
@@ -316,6 +318,86 @@ def test_a_change_form_save_that_leaves_email_and_active_alone_keeps_the_tokens(
     user.refresh_from_db()
     assert (user.display_name, user.token_generation) == ("Al", 0)
     assert tokens_still_work(pair) == (True, True)
+
+
+@pytest.fixture
+def user_writes_after_the_admin_reads(monkeypatch, user):
+    """Lets `write(user_id)` commit right after the admin's POST read the user: what the user
+    does through the API in the milliseconds between the admin's read and its save."""
+    writes = []
+    read = UserAdmin.get_object
+
+    def read_then_write(self, request, object_id, from_field=None):
+        found = read(self, request, object_id, from_field)
+        if request.method == "POST":
+            for write in writes:
+                write(user.pk)
+        return found
+
+    monkeypatch.setattr(UserAdmin, "get_object", read_then_write)
+    return writes.append
+
+
+def change_password_and_sign_in(user_id) -> None:
+    user_set_password(user=User.objects.get(pk=user_id), password="a-brand-new-passphrase")
+    User.objects.filter(pk=user_id).update(last_login=SIGNED_IN_AT)
+
+
+SIGNED_IN_AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("client_fixture", ["support_client", "admin_client"])
+def test_a_change_form_save_writes_only_what_it_changed(
+    request, client_fixture, user, user_writes_after_the_admin_reads
+):
+    # A full save wrote back the password and token generation as the POST read them: the
+    # user's new password stopped working, the old one worked again, and so did the tokens the
+    # password change had revoked.
+    user_writes_after_the_admin_reads(change_password_and_sign_in)
+    client = request.getfixturevalue(client_fixture)
+
+    response = client.post(f"{USERS_URL}{user.pk}/change/", superuser_form(user, display_name="Al"))
+
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.display_name == "Al"
+    assert user.check_password("a-brand-new-passphrase")
+    assert (user.token_generation, user.last_login) == (1, SIGNED_IN_AT)
+
+
+@pytest.mark.django_db
+def test_a_deactivation_in_the_form_counts_on_top_of_a_revocation_meanwhile(
+    support_client, user, user_writes_after_the_admin_reads
+):
+    # Both revocations count: the tokens issued between them die too.
+    user_writes_after_the_admin_reads(change_password_and_sign_in)
+
+    support_client.post(f"{USERS_URL}{user.pk}/change/", superuser_form(user, is_active=""))
+
+    user.refresh_from_db()
+    assert (user.is_active, user.token_generation) == (False, 2)
+    assert user.check_password("a-brand-new-passphrase")
+
+
+@pytest.mark.django_db
+def test_a_password_set_in_the_admin_writes_nothing_else(
+    admin_client, user, user_writes_after_the_admin_reads
+):
+    user_writes_after_the_admin_reads(user_deactivate_by_id)
+
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/password/",
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+    )
+
+    user.refresh_from_db()
+    assert user.check_password("another-long-passphrase")
+    assert (user.is_active, user.token_generation) == (False, 2)
+
+
+def user_deactivate_by_id(user_id) -> None:
+    user_deactivate(user=User.objects.get(pk=user_id))
 
 
 @pytest.mark.django_db

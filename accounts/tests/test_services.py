@@ -7,7 +7,12 @@ from django.utils.http import urlsafe_base64_decode
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from accounts.models import User
-from accounts.services import user_deactivate, user_delete, user_send_password_reset
+from accounts.services import (
+    user_deactivate,
+    user_delete,
+    user_send_password_reset,
+    user_set_password,
+)
 from accounts.tests.helpers import give_colliding_data
 from accounts.tokens import RefreshToken
 from tasks.models import Tag, Task, TaskList
@@ -38,6 +43,19 @@ def test_deactivate_also_revokes_every_token(user):
     user_deactivate(user=user)
     user.refresh_from_db()
     assert user.token_generation == 1
+
+
+def test_revocations_from_instances_read_at_once_both_count(user):
+    # A password change and a deactivation at the same moment, each with the row as it was
+    # before the other: the second used to write the same generation as the first, so tokens
+    # issued between them lived on, and its save undid the other's change.
+    first, second = User.objects.get(pk=user.pk), User.objects.get(pk=user.pk)
+
+    user_deactivate(user=first)
+    user_set_password(user=second, password="a-brand-new-passphrase")
+
+    user.refresh_from_db()
+    assert (user.token_generation, user.is_active) == (2, False)
 
 
 def test_flushexpiredtokens_drops_expired_tokens_only(user):
