@@ -342,29 +342,35 @@ class TaskAdmin(OwnedAdmin):
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
-        completed = 0
-        for task in queryset.filter(completed=False).select_related("owner"):
-            with transaction.atomic():
-                # Read under its lock, as the API's PATCH does: one completed with its parent
-                # earlier in this loop, or by its user meanwhile, is not this action's doing.
-                current = task_to_write(task.owner_id, task.pk)
-                if current is None or current.completed:
-                    continue
-                services.task_update(
-                    task=current, user=task.owner, data={"completed": True}, locked=True
-                )
-                _log(request, [current], CHANGE, "Completed (admin action).")
-                _log_completion_writes(request, current)
-            completed += 1
+        completed = self._set_completed(request, queryset, True, "Completed (admin action).")
         self.message_user(request, f"Completed {completed} task(s).")
 
     @admin.action(description="Reopen selected tasks", permissions=["change"])
     def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
-        tasks = list(queryset.filter(completed=True).select_related("owner"))
-        for task in tasks:
-            services.task_reopen(task=task, user=task.owner)
-        _log(request, tasks, CHANGE, "Reopened (admin action).")
-        self.message_user(request, f"Reopened {len(tasks)} task(s).")
+        reopened = self._set_completed(request, queryset, False, "Reopened (admin action).")
+        self.message_user(request, f"Reopened {reopened} task(s).")
+
+    @staticmethod
+    def _set_completed(request: HttpRequest, queryset: QuerySet, completed: bool, message: str):
+        """Completes or reopens the selected tasks not in that state yet, logging each; how many
+        it changed."""
+        changed = 0
+        for task in queryset.filter(completed=not completed).select_related("owner"):
+            with transaction.atomic():
+                # Read under its lock, as the API's PATCH does: one completed with its parent
+                # earlier in this loop, or changed by its user meanwhile, is not this action's
+                # doing.
+                current = task_to_write(task.owner_id, task.pk)
+                if current is None or current.completed == completed:
+                    continue
+                services.task_update(
+                    task=current, user=task.owner, data={"completed": completed}, locked=True
+                )
+                _log(request, [current], CHANGE, message)
+                if completed:
+                    _log_completion_writes(request, current)
+            changed += 1
+        return changed
 
 
 class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):

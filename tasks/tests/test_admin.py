@@ -6,11 +6,13 @@ from datetime import date, timedelta
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.messages import get_messages
 from django.db import connection, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
 from accounts.models import User
+from tasks import admin as admin_module
 from tasks import services
 from tasks.models import Priority, Tag, Task, TaskList
 
@@ -344,6 +346,33 @@ def test_reopening_clears_completion_and_bumps_the_version(support_client, user,
     untouched.refresh_from_db()
     assert (task.completed, task.completed_at, task.version) == (False, None, 2)
     assert (untouched.completed, untouched.version) == (True, 1)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["complete", "reopen"])
+def test_a_task_its_user_changed_meanwhile_is_neither_changed_nor_logged(
+    support_client, user, monkeypatch, action
+):
+    # The selection is read first, each task again under its lock: the user completed or
+    # reopened this one through the API in between.
+    task = add_task(user, "Pay rent", completed=action == "reopen")
+    read_locked = admin_module.task_to_write
+
+    def user_acts_first(owner_id, pk):
+        services.task_update(
+            task=Task.objects.get(pk=pk), user=user, data={"completed": action == "complete"}
+        )
+        return read_locked(owner_id, pk)
+
+    monkeypatch.setattr(admin_module, "task_to_write", user_acts_first)
+
+    response = run_action(support_client, action, task)
+
+    task.refresh_from_db()
+    assert task.version == 2  # the user's change only
+    assert not LogEntry.objects.exists()
+    verb = {"complete": "Completed", "reopen": "Reopened"}[action]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [f"{verb} 0 task(s)."]
 
 
 # --- Change forms -----------------------------------------------------------------------------
