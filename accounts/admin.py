@@ -25,7 +25,12 @@ from django.utils.http import content_disposition_header, urlencode
 
 from accounts.forms import RevokingPasswordSave
 from accounts.models import User
-from accounts.services import user_deactivate, user_delete, user_send_password_reset
+from accounts.services import (
+    user_deactivate,
+    user_delete,
+    user_send_email_changed_notice,
+    user_send_password_reset,
+)
 from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
 from todo_project.admin_site import FilterLookupsOnly
@@ -192,6 +197,11 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             obj.revoke_tokens()
             fields.append("token_generation")
         obj.save(update_fields=fields)
+        if "email" in fields:
+            old_email = form.initial["email"]
+            transaction.on_commit(
+                lambda: user_send_email_changed_notice(user=obj, old_email=old_email)
+            )
 
     def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
         message = super().construct_change_message(request, form, formsets, add)

@@ -40,6 +40,21 @@ def user_send_password_reset(*, user: User) -> None:
     )
 
 
+def user_send_email_changed_notice(*, user: User, old_email: str) -> None:
+    """Tells the previous address that the account's sign-in address changed: the one place
+    its owner hears of it if the change was not theirs."""
+    send_mail(
+        subject="The email address of your Todo account was changed",
+        message=(
+            f"The sign-in address of your Todo account was changed from {old_email} to "
+            f"{user.email} by our support team, and every session was signed out.\n\n"
+            "If you did not ask for this, reply to this email so that we can help."
+        ),
+        from_email=None,
+        recipient_list=[old_email],
+    )
+
+
 def user_deactivate(*, user: User) -> None:
     """Locks the account: the authentication layer refuses every token of an inactive user.
 

@@ -310,6 +310,23 @@ def test_a_superuser_changing_an_email_ends_the_users_sessions_and_logs_both_add
 
 
 @pytest.mark.django_db
+def test_the_previous_address_hears_of_an_email_change_once_it_is_committed(
+    admin_client, user, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        admin_client.post(
+            f"{USERS_URL}{user.pk}/change/", superuser_form(user, email="alice.new@example.com")
+        )
+        user.refresh_from_db()
+        admin_client.post(f"{USERS_URL}{user.pk}/change/", superuser_form(user, display_name="Al"))
+
+    assert len(callbacks) == 1  # the second save left the email alone
+    [notice] = mailoutbox
+    assert notice.to == ["alice@example.com"]
+    assert "from alice@example.com to alice.new@example.com" in notice.body
+
+
+@pytest.mark.django_db
 def test_a_change_form_save_that_leaves_email_and_active_alone_keeps_the_tokens(admin_client, user):
     pair = token_pair_for(user)
 
