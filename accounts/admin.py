@@ -33,7 +33,7 @@ from accounts.services import (
 )
 from tasks.admin import count_of
 from tasks.models import Priority, Tag, Task, TaskList
-from todo_project.admin_site import FilterLookupsOnly
+from todo_project.admin_site import FilterLookupsOnly, may_manage
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
@@ -214,7 +214,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         return message
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
-        if obj is not None and not self._may_manage(request, obj):
+        if obj is not None and not may_manage(request.user, obj):
             return False
         return super().has_change_permission(request, obj)
 
@@ -240,16 +240,12 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)
             user_delete(user=user)
 
-    @staticmethod
-    def _may_manage(request: HttpRequest, user: User) -> bool:
-        return request.user.is_superuser or not (user.is_staff or user.is_superuser)
-
     def _refused(self, request: HttpRequest, users) -> list[str]:
-        """The emails of the users `request` may not act on (see _may_manage)."""
-        return [user.email for user in users if not self._may_manage(request, user)]
+        """The emails of the users `request` may not act on (see may_manage)."""
+        return [user.email for user in users if not may_manage(request.user, user)]
 
     def _managed_only(self, request: HttpRequest, users: list, not_done: str) -> list:
-        """The users `request` may act on (see _may_manage); a warning names the others."""
+        """The users `request` may act on (see may_manage); a warning names the others."""
         refused = self._refused(request, users)
         if refused:
             self.message_user(
@@ -257,11 +253,11 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 f"{not_done} (staff accounts, superusers only): {', '.join(refused)}.",
                 messages.WARNING,
             )
-        return [user for user in users if self._may_manage(request, user)]
+        return [user for user in users if may_manage(request.user, user)]
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The export link only where the export is allowed (change_form.html).
-        context["may_export"] = obj is not None and self._may_manage(request, obj)
+        context["may_export"] = obj is not None and may_manage(request.user, obj)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     @admin.display(description="tasks (open / total)", ordering="total_tasks")
@@ -329,7 +325,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         user = self.get_object(request, unquote(object_id))
         if user is None:
             raise Http404
-        if not (self.has_view_permission(request, user) and self._may_manage(request, user)):
+        if not (self.has_view_permission(request, user) and may_manage(request.user, user)):
             raise PermissionDenied
         queryset = self.get_queryset(request).filter(pk=user.pk)
         return self._export_response(request, queryset, f"todo-export-{user.email}")

@@ -3,13 +3,14 @@
 Every changelist reads a page in a fixed number of queries (owner and list joined, counts as
 correlated subqueries). Searching by owner email resolves the owners first through the unique
 email index, then reads their rows through the owner-leading indexes: no scan of the big table.
-Completing and reopening go through tasks.services, exactly as the API does.
+Completing and reopening go through tasks.services, exactly as the API does. The rows of staff
+accounts are view-only to support, as the accounts are (todo_project.admin_site.may_manage).
 """
 
 from datetime import timedelta
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet
@@ -20,7 +21,7 @@ from django.utils.text import smart_split, unescape_string_literal
 from accounts.models import User, UserManager
 from tasks import services
 from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named, task_to_write
-from todo_project.admin_site import FilterLookupsOnly
+from todo_project.admin_site import FilterLookupsOnly, may_manage
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -68,6 +69,12 @@ class OwnedAdmin(FilterLookupsOnly, admin.ModelAdmin):
                     Q(**{f"{self.text_search_field}__icontains": bit}) | owners
                 )
         return queryset, False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The data of staff accounts is view-only to support, as the accounts themselves are.
+        if obj is not None and not may_manage(request.user, obj.owner):
+            return False
+        return super().has_change_permission(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         readonly = list(super().get_readonly_fields(request, obj))
@@ -350,12 +357,16 @@ class TaskAdmin(OwnedAdmin):
         reopened = self._set_completed(request, queryset, False, "Reopened (admin action).")
         self.message_user(request, f"Reopened {reopened} task(s).")
 
-    @staticmethod
-    def _set_completed(request: HttpRequest, queryset: QuerySet, completed: bool, message: str):
+    def _set_completed(
+        self, request: HttpRequest, queryset: QuerySet, completed: bool, message: str
+    ) -> int:
         """Completes or reopens the selected tasks not in that state yet, logging each; how many
         it changed."""
-        changed = 0
+        changed, refused = 0, 0
         for task in queryset.filter(completed=not completed).select_related("owner"):
+            if not may_manage(request.user, task.owner):
+                refused += 1
+                continue
             with transaction.atomic():
                 # Read under its lock, as the API's PATCH does: one completed with its parent
                 # earlier in this loop, or changed by its user meanwhile, is not this action's
@@ -370,6 +381,12 @@ class TaskAdmin(OwnedAdmin):
                 if completed:
                     _log_completion_writes(request, current)
             changed += 1
+        if refused:
+            self.message_user(
+                request,
+                f"Left {refused} task(s) of staff accounts as they were (superusers only).",
+                messages.WARNING,
+            )
         return changed
 
 

@@ -26,6 +26,14 @@ def _login_rate(group: str, request: HttpRequest) -> str:
     return settings.RATE_LIMIT_LOGIN  # read per request, so an override in a test applies
 
 
+def may_manage(staff, user) -> bool:
+    """Whether `staff` may change `user`'s account or data in the admin: a superuser anyone's,
+    support only those of accounts without staff rights. A colleague's or a superuser's are
+    view-only to support, so nobody in support acts on an account with more rights than theirs.
+    """
+    return staff.is_superuser or not (user.is_staff or user.is_superuser)
+
+
 class TodoAdminSite(admin.AdminSite):
     site_header = "Todo support"
     site_title = "Todo support"

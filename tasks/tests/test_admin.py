@@ -19,6 +19,7 @@ from tasks.models import Priority, Tag, Task, TaskList
 TASKS_URL = "/admin/tasks/task/"
 LISTS_URL = "/admin/tasks/tasklist/"
 TAGS_URL = "/admin/tasks/tag/"
+ACTION_DONE = {"complete": "Completed", "reopen": "Reopened"}  # what the actions' message says
 
 
 def add_task(owner: User, title: str = "Task", **data) -> Task:
@@ -371,8 +372,61 @@ def test_a_task_its_user_changed_meanwhile_is_neither_changed_nor_logged(
     task.refresh_from_db()
     assert task.version == 2  # the user's change only
     assert not LogEntry.objects.exists()
-    verb = {"complete": "Completed", "reopen": "Reopened"}[action]
-    assert [str(m) for m in get_messages(response.wsgi_request)] == [f"{verb} 0 task(s)."]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        f"{ACTION_DONE[action]} 0 task(s)."
+    ]
+
+
+@pytest.fixture
+def colleague(make_user) -> User:
+    return make_user(email="colleague@example.com", is_staff=True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("model", ["task", "tasklist", "tag"])
+def test_the_data_of_staff_accounts_is_view_only_to_support(
+    support_client, admin_client, colleague, model
+):
+    # As the staff accounts themselves are: support may read a colleague's or a superuser's
+    # rows, not change them.
+    row = {
+        "task": lambda: add_task(colleague, "Review the payroll"),
+        "tasklist": lambda: services.list_create(
+            user=colleague, name="Payroll", color=None, position=None
+        ),
+        "tag": lambda: services.tags_get_or_create(user=colleague, names=["payroll"])[0],
+    }[model]()
+    url = f"/admin/tasks/{model}/{row.pk}/change/"
+
+    page = support_client.get(url)
+    posted = support_client.post(url, {})
+
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is False
+    assert posted.status_code == 403
+    assert admin_client.get(url).context["has_change_permission"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("action", ["complete", "reopen"])
+def test_support_actions_leave_the_tasks_of_staff_accounts_alone(
+    support_client, admin_client, user, colleague, action
+):
+    theirs = add_task(colleague, "Review the payroll", completed=action == "reopen")
+    mine = add_task(user, "Pay rent", completed=action == "reopen")
+
+    response = run_action(support_client, action, theirs, mine)
+
+    theirs.refresh_from_db()
+    mine.refresh_from_db()
+    assert (theirs.version, mine.version) == (1, 2)
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Left 1 task(s) of staff accounts as they were (superusers only).",
+        f"{ACTION_DONE[action]} 1 task(s).",
+    ]
+    run_action(admin_client, action, theirs)
+    theirs.refresh_from_db()
+    assert theirs.version == 2
 
 
 # --- Change forms -----------------------------------------------------------------------------
