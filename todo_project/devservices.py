@@ -70,9 +70,10 @@ def _redis_answers(socket_path: Path) -> bool:
 class LocalServices:
     """Starts what the environment does not provide; stops only what it started."""
 
-    def __init__(self) -> None:
+    def __init__(self, redis_db: int = 0) -> None:
         self._postgres = None
         self._redis: subprocess.Popen | None = None
+        self._redis_db = redis_db
 
     def start(self) -> None:
         if not os.environ.get("DATABASE_URL"):
@@ -117,7 +118,7 @@ class LocalServices:
                 if self._redis.poll() is not None or time.monotonic() > deadline:
                     sys.exit(f"redis-server did not start; see {redis_dir / 'redis.log'}")
                 time.sleep(0.05)
-        os.environ["REDIS_URL"] = f"unix://{socket_path}"
+        os.environ["REDIS_URL"] = f"unix://{socket_path}?db={self._redis_db}"
 
     def stop(self) -> None:
         if self._redis is not None:
@@ -157,6 +158,7 @@ def main(argv: list[str]) -> int:
 # --- pytest plugin ----------------------------------------------------------------------------
 
 _services_for_pytest: LocalServices | None = None
+TESTS_REDIS_DB = 1
 
 try:
     import pytest
@@ -169,7 +171,9 @@ if pytest is not None:
     def pytest_load_initial_conftests(early_config, parser, args):
         # A wrapper runs before pytest-django reads the settings, which need DATABASE_URL.
         global _services_for_pytest
-        _services_for_pytest = LocalServices()
+        # A database of its own in the shared local Redis: the tests empty theirs (the rate-limit
+        # counters) thousands of times, which must not reset a `make run` or `make serve` beside.
+        _services_for_pytest = LocalServices(redis_db=TESTS_REDIS_DB)
         _services_for_pytest.start()
         return (yield)
 

@@ -1,5 +1,7 @@
 """The local PostgreSQL's settings (todo_project/devservices.py)."""
 
+import os
+
 from todo_project import devservices
 
 
@@ -26,3 +28,22 @@ def test_the_settings_go_at_the_end_of_postgresql_conf_once(tmp_path, monkeypatc
 def test_a_data_directory_not_initialised_yet_is_left_to_initdb(tmp_path):
     devservices.configure_postgres(tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_tests_flush_a_redis_database_of_their_own(monkeypatch):
+    # The pytest plugin gives the tests database 1 of the shared local Redis: flushing theirs
+    # (every test does) must leave a `make serve` on database 0 its rate-limit counters.
+    import redis
+
+    clients = []
+    for db in (0, devservices.TESTS_REDIS_DB):
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        with devservices.LocalServices(redis_db=db):  # the local Redis, started or reused
+            clients.append(redis.Redis.from_url(os.environ["REDIS_URL"]))
+    served, tested = clients
+    served.set("devservices-test-key", "kept", ex=60)
+    try:
+        tested.flushdb()
+        assert served.get("devservices-test-key") == b"kept"
+    finally:
+        served.delete("devservices-test-key")
