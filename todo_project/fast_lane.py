@@ -40,13 +40,16 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.urls import URLResolver, get_resolver, set_script_prefix
 
+from todo_project.middleware import ApiCacheControlMiddleware
 from todo_project.problems import ApiAwareCommonMiddleware
 from todo_project.ratelimit import rate_limit_headers
 from todo_project.request_id import REQUEST_ID_HEADER, identified, log_access
 
 # What becomes of each entry of settings.MIDDLEWARE on a request the lane answers.
 MIDDLEWARE_IN_THE_LANE = {
+    "todo_project.middleware.HeadWithoutBodyMiddleware": "nothing: the lane answers GET only",
     "todo_project.request_id.RequestIdMiddleware": "its identified() and log_access()",
+    "todo_project.middleware.ApiCacheControlMiddleware": "its process_response",
     "django.middleware.security.SecurityMiddleware": "its process_request, its headers",
     "whitenoise.middleware.WhiteNoiseMiddleware": "nothing: it serves STATIC_URL only",
     "corsheaders.middleware.CorsMiddleware": "its add_response_headers (no preflight: a GET)",
@@ -195,4 +198,5 @@ class FastLane:
         self._x_frame.process_response(request, probe)
         self._cors.add_response_headers(request, probe)
         self._security.process_response(request, probe)
+        ApiCacheControlMiddleware.process_response(request, probe)
         return [(name, value) for name, value in probe.items() if name != "Content-Type"]

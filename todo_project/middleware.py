@@ -1,6 +1,7 @@
-"""Django's session, authentication and messages middleware, skipped on /api/v1/.
+"""Middleware of the project's own: answers to HEAD, the API's caching, and Django's session,
+authentication and messages middleware skipped on /api/v1/.
 
-They serve the admin and the browsable docs. The versioned API authenticates every request with
+Those three serve the admin and the browsable docs. The versioned API authenticates every request with
 a JWT (accounts.authentication) and keeps no session, so these three had nothing to do there
 but cost CPU on every request (bench/README.md). Subclasses, so Django's admin checks still
 find them in MIDDLEWARE. CsrfViewMiddleware stays as it is: `check --deploy` looks for it by
@@ -11,6 +12,7 @@ from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control, patch_vary_headers
 
 API_V1_PREFIX = "/api/v1/"
 
@@ -32,3 +34,38 @@ class AdminAuthenticationMiddleware(SkippedOnApiMixin, AuthenticationMiddleware)
 
 class AdminMessageMiddleware(SkippedOnApiMixin, MessageMiddleware):
     pass
+
+
+class HeadWithoutBodyMiddleware:
+    """A HEAD answer without the body Django renders for it (WSGI servers drop the body, and
+    gunicorn logs a warning for each); its headers stay those of the GET, Content-Length too."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.method == "HEAD" and not response.streaming:
+            response.content = b""
+        return response
+
+
+class ApiCacheControlMiddleware:
+    """The versioned API's answers are one user's data: `Cache-Control: private, no-cache`
+    unless the view chose (answers with tokens: no-store), and `Vary: Authorization`. No shared
+    cache keeps them; a browser may, but asks the server each time, with the ETag it has (a 304
+    when nothing changed)."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.process_response(request, self.get_response(request))
+
+    @staticmethod
+    def process_response(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        if request.path_info.startswith(API_V1_PREFIX):
+            if not response.has_header("Cache-Control"):
+                patch_cache_control(response, private=True, no_cache=True)
+            patch_vary_headers(response, ["Authorization"])
+        return response

@@ -107,6 +107,17 @@ REQUEST_ID = OpenApiParameter(
         "line of the request carry the same."
     ),
 )
+CACHE_CONTROL = OpenApiParameter(
+    "Cache-Control",
+    {"type": "string", "enum": ["private, no-cache"]},
+    OpenApiParameter.HEADER,
+    response=True,
+    description=(
+        "One user's data (todo_project.middleware.ApiCacheControlMiddleware): no shared cache "
+        "keeps it; a browser may, and asks again each time with the ETag it holds. Sent with "
+        "`Vary: Authorization`."
+    ),
+)
 IDEMPOTENT_REPLAYED = OpenApiParameter(
     REPLAYED_HEADER,
     {"type": "string", "enum": ["true"]},
@@ -143,6 +154,8 @@ class AutoSchema(openapi.AutoSchema):
 
     def get_override_parameters(self) -> list[Any]:
         parameters = [*super().get_override_parameters(), REQUEST_ID]
+        if not any(getattr(p, "name", None) == "Cache-Control" for p in parameters):
+            parameters.append(CACHE_CONTROL)  # unless the view sends its own (tokens: no-store)
         action = self._action()
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]

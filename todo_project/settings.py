@@ -107,7 +107,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "todo_project.middleware.HeadWithoutBodyMiddleware",
     "todo_project.request_id.RequestIdMiddleware",
+    "todo_project.middleware.ApiCacheControlMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
