@@ -292,6 +292,9 @@ class ApiProblemMiddleware:
     def _as_problem(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         code = response.status_code
         details = {
+            # Django's own 400s, before any view: a Host not in ALLOWED_HOSTS above all.
+            400: "The request was refused before the API read it: a Host header this server does "
+            "not serve, or another malformed part of the request.",
             404: "No resource at this URL.",
             405: f"Method {request.method} is not allowed here.",
             500: "An unexpected error occurred. Quote the request_id when reporting it.",

@@ -137,3 +137,10 @@ def test_a_400_about_the_request_itself_still_carries_errors(anon_client, header
     response = anon_client.get("/api/v1/test/echo/", **headers)
     body = assert_problem(response, 400, "/api/v1/test/echo/")
     assert body["errors"] == {"non_field_errors": [body["detail"]]}
+
+
+def test_a_disallowed_host_is_told_apart_from_invalid_fields(anon_client):
+    # It was "Validation failed.": a client looked for the field it had got wrong.
+    response = anon_client.get("/api/v1/test/echo/", HTTP_HOST="evil.example")
+    body = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert "Host header" in body["detail"]
