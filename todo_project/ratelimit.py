@@ -158,6 +158,9 @@ class LoginRateThrottle(BucketThrottle):
     def bucket(self, request: Request) -> tuple[str, str, str]:
         data = request.data if isinstance(request.data, dict) else {}
         email = str(data.get("email", "")).strip().lower()
+        # JSON may carry a lone surrogate ("\ud800"), which UTF-8 cannot encode and the bucket's
+        # key is hashed as UTF-8: written out as its escape, the attempt is counted all the same.
+        email = email.encode("utf-8", "backslashreplace").decode()
         return "auth-login", f"{email}|{ip_bucket(request._request)}", settings.RATE_LIMIT_LOGIN
 
 

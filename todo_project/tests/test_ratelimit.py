@@ -183,6 +183,23 @@ def test_the_sign_in_limit_survives_a_body_that_is_not_an_object(anon_client):
     assert_problem(response, 400)
 
 
+def test_a_lone_surrogate_in_the_email_is_counted_in_the_sign_in_bucket(
+    anon_client, settings, caplog
+):
+    # Valid JSON, and a string that UTF-8 cannot encode: the bucket key crashed on it, which
+    # logged a "failing open" warning and let the attempt go uncounted.
+    settings.RATE_LIMIT_LOGIN = "2/d"
+    body = b'{"email": "\\ud800x@example.com", "password": "not-the-password"}'
+    with caplog.at_level(logging.WARNING, logger="todo.ratelimit"):
+        responses = [
+            anon_client.post("/api/v1/auth/token/", body, content_type="application/json")
+            for _ in range(3)
+        ]
+    assert [response.status_code for response in responses] == [400, 400, 429]
+    assert responses[0]["RateLimit-Limit"] == "2"
+    assert [r.getMessage() for r in caplog.records if r.name == "todo.ratelimit"] == []
+
+
 # --- Redis down -------------------------------------------------------------------------------
 
 
