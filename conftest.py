@@ -9,6 +9,7 @@ import pytest
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
+from accounts.mail import wait_until_idle
 from accounts.models import User
 from accounts.tokens import RefreshToken
 from todo_project import ratelimit
@@ -22,6 +23,14 @@ def _fresh_cache():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _mail_thread_idle_after_each_test():
+    """A mail still queued on the mail thread (accounts/mail.py) must not land in the next
+    test's outbox."""
+    yield
+    wait_until_idle()
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from accounts import services
+from accounts.mail import send_in_background
 from accounts.models import User
 from accounts.serializers import (
     EMAIL_TAKEN,
@@ -297,12 +298,15 @@ class PasswordResetView(PublicView):
         """Mails a reset link (FRONTEND_URL/reset-password?uid=…&token=…) if an active account
         has this email. 202 for every well-formed email, whether or not an account has it, so
         the answer never tells whether one exists; 400 for a missing or malformed email (over
-        254 characters included), which tells nothing about accounts either."""
+        254 characters included), which tells nothing about accounts either. The answer does not
+        wait for the mail: a slow or failing mail server changes nothing in it."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         user = User.objects.filter(email=serializer.validated_data["email"], is_active=True).first()
         if user is not None and user.has_usable_password():
-            services.user_send_password_reset(user=user)
+            # Not waited for: waiting for the mail server (or failing with it) would tell
+            # that the account exists.
+            send_in_background(services.password_reset_email(user=user))
         return Response(status=status.HTTP_202_ACCEPTED)
 
 

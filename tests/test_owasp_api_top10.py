@@ -14,13 +14,13 @@ import gunicorn
 import jwt
 import pytest
 from django.conf import settings as django_settings
-from django.core import mail
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from accounts.models import User
+from accounts.tests.helpers import sent_mail
 from accounts.tokens import RefreshToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import POSITION_GAP, Task, TaskList
@@ -400,7 +400,7 @@ def test_api6_sensitive_flows_password_reset_does_not_reveal_accounts(anon_clien
     unknown = anon_client.post("/api/v1/auth/password/reset/", {"email": "bob@example.com"})
     assert known.status_code == unknown.status_code == 202
     assert known.content == unknown.content
-    assert [message.to for message in mail.outbox] == [["alice@example.com"]]
+    assert [message.to for message in sent_mail()] == [["alice@example.com"]]
 
 
 # --- API7: Server Side Request Forgery ---------------------------------------------------------

@@ -113,8 +113,18 @@ def _counted_usage(request: HttpRequest, *, group: str, key: str, rate: str) -> 
 def _remember(request: HttpRequest, usage: Usage) -> None:
     """Keeps the tightest limit seen on the request, for the RateLimit-* response headers."""
     current: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
-    if current is None or (usage.remaining, usage.reset) < (current.remaining, current.reset):
+    if current is None or _tightness(usage) < _tightness(current):
         setattr(request, USAGE_ATTRIBUTE, usage)
+
+
+def _tightness(usage: Usage) -> tuple[int, ...]:
+    """Smallest for the limit the headers describe. An exceeded one first: a 429 is about it,
+    and of two exceeded the one with the longer wait, the one DRF's Retry-After is for (the
+    longest). Under every limit, the one with the fewest requests left, then the soonest reset.
+    """
+    if usage.exceeded:
+        return (0, -usage.reset)
+    return (1, usage.remaining, usage.reset)
 
 
 class BucketThrottle(BaseThrottle):
@@ -158,6 +168,9 @@ class LoginRateThrottle(BucketThrottle):
     def bucket(self, request: Request) -> tuple[str, str, str]:
         data = request.data if isinstance(request.data, dict) else {}
         email = str(data.get("email", "")).strip().lower()
+        # JSON may carry a lone surrogate ("\ud800"), which UTF-8 cannot encode and the bucket's
+        # key is hashed as UTF-8: written out as its escape, the attempt is counted all the same.
+        email = email.encode("utf-8", "backslashreplace").decode()
         return "auth-login", f"{email}|{ip_bucket(request._request)}", settings.RATE_LIMIT_LOGIN
 
 
@@ -175,7 +188,8 @@ class RateLimitHeadersMiddleware:
 
 
 def rate_limit_headers(request: HttpRequest) -> list[tuple[str, str]]:
-    """The RateLimit-* headers of the tightest limit counted for this request (none if none)."""
+    """The RateLimit-* headers of the tightest limit counted for this request (none if none):
+    on a 429, of the limit it exceeded (see _tightness)."""
     usage: Usage | None = getattr(request, USAGE_ATTRIBUTE, None)
     if usage is None:
         return []

@@ -256,6 +256,9 @@ EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+# Django waits for an unanswering SMTP server forever by default; the mail thread
+# (accounts/mail.py) would then never send another mail.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo <no-reply@localhost>")
 
 # --- API: DRF, OpenAPI, CORS, rate limits -----------------------------------------------------

@@ -1,7 +1,9 @@
 import json
 
+from django.core import mail
 from rest_framework.test import APIClient
 
+from accounts.mail import wait_until_idle
 from accounts.tokens import RefreshToken
 from tasks.models import Tag, Task, TaskList
 
@@ -17,6 +19,12 @@ def assert_problem(response, status: int) -> dict:
     assert body["instance"] == response.wsgi_request.path
     assert body["request_id"] == response["X-Request-ID"]
     return body
+
+
+def sent_mail() -> list:
+    """The test outbox once the mail thread has sent what was queued (accounts/mail.py)."""
+    wait_until_idle()
+    return mail.outbox
 
 
 def bearer(access: str) -> APIClient:

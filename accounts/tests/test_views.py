@@ -1,20 +1,27 @@
 """The Accounts section of the contract, endpoint by endpoint, black-box over HTTP."""
 
+import logging
+import smtplib
+import socket
+import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
-from django.core import mail
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
 from django.utils.timezone import now
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.mail import wait_until_idle
 from accounts.models import DeniedAccessToken, User
-from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
 from accounts.tokens import AccessToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import TaskList
+from todo_project.request_id import RequestIdLogFilter
 
 pytestmark = pytest.mark.django_db
 
@@ -147,7 +154,7 @@ def test_an_email_longer_than_254_characters_is_a_400_on_every_endpoint(anon_cli
     response = anon_client.post(path, {"email": email, "password": DEFAULT_PASSWORD})
     body = assert_problem(response, 400)
     assert TOO_LONG in body["errors"]["email"]
-    assert not User.objects.exists() and mail.outbox == []
+    assert not User.objects.exists() and sent_mail() == []
 
 
 @pytest.mark.parametrize("timezone", ["localtime", "posixrules"])
@@ -594,7 +601,7 @@ def test_password_reset_mails_a_link_to_the_frontend(anon_client, user, settings
     settings.FRONTEND_URL = "https://app.example.com"
     response = anon_client.post("/api/v1/auth/password/reset/", {"email": "ALICE@example.com"})
     assert response.status_code == 202
-    (message,) = mail.outbox
+    (message,) = sent_mail()
     assert message.to == ["alice@example.com"]
     assert "https://app.example.com/reset-password?uid=" in message.body
     assert set(reset_link_params(message)) == {"uid", "token"}
@@ -608,11 +615,76 @@ def test_password_reset_answers_202_without_mail_for_unknown_or_inactive(
     response = anon_client.post("/api/v1/auth/password/reset/", {"email": email})
     assert response.status_code == 202
     assert response.content == b""
-    assert mail.outbox == []
+    assert sent_mail() == []
 
 
 def test_password_reset_rejects_a_malformed_email(anon_client):
     assert_problem(anon_client.post("/api/v1/auth/password/reset/", {"email": "x"}), 400)
+
+
+@pytest.fixture
+def smtp_server_at(settings):
+    """Points the real SMTP backend at a port on this machine."""
+
+    def point_at(port: int) -> None:
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST = "127.0.0.1"
+        settings.EMAIL_PORT = port
+        settings.EMAIL_USE_TLS = False
+        settings.EMAIL_TIMEOUT = 3
+
+    return point_at
+
+
+@pytest.fixture
+def mail_log(caplog):
+    """The records of accounts/mail.py, with the request id as the project's handler sees it."""
+    caplog.handler.addFilter(RequestIdLogFilter())
+    caplog.set_level(logging.ERROR, logger="todo.mail")
+    return lambda: [record for record in caplog.records if record.name == "todo.mail"]
+
+
+def test_password_reset_answers_202_when_the_mail_server_is_down(
+    anon_client, user, smtp_server_at, mail_log
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    smtp_server_at(port)  # nothing listens there once the probe is closed: connection refused
+
+    response = anon_client.post(
+        "/api/v1/auth/password/reset/", {"email": user.email}, HTTP_X_REQUEST_ID="reset-42"
+    )
+    assert (response.status_code, response.content) == (202, b"")
+
+    wait_until_idle()
+    (record,) = mail_log()
+    assert record.levelno == logging.ERROR
+    assert record.request_id == "reset-42"
+    assert isinstance(record.exc_info[1], ConnectionRefusedError)
+    # Nothing of the link (a password in the wrong hands) is in the log.
+    logged = record.getMessage() + logging.Formatter().formatException(record.exc_info)
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    assert "reset-password" not in logged and uid not in logged
+
+
+def test_password_reset_answers_before_a_stalled_mail_server_times_out(
+    anon_client, user, smtp_server_at, mail_log, settings
+):
+    # The kernel accepts the connection; nobody ever sends the SMTP greeting.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        smtp_server_at(server.getsockname()[1])
+
+        started = time.monotonic()
+        response = anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+        answered_in = time.monotonic() - started
+        assert response.status_code == 202
+        assert answered_in < settings.EMAIL_TIMEOUT / 2
+
+        wait_until_idle()  # the mail thread gives up after EMAIL_TIMEOUT
+    (record,) = mail_log()
+    assert isinstance(record.exc_info[1], smtplib.SMTPServerDisconnected)
+    assert "timed out" in str(record.exc_info[1])
 
 
 def test_password_reset_query_count(anon_client, user, django_assert_max_num_queries):
@@ -624,7 +696,7 @@ def test_password_reset_query_count(anon_client, user, django_assert_max_num_que
 def test_password_reset_confirm_sets_the_password_and_kills_old_tokens(anon_client, user):
     old = sign_in(user.email, DEFAULT_PASSWORD)
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
-    params = reset_link_params(mail.outbox[0])
+    params = reset_link_params(sent_mail()[0])
 
     response = anon_client.post(
         "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
@@ -647,9 +719,7 @@ def test_password_reset_confirm_sets_the_password_and_kills_old_tokens(anon_clie
 
 def test_password_reset_confirm_rejects_a_link_for_another_user(anon_client, user, other_user):
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
-    params = reset_link_params(mail.outbox[0])
-    from django.utils.encoding import force_bytes
-    from django.utils.http import urlsafe_base64_encode
+    params = reset_link_params(sent_mail()[0])
 
     params["uid"] = urlsafe_base64_encode(force_bytes(other_user.pk))
     response = anon_client.post(
@@ -666,7 +736,7 @@ def test_password_reset_confirm_rejects_a_link_for_another_user(anon_client, use
 )
 def test_password_reset_confirm_rejects_bad_input(anon_client, user, override):
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
-    params = {**reset_link_params(mail.outbox[0]), "new_password": NEW_PASSWORD, **override}
+    params = {**reset_link_params(sent_mail()[0]), "new_password": NEW_PASSWORD, **override}
     assert_problem(anon_client.post("/api/v1/auth/password/reset/confirm/", params), 400)
     user.refresh_from_db()
     assert user.check_password(DEFAULT_PASSWORD)
@@ -674,7 +744,7 @@ def test_password_reset_confirm_rejects_bad_input(anon_client, user, override):
 
 def test_password_reset_confirm_query_count(anon_client, user, django_assert_max_num_queries):
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
-    params = {**reset_link_params(mail.outbox[0]), "new_password": NEW_PASSWORD}
+    params = {**reset_link_params(sent_mail()[0]), "new_password": NEW_PASSWORD}
     with django_assert_max_num_queries(4):  # user, UPDATE (in a savepoint)
         response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
     assert response.status_code == 204

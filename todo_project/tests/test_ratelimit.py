@@ -5,7 +5,9 @@ Rates here use a one-day window (`n/d`) so that a window boundary never falls in
 
 import logging
 import socket
+import types
 
+import django_ratelimit.core
 import pytest
 from django.test import RequestFactory
 from rest_framework.settings import api_settings
@@ -13,6 +15,7 @@ from rest_framework.test import APIClient
 
 from accounts.tests.helpers import assert_problem
 from conftest import DEFAULT_PASSWORD, client_for
+from todo_project import ratelimit
 from todo_project.ratelimit import RateLimitThrottle, client_ip, ip_bucket
 
 pytestmark = pytest.mark.django_db
@@ -178,9 +181,71 @@ def test_sign_in_headers_show_the_tighter_of_its_two_limits(anon_client, user, s
     assert (response["RateLimit-Limit"], response["RateLimit-Remaining"]) == ("5", "4")
 
 
+@pytest.fixture
+def clock_at(monkeypatch):
+    """Stops the rate limits' clock at a given instant (conftest stops it at the test's start):
+    where each bucket's window ends depends on it."""
+
+    def stop_at(instant: int) -> None:
+        clock = types.SimpleNamespace(time=lambda: instant)
+        monkeypatch.setattr(django_ratelimit.core, "time", clock)
+        monkeypatch.setattr(ratelimit, "time", clock)
+
+    return stop_at
+
+
+@pytest.mark.parametrize(
+    "anon_rate",
+    [
+        "4/d",  # the per-IP limit is reached by the 429's request, not exceeded
+        "3/d",  # both limits are exceeded: Retry-After is the longer wait
+    ],
+)
+def test_a_429_on_sign_in_describes_the_limit_it_waits_for_in_every_header(
+    anon_client, settings, clock_at, anon_rate
+):
+    clock_at(1_800_000_000)
+    settings.RATE_LIMIT_ANON = anon_rate
+    settings.RATE_LIMIT_LOGIN = "2/d"
+    email = "alice@example.com"
+    # Counted per IP only: its headers tell when the per-IP window ends.
+    per_ip = anon_client.post("/api/v1/auth/password/reset/", {"email": email})
+    wrong = {"email": email, "password": "not-the-password"}
+    attempts = [anon_client.post("/api/v1/auth/token/", wrong) for _ in range(3)]
+
+    limited = attempts[2]
+    assert_problem(limited, 429)
+    # At this instant the per-IP window ends first, so Retry-After (the sign-in limit's wait,
+    # or the longer of the two) is not the per-IP limit's. The headers once showed the per-IP
+    # limit here (chosen by fewest requests left, then soonest reset).
+    assert int(limited["Retry-After"]) > int(per_ip["RateLimit-Reset"])
+    assert (
+        limited["RateLimit-Limit"],
+        limited["RateLimit-Remaining"],
+        limited["RateLimit-Reset"],
+    ) == ("2", "0", limited["Retry-After"])
+
+
 def test_the_sign_in_limit_survives_a_body_that_is_not_an_object(anon_client):
     response = anon_client.post("/api/v1/auth/token/", [1, 2], format="json")
     assert_problem(response, 400)
+
+
+def test_a_lone_surrogate_in_the_email_is_counted_in_the_sign_in_bucket(
+    anon_client, settings, caplog
+):
+    # Valid JSON, and a string that UTF-8 cannot encode: the bucket key crashed on it, which
+    # logged a "failing open" warning and let the attempt go uncounted.
+    settings.RATE_LIMIT_LOGIN = "2/d"
+    body = b'{"email": "\\ud800x@example.com", "password": "not-the-password"}'
+    with caplog.at_level(logging.WARNING, logger="todo.ratelimit"):
+        responses = [
+            anon_client.post("/api/v1/auth/token/", body, content_type="application/json")
+            for _ in range(3)
+        ]
+    assert [response.status_code for response in responses] == [400, 400, 429]
+    assert responses[0]["RateLimit-Limit"] == "2"
+    assert [r.getMessage() for r in caplog.records if r.name == "todo.ratelimit"] == []
 
 
 # --- Redis down -------------------------------------------------------------------------------
