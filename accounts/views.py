@@ -32,7 +32,7 @@ from accounts.serializers import (
 )
 from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
-from todo_project.ratelimit import LoginRateThrottle
+from todo_project.ratelimit import LoginRateThrottle, PasswordCheckRateThrottle
 from todo_project.schema import delete_with_body
 
 BAD_CREDENTIALS = "Email or password is incorrect."
@@ -216,6 +216,11 @@ class MeView(generics.RetrieveUpdateAPIView):
     def get_object(self) -> User:
         return self.request.user
 
+    def get_throttles(self) -> list:
+        if self.request.method == "DELETE":  # checks the password
+            return [*super().get_throttles(), PasswordCheckRateThrottle()]
+        return super().get_throttles()
+
     @extend_schema(
         tags=TAGS,
         operation_id="auth_me_retrieve",
@@ -257,6 +262,7 @@ class MeView(generics.RetrieveUpdateAPIView):
 
 class PasswordChangeView(generics.GenericAPIView):
     serializer_class = PasswordChangeSerializer
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, PasswordCheckRateThrottle]
 
     @extend_schema(
         tags=TAGS,

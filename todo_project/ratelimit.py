@@ -174,6 +174,17 @@ class LoginRateThrottle(BucketThrottle):
         return "auth-login", f"{email}|{ip_bucket(request._request)}", settings.RATE_LIMIT_LOGIN
 
 
+class PasswordCheckRateThrottle(BucketThrottle):
+    """Requests that check the caller's password (a password change, an account deletion)
+    count as sign-in attempts of their email, in the same bucket: a stolen access token must
+    not guess the password faster than the sign-in form (RATE_LIMIT_LOGIN, not RATE_LIMIT_USER).
+    """
+
+    def bucket(self, request: Request) -> tuple[str, str, str]:
+        key = f"{request.user.email}|{ip_bucket(request._request)}"
+        return "auth-login", key, settings.RATE_LIMIT_LOGIN
+
+
 class RateLimitHeadersMiddleware:
     """Adds RateLimit-Limit/-Remaining/-Reset to every response a limit was counted for."""
 

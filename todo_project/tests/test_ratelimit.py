@@ -291,3 +291,34 @@ def test_with_redis_down_logout_still_ends_both_tokens(dead_redis, user, anon_cl
     assert refresh.status_code == 401
     # The denylist lives in PostgreSQL: a dead Redis does not let the access token back in.
     assert client.get("/api/v1/auth/me/").status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/auth/password/", {"new_password": "another-long-passphrase"}),
+        ("delete", "/api/v1/auth/me/", {}),
+    ],
+    ids=["password change", "account deletion"],
+)
+def test_guessing_the_password_with_a_token_is_as_slow_as_at_sign_in(
+    anon_client, user, settings, method, path, body
+):
+    # A stolen access token gave RATE_LIMIT_USER guesses a minute (100) instead of 10.
+    settings.RATE_LIMIT_LOGIN = "3/d"
+    settings.RATE_LIMIT_USER = "100/d"
+    api = client_for(user)
+    key = "current_password" if method == "post" else "password"
+    wrong = {**body, key: "not-the-password"}
+
+    guesses = [getattr(api, method)(path, wrong, format="json") for _ in range(3)]
+    refused = getattr(api, method)(path, wrong, format="json")
+    signing_in = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+
+    assert [(r.status_code, list(r.json()["errors"])) for r in guesses] == [(400, [key])] * 3
+    assert_problem(refused, 429)
+    assert refused["RateLimit-Limit"] == "3"
+    assert signing_in.status_code == 429  # the same bucket: the sign-in form's
+    assert api.get("/api/v1/auth/me/").status_code == 200  # the session itself goes on
