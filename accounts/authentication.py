@@ -1,9 +1,10 @@
 """The API's authentication: simplejwt's access tokens, plus instant revocation.
 
 On top of simplejwt's checks (signature, expiry, `token_type` must be "access", so a refresh
-token is never accepted here) the token's user must exist and be active, the token must carry
-the user's current token generation and must not be on the logout denylist. All of that is one
-query per request: the user row and the denylist in one statement, compiled once per process.
+token is never accepted here) and ours of the claims' types and ranges (accounts.tokens), the
+token's user must exist and be active, the token must carry the user's current token generation
+and must not be on the logout denylist. All of that is one query per request: the user row and
+the denylist in one statement, compiled once per process.
 """
 
 import functools
@@ -72,16 +73,13 @@ def valid_access_token(raw_token: bytes) -> Token:
 
 
 def holder_claims(token: Token) -> dict:
-    """The keyword arguments of token_holders() for this token; ValueError when it has none."""
-    try:
-        user = uuid.UUID(token[api_settings.USER_ID_CLAIM])
-        jti = token[api_settings.JTI_CLAIM]
-    except (KeyError, TypeError, AttributeError) as error:
-        raise ValueError("The token names no user.") from error
-    generation = token_generation_of(token)
-    if type(generation) is not int or not isinstance(jti, str):
-        raise ValueError("The token's generation or id is malformed.")
-    return {"user": user, "generation": generation, "jti": jti}
+    """The keyword arguments of token_holders() for a valid access token (its claims are
+    checked when it is read: accounts.tokens.well_formed_claims)."""
+    return {
+        "user": uuid.UUID(token[api_settings.USER_ID_CLAIM]),
+        "generation": token_generation_of(token),
+        "jti": token[api_settings.JTI_CLAIM],
+    }
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
@@ -103,10 +101,7 @@ class JWTAuthentication(authentication.JWTAuthentication):
             raise exceptions.AuthenticationFailed(INVALID_TOKEN) from None
 
     def get_user(self, validated_token: Token) -> User:
-        try:
-            rows = USER_OF_TOKEN.rows(**holder_claims(validated_token))
-        except ValueError:
-            raise exceptions.AuthenticationFailed(INVALID_TOKEN) from None
+        rows = USER_OF_TOKEN.rows(**holder_claims(validated_token))
         if not rows:
             raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         return User.from_db(DEFAULT_DB_ALIAS, USER_FIELDS, rows[0])

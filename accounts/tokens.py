@@ -2,11 +2,18 @@
 
 simplejwt gives signing, expiry, token types and the refresh blacklist. What it lacks, and this
 module adds: a `gen` claim (see `User.token_generation`) so that revoking every token of a user
-is one integer bump, and a denylist of access-token ids (`DeniedAccessToken`) for logout.
+is one integer bump, a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
+check of the claims our code reads (well_formed_claims).
 """
 
+import uuid
+from datetime import UTC, datetime
+
+from django.db import connection
 from django.utils.timezone import now
+from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt import tokens
+from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
@@ -15,12 +22,68 @@ from accounts.models import DeniedAccessToken, User
 
 GENERATION_CLAIM = "gen"
 
+# The ranges the claims' values are used in: datetime's (exp, iat), the token_generation
+# column's (gen), the jti columns' (of the blacklist and the denylist).
+MAX_EPOCH = int(datetime.max.replace(tzinfo=UTC).timestamp())
+GENERATION_RANGE = connection.ops.integer_field_range(
+    User._meta.get_field("token_generation").get_internal_type()
+)
+JTI_MAX_LENGTH = min(
+    model._meta.get_field("jti").max_length for model in (OutstandingToken, DeniedAccessToken)
+)
 
-class AccessToken(tokens.AccessToken):
+
+def _int_in(value: object, low: int, high: int) -> bool:
+    return type(value) is int and low <= value <= high  # type(): JSON's true is no number
+
+
+def _canonical_uuid(value: object) -> bool:
+    # Canonical, as for_user() writes it: the user is compared as text (logout) too.
+    try:
+        return isinstance(value, str) and str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
+
+
+def well_formed_claims(payload: dict) -> bool:
+    """Whether the claims our code reads have the types and ranges it relies on.
+
+    Every token we issue has them. One signed with our key by other means (a leaked key, another
+    tool, a bug) must be refused like any invalid token, not fail later in datetime, uuid or
+    PostgreSQL (a NUL, a lone surrogate, a number beyond a column) with a 500.
+    """
+    jti = payload.get(api_settings.JTI_CLAIM)
+    return (
+        _int_in(payload.get("exp"), 0, MAX_EPOCH)
+        and _int_in(payload.get("iat"), 0, MAX_EPOCH)
+        # Tokens minted before the claim existed have none: generation 0.
+        and _int_in(payload.get(GENERATION_CLAIM, 0), *GENERATION_RANGE)
+        and isinstance(jti, str)
+        and 0 < len(jti) <= JTI_MAX_LENGTH
+        and jti.isascii()  # ours are hex digits
+        and jti.isprintable()
+        and _canonical_uuid(payload.get(api_settings.USER_ID_CLAIM))
+    )
+
+
+class WellFormedClaims:
+    """A token whose claims are not well formed is invalid (TokenError) like a forged one."""
+
+    payload: dict
+
+    def verify(self) -> None:
+        # Before simplejwt's checks: its expiry check and blacklist query fail on such claims
+        # with other errors than TokenError.
+        if not well_formed_claims(self.payload):
+            raise TokenError(_("Token is invalid"))
+        super().verify()
+
+
+class AccessToken(WellFormedClaims, tokens.AccessToken):
     pass
 
 
-class RefreshToken(tokens.RefreshToken):
+class RefreshToken(WellFormedClaims, tokens.RefreshToken):
     access_token_class = AccessToken
 
     @classmethod

@@ -438,7 +438,7 @@ def _plain_token_holder(request: HttpRequest) -> dict | None:
         return None
     try:
         return holder_claims(valid_access_token(raw_token.encode()))
-    except (TokenError, ValueError):
+    except TokenError:
         return None
 
 

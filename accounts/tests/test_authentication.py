@@ -11,6 +11,7 @@ from django.test import RequestFactory
 from django.urls import resolve
 from django.utils.timezone import now
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
 
 from accounts import authentication
 from accounts.services import user_deactivate
@@ -179,3 +180,101 @@ def test_a_valid_token_under_another_scheme_is_a_401(user, scheme):
         assert_problem(client.get(path), 401)
     for path in ("/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
         assert fast_answer(path, header) is None, path
+
+
+# --- Tokens signed with our key whose claims are malformed ---------------------------------------
+# Our tokens never carry such claims; one signed by other means (a leaked key, another tool)
+# gets the answer of any invalid token, instead of failing in datetime, uuid or PostgreSQL.
+
+
+def signed_like(token, **claims) -> str:
+    """`token` with these claims changed (None: removed), signed with the server's key."""
+    payload = {**token.payload, **claims}
+    payload = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode(payload, settings.SIMPLE_JWT["SIGNING_KEY"], "HS256")
+
+
+def in_ten_minutes() -> int:
+    return int((now() + timedelta(minutes=10)).timestamp())
+
+
+MALFORMED_CLAIMS = {
+    "exp a string": lambda: {"exp": str(in_ten_minutes())},
+    "exp past datetime's range": lambda: {"exp": 10**20},
+    "gen past the column's range": lambda: {"gen": 10**30},
+    "jti with a NUL": lambda: {"jti": "a\x00"},
+    "jti longer than the column": lambda: {"jti": "a" * 400},
+    "jti with a lone surrogate": lambda: {"jti": "a\ud800"},
+    "iat missing": lambda: {"iat": None},
+    "iat a string": lambda: {"iat": str(int(now().timestamp()))},
+    "user_id not a UUID": lambda: {"user_id": "abc"},
+}
+# Cases an endpoint answered as it should before these claims were checked, left out: a lone
+# surrogate's UnicodeEncodeError is a ValueError, which authentication happened to catch; a
+# refresh token's gen is compared in Python; a user_id that is no UUID is not the caller's.
+REFUSED_BEFORE = {
+    "access": {"jti with a lone surrogate", "user_id not a UUID"},
+    "refresh": {"gen past the column's range"},
+    "logout": {"user_id not a UUID"},  # a 400 already: it cannot be the caller's
+}
+NOT_READ_BY_THE_API = {"iat missing", "iat a string"}  # of an access token: were 200s
+
+
+def malformed(*, but: set[str] = frozenset()) -> list:
+    return [
+        pytest.param(claims, id=name)
+        for name, claims in MALFORMED_CLAIMS.items()
+        if name not in but
+    ]
+
+
+@pytest.fixture
+def task(user) -> Task:
+    return Task.objects.create(owner=user, title="Pay rent", position=1024)
+
+
+@pytest.mark.parametrize("claims", malformed(but=REFUSED_BEFORE["access"] | NOT_READ_BY_THE_API))
+@pytest.mark.parametrize("path", ["/api/v1/auth/me/", "/api/v1/lists/"])
+def test_an_access_token_with_malformed_claims_is_a_401(user, claims, path):
+    access = signed_like(RefreshToken.for_user(user).access_token, **claims())
+    assert assert_problem(bearer(access).get(path), 401)["detail"] == INVALID
+
+
+@pytest.mark.parametrize("claims", malformed(but={"user_id not a UUID"} | NOT_READ_BY_THE_API))
+@pytest.mark.parametrize("path", ["/api/v1/tasks/", "task"])
+def test_the_fast_reads_leave_an_access_token_with_malformed_claims_to_the_viewsets_401(
+    user, task, claims, path
+):
+    path = f"/api/v1/tasks/{task.pk}/" if path == "task" else path
+    access = signed_like(RefreshToken.for_user(user).access_token, **claims())
+    assert fast_answer(path, f"Bearer {access}") is None
+    assert assert_problem(bearer(access).get(path), 401)["detail"] == INVALID
+
+
+@pytest.mark.parametrize("claims", malformed(but=REFUSED_BEFORE["access"] | NOT_READ_BY_THE_API))
+def test_logging_out_with_an_access_token_with_malformed_claims_is_a_401(user, claims):
+    refresh = RefreshToken.for_user(user)
+    access = signed_like(refresh.access_token, **claims())
+    response = bearer(access).post("/api/v1/auth/logout/", {"refresh": str(refresh)})
+    assert assert_problem(response, 401)["detail"] == INVALID
+    assert not BlacklistedToken.objects.exists()
+
+
+@pytest.mark.parametrize("claims", malformed(but=REFUSED_BEFORE["refresh"]))
+def test_refreshing_with_malformed_claims_is_a_401(anon_client, user, claims):
+    refresh = signed_like(RefreshToken.for_user(user), **claims())
+    response = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": refresh})
+    body = assert_problem(response, 401)
+    assert body["detail"] == "The refresh token is invalid, expired or revoked."
+    assert not BlacklistedToken.objects.exists()
+
+
+@pytest.mark.parametrize("claims", malformed(but=REFUSED_BEFORE["logout"]))
+def test_logging_out_with_a_refresh_token_with_malformed_claims_is_a_400(user, claims):
+    access = str(RefreshToken.for_user(user).access_token)
+    refresh = signed_like(RefreshToken.for_user(user), **claims())
+    response = bearer(access).post("/api/v1/auth/logout/", {"refresh": refresh})
+    body = assert_problem(response, 400)
+    assert body["errors"] == {"refresh": ["The refresh token is invalid, expired or revoked."]}
+    assert not BlacklistedToken.objects.exists()
+    assert bearer(access).get("/api/v1/auth/me/").status_code == 200  # still signed in
