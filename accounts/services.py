@@ -127,11 +127,12 @@ def tokens_refresh(*, refresh: str) -> dict[str, str]:
 def user_logout(*, user: User, refresh: str, access: Token) -> None:
     """Ends one session: blacklists its refresh token and denies the calling access token.
 
-    A refresh token that is not usable (or not the caller's) is a 400 and changes nothing: the
-    caller is signed in, only this input is wrong.
+    The refresh token may be unusable already (expired, or rotated or revoked since): the
+    session ends all the same. One we did not sign, or not the caller's, is a 400 and changes
+    nothing: the caller is signed in, only this input is wrong.
     """
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken.signed(refresh)
     except TokenError:
         token = None
     if token is None or token.get(api_settings.USER_ID_CLAIM) != str(user.pk):

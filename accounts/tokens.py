@@ -13,8 +13,13 @@ from django.db import connection
 from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt import tokens
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import (
+    TokenBackendError,
+    TokenBackendExpiredToken,
+    TokenError,
+)
 from rest_framework_simplejwt.settings import api_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
@@ -99,6 +104,25 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
             created_at=token.current_time,
             expires_at=datetime_from_epoch(token["exp"]),
         )
+        return token
+
+    @classmethod
+    def signed(cls, raw: str) -> "RefreshToken":
+        """The refresh token if we signed it (its type and claims checked too), whether or not
+        it is still usable: it may have expired, or been blacklisted since. Else TokenError.
+
+        For logout, which ends the session such a token belongs to all the same."""
+        try:
+            token_backend.decode(raw)
+        except TokenBackendExpiredToken:
+            pass  # PyJWT checks the expiry only after the signature checked out
+        except TokenBackendError as error:
+            raise TokenError(_("Token is invalid")) from error
+        # Signature checked above; verify() would refuse an expired or blacklisted one too.
+        token = cls(raw, verify=False)
+        if not well_formed_claims(token.payload):
+            raise TokenError(_("Token is invalid"))
+        token.verify_token_type()
         return token
 
 

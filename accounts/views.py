@@ -200,7 +200,10 @@ class LogoutView(generics.GenericAPIView):
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
-        """Ends this session: the given refresh token and the calling access token are dead."""
+        """Ends this session: the given refresh token and the calling access token are dead.
+
+        The refresh token may have expired, or been rotated or revoked already: the session
+        ends all the same. One that is not the caller's is a 400 and changes nothing."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.user_logout(

@@ -7,6 +7,7 @@ import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlparse
 
+import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 from django.utils.encoding import force_bytes
@@ -18,7 +19,7 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 from accounts.mail import wait_until_idle
 from accounts.models import DeniedAccessToken, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
-from accounts.tokens import AccessToken
+from accounts.tokens import AccessToken, RefreshToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import TaskList
 from todo_project.request_id import RequestIdLogFilter
@@ -390,6 +391,31 @@ def test_logout_kills_the_refresh_token_and_the_calling_access_token(anon_client
 def test_logout_needs_an_access_token(anon_client, user):
     pair = sign_in(user.email, DEFAULT_PASSWORD)
     assert_problem(anon_client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]}), 401)
+
+
+def test_logout_with_a_refresh_token_rotated_since_still_ends_the_session(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    rotated = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    assert rotated.status_code == 200  # the refresh token in `pair` is blacklisted now
+    client = bearer(pair["access"])
+    response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
+    assert response.status_code == 204
+    assert_problem(client.get("/api/v1/auth/me/"), 401)
+
+
+def test_logout_with_an_expired_refresh_token_still_ends_the_session(user):
+    refresh = RefreshToken.for_user(user)
+    client = bearer(str(refresh.access_token))
+    refresh.set_exp(lifetime=-timedelta(seconds=1))
+    # Its signature is still checked: a forged one changes nothing.
+    forged = jwt.encode(refresh.payload, "some-other-key-of-sufficient-length-0123", "HS256")
+    assert_problem(client.post("/api/v1/auth/logout/", {"refresh": forged}), 400)
+    assert client.get("/api/v1/auth/me/").status_code == 200
+
+    response = client.post("/api/v1/auth/logout/", {"refresh": str(refresh)})
+    assert response.status_code == 204
+    assert_problem(client.get("/api/v1/auth/me/"), 401)
+    assert BlacklistedToken.objects.filter(token__jti=refresh["jti"]).exists()
 
 
 def test_logout_with_another_users_refresh_token_changes_nothing(user, other_user):
