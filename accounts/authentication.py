@@ -98,12 +98,12 @@ class JWTAuthentication(authentication.JWTAuthentication):
         except TokenError:
             # One plain message: the details (expired? wrong type?) help attackers more than
             # clients, which react to any 401 the same way (refresh, else sign in again).
-            raise exceptions.AuthenticationFailed(INVALID_TOKEN) from None
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token") from None
 
     def get_user(self, validated_token: Token) -> User:
         rows = USER_OF_TOKEN.rows(**holder_claims(validated_token))
         if not rows:
-            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token")
         return User.from_db(DEFAULT_DB_ALIAS, USER_FIELDS, rows[0])
 
 

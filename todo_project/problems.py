@@ -194,6 +194,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
+        # RFC 6750 section 3.1: a token sent and refused says so; no token, no error code.
+        if exc.get_codes() == "invalid_token":
+            headers["WWW-Authenticate"] += ', error="invalid_token"'
     if isinstance(exc, PreconditionFailed) and exc.etag:
         headers["ETag"] = exc.etag
     if isinstance(exc, exceptions.MethodNotAllowed):

@@ -41,7 +41,8 @@ from todo_project.problems import (
 # What each error answer the shared machinery adds means, unless a view says it better.
 ERROR_DESCRIPTIONS = {
     400: "Invalid input: `errors` names each field or query parameter.",
-    401: "Missing, invalid or expired access token.",
+    401: "Missing, invalid, expired or revoked access token. For one sent and refused, "
+    '`WWW-Authenticate` says `error="invalid_token"` (RFC 6750 section 3.1).',
     404: "Not found, or not yours (the same answer either way).",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",

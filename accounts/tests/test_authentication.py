@@ -182,6 +182,34 @@ def test_a_valid_token_under_another_scheme_is_a_401(user, scheme):
         assert fast_answer(path, header) is None, path
 
 
+# --- WWW-Authenticate (RFC 6750 section 3) ------------------------------------------------------
+
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="api", error="invalid_token"'
+
+
+@pytest.mark.parametrize("path", ["/api/v1/auth/me/", "/api/v1/tasks/", "task"])
+def test_the_401_for_a_refused_token_says_invalid_token_and_for_none_no_error(user, path):
+    """A token sent and refused (invalid, expired, revoked) is error="invalid_token"; a request
+    without one (or with another scheme's) gets no error code. The fast reads too."""
+    if path == "task":
+        path = f"/api/v1/tasks/{Task.objects.create(owner=user, title='Pay', position=1).pk}/"
+    expired = RefreshToken.for_user(user).access_token
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    revoked = str(RefreshToken.for_user(user).access_token)
+    user_deactivate(user=user)
+    for access in ("garbage", str(expired), revoked):
+        response = bearer(access).get(path)
+        assert_problem(response, 401)
+        assert response["WWW-Authenticate"] == INVALID_TOKEN_CHALLENGE, access
+
+    basic = APIClient()
+    basic.credentials(HTTP_AUTHORIZATION="Basic YTpi")
+    for client in (APIClient(), basic):
+        response = client.get(path)
+        assert_problem(response, 401)
+        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+
+
 # --- Tokens signed with our key whose claims are malformed ---------------------------------------
 # Our tokens never carry such claims; one signed by other means (a leaked key, another tool)
 # gets the answer of any invalid token, instead of failing in datetime, uuid or PostgreSQL.

@@ -5,6 +5,7 @@ These tests drive WSGI apps directly, as gunicorn does: the test client skips ws
 
 import logging
 
+import jwt
 import pytest
 from corsheaders.signals import check_request_enabled
 from django.conf import settings
@@ -314,6 +315,21 @@ def test_a_task_that_is_not_the_callers_is_djangos_404(apps, variety, token, oth
     assert apps.to_django == 1
     assert status == "404 Not Found"
     assert dict(headers)["Content-Type"] == "application/problem+json"
+
+
+def test_a_refused_token_is_djangos_401_naming_it_invalid(apps, variety, user):
+    # Signed with the server's key, but a generation no column holds (was a 500).
+    claims = {**RefreshToken.for_user(user).access_token.payload, "gen": 10**30}
+    malformed = jwt.encode(claims, settings.SIMPLE_JWT["SIGNING_KEY"], "HS256")
+    paths = ["/api/v1/tasks/", f"/api/v1/tasks/{variety[0].id}/"]
+    for path in paths:
+        for refused in ("not-a-token", malformed):
+            status, headers, _ = call(apps.lane, path, refused)
+            assert status == "401 Unauthorized", (path, refused)
+            # RFC 6750 section 3.1: the token was sent and refused.
+            assert dict(headers)["WWW-Authenticate"] == 'Bearer realm="api", error="invalid_token"'
+
+    assert apps.to_django == 2 * len(paths)
 
 
 def test_other_urls_go_to_django(apps, variety, token):
