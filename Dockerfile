@@ -22,14 +22,15 @@ WORKDIR /app
 COPY . .
 # The static files (the admin's, Swagger UI's) collected into /app/staticfiles, each with a
 # gzip copy that whitenoise serves to clients that accept it (settings.py, STORAGES). With
-# DEBUG off the settings want a SECRET_KEY and a DATABASE_URL: throwaway values for this step
-# only (collectstatic connects to nothing). Never put a real secret here, it would stay in the
-# image; the real ones come from the environment at run time.
+# DEBUG off the settings refuse to start without the variables production requires: throwaway
+# values for this step only (collectstatic connects to nothing). Never put a real secret here,
+# it would stay in the image; the real ones come from the environment at run time.
 RUN SECRET_KEY=collectstatic-at-build-time-only DATABASE_URL=postgres://build@127.0.0.1:1/none \
+    REDIS_URL=redis://127.0.0.1:1/0 ALLOWED_HOSTS=build.invalid FRONTEND_URL=https://build.invalid \
     python manage.py collectstatic --noinput
 USER app
 EXPOSE 8000
-# Needs DATABASE_URL, REDIS_URL and SECRET_KEY; see .env.example for the rest.
+# Needs DATABASE_URL, REDIS_URL, SECRET_KEY, ALLOWED_HOSTS and FRONTEND_URL; see .env.example.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["python", "-m", "todo_project.healthcheck"]
 # sh is PID 1 until gunicorn replaces it, and PID 1 ignores a signal it does not handle: the

@@ -140,12 +140,23 @@ class LocalServices:
         self.stop()
 
 
+# What runs under main() (make run, serve, migrate, bench) is a local server: with DEBUG off the
+# settings require these (their defaults would be wrong in production), and here the local
+# values are the right ones unless set.
+LOCAL_SERVER_DEFAULTS = {
+    "ALLOWED_HOSTS": "localhost,127.0.0.1,[::1]",
+    "FRONTEND_URL": "http://localhost:3000",
+}
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
         print(__doc__)
         return 2
+    for name, value in LOCAL_SERVER_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     with LocalServices():
         child = subprocess.Popen(argv)
         # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop

@@ -9,6 +9,7 @@ import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -37,6 +38,36 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def refuse(message: str) -> NoReturn:
+    # One line on stderr, and the process (manage.py, or gunicorn's master: preload_app) stops:
+    # a misconfiguration is found at the start, not by the first users, and no traceback buries
+    # what to fix.
+    sys.exit(message)
+
+
+def require_in_production(name: str) -> None:
+    """With DEBUG off, refuses to start when the variable is unset or empty: its development
+    default would be wrong in production, and nothing would fail at the start."""
+    if not os.environ.get(name) and not (DEBUG or TESTING):
+        refuse(f"{name} is not set: refusing to start with DEBUG off (see .env.example).")
+
+
+# django-ratelimit's grammar (django_ratelimit.core._split_rate), strictly: a count, "/", an
+# optional multiplier, a lowercase unit. Anything else went wrong without a word at run time:
+# "lots" or "10/0m" turned the limit off (its parser fails, and the throttle fails open), and
+# "100/M" was read as 100 a second.
+RATE_RE = re.compile(r"\d+/([1-9]\d*)?[smhd]")
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name, "") or default
+    if not RATE_RE.fullmatch(value):
+        refuse(
+            f"{name} must be a rate like 30/m or 100/5m (a count per s, m, h or d), not {value!r}."
+        )
+    return value
+
+
 # --- Core -------------------------------------------------------------------------------------
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -44,13 +75,15 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not (DEBUG or TESTING):
-        # One line, on stderr, and the process stops: better than running with a guessable key.
-        sys.exit("SECRET_KEY is not set: refusing to start with DEBUG off (see .env.example).")
-    SECRET_KEY = "insecure-development-key-only-for-debug-and-tests-0123456789abcdef"
+require_in_production("SECRET_KEY")  # better than running with a guessable key
+SECRET_KEY = (
+    os.environ.get("SECRET_KEY")
+    or "insecure-development-key-only-for-debug-and-tests-0123456789abcdef"
+)
 
+# Required: with the localhost default every real request got a 400, while `check --deploy`
+# passed and the container's health probe (Host: localhost) said healthy.
+require_in_production("ALLOWED_HOSTS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 
 ROOT_URLCONF = "todo_project.urls"
@@ -141,23 +174,28 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 
+require_in_production("DATABASE_URL")
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
-    raise ImproperlyConfigured(
-        "DATABASE_URL is not set. Use `make run` / `make test` (they start a project-local "
+    refuse(
+        "DATABASE_URL is not set: use `make run` / `make test` (they start a project-local "
         "PostgreSQL under .data/) or point it at a PostgreSQL server."
     )
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        # Persistent connections: opening one per request halves throughput (bench/README.md).
-        conn_max_age=env_int("CONN_MAX_AGE", 600),
-        # ...checked before reuse, so a PostgreSQL restart costs a reconnect, not a 500.
-        conn_health_checks=True,
-    )
-}
+try:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL,
+            # Persistent connections: opening one per request halves throughput (bench/README.md).
+            conn_max_age=env_int("CONN_MAX_AGE", 600),
+            # ...checked before reuse, so a PostgreSQL restart costs a reconnect, not a 500.
+            conn_health_checks=True,
+        )
+    }
+except ValueError:  # an unknown scheme, an unparsable URL
+    # The value is not repeated: it may hold the password.
+    refuse("DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL (postgres://...).")
+    refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"
@@ -174,6 +212,9 @@ if env_bool("DB_PREPARED_STATEMENTS", True):
 
 # --- Cache ------------------------------------------------------------------------------------
 
+# Required: without it each gunicorn worker counted rate limits in a cache of its own (N times
+# the limits), and /readyz said ok; only `manage.py check` objected (django_ratelimit.E003).
+require_in_production("REDIS_URL")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
     CACHES = {
@@ -187,8 +228,7 @@ if REDIS_URL:
         }
     }
 else:
-    # Only acceptable for a single-process debug server. With DEBUG off, django-ratelimit's
-    # system check (E003) refuses to start on it, rightly: limits must be shared.
+    # Only acceptable for a single-process debug server (refused above with DEBUG off).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 SILENCED_SYSTEM_CHECKS = [
@@ -241,7 +281,9 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
 }
 
-FRONTEND_URL = os.environ.get("FRONTEND_URL", "http://localhost:3000").rstrip("/")
+# Required: password-reset emails link to it, and the default would send users to localhost.
+require_in_production("FRONTEND_URL")
+FRONTEND_URL = (os.environ.get("FRONTEND_URL") or "http://localhost:3000").rstrip("/")
 
 # --- Email ------------------------------------------------------------------------------------
 
@@ -326,9 +368,9 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_FAIL_OPEN = True
 # Also used by any `@ratelimit(key="ip")`: the same client IP as the throttles.
 RATELIMIT_IP_META_KEY = "todo_project.ratelimit.client_ip"
-RATE_LIMIT_USER = os.environ.get("RATE_LIMIT_USER", "100/m")
-RATE_LIMIT_ANON = os.environ.get("RATE_LIMIT_ANON", "30/m")
-RATE_LIMIT_LOGIN = os.environ.get("RATE_LIMIT_LOGIN", "10/m")
+RATE_LIMIT_USER = env_rate("RATE_LIMIT_USER", "100/m")
+RATE_LIMIT_ANON = env_rate("RATE_LIMIT_ANON", "30/m")
+RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/m")
 # How many X-Forwarded-For hops (set by our own proxies) to trust for the client IP.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 

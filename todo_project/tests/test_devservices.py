@@ -1,6 +1,11 @@
 """The local PostgreSQL's settings (todo_project/devservices.py)."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
 
 from todo_project import devservices
 
@@ -47,3 +52,30 @@ def test_the_tests_flush_a_redis_database_of_their_own(monkeypatch):
         assert served.get("devservices-test-key") == b"kept"
     finally:
         served.delete("devservices-test-key")
+
+
+def test_a_local_server_with_debug_off_starts_without_production_only_variables():
+    # `make serve` and `make bench` run gunicorn this way: DEBUG off, a SECRET_KEY, nothing else.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"ALLOWED_HOSTS", "FRONTEND_URL", "PYTEST_CURRENT_TEST"}
+    }
+    env.update(DEBUG="0", SECRET_KEY="a-local-secret-key-" + "x" * 40)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "todo_project.devservices",
+            "--",
+            sys.executable,
+            "manage.py",
+            "check",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr

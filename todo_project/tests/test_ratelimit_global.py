@@ -59,6 +59,8 @@ def gunicorn(tmp_path: Path):
         "JWT_SIGNING_KEY": settings.SIMPLE_JWT["SIGNING_KEY"],
         "DEBUG": "0",
         "HTTPS": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "FRONTEND_URL": "https://app.example.com",
         "RATE_LIMIT_USER": f"{LIMIT}/m",
         "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
         "LOG_LEVEL": "warning",

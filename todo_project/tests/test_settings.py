@@ -37,6 +37,7 @@ def production_env(**extra: str) -> dict[str, str]:
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(50),
         "ALLOWED_HOSTS": "todo.example.com",
+        "FRONTEND_URL": "https://app.example.com",
         **extra,
     }
 
@@ -55,18 +56,68 @@ def test_check_deploy_is_clean_with_the_documented_production_settings():
     assert "no issues" in result.stdout
 
 
-def test_a_per_process_cache_is_refused_in_production():
-    env = production_env()
-    result = subprocess.run(
+def run_check_without(name: str, **env: str) -> subprocess.CompletedProcess:
+    """`manage.py check` with the production settings, the variable `name` unset."""
+    base = {key: value for key, value in os.environ.items() if key != name}
+    env = {**production_env(), **env}
+    env.pop(name, None)
+    return subprocess.run(
         [sys.executable, "manage.py", "check"],
         cwd=ROOT,
-        env={**{k: v for k, v in os.environ.items() if k != "REDIS_URL"}, **env},
+        env={**base, **env},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+# Each one's development default would be wrong in production without failing at the start:
+# a per-process cache (every worker its own rate limits), a 400 for every real Host, reset links
+# to localhost; no database at all gave a 52-line traceback with development advice.
+@pytest.mark.parametrize("name", ["REDIS_URL", "ALLOWED_HOSTS", "FRONTEND_URL", "DATABASE_URL"])
+def test_a_variable_production_requires_is_refused_in_one_line_when_unset(name):
+    result = run_check_without(name)
     assert result.returncode != 0
-    assert "django_ratelimit.E003" in result.stderr
+    assert result.stderr == (
+        f"{name} is not set: refusing to start with DEBUG off (see .env.example).\n"
+    )
+
+
+@pytest.mark.parametrize("url", ["garbage", "postgres://todo:hunter2@db:port/todo"])
+def test_a_malformed_database_url_is_refused_in_one_line_without_its_password(url):
+    result = run_manage("check", **production_env(DATABASE_URL=url))
+    assert result.returncode != 0
+    assert result.stderr == (
+        "DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT_ANON", "lots"),  # django-ratelimit cannot parse it: the limit failed open
+        ("RATE_LIMIT_USER", "100/M"),  # read as 100 a second
+        ("RATE_LIMIT_LOGIN", "10/0m"),  # a zero-second window: the limit failed open
+    ],
+)
+def test_a_malformed_rate_is_refused_in_one_line_naming_the_variable(name, value):
+    result = run_manage("check", **production_env(**{name: value}))
+    assert result.returncode != 0
+    assert result.stderr == (
+        f"{name} must be a rate like 30/m or 100/5m (a count per s, m, h or d), not {value!r}.\n"
+    )
+
+
+def test_the_rates_accepted_mean_what_they_say_to_django_ratelimit(monkeypatch):
+    from django_ratelimit.core import _split_rate
+
+    from todo_project.settings import env_rate
+
+    for value, meaning in [("30/m", (30, 60)), ("100/5m", (100, 300)), ("1000/d", (1000, 86400))]:
+        monkeypatch.setenv("RATE_LIMIT_USER", value)
+        assert _split_rate(env_rate("RATE_LIMIT_USER", "100/m")) == meaning
+    monkeypatch.delenv("RATE_LIMIT_USER")
+    assert env_rate("RATE_LIMIT_USER", "100/m") == "100/m"
 
 
 def test_sqlite_is_refused():

@@ -60,6 +60,8 @@ def ask_the_wsgi_app(static_root: Path, *requests: tuple[str, str | None]):
         DEBUG="0",
         HTTPS="0",
         SECRET_KEY=settings.SECRET_KEY,
+        ALLOWED_HOSTS="127.0.0.1",  # wsgiref's setup_testing_defaults
+        FRONTEND_URL="https://app.example.com",
         STATIC_ROOT=str(static_root),
     )
     ran = subprocess.run(
@@ -85,10 +87,17 @@ def dockerfile_collectstatic_step() -> str:
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory) -> Path:
     """STATIC_ROOT after the Dockerfile's own collectstatic step, run as the build runs it:
-    DEBUG off, its throwaway SECRET_KEY and DATABASE_URL (nothing listens there), no REDIS_URL."""
+    DEBUG off, with only the throwaway values the step sets (nothing listens there)."""
     static_root = tmp_path_factory.mktemp("image") / "staticfiles"
     env = env_without(
-        "DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "HTTPS", "PYTEST_CURRENT_TEST"
+        "DEBUG",
+        "SECRET_KEY",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ALLOWED_HOSTS",
+        "FRONTEND_URL",
+        "HTTPS",
+        "PYTEST_CURRENT_TEST",
     )
     env["STATIC_ROOT"] = str(static_root)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # this venv's python

@@ -25,7 +25,14 @@ print(json.dumps({
 
 def test_loading_the_app_imports_what_a_first_request_would_and_connects_nothing():
     # A connection opened here would be shared by every forked worker: one socket, garbled.
-    env = {**os.environ, "SECRET_KEY": settings.SECRET_KEY, "DEBUG": "0", "HTTPS": "0"}
+    env = {
+        **os.environ,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "ALLOWED_HOSTS": "todo.example.com",
+        "FRONTEND_URL": "https://app.example.com",
+        "DEBUG": "0",
+        "HTTPS": "0",
+    }
     loaded = subprocess.run(
         [sys.executable, "-c", LOAD_THE_APP],
         cwd=settings.BASE_DIR,
