@@ -13,12 +13,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     WEB_CONCURRENCY=4
-# A home of its own: gunicorn keeps its control socket under $HOME, and /app is not writable.
+# A home of its own, as /app is not writable.
 RUN useradd --system --uid 10001 --create-home --home-dir /home/app --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root, readable by all: the app user runs the code but cannot rewrite it. Nothing at
-# run time writes under /app (gunicorn's control socket is in $HOME, static files are below).
+# run time writes under /app (static files are collected below, at build time).
 COPY . .
 # The static files (the admin's, Swagger UI's) collected into /app/staticfiles, each with a
 # gzip copy that whitenoise serves to clients that accept it (settings.py, STORAGES). With

@@ -21,9 +21,23 @@ preload_app = True
 max_requests = 250_000
 max_requests_jitter = 25_000
 accesslog = None  # the app writes one JSON line per request itself (with the request id)
-errorlog = "-"
+errorlog = "-"  # stderr, like the app's own log lines
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# X-Forwarded-Proto (and gunicorn's other forwarded headers) only when the app trusts proxies
+# too (settings.py: TRUSTED_PROXY_COUNT, SECURE_PROXY_SSL_HEADER): gunicorn's default, trusting
+# 127.0.0.1, let a local client claim HTTPS with TRUSTED_PROXY_COUNT=0. Behind proxies, from
+# anyone (as Django does) unless FORWARDED_ALLOW_IPS narrows it to the proxies' addresses.
+if int(os.environ.get("TRUSTED_PROXY_COUNT") or 0) > 0:
+    forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "*"
+else:
+    forwarded_allow_ips = ""
+# gunicorn's control socket (for `gunicornc`, unused here) defaults to one path per user,
+# $HOME/.gunicorn/gunicorn.ctl: a second gunicorn of the same user (make serve beside the
+# benchmark or a test) deleted the first one's.
+control_socket_disable = True
+# The workers' heartbeat files: on tmpfs, so that their fchmod never waits for a disk (gunicorn's
+# advice for containers, whose /tmp is often the overlay filesystem).
+worker_tmp_dir = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
 
 
 def pre_fork(server, worker) -> None:
