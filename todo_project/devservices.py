@@ -21,7 +21,8 @@ import warnings
 from pathlib import Path
 from typing import Self
 
-DATA_DIR = Path(os.environ.get("TODO_DATA_DIR", Path(__file__).resolve().parent.parent / ".data"))
+# Empty is unset (.env.example lists it empty): not the current directory.
+DATA_DIR = Path(os.environ.get("TODO_DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
 
 # Settings of the local PostgreSQL, written at the end of its postgresql.conf (the last value
 # wins) before each start; a new data directory gets them from its second start on.

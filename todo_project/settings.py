@@ -399,7 +399,10 @@ LOGGING = {
     "formatters": {"json": {"()": "todo_project.request_id.JsonFormatter"}},
     "handlers": {
         "console": {
+            # stderr, as gunicorn's own log (errorlog "-"): stdout is left to commands' output
+            # (create_support_user prints a password there, alone).
             "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
             "formatter": "json",
             "filters": ["request_id"],
         }
