@@ -2,7 +2,7 @@ import random
 from collections import defaultdict
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from bench import prepare
@@ -116,3 +116,23 @@ def test_the_bulk_batches_are_open_top_level_tasks_that_a_reset_reopens(monkeypa
 
     assert prepare.main(["--reset-only"]) == 0
     assert not Task.objects.filter(pk__in=ids, completed=True).exists()
+
+
+@pytest.mark.parametrize("option", ["--users", "--tasks-per-user", "--heavy-tasks"])
+@pytest.mark.parametrize("size", ["-5", "0"])
+def test_a_size_below_one_is_refused_and_nothing_is_seeded(option, size):
+    with pytest.raises(CommandError, match=f"argument {option}: must be a whole number"):
+        call_command("seed_bench", option, size)
+
+    assert not bench_users().exists()
+
+
+def test_its_help_warns_off_production_and_says_what_each_size_is(capsys):
+    with pytest.raises(SystemExit):
+        call_command("seed_bench", "--help")
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert "NEVER run it against a production database" in text
+    assert "--users USERS ordinary bench users" in text
+    assert "--tasks-per-user TASKS_PER_USER tasks of each ordinary user" in text
+    assert "--heavy-tasks HEAVY_TASKS tasks of the one heavy user" in text
