@@ -11,17 +11,30 @@ WEB_CONCURRENCY ?= 4
 # Runs a command with the project-local PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
 WITH_SERVICES := $(PY) -m todo_project.devservices --
 STAMP := $(VENV)/.installed
+# With DEBUG off the settings need a SECRET_KEY: when the environment has none, serve, migrate
+# and manage use one kept here, created on first use readable by its owner only (umask 077).
+KEY_FILE := .data/secret_key
+ENSURE_KEY := mkdir -p $(dir $(KEY_FILE)) && { test -s $(KEY_FILE) || ( umask 077 && \
+  $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $(KEY_FILE) ); }
+WITH_KEY := SECRET_KEY=$${SECRET_KEY:-$$(cat $(KEY_FILE))}
+# Where `make run` serves the admin: the settings read ADMIN_URL from the environment too.
+ADMIN_PATH := $(patsubst %//,%/,/$(patsubst /%,%,$(or $(ADMIN_URL),admin/))/)
 
 export PORT HOST WEB_CONCURRENCY
 
-.PHONY: help install run serve test lint format migrate clean bench
+.PHONY: help install run serve test lint format migrate manage clean bench
 
 help:
-	@echo "make run    - set up, migrate, seed the demo user and serve with DEBUG on (127.0.0.1:$(PORT))"
-	@echo "make test   - set up, then the whole test suite with coverage (fails below 90%)"
-	@echo "make serve  - the production server: gunicorn, $(WEB_CONCURRENCY) workers, DEBUG off"
-	@echo "make lint   - ruff check and ruff format --check"
-	@echo "make bench  - the benchmark (see bench/README.md)"
+	@echo "make run     - set up, migrate, seed the demo user and serve with DEBUG on (127.0.0.1:$(PORT))"
+	@echo "make test    - set up, then the whole test suite with coverage (fails below 90%)"
+	@echo "make serve   - the production server: gunicorn, $(WEB_CONCURRENCY) workers, DEBUG off"
+	@echo "make install - create .venv and install the requirements (the other targets do it too)"
+	@echo "make migrate - apply migrations to DATABASE_URL, or the project-local database"
+	@echo "make manage ARGS=\"...\" - a manage.py command, as make migrate runs it"
+	@echo "make lint    - ruff check and ruff format --check"
+	@echo "make format  - fix what ruff can"
+	@echo "make bench   - the benchmark (see bench/README.md)"
+	@echo "make clean   - remove .venv, .data (the local database!), caches and bench outputs"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,17 +48,17 @@ run: install
 	DEBUG=1 HTTPS=0 $(WITH_SERVICES) bash -c '\
 	  $(PY) manage.py migrate --noinput && \
 	  $(PY) manage.py seed_demo --with-admin && \
-	  echo && echo "API      http://127.0.0.1:$(PORT)/api/v1/" && \
-	  echo "Docs     http://127.0.0.1:$(PORT)/api/docs/" && \
-	  echo "Admin    http://127.0.0.1:$(PORT)/admin/" && \
+	  echo && echo "Docs     http://127.0.0.1:$(PORT)/api/docs/" && \
+	  echo "API      http://127.0.0.1:$(PORT)/api/v1/tasks/ (Bearer token from POST /api/v1/auth/token/)" && \
+	  echo "Admin    http://127.0.0.1:$(PORT)$(ADMIN_PATH)" && \
 	  echo "API user demo@example.com / demo-password-2026" && \
 	  echo "Admin    admin@example.com / admin-password-2026 (local superuser)" && echo && \
 	  exec $(PY) manage.py runserver 127.0.0.1:$(PORT)'
 
 # A local stand-in for the production server: DEBUG off, plain HTTP on loopback.
 serve: install
-	@mkdir -p .data && test -s .data/secret_key || $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > .data/secret_key
-	DEBUG=0 HTTPS=0 SECRET_KEY=$${SECRET_KEY:-$$(cat .data/secret_key)} $(WITH_SERVICES) bash -c '\
+	@$(ENSURE_KEY)
+	DEBUG=0 HTTPS=0 $(WITH_KEY) $(WITH_SERVICES) bash -c '\
 	  $(PY) manage.py migrate --noinput && \
 	  exec $(VENV)/bin/gunicorn todo_project.wsgi:application -c gunicorn.conf.py'
 
@@ -70,7 +83,17 @@ bench: install
 	$(WITH_SERVICES) $(PY) -m bench.run $(BENCH_ARGS)
 
 migrate: install
-	$(WITH_SERVICES) $(PY) manage.py migrate --noinput
+	@$(ENSURE_KEY)
+	$(WITH_KEY) $(WITH_SERVICES) $(PY) manage.py migrate --noinput
 
+# Any manage.py command, e.g. make manage ARGS="create_support_user agent@example.com". DEBUG
+# stays as the environment has it (off by default), so DEBUG-only commands need DEBUG=1.
+manage: install
+	@$(ENSURE_KEY)
+	@$(WITH_KEY) $(WITH_SERVICES) $(PY) manage.py $(ARGS)
+
+# Generated local state only; the reports kept in git (bench/results/*.md) stay.
 clean:
-	rm -rf $(VENV) .data staticfiles .coverage .pytest_cache .ruff_cache
+	rm -rf $(VENV) .data staticfiles htmlcov test-artifacts .coverage .pytest_cache .ruff_cache \
+	  .hypothesis .schemathesis bench/results/data.lua bench/results/*.log bench/results/*.raw
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

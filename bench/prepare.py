@@ -1,13 +1,14 @@
 """Puts the bench data back in its starting state and writes the load generator's data file.
 
-    python -m bench.prepare OUT.lua [--users N]
+    python -m bench.prepare OUT.lua [--users N] [--min-bulk-batches N]
     python -m bench.prepare --reset-only
 
 Undoes what the write scenarios of an earlier run did (tasks they created are deleted, tasks
 they completed are reopened), then mints an access token for N bench users (and the heavy user)
 and picks, for each, the task ids the scenarios use. The file is Lua source (`return {...}`),
 read once per wrk thread. `--reset-only` undoes and writes nothing: bench/run.py runs it before
-each round of `bulk complete 100`, to reopen the batches.
+each round of `bulk complete 100`, to reopen the batches. `--min-bulk-batches N` refuses, before
+any load, data too small for that scenario: each of wrk's N threads needs a batch of its own.
 """
 
 import argparse
@@ -119,6 +120,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--reset-only", action="store_true", help="undo, write no data file")
+    parser.add_argument(
+        "--min-bulk-batches",
+        type=int,
+        default=0,
+        help="fail unless there are this many bulk batches (bench/run.py: its wrk threads)",
+    )
     args = parser.parse_args(argv)
     if (args.out is None) != args.reset_only:
         parser.error("give OUT.lua, or --reset-only")
@@ -143,8 +150,19 @@ def main(argv: list[str]) -> int:
         return 0
     rng = random.Random(11)
     users = list(bench_users().exclude(pk=heavy.pk).order_by("email")[: args.users])
+    entries = [user_entry(user, rng) for user in users]
+    batches = sum(len(entry["bulk"]) for entry in entries)
+    if batches < args.min_bulk_batches:
+        # scenario.lua gives each wrk thread a share of the batches; a thread without one fails
+        # in Lua ("attempt to index local 'batch'") in the middle of the run.
+        sys.exit(
+            f"bench.prepare: `bulk complete 100` needs at least {args.min_bulk_batches} batches "
+            f"of {BULK_SIZE} open top-level tasks (one per wrk thread); the {len(users)} users' "
+            f"tasks make {batches}. Seed more tasks per user (--seed-tasks; about 200 make a "
+            "batch), run fewer --threads, or leave the scenario out (--scenarios)."
+        )
     data = {
-        "users": [user_entry(user, rng) for user in users],
+        "users": entries,
         "heavy": {"token": token_for(heavy)},
         "created_title": CREATED_TITLE,
         "bulk_size": BULK_SIZE,

@@ -56,6 +56,17 @@ def test_an_invalid_email_is_refused():
 
 
 @pytest.mark.django_db
+def test_an_email_longer_than_the_column_is_refused():
+    # Valid for validate_email (up to 320 characters), too long for the users table.
+    email = "a" * 64 + "@" + ".".join(["b" * 60] * 4) + ".example"
+
+    with pytest.raises(CommandError, match=f"has {len(email)} characters; at most 254"):
+        create_support_user(email)
+
+    assert not User.objects.exists()
+
+
+@pytest.mark.django_db
 def test_without_the_support_group_it_asks_to_migrate():
     from django.contrib.auth.models import Group
 

@@ -1,8 +1,13 @@
+import os
 import random
+import subprocess
 from collections import defaultdict
+from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
+from django.db import connection
 
 from accounts.models import User
 from bench import prepare
@@ -116,3 +121,70 @@ def test_the_bulk_batches_are_open_top_level_tasks_that_a_reset_reopens(monkeypa
 
     assert prepare.main(["--reset-only"]) == 0
     assert not Task.objects.filter(pk__in=ids, completed=True).exists()
+
+
+@pytest.mark.parametrize("option", ["--users", "--tasks-per-user", "--heavy-tasks"])
+@pytest.mark.parametrize("size", ["-5", "0"])
+def test_a_size_below_one_is_refused_and_nothing_is_seeded(option, size):
+    with pytest.raises(CommandError, match=f"argument {option}: must be a whole number"):
+        call_command("seed_bench", option, size)
+
+    assert not bench_users().exists()
+
+
+def test_its_help_warns_off_production_and_says_what_each_size_is(capsys):
+    with pytest.raises(SystemExit):
+        call_command("seed_bench", "--help")
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert "NEVER run it against a production database" in text
+    assert "--users USERS ordinary bench users" in text
+    assert "--tasks-per-user TASKS_PER_USER tasks of each ordinary user" in text
+    assert "--heavy-tasks HEAVY_TASKS tasks of the one heavy user" in text
+
+
+def test_prepare_refuses_data_with_fewer_bulk_batches_than_wrk_threads(tmp_path):
+    """With too few open tasks, a wrk thread got no bulk batch and failed in Lua mid-run."""
+    call_command("seed_bench", **TINY)  # 40 tasks a user: no batch of 100
+    out = tmp_path / "data.lua"
+
+    with pytest.raises(SystemExit, match=r"needs at least 2 batches of 100 .* make 0\."):
+        prepare.main([str(out), "--min-bulk-batches=2"])
+
+    assert not out.exists()
+
+
+def test_prepare_writes_the_data_when_every_thread_gets_a_batch(tmp_path, monkeypatch):
+    call_command("seed_bench", **TINY)
+    monkeypatch.setattr(prepare, "BULK_SIZE", 4)  # 3 users x BULK_BATCHES batches of 4
+    out = tmp_path / "data.lua"
+
+    assert prepare.main([str(out), "--min-bulk-batches=9"]) == 0
+    assert out.read_text().startswith("return {") and "bulk_size=4" in out.read_text()
+    with pytest.raises(SystemExit, match="needs at least 10 batches of 4"):
+        prepare.main([str(out), "--min-bulk-batches=10"])
+
+
+def test_the_bench_runner_checks_the_batches_before_starting_any_server(tmp_path):
+    """bench/run.py's prepare step, as it runs it, against this test database."""
+    from bench import run
+
+    call_command("seed_bench", **TINY)
+    url = urlsplit(os.environ["DATABASE_URL"])
+    env = {
+        **os.environ,
+        "DATABASE_URL": url._replace(path="/" + connection.settings_dict["NAME"]).geturl(),
+        "SECRET_KEY": "bench-test-" * 5,  # bench/run.py's server_env gives it one
+    }
+    args = SimpleNamespace(threads=2, users=200)
+    bulk = [row for row in run.SCENARIOS if row[0] == "bulk complete 100"]
+
+    done = subprocess.run(
+        run.prepare_command(args, bulk), env=env, cwd=run.ROOT, capture_output=True, text=True
+    )
+
+    assert done.returncode == 1
+    assert "`bulk complete 100` needs at least 2 batches" in done.stderr
+    assert "Traceback" not in done.stderr
+    reads = [row for row in run.SCENARIOS if row[0] == "list"]
+    assert run.prepare_command(args, reads)[-1] == "--min-bulk-batches=0"

@@ -1,5 +1,5 @@
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from tasks.models import Task
@@ -7,7 +7,13 @@ from tasks.models import Task
 pytestmark = pytest.mark.django_db
 
 
-def test_seed_demo_creates_the_demo_user_once(capsys):
+@pytest.fixture
+def debug(settings):
+    """A local development setup, as `make run` has it (the tests run with DEBUG off)."""
+    settings.DEBUG = True
+
+
+def test_seed_demo_creates_the_demo_user_once(debug, capsys):
     call_command("seed_demo")
     user = User.objects.get(email="demo@example.com")
     assert user.check_password("demo-password-2026")
@@ -19,7 +25,7 @@ def test_seed_demo_creates_the_demo_user_once(capsys):
     assert "already exists" in capsys.readouterr().out
 
 
-def test_seed_demo_ranks_tasks_through_the_services():
+def test_seed_demo_ranks_tasks_through_the_services(debug):
     call_command("seed_demo")
     user = User.objects.get(email="demo@example.com")
     home = list(Task.objects.owned_by(user).filter(list__name="Home").order_by("position"))
@@ -30,7 +36,7 @@ def test_seed_demo_ranks_tasks_through_the_services():
     assert [tag.name for tag in rent.tags.all()] == ["money"]
 
 
-def test_seed_demo_with_admin_creates_a_local_superuser_once():
+def test_seed_demo_with_admin_creates_a_local_superuser_once(debug):
     call_command("seed_demo", "--with-admin")
     admin = User.objects.get(email="admin@example.com")
     assert admin.is_superuser and admin.is_staff
@@ -39,6 +45,15 @@ def test_seed_demo_with_admin_creates_a_local_superuser_once():
     assert User.objects.filter(is_superuser=True).count() == 1
 
 
-def test_seed_demo_without_the_flag_creates_no_superuser():
+def test_seed_demo_without_the_flag_creates_no_superuser(debug):
     call_command("seed_demo")
     assert not User.objects.filter(is_superuser=True).exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--with-admin"]])
+def test_seed_demo_refuses_with_debug_off_and_creates_nobody(flags):
+    # DEBUG off is a deployment: no account with the README's passwords may appear there.
+    with pytest.raises(CommandError, match="only with DEBUG on"):
+        call_command("seed_demo", *flags)
+
+    assert not User.objects.exists()

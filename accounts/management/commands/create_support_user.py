@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
-from accounts.models import User, UserManager
+from accounts.models import EMAIL_MAX_LENGTH, User, UserManager
 
 SUPPORT_GROUP = "Support"  # created by accounts/migrations/0003_support_group.py
 PASSWORD_BYTES = 18  # 24 URL-safe characters: 144 bits
@@ -26,6 +26,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, email: str, **options) -> None:
         email = UserManager.normalize_email(email)
+        # The column's size, which validate_email (up to 320) does not check: a longer address
+        # would end in a DataError at the insert.
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise CommandError(
+                f"The email address has {len(email)} characters; at most {EMAIL_MAX_LENGTH} "
+                "are allowed."
+            )
         try:
             validate_email(email)
         except ValidationError:

@@ -4,8 +4,15 @@ Default: 1,000 users with 1,000 tasks each and one user with 100,000 tasks, writ
 in one transaction (about three minutes here). Running it again with the same sizes does
 nothing; other sizes, or `--reset`, replace the bench data. Only users whose address ends in
 BENCH_EMAIL_DOMAIN are ever touched.
+
+A benchmark tool, never to be run against a production database: for the COPY it drops the
+indexes, unique constraints and foreign keys of tasks_task and tasks_task_tags and builds them
+again (tasks_bulk_load), which takes ACCESS EXCLUSIVE locks on those tables and the ones their
+keys reference (accounts_user, tasks_tasklist, tasks_tag) until it commits: every API request,
+sign-in included, waits for the whole seed.
 """
 
+import argparse
 import copy
 import random
 import time
@@ -366,13 +373,46 @@ def delete_bench_data() -> None:
     bench_users().delete()
 
 
+def positive_int(text: str) -> int:
+    """argparse type of the sizes: a size of 0 or less would seed nothing the bench can use."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 class Command(BaseCommand):
-    help = "Seed the benchmark data set (bench users and one heavy user); see bench/README.md."
+    help = (
+        "Seed the benchmark data set (bench users and one heavy user); see bench/README.md. "
+        "A benchmark tool: NEVER run it against a production database. It deletes every "
+        f"*@{BENCH_EMAIL_DOMAIN} user, and for its COPY drops and rebuilds the indexes, "
+        "constraints and foreign keys of tasks_task and tasks_task_tags, which locks the users, "
+        "lists, tags and tasks tables against every read and write until it commits (minutes "
+        "at the default sizes)."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--users", type=int, default=DEFAULT_USERS)
-        parser.add_argument("--tasks-per-user", type=int, default=DEFAULT_TASKS_PER_USER)
-        parser.add_argument("--heavy-tasks", type=int, default=DEFAULT_HEAVY_TASKS)
+        parser.add_argument(
+            "--users",
+            type=positive_int,
+            default=DEFAULT_USERS,
+            help=f"ordinary bench users (default {DEFAULT_USERS:,})",
+        )
+        parser.add_argument(
+            "--tasks-per-user",
+            type=positive_int,
+            default=DEFAULT_TASKS_PER_USER,
+            help=f"tasks of each ordinary user (default {DEFAULT_TASKS_PER_USER:,})",
+        )
+        parser.add_argument(
+            "--heavy-tasks",
+            type=positive_int,
+            default=DEFAULT_HEAVY_TASKS,
+            help=f"tasks of the one heavy user, {HEAVY_EMAIL} (default {DEFAULT_HEAVY_TASKS:,})",
+        )
         parser.add_argument("--seed", type=int, default=7, help="random seed (reproducible)")
         parser.add_argument(
             "--reset", action="store_true", help="replace the bench data even if present"

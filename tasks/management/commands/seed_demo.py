@@ -1,8 +1,13 @@
-"""Creates the demo account with a few lists and tasks, if it does not exist yet."""
+"""Creates the demo account with a few lists and tasks, if it does not exist yet.
+
+Local development only: the accounts it makes have passwords published in the README, so it
+refuses to run unless DEBUG is on (`make run` sets DEBUG=1).
+"""
 
 from datetime import timedelta
 
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from accounts.models import User
@@ -17,7 +22,10 @@ DEMO_ADMIN_PASSWORD = "admin-password-2026"
 
 
 class Command(BaseCommand):
-    help = "Create the demo user (demo@example.com) with sample lists and tasks, if absent."
+    help = (
+        "Create the demo user (demo@example.com) with sample lists and tasks, if absent. "
+        "Local development only: refuses to run unless DEBUG is on (its passwords are public)."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -28,6 +36,13 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        # With DEBUG off this is a real deployment: an account whose password anyone can read in
+        # the README (a superuser with --with-admin) would be a way in.
+        if not settings.DEBUG:
+            raise CommandError(
+                "seed_demo creates accounts with passwords published in the README: it runs "
+                "only with DEBUG on, on a local development database (make run does it)."
+            )
         if options["with_admin"] and not User.objects.filter(email=DEMO_ADMIN_EMAIL).exists():
             User.objects.create_superuser(
                 email=DEMO_ADMIN_EMAIL, password=DEMO_ADMIN_PASSWORD, display_name="Admin"
