@@ -41,8 +41,10 @@ def env_list(name: str, default: str = "") -> list[str]:
 def refuse(message: str) -> NoReturn:
     # One line on stderr, and the process (manage.py, or gunicorn's master: preload_app) stops:
     # a misconfiguration is found at the start, not by the first users, and no traceback buries
-    # what to fix.
-    sys.exit(message)
+    # what to fix. Exit status 78, sysexits' EX_CONFIG: not a command's own failure (1), which
+    # `makemigrations --check` uses for "migrations missing".
+    print(message, file=sys.stderr)
+    sys.exit(os.EX_CONFIG)
 
 
 def require_in_production(name: str) -> None:

@@ -15,6 +15,7 @@ from tasks.filters import TsQueryLiteral, prefix_tsquery
 from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, bench_users
 from tasks.models import Tag, Task, TaskList
 from tasks.services import tasks_bulk_apply
+from todo_project.devservices import LOCAL_SERVER_DEFAULTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -175,6 +176,7 @@ def test_the_bench_runner_checks_the_batches_before_starting_any_server(tmp_path
         **os.environ,
         "DATABASE_URL": url._replace(path="/" + connection.settings_dict["NAME"]).geturl(),
         "SECRET_KEY": "bench-test-" * 5,  # bench/run.py's server_env gives it one
+        **LOCAL_SERVER_DEFAULTS,  # make bench runs it under todo_project.devservices
     }
     args = SimpleNamespace(threads=2, users=200)
     bulk = [row for row in run.SCENARIOS if row[0] == "bulk complete 100"]
