@@ -7,7 +7,7 @@ check of the claims our code reads (well_formed_claims).
 """
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection
 from django.utils.timezone import now
@@ -29,7 +29,9 @@ GENERATION_CLAIM = "gen"
 
 # The ranges the claims' values are used in: datetime's (exp, iat), the token_generation
 # column's (gen), the jti columns' (of the blacklist and the denylist).
-MAX_EPOCH = int(datetime.max.replace(tzinfo=UTC).timestamp())
+# Counted in whole seconds: timestamp()'s float rounded up to one past the range (year 10000).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MAX_EPOCH = (datetime.max.replace(tzinfo=UTC) - EPOCH) // timedelta(seconds=1)
 GENERATION_RANGE = connection.ops.integer_field_range(
     User._meta.get_field("token_generation").get_internal_type()
 )

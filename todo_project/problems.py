@@ -11,9 +11,15 @@ from typing import Any
 
 import orjson
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
 from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.middleware.common import CommonMiddleware
 from django_ratelimit.exceptions import Ratelimited
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
@@ -235,6 +241,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     )
 
 
+# What Django answers itself with the status it means (its response_for_exception: 400, 403),
+# each logged as a security event where it is one: more than DATA_UPLOAD_MAX_NUMBER_FIELDS
+# query parameters (TooManyFieldsSent), a Host not served, a malformed multipart body.
+ANSWERED_BY_DJANGO = (SuspiciousOperation, BadRequest, PermissionDenied, MultiPartParserError)
+
+
 class ApiProblemMiddleware:
     """Under /api/: answers every error as a problem, whoever produced it.
 
@@ -263,6 +275,8 @@ class ApiProblemMiddleware:
             return None
         if isinstance(exc, Http404):
             return problem_response(request, 404, "No resource at this URL.")
+        if isinstance(exc, ANSWERED_BY_DJANGO):
+            return None  # Django's 400 or 403, logged as it logs them; __call__ makes a problem
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
         return problem_response(
             request, 500, "An unexpected error occurred. Quote the request_id when reporting it."
@@ -297,7 +311,7 @@ class ApiProblemMiddleware:
         details = {
             # Django's own 400s, before any view: a Host not in ALLOWED_HOSTS above all.
             400: "The request was refused before the API read it: a Host header this server does "
-            "not serve, or another malformed part of the request.",
+            "not serve, too many query parameters, or another malformed part of the request.",
             404: "No resource at this URL.",
             405: f"Method {request.method} is not allowed here.",
             500: "An unexpected error occurred. Quote the request_id when reporting it.",

@@ -229,6 +229,7 @@ def in_ten_minutes() -> int:
 MALFORMED_CLAIMS = {
     "exp a string": lambda: {"exp": str(in_ten_minutes())},
     "exp past datetime's range": lambda: {"exp": 10**20},
+    "exp one second past datetime's range": lambda: {"exp": 253_402_300_800},  # year 10000
     "gen past the column's range": lambda: {"gen": 10**30},
     "jti with a NUL": lambda: {"jti": "a\x00"},
     "jti longer than the column": lambda: {"jti": "a" * 400},

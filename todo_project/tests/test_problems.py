@@ -144,3 +144,30 @@ def test_a_disallowed_host_is_told_apart_from_invalid_fields(anon_client):
     response = anon_client.get("/api/v1/test/echo/", HTTP_HOST="evil.example")
     body = assert_problem(response, 400, "/api/v1/test/echo/")
     assert "Host header" in body["detail"]
+
+
+TOO_MANY_PARAMETERS = "&".join(str(i) for i in range(1001))  # DATA_UPLOAD_MAX_NUMBER_FIELDS + 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "signed_in"),
+    [
+        ("get", "/api/v1/tasks/", True),  # the fast lane's view reads the query first
+        ("get", "/api/v1/tasks/", False),
+        ("get", "/api/v1/lists/", True),
+        ("post", "/api/v1/auth/token/", False),
+        ("get", "/api/schema/", False),
+    ],
+)
+def test_too_many_query_parameters_are_a_400_not_a_500(
+    anon_client, api_client, caplog, method, path, signed_in
+):
+    # Django's TooManyFieldsSent (a SuspiciousOperation) was answered as an unhandled 500, with a
+    # traceback in the log for anyone's request.
+    client = api_client if signed_in else anon_client
+
+    response = getattr(client, method)(f"{path}?{TOO_MANY_PARAMETERS}")
+
+    body = assert_problem(response, 400, path)
+    assert "too many query parameters" in body["detail"]
+    assert not [r for r in caplog.records if r.name == "todo.problems"]
