@@ -113,7 +113,7 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
         """The refresh token if we signed it (its type and claims checked too), whether or not
         it is still usable: it may have expired, or been blacklisted since. Else TokenError.
 
-        For logout, which ends the session such a token belongs to all the same."""
+        For logout, which denies the calling access token all the same."""
         try:
             token_backend.decode(raw)
         except TokenBackendExpiredToken:

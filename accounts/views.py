@@ -202,8 +202,10 @@ class LogoutView(generics.GenericAPIView):
     def post(self, request: Request) -> Response:
         """Ends this session: the given refresh token and the calling access token are dead.
 
-        The refresh token may have expired, or been rotated or revoked already: the session
-        ends all the same. One that is not the caller's is a 400 and changes nothing."""
+        The refresh token may have expired, or been rotated or revoked already: the calling
+        access token is denied all the same (204). A refresh token that replaced the given one
+        by rotation stays valid: tokens are not tracked by family. One that is not the caller's
+        is a 400 and changes nothing."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.user_logout(
@@ -212,17 +214,26 @@ class LogoutView(generics.GenericAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class MeView(generics.RetrieveUpdateAPIView):
+class PasswordChecking:
+    """A view whose `password_checking_method` checks the caller's password: those requests
+    (only those: an OPTIONS must not use up the user's sign-in attempts) count as sign-in
+    attempts too (PasswordCheckRateThrottle)."""
+
+    password_checking_method: str
+
+    def get_throttles(self) -> list:
+        if self.request.method == self.password_checking_method:
+            return [*super().get_throttles(), PasswordCheckRateThrottle()]
+        return super().get_throttles()
+
+
+class MeView(PasswordChecking, generics.RetrieveUpdateAPIView):
     serializer_class = UserSerializer
+    password_checking_method = "DELETE"
     http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_object(self) -> User:
         return self.request.user
-
-    def get_throttles(self) -> list:
-        if self.request.method == "DELETE":  # checks the password
-            return [*super().get_throttles(), PasswordCheckRateThrottle()]
-        return super().get_throttles()
 
     @extend_schema(
         tags=TAGS,
@@ -263,9 +274,9 @@ class MeView(generics.RetrieveUpdateAPIView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class PasswordChangeView(generics.GenericAPIView):
+class PasswordChangeView(PasswordChecking, generics.GenericAPIView):
     serializer_class = PasswordChangeSerializer
-    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, PasswordCheckRateThrottle]
+    password_checking_method = "POST"
 
     @extend_schema(
         tags=TAGS,

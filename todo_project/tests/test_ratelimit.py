@@ -322,3 +322,18 @@ def test_guessing_the_password_with_a_token_is_as_slow_as_at_sign_in(
     assert refused["RateLimit-Limit"] == "3"
     assert signing_in.status_code == 429  # the same bucket: the sign-in form's
     assert api.get("/api/v1/auth/me/").status_code == 200  # the session itself goes on
+
+
+def test_only_the_requests_that_check_the_password_count_as_sign_in_attempts(user, settings):
+    settings.RATE_LIMIT_LOGIN = "2/d"
+    api = client_for(user)
+
+    for _ in range(3):
+        assert api.options("/api/v1/auth/password/").status_code == 200
+        assert api.get("/api/v1/auth/me/").status_code == 200
+
+    signing_in = APIClient().post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    )
+    assert signing_in.status_code == 200
+    assert signing_in["RateLimit-Remaining"] == "1"
