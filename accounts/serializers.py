@@ -138,6 +138,8 @@ class PasswordResetConfirmSerializer(serializers.Serializer):
     def _user_of(uid: str) -> User | None:
         try:
             pk = force_str(urlsafe_base64_decode(uid))
-            return User.objects.filter(pk=pk, is_active=True).first()
+            # Locked until the commit (the view is one transaction): of two requests with one
+            # link, the second reads the password the first set, and the link no longer checks.
+            return User.objects.select_for_update().filter(pk=pk, is_active=True).first()
         except (ValueError, TypeError, DjangoValidationError, UnicodeDecodeError):
             return None

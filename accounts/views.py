@@ -1,5 +1,5 @@
 from django.contrib.auth import authenticate
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils.cache import patch_cache_control
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -341,12 +341,13 @@ class PasswordResetConfirmView(PublicView):
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
-        """Sets the new password with the `uid` and `token` of the mailed link (usable once).
-        Every token issued before is dead."""
+        """Sets the new password with the `uid` and `token` of the mailed link (usable once,
+        also by requests at the same moment). Every token issued before is dead."""
         serializer = self.get_serializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.user_set_password(
-            user=serializer.validated_data["user"],
-            password=serializer.validated_data["new_password"],
-        )
+        with transaction.atomic():  # the user stays locked from the link's check to the save
+            serializer.is_valid(raise_exception=True)
+            services.user_set_password(
+                user=serializer.validated_data["user"],
+                password=serializer.validated_data["new_password"],
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)

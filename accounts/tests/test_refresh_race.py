@@ -44,3 +44,41 @@ def test_twenty_concurrent_refreshes_of_one_token_let_exactly_one_through(make_u
         "/api/v1/auth/token/refresh/", {"refresh": winner["refresh"]}, format="json"
     )
     assert follow_up.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reset_link_used_by_four_requests_at_once_sets_one_password(make_user, settings):
+    # Each checked the link, then hashed its password (Argon2, ~0.1 s) and saved: two or more
+    # got a 204, and all but the last writer's password were lost.
+    from django.contrib.auth.tokens import default_token_generator
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    racers = 4
+    settings.RATE_LIMIT_ANON = "1000/m"
+    user = make_user(email="reset-racer@example.com")
+    link = {
+        "uid": urlsafe_base64_encode(force_bytes(user.pk)),
+        "token": default_token_generator.make_token(user),
+    }
+    start = threading.Barrier(racers)
+
+    def confirm(n: int) -> int:
+        try:
+            start.wait()
+            response = APIClient().post(
+                "/api/v1/auth/password/reset/confirm/",
+                {**link, "new_password": f"racing-passphrase-{n}"},
+                format="json",
+            )
+            return response.status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(racers) as pool:
+        statuses = list(pool.map(confirm, range(racers)))
+
+    assert sorted(statuses) == [204] + [400] * (racers - 1)
+    user.refresh_from_db()
+    (winner,) = [n for n, status in enumerate(statuses) if status == 204]
+    assert user.check_password(f"racing-passphrase-{winner}")
