@@ -80,7 +80,6 @@ def user_register(
     )
 
 
-@transaction.atomic
 def user_set_password(*, user: User, password: str) -> None:
     """Sets a new password and ends every session (all refresh and access tokens) at once."""
     user.set_password(password)

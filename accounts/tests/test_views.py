@@ -771,7 +771,7 @@ def test_password_reset_confirm_rejects_bad_input(anon_client, user, override):
 def test_password_reset_confirm_query_count(anon_client, user, django_assert_max_num_queries):
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
     params = {**reset_link_params(sent_mail()[0]), "new_password": NEW_PASSWORD}
-    with django_assert_max_num_queries(4):  # user, UPDATE (in a savepoint)
+    with django_assert_max_num_queries(4):  # user locked, UPDATE (in a savepoint)
         response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
     assert response.status_code == 204
 
