@@ -118,7 +118,10 @@ def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | Re
         )
     if existing is None or existing.response_status is None:
         # Still running (or released this very moment, when its request failed): try later.
-        raise Conflict("A request with this Idempotency-Key is still being processed.")
+        # It will have answered in a moment: the retry then gets its stored answer.
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed.", retry_after=1
+        )
     body = existing.response_body
     if isinstance(body, str):  # the rendered text; a record from before kept the parsed value
         body = json.loads(body)

@@ -37,6 +37,10 @@ class Conflict(exceptions.APIException):
     default_detail = "The request conflicts with the current state of the resource."
     default_code = "conflict"
 
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds, when the conflict passes by itself
+
 
 class PreconditionFailed(exceptions.APIException):
     status_code = status.HTTP_412_PRECONDITION_FAILED
@@ -203,6 +207,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         # RFC 6750 section 3.1: a token sent and refused says so; no token, no error code.
         if exc.get_codes() == "invalid_token":
             headers["WWW-Authenticate"] += ', error="invalid_token"'
+    if isinstance(exc, Conflict) and exc.retry_after:
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, PreconditionFailed) and exc.etag:
         headers["ETag"] = exc.etag
     if isinstance(exc, exceptions.MethodNotAllowed):

@@ -172,6 +172,7 @@ def test_a_fresh_key_in_progress_is_a_409(api_client, user):
     assert response.status_code == 409
     assert response["Content-Type"] == PROBLEM
     assert "still being processed" in response.json()["detail"]
+    assert response["Retry-After"] == "1"  # the first will have answered by then
 
 
 @pytest.mark.django_db
