@@ -10,9 +10,18 @@ import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
+
+
+def refuse(message: str) -> NoReturn:
+    # One line on stderr, and the process (manage.py, or gunicorn's master: preload_app) stops:
+    # a misconfiguration is found at the start, not by the first users, and no traceback buries
+    # what to fix. Exit status 78, sysexits' EX_CONFIG: not a command's own failure (1), which
+    # `makemigrations --check` uses for "migrations missing".
+    print(message, file=sys.stderr)
+    sys.exit(os.EX_CONFIG)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -23,28 +32,24 @@ def env_bool(name: str, default: bool) -> bool:
         return True
     if value.lower() in {"0", "false", "no", "off"}:
         return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), not {value!r}")
+    refuse(f"{name} must be a boolean (1/0, true/false), not {value!r}.")
 
 
-def env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    # A negative count or duration is never meant; where 0 would break the service (a timeout,
+    # a lifetime, a size), the caller says the minimum.
     value = os.environ.get(name, "")
     try:
-        return int(value) if value else default
+        number = int(value) if value else default
     except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
+        refuse(f"{name} must be a whole number, not {value!r}.")
+    if number < minimum:
+        refuse(f"{name} must be at least {minimum}, not {number}.")
+    return number
 
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
-
-def refuse(message: str) -> NoReturn:
-    # One line on stderr, and the process (manage.py, or gunicorn's master: preload_app) stops:
-    # a misconfiguration is found at the start, not by the first users, and no traceback buries
-    # what to fix. Exit status 78, sysexits' EX_CONFIG: not a command's own failure (1), which
-    # `makemigrations --check` uses for "migrations missing".
-    print(message, file=sys.stderr)
-    sys.exit(os.EX_CONFIG)
 
 
 def require_in_production(name: str) -> None:
@@ -58,14 +63,15 @@ def require_in_production(name: str) -> None:
 # optional multiplier, a lowercase unit. Anything else went wrong without a word at run time:
 # "lots" or "10/0m" turned the limit off (its parser fails, and the throttle fails open), and
 # "100/M" was read as 100 a second.
-RATE_RE = re.compile(r"\d+/([1-9]\d*)?[smhd]")
+RATE_RE = re.compile(r"[1-9]\d*/([1-9]\d*)?[smhd]")  # 0/m would refuse every request
 
 
 def env_rate(name: str, default: str) -> str:
     value = os.environ.get(name, "") or default
     if not RATE_RE.fullmatch(value):
         refuse(
-            f"{name} must be a rate like 30/m or 100/5m (a count per s, m, h or d), not {value!r}."
+            f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d), "
+            f"not {value!r}."
         )
     return value
 
@@ -87,6 +93,9 @@ SECRET_KEY = (
 # passed and the container's health probe (Host: localhost) said healthy.
 require_in_production("ALLOWED_HOSTS")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+if not ALLOWED_HOSTS or any(re.search(r"\s", host) for host in ALLOWED_HOSTS):
+    # Blank, or hosts separated by spaces: every request would be a 400.
+    refuse("ALLOWED_HOSTS must list host names separated by commas (todo.example.com,...).")
 
 ROOT_URLCONF = "todo_project.urls"
 WSGI_APPLICATION = "todo_project.wsgi.application"
@@ -219,6 +228,14 @@ if env_bool("DB_PREPARED_STATEMENTS", True):
 require_in_production("REDIS_URL")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    try:  # .port parses the port: "redis://host:abc" passed, and rate limits then failed open
+        redis_url_ok = urlsplit(REDIS_URL).scheme in {"redis", "rediss", "unix"}
+        urlsplit(REDIS_URL).port  # noqa: B018
+    except ValueError:
+        redis_url_ok = False
+    if not redis_url_ok:
+        refuse("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+if REDIS_URL:
     CACHES = {
         "default": {
             # Django's RedisCache, reusing its client (todo_project/cache.py).
@@ -269,9 +286,11 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 SIMPLE_JWT = {
-    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env_int("JWT_ACCESS_LIFETIME_SECONDS", 15 * 60)),
+    "ACCESS_TOKEN_LIFETIME": timedelta(
+        seconds=env_int("JWT_ACCESS_LIFETIME_SECONDS", 15 * 60, minimum=1)
+    ),
     "REFRESH_TOKEN_LIFETIME": timedelta(
-        seconds=env_int("JWT_REFRESH_LIFETIME_SECONDS", 14 * 24 * 3600)
+        seconds=env_int("JWT_REFRESH_LIFETIME_SECONDS", 14 * 24 * 3600, minimum=1)
     ),
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
@@ -286,6 +305,17 @@ SIMPLE_JWT = {
 # Required: password-reset emails link to it, and the default would send users to localhost.
 require_in_production("FRONTEND_URL")
 FRONTEND_URL = (os.environ.get("FRONTEND_URL") or "http://localhost:3000").rstrip("/")
+_frontend = urlsplit(FRONTEND_URL)
+if (
+    _frontend.scheme not in {"http", "https"}
+    or not _frontend.netloc
+    or _frontend.query
+    or _frontend.fragment
+    or FRONTEND_URL.strip() != FRONTEND_URL
+):
+    # Reset links are FRONTEND_URL + "/reset-password?...": "app.example.com" made a link
+    # without a scheme, "https://x/?lang=de" one with two queries.
+    refuse("FRONTEND_URL must be an http(s) URL without a query, like https://app.example.com.")
 
 # --- Email ------------------------------------------------------------------------------------
 
@@ -296,13 +326,13 @@ EMAIL_BACKEND = os.environ.get(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 # Django waits for an unanswering SMTP server forever by default; the mail thread
 # (accounts/mail.py) would then never send another mail.
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # 0: every mail fails
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo <no-reply@localhost>")
 
 # --- API: DRF, OpenAPI, CORS, rate limits -----------------------------------------------------
@@ -377,23 +407,29 @@ RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/m")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
 # Largest request body accepted under /api/ (bytes); larger is a 413.
-MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024, minimum=1)
 DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 # --- Hardening: caps, idempotency -------------------------------------------------------------
 
 # Tasks one user may own (completed ones included); creating one more is a 409 problem.
-MAX_TASKS_PER_USER = env_int("MAX_TASKS_PER_USER", 100_000)
+MAX_TASKS_PER_USER = env_int("MAX_TASKS_PER_USER", 100_000, minimum=1)
 # How long the first answer to an Idempotency-Key is kept; `manage.py purge_idempotency_keys`
 # deletes what is older (run it hourly, see README.md).
-IDEMPOTENCY_KEY_TTL = timedelta(seconds=env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600))
+IDEMPOTENCY_KEY_TTL = timedelta(
+    seconds=env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600, minimum=1)
+)
 # A key still "in progress" after this long belongs to a request whose worker died (gunicorn
 # kills a request after 30 s): a retry may take it over instead of getting 409 for a day.
-IDEMPOTENCY_STALE_AFTER = timedelta(seconds=env_int("IDEMPOTENCY_STALE_AFTER_SECONDS", 120))
+IDEMPOTENCY_STALE_AFTER = timedelta(
+    seconds=env_int("IDEMPOTENCY_STALE_AFTER_SECONDS", 120, minimum=1)
+)
 
 # --- Logging ----------------------------------------------------------------------------------
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    refuse(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -99,13 +99,15 @@ def test_a_malformed_database_url_is_refused_in_one_line_without_its_password(ur
         ("RATE_LIMIT_ANON", "lots"),  # django-ratelimit cannot parse it: the limit failed open
         ("RATE_LIMIT_USER", "100/M"),  # read as 100 a second
         ("RATE_LIMIT_LOGIN", "10/0m"),  # a zero-second window: the limit failed open
+        ("RATE_LIMIT_LOGIN", "0/m"),  # every sign-in refused, while the probes said healthy
     ],
 )
 def test_a_malformed_rate_is_refused_in_one_line_naming_the_variable(name, value):
     result = run_manage("check", **production_env(**{name: value}))
     assert result.returncode != 0
     assert result.stderr == (
-        f"{name} must be a rate like 30/m or 100/5m (a count per s, m, h or d), not {value!r}.\n"
+        f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d), "
+        f"not {value!r}.\n"
     )
 
 
@@ -168,8 +170,6 @@ def test_env_example_documents_every_variable_settings_read():
 
 
 def test_env_helpers_parse_and_refuse(monkeypatch):
-    from django.core.exceptions import ImproperlyConfigured
-
     from todo_project.settings import env_bool, env_int, env_list
 
     monkeypatch.setenv("X_BOOL", "yes")
@@ -181,7 +181,7 @@ def test_env_helpers_parse_and_refuse(monkeypatch):
     assert env_int("X_UNSET", 3) == 3
     assert env_list("X_LIST") == ["a", "b", "c"]
     monkeypatch.setenv("X_INT", "twelve")
-    with pytest.raises(ImproperlyConfigured):
+    with pytest.raises(SystemExit, match=str(os.EX_CONFIG)):
         env_int("X_INT", 3)
 
 
@@ -202,3 +202,30 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
     assert connection.connection.prepare_threshold == 2
     with connection.create_cursor() as cursor:
         assert type(cursor).__name__ == "ServerBindingCursor"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("ALLOWED_HOSTS", " ", "ALLOWED_HOSTS must list host names separated by commas"),
+        ("ALLOWED_HOSTS", "a.example.com b.example.com", "ALLOWED_HOSTS must list host names"),
+        ("REDIS_URL", "http://127.0.0.1:6379/0", "REDIS_URL must be a redis://"),
+        ("REDIS_URL", "redis://127.0.0.1:abc/0", "REDIS_URL must be a redis://"),
+        ("FRONTEND_URL", "app.example.com", "FRONTEND_URL must be an http(s) URL"),
+        ("FRONTEND_URL", "https://app.example.com/?lang=de", "FRONTEND_URL must be an http(s)"),
+        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be at least 0, not -1."),
+        ("EMAIL_TIMEOUT", "0", "EMAIL_TIMEOUT must be at least 1, not 0."),
+        ("CONN_MAX_AGE", "ten", "CONN_MAX_AGE must be a whole number, not 'ten'."),
+        ("HTTPS", "2", "HTTPS must be a boolean (1/0, true/false), not '2'."),
+        ("LOG_LEVEL", "verbose", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ],
+)
+def test_a_value_that_would_break_the_service_is_refused_in_one_line(name, value, message):
+    # Each started before: a 400 for every request, rate limits failing open, reset links
+    # without a scheme, proxy headers trusted with -1 proxies, every mail failing, or a traceback.
+    result = run_manage(
+        "check", **production_env(**{"REDIS_URL": "redis://127.0.0.1:6379/0", name: value})
+    )
+    assert result.returncode == os.EX_CONFIG, result.stderr
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.splitlines()) == 1
