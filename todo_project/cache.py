@@ -49,3 +49,17 @@ class RedisCache(django_redis.RedisCache):
     def count(self, key: str, timeout: int) -> int:
         """Adds one to the counter `key` (created at 1, living `timeout` seconds); its value."""
         return self._cache.count(self.make_and_validate_key(key), timeout)
+
+    def clear(self) -> None:
+        """Deletes this cache's keys (its KEY_PREFIX) only. Django's clear() empties the whole
+        Redis database (FLUSHDB): whatever else shares it, another deployment or the server a
+        developer runs beside the tests (which clear before every test), lost its keys."""
+        client = self._cache.get_client(write=True)
+        batch = []
+        for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) == 1000:
+                client.delete(*batch)
+                batch = []
+        if batch:
+            client.delete(*batch)

@@ -241,7 +241,8 @@ if REDIS_URL:
             # Django's RedisCache, reusing its client (todo_project/cache.py).
             "BACKEND": "todo_project.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "todo"),
+            # The tests' own by default: they clear their keys before every test.
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "todo-tests" if TESTING else "todo"),
             # A dead Redis must not hang requests: fail fast, and callers fail open.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }

@@ -3,6 +3,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from tasks.models import Task
+from todo_project import devservices
 
 pytestmark = pytest.mark.django_db
 
@@ -57,3 +58,17 @@ def test_seed_demo_refuses_with_debug_off_and_creates_nobody(flags):
         call_command("seed_demo", *flags)
 
     assert not User.objects.exists()
+
+
+def test_seed_demo_makes_no_superuser_on_a_database_other_than_the_local_one(
+    debug, monkeypatch, tmp_path, capsys
+):
+    # make run with DATABASE_URL exported (a shared or production database, perhaps) created
+    # admin@example.com with the README's password there.
+    monkeypatch.setattr(devservices, "DATA_DIR", tmp_path)  # the database is elsewhere
+
+    call_command("seed_demo", "--with-admin")
+
+    assert not User.objects.filter(is_superuser=True).exists()
+    assert User.objects.filter(email="demo@example.com").exists()
+    assert "Not creating the demo superuser" in capsys.readouterr().err

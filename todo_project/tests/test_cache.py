@@ -58,3 +58,17 @@ def test_with_redis_down_the_counter_fails_open_and_logs_it(settings, caplog):
         usage = count_request(request, group="api-user", key="someone", rate="5/m")
     assert usage is None
     assert "rate-limit cache unavailable; failing open" in caplog.messages
+
+
+def test_clearing_the_cache_leaves_other_keys_in_its_redis_database_alone():
+    # Django's clear() is FLUSHDB: the tests clear before each test, and a REDIS_URL shared with
+    # a running server (or another deployment) lost every key of theirs.
+    client = cache._cache.get_client(write=True)
+    client.set("someone-elses-key", "kept", ex=60)
+    cache.set("ours", 1)
+    try:
+        cache.clear()
+        assert cache.get("ours") is None
+        assert client.get("someone-elses-key") == b"kept"
+    finally:
+        client.delete("someone-elses-key")

@@ -5,20 +5,31 @@ refuses to run unless DEBUG is on (`make run` sets DEBUG=1).
 """
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
 from accounts.models import User
 from tasks import recurrence, services
 from tasks.models import Priority
+from todo_project import devservices
 
 DEMO_EMAIL = "demo@example.com"
 DEMO_PASSWORD = "demo-password-2026"
 # Only for a local development database (make run passes --with-admin): a known password.
 DEMO_ADMIN_EMAIL = "admin@example.com"
 DEMO_ADMIN_PASSWORD = "admin-password-2026"
+
+
+def on_the_project_local_database() -> bool:
+    """Whether the database is the PostgreSQL todo_project.devservices runs under .data/."""
+    options = connection.settings_dict
+    host = options["HOST"] or options["OPTIONS"].get("host", "")
+    return host.startswith("/") and Path(host).resolve().is_relative_to(
+        devservices.DATA_DIR.resolve()
+    )
 
 
 class Command(BaseCommand):
@@ -43,7 +54,14 @@ class Command(BaseCommand):
                 "seed_demo creates accounts with passwords published in the README: it runs "
                 "only with DEBUG on, on a local development database (make run does it)."
             )
-        if options["with_admin"] and not User.objects.filter(email=DEMO_ADMIN_EMAIL).exists():
+        if options["with_admin"] and not on_the_project_local_database():
+            # make run with DATABASE_URL exported (a shared or production database, perhaps):
+            # no superuser whose password anyone can read.
+            self.stderr.write(
+                f"Not creating the demo superuser {DEMO_ADMIN_EMAIL}: the database is not the "
+                "project-local one under .data/ (DATABASE_URL is set). Use createsuperuser."
+            )
+        elif options["with_admin"] and not User.objects.filter(email=DEMO_ADMIN_EMAIL).exists():
             User.objects.create_superuser(
                 email=DEMO_ADMIN_EMAIL, password=DEMO_ADMIN_PASSWORD, display_name="Admin"
             )
