@@ -265,6 +265,9 @@ def test_purge_deletes_only_expired_keys(user, other_user):
     call_command("purge_idempotency_keys", stdout=out)
     assert out.getvalue().strip() == "Deleted 2 expired idempotency key(s)."
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["fresh"]
+    quiet = StringIO()
+    call_command("purge_idempotency_keys", verbosity=0, stdout=quiet)
+    assert quiet.getvalue() == ""  # a cron job's silence
 
 
 @pytest.mark.django_db

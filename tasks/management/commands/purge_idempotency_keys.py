@@ -11,4 +11,5 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         deleted = purge_expired()
-        self.stdout.write(f"Deleted {deleted} expired idempotency key(s).")
+        if options["verbosity"] > 0:  # -v 0 for cron: no mail every hour
+            self.stdout.write(f"Deleted {deleted} expired idempotency key(s).")
