@@ -16,6 +16,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -126,6 +127,10 @@ def server_env(args) -> dict:
 
 
 def start(command: list[str], env: dict, port: int, log_name: str) -> subprocess.Popen:
+    # A server already there (a make serve) would answer the probe below, and be measured.
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"port {port} is taken by another server: stop it or pick other --port")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = (RESULTS / log_name).open("wb")
     process = subprocess.Popen(

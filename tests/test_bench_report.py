@@ -1,7 +1,10 @@
 """The benchmark's report (bench/run.py) judges the issue-7 targets: its verdicts must follow
 the figures, at 32 connections and in the second pass at one connection per worker."""
 
+import socket
 from types import SimpleNamespace
+
+import pytest
 
 from bench.run import (
     SCENARIOS,
@@ -146,3 +149,16 @@ def test_errors_count_non_2xx_socket_errors_and_batches_completed_before():
     assert row.errors == 9
     assert row.detail == "500: 3, socket errors: 2, batches completed before: 4"
     assert to_result("get", wrk_round(500, [10.0])).errors == 0
+
+
+def test_the_runner_refuses_a_port_another_server_already_answers_on():
+    # The probe accepted that server's answer, and the run measured it (a make serve there).
+    from bench import run
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"port {port} is taken by another server"):
+            run.start(["gunicorn"], {}, port, "never-written.log")
+    assert not (run.RESULTS / "never-written.log").exists()
