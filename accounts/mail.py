@@ -2,41 +2,89 @@
 
 `password/reset/` must answer the same, as fast, whether an account has the email or not. Sent
 inside the request, the mail to an existing account showed: a 500 when the SMTP server was
-down, a slower 202 when it was slow. Each process hands its mails to one thread of its own;
-a mail that fails is logged (with the request's id), never raised.
+down, a slower 202 when it was slow. Each process hands its mails to one thread of its own,
+through a bounded queue; a mail that fails or finds the queue full is logged (with the
+request's id), never raised, and so are the mails still queued when the process exits.
 """
 
+import atexit
 import contextvars
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+import time
 
 from django.core.mail import EmailMessage
 
 logger = logging.getLogger("todo.mail")
 
-# One thread: a slow or dead SMTP server holds up later mails (each for EMAIL_TIMEOUT at most),
-# never a request. Its thread starts with the first mail, in a worker: gunicorn's master
-# (preload_app) imports this module but forks no thread into the workers.
-_sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail")
+# A hung SMTP server drains one mail per EMAIL_TIMEOUT (6 a minute at 10 s) while requests can
+# queue more (RATE_LIMIT_ANON, per IP): unbounded, the queue would grow without end. 100 mails
+# is ~17 minutes of a hung server; beyond that, a mail is dropped (and logged) at once.
+QUEUE_SIZE = 100
+
+# How long the process waits at exit for its queued mails. A working SMTP server takes
+# milliseconds a mail, so a graceful stop still sends what is queued; a hung one must not hold
+# the worker until gunicorn's graceful_timeout (20 s) kills it and its log line with it.
+EXIT_WAIT_SECONDS = 2
+
+_queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
+_thread: threading.Thread | None = None
+_thread_lock = threading.Lock()
 
 
 def send_in_background(message: EmailMessage) -> None:
-    """Queues `message` for the mail thread and returns at once."""
+    """Queues `message` for the mail thread and returns at once (drops it if the queue is full)."""
     # The backend (and its settings) is chosen now, by the request that wants the mail; the
     # copied context carries the request id into the log line of a failure.
     message.get_connection()
-    _sender.submit(contextvars.copy_context().run, _send, message)
+    try:
+        _queue.put_nowait((contextvars.copy_context(), message))
+    except queue.Full:
+        # The subject names the kind of mail; the body (a reset link) stays out of the log.
+        logger.error("mail not sent, %d mails already queued: %s", QUEUE_SIZE, message.subject)
+        return
+    _start_thread()
+
+
+def _start_thread() -> None:
+    # Started with the first mail, in a worker: gunicorn's master (preload_app) imports this
+    # module but forks no thread into the workers. Daemon: exit does not wait for it (a hung
+    # SMTP server would hold the process), _log_unsent_at_exit bounds the wait instead.
+    global _thread
+    with _thread_lock:
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_run, name="mail", daemon=True)
+            _thread.start()
+
+
+def _run() -> None:
+    while True:
+        context, message = _queue.get()
+        try:
+            context.run(_send, message)
+        finally:
+            _queue.task_done()
 
 
 def _send(message: EmailMessage) -> None:
     try:
         message.send()
     except Exception:
-        # The subject names the kind of mail; the body (a reset link) stays out of the log.
         logger.exception("mail not sent: %s", message.subject)
 
 
 def wait_until_idle() -> None:
     """Returns once every mail queued so far is sent or given up (tests wait with it)."""
-    # The one thread runs its queue in order: once this empty job has run, so have the others.
-    _sender.submit(lambda: None).result()
+    _queue.join()
+
+
+@atexit.register
+def _log_unsent_at_exit() -> None:
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    with _queue.all_tasks_done:
+        while _queue.unfinished_tasks and time.monotonic() < deadline:
+            _queue.all_tasks_done.wait(deadline - time.monotonic())
+        unsent = _queue.unfinished_tasks
+    if unsent:
+        logger.error("%d queued mails not sent: the process is exiting", unsent)

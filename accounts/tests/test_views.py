@@ -3,19 +3,24 @@
 import logging
 import smtplib
 import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
+from django.core.mail import EmailMessage
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.timezone import now
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts import mail
 from accounts.mail import wait_until_idle
 from accounts.models import DeniedAccessToken, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
@@ -711,6 +716,64 @@ def test_password_reset_answers_before_a_stalled_mail_server_times_out(
     (record,) = mail_log()
     assert isinstance(record.exc_info[1], smtplib.SMTPServerDisconnected)
     assert "timed out" in str(record.exc_info[1])
+
+
+def test_password_reset_drops_the_mail_when_the_queue_is_full(
+    anon_client, user, smtp_server_at, mail_log, settings
+):
+    # A hung SMTP server: the kernel accepts, nobody ever sends the SMTP greeting.
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        smtp_server_at(server.getsockname()[1])
+        mail.send_in_background(EmailMessage("held", "body", to=["a@example.com"]))
+        held, _ = server.accept()  # the mail thread has taken that one and hangs on it
+        for number in range(mail.QUEUE_SIZE):
+            mail.send_in_background(EmailMessage(f"queued {number}", "b", to=["a@example.com"]))
+
+        started = time.monotonic()
+        response = anon_client.post(
+            "/api/v1/auth/password/reset/", {"email": user.email}, HTTP_X_REQUEST_ID="full-7"
+        )
+        answered_in = time.monotonic() - started
+        assert response.status_code == 202
+        assert answered_in < settings.EMAIL_TIMEOUT / 2
+
+        dropped = [record for record in mail_log() if "already queued" in record.getMessage()]
+        held.close()  # the rest now fail at once (connection refused), not after EMAIL_TIMEOUT
+    (record,) = dropped
+    assert record.request_id == "full-7"
+    assert record.getMessage().endswith(": Reset your Todo password")
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    assert uid not in record.getMessage()
+    wait_until_idle()
+
+
+def test_an_exiting_process_logs_its_unsent_mails_without_waiting_for_them():
+    script = """
+import logging, sys
+from django.conf import settings
+settings.configure(
+    EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    EMAIL_HOST="127.0.0.1", EMAIL_PORT=int(sys.argv[1]), EMAIL_TIMEOUT=30,
+)
+logging.basicConfig(format="%(levelname)s %(name)s %(message)s")
+from django.core.mail import EmailMessage
+from accounts.mail import send_in_background
+for number in range(6):
+    send_in_background(EmailMessage(f"mail {number}", "body", to=["a@example.com"]))
+"""
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never answers
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(server.getsockname()[1])],
+            cwd=Path(__file__).resolve().parents[2],
+            capture_output=True,
+            text=True,
+            timeout=15,  # gunicorn's graceful_timeout is 20 s: well under it
+        )
+        exited_in = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert exited_in < 8
+    assert "ERROR todo.mail 6 queued mails not sent" in done.stderr
 
 
 def test_password_reset_query_count(anon_client, user, django_assert_max_num_queries):

@@ -79,3 +79,45 @@ def test_a_local_server_with_debug_off_starts_without_production_only_variables(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory):
+    # Two `python -m todo_project.devservices` (a `make run` and a `make test`) share one local
+    # Redis: the one that started it stopping first must not take it from the other.
+    import redis
+
+    data_dir = tmp_path_factory.mktemp("rd")  # not the session's: its Redis is another one
+    env = {key: value for key, value in os.environ.items() if key != "REDIS_URL"}
+    # Set, so that only Redis is started; nothing connects to it.
+    env.update(TODO_DATA_DIR=str(data_dir), DATABASE_URL="postgres://unused/unused")
+    # Each user's command says when it runs (the servers are up) and ends when its stdin closes.
+    command = "print('running', flush=True); import sys; sys.stdin.read()"
+    users = []
+    try:
+        for _ in range(2):
+            user = subprocess.Popen(
+                [sys.executable, "-m", "todo_project.devservices", "--", sys.executable, "-c", command],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )  # fmt: skip
+            users.append(user)
+            assert user.stdout.readline() == "running\n"
+        first, second = users
+        server = redis.Redis(unix_socket_path=str(data_dir / "redis" / "redis.sock"))
+        server.set("kept", "yes")
+
+        first.stdin.close()
+        assert first.wait(30) == 0
+        assert server.get("kept") == b"yes"  # the same server, still up for the second
+
+        second.stdin.close()
+        assert second.wait(30) == 0
+        assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
+    finally:
+        for user in users:
+            if user.poll() is None:
+                user.kill()
+                user.wait()
