@@ -7,7 +7,9 @@ view-only to support staff and out of reach of their actions, so nobody in suppo
 over an account with more rights than their own.
 """
 
-from django import forms
+import hashlib
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
@@ -17,21 +19,23 @@ from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.db.models import OuterRef, Prefetch, QuerySet
+from django.forms.models import model_to_dict
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
 
-from accounts.forms import RevokingPasswordSave
+from accounts.forms import NormalizedEmailField, RevokingPasswordSave
+from accounts.mail import send_in_background
 from accounts.models import User
 from accounts.services import (
+    email_changed_notice,
     user_deactivate,
     user_delete,
-    user_send_email_changed_notice,
     user_send_password_reset,
 )
-from tasks.admin import count_of
+from tasks.admin import VersionCheckedForm, count_of
 from tasks.models import Priority, Tag, Task, TaskList
 from todo_project.admin_site import FilterLookupsOnly, may_manage
 
@@ -39,7 +43,33 @@ ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
 
 
-class SupportUserChangeForm(forms.ModelForm):
+class UserVersionCheckedForm(VersionCheckedForm):
+    """A user change form refused if the user has changed since it was opened, as a task's is.
+
+    Users have no `version` column (every writer of users would have to bump it): the version
+    is a digest of the values this form can write, as the row holds them. A change to anything
+    else (password, last sign-in) is no conflict: the save writes only the changed columns.
+    """
+
+    def version_of(self, row: User) -> str:
+        names = [name for name, field in self.fields.items() if not field.disabled]
+        values = {
+            # The pks of m2m values (groups, permissions), in an order of their own.
+            name: sorted(str(item.pk) for item in value) if isinstance(value, list) else value
+            for name, value in model_to_dict(row, fields=names).items()
+        }
+        return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class SuperuserChangeForm(UserVersionCheckedForm, auth_forms.UserChangeForm):
+    """Django's, with the email compared as it is stored (see NormalizedEmailField)."""
+
+    class Meta(auth_forms.UserChangeForm.Meta):
+        model = User
+        field_classes = {"email": NormalizedEmailField}
+
+
+class SupportUserChangeForm(UserVersionCheckedForm):
     """What support staff may change: no access rights, no password (not even read-only), and
     not the email, which password resets are sent to: changing it would hand the account over.
     """
@@ -139,20 +169,21 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     readonly_fields = ["id", "date_joined", "last_login", "task_lists_link", "tasks_link"]
     actions = ["deactivate", "send_password_reset", "export_data"]
     fieldsets = [
-        (None, {"fields": ["id", "email", "password"]}),
+        (None, {"fields": ["id", "email", "password", "opened_version"]}),
         ("Profile", {"fields": ["display_name", "timezone"]}),
         ("Data", {"fields": ["task_lists_link", "tasks_link"]}),
         ("Access", {"fields": ["is_active", *ACCESS_FIELDS]}),
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     ]
     support_fieldsets = [
-        (None, {"fields": ["id", "email"]}),
+        (None, {"fields": ["id", "email", "opened_version"]}),
         ("Profile", {"fields": ["display_name", "timezone"]}),
         ("Data", {"fields": ["task_lists_link", "tasks_link"]}),
         ("Access", {"fields": ["is_active"]}),
         ("Dates", {"fields": ["date_joined", "last_login"]}),
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
+    form = SuperuserChangeForm
     change_password_form = AdminPasswordChangeForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -198,10 +229,10 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             fields.append("token_generation")
         obj.save(update_fields=fields)
         if "email" in fields:
-            old_email = form.initial["email"]
-            transaction.on_commit(
-                lambda: user_send_email_changed_notice(user=obj, old_email=old_email)
-            )
+            notice = email_changed_notice(user=obj, old_email=form.initial["email"])
+            # Once committed (a rolled-back change is no news); in the background, so that a
+            # slow or failing mail server neither holds up nor fails a change already made.
+            transaction.on_commit(lambda: send_in_background(notice))
 
     def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
         message = super().construct_change_message(request, form, formsets, add)

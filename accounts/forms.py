@@ -1,4 +1,15 @@
-from accounts.models import User
+from django import forms
+
+from accounts.models import User, UserManager
+
+
+class NormalizedEmailField(forms.EmailField):
+    """An email as the users table stores it (lower-case, no surrounding spaces), so that
+    "Alice@Example.com " against "alice@example.com" is no change: not one that revokes the
+    tokens, mails a notice and fills the history with "from x to x"."""
+
+    def to_python(self, value) -> str:
+        return UserManager.normalize_email(super().to_python(value))
 
 
 class RevokingPasswordSave:

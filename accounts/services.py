@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
-from django.core.mail import EmailMessage, send_mail
+from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
@@ -45,18 +45,17 @@ def user_send_password_reset(*, user: User) -> None:
     password_reset_email(user=user).send()
 
 
-def user_send_email_changed_notice(*, user: User, old_email: str) -> None:
-    """Tells the previous address that the account's sign-in address changed: the one place
-    its owner hears of it if the change was not theirs."""
-    send_mail(
+def email_changed_notice(*, user: User, old_email: str) -> EmailMessage:
+    """The mail telling the previous address that the account's sign-in address changed: the
+    one place its owner hears of it if the change was not theirs."""
+    return EmailMessage(
         subject="The email address of your Todo account was changed",
-        message=(
+        body=(
             f"The sign-in address of your Todo account was changed from {old_email} to "
             f"{user.email} by our support team, and every session was signed out.\n\n"
             "If you did not ask for this, reply to this email so that we can help."
         ),
-        from_email=None,
-        recipient_list=[old_email],
+        to=[old_email],
     )
 
 

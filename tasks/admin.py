@@ -177,16 +177,23 @@ class OwnedNameForm(forms.ModelForm):
 
 
 class VersionCheckedForm(forms.ModelForm):
-    """Optimistic locking for a row with `version`: the version the change form was opened at
-    comes back with it, hidden, and a save is refused if the row has changed since. Otherwise
-    the form's old values would silently undo the other change (a user's PATCH meanwhile)."""
+    """Optimistic locking: the version of the row the change form was opened at comes back
+    with it, hidden, and a save is refused if the row has changed since. Otherwise the form's
+    old values would silently undo the other change (a user's PATCH meanwhile): Django writes
+    every field whose posted value differs from the row as the POST reads it, not as the form
+    was opened."""
 
-    opened_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+    opened_version = forms.CharField(widget=forms.HiddenInput, required=False)
     locked_row = None  # the row as clean() read it, under its lock: what save_model() writes
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["opened_version"].initial = self.instance.version
+        self.fields["opened_version"].initial = self.version_of(self.instance)
+
+    def version_of(self, row) -> str:
+        """What differs once `row` has changed: its `version` column, for the rows that have
+        one (accounts.admin has a version for users, which have none)."""
+        return str(row.version)
 
     def lock_row(self):
         """The row as it is now, locked until the commit; None if it is gone."""
@@ -199,7 +206,8 @@ class VersionCheckedForm(forms.ModelForm):
         # The admin's change view is one transaction (ModelAdmin.changeform_view): this lock
         # holds until the save commits, so no other write comes between the check and the save.
         self.locked_row = self.lock_row()
-        if getattr(self.locked_row, "version", None) != cleaned.get("opened_version"):
+        opened = cleaned.get("opened_version")
+        if self.locked_row is None or self.version_of(self.locked_row) != opened:
             self.add_error(
                 None,
                 f"This {self.instance._meta.verbose_name} has changed since you opened it: "
