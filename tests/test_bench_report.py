@@ -48,6 +48,14 @@ def test_the_floor_ratios_and_the_heavy_list_are_judged_from_the_figures():
     assert "- met: zero errors (0)" in lines
 
 
+def test_a_partial_run_without_the_floor_does_not_judge_the_floor_ratios():
+    # `--scenarios list` reported "NOT met: list ≥ 40% of floor (0%)".
+    lines = targets([result("list", 900, 20, 30)], COMPARE, rss=[72.0])
+
+    assert "- not measured: list ≥ 40% of floor (no floor run)" in lines
+    assert not [line for line in lines if "of floor (" in line and "NOT met" in line]
+
+
 def test_a_met_latency_target_says_no_more_and_a_missed_one_the_throughput_it_takes():
     figures = [result("create", 300, 49.9, 60), result("move", 300, 80, 90)]
 
