@@ -9,6 +9,8 @@ the pool was shared already, so one client per pool does the same work for a thi
 the cache three times per request (SET NX, then Django's `incr` is EXISTS + INCR).
 """
 
+import re
+
 from django.core.cache.backends import redis as django_redis
 
 # INCR, and the window's expiry on the first count: what SET NX EX + INCR did, atomically.
@@ -56,7 +58,9 @@ class RedisCache(django_redis.RedisCache):
         developer runs beside the tests (which clear before every test), lost its keys."""
         client = self._cache.get_client(write=True)
         batch = []
-        for key in client.scan_iter(match=f"{self.key_prefix}:*", count=1000):
+        # The prefix as a literal: a * ? [ ] or \ in CACHE_KEY_PREFIX must match only itself.
+        prefix = re.sub(r"([*?\[\]\\])", r"\\\1", self.key_prefix)
+        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
             batch.append(key)
             if len(batch) == 1000:
                 client.delete(*batch)

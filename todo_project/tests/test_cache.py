@@ -72,3 +72,18 @@ def test_clearing_the_cache_leaves_other_keys_in_its_redis_database_alone():
         assert client.get("someone-elses-key") == b"kept"
     finally:
         client.delete("someone-elses-key")
+
+
+def test_a_prefix_with_glob_characters_clears_only_its_own_keys(settings):
+    from todo_project.cache import RedisCache
+
+    odd = RedisCache(settings.CACHES["default"]["LOCATION"], {"KEY_PREFIX": "odd*[x]"})
+    client = odd._cache.get_client(write=True)
+    client.set("oddQx:1:theirs", "kept", ex=60)  # matched by the prefix read as a pattern
+    odd.set("ours", 1)
+    try:
+        odd.clear()
+        assert odd.get("ours") is None
+        assert client.get("oddQx:1:theirs") == b"kept"
+    finally:
+        client.delete("oddQx:1:theirs")
