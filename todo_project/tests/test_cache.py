@@ -4,10 +4,12 @@ import logging
 import socket
 import uuid
 
+import pytest
 from django.core.cache import cache
 from django.test import RequestFactory
 from django_ratelimit.core import get_usage
 
+from todo_project.cache import RedisCache
 from todo_project.ratelimit import count_request
 
 
@@ -60,30 +62,24 @@ def test_with_redis_down_the_counter_fails_open_and_logs_it(settings, caplog):
     assert "rate-limit cache unavailable; failing open" in caplog.messages
 
 
-def test_clearing_the_cache_leaves_other_keys_in_its_redis_database_alone():
-    # Django's clear() is FLUSHDB: the tests clear before each test, and a REDIS_URL shared with
-    # a running server (or another deployment) lost every key of theirs.
-    client = cache._cache.get_client(write=True)
-    client.set("someone-elses-key", "kept", ex=60)
-    cache.set("ours", 1)
+@pytest.mark.parametrize(
+    ("prefix", "theirs"),
+    [
+        # Django's clear() is FLUSHDB: the tests clear before each test, and a REDIS_URL shared
+        # with a running server (or another deployment) lost every key of theirs.
+        ("todo-tests", "someone-elses-key"),
+        # Read as a pattern, this prefix matched another's keys.
+        ("odd*[x]", "oddQx:1:theirs"),
+    ],
+)
+def test_clearing_the_cache_deletes_its_own_keys_only(settings, prefix, theirs):
+    ours = RedisCache(settings.CACHES["default"]["LOCATION"], {"KEY_PREFIX": prefix})
+    client = ours._cache.get_client(write=True)
+    client.set(theirs, "kept", ex=60)
+    ours.set("ours", 1)
     try:
-        cache.clear()
-        assert cache.get("ours") is None
-        assert client.get("someone-elses-key") == b"kept"
+        ours.clear()
+        assert ours.get("ours") is None
+        assert client.get(theirs) == b"kept"
     finally:
-        client.delete("someone-elses-key")
-
-
-def test_a_prefix_with_glob_characters_clears_only_its_own_keys(settings):
-    from todo_project.cache import RedisCache
-
-    odd = RedisCache(settings.CACHES["default"]["LOCATION"], {"KEY_PREFIX": "odd*[x]"})
-    client = odd._cache.get_client(write=True)
-    client.set("oddQx:1:theirs", "kept", ex=60)  # matched by the prefix read as a pattern
-    odd.set("ours", 1)
-    try:
-        odd.clear()
-        assert odd.get("ours") is None
-        assert client.get("oddQx:1:theirs") == b"kept"
-    finally:
-        client.delete("oddQx:1:theirs")
+        client.delete(theirs)
