@@ -15,7 +15,8 @@ STAMP := $(VENV)/.installed
 # and manage use one kept here, created on first use readable by its owner only (umask 077).
 KEY_FILE := .data/secret_key
 ENSURE_KEY := mkdir -p $(dir $(KEY_FILE)) && { test -s $(KEY_FILE) || ( umask 077 && \
-  $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $(KEY_FILE) ); }
+  $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $(KEY_FILE) ); } && \
+  chmod 600 $(KEY_FILE)
 WITH_KEY := SECRET_KEY=$${SECRET_KEY:-$$(cat $(KEY_FILE))}
 # Where `make run` serves the admin: the settings read ADMIN_URL from the environment too.
 ADMIN_PATH := $(patsubst %//,%/,/$(patsubst /%,%,$(or $(ADMIN_URL),admin/))/)

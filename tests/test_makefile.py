@@ -54,8 +54,10 @@ def test_manage_runs_a_command_with_debug_off_and_a_key_only_its_owner_can_read(
     key = key_file.read_text().strip()
     assert len(key) >= 50
     assert done.stdout == f"False {key}\n"
+    key_file.chmod(0o644)  # made by an older Makefile, readable by everyone
     again = make(f"KEY_FILE={key_file}", "manage", args, env=env)
     assert again.stdout == done.stdout  # the same key next time: signed tokens stay valid
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
 def test_clean_removes_generated_state_and_keeps_what_git_tracks(tmp_path):

@@ -474,4 +474,7 @@ X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_HTTPONLY = True
 
-ADMIN_URL = os.environ.get("ADMIN_URL", "admin/").strip("/") + "/"
+ADMIN_URL = (os.environ.get("ADMIN_URL") or "admin/").strip("/") + "/"
+if ADMIN_URL == "/" or not re.fullmatch(r"[\w.~-]+(/[\w.~-]+)*/", ADMIN_URL):
+    # "/" (an empty path after stripping) mounted the admin where no URL reaches it.
+    refuse("ADMIN_URL must be a path like admin/ or ops/admin/ (letters, digits, . _ ~ -).")

@@ -218,6 +218,8 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
         ("CONN_MAX_AGE", "ten", "CONN_MAX_AGE must be a whole number, not 'ten'."),
         ("HTTPS", "2", "HTTPS must be a boolean (1/0, true/false), not '2'."),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ("ADMIN_URL", "/", "ADMIN_URL must be a path like admin/"),  # mounted out of reach
+        ("ADMIN_URL", "my admin/", "ADMIN_URL must be a path like admin/"),
     ],
 )
 def test_a_value_that_would_break_the_service_is_refused_in_one_line(name, value, message):
