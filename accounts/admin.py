@@ -17,10 +17,10 @@ from django.contrib.auth import forms as auth_forms
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Prefetch, QuerySet
 from django.forms.models import model_to_dict
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -41,6 +41,7 @@ from todo_project.admin_site import FilterLookupsOnly, may_manage
 
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
+EMAIL_UNIQUE_INDEX = "accounts_user_email_key"  # Django's name for the unique email column's
 
 
 class UserVersionCheckedForm(VersionCheckedForm):
@@ -214,6 +215,25 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         if obj is not None and not request.user.is_superuser:
             kwargs["form"] = SupportUserChangeForm
         return super().get_form(request, obj, **kwargs)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id=None, form_url="", extra_context=None
+    ):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except IntegrityError as error:
+            # The email's uniqueness was checked before the save, but another save (an admin's,
+            # a registration) took the address in between: the unique index refused it, and the
+            # change view's transaction rolled back whole.
+            if getattr(error.__cause__.diag, "constraint_name", None) != EMAIL_UNIQUE_INDEX:
+                raise
+            self.message_user(
+                request,
+                "Nothing saved: the email address was taken by another account at the same "
+                "moment. Reload the page and choose another address.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
 
     def save_model(self, request: HttpRequest, obj: User, form, change: bool) -> None:
         if not change:

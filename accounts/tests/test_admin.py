@@ -950,3 +950,30 @@ def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, sup
     assert User.objects.filter(pk__in=[support_user.pk, user.pk]).count() == 2
     assert LogEntry.objects.filter(user=support_user).count() == 1
     assert admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_an_email_taken_between_the_check_and_the_save_is_a_message_not_a_500(
+    admin_client, user, monkeypatch
+):
+    # Two admins giving two users one address at the same moment: each form's uniqueness check
+    # passed, and the second save was a 500 (IntegrityError) with a traceback.
+    save = UserAdmin.save_model
+
+    def another_takes_it_first(self, request, obj, form, change):
+        User.objects.create_user(email="wanted@example.com", password="x" * 12)
+        save(self, request, obj, form, change)
+
+    monkeypatch.setattr(UserAdmin, "save_model", another_takes_it_first)
+    url = f"{USERS_URL}{user.pk}/change/"
+
+    response = admin_client.post(url, superuser_form(admin_client, user, email="wanted@example.com"))
+
+    assert response.status_code == 302 and response["Location"] == url
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Nothing saved: the email address was taken by another account at the same moment. "
+        "Reload the page and choose another address."
+    ]
+    user.refresh_from_db()
+    assert (user.email, user.token_generation) == ("alice@example.com", 0)
+    assert not User.objects.filter(email="wanted@example.com").exists()  # rolled back too
