@@ -970,10 +970,8 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_message_not_a_500(
     response = admin_client.post(url, superuser_form(admin_client, user, email="wanted@example.com"))
 
     assert response.status_code == 302 and response["Location"] == url
-    assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Nothing saved: the email address was taken by another account at the same moment. "
-        "Reload the page and choose another address."
-    ]
+    [message] = [str(m) for m in get_messages(response.wsgi_request)]
+    assert message.startswith("Nothing saved: the email address was taken by another account")
     user.refresh_from_db()
     assert (user.email, user.token_generation) == ("alice@example.com", 0)
     assert not User.objects.filter(email="wanted@example.com").exists()  # rolled back too
