@@ -967,7 +967,9 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_message_not_a_500(
     monkeypatch.setattr(UserAdmin, "save_model", another_takes_it_first)
     url = f"{USERS_URL}{user.pk}/change/"
 
-    response = admin_client.post(url, superuser_form(admin_client, user, email="wanted@example.com"))
+    response = admin_client.post(
+        url, superuser_form(admin_client, user, email="wanted@example.com")
+    )
 
     assert response.status_code == 302 and response["Location"] == url
     [message] = [str(m) for m in get_messages(response.wsgi_request)]
