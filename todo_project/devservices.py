@@ -71,6 +71,17 @@ def _redis_answers(socket_path: Path) -> bool:
         return False
 
 
+def _redis_pid(socket_path: Path) -> int | None:
+    """The pid of the redis-server answering on the socket; None if none answers."""
+    import redis
+
+    try:
+        client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
+        return int(client.info("server")["process_id"])
+    except (redis.RedisError, OSError):
+        return None
+
+
 class _RedisUsers:
     """The local Redis's users (pids) and server pid, in users.json beside its socket, read and
     written under an exclusive lock (with statement) so that no two processes race."""
@@ -181,6 +192,9 @@ class LocalServices:
                     ],
                     stdout=subprocess.DEVNULL,
                     stderr=(redis_dir / "redis.log").open("ab"),
+                    # Out of this process's group: a Ctrl-C meant for this `make run` must not
+                    # stop a server other users still count on (its last user stops it).
+                    start_new_session=True,
                 )  # fmt: skip
                 deadline = time.monotonic() + 10
                 while not _redis_answers(socket_path):
@@ -199,8 +213,9 @@ class LocalServices:
                 users.pids.remove(os.getpid())
             users.pids = [pid for pid in users.pids if _alive(pid)]
             if not users.pids and users.server_pid is not None:
-                # A server that no longer answers has died: its pid may be another process's.
-                if _redis_answers(self._redis_dir / "redis.sock"):
+                # Only the server recorded, asked for its pid: a dead one's pid may be another
+                # process's by now, and a server on the socket may be another one.
+                if _redis_pid(self._redis_dir / "redis.sock") == users.server_pid:
                     _stop_pid(users.server_pid, self._redis)
                 users.server_pid = None
         self._redis_dir = None

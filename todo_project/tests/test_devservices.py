@@ -1,13 +1,16 @@
 """The local PostgreSQL's settings (todo_project/devservices.py)."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+import pytest
 
 from todo_project import devservices
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_settings_go_at_the_end_of_postgresql_conf_once(tmp_path, monkeypatch):
@@ -81,9 +84,11 @@ def test_a_local_server_with_debug_off_starts_without_production_only_variables(
     assert result.returncode == 0, result.stderr
 
 
-def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory):
+@pytest.mark.parametrize("first_stops_by", ["finishing", "ctrl-c"])
+def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory, first_stops_by):
     # Two `python -m todo_project.devservices` (a `make run` and a `make test`) share one local
-    # Redis: the one that started it stopping first must not take it from the other.
+    # Redis: the one that started it stopping first must not take it from the other, not even
+    # by a Ctrl-C, which reaches its whole process group.
     import redis
 
     data_dir = tmp_path_factory.mktemp("rd")  # not the session's: its Redis is another one
@@ -102,6 +107,7 @@ def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory):
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
+                start_new_session=True,  # a terminal's process group of its own
             )  # fmt: skip
             users.append(user)
             assert user.stdout.readline() == "running\n"
@@ -109,8 +115,12 @@ def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory):
         server = redis.Redis(unix_socket_path=str(data_dir / "redis" / "redis.sock"))
         server.set("kept", "yes")
 
-        first.stdin.close()
-        assert first.wait(30) == 0
+        if first_stops_by == "ctrl-c":
+            os.killpg(first.pid, signal.SIGINT)
+            first.wait(30)
+        else:
+            first.stdin.close()
+            assert first.wait(30) == 0
         assert server.get("kept") == b"yes"  # the same server, still up for the second
 
         second.stdin.close()
