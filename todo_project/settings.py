@@ -35,16 +35,17 @@ def env_bool(name: str, default: bool) -> bool:
     refuse(f"{name} must be a boolean (1/0, true/false), not {value!r}.")
 
 
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
     # A negative count or duration is never meant; where 0 would break the service (a timeout,
-    # a lifetime, a size), the caller says the minimum.
+    # a lifetime, a size), the caller says the minimum. Above 2^31 - 1 (68 years in seconds),
+    # timedelta or a database column overflows with a traceback.
     value = os.environ.get(name, "")
     try:
         number = int(value) if value else default
     except ValueError:
         refuse(f"{name} must be a whole number, not {value!r}.")
-    if number < minimum:
-        refuse(f"{name} must be at least {minimum}, not {number}.")
+    if not minimum <= number <= maximum:
+        refuse(f"{name} must be from {minimum} to {maximum}, not {number}.")
     return number
 
 
@@ -306,7 +307,11 @@ SIMPLE_JWT = {
 # Required: password-reset emails link to it, and the default would send users to localhost.
 require_in_production("FRONTEND_URL")
 FRONTEND_URL = (os.environ.get("FRONTEND_URL") or "http://localhost:3000").rstrip("/")
-_frontend = urlsplit(FRONTEND_URL)
+try:
+    _frontend = urlsplit(FRONTEND_URL)
+    _frontend.port  # noqa: B018 (parses it: "http://host:abc" raises)
+except ValueError:  # an unclosed [IPv6], a port that is no number
+    _frontend = urlsplit("")
 if (
     _frontend.scheme not in {"http", "https"}
     or not _frontend.netloc
@@ -327,7 +332,7 @@ EMAIL_BACKEND = os.environ.get(
     else "django.core.mail.backends.smtp.EmailBackend",
 )
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
@@ -475,6 +480,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_HTTPONLY = True
 
 ADMIN_URL = (os.environ.get("ADMIN_URL") or "admin/").strip("/") + "/"
-if ADMIN_URL == "/" or not re.fullmatch(r"[\w.~-]+(/[\w.~-]+)*/", ADMIN_URL):
-    # "/" (an empty path after stripping) mounted the admin where no URL reaches it.
+if not re.fullmatch(r"(?!\.\.?/)[\w.~-]+(/(?!\.\.?/)[\w.~-]+)*/", ADMIN_URL):
+    # "/" (an empty path after stripping), or a "." or ".." segment (clients resolve them away),
+    # mounted the admin where no URL reaches it.
     refuse("ADMIN_URL must be a path like admin/ or ops/admin/ (letters, digits, . _ ~ -).")

@@ -213,13 +213,18 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
         ("REDIS_URL", "redis://127.0.0.1:abc/0", "REDIS_URL must be a redis://"),
         ("FRONTEND_URL", "app.example.com", "FRONTEND_URL must be an http(s) URL"),
         ("FRONTEND_URL", "https://app.example.com/?lang=de", "FRONTEND_URL must be an http(s)"),
-        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be at least 0, not -1."),
-        ("EMAIL_TIMEOUT", "0", "EMAIL_TIMEOUT must be at least 1, not 0."),
+        ("TRUSTED_PROXY_COUNT", "-1", "TRUSTED_PROXY_COUNT must be from 0 to 2147483647"),
+        ("EMAIL_TIMEOUT", "0", "EMAIL_TIMEOUT must be from 1 to 2147483647, not 0."),
         ("CONN_MAX_AGE", "ten", "CONN_MAX_AGE must be a whole number, not 'ten'."),
         ("HTTPS", "2", "HTTPS must be a boolean (1/0, true/false), not '2'."),
         ("LOG_LEVEL", "verbose", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
         ("ADMIN_URL", "/", "ADMIN_URL must be a path like admin/"),  # mounted out of reach
         ("ADMIN_URL", "my admin/", "ADMIN_URL must be a path like admin/"),
+        ("ADMIN_URL", "../x", "ADMIN_URL must be a path like admin/"),
+        ("JWT_ACCESS_LIFETIME_SECONDS", "100000000000000", "JWT_ACCESS_LIFETIME_SECONDS must be"),
+        ("EMAIL_PORT", "99999", "EMAIL_PORT must be from 1 to 65535, not 99999."),
+        ("FRONTEND_URL", "http://[::1", "FRONTEND_URL must be an http(s) URL"),
+        ("FRONTEND_URL", "https://app.example.com:abc", "FRONTEND_URL must be an http(s) URL"),
     ],
 )
 def test_a_value_that_would_break_the_service_is_refused_in_one_line(name, value, message):
