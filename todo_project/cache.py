@@ -59,8 +59,10 @@ class RedisCache(django_redis.RedisCache):
         client = self._cache.get_client(write=True)
         batch = []
         # The prefix as a literal: a * ? [ ] or \ in CACHE_KEY_PREFIX must match only itself.
+        # With the version after it, as make_key() writes keys: "todo:*" would also match the
+        # keys of a cache prefixed "todo:eu".
         prefix = re.sub(r"([*?\[\]\\])", r"\\\1", self.key_prefix)
-        for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        for key in client.scan_iter(match=f"{prefix}:{self.version}:*", count=1000):
             batch.append(key)
             if len(batch) == 1000:
                 client.delete(*batch)

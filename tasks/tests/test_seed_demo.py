@@ -1,7 +1,9 @@
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from accounts.models import User
+from tasks.management.commands.seed_demo import on_the_project_local_database
 from tasks.models import Task
 from todo_project import devservices
 
@@ -72,3 +74,24 @@ def test_seed_demo_makes_no_superuser_on_a_database_other_than_the_local_one(
     assert not User.objects.filter(is_superuser=True).exists()
     assert User.objects.filter(email="demo@example.com").exists()
     assert "Not creating the demo superuser" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"host": "{local},prod.example.com"},  # libpq falls back to the next host
+        {"host": "{local}", "hostaddr": "10.1.2.3"},  # libpq connects to hostaddr over TCP
+    ],
+)
+def test_a_host_list_or_hostaddr_is_not_the_local_database(settings, options):
+    local = str(devservices.DATA_DIR / "postgres")
+    settings_dict = connection.settings_dict
+    saved = (settings_dict["HOST"], dict(settings_dict["OPTIONS"]))
+    settings_dict["HOST"] = ""
+    settings_dict["OPTIONS"] = {name: value.format(local=local) for name, value in options.items()}
+    try:
+        assert not on_the_project_local_database()
+        settings_dict["OPTIONS"] = {"host": local}
+        assert on_the_project_local_database()
+    finally:
+        settings_dict["HOST"], settings_dict["OPTIONS"] = saved

@@ -70,6 +70,8 @@ def test_with_redis_down_the_counter_fails_open_and_logs_it(settings, caplog):
         ("todo-tests", "someone-elses-key"),
         # Read as a pattern, this prefix matched another's keys.
         ("odd*[x]", "oddQx:1:theirs"),
+        # The keys of a cache prefixed "todo:eu" start with "todo:" too.
+        ("todo", "todo:eu:1:theirs"),
     ],
 )
 def test_clearing_the_cache_deletes_its_own_keys_only(settings, prefix, theirs):

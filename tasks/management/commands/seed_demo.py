@@ -24,11 +24,17 @@ DEMO_ADMIN_PASSWORD = "admin-password-2026"
 
 
 def on_the_project_local_database() -> bool:
-    """Whether the database is the PostgreSQL todo_project.devservices runs under .data/."""
-    options = connection.settings_dict
-    host = options["HOST"] or options["OPTIONS"].get("host", "")
-    return host.startswith("/") and Path(host).resolve().is_relative_to(
-        devservices.DATA_DIR.resolve()
+    """Whether the database is the PostgreSQL todo_project.devservices runs under .data/: one
+    Unix socket there, and nothing libpq would reach instead (a host list falls back to its
+    next host, a `hostaddr` connects over TCP)."""
+    settings_dict = connection.settings_dict
+    options = settings_dict["OPTIONS"]
+    host = settings_dict["HOST"] or options.get("host", "")
+    return (
+        host.startswith("/")
+        and "," not in host
+        and not options.get("hostaddr")
+        and Path(host).resolve().is_relative_to(devservices.DATA_DIR.resolve())
     )
 
 
