@@ -1,9 +1,17 @@
 """manage.py create_support_user EMAIL."""
 
+import os
+import subprocess
+import sys
+import uuid
 from io import StringIO
+from pathlib import Path
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from accounts.models import User
 
@@ -76,3 +84,33 @@ def test_without_the_support_group_it_asks_to_migrate():
         create_support_user("sam@example.com")
 
     assert not User.objects.exists()
+
+
+def test_a_database_never_migrated_is_a_clear_error_not_a_traceback():
+    # It was `ProgrammingError: relation "accounts_user" does not exist`, 50 lines of traceback.
+    name = f"never_migrated_{uuid.uuid4().hex[:8]}"
+    server = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
+    server.pop("cursor_factory", None)
+    server.pop("context", None)
+    with psycopg.connect(**server) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        url = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}").geturl()
+        done = subprocess.run(
+            [sys.executable, "manage.py", "create_support_user", "agent@example.com"],
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "DATABASE_URL": url, "DEBUG": "1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        with psycopg.connect(**server) as admin:
+            admin.execute(f'DROP DATABASE "{name}"')
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "CommandError: The database has migrations not applied yet: run `make migrate` "
+        "(`manage.py migrate`) first."
+    )
+    assert done.stdout == ""
