@@ -127,8 +127,8 @@ def user_logout(*, user: User, refresh: str, access: Token) -> None:
 
     The refresh token may be unusable already (expired, or rotated or revoked since): the
     calling access token is denied all the same (the refresh token that replaced it by rotation
-    is not known, so it stays valid). One we did not sign, or not the caller's, is a 400 and changes
-    nothing: the caller is signed in, only this input is wrong.
+    is not known, so it stays valid). One we did not sign, or not the caller's, is a 400 and
+    changes nothing: the caller is signed in, only this input is wrong.
     """
     try:
         token = RefreshToken.signed(refresh)

@@ -60,6 +60,17 @@ def require_in_production(name: str) -> None:
         refuse(f"{name} is not set: refusing to start with DEBUG off (see .env.example).")
 
 
+def parsed_url(value: str):
+    """urlsplit(value) with its port parsed too; an empty one when either fails (an unclosed
+    [IPv6], a port that is no number), so that the caller's scheme check refuses it."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (parses it)
+    except ValueError:
+        return urlsplit("")
+    return parts
+
+
 # django-ratelimit's grammar (django_ratelimit.core._split_rate), strictly: a count, "/", an
 # optional multiplier, a lowercase unit. Anything else went wrong without a word at run time:
 # "lots" or "10/0m" turned the limit off (its parser fails, and the throttle fails open), and
@@ -229,14 +240,9 @@ if env_bool("DB_PREPARED_STATEMENTS", True):
 require_in_production("REDIS_URL")
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
-    try:  # .port parses the port: "redis://host:abc" passed, and rate limits then failed open
-        redis_url_ok = urlsplit(REDIS_URL).scheme in {"redis", "rediss", "unix"}
-        urlsplit(REDIS_URL).port  # noqa: B018
-    except ValueError:
-        redis_url_ok = False
-    if not redis_url_ok:
+    # "redis://host:abc" passed, and rate limits then failed open.
+    if parsed_url(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         refuse("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
-if REDIS_URL:
     CACHES = {
         "default": {
             # Django's RedisCache, reusing its client (todo_project/cache.py).
@@ -307,11 +313,7 @@ SIMPLE_JWT = {
 # Required: password-reset emails link to it, and the default would send users to localhost.
 require_in_production("FRONTEND_URL")
 FRONTEND_URL = (os.environ.get("FRONTEND_URL") or "http://localhost:3000").rstrip("/")
-try:
-    _frontend = urlsplit(FRONTEND_URL)
-    _frontend.port  # noqa: B018 (parses it: "http://host:abc" raises)
-except ValueError:  # an unclosed [IPv6], a port that is no number
-    _frontend = urlsplit("")
+_frontend = parsed_url(FRONTEND_URL)
 if (
     _frontend.scheme not in {"http", "https"}
     or not _frontend.netloc
