@@ -364,10 +364,18 @@ class Task(models.Model):
             # Full-text search. GIN cannot lead with the owner (no btree_gin in the embedded
             # PostgreSQL), so the lexemes carry the owner's key instead (see search_owner_key):
             # a prefix search reads its owner's entries, not every user's matches.
-            # No pending list (fastupdate): with it, every search also scanned up to 4 MB of
-            # all users' recent entries (a search list 13 -> 23-26 ms after 10,000 updated
-            # tasks), and the write that filled it paid the merge (0.2-0.5 s). Migration 0006.
-            GinIndex(fields=["search_vector"], name="task_search", fastupdate=False),
+            # Every task UPDATE adds entries here (none is a HOT update): a small pending list
+            # lets writes queue them and merge in sorted batches (bulk complete 100: 134-140 ->
+            # 171-175 req/s). Small, because every search also scans it: with the default 4 MB,
+            # a search list took 13 -> 23-26 ms after 10,000 updated tasks, and the write that
+            # filled it paid a 0.2-0.5 s merge; 256 kB costs a search ~0.05 ms and the merging
+            # write ~30 ms. Migrations 0006 (off) and 0009, bench/README.md.
+            GinIndex(
+                fields=["search_vector"],
+                name="task_search",
+                fastupdate=True,
+                gin_pending_list_limit=256,  # kB
+            ),
         ]
 
     def __str__(self) -> str:
