@@ -81,7 +81,11 @@ def log_access(request: HttpRequest, status: int, started: float) -> None:
 
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id.get()
+        # django.request logs a 4xx/5xx answer after the middleware has returned, so outside
+        # identified(): its record carries the request, and the request its id.
+        record.request_id = current_request_id.get() or getattr(
+            getattr(record, "request", None), "request_id", None
+        )
         return True
 
 

@@ -52,6 +52,15 @@ def test_the_access_log_names_the_authenticated_user(api_client, user, caplog):
     assert record.user_id == str(user.pk)
 
 
+def test_djangos_own_line_for_an_error_answer_carries_the_request_id(anon_client, caplog):
+    # Django logs 4xx and 5xx answers on django.request once the middleware has returned.
+    caplog.set_level(logging.WARNING, logger="django.request")
+    response = anon_client.get("/api/v1/nothing-here/", HTTP_X_REQUEST_ID="req-43")
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert RequestIdLogFilter().filter(record) is True
+    assert record.request_id == response["X-Request-ID"] == "req-43"
+
+
 def test_log_filter_attaches_the_current_request_id():
     record = logging.makeLogRecord({"msg": "x"})
     assert RequestIdLogFilter().filter(record) is True
