@@ -8,6 +8,7 @@ declares the parameters (validation, OpenAPI) and turns them into criteria; filt
 the one place that says what they mean in SQL.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any
@@ -110,12 +111,39 @@ class StrictBooleanFilter(django_filters.Filter):
     field_class = StrictBooleanField
 
 
-class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
-    """An RFC 3339 timestamp, handed to the database in UTC: PostgreSQL refuses offsets past
-    ±15:59 that Python accepts (up to ±23:59), which would be a 500."""
+class CanonicalDateFormField(forms.DateField):
+    """`YYYY-MM-DD` exactly, like the dates of a body (todo_project.fields.CanonicalDateField):
+    strptime alone also reads `2026-1-1` and `+2026-01-01`, and the form strips spaces."""
 
     def to_python(self, value):
-        value = super().to_python(value)
+        if value and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise forms.ValidationError("Enter a date as YYYY-MM-DD.", code="invalid")
+        return super().to_python(value)
+
+
+class CanonicalDateFilter(django_filters.DateFilter):
+    field_class = CanonicalDateFormField
+
+
+# RFC 3339's date-time (section 5.6): seconds and an offset required, `T` and `Z` either case.
+RFC3339_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    """An RFC 3339 timestamp, handed to the database in UTC: PostgreSQL refuses offsets past
+    ±15:59 that Python accepts (up to ±23:59), which would be a 500. Only RFC 3339: Django
+    also reads a bare date or a time without an offset, whose instant nobody can know."""
+
+    def to_python(self, value):
+        if value and not RFC3339_DATE_TIME.fullmatch(value):
+            raise forms.ValidationError(
+                "Enter an RFC 3339 timestamp with its offset, e.g. 2026-11-22T09:30:00Z.",
+                code="invalid",
+            )
+        value = super().to_python(value and value.upper())
         if value is None:
             return None
         try:
@@ -279,13 +307,13 @@ class TaskFilter(django_filters.FilterSet):
         )
     )
     tag = TagNamesFilter(help_text="Repeatable: tasks with all of them.")
-    due_after = django_filters.DateFilter(
+    due_after = CanonicalDateFilter(
         field_name="due_date",
         lookup_expr="gte",
         input_formats=["%Y-%m-%d"],
         help_text="`YYYY-MM-DD`: due on or after this date.",
     )
-    due_before = django_filters.DateFilter(
+    due_before = CanonicalDateFilter(
         field_name="due_date",
         lookup_expr="lte",
         input_formats=["%Y-%m-%d"],

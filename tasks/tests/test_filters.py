@@ -1,7 +1,7 @@
 import random
 import string
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import django_filters
@@ -55,6 +55,16 @@ def titles(response) -> list[str]:
         "parent=123",
         "parent=0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
         "updated_since=yesterday",
+        # Read by strptime or Django, but not the contract's formats:
+        "due_after=2026-1-1",
+        "due_before=+2026-01-01",
+        "due_after=%202026-01-01",
+        "due_before=2026-01-01%20",
+        "updated_since=2026-01-01",
+        "updated_since=20260101",
+        "updated_since=2026-01-01%2000:00",
+        "updated_since=2026-01-01T00:00:00",
+        "updated_since=2026-01-01T00:00Z",
         "ordering=owner",
         "ordering=position,-secret",
         "search=" + "x" * 201,
@@ -251,6 +261,19 @@ def test_tag_filter_needs_every_tag(api_client, make_task):
     assert titles(api_client.get("/api/v1/tasks/?tag=HOME&tag=money")) == ["both"]
     assert titles(api_client.get("/api/v1/tasks/?tag=home")) == ["both", "home only"]
     assert titles(api_client.get("/api/v1/tasks/?tag=home&tag=nope")) == []
+
+
+@pytest.mark.parametrize(
+    "since", ["2026-11-21T09:30:00Z", "2026-11-21t09:30:00.5z", "2026-11-21T10:30:00+01:00"]
+)
+def test_updated_since_takes_rfc_3339_with_any_offset(api_client, make_task, since):
+    task = make_task("new")
+    Task.objects.filter(pk=task.pk).update(updated_at=datetime(2026, 11, 21, 9, 31, tzinfo=UTC))
+    assert titles(api_client.get(f"/api/v1/tasks/?updated_since={since.replace('+', '%2B')}")) == [
+        "new"
+    ]
+    later = since.replace("09:30", "09:32").replace("10:30", "10:32")
+    assert titles(api_client.get(f"/api/v1/tasks/?updated_since={later.replace('+', '%2B')}")) == []
 
 
 def test_updated_since_is_inclusive(api_client, make_task):
