@@ -186,6 +186,15 @@ class BuiltOnceFields:
             cls._built_fields = super().get_fields()
         return {name: copy.copy(field) for name, field in cls._built_fields.items()}
 
+    # ModelSerializer derives its unique-together validators from the same fields and the
+    # model, again for each instance (~0.1 ms a task write): once per class too. None of them
+    # keeps state of a request (a validator gets the serializer as an argument).
+    def get_validators(self) -> list:
+        cls = type(self)
+        if "_built_validators" not in cls.__dict__:
+            cls._built_validators = super().get_validators()
+        return list(cls._built_validators)
+
 
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     title = StrictCharField(

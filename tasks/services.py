@@ -50,7 +50,10 @@ from tasks.models import (
     loaded_columns,
     named,
     tags_named,
+    task_insert_sql,
+    task_save,
     task_to_write,
+    task_update_sql,
 )
 from tasks.quotas import ensure_room, lock_owner
 from todo_project.compiled import CompiledQuery, fetch_all
@@ -65,6 +68,10 @@ BULK_ACTIONS: Final = (
     "add_tags",
     "remove_tags",
 )
+
+# Copies of recurring tasks inserted in the statement that links them (_spawn_next_occurrences):
+# 18 parameters a copy, and PostgreSQL takes at most 65,535 a statement.
+COPIES_PER_STATEMENT: Final = 1000
 
 # Sentinel for "leave the list as it is" in task_move (None means the Inbox).
 UNCHANGED: Final = object()
@@ -589,14 +596,26 @@ def _series_start(task: Task) -> Any:
     return task.recurrence_start or task.due_date
 
 
+_COPY_TAGS = (
+    "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
+    "FROM tasks_task_tags link "
+    "JOIN unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) ON link.task_id = pair.original"
+)
+_LINK_COPIES = (
+    "UPDATE tasks_task SET next_occurrence_id = pair.copy "
+    "FROM unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
+    "WHERE tasks_task.id = pair.original"
+)
+
+
 def _spawn_next_occurrences(
     *, user: User, tasks: Sequence[Task], unsaved: Sequence[Task] = ()
 ) -> None:
     """Creates the next occurrence of each completed recurring task, right after it.
 
     Once per task: a task whose `next_occurrence` is set never gets a second copy. Constant
-    queries whatever the number of tasks. The link of an `unsaved` task to its copy is set on
-    the instance only: its own save writes it.
+    queries whatever the number of tasks. `unsaved` tasks (among `tasks`) are saved here, with
+    their link to their copy, in the copies' statement when there are copies.
     """
     today = recurrence.today_in(user.timezone)
     due_dates = {}
@@ -615,6 +634,8 @@ def _spawn_next_occurrences(
             due_dates[task.pk] = due
     originals = [task for task in tasks if task.pk in due_dates]
     if not originals:
+        for task in unsaved:
+            task_save(task)
         return
     # Ranks are picked under the group lock like every other writer's: a create at the end of
     # the same group could otherwise pick the same rank and fail on the unique constraint.
@@ -637,37 +658,43 @@ def _spawn_next_occurrences(
         )
         for task in originals
     ]
-    Task.objects.bulk_create(copies)
     # The copies of originals known to have no tag have none to copy.
     tagged = [
         (task, copy) for task, copy in zip(originals, copies, strict=True) if task.tag_names != []
     ]
+    for task, copy in zip(originals, copies, strict=True):
+        task.next_occurrence = copy
     unsaved_ids = {task.pk for task in unsaved}
     links = [
         (original.pk, copy.pk)
         for original, copy in zip(originals, copies, strict=True)
         if original.pk not in unsaved_ids
     ]
+    # The copies, their tags, the originals' links to them and the unsaved tasks' own UPDATE
+    # in one statement, whatever the number of tasks (the ORM's select + bulk_create and
+    # bulk_update cost ~4 ms of CPU; then a statement each, a round trip each). Each part
+    # reads the statement's snapshot: the tags are the originals', and the links' foreign key
+    # is checked at the commit.
+    parts: list[tuple[str, list]] = []
+    if len(copies) <= COPIES_PER_STATEMENT:
+        parts.append(task_insert_sql(copies))
+    else:  # PostgreSQL takes 65,535 parameters a statement: the ORM inserts them in batches
+        Task.objects.bulk_create(copies)
+    if tagged:
+        pairs = [[original.pk for original, _ in tagged], [copy.pk for _, copy in tagged]]
+        parts.append((_COPY_TAGS, pairs))
+    if links:
+        parts.append((_LINK_COPIES, [list(ids) for ids in zip(*links, strict=True)]))
+    parts += [task_update_sql(task) for task in unsaved]
+    if not parts:
+        return
+    *first, (sql, params) = parts
+    if first:
+        ctes = ", ".join(f"part{n} AS ({part_sql})" for n, (part_sql, _) in enumerate(first))
+        sql = f"WITH {ctes} {sql}"
+        params = [*(value for _, part_params in first for value in part_params), *params]
     with connection.cursor() as cursor:
-        # The copies' tags, then the originals' links to them: a statement each, whatever the
-        # number of tasks (the ORM's select + bulk_create and bulk_update cost ~4 ms of CPU).
-        if tagged:
-            cursor.execute(
-                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
-                "FROM tasks_task_tags link "
-                "JOIN unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
-                "ON link.task_id = pair.original",
-                [[original.pk for original, _ in tagged], [copy.pk for _, copy in tagged]],
-            )
-        if links:
-            cursor.execute(
-                "UPDATE tasks_task SET next_occurrence_id = pair.copy "
-                "FROM unnest(%s::uuid[], %s::uuid[]) AS pair(original, copy) "
-                "WHERE tasks_task.id = pair.original",
-                [list(ids) for ids in zip(*links, strict=True)],
-            )
-    for task, copy in zip(originals, copies, strict=True):
-        task.next_occurrence = copy
+        cursor.execute(sql, params)
 
 
 def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -> list[Task]:
@@ -696,8 +723,8 @@ def _cascade_completion(*, user: User, parents: Sequence[Task], now: datetime) -
 def _after_completion(
     *, user: User, tasks: Sequence[Task], now: datetime, unsaved: Sequence[Task] = ()
 ) -> None:
-    """What follows tasks becoming completed: their subtasks too, then recurrences (the links
-    of `unsaved` tasks to their next occurrences left to their own save)."""
+    """What follows tasks becoming completed: their subtasks too, then recurrences; `unsaved`
+    tasks are saved with their next occurrences (_spawn_next_occurrences)."""
     subtasks = _cascade_completion(user=user, parents=tasks, now=now)
     _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved)
 
@@ -775,16 +802,19 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         _lock_groups(user.pk, [task.sibling_group])
         owned, task.position = _count_and_end_position(user.pk, task.sibling_group)
         ensure_room(owned=owned)
-        task.save()
         task.tag_names = [tag.name for tag in tags]  # its answer's (written_task_data)
+        sql, params = task_insert_sql([task])
         if tags:
-            # A new task has no tags yet: one INSERT, the same statement for any number of
-            # tags (tags.set() would first read them, twice; bulk_create cost ~0.6 ms of CPU).
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT %s, unnest(%s::bigint[])",
-                    [task.pk, [tag.pk for tag in tags]],
-                )
+            # A new task has no tags yet: its links go in the task's own statement, the same
+            # for any number of tags (tags.set() would first read them, twice; bulk_create cost
+            # ~0.6 ms of CPU; an INSERT of their own, a round trip).
+            sql = (
+                f"WITH new_task AS ({sql}) INSERT INTO tasks_task_tags (task_id, tag_id) "
+                "SELECT %s, unnest(%s::bigint[])"
+            )
+            params += [task.pk, [tag.pk for tag in tags]]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
         if completed:
             _spawn_next_occurrences(user=user, tasks=[task])
         return task
@@ -841,14 +871,16 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
         if regrouped:
             _lock_groups(user.pk, [old_group, current.sibling_group])
             current.position = _end_position(user.pk, current.sibling_group)
-        # The next occurrence goes right after the task as stored. While it stays in its group,
-        # the copy comes first and the task's own UPDATE writes the link to it too: a second
-        # UPDATE of the row cost a row version and an entry in every index.
-        if completing and not regrouped:
-            _after_completion(user=user, tasks=[current], now=now, unsaved=[current])
         if changed:
             current.version += 1
-            current.save()
+        # The next occurrence goes right after the task as stored. While it stays in its group,
+        # the task's own UPDATE writes the link to the copy too, in the copy's statement (a
+        # second UPDATE of the row cost a row version and an entry in every index; a statement
+        # of its own, a round trip).
+        if completing and not regrouped:
+            _after_completion(user=user, tasks=[current], now=now, unsaved=[current])
+        elif changed:
+            task_save(current)
         if current.list_id != old_group[0] and current.parent_id is None:
             _bump(current.subtasks.exclude(list_id=current.list_id), now, list=current.list_id)
         if completing and regrouped:
@@ -918,7 +950,7 @@ def task_move(
             # Read again under the lock: `after` may have moved (or gone) since the caller read it.
             _place_after(current, after.pk)
         current.version += 1
-        current.save()
+        task_save(current)
         if target_list_id != old_group[0]:
             _bump(current.subtasks.all(), current.updated_at, list=target_list_id)
         return current

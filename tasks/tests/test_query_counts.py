@@ -79,7 +79,7 @@ def test_an_endpoint_runs_the_same_queries_for_1_and_50_tasks(
     assert counts[0] == counts[1], counts
 
 
-@pytest.mark.parametrize(("first", "queries"), [(False, 9), (True, 12)])
+@pytest.mark.parametrize(("first", "queries"), [(False, 8), (True, 11)])
 def test_a_create_writes_its_tags_in_one_insert(
     user, make_list, first, queries, django_assert_num_queries
 ):
@@ -91,7 +91,8 @@ def test_a_create_writes_its_tags_in_one_insert(
     body = {"title": "Pay rent", "list": str(home.pk), "tags": ["money", "Home"]}
 
     # The user, the list; savepoint, the tags, the group lock, the task count (locked) with
-    # the group's end, the task, its tags (one INSERT: a new task has none to read), release;
+    # the group's end, the task with its tags (one statement: a new task has none to read),
+    # release;
     # the answer is what it wrote, not read back. An owner's first task has no count row
     # to lock: the user locked instead, the count read again, the group's end on its own.
     with django_assert_num_queries(queries):
@@ -139,13 +140,13 @@ def test_a_task_write_reads_the_task_once_and_answers_without_reading_it_back(
     ("tags", "subtask", "queries"),
     [
         # The user; savepoint, the task locked (with its tag names and whether it has open
-        # subtasks), the group lock, the rank after it, the copy, the task saved with its link
-        # to the copy, release.
-        ([], False, 8),
-        # The same, and the copy's tags.
-        (["home"], False, 9),
+        # subtasks), the group lock, the rank after it, the copy and the task saved with its
+        # link to the copy (one statement), release.
+        ([], False, 7),
+        # The same, the copy's tags written in that statement too.
+        (["home"], False, 7),
         # The same as the first, and its open subtask completed.
-        ([], True, 9),
+        ([], True, 8),
     ],
 )
 def test_completing_a_recurring_task_writes_its_row_once(
@@ -168,11 +169,11 @@ def test_completing_a_recurring_task_writes_its_row_once(
     with django_assert_num_queries(queries), CaptureQueriesContext(connection) as captured:
         response = client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}, format="json")
     assert response.status_code == 200
-    updates = [
-        query["sql"] for query in captured.captured_queries if query["sql"].startswith("UPDATE")
-    ]
-    (save,) = [sql for sql in updates if sql.startswith('UPDATE "tasks_task"')]  # the ORM's
-    assert '"next_occurrence_id" = ' in save  # the link, written with the row
+    # The task's own UPDATE (every column, as save() writes them) is the copy's statement's:
+    # the one UPDATE of the task, and it writes the link.
+    (save,) = [query["sql"] for query in captured if 'UPDATE "tasks_task" SET' in query["sql"]]
+    assert save.startswith("WITH part0 AS (INSERT INTO")
+    assert save.count("UPDATE") == 1 and '"next_occurrence_id" = ' in save
     following = Task.objects.get(pk=response.json()["next_occurrence"])
     assert Task.objects.get(pk=task.pk).next_occurrence_id == following.pk
     assert (following.due_date, following.completed) == (date(2027, 1, 1), False)
@@ -261,3 +262,37 @@ def test_a_write_giving_a_task_a_parent_reads_the_parent_again_under_a_lock(
     assert response.json()["parent"] == str(task.pk)
     locked = [query["sql"] for query in captured if "FOR KEY SHARE" in query["sql"]]
     assert len(locked) == parent_locked
+
+
+@pytest.mark.parametrize("per_statement", [1000, 1])
+def test_bulk_completed_recurring_tasks_get_their_copies_tags_and_links(
+    user, monkeypatch, per_statement
+):
+    # One statement for the copies, their tags and the links; past COPIES_PER_STATEMENT the
+    # copies go first, in the ORM's batches (PostgreSQL's limit of parameters a statement).
+    monkeypatch.setattr(services, "COPIES_PER_STATEMENT", per_statement)
+    tasks = [
+        services.task_create(
+            user=user,
+            data={
+                "title": f"Pay rent {n}",
+                "due_date": date(2026, 12, 1),
+                "recurrence": "FREQ=MONTHLY",
+                "tags": ["home"] if n else [],
+            },
+        )
+        for n in range(2)
+    ]
+    ids = [str(task.pk) for task in tasks]
+    response = client_for(user).post(
+        "/api/v1/tasks/bulk/", {"action": "complete", "ids": ids}, format="json"
+    )
+    assert response.json() == {"updated": 2}
+    for task in tasks:
+        task.refresh_from_db()
+        copy = task.next_occurrence
+        assert (task.completed, copy.completed, copy.due_date) == (True, False, date(2027, 1, 1))
+        assert copy.version == 1 and copy.position > task.position
+        assert list(copy.tags.values_list("name", flat=True)) == list(
+            task.tags.values_list("name", flat=True)
+        )
