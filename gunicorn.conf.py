@@ -6,7 +6,10 @@ import os
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
 # Sync workers: the views are synchronous, and measured faster than ASGI here (bench/README.md).
-worker_class = "sync"
+# gunicorn's own, whose own error answers (a request line over limit_request_line is a 414, a
+# header over limit_request_field_size a 431, a malformed request a 400) are problems with an
+# X-Request-ID, not HTML pages (todo_project/gunicorn_worker.py).
+worker_class = "todo_project.gunicorn_worker.ProblemSyncWorker"
 timeout = 30
 graceful_timeout = 20
 keepalive = 5

@@ -28,6 +28,8 @@ from rest_framework.views import set_rollback
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
+# The detail of every 500: nothing about its cause, which the log line with the id tells.
+UNEXPECTED_ERROR_DETAIL = "An unexpected error occurred. Quote the request_id when reporting it."
 
 logger = logging.getLogger("todo.problems")
 
@@ -284,9 +286,7 @@ class ApiProblemMiddleware:
         if isinstance(exc, ANSWERED_BY_DJANGO):
             return None  # Django's 400 or 403, logged as it logs them; __call__ makes a problem
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
-        return problem_response(
-            request, 500, "An unexpected error occurred. Quote the request_id when reporting it."
-        )
+        return problem_response(request, 500, UNEXPECTED_ERROR_DETAIL)
 
     @staticmethod
     def _body_too_large(request: HttpRequest) -> HttpResponse | None:
@@ -320,7 +320,7 @@ class ApiProblemMiddleware:
             "not serve, too many query parameters, or another malformed part of the request.",
             404: "No resource at this URL.",
             405: f"Method {request.method} is not allowed here.",
-            500: "An unexpected error occurred. Quote the request_id when reporting it.",
+            500: UNEXPECTED_ERROR_DETAIL,
         }
         headers = {
             name: response[name]

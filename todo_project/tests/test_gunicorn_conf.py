@@ -1,5 +1,7 @@
 """gunicorn.conf.py: what gunicorn itself makes of it, and a real gunicorn started with it."""
 
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -7,11 +9,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from gunicorn.app.base import Application
+
+from todo_project.problems import PROBLEM_CONTENT_TYPE, title_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,8 +62,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.live_server_processes
-def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_anyone(tmp_path):
+@contextmanager
+def serving(tmp_path: Path, **env: str) -> Iterator[int]:
+    """A real gunicorn started with gunicorn.conf.py alone, one worker on a free loopback port,
+    its log in tmp_path/error.log; yields the port."""
     port = free_port()
     env = {
         **{
@@ -65,7 +73,6 @@ def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_an
             for k, v in os.environ.items()
             if k not in {"XDG_RUNTIME_DIR", "PYTEST_CURRENT_TEST"}
         },
-        "HOME": str(tmp_path),  # where gunicorn's control socket went by default
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "1",
@@ -73,9 +80,8 @@ def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_an
         "ALLOWED_HOSTS": "127.0.0.1",
         "FRONTEND_URL": "https://app.example.com",
         "DEBUG": "0",
-        "HTTPS": "1",  # plain HTTP is redirected to HTTPS
-        "TRUSTED_PROXY_COUNT": "0",  # no proxy: nobody may say the request came over HTTPS
         "LOG_LEVEL": "warning",
+        **env,
     }
     error_log = tmp_path / "error.log"
     process = subprocess.Popen(
@@ -89,14 +95,27 @@ def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_an
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:  # /healthz is exempt from the redirect
+            try:  # /healthz is exempt from the HTTPS redirect
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                     break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail("gunicorn did not start:\n" + error_log.read_text())
                 time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(20)
 
+
+@pytest.mark.live_server_processes
+def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_anyone(tmp_path):
+    with serving(
+        tmp_path,
+        HOME=str(tmp_path),  # where gunicorn's control socket went by default
+        HTTPS="1",  # plain HTTP is redirected to HTTPS
+        TRUSTED_PROXY_COUNT="0",  # no proxy: nobody may say the request came over HTTPS
+    ) as port:
         # A client (on loopback, gunicorn's default trusted address) claims HTTPS: still plain
         # HTTP to the app, redirected, not served as if secure.
         connection = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -109,6 +128,83 @@ def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_an
         assert status_line.split()[1] == b"301", status_line
 
         assert not (tmp_path / ".gunicorn").exists()
-    finally:
-        process.terminate()
-        process.wait(20)
+
+
+# --- gunicorn's own error answers ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def problem_server(tmp_path_factory) -> Iterator[tuple[int, Path]]:
+    """One real gunicorn for every malformed request below; yields (port, its log)."""
+    tmp_path = tmp_path_factory.mktemp("gunicorn-problems")
+    with serving(tmp_path, HTTPS="0", LOG_LEVEL="info") as port:
+        yield port, tmp_path / "error.log"
+
+
+def raw_request(port: int, data: bytes) -> http.client.HTTPResponse:
+    """`data` sent as is (no client would send it), and the answer read whole."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(data)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        response.body = response.read()
+    return response
+
+
+PATH = b"/api/v1/tasks/"
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        # A long search from a real frontend: over limit_request_line (4094 bytes).
+        (b"GET " + PATH + b"?search=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 414),
+        # A header over limit_request_field_size (8190 bytes).
+        (b"GET " + PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
+        (b"GARBAGE\r\n\r\n", 400),
+    ],
+    ids=["request-line-too-long-414", "header-too-large-431", "garbage-request-line-400"],
+)  # fmt: skip
+def test_gunicorn_answers_a_request_it_cannot_parse_with_a_problem(
+    problem_server, request_bytes: bytes, status: int
+):
+    port, log = problem_server
+    response = raw_request(port, request_bytes)
+
+    assert response.status == status
+    assert response.getheader("Content-Type") == PROBLEM_CONTENT_TYPE
+    assert response.getheader("Connection") == "close"
+    assert int(response.getheader("Content-Length")) == len(response.body)
+    problem = json.loads(response.body)
+    assert problem["type"] == "about:blank"
+    assert problem["status"] == status
+    assert problem["title"] == ("Malformed request" if status == 400 else title_for(status))
+    assert problem["detail"]
+    if status == 400:
+        assert problem["errors"] == {"non_field_errors": [problem["detail"]]}
+    request_id = response.getheader("X-Request-ID")
+    assert request_id and problem["request_id"] == request_id
+    # The request's log line (written after the answer) carries the id it was sent.
+    deadline = time.monotonic() + 5
+    while f'"request_id":"{request_id}"' not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = next(line for line in log.read_text().splitlines() if request_id in line)
+    assert json.loads(line)["status"] == status
+
+
+@pytest.mark.live_server_processes
+def test_a_header_gunicorn_refuses_after_parsing_the_request_line_names_the_path(problem_server):
+    """An invalid Content-Length is refused once the request line and headers are read: the
+    problem names the path, and echoes a sane X-Request-ID as the app does."""
+    port, _ = problem_server
+    response = raw_request(
+        port,
+        b"POST " + PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: client-id.1\r\n"
+        b"Content-Length: many\r\n\r\n",
+    )
+
+    assert response.status == 400
+    assert response.getheader("X-Request-ID") == "client-id.1"
+    problem = json.loads(response.body)
+    assert (problem["instance"], problem["request_id"]) == (PATH.decode(), "client-id.1")

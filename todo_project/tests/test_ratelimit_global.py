@@ -71,7 +71,6 @@ def gunicorn(tmp_path: Path):
             "todo_project.wsgi:application",
             "--config", "gunicorn.conf.py",
             "--workers", str(WORKERS),
-            "--worker-class", "sync",
             "--bind", f"127.0.0.1:{port}",
             "--max-requests", "0",
             # The worker's pid in each access-log line tells which worker answered.

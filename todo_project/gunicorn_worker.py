@@ -1,0 +1,82 @@
+"""gunicorn's sync worker, whose own error answers are problems like every other error answer.
+
+gunicorn answers a request it cannot parse itself, before the app sees it: a request line over
+`limit_request_line` (414), a header over `limit_request_field_size` or too many headers (431),
+a malformed request line, method or header (400), and a 500 when a request dies outside Django
+(a worker timeout). It answered them as an HTML page without `X-Request-ID`; the contract
+(API.md, "Errors") wants `application/problem+json` with a `request_id`, and the id in a log line.
+
+gunicorn decides the status and logs the error in `Worker.handle_error`, which then writes the
+answer with `gunicorn.util.write_error` (its only caller): this worker keeps all of that and
+replaces only the writer, in its own process, with one that writes the project's problem.
+"""
+
+import time
+
+from django.apps import apps
+from gunicorn import util
+from gunicorn.http.errors import InvalidHeader
+from gunicorn.workers.sync import SyncWorker
+
+gunicorn_write_error = util.write_error
+
+
+class ProblemSyncWorker(SyncWorker):
+    erring_request = None  # gunicorn's request being answered, when it got as far as parsing one
+
+    def init_process(self) -> None:
+        util.write_error = self.write_problem
+        super().init_process()  # runs the worker's loop until it exits
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        # A bad header's exception carries the request parsed so far (gunicorn's handle_error
+        # takes it for its access log too).
+        self.erring_request = exc.req if req is None and isinstance(exc, InvalidHeader) else req
+        try:
+            super().handle_error(req, client, addr, exc)
+        finally:
+            self.erring_request = None
+
+    def write_problem(self, sock, status_int: int, reason: str, mesg: str) -> None:
+        if not apps.ready:  # an app without Django (bench/floor.py): gunicorn's own page
+            gunicorn_write_error(sock, status_int, reason, mesg)
+            return
+        from django.http import HttpRequest
+
+        from todo_project.problems import UNEXPECTED_ERROR_DETAIL, problem_response
+        from todo_project.request_id import (
+            REQUEST_ID_HEADER,
+            REQUEST_ID_META_KEY,
+            identified,
+            log_access,
+        )
+
+        started = time.perf_counter()
+        request = HttpRequest()  # path "" (`instance` of the answer: this request's own URI)
+        req = self.erring_request
+        if req is not None:
+            request.method, request.path = req.method, req.path
+            # A sane X-Request-ID is echoed, as the app does (a request that timed out in the
+            # app keeps the id the client gave it, which the app's log lines carried).
+            request.META.update(
+                (REQUEST_ID_META_KEY, value)
+                for name, value in req.headers
+                if name == "X-REQUEST-ID"
+            )
+        with identified(request) as request_id:
+            response = problem_response(
+                request,
+                status_int,
+                mesg or UNEXPECTED_ERROR_DETAIL,
+                # As the app titles a body it cannot parse (problems.exception_handler).
+                title="Malformed request" if status_int == 400 else None,
+            )
+            response[REQUEST_ID_HEADER] = request_id
+            response["Content-Length"] = str(len(response.content))
+            response["Connection"] = "close"
+            head = f"HTTP/1.1 {status_int} {reason}\r\n".encode("latin-1")
+            util.write_nonblock(
+                sock, head + response.serialize_headers() + b"\r\n\r\n" + response.content
+            )
+            # The request's one access-log line, with its id (gunicorn logged the error itself).
+            log_access(request, status_int, started)
