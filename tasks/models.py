@@ -30,6 +30,11 @@ from todo_project.compiled import CompiledQuery
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
 MAX_TAGS_PER_TASK = 20
+# Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.
+UNADDRESSABLE_TAG_NAMES = frozenset({".", ".."})
+UNADDRESSABLE_TAG_MESSAGE = (
+    'A tag cannot be named "." or "..": its URL, tags/{name}/, would not reach it.'
+)
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 RECURRENCE_MAX_LENGTH = 500

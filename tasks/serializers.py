@@ -16,6 +16,8 @@ from tasks.models import (
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
+    UNADDRESSABLE_TAG_MESSAGE,
+    UNADDRESSABLE_TAG_NAMES,
     Priority,
     Tag,
     Task,
@@ -37,6 +39,7 @@ from todo_project.fields import (
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
+    VisibleCharField,
 )
 from todo_project.problems import FieldErrorsField, ProblemSerializer
 
@@ -86,7 +89,7 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return row
 
 
-class TagNameField(StrictCharField):
+class TagNameField(VisibleCharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, **kwargs)
 
@@ -106,7 +109,7 @@ class TagNamesField(serializers.ListField):
 
 
 class TaskListSerializer(serializers.ModelSerializer):
-    name = StrictCharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
+    name = VisibleCharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
     color = StrictCharField(
         allow_null=True,
         required=False,
@@ -197,8 +200,10 @@ class BuiltOnceFields:
 
 
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
-    title = StrictCharField(
-        max_length=TITLE_MAX_LENGTH, help_text="1–200 characters after trimming."
+    title = VisibleCharField(
+        max_length=TITLE_MAX_LENGTH,
+        help_text="1–200 characters after trimming; one that shows nothing (only zero-width "
+        "or other invisible characters) is blank.",
     )
     description = StrictCharField(
         max_length=DESCRIPTION_MAX_LENGTH,
@@ -225,7 +230,7 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         required=False,
         default=list,
         help_text="Tag names (1–50 characters, at most 20, case-insensitive); new names create "
-        "tags.",
+        'tags (but not "." or "..": a tag\'s URL could not name them).',
     )
     # Declared after `tags`, whose default is the builtin `list`.
     list = OwnedPrimaryKeyRelatedField(
@@ -392,12 +397,19 @@ class BulkResultSerializer(serializers.Serializer):
 
 
 class TagSerializer(serializers.ModelSerializer):
-    name = TagNameField(help_text="1–50 characters; unique per user, case-insensitively.")
+    name = TagNameField(
+        help_text='1–50 characters; unique per user, case-insensitively; not "." or "..".'
+    )
     task_count = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = Tag
         fields = ["name", "task_count"]
+
+    def validate_name(self, value: str) -> str:
+        if value in UNADDRESSABLE_TAG_NAMES:
+            raise serializers.ValidationError(UNADDRESSABLE_TAG_MESSAGE)
+        return value
 
 
 # --- Errors (documentation only) ----------------------------------------------------------

@@ -42,6 +42,8 @@ from tasks import recurrence
 from tasks.models import (
     MAX_TAGS_PER_TASK,
     POSITION_GAP,
+    UNADDRESSABLE_TAG_MESSAGE,
+    UNADDRESSABLE_TAG_NAMES,
     OwnerTaskCount,
     Priority,
     Tag,
@@ -394,12 +396,15 @@ def _bisect(before: int, after: int | None) -> int | None:
     return None
 
 
-def _place_first(task: Task) -> None:
-    """Sets task.position before the other tasks of its (new) group. The caller holds the
-    group lock; `task` may already be in the group (a reorder)."""
+def _place_first(task: Task, *, in_group: bool) -> bool:
+    """Sets task.position before the other tasks of its group; False when it is first already.
+    The caller holds the group lock; `in_group`: the task is in this group now (a reorder)."""
     first = _rank_in_group(_FIRST_OTHER_RANK, task.owner_id, task.sibling_group, task=task.pk)
+    if in_group and (first is None or task.position < first):
+        return False
     # Ranks may go below zero, so this never needs a renumbering.
     task.position = POSITION_GAP if first is None else first - POSITION_GAP
+    return True
 
 
 # A move's anchor, read under the group lock: its group, its rank and the next rank among the
@@ -412,10 +417,11 @@ _ANCHOR_AND_NEXT_OTHER_RANK = f"""
 """
 
 
-def _place_after(task: Task, anchor_id: UUID) -> None:
+def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
     """Sets task.position right after the anchor, which must be another task of the task's
-    (new) group: a 400 otherwise. The caller holds the group lock, so the anchor read here
-    stays where it is; `task` may already be in the group (a reorder)."""
+    group: a 400 otherwise. False when the task is right after it already. The caller holds
+    the group lock, so the anchor read here stays where it is; `in_group`: as for
+    _place_first."""
     params = {"owner": task.owner_id, "anchor": anchor_id, "task": task.pk}
     for attempt in range(2):
         with connection.cursor() as cursor:
@@ -425,10 +431,17 @@ def _place_after(task: Task, anchor_id: UUID) -> None:
             raise ValidationError(
                 {"after": ["Must be another task of the same list and parent, or null."]}
             )
-        position = _bisect(*anchor[2:])
+        anchor_rank, next_other_rank = anchor[2:]
+        if (
+            in_group
+            and anchor_rank < task.position
+            and (next_other_rank is None or task.position < next_other_rank)
+        ):
+            return False
+        position = _bisect(anchor_rank, next_other_rank)
         if position is not None:
             task.position = position
-            return
+            return True
         if attempt == 0:
             # Opens the gap; the anchor may move down, so it is read again.
             _spread_after(task.owner_id, task.sibling_group, anchor[2])
@@ -455,6 +468,8 @@ def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
         return []
     found = _tags_by_key(user.pk, names)
     missing = [name for name, tag in found.values() if tag is None]
+    if UNADDRESSABLE_TAG_NAMES.intersection(missing):  # one made before the rule keeps working
+        raise ValidationError({"tags": [UNADDRESSABLE_TAG_MESSAGE]})
     if missing:
         # ignore_conflicts: a concurrent request may have just created the same tag.
         Tag.objects.bulk_create(
@@ -943,12 +958,15 @@ def task_move(
         if current.parent_id is not None and target_list_id != current.list_id:
             raise ValidationError({"list": ["A subtask stays in the list of its parent."]})
         current.list_id = target_list_id
+        in_group = current.sibling_group == old_group
         _lock_groups(current.owner_id, [old_group, current.sibling_group])
         if after is None:
-            _place_first(current)
+            moved = _place_first(current, in_group=in_group)
         else:
             # Read again under the lock: `after` may have moved (or gone) since the caller read it.
-            _place_after(current, after.pk)
+            moved = _place_after(current, after.pk, in_group=in_group)
+        if not moved:  # already there: nothing changes, so neither do version and updated_at
+            return current
         current.version += 1
         task_save(current)
         if target_list_id != old_group[0]:

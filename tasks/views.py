@@ -201,6 +201,8 @@ class TaskListViewSet(
     filter_backends: list = []
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     lookup_value_regex = UUID_PATTERN
+    # The counts change with the list's tasks, not its version (If-Match compares the version).
+    etag_derived_fields = ("task_count", "open_task_count")
 
     def get_queryset(self) -> QuerySet:
         # Counted per list by correlated subqueries, from an index alone (models.count_of):
@@ -215,11 +217,6 @@ class TaskListViewSet(
             )
             .order_by("position", "id")
         )
-
-    def derived_etag_values(self, response: Response) -> tuple[int, ...]:
-        # The counts change with the list's tasks, not its version: in the ETag, a 304 never
-        # hides them (If-Match still compares the version alone).
-        return response.data["task_count"], response.data["open_task_count"]
 
     def _respond(self, task_list: TaskList, code: int = status.HTTP_200_OK) -> Response:
         annotated = self.get_queryset().get(pk=task_list.pk)
@@ -443,6 +440,8 @@ class TaskViewSet(
 
     @extend_schema(
         summary="Move a task: right after another, or first; optionally into another list",
+        description="A move to the place the task has already changes nothing: the answer keeps "
+        "its `version`, ETag and `updated_at`.",
         request=TaskMoveSerializer,
         responses={200: TaskSerializer, **WRITE_ERRORS},
         examples=[

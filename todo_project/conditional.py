@@ -15,6 +15,7 @@ own fields, so it compares the version alone: a task completed meanwhile fails n
   waits for the lock, then sees the new version and gets its 412.
 """
 
+import re
 from typing import Any
 
 from django.db import models, transaction
@@ -26,6 +27,8 @@ from rest_framework.response import Response
 from todo_project.problems import PreconditionFailed
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+# "<version>" or "<version>-<derived>-…", as etag_for() writes them.
+ETAG_SHAPE = re.compile(r'"([1-9][0-9]{0,17})(?:-(?:0|[1-9][0-9]{0,17}))*"')
 SAFE_METHODS = {"GET", "HEAD"}
 
 
@@ -43,12 +46,15 @@ def none_match(header: str | None, etag: str) -> bool:
 
 def if_match(header: str, version: int) -> bool:
     """True when `If-Match` lists `*` or a strong tag of the current version, whatever values
-    derived from other rows it carries (weak tags fail: the strong comparison)."""
+    derived from other rows it carries (weak tags fail: the strong comparison). A tag of
+    another shape than ours (`"2-x"`) is one we never sent: it matches nothing."""
     tags = parse_etags(header)
-    current = str(version)
-    return "*" in tags or any(
-        tag.startswith('"') and tag.strip('"').split("-")[0] == current for tag in tags
-    )
+    return "*" in tags or any(_version_of(tag) == version for tag in tags)
+
+
+def _version_of(tag: str) -> int | None:
+    match = ETAG_SHAPE.fullmatch(tag)
+    return int(match[1]) if match else None
 
 
 class ConditionalRequestMixin:
@@ -64,6 +70,9 @@ class ConditionalRequestMixin:
     # POST actions that change one existing resource, and so honour If-Match as a PATCH does.
     # Each runs in a transaction of its own, which the lock and the comparison join.
     conditional_post_actions: frozenset[str] = frozenset()
+    # Fields of the representation that other rows change (a list's task counts): they are in
+    # the ETag, after the version, so that a 304 never hides them.
+    etag_derived_fields: tuple[str, ...] = ()
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
         if request.method in WRITE_METHODS and "If-Match" in request.headers:
@@ -101,9 +110,11 @@ class ConditionalRequestMixin:
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
         if not if_match(header, current):
+            # The ETag a GET would send now, derived values included (read again under the lock).
+            fresh = super().get_object() if self.etag_derived_fields else instance
+            etag = etag_for(current, *(getattr(fresh, name) for name in self.etag_derived_fields))
             raise PreconditionFailed(
-                f"The resource has changed since you read it: its ETag is now {etag_for(current)}.",
-                etag=etag_for(current),
+                f"The resource has changed since you read it: its ETag is now {etag}.", etag=etag
             )
         # Written meanwhile (If-Match: *): the write must start from what the lock protects.
         return instance if current == instance.version else super().get_object()
@@ -122,17 +133,14 @@ class ConditionalRequestMixin:
             instance = getattr(self, "_conditional_instance", None)
             version = self._version_after_write(response, instance)
         if tagged and version is not None:
-            etag = etag_for(version, *self.derived_etag_values(response))
+            derived = (response.data[name] for name in self.etag_derived_fields)
+            etag = etag_for(version, *derived)
             if request.method in SAFE_METHODS and none_match(
                 request.headers.get("If-None-Match"), etag
             ):
                 response = Response(status=status.HTTP_304_NOT_MODIFIED)
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
-
-    def derived_etag_values(self, response: Response) -> tuple[int, ...]:
-        """Values of the representation that other rows change (none here; lists: counts)."""
-        return ()
 
     @staticmethod
     def _version_after_write(response: Response, instance: models.Model | None) -> int | None:

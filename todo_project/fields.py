@@ -1,6 +1,7 @@
 """Serializer fields shared by the apps."""
 
 import re
+import unicodedata
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
@@ -18,6 +19,36 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+# Characters that show nothing, beyond what str.strip() trims: formatting ones (zero-width
+# space, joiners, direction marks, BOM: category Cf), controls, and the rest of Unicode's
+# Default_Ignorable_Code_Point set that is not Cf (Hangul fillers, variation selectors, ...),
+# plus the blank Braille pattern, which renders as a space.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_INVISIBLE_RANGES = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2065, 0x2065),
+    (0x2800, 0x2800), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+
+
+def is_invisible(char: str) -> bool:
+    if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        return True
+    code = ord(char)
+    return any(low <= code <= high for low, high in _INVISIBLE_RANGES)
+
+
+class VisibleCharField(StrictCharField):
+    """A name or title: blank when it shows nothing, as one of only zero-width spaces does
+    (str.strip() keeps those, and a list of blank-looking titles helps nobody)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not all(map(is_invisible, value)):
+            return value
+        self.fail("blank")
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -49,6 +49,7 @@ def test_lists_are_ordered_by_position_and_new_ones_go_last(api_client, make_lis
     [
         ({"name": ""}, "name"),
         ({"name": "   "}, "name"),
+        ({"name": "\u2060\u200b"}, "name"),
         ({"name": "x" * 101}, "name"),
         ({"name": "HOME"}, "name"),
         ({"name": "ok", "color": "green"}, "color"),
@@ -147,6 +148,27 @@ def test_if_match_on_a_list_compares_its_version_not_its_counts(api_client, make
     assert stale.status_code == 412
     assert api_client.delete(url, HTTP_IF_MATCH='"1-1-1"').status_code == 412
     assert api_client.delete(url, HTTP_IF_MATCH='"2-0-0"').status_code == 204
+
+
+def test_a_list_412_sends_the_etag_a_get_would_send(api_client, make_list, make_task):
+    home = make_list("Home")
+    url = f"/api/v1/lists/{home.pk}/"
+    make_task("rent", list=home)
+    api_client.patch(url, {"name": "House"})  # version 2, one open task
+    stale = api_client.patch(url, {"name": "Flat"}, HTTP_IF_MATCH='"1-1-1"')
+    assert stale.status_code == 412
+    assert stale["ETag"] == api_client.get(url)["ETag"] == '"2-1-1"'
+    assert '"2-1-1"' in stale.json()["detail"]
+    assert api_client.get(url, HTTP_IF_NONE_MATCH=stale["ETag"]).status_code == 304
+
+
+@pytest.mark.parametrize("tag", ['"2-x"', '"2-"', '"2 "', '"+2"', '"02"', '"2-01-1"'])
+def test_if_match_with_a_tag_we_never_sent_is_412(api_client, make_list, tag):
+    home = make_list("Home")
+    url = f"/api/v1/lists/{home.pk}/"
+    api_client.patch(url, {"name": "House"})  # version 2
+    assert api_client.patch(url, {"name": "Flat"}, HTTP_IF_MATCH=tag).status_code == 412
+    assert api_client.get(url).json()["name"] == "House"
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,31 @@ def test_a_move_honours_if_match_and_answers_the_new_etag(api_client, make_task)
     assert order() == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize("to", ["first", "after a", "after a, same list given"])
+def test_a_move_to_the_place_a_task_has_changes_nothing(
+    api_client, make_task, make_list, django_assert_max_num_queries, to
+):
+    home = make_list("Home")
+    a, b, c = make_task("a", list=home), make_task("b", list=home), make_task("c", list=home)
+    moving, body = {
+        "first": (a, {"after": None}),
+        "after a": (b, {"after": str(a.pk)}),
+        "after a, same list given": (b, {"after": str(a.pk), "list": str(home.pk)}),
+    }[to]
+    before = api_client.get(f"/api/v1/tasks/{moving.pk}/")
+    with django_assert_max_num_queries(10) as captured:
+        response = api_client.post(f"/api/v1/tasks/{moving.pk}/move/", body)
+    assert not [q for q in captured.captured_queries if q["sql"].lstrip().startswith("UPDATE")]
+    assert response.status_code == 200 and response["ETag"] == before["ETag"] == '"1"'
+    assert response.json() == before.json()  # same version, position and updated_at
+    assert order() == ["a", "b", "c"]
+    assert set(Task.objects.values_list("version", flat=True)) == {1}
+    # Moving it elsewhere and back still counts: two changes.
+    api_client.post(f"/api/v1/tasks/{moving.pk}/move/", {"after": str(c.pk)})
+    back = api_client.post(f"/api/v1/tasks/{moving.pk}/move/", body)
+    assert back.json()["version"] == 3 and order() == ["a", "b", "c"]
+
+
 def test_move_first_with_after_null(api_client, make_task):
     make_task("a")
     make_task("b")

@@ -64,11 +64,36 @@ def test_an_unknown_tag_is_a_404(api_client):
         assert response["Content-Type"] == "application/problem+json"
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 51, None])
+@pytest.mark.parametrize("name", ["", "   ", "x" * 51, None, "\u200b", ".", " .. "])
 def test_an_invalid_new_name_is_a_400(api_client, make_task, name):
     make_task("a", tags=["home"])
     response = api_client.patch("/api/v1/tags/home/", {"name": name})
     assert response.status_code == 400 and list(response.json()["errors"]) == ["name"]
+    assert tag_names(Task.objects.get()) == ["home"]
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_no_new_tag_is_named_a_dot_segment_its_url_could_not_reach(api_client, make_task, name):
+    task = make_task("a", tags=["home"])
+    created = api_client.post("/api/v1/tasks/", {"title": "b", "tags": ["x", name]})
+    errors = created.json()["errors"]
+    assert (
+        created.status_code == 400 and list(errors) == ["tags"] and f'"{name}"' in errors["tags"][0]
+    )
+    added = api_client.post(
+        "/api/v1/tasks/bulk/", {"action": "add_tags", "ids": [str(task.pk)], "tags": [name]}
+    )
+    assert added.status_code == 400 and list(added.json()["errors"]) == ["tags"]
+    assert Task.objects.count() == 1 and sorted(Tag.objects.values_list("name", flat=True)) == [
+        "home"
+    ]
+
+
+def test_a_dot_tag_made_before_the_rule_still_works_on_tasks(api_client, make_task, user):
+    Tag.objects.create(owner=user, name="..")
+    created = api_client.post("/api/v1/tasks/", {"title": "b", "tags": [".."]})
+    assert created.status_code == 201 and created.json()["tags"] == [".."]
+    assert api_client.patch("/api/v1/tags/%2E%2E/", {"name": "up"}).json()["name"] == "up"
 
 
 @pytest.mark.django_db(transaction=True)

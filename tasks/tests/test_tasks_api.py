@@ -64,6 +64,9 @@ def test_new_tasks_go_to_the_end_of_their_group(api_client, make_task):
     ("payload", "field"),
     [
         ({"title": "   "}, "title"),
+        ({"title": "\u200b\u200b"}, "title"),  # zero-width spaces: str.strip() keeps them
+        ({"title": " \ufeff\u200d\u3164\u2800\ufe0f "}, "title"),
+        ({"title": "ok", "tags": ["\u200b"]}, "tags"),
         ({"title": "x" * 201}, "title"),
         ({"title": "ok", "description": "x" * 10_001}, "description"),
         ({"title": "ok", "due_time": "09:00"}, "due_time"),
@@ -88,6 +91,12 @@ def test_invalid_task_input_is_a_400_naming_the_field(api_client, payload, field
     assert response["Content-Type"] == "application/problem+json"
     assert list(response.json()["errors"]) == [field]
     assert not Task.objects.exists()
+
+
+@pytest.mark.parametrize("title", ["👩\u200d💻", "\u200bx", "ﾠa", "x\ufe0f"])
+def test_a_title_with_one_visible_character_among_invisible_ones_is_taken(api_client, title):
+    response = api_client.post("/api/v1/tasks/", {"title": title})
+    assert response.status_code == 201 and response.json()["title"] == title
 
 
 def test_patch_is_partial_and_an_explicit_null_clears(api_client, make_task, make_list):
