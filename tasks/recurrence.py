@@ -162,6 +162,20 @@ def validate_rule(value: str) -> str:
     return ";".join(f"{key}={item}" for key, item in parts.items())
 
 
+def repeats(rule: str, start: date) -> bool:
+    """Whether a series of this (valid) rule that starts at `start` has a later date, COUNT and
+    UNTIL aside: every 4 years on 29 February from a year that is no leap year has none, and
+    validate_rule cannot tell, since it depends on the start. As costly as the completion that
+    would otherwise find out: ~0.2 ms for a rule that repeats, up to ~150 ms (dateutil searching
+    until 9999) for one that never does."""
+    unbounded = {key: item for key, item in _parts(rule).items() if key not in ("COUNT", "UNTIL")}
+    text = ";".join(f"{key}={item}" for key, item in unbounded.items())
+    later = next_due_date(
+        rule=text, series_start=start, current_due=start, today=start, due_time=None, tz_name="UTC"
+    )
+    return later is not None
+
+
 def next_due_date(
     *,
     rule: str,

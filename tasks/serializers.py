@@ -255,7 +255,9 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         "or null; needs `due_date`. UNTIL is inclusive. A date (`YYYYMMDD`) is the last due "
         "date. A UTC date-time (`YYYYMMDDTHHMMSSZ`) is the latest `due_date` at `due_time` in "
         "the user's time zone (a time the clocks skip or repeat takes the offset before the "
-        "change); without `due_time`, the last due date is UNTIL's date in the user's time zone.",
+        "change); without `due_time`, the last due date is UNTIL's date in the user's time zone. "
+        "A rule that never repeats after the due date where its series starts (every 4 years "
+        "on 29 February from a year that is no leap year) is a 400.",
     )
     next_occurrence = serializers.PrimaryKeyRelatedField(
         read_only=True,
@@ -314,8 +316,16 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         due_date = final("due_date")
         if final("due_time") is not None and due_date is None:
             errors["due_time"] = ["A due time needs a due date."]
-        if final("recurrence") is not None and due_date is None:
+        rule = final("recurrence")
+        if rule is not None and due_date is None:
             errors["recurrence"] = ["A recurring task needs a due date."]
+        elif (
+            rule is not None
+            and self._series_starts_anew(attrs)
+            and not recurrence.repeats(rule, due_date)
+        ):
+            never = f"This rule never repeats after the due date {due_date.isoformat()}"
+            errors["recurrence"] = [f"{never}: no later date matches all of its parts."]
 
         if not self.partial:
             attrs.setdefault("priority", Priority.NONE)  # PUT replaces: the default again
@@ -339,6 +349,18 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
+
+    def _series_starts_anew(self, attrs: dict[str, Any]) -> bool:
+        """Whether this write starts the task's series at its due date, as services.task_update
+        does: a new task, a new rule, or the first task of its series moved. A later task of a
+        series keeps the series' start (its phase), so its own due date alone says nothing."""
+        task: Task | None = self.instance
+        if task is None:
+            return True
+        if "recurrence" in attrs and attrs["recurrence"] != task.recurrence:
+            return True
+        first_of_series = task.recurrence_start in (None, task.due_date)
+        return first_of_series and ("recurrence" in attrs or "due_date" in attrs)
 
 
 class TaskMoveSerializer(serializers.Serializer):

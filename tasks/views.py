@@ -40,7 +40,7 @@ from tasks.serializers import (
     TaskMoveSerializer,
     TaskSerializer,
 )
-from todo_project.conditional import ConditionalRequestMixin
+from todo_project.conditional import ConditionalRequestMixin, has_preconditions
 from todo_project.idempotency import idempotent
 from todo_project.problems import PROBLEM_CONTENT_TYPE
 from todo_project.schema import ERROR_DESCRIPTIONS
@@ -427,7 +427,7 @@ class TaskViewSet(
         )
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        if "If-Match" in request.headers:
+        if has_preconditions(request):
             # Compared under the row's lock first (ConditionalRequestMixin), then deleted.
             return super().destroy(request, *args, **kwargs)
         # Last writer wins: the delete is the lookup, one statement (a 404 when nothing went).

@@ -10,6 +10,9 @@ own fields, so it compares the version alone: a task completed meanwhile fails n
 - GET one answers `ETag`; `If-None-Match` listing it (or `*`) is a 304 without a body.
 - PATCH / PUT / DELETE with `If-Match` that lists neither the current tag nor `*` is a 412
   problem and nothing changes. Without `If-Match` the write goes through (last writer wins).
+- A write with `If-None-Match` that lists the current tag (weak comparison) or `*` (the
+  resource exists) is a 412 too (RFC 9110 13.1.2: a false condition on a write), after
+  `If-Match` is evaluated (13.2.2).
 - The comparison and the write happen in one transaction, the row locked (SELECT ... FOR
   UPDATE) before comparing: of two clients holding the same ETag exactly one wins, the other
   waits for the lock, then sees the new version and gets its 412.
@@ -27,6 +30,7 @@ from rest_framework.response import Response
 from todo_project.problems import PreconditionFailed
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+CONDITION_HEADERS = frozenset({"If-Match", "If-None-Match"})
 # "<version>" or "<version>-<derived>-…", as etag_for() writes them.
 ETAG_SHAPE = re.compile(r'"([1-9][0-9]{0,17})(?:-(?:0|[1-9][0-9]{0,17}))*"')
 SAFE_METHODS = {"GET", "HEAD"}
@@ -34,6 +38,11 @@ SAFE_METHODS = {"GET", "HEAD"}
 
 def etag_for(version: int, *derived: int) -> str:
     return quote_etag("-".join(map(str, (version, *derived))))
+
+
+def has_preconditions(request: Request) -> bool:
+    """Whether the request carries If-Match or If-None-Match, compared under the row's lock."""
+    return any(header in request.headers for header in CONDITION_HEADERS)
 
 
 def none_match(header: str | None, etag: str) -> bool:
@@ -75,7 +84,7 @@ class ConditionalRequestMixin:
     etag_derived_fields: tuple[str, ...] = ()
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
-        if request.method in WRITE_METHODS and "If-Match" in request.headers:
+        if request.method in WRITE_METHODS and has_preconditions(request):
             # The exception handler marks this transaction for rollback on any error answer.
             with transaction.atomic():
                 return super().dispatch(request, *args, **kwargs)
@@ -89,11 +98,12 @@ class ConditionalRequestMixin:
     def _locked_if_matching(self) -> models.Model:
         instance = super().get_object()  # 404 for someone else's id, exactly as for an unknown
         header = self.request.headers.get("If-Match")
+        none_match_header = self.request.headers.get("If-None-Match")
         action = getattr(self, "action", None)
         # OPTIONS ("metadata") asks get_object() with its request cloned as a PUT: it writes
         # nothing, so it compares nothing (and has no transaction to lock in).
         if (
-            header is None
+            (header is None and none_match_header is None)
             or action == "metadata"
             or not (self.request.method in WRITE_METHODS or action in self.conditional_post_actions)
         ):
@@ -109,15 +119,25 @@ class ConditionalRequestMixin:
         )
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
-        if not if_match(header, current):
-            # The ETag a GET would send now, derived values included (read again under the lock).
-            fresh = super().get_object() if self.etag_derived_fields else instance
-            etag = etag_for(current, *(getattr(fresh, name) for name in self.etag_derived_fields))
+        if header is not None and not if_match(header, current):
+            etag = self._current_etag(current, instance)
             raise PreconditionFailed(
                 f"The resource has changed since you read it: its ETag is now {etag}.", etag=etag
             )
+        if none_match_header is not None:
+            etag = self._current_etag(current, instance)
+            if none_match(none_match_header, etag):
+                raise PreconditionFailed(
+                    f"If-None-Match matches the resource (its ETag is {etag}): nothing changed.",
+                    etag=etag,
+                )
         # Written meanwhile (If-Match: *): the write must start from what the lock protects.
         return instance if current == instance.version else super().get_object()
+
+    def _current_etag(self, version: int, instance: models.Model) -> str:
+        """The ETag a GET would send now, derived values included (read again under the lock)."""
+        fresh = super().get_object() if self.etag_derived_fields else instance
+        return etag_for(version, *(getattr(fresh, name) for name in self.etag_derived_fields))
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
         # Set by get_object(), or by a read path that skips it (tasks.fast_read).

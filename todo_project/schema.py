@@ -46,7 +46,8 @@ ERROR_DESCRIPTIONS = {
     404: "Not found, or not yours (the same answer either way).",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",
-    412: "If-Match no longer matches the current version: nothing changed.",
+    412: "If-Match no longer matches the current version, or If-None-Match matches it: "
+    "nothing changed. `ETag` is the current one.",
     413: "The body is larger than the server accepts.",
     415: "The body is not JSON.",
     422: "The Idempotency-Key was used before with another request.",
@@ -76,6 +77,14 @@ IF_NONE_MATCH = OpenApiParameter(
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="ETags the client holds: when one is current the answer is 304 without a body.",
+)
+IF_NONE_MATCH_ON_WRITE = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Write only if the resource does not have one of these ETags (`*`: only if it "
+    "does not exist, which here is always a 412 or a 404); otherwise 412 and nothing changes "
+    "(RFC 9110 13.1.2).",
 )
 IF_MATCH = OpenApiParameter(
     "If-Match",
@@ -161,7 +170,7 @@ class AutoSchema(openapi.AutoSchema):
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]
         elif self._is_conditional_write():
-            parameters += [IF_MATCH, ETAG]
+            parameters += [IF_MATCH, IF_NONE_MATCH_ON_WRITE, ETAG]
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
         return parameters

@@ -216,3 +216,53 @@ def test_completing_while_moving_places_the_copy_after_the_task_where_it_lands(
     assert rent.position < copy.position
     behind_it.refresh_from_db()
     assert behind_it.list_id == source.pk
+
+
+@pytest.mark.parametrize(
+    ("rule", "never_from", "repeats_from"),
+    [
+        # Every 4 years on 29 February: only from a leap year.
+        ("FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29", "2025-01-10", "2024-01-10"),
+        ("FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29;COUNT=5", "2025-01-10", "2024-01-10"),
+        # Every 12 months on the 30th: never from a February.
+        ("FREQ=MONTHLY;INTERVAL=12;BYMONTHDAY=30", "2025-02-10", "2025-03-10"),
+        # Every other month in February: only from an even month's distance.
+        ("FREQ=MONTHLY;INTERVAL=2;BYMONTH=2", "2025-01-10", "2024-12-10"),
+    ],
+)
+def test_a_rule_that_never_repeats_after_its_due_date_is_a_400(
+    api_client, rule, never_from, repeats_from
+):
+    refused = api_client.post(
+        "/api/v1/tasks/", {"title": "t", "due_date": never_from, "recurrence": rule}
+    )
+    assert refused.status_code == 400 and list(refused.json()["errors"]) == ["recurrence"]
+    assert never_from in refused.json()["errors"]["recurrence"][0]
+    assert not Task.objects.exists()
+    created = api_client.post(
+        "/api/v1/tasks/", {"title": "t", "due_date": repeats_from, "recurrence": rule}
+    )
+    assert created.status_code == 201
+    url = f"/api/v1/tasks/{created.json()['id']}/"
+    # Moving the first task of its series restarts the series there: checked again.
+    moved = api_client.patch(url, {"due_date": never_from})
+    assert moved.status_code == 400 and list(moved.json()["errors"]) == ["recurrence"]
+    assert api_client.get(url).json()["due_date"] == repeats_from
+
+
+def test_a_later_task_of_a_series_keeps_its_phase_when_its_due_date_moves(
+    api_client, make_task, frozen_now
+):
+    frozen_now(datetime(2024, 1, 5, 12, 0, tzinfo=ZoneInfo("UTC")))
+    rule = "FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29"
+    first = make_task("leap", due_date=date(2024, 2, 29), recurrence=rule)
+    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
+    url = f"/api/v1/tasks/{done['next_occurrence']}/"
+    assert api_client.get(url).json()["due_date"] == "2028-02-29"
+    # Due in 2029 now, it is still in the series of 2024: its next date is 2032-02-29.
+    moved = api_client.patch(url, {"due_date": "2029-01-10"})
+    assert moved.status_code == 200
+    again = api_client.patch(url, {"completed": True}).json()
+    assert api_client.get(f"/api/v1/tasks/{again['next_occurrence']}/").json()["due_date"] == (
+        "2032-02-29"
+    )

@@ -464,3 +464,20 @@ def test_a_412_sends_the_current_etag_so_a_retry_needs_no_get(api_client, make_t
     assert stale.status_code == 412 and stale["ETag"] == '"2"'
     retried = api_client.patch(url, {"title": "Mine"}, HTTP_IF_MATCH=stale["ETag"])
     assert retried.status_code == 200 and retried.json()["title"] == "Mine"
+
+
+@pytest.mark.django_db
+def test_task_writes_honour_if_none_match(api_client, make_task):
+    task, other = make_task("Pay rent"), make_task("other")
+    url = f"/api/v1/tasks/{task.pk}/"
+    etag = api_client.get(url)["ETag"]
+    refused = [
+        api_client.patch(url, {"title": "x"}, HTTP_IF_NONE_MATCH=etag),
+        api_client.put(url, {"title": "x"}, HTTP_IF_NONE_MATCH="*"),
+        api_client.post(f"{url}move/", {"after": str(other.pk)}, HTTP_IF_NONE_MATCH=etag),
+        api_client.delete(url, HTTP_IF_NONE_MATCH="*"),
+    ]
+    assert [r.status_code for r in refused] == [412] * 4
+    assert {r["ETag"] for r in refused} == {etag}
+    assert api_client.get(url).json()["version"] == 1
+    assert api_client.delete(url, HTTP_IF_NONE_MATCH='"9"').status_code == 204

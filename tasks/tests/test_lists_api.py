@@ -160,6 +160,8 @@ def test_a_list_412_sends_the_etag_a_get_would_send(api_client, make_list, make_
     assert stale["ETag"] == api_client.get(url)["ETag"] == '"2-1-1"'
     assert '"2-1-1"' in stale.json()["detail"]
     assert api_client.get(url, HTTP_IF_NONE_MATCH=stale["ETag"]).status_code == 304
+    assert api_client.delete(url, HTTP_IF_NONE_MATCH='"2-1-1"').status_code == 412
+    assert api_client.delete(url, HTTP_IF_NONE_MATCH='"2-1-0"').status_code == 204
 
 
 @pytest.mark.parametrize("tag", ['"2-x"', '"2-"', '"2 "', '"+2"', '"02"', '"2-01-1"'])

@@ -101,6 +101,36 @@ def test_without_if_match_the_last_writer_wins(api_client, task_list):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("header", ["*", '"1"', 'W/"1"', '"7", "1"'])
+@pytest.mark.parametrize("method", ["patch", "put", "delete"])
+def test_a_write_with_if_none_match_listing_the_current_etag_is_412(
+    api_client, task_list, method, header
+):
+    response = getattr(api_client, method)(
+        url(task_list), {"name": "Work"}, HTTP_IF_NONE_MATCH=header
+    )
+    assert response.status_code == 412 and response["ETag"] == '"1"'
+    assert response["Content-Type"] == PROBLEM and '"1"' in response.json()["detail"]
+    task_list.refresh_from_db()
+    assert (task_list.name, task_list.version) == ("Home", 1)
+
+
+@pytest.mark.django_db
+def test_a_write_with_if_none_match_of_another_etag_goes_through(api_client, task_list):
+    response = api_client.patch(url(task_list), {"name": "Work"}, HTTP_IF_NONE_MATCH='"2"')
+    assert response.status_code == 200 and response["ETag"] == '"2"'
+
+
+@pytest.mark.django_db
+def test_if_match_is_evaluated_before_if_none_match(api_client, task_list):
+    # Both hold: the write goes through only when If-Match matches and If-None-Match does not.
+    both = {"HTTP_IF_MATCH": '"1"', "HTTP_IF_NONE_MATCH": '"1"'}
+    assert api_client.patch(url(task_list), {"name": "W"}, **both).status_code == 412
+    ok = {"HTTP_IF_MATCH": '"1"', "HTTP_IF_NONE_MATCH": '"5"'}
+    assert api_client.patch(url(task_list), {"name": "W"}, **ok).status_code == 200
+
+
+@pytest.mark.django_db
 def test_delete_with_a_stale_if_match_is_412_and_keeps_the_row(api_client, task_list):
     response = api_client.delete(url(task_list), HTTP_IF_MATCH='"3"')
     assert response.status_code == 412
