@@ -31,7 +31,8 @@ RUN python -m compileall -q .
 # DEBUG off the settings refuse to start without the variables production requires: throwaway
 # values for this step only (collectstatic connects to nothing). Never put a real secret here,
 # it would stay in the image; the real ones come from the environment at run time.
-RUN SECRET_KEY=collectstatic-at-build-time-only DATABASE_URL=postgres://build@127.0.0.1:1/none \
+RUN SECRET_KEY=collectstatic-at-build-time-only-never-used-to-sign-anything-0123456789 \
+    DATABASE_URL=postgres://build@127.0.0.1:1/none \
     REDIS_URL=redis://127.0.0.1:1/0 ALLOWED_HOSTS=build.invalid FRONTEND_URL=https://build.invalid \
     python manage.py collectstatic --noinput
 USER app

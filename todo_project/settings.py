@@ -13,6 +13,7 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.checks.security import base as security_checks
 
 
 def refuse(message: str) -> NoReturn:
@@ -100,6 +101,29 @@ SECRET_KEY = (
     os.environ.get("SECRET_KEY")
     or "insecure-development-key-only-for-debug-and-tests-0123456789abcdef"
 )
+
+
+def refuse_a_weak_key(name: str) -> None:
+    """With DEBUG off, refuses a key below Django's own bar (`check --deploy`, W009): it signs
+    the JWTs with HS256, and one token is enough to guess a short key offline and then sign a
+    token for any user. The check only warned, and only when someone ran it."""
+    value = os.environ.get(name, "")
+    if DEBUG or TESTING or not value:
+        return
+    if (
+        len(value) < security_checks.SECRET_KEY_MIN_LENGTH
+        or len(set(value)) < security_checks.SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or value.startswith(security_checks.SECRET_KEY_INSECURE_PREFIX)
+    ):
+        refuse(
+            f"{name} is too weak to sign tokens: use at least "
+            f"{security_checks.SECRET_KEY_MIN_LENGTH} random characters, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+        )
+
+
+refuse_a_weak_key("SECRET_KEY")
+refuse_a_weak_key("JWT_SIGNING_KEY")
 
 # Required: with the localhost default every real request got a 400, while `check --deploy`
 # passed and the container's health probe (Host: localhost) said healthy.

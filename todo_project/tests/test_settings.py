@@ -51,6 +51,30 @@ def test_refuses_to_start_without_secret_key_when_debug_is_off():
     )
 
 
+@pytest.mark.parametrize("name", ["SECRET_KEY", "JWT_SIGNING_KEY"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        secrets.token_urlsafe(36)[:49],  # random, but one character short of Django's bar
+        "ab" * 40,  # long, but two characters
+        "django-insecure-" + secrets.token_urlsafe(50),  # startproject's throwaway key
+    ],
+)
+def test_a_weak_signing_key_is_refused_in_one_line_with_debug_off(name, key):
+    result = run_manage("check", **production_env(**{name: key}))
+    assert result.returncode == os.EX_CONFIG
+    assert result.stderr == (
+        f"{name} is too weak to sign tokens: use at least 50 random characters, e.g. the output "
+        "of python -c 'import secrets; print(secrets.token_urlsafe(50))'.\n"
+    )
+    assert key not in result.stdout + result.stderr
+
+
+def test_a_short_key_is_still_fine_for_development():
+    result = run_manage("check", DEBUG="1", SECRET_KEY="dev")
+    assert result.returncode == 0, result.stderr
+
+
 def test_check_deploy_is_clean_with_the_documented_production_settings():
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production_env())
     assert result.returncode == 0, result.stdout + result.stderr
