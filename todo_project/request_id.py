@@ -89,6 +89,17 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
+class ClientFaultAsWarning(logging.Filter):
+    """django.security logs each request it refuses (a Host not served, too many fields, a body
+    too large) at ERROR: any client could fill the error log and wake whoever it alerts. Each
+    is a 400 the access log records too; its line stays, as a WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("django.security.") and record.levelno == logging.ERROR:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}
 
 

@@ -465,7 +465,10 @@ if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"request_id": {"()": "todo_project.request_id.RequestIdLogFilter"}},
+    "filters": {
+        "request_id": {"()": "todo_project.request_id.RequestIdLogFilter"},
+        "client_fault": {"()": "todo_project.request_id.ClientFaultAsWarning"},
+    },
     "formatters": {"json": {"()": "todo_project.request_id.JsonFormatter"}},
     "handlers": {
         "console": {
@@ -474,7 +477,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": "json",
-            "filters": ["request_id"],
+            "filters": ["request_id", "client_fault"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

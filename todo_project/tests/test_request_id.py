@@ -61,6 +61,24 @@ def test_djangos_own_line_for_an_error_answer_carries_the_request_id(anon_client
     assert record.request_id == response["X-Request-ID"] == "req-43"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/nothing-here/", "/healthz"])
+def test_a_refused_host_is_logged_as_a_warning_not_an_error(anon_client, caplog, path):
+    caplog.set_level(logging.WARNING, logger="django.security")
+    response = anon_client.get(path, HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+    assert console.filter(record)  # the configured handler's filters, as it writes the line
+    line = json.loads(console.format(record))
+    assert line["level"] == "WARNING" and "evil.example" in line["message"]
+
+
+def test_an_error_of_our_own_stays_an_error():
+    (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+    record = logging.makeLogRecord({"name": "todo.tasks", "levelno": logging.ERROR, "msg": "x"})
+    assert console.filter(record) and record.levelno == logging.ERROR
+
+
 def test_log_filter_attaches_the_current_request_id():
     record = logging.makeLogRecord({"msg": "x"})
     assert RequestIdLogFilter().filter(record) is True
