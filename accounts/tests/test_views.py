@@ -117,6 +117,8 @@ def test_register_race_on_one_email_is_a_400_not_a_500(anon_client, user, monkey
         ("password123", "This password is too common."),
         ("4815162342108", "This password is entirely numeric."),
         ("bob.builder@example.com", "The password is too similar to the email."),
+        (" " * 12, "This password is only spaces or other blank characters."),
+        ("\t\u3000" * 6, "This password is only spaces or other blank characters."),
     ],
 )
 def test_register_applies_the_password_validators(anon_client, password, message):
