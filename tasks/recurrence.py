@@ -214,7 +214,7 @@ def next_due_date(
     dtstart = datetime(series_start.year, series_start.month, series_start.day)
     if "COUNT" in parts:
         return _next_counted(parts, dtstart, threshold)
-    dtstart = _fast_forward(parts, dtstart, threshold)
+    parts, dtstart = _fast_forward(parts, dtstart, threshold)
     if dtstart.date() > threshold:
         return series_start if start_ahead else None
     occurrence = _build(parts, dtstart).after(datetime.combine(threshold, datetime.min.time()))
@@ -264,21 +264,37 @@ def _next_counted(parts: dict[str, str], dtstart: datetime, threshold: date) -> 
     return None
 
 
-def _fast_forward(parts: dict[str, str], dtstart: datetime, threshold: date) -> datetime:
-    """Moves a DAILY or WEEKLY series' start by whole intervals to just before `threshold`.
+def _fast_forward(
+    parts: dict[str, str], dtstart: datetime, threshold: date
+) -> tuple[dict[str, str], datetime]:
+    """Moves a series' start by whole intervals to a year or so before `threshold`.
 
-    Iterating a daily series from decades ago costs one step per day; a start moved by whole
-    intervals (whole weeks for WEEKLY, same weekday, same week phase) yields the same dates
-    after it. MONTHLY and YEARLY take at most a few thousand steps and keep their start, whose
-    day of month may be a default of the rule.
+    Iterating a series from years ago costs one step per period (per day for DAILY), and every
+    completion of a long-lived series paid for all the periods behind it. A start moved by whole
+    intervals keeps the series' phase, so it yields the same dates after `threshold`: DAILY and
+    WEEKLY move by whole days and weeks (same weekday); MONTHLY and YEARLY by whole months and
+    years, to the first of a month, after the day (and month) dateutil would take from the
+    original start are written into the rule.
     """
     freq = parts["FREQ"]
-    if freq not in ("DAILY", "WEEKLY"):
-        return dtstart
-    step = int(parts.get("INTERVAL", "1")) * (7 if freq == "WEEKLY" else 1)
-    # Keep a margin of a year of steps so the search starts well before threshold.
-    steps = ((threshold - dtstart.date()).days - 366) // step
-    return dtstart + timedelta(days=steps * step) if steps > 0 else dtstart
+    interval = int(parts.get("INTERVAL", "1"))
+    if freq in ("DAILY", "WEEKLY"):
+        step = interval * (7 if freq == "WEEKLY" else 1)
+        # Keep a margin of a year of steps so the search starts well before threshold.
+        steps = ((threshold - dtstart.date()).days - 366) // step
+        return parts, dtstart + timedelta(days=steps * step) if steps > 0 else dtstart
+    step = interval * (12 if freq == "YEARLY" else 1)  # in months
+    months_behind = (threshold.year - dtstart.year) * 12 + threshold.month - dtstart.month
+    steps = (months_behind - 13) // step  # a year's margin, and the start's month
+    if steps <= 0:
+        return parts, dtstart
+    if "BYDAY" not in parts and "BYMONTHDAY" not in parts:
+        # dateutil's defaults (RFC 5545 3.3.10): the start's day, and for YEARLY its month.
+        parts = {**parts, "BYMONTHDAY": str(dtstart.day)}
+        if freq == "YEARLY" and "BYMONTH" not in parts:
+            parts["BYMONTH"] = str(dtstart.month)
+    year, month = divmod(dtstart.month - 1 + steps * step, 12)
+    return parts, datetime(dtstart.year + year, month + 1, 1)
 
 
 def _phase_can_meet(parts: dict[str, str], series_start: date) -> bool:

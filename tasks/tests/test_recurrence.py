@@ -443,6 +443,23 @@ def test_daily_series_started_ten_years_ago_does_not_walk_every_day(monkeypatch)
     assert counter.yielded < 3 * 400
 
 
+@pytest.mark.parametrize(
+    ("rule", "start", "expected"),
+    [
+        ("FREQ=MONTHLY", date(1990, 1, 31), date(2025, 7, 31)),  # the 31st, months that have one
+        ("FREQ=MONTHLY;INTERVAL=5;BYMONTHDAY=1", date(1990, 3, 1), date(2025, 8, 1)),
+        ("FREQ=MONTHLY;BYDAY=-1FR", date(1990, 1, 5), date(2025, 6, 27)),
+        ("FREQ=YEARLY", date(1904, 2, 29), date(2028, 2, 29)),  # 29 February, leap years only
+        ("FREQ=YEARLY;INTERVAL=3", date(1901, 6, 15), date(2027, 6, 15)),  # 1901 + 3 × 42
+    ],
+)
+def test_monthly_and_yearly_series_from_long_ago_take_few_steps(monkeypatch, rule, start, expected):
+    # Each completion of a long-lived series walked every period since its start.
+    counter = _CountingRrule(monkeypatch)
+    assert next_after(rule, start, today=date(2025, 6, 1)) == expected
+    assert counter.yielded <= 30
+
+
 def test_daily_series_with_count_stops_counting_at_count(monkeypatch):
     counter = _CountingRrule(monkeypatch)
     start = date(2015, 6, 1)
@@ -450,16 +467,32 @@ def test_daily_series_with_count_stops_counting_at_count(monkeypatch):
     assert counter.yielded == 1000  # the first task, then the 999 others
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(
     freq=st.sampled_from(["DAILY", "WEEKLY", "MONTHLY", "YEARLY"]),
     interval=st.integers(1, 30),
     byday=st.sets(st.sampled_from(["MO", "TU", "WE", "TH", "FR", "SA", "SU"]), max_size=3),
-    start=st.dates(date(1990, 1, 1), date(2030, 12, 31)),
-    later_by=st.integers(0, 20 * 366),
+    bymonthday=st.sets(st.sampled_from([1, 15, 29, 30, 31, -1]), max_size=2),
+    bymonth=st.sets(st.integers(1, 12), max_size=2),
+    # Month ends and 29 February, where the start's own day is a default of the rule.
+    start=st.one_of(
+        st.dates(date(1990, 1, 1), date(2030, 12, 31)),
+        st.sampled_from([date(2024, 2, 29), date(2023, 1, 31), date(2025, 8, 31)]),
+    ),
+    later_by=st.integers(0, 40 * 366),
 )
-def test_next_due_date_agrees_with_plain_dateutil(freq, interval, byday, start, later_by):
-    rule = f"FREQ={freq};INTERVAL={interval}" + (f";BYDAY={','.join(sorted(byday))}" * bool(byday))
+def test_next_due_date_agrees_with_plain_dateutil(
+    freq, interval, byday, bymonthday, bymonth, start, later_by
+):
+    rule = f"FREQ={freq};INTERVAL={interval}" + "".join(
+        f";{key}={','.join(map(str, sorted(values)))}"
+        for key, values in (("BYDAY", byday), ("BYMONTHDAY", bymonthday), ("BYMONTH", bymonth))
+        if values
+    )
+    try:
+        validate_rule(rule)
+    except ValidationError:
+        return  # its parts never meet (BYMONTH=2;BYMONTHDAY=30): not a rule a task can have
     today = start + timedelta(days=later_by)
     expected = rrulestr(rule, dtstart=datetime(start.year, start.month, start.day)).after(
         datetime(today.year, today.month, today.day)
