@@ -102,6 +102,18 @@ class User(AbstractBaseUser, PermissionsMixin):
         self.email = UserManager.normalize_email(self.email)
 
 
+class RevokedTokenFamily(models.Model):
+    """A session ended: every refresh token of this family (the one issued at sign-in and all
+    that rotation made from it, `fam` claim) is refused. Kept until the last of them would have
+    expired: the revocation time plus the refresh lifetime."""
+
+    family = models.CharField(primary_key=True, max_length=64)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.family
+
+
 class DeniedAccessToken(models.Model):
     """An access token refused before it expires (logout ends the calling one), by its `jti`.
 

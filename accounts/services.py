@@ -1,9 +1,12 @@
 """Account operations shared by the API, the admin and management commands."""
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from rest_framework import exceptions, serializers
@@ -14,10 +17,21 @@ from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import User
-from accounts.tokens import RefreshToken, access_token_deny, token_generation_of, token_pair_for
+from accounts.tokens import (
+    RefreshToken,
+    access_token_deny,
+    family_of,
+    family_revoke,
+    family_revoked,
+    token_generation_of,
+    token_pair_for,
+)
 from tasks.models import Task
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
+# How long after its rotation a refresh token used again is taken for the same client (tabs
+# refreshing at once, a retry) rather than a second holder: Okta's default grace period.
+REFRESH_REUSE_GRACE = timedelta(seconds=30)
 
 
 def password_reset_link(*, user: User) -> str:
@@ -102,33 +116,57 @@ def user_delete(*, user: User) -> None:
 
 
 def tokens_refresh(*, refresh: str) -> dict[str, str]:
-    """Trades a refresh token for a new pair; the given one is blacklisted on the way.
+    """Trades a refresh token for a new pair of the same session (family); the given one is
+    blacklisted on the way.
 
     Unlike simplejwt's serializer, a refresh token is used at most once even under concurrent
     requests: blacklisting is an INSERT on a unique column, so of two requests racing with the
-    same token the second waits for the first to commit and then fails. A deleted, inactive or
-    revoked user gets a 401, never a 500.
+    same token the second waits for the first to commit and then fails. A refresh token used
+    again well after its rotation means two holders (a stolen copy): the whole session ends, so
+    that whichever of them holds the newer token cannot go on (RFC 9700 4.14.2;
+    _end_session_if_reused). A deleted, inactive or revoked user gets a 401, never a 500.
     """
     try:
         token = RefreshToken(refresh)
     except TokenError:
+        _end_session_if_reused(refresh)
         raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
     user = _live_user_of(token)
     try:
         with transaction.atomic():
             BlacklistedToken.objects.create(token=_outstanding(token, user))
-            return token_pair_for(user)
+            return token_pair_for(user, family_of(token))
     except IntegrityError:
         raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
 
 
+def _end_session_if_reused(raw: str) -> None:
+    """Revokes the family of a refresh token we signed that is unexpired and was blacklisted
+    more than REFRESH_REUSE_GRACE ago: one used again well after its rotation. Within the
+    grace, a reuse is most likely the same client twice (two tabs refreshing at once, a retry):
+    a 401, and the session goes on with the token the first request got. Anything else refused
+    (forged, expired) revokes nothing."""
+    try:
+        token = RefreshToken.signed(raw)
+        token.check_exp()
+    except TokenError:
+        return
+    rotated_long_ago = BlacklistedToken.objects.filter(
+        token__jti=token[api_settings.JTI_CLAIM],
+        blacklisted_at__lt=timezone.now() - REFRESH_REUSE_GRACE,
+    )
+    if rotated_long_ago.exists():
+        family_revoke(token)
+
+
 def user_logout(*, user: User, refresh: str, access: Token) -> None:
-    """Ends one session: blacklists its refresh token and denies the calling access token.
+    """Ends one session: revokes the family of its refresh token (that one and any that
+    rotation made from it or it from), blacklists the token and denies the calling access
+    token.
 
     The refresh token may be unusable already (expired, or rotated or revoked since): the
-    calling access token is denied all the same (the refresh token that replaced it by rotation
-    is not known, so it stays valid). One we did not sign, or not the caller's, is a 400 and
-    changes nothing: the caller is signed in, only this input is wrong.
+    session ends all the same. One we did not sign, or not the caller's, is a 400 and changes
+    nothing: the caller is signed in, only this input is wrong.
     """
     try:
         token = RefreshToken.signed(refresh)
@@ -136,13 +174,25 @@ def user_logout(*, user: User, refresh: str, access: Token) -> None:
         token = None
     if token is None or token.get(api_settings.USER_ID_CLAIM) != str(user.pk):
         raise serializers.ValidationError({"refresh": [INVALID_REFRESH]})
+    family_revoke(token)
     BlacklistedToken.objects.get_or_create(token=_outstanding(token, user))
     access_token_deny(access)
 
 
 def _live_user_of(token: Token) -> User:
-    user = User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM)).first()
-    if user is None or not user.is_active or token_generation_of(token) != user.token_generation:
+    """The user of a refresh token that may still be used: active, same token generation, its
+    session not ended (read with the user, one query)."""
+    user = (
+        User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM))
+        .annotate(session_ended=family_revoked(token))
+        .first()
+    )
+    if (
+        user is None
+        or not user.is_active
+        or token_generation_of(token) != user.token_generation
+        or user.session_ended
+    ):
         raise exceptions.AuthenticationFailed(INVALID_REFRESH)
     return user
 

@@ -2,7 +2,9 @@
 
 simplejwt gives signing, expiry, token types and the refresh blacklist. What it lacks, and this
 module adds: a `gen` claim (see `User.token_generation`) so that revoking every token of a user
-is one integer bump, a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
+is one integer bump, a `fam` claim on refresh tokens, the session they belong to (issued at
+sign-in, kept by rotation), so that logout or a reused refresh token ends the whole session
+(`RevokedTokenFamily`), a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
 check of the claims our code reads (well_formed_claims).
 """
 
@@ -10,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection
+from django.db.models import Exists
 from django.utils.timezone import now
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt import tokens
@@ -23,9 +26,10 @@ from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from accounts.models import DeniedAccessToken, User
+from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
 
 GENERATION_CLAIM = "gen"
+FAMILY_CLAIM = "fam"
 
 # The ranges the claims' values are used in: datetime's (exp, iat), the token_generation
 # column's (gen), the jti columns' (of the blacklist and the denylist).
@@ -38,6 +42,7 @@ GENERATION_RANGE = connection.ops.integer_field_range(
 JTI_MAX_LENGTH = min(
     model._meta.get_field("jti").max_length for model in (OutstandingToken, DeniedAccessToken)
 )
+FAMILY_MAX_LENGTH = RevokedTokenFamily._meta.get_field("family").max_length
 
 
 def _int_in(value: object, low: int, high: int) -> bool:
@@ -60,6 +65,8 @@ def well_formed_claims(payload: dict) -> bool:
     PostgreSQL (a NUL, a lone surrogate, a number beyond a column) with a 500.
     """
     jti = payload.get(api_settings.JTI_CLAIM)
+    # Tokens minted before the claim existed have none: each is a family of its own (family_of).
+    family = payload.get(FAMILY_CLAIM, jti)
     return (
         _int_in(payload.get("exp"), 0, MAX_EPOCH)
         and _int_in(payload.get("iat"), 0, MAX_EPOCH)
@@ -69,6 +76,10 @@ def well_formed_claims(payload: dict) -> bool:
         and 0 < len(jti) <= JTI_MAX_LENGTH
         and jti.isascii()  # ours are hex digits
         and jti.isprintable()
+        and isinstance(family, str)
+        and 0 < len(family) <= FAMILY_MAX_LENGTH
+        and family.isascii()
+        and family.isprintable()
         and _canonical_uuid(payload.get(api_settings.USER_ID_CLAIM))
     )
 
@@ -94,11 +105,13 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
     access_token_class = AccessToken
 
     @classmethod
-    def for_user(cls, user: User) -> "RefreshToken":
-        """A new refresh token of `user`, recorded as outstanding (so it can be blacklisted)."""
+    def for_user(cls, user: User, family: str | None = None) -> "RefreshToken":
+        """A new refresh token of `user`, recorded as outstanding (so it can be blacklisted):
+        of `family` (a rotation), or of a new one (a sign-in)."""
         token = cls()
         token[api_settings.USER_ID_CLAIM] = str(user.pk)
         token[GENERATION_CLAIM] = user.token_generation
+        token[FAMILY_CLAIM] = family or uuid.uuid4().hex
         OutstandingToken.objects.create(
             user=user,
             jti=token[api_settings.JTI_CLAIM],
@@ -128,9 +141,32 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
         return token
 
 
-def token_pair_for(user: User) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user)
+def token_pair_for(user: User, family: str | None = None) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user, family)
     return {"access": str(refresh.access_token), "refresh": str(refresh)}
+
+
+def family_of(token: tokens.Token) -> str:
+    """The session a refresh token belongs to; one minted before families is its own."""
+    return token.get(FAMILY_CLAIM) or token[api_settings.JTI_CLAIM]
+
+
+def family_revoked(token: tokens.Token) -> Exists:
+    """SQL: whether the token's session was ended, to read in the same query as its user."""
+    return Exists(RevokedTokenFamily.objects.filter(family=family_of(token)))
+
+
+def family_revoke(token: tokens.Token) -> None:
+    """Refuses every refresh token of this one's family, until the last could have expired."""
+    expires_at = now() + api_settings.REFRESH_TOKEN_LIFETIME
+    RevokedTokenFamily.objects.bulk_create(
+        [RevokedTokenFamily(family=family_of(token), expires_at=expires_at)],
+        update_conflicts=True,
+        unique_fields=["family"],
+        update_fields=["expires_at"],
+    )
+    # Expired entries refuse nothing: each revocation clears them (an index range).
+    RevokedTokenFamily.objects.filter(expires_at__lte=now()).delete()
 
 
 def token_generation_of(token: tokens.Token) -> int:

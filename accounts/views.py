@@ -183,7 +183,8 @@ class TokenRefreshView(TokenIssuingView):
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
-        using it again is a 401."""
+        using it again is a 401, and ends its session: the token that replaced it is refused
+        too (two holders of one token: one of them stole it)."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(services.tokens_refresh(refresh=serializer.validated_data["refresh"]))
@@ -200,12 +201,12 @@ class LogoutView(generics.GenericAPIView):
         parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
-        """Ends this session: the given refresh token and the calling access token are dead.
+        """Ends this session: the given refresh token, every refresh token rotation made from
+        the same sign-in (before or after it), and the calling access token are dead.
 
-        The refresh token may have expired, or been rotated or revoked already: the calling
-        access token is denied all the same (204). A refresh token that replaced the given one
-        by rotation stays valid: tokens are not tracked by family. One that is not the caller's
-        is a 400 and changes nothing."""
+        The refresh token may have expired, or been rotated or revoked already: the session ends
+        all the same (204). The user's other sessions (other sign-ins) go on. One that is not
+        the caller's is a 400 and changes nothing."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         services.user_logout(

@@ -237,6 +237,9 @@ MALFORMED_CLAIMS = {
     "iat missing": lambda: {"iat": None},
     "iat a string": lambda: {"iat": str(int(now().timestamp()))},
     "user_id not a UUID": lambda: {"user_id": "abc"},
+    "fam a number": lambda: {"fam": 7},
+    "fam longer than the column": lambda: {"fam": "f" * 65},
+    "fam with a NUL": lambda: {"fam": "a\x00"},
 }
 # Cases an endpoint answered as it should before these claims were checked, left out: a lone
 # surrogate's UnicodeEncodeError is a ValueError, which authentication happened to catch; a

@@ -22,12 +22,18 @@ from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts import mail
 from accounts.mail import wait_until_idle
-from accounts.models import DeniedAccessToken, User
+from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
 from accounts.tokens import AccessToken, RefreshToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import TaskList
 from todo_project.request_id import RequestIdLogFilter
+
+
+def decode(token: str) -> dict:
+    """A token's claims, unverified (the test reads what the server put in)."""
+    return jwt.decode(token, options={"verify_signature": False})
+
 
 pytestmark = pytest.mark.django_db
 
@@ -315,12 +321,61 @@ def test_refresh_rotates_and_the_old_refresh_token_is_dead(anon_client, user):
     assert new_pair["refresh"] != pair["refresh"]
     assert bearer(new_pair["access"]).get("/api/v1/auth/me/").status_code == 200
 
-    reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    again = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": new_pair["refresh"]})
+    assert again.status_code == 200  # the new one rotates in turn, in the same session
+    assert decode(again.json()["refresh"])["fam"] == decode(pair["refresh"])["fam"]
+
+
+def test_reusing_a_rotated_refresh_token_ends_its_session(anon_client, user):
+    """Two holders of one refresh token (a stolen copy): whichever rotated first, neither goes
+    on. The user's other sessions are not touched."""
+    stolen = sign_in(user.email, DEFAULT_PASSWORD)
+    other_device = sign_in(user.email, DEFAULT_PASSWORD)
+    thief = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}).json()
+    # Within the grace a reuse is the same client twice (two tabs): a 401, nothing else.
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}), 401
+    )
+    assert not RevokedTokenFamily.objects.exists()
+    BlacklistedToken.objects.update(blacklisted_at=now() - timedelta(seconds=31))
+
+    reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]})
     body = assert_problem(reuse, 401)
     assert body["detail"] == "The refresh token is invalid, expired or revoked."
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": thief["refresh"]}), 401
+    )
     assert (
-        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": new_pair["refresh"]})
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": other_device["refresh"]})
     ).status_code == 200
+
+
+def test_a_refused_refresh_token_that_was_never_used_ends_no_session(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    forged = jwt.encode(
+        decode(pair["refresh"]), "some-other-key-of-sufficient-length-0123", "HS256"
+    )
+    expired = RefreshToken.for_user(user)
+    expired["fam"] = decode(pair["refresh"])["fam"]
+    expired.set_exp(lifetime=-timedelta(seconds=1))
+    for refused in (forged, str(expired), pair["access"]):
+        assert_problem(anon_client.post("/api/v1/auth/token/refresh/", {"refresh": refused}), 401)
+    assert not RevokedTokenFamily.objects.exists()
+    assert (
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    ).status_code == 200
+
+
+def test_a_refresh_token_from_before_families_refreshes_into_a_family_of_its_own(anon_client, user):
+    legacy = RefreshToken.for_user(user)
+    del legacy["fam"]
+    fresh = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": str(legacy)}).json()
+    assert decode(fresh["refresh"])["fam"] == legacy["jti"]
+    client = bearer(fresh["access"])
+    assert client.post("/api/v1/auth/logout/", {"refresh": str(legacy)}).status_code == 204
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": fresh["refresh"]}), 401
+    )
 
 
 def test_refresh_rejects_an_access_token_and_garbage(anon_client, user):
@@ -408,6 +463,19 @@ def test_logout_with_a_refresh_token_rotated_since_still_ends_the_session(anon_c
     response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
     assert response.status_code == 204
     assert_problem(client.get("/api/v1/auth/me/"), 401)
+    # The refresh token rotation made from it is dead too: the whole session ended.
+    successor = rotated.json()["refresh"]
+    assert_problem(anon_client.post("/api/v1/auth/token/refresh/", {"refresh": successor}), 401)
+
+
+def test_logout_with_the_newest_refresh_token_ends_the_older_ones_too(anon_client, user):
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    newest = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}).json()
+    client = bearer(newest["access"])
+    assert client.post("/api/v1/auth/logout/", {"refresh": newest["refresh"]}).status_code == 204
+    for refresh in (newest["refresh"], pair["refresh"]):
+        assert_problem(anon_client.post("/api/v1/auth/token/refresh/", {"refresh": refresh}), 401)
+    assert RevokedTokenFamily.objects.get().family == decode(pair["refresh"])["fam"]
 
 
 def test_logout_with_an_expired_refresh_token_still_ends_the_session(user):
@@ -447,8 +515,9 @@ def test_logout_query_count(user, django_assert_max_num_queries):
     pair = sign_in(user.email, DEFAULT_PASSWORD)
     client = bearer(pair["access"])
     # user, blacklist check, outstanding token, blacklist get-or-create (in a savepoint),
-    # the access token denied, expired denials cleared
-    with django_assert_max_num_queries(9):
+    # the session's family revoked and expired revocations cleared, the access token denied,
+    # expired denials cleared
+    with django_assert_max_num_queries(11):
         response = client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]})
     assert response.status_code == 204
 
