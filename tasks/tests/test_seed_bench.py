@@ -14,7 +14,7 @@ from bench import prepare
 from tasks.filters import TsQueryLiteral, prefix_tsquery
 from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, bench_users
 from tasks.models import Tag, Task, TaskList
-from tasks.services import tasks_bulk_apply
+from tasks.services import task_create, task_update, tasks_bulk_apply
 from todo_project.devservices import LOCAL_SERVER_DEFAULTS
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -122,6 +122,28 @@ def test_the_bulk_batches_are_open_top_level_tasks_that_a_reset_reopens(monkeypa
 
     assert prepare.main(["--reset-only"]) == 0
     assert not Task.objects.filter(pk__in=ids, completed=True).exists()
+
+
+def test_a_reset_undoes_recurring_completions_and_deletes_what_the_runs_made():
+    """Each run completed the same recurring tasks' next occurrences and left both behind: the
+    data set grew by ~4,000 tasks a run and every series moved a period further."""
+    call_command("seed_bench", **TINY)
+    user = bench_users().exclude(email=HEAVY_EMAIL).order_by("email").first()
+    seeded = {row["id"]: row for row in Task.objects.values()}
+    recurring = Task.objects.filter(owner=user, completed=False, recurrence__isnull=False).first()
+    done = task_update(task=recurring, user=user, data={"completed": True})
+    copy = Task.objects.get(pk=done.next_occurrence_id)
+    task_update(task=copy, user=user, data={"completed": True})  # and its copy in turn
+    task_create(user=user, data={"title": "made by the create scenario", "tags": ["new"]})
+    assert Task.objects.count() == len(seeded) + 3
+
+    assert prepare.main(["--reset-only"]) == 0
+    after = {row["id"]: row for row in Task.objects.values()}
+    assert set(after) == set(seeded)
+    fields = ["completed", "completed_at", "next_occurrence_id", "due_date", "recurrence"]
+    assert {f: after[recurring.pk][f] for f in fields} == {
+        f: seeded[recurring.pk][f] for f in fields
+    }
 
 
 @pytest.mark.parametrize("option", ["--users", "--tasks-per-user", "--heavy-tasks"])
