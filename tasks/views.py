@@ -43,6 +43,7 @@ from tasks.serializers import (
 from todo_project.conditional import ConditionalRequestMixin, has_preconditions
 from todo_project.idempotency import idempotent
 from todo_project.problems import PROBLEM_CONTENT_TYPE
+from todo_project.retry import RetriedWrites
 from todo_project.schema import ERROR_DESCRIPTIONS
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -184,6 +185,7 @@ class OptionsOfYoursOnly:
     ),
 )
 class TaskListViewSet(
+    RetriedWrites,
     OptionsOfYoursOnly,
     ConditionalRequestMixin,
     mixins.ListModelMixin,
@@ -364,7 +366,11 @@ class CompiledLookupForWrites:
     ),
 )
 class TaskViewSet(
-    OptionsOfYoursOnly, ConditionalRequestMixin, CompiledLookupForWrites, viewsets.ModelViewSet
+    RetriedWrites,
+    OptionsOfYoursOnly,
+    ConditionalRequestMixin,
+    CompiledLookupForWrites,
+    viewsets.ModelViewSet,
 ):
     """Your tasks and subtasks: CRUD, filters, search, ordering, moves and bulk actions."""
 
@@ -569,6 +575,7 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     ),
 )
 class TagViewSet(
+    RetriedWrites,
     OptionsOfYoursOnly,
     mixins.ListModelMixin,
     mixins.UpdateModelMixin,

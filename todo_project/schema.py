@@ -53,7 +53,8 @@ ERROR_DESCRIPTIONS = {
     422: "The Idempotency-Key was used before with another request.",
     429: "Rate limited: retry after `Retry-After` seconds.",
     503: (
-        "A concurrent change got in the way (PostgreSQL ended the transaction): nothing was "
+        "A concurrent change got in the way (PostgreSQL ended the transaction) and running "
+        "the write again did not settle it, or it was conditional (If-Match): nothing was "
         "changed; send the request again after `Retry-After` seconds."
     ),
 }

@@ -342,18 +342,16 @@ def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_ta
 # --- a transaction PostgreSQL ends to settle a clash --------------------------------------------
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_write_that_loses_a_deadlock_is_a_503_to_retry_and_changes_nothing(user, make_task):
-    """A move locks its task, then its sibling group. The test takes the group first, then the
-    task: a real deadlock, which PostgreSQL settles by ending the move's transaction (the move
-    has waited longest, so its deadlock check runs first)."""
-    first, second = make_task("First"), make_task("Second")
-    url = f"/api/v1/tasks/{second.pk}/move/"
+def deadlock(user, task: Task, send) -> list:
+    """`send(client)` is a write that locks `task`, then the Inbox's sibling group (a move; a
+    PATCH that changes its list). This takes the group first, then the task: a real deadlock,
+    which PostgreSQL settles by ending the write's transaction (it has waited longest, so its
+    deadlock check runs first). The write's answers."""
     answers = []
 
     def move_first() -> None:
         try:
-            answers.append(client_for(user).post(url, {"after": None}, format="json"))
+            answers.append(send(client_for(user)))
         finally:
             connections.close_all()
 
@@ -365,31 +363,54 @@ def test_a_write_that_loses_a_deadlock_is_a_503_to_retry_and_changes_nothing(use
             if lock_waiters(connection) >= 1:
                 break
             time.sleep(0.05)
-        Task.objects.select_for_update().get(pk=second.pk)  # waits for the move: a cycle
+        Task.objects.select_for_update().get(pk=task.pk)  # waits for the move: a cycle
     moving.join(timeout=20)
+    return answers
 
-    (answer,) = answers
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_that_loses_a_deadlock_is_run_again_and_goes_through(user, make_task, caplog):
+    first, second = make_task("First"), make_task("Second")
+    url = f"/api/v1/tasks/{second.pk}/move/"
+    (answer,) = deadlock(user, second, lambda c: c.post(url, {"after": None}, format="json"))
+    assert answer.status_code == 200 and answer.json()["version"] == 2
+    assert list(Task.objects.order_by("position").values_list("pk", flat=True)) == [
+        second.pk,
+        first.pk,
+    ]
+    assert "SQLSTATE 40P01" in caplog.text  # the retry says why
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conditional_write_that_loses_a_deadlock_is_a_503_and_changes_nothing(
+    user, make_task, make_list
+):
+    """A PATCH with If-Match locks and compares in the request's transaction: it cannot be run
+    again inside it. The client sends it again."""
+    home = make_list("Home")
+    task = make_task("Inbox task", list=home)
+    url = f"/api/v1/tasks/{task.pk}/"
+
+    def to_the_inbox(client):
+        return client.patch(url, {"list": None}, format="json", HTTP_IF_MATCH='"1"')
+
+    (answer,) = deadlock(user, task, to_the_inbox)
     assert answer.status_code == 503
     assert answer["Content-Type"] == PROBLEM
     assert answer["Retry-After"] == "1"
     assert "nothing was changed" in answer.json()["detail"]
-    assert Task.objects.get(pk=second.pk).version == 1
-    assert list(Task.objects.order_by("position").values_list("pk", flat=True)) == [
-        first.pk,
-        second.pk,
-    ]
+    task.refresh_from_db()
+    assert (task.list_id, task.version) == (home.pk, 1)
     # Sent again, it goes through.
-    assert client_for(user).post(url, {"after": None}, format="json").status_code == 200
-    assert list(Task.objects.order_by("position").values_list("pk", flat=True)) == [
-        second.pk,
-        first.pk,
-    ]
+    assert to_the_inbox(client_for(user)).status_code == 200
+    assert Task.objects.get(pk=task.pk).list_id is None
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_create_into_a_list_deleted_meanwhile_is_a_503_then_a_400(api_client, make_list):
+def test_a_create_into_a_list_deleted_meanwhile_is_run_again_and_a_400(api_client, make_list):
     """The list passes validation, then another connection deletes it before the create's
-    INSERT: the deferred foreign key fails at COMMIT (a 500 before)."""
+    INSERT: the deferred foreign key fails at COMMIT (a 500 before, then a 503), and the create
+    run again finds no such list."""
     doomed = make_list("Doomed")
 
     def delete_list_first(execute, sql, params_, many, context):
@@ -401,10 +422,8 @@ def test_a_create_into_a_list_deleted_meanwhile_is_a_503_then_a_400(api_client, 
     body = {"title": "Into it", "list": str(doomed.pk)}
     with connection.execute_wrapper(delete_list_first):
         answer = api_client.post("/api/v1/tasks/", body)
-    assert answer.status_code == 503 and answer["Retry-After"] == "1"
+    assert answer.status_code == 400 and list(answer.json()["errors"]) == ["list"]
     assert not Task.objects.exists()
-    again = api_client.post("/api/v1/tasks/", body)
-    assert again.status_code == 400 and list(again.json()["errors"]) == ["list"]
 
 
 @pytest.mark.django_db(transaction=True)

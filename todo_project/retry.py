@@ -1,0 +1,61 @@
+"""Writes that PostgreSQL ended to settle a clash with a concurrent one, run again.
+
+A deadlock, a serialization failure, a lock not available, or a reference deleted meanwhile
+(problems.is_concurrent_change) ends the write's transaction whole: nothing of it stays, so
+running the handler again is the serial order PostgreSQL picked, and its answer is the one the
+client would get by sending the request again (a 200, or the 400/404 of the data as it is now).
+Twice more at most, a few milliseconds apart at random so the two writers do not meet again;
+then the 503 with Retry-After of before.
+
+A write inside a transaction begun before the handler (a conditional one: If-Match or
+If-None-Match, which lock and compare in the transaction of the whole request) cannot be run
+again in it: it answers the 503.
+"""
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, connection
+
+from todo_project.problems import is_concurrent_change
+
+RETRIES = 2
+WRITE_METHODS = ("post", "put", "patch", "delete")
+logger = logging.getLogger("todo.retry")
+
+
+def run_again_on_concurrent_change(handler: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for attempt in range(1, RETRIES + 2):
+            try:
+                return handler(*args, **kwargs)
+            except DatabaseError as error:
+                if attempt > RETRIES or connection.in_atomic_block:
+                    raise
+                if not is_concurrent_change(error):
+                    raise
+                logger.info(
+                    "write ended by a concurrent change (SQLSTATE %s), running it again",
+                    error.__cause__.sqlstate,
+                )
+                time.sleep(random.uniform(0.002, 0.02) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return wrapper
+
+
+class RetriedWrites:
+    """For a view: its write handlers run again after a concurrent change (see above). First
+    among the bases, so that it wraps the handler a viewset's as_view() set for the method."""
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        method = request.method.lower()
+        handler = getattr(self, method, None)
+        if method in WRITE_METHODS and handler is not None:
+            setattr(self, method, run_again_on_concurrent_change(handler))
+        return super().dispatch(request, *args, **kwargs)
