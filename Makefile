@@ -12,8 +12,9 @@ WEB_CONCURRENCY ?= 4
 WITH_SERVICES := $(PY) -m todo_project.devservices --
 STAMP := $(VENV)/.installed
 # With DEBUG off the settings need a SECRET_KEY: when the environment has none, serve, migrate
-# and manage use one kept here, created on first use readable by its owner only (umask 077).
-KEY_FILE := .data/secret_key
+# and manage use one kept here, created on first use readable by its owner only (umask 077):
+# in the project-local data directory, TODO_DATA_DIR's when set (as the database's).
+KEY_FILE := $(or $(TODO_DATA_DIR),.data)/secret_key
 ENSURE_KEY := mkdir -p $(dir $(KEY_FILE)) && { test -s $(KEY_FILE) || ( umask 077 && \
   $(PY) -c 'import secrets; print(secrets.token_urlsafe(50))' > $(KEY_FILE) ); } && \
   chmod 600 $(KEY_FILE)

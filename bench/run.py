@@ -108,7 +108,9 @@ def server_env(args) -> dict:
     env = dict(os.environ)
     secret = env.get("SECRET_KEY")
     if not secret:
-        key_file = ROOT / ".data" / "secret_key"
+        from todo_project.devservices import DATA_DIR
+
+        key_file = DATA_DIR / "secret_key"  # the Makefile's KEY_FILE
         if not key_file.exists() or not key_file.read_text().strip():
             key_file.parent.mkdir(parents=True, exist_ok=True)
             key_file.touch(mode=0o600)  # a new file readable by its owner only, as make's

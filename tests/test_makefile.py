@@ -60,6 +60,17 @@ def test_manage_runs_a_command_with_debug_off_and_a_key_only_its_owner_can_read(
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
+def test_the_key_lives_in_the_data_directory_todo_data_dir_names(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "DEBUG")}
+    env["TODO_DATA_DIR"] = str(tmp_path / "elsewhere")
+    show = "from django.conf import settings; print(settings.SECRET_KEY)"
+    done = make("manage", f"ARGS=shell --no-imports -c '{show}'", env=env)
+    assert done.returncode == 0, done.stderr
+    key_file = tmp_path / "elsewhere" / "secret_key"
+    assert done.stdout == f"{key_file.read_text().strip()}\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
 def test_clean_removes_generated_state_and_keeps_what_git_tracks(tmp_path):
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
     generated = [
