@@ -34,6 +34,7 @@ from accounts.services import (
     user_deactivate,
     user_delete,
     user_send_password_reset,
+    user_sign_out_everywhere,
 )
 from tasks.admin import VersionCheckedForm, count_of
 from tasks.models import Priority, Tag, Task, TaskList
@@ -168,7 +169,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     search_help_text = "Email or display name (any part of either)."
     list_filter = ["is_active", "is_staff", "date_joined"]
     readonly_fields = ["id", "date_joined", "last_login", "task_lists_link", "tasks_link"]
-    actions = ["deactivate", "send_password_reset", "export_data"]
+    actions = ["deactivate", "sign_out_everywhere", "send_password_reset", "export_data"]
     fieldsets = [
         (None, {"fields": ["id", "email", "password", "opened_version"]}),
         ("Profile", {"fields": ["display_name", "timezone"]}),
@@ -345,6 +346,18 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             user_deactivate(user=user)
         self._log(request, users, "Deactivated the account (admin action).")
         self.message_user(request, f"Deactivated {len(users)} user(s).")
+
+    @admin.action(
+        description="Sign selected users out everywhere (every token stops working)",
+        permissions=["change"],
+    )
+    def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # A lost phone: the account stays open, the user signs in again with their password.
+        users = self._managed_only(request, list(queryset), "Not signed out")
+        for user in users:
+            user_sign_out_everywhere(user=user)
+        self._log(request, users, "Signed out everywhere: every token revoked (admin action).")
+        self.message_user(request, f"Signed {len(users)} user(s) out everywhere.")
 
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]

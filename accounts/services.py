@@ -83,6 +83,13 @@ def user_deactivate(*, user: User) -> None:
     user.save(update_fields=["is_active", "token_generation"])
 
 
+def user_sign_out_everywhere(*, user: User) -> None:
+    """Ends every session of the user (all refresh and access tokens) and nothing else: a lost
+    phone, a shared computer. The password and the account stay as they are."""
+    user.revoke_tokens()
+    user.save(update_fields=["token_generation"])
+
+
 @transaction.atomic
 def user_register(
     *, email: str, password: str, display_name: str = "", timezone: str = "UTC"

@@ -275,6 +275,7 @@ def test_support_cannot_set_a_password_nor_delete_nor_add_users(support_client, 
     assert [name for name, _ in actions] == [
         "",
         "deactivate",
+        "sign_out_everywhere",
         "send_password_reset",
         "export_data",
     ]
@@ -598,6 +599,33 @@ def test_support_cannot_deactivate_a_staff_account_nor_themselves(
     assert User.objects.get(pk=colleague.pk).is_active
     assert User.objects.get(pk=support_user.pk).is_active
     assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_signing_users_out_everywhere_ends_their_tokens_and_nothing_else(
+    support_client, support_user, user, make_user, client
+):
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+    mine, theirs = token_pair_for(user), token_pair_for(colleague)
+    password = user.password
+
+    response = action(support_client, "sign_out_everywhere", user, colleague)
+
+    assert response.status_code == 302
+    assert tokens_still_work(mine) == (False, False)
+    assert tokens_still_work(theirs) == (True, True)  # staff: superusers only, as deactivate
+    user.refresh_from_db()
+    assert user.is_active and user.password == password
+    assert client.login(email=user.email, password="correct-horse-battery-staple")
+    (entry,) = LogEntry.objects.filter(action_flag=CHANGE)
+    assert (entry.user_id, entry.object_id, entry.change_message) == (
+        support_user.pk,
+        str(user.pk),
+        "Signed out everywhere: every token revoked (admin action).",
+    )
+    notes = [str(m) for m in get_messages(response.wsgi_request)]
+    assert "Signed 1 user(s) out everywhere." in notes
+    assert any("colleague@example.com" in note for note in notes)
 
 
 @pytest.mark.django_db
