@@ -22,7 +22,7 @@ from accounts.tokens import (
     access_token_deny,
     family_of,
     family_revoke,
-    family_revoked,
+    family_revoked_sql,
     token_generation_of,
     token_pair_for,
 )
@@ -191,7 +191,7 @@ def _live_user_of(token: Token) -> User:
     session not ended (read with the user, one query)."""
     user = (
         User.objects.filter(pk=token.get(api_settings.USER_ID_CLAIM))
-        .annotate(session_ended=family_revoked(token))
+        .annotate(session_ended=family_revoked_sql(token))
         .first()
     )
     if (

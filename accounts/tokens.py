@@ -151,7 +151,7 @@ def family_of(token: tokens.Token) -> str:
     return token.get(FAMILY_CLAIM) or token[api_settings.JTI_CLAIM]
 
 
-def family_revoked(token: tokens.Token) -> Exists:
+def family_revoked_sql(token: tokens.Token) -> Exists:
     """SQL: whether the token's session was ended, to read in the same query as its user."""
     return Exists(RevokedTokenFamily.objects.filter(family=family_of(token)))
 

@@ -115,8 +115,12 @@ def _check(parts: dict[str, str]) -> None:
                     raise _invalid(f"BYDAY '{item}': the number is out of range for {freq}.")
 
 
+def _text(parts: dict[str, str]) -> str:
+    return ";".join(f"{key}={value}" for key, value in parts.items())
+
+
 def _build(parts: dict[str, str], dtstart: datetime) -> rrule:
-    text = ";".join(f"{key}={value}" for key, value in parts.items())
+    text = _text(parts)
     try:
         # ignoretz: the series runs on naive dates; next_due_date makes a UTC UNTIL a date first.
         return rrulestr(text, dtstart=dtstart, ignoretz=True)
@@ -159,7 +163,7 @@ def validate_rule(value: str) -> str:
     _build(parts, _PROBE_START)
     if not _can_occur(parts, None):
         raise _invalid("it never produces a date (BYMONTH, BYMONTHDAY and BYDAY never meet).")
-    return ";".join(f"{key}={item}" for key, item in parts.items())
+    return _text(parts)
 
 
 def repeats(rule: str, start: date) -> bool:
@@ -169,9 +173,13 @@ def repeats(rule: str, start: date) -> bool:
     would otherwise find out: ~0.2 ms for a rule that repeats, up to ~150 ms (dateutil searching
     until 9999) for one that never does."""
     unbounded = {key: item for key, item in _parts(rule).items() if key not in ("COUNT", "UNTIL")}
-    text = ";".join(f"{key}={item}" for key, item in unbounded.items())
     later = next_due_date(
-        rule=text, series_start=start, current_due=start, today=start, due_time=None, tz_name="UTC"
+        rule=_text(unbounded),
+        series_start=start,
+        current_due=start,
+        today=start,
+        due_time=None,
+        tz_name="UTC",
     )
     return later is not None
 

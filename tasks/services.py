@@ -444,7 +444,7 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
             return True
         if attempt == 0:
             # Opens the gap; the anchor may move down, so it is read again.
-            _spread_after(task.owner_id, task.sibling_group, anchor[2])
+            _spread_after(task.owner_id, task.sibling_group, anchor_rank)
     raise AssertionError("a spread always opens the gap")  # pragma: no cover
 
 

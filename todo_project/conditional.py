@@ -69,9 +69,9 @@ def _version_of(tag: str) -> int | None:
 class ConditionalRequestMixin:
     """For a viewset over a model with `version`: ETag on read, 304, and 412 on a stale write.
 
-    Put it first among the bases (`class TaskViewSet(ConditionalRequestMixin, ModelViewSet)`).
+    Put it before the DRF bases (`class TaskViewSet(ConditionalRequestMixin, ModelViewSet)`).
     It overrides no action, so a viewset's own `retrieve`, `update` or `destroy` keeps working:
-    a write with `If-Match` runs in one transaction (`dispatch`), its `get_object()` locks the
+    a conditional write runs in one transaction (`dispatch`), its `get_object()` locks the
     row and compares, and `finalize_response` adds the ETag or turns a fresh read into a 304.
     The schema (todo_project.schema.AutoSchema) documents the headers and answers it adds.
     """

@@ -46,9 +46,9 @@ class VisibleCharField(StrictCharField):
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if not all(map(is_invisible, value)):
-            return value
-        self.fail("blank")
+        if all(map(is_invisible, value)):
+            self.fail("blank")
+        return value
 
 
 class StrictBooleanField(serializers.BooleanField):
