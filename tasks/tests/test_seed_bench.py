@@ -3,11 +3,9 @@ import random
 import subprocess
 from collections import defaultdict
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from accounts.models import User
 from bench import prepare
@@ -16,6 +14,7 @@ from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, benc
 from tasks.models import Tag, Task, TaskList
 from tasks.services import task_create, task_update, tasks_bulk_apply
 from todo_project.devservices import LOCAL_SERVER_DEFAULTS
+from todo_project.tests.helpers import database_url_for_this_test
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -193,10 +192,9 @@ def test_the_bench_runner_checks_the_batches_before_starting_any_server(tmp_path
     from bench import run
 
     call_command("seed_bench", **TINY)
-    url = urlsplit(os.environ["DATABASE_URL"])
     env = {
         **os.environ,
-        "DATABASE_URL": url._replace(path="/" + connection.settings_dict["NAME"]).geturl(),
+        "DATABASE_URL": database_url_for_this_test(),
         "SECRET_KEY": "bench-test-" * 5,  # bench/run.py's server_env gives it one
         **LOCAL_SERVER_DEFAULTS,  # make bench runs it under todo_project.devservices
     }

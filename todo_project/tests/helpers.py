@@ -1,10 +1,19 @@
+import os
 import select
 import threading
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from django.db import connections
+from django.db import connection, connections
+
+
+def database_url_for_this_test() -> str:
+    """DATABASE_URL of this run, pointed at the test database: for a subprocess (a server, a
+    management command) that must see what the test wrote."""
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
 def connection_of_its_own(connection) -> psycopg.Connection:

@@ -1,8 +1,18 @@
 """The migrations describe the models exactly: a model change without its migration fails here,
 not on a deploy (`makemigrations --check` exits non-zero when it would write one)."""
 
+import os
+import subprocess
+import sys
+import time
+
 import pytest
+from django.conf import settings
 from django.core.management import call_command
+from django.db import connection
+
+from tasks.management.commands.migrate import MIGRATE_LOCK
+from todo_project.tests.helpers import connection_of_its_own, database_url_for_this_test
 
 
 @pytest.mark.django_db
@@ -11,3 +21,29 @@ def test_the_models_need_no_new_migration(capsys):
         call_command("makemigrations", "--check", "--dry-run")
     except SystemExit:
         pytest.fail(f"makemigrations would write a migration:\n{capsys.readouterr().out}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrate_waits_while_another_migrate_runs_then_finds_nothing_to_do():
+    """Containers started together each run migrate: they take turns on an advisory lock."""
+    env = {**os.environ, "DATABASE_URL": database_url_for_this_test(), "DEBUG": "1"}
+    with connection_of_its_own(connection) as other_migrate:
+        other_migrate.execute("SELECT pg_advisory_lock(%s, %s)", MIGRATE_LOCK)
+        waiting = subprocess.Popen(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        assert waiting.poll() is None, waiting.communicate()  # still waiting for the lock
+        other_migrate.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert "No migrations to apply." in out
+    with connection.cursor() as cursor:  # and it let go of the lock
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", MIGRATE_LOCK)
+        assert cursor.fetchone() == (True,)
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)

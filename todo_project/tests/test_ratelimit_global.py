@@ -10,14 +10,13 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
 
 from accounts.tokens import RefreshToken
+from todo_project.tests.helpers import database_url_for_this_test
 
 pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
 
@@ -29,12 +28,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def database_url_for_this_test() -> str:
-    """DATABASE_URL of this run, pointed at the test database (where the test's user is)."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
 
 
 def get(url: str, access: str) -> tuple[int, dict[str, str], bytes]:
