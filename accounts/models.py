@@ -1,4 +1,6 @@
+import contextlib
 import functools
+import unicodedata
 import uuid
 import zoneinfo
 
@@ -31,13 +33,28 @@ def validate_timezone(value: str) -> None:
         )
 
 
+def unicode_domain(domain: str) -> str:
+    """A domain with its ASCII-encoded labels (`xn--…`, punycode) decoded, in NFC; a label that
+    does not decode stays as it is (the email validator has judged the address already)."""
+    labels = []
+    for label in domain.split("."):
+        if label.startswith("xn--"):
+            with contextlib.suppress(UnicodeError, ValueError):
+                label = label[4:].encode("ascii").decode("punycode").lower()
+        labels.append(label)
+    return unicodedata.normalize("NFC", ".".join(labels))
+
+
 class UserManager(BaseUserManager["User"]):
     use_in_migrations = True
 
     @classmethod
     def normalize_email(cls, email: str | None) -> str:
-        # Unique case-insensitively: the whole address is stored lower-cased.
-        return (email or "").strip().lower()
+        """Unique case-insensitively: the whole address is stored lower-cased, and its domain
+        in Unicode, so that an internationalised domain and its ASCII form (`x@exämple.com`,
+        `x@xn--exmple-cua.com`: one mailbox) are one address."""
+        local, at, domain = (email or "").strip().lower().rpartition("@")
+        return f"{local}{at}{unicode_domain(domain)}" if at else domain
 
     def get_by_natural_key(self, username: str) -> "User":
         return self.get(email=self.normalize_email(username))

@@ -103,6 +103,25 @@ def test_register_refuses_an_email_taken_in_another_letter_case(anon_client, use
     assert User.objects.count() == 1
 
 
+def test_an_internationalised_domain_and_its_ascii_form_are_one_address(anon_client):
+    registered = anon_client.post(
+        "/api/v1/auth/register/", {"email": "Anna@XN--Exmple-cua.com", "password": DEFAULT_PASSWORD}
+    )
+    assert registered.status_code == 201
+    assert registered.json()["user"]["email"] == "anna@exämple.com"
+    # Typed with a decomposed ä (a + combining diaeresis) and in capitals: the same mailbox.
+    again = anon_client.post(
+        "/api/v1/auth/register/", {"email": "anna@EXA\u0308MPLE.com", "password": DEFAULT_PASSWORD}
+    )
+    body = assert_problem(again, 400)
+    assert body["errors"] == {"email": ["An account with this email address already exists."]}
+    for typed in ("anna@exämple.com", "anna@xn--exmple-cua.com"):
+        signed_in = anon_client.post(
+            "/api/v1/auth/token/", {"email": typed, "password": DEFAULT_PASSWORD}
+        )
+        assert signed_in.status_code == 200, typed
+
+
 def test_register_race_on_one_email_is_a_400_not_a_500(anon_client, user, monkeypatch):
     # Two parallel requests both pass the "email taken?" check; the unique index decides.
     from accounts.serializers import RegisterSerializer

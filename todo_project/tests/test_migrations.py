@@ -47,3 +47,26 @@ def test_migrate_waits_while_another_migrate_runs_then_finds_nothing_to_do():
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", MIGRATE_LOCK)
         assert cursor.fetchone() == (True,)
         cursor.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_emails_get_unicode_domains_unless_another_account_has_that_form():
+    from django.db.migrations.executor import MigrationExecutor
+
+    from accounts.models import User
+
+    before, after = (
+        ("accounts", "0005_revoked_token_family"),
+        ("accounts", "0006_emails_with_unicode_domains"),
+    )
+    MigrationExecutor(connection).migrate([before])
+    # Stored as the old normalisation did (lower case only); create() does not normalise.
+    ascii_only = User.objects.create(email="anna@xn--exmple-cua.com")
+    taken = User.objects.create(email="bob@xn--exmple-cua.com")
+    User.objects.create(email="bob@exämple.com")
+    plain = User.objects.create(email="carl@example.com")
+    MigrationExecutor(connection).migrate([after])
+    emails = dict(User.objects.values_list("pk", "email"))
+    assert emails[ascii_only.pk] == "anna@exämple.com"
+    assert emails[taken.pk] == "bob@xn--exmple-cua.com"  # left for support: two accounts
+    assert emails[plain.pk] == "carl@example.com"
