@@ -6,7 +6,8 @@ import time
 from datetime import date
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
+from psycopg import errors as psycopg_errors
 
 from conftest import client_for
 from tasks import services
@@ -500,3 +501,25 @@ def test_task_writes_honour_if_none_match(api_client, make_task):
     assert {r["ETag"] for r in refused} == {etag}
     assert api_client.get(url).json()["version"] == 1
     assert api_client.delete(url, HTTP_IF_NONE_MATCH='"9"').status_code == 204
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_create_run_again_after_a_deadlock_keeps_its_idempotency_key(api_client):
+    """The retry wraps the Idempotency-Key handling: the first run released the key as its
+    transaction ended, the second claims it and stores the one answer a retry replays."""
+    deadlocks = []
+
+    def deadlock_once(execute, sql, params_, many, context):
+        if sql.startswith('INSERT INTO "tasks_task"') and not deadlocks:
+            deadlocks.append(sql)
+            raise OperationalError("deadlock detected") from psycopg_errors.DeadlockDetected()
+        return execute(sql, params_, many, context)
+
+    body = {"title": "Once"}
+    with connection.execute_wrapper(deadlock_once):
+        created = api_client.post("/api/v1/tasks/", body, HTTP_IDEMPOTENCY_KEY="once-1")
+    assert len(deadlocks) == 1 and created.status_code == 201
+    replayed = api_client.post("/api/v1/tasks/", body, HTTP_IDEMPOTENCY_KEY="once-1")
+    assert replayed["Idempotent-Replayed"] == "true"
+    assert replayed.json()["id"] == created.json()["id"]
+    assert Task.objects.count() == 1
