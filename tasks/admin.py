@@ -242,6 +242,12 @@ class TaskAdminForm(VersionCheckedForm):
                 self.add_error("due_time", "A due time needs a due date.")
             if not adding and self.instance.recurrence is not None:
                 self.add_error("due_date", "A recurring task needs a due date.")
+        elif not adding and "due_date" in self.changed_data:
+            # The rule is read-only here, the due date is not: as the API, no date it never
+            # repeats after (a copy that keeps its series' start is checked against that).
+            never = services.never_repeats(self.instance, {"due_date": cleaned["due_date"]})
+            if never:
+                self.add_error("due_date", never)
         owner = cleaned.get("owner") if adding else self.instance.owner
         if owner is None:
             return cleaned

@@ -32,6 +32,7 @@ from tasks.services import (
     MAX_BULK_IDS,
     NOT_PARENTS_LIST,
     PARENT_IS_SUBTASK,
+    never_repeats,
 )
 from todo_project.fields import (
     CanonicalDateField,
@@ -319,13 +320,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         rule = final("recurrence")
         if rule is not None and due_date is None:
             errors["recurrence"] = ["A recurring task needs a due date."]
-        elif (
-            rule is not None
-            and self._series_starts_anew(attrs)
-            and not recurrence.repeats(rule, due_date)
-        ):
-            never = f"This rule never repeats after the due date {due_date.isoformat()}"
-            errors["recurrence"] = [f"{never}: no later date matches all of its parts."]
+        elif never := never_repeats(task, attrs):
+            errors["recurrence"] = [never]
 
         if not self.partial:
             attrs.setdefault("priority", Priority.NONE)  # PUT replaces: the default again
@@ -349,18 +345,6 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
-
-    def _series_starts_anew(self, attrs: dict[str, Any]) -> bool:
-        """Whether this write starts the task's series at its due date, as services.task_update
-        does: a new task, a new rule, or the first task of its series moved. A later task of a
-        series keeps the series' start (its phase), so its own due date alone says nothing."""
-        task: Task | None = self.instance
-        if task is None:
-            return True
-        if "recurrence" in attrs and attrs["recurrence"] != task.recurrence:
-            return True
-        first_of_series = task.recurrence_start in (None, task.due_date)
-        return first_of_series and ("recurrence" in attrs or "due_date" in attrs)
 
 
 class TaskMoveSerializer(serializers.Serializer):

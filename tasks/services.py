@@ -611,6 +611,26 @@ def _series_start(task: Task) -> Any:
     return task.recurrence_start or task.due_date
 
 
+def never_repeats(task: Task | None, changes: dict[str, Any]) -> str | None:
+    """Why a write would give a task a recurrence rule that never repeats after the due date
+    its series starts at, or None. Checked only where this write starts the series there, as
+    task_update does: a new task, a new rule, or the first task of its series moved; a later
+    task of a series keeps the series' start (its phase), so its own due date says nothing.
+    `changes`: the write's fields (a rule and a due date are given, or the task's stand)."""
+    rule = changes.get("recurrence", getattr(task, "recurrence", None))
+    due_date = changes.get("due_date", getattr(task, "due_date", None))
+    if rule is None or due_date is None:
+        return None
+    if task is not None and changes.get("recurrence", task.recurrence) == task.recurrence:
+        first_of_series = task.recurrence_start in (None, task.due_date)
+        if not (first_of_series and ("recurrence" in changes or "due_date" in changes)):
+            return None
+    if recurrence.repeats(rule, due_date):
+        return None
+    never = f"This rule never repeats after the due date {due_date.isoformat()}"
+    return f"{never}: no later date matches all of its parts."
+
+
 _COPY_TAGS = (
     "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT pair.copy, link.tag_id "
     "FROM tasks_task_tags link "

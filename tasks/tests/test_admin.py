@@ -581,6 +581,22 @@ def test_a_subtask_is_one_level_deep_and_in_its_parents_list(support_client, use
             },
         ),
         ({}, {"due_time": "09:00"}, {"due_time": ["A due time needs a due date."]}),
+        # The API's: a rule (read-only here) that never repeats after the new due date.
+        (
+            {
+                "due_date": date(2024, 1, 10),
+                "recurrence": "FREQ=YEARLY;INTERVAL=4;BYMONTH=2;BYMONTHDAY=29",
+            },
+            {"due_date": "2025-01-10"},
+            {
+                "due_date": [
+                    (
+                        "This rule never repeats after the due date 2025-01-10: no later date "
+                        "matches all of its parts."
+                    )
+                ]
+            },
+        ),
         (
             {"due_date": date(2026, 1, 5), "due_time": "09:00"},
             {"due_date": ""},
