@@ -307,6 +307,15 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             )
         return [user for user in users if may_manage(request.user, user)]
 
+    def _apply(self, request: HttpRequest, users: list, service, not_done: str, done: str) -> int:
+        """An action's service run for each of `users` the caller may act on (a warning names
+        the others), each logged as `done` by the caller; how many it was run for."""
+        users = self._managed_only(request, users, not_done)
+        for user in users:
+            service(user=user)
+        self._log(request, users, f"{done} (admin action).")
+        return len(users)
+
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The export link only where the export is allowed (change_form.html).
         context["may_export"] = obj is not None and may_manage(request.user, obj)
@@ -341,11 +350,10 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
         users = [user for user in queryset.filter(is_active=True) if user.pk != request.user.pk]
-        users = self._managed_only(request, users, "Not deactivated")
-        for user in users:
-            user_deactivate(user=user)
-        self._log(request, users, "Deactivated the account (admin action).")
-        self.message_user(request, f"Deactivated {len(users)} user(s).")
+        done = self._apply(
+            request, users, user_deactivate, "Not deactivated", "Deactivated the account"
+        )
+        self.message_user(request, f"Deactivated {done} user(s).")
 
     @admin.action(
         description="Sign selected users out everywhere (every token stops working)",
@@ -353,22 +361,28 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A lost phone: the account stays open, the user signs in again with their password.
-        users = self._managed_only(request, list(queryset), "Not signed out")
-        for user in users:
-            user_sign_out_everywhere(user=user)
-        self._log(request, users, "Signed out everywhere: every token revoked (admin action).")
-        self.message_user(request, f"Signed {len(users)} user(s) out everywhere.")
+        done = self._apply(
+            request,
+            list(queryset),
+            user_sign_out_everywhere,
+            "Not signed out",
+            "Signed out everywhere: every token revoked",
+        )
+        self.message_user(request, f"Signed {done} user(s) out everywhere.")
 
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]
     )
     def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A reset link lets its reader choose the password: as much power as setting it.
-        users = self._managed_only(request, list(queryset), "Not sent")
-        for user in users:
-            user_send_password_reset(user=user)
-        self._log(request, users, "Sent a password-reset email (admin action).")
-        self.message_user(request, f"Sent a password-reset email to {len(users)} user(s).")
+        done = self._apply(
+            request,
+            list(queryset),
+            user_send_password_reset,
+            "Not sent",
+            "Sent a password-reset email",
+        )
+        self.message_user(request, f"Sent a password-reset email to {done} user(s).")
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
     def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

@@ -33,6 +33,7 @@ from tasks.models import (
     search_owner_key,
     tags_named,
 )
+from todo_project.fields import CANONICAL_DATE
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -116,7 +117,7 @@ class CanonicalDateFormField(forms.DateField):
     strptime alone also reads `2026-1-1` and `+2026-01-01`, and the form strips spaces."""
 
     def to_python(self, value):
-        if value and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        if value and not CANONICAL_DATE.fullmatch(value):
             raise forms.ValidationError("Enter a date as YYYY-MM-DD.", code="invalid")
         return super().to_python(value)
 

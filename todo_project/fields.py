@@ -71,11 +71,15 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+# A date as the contract writes it; strptime alone also reads `2026-2-1` and `+2026-01-01`.
+CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 class CanonicalDateField(serializers.DateField):
-    """`YYYY-MM-DD` exactly, as the contract writes dates: strptime alone also reads `2026-2-1`."""
+    """`YYYY-MM-DD` exactly, as the contract writes dates (CANONICAL_DATE)."""
 
     def to_internal_value(self, data: Any):
-        if isinstance(data, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", data):
+        if isinstance(data, str) and not CANONICAL_DATE.fullmatch(data):
             self.fail("invalid", format="YYYY-MM-DD")
         return super().to_internal_value(data)
 
