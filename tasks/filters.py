@@ -54,18 +54,17 @@ ORDERINGS = {
 DEFAULT_ORDERING = ["position"]
 
 
-# Each lexeme quoted for the tsquery syntax (backslashes and quotes doubled), as a prefix. Then
-# each lexeme of the tsquery (to_tsquery may split one into a phrase) gets the owner's key, as
-# search_vector's do (tasks.models).
+# Each word of the text, as the parser that built `search_vector` splits it, quoted for the
+# tsquery syntax (backslashes and quotes doubled) behind the owner's key, as a prefix; the words
+# joined by AND. Cast to tsquery, not read by to_tsquery, which would split a word again into a
+# phrase (`bar-baz` into `bar-baz <-> bar <-> baz`) that the parts search_vector adds to joined
+# words (`/foo/bar-baz` gives `bar-baz` and `baz` the positions of the whole) could not match.
 _PREFIX_TSQUERY_SQL = r"""
-    SELECT regexp_replace(to_tsquery('simple', string_agg(
-        '''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
-    ))::text, %s, %s, 'g')::tsquery::text
+    SELECT string_agg(
+        '''' || %s || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
+    )::tsquery::text
     FROM unnest(to_tsvector('simple', %s))
 """
-# One quoted lexeme in a tsquery's text, quotes and backslashes doubled inside it; quotes appear
-# nowhere else, so the matches follow the lexemes one by one.
-_TSQUERY_LEXEME = r"'((?:[^'\\]|''|\\.)*)'"
 
 
 def prefix_tsquery(text: str, owner) -> str | None:
@@ -77,9 +76,8 @@ def prefix_tsquery(text: str, owner) -> str | None:
     when the text has no word at all (there is never an empty word: `'<key>':*` would match
     every task of the owner).
     """
-    scoped = f"'{search_owner_key(owner.pk)}\\1'"
     with connection.cursor() as cursor:
-        cursor.execute(_PREFIX_TSQUERY_SQL, [_TSQUERY_LEXEME, scoped, text])
+        cursor.execute(_PREFIX_TSQUERY_SQL, [search_owner_key(owner.pk), text])
         return cursor.fetchone()[0] or None
 
 
@@ -342,7 +340,9 @@ class TaskFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
         max_length=SEARCH_MAX_LENGTH,
         help_text="Full-text search in title and description: every word must start a word "
-        "of the task, case-insensitively (`pay ren` finds 'Pay rent').",
+        "of the task, case-insensitively (`pay ren` finds 'Pay rent'). Emails, URLs, paths "
+        "and other words joined by punctuation also start at each of their parts (`example` "
+        "finds 'anna@example.com', `local` finds '/usr/local/bin').",
     )
     updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",

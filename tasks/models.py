@@ -58,11 +58,13 @@ def search_owner_key(owner_id: uuid.UUID) -> str:
 def owner_scoped_search_vector() -> Func:
     """The words of title and description, each prefixed by the owner's key.
 
-    task_search_lexemes (an immutable SQL function, migration 0004) prefixes each lexeme and
-    keeps positions and weights (phrases need them); it cuts lexemes at 255 characters, so
-    key + lexeme stays under PostgreSQL's 2,047-byte limit (a 2,040-character word would
-    otherwise fail the INSERT). A searched word is shorter (tasks.filters.SEARCH_MAX_LENGTH),
-    so a cut changes no result.
+    task_search_lexemes (an immutable SQL function, migrations 0004 and 0010) prefixes each
+    lexeme and keeps positions and weights; it cuts lexemes at 255 characters, so key + lexeme
+    stays under PostgreSQL's 2,047-byte limit (a 2,040-character word would otherwise fail the
+    INSERT). A searched word is shorter (tasks.filters.SEARCH_MAX_LENGTH), so a cut changes no
+    result. A word with ASCII punctuation inside (an email, a URL, a path) also gets the rest of
+    it after each run of punctuation (at most 16): `example.com` and `com` for
+    `anna@example.com`, so a prefix search finds its parts.
     """
     words = SearchVector("title", "description", config="simple")
     key = Left(Replace(Cast("owner", TextField()), Value("-"), Value("")), SEARCH_OWNER_KEY_LENGTH)

@@ -70,3 +70,43 @@ def test_existing_emails_get_unicode_domains_unless_another_account_has_that_for
     assert emails[ascii_only.pk] == "anna@exämple.com"
     assert emails[taken.pk] == "bob@xn--exmple-cua.com"  # left for support: two accounts
     assert emails[plain.pk] == "carl@example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_search_vectors_get_the_parts_of_joined_words_and_lose_them_when_reversed(
+    django_user_model,
+):
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tasks.filters import TsQueryLiteral, prefix_tsquery
+    from tasks.models import Task
+
+    before, after = (
+        ("tasks", "0009_search_index_with_a_small_pending_list"),
+        ("tasks", "0010_search_finds_parts_of_joined_words"),
+    )
+
+    def found(owner, text):
+        query = TsQueryLiteral(prefix_tsquery(text, owner))
+        return set(Task.objects.filter(owner=owner, search_vector=query).values_list("title"))
+
+    MigrationExecutor(connection).migrate([before])
+    owner = django_user_model.objects.create(email="anna@example.com")
+    # More than one of the migration's batches (5,000 tasks each).
+    Task.objects.bulk_create(
+        Task(owner=owner, title=f"plain {i}", position=i + 1) for i in range(5_100)
+    )
+    joined = Task.objects.create(owner=owner, title="Mail bob@example.org", position=9_999)
+    stamps = Task.objects.values_list("updated_at", "version").get(pk=joined.pk)
+    assert found(owner, "example") == set()
+
+    MigrationExecutor(connection).migrate([after])
+    assert found(owner, "example") == {("Mail bob@example.org",)}
+    assert found(owner, "plain") and len(found(owner, "plain")) == 5_100
+    assert Task.objects.values_list("updated_at", "version").get(pk=joined.pk) == stamps
+
+    MigrationExecutor(connection).migrate([before])
+    assert found(owner, "example") == set()
+    assert found(owner, "bob@example.org") == {("Mail bob@example.org",)}
+    MigrationExecutor(connection).migrate([after])
+    assert found(owner, "example") == {("Mail bob@example.org",)}
