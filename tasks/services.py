@@ -580,7 +580,7 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
         )
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
         if delete_tasks:
-            Task.objects.owned_by(user).filter(list=task_list).delete()
+            _delete_tasks(user.pk, "list", timezone.now(), list=task_list.pk)
             task_list.delete()
             return
         start = _end_position(user.pk, inbox) - POSITION_GAP
@@ -934,11 +934,12 @@ def task_reopen(*, task: Task, user: User) -> Task:
 
 
 # Tasks with their subtasks, in one statement whatever their number (Django's collector would
-# select the subtasks and delete in batches of 100), so from one snapshot of which tasks go.
+# select the subtasks and delete in batches of 100, and past 65,535 tasks fail on PostgreSQL's
+# limit of parameters), so from one snapshot of which tasks go. `{doomed}` says which: ids (and
+# their subtasks), a list's (subtasks are in their parent's list), or all of the owner's.
 _DELETE_TASKS = """
     WITH doomed AS (
-        SELECT id FROM tasks_task
-        WHERE owner_id = %(owner)s AND (id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s))
+        SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed})
     ), unlinked AS (
         -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
         UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1,
@@ -950,19 +951,35 @@ _DELETE_TASKS = """
     )
     DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed)
 """
+_DELETE_TASKS_OF = {
+    "ids": _DELETE_TASKS.format(doomed="id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)"),
+    "list": _DELETE_TASKS.format(doomed="list_id = %(list)s"),
+    "owner": _DELETE_TASKS.format(doomed="TRUE"),
+}
 
 
-def _delete_tasks(owner_id: UUID, ids: Sequence[UUID], now: datetime) -> int:
-    """Deletes the owner's tasks of these ids with their subtasks; how many rows went."""
+def _delete_tasks(owner_id: UUID, which: str, now: datetime, **params: Any) -> int:
+    """Deletes the owner's tasks `which` names (see _DELETE_TASKS_OF) with their subtasks; how
+    many rows went."""
     with connection.cursor() as cursor:
-        cursor.execute(_DELETE_TASKS, {"owner": owner_id, "ids": list(ids), "now": now})
+        cursor.execute(_DELETE_TASKS_OF[which], {"owner": owner_id, "now": now, **params})
         return cursor.rowcount  # the main statement's: the tasks deleted
 
 
 def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:
     """Deletes the owner's task with its subtasks; False when the owner has no such task. One
     statement, so no transaction of its own."""
-    return _delete_tasks(owner_id, [task_id], timezone.now()) > 0
+    return _delete_tasks(owner_id, "ids", timezone.now(), ids=[task_id]) > 0
+
+
+def owned_data_delete(*, owner_id: UUID) -> None:
+    """Deletes every task, tag and list of the owner, in SQL statements whatever their number
+    (the ORM's cascade from the user fails past 65,535 rows: one parameter per row)."""
+    with transaction.atomic():
+        _delete_tasks(owner_id, "owner", timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM tasks_tag WHERE owner_id = %s", [owner_id])
+            cursor.execute("DELETE FROM tasks_tasklist WHERE owner_id = %s", [owner_id])
 
 
 def task_move(
@@ -1096,7 +1113,7 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
         if action == "reopen":
             return _bump(selected.filter(completed=True), now, completed=False, completed_at=None)
         if action == "delete":
-            _delete_tasks(user.pk, ids, now)
+            _delete_tasks(user.pk, "ids", now, ids=ids)
             return len(tasks)
         if action == "move":
             return _bulk_move(user, tasks, now, params.get("list"))

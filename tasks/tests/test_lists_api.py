@@ -1,8 +1,10 @@
 import re
+from datetime import date
 
 import pytest
 
 from conftest import client_for
+from tasks import services
 from tasks.models import Task, TaskList
 from todo_project.tests.helpers import run_in_threads
 
@@ -103,6 +105,27 @@ def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, m
     kept = make_task("kept")
     assert api_client.delete(f"/api/v1/lists/{home.pk}/?tasks=delete").status_code == 204
     assert list(Task.objects.all()) == [kept]
+
+
+def test_deleting_a_list_with_its_tasks_unlinks_their_earlier_occurrences_with_a_new_version(
+    api_client, user, make_list, make_task
+):
+    # As a task's DELETE does: the earlier occurrence's body changes (`next_occurrence` null),
+    # so its version, ETag and updated_at must too, or a sync by updated_since misses it.
+    home = make_list("Home")
+    weekly = make_task("Weekly", due_date=date(2999, 1, 1), recurrence="FREQ=WEEKLY")
+    copy = services.task_complete(task=weekly, user=user).next_occurrence
+    services.task_move(task=copy, after=None, list_=home)
+    weekly.refresh_from_db()
+    before = api_client.get(f"/api/v1/tasks/{weekly.pk}/")
+
+    assert api_client.delete(f"/api/v1/lists/{home.pk}/?tasks=delete").status_code == 204
+
+    after = api_client.get(f"/api/v1/tasks/{weekly.pk}/")
+    assert after.json()["next_occurrence"] is None
+    assert after.json()["version"] == weekly.version + 1
+    assert after["ETag"] != before["ETag"]
+    assert Task.objects.get(pk=weekly.pk).updated_at > weekly.updated_at
 
 
 @pytest.mark.parametrize(
