@@ -20,8 +20,19 @@ from django.utils.text import smart_split, unescape_string_literal
 
 from accounts.models import User, UserManager
 from tasks import services
-from tasks.models import MAX_TAGS_PER_TASK, Tag, Task, TaskList, count_of, named, task_to_write
+from tasks.models import (
+    MAX_TAGS_PER_TASK,
+    UNADDRESSABLE_TAG_MESSAGE,
+    UNADDRESSABLE_TAG_NAMES,
+    Tag,
+    Task,
+    TaskList,
+    count_of,
+    named,
+    task_to_write,
+)
 from todo_project.admin_site import FilterLookupsOnly, may_manage
+from todo_project.fields import shows_nothing
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -160,11 +171,36 @@ class RecurrenceFilter(admin.SimpleListFilter):
         return queryset
 
 
+def visible(text: str) -> str:
+    """The API's rule for names and titles (todo_project.fields.VisibleCharField), its message:
+    a row the API could not write back unchanged is no row support should make."""
+    if shows_nothing(text):
+        raise forms.ValidationError("This field may not be blank.")
+    return text
+
+
+class TextareaField(forms.CharField):
+    """A description as the API keeps it: browsers send a textarea's line breaks as CRLF, and
+    Django's CharField strips the ends, so a description nobody touched came back changed
+    (and one near the length limit could no longer be saved)."""
+
+    widget = forms.Textarea
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(strip=False, **kwargs)
+
+    def to_python(self, value) -> str:
+        return super().to_python(value).replace("\r\n", "\n")
+
+    def has_changed(self, initial, data) -> bool:
+        return super().has_changed(self.to_python(initial), data)
+
+
 class OwnedNameForm(forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
 
     def clean_name(self) -> str:
-        name = self.cleaned_data["name"]
+        name = visible(self.cleaned_data["name"])
         owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)
         taken = (
             type(self.instance)
@@ -217,10 +253,15 @@ class VersionCheckedForm(forms.ModelForm):
 
 
 class TaskAdminForm(VersionCheckedForm):
+    description = TextareaField(required=False)
+
     class Meta:
         model = Task
         fields = ["title", "description", "owner", "list", "parent", "tags"]
         fields += ["priority", "due_date", "due_time"]
+
+    def clean_title(self) -> str:
+        return visible(self.cleaned_data["title"])
 
     def lock_row(self) -> Task | None:
         # With what task_update(locked=True) reads besides the row (tag names, open subtasks).
@@ -451,9 +492,19 @@ class TaskListAdmin(OwnedAdmin):
         return task_list.task_count
 
 
+class TagAdminForm(OwnedNameForm):
+    def clean_name(self) -> str:
+        name = super().clean_name()
+        # As the API's: no new name `.` or `..` (services.tags_get_or_create); one made before
+        # the rule keeps working.
+        if name in UNADDRESSABLE_TAG_NAMES and name != self.initial.get("name"):
+            raise forms.ValidationError(UNADDRESSABLE_TAG_MESSAGE)
+        return name
+
+
 @admin.register(Tag)
 class TagAdmin(OwnedAdmin):
-    form = OwnedNameForm
+    form = TagAdminForm
     text_search_field = "name"
     list_display = ["name", "owner_email", "task_count"]
     search_fields = ["name"]

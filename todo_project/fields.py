@@ -40,13 +40,19 @@ def is_invisible(char: str) -> bool:
     return any(low <= code <= high for low, high in _INVISIBLE_RANGES)
 
 
+def shows_nothing(text: str) -> bool:
+    """Blank to the eye: only invisible characters (or none). The API's rule for names and
+    titles (VisibleCharField), and the admin's forms'."""
+    return all(map(is_invisible, text))
+
+
 class VisibleCharField(StrictCharField):
     """A name or title: blank when it shows nothing, as one of only zero-width spaces does
     (str.strip() keeps those, and a list of blank-looking titles helps nobody)."""
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if all(map(is_invisible, value)):
+        if shows_nothing(value):
             self.fail("blank")
         return value
 

@@ -956,3 +956,104 @@ def test_two_saves_of_forms_opened_at_one_version_cannot_both_pass(admin_user, u
     task.refresh_from_db()
     winner = next(priority for priority, code in codes.items() if code == 302)
     assert (task.priority, task.version) == (winner, 2)
+
+
+# --- What the admin writes, the API could write back --------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_description_support_did_not_touch_stays_byte_for_byte(support_client, user):
+    # Browsers send a textarea's line breaks as CRLF; Django stripped the ends, too.
+    description = "  indented\nSteps:\n  1. call\n  2. pay\n"
+    task = add_task(user, "Pay rent", description=description)
+    as_posted = description.replace("\n", "\r\n")
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, description=as_posted, priority=3)
+    )
+
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert (task.description, task.priority, task.version) == (description, 3, 2)
+    assert LogEntry.objects.get().get_change_message() == "Changed Priority."
+
+
+@pytest.mark.django_db
+def test_a_description_at_the_limit_with_line_breaks_can_still_be_saved(support_client, user):
+    description = ("x" * 99 + "\n") * 100  # 10,000 characters, 10,100 as a browser posts them
+    task = add_task(user, "Pay rent", description=description)
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(task, description=description.replace("\n", "\r\n"), priority=1),
+    )
+
+    assert response.status_code == 302
+    assert Task.objects.get().description == description
+
+
+@pytest.mark.django_db
+def test_an_edited_description_is_stored_with_the_apis_line_breaks_and_its_spaces(
+    support_client, user
+):
+    task = add_task(user, "Pay rent", description="old")
+
+    support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(task, description="  new\r\n  lines \r\n"),
+    )
+
+    assert Task.objects.get().description == "  new\n  lines \n"
+
+
+INVISIBLE = "\u200b\u2060"
+
+
+@pytest.mark.django_db
+def test_a_title_or_name_that_shows_nothing_is_a_form_error_as_in_the_api(support_client, user):
+    task = add_task(user, "Pay rent", tags=["money"])
+    home = TaskList.objects.create(owner=user, name="Home")
+    tag = Tag.objects.get(name="money")
+
+    title = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, title=INVISIBLE)
+    )
+    list_name = support_client.post(
+        f"{LISTS_URL}{home.pk}/change/", {"name": INVISIBLE, "color": "", "opened_version": 1}
+    )
+    tag_name = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": INVISIBLE})
+
+    for response in (title, list_name, tag_name):
+        assert response.status_code == 200
+    assert title.context["adminform"].form.errors == {"title": ["This field may not be blank."]}
+    for response in (list_name, tag_name):
+        assert response.context["adminform"].form.errors == {
+            "name": ["This field may not be blank."]
+        }
+    assert (Task.objects.get().title, TaskList.objects.get().name, Tag.objects.get().name) == (
+        "Pay rent",
+        "Home",
+        "money",
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", [".", ".."])
+def test_no_tag_is_renamed_to_a_name_no_url_can_reach(support_client, user, name):
+    add_task(user, "Pay rent", tags=["money"])
+    tag = Tag.objects.get(name="money")
+
+    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": name})
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["name"]
+    assert Tag.objects.get().name == "money"
+
+
+@pytest.mark.django_db
+def test_a_tag_named_dot_dot_before_the_rule_can_still_be_saved_as_it_is(support_client, user):
+    tag = Tag.objects.create(owner=user, name="..")
+
+    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": ".."})
+
+    assert response.status_code == 302
