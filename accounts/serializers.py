@@ -62,6 +62,13 @@ class RegisterSerializer(serializers.Serializer):
 
     def validate_email(self, value: str) -> str:
         email = UserManager.normalize_email(value)
+        # Normalizing may lengthen it (`İ` lower-cased is two characters, punycode decoded
+        # grows): the column's limit holds for the address as stored.
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise serializers.ValidationError(
+                f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters"
+                " (as stored: lower-cased, its domain in Unicode)."
+            )
         if User.objects.filter(email=email).exists():
             raise serializers.ValidationError(EMAIL_TAKEN)
         return email

@@ -20,6 +20,8 @@ from django_ratelimit.core import get_usage
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
+from accounts.models import UserManager
+
 logger = logging.getLogger("todo.ratelimit")
 
 USAGE_ATTRIBUTE = "ratelimit_usage"
@@ -167,7 +169,8 @@ class LoginRateThrottle(BucketThrottle):
 
     def bucket(self, request: Request) -> tuple[str, str, str]:
         data = request.data if isinstance(request.data, dict) else {}
-        email = str(data.get("email", "")).strip().lower()
+        # As sign-in reads it: every spelling of one address (case, `xn--` labels) is one bucket.
+        email = UserManager.normalize_email(str(data.get("email", "")))
         # JSON may carry a lone surrogate ("\ud800"), which UTF-8 cannot encode and the bucket's
         # key is hashed as UTF-8: written out as its escape, the attempt is counted all the same.
         email = email.encode("utf-8", "backslashreplace").decode()

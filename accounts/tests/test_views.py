@@ -190,6 +190,28 @@ def test_an_email_longer_than_254_characters_is_a_400_on_every_endpoint(anon_cli
     assert not User.objects.exists() and sent_mail() == []
 
 
+# 188 characters as sent, 368 lower-cased (`İ` is two code points then); and 198 ASCII
+# characters whose punycode labels decode (with NFC) to 513.
+GROWING_EMAILS = [
+    "a@" + ".".join(["İ" * 60] * 3) + ".com",
+    "a@" + ".".join(["xn--" + ("\ufb2c" * 56).encode("punycode").decode()] * 3) + ".com",
+]
+
+
+@pytest.mark.parametrize("email", GROWING_EMAILS)
+def test_an_email_longer_than_254_characters_once_stored_is_a_400(anon_client, email):
+    assert len(email) <= 254
+    response = anon_client.post(
+        "/api/v1/auth/register/", {"email": email, "password": DEFAULT_PASSWORD}
+    )
+    body = assert_problem(response, 400)
+    assert body["errors"]["email"] == [
+        "Ensure this field has no more than 254 characters (as stored: lower-cased, its domain "
+        "in Unicode)."
+    ]
+    assert not User.objects.exists()
+
+
 @pytest.mark.parametrize("timezone", ["localtime", "posixrules"])
 def test_register_refuses_a_server_dependent_timezone_name(anon_client, timezone):
     response = anon_client.post(

@@ -159,9 +159,13 @@ def test_sign_in_is_limited_per_email_and_ip(anon_client, user, other_user, sett
     response = anon_client.post("/api/v1/auth/token/", right)
     assert_problem(response, 429)
     assert int(response["Retry-After"]) > 0
-    # Same email in another letter case: still the same bucket.
+    # Same email in another letter case, or with a label in punycode that sign-in decodes to
+    # the same address (`xn--example-` is `example`): still the same bucket.
     upper = {"email": user.email.upper(), "password": DEFAULT_PASSWORD}
     assert anon_client.post("/api/v1/auth/token/", upper).status_code == 429
+    local, domain = user.email.split("@")
+    encoded = {"email": f"{local}@xn--{domain.replace('.com', '-.com')}", "password": "x"}
+    assert anon_client.post("/api/v1/auth/token/", encoded).status_code == 429
 
     # Another person behind the same IP signs in normally...
     theirs = {"email": other_user.email, "password": DEFAULT_PASSWORD}
