@@ -243,6 +243,12 @@ except ValueError:  # an unknown scheme, an unparsable URL
     refuse("DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
+# A server that accepts the connection and never answers (hung, half-partitioned) fails the
+# connect after this many seconds instead of holding the worker until gunicorn kills it, and
+# /readyz says 503 within the contract's 2 s.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+    "DB_CONNECT_TIMEOUT", 2
+)
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"
@@ -501,8 +507,11 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancer probes spe
 SESSION_COOKIE_SECURE = HTTPS
 CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000) if HTTPS else 0
-SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
-SECURE_HSTS_PRELOAD = HTTPS
+# On by default (check --deploy asks for both), each can be turned off: served on an apex
+# domain, includeSubDomains holds every subdomain to HTTPS for SECURE_HSTS_SECONDS, and
+# preload lets anyone submit the domain to the browsers' built-in HTTPS-only list.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"

@@ -1,8 +1,11 @@
 import json
+import socket
+import threading
+import time
 
 import pytest
 from django.core.signals import request_started
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 
 from todo_project.tests.helpers import terminate_backend
@@ -68,3 +71,29 @@ def test_a_killed_database_connection_is_replaced_without_a_500(anon_client, set
     response = anon_client.get("/readyz")
     assert response.status_code == 200
     assert connection.connection.info.backend_pid != backend_pid
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_within_seconds_when_the_database_accepts_and_never_answers(
+    anon_client, monkeypatch
+):
+    """A hung server (or a half-open path to it): the connect gives up after
+    DB_CONNECT_TIMEOUT (2 s) instead of holding the worker until gunicorn kills it."""
+    from todo_project import health
+
+    silent = socket.create_server(("127.0.0.1", 0))
+    held = []  # accepted, never answered
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    settings_dict = {**connection.settings_dict, "HOST": "127.0.0.1"}
+    settings_dict["PORT"] = silent.getsockname()[1]
+    hung = type(connections["default"])(settings_dict, alias="hung")
+    monkeypatch.setattr(health, "connection", hung)
+    started = time.monotonic()
+    try:
+        response = anon_client.get("/readyz")
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert json.loads(response.content)["detail"] == "Not ready: database unavailable."
+    assert time.monotonic() - started < 4
+    assert held  # it did reach the listener

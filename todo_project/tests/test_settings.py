@@ -260,3 +260,19 @@ def test_a_value_that_would_break_the_service_is_refused_in_one_line(name, value
     assert result.returncode == os.EX_CONFIG, result.stderr
     assert result.stderr.startswith(message)
     assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "True True"),
+        ({"SECURE_HSTS_INCLUDE_SUBDOMAINS": "0", "SECURE_HSTS_PRELOAD": "0"}, "False False"),
+        ({"HTTPS": "0"}, "False False"),
+    ],
+)
+def test_hsts_subdomains_and_preload_are_on_with_https_unless_turned_off(env, expected):
+    shown = "from django.conf import settings as s; "
+    shown += "print(s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)"
+    result = run_manage("shell", "-c", shown, **production_env(**env))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
