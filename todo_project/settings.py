@@ -246,9 +246,7 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 # A server that accepts the connection and never answers (hung, half-partitioned) fails the
 # connect after this many seconds instead of holding the worker until gunicorn kills it, and
 # /readyz says 503 within the contract's 2 s.
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
-    "DB_CONNECT_TIMEOUT", 2
-)
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 2)
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"

@@ -206,8 +206,10 @@ def test_an_email_longer_than_254_characters_once_stored_is_a_400(anon_client, e
     )
     body = assert_problem(response, 400)
     assert body["errors"]["email"] == [
-        "Ensure this field has no more than 254 characters (as stored: lower-cased, its domain "
-        "in Unicode)."
+        (
+            "Ensure this field has no more than 254 characters (as stored: lower-cased, its "
+            "domain in Unicode)."
+        )
     ]
     assert not User.objects.exists()
 
