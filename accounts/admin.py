@@ -9,6 +9,8 @@ over an account with more rights than their own.
 
 import hashlib
 import json
+import logging
+import smtplib
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -42,7 +44,11 @@ from tasks.admin import VersionCheckedForm, count_of
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
 from todo_project.admin_site import FilterLookupsOnly, may_manage
 
+logger = logging.getLogger("todo.admin")
+
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
+# How many users one action (deactivate, sign out, reset email) may take at once.
+MAX_USERS_PER_ACTION = 100
 USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
 EMAIL_UNIQUE_INDEX = "accounts_user_email_key"  # Django's name for the unique email column's
 
@@ -312,14 +318,51 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             )
         return [user for user in users if may_manage(request.user, user)]
 
-    def _apply(self, request: HttpRequest, users: list, service, not_done: str, done: str) -> int:
-        """An action's service run for each of `users` the caller may act on (a warning names
-        the others), each logged as `done` by the caller; how many it was run for."""
-        users = self._managed_only(request, users, not_done)
-        for user in users:
-            service(user=user)
-        self._log(request, users, f"{done} (admin action).")
-        return len(users)
+    def _apply(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        service,
+        *,
+        not_done: str,
+        done: str,
+        summary: str,
+        failures: tuple[type[Exception], ...] = (),
+    ) -> None:
+        """An action's service run for each user of `queryset` the caller may act on (a warning
+        names the others), each logged as `done` by the caller; `summary` says how many.
+
+        At most MAX_USERS_PER_ACTION users at once (else nothing is done): "select all" of a
+        big table is a slip, and a mail each must finish within gunicorn's timeout. A user whose
+        service raises one of `failures` is named in an error and the others go on; whoever
+        was done is in the history even if an unexpected error ends the loop.
+        """
+        count = queryset.count()
+        if count > MAX_USERS_PER_ACTION:
+            self.message_user(
+                request,
+                f"Nothing done: {count} users selected, an action takes at most "
+                f"{MAX_USERS_PER_ACTION} at once.",
+                messages.ERROR,
+            )
+            return
+        applied, failed = [], []
+        try:
+            for user in self._managed_only(request, list(queryset), not_done):
+                try:
+                    service(user=user)
+                except failures:
+                    logger.exception("admin action failed for user %s", user.pk)
+                    failed.append(user.email)
+                else:
+                    applied.append(user)
+        finally:
+            self._log(request, applied, f"{done} (admin action).")
+        if failed:
+            self.message_user(
+                request, f"{not_done} (failed, see the log): {', '.join(failed)}.", messages.ERROR
+            )
+        self.message_user(request, summary.format(len(applied)))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The export link only where the export is allowed (change_form.html).
@@ -354,11 +397,14 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         description="Deactivate selected users (their tokens stop working)", permissions=["change"]
     )
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        users = [user for user in queryset.filter(is_active=True) if user.pk != request.user.pk]
-        done = self._apply(
-            request, users, user_deactivate, "Not deactivated", "Deactivated the account"
+        self._apply(
+            request,
+            queryset.filter(is_active=True).exclude(pk=request.user.pk),
+            user_deactivate,
+            not_done="Not deactivated",
+            done="Deactivated the account",
+            summary="Deactivated {} user(s).",
         )
-        self.message_user(request, f"Deactivated {done} user(s).")
 
     @admin.action(
         description="Sign selected users out everywhere (every token stops working)",
@@ -366,28 +412,37 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A lost phone: the account stays open, the user signs in again with their password.
-        done = self._apply(
+        self._apply(
             request,
-            list(queryset),
+            queryset,
             user_sign_out_everywhere,
-            "Not signed out",
-            "Signed out everywhere: every token revoked",
+            not_done="Not signed out",
+            done="Signed out everywhere: every token revoked",
+            summary="Signed {} user(s) out everywhere.",
         )
-        self.message_user(request, f"Signed {done} user(s) out everywhere.")
 
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]
     )
     def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
         # A reset link lets its reader choose the password: as much power as setting it.
-        done = self._apply(
+        inactive = list(queryset.filter(is_active=False).values_list("email", flat=True))
+        if inactive:
+            # Its link would be refused (reset/confirm/ takes active accounts only).
+            self.message_user(
+                request,
+                f"Not sent (deactivated: reactivate first): {', '.join(inactive)}.",
+                messages.WARNING,
+            )
+        self._apply(
             request,
-            list(queryset),
+            queryset.filter(is_active=True),
             user_send_password_reset,
-            "Not sent",
-            "Sent a password-reset email",
+            not_done="Not sent",
+            done="Sent a password-reset email",
+            summary="Sent a password-reset email to {} user(s).",
+            failures=(smtplib.SMTPException, OSError),
         )
-        self.message_user(request, f"Sent a password-reset email to {done} user(s).")
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
     def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

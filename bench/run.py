@@ -546,6 +546,7 @@ def main(argv: list[str]) -> int:
         [
             *manage,
             "seed_bench",
+            "--not-production",  # make bench: the project-local database, or one set for it
             f"--users={args.seed_users}",
             f"--tasks-per-user={args.seed_tasks}",
             f"--heavy-tasks={args.seed_heavy}",

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import smtplib
 import socket
 from datetime import UTC, date, datetime, timedelta
 
@@ -9,6 +10,7 @@ import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
+from django.core.mail.backends import locmem
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -1005,3 +1007,92 @@ def test_an_email_taken_between_the_check_and_the_save_is_a_message_not_a_500(
     user.refresh_from_db()
     assert (user.email, user.token_generation) == ("alice@example.com", 0)
     assert not User.objects.filter(email="wanted@example.com").exists()  # rolled back too
+
+
+class SecondMailFails(locmem.EmailBackend):
+    """A mail server that refuses the second mail sent through it."""
+
+    sent = 0
+
+    def send_messages(self, messages):
+        type(self).sent += 1
+        if type(self).sent == 2:
+            raise smtplib.SMTPRecipientsRefused({"x": (550, b"no")})
+        return super().send_messages(messages)
+
+
+@pytest.mark.django_db
+def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
+    support_client, support_user, make_user, mailoutbox, settings, monkeypatch
+):
+    settings.EMAIL_BACKEND = f"{__name__}.SecondMailFails"
+    monkeypatch.setattr(SecondMailFails, "sent", 0)
+    users = [make_user(email=f"{name}@example.com") for name in ("ann", "bob", "cid")]
+
+    response = action(support_client, "send_password_reset", *users)
+
+    assert response.status_code == 302
+    assert [m.to for m in mailoutbox] == [["ann@example.com"], ["cid@example.com"]]
+    assert {e.object_id for e in LogEntry.objects.all()} == {str(users[0].pk), str(users[2].pk)}
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Not sent (failed, see the log): bob@example.com.",
+        "Sent a password-reset email to 2 user(s).",
+    ]
+
+
+@pytest.mark.django_db
+def test_users_done_before_an_unexpected_error_are_in_the_history(
+    support_client, make_user, monkeypatch
+):
+    from accounts import admin as accounts_admin
+
+    users = [make_user(email=f"{name}@example.com") for name in ("ann", "bob")]
+
+    def deactivate_then_fail(*, user):
+        if user.email == "bob@example.com":
+            raise RuntimeError("the database went away")
+        User.objects.filter(pk=user.pk).update(is_active=False)
+
+    monkeypatch.setattr(accounts_admin, "user_deactivate", deactivate_then_fail)
+
+    with pytest.raises(RuntimeError):
+        action(support_client, "deactivate", *users)
+
+    assert [e.object_id for e in LogEntry.objects.all()] == [str(users[0].pk)]
+
+
+@pytest.mark.django_db
+def test_a_password_reset_is_not_sent_to_a_deactivated_user(
+    support_client, user, make_user, mailoutbox, settings
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    gone = make_user(email="gone@example.com", is_active=False)
+
+    response = action(support_client, "send_password_reset", user, gone)
+
+    assert [m.to for m in mailoutbox] == [["alice@example.com"]]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Not sent (deactivated: reactivate first): gone@example.com.",
+        "Sent a password-reset email to 1 user(s).",
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["deactivate", "sign_out_everywhere", "send_password_reset"])
+def test_an_action_on_more_users_than_it_takes_at_once_does_nothing(
+    support_client, mailoutbox, settings, monkeypatch, name
+):
+    from accounts import admin as accounts_admin
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setattr(accounts_admin, "MAX_USERS_PER_ACTION", 2)
+    users = [User.objects.create_user(email=f"u{i}@example.com") for i in range(3)]
+
+    response = action(support_client, name, *users)
+
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Nothing done: 3 users selected, an action takes at most 2 at once."
+    ]
+    assert mailoutbox == [] and not LogEntry.objects.exists()
+    untouched = User.objects.filter(pk__in=[u.pk for u in users], is_active=True)
+    assert untouched.filter(token_generation=0).count() == 3

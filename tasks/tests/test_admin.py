@@ -1057,3 +1057,23 @@ def test_a_tag_named_dot_dot_before_the_rule_can_still_be_saved_as_it_is(support
     response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": ".."})
 
     assert response.status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["complete", "reopen"])
+def test_completing_or_reopening_more_tasks_than_an_action_takes_does_nothing(
+    support_client, user, monkeypatch, name
+):
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 2)
+    tasks = [add_task(user, f"t{i}") for i in range(3)]
+    if name == "reopen":
+        for task in tasks:
+            services.task_update(task=task, user=user, data={"completed": True})
+
+    response = run_action(support_client, name, *tasks)
+
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Nothing done: 3 tasks to change, an action takes at most 2 at once."
+    ]
+    assert set(Task.objects.values_list("completed", flat=True)) == {name == "reopen"}
+    assert not LogEntry.objects.filter(action_flag=CHANGE).exists()

@@ -18,7 +18,7 @@ from todo_project.tests.helpers import database_url_for_this_test
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TINY = {"users": 3, "tasks_per_user": 40, "heavy_tasks": 120}
+TINY = {"users": 3, "tasks_per_user": 40, "heavy_tasks": 120, "not_production": True}
 
 
 def test_seed_bench_creates_the_requested_users_and_tasks(capsys):
@@ -84,7 +84,7 @@ def test_seed_bench_is_idempotent_and_reset_replaces_the_data(capsys):
     assert Task.objects.filter(owner__in=bench_users()).count() == 240
     assert bench_users().count() == 4
 
-    call_command("seed_bench", users=2, tasks_per_user=10, heavy_tasks=30)  # other sizes: reseed
+    call_command("seed_bench", **{**TINY, "users": 2, "tasks_per_user": 10, "heavy_tasks": 30})
     assert bench_users().count() == 3
     assert Task.objects.filter(owner__in=bench_users()).count() == 50
 
@@ -152,6 +152,21 @@ def test_a_size_below_one_is_refused_and_nothing_is_seeded(option, size):
         call_command("seed_bench", option, size)
 
     assert not bench_users().exists()
+
+
+def test_it_refuses_a_database_not_the_project_local_one_unless_told_it_is_no_production(
+    monkeypatch,
+):
+    from tasks.management.commands import seed_bench
+
+    monkeypatch.setattr(seed_bench, "on_the_project_local_database", lambda: False)
+    sizes = {**TINY, "not_production": False}
+    with pytest.raises(CommandError, match="runs on the project-local database under .data/"):
+        call_command("seed_bench", **sizes)
+    assert not bench_users().exists()
+
+    call_command("seed_bench", **TINY)
+    assert bench_users().count() == 4
 
 
 def test_its_help_warns_off_production_and_says_what_each_size_is(capsys):

@@ -11,7 +11,7 @@ from tasks.models import Task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SMALL = {"users": 3, "tasks_per_user": 20, "heavy_tasks": 50}
+SMALL = {"users": 3, "tasks_per_user": 20, "heavy_tasks": 50, "not_production": True}
 TABLES = ["tasks_task", "tasks_task_tags"]
 
 

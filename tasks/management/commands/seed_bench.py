@@ -23,10 +23,11 @@ from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 
 from django.contrib.auth.hashers import make_password
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, models, transaction
 
 from accounts.models import User
+from tasks.management.commands.seed_demo import on_the_project_local_database
 from tasks.models import Tag, Task, TaskList
 
 BENCH_EMAIL_DOMAIN = "bench.example"
@@ -417,8 +418,22 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reset", action="store_true", help="replace the bench data even if present"
         )
+        parser.add_argument(
+            "--not-production",
+            action="store_true",
+            help="run on a database other than the project-local one under .data/ (a "
+            "benchmark database set by DATABASE_URL); you confirm it is not production",
+        )
 
     def handle(self, *args, **options) -> None:
+        # One mistyped command in a production container would lock every table for minutes
+        # and add 1,001 accounts whose password is in this file.
+        if not (options["not_production"] or on_the_project_local_database()):
+            raise CommandError(
+                "seed_bench locks the users and tasks tables for minutes and makes accounts "
+                "with a published password: it runs on the project-local database under "
+                ".data/ (make bench), or with --not-production on a benchmark database."
+            )
         sizes = Sizes(options["users"], options["tasks_per_user"], options["heavy_tasks"])
         if (
             not options["reset"]
