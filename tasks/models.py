@@ -41,6 +41,8 @@ RECURRENCE_MAX_LENGTH = 500
 COLOR_PATTERN = r"^#[0-9A-Fa-f]{6}$"
 # Gapped ranks: a move bisects the gap between two neighbours; see services.task_move.
 POSITION_GAP = 1024
+# The highest position a client may give a list (the schema's maximum).
+LIST_POSITION_MAX = 2**62
 
 # Search lexemes are scoped to their owner: each starts with the owner's key, and a search puts
 # the searcher's key before each of its words (tasks.filters.prefix_tsquery). The GIN index's

@@ -12,6 +12,7 @@ from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
     LIST_NAME_MAX_LENGTH,
+    LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
@@ -46,7 +47,6 @@ from todo_project.problems import FieldErrorsField, ProblemSerializer
 
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-POSITION_MAX = 2**62
 
 
 class Timestamp(serializers.DateTimeField):
@@ -120,7 +120,7 @@ class TaskListSerializer(serializers.ModelSerializer):
     )
     position = StrictIntegerField(
         min_value=0,
-        max_value=POSITION_MAX,
+        max_value=LIST_POSITION_MAX,
         required=False,
         help_text="Lists are ordered by position; a new list goes to the end unless given.",
     )

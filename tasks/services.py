@@ -40,6 +40,7 @@ from rest_framework.relations import PrimaryKeyRelatedField
 from accounts.models import User
 from tasks import recurrence
 from tasks.models import (
+    LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
     POSITION_GAP,
     UNADDRESSABLE_TAG_MESSAGE,
@@ -545,8 +546,30 @@ def list_create(*, user: User, name: str, color: str | None, position: int | Non
             # the same last position before).
             lock_owner(user.pk)
             last = TaskList.objects.owned_by(user).aggregate(last=Max("position"))["last"]
+            if last is not None and last > LIST_POSITION_MAX - POSITION_GAP:
+                last = _renumber_lists(user.pk)  # no room after the last one
             position = POSITION_GAP if last is None else last + POSITION_GAP
         return _list_save(TaskList(owner=user, name=name, color=color, position=position))
+
+
+def _renumber_lists(owner_id: UUID) -> int:
+    """Spreads the owner's lists over 1024, 2048, ... in their order (each a new version: its
+    body changes), so that one more fits after them within the positions a client may send
+    back (LIST_POSITION_MAX). The new last position."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            UPDATE tasks_tasklist SET position = ranked.rank * %(gap)s,
+                version = version + 1, updated_at = %(now)s
+            FROM (
+                SELECT id, row_number() OVER (ORDER BY position, id) AS rank
+                FROM tasks_tasklist WHERE owner_id = %(owner)s
+            ) AS ranked
+            WHERE tasks_tasklist.id = ranked.id
+            """,
+            {"gap": POSITION_GAP, "now": timezone.now(), "owner": owner_id},
+        )
+        return cursor.rowcount * POSITION_GAP
 
 
 def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:

@@ -46,6 +46,30 @@ def test_lists_are_ordered_by_position_and_new_ones_go_last(api_client, make_lis
     assert work.position == 10
 
 
+def test_a_new_list_after_one_at_the_highest_position_renumbers_them_and_still_goes_last(
+    api_client,
+):
+    api_client.post("/api/v1/lists/", {"name": "First", "position": 5})
+    api_client.post("/api/v1/lists/", {"name": "Top", "position": 2**62})
+
+    response = api_client.post("/api/v1/lists/", {"name": "Later"})
+
+    assert response.status_code == 201
+    body = api_client.get("/api/v1/lists/").json()
+    assert [(row["name"], row["position"]) for row in body] == [
+        ("First", 1024),
+        ("Top", 2048),
+        ("Later", 3072),
+    ]
+    # Renumbered lists changed: a new version each, so ETags and syncs see it.
+    versions = dict(TaskList.objects.values_list("name", "version"))
+    assert versions == {"First": 2, "Top": 2, "Later": 1}
+    # Every position read back can be sent back.
+    later = body[-1]
+    patched = api_client.patch(f"/api/v1/lists/{later['id']}/", {"position": later["position"]})
+    assert patched.status_code == 200
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
