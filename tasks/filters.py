@@ -347,7 +347,10 @@ class TaskFilter(django_filters.FilterSet):
     updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",
         lookup_expr="gte",
-        help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it.",
+        help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it. "
+        "`updated_at` is stamped when a write starts and seen when it commits (under 30 s "
+        "later): to miss nothing, pass the newest `updated_at` you have seen minus 30 s, "
+        "and keep tasks you already have by `id` and `version`.",
     )
     ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),
