@@ -30,6 +30,8 @@ from todo_project.compiled import CompiledQuery
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
 MAX_TAGS_PER_TASK = 20
+# Entries of one request's tag list, spellings of one tag included (the 20 are counted merged).
+MAX_TAG_ENTRIES = 100
 # Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.
 UNADDRESSABLE_TAG_NAMES = frozenset({".", ".."})
 UNADDRESSABLE_TAG_MESSAGE = (

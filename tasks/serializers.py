@@ -13,7 +13,7 @@ from tasks.models import (
     DESCRIPTION_MAX_LENGTH,
     LIST_NAME_MAX_LENGTH,
     LIST_POSITION_MAX,
-    MAX_TAGS_PER_TASK,
+    MAX_TAG_ENTRIES,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -41,6 +41,7 @@ from todo_project.fields import (
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
+    StrictUUIDField,
     VisibleCharField,
 )
 from todo_project.problems import FieldErrorsField, ProblemSerializer
@@ -74,7 +75,7 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
     """An id looked up among the caller's own rows: another user's id is 'does not exist'."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("pk_field", serializers.UUIDField())
+        kwargs.setdefault("pk_field", StrictUUIDField())
         self.model = kwargs.pop("model")
         super().__init__(**kwargs)
 
@@ -96,11 +97,13 @@ class TagNameField(VisibleCharField):
 
 
 class TagNamesField(serializers.ListField):
-    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create: which
-    are one is PostgreSQL's LOWER() to say, not Python's str.lower() (models.tags_named)."""
+    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create, which
+    also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is PostgreSQL's
+    LOWER() to say, not Python's str.lower() (models.tags_named). Here only a bound on the
+    entries, spellings of one tag included."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(child=TagNameField(), max_length=MAX_TAGS_PER_TASK, **kwargs)
+        super().__init__(child=TagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
 
     def to_representation(self, value: Any) -> list[str]:
         return sorted((tag.name for tag in value.all()), key=lambda name: (name.lower(), name))
@@ -230,7 +233,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     tags = TagNamesField(
         required=False,
         default=list,
-        help_text="Tag names (1–50 characters, at most 20, case-insensitive); new names create "
+        help_text="Tag names (1–50 characters, case-insensitive: spellings of one tag count "
+        "once; at most 20 tags, in at most 100 entries); new names create "
         'tags (but not "." or "..": a tag\'s URL could not name them).',
     )
     # Declared after `tags`, whose default is the builtin `list`.
@@ -365,7 +369,7 @@ class TaskMoveSerializer(serializers.Serializer):
 class TaskBulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
     ids = serializers.ListField(
-        child=serializers.UUIDField(),
+        child=StrictUUIDField(),
         min_length=1,
         max_length=MAX_BULK_IDS,
         help_text="Ids of your tasks (at most 500).",

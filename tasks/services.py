@@ -467,7 +467,11 @@ def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
     names = [name.strip() for name in names]
     if not names:
         return []
-    found = _tags_by_key(user.pk, names)
+    found = _tags_by_key(user.pk, names)  # one entry per tag, spellings merged
+    if len(found) > MAX_TAGS_PER_TASK:
+        raise ValidationError(
+            {"tags": [f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(found)} named)."]}
+        )
     missing = [name for name, tag in found.values() if tag is None]
     if UNADDRESSABLE_TAG_NAMES.intersection(missing):  # one made before the rule keeps working
         raise ValidationError({"tags": [UNADDRESSABLE_TAG_MESSAGE]})
@@ -500,6 +504,8 @@ def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
     with transaction.atomic():
         now = timezone.now()
         target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()
+        if target is None and tag.name == name:
+            return tag  # nothing changes, so neither do its tasks' versions
         _bump(Task.objects.owned_by(user).filter(tags=tag), now)
         if target is None:
             tag.name = name

@@ -77,6 +77,21 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+# A UUID as the schema's `format: uuid` writes it (any letter case).
+CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID string of the 8-4-4-4-12 form only: DRF's UUIDField also takes a JSON number (and
+    `true`) as UUID(int=...), and the undashed, `{...}` and `urn:uuid:` spellings, so
+    `ids: [1]` was a 404 naming 00000000-...-0001 instead of a 400."""
+
+    def to_internal_value(self, data: Any):
+        if not isinstance(data, str) or not CANONICAL_UUID.fullmatch(data):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
 # A date as the contract writes it; strptime alone also reads `2026-2-1` and `+2026-01-01`.
 CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 

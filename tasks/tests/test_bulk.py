@@ -143,6 +143,13 @@ def test_an_unknown_or_foreign_id_changes_nothing_and_is_named(api_client, make_
         ({"action": "explode", "ids": [str(uuid.uuid4())]}, "action"),
         ({"action": "complete", "ids": []}, "ids"),
         ({"action": "complete", "ids": ["nope"]}, "ids"),
+        # Numbers and booleans were read as UUID(int=...): a 404 naming 00000000-...-0001.
+        ({"action": "complete", "ids": [1]}, "ids"),
+        ({"action": "complete", "ids": [True]}, "ids"),
+        ({"action": "complete", "ids": [uuid.uuid4().hex]}, "ids"),
+        ({"action": "complete", "ids": [f"{{{uuid.uuid4()}}}"]}, "ids"),
+        ({"action": "complete", "ids": [uuid.uuid4().urn]}, "ids"),
+        ({"action": "move", "ids": [str(uuid.uuid4())], "list": 5}, "list"),
         ({"action": "complete", "ids": [str(uuid.uuid4()) for _ in range(501)]}, "ids"),
         ({"action": "set_priority", "ids": [str(uuid.uuid4())]}, "priority"),
         ({"action": "set_priority", "ids": [str(uuid.uuid4())], "priority": "max"}, "priority"),
@@ -195,3 +202,10 @@ def test_bulk_runs_a_constant_number_of_queries(
         return len(captured)
 
     assert run(1) == run(100)
+
+
+def test_an_id_in_capitals_is_the_same_id(api_client, make_task):
+    task = make_task("a")
+    response = bulk(api_client, action="complete", ids=[str(task.pk).upper()])
+    assert response.status_code == 200
+    assert Task.objects.get(pk=task.pk).completed

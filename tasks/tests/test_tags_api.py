@@ -31,6 +31,22 @@ def test_renaming_a_tag(api_client, make_task):
     assert Task.objects.get(pk=task.pk).version == 2
 
 
+def test_renaming_a_tag_to_its_own_name_changes_no_task(api_client, make_task):
+    task = make_task("a", tags=["home"])
+    etag = api_client.get(f"/api/v1/tasks/{task.pk}/")["ETag"]
+
+    response = api_client.patch("/api/v1/tags/home/", {"name": "home"})
+
+    assert response.status_code == 200
+    assert response.json() == {"name": "home", "task_count": 1}
+    unchanged = api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_IF_NONE_MATCH=etag)
+    assert unchanged.status_code == 304
+    # Another letter case is a change: the task shows the new spelling.
+    api_client.patch("/api/v1/tags/home/", {"name": "Home"})
+    assert Task.objects.get(pk=task.pk).version == 2
+    assert tag_names(task) == ["Home"]
+
+
 def test_renaming_into_an_existing_tag_merges_them(api_client, make_task, user):
     both = make_task("both", tags=["home", "house"])
     one = make_task("one", tags=["home"])

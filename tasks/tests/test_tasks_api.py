@@ -78,7 +78,10 @@ def test_new_tasks_go_to_the_end_of_their_group(api_client, make_task):
         ({"title": "ok", "tags": ["x" * 51]}, "tags"),
         ({"title": "ok", "tags": [""]}, "tags"),
         ({"title": "ok", "tags": [f"t{i}" for i in range(21)]}, "tags"),
+        ({"title": "ok", "tags": ["t"] * 101}, "tags"),
         ({"title": "ok", "list": "not-a-uuid"}, "list"),
+        ({"title": "ok", "list": 5}, "list"),
+        ({"title": "ok", "parent": True}, "parent"),
         ({"title": "ok", "list": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"}, "list"),
         ({"title": "ok", "parent": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11"}, "parent"),
         ({"title": "nul\x00byte"}, "title"),
@@ -91,6 +94,19 @@ def test_invalid_task_input_is_a_400_naming_the_field(api_client, payload, field
     assert response["Content-Type"] == "application/problem+json"
     assert list(response.json()["errors"]) == [field]
     assert not Task.objects.exists()
+
+
+def test_twenty_tags_named_with_a_second_spelling_of_one_are_twenty(api_client, make_task):
+    task = make_task("a")
+    names = [f"t{i}" for i in range(20)] + ["T0", " t1 "]
+
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"tags": names})
+
+    assert response.status_code == 200, response.json()
+    assert len(response.json()["tags"]) == 20
+    too_many = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"tags": [*names, "t20"]})
+    assert too_many.json()["errors"] == {"tags": ["A task has at most 20 tags (21 named)."]}
+    assert not Tag.objects.filter(name="t20").exists()
 
 
 @pytest.mark.parametrize("title", ["👩\u200d💻", "\u200bx", "ﾠa", "x\ufe0f"])
