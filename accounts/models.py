@@ -3,6 +3,7 @@ import functools
 import unicodedata
 import uuid
 import zoneinfo
+from encodings import idna
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
@@ -34,13 +35,19 @@ def validate_timezone(value: str) -> None:
 
 
 def unicode_domain(domain: str) -> str:
-    """A domain with its ASCII-encoded labels (`xn--…`, punycode) decoded, in NFC; a label that
-    does not decode stays as it is (the email validator has judged the address already)."""
+    """A domain in the Unicode form of the host its mail goes to: ASCII-encoded labels
+    (`xn--…`, punycode) decoded, then each label mapped as Django's mailer maps it (IDNA 2003
+    nameprep, `domain.encode("idna")` in sanitize_address): full-width letters made ASCII,
+    soft hyphens and joiners dropped, `ß` made `ss`. So two spellings the mailer sends to one
+    mailbox are one address. In NFC; a label that does not decode or map stays as it is (the
+    email validator has judged the address already)."""
     labels = []
-    for label in domain.split("."):
+    for label in idna.dots.split(domain):  # as the mailer splits: `。` and `．` are dots too
         if label.startswith("xn--"):
             with contextlib.suppress(UnicodeError, ValueError):
                 label = label[4:].encode("ascii").decode("punycode").lower()
+        with contextlib.suppress(UnicodeError, ValueError):
+            label = idna.ToUnicode(idna.ToASCII(label))
         labels.append(label)
     return unicodedata.normalize("NFC", ".".join(labels))
 

@@ -6,15 +6,21 @@ of one mailbox from before; support can merge or delete one)."""
 from django.db import migrations
 
 
-def to_unicode_domains(apps, schema_editor):
+def normalize_domains(apps, **which) -> None:
+    """The domains of the users `which` filters, as normalize_email stores them now, unless
+    another account already has the new form. Migration 0007 uses it too."""
     from accounts.models import unicode_domain
 
     User = apps.get_model("accounts", "User")
-    for user in User.objects.filter(email__contains="xn--").only("pk", "email").iterator():
+    for user in User.objects.filter(**which).only("pk", "email").iterator():
         local, _, domain = user.email.rpartition("@")
         email = f"{local}@{unicode_domain(domain)}"
         if email != user.email and not User.objects.filter(email=email).exists():
             User.objects.filter(pk=user.pk).update(email=email)
+
+
+def to_unicode_domains(apps, schema_editor):
+    normalize_domains(apps, email__contains="xn--")
 
 
 class Migration(migrations.Migration):

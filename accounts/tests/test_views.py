@@ -122,6 +122,30 @@ def test_an_internationalised_domain_and_its_ascii_form_are_one_address(anon_cli
         assert signed_in.status_code == 200, typed
 
 
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "anna@ｅｘａｍｐｌｅ.com",  # full-width letters
+        "anna@exa\u00admple.com",  # a soft hyphen: invisible
+        "anna@exa\u200dmple.com",  # a zero-width joiner
+        "ANNA@EXAMPLE.ＣＯＭ",
+    ],
+)
+def test_a_domain_the_mailer_sends_to_the_same_host_is_the_same_address(anon_client, spelling):
+    # Django's mailer maps a domain with IDNA 2003 nameprep: these spellings' mail goes to
+    # anna@example.com, so they are that account, not a second one.
+    body = {"email": "anna@example.com", "password": DEFAULT_PASSWORD}
+    assert anon_client.post("/api/v1/auth/register/", body).status_code == 201
+
+    again = anon_client.post("/api/v1/auth/register/", {**body, "email": spelling})
+
+    assert assert_problem(again, 400)["errors"] == {
+        "email": ["An account with this email address already exists."]
+    }
+    signed_in = anon_client.post("/api/v1/auth/token/", {**body, "email": spelling})
+    assert signed_in.status_code == 200
+
+
 def test_register_race_on_one_email_is_a_400_not_a_500(anon_client, user, monkeypatch):
     # Two parallel requests both pass the "email taken?" check; the unique index decides.
     from accounts.serializers import RegisterSerializer

@@ -110,3 +110,28 @@ def test_existing_search_vectors_get_the_parts_of_joined_words_and_lose_them_whe
     assert found(owner, "bob@example.org") == {("Mail bob@example.org",)}
     MigrationExecutor(connection).migrate([after])
     assert found(owner, "example") == {("Mail bob@example.org",)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_account_has_it():
+    from django.db.migrations.executor import MigrationExecutor
+
+    from accounts.models import User
+
+    before, after = (
+        ("accounts", "0006_emails_with_unicode_domains"),
+        ("accounts", "0007_emails_mapped_as_the_mailer_maps_them"),
+    )
+    MigrationExecutor(connection).migrate([before])
+    # Stored as the old normalisation did; create() does not normalise.
+    full_width = User.objects.create(email="anna@ｅｘａｍｐｌｅ.com")
+    taken = User.objects.create(email="bob@exa\u00admple.com")
+    User.objects.create(email="bob@example.com")
+    german = User.objects.create(email="carl@straße.de")
+    unicode = User.objects.create(email="dora@exämple.com")
+    MigrationExecutor(connection).migrate([after])
+    emails = dict(User.objects.values_list("pk", "email"))
+    assert emails[full_width.pk] == "anna@example.com"
+    assert emails[taken.pk] == "bob@exa\u00admple.com"  # left for support: two accounts
+    assert emails[german.pk] == "carl@strasse.de"  # where Django's mailer sends it
+    assert emails[unicode.pk] == "dora@exämple.com"
