@@ -79,8 +79,9 @@ NO_STORE = OpenApiParameter(
     "Cache-Control",
     {"type": "string", "enum": ["no-store"]},
     OpenApiParameter.HEADER,
-    response=[200, 201],
-    description="The answer carries tokens: no cache may store it.",
+    response=True,
+    description="Every answer of this endpoint, errors included: the answer carries tokens "
+    "(RFC 6749 5.1), or its request did; no cache may store it.",
 )
 
 

@@ -8,10 +8,13 @@ find them in MIDDLEWARE. CsrfViewMiddleware stays as it is: `check --deploy` loo
 name, and on the API (DRF views are CSRF-exempt) it costs little.
 """
 
+import functools
+
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.contrib.messages.middleware import MessageMiddleware
 from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 
 API_V1_PREFIX = "/api/v1/"
@@ -66,6 +69,19 @@ class ApiCacheControlMiddleware:
     def process_response(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if request.path_info.startswith(API_V1_PREFIX):
             if not response.has_header("Cache-Control"):
-                patch_cache_control(response, private=True, no_cache=True)
+                if request.path_info in token_issuing_paths():
+                    # Answered before the view (a 411 or 413): as every answer of the view.
+                    patch_cache_control(response, no_store=True)
+                else:
+                    patch_cache_control(response, private=True, no_cache=True)
             patch_vary_headers(response, ["Authorization"])
         return response
+
+
+@functools.cache
+def token_issuing_paths() -> frozenset[str]:
+    """The paths of the views that answer with tokens (accounts.views.TokenIssuingView): no
+    answer of theirs may be stored, whoever makes it."""
+    return frozenset(
+        reverse(name) for name in ("auth-register", "auth-token", "auth-token-refresh")
+    )

@@ -241,3 +241,51 @@ class AutoSchema(openapi.AutoSchema):
 
     def _is_idempotent(self) -> bool:
         return getattr(self._handler(), "idempotent", False)
+
+
+def document_the_probes(result: dict, generator, request, public) -> dict:
+    """A postprocessing hook: /healthz and /readyz are plain Django views (no DRF, no auth),
+    which drf-spectacular does not see; the contract lists them with the API."""
+    headers = {
+        "X-Request-ID": {"schema": {"type": "string"}, "description": REQUEST_ID.description}
+    }
+
+    def ok(*fields: str) -> dict:
+        body = {
+            "type": "object",
+            "properties": {name: {"type": "string", "enum": ["ok"]} for name in fields},
+            "required": list(fields),
+        }
+        return {"content": {"application/json": {"schema": body}}, "headers": headers}
+
+    probe = {"tags": ["service"], "security": [{}]}
+    result["paths"]["/healthz"] = {
+        "get": {
+            **probe,
+            "operationId": "healthz",
+            "summary": "Liveness: the process is up",
+            "description": "Touches neither the database nor the cache. GET or HEAD.",
+            "responses": {"200": {"description": "Up.", **ok("status")}},
+        }
+    }
+    result["paths"]["/readyz"] = {
+        "get": {
+            **probe,
+            "operationId": "readyz",
+            "summary": "Readiness: the database and the cache answer",
+            "description": "Each within 2 s (a database that never answers fails its connect "
+            "after `DB_CONNECT_TIMEOUT`). GET or HEAD.",
+            "responses": {
+                "200": {"description": "Ready.", **ok("status", "database", "cache")},
+                "503": {
+                    "description": "Not ready: `detail` names what did not answer "
+                    "(`Not ready: database unavailable.`).",
+                    "content": {
+                        PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
+                    },
+                    "headers": headers,
+                },
+            },
+        }
+    }
+    return result

@@ -114,8 +114,38 @@ def test_no_other_delete_documents_a_body(schema):
     ],
 )
 def test_answers_with_tokens_document_cache_control_no_store(schema, path, status):
-    headers = schema["paths"][path]["post"]["responses"][status]["headers"]
-    assert headers["Cache-Control"]["schema"] == {"type": "string", "enum": ["no-store"]}
+    responses = schema["paths"][path]["post"]["responses"]
+    assert status in responses
+    for code, response in responses.items():  # errors too: that is what the server sends
+        cache_control = response["headers"]["Cache-Control"]["schema"]
+        assert cache_control == {"type": "string", "enum": ["no-store"]}, code
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/register/", "/api/v1/auth/token/", "/api/v1/auth/token/refresh/"]
+)
+def test_every_answer_of_a_token_endpoint_is_no_store_even_one_made_before_the_view(
+    anon_client, path, settings
+):
+    settings.MAX_REQUEST_BODY_BYTES = 100
+    invalid = anon_client.post(path, {}, format="json")
+    too_large = anon_client.post(path, {"email": "x" * 200}, format="json")
+    assert (invalid.status_code, too_large.status_code) == (400, 413)
+    for response in (invalid, too_large):
+        assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_the_probes_are_in_the_schema_as_they_answer(schema, anon_client):
+    healthz = schema["paths"]["/healthz"]["get"]
+    readyz = schema["paths"]["/readyz"]["get"]
+    assert set(healthz["responses"]) == {"200"} and set(readyz["responses"]) == {"200", "503"}
+    body = readyz["responses"]["200"]["content"]["application/json"]["schema"]
+    assert set(anon_client.get("/readyz").json()) == set(body["required"])
+    problem = readyz["responses"]["503"]["content"]["application/problem+json"]["schema"]
+    assert problem == {"$ref": "#/components/schemas/Problem"}
+    assert healthz["security"] == readyz["security"] == [{}]
 
 
 def test_the_password_reset_says_when_it_answers_400(schema):
