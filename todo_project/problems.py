@@ -102,6 +102,7 @@ TITLES = {
     401: "Not authenticated",
     404: "Not found",
     405: "Method not allowed",
+    406: "Not acceptable",
     409: "Conflict",
     412: "Precondition failed",
     413: "Payload too large",

@@ -8,7 +8,8 @@ lies by omission (the fuzz test checks every answer against it):
 - 400 when the operation reads a body, query parameters (a list) or an Idempotency-Key;
   413 and 415 when it reads a body (POST, PUT, PATCH, and a DELETE marked `@delete_with_body`);
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
-- 404 when its path names a resource; 429 everywhere (rate limits);
+- 404 when its path names a resource; 406 everywhere (an `Accept` without JSON); 429
+  everywhere (rate limits);
 - 503 on writes: PostgreSQL ended the transaction to settle a clash with a concurrent one
   (a deadlock, say); nothing was changed, and `Retry-After` says when to send it again;
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
@@ -44,6 +45,7 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, invalid, expired or revoked access token. For one sent and refused, "
     '`WWW-Authenticate` says `error="invalid_token"` (RFC 6750 section 3.1).',
     404: "Not found, or not yours (the same answer either way).",
+    406: "The `Accept` header allows no JSON: the API answers `application/json` only.",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",
     412: "If-Match no longer matches the current version, or If-None-Match matches it: "
@@ -204,7 +206,7 @@ class AutoSchema(openapi.AutoSchema):
         return responses
 
     def _error_codes(self) -> set[int]:
-        codes = {429}
+        codes = {406, 429}
         if self._reads_body():
             codes |= {400, 413, 415}
         if self.method in WRITE_METHODS:
