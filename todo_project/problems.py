@@ -166,6 +166,10 @@ def problem_response(
     except TypeError:  # a message echoing a lone surrogate ("\ud800" is not a valid choice)
         content = orjson.dumps(_encodable(body), option=orjson.OPT_NON_STR_KEYS)
     response = HttpResponse(content, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
+    # What CommonMiddleware and XFrameOptionsMiddleware add on the way out, for the problems
+    # ApiProblemMiddleware makes outside them (an unknown route, a Host not served, a 411).
+    response["Content-Length"] = str(len(content))
+    response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
     for name, value in (headers or {}).items():
         response[name] = value
     return response

@@ -25,6 +25,21 @@ def test_unknown_api_route_is_a_problem_404(anon_client):
     assert body["title"] == "Not found"
 
 
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"path": "/api/v1/no-such-thing/"},  # made by ApiProblemMiddleware, outside the others
+        {"path": "/api/v1/auth/me/", "HTTP_HOST": "evil.example"},
+        {"path": "/api/v1/auth/me/"},  # a 401 made by DRF, inside them
+    ],
+)
+def test_every_problem_has_a_content_length_and_x_frame_options(anon_client, request_kwargs):
+    response = anon_client.get(**request_kwargs)
+    assert response.status_code in {400, 401, 404}
+    assert response["Content-Length"] == str(len(response.content))
+    assert response["X-Frame-Options"] == "DENY"
+
+
 def test_api_url_without_trailing_slash_is_404_not_a_redirect(anon_client):
     response = anon_client.post("/api/v1/test/echo", {"title": "x"}, format="json")
     assert_problem(response, 404, "/api/v1/test/echo")
