@@ -417,7 +417,7 @@ class Task(models.Model):
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="task_version_positive"),
         ]
-        # Every index leads with the owner: each query is scoped to one user.
+        # Every index but one leads with the owner: each API query is scoped to one user.
         indexes = [
             # (owner, list, parent, position) is served by task_position_unique_in_group.
             models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
@@ -425,6 +425,10 @@ class Task(models.Model):
             models.Index(fields=["owner", "priority"], name="task_owner_priority"),
             models.Index(fields=["owner", "created_at"], name="task_owner_created"),
             models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
+            # The one index that does not lead with the owner: the admin's task changelist
+            # (support's landing page, all users' tasks, newest change first) reads its page
+            # off it instead of sorting the whole table (~1 s for 1.1M tasks).
+            models.Index(fields=["updated_at", "id"], name="task_updated"),
             models.Index(fields=["owner", "completed", "due_date"], name="task_owner_open_due"),
             models.Index(F("owner"), Lower("title"), name="task_owner_title"),  # ordering=title
             # A list's task counts (and its foreign key): counted from the index alone. A list
