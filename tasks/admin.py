@@ -507,7 +507,13 @@ class TaskListAdmin(OwnedAdmin):
         return task_list.task_count
 
 
-class TagAdminForm(OwnedNameForm):
+class TagAdminForm(VersionCheckedForm, OwnedNameForm):
+    """A tag has no version: its name is what changes (a user's rename, another agent's), so
+    the name the form was opened with is compared under the row's lock instead."""
+
+    def version_of(self, row) -> str:
+        return row.name
+
     def clean_name(self) -> str:
         name = super().clean_name()
         # As the API's: no new name `.` or `..` (services.tags_get_or_create); one made before
@@ -528,7 +534,7 @@ class TagAdmin(OwnedAdmin):
         "the start of an owner's email."
     )
     ordering = ["name"]
-    fields = ["owner", "name"]
+    fields = ["owner", "name", "opened_version"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         tasks = Task.tags.through.objects.filter(tag=OuterRef("pk"))
@@ -539,7 +545,7 @@ class TagAdmin(OwnedAdmin):
             super().save_model(request, obj, form, change)
         elif "name" in form.changed_data:
             # The service bumps `version` of every task carrying the tag: their body changes.
-            services.tag_rename(user=obj.owner, tag=Tag.objects.get(pk=obj.pk), name=obj.name)
+            services.tag_rename(user=obj.owner, tag=form.locked_row, name=obj.name)
 
     def delete_model(self, request: HttpRequest, obj: Tag) -> None:
         # The service bumps `version` of every task carrying the tag, so a sync finds them.

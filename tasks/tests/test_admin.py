@@ -724,8 +724,9 @@ def test_renaming_a_tag_bumps_the_version_of_its_tasks(support_client, user):
     add_task(user, "Taxes", tags=["bills"])
     tag = Tag.objects.get(name="money")
 
-    taken = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "Bills"})
-    renamed = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "cash"})
+    opened = {"opened_version": "money"}  # a tag's form carries the name it was opened with
+    taken = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "Bills", **opened})
+    renamed = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "cash", **opened})
 
     assert taken.context["adminform"].form.errors == {
         "name": ["This user already has one with this name."]
@@ -743,7 +744,9 @@ def test_a_name_taken_as_postgresql_lowers_it_is_a_form_error(support_client, us
     Tag.objects.create(owner=user, name=taken)
     tag = Tag.objects.create(owner=user, name="x")
 
-    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": name})
+    response = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": name, "opened_version": "x"}
+    )
 
     assert response.context["adminform"].form.errors == {
         "name": ["This user already has one with this name."]
@@ -1021,7 +1024,9 @@ def test_a_title_or_name_that_shows_nothing_is_a_form_error_as_in_the_api(suppor
     list_name = support_client.post(
         f"{LISTS_URL}{home.pk}/change/", {"name": INVISIBLE, "color": "", "opened_version": 1}
     )
-    tag_name = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": INVISIBLE})
+    tag_name = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": INVISIBLE, "opened_version": "money"}
+    )
 
     for response in (title, list_name, tag_name):
         assert response.status_code == 200
@@ -1043,7 +1048,9 @@ def test_no_tag_is_renamed_to_a_name_no_url_can_reach(support_client, user, name
     add_task(user, "Pay rent", tags=["money"])
     tag = Tag.objects.get(name="money")
 
-    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": name})
+    response = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": name, "opened_version": "money"}
+    )
 
     assert response.status_code == 200
     assert list(response.context["adminform"].form.errors) == ["name"]
@@ -1054,7 +1061,9 @@ def test_no_tag_is_renamed_to_a_name_no_url_can_reach(support_client, user, name
 def test_a_tag_named_dot_dot_before_the_rule_can_still_be_saved_as_it_is(support_client, user):
     tag = Tag.objects.create(owner=user, name="..")
 
-    response = support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": ".."})
+    response = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": "..", "opened_version": ".."}
+    )
 
     assert response.status_code == 302
 
@@ -1077,3 +1086,20 @@ def test_completing_or_reopening_more_tasks_than_an_action_takes_does_nothing(
     ]
     assert set(Task.objects.values_list("completed", flat=True)) == {name == "reopen"}
     assert not LogEntry.objects.filter(action_flag=CHANGE).exists()
+
+
+@pytest.mark.django_db
+def test_a_tag_its_user_renamed_since_the_form_opened_is_not_overwritten(support_client, user):
+    add_task(user, "Pay rent", tags=["errands"])
+    tag = Tag.objects.get(name="errands")
+    opened = support_client.get(f"{TAGS_URL}{tag.pk}/change/").content.decode()
+    assert 'name="opened_version" value="errands"' in opened
+    services.tag_rename(user=user, tag=tag, name="shopping")  # the user, through the API
+
+    response = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": "errands-fixed", "opened_version": "errands"}
+    )
+
+    assert response.status_code == 200
+    assert "has changed since you opened it" in str(response.context["adminform"].form.errors)
+    assert Tag.objects.get(pk=tag.pk).name == "shopping"
