@@ -6,8 +6,9 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
-COPY requirements.txt .
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
+COPY requirements.txt constraints.txt ./
+# constraints.txt pins the transitive dependencies too: the versions CI tested.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt -c constraints.txt
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
