@@ -15,6 +15,17 @@ from tasks.management.commands.migrate import MIGRATE_LOCK
 from todo_project.tests.helpers import connection_of_its_own, database_url_for_this_test
 
 
+@pytest.fixture(autouse=True)
+def _back_to_the_latest_migrations(request):
+    """A test that migrates back leaves the database as the rest of the suite expects it."""
+    yield
+    if request.node.get_closest_marker("django_db"):
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
 @pytest.mark.django_db
 def test_the_models_need_no_new_migration(capsys):
     try:
