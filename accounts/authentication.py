@@ -20,8 +20,8 @@ from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import aware_utcnow
 
-from accounts.models import DeniedAccessToken, User
-from accounts.tokens import AccessToken, token_generation_of
+from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
+from accounts.tokens import AccessToken, family_of, token_generation_of
 from todo_project.compiled import CompiledQuery
 
 INVALID_TOKEN = "The access token is invalid, expired or revoked."
@@ -33,9 +33,11 @@ AUTH_SCHEMES = frozenset(scheme.lower().encode() for scheme in api_settings.AUTH
 USER_FIELDS = [field.attname for field in User._meta.concrete_fields]
 
 
-def token_holders(user: uuid.UUID, generation: int, jti: str) -> QuerySet:
+def token_holders(user: uuid.UUID, generation: int, jti: str, family: str) -> QuerySet:
     """The user a valid access token speaks for, or no row: the user must be active and of the
-    token's generation, and the token must not be on the logout denylist.
+    token's generation, the token must not be on the logout denylist, and its session (the
+    `fam` it took from its refresh token) must not have ended: a logout, or a refresh token
+    reused long after its rotation (a stolen copy), ends every token of the session at once.
 
     The one statement of those rules: authentication reads the user with it, and the fast GET
     of a task (tasks.fast_read) joins it to the task, so both refuse exactly the same tokens.
@@ -43,12 +45,18 @@ def token_holders(user: uuid.UUID, generation: int, jti: str) -> QuerySet:
     return (
         User.objects.filter(pk=user, is_active=True, token_generation=generation)
         .exclude(Exists(DeniedAccessToken.objects.filter(jti=jti)))
+        .exclude(Exists(RevokedTokenFamily.objects.filter(family=family)))
         .order_by()
     )
 
 
 # Placeholders of compiled queries over token_holders(): each unlike any other parameter there.
-HOLDER_PLACEHOLDERS = {"user": uuid.UUID(int=1), "generation": 1_234_567, "jti": "jti-placeholder"}
+HOLDER_PLACEHOLDERS = {
+    "user": uuid.UUID(int=1),
+    "generation": 1_234_567,
+    "jti": "jti-placeholder",
+    "family": "family-placeholder",
+}
 USER_OF_TOKEN = CompiledQuery(
     lambda **holder: token_holders(**holder).values_list(*USER_FIELDS)[:1], **HOLDER_PLACEHOLDERS
 )
@@ -79,6 +87,7 @@ def holder_claims(token: Token) -> dict:
         "user": uuid.UUID(token[api_settings.USER_ID_CLAIM]),
         "generation": token_generation_of(token),
         "jti": token[api_settings.JTI_CLAIM],
+        "family": family_of(token),
     }
 
 

@@ -147,7 +147,8 @@ def token_pair_for(user: User, family: str | None = None) -> dict[str, str]:
 
 
 def family_of(token: tokens.Token) -> str:
-    """The session a refresh token belongs to; one minted before families is its own."""
+    """The session a token belongs to (an access token copies its refresh token's claim); one
+    minted before families is its own."""
     return token.get(FAMILY_CLAIM) or token[api_settings.JTI_CLAIM]
 
 

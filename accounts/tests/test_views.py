@@ -26,7 +26,7 @@ from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
 from accounts.tokens import AccessToken, RefreshToken
 from conftest import DEFAULT_PASSWORD
-from tasks.models import TaskList
+from tasks.models import Task, TaskList
 from todo_project.request_id import RequestIdLogFilter
 
 
@@ -515,6 +515,46 @@ def test_logout_kills_the_refresh_token_and_the_calling_access_token(anon_client
     assert_problem(reuse, 401)
     # Only that session ended: the user's other device stays signed in.
     assert bearer(other_session["access"]).get("/api/v1/auth/me/").status_code == 200
+
+
+def test_logout_ends_every_access_token_of_the_session_not_only_the_calling_one(anon_client, user):
+    # Another tab of the same session refreshed, so it holds an access token of its own.
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    other_tab = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]})
+    other_tab = other_tab.json()
+    other_session = sign_in(user.email, DEFAULT_PASSWORD)
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+
+    bearer(pair["access"]).post("/api/v1/auth/logout/", {"refresh": other_tab["refresh"]})
+
+    # Every path that reads a token refuses it: DRF's, and the fast lane's GET and list.
+    for path in ("/api/v1/auth/me/", f"/api/v1/tasks/{task.pk}/", "/api/v1/tasks/"):
+        assert_problem(bearer(other_tab["access"]).get(path), 401)
+        assert bearer(other_session["access"]).get(path).status_code == 200
+
+
+def test_a_stolen_refresh_tokens_session_ends_for_the_thiefs_access_token_too(anon_client, user):
+    stolen = sign_in(user.email, DEFAULT_PASSWORD)
+    thief = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}).json()
+    assert bearer(thief["access"]).get("/api/v1/auth/me/").status_code == 200
+    BlacklistedToken.objects.update(blacklisted_at=now() - timedelta(seconds=31))
+
+    # The user's client tries the refresh token the thief already rotated: a stolen copy.
+    assert_problem(
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}), 401
+    )
+
+    assert_problem(bearer(thief["access"]).get("/api/v1/auth/me/"), 401)
+
+
+def test_an_access_token_from_before_families_is_a_session_of_its_own(anon_client, user):
+    legacy = RefreshToken.for_user(user)
+    del legacy["fam"]
+    access = legacy.access_token
+    assert "fam" not in access.payload
+    other = sign_in(user.email, DEFAULT_PASSWORD)
+    bearer(other["access"]).post("/api/v1/auth/logout/", {"refresh": other["refresh"]})
+    assert bearer(str(access)).get("/api/v1/auth/me/").status_code == 200
 
 
 def test_logout_needs_an_access_token(anon_client, user):
