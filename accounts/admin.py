@@ -22,13 +22,14 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Prefetch, QuerySet, Sum
+from django.db.models import Count, OuterRef, Prefetch, QuerySet, Sum
 from django.forms.models import model_to_dict
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import content_disposition_header, urlencode
+from django.utils.text import capfirst
 
 from accounts.forms import NormalizedEmailField, RevokingPasswordSave
 from accounts.mail import send_in_background
@@ -298,6 +299,36 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         # As the API deletes an account: Django's plain cascade is a 500 for a user with lists.
         user_delete(user=obj)
 
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """What the delete confirmation lists: each user with how many tasks, lists and tags go
+        with them. Django's own list collects every row the cascade would delete, naming each
+        in a parameter: past PostgreSQL's 65,535 (an account may hold 100,000 tasks) the page,
+        and so the delete, failed."""
+        users = list(objs)
+        perms_needed = set()
+        if not all(self.has_delete_permission(request, user) for user in users):
+            perms_needed.add(User._meta.verbose_name)  # staff among them: refused, as Django's
+        to_delete, model_count = [], {User._meta.verbose_name_plural: len(users)}
+        counts = {}
+        for model in (Task, TaskList, Tag):
+            rows = model.objects.filter(owner__in=users).values_list("owner").annotate(n=Count("*"))
+            counts[model] = dict(rows.order_by())
+            total = sum(counts[model].values())
+            if total:
+                model_count[model._meta.verbose_name_plural] = total
+                if not self.admin_site._registry[model].has_delete_permission(request):
+                    perms_needed.add(model._meta.verbose_name)
+        for user in users:
+            to_delete.append(f"{capfirst(User._meta.verbose_name)}: {user.email}")
+            to_delete.append(
+                [
+                    f"{capfirst(model._meta.verbose_name_plural)}: {counts[model][user.pk]:,}"
+                    for model in (Task, TaskList, Tag)
+                    if counts[model].get(user.pk)
+                ]
+            )
+        return to_delete, model_count, perms_needed, []
+
     @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)
@@ -328,14 +359,17 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         done: str,
         summary: str,
         failures: tuple[type[Exception], ...] = (),
+        stops: tuple[type[Exception], ...] = (),
     ) -> None:
         """An action's service run for each user of `queryset` the caller may act on (a warning
         names the others), each logged as `done` by the caller; `summary` says how many.
 
         At most MAX_USERS_PER_ACTION users at once (else nothing is done): "select all" of a
         big table is a slip, and a mail each must finish within gunicorn's timeout. A user whose
-        service raises one of `failures` is named in an error and the others go on; whoever
-        was done is in the history even if an unexpected error ends the loop.
+        service raises one of `failures` is named in an error and the others go on; one of
+        `stops` (a mail server down or hung: each next try would wait as long) ends the loop,
+        naming the users not tried. Whoever was done is in the history even if an unexpected
+        error ends the loop.
         """
         count = queryset.count()
         if count > MAX_USERS_PER_ACTION:
@@ -346,14 +380,20 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 messages.ERROR,
             )
             return
-        applied, failed = [], []
+        users = self._managed_only(request, list(queryset), not_done)
+        applied, failed, not_tried = [], [], []
         try:
-            for user in self._managed_only(request, list(queryset), not_done):
+            for index, user in enumerate(users):
                 try:
                     service(user=user)
                 except failures:
                     logger.exception("admin action failed for user %s", user.pk)
                     failed.append(user.email)
+                except stops:
+                    logger.exception("admin action failed for user %s; stopped", user.pk)
+                    failed.append(user.email)
+                    not_tried = [other.email for other in users[index + 1 :]]
+                    break
                 else:
                     applied.append(user)
         finally:
@@ -361,6 +401,12 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         if failed:
             self.message_user(
                 request, f"{not_done} (failed, see the log): {', '.join(failed)}.", messages.ERROR
+            )
+        if not_tried:
+            self.message_user(
+                request,
+                f"{not_done} (not tried after that failure): {', '.join(not_tried)}.",
+                messages.ERROR,
             )
         self.message_user(request, summary.format(len(applied)))
 
@@ -441,7 +487,9 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             not_done="Not sent",
             done="Sent a password-reset email",
             summary="Sent a password-reset email to {} user(s).",
-            failures=(smtplib.SMTPException, OSError),
+            # One address refused: the others may go. The server down or hung: stop.
+            failures=(smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused),
+            stops=(smtplib.SMTPException, OSError),
         )
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])

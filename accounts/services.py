@@ -108,7 +108,6 @@ def user_set_password(*, user: User, password: str) -> None:
 
 
 @transaction.atomic
-@transaction.atomic
 def user_delete(*, user: User) -> None:
     """Deletes the account and everything it owns, in one transaction.
 

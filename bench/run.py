@@ -470,6 +470,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--settings", default="", help="DJANGO_SETTINGS_MODULE for the server (bench/variants)"
     )
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN plans and stop")
+    parser.add_argument(
+        "--not-production",
+        action="store_true",
+        help="let seed_bench seed a database other than the project-local one (DATABASE_URL "
+        "set to a benchmark database); you confirm it is not production",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     args = parser.parse_args(argv)
     if args.latency_connections is None:
@@ -546,7 +552,7 @@ def main(argv: list[str]) -> int:
         [
             *manage,
             "seed_bench",
-            "--not-production",  # make bench: the project-local database, or one set for it
+            *(["--not-production"] if args.not_production else []),
             f"--users={args.seed_users}",
             f"--tasks-per-user={args.seed_tasks}",
             f"--heavy-tasks={args.seed_heavy}",

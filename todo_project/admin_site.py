@@ -17,9 +17,12 @@ LOGIN_RATE_LIMIT_GROUP = "admin-login"
 
 
 def _login_username(group: str, request: HttpRequest) -> str:
-    # Normalised as UserManager does (not imported: this module loads before the models), so
-    # "Bob@X.org " and "bob@x.org" share one counter, as they share one account.
-    return (request.POST.get("username") or "").strip().lower()
+    # Normalised as sign-in reads it, so every spelling of one account ("Bob@X.org ", a
+    # full-width or punycode domain) shares its counter. Imported here: this module loads
+    # before the models.
+    from accounts.models import UserManager
+
+    return UserManager.normalize_email(request.POST.get("username") or "")
 
 
 def _login_rate(group: str, request: HttpRequest) -> str:

@@ -69,7 +69,7 @@ class ApiCacheControlMiddleware:
     def process_response(request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if request.path_info.startswith(API_V1_PREFIX):
             if not response.has_header("Cache-Control"):
-                if request.path_info in token_issuing_paths():
+                if request.path in token_issuing_paths():  # reverse() has the script prefix
                     # Answered before the view (a 411 or 413): as every answer of the view.
                     patch_cache_control(response, no_store=True)
                 else:

@@ -8,14 +8,17 @@ from django.db import migrations
 
 def normalize_domains(apps, **which) -> None:
     """The domains of the users `which` filters, as normalize_email stores them now, unless
-    another account already has the new form. Migration 0007 uses it too."""
+    another account already has the new form or it is too long for the column. Migration 0007
+    uses it too."""
     from accounts.models import unicode_domain
 
     User = apps.get_model("accounts", "User")
     for user in User.objects.filter(**which).only("pk", "email").iterator():
         local, _, domain = user.email.rpartition("@")
         email = f"{local}@{unicode_domain(domain)}"
-        if email != user.email and not User.objects.filter(email=email).exists():
+        # Mapping may lengthen it (`ß` is `ss`): one the column cannot hold stays as it is.
+        fits = len(email) <= User._meta.get_field("email").max_length
+        if email != user.email and fits and not User.objects.filter(email=email).exists():
             User.objects.filter(pk=user.pk).update(email=email)
 
 

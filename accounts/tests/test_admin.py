@@ -1040,6 +1040,38 @@ def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
     ]
 
 
+class ServerGoneAtSecondMail(locmem.EmailBackend):
+    """A mail server that stops answering at the second mail (each try would wait as long)."""
+
+    sent = 0
+
+    def send_messages(self, messages):
+        type(self).sent += 1
+        if type(self).sent >= 2:
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        return super().send_messages(messages)
+
+
+@pytest.mark.django_db
+def test_a_mail_server_that_fails_stops_the_action_and_names_who_got_nothing(
+    support_client, make_user, mailoutbox, settings, monkeypatch
+):
+    settings.EMAIL_BACKEND = f"{__name__}.ServerGoneAtSecondMail"
+    monkeypatch.setattr(ServerGoneAtSecondMail, "sent", 0)
+    users = [make_user(email=f"{name}@example.com") for name in ("ann", "bob", "cid", "dan")]
+
+    response = action(support_client, "send_password_reset", *users)
+
+    assert [m.to for m in mailoutbox] == [["ann@example.com"]]
+    assert ServerGoneAtSecondMail.sent == 2  # not tried for cid and dan
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Not sent (failed, see the log): bob@example.com.",
+        "Not sent (not tried after that failure): cid@example.com, dan@example.com.",
+        "Sent a password-reset email to 1 user(s).",
+    ]
+    assert [e.object_id for e in LogEntry.objects.all()] == [str(users[0].pk)]
+
+
 @pytest.mark.django_db
 def test_users_done_before_an_unexpected_error_are_in_the_history(
     support_client, make_user, monkeypatch

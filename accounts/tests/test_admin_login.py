@@ -38,6 +38,21 @@ def test_one_username_is_limited_whatever_the_address(client, support_user):
 
 
 @pytest.mark.django_db
+def test_every_spelling_of_one_address_counts_against_its_one_limit(client, support_user):
+    # Sign-in maps these to support@example.com: each must not buy ten more guesses.
+    spellings = [
+        "support@ｅｘａｍｐｌｅ.com",
+        "support@exa\u00admple.com",
+        "support@xn--example-.com",
+        "SUPPORT@EXAMPLE.ＣＯＭ",
+    ]
+    for i in range(10):
+        sign_in(client, spellings[i % len(spellings)], ip=f"10.0.3.{i}")
+
+    assert sign_in(client, "support@example.com", ip="10.0.4.1").status_code == 429
+
+
+@pytest.mark.django_db
 def test_under_the_limit_a_support_user_signs_in(client, support_user):
     sign_in(client, "support@example.com")
 

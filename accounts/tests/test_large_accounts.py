@@ -114,3 +114,28 @@ def test_an_export_of_several_users_holds_at_most_the_tasks_of_the_largest_accou
     response = support_client.post(reverse("admin:accounts_user_changelist"), selected)
     assert response["Content-Type"] == "application/json"
     assert len(json.loads(response.content)["users"][0]["tasks"]) == 2
+
+
+def test_a_superuser_deletes_an_account_with_more_tasks_than_postgresql_takes_parameters(
+    admin_client, user
+):
+    load_many_tasks(user)
+    give_data(user)
+    page = reverse("admin:accounts_user_delete", args=[user.pk])
+
+    confirmation = admin_client.get(page)
+    selected = admin_client.post(
+        reverse("admin:accounts_user_changelist"),
+        {"action": "delete_selected", "_selected_action": [str(user.pk)]},
+    )
+
+    # Both confirmation pages say what goes, counted rather than listed row by row.
+    for response in (confirmation, selected):
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert f"Tasks: {MORE_THAN_PARAMETERS + 3:,}" in text
+        assert "Task lists: 1" in text and "Tags: 1" in text
+    deleted = admin_client.post(page, {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not User.objects.filter(pk=user.pk).exists()
+    assert not Task.objects.filter(owner_id=user.pk).exists()

@@ -140,9 +140,37 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
     User.objects.create(email="bob@example.com")
     german = User.objects.create(email="carl@straße.de")
     unicode = User.objects.create(email="dora@exämple.com")
+    too_long = User.objects.create(email="e" * 220 + "@" + "ß" * 30 + ".de")  # 254, then 284
     MigrationExecutor(connection).migrate([after])
     emails = dict(User.objects.values_list("pk", "email"))
     assert emails[full_width.pk] == "anna@example.com"
     assert emails[taken.pk] == "bob@exa\u00admple.com"  # left for support: two accounts
     assert emails[german.pk] == "carl@strasse.de"  # where Django's mailer sends it
     assert emails[unicode.pk] == "dora@exämple.com"
+    assert emails[too_long.pk] == too_long.email  # mapped, it would not fit the column
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_updated_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build():
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = (
+        ("tasks", "0010_search_finds_parts_of_joined_words"),
+        ("tasks", "0011_task_updated_index"),
+    )
+    MigrationExecutor(connection).migrate([before])
+    with connection.cursor() as cursor:
+        # What a CREATE INDEX CONCURRENTLY killed midway leaves: the index, marked invalid.
+        cursor.execute("CREATE INDEX task_updated ON tasks_task (updated_at)")
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'task_updated'::regclass"
+        )
+    MigrationExecutor(connection).migrate([after])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " WHERE i.indexrelid = 'task_updated'::regclass"
+        )
+        valid, definition = cursor.fetchone()
+    assert valid
+    assert definition.endswith("(updated_at, id)")
