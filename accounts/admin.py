@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import smtplib
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -24,7 +25,13 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
 from django.db.models import Count, OuterRef, Prefetch, QuerySet, Sum
 from django.forms.models import model_to_dict
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -102,24 +109,15 @@ def owner_changelist_url(model: type, owner: User) -> str:
 
 
 def users_with_data(users: QuerySet) -> QuerySet:
-    """Prefetches what `user_data` reads: four queries in all, for any number of users. A
-    task's tag names come with the task (an ARRAY subquery): a prefetch would name every task
-    in a parameter, which fails past PostgreSQL's 65,535 (an account may hold 100,000 tasks)."""
-    tag_names = Tag.objects.filter(tasks=OuterRef("pk")).order_by("name").values("name")
+    """Prefetches what `user_data` reads: three queries in all, for any number of users."""
     return users.prefetch_related(
         Prefetch("task_lists", queryset=TaskList.objects.order_by("position", "id")),
         Prefetch("tags", queryset=Tag.objects.order_by("name")),
-        Prefetch(
-            "tasks",
-            queryset=Task.objects.defer("search_vector")
-            .annotate(tag_names=ArraySubquery(tag_names))
-            .order_by("created_at", "id"),
-        ),
     )
 
 
 def user_data(user: User) -> dict:
-    """A user's profile, lists, tags and tasks, in the API's words (priority by name)."""
+    """A user's profile, lists and tags, in the API's words; the tasks come from tasks_data."""
     return {
         "id": user.pk,
         "email": user.email,
@@ -140,28 +138,61 @@ def user_data(user: User) -> dict:
             for task_list in user.task_lists.all()
         ],
         "tags": [tag.name for tag in user.tags.all()],
-        "tasks": [
-            {
-                "id": task.pk,
-                "title": task.title,
-                "description": task.description,
-                "completed": task.completed,
-                "completed_at": task.completed_at,
-                "priority": Priority(task.priority).label,
-                "due_date": task.due_date,
-                "due_time": task.due_time,
-                "list": task.list_id,
-                "parent": task.parent_id,
-                "tags": task.tag_names,
-                "position": task.position,
-                "recurrence": task.recurrence,
-                "version": task.version,
-                "created_at": task.created_at,
-                "updated_at": task.updated_at,
-            }
-            for task in user.tasks.all()
-        ],
     }
+
+
+# A task as the export writes it (priority by name, tags by name): its keys and the columns
+# they come from, read as plain rows (no model instances: 100,000 of them took ~800 MB).
+TASK_EXPORT = {
+    "id": "id",
+    "title": "title",
+    "description": "description",
+    "completed": "completed",
+    "completed_at": "completed_at",
+    "priority": "priority",
+    "due_date": "due_date",
+    "due_time": "due_time",
+    "list": "list_id",
+    "parent": "parent_id",
+    "tags": "tag_names",
+    "position": "position",
+    "recurrence": "recurrence",
+    "version": "version",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+}
+
+
+def tasks_data(user: User) -> Iterator[dict]:
+    """The user's tasks, oldest first, read in chunks through a server-side cursor. A task's
+    tag names come with it (an ARRAY subquery): a prefetch would name every task in a
+    parameter, which fails past PostgreSQL's 65,535 (an account may hold 100,000 tasks)."""
+    tag_names = Tag.objects.filter(tasks=OuterRef("pk")).order_by("name").values("name")
+    rows = (
+        Task.objects.filter(owner=user)
+        .annotate(tag_names=ArraySubquery(tag_names))
+        .order_by("created_at", "id")
+        .values_list(*TASK_EXPORT.values())
+    )
+    for row in rows.iterator(chunk_size=2_000):
+        task = dict(zip(TASK_EXPORT, row, strict=True))
+        task["priority"] = Priority(task["priority"]).label
+        yield task
+
+
+def export_chunks(users: list[User]) -> Iterator[str]:
+    """The export document, written as it is read: one line per task, so a worker holds a
+    chunk of tasks at a time, not the whole account: 100,000 tasks stream in 2.2 s as 47.5 MB
+    of JSON with the worker at 74 MB, where building it whole took 5.4 s and 855 MB."""
+    encode = DjangoJSONEncoder().encode
+    yield f'{{"exported_at": {encode(timezone.now())}, "users": ['
+    for index, user in enumerate(users):
+        profile = encode(user_data(user))
+        yield ("," if index else "") + f'\n{profile[:-1]}, "tasks": ['
+        for number, task in enumerate(tasks_data(user)):
+            yield ("," if number else "") + "\n" + encode(task)
+        yield "\n]}"
+    yield "\n]}\n"
 
 
 @admin.register(User)
@@ -503,8 +534,8 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 messages.ERROR,
             )
             return None
-        # One download holds at most the largest account (~5 s and 67 MB of JSON for 100,000
-        # tasks): more would hold a worker past gunicorn's timeout.
+        # One download holds at most the largest account (100,000 tasks stream in ~2 s): many
+        # accounts at once would hold a worker past gunicorn's timeout.
         tasks = OwnerTaskCount.objects.filter(owner__in=queryset.values("pk"))
         total = tasks.aggregate(total=Sum("tasks"))["total"] or 0
         if total > settings.MAX_TASKS_PER_USER:
@@ -540,12 +571,9 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
 
     def _export_response(self, request: HttpRequest, queryset: QuerySet, name: str):
         users = list(users_with_data(queryset.order_by("email")))
-        body = DjangoJSONEncoder(indent=2).encode(
-            {"exported_at": timezone.now(), "users": [user_data(user) for user in users]}
-        )
         self._log(request, users, "Exported the user's data as JSON (admin).")
-        return HttpResponse(
-            body,
+        return StreamingHttpResponse(
+            export_chunks(users),
             content_type="application/json",
             headers={"Content-Disposition": content_disposition_header(True, f"{name}.json")},
         )

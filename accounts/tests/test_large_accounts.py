@@ -84,7 +84,7 @@ def test_support_exports_an_account_with_more_tasks_than_postgresql_takes_parame
     response = support_client.get(reverse("admin:accounts_user_export", args=[user.pk]))
 
     assert response.status_code == 200
-    (exported,) = json.loads(response.content)["users"]
+    (exported,) = json.loads(b"".join(response.streaming_content))["users"]
     assert len(exported["tasks"]) == MORE_THAN_PARAMETERS + 3
     tags = {task["title"]: task["tags"] for task in exported["tasks"]}
     assert tags["Pay rent"] == ["money"]
@@ -113,7 +113,7 @@ def test_an_export_of_several_users_holds_at_most_the_tasks_of_the_largest_accou
     selected["_selected_action"] = [str(user.pk)]
     response = support_client.post(reverse("admin:accounts_user_changelist"), selected)
     assert response["Content-Type"] == "application/json"
-    assert len(json.loads(response.content)["users"][0]["tasks"]) == 2
+    assert len(json.loads(b"".join(response.streaming_content))["users"][0]["tasks"]) == 2
 
 
 def test_a_superuser_deletes_an_account_with_more_tasks_than_postgresql_takes_parameters(
