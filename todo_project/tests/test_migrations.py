@@ -10,9 +10,16 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from tasks.management.commands.migrate import MIGRATE_LOCK
 from todo_project.tests.helpers import connection_of_its_own, database_url_for_this_test
+
+
+def migrate_to(*target: str) -> None:
+    """Migrates the test database to (app, migration), or to the latest of every app."""
+    executor = MigrationExecutor(connection)
+    executor.migrate([target] if target else executor.loader.graph.leaf_nodes())
 
 
 @pytest.fixture(autouse=True)
@@ -20,10 +27,7 @@ def _back_to_the_latest_migrations(request):
     """A test that migrates back leaves the database as the rest of the suite expects it."""
     yield
     if request.node.get_closest_marker("django_db"):
-        from django.db.migrations.executor import MigrationExecutor
-
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        migrate_to()
 
 
 @pytest.mark.django_db
@@ -62,21 +66,19 @@ def test_migrate_waits_while_another_migrate_runs_then_finds_nothing_to_do():
 
 @pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_unicode_domains_unless_another_account_has_that_form():
-    from django.db.migrations.executor import MigrationExecutor
-
     from accounts.models import User
 
     before, after = (
         ("accounts", "0005_revoked_token_family"),
         ("accounts", "0006_emails_with_unicode_domains"),
     )
-    MigrationExecutor(connection).migrate([before])
+    migrate_to(*before)
     # Stored as the old normalisation did (lower case only); create() does not normalise.
     ascii_only = User.objects.create(email="anna@xn--exmple-cua.com")
     taken = User.objects.create(email="bob@xn--exmple-cua.com")
     User.objects.create(email="bob@exämple.com")
     plain = User.objects.create(email="carl@example.com")
-    MigrationExecutor(connection).migrate([after])
+    migrate_to(*after)
     emails = dict(User.objects.values_list("pk", "email"))
     assert emails[ascii_only.pk] == "anna@exämple.com"
     assert emails[taken.pk] == "bob@xn--exmple-cua.com"  # left for support: two accounts
@@ -87,8 +89,6 @@ def test_existing_emails_get_unicode_domains_unless_another_account_has_that_for
 def test_existing_search_vectors_get_the_parts_of_joined_words_and_lose_them_when_reversed(
     django_user_model,
 ):
-    from django.db.migrations.executor import MigrationExecutor
-
     from tasks.filters import TsQueryLiteral, prefix_tsquery
     from tasks.models import Task
 
@@ -101,7 +101,7 @@ def test_existing_search_vectors_get_the_parts_of_joined_words_and_lose_them_whe
         query = TsQueryLiteral(prefix_tsquery(text, owner))
         return set(Task.objects.filter(owner=owner, search_vector=query).values_list("title"))
 
-    MigrationExecutor(connection).migrate([before])
+    migrate_to(*before)
     owner = django_user_model.objects.create(email="anna@example.com")
     # More than one of the migration's batches (5,000 tasks each).
     Task.objects.bulk_create(
@@ -111,29 +111,27 @@ def test_existing_search_vectors_get_the_parts_of_joined_words_and_lose_them_whe
     stamps = Task.objects.values_list("updated_at", "version").get(pk=joined.pk)
     assert found(owner, "example") == set()
 
-    MigrationExecutor(connection).migrate([after])
+    migrate_to(*after)
     assert found(owner, "example") == {("Mail bob@example.org",)}
     assert found(owner, "plain") and len(found(owner, "plain")) == 5_100
     assert Task.objects.values_list("updated_at", "version").get(pk=joined.pk) == stamps
 
-    MigrationExecutor(connection).migrate([before])
+    migrate_to(*before)
     assert found(owner, "example") == set()
     assert found(owner, "bob@example.org") == {("Mail bob@example.org",)}
-    MigrationExecutor(connection).migrate([after])
+    migrate_to(*after)
     assert found(owner, "example") == {("Mail bob@example.org",)}
 
 
 @pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_account_has_it():
-    from django.db.migrations.executor import MigrationExecutor
-
     from accounts.models import User
 
     before, after = (
         ("accounts", "0006_emails_with_unicode_domains"),
         ("accounts", "0007_emails_mapped_as_the_mailer_maps_them"),
     )
-    MigrationExecutor(connection).migrate([before])
+    migrate_to(*before)
     # Stored as the old normalisation did; create() does not normalise.
     full_width = User.objects.create(email="anna@ｅｘａｍｐｌｅ.com")
     taken = User.objects.create(email="bob@exa\u00admple.com")
@@ -141,7 +139,7 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
     german = User.objects.create(email="carl@straße.de")
     unicode = User.objects.create(email="dora@exämple.com")
     too_long = User.objects.create(email="e" * 220 + "@" + "ß" * 30 + ".de")  # 254, then 284
-    MigrationExecutor(connection).migrate([after])
+    migrate_to(*after)
     emails = dict(User.objects.values_list("pk", "email"))
     assert emails[full_width.pk] == "anna@example.com"
     assert emails[taken.pk] == "bob@exa\u00admple.com"  # left for support: two accounts
@@ -152,20 +150,18 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
 
 @pytest.mark.django_db(transaction=True)
 def test_the_updated_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build():
-    from django.db.migrations.executor import MigrationExecutor
-
     before, after = (
         ("tasks", "0010_search_finds_parts_of_joined_words"),
         ("tasks", "0011_task_updated_index"),
     )
-    MigrationExecutor(connection).migrate([before])
+    migrate_to(*before)
     with connection.cursor() as cursor:
         # What a CREATE INDEX CONCURRENTLY killed midway leaves: the index, marked invalid.
         cursor.execute("CREATE INDEX task_updated ON tasks_task (updated_at)")
         cursor.execute(
             "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'task_updated'::regclass"
         )
-    MigrationExecutor(connection).migrate([after])
+    migrate_to(*after)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
