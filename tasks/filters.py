@@ -127,7 +127,7 @@ class CanonicalDateFilter(django_filters.DateFilter):
 # RFC 3339's date-time (section 5.6): seconds and an offset required, `T` and `Z` either case.
 RFC3339_DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+    r"([Zz]|[+-][0-9]{2}:[0-5][0-9])"  # offset minutes 00-59: Django reads +05:99 as +06:39
 )
 
 

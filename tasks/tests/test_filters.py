@@ -66,6 +66,8 @@ def titles(response) -> list[str]:
         "updated_since=2026-01-01%2000:00",
         "updated_since=2026-01-01T00:00:00",
         "updated_since=2026-01-01T00:00Z",
+        "updated_since=2026-01-01T00:00:00%2B05:99",  # Django read it as +06:39
+        "updated_since=2026-01-01T00:00:00-00:60",
         "ordering=owner",
         "ordering=position,-secret",
         "search=" + "x" * 201,
