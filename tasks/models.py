@@ -149,13 +149,19 @@ def tag_names_of_task() -> ArraySubquery:
 def _task_to_write_query() -> CompiledQuery:
     columns = loaded_columns(Task)
     open_subtasks = Task.objects.filter(parent=OuterRef("pk"), completed=False)
+    # The version as of the statement's start, as the two subqueries see the task.
+    version_seen = Task.objects.filter(pk=OuterRef("pk")).values("version")
     return CompiledQuery(
         lambda owner, pk: (
             Task.objects.select_for_update()
             .owned_by(owner)
             .filter(pk=pk)
-            .annotate(tag_names=tag_names_of_task(), has_open_subtasks=Exists(open_subtasks))
-            .values_list(*columns, "tag_names", "has_open_subtasks")
+            .annotate(
+                tag_names=tag_names_of_task(),
+                has_open_subtasks=Exists(open_subtasks),
+                changed_meanwhile=~Exact(Subquery(version_seen), F("version")),
+            )
+            .values_list(*columns, "tag_names", "has_open_subtasks", "changed_meanwhile")
         ),
         owner=uuid.UUID(int=1),
         pk=uuid.UUID(int=2),
@@ -167,12 +173,18 @@ def task_to_write(owner_id: uuid.UUID, pk: uuid.UUID) -> "Task | None":
     and a completion need besides its row, in the same statement: `tag_names` and
     `has_open_subtasks` (each had been a query of its own).
 
-    Those two are as of the statement's start: a subtask or a tag name whose write commits
-    while this waits for the row's lock is not seen, as if it had been written just after."""
-    rows = _task_to_write_query().rows(owner=owner_id, pk=pk)
+    Those two are as of the statement's start, while the row is the one the lock waited for.
+    When a write committed meanwhile (a bulk add_tags, a tag rename), its version tells, and
+    the statement runs again, now seeing that write whole: else the answer would pair the new
+    version with the tags of before, one ETag for two representations. A subtask created while
+    this waits is not seen, as if it had been created just after."""
+    query = _task_to_write_query()
+    rows = query.rows(owner=owner_id, pk=pk)
+    if rows and rows[0][-1]:
+        rows = query.rows(owner=owner_id, pk=pk)  # the lock is held now: no wait, no change
     if not rows:
         return None
-    *row, tag_names, has_open_subtasks = rows[0]
+    *row, tag_names, has_open_subtasks, _ = rows[0]
     task = Task.from_db(router.db_for_read(Task), loaded_columns(Task), row)
     task.tag_names, task.has_open_subtasks = tag_names, has_open_subtasks
     return task

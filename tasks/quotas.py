@@ -27,7 +27,15 @@ def lock_owner(owner_id: uuid.UUID) -> None:
     _LOCK_USER.rows(user=owner_id)
 
 
-def ensure_room(*, owned: int, adding: int = 1) -> None:
+# How far completing recurring tasks may take an account past MAX_TASKS_PER_USER: a user at the
+# cap can still complete a recurring task (its next occurrence is a new task), for a good while,
+# but not without bound (500 copies a bulk request, 100 requests a minute).
+COMPLETION_ALLOWANCE = 1000
+
+
+def ensure_room(
+    *, owned: int, adding: int = 1, allowance: int = 0, before: str = "adding more"
+) -> None:
     """Raises a 409 when `adding` more tasks would take an owner of `owned` tasks past
     MAX_TASKS_PER_USER. Completed tasks count too.
 
@@ -35,8 +43,8 @@ def ensure_room(*, owned: int, adding: int = 1) -> None:
     so that two of them cannot both take the last free place.
     """
     cap = settings.MAX_TASKS_PER_USER
-    if owned + adding > cap:
+    if owned + adding > cap + allowance:
         raise Conflict(
             f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "
-            "Delete some (completed ones count too) before adding more."
+            f"Delete some (completed ones count too) before {before}."
         )

@@ -58,8 +58,9 @@ from tasks.models import (
     task_to_write,
     task_update_sql,
 )
-from tasks.quotas import ensure_room, lock_owner
+from tasks.quotas import COMPLETION_ALLOWANCE, ensure_room, lock_owner
 from todo_project.compiled import CompiledQuery, fetch_all
+from todo_project.problems import ConcurrentChange
 
 MAX_BULK_IDS: Final = 500
 BULK_ACTIONS: Final = (
@@ -359,34 +360,41 @@ def _next_rank(also: str = "") -> str:
 # For each anchor task: its rank and the next one in its group (ranks are unique in a group).
 # Before, a window over the anchors' whole groups: 3.5 ms for a user of 1,000 tasks, 350 ms for
 # the heavy user's 100,000 (bench/README.md); now 0.6 ms for both.
+# For each anchor: its id, its rank and the next rank in its group; and the owner's task count,
+# locked as a create locks it (_count_and_end_position): the copies are new tasks.
 _SUCCESSOR_POSITIONS = f"""
-    SELECT a.id, a.position, {_next_rank()}
+    WITH owned AS (
+        SELECT tasks FROM {OwnerTaskCount._meta.db_table} WHERE owner_id = %s FOR NO KEY UPDATE
+    )
+    SELECT a.id, a.position, {_next_rank()}, (SELECT tasks FROM owned)
     FROM tasks_task a
     WHERE a.owner_id = %s AND a.id = ANY(%s)
 """
 
 
-def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> dict[UUID, tuple]:
-    """For each anchor task: (its position, the next sibling's position or None). One query."""
+def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> tuple[int, dict]:
+    """The owner's task count (locked), and for each anchor task: (its position, the next
+    sibling's position or None). One query."""
     with connection.cursor() as cursor:
-        cursor.execute(_SUCCESSOR_POSITIONS, [owner_id, list(anchor_ids)])
-        return {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        cursor.execute(_SUCCESSOR_POSITIONS, [owner_id, owner_id, list(anchor_ids)])
+        rows = cursor.fetchall()
+    return rows[0][3], {row[0]: (row[1], row[2]) for row in rows}
 
 
-def _positions_right_after(owner_id: UUID, anchors: Sequence[Task]) -> dict[UUID, int]:
-    """A free rank right after each anchor, inside the anchor's group (one query while no gap
-    is used up)."""
-    if not anchors:
-        return {}
+def _count_and_positions_right_after(
+    owner_id: UUID, anchors: Sequence[Task]
+) -> tuple[int, dict[UUID, int]]:
+    """The owner's task count, locked until the commit, and a free rank right after each
+    anchor, inside the anchor's group (one query while no gap is used up)."""
     ids = [anchor.pk for anchor in anchors]
-    successors = _successor_positions(owner_id, ids)
+    owned, successors = _successor_positions(owner_id, ids)
     for anchor in anchors:
         position, successor = successors[anchor.pk]
         if _bisect(position, successor) is None:
             _spread_after(owner_id, anchor.sibling_group, position)
             # Read all again: the spread may have moved other anchors or their successors.
-            successors = _successor_positions(owner_id, ids)
-    return {task_id: _bisect(*successors[task_id]) for task_id in ids}
+            owned, successors = _successor_positions(owner_id, ids)
+    return owned, {task_id: _bisect(*successors[task_id]) for task_id in ids}
 
 
 def _bisect(before: int, after: int | None) -> int | None:
@@ -475,13 +483,17 @@ def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
     missing = [name for name, tag in found.values() if tag is None]
     if UNADDRESSABLE_TAG_NAMES.intersection(missing):  # one made before the rule keeps working
         raise ValidationError({"tags": [UNADDRESSABLE_TAG_MESSAGE]})
-    if missing:
+    for _attempt in range(3):
+        if not missing:
+            return [tag for _, tag in found.values()]
         # ignore_conflicts: a concurrent request may have just created the same tag.
         Tag.objects.bulk_create(
             [Tag(owner=user, name=name) for name in missing], ignore_conflicts=True
         )
         found = _tags_by_key(user.pk, names)
-    return [tag for _, tag in found.values()]
+        # A tag the read before found may have been deleted or renamed since: made again.
+        missing = [name for name, tag in found.values() if tag is None]
+    raise ConcurrentChange()
 
 
 def _bump(queryset, now: datetime, **changes) -> int:
@@ -503,7 +515,7 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
 def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
     with transaction.atomic():
         now = timezone.now()
-        target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()
+        tag, target = _locked_tags(user, tag, name)
         if target is None and tag.name == name:
             return tag  # nothing changes, so neither do its tasks' versions
         _bump(Task.objects.owned_by(user).filter(tags=tag), now)
@@ -524,8 +536,44 @@ def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
 def tag_delete(*, user: User, tag: Tag) -> None:
     """Deletes a tag: it disappears from every task (whose version grows)."""
     with transaction.atomic():
+        tag, _ = _locked_tags(user, tag, None)
         _bump(Task.objects.owned_by(user).filter(tags=tag), timezone.now())
         tag.delete()
+
+
+TAG_NOT_FOUND: Final = "No tag of this name."
+
+
+def _locked_tags(user: User, tag: Tag, name: str | None) -> tuple[Tag, Tag | None]:
+    """The tag as it is now, and the other tag named `name` (a rename's merge target) if there
+    is one, both under their row locks, taken in the order of their ids so that two renames
+    into each other wait rather than deadlock. Writers of a tag take these locks first: a
+    rename racing a delete is one after the other, never a save of a row that is gone. A 404
+    when the tag was deleted or renamed meanwhile, as the request named it by its name."""
+    for _attempt in range(3):
+        target = None
+        if name is not None:
+            target = Tag.objects.owned_by(user).filter(named(name)).exclude(pk=tag.pk).first()
+        wanted = [tag.pk] if target is None else [tag.pk, target.pk]
+        locked = {
+            row.pk: row
+            for row in Tag.objects.filter(pk__in=wanted).order_by("pk").select_for_update()
+        }
+        current = locked.get(tag.pk)
+        if current is None or not (current.name == tag.name or _named(current.pk, tag.name)):
+            raise NotFound(TAG_NOT_FOUND)
+        if target is None:
+            return current, None
+        found = locked.get(target.pk)
+        if found is not None and (found.name == target.name or _named(found.pk, name)):
+            return current, found
+        # The target was deleted or renamed before its lock: look for one of that name again.
+    raise ConcurrentChange()
+
+
+def _named(tag_id: UUID, name: str) -> bool:
+    """Whether the tag is still of this name, case-insensitively as PostgreSQL's LOWER says."""
+    return Tag.objects.filter(pk=tag_id).filter(named(name)).exists()
 
 
 # --- Lists ------------------------------------------------------------------------------------
@@ -533,10 +581,10 @@ def tag_delete(*, user: User, tag: Tag) -> None:
 LIST_NAME_TAKEN: Final = "You already have a list with this name."
 
 
-def _list_save(task_list: TaskList) -> TaskList:
+def _list_save(task_list: TaskList, update_fields: Sequence[str] | None = None) -> TaskList:
     try:
         with transaction.atomic():
-            task_list.save()
+            task_list.save(update_fields=update_fields)
     except IntegrityError as error:
         # Two requests racing past the serializer's check: still a 400, never a 500.
         if "tasklist_name_unique_per_owner" in str(error):
@@ -579,15 +627,21 @@ def _renumber_lists(owner_id: UUID) -> int:
 
 
 def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:
-    changed = False
-    for field, value in data.items():
-        if getattr(task_list, field) != value:
-            setattr(task_list, field, value)
-            changed = True
-    if changed:
-        task_list.version += 1
-        _list_save(task_list)
-    return task_list
+    """Applies validated fields to the list as it is under its row lock, so concurrent writes
+    apply one after the other: a PATCH of the name keeps a color written meanwhile, and each
+    change is a version of its own. A list deleted meanwhile is a 404 (a save of the instance
+    read before would have inserted it again)."""
+    with transaction.atomic():
+        current = TaskList.objects.select_for_update().filter(pk=task_list.pk).first()
+        if current is None:
+            raise NotFound()
+        changed = [field for field, value in data.items() if getattr(current, field) != value]
+        if changed:
+            for field in changed:
+                setattr(current, field, data[field])
+            current.version += 1
+            _list_save(current, update_fields=[*changed, "version", "updated_at"])
+    return current
 
 
 def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
@@ -704,7 +758,15 @@ def _spawn_next_occurrences(
     # Ranks are picked under the group lock like every other writer's: a create at the end of
     # the same group could otherwise pick the same rank and fail on the unique constraint.
     _lock_groups(user.pk, [task.sibling_group for task in originals])
-    positions = _positions_right_after(user.pk, originals)
+    owned, positions = _count_and_positions_right_after(user.pk, originals)
+    # Each copy is a new task: past the cap by at most an allowance (else completing recurring
+    # tasks grew an account without bound, up to 500 tasks a request).
+    ensure_room(
+        owned=owned,
+        adding=len(originals),
+        allowance=COMPLETION_ALLOWANCE,
+        before="completing recurring tasks (each next occurrence is a new task)",
+    )
     copies = [
         Task(
             id=uuid.uuid4(),

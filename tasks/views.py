@@ -241,8 +241,10 @@ class TaskListViewSet(
         task_list = self.get_object()
         serializer = self.get_serializer(task_list, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.list_update(task_list=task_list, data=serializer.validated_data)
-        return self._respond(task_list)
+        # The answer is read under the row lock too: a DELETE cannot slip in before it.
+        with transaction.atomic():
+            updated = services.list_update(task_list=task_list, data=serializer.validated_data)
+            return self._respond(updated)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         query = ListDeleteQuerySerializer(data=request.query_params)
@@ -608,7 +610,7 @@ class TagViewSet(
         # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.
         tag = None if "\x00" in name else self.get_queryset().filter(named(name)).first()
         if tag is None:
-            raise NotFound("No tag of this name.")
+            raise NotFound(services.TAG_NOT_FOUND)
         return tag
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -616,8 +618,10 @@ class TagViewSet(
         serializer = self.get_serializer(tag, data=request.data)
         serializer.is_valid(raise_exception=True)
         name = serializer.validated_data["name"]
-        renamed = services.tag_rename(user=request.user, tag=tag, name=name)
-        return Response(self.get_serializer(self.get_queryset().get(pk=renamed.pk)).data)
+        # The answer is read under the tag's row lock too: a DELETE cannot slip in before it.
+        with transaction.atomic():
+            renamed = services.tag_rename(user=request.user, tag=tag, name=name)
+            return Response(self.get_serializer(self.get_queryset().get(pk=renamed.pk)).data)
 
     def perform_destroy(self, instance: Tag) -> None:
         services.tag_delete(user=self.request.user, tag=instance)

@@ -244,6 +244,31 @@ def test_completing_a_recurring_task_at_the_cap_still_makes_the_next_occurrence(
     assert response.json()["next_occurrence"] is not None
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("how", ["patch", "bulk"])
+def test_completing_recurring_tasks_goes_past_the_cap_by_the_allowance_only(
+    api_client, make_task, settings, monkeypatch, how
+):
+    """Each completion of a recurring task adds a task: without a bound, bulk completes grew an
+    account past the cap by 500 tasks a request."""
+    settings.MAX_TASKS_PER_USER = 1
+    monkeypatch.setattr(services, "COMPLETION_ALLOWANCE", 1)
+    first = make_task("Rent", due_date="2026-12-01", recurrence="FREQ=MONTHLY")
+    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True})
+    copy = done.json()["next_occurrence"]  # 2 tasks: the cap and the allowance
+    if how == "patch":
+        refused = api_client.patch(f"/api/v1/tasks/{copy}/", {"completed": True})
+    else:
+        refused = api_client.post(
+            "/api/v1/tasks/bulk/", {"action": "complete", "ids": [copy]}, format="json"
+        )
+    assert refused.status_code == 409
+    assert refused["Content-Type"] == PROBLEM
+    assert "before completing recurring tasks" in refused.json()["detail"]
+    assert Task.objects.count() == 2
+    assert not Task.objects.get(pk=copy).completed  # nothing changed
+
+
 # --- Found by the fuzz test -----------------------------------------------------------------
 
 
