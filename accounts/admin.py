@@ -481,6 +481,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             not_done="Not deactivated",
             done="Deactivated the account",
             summary="Deactivated {} user(s).",
+            failures=(User.DoesNotExist,),  # deleted since the list was read
         )
 
     @admin.action(
@@ -496,6 +497,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             not_done="Not signed out",
             done="Signed out everywhere: every token revoked",
             summary="Signed {} user(s) out everywhere.",
+            failures=(User.DoesNotExist,),  # deleted since the list was read
         )
 
     @admin.action(

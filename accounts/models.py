@@ -5,6 +5,7 @@ import uuid
 import zoneinfo
 from encodings import idna
 
+from django.contrib.auth.hashers import acheck_password, check_password
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -110,6 +111,35 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def __str__(self) -> str:
         return self.email
+
+    def check_password(self, raw_password: str) -> bool:
+        """Django's, but a hash upgrade (a password right, its hash of an older hasher or
+        cost) is written only over the hash that was checked, by one conditional UPDATE.
+
+        Django's saves the new hash over whatever the row holds: a sign-in (or a password
+        check) that read the row just before a password change committed set the old password
+        back, and a row deleted meanwhile was a DatabaseError.
+        """
+        return check_password(raw_password, self.password, self._upgrade_hash)
+
+    async def acheck_password(self, raw_password: str) -> bool:
+        """check_password(), async."""
+
+        async def upgrade(raw_password: str) -> None:
+            checked = self.password
+            self._set_upgraded(raw_password)
+            await User.objects.filter(pk=self.pk, password=checked).aupdate(password=self.password)
+
+        return await acheck_password(raw_password, self.password, upgrade)
+
+    def _upgrade_hash(self, raw_password: str) -> None:
+        checked = self.password
+        self._set_upgraded(raw_password)
+        User.objects.filter(pk=self.pk, password=checked).update(password=self.password)
+
+    def _set_upgraded(self, raw_password: str) -> None:
+        self.set_password(raw_password)
+        self._password = None  # an upgraded hash is no password change, as in Django's
 
     def revoke_tokens(self) -> None:
         """Makes every refresh and access token issued so far invalid (saved by the caller, with

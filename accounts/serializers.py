@@ -49,6 +49,12 @@ class UserSerializer(serializers.ModelSerializer):
         fields = ["id", "email", "display_name", "timezone", "date_joined"]
         read_only_fields = ["id", "email", "date_joined"]
 
+    def update(self, instance: User, validated_data: dict) -> User:
+        # ModelSerializer's saves the instance whole: the row as it was read, written back over
+        # any change made since (and re-created if deleted since). MeView writes through
+        # services.user_update instead.
+        raise NotImplementedError("Write a user through accounts.services.user_update.")
+
 
 class RegisterSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)

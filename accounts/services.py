@@ -16,6 +16,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
+from accounts.authentication import INVALID_TOKEN, holder_claims, token_holders
 from accounts.models import User
 from accounts.tokens import (
     RefreshToken,
@@ -76,18 +77,73 @@ def email_changed_notice(*, user: User, old_email: str) -> EmailMessage:
 def user_deactivate(*, user: User) -> None:
     """Locks the account: the authentication layer refuses every token of an inactive user.
 
-    The tokens are revoked too, so reactivating the account later does not revive them.
+    The tokens are revoked too, so reactivating the account later does not revive them. One
+    UPDATE of those two columns by id, whatever else `user` read: nothing it holds is written
+    back over a change made since, and an account deleted meanwhile (User.DoesNotExist) is not
+    re-created.
     """
     user.is_active = False
-    user.revoke_tokens()
-    user.save(update_fields=["is_active", "token_generation"])
+    user.revoke_tokens()  # on the instance too: a later save of it never writes an older one
+    _update_row(user, is_active=False, token_generation=user.token_generation)
 
 
 def user_sign_out_everywhere(*, user: User) -> None:
     """Ends every session of the user (all refresh and access tokens) and nothing else: a lost
-    phone, a shared computer. The password and the account stay as they are."""
+    phone, a shared computer. The password and the account stay as they are. As
+    user_deactivate: one UPDATE of the one column; a deleted account is User.DoesNotExist."""
     user.revoke_tokens()
-    user.save(update_fields=["token_generation"])
+    _update_row(user, token_generation=user.token_generation)
+
+
+def _update_row(user: User, **values) -> None:
+    if not User.objects.filter(pk=user.pk).update(**values):
+        raise User.DoesNotExist(f"The account {user.pk} no longer exists.")
+
+
+def _locked(user: User, token: Token | None) -> User | None:
+    """The user's row as it is now, locked until the transaction ends; None if it is gone.
+
+    With the request's access token `token`, only while that token still holds (as
+    authentication would judge it now: token_holders): a write that waited for a concurrent
+    password change, reset, deactivation, sign-out everywhere or deletion of the account is
+    refused, as the same request sent a moment later would be. FOR NO KEY UPDATE: it queues
+    behind (and holds off) the other writes of the row, but not the key-share locks that
+    inserting the user's tasks or tokens takes on it.
+    """
+    rows = (
+        User.objects.filter(pk=user.pk) if token is None else token_holders(**holder_claims(token))
+    )
+    return rows.select_for_update(no_key=True).first()
+
+
+def _locked_caller(user: User, token: Token | None) -> User:
+    """_locked(), for a write the user asked for: the 401 a request of a deleted, deactivated or
+    signed-out user gets when the row no longer holds."""
+    row = _locked(user, token)
+    if row is None:
+        if token is None:
+            raise User.DoesNotExist(f"The account {user.pk} no longer exists.")
+        raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token")
+    return row
+
+
+@transaction.atomic
+def user_update(*, user: User, token: Token | None = None, **changes) -> User:
+    """Changes profile fields (display_name, timezone) and returns the user as it now is.
+
+    The row is read again under its lock and only the changed columns are written: `user` is
+    the row as the request's authentication read it, and saving it whole wrote back its stale
+    password, token generation and activity over a password change, deactivation or other
+    PATCH committed meanwhile, and re-created an account deleted meanwhile (Django's save
+    INSERTs when its UPDATE matches no row). `token`: as for _locked().
+    """
+    current = _locked_caller(user, token)
+    fields = [name for name, value in changes.items() if getattr(current, name) != value]
+    for name in fields:
+        setattr(current, name, changes[name])
+    if fields:
+        current.save(update_fields=fields)
+    return current
 
 
 @transaction.atomic
@@ -100,31 +156,58 @@ def user_register(
     )
 
 
-def user_set_password(*, user: User, password: str) -> None:
-    """Sets a new password and ends every session (all refresh and access tokens) at once."""
+def user_set_password(
+    *, user: User, password: str, token: Token | None = None, locked: bool = False
+) -> None:
+    """Sets a new password and ends every session (all refresh and access tokens) at once.
+
+    Only the password and the token generation are written. `locked`: `user` was read under
+    its lock in the caller's transaction (the reset confirm's); else the row is read again and
+    locked here, refused as in _locked_caller() (`token`: the request's access token) when the
+    account was deleted, or that token revoked, since the request read it.
+    """
+    if not locked:
+        with transaction.atomic():
+            current = _locked_caller(user, token)
+            user_set_password(user=current, password=password, locked=True)
+        return
     user.set_password(password)
     user.revoke_tokens()
     user.save(update_fields=["password", "token_generation"])
 
 
 @transaction.atomic
-def user_delete(*, user: User) -> None:
+def user_delete(*, user: User, token: Token | None = None) -> None:
     """Deletes the account and everything it owns, in one transaction.
+
+    The row is locked first, so a write of the user's own waiting for it finds it gone (and
+    does not re-create it); with the request's access token `token`, a 401 if that token was
+    revoked since the request read the user (_locked_caller). Without one (the admin), an
+    account deleted meanwhile is nothing left to do. `user` itself is left as it was (its pk
+    too): a request run again after a concurrent change deletes the same account.
 
     Its recorded refresh tokens go too (simplejwt would keep them with `user = NULL`); any
     token still held by a client then fails the user lookup with 401. Tokens, tasks, tags and
     lists go in SQL statements by owner: the ORM's cascade selects the rows and names each one
     in a parameter, which fails past PostgreSQL's 65,535 (an account may hold 100,000 tasks).
     """
+    if token is None:
+        current = _locked(user, None)
+        if current is None:
+            return
+    else:
+        current = _locked_caller(user, token)
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM token_blacklist_blacklistedtoken WHERE token_id IN"
             " (SELECT id FROM token_blacklist_outstandingtoken WHERE user_id = %s)",
-            [user.pk],
+            [current.pk],
         )
-        cursor.execute("DELETE FROM token_blacklist_outstandingtoken WHERE user_id = %s", [user.pk])
-    owned_data_delete(owner_id=user.pk)
-    user.delete()
+        cursor.execute(
+            "DELETE FROM token_blacklist_outstandingtoken WHERE user_id = %s", [current.pk]
+        )
+    owned_data_delete(owner_id=current.pk)
+    current.delete()
 
 
 def tokens_refresh(*, refresh: str) -> dict[str, str]:
