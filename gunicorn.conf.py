@@ -3,8 +3,20 @@
 import gc
 import os
 
-bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+# The settings' readers and refusal (one line naming the variable, exit status 78), not bare
+# int(): gunicorn reads this file before the app, and a bad value was a traceback (exit 1), or
+# with WEB_CONCURRENCY=0 a master that listened with no worker and answered nothing.
+from todo_project.envvars import (
+    LOG_LEVELS,
+    env,
+    env_choice,
+    env_int,
+    gunicorn_bind,
+    gunicorn_workers,
+)
+
+bind = gunicorn_bind()
+workers = gunicorn_workers()
 # Sync workers: the views are synchronous, and measured faster than ASGI here (bench/README.md).
 # gunicorn's own, whose own error answers (a request line over limit_request_line is a 414, a
 # header over limit_request_field_size a 431, a malformed request a 400) are problems with an
@@ -25,13 +37,13 @@ max_requests = 250_000
 max_requests_jitter = 25_000
 accesslog = None  # the app writes one JSON line per request itself (with the request id)
 errorlog = "-"  # stderr, like the app's own log lines
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS).lower()
 # X-Forwarded-Proto (and gunicorn's other forwarded headers) only when the app trusts proxies
 # too (settings.py: TRUSTED_PROXY_COUNT, SECURE_PROXY_SSL_HEADER): gunicorn's default, trusting
 # 127.0.0.1, let a local client claim HTTPS with TRUSTED_PROXY_COUNT=0. Behind proxies, from
 # anyone (as Django does) unless FORWARDED_ALLOW_IPS narrows it to the proxies' addresses.
-if int(os.environ.get("TRUSTED_PROXY_COUNT") or 0) > 0:
-    forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS") or "*"
+if env_int("TRUSTED_PROXY_COUNT", 0) > 0:
+    forwarded_allow_ips = env("FORWARDED_ALLOW_IPS", "*")
 else:
     forwarded_allow_ips = ""
 # gunicorn's control socket (for `gunicornc`, unused here) defaults to one path per user,

@@ -9,49 +9,27 @@ import sys
 import warnings
 from datetime import timedelta
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.checks.security import base as security_checks
 
-
-def refuse(message: str) -> NoReturn:
-    # One line on stderr, and the process (manage.py, or gunicorn's master: preload_app) stops:
-    # a misconfiguration is found at the start, not by the first users, and no traceback buries
-    # what to fix. Exit status 78, sysexits' EX_CONFIG: not a command's own failure (1), which
-    # `makemigrations --check` uses for "migrations missing".
-    print(message, file=sys.stderr)
-    sys.exit(os.EX_CONFIG)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    refuse(f"{name} must be a boolean (1/0, true/false), not {value!r}.")
-
-
-def env_int(name: str, default: int, *, minimum: int = 0, maximum: int = 2**31 - 1) -> int:
-    # A negative count or duration is never meant; where 0 would break the service (a timeout,
-    # a lifetime, a size), the caller says the minimum. Above 2^31 - 1 (68 years in seconds),
-    # timedelta or a database column overflows with a traceback.
-    value = os.environ.get(name, "")
-    try:
-        number = int(value) if value else default
-    except ValueError:
-        refuse(f"{name} must be a whole number, not {value!r}.")
-    if not minimum <= number <= maximum:
-        refuse(f"{name} must be from {minimum} to {maximum}, not {number}.")
-    return number
+# The refusal at the start and the readers that use it, shared with gunicorn.conf.py: unset and
+# empty are the same (the default) for every variable.
+from todo_project.envvars import (
+    LOG_LEVELS,
+    env,
+    env_bool,
+    env_choice,
+    env_int,
+    gunicorn_bind,
+    gunicorn_workers,
+    refuse,
+)
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
 def require_in_production(name: str) -> None:
@@ -80,7 +58,7 @@ RATE_RE = re.compile(r"[1-9]\d*/([1-9]\d*)?[smhd]")  # 0/m would refuse every re
 
 
 def env_rate(name: str, default: str) -> str:
-    value = os.environ.get(name, "") or default
+    value = env(name, default)
     if not RATE_RE.fullmatch(value):
         refuse(
             f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d), "
@@ -245,8 +223,10 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 # A server that accepts the connection and never answers (hung, half-partitioned) fails the
 # connect after this many seconds instead of holding the worker until gunicorn kills it, and
-# /readyz says 503 within the contract's 2 s.
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DB_CONNECT_TIMEOUT", 2)
+# /readyz says 503 within the contract's 2 s. At least 1: libpq reads 0 as "wait forever".
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
+    "DB_CONNECT_TIMEOUT", 2, minimum=1
+)
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"
@@ -277,7 +257,7 @@ if REDIS_URL:
             "BACKEND": "todo_project.cache.RedisCache",
             "LOCATION": REDIS_URL,
             # The tests' own by default: they clear their keys before every test.
-            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "todo-tests" if TESTING else "todo"),
+            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "todo-tests" if TESTING else "todo"),
             # A dead Redis must not hang requests: fail fast, and callers fail open.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
@@ -356,13 +336,13 @@ if (
 
 # --- Email ------------------------------------------------------------------------------------
 
-EMAIL_BACKEND = os.environ.get(
+EMAIL_BACKEND = env(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend"
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_HOST = env("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
@@ -370,7 +350,7 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 # Django waits for an unanswering SMTP server forever by default; the mail thread
 # (accounts/mail.py) would then never send another mail.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)  # 0: every mail fails
-DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Todo <no-reply@localhost>")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Todo <no-reply@localhost>")
 
 # --- API: DRF, OpenAPI, CORS, rate limits -----------------------------------------------------
 
@@ -470,9 +450,7 @@ IDEMPOTENCY_STALE_AFTER = timedelta(
 
 # --- Logging ----------------------------------------------------------------------------------
 
-LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    refuse(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -493,12 +471,26 @@ LOGGING = {
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
-        # Our access log line replaces Django's own request/server warnings.
+        # Django's own logging (DEFAULT_LOGGING, configured before this) gives the "django"
+        # logger a plain-text console handler under DEBUG (and mail_admins, without ADMINS a
+        # no-op): every django.* record came out twice, plain and then as JSON from the root.
+        # Without handlers here, each is one JSON line, from the root.
+        "django": {"handlers": [], "propagate": True},
+        # Our access log line replaces Django's own request/server warnings. django.server
+        # propagates too: Django's default (propagate off), its handler removed, sent its
+        # errors to Python's last-resort plain-text handler.
         "django.request": {"level": "ERROR"},
-        "django.server": {"level": "ERROR"},
+        "django.server": {"level": "ERROR", "propagate": True},
         "pgserver": {"level": "WARNING"},  # the embedded dev database is chatty
     },
 }
+
+# --- gunicorn ---------------------------------------------------------------------------------
+
+# HOST, PORT, WEB_CONCURRENCY: gunicorn.conf.py reads them; checked here too, so that
+# `manage.py check` and the migrate before gunicorn refuse a bad one (todo_project/envvars.py).
+gunicorn_bind()
+gunicorn_workers()
 
 # --- Security ---------------------------------------------------------------------------------
 

@@ -1,0 +1,214 @@
+"""The environment, as operators set it: an empty value is the default, a bad one is refused at
+the start in one line with exit status 78 (gunicorn's own variables too, where gunicorn reads
+them first), and under DEBUG each log record is printed once."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gunicorn.app.base import Application
+
+ROOT = Path(__file__).resolve().parent.parent
+GUNICORN = Path(sys.executable).parent / "gunicorn"
+# What the test session's environment may hold that these processes must not inherit.
+DROPPED = {
+    "DEBUG",
+    "SECRET_KEY",
+    "HTTPS",
+    "ALLOWED_HOSTS",
+    "PYTEST_CURRENT_TEST",
+    "HOST",
+    "PORT",
+    "WEB_CONCURRENCY",
+    "TRUSTED_PROXY_COUNT",
+    "LOG_LEVEL",
+    "DB_CONNECT_TIMEOUT",
+    "EMAIL_BACKEND",
+    "EMAIL_HOST",
+    "DEFAULT_FROM_EMAIL",
+    "CACHE_KEY_PREFIX",
+}
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    base = {key: value for key, value in os.environ.items() if key not in DROPPED}
+    return {
+        **base,
+        "DEBUG": "0",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "todo.example.com",
+        "FRONTEND_URL": "https://app.example.com",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",  # not connected to by these commands
+        **extra,
+    }
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+
+def manage(*args: str, **extra: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "manage.py", *args], production_env(**extra))
+
+
+def settings_of(*names: str, **extra: str) -> dict:
+    show = (
+        "import json; from django.conf import settings as s; "
+        f"print(json.dumps({{n: getattr(s, n) for n in {list(names)!r}}}))"
+    )
+    done = manage("shell", "--no-imports", "-c", show, **extra)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+# --- An empty value is the default ------------------------------------------------------------
+
+
+def test_empty_email_and_cache_variables_are_their_defaults_not_the_empty_string():
+    # An env-file line `EMAIL_BACKEND=` made every password reset of an existing account a 500
+    # (and a 202 for an unknown one: the account enumeration the API otherwise prevents).
+    empty = settings_of(
+        "EMAIL_BACKEND",
+        "EMAIL_HOST",
+        "DEFAULT_FROM_EMAIL",
+        "LOG_LEVEL",
+        "CACHES",
+        EMAIL_BACKEND="",
+        EMAIL_HOST="",
+        DEFAULT_FROM_EMAIL="",
+        CACHE_KEY_PREFIX="",
+        LOG_LEVEL="",
+    )
+    unset = settings_of("EMAIL_BACKEND", "EMAIL_HOST", "DEFAULT_FROM_EMAIL", "LOG_LEVEL", "CACHES")
+    assert empty == unset
+    assert empty["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    assert empty["EMAIL_HOST"] == "localhost"
+    assert empty["DEFAULT_FROM_EMAIL"] == "Todo <no-reply@localhost>"
+    assert empty["LOG_LEVEL"] == "INFO"
+    assert empty["CACHES"]["default"]["KEY_PREFIX"] == "todo"
+
+
+def test_set_values_are_still_taken():
+    values = settings_of(
+        "EMAIL_HOST",
+        "DEFAULT_FROM_EMAIL",
+        "CACHES",
+        EMAIL_HOST="smtp.example.com",
+        DEFAULT_FROM_EMAIL="Todo <no-reply@example.com>",
+        CACHE_KEY_PREFIX="todo-eu",
+    )
+    assert values["EMAIL_HOST"] == "smtp.example.com"
+    assert values["DEFAULT_FROM_EMAIL"] == "Todo <no-reply@example.com>"
+    assert values["CACHES"]["default"]["KEY_PREFIX"] == "todo-eu"
+
+
+# --- Refused at the start, in one line ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # libpq reads 0 as "wait forever": /readyz's 2 s bound gone.
+        ("DB_CONNECT_TIMEOUT", "0", "DB_CONNECT_TIMEOUT must be from 1 to 2147483647, not 0."),
+        # gunicorn's variables, refused by the migrate that runs before gunicorn too.
+        ("WEB_CONCURRENCY", "abc", "WEB_CONCURRENCY must be a whole number, not 'abc'."),
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be from 1 to 2147483647, not 0."),
+        ("PORT", "70000", "PORT must be from 1 to 65535, not 70000."),
+        ("HOST", "0.0.0.0 ", "HOST must be a host name or an IP address (0.0.0.0, ::), not "),
+    ],
+)
+def test_manage_refuses_in_one_line(name, value, message):
+    done = manage("check", **{name: value})
+    assert done.returncode == os.EX_CONFIG, done.stderr
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # Each was a traceback from gunicorn (exit 1), not the settings' refusal.
+        ("TRUSTED_PROXY_COUNT", "abc", "TRUSTED_PROXY_COUNT must be a whole number, not 'abc'."),
+        ("PORT", "70000", "PORT must be from 1 to 65535, not 70000."),
+        ("PORT", "http", "PORT must be a whole number, not 'http'."),
+        # Started: a master that listened with no worker, every request left waiting.
+        ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be from 1 to 2147483647, not 0."),
+        ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    ],
+)
+def test_gunicorn_refuses_in_one_line_before_it_listens(name, value, message):
+    # --check-config: gunicorn reads its config file, then loads the app (and stops).
+    done = run(
+        [
+            str(GUNICORN),
+            "todo_project.wsgi:application",
+            "-c",
+            "gunicorn.conf.py",
+            "--check-config",
+        ],
+        production_env(**{name: value}),
+    )
+    assert done.returncode == os.EX_CONFIG, done.stderr
+    assert done.stderr.startswith(message)
+    assert done.stderr.count("\n") == 1
+
+
+class ConfigFileOnly(Application):
+    def load_config(self):
+        self.load_config_from_file(str(ROOT / "gunicorn.conf.py"))
+
+    def load(self):
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("env", "bind", "workers"),
+    [
+        ({}, "127.0.0.1:8000", 4),
+        ({"HOST": "", "PORT": "", "WEB_CONCURRENCY": ""}, "127.0.0.1:8000", 4),  # empty: default
+        ({"HOST": "0.0.0.0", "PORT": "8080", "WEB_CONCURRENCY": "2"}, "0.0.0.0:8080", 2),
+        ({"HOST": "::"}, "[::]:8000", 4),  # gunicorn reads ::1:8000 as host "", port ""
+        ({"HOST": "[::1]"}, "[::1]:8000", 4),
+    ],
+)
+def test_gunicorn_binds_and_forks_what_the_variables_say(monkeypatch, env, bind, workers):
+    for name in ("HOST", "PORT", "WEB_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = ConfigFileOnly().cfg
+    assert cfg.bind == [bind]
+    assert cfg.workers == workers
+
+
+# --- Logging -----------------------------------------------------------------------------------
+
+
+def test_under_debug_each_django_log_record_is_one_json_line():
+    # Django's own console handler on the "django" logger printed each record a second time,
+    # in plain text (with a traceback), beside the JSON one; django.server's went to Python's
+    # last-resort handler, plain text.
+    log = (
+        "import logging; "
+        "logging.getLogger('django.security.DisallowedHost').warning('host probe'); "
+        "logging.getLogger('django.utils.autoreload').info('reload probe'); "
+        "logging.getLogger('django.server').error('server probe')"
+    )
+    done = run(
+        [sys.executable, "manage.py", "shell", "--no-imports", "-c", log],
+        {
+            **{key: value for key, value in os.environ.items() if key not in DROPPED},
+            "DEBUG": "1",
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [json.loads(line)["message"] for line in lines] == [
+        "host probe",
+        "reload probe",
+        "server probe",
+    ]
