@@ -11,6 +11,8 @@ WEB_CONCURRENCY ?= 4
 # Runs a command with the project-local PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
 WITH_SERVICES := $(PY) -m todo_project.devservices --
 STAMP := $(VENV)/.installed
+# pip itself, pinned as constraints.txt pins the rest (pip freeze leaves pip out of it).
+PIP_VERSION := 26.3
 # With DEBUG off the settings need a SECRET_KEY: when the environment has none, serve, migrate
 # and manage use one kept here, created on first use readable by its owner only (umask 077):
 # in the project-local data directory, TODO_DATA_DIR's when set (as the database's).
@@ -21,6 +23,13 @@ ENSURE_KEY := mkdir -p $(dir $(KEY_FILE)) && { test -s $(KEY_FILE) || ( umask 07
 WITH_KEY := SECRET_KEY=$${SECRET_KEY:-$$(cat $(KEY_FILE))}
 # Where `make run` serves the admin: the settings read ADMIN_URL from the environment too.
 ADMIN_PATH := $(patsubst %//,%/,/$(patsubst /%,%,$(or $(ADMIN_URL),admin/))/)
+# make run's line with the demo superuser's credentials, only when they work: seed_demo does not
+# create it on a database other than the project-local one (DATABASE_URL set).
+SHOW_DEMO_ADMIN := from accounts.models import User; \
+  from tasks.management.commands.seed_demo import DEMO_ADMIN_EMAIL as E, DEMO_ADMIN_PASSWORD as P; \
+  u = User.objects.filter(email=E, is_superuser=True, is_active=True).first(); \
+  print(f\"Admin    {E} / {P} (local superuser)\" if u and u.check_password(P) else \
+  \"Admin    no demo superuser on this database (manage.py createsuperuser makes one)\")
 
 export PORT HOST WEB_CONCURRENCY
 
@@ -40,7 +49,7 @@ help:
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
 	touch $(STAMP)
 
@@ -54,7 +63,7 @@ run: install
 	  echo "API      http://127.0.0.1:$(PORT)/api/v1/tasks/ (Bearer token from POST /api/v1/auth/token/)" && \
 	  echo "Admin    http://127.0.0.1:$(PORT)$(ADMIN_PATH)" && \
 	  echo "API user demo@example.com / demo-password-2026" && \
-	  echo "Admin    admin@example.com / admin-password-2026 (local superuser)" && echo && \
+	  $(PY) manage.py shell --no-imports -c "$(SHOW_DEMO_ADMIN)" && echo && \
 	  exec $(PY) manage.py runserver 127.0.0.1:$(PORT)'
 
 # A local stand-in for the production server: DEBUG off, plain HTTP on loopback.

@@ -3,13 +3,19 @@
 import os
 import re
 import shutil
+import signal
+import socket
 import stat
 import subprocess
+import time
+import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
 
 from tests.missing import tool_missing
+from todo_project import devservices
 
 ROOT = Path(__file__).resolve().parent.parent
 # -o: never (re)install the virtualenv here, whatever the requirements files' dates say.
@@ -94,3 +100,76 @@ def test_clean_removes_generated_state_and_keeps_what_git_tracks(tmp_path):
     assert [name for name in generated if (tmp_path / name).exists()] == []
     assert not (tmp_path / "tasks" / "__pycache__").exists()
     assert [name for name in kept if not (tmp_path / name).exists()] == []
+
+
+def make_run_banner(env: dict) -> str:
+    """What `make run` prints before its server starts (the server is then stopped)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = subprocess.Popen(
+        [*MAKE, "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its group: make, devservices, bash, runserver and its child
+    )
+    lines = []
+    deadline = time.monotonic() + 240
+    try:
+        for line in run.stdout:
+            lines.append(line)
+            # runserver's first lines: the banner, printed before it starts, is complete.
+            if "Performing system checks" in line or "Watching for file changes" in line:
+                break
+            assert time.monotonic() < deadline, "".join(lines)
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        run.wait(timeout=30)
+        run.stdout.close()
+    return "".join(lines)
+
+
+@pytest.fixture
+def fresh_database_url() -> str:
+    """DATABASE_URL of a new, empty database on the session's PostgreSQL server, dropped after."""
+    import psycopg
+
+    url = urlsplit(os.environ["DATABASE_URL"])
+    name = f"make_run_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute(f"CREATE DATABASE {name}")
+    yield urlunsplit(url._replace(path=f"/{name}"))
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def database_socket_dir() -> Path:
+    url = urlsplit(os.environ["DATABASE_URL"])
+    return Path(url.hostname or parse_qs(url.query).get("host", [""])[0] or "/nonexistent")
+
+
+def test_make_run_shows_the_superuser_credentials_only_where_it_made_the_superuser(
+    tmp_path, fresh_database_url
+):
+    # A new database on the session's server, but another project-local data directory: to
+    # seed_demo it is not the project-local database (as with DATABASE_URL pointing elsewhere),
+    # so it creates no superuser, and make run must not print credentials that do not work.
+    env = {key: value for key, value in os.environ.items() if key != "ADMIN_URL"}
+    env["DATABASE_URL"] = fresh_database_url
+    elsewhere = {**env, "TODO_DATA_DIR": str(tmp_path / "data")}
+
+    banner = make_run_banner(elsewhere)
+
+    assert "Not creating the demo superuser admin@example.com" in banner
+    assert "API user demo@example.com / demo-password-2026" in banner
+    assert not re.search(r"^Admin +admin@example\.com / ", banner, re.MULTILINE)
+    assert "Admin    no demo superuser on this database" in banner
+
+    if not database_socket_dir().resolve().is_relative_to(devservices.DATA_DIR.resolve()):
+        pytest.skip("DATABASE_URL is not the project-local database: no superuser to show")
+    banner = make_run_banner(env)  # the project-local database: the superuser is made there
+    credentials = r"^Admin    admin@example\.com / admin-password-2026 \(local superuser\)$"
+    assert re.search(credentials, banner, re.MULTILINE)
