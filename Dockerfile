@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Multi-stage: wheels are built in the first stage, the runtime image has no compiler.
+# Two stages of the same slim image, neither with a compiler: the first installs the requirements
+# (from prebuilt wheels) into /opt/venv, the second copies that venv and the code.
 # One full version for both stages (the venv copied below runs on the build stage's Python), so a
 # rebuild does not silently move to another Python or Debian release. Bump it deliberately.
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
