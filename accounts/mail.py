@@ -36,8 +36,14 @@ _thread_lock = threading.Lock()
 def send_in_background(message: EmailMessage) -> None:
     """Queues `message` for the mail thread and returns at once (drops it if the queue is full)."""
     # The backend (and its settings) is chosen now, by the request that wants the mail; the
-    # copied context carries the request id into the log line of a failure.
-    message.get_connection()
+    # copied context carries the request id into the log line of a failure. A backend that
+    # cannot be loaded (a typo in EMAIL_BACKEND) fails here, so here too it is only logged: a
+    # 500 for an existing account's email and a 202 for an unknown one told them apart.
+    try:
+        message.get_connection()
+    except Exception:
+        logger.exception("mail not sent, no mail backend: %s", message.subject)
+        return
     try:
         _queue.put_nowait((contextvars.copy_context(), message))
     except queue.Full:

@@ -857,6 +857,17 @@ def mail_log(caplog):
     return lambda: [record for record in caplog.records if record.name == "todo.mail"]
 
 
+def test_password_reset_answers_202_when_the_mail_backend_cannot_be_loaded(
+    anon_client, user, settings, mail_log
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtpp.EmailBackend"  # a typo
+    response = anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    assert (response.status_code, response.content) == (202, b"")
+    (record,) = mail_log()
+    assert record.levelno == logging.ERROR
+    assert isinstance(record.exc_info[1], ImportError)
+
+
 def test_password_reset_answers_202_when_the_mail_server_is_down(
     anon_client, user, smtp_server_at, mail_log
 ):
