@@ -6,16 +6,24 @@ wall-clock time survives DST changes by construction. Two things need the user's
 "today" (`today_in`) and a UTC date-time UNTIL, which is turned into the last local date whose
 occurrence (at `due_time`, or the whole day without one) is not after it (`_last_local_date`).
 
-python-dateutil does the calendar arithmetic. Our own checks come first because dateutil is
+python-dateutil parses and checks a new rule; our own checks come first because dateutil is
 lenient (it accepts DTSTART, BYHOUR, WKST, duplicate keys, lower case) and because some of its
 failures are not ValueErrors; everything invalid leaves this module as a Django ValidationError.
+The dates of a series are not found by walking dateutil's iterator, which tests every day (or
+week, or month) from the series' start: that costs seconds for a rare rule far from its start.
+`_Series` computes the same dates (dateutil's semantics, checked against it by the tests) year
+by year from per-year tables, see its docstring.
 """
 
 import re
+from bisect import bisect_right
+from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cache, lru_cache
+from math import gcd
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import DAILY, MONTHLY, WEEKLY, YEARLY, rrule, rrulestr
+from dateutil.rrule import rrule, rrulestr
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -23,17 +31,23 @@ RULE_MAX_LENGTH = 500
 MAX_INTERVAL = 1000
 MAX_COUNT = 1000
 
-_FREQUENCIES = {"DAILY": DAILY, "WEEKLY": WEEKLY, "MONTHLY": MONTHLY, "YEARLY": YEARLY}
+_FREQUENCIES = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 _KEYS = ("FREQ", "INTERVAL", "BYDAY", "BYMONTHDAY", "BYMONTH", "COUNT", "UNTIL")
+# `\d` matches any Unicode digit and int() reads them; RFC 5545's DIGIT is ASCII. New rules must
+# use 0-9 (`_check(new=True)`), rules stored before that check keep evaluating.
 _POSITIVE = re.compile(r"\d{1,4}")
 _SIGNED = re.compile(r"[+-]?\d{1,2}")
 _BYDAY_ITEM = re.compile(r"(?P<ordinal>[+-]?\d{1,2})?(?P<day>MO|TU|WE|TH|FR|SA|SU)")
 _UNTIL = re.compile(r"\d{8}(T\d{6}Z)?")
-# Largest |n| of "the n-th weekday" inside the period BYDAY counts in (RFC 5545 3.3.10).
+# Largest |n| of "the n-th weekday" inside the period BYDAY counts in (RFC 5545 3.3.10): the
+# month for MONTHLY, and for YEARLY with BYMONTH; the year for YEARLY without BYMONTH.
 _MAX_ORDINAL = {"MONTHLY": 5, "YEARLY": 53}
-# The Gregorian calendar repeats every 400 years: a probe over one cycle sees every
-# combination of month, day of month and weekday there is.
+_MAX_ORDINAL_IN_MONTH = 5
+# The Gregorian calendar repeats every 400 years: 146,097 days, 20,871 weeks, 4,800 months.
+_CYCLE_DAYS = 146_097
+_CYCLE_YEARS = 400
+_LAST_YEAR = 9999
 _PROBE_START = datetime(9600, 1, 1)
 
 
@@ -75,13 +89,20 @@ def _parts(value: object) -> dict[str, str]:
     return parts
 
 
-def _check(parts: dict[str, str]) -> None:
-    """Value checks dateutil would not make (ranges, ordinals, COUNT with UNTIL)."""
+def _check(parts: dict[str, str], *, new: bool = True) -> None:
+    """Value checks dateutil would not make (ranges, ordinals, COUNT with UNTIL).
+
+    `new`: the checks added after rules were first stored (ASCII digits, no BYMONTHDAY with
+    WEEKLY, numbered BYDAY within a month at most 5) apply to a rule being written; a rule
+    already stored keeps evaluating (next_due_date passes new=False).
+    """
     freq = parts.get("FREQ")
     if freq is None:
         raise _invalid("FREQ is required.")
     if freq not in _FREQUENCIES:
         raise _invalid(f"FREQ must be one of {', '.join(_FREQUENCIES)}, not '{freq}'.")
+    if new and not "".join(parts.values()).isascii():
+        raise _invalid("numbers must be written with the digits 0-9.")
     for key, high in (("INTERVAL", MAX_INTERVAL), ("COUNT", MAX_COUNT)):
         if key in parts and (
             not _POSITIVE.fullmatch(parts[key]) or not 1 <= int(parts[key]) <= high
@@ -102,6 +123,8 @@ def _check(parts: dict[str, str]) -> None:
     if "BYMONTH" in parts:
         _int_list("BYMONTH", parts["BYMONTH"], _POSITIVE, 1, 12)
     if "BYMONTHDAY" in parts:
+        if new and freq == "WEEKLY":
+            raise _invalid("BYMONTHDAY cannot be used with FREQ=WEEKLY (RFC 5545).")
         _int_list("BYMONTHDAY", parts["BYMONTHDAY"], _SIGNED, 1, 31)
     if "BYDAY" in parts:
         for item in parts["BYDAY"].split(","):
@@ -113,6 +136,13 @@ def _check(parts: dict[str, str]) -> None:
                     raise _invalid(f"BYDAY '{item}': a numbered weekday needs MONTHLY or YEARLY.")
                 if not 1 <= abs(int(match["ordinal"])) <= _MAX_ORDINAL[freq]:
                     raise _invalid(f"BYDAY '{item}': the number is out of range for {freq}.")
+                # YEARLY with BYMONTH counts the weekday within each month (dateutil raises an
+                # IndexError past the end of the year instead).
+                if new and "BYMONTH" in parts and abs(int(match["ordinal"])) > 5:
+                    raise _invalid(
+                        f"BYDAY '{item}': with BYMONTH the number counts within the month,"
+                        f" from 1 to {_MAX_ORDINAL_IN_MONTH}."
+                    )
 
 
 def _text(parts: dict[str, str]) -> str:
@@ -128,50 +158,76 @@ def _build(parts: dict[str, str], dtstart: datetime) -> rrule:
         raise _invalid(str(error) or "it cannot be parsed.") from error
 
 
-def _can_occur(parts: dict[str, str], start: date | None) -> bool:
-    """Whether the rule's filters ever meet on a calendar date (e.g. not BYMONTH=2;BYMONTHDAY=30).
-
-    dateutil looks for a matching date until the year 9999 without ever yielding (UNTIL is only
-    checked on matches), which takes seconds for a DAILY rule; one 400-year cycle of a YEARLY or
-    MONTHLY probe takes milliseconds. `start` adds the defaults dateutil derives from the first
-    date: MONTHLY repeats on its day of the month, YEARLY on its day and month.
-    """
-    freq = parts["FREQ"]
-    explicit_day = "BYDAY" in parts or "BYMONTHDAY" in parts
-    probe = {key: parts[key] for key in ("BYDAY", "BYMONTHDAY", "BYMONTH") if key in parts}
-    if not explicit_day:
-        if freq in ("DAILY", "WEEKLY") or start is None:
-            return True  # every month has days of every weekday
-        probe["BYMONTHDAY"] = str(start.day)
-        if freq == "YEARLY" and "BYMONTH" not in probe:
-            probe["BYMONTH"] = str(start.month)
-    probe_freq = "MONTHLY" if freq == "MONTHLY" else "YEARLY"  # BYDAY numbers count in these
-    probe_rule = _build({"FREQ": probe_freq, **probe}, _PROBE_START)
-    return probe_rule.after(_PROBE_START, inc=True) is not None
-
-
-def validate_rule(value: str) -> str:
+def validate_rule(value: str, *, stored: str | None = None) -> str:
     """Returns the normalized rule (upper case, no 'RRULE:' prefix) or raises ValidationError.
 
     Accepts only the contract's subset: FREQ (DAILY, WEEKLY, MONTHLY, YEARLY; required),
-    INTERVAL (1..1000), BYDAY (MO,TU; numbered like 1MO or -1FR only for MONTHLY and YEARLY),
-    BYMONTHDAY (1..31, -31..-1), BYMONTH (1..12), COUNT (1..1000) or UNTIL (YYYYMMDD or
-    YYYYMMDDTHHMMSSZ). A rule whose parts never meet on any date is invalid too.
+    INTERVAL (1..1000), BYDAY (MO,TU; numbered like 1MO or -1FR only for MONTHLY and YEARLY,
+    at most 5 with BYMONTH), BYMONTHDAY (1..31, -31..-1; not with WEEKLY), BYMONTH (1..12),
+    COUNT (1..1000) or UNTIL (YYYYMMDD or YYYYMMDDTHHMMSSZ), numbers in ASCII digits. A rule
+    whose parts never meet on any date is invalid too.
+
+    `stored`: the task's current rule. A value that normalizes to it is accepted even if it
+    breaks the checks added since it was stored (ASCII digits, BYMONTHDAY with WEEKLY, a
+    numbered BYDAY above 5 with BYMONTH), so a client sending an old task back unchanged
+    (PUT) is not refused.
     """
     parts = _parts(value)
-    _check(parts)
-    _build(parts, _PROBE_START)
-    if not _can_occur(parts, None):
+    _check(parts, new=False)
+    normalized = _text(parts)
+    if stored is None or normalized != _normalized(stored):
+        _check(parts, new=True)
+    _build(parts, _PROBE_START)  # whatever dateutil itself refuses is a 400 too
+    if not _can_occur(parts):
         raise _invalid("it never produces a date (BYMONTH, BYMONTHDAY and BYDAY never meet).")
-    return _text(parts)
+    return normalized
+
+
+def _normalized(rule: str) -> str | None:
+    try:
+        return _text(_parts(rule))
+    except ValidationError:
+        return None
+
+
+def same_series(a: str | None, b: str | None) -> bool:
+    """Whether two rules describe the same series apart from COUNT and UNTIL.
+
+    Compares meaning, not text: the order of the parts, INTERVAL=1 or none, leading zeros and
+    a '+' sign, the order and repeats inside a list (BYDAY=TU,MO,MO is MO,TU). A change of only
+    COUNT or UNTIL keeps the series (and its start, where COUNT counts from). None (no rule)
+    is the same only as None; a rule that cannot be read is the same only as its own text.
+    """
+    if a is None or b is None:
+        return a is b
+    try:
+        return _meaning(a) == _meaning(b)
+    except ValidationError:
+        return a == b
+
+
+def _meaning(rule: str) -> tuple:
+    parts = _parts(rule)
+    _check(parts, new=False)
+    numbers = {
+        key: frozenset(int(item) for item in parts[key].split(","))
+        for key in ("BYMONTH", "BYMONTHDAY")
+        if key in parts
+    }
+    days = frozenset(
+        (int(match["ordinal"] or 0), match["day"])
+        for match in map(_BYDAY_ITEM.fullmatch, parts.get("BYDAY", "").split(","))
+        if match
+    )
+    return (parts["FREQ"], int(parts.get("INTERVAL", "1")), days, sorted(numbers.items()))
 
 
 def repeats(rule: str, start: date) -> bool:
     """Whether a series of this (valid) rule that starts at `start` has a later date, COUNT and
     UNTIL aside: every 4 years on 29 February from a year that is no leap year has none, and
-    validate_rule cannot tell, since it depends on the start. As costly as the completion that
-    would otherwise find out: ~0.2 ms for a rule that repeats, up to ~150 ms (dateutil searching
-    until 9999) for one that never does."""
+    validate_rule cannot tell, since it depends on the start. The calendar ends in 9999: a
+    series with no date left before its end does not repeat either. Costs what a completion
+    does (see `_Series`)."""
     unbounded = {key: item for key, item in _parts(rule).items() if key not in ("COUNT", "UNTIL")}
     later = next_due_date(
         rule=_text(unbounded),
@@ -196,8 +252,10 @@ def next_due_date(
     """The due date of the next occurrence, or None when COUNT or UNTIL is spent.
 
     The series starts at `series_start` (the first task's due date, which is its first occurrence
-    and where COUNT counts from); the answer is its first occurrence strictly after the later of
-    `current_due` and `today`, so an overdue task does not spawn copies that are overdue too.
+    and where COUNT counts from, even when it does not match the rule); the answer is its first
+    occurrence strictly after the later of `current_due` and `today`, so an overdue task does
+    not spawn copies that are overdue too. The calendar ends on 9999-12-31, and so does every
+    series.
 
     A date UNTIL (YYYYMMDD) is the last date of the series. A UTC date-time UNTIL bounds the
     occurrence's start, inclusively (RFC 5545): with `due_time`, an occurrence is in the series
@@ -205,28 +263,27 @@ def next_due_date(
     all-day task) when its date is not after UNTIL's date in `tz_name`.
     """
     parts = _parts(rule)
-    _check(parts)
+    _check(parts, new=False)  # a stored rule keeps evaluating
     threshold = max(current_due, today)
+    until = date.max
     if "T" in parts.get("UNTIL", ""):
-        last = _last_local_date(parts["UNTIL"], due_time, ZoneInfo(tz_name))
-        if last is None:
+        until = _last_local_date(parts["UNTIL"], due_time, ZoneInfo(tz_name))
+        if until is None:
             return None
-        parts["UNTIL"] = last.isoformat().replace("-", "")  # isoformat pads years below 1000
-    # The series' start is the answer when it is still ahead (a copy whose due date was moved
-    # before it); dateutil is not asked then, so UNTIL is checked here.
-    start_ahead = series_start > threshold and (
-        "UNTIL" not in parts or series_start.isoformat().replace("-", "") <= parts["UNTIL"]
-    )
-    if not _can_occur(parts, series_start) or not _phase_can_meet(parts, series_start):
-        return series_start if start_ahead else None
-    dtstart = datetime(series_start.year, series_start.month, series_start.day)
+    elif "UNTIL" in parts:
+        until = datetime.strptime(parts["UNTIL"], "%Y%m%d").date()
+    if series_start > threshold:
+        # The series' start is still ahead (a copy whose due date was moved before it).
+        return series_start if series_start <= until else None
+    series = _Series(parts, series_start)
     if "COUNT" in parts:
-        return _next_counted(parts, dtstart, threshold)
-    parts, dtstart = _fast_forward(parts, dtstart, threshold)
-    if dtstart.date() > threshold:
-        return series_start if start_ahead else None
-    occurrence = _build(parts, dtstart).after(datetime.combine(threshold, datetime.min.time()))
-    return occurrence.date() if occurrence else None
+        # The first task is occurrence 1 (RFC 5545 leaves a start off the rule undefined; the
+        # task exists, so it counts), then the rule's dates after it.
+        seen = 1 + series.count_after_start(threshold)
+        if seen >= int(parts["COUNT"]):
+            return None
+    following = series.first_after(threshold)
+    return following if following is not None and following <= until else None
 
 
 def _last_local_date(until: str, due_time: time | None, tz: ZoneInfo) -> date | None:
@@ -249,73 +306,273 @@ def _last_local_date(until: str, due_time: time | None, tz: ZoneInfo) -> date | 
     return last
 
 
-def _next_counted(parts: dict[str, str], dtstart: datetime, threshold: date) -> date | None:
-    # The first task is occurrence 1 even when its date does not match the rule (RFC 5545 leaves
-    # that case undefined; the task exists, so it counts). At most COUNT (<= 1000) iterations.
-    uncounted = {key: value for key, value in parts.items() if key != "COUNT"}
-    count = int(parts["COUNT"])
-    start = dtstart.date()
-    if start > threshold:
-        return start
-    seen = 1
-    occurrences = iter(_build(uncounted, dtstart))
-    while seen < count:
-        occurrence = next(occurrences, None)
-        if occurrence is None:  # the calendar ends in 9999
-            return None
-        day = occurrence.date()
-        if day == start:
-            continue
-        seen += 1
-        if day > threshold:
-            return day
-    return None
+def _can_occur(parts: dict[str, str]) -> bool:
+    """Whether the rule's filters ever meet on a calendar date (e.g. not BYMONTH=2;BYMONTHDAY=30).
 
-
-def _fast_forward(
-    parts: dict[str, str], dtstart: datetime, threshold: date
-) -> tuple[dict[str, str], datetime]:
-    """Moves a series' start by whole intervals to a year or so before `threshold`.
-
-    Iterating a series from years ago costs one step per period (per day for DAILY), and every
-    completion of a long-lived series paid for all the periods behind it. A start moved by whole
-    intervals keeps the series' phase, so it yields the same dates after `threshold`: DAILY and
-    WEEKLY move by whole days and weeks (same weekday); MONTHLY and YEARLY by whole months and
-    years, to the first of a month, after the day (and month) dateutil would take from the
-    original start are written into the rule.
+    Every kind of year occurs in the 400-year cycle, so a filter that no kind of year passes
+    never does. A rule whose day comes from the series' start (MONTHLY, YEARLY or WEEKLY
+    without BYDAY and BYMONTHDAY) is checked against the start by `repeats` instead.
     """
+    filters = _filters(parts, None)
+    return filters is None or any(_tables(filters))
+
+
+# Filters, as dateutil applies them: (BYMONTH, BYMONTHDAY, plain BYDAY weekdays, numbered BYDAY
+# (weekday, n), whether n counts within the year rather than within the month).
+_Filters = tuple[
+    tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[tuple[int, int], ...], bool
+]
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _filters(parts: dict[str, str], start: date | None) -> _Filters | None:
+    """The rule's day filters with dateutil's defaults from the start (RFC 5545 3.3.10): MONTHLY
+    repeats on the start's day of the month, YEARLY on its day and month, WEEKLY on its weekday.
+    None when a default is needed and `start` is None."""
     freq = parts["FREQ"]
-    interval = int(parts.get("INTERVAL", "1"))
-    if freq in ("DAILY", "WEEKLY"):
-        step = interval * (7 if freq == "WEEKLY" else 1)
-        # Keep a margin of a year of steps so the search starts well before threshold.
-        steps = ((threshold - dtstart.date()).days - 366) // step
-        return parts, dtstart + timedelta(days=steps * step) if steps > 0 else dtstart
-    step = interval * (12 if freq == "YEARLY" else 1)  # in months
-    months_behind = (threshold.year - dtstart.year) * 12 + threshold.month - dtstart.month
-    steps = (months_behind - 13) // step  # a year's margin, and the start's month
-    if steps <= 0:
-        return parts, dtstart
-    if "BYDAY" not in parts and "BYMONTHDAY" not in parts:
-        # dateutil's defaults (RFC 5545 3.3.10): the start's day, and for YEARLY its month.
-        parts = {**parts, "BYMONTHDAY": str(dtstart.day)}
-        if freq == "YEARLY" and "BYMONTH" not in parts:
-            parts["BYMONTH"] = str(dtstart.month)
-    year, month = divmod(dtstart.month - 1 + steps * step, 12)
-    return parts, datetime(dtstart.year + year, month + 1, 1)
+    months = {int(item) for item in parts["BYMONTH"].split(",")} if "BYMONTH" in parts else set()
+    monthdays = {int(item) for item in parts.get("BYMONTHDAY", "").split(",") if item}
+    plain, numbered = set(), set()
+    for item in parts.get("BYDAY", "").split(",") if "BYDAY" in parts else ():
+        match = _BYDAY_ITEM.fullmatch(item)
+        weekday = _WEEKDAYS.index(match["day"])
+        if match["ordinal"] and freq in ("MONTHLY", "YEARLY"):
+            numbered.add((weekday, int(match["ordinal"])))
+        else:  # dateutil reads a number with WEEKLY or DAILY as a plain weekday
+            plain.add(weekday)
+    within_year = freq == "YEARLY" and not months
+    if not (monthdays or plain or numbered) and freq != "DAILY":
+        if start is None:
+            return None
+        if freq == "WEEKLY":
+            plain = {start.weekday()}
+        else:
+            monthdays = {start.day}
+            if freq == "YEARLY" and not months:
+                months = {start.month}
+    return (
+        tuple(sorted(months)),
+        tuple(sorted(monthdays)),
+        tuple(sorted(plain)),
+        tuple(sorted(numbered)),
+        within_year,
+    )
 
 
-def _phase_can_meet(parts: dict[str, str], series_start: date) -> bool:
-    """False for a DAILY rule whose interval is whole weeks on a weekday BYDAY excludes.
+def _month_starts(leap: bool) -> list[int]:
+    starts, day = [], 0
+    for month, length in enumerate(_MONTH_DAYS):
+        starts.append(day)
+        day += length + (leap and month == 1)
+    return starts
 
-    FREQ=DAILY;INTERVAL=7;BYDAY=MO starting on a Tuesday only ever lands on Tuesdays; dateutil
-    would search until the year 9999 for a Monday.
+
+@lru_cache(maxsize=1024)
+def _tables(filters: _Filters) -> tuple[tuple[int, ...], ...]:
+    """For each kind of year (7 × leap + the weekday of 1 January), its days (0 = 1 January)
+    that pass the filters, as dateutil's masks pass them: BYMONTH, then a plain weekday AND a
+    numbered one when both are given (dateutil keeps both filters), then BYMONTHDAY."""
+    months, monthdays, plain, numbered, within_year = filters
+    tables = []
+    for kind in range(14):
+        leap, weekday = divmod(kind, 7)
+        starts = _month_starts(bool(leap))
+        lengths = [length + (leap and month == 1) for month, length in enumerate(_MONTH_DAYS)]
+        chosen_months = months or range(1, 13)
+        nth = None
+        if numbered:
+            if within_year:
+                ranges = [(0, 364 + leap)]
+            else:
+                ranges = [
+                    (starts[m - 1], starts[m - 1] + lengths[m - 1] - 1) for m in chosen_months
+                ]
+            nth = set()
+            for first, last in ranges:
+                for day, n in numbered:  # dateutil's nwdaymask
+                    if n > 0:
+                        i = first + (n - 1) * 7
+                        i += (day - weekday - i) % 7
+                    else:
+                        i = last + (n + 1) * 7
+                        i -= (weekday + i - day) % 7
+                    if first <= i <= last:
+                        nth.add(i)
+        table = []
+        for month in chosen_months:
+            first, length = starts[month - 1], lengths[month - 1]
+            days = range(1, length + 1)
+            if monthdays:
+                days = sorted(
+                    {d if d > 0 else length + 1 + d for d in monthdays if abs(d) <= length}
+                )
+            for d in days:
+                i = first + d - 1
+                if (not plain or (weekday + i) % 7 in plain) and (nth is None or i in nth):
+                    table.append(i)
+        tables.append(tuple(table))
+    return tuple(tables)
+
+
+@lru_cache(maxsize=256)
+def _phases(filters: _Filters, weekly: bool, modulus: int) -> tuple[Counter, ...]:
+    """For each kind of year, how many of its days passing the filters fall on each phase: the
+    day (DAILY) or the Monday of its week (WEEKLY) from 1 January, modulo the step in days."""
+    return tuple(
+        Counter((day - (kind % 7 + day) % 7 if weekly else day) % modulus for day in table)
+        for kind, table in enumerate(_tables(filters))
+    )
+
+
+@lru_cache(maxsize=256)
+def _per_month(filters: _Filters) -> tuple[tuple[int, ...], ...]:
+    """For each kind of year, how many of its days passing the filters each month has."""
+    result = []
+    for kind, table in enumerate(_tables(filters)):
+        starts, counts = _month_starts(kind >= 7), [0] * 12
+        for day in table:
+            counts[bisect_right(starts, day) - 1] += 1
+        result.append(tuple(counts))
+    return tuple(result)
+
+
+@cache
+def _years() -> tuple[list[int], list[int]]:
+    """The ordinal of 1 January and the kind of each year 1..9999 (index: the year)."""
+    ordinals, kinds = [0], [0]
+    for year in range(1, _LAST_YEAR + 1):
+        first = date(year, 1, 1)
+        ordinals.append(first.toordinal())
+        leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+        kinds.append(7 * leap + first.weekday())
+    return ordinals, kinds
+
+
+class _Series:
+    """The dates a rule gives from `start` (COUNT and UNTIL aside), as dateutil would yield them,
+    computed a year at a time instead of a day (or week, or month) at a time.
+
+    Why: dateutil tests every period from the series' start, so a rule whose filters rarely
+    meet (FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;BYDAY=TH) costs seconds to count from year 4 to
+    9999, and the COUNT path must count from the start. Here:
+
+    - which days of a year pass the filters depends only on the kind of year (leap or not, and
+      the weekday of 1 January): 14 tables (`_tables`), built once per rule;
+    - the rule's step (INTERVAL days, weeks, months or years from the start) picks among them
+      by arithmetic: how many days of a year are on the step is one look-up (`_phases`,
+      `_per_month`), so counting costs one look-up per year, at most 9,999 of them;
+    - the calendar repeats every 400 years (146,097 days, 20,871 weeks), so the per-year counts
+      repeat every `period` years (the 400-year cycle and the step's common multiple): a longer
+      span is counted as whole periods multiplied, and a series with no date within a period
+      after a date has none at all.
+
+    So a completion costs at most the tables (14 × 366 days) and twice min(span, 2 × period)
+    look-ups: a few milliseconds whatever the rule and the dates (see the tests).
     """
-    if parts["FREQ"] != "DAILY" or "BYDAY" not in parts:
-        return True
-    if int(parts.get("INTERVAL", "1")) % 7:
-        return True
-    return _WEEKDAYS[series_start.weekday()] in parts["BYDAY"].split(",")
+
+    def __init__(self, parts: dict[str, str], start: date) -> None:
+        self.freq = parts["FREQ"]
+        self.interval = int(parts.get("INTERVAL", "1"))
+        self.start = start
+        self.filters = _filters(parts, start)
+        self.tables = _tables(self.filters)
+        self.totals = [len(table) for table in self.tables]
+        if self.freq == "DAILY":
+            anchor, modulus, cycle = start.toordinal(), self.interval, _CYCLE_DAYS
+        elif self.freq == "WEEKLY":  # weeks start on Monday (WKST's default)
+            anchor, modulus, cycle = (
+                start.toordinal() - start.weekday(),
+                7 * self.interval,
+                _CYCLE_DAYS,
+            )
+        elif self.freq == "MONTHLY":
+            anchor, modulus, cycle = 12 * start.year + start.month - 1, self.interval, 4800
+        else:
+            anchor, modulus, cycle = start.year, self.interval, _CYCLE_YEARS
+        self.anchor, self.modulus = anchor, modulus
+        self.period = _CYCLE_YEARS * (modulus // gcd(modulus, cycle))  # in years
+
+    def _counts(self, first: int, end: int) -> list[int]:
+        """How many dates of the series each year in [first, end) has."""
+        ordinals, all_kinds = _years()
+        kinds = all_kinds[first:end]
+        anchor, modulus = self.anchor, self.modulus
+        if self.interval == 1:
+            return [self.totals[kind] for kind in kinds]
+        if self.freq in ("DAILY", "WEEKLY"):
+            phases = _phases(self.filters, self.freq == "WEEKLY", modulus)
+            return [
+                phases[kind].get((anchor - jan1) % modulus, 0)
+                for jan1, kind in zip(ordinals[first:end], kinds, strict=True)
+            ]
+        if self.freq == "MONTHLY":
+            per_month = _per_month(self.filters)
+            return [
+                sum(per_month[kind][(anchor - 12 * year) % modulus :: modulus])
+                for year, kind in zip(range(first, end), kinds, strict=True)
+            ]
+        return [
+            self.totals[kind] if (year - anchor) % modulus == 0 else 0
+            for year, kind in zip(range(first, end), kinds, strict=True)
+        ]
+
+    def _dates(self, year: int) -> list[int]:
+        """The ordinals of the series' dates in `year`, in order (the start's year: from 1 January)."""
+        ordinals, kinds = _years()
+        jan1, kind = ordinals[year], kinds[year]
+        days = [jan1 + day for day in self.tables[kind]]
+        anchor, modulus = self.anchor, self.modulus
+        if self.interval == 1:
+            return days
+        if self.freq == "DAILY":
+            return [day for day in days if (day - anchor) % modulus == 0]
+        if self.freq == "WEEKLY":
+            return [day for day in days if (day - (day + 6) % 7 - anchor) % modulus == 0]
+        if self.freq == "MONTHLY":
+            starts = _month_starts(kind >= 7)
+            months = range((anchor - 12 * year) % modulus, 12, modulus)
+            return [day for day in days if bisect_right(starts, day - jan1) - 1 in months]
+        return days if (year - anchor) % modulus == 0 else []
+
+    def _sum(self, first: int, end: int) -> int:
+        """How many dates the years [first, end) have, whole periods counted once."""
+        whole, rest = divmod(max(end - first, 0), self.period)
+        if whole:
+            return whole * sum(self._counts(first, first + self.period)) + sum(
+                self._counts(first, first + rest)
+            )
+        return sum(self._counts(first, end))
+
+    def count_after_start(self, until: date) -> int:
+        """How many of the series' dates are after its start and not after `until`."""
+        start, last = self.start.toordinal(), until.toordinal()
+        if last <= start:
+            return 0
+        if self.start.year == until.year:
+            return sum(start < day <= last for day in self._dates(until.year))
+        return (
+            sum(day > start for day in self._dates(self.start.year))
+            + self._sum(self.start.year + 1, until.year)
+            + sum(day <= last for day in self._dates(until.year))
+        )
+
+    def first_after(self, after: date) -> date | None:
+        """The series' first date after `after` (not before its start), or None until 9999."""
+        if not any(self.totals):
+            return None
+        threshold = after.toordinal()
+        for day in self._dates(after.year):
+            if day > threshold and day >= self.start.toordinal():
+                return date.fromordinal(day)
+        # The counts repeat every period: a period without a date means no date ever.
+        year, last, size = after.year + 1, min(_LAST_YEAR, after.year + self.period), 4
+        while year <= last:
+            end = min(last + 1, year + size)
+            for offset, count in enumerate(self._counts(year, end)):
+                if count:
+                    return date.fromordinal(self._dates(year + offset)[0])
+            year, size = end, size * 4
+        return None
 
 
 def today_in(tz_name: str, now: datetime | None = None) -> date:
