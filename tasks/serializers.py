@@ -262,7 +262,10 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         "the user's time zone (a time the clocks skip or repeat takes the offset before the "
         "change); without `due_time`, the last due date is UNTIL's date in the user's time zone. "
         "A rule that never repeats after the due date where its series starts (every 4 years "
-        "on 29 February from a year that is no leap year) is a 400.",
+        "on 29 February from a year that is no leap year) is a 400. The series starts at its "
+        "first task's due date, which COUNT counts from: the same rule sent again (in any order "
+        "or spelling of its parts) or a change of COUNT or UNTIL alone keeps it; another rule "
+        "starts a new series at this task's due date.",
     )
     next_occurrence = serializers.PrimaryKeyRelatedField(
         read_only=True,
@@ -307,7 +310,10 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         }
 
     def validate_recurrence(self, value: str | None) -> str | None:
-        return None if value is None else recurrence.validate_rule(value)
+        if value is None:
+            return None
+        # An unchanged rule of a task is taken as stored, even one from before a newer rule.
+        return recurrence.validate_rule(value, stored=getattr(self.instance, "recurrence", None))
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         task: Task | None = self.instance

@@ -704,7 +704,9 @@ def never_repeats(task: Task | None, changes: dict[str, Any]) -> str | None:
     due_date = changes.get("due_date", getattr(task, "due_date", None))
     if rule is None or due_date is None:
         return None
-    if task is not None and changes.get("recurrence", task.recurrence) == task.recurrence:
+    if task is not None and recurrence.same_series(
+        changes.get("recurrence", task.recurrence), task.recurrence
+    ):
         first_of_series = task.recurrence_start in (None, task.due_date)
         if not (first_of_series and ("recurrence" in changes or "due_date" in changes)):
             return None
@@ -971,8 +973,11 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
             _place_under_parent(current, list_given="list" in data)
         if current.recurrence is None:
             current.recurrence_start = None
-        elif current.recurrence != old_rule or current.recurrence_start in (None, old_due):
-            # A new rule, or the first task of its series moved: the series starts at its due
+        elif not recurrence.same_series(current.recurrence, old_rule) or (
+            current.recurrence_start in (None, old_due)
+        ):
+            # Another series (not the same rule in other words, nor only COUNT or UNTIL
+            # changed), or the first task of its series moved: the series starts at its due
             # date (COUNT is counted from there).
             current.recurrence_start = current.due_date
 

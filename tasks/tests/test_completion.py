@@ -99,6 +99,59 @@ def test_no_copy_once_count_is_spent(api_client, make_task):
     assert Task.objects.count() == 2
 
 
+def _complete_the_series(api_client, task_id) -> list[str]:
+    """Completes each next occurrence until there is none; the due dates of the series."""
+    dates = []
+    while task_id is not None:
+        body = api_client.patch(f"/api/v1/tasks/{task_id}/", {"completed": True}).json()
+        dates.append(body["due_date"])
+        task_id = body["next_occurrence"]
+    return dates
+
+
+@pytest.mark.parametrize(
+    ("resent", "count"),
+    [
+        ("COUNT=3;FREQ=DAILY", 3),  # the same rule, its parts in another order
+        ("FREQ=DAILY;INTERVAL=01;COUNT=3", 3),  # the default INTERVAL, spelled out
+        ("FREQ=DAILY;COUNT=5", 5),  # only COUNT changed: the same series, now 5 long
+    ],
+)
+def test_the_same_series_sent_again_keeps_its_start_and_count(api_client, make_task, resent, count):
+    """COUNT counts from the series' first task: re-sending its rule in other words restarted
+    the series at the copy (4 tasks for COUNT=3, 6 for COUNT=5)."""
+    task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY;COUNT=3")
+    second = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()
+    copy = second["next_occurrence"]
+    assert api_client.patch(f"/api/v1/tasks/{copy}/", {"recurrence": resent}).status_code == 200
+    dates = ["2999-01-01", *_complete_the_series(api_client, copy)]
+    assert dates == [f"2999-01-0{day}" for day in range(1, count + 1)]
+
+
+def test_another_rule_starts_a_new_series_at_the_task(api_client, make_task):
+    task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY;COUNT=3")
+    copy = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"completed": True}).json()[
+        "next_occurrence"
+    ]
+    api_client.patch(f"/api/v1/tasks/{copy}/", {"recurrence": "FREQ=DAILY;INTERVAL=2;COUNT=2"})
+    assert _complete_the_series(api_client, copy) == ["2999-01-02", "2999-01-04"]
+
+
+def test_an_unchanged_put_of_a_rule_stored_before_a_newer_check_is_taken(api_client, make_task):
+    """BYMONTHDAY with WEEKLY is refused now (RFC 5545), but a task that has it keeps working:
+    a client's PUT of what it read back is no 400."""
+    task = make_task("legacy", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
+    Task.objects.filter(pk=task.pk).update(recurrence="FREQ=WEEKLY;BYMONTHDAY=15")
+    body = api_client.get(f"/api/v1/tasks/{task.pk}/").json()
+    kept = api_client.put(f"/api/v1/tasks/{task.pk}/", body, format="json")
+    assert kept.status_code == 200
+    changed = api_client.patch(
+        f"/api/v1/tasks/{task.pk}/", {"recurrence": "FREQ=WEEKLY;BYMONTHDAY=16"}
+    )
+    assert changed.status_code == 400
+    assert "BYMONTHDAY" in changed.json()["errors"]["recurrence"][0]
+
+
 @pytest.mark.parametrize(
     ("tz_name", "due", "until"),
     [
