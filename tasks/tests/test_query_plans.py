@@ -80,8 +80,10 @@ def test_the_rank_after_each_anchor_is_its_own_groups_next_one_and_an_index_look
     anchors = [tasks[i] for tasks in big_groups.values() for i in (0, PER_GROUP // 2, -1)]
     ids = [anchor.pk for anchor in anchors]
 
-    successors = services._successor_positions(user.pk, ids)
-    text = plan(services._SUCCESSOR_POSITIONS, [user.pk, ids])
+    owned, successors = services._successor_positions(user.pk, ids)
+    text = plan(services._SUCCESSOR_POSITIONS, [user.pk, user.pk, ids])
+
+    assert owned == Task.objects.filter(owner=user).count()  # the count a copy is capped by
 
     for tasks in big_groups.values():
         for i in (0, PER_GROUP // 2, -1):
