@@ -7,6 +7,7 @@ Completing and reopening go through tasks.services, exactly as the API does. The
 accounts are view-only to support, as the accounts are (todo_project.admin_site.may_manage).
 """
 
+import contextlib
 from datetime import timedelta
 
 from django import forms
@@ -17,6 +18,7 @@ from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
+from rest_framework.exceptions import NotFound
 
 from accounts.models import User, UserManager
 from tasks import services
@@ -33,6 +35,7 @@ from tasks.models import (
 )
 from todo_project.admin_site import FilterLookupsOnly, may_manage
 from todo_project.fields import shows_nothing
+from todo_project.problems import Conflict
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -432,7 +435,7 @@ class TaskAdmin(OwnedAdmin):
                 messages.ERROR,
             )
             return None
-        changed, refused = 0, 0
+        changed, refused, over_cap = 0, 0, []
         for task in to_change.select_related("owner"):
             if not may_manage(request.user, task.owner):
                 refused += 1
@@ -444,9 +447,13 @@ class TaskAdmin(OwnedAdmin):
                 current = task_to_write(task.owner_id, task.pk)
                 if current is None or current.completed == completed:
                     continue
-                services.task_update(
-                    task=current, user=task.owner, data={"completed": completed}, locked=True
-                )
+                try:
+                    services.task_update(
+                        task=current, user=task.owner, data={"completed": completed}, locked=True
+                    )
+                except Conflict as error:  # its next occurrence would pass the task cap
+                    over_cap.append(f"{current}: {error.detail}")
+                    continue
                 _log(request, [current], CHANGE, message)
                 if completed:
                     _log_completion_writes(request, current)
@@ -456,6 +463,12 @@ class TaskAdmin(OwnedAdmin):
                 request,
                 f"Left {refused} task(s) of staff accounts as they were (superusers only).",
                 messages.WARNING,
+            )
+        if over_cap:
+            self.message_user(
+                request,
+                f"Left {len(over_cap)} recurring task(s) open: {over_cap[0]}",
+                messages.ERROR,
             )
         return changed
 
@@ -549,7 +562,8 @@ class TagAdmin(OwnedAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Tag) -> None:
         # The service bumps `version` of every task carrying the tag, so a sync finds them.
-        services.tag_delete(user=obj.owner, tag=obj)
+        with contextlib.suppress(NotFound):  # deleted meanwhile (by its user): nothing to do
+            services.tag_delete(user=obj.owner, tag=obj, by_name=False)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for tag in queryset.select_related("owner"):

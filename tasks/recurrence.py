@@ -367,7 +367,10 @@ def _month_starts(leap: bool) -> list[int]:
     return starts
 
 
-@lru_cache(maxsize=1024)
+# Cache sizes bound a worker's memory whatever rules its users send (each distinct rule is an
+# entry, refused ones too): a table entry is up to ~45 KB (14 × 366 days), a phase entry up to
+# ~300 KB (14 Counters). A miss costs ~1-2 ms; the hits that matter are one series' completions.
+@lru_cache(maxsize=128)
 def _tables(filters: _Filters) -> tuple[tuple[int, ...], ...]:
     """For each kind of year (7 × leap + the weekday of 1 January), its days (0 = 1 January)
     that pass the filters, as dateutil's masks pass them: BYMONTH, then a plain weekday AND a
@@ -414,7 +417,7 @@ def _tables(filters: _Filters) -> tuple[tuple[int, ...], ...]:
     return tuple(tables)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=16)
 def _phases(filters: _Filters, weekly: bool, modulus: int) -> tuple[Counter, ...]:
     """For each kind of year, how many of its days passing the filters fall on each phase: the
     day (DAILY) or the Monday of its week (WEEKLY) from 1 January, modulo the step in days."""
@@ -424,7 +427,7 @@ def _phases(filters: _Filters, weekly: bool, modulus: int) -> tuple[Counter, ...
     )
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)
 def _per_month(filters: _Filters) -> tuple[tuple[int, ...], ...]:
     """For each kind of year, how many of its days passing the filters each month has."""
     result = []

@@ -18,7 +18,9 @@ or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by tr
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
 count as it reads it for the cap, right after its group lock (the owner's row first while
-there is no count row: _count_and_end_position).
+there is no count row: _count_and_end_position). A tag's rename or delete locks the tag first
+(FOR NO KEY UPDATE, which the key-share lock of a task write linking it does not wait for), then
+the tag's tasks; its DELETE, which does wait for those, comes after it holds them.
 """
 
 import hashlib
@@ -533,10 +535,12 @@ def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
         return target
 
 
-def tag_delete(*, user: User, tag: Tag) -> None:
-    """Deletes a tag: it disappears from every task (whose version grows)."""
+def tag_delete(*, user: User, tag: Tag, by_name: bool = True) -> None:
+    """Deletes a tag: it disappears from every task (whose version grows). `by_name`: the
+    caller named it by its name (the API), so a tag renamed meanwhile is a 404; the admin names
+    its row."""
     with transaction.atomic():
-        tag, _ = _locked_tags(user, tag, None)
+        tag, _ = _locked_tags(user, tag, None, by_name=by_name)
         _bump(Task.objects.owned_by(user).filter(tags=tag), timezone.now())
         tag.delete()
 
@@ -544,12 +548,18 @@ def tag_delete(*, user: User, tag: Tag) -> None:
 TAG_NOT_FOUND: Final = "No tag of this name."
 
 
-def _locked_tags(user: User, tag: Tag, name: str | None) -> tuple[Tag, Tag | None]:
+def _locked_tags(
+    user: User, tag: Tag, name: str | None, *, by_name: bool = True
+) -> tuple[Tag, Tag | None]:
     """The tag as it is now, and the other tag named `name` (a rename's merge target) if there
     is one, both under their row locks, taken in the order of their ids so that two renames
     into each other wait rather than deadlock. Writers of a tag take these locks first: a
     rename racing a delete is one after the other, never a save of a row that is gone. A 404
-    when the tag was deleted or renamed meanwhile, as the request named it by its name."""
+    when the tag was deleted or renamed meanwhile, as the request named it by its name.
+
+    FOR NO KEY UPDATE: a task write holding its task row takes FOR KEY SHARE on each tag it
+    links (the foreign key, at its commit), which this lock lets through; FOR UPDATE would
+    wait for it while it waits for the task rows this then locks (_bump): a deadlock."""
     for _attempt in range(3):
         target = None
         if name is not None:
@@ -557,10 +567,14 @@ def _locked_tags(user: User, tag: Tag, name: str | None) -> tuple[Tag, Tag | Non
         wanted = [tag.pk] if target is None else [tag.pk, target.pk]
         locked = {
             row.pk: row
-            for row in Tag.objects.filter(pk__in=wanted).order_by("pk").select_for_update()
+            for row in Tag.objects.filter(pk__in=wanted)
+            .order_by("pk")
+            .select_for_update(no_key=True)
         }
         current = locked.get(tag.pk)
-        if current is None or not (current.name == tag.name or _named(current.pk, tag.name)):
+        if current is None or not (
+            not by_name or current.name == tag.name or _named(current.pk, tag.name)
+        ):
             raise NotFound(TAG_NOT_FOUND)
         if target is None:
             return current, None

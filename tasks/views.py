@@ -68,6 +68,13 @@ COMMON_ERRORS = {(401, PROBLEM_JSON): PROBLEM_401, (429, PROBLEM_JSON): PROBLEM_
 ONE_ERRORS = {**COMMON_ERRORS, (404, PROBLEM_JSON): PROBLEM_404}
 WRITE_ERRORS = {**ONE_ERRORS, (400, PROBLEM_JSON): PROBLEM_400, (412, PROBLEM_JSON): PROBLEM_412}
 
+COMPLETING = (
+    "Setting `completed` to true completes the open subtasks too and, for a recurring task, "
+    "creates the next occurrence: its id is in `next_occurrence`. That copy is a new task: "
+    "completions may take an account up to 1,000 tasks past `MAX_TASKS_PER_USER`; beyond, "
+    "a completion that would make one is a 409 and changes nothing."
+)
+
 TASK_EXAMPLE = {
     "id": "0b6f8c1e-4a1d-4c8e-9a4f-2f4f6b1f7c11",
     "title": "Pay rent",
@@ -241,9 +248,11 @@ class TaskListViewSet(
         task_list = self.get_object()
         serializer = self.get_serializer(task_list, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        # The answer is read under the row lock too: a DELETE cannot slip in before it.
+        # The answer and its version are read under the row lock too: a DELETE or another
+        # PATCH cannot slip in before them.
         with transaction.atomic():
             updated = services.list_update(task_list=task_list, data=serializer.validated_data)
+            self.written_version = updated.version
             return self._respond(updated)
 
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -340,13 +349,13 @@ class CompiledLookupForWrites:
     retrieve=extend_schema(summary="One task", responses={200: TaskSerializer, **ONE_ERRORS}),
     update=extend_schema(
         summary="Replace a task (fields left out get their defaults)",
-        responses={200: TaskSerializer, **WRITE_ERRORS},
+        description=COMPLETING,
+        responses={200: TaskSerializer, **WRITE_ERRORS, (409, PROBLEM_JSON): PROBLEM_409},
     ),
     partial_update=extend_schema(
         summary="Change some fields of a task (explicit null clears a nullable field)",
-        description="Setting `completed` to true completes the open subtasks too and, for a "
-        "recurring task, creates the next occurrence: its id is in `next_occurrence`.",
-        responses={200: TaskSerializer, **WRITE_ERRORS},
+        description=COMPLETING,
+        responses={200: TaskSerializer, **WRITE_ERRORS, (409, PROBLEM_JSON): PROBLEM_409},
         examples=[
             OpenApiExample("Complete", value={"completed": True}, request_only=True),
             OpenApiExample(

@@ -82,6 +82,10 @@ class ConditionalRequestMixin:
     # Fields of the representation that other rows change (a list's task counts): they are in
     # the ETag, after the version, so that a 304 never hides them.
     etag_derived_fields: tuple[str, ...] = ()
+    # The version a write made, set by a write whose representation has no `version` (a list)
+    # while it holds the row's lock: read after the commit instead, it could be a later write's
+    # (one ETag on another body) or gone (a DELETE right after: a 500 for a write that worked).
+    written_version: int | None = None
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
         if request.method in WRITE_METHODS and has_preconditions(request):
@@ -162,11 +166,12 @@ class ConditionalRequestMixin:
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
 
-    @staticmethod
-    def _version_after_write(response: Response, instance: models.Model | None) -> int | None:
+    def _version_after_write(self, response: Response, instance: models.Model | None) -> int | None:
         data = getattr(response, "data", None)
         if isinstance(data, dict) and "version" in data:
             return data["version"]
+        if self.written_version is not None:
+            return self.written_version
         if instance is None:
             return None
         # A representation without `version` (lists): the row says what the write made of it.

@@ -1103,3 +1103,44 @@ def test_a_tag_its_user_renamed_since_the_form_opened_is_not_overwritten(support
     assert response.status_code == 200
     assert "has changed since you opened it" in str(response.context["adminform"].form.errors)
     assert Tag.objects.get(pk=tag.pk).name == "shopping"
+
+
+@pytest.mark.django_db
+def test_completing_a_recurring_task_past_the_cap_and_allowance_leaves_it_open_and_says_so(
+    support_client, user, settings, monkeypatch
+):
+    """The service's 409 was a 500 page here, after the earlier tasks of the action were done."""
+    plain = add_task(user, "Walk")
+    task = add_task(user, "Water plants", due_date=date(2026, 1, 5), recurrence="FREQ=WEEKLY")
+    settings.MAX_TASKS_PER_USER = 2
+    monkeypatch.setattr(services, "COMPLETION_ALLOWANCE", 0)
+
+    response = run_action(support_client, "complete", plain, task)
+
+    assert response.status_code == 302
+    shown = [m.message for m in get_messages(response.wsgi_request)]
+    assert "Completed 1 task(s)." in shown
+    assert any(
+        m.startswith("Left 1 recurring task(s) open: Water plants: You have 2") for m in shown
+    )
+    plain.refresh_from_db()
+    task.refresh_from_db()
+    assert (plain.completed, task.completed, Task.objects.count()) == (True, False, 2)
+
+
+@pytest.mark.django_db
+def test_the_admin_deletes_the_tag_row_it_names_renamed_or_already_gone(user):
+    """The API's DELETE names a tag by its name (renamed meanwhile: a 404); the admin names the
+    row, and one its user deleted meanwhile is nothing left to do (a 500 page before)."""
+    tagged = add_task(user, "Pay rent", tags=["money", "home"])
+    money, home = Tag.objects.get(name="money"), Tag.objects.get(name="home")
+    Tag.objects.filter(pk=money.pk).update(name="cash")  # renamed by its user meanwhile
+    Tag.objects.filter(pk=home.pk).delete()  # deleted by its user meanwhile
+    tag_admin = admin_module.TagAdmin(Tag, admin_module.admin.site)
+
+    for stale in (money, home):  # as "delete selected" read them
+        tag_admin.delete_model(None, stale)
+
+    assert not Tag.objects.exists()
+    tagged.refresh_from_db()
+    assert tagged.version == 2  # its tag went: a sync finds it

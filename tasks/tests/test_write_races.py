@@ -3,6 +3,7 @@ own transaction, as the other request would, makes that request's change, and le
 under test in only when it waits for the lock. Without the lock the interleaving is the same,
 which is how these tests failed before the fixes they guard."""
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.db import connection, transaction
 from conftest import client_for
 from tasks import services
 from tasks.models import Tag, Task, TaskList
+from tasks.views import TaskListViewSet
 from todo_project.tests.helpers import (
     connection_of_its_own,
     start_in_thread,
@@ -195,3 +197,44 @@ def test_a_task_write_that_waited_for_a_tagging_answers_the_tags_of_its_version(
     fresh = client_for(user).get(url)
     assert answer.json()["tags"] == fresh.json()["tags"] == ["urgent"]
     assert answer["ETag"] == fresh["ETag"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tag_delete_and_a_task_write_linking_the_tag_do_not_deadlock(user, make_task, caplog):
+    """The task write holds its task and links the tag (its foreign key takes FOR KEY SHARE of
+    the tag at the commit); the DELETE locks the tag, then waits for the task. With the tag
+    locked FOR UPDATE the two waited for each other until PostgreSQL broke the tie (40P01, a
+    retry after a second)."""
+    task = make_task("mine", tags=["work"])
+    other = make_task("other")
+    tag = Tag.objects.get(name="work")
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    with transaction.atomic():
+        list(Task.objects.select_for_update().filter(pk__in=[task.pk, other.pk]))
+        Task.tags.through.objects.create(task=other, tag=tag)  # PATCH other {"tags": ["work"]}
+        join = start_in_thread(lambda: client_for(user).delete("/api/v1/tags/work/"))
+        assert wait_for_lock_waiters(connection, 1)
+    assert join().status_code == 204
+    assert not Tag.objects.exists()
+    assert not [record for record in caplog.records if record.name == "todo.retry"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_list_patch_answers_the_etag_of_what_it_wrote_even_if_deleted_right_after(
+    user, make_list, monkeypatch
+):
+    """The ETag of a list (whose body has no version) was read after the commit: a DELETE in
+    between made the PATCH that worked a 500, a PATCH in between its ETag another body's."""
+    home = make_list("Home")
+    finalize = TaskListViewSet.finalize_response
+
+    def deleted_before_the_etag(view, request, response, *args, **kwargs):
+        with connection_of_its_own(connection) as other:
+            other.execute("DELETE FROM tasks_tasklist WHERE id = %s", [home.pk])
+        return finalize(view, request, response, *args, **kwargs)
+
+    monkeypatch.setattr(TaskListViewSet, "finalize_response", deleted_before_the_etag)
+    answer = client_for(user).patch(f"/api/v1/lists/{home.pk}/", {"name": "House"})
+    assert answer.status_code == 200
+    assert answer.json()["name"] == "House"
+    assert answer["ETag"] == '"2-0-0"'
