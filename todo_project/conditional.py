@@ -21,13 +21,13 @@ own fields, so it compares the version alone: a task completed meanwhile fails n
 import re
 from typing import Any
 
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.utils.http import parse_etags, quote_etag
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from todo_project.problems import PreconditionFailed
+from todo_project.problems import PreconditionFailed, is_concurrent_change
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 CONDITION_HEADERS = frozenset({"If-Match", "If-None-Match"})
@@ -89,9 +89,18 @@ class ConditionalRequestMixin:
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
         if request.method in WRITE_METHODS and has_preconditions(request):
-            # The exception handler marks this transaction for rollback on any error answer.
-            with transaction.atomic():
-                return super().dispatch(request, *args, **kwargs)
+            try:
+                # The exception handler marks this transaction for rollback on any error answer.
+                with transaction.atomic():
+                    return super().dispatch(request, *args, **kwargs)
+            except DatabaseError as error:
+                # The COMMIT, after DRF's dispatch: a foreign key checked there (a list the
+                # write named, deleted meanwhile) ends the write whole, like any concurrent
+                # change, and gets its answer, the 503 to retry (not a 500).
+                if not is_concurrent_change(error):
+                    raise
+                response = self.handle_exception(error)
+                return self.finalize_response(request, response, *args, **kwargs)
         return super().dispatch(request, *args, **kwargs)
 
     def get_object(self) -> models.Model:

@@ -238,3 +238,29 @@ def test_a_list_patch_answers_the_etag_of_what_it_wrote_even_if_deleted_right_af
     assert answer.status_code == 200
     assert answer.json()["name"] == "House"
     assert answer["ETag"] == '"2-0-0"'
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conditional_write_whose_list_is_deleted_before_its_commit_is_a_503_not_a_500(
+    user, make_task, make_list, monkeypatch
+):
+    """The list a PATCH names is checked (its foreign key) at the COMMIT, which a conditional
+    write (If-Match) makes after DRF's dispatch: a failure there escaped as a 500."""
+    task = make_task("mine")
+    home = make_list("Home")
+    update = services.task_update
+
+    def list_deleted_meanwhile(**kwargs: Any):
+        with connection_of_its_own(connection) as other:  # a concurrent DELETE lists/{id}/
+            other.execute("DELETE FROM tasks_tasklist WHERE id = %s", [home.pk])
+        return update(**kwargs)
+
+    monkeypatch.setattr(services, "task_update", list_deleted_meanwhile)
+    answer = client_for(user).patch(
+        f"/api/v1/tasks/{task.pk}/", {"list": str(home.pk)}, format="json", HTTP_IF_MATCH='"1"'
+    )
+    assert answer.status_code == 503
+    assert answer["Content-Type"] == "application/problem+json"
+    assert answer["Retry-After"]
+    task.refresh_from_db()
+    assert (task.list_id, task.version) == (None, 1)  # nothing of the write stayed
