@@ -1,7 +1,6 @@
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from django.utils.cache import patch_cache_control
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -39,29 +38,6 @@ from todo_project.schema import delete_with_body
 BAD_CREDENTIALS = "Email or password is incorrect."
 
 TAGS = ["accounts"]
-
-RATE_LIMIT_HEADERS = [
-    OpenApiParameter(
-        name,
-        OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=True,
-        description=description,
-    )
-    for name, description in (
-        ("RateLimit-Limit", "Requests allowed in the current window."),
-        ("RateLimit-Remaining", "Requests left in the current window."),
-        ("RateLimit-Reset", "Seconds until the window ends."),
-    )
-] + [
-    OpenApiParameter(
-        "Retry-After",
-        OpenApiTypes.INT,
-        OpenApiParameter.HEADER,
-        response=[429],
-        description="Seconds to wait before trying again.",
-    )
-]
 
 
 class PublicView(generics.GenericAPIView):
@@ -103,7 +79,7 @@ class RegisterView(TokenIssuingView):
         operation_id="auth_register",
         summary="Create an account",
         responses={201: RegisteredSerializer, **problem_responses(400, 429)},
-        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
+        parameters=[NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Creates an account and signs it in: the answer carries the user and a token pair."""
@@ -136,7 +112,7 @@ class TokenObtainView(TokenIssuingView):
                 },
             ),
         },
-        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
+        parameters=[NO_STORE],
         examples=[
             OpenApiExample(
                 "Sign in",
@@ -181,7 +157,7 @@ class TokenRefreshView(TokenIssuingView):
                 described={401: "The refresh token is invalid, expired, revoked or used already."},
             ),
         },
-        parameters=[*RATE_LIMIT_HEADERS, NO_STORE],
+        parameters=[NO_STORE],
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
@@ -200,7 +176,6 @@ class LogoutView(generics.GenericAPIView):
         operation_id="auth_logout",
         summary="Sign out",
         responses={204: None, **problem_responses(400, 401, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Ends this session: the given refresh token, every refresh token rotation made from
@@ -254,7 +229,6 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_retrieve",
         summary="Your profile",
         responses={200: UserSerializer, **problem_responses(401, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         """The signed-in user's profile."""
@@ -265,7 +239,6 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_update",
         summary="Update your profile",
         responses={200: UserSerializer, **problem_responses(400, 401, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     def patch(self, request: Request, *args, **kwargs) -> Response:
         """Changes `display_name` and/or `timezone` (an IANA name). Other fields are ignored."""
@@ -277,7 +250,6 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         summary="Delete your account",
         request=CurrentPasswordSerializer,
         responses={204: None, **problem_responses(400, 401, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     @delete_with_body
     def delete(self, request: Request) -> Response:
@@ -297,7 +269,6 @@ class PasswordChangeView(PasswordChecking, generics.GenericAPIView):
         operation_id="auth_password_change",
         summary="Change your password",
         responses={204: None, **problem_responses(400, 401, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Sets a new password. Every token issued before, this one included, is dead:
@@ -328,7 +299,6 @@ class PasswordResetView(PublicView):
                 described={400: "The email is missing or malformed (nothing said about accounts)."},
             ),
         },
-        parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Mails a reset link (FRONTEND_URL/reset-password?uid=…&token=…) if an active account
@@ -354,7 +324,6 @@ class PasswordResetConfirmView(PublicView):
         operation_id="auth_password_reset_confirm",
         summary="Set a new password from a reset link",
         responses={204: None, **problem_responses(400, 429)},
-        parameters=RATE_LIMIT_HEADERS,
     )
     def post(self, request: Request) -> Response:
         """Sets the new password with the `uid` and `token` of the mailed link (usable once,

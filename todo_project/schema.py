@@ -75,6 +75,16 @@ ETAG = OpenApiParameter(
         'task counts, `"<version>-<task_count>-<open_task_count>"`, so a 304 never hides them.'
     ),
 )
+ETAG_OF_WRITE = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 412],
+    description=(
+        "The version the write made (200), or the current one (412: a retry needs no GET); as "
+        "a GET's `ETag`."
+    ),
+)
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
     OpenApiTypes.STR,
@@ -140,6 +150,29 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
 )
 
 
+# Every operation is rate limited (per user with a token, per client IP without; sign-in per
+# email and IP too): its answers carry the counts of the tightest limit it was counted against.
+RATE_LIMIT_HEADERS = [
+    *(
+        OpenApiParameter(
+            name, OpenApiTypes.INT, OpenApiParameter.HEADER, response=True, description=text
+        )
+        for name, text in (
+            ("RateLimit-Limit", "Requests allowed in the current window."),
+            ("RateLimit-Remaining", "Requests left in the current window."),
+            ("RateLimit-Reset", "Seconds until the window ends."),
+        )
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        OpenApiTypes.INT,
+        OpenApiParameter.HEADER,
+        response=[409, 429, 503],
+        description="Seconds to wait before sending the request again.",
+    ),
+]
+
+
 def delete_with_body(handler: Callable) -> Callable:
     """Marks a DELETE handler that reads a body, declared by its `extend_schema(request=...)`."""
     handler.reads_body = True
@@ -153,6 +186,12 @@ class AutoSchema(openapi.AutoSchema):
             # A resource's answer carries every field (null where empty); drf-spectacular marks
             # only the ones a request must send, and generated clients made the rest optional.
             schema["required"] = sorted(schema["properties"])
+        if direction == "request" and self.method == "PATCH":
+            # A PATCH changes only what it sends: a field left out keeps its value. A default
+            # in its body schema (PUT's and POST's: description "", completed false) made
+            # generated clients send it, so renaming a task reopened it and cleared its text.
+            for field in schema.get("properties", {}).values():
+                field.pop("default", None)
         return schema
 
     def _get_request_body(self, direction: openapi.Direction = "request") -> dict | None:
@@ -167,13 +206,15 @@ class AutoSchema(openapi.AutoSchema):
 
     def get_override_parameters(self) -> list[Any]:
         parameters = [*super().get_override_parameters(), REQUEST_ID]
-        if not any(getattr(p, "name", None) == "Cache-Control" for p in parameters):
+        named = {getattr(parameter, "name", None) for parameter in parameters}
+        if "Cache-Control" not in named:
             parameters.append(CACHE_CONTROL)  # unless the view sends its own (tokens: no-store)
+        parameters += [header for header in RATE_LIMIT_HEADERS if header.name not in named]
         action = self._action()
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]
         elif self._is_conditional_write():
-            parameters += [IF_MATCH, IF_NONE_MATCH_ON_WRITE, ETAG]
+            parameters += [IF_MATCH, IF_NONE_MATCH_ON_WRITE, ETAG_OF_WRITE]
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
         return parameters

@@ -139,3 +139,15 @@ def test_a_rename_into_a_name_created_meanwhile_merges_instead_of_failing(
     assert response.status_code == 200 and response.json() == {"name": "House", "task_count": 2}
     assert tag_names(task) == tag_names(other) == ["House"]
     assert list(Tag.objects.filter(owner=user).values_list("name", flat=True)) == ["House"]
+
+
+@pytest.mark.django_db
+def test_a_tag_patch_without_a_name_changes_nothing(api_client, make_task):
+    """The schema's PATCH body (every field optional, as PATCH has it) said `{}` was fine; the
+    view answered 400."""
+    task = make_task(tags=["work"])
+    answer = api_client.patch("/api/v1/tags/work/", {}, format="json")
+    assert answer.status_code == 200
+    assert answer.json() == {"name": "work", "task_count": 1}
+    task.refresh_from_db()
+    assert task.version == 1

@@ -176,3 +176,37 @@ def test_the_schema_still_takes_its_format_parameter(anon_client):
     response = anon_client.get("/api/schema/", {"format": "json"})
     assert response.status_code == 200
     assert response.json()["openapi"].startswith("3.")
+
+
+def test_a_patch_body_has_no_defaults_a_client_would_send(schema):
+    """A generated client fills a field's default in: with PatchedTaskRequest's `completed:
+    false` and `description: ""`, renaming a completed task reopened it and cleared its text."""
+    patched = {
+        name: component
+        for name, component in schema["components"]["schemas"].items()
+        if name.startswith("Patched")
+    }
+    assert {"PatchedTaskRequest", "PatchedTagRequest", "PatchedUserRequest"} <= set(patched)
+    for name, component in patched.items():
+        defaults = [f for f, field in component["properties"].items() if "default" in field]
+        assert defaults == [], name
+    assert schema["components"]["schemas"]["TaskRequest"]["properties"]["completed"] == {
+        "type": "boolean",
+        "default": False,
+    }  # a PUT replaces: its defaults are real
+
+
+def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(schema):
+    for path, operations in schema["paths"].items():
+        if not path.startswith("/api/"):
+            continue  # the probes are not rate limited
+        for method, operation in operations.items():
+            for code, response in operation["responses"].items():
+                headers = response.get("headers", {})
+                assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(
+                    headers
+                ), (path, method, code)
+                if code in {"429", "503"}:
+                    assert "Retry-After" in headers, (path, method, code)
+                if code == "412":
+                    assert "ETag" in headers, (path, method, code)
