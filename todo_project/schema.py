@@ -50,6 +50,7 @@ ERROR_DESCRIPTIONS = {
     "Idempotency-Key still running.",
     412: "If-Match no longer matches the current version, or If-None-Match matches it: "
     "nothing changed. `ETag` is the current one.",
+    411: "A body without `Content-Length` (chunked): send its length.",
     413: "The body is larger than the server accepts.",
     415: "The body is not JSON.",
     422: "The Idempotency-Key was used before with another request.",
@@ -118,6 +119,14 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "replayed for the same request; the same key with another request is a 422, a retry "
         "while the first still runs a 409."
     ),
+)
+WWW_AUTHENTICATE = OpenApiParameter(
+    "WWW-Authenticate",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[401],
+    description='`Bearer realm="api"`, with `error="invalid_token"` when a token was sent and '
+    "refused (RFC 6750 section 3.1).",
 )
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID",
@@ -210,6 +219,8 @@ class AutoSchema(openapi.AutoSchema):
         if "Cache-Control" not in named:
             parameters.append(CACHE_CONTROL)  # unless the view sends its own (tokens: no-store)
         parameters += [header for header in RATE_LIMIT_HEADERS if header.name not in named]
+        if any(self.get_auth()):
+            parameters.append(WWW_AUTHENTICATE)
         action = self._action()
         if action in CONDITIONAL_READS:
             parameters += [IF_NONE_MATCH, ETAG]
@@ -249,10 +260,10 @@ class AutoSchema(openapi.AutoSchema):
     def _error_codes(self) -> set[int]:
         codes = {406, 429}
         if self._reads_body():
-            codes |= {400, 413, 415}
+            codes |= {400, 411, 413, 415}
         if self.method in WRITE_METHODS:
             codes.add(503)  # a concurrent change got in the way (todo_project.problems)
-        if self.method == "GET" and self._is_list_view():
+        if self.method == "GET" and self._is_list_view() and self._reads_query():
             codes.add(400)  # filters and pagination parameters
         if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"
             codes.add(401)
@@ -278,6 +289,13 @@ class AutoSchema(openapi.AutoSchema):
     def _handler(self) -> Callable | None:
         name = getattr(self.view, "action", None) or self.method.lower()
         return getattr(self.view, name, None)
+
+    def _reads_query(self) -> bool:
+        """Whether the list takes parameters to validate (lists and tags take none)."""
+        return bool(
+            getattr(self.view, "filterset_class", None)
+            or getattr(self.view, "pagination_class", None)
+        )
 
     def _reads_body(self) -> bool:
         return self.method in BODY_METHODS or getattr(self._handler(), "reads_body", False)

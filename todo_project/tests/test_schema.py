@@ -213,3 +213,14 @@ def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(sch
                     assert "Retry-After" in headers, (path, method, code)
                 if code == "412":
                     assert "ETag" in headers, (path, method, code)
+
+
+def test_errors_documented_are_the_ones_an_operation_can_give(schema):
+    paths = schema["paths"]
+    # Lists and tags take no parameters: nothing to refuse with a 400.
+    assert "400" not in paths["/api/v1/lists/"]["get"]["responses"]
+    assert "400" not in paths["/api/v1/tags/"]["get"]["responses"]
+    assert "400" in paths["/api/v1/tasks/"]["get"]["responses"]
+    # A chunked body is refused before the view.
+    assert "411" in paths["/api/v1/tasks/"]["post"]["responses"]
+    assert "WWW-Authenticate" in paths["/api/v1/tasks/"]["get"]["responses"]["401"]["headers"]
