@@ -133,6 +133,15 @@ class TaskPagination(LimitOffsetPagination):
         self.display_page_controls = self.count > self.limit and self.template is not None
         return page
 
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        # DRF's, with this API's links, and `next`/`previous` always there (null at an end).
+        page = super().get_paginated_response_schema(schema)
+        page["required"] = ["count", "next", "previous", "results"]
+        links = page["properties"]
+        links["next"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=100"
+        links["previous"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=0"
+        return page
+
     def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
         return [
             {

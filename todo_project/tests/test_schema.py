@@ -224,3 +224,11 @@ def test_errors_documented_are_the_ones_an_operation_can_give(schema):
     # A chunked body is refused before the view.
     assert "411" in paths["/api/v1/tasks/"]["post"]["responses"]
     assert "WWW-Authenticate" in paths["/api/v1/tasks/"]["get"]["responses"]["401"]["headers"]
+
+
+def test_the_task_page_says_next_and_previous_are_always_there_with_this_apis_links(schema):
+    page = schema["components"]["schemas"]["PaginatedTaskList"]
+    assert page["required"] == ["count", "next", "previous", "results"]
+    assert page["properties"]["next"]["example"].startswith(
+        "https://todo.example.com/api/v1/tasks/"
+    )
