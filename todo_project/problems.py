@@ -338,14 +338,19 @@ class ApiProblemMiddleware:
 
 
 class ApiAwareCommonMiddleware(CommonMiddleware):
-    """Django's CommonMiddleware, minus the APPEND_SLASH redirect under /api/.
+    """Django's CommonMiddleware, minus the APPEND_SLASH redirect on the API's own URLs.
 
-    A missing slash on an API URL is a 404 problem (the contract's paths all end with `/`),
-    never a redirect that a client would follow with a GET, nor DEBUG's RuntimeError on POST.
+    A missing slash on an API URL (`/api/v1/`) is a 404 problem (the contract's paths all end
+    with `/`), never a redirect that a client would follow with a GET, nor DEBUG's RuntimeError
+    on POST. The pages a person types (`/api/docs`, `/api/redoc`, `/api/schema`) redirect a GET
+    to their slash, as `/admin` does.
     """
 
     def should_redirect_with_slash(self, request: HttpRequest) -> bool:
-        if request.path_info.startswith(API_PREFIX):
+        path = request.path_info
+        if path.startswith(API_PREFIX) and (
+            path.startswith(f"{API_PREFIX}v1/") or request.method not in ("GET", "HEAD")
+        ):
             return False
         return super().should_redirect_with_slash(request)
 

@@ -45,6 +45,17 @@ def test_api_url_without_trailing_slash_is_404_not_a_redirect(anon_client):
     assert_problem(response, 404, "/api/v1/test/echo")
 
 
+@pytest.mark.parametrize("path", ["/api/docs", "/api/redoc", "/api/schema"])
+def test_a_docs_page_without_its_slash_redirects_a_get_there_as_the_admin_does(anon_client, path):
+    response = anon_client.get(path)
+    assert (response.status_code, response["Location"]) == (301, f"{path}/")
+    assert_problem(anon_client.post(path, {}, format="json"), 404, path)  # never a POST
+
+
+def test_an_api_url_without_its_slash_is_404_for_a_get_too(anon_client):
+    assert_problem(anon_client.get("/api/v1/tasks"), 404, "/api/v1/tasks")
+
+
 def test_wrong_method_is_a_problem_405_with_allow(anon_client):
     response = anon_client.delete("/api/v1/test/echo/")
     assert_problem(response, 405, "/api/v1/test/echo/")
