@@ -44,7 +44,7 @@ from todo_project.fields import (
     StrictUUIDField,
     VisibleCharField,
 )
-from todo_project.problems import FieldErrorsField, ProblemSerializer
+from todo_project.problems import ProblemSerializer
 
 # RFC 3339 in UTC with Z, whole seconds: exactly the contract's `2026-11-22T09:30:00Z`.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -431,15 +431,10 @@ class TagSerializer(serializers.ModelSerializer):
 # --- Errors (documentation only) ----------------------------------------------------------
 
 
-class ProblemDetailsSerializer(ProblemSerializer):
-    """RFC 9457 problem details, the body of every error answer."""
+class MissingTasksProblemSerializer(ProblemSerializer):
+    """The 404 of `tasks/bulk/`: a problem that names the ids that are not among your tasks."""
 
-    errors = FieldErrorsField(
-        required=False,
-        help_text="On 400: field or query parameter → messages (`non_field_errors` for the rest).",
-    )
     missing_ids = serializers.ListField(
         child=serializers.UUIDField(),
-        required=False,
-        help_text="On a 404 of `tasks/bulk/`: the ids that are not among your tasks.",
+        help_text="The ids of the request that are not among your tasks.",
     )

@@ -33,7 +33,7 @@ from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, t
 from tasks.serializers import (
     BulkResultSerializer,
     ListDeleteQuerySerializer,
-    ProblemDetailsSerializer,
+    MissingTasksProblemSerializer,
     TagSerializer,
     TaskBulkSerializer,
     TaskListSerializer,
@@ -42,7 +42,11 @@ from tasks.serializers import (
 )
 from todo_project.conditional import ConditionalRequestMixin, has_preconditions
 from todo_project.idempotency import idempotent
-from todo_project.problems import PROBLEM_CONTENT_TYPE
+from todo_project.problems import (
+    PROBLEM_CONTENT_TYPE,
+    ProblemSerializer,
+    ValidationProblemSerializer,
+)
 from todo_project.retry import RetriedWrites
 from todo_project.schema import ERROR_DESCRIPTIONS
 
@@ -53,11 +57,12 @@ WHOLE_NUMBER = re.compile(r"[0-9]+")
 LARGEST_WHOLE_NUMBER = 10**18
 
 
-def _problem(description: str) -> OpenApiResponse:
-    return OpenApiResponse(ProblemDetailsSerializer, description=description)
+def _problem(description: str, serializer: type = ProblemSerializer) -> OpenApiResponse:
+    # The components every module shares (todo_project.schema): one type per problem shape.
+    return OpenApiResponse(serializer, description=description)
 
 
-PROBLEM_400 = _problem(ERROR_DESCRIPTIONS[400])
+PROBLEM_400 = _problem(ERROR_DESCRIPTIONS[400], ValidationProblemSerializer)
 PROBLEM_401 = _problem(ERROR_DESCRIPTIONS[401])
 PROBLEM_404 = _problem(ERROR_DESCRIPTIONS[404])
 PROBLEM_409 = _problem(ERROR_DESCRIPTIONS[409])
@@ -513,7 +518,8 @@ class TaskViewSet(
             200: BulkResultSerializer,
             (400, PROBLEM_JSON): PROBLEM_400,
             (404, PROBLEM_JSON): _problem(
-                "Some ids are not among your tasks: `missing_ids` names them."
+                "Some ids are not among your tasks: `missing_ids` names them.",
+                MissingTasksProblemSerializer,
             ),
             **COMMON_ERRORS,
         },

@@ -361,7 +361,7 @@ class ApiAwareCommonMiddleware(CommonMiddleware):
 class ProblemSerializer(serializers.Serializer):
     """An RFC 9457 problem, as every 4xx/5xx answer of the API is."""
 
-    type = serializers.CharField(default="about:blank")
+    type = serializers.CharField(help_text="`about:blank`: the status and title say it all.")
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()

@@ -232,3 +232,21 @@ def test_the_task_page_says_next_and_previous_are_always_there_with_this_apis_li
     assert page["properties"]["next"]["example"].startswith(
         "https://todo.example.com/api/v1/tasks/"
     )
+
+
+def test_one_problem_component_per_shape(schema):
+    """A generated client got three types for one problem (Problem, ProblemDetails with an
+    optional `errors`, ValidationProblem) depending on the module that documented it."""
+    used: dict[str, set[str]] = {}
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for code, response in operation["responses"].items():
+                body = response.get("content", {}).get("application/problem+json")
+                if body:
+                    used.setdefault(code, set()).add(body["schema"]["$ref"].split("/")[-1])
+    assert used.pop("400") == {"ValidationProblem"}
+    assert used.pop("404") == {"Problem", "MissingTasksProblem"}  # the bulk's names its ids
+    assert set().union(*used.values()) == {"Problem"}
+    components = schema["components"]["schemas"]
+    assert "type" in components["Problem"]["required"]
+    assert "errors" in components["ValidationProblem"]["required"]
