@@ -5,6 +5,8 @@ Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.sit
 `@admin.register` everywhere use this site.
 """
 
+import functools
+
 from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
@@ -37,6 +39,23 @@ def may_manage(staff, user) -> bool:
     return staff.is_superuser or not (user.is_staff or user.is_superuser)
 
 
+@functools.cache
+def _login_form() -> type:
+    """Django's admin sign-in form, whose error said both fields "may be case-sensitive": the
+    email is not (sign-in normalizes it as the API's does). Built on first use: the form's
+    module needs the models, which load after this one."""
+    from django.contrib.admin.forms import AdminAuthenticationForm
+
+    class EmailAdminAuthenticationForm(AdminAuthenticationForm):
+        error_messages = {
+            **AdminAuthenticationForm.error_messages,
+            "invalid_login": "Please enter the correct email and password for a staff "
+            "account. Note that the password is case-sensitive.",
+        }
+
+    return EmailAdminAuthenticationForm
+
+
 class TodoAdminSite(admin.AdminSite):
     site_header = "Todo support"
     site_title = "Todo support"
@@ -44,6 +63,7 @@ class TodoAdminSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         """Django's sign-in, limited per client IP and per username (RATE_LIMIT_LOGIN)."""
+        self.login_form = _login_form()
         if request.method == "POST":
             seconds_left = self._login_limited_for(request)
             if seconds_left:

@@ -102,3 +102,13 @@ def test_the_admin_is_served_at_admin_url(admin_url, support_client):
     assert resolve("/backoffice-7f3a/").url_name == "index"
     assert support_client.get("/backoffice-7f3a/accounts/user/").status_code == 200
     assert support_client.get("/admin/accounts/user/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_sign_in_error_does_not_call_the_email_case_sensitive(client, support_user):
+    refused = sign_in(client, "support@example.com").content.decode()
+    assert "correct email and password" in refused
+    assert "both fields may be case-sensitive" not in refused
+    # It is not: another case of the address signs in.
+    signed_in = sign_in(client, "SUPPORT@Example.com", "correct-horse-battery-staple")
+    assert signed_in.status_code == 302 and "_auth_user_id" in client.session
