@@ -9,6 +9,7 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.contrib.messages import get_messages
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import User
@@ -1144,3 +1145,18 @@ def test_the_admin_deletes_the_tag_row_it_names_renamed_or_already_gone(user):
     assert not Tag.objects.exists()
     tagged.refresh_from_db()
     assert tagged.version == 2  # its tag went: a sync finds it
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", [TASKS_URL, LISTS_URL, TAGS_URL, "/admin/accounts/user/"])
+def test_show_counts_is_off_it_counted_every_filter_choice_over_the_whole_table(
+    support_client, user, url
+):
+    add_task(user, "Pay rent", tags=["home"])
+    with CaptureQueriesContext(connection) as plain:
+        assert support_client.get(url).status_code == 200
+    with CaptureQueriesContext(connection) as faceted:
+        response = support_client.get(f"{url}?_facets=1")
+    assert response.status_code == 200
+    assert len(faceted) == len(plain)  # no count per filter choice
+    assert "Show counts" not in response.content.decode()
