@@ -259,6 +259,14 @@ class VersionCheckedForm(forms.ModelForm):
 
 class TaskAdminForm(VersionCheckedForm):
     description = TextareaField(required=False)
+    # The contract's HH:MM: Django's time field took and showed seconds, which the API drops
+    # (10:15:30 read back as 10:15 there, and as 10:15:30 in the admin's export).
+    due_time = forms.TimeField(
+        required=False,
+        input_formats=["%H:%M"],
+        widget=forms.TimeInput(format="%H:%M"),
+        help_text="HH:MM (24 h), the owner's wall-clock time.",
+    )
 
     class Meta:
         model = Task

@@ -1160,3 +1160,20 @@ def test_show_counts_is_off_it_counted_every_filter_choice_over_the_whole_table(
     assert response.status_code == 200
     assert len(faceted) == len(plain)  # no count per filter choice
     assert "Show counts" not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_due_time_is_hh_mm_as_the_api_has_it(support_client, user):
+    task = add_task(user, "Pay rent", due_date=date(2026, 12, 1), due_time="09:30")
+    page = support_client.get(f"{TASKS_URL}{task.pk}/change/").content.decode()
+    assert 'name="due_time" value="09:30"' in page  # not 09:30:00
+
+    url = f"{TASKS_URL}{task.pk}/change/"
+    refused = support_client.post(url, change_form_data(task, due_time="10:15:30"))
+    assert refused.status_code == 200  # the form again, with the error
+    task.refresh_from_db()
+    assert str(task.due_time) == "09:30:00"
+
+    support_client.post(url, change_form_data(task, due_time="10:15"))
+    task.refresh_from_db()
+    assert str(task.due_time) == "10:15:00"
