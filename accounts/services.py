@@ -95,6 +95,14 @@ def user_sign_out_everywhere(*, user: User) -> None:
     _update_row(user, token_generation=user.token_generation)
 
 
+def user_signed_in(*, user: User) -> None:
+    """Records a password sign-in as `last_login`, the admin's "last sign-in" (Django's login()
+    does it for sessions; the API issues tokens instead, and it stayed empty). One UPDATE of
+    that column by id: nothing else of `user` is written back."""
+    user.last_login = timezone.now()
+    User.objects.filter(pk=user.pk).update(last_login=user.last_login)
+
+
 def _update_row(user: User, **values) -> None:
     if not User.objects.filter(pk=user.pk).update(**values):
         raise User.DoesNotExist(f"The account {user.pk} no longer exists.")

@@ -139,6 +139,7 @@ class TokenObtainView(TokenIssuingView):
         )
         if user is None:
             raise exceptions.AuthenticationFailed(BAD_CREDENTIALS)
+        services.user_signed_in(user=user)
         return Response(token_pair_for(user))
 
 

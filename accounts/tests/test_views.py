@@ -14,6 +14,7 @@ import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
 from django.core.mail import EmailMessage
+from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.timezone import now
@@ -289,6 +290,20 @@ def test_sign_in_answers_a_working_token_pair(anon_client, user):
     assert bearer(response.json()["access"]).get("/api/v1/auth/me/").json() == user_body(user)
 
 
+def test_a_sign_in_is_the_admins_last_sign_in_and_a_refused_one_is_not(anon_client, user):
+    """The admin's "last sign-in" column stayed empty: the API issues tokens, and only Django's
+    session login() recorded it."""
+    body = {"email": "alice@example.com", "password": "wrong-password-123"}
+    assert anon_client.post("/api/v1/auth/token/", body).status_code == 401
+    user.refresh_from_db()
+    assert user.last_login is None
+    before = timezone.now()
+    body["password"] = DEFAULT_PASSWORD
+    assert anon_client.post("/api/v1/auth/token/", body).status_code == 200
+    user.refresh_from_db()
+    assert user.last_login >= before
+
+
 @pytest.mark.parametrize(
     ("email", "password"),
     [
@@ -369,7 +384,8 @@ def test_sign_in_ignores_a_stale_access_token_in_the_header(user):
 
 
 def test_sign_in_query_count(anon_client, user, django_assert_max_num_queries):
-    with django_assert_max_num_queries(2):  # the user, the outstanding refresh token
+    # The user, its last sign-in, the outstanding refresh token.
+    with django_assert_max_num_queries(3):
         response = anon_client.post(
             "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
         )

@@ -71,7 +71,7 @@ def change_password(client: APIClient) -> Callable[[], int]:
 def confirm_reset(user: User) -> Callable[[], int]:
     link = {
         "uid": urlsafe_base64_encode(force_bytes(user.pk)),
-        "token": default_token_generator.make_token(user),
+        "token": default_token_generator.make_token(User.objects.get(pk=user.pk)),  # as mailed
     }
 
     def run() -> int:
