@@ -23,6 +23,7 @@ from rest_framework.exceptions import NotFound
 from accounts.models import User, UserManager
 from tasks import services
 from tasks.models import (
+    COLOR_PATTERN,
     MAX_TAGS_PER_TASK,
     UNADDRESSABLE_TAG_MESSAGE,
     UNADDRESSABLE_TAG_NAMES,
@@ -483,6 +484,17 @@ class TaskAdmin(OwnedAdmin):
 
 class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):
     """A list's name, unique per owner, and its version, checked on save."""
+
+    # The API's rule and message: the database's check constraint showed its own name.
+    color = forms.RegexField(
+        regex=COLOR_PATTERN,
+        required=False,
+        error_messages={"invalid": "Use #RRGGBB or leave it empty."},
+        help_text="#RRGGBB, or empty for none.",
+    )
+
+    def clean_color(self) -> str | None:
+        return self.cleaned_data["color"] or None
 
 
 @admin.register(TaskList)

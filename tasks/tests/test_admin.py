@@ -1177,3 +1177,17 @@ def test_the_due_time_is_hh_mm_as_the_api_has_it(support_client, user):
     support_client.post(url, change_form_data(task, due_time="10:15"))
     task.refresh_from_db()
     assert str(task.due_time) == "10:15:00"
+
+
+@pytest.mark.django_db
+def test_a_list_color_is_checked_as_the_api_checks_it(support_client, user):
+    home = TaskList.objects.create(owner=user, name="Home", color="#112233")
+    url = f"{LISTS_URL}{home.pk}/change/"
+    refused = support_client.post(url, {"name": "Home", "color": "red", "opened_version": 1})
+    assert refused.context["adminform"].form.errors == {
+        "color": ["Use #RRGGBB or leave it empty."]  # was the constraint's own name
+    }
+    cleared = support_client.post(url, {"name": "Home", "color": "", "opened_version": 1})
+    assert cleared.status_code == 302
+    home.refresh_from_db()
+    assert home.color is None
