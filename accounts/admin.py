@@ -50,7 +50,7 @@ from accounts.services import (
 )
 from tasks.admin import VersionCheckedForm, count_of
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
-from todo_project.admin_site import FilterLookupsOnly, may_manage
+from todo_project.admin_site import FilterLookupsOnly, done_level, may_manage
 
 logger = logging.getLogger("todo.admin")
 
@@ -439,7 +439,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 f"{not_done} (not tried after that failure): {', '.join(not_tried)}.",
                 messages.ERROR,
             )
-        self.message_user(request, summary.format(len(applied)))
+        self.message_user(request, summary.format(len(applied)), done_level(len(applied)))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The export link only where the export is allowed (change_form.html).

@@ -34,7 +34,7 @@ from tasks.models import (
     named,
     task_to_write,
 )
-from todo_project.admin_site import FilterLookupsOnly, may_manage
+from todo_project.admin_site import FilterLookupsOnly, done_level, may_manage
 from todo_project.fields import shows_nothing
 from todo_project.problems import Conflict
 
@@ -420,13 +420,13 @@ class TaskAdmin(OwnedAdmin):
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
         completed = self._set_completed(request, queryset, True, "Completed (admin action).")
         if completed is not None:
-            self.message_user(request, f"Completed {completed} task(s).")
+            self.message_user(request, f"Completed {completed} task(s).", done_level(completed))
 
     @admin.action(description="Reopen selected tasks", permissions=["change"])
     def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
         reopened = self._set_completed(request, queryset, False, "Reopened (admin action).")
         if reopened is not None:
-            self.message_user(request, f"Reopened {reopened} task(s).")
+            self.message_user(request, f"Reopened {reopened} task(s).", done_level(reopened))
 
     def _set_completed(
         self, request: HttpRequest, queryset: QuerySet, completed: bool, message: str

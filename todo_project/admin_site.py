@@ -8,7 +8,7 @@ Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.sit
 import functools
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -135,6 +135,12 @@ class TodoAdminConfig(AdminConfig):
 # The URL lookups each kind of list_filter entry makes (Django's field filters: boolean, choices,
 # dates); anything else in a changelist's URL is refused.
 FILTER_LOOKUP_SUFFIXES = ("exact", "isnull", "gte", "lt")
+
+
+def done_level(count: int) -> int:
+    """An action's summary: a success when it did something, a warning when it did nothing (a
+    green "Deactivated 0 user(s)" read as done)."""
+    return messages.SUCCESS if count else messages.WARNING
 
 
 class FilterLookupsOnly:

@@ -1191,3 +1191,14 @@ def test_a_list_color_is_checked_as_the_api_checks_it(support_client, user):
     assert cleared.status_code == 302
     home.refresh_from_db()
     assert home.color is None
+
+
+@pytest.mark.django_db
+def test_an_action_that_changed_nothing_says_so_as_a_warning(support_client, user):
+    task = add_task(user, "Walk")  # open: reopening changes nothing
+    response = run_action(support_client, "reopen", task)
+    shown = list(get_messages(response.wsgi_request))[-1]
+    assert (shown.message, shown.level_tag) == ("Reopened 0 task(s).", "warning")
+    response = run_action(support_client, "complete", task)
+    shown = list(get_messages(response.wsgi_request))[-1]
+    assert (shown.message, shown.level_tag) == ("Completed 1 task(s).", "success")
