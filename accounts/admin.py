@@ -32,6 +32,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -391,7 +392,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         summary: str,
         failures: tuple[type[Exception], ...] = (),
         stops: tuple[type[Exception], ...] = (),
-    ) -> None:
+    ) -> HttpResponse | None:
         """An action's service run for each user of `queryset` the caller may act on (a warning
         names the others), each logged as `done` by the caller; `summary` says how many.
 
@@ -410,7 +411,22 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 f"{MAX_USERS_PER_ACTION} at once.",
                 messages.ERROR,
             )
-            return
+            return None
+        if request.POST.get("post") != "yes":
+            # Asked first, as Django's "delete selected" is: these reach the users themselves
+            # (signed out, locked out, mailed), and a page's checkbox selects 100 of them.
+            return TemplateResponse(
+                request,
+                "admin/accounts/user/action_confirmation.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": self.get_actions(request)[request.POST["action"]][2],
+                    "opts": self.model._meta,
+                    "users": list(queryset.order_by("email")),
+                    "action": request.POST["action"],
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
         users = self._managed_only(request, list(queryset), not_done)
         applied, failed, not_tried = [], [], []
         try:
@@ -440,6 +456,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 messages.ERROR,
             )
         self.message_user(request, summary.format(len(applied)), done_level(len(applied)))
+        return None
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         # The export link only where the export is allowed (change_form.html).
@@ -473,8 +490,8 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     @admin.action(
         description="Deactivate selected users (their tokens stop working)", permissions=["change"]
     )
-    def deactivate(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._apply(
+    def deactivate(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        return self._apply(
             request,
             queryset.filter(is_active=True).exclude(pk=request.user.pk),
             user_deactivate,
@@ -488,9 +505,9 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         description="Sign selected users out everywhere (every token stops working)",
         permissions=["change"],
     )
-    def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # A lost phone: the account stays open, the user signs in again with their password.
-        self._apply(
+        return self._apply(
             request,
             queryset,
             user_sign_out_everywhere,
@@ -503,17 +520,17 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     @admin.action(
         description="Send a password-reset email to selected users", permissions=["change"]
     )
-    def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # A reset link lets its reader choose the password: as much power as setting it.
         inactive = list(queryset.filter(is_active=False).values_list("email", flat=True))
-        if inactive:
+        if inactive and request.POST.get("post") == "yes":
             # Its link would be refused (reset/confirm/ takes active accounts only).
             self.message_user(
                 request,
                 f"Not sent (deactivated: reactivate first): {', '.join(inactive)}.",
                 messages.WARNING,
             )
-        self._apply(
+        return self._apply(
             request,
             queryset.filter(is_active=True),
             user_send_password_reset,

@@ -150,6 +150,8 @@ def support_agents_day(page, url: str, password: str) -> None:
     # Lock the account.
     page.goto(f"{url}/admin/accounts/user/?q=alice%40example.com")
     run_action(page, "deactivate", "alice@example.com")
+    expect(page.locator("#content")).to_contain_text("alice@example.com")  # asked first
+    page.click("input[type=submit][value^='Yes']")
     expect(page.locator(".messagelist")).to_contain_text("Deactivated 1 user(s).")
     alice = page.locator("#result_list tbody tr", has_text="alice@example.com")
     expect(alice.locator("td.field-is_active img")).to_have_attribute("alt", "False")

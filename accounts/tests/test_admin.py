@@ -41,8 +41,10 @@ def make_tasks(owner: User, count: int, *, completed: int = 0) -> list[Task]:
     )
 
 
-def action(client, name: str, *users: User, url: str = USERS_URL):
-    return client.post(url, {"action": name, "_selected_action": [str(u.pk) for u in users]})
+def action(client, name: str, *users: User, url: str = USERS_URL, confirmed: bool = True):
+    """The action on these users, confirmed on its confirmation page (`post=yes`) unless not."""
+    form = {"action": name, "_selected_action": [str(u.pk) for u in users]}
+    return client.post(url, {**form, "post": "yes"} if confirmed else form)
 
 
 def tokens_still_work(pair: dict) -> tuple[bool, bool]:
@@ -1133,3 +1135,22 @@ def test_an_action_on_more_users_than_it_takes_at_once_does_nothing(
     assert mailoutbox == [] and not LogEntry.objects.exists()
     untouched = User.objects.filter(pk__in=[u.pk for u in users], is_active=True)
     assert untouched.filter(token_generation=0).count() == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["deactivate", "sign_out_everywhere", "send_password_reset"])
+def test_a_user_action_asks_first_and_does_nothing_until_confirmed(
+    support_client, make_user, name, mailoutbox
+):
+    """A slip on a page's checkbox ran an action on 100 users at once, with no question."""
+    bob = make_user(email="bob@example.com")
+    generation = bob.token_generation
+
+    asked = action(support_client, name, bob, confirmed=False)
+
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "bob@example.com" in page and 'name="post" value="yes"' in page
+    bob.refresh_from_db()
+    assert (bob.is_active, bob.token_generation, len(mailoutbox)) == (True, generation, 0)
+    assert action(support_client, name, bob).status_code == 302  # confirmed: done

@@ -338,7 +338,7 @@ def test_an_admin_action_on_a_user_deleted_meanwhile_names_it_and_goes_on(
     monkeypatch.setattr(accounts_admin, attribute[name], deleted_just_before)
     response = support_client.post(
         "/admin/accounts/user/",
-        {"action": name, "_selected_action": [str(gone.pk), str(kept.pk)]},
+        {"action": name, "_selected_action": [str(gone.pk), str(kept.pk)], "post": "yes"},
     )
 
     assert response.status_code == 302
