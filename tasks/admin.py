@@ -8,7 +8,9 @@ accounts are view-only to support, as the accounts are (todo_project.admin_site.
 """
 
 import contextlib
+import functools
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -16,7 +18,9 @@ from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import transaction
 from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.text import smart_split, unescape_string_literal
 from rest_framework.exceptions import NotFound
 
@@ -258,6 +262,13 @@ class VersionCheckedForm(forms.ModelForm):
         return cleaned
 
 
+SUBTASKS_SHOWN = 50
+
+
+def _owned_parameters(widget: forms.Widget, owner_id: Any) -> dict[str, str]:
+    return {**type(widget).url_parameters(widget), "owner__id__exact": str(owner_id)}
+
+
 class TaskAdminForm(VersionCheckedForm):
     description = TextareaField(required=False)
     # The contract's HH:MM: Django's time field took and showed seconds, which the API drops
@@ -273,6 +284,18 @@ class TaskAdminForm(VersionCheckedForm):
         model = Task
         fields = ["title", "description", "owner", "list", "parent", "tags"]
         fields += ["priority", "due_date", "due_time"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner_id = self.instance.owner_id
+        if owner_id is None:
+            return
+        # The lookup popups list the owner's lists, tasks and tags, not every user's.
+        for name in ("list", "parent", "tags"):
+            if name not in self.fields:
+                continue  # a view-only page (a staff account's task) has no inputs
+            widget = self.fields[name].widget
+            widget.url_parameters = functools.partial(_owned_parameters, widget, owner_id)
 
     def clean_title(self) -> str:
         return visible(self.cleaned_data["title"])
@@ -351,6 +374,8 @@ class TaskAdmin(OwnedAdmin):
     raw_id_fields = ["owner", "list", "parent", "tags"]
     readonly_fields = [
         "id",
+        "tag_names",
+        "subtask_links",
         "completed",
         "completed_at",
         "position",
@@ -362,7 +387,22 @@ class TaskAdmin(OwnedAdmin):
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["id", "title", "description", "owner", "list", "parent", "tags"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "title",
+                    "description",
+                    "owner",
+                    "list",
+                    "parent",
+                    "subtask_links",
+                    "tags",
+                    "tag_names",
+                ]
+            },
+        ),
         (
             "Schedule",
             {
@@ -386,6 +426,32 @@ class TaskAdmin(OwnedAdmin):
         ("Dates", {"fields": ["created_at", "updated_at"]}),
     ]
     actions = ["complete", "reopen"]
+
+    # The tags field is a raw-id input (a popup to choose from, not a select of every tag):
+    # its ids say nothing to a person, these say what they are.
+    @admin.display(description="tag names")
+    def tag_names(self, task: Task) -> str:
+        return ", ".join(sorted((tag.name for tag in task.tags.all()), key=str.lower)) or "-"
+
+    @admin.display(description="subtasks")
+    def subtask_links(self, task: Task) -> str:
+        shown = list(task.subtasks.order_by("position", "id")[:SUBTASKS_SHOWN])
+        if not shown:
+            return "-"
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>{}',
+            (
+                (
+                    reverse("admin:tasks_task_change", args=[sub.pk]),
+                    sub.title,
+                    " (done)" if sub.completed else "",
+                )
+                for sub in shown
+            ),
+        )
+        more = task.subtasks.count() - len(shown) if len(shown) == SUBTASKS_SHOWN else 0
+        return format_html("{}{}", links, f" and {more} more" if more else "")
 
     def save_model(self, request: HttpRequest, obj: Task, form, change: bool) -> None:
         """Through the API's services: ranks, subtasks' list, recurrence start and `version`."""

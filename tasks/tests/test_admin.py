@@ -1202,3 +1202,20 @@ def test_an_action_that_changed_nothing_says_so_as_a_warning(support_client, use
     response = run_action(support_client, "complete", task)
     shown = list(get_messages(response.wsgi_request))[-1]
     assert (shown.message, shown.level_tag) == ("Completed 1 task(s).", "success")
+
+
+@pytest.mark.django_db
+def test_a_task_page_names_its_tags_links_its_subtasks_and_looks_up_the_owners_rows_only(
+    support_client, user
+):
+    parent = add_task(user, "Move house", tags=["home", "Boxes"])
+    add_task(user, "Book the van", parent=parent)
+    done = add_task(user, "Pack books", parent=parent)
+    services.task_update(task=done, user=user, data={"completed": True})
+
+    page = support_client.get(f"{TASKS_URL}{parent.pk}/change/").content.decode()
+
+    assert "Boxes, home" in page  # the names, not only the raw ids of the input
+    assert "Book the van</a>" in page and "Pack books</a> (done)" in page
+    # The popups to choose a list, a parent or tags show this user's rows.
+    assert page.count(f"owner__id__exact={user.pk}") == 3
