@@ -381,6 +381,38 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             )
         return [user for user in users if may_manage(request.user, user)]
 
+    def _ask_first(
+        self, request: HttpRequest, selected: QuerySet, action: str
+    ) -> HttpResponse | None:
+        """The page that asks before an action that reaches the users themselves (signed out,
+        locked out, mailed) runs, as Django's "delete selected" asks: a page's checkbox selects
+        100 of them. None once confirmed (`post=yes`), the action then runs on what it posts
+        back: the whole selection, which the action itself narrows (and says whom it skips).
+        A selection past the cap is refused here already, as _apply would refuse it."""
+        if request.POST.get("post") == "yes":
+            return None
+        count = selected.count()
+        if count > MAX_USERS_PER_ACTION:
+            self.message_user(
+                request,
+                f"Nothing done: {count} users selected, an action takes at most "
+                f"{MAX_USERS_PER_ACTION} at once.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return TemplateResponse(
+            request,
+            "admin/accounts/user/action_confirmation.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": self.get_actions(request)[action][2],
+                "opts": self.model._meta,
+                "users": list(selected.order_by("email")),
+                "action": action,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
     def _apply(
         self,
         request: HttpRequest,
@@ -412,21 +444,6 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
                 messages.ERROR,
             )
             return None
-        if request.POST.get("post") != "yes":
-            # Asked first, as Django's "delete selected" is: these reach the users themselves
-            # (signed out, locked out, mailed), and a page's checkbox selects 100 of them.
-            return TemplateResponse(
-                request,
-                "admin/accounts/user/action_confirmation.html",
-                {
-                    **self.admin_site.each_context(request),
-                    "title": self.get_actions(request)[request.POST["action"]][2],
-                    "opts": self.model._meta,
-                    "users": list(queryset.order_by("email")),
-                    "action": request.POST["action"],
-                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                },
-            )
         users = self._managed_only(request, list(queryset), not_done)
         applied, failed, not_tried = [], [], []
         try:
@@ -491,6 +508,8 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         description="Deactivate selected users (their tokens stop working)", permissions=["change"]
     )
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        if asking := self._ask_first(request, queryset, "deactivate"):
+            return asking
         return self._apply(
             request,
             queryset.filter(is_active=True).exclude(pk=request.user.pk),
@@ -507,6 +526,8 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # A lost phone: the account stays open, the user signs in again with their password.
+        if asking := self._ask_first(request, queryset, "sign_out_everywhere"):
+            return asking
         return self._apply(
             request,
             queryset,
@@ -522,8 +543,10 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     )
     def send_password_reset(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         # A reset link lets its reader choose the password: as much power as setting it.
+        if asking := self._ask_first(request, queryset, "send_password_reset"):
+            return asking
         inactive = list(queryset.filter(is_active=False).values_list("email", flat=True))
-        if inactive and request.POST.get("post") == "yes":
+        if inactive:
             # Its link would be refused (reset/confirm/ takes active accounts only).
             self.message_user(
                 request,

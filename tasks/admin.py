@@ -554,6 +554,7 @@ class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):
     # The API's rule and message: the database's check constraint showed its own name.
     color = forms.RegexField(
         regex=COLOR_PATTERN,
+        strip=True,  # as the API's field trims
         required=False,
         error_messages={"invalid": "Use #RRGGBB or leave it empty."},
         help_text="#RRGGBB, or empty for none.",

@@ -639,10 +639,13 @@ class TagViewSet(
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         tag = self.get_object()
-        # A PATCH as the schema has it: a body without `name` changes nothing (it was a 400).
+        # A PATCH as the schema has it: a body without `name` changes nothing (it was a 400),
+        # nor writes anything (a rename of the same name would undo one made meanwhile).
         serializer = self.get_serializer(tag, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        name = serializer.validated_data.get("name", tag.name)
+        if "name" not in serializer.validated_data:
+            return Response(self.get_serializer(tag).data)
+        name = serializer.validated_data["name"]
         # The answer is read under the tag's row lock too: a DELETE cannot slip in before it.
         with transaction.atomic():
             renamed = services.tag_rename(user=request.user, tag=tag, name=name)

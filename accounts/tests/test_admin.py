@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import smtplib
 import socket
 from datetime import UTC, date, datetime, timedelta
@@ -1154,3 +1155,31 @@ def test_a_user_action_asks_first_and_does_nothing_until_confirmed(
     bob.refresh_from_db()
     assert (bob.is_active, bob.token_generation, len(mailoutbox)) == (True, generation, 0)
     assert action(support_client, name, bob).status_code == 302  # confirmed: done
+
+
+@pytest.mark.django_db
+def test_confirming_posts_back_the_whole_selection_and_the_action_says_whom_it_skips(
+    support_client, make_user, mailoutbox
+):
+    """The page listed (and posted back) only the users the action kept: the deactivated one
+    was silently left out, and a selection of only such users asked about "0 user(s)"."""
+    make_user(email="bob@example.com")
+    make_user(email="gone@example.com", is_active=False)
+    selected = User.objects.filter(email__in=["bob@example.com", "gone@example.com"])
+
+    page = action(support_client, "send_password_reset", *selected, confirmed=False)
+    assert "bob@example.com" in page.content.decode()
+    assert "gone@example.com" in page.content.decode()
+    # What the page's own form posts back: its hidden inputs.
+    posted = re.findall(
+        r'<input type="hidden" name="([^"]+)" value="([^"]+)"', page.content.decode()
+    )
+    form: dict[str, list[str]] = {}
+    for name, value in posted:
+        form.setdefault(name, []).append(value)
+    assert sorted(form["_selected_action"]) == sorted(str(user.pk) for user in selected)
+    done = support_client.post(USERS_URL, form)
+
+    shown = [str(m) for m in get_messages(done.wsgi_request)]
+    assert "Not sent (deactivated: reactivate first): gone@example.com." in shown
+    assert "Sent a password-reset email to 1 user(s)." in shown

@@ -1187,7 +1187,11 @@ def test_a_list_color_is_checked_as_the_api_checks_it(support_client, user):
     assert refused.context["adminform"].form.errors == {
         "color": ["Use #RRGGBB or leave it empty."]  # was the constraint's own name
     }
-    cleared = support_client.post(url, {"name": "Home", "color": "", "opened_version": 1})
+    trimmed = support_client.post(url, {"name": "Home", "color": " #AABBCC\n", "opened_version": 1})
+    assert trimmed.status_code == 302
+    home.refresh_from_db()
+    assert home.color == "#AABBCC"
+    cleared = support_client.post(url, {"name": "Home", "color": "", "opened_version": 2})
     assert cleared.status_code == 302
     home.refresh_from_db()
     assert home.color is None
