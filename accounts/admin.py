@@ -381,6 +381,19 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
             )
         return [user for user in users if may_manage(request.user, user)]
 
+    def _refused_over_the_cap(self, request: HttpRequest, selected: QuerySet) -> bool:
+        """Whether the selection is past MAX_USERS_PER_ACTION, which an error then says."""
+        count = selected.count()
+        if count <= MAX_USERS_PER_ACTION:
+            return False
+        self.message_user(
+            request,
+            f"Nothing done: {count} users selected, an action takes at most "
+            f"{MAX_USERS_PER_ACTION} at once.",
+            messages.ERROR,
+        )
+        return True
+
     def _ask_first(
         self, request: HttpRequest, selected: QuerySet, action: str
     ) -> HttpResponse | None:
@@ -391,14 +404,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         A selection past the cap is refused here already, as _apply would refuse it."""
         if request.POST.get("post") == "yes":
             return None
-        count = selected.count()
-        if count > MAX_USERS_PER_ACTION:
-            self.message_user(
-                request,
-                f"Nothing done: {count} users selected, an action takes at most "
-                f"{MAX_USERS_PER_ACTION} at once.",
-                messages.ERROR,
-            )
+        if self._refused_over_the_cap(request, selected):
             return HttpResponseRedirect(request.get_full_path())
         return TemplateResponse(
             request,
@@ -435,14 +441,7 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
         naming the users not tried. Whoever was done is in the history even if an unexpected
         error ends the loop.
         """
-        count = queryset.count()
-        if count > MAX_USERS_PER_ACTION:
-            self.message_user(
-                request,
-                f"Nothing done: {count} users selected, an action takes at most "
-                f"{MAX_USERS_PER_ACTION} at once.",
-                messages.ERROR,
-            )
+        if self._refused_over_the_cap(request, queryset):
             return None
         users = self._managed_only(request, list(queryset), not_done)
         applied, failed, not_tried = [], [], []
