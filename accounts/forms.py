@@ -1,4 +1,6 @@
 from django import forms
+from django.db import transaction
+from django.http import Http404
 
 from accounts.models import User, UserManager
 
@@ -16,11 +18,15 @@ class RevokingPasswordSave:
     """For Django's password forms: a new password set in the admin ends every token issued
     before, as a password change through the API does; and only the password and the token
     generation are written, the other columns being as this POST read them (a full save would
-    undo a change the user committed meanwhile)."""
+    undo a change the user committed meanwhile). An account deleted since the page read it is
+    a 404, as Django's password page answers for one deleted before: not a 500, not revived."""
 
     def save(self, commit: bool = True) -> User:
         user = super().save(commit=False)
         user.revoke_tokens()
         if commit:
-            user.save(update_fields=["password", "token_generation"])
+            with transaction.atomic():
+                if not User.objects.select_for_update().filter(pk=user.pk).exists():
+                    raise Http404(f"The user {user.pk} no longer exists. Perhaps it was deleted?")
+                user.save(update_fields=["password", "token_generation"])
         return user

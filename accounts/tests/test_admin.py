@@ -20,7 +20,7 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from accounts.admin import UserAdmin
 from accounts.mail import wait_until_idle
 from accounts.models import User
-from accounts.services import user_deactivate, user_set_password
+from accounts.services import user_deactivate, user_delete, user_set_password
 from accounts.tests.helpers import bearer, give_colliding_data, sent_mail
 from accounts.tokens import token_pair_for
 from tasks.models import Tag, Task, TaskList
@@ -547,6 +547,24 @@ def test_a_password_set_in_the_admin_writes_nothing_else(
     user.refresh_from_db()
     assert user.check_password("another-long-passphrase")
     assert (user.is_active, user.token_generation) == (False, 2)
+
+
+@pytest.mark.django_db
+def test_a_password_set_for_a_user_deleted_meanwhile_is_a_404_and_revives_nothing(
+    admin_client, user, user_writes_after_the_admin_reads
+):
+    # Django's save(update_fields=...) found no row: a 500.
+    user_writes_after_the_admin_reads(
+        lambda user_id: user_delete(user=User.objects.get(pk=user_id))
+    )
+
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/password/",
+        {"password1": "another-long-passphrase", "password2": "another-long-passphrase"},
+    )
+
+    assert response.status_code == 404
+    assert not User.objects.filter(pk=user.pk).exists()
 
 
 def user_deactivate_by_id(user_id) -> None:
