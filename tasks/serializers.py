@@ -5,6 +5,7 @@ from datetime import UTC
 from typing import Any
 
 from django.core.validators import RegexValidator
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from tasks import recurrence
@@ -429,6 +430,41 @@ class TagSerializer(serializers.ModelSerializer):
 
 
 # --- Errors (documentation only) ----------------------------------------------------------
+
+
+def _bulk_body(name: str, needed: str | None) -> type:
+    """The body of `tasks/bulk/` for the actions that need `needed` (None: no parameter), that
+    parameter required: one variant of the documented oneOf, from TaskBulkSerializer's fields."""
+
+    def field(name: str, **overrides: Any) -> serializers.Field:
+        declared = TaskBulkSerializer._declared_fields[name]
+        # Made again from its arguments (copied: a bound `child=` may not be given again).
+        return type(declared)(**{**copy.deepcopy(declared._kwargs), **overrides})
+
+    actions = [a for a in BULK_ACTIONS if TaskBulkSerializer.NEEDS.get(a) == needed]
+    attrs = {"action": serializers.ChoiceField(choices=actions), "ids": field("ids")}
+    if needed:
+        attrs[needed] = field(
+            needed, required=True, **({"min_length": 1} if needed == "tags" else {})
+        )
+    return type(name, (serializers.Serializer,), attrs)
+
+
+_BULK_BODIES = {
+    needed: _bulk_body(name, needed)
+    for needed, name in [
+        (None, "BulkStateSerializer"),
+        ("list", "BulkMoveSerializer"),
+        ("priority", "BulkSetPrioritySerializer"),
+        ("tags", "BulkTagsSerializer"),
+    ]
+}
+# A oneOf keyed on `action`, so that a generated client knows the parameter each action needs.
+TASK_BULK_BODY = PolymorphicProxySerializer(
+    component_name="TaskBulk",
+    serializers={a: _BULK_BODIES[TaskBulkSerializer.NEEDS.get(a)] for a in BULK_ACTIONS},
+    resource_type_field_name="action",
+)
 
 
 class MissingTasksProblemSerializer(ProblemSerializer):

@@ -31,6 +31,7 @@ from tasks import fast_read, services
 from tasks.filters import TaskFilter
 from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
 from tasks.serializers import (
+    TASK_BULK_BODY,
     BulkResultSerializer,
     ListDeleteQuerySerializer,
     MissingTasksProblemSerializer,
@@ -513,7 +514,7 @@ class TaskViewSet(
         description="If any id is unknown or not yours, nothing changes and the answer is a "
         "404 problem whose `missing_ids` lists them. `add_tags` that would give a task more "
         "than 20 tags is a 400 naming those tasks under `errors.tags`; nothing changes.",
-        request=TaskBulkSerializer,
+        request=TASK_BULK_BODY,
         responses={
             200: BulkResultSerializer,
             (400, PROBLEM_JSON): PROBLEM_400,
