@@ -1,11 +1,14 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from todo_project.health import healthz, readyz
 
 urlpatterns = [
+    # The address a person opens first: the API's documentation, not a bare "Not Found".
+    path("", RedirectView.as_view(pattern_name="swagger-ui"), name="root"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

@@ -52,6 +52,12 @@ def test_a_docs_page_without_its_slash_redirects_a_get_there_as_the_admin_does(a
     assert_problem(anon_client.post(path, {}, format="json"), 404, path)  # never a POST
 
 
+def test_the_root_sends_a_person_to_the_api_docs(anon_client):
+    response = anon_client.get("/")
+    assert (response.status_code, response["Location"]) == (302, "/api/docs/")
+    assert anon_client.get(response["Location"]).status_code == 200
+
+
 def test_an_api_url_without_its_slash_is_404_for_a_get_too(anon_client):
     assert_problem(anon_client.get("/api/v1/tasks"), 404, "/api/v1/tasks")
 
