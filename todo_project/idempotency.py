@@ -10,9 +10,20 @@ A client on a flaky network may send a POST again when it never saw the answer. 
   record, so the work and the stored answer are committed together or not at all.
 - A retry with the same fingerprint gets the stored answer again, with `Idempotent-Replayed:
   true`; with another fingerprint a 422 problem; while the first is still running a 409 problem.
-- Only successful (2xx) answers are kept. When the request fails (a 4xx or an exception) it
-  changed nothing, so the record is released and a retry with the same key runs afresh: a
-  transient 409 or a fixed validation error must not stick to the key for a day.
+- The first answer is kept when it is final, the answer to what the request asked for (API.md:
+  "the first answer is kept"; a retry is a resend, not a second attempt at something else):
+  every 2xx, and the 4xx the view gives from the request's content, returned or raised: a 400
+  (validation: a name taken, a list that does not exist, ...), a 404 (the task of the path, a
+  bulk request's missing ids), and any other 4xx but the retryable ones below. A 4xx raised
+  after a write rolls the write back; its answer is stored after that, on its own.
+- Not kept, so the record is released and a retry with the same key runs afresh: the answers a
+  retry is meant to get past, RETRYABLE (409: the task cap, or a conflict with the current
+  state; 412: an If-Match that no longer matches; 408, 423, 425, 428, 429), every 5xx (503: a
+  concurrent change; 500: a crash), and any exception other than a DRF error or Http404. Those
+  changed nothing. Answers given before the key is looked at are never kept either: the 401,
+  403, 406 and 429 of DRF's authentication, permissions, negotiation and throttling (run before
+  the view method), the 400/413/415 of a body that does not parse (read for the fingerprint,
+  before the claim), and what the middleware answers (413, 411) before DRF.
 - Records live IDEMPOTENCY_KEY_TTL (24 h); an expired one is ignored (taken over by the next
   request with that key) and `manage.py purge_idempotency_keys` deletes them. A record left
   "in progress" by a worker that died is taken over after IDEMPOTENCY_STALE_AFTER.
@@ -29,6 +40,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.http import Http404, HttpResponse
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.renderers import JSONRenderer
@@ -36,7 +48,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks.models import IdempotencyRecord
-from todo_project.problems import Conflict, UnprocessableContent
+from todo_project.problems import PROBLEM_CONTENT_TYPE, Conflict, UnprocessableContent
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -44,6 +56,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 # or a log line would choke on.
 KEY_PATTERN = r"^[\x20-\x7E]{1,255}$"
 _KEY_RE = re.compile(KEY_PATTERN)
+# 4xx answers that depend on the moment, not on the request: a retry is meant to get past them.
+RETRYABLE = frozenset({408, 409, 412, 423, 425, 428, 429})
+
 
 logger = logging.getLogger("todo.idempotency")
 
@@ -67,6 +82,21 @@ def _validated_key(key: str) -> str:
     return key
 
 
+def is_kept(status_code: int) -> bool:
+    """Whether an answer is final, so kept for the key and replayed (see the module's doc)."""
+    return 200 <= status_code < 300 or (400 <= status_code < 500 and status_code not in RETRYABLE)
+
+
+def _status_of(error: BaseException) -> int | None:
+    """The status the exception handler answers a view's exception with: DRF's errors, and
+    Http404 (get_object()); None for anything else (a 500, or a 503 of a concurrent change)."""
+    if isinstance(error, exceptions.APIException):
+        return error.status_code
+    if isinstance(error, Http404):
+        return 404
+    return None
+
+
 class _Claim:
     """This request owns (user, key) from `claimed_at` on; `claimed_at` tells its record from
     a later one that took the key over."""
@@ -76,10 +106,15 @@ class _Claim:
             owner_id=owner_id, key=key, created_at=claimed_at, response_status__isnull=True
         )
 
-    def complete(self, response: Response) -> None:
+    def complete(self, response: HttpResponse) -> None:
         # Kept as its rendered text (a JSON string in the jsonb column, which would reorder an
-        # object's keys): a replay is the first answer byte for byte.
-        body = None if response.data is None else JSONRenderer().render(response.data).decode()
+        # object's keys): a replay is the first answer byte for byte. A problem (the exception
+        # handler's) is an HttpResponse already rendered.
+        if isinstance(response, Response):
+            data = response.data
+            body = None if data is None else JSONRenderer().render(data).decode()
+        else:
+            body = response.content.decode() if response.content else None
         self.records.update(response_status=response.status_code, response_body=body)
 
     def release(self) -> None:
@@ -89,7 +124,7 @@ class _Claim:
             logger.warning("could not release an idempotency key", exc_info=True)
 
 
-def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | Response:
+def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | HttpResponse:
     now = timezone.now()
     fresh = {
         "fingerprint": request_fingerprint,
@@ -123,9 +158,17 @@ def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | Re
             "A request with this Idempotency-Key is still being processed.", retry_after=1
         )
     body = existing.response_body
+    replayed = {REPLAYED_HEADER: "true"}
+    if existing.response_status >= 400:  # a problem, replayed as the text it was
+        return HttpResponse(
+            body if isinstance(body, str) else "" if body is None else json.dumps(body),
+            status=existing.response_status,
+            content_type=PROBLEM_CONTENT_TYPE,
+            headers=replayed,
+        )
     if isinstance(body, str):  # the rendered text; a record from before kept the parsed value
         body = json.loads(body)
-    return Response(body, status=existing.response_status, headers={REPLAYED_HEADER: "true"})
+    return Response(body, status=existing.response_status, headers=replayed)
 
 
 def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
@@ -140,14 +183,27 @@ def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
         claim = _claim_or_replay(
             user=request.user, key=_validated_key(key), request_fingerprint=fingerprint(request)
         )
-        if isinstance(claim, Response):
+        if isinstance(claim, HttpResponse):  # the stored answer (Response is one too)
             return claim
         try:
             with transaction.atomic():
                 response = action(view, request, *args, **kwargs)
-                if 200 <= response.status_code < 300:
+                if is_kept(response.status_code):
                     claim.complete(response)
                     return response
+        except (exceptions.APIException, Http404) as error:
+            # Raised inside the transaction, which rolled the work back: a final answer is
+            # kept all the same, the problem the exception handler makes of it.
+            if not is_kept(_status_of(error)):
+                claim.release()
+                raise
+            try:
+                response = view.handle_exception(error)
+                claim.complete(response)
+            except BaseException:
+                claim.release()
+                raise
+            return response
         except BaseException:
             claim.release()
             raise

@@ -115,9 +115,12 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     {"type": "string", "minLength": 1, "maxLength": 255, "pattern": KEY_PATTERN},
     OpenApiParameter.HEADER,
     description=(
-        "Makes a retry safe: the first successful answer is kept 24 h for (you, this key) and "
-        "replayed for the same request; the same key with another request is a 422, a retry "
-        "while the first still runs a 409."
+        "Makes a retry safe: the first answer (status and body) is kept 24 h for (you, this "
+        "key) and replayed for the same request, with `Idempotent-Replayed: true`, running "
+        "nothing. Kept: every 2xx and the 4xx of what the request asked for (a 400, a 404). "
+        "Not kept, so a retry runs: 409, 412 and 429 (they pass), a 5xx, and what is answered "
+        "before the key is read (401, 406, 413, 415, a body that is not JSON). The same key "
+        "with another request is a 422, a retry while the first still runs a 409."
     ),
 )
 WWW_AUTHENTICATE = OpenApiParameter(
@@ -154,7 +157,7 @@ IDEMPOTENT_REPLAYED = OpenApiParameter(
     REPLAYED_HEADER,
     {"type": "string", "enum": ["true"]},
     OpenApiParameter.HEADER,
-    response=[200, 201],
+    response=[200, 201, 400, 404],
     description="Present when this answer is the stored one of an earlier request with the key.",
 )
 

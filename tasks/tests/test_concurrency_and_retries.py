@@ -204,6 +204,56 @@ def test_a_retried_move_is_applied_once(api_client, make_task):
     assert second_task.version == 2  # moved once, not twice
 
 
+@pytest.mark.django_db
+def test_a_400_is_replayed_even_once_the_same_request_would_succeed(api_client, user, make_list):
+    """Audit F2: a 400 (the name taken), the list deleted, the retry with the key: the first
+    400 again, replayed, and no list is created."""
+    taken = make_list("Dup")
+    refused = api_client.post("/api/v1/lists/", {"name": "Dup"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {"name": ["You already have a list with this name."]}
+    assert api_client.delete(f"/api/v1/lists/{taken.pk}/").status_code == 204
+
+    retried = api_client.post("/api/v1/lists/", {"name": "Dup"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert retried.status_code == 400
+    assert retried["Idempotent-Replayed"] == "true"
+    assert retried["Content-Type"] == PROBLEM
+    assert retried.content == refused.content  # its request_id too: the first answer
+    assert not TaskList.objects.filter(owner=user).exists()
+
+    other = api_client.post("/api/v1/lists/", {"name": "Other"}, HTTP_IDEMPOTENCY_KEY="k1")
+    assert other.status_code == 422
+    assert not TaskList.objects.filter(owner=user).exists()
+    assert api_client.post("/api/v1/lists/", {"name": "Dup"}).status_code == 201  # no key
+
+
+@pytest.mark.django_db
+def test_a_bulk_404_of_missing_ids_is_replayed(api_client, make_task):
+    gone = make_task()
+    kept = make_task()
+    api_client.delete(f"/api/v1/tasks/{gone.pk}/")
+    body = {"action": "complete", "ids": [str(kept.pk), str(gone.pk)]}
+    first = api_client.post("/api/v1/tasks/bulk/", body, HTTP_IDEMPOTENCY_KEY="bulk-404")
+    assert first.status_code == 404
+    assert first.json()["missing_ids"] == [str(gone.pk)]
+    again = api_client.post("/api/v1/tasks/bulk/", body, HTTP_IDEMPOTENCY_KEY="bulk-404")
+    assert again.status_code == 404 and again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    kept.refresh_from_db()
+    assert not kept.completed and kept.version == 1
+
+
+@pytest.mark.django_db
+def test_a_move_of_a_deleted_task_is_a_404_that_is_replayed(api_client, make_task):
+    task = make_task()
+    url = f"/api/v1/tasks/{task.pk}/move/"
+    api_client.delete(f"/api/v1/tasks/{task.pk}/")
+    first = api_client.post(url, {"after": None}, HTTP_IDEMPOTENCY_KEY="move-404")
+    again = api_client.post(url, {"after": None}, HTTP_IDEMPOTENCY_KEY="move-404")
+    assert first.status_code == again.status_code == 404
+    assert again["Idempotent-Replayed"] == "true" and again.content == first.content
+
+
 # --- MAX_TASKS_PER_USER ---------------------------------------------------------------------
 
 
@@ -222,6 +272,29 @@ def test_creating_a_task_past_the_cap_is_a_409_and_a_retry_after_freeing_space_w
     api_client.delete(f"/api/v1/tasks/{done.pk}/")
     retried = api_client.post("/api/v1/tasks/", {"title": "Third"}, HTTP_IDEMPOTENCY_KEY="k")
     assert retried.status_code == 201
+
+
+@pytest.mark.django_db
+def test_the_caps_409_is_not_kept_the_retry_runs_and_its_400_is(
+    api_client, make_task, make_list, settings
+):
+    """A 409 passes (room is made): not kept. The retry runs and answers from the data as it is
+    now (the list it names was deleted meanwhile): that 400 is kept and replayed."""
+    settings.MAX_TASKS_PER_USER = 1
+    make_task("One")
+    target = make_list("Target")
+    body = {"title": "Two", "list": str(target.pk)}
+    refused = api_client.post("/api/v1/tasks/", body, HTTP_IDEMPOTENCY_KEY="cap")
+    assert refused.status_code == 409
+    assert not IdempotencyRecord.objects.exists()
+    api_client.delete(f"/api/v1/lists/{target.pk}/")
+    retried = api_client.post("/api/v1/tasks/", body, HTTP_IDEMPOTENCY_KEY="cap")
+    assert retried.status_code == 400 and "Idempotent-Replayed" not in retried
+    assert "list" in retried.json()["errors"]
+    again = api_client.post("/api/v1/tasks/", body, HTTP_IDEMPOTENCY_KEY="cap")
+    assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+    assert again.content == retried.content
+    assert Task.objects.count() == 1
 
 
 @pytest.mark.django_db

@@ -58,6 +58,8 @@ class ProbeListViewSet(ConditionalRequestMixin, viewsets.ModelViewSet):
             raise RuntimeError("after the write")
         if name == "conflict":
             raise Conflict("a 4xx after the write")
+        if name == "invalid":
+            raise serializers.ValidationError({"name": ["A 400 after the write."]})
 
     def perform_update(self, serializer) -> None:
         name = serializer.validated_data.get("name")

@@ -9,10 +9,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 from django.utils import timezone
+from rest_framework import exceptions
 
 from conftest import client_for
 from tasks.models import IdempotencyRecord, TaskList
-from todo_project.tests.hardening_urls import GATES, Gate
+from todo_project.problems import ConcurrentChange, Conflict, PreconditionFailed
+from todo_project.tests.hardening_urls import GATES, Gate, ProbeListViewSet
 
 pytestmark = pytest.mark.urls("todo_project.tests.hardening_urls")
 
@@ -110,12 +112,35 @@ def test_a_key_of_255_characters_is_fine(api_client):
 
 
 @pytest.mark.django_db
-def test_a_failed_request_releases_its_key_so_a_retry_runs_afresh(api_client, user):
+def test_a_400_is_kept_and_replayed_and_the_fixed_body_with_the_same_key_is_422(api_client, user):
     bad = post(api_client, {"name": ""})
-    assert bad.status_code == 400
-    assert not IdempotencyRecord.objects.exists()
+    assert bad.status_code == 400 and "Idempotent-Replayed" not in bad
+    record = IdempotencyRecord.objects.get()
+    assert record.response_status == 400
+    assert json.loads(record.response_body) == bad.json()
+
+    again = post(api_client, {"name": ""})
+    assert again.status_code == 400
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["Content-Type"] == PROBLEM
+    assert again.content == bad.content  # the first answer, its request_id included
+
     fixed = post(api_client, {"name": "Home"})
-    assert fixed.status_code == 201 and "Idempotent-Replayed" not in fixed
+    assert fixed.status_code == 422
+    assert not TaskList.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_400_raised_after_a_write_rolls_the_write_back_and_is_kept(api_client):
+    first = post(api_client, {"name": "invalid"})
+    assert first.status_code == 400
+    assert first.json()["errors"] == {"name": ["A 400 after the write."]}
+    assert not TaskList.objects.exists()
+    assert IdempotencyRecord.objects.get().response_status == 400
+    again = post(api_client, {"name": "invalid"})
+    assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+    assert again.content == first.content
+    assert not TaskList.objects.exists()
 
 
 @pytest.mark.django_db
@@ -124,6 +149,43 @@ def test_a_4xx_raised_after_a_write_rolls_the_write_back_and_releases_the_key(ap
     assert response.status_code == 409
     assert not TaskList.objects.exists()
     assert not IdempotencyRecord.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "transient",
+    [
+        Conflict("a conflict that passes"),
+        PreconditionFailed(),
+        exceptions.Throttled(wait=1),
+        ConcurrentChange(),
+    ],
+    ids=["409", "412", "429", "503"],
+)
+def test_a_transient_answer_is_not_kept_the_retry_runs_and_its_answer_is(
+    api_client, monkeypatch, transient
+):
+    """The first run answers a retryable 4xx or a 5xx: released; the retry runs and answers a
+    400, which is kept: a third request gets it replayed and runs nothing."""
+    raised = iter([transient, exceptions.ValidationError({"name": ["Now invalid."]})])
+    runs = []
+
+    def perform_create(self, serializer):
+        runs.append(serializer.validated_data["name"])
+        raise next(raised)
+
+    monkeypatch.setattr(ProbeListViewSet, "perform_create", perform_create)
+    first = post(api_client, {"name": "Home"})
+    assert first.status_code == transient.status_code
+    assert not IdempotencyRecord.objects.exists()
+    retried = post(api_client, {"name": "Home"})
+    assert retried.status_code == 400 and "Idempotent-Replayed" not in retried
+    assert retried.json()["request_id"] != first.json()["request_id"]
+    again = post(api_client, {"name": "Home"})
+    assert again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+    assert again.content == retried.content
+    assert runs == ["Home", "Home"]  # the third request ran nothing
+    assert not TaskList.objects.exists()
 
 
 @pytest.mark.django_db
