@@ -159,7 +159,7 @@ MATCHING_TASK_COUNT = CompiledShapes(
 
 
 @functools.cache
-def _page_columns(alias: str) -> str:
+def page_columns(alias: str) -> str:
     """The select list of with_tags_sql(): a page's columns in COLUMNS order, the tag names of
     each row by an index lookup of its id (tag_names_of_task() in SQL: its outer row is `page`)."""
     quote = connections[alias].ops.quote_name
@@ -184,7 +184,7 @@ def with_tags_sql(alias: str, page_sql: str) -> str:
     the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
     outside it joins, groups or sorts.
     """
-    return f"SELECT {_page_columns(alias)} FROM ({page_sql}) AS page"
+    return f"SELECT {page_columns(alias)} FROM ({page_sql}) AS page"
 
 
 class CompiledRows:

@@ -349,8 +349,10 @@ class TaskFilter(django_filters.FilterSet):
         lookup_expr="gte",
         help_text="RFC 3339 timestamp (`2026-11-22T09:30:00Z`): changed at or after it. "
         "`updated_at` is stamped when a write starts and seen when it commits (under 30 s "
-        "later): to miss nothing, pass the newest `updated_at` you have seen minus 30 s, "
-        "and keep tasks you already have by `id` and `version`.",
+        "later): pass the newest `updated_at` you have seen minus 30 s, and keep tasks you "
+        "already have by `id` and `version`. To keep a copy of your tasks, use "
+        "`tasks/changes/` instead: a write while you page shifts this list's offsets (a task "
+        "can be skipped), and deleted tasks are not in it.",
     )
     ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),

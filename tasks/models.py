@@ -517,6 +517,29 @@ _OWNER_TASK_COUNT = CompiledQuery(
 )
 
 
+class DeletedTask(models.Model):
+    """A deleted task's id and when it went: how `tasks/changes/` tells a syncing client that a
+    task it has is gone. Written by the one statement that deletes tasks (services._DELETE_TASKS)
+    for each task and subtask it deletes; kept DELETIONS_KEPT, then purged
+    (`manage.py purge_deleted_tasks`)."""
+
+    id = models.UUIDField(primary_key=True)  # the task's: a task id is never used again
+    owner = models.ForeignKey(  # indexed first in deleted_task_changes
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    # Stamped as `updated_at` is, when the deleting write starts: the changes' order.
+    deleted_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", "deleted_at", "id"], name="deleted_task_changes"),
+            models.Index(fields=["deleted_at"], name="deleted_task_purge"),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
 class IdempotencyRecord(models.Model):
     """The first answer to a creating POST sent with an `Idempotency-Key`, kept for replays.
 

@@ -410,6 +410,36 @@ class BulkResultSerializer(serializers.Serializer):
     )
 
 
+class DeletedTaskSerializer(serializers.Serializer):
+    id = serializers.UUIDField(read_only=True, help_text="The deleted task's id.")
+    deleted_at = Timestamp(help_text="When it was deleted (with its parent, list or itself).")
+
+
+class TaskChangesSerializer(serializers.Serializer):
+    """The answer of `tasks/changes/` (documentation only: tasks.sync renders it)."""
+
+    changed = TaskSerializer(
+        many=True,
+        read_only=True,
+        help_text="Tasks created or changed after the cursor, as they are now, in the order "
+        "of their `updated_at` (then id).",
+    )
+    deleted = DeletedTaskSerializer(
+        many=True,
+        read_only=True,
+        help_text="Tasks deleted after the cursor (subtasks deleted with their parent and "
+        "tasks deleted with their list included): drop them.",
+    )
+    cursor = serializers.CharField(
+        read_only=True,
+        help_text="Opaque. Pass it as `cursor` to get what follows: at once while `has_more`, "
+        "else at the next sync.",
+    )
+    has_more = serializers.BooleanField(
+        read_only=True, help_text="More changes follow: ask again now with `cursor`."
+    )
+
+
 # --- Tags -------------------------------------------------------------------------------------
 
 

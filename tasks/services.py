@@ -1046,10 +1046,14 @@ def task_reopen(*, task: Task, user: User) -> Task:
 # Tasks with their subtasks, in one statement whatever their number (Django's collector would
 # select the subtasks and delete in batches of 100, and past 65,535 tasks fail on PostgreSQL's
 # limit of parameters), so from one snapshot of which tasks go. `{doomed}` says which: ids (and
-# their subtasks), a list's (subtasks are in their parent's list), or all of the owner's.
+# their subtasks), a list's (subtasks are in their parent's list), or all of the owner's. Each
+# deleted task leaves its id for tasks/changes/ (DeletedTask), but not with its account.
 _DELETE_TASKS = """
     WITH doomed AS (
         SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed})
+    ), remembered AS (
+        INSERT INTO tasks_deletedtask (id, owner_id, deleted_at)
+        SELECT id, %(owner)s, %(now)s FROM doomed WHERE {remembered}
     ), unlinked AS (
         -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
         UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1,
@@ -1062,9 +1066,11 @@ _DELETE_TASKS = """
     DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed)
 """
 _DELETE_TASKS_OF = {
-    "ids": _DELETE_TASKS.format(doomed="id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)"),
-    "list": _DELETE_TASKS.format(doomed="list_id = %(list)s"),
-    "owner": _DELETE_TASKS.format(doomed="TRUE"),
+    "ids": _DELETE_TASKS.format(
+        doomed="id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)", remembered="TRUE"
+    ),
+    "list": _DELETE_TASKS.format(doomed="list_id = %(list)s", remembered="TRUE"),
+    "owner": _DELETE_TASKS.format(doomed="TRUE", remembered="FALSE"),
 }
 
 
@@ -1083,11 +1089,13 @@ def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:
 
 
 def owned_data_delete(*, owner_id: UUID) -> None:
-    """Deletes every task, tag and list of the owner, in SQL statements whatever their number
-    (the ORM's cascade from the user fails past 65,535 rows: one parameter per row)."""
+    """Deletes every task, tag and list of the owner, and the ids of tasks deleted before, in
+    SQL statements whatever their number (the ORM's cascade from the user fails past 65,535
+    rows: one parameter per row)."""
     with transaction.atomic():
         _delete_tasks(owner_id, "owner", timezone.now())
         with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM tasks_deletedtask WHERE owner_id = %s", [owner_id])
             cursor.execute("DELETE FROM tasks_tag WHERE owner_id = %s", [owner_id])
             cursor.execute("DELETE FROM tasks_tasklist WHERE owner_id = %s", [owner_id])
 

@@ -8,6 +8,7 @@ import re
 import uuid
 from typing import Any
 
+import orjson
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet
 from django.db.models.functions import Lower
@@ -27,7 +28,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tasks import fast_read, services
+from tasks import fast_read, services, sync
 from tasks.filters import TaskFilter
 from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
 from tasks.serializers import (
@@ -37,6 +38,7 @@ from tasks.serializers import (
     MissingTasksProblemSerializer,
     TagSerializer,
     TaskBulkSerializer,
+    TaskChangesSerializer,
     TaskListSerializer,
     TaskMoveSerializer,
     TaskSerializer,
@@ -165,6 +167,13 @@ class TaskPagination(LimitOffsetPagination):
                 "schema": {"type": "integer", "minimum": 0, "default": 0},
             },
         ]
+
+
+class ChangesPagination(TaskPagination):
+    """The `limit` of tasks/changes/: a sync wants large pages."""
+
+    default_limit = sync.DEFAULT_LIMIT
+    max_limit = sync.MAX_LIMIT
 
 
 class OptionsOfYoursOnly:
@@ -574,6 +583,56 @@ class TaskViewSet(
             user=request.user, action=params.pop("action"), ids=params.pop("ids"), **params
         )
         return Response({"updated": updated})
+
+    @extend_schema(
+        summary="What changed in your tasks since a cursor, deletions included (for sync)",
+        description="The exact way to keep a copy of your tasks, where paging the list with "
+        "`updated_since` can miss a task written meanwhile and never shows deletions. Call it "
+        "without `cursor` for everything; apply `changed` (by id: a task you have at the same "
+        "`version` is no news) and drop `deleted`; while `has_more`, call again at once with "
+        "the answer's `cursor`; keep the last `cursor` for the next sync. Changes come in one "
+        "order and each page resumes after the last change it sent: a task written while you "
+        "page comes again later, nothing shifts. A sync's last `cursor` starts the next one "
+        f"{sync.COMMIT_LAG.seconds} s before that sync began (a write is stamped when it "
+        "starts and seen when it commits), so the next sync sends those seconds again. Deleted "
+        f"ids are kept {sync.DELETIONS_KEPT.days} days: a `cursor` whose sync began before "
+        "that is a 410; sync from the start and drop the tasks that it does not send. Lists "
+        "and tags are small: fetch them whole.",
+        parameters=[
+            OpenApiParameter(
+                "cursor",
+                OpenApiTypes.STR,
+                description="The `cursor` of an earlier answer; none: from the start.",
+            ),
+            OpenApiParameter(
+                "limit",
+                OpenApiTypes.INT,
+                description=f"Changes per answer (default {sync.DEFAULT_LIMIT}; above "
+                f"{sync.MAX_LIMIT} served as {sync.MAX_LIMIT}).",
+            ),
+        ],
+        responses={
+            200: TaskChangesSerializer,
+            (400, PROBLEM_JSON): PROBLEM_400,
+            (410, PROBLEM_JSON): _problem(sync.CursorExpired.default_detail),
+            **COMMON_ERRORS,
+        },
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def changes(self, request: Request) -> Response:
+        params = request.query_params
+        invalid = {
+            name: ["Give it once, not empty."]
+            for name in ("cursor", "limit")
+            if len(params.getlist(name)) > 1 or params.get(name) == ""
+        }
+        if invalid:
+            raise ValidationError(invalid)
+        cursor = sync.Cursor.decode(params["cursor"]) if "cursor" in params else None
+        limit = ChangesPagination().get_limit(request)
+        page = sync.changes_page(owner_id=request.user.pk, cursor=cursor, limit=limit)
+        # Plain JSON values, rendered as the task list renders them (whole seconds, `Z`).
+        return Response(orjson.loads(fast_read.render(page)))
 
 
 TAG_NAME_PARAMETER = OpenApiParameter(
