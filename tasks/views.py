@@ -266,6 +266,7 @@ class TaskListViewSet(
             color=data.get("color"),
             position=data.get("position"),
         )
+        self.written_version = task_list.version  # for the ETag: the body has no version
         return self._respond(task_list, status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:

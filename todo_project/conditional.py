@@ -22,6 +22,7 @@ import re
 from typing import Any
 
 from django.db import DatabaseError, models, transaction
+from django.urls import reverse
 from django.utils.http import parse_etags, quote_etag
 from rest_framework import exceptions, status
 from rest_framework.request import Request
@@ -155,14 +156,18 @@ class ConditionalRequestMixin:
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any):
         # Set by get_object(), or by a read path that skips it (tasks.fast_read).
         version = getattr(self, "conditional_version", None)
-        tagged = response.status_code == status.HTTP_200_OK and getattr(self, "action", None) in {
-            "retrieve",
-            "update",
-            "partial_update",
-            *self.conditional_post_actions,
-        }
+        action = getattr(self, "action", None)
+        tagged = (
+            response.status_code == status.HTTP_200_OK
+            and action in {"retrieve", "update", "partial_update", *self.conditional_post_actions}
+        ) or (response.status_code == status.HTTP_201_CREATED and action == "create")
+        data = getattr(response, "data", None)
+        if response.status_code == status.HTTP_201_CREATED and isinstance(data, dict):
+            # Where the new resource is (a replay's too, from its body's id).
+            path = reverse(f"{self.basename}-detail", args=[data["id"]])
+            response["Location"] = request.build_absolute_uri(path)
         if tagged and request.method not in SAFE_METHODS:
-            # A replayed POST (Idempotency-Key) read no object: its stored answer tells.
+            # A create or a replayed POST (Idempotency-Key) read no object: the answer tells.
             instance = getattr(self, "_conditional_instance", None)
             version = self._version_after_write(response, instance)
         if tagged and version is not None:

@@ -12,7 +12,8 @@ lies by omission (the fuzz test checks every answer against it):
   everywhere (rate limits);
 - 503 on writes: PostgreSQL ended the transaction to settle a clash with a concurrent one
   (a deadlock, say); nothing was changed, and `Retry-After` says when to send it again;
-- for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412;
+- for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412; `ETag`
+  and `Location` on a 201;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
 
 drf-spectacular documents a request body for POST, PUT and PATCH only (OpenAPI 3.0 gives a
@@ -85,6 +86,21 @@ ETAG_OF_WRITE = OpenApiParameter(
         "The version the write made (200), or the current one (412: a retry needs no GET); as "
         "a GET's `ETag`."
     ),
+)
+ETAG_OF_CREATE = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="As a GET's `ETag` of what was created, for a later `If-Match` (not in the "
+    "replay of a list's creation: a list's body has no version).",
+)
+CREATED_AT = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[201],
+    description="The URL of what was created (in a replay too).",
 )
 IF_NONE_MATCH = OpenApiParameter(
     "If-None-Match",
@@ -229,6 +245,8 @@ class AutoSchema(openapi.AutoSchema):
             parameters += [IF_NONE_MATCH, ETAG]
         elif self._is_conditional_write():
             parameters += [IF_MATCH, IF_NONE_MATCH_ON_WRITE, ETAG_OF_WRITE]
+        elif action == "create":
+            parameters += [CREATED_AT, ETAG_OF_CREATE]
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
         return parameters

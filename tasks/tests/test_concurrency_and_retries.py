@@ -74,6 +74,33 @@ def test_a_task_write_with_the_current_if_match_answers_the_next_etag(api_client
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("kind", "body"), [("tasks", {"title": "New"}), ("lists", {"name": "New"})]
+)
+@pytest.mark.parametrize("key", [None, "k-1"])
+def test_a_201_says_where_the_new_resource_is_and_its_etag_for_an_if_match(
+    api_client, kind, body, key
+):
+    # Both were missing: a client had to build the URL and GET the new resource for its ETag.
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+    created = api_client.post(f"/api/v1/{kind}/", body, **headers)
+    assert created.status_code == 201
+    location = f"http://testserver/api/v1/{kind}/{created.json()['id']}/"
+    fetched = api_client.get(location)
+    assert created["Location"] == location and fetched.status_code == 200
+    assert created["ETag"] == fetched["ETag"]
+    if key:  # a replay names the same place, and (a task's, from its body) the same ETag
+        replayed = api_client.post(f"/api/v1/{kind}/", body, **headers)
+        assert replayed["Idempotent-Replayed"] == "true"
+        assert replayed["Location"] == location
+        assert replayed.get("ETag") == (created["ETag"] if kind == "tasks" else None)
+    renamed = api_client.patch(
+        location, {"title" if kind == "tasks" else "name": "Renamed"}, HTTP_IF_MATCH=created["ETag"]
+    )
+    assert renamed.status_code == 200
+
+
+@pytest.mark.django_db
 def test_deleting_a_task_with_a_stale_if_match_keeps_it_and_its_subtasks(api_client, make_task):
     task = make_task()
     subtask = make_task("Sub", parent=task)
