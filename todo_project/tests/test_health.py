@@ -4,11 +4,24 @@ import threading
 import time
 
 import pytest
-from django.core.signals import request_started
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 
 from todo_project.tests.helpers import terminate_backend
+
+
+def database_checks_running() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "readyz-database"]
+
+
+@pytest.fixture(autouse=True)
+def _no_database_check_left_running():
+    """A /readyz database check still running (todo_project/health.py) would be the one in flight
+    for the next test's probes."""
+    yield
+    for thread in database_checks_running():
+        thread.join(timeout=10)
+        assert not thread.is_alive()
 
 
 def test_healthz_answers_without_touching_the_database(anon_client):
@@ -60,40 +73,143 @@ def test_readyz_is_503_problem_when_the_cache_is_down(anon_client, settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_killed_database_connection_is_replaced_without_a_500(anon_client, settings):
-    """What a PostgreSQL restart does to a persistent connection: the next request reconnects."""
-    anon_client.get("/readyz")
-    backend_pid = connection.connection.info.backend_pid
-    terminate_backend(connection, backend_pid)
-    # The WSGI handler sends request_started before every request; Django's test client does
-    # not, so send it here: with CONN_HEALTH_CHECKS the dead connection is noticed and replaced.
-    request_started.send(sender=__name__)
-    response = anon_client.get("/readyz")
+def test_a_killed_database_connection_does_not_fail_the_next_probe(anon_client):
+    """What a PostgreSQL restart does to the worker's persistent connection. The probe checks on
+    a connection of its own, opened and closed by each check, so it is 200; the worker's own
+    connection is replaced at its next request (test_postgresql_backend.py)."""
+    assert anon_client.get("/readyz").status_code == 200
+    connection.ensure_connection()
+    terminate_backend(connection, connection.connection.info.backend_pid)
+    try:
+        response = anon_client.get("/readyz")
+    finally:
+        connection.close()  # the dead one: the test database's flush needs a live connection
     assert response.status_code == 200
-    assert connection.connection.info.backend_pid != backend_pid
 
 
 @pytest.mark.django_db
-def test_readyz_is_503_within_seconds_when_the_database_accepts_and_never_answers(
-    anon_client, monkeypatch
-):
-    """A hung server (or a half-open path to it): the connect gives up after
-    DB_CONNECT_TIMEOUT (2 s) instead of holding the worker until gunicorn kills it."""
-    from todo_project import health
-
+def test_readyz_is_503_within_seconds_when_the_database_accepts_and_never_answers(anon_client):
+    """A hung server (or a half-open path to it): the probe gives up after its 2 s budget (and
+    the connect after DB_CONNECT_TIMEOUT) instead of holding the worker until gunicorn kills it."""
     silent = socket.create_server(("127.0.0.1", 0))
     held = []  # accepted, never answered
     threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
-    settings_dict = {**connection.settings_dict, "HOST": "127.0.0.1"}
-    settings_dict["PORT"] = silent.getsockname()[1]
-    hung = type(connections["default"])(settings_dict, alias="hung")
-    monkeypatch.setattr(health, "connection", hung)
+    # The check connects afresh, on its own thread: point new connections at the silent server.
+    address = {"HOST": connection.settings_dict["HOST"], "PORT": connection.settings_dict["PORT"]}
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=silent.getsockname()[1])
     started = time.monotonic()
     try:
         response = anon_client.get("/readyz")
     finally:
+        connection.settings_dict.update(address)
         silent.close()
     assert response.status_code == 503
     assert json.loads(response.content)["detail"] == "Not ready: database unavailable."
     assert time.monotonic() - started < 4
     assert held  # it did reach the listener
+
+
+class PartitionedDatabase:
+    """A TCP proxy to the test database. A connection that sends `SELECT 1` (the readiness
+    check's query) is partitioned there: the query is held back until `heal()`, both sockets stay
+    open, and the client waits for an answer that does not come, as with a stopped server or a
+    network partition. The server never sees the query, so no server-side timeout can fire."""
+
+    def __init__(self, database) -> None:
+        params = database.get_connection_params()
+        host, port = params.get("host") or "/tmp", params.get("port") or 5432
+        if host.startswith("/"):
+            self.upstream = (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+        else:
+            self.upstream = (socket.AF_INET, (host, int(port)))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held = []  # the connections partitioned
+        self.hung_up = []  # the connections their client closed
+        self.healed = threading.Event()
+        self.sockets = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            server = socket.socket(self.upstream[0])
+            server.connect(self.upstream[1])
+            self.sockets += [client, server]
+            threading.Thread(target=self._pass, args=(client, server, True), daemon=True).start()
+            threading.Thread(target=self._pass, args=(server, client, False), daemon=True).start()
+
+    def _pass(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client and b"SELECT 1\x00" in data and not self.healed.is_set():
+                    self.held.append(source)
+                    self.healed.wait()
+                sink.sendall(data)
+            if from_client:
+                self.hung_up.append(source)
+        except OSError:
+            pass
+
+    def heal(self) -> None:
+        self.healed.set()
+
+    def close(self) -> None:
+        self.healed.set()
+        for sock in self.sockets:
+            sock.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_503_within_seconds_while_the_database_does_not_answer_its_query(
+    anon_client, caplog
+):
+    """The database accepted the connection and never answers the query (a stopped server, a
+    network partition): the probe answers 503 after its 2 s budget instead of holding the
+    worker until gunicorn kills it, and a second probe during the same stall answers 503 at
+    once, without starting another check."""
+    partition = PartitionedDatabase(connection)
+    # Every connection opened from here on goes through the proxy (the check's, on its thread,
+    # and this thread's once closed).
+    address = {"HOST": connection.settings_dict["HOST"], "PORT": connection.settings_dict["PORT"]}
+    connection.settings_dict.update(HOST="127.0.0.1", PORT=partition.port)
+    connection.close()
+    # Should a probe never answer, the stall ends after 10 s and the test fails, not hangs.
+    watchdog = threading.Timer(10, partition.heal)
+    watchdog.start()
+    try:
+        started = time.monotonic()
+        first = anon_client.get("/readyz")
+        first_took = time.monotonic() - started
+        started = time.monotonic()
+        second = anon_client.get("/readyz")
+        second_took = time.monotonic() - started
+        for response in (first, second):
+            assert response.status_code == 503
+            assert response["Content-Type"] == "application/problem+json"
+            assert json.loads(response.content)["detail"] == "Not ready: database unavailable."
+        assert first_took < 5
+        assert second_took < 1
+        checks = database_checks_running()
+        assert len(checks) == 1
+        assert len(partition.held) == 1
+
+        # The stall ends: the check gets its answer, finishes and closes its connection, and
+        # the next probe is ready.
+        partition.heal()
+        checks[0].join(timeout=5)
+        assert not checks[0].is_alive()
+        deadline = time.monotonic() + 5
+        while partition.held[0] not in partition.hung_up and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert partition.held[0] in partition.hung_up
+        assert anon_client.get("/readyz").status_code == 200
+    finally:
+        watchdog.cancel()
+        partition.close()
+        connection.settings_dict.update(address)
+        connection.close()
+    assert "readiness check failed: database (no answer within 2.0 s)" in caplog.messages
