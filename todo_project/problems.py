@@ -26,6 +26,8 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
 
+from todo_project.ratelimit import count_refused_request
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
 # The detail of every 500: nothing about its cause, which the log line with the id tells.
@@ -206,6 +208,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        usage = count_refused_request(request)
+        if usage is not None and usage.exceeded:
+            exc = exceptions.Throttled(wait=usage.reset)
 
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))

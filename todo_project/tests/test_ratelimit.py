@@ -108,13 +108,34 @@ def test_a_user_is_counted_by_account_not_by_ip(user, settings):
     assert client.get("/api/v1/auth/me/", REMOTE_ADDR="198.51.100.3").status_code == 429
 
 
-def test_a_refused_token_is_not_counted_against_anyone(anon_client, api_client, settings):
-    settings.RATE_LIMIT_USER = "1/d"
-    for _ in range(3):
-        response = anon_client.get("/api/v1/auth/me/", HTTP_AUTHORIZATION="Bearer nope")
-        assert response.status_code == 401
-        assert "RateLimit-Limit" not in response
-    assert api_client.get("/api/v1/auth/me/").status_code == 200
+def test_a_refused_token_is_counted_per_client_ip_never_against_a_user(
+    anon_client, api_client, settings
+):
+    # It was counted against nobody: a flood of forged or revoked tokens went unlimited.
+    settings.RATE_LIMIT_USER, settings.RATE_LIMIT_ANON = "1/d", "2/d"
+    for remaining, token in ((1, "Bearer nope"), (0, None)):
+        headers = {"HTTP_AUTHORIZATION": token} if token else {}
+        response = anon_client.get("/api/v1/tasks/", **headers)
+        assert_problem(response, 401)
+        assert response["RateLimit-Remaining"] == str(remaining)
+    refused = anon_client.get("/api/v1/auth/me/", HTTP_AUTHORIZATION="Bearer nope")
+    assert_problem(refused, 429)
+    assert int(refused["Retry-After"]) >= 1 and "WWW-Authenticate" not in refused
+    assert anon_client.get("/api/v1/tasks/", REMOTE_ADDR="192.0.2.9").status_code == 401
+    assert api_client.get("/api/v1/auth/me/").status_code == 200  # the user's own bucket
+
+
+def test_a_wrong_password_at_sign_in_counts_once_per_bucket(anon_client, user, settings):
+    settings.RATE_LIMIT_ANON = "30/d"
+    body = {"email": user.email, "password": "not-the-password"}
+    response = anon_client.post("/api/v1/auth/token/", body)
+    assert response.status_code == 401
+    assert (
+        anon_client.post("/api/v1/auth/password/reset/", {"email": "a@example.com"})[
+            "RateLimit-Remaining"
+        ]
+        == "28"
+    )  # the sign-in and this request: the sign-in's 401 was not counted again
 
 
 # --- per client IP on anonymous endpoints -----------------------------------------------------
