@@ -607,7 +607,7 @@ class TaskViewSet(
             ),
             OpenApiParameter(
                 "limit",
-                OpenApiTypes.INT,
+                {"type": "integer", "minimum": 1},
                 description=f"Changes per answer (default {sync.DEFAULT_LIMIT}; above "
                 f"{sync.MAX_LIMIT} served as {sync.MAX_LIMIT}).",
             ),

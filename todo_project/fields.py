@@ -48,12 +48,28 @@ def shows_nothing(text: str) -> bool:
 
 class VisibleCharField(StrictCharField):
     """A name or title: blank when it shows nothing, as one of only zero-width spaces does
-    (str.strip() keeps those, and a list of blank-looking titles helps nobody)."""
+    (str.strip() keeps those, and a list of blank-looking titles helps nobody).
+
+    Its `max_length` counts what is kept, after trimming (the contract's "1–200 chars after
+    trimming"). Checked here rather than by DRF's validator, which drf-spectacular writes into
+    the schema as a `maxLength` of the value sent, surrounding spaces included: a bound that
+    the server does not hold (" " + 200 characters is a valid title). The description says it.
+    """
+
+    def __init__(self, *, max_length: int | None = None, **kwargs: Any) -> None:
+        if max_length is not None:
+            kwargs.setdefault(
+                "help_text", f"At most {max_length} characters, surrounding whitespace not counted."
+            )
+        super().__init__(**kwargs)
+        self.max_kept_length = max_length
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         if shows_nothing(value):
             self.fail("blank")
+        if self.max_kept_length is not None and len(value) > self.max_kept_length:
+            self.fail("max_length", max_length=self.max_kept_length)
         return value
 
 

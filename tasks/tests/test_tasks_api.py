@@ -2,6 +2,7 @@ import re
 from datetime import date
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 
 from tasks import services
 from tasks.models import Tag, Task
@@ -316,3 +317,25 @@ def test_a_lone_surrogate_in_a_choice_is_a_400_echoing_it_escaped(api_client, pa
     response = api_client.post(path, data=body, content_type="application/json")
     assert response.status_code == 400
     assert "\\\\ud" in response.content.decode() and field in response.json()["errors"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "field", "longest", "component"),
+    [
+        ("/api/v1/tasks/", "title", 200, "TaskRequest"),
+        ("/api/v1/lists/", "name", 100, "TaskListRequest"),
+    ],
+)
+def test_a_length_counts_after_trimming_and_the_schema_claims_no_raw_maxlength(
+    api_client, path, field, longest, component
+):
+    # The schema said maxLength 200 of the value sent, yet " " + 200 characters is a valid
+    # title (the contract: "1–200 chars after trimming"): a fuzzer found the mismatch.
+    kept = api_client.post(path, {field: " " + "a" * longest + " "})
+    assert (kept.status_code, kept.json()[field]) == (201, "a" * longest)
+    too_long = api_client.post(path, {field: "a" * (longest + 1)})
+    assert too_long.status_code == 400 and list(too_long.json()["errors"]) == [field]
+    schema = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    assert "maxLength" not in schema[component]["properties"][field]
+    assert str(longest) in schema[component]["properties"][field]["description"]
