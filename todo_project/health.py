@@ -36,12 +36,21 @@ def _database_answers() -> None:
 def _run_database_check(outcome: Future) -> None:
     try:
         _database_answers()
-    except Exception as error:  # noqa: BLE001 - handed to the probe waiting for it
-        outcome.set_exception(error)
+    except BaseException as error:  # noqa: BLE001 - handed to the probe waiting for it
+        failure = error
     else:
+        failure = None
+    # This thread's connection must not outlive the check, and it is closed before the outcome
+    # is set: a probe that answers leaves no session behind, and the next check (see below)
+    # cannot start while this one's connection is still open.
+    try:
+        connections.close_all()
+    except Exception:  # the outcome must be set whatever happens here
+        logger.warning("readiness check: closing its database connection failed", exc_info=True)
+    if failure is None:
         outcome.set_result(None)
-    finally:
-        connections.close_all()  # this thread's connection: it must not outlive the check
+    else:
+        outcome.set_exception(failure)
 
 
 # Why a thread: a stalled server (SIGSTOP, a network partition) keeps the socket open and never

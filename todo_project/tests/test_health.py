@@ -1,12 +1,15 @@
+import contextlib
 import json
 import socket
 import threading
 import time
+import types
 
 import pytest
 from django.db import connection
 from django.test import Client
 
+from todo_project import health
 from todo_project.tests.helpers import terminate_backend
 
 
@@ -17,11 +20,13 @@ def database_checks_running() -> list[threading.Thread]:
 @pytest.fixture(autouse=True)
 def _no_database_check_left_running():
     """A /readyz database check still running (todo_project/health.py) would be the one in flight
-    for the next test's probes."""
+    for the next test's probes, and its connection a session on the test database."""
     yield
-    for thread in database_checks_running():
+    left_running = database_checks_running()
+    for thread in left_running:
         thread.join(timeout=10)
-        assert not thread.is_alive()
+    health._check_in_flight = None  # the next test's first probe starts a check of its own
+    assert not [thread for thread in left_running if thread.is_alive()]
 
 
 def test_healthz_answers_without_touching_the_database(anon_client):
@@ -93,7 +98,13 @@ def test_readyz_is_503_within_seconds_when_the_database_accepts_and_never_answer
     the connect after DB_CONNECT_TIMEOUT) instead of holding the worker until gunicorn kills it."""
     silent = socket.create_server(("127.0.0.1", 0))
     held = []  # accepted, never answered
-    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+
+    def listen() -> None:
+        with contextlib.suppress(OSError):  # shut down before any connection came
+            held.append(silent.accept()[0])
+
+    listening = threading.Thread(target=listen, daemon=True)
+    listening.start()
     # The check connects afresh, on its own thread: point new connections at the silent server.
     address = {"HOST": connection.settings_dict["HOST"], "PORT": connection.settings_dict["PORT"]}
     connection.settings_dict.update(HOST="127.0.0.1", PORT=silent.getsockname()[1])
@@ -102,11 +113,55 @@ def test_readyz_is_503_within_seconds_when_the_database_accepts_and_never_answer
         response = anon_client.get("/readyz")
     finally:
         connection.settings_dict.update(address)
-        silent.close()
+        # A shutdown, not just a close, ends an accept() still waiting on another thread; and the
+        # check gives up as soon as its connection is hung up on.
+        shut_down_and_close(silent, *held)
+        listening.join(timeout=5)
+    assert not listening.is_alive()
     assert response.status_code == 503
     assert json.loads(response.content)["detail"] == "Not ready: database unavailable."
     assert time.monotonic() - started < 4
     assert held  # it did reach the listener
+
+
+def shut_down_and_close(*sockets: socket.socket) -> None:
+    """Closing a socket does not wake a thread blocked in its accept() or recv(), and while one
+    is, the kernel keeps the socket open: the peer (PostgreSQL's session) never sees it end. A
+    shutdown does both."""
+    for sock in sockets:
+        with contextlib.suppress(OSError):  # not connected, or already shut down
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def test_a_probe_answers_once_the_check_has_closed_its_connection(anon_client, monkeypatch):
+    """The check's connection is closed before its outcome is set: a probe that answers leaves
+    no session behind it, and no next check can start beside a connection still closing."""
+    closed = threading.Event()
+
+    def close_all() -> None:
+        time.sleep(0.2)  # a slow close: the probe must wait for it
+        closed.set()
+
+    monkeypatch.setattr(health, "_database_answers", lambda: None)
+    monkeypatch.setattr(health, "connections", types.SimpleNamespace(close_all=close_all))
+    assert anon_client.get("/readyz").status_code == 200
+    assert closed.is_set()
+
+
+def test_a_failing_close_still_settles_the_check(anon_client, monkeypatch, caplog):
+    """Were the outcome left unset, every later probe would share a check that never ends."""
+
+    def close_all() -> None:
+        raise RuntimeError("the close failed")
+
+    monkeypatch.setattr(health, "_database_answers", lambda: None)
+    monkeypatch.setattr(health, "connections", types.SimpleNamespace(close_all=close_all))
+    started = time.monotonic()
+    assert anon_client.get("/readyz").status_code == 200
+    assert anon_client.get("/readyz").status_code == 200
+    assert time.monotonic() - started < 1
+    assert "readiness check: closing its database connection failed" in caplog.messages
 
 
 class PartitionedDatabase:
@@ -127,20 +182,35 @@ class PartitionedDatabase:
         self.held = []  # the connections partitioned
         self.hung_up = []  # the connections their client closed
         self.healed = threading.Event()
+        self.closed = False
+        self.lock = threading.Lock()  # self.sockets, self.threads and self.closed
         self.sockets = [self.listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self.listener.accept()
             except OSError:
-                return  # closed
+                return  # shut down
             server = socket.socket(self.upstream[0])
-            server.connect(self.upstream[1])
-            self.sockets += [client, server]
-            threading.Thread(target=self._pass, args=(client, server, True), daemon=True).start()
-            threading.Thread(target=self._pass, args=(server, client, False), daemon=True).start()
+            with self.lock:
+                self.sockets += [client, server]
+                if self.closed:
+                    shut_down_and_close(client, server)
+                    return
+                try:
+                    server.connect(self.upstream[1])
+                except OSError:
+                    shut_down_and_close(client, server)
+                    continue
+                for source, sink, from_client in ((client, server, True), (server, client, False)):
+                    thread = threading.Thread(
+                        target=self._pass, args=(source, sink, from_client), daemon=True
+                    )
+                    thread.start()
+                    self.threads.append(thread)
 
     def _pass(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         try:
@@ -151,6 +221,7 @@ class PartitionedDatabase:
                 sink.sendall(data)
             if from_client:
                 self.hung_up.append(source)
+            sink.shutdown(socket.SHUT_WR)  # the hang-up, passed on: so PostgreSQL sees it
         except OSError:
             pass
 
@@ -158,9 +229,15 @@ class PartitionedDatabase:
         self.healed.set()
 
     def close(self) -> None:
+        """Ends every connection through the proxy, both ways (so PostgreSQL ends its sessions),
+        and waits for the proxy's threads."""
         self.healed.set()
-        for sock in self.sockets:
-            sock.close()
+        with self.lock:
+            self.closed = True
+        shut_down_and_close(*self.sockets)
+        for thread in self.threads:
+            thread.join(timeout=5)
+        assert not [thread for thread in self.threads if thread.is_alive()]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -209,7 +286,7 @@ def test_readyz_is_503_within_seconds_while_the_database_does_not_answer_its_que
         assert anon_client.get("/readyz").status_code == 200
     finally:
         watchdog.cancel()
-        partition.close()
         connection.settings_dict.update(address)
         connection.close()
+        partition.close()
     assert "readiness check failed: database (no answer within 2.0 s)" in caplog.messages
