@@ -1047,13 +1047,12 @@ def task_reopen(*, task: Task, user: User) -> Task:
 # select the subtasks and delete in batches of 100, and past 65,535 tasks fail on PostgreSQL's
 # limit of parameters), so from one snapshot of which tasks go. `{doomed}` says which: ids (and
 # their subtasks), a list's (subtasks are in their parent's list), or all of the owner's. Each
-# deleted task leaves its id for tasks/changes/ (DeletedTask), but not with its account.
+# task the statement deletes leaves its id for tasks/changes/ (DeletedTask), but not with its
+# account: from the DELETE's own rows, since one that a concurrent request deleted first is in
+# `doomed` yet not deleted here (and has its id already: inserting it again failed, a 500).
 _DELETE_TASKS = """
     WITH doomed AS (
         SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed})
-    ), remembered AS (
-        INSERT INTO tasks_deletedtask (id, owner_id, deleted_at)
-        SELECT id, %(owner)s, %(now)s FROM doomed WHERE {remembered}
     ), unlinked AS (
         -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
         UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1,
@@ -1062,8 +1061,13 @@ _DELETE_TASKS = """
             AND id NOT IN (SELECT id FROM doomed)
     ), untagged AS (
         DELETE FROM tasks_task_tags WHERE task_id IN (SELECT id FROM doomed)
+    ), gone AS (
+        DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed) RETURNING id
+    ), remembered AS (
+        INSERT INTO tasks_deletedtask (id, owner_id, deleted_at)
+        SELECT id, %(owner)s, %(now)s FROM gone WHERE {remembered}
     )
-    DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed)
+    SELECT count(*) FROM gone
 """
 _DELETE_TASKS_OF = {
     "ids": _DELETE_TASKS.format(
@@ -1079,7 +1083,7 @@ def _delete_tasks(owner_id: UUID, which: str, now: datetime, **params: Any) -> i
     many rows went."""
     with connection.cursor() as cursor:
         cursor.execute(_DELETE_TASKS_OF[which], {"owner": owner_id, "now": now, **params})
-        return cursor.rowcount  # the main statement's: the tasks deleted
+        return cursor.fetchone()[0]
 
 
 def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:

@@ -11,12 +11,16 @@ again, a deletion adds to the end, and nothing shifts.
 `updated_at` is stamped when a write starts, and the write is seen when it commits, up to
 COMMIT_LAG later: a page can pass over a change that commits afterwards. So a sync's last page
 gives a cursor that starts the next sync COMMIT_LAG before the moment the sync began, when
-every change stamped before it had committed: the next sync sends those last seconds again
-(tasks the client has at the same `version` are no news), and nothing is missed.
+every change stamped before it had committed: the next sync sends those minutes again (tasks
+the client has at the same `version` are no news), and nothing is missed. gunicorn ends a
+request after 30 s, but the last statement of a killed worker runs on in PostgreSQL, and the
+clocks of two app hosts differ a little: COMMIT_LAG is ten times that.
 
 The cursor carries, besides its position, where its pass will end (that moment, the `floor`)
 and where it began (`since`): past DELETIONS_KEPT, the deleted ids it needs may have been purged,
-and the answer is 410: sync from the start (no cursor) and drop the tasks it does not send.
+and the answer is 410: sync from the start (no cursor), then once more from its cursor, and
+drop the tasks that neither sent. A sync from the start needs the deleted ids from its own
+beginning on: resumed past DELETIONS_KEPT, it is a 410 too.
 """
 
 import base64
@@ -32,7 +36,7 @@ from rest_framework.exceptions import APIException, ValidationError
 from tasks.fast_read import page_columns, task_data
 from tasks.models import Task
 
-COMMIT_LAG = timedelta(seconds=30)  # gunicorn's timeout ends any request's transaction by then
+COMMIT_LAG = timedelta(minutes=5)  # see above
 DELETIONS_KEPT = timedelta(days=30)
 DEFAULT_LIMIT, MAX_LIMIT = 200, 1000
 # Before any change: the position of a sync from the start.
@@ -44,8 +48,8 @@ class CursorExpired(APIException):
     status_code = 410
     default_detail = (
         f"This cursor began a sync more than {DELETIONS_KEPT.days} days ago, and the ids of "
-        "tasks deleted since may be gone: sync again from the start (no cursor) and drop the "
-        "tasks that it does not send."
+        "tasks deleted since may be gone: sync again from the start (no cursor), then once "
+        "more from its cursor, and drop the tasks that neither sent."
     )
     default_code = "cursor_expired"
 
@@ -120,7 +124,9 @@ def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> d
         start, floor, since = cursor, now - COMMIT_LAG, cursor.at
     else:
         start, floor, since = cursor, cursor.floor, cursor.since
-    if BEGINNING < since < now - DELETIONS_KEPT:
+    # The deleted ids this sync needs: from where it resumes, or (from the start) from when it
+    # began on.
+    if (floor if since == BEGINNING else since) < now - DELETIONS_KEPT:
         raise CursorExpired
     alias = router.db_for_read(Task)
     with connections[alias].cursor() as db:

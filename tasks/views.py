@@ -594,11 +594,11 @@ class TaskViewSet(
         "the answer's `cursor`; keep the last `cursor` for the next sync. Changes come in one "
         "order and each page resumes after the last change it sent: a task written while you "
         "page comes again later, nothing shifts. A sync's last `cursor` starts the next one "
-        f"{sync.COMMIT_LAG.seconds} s before that sync began (a write is stamped when it "
-        "starts and seen when it commits), so the next sync sends those seconds again. Deleted "
-        f"ids are kept {sync.DELETIONS_KEPT.days} days: a `cursor` whose sync began before "
-        "that is a 410; sync from the start and drop the tasks that it does not send. Lists "
-        "and tags are small: fetch them whole.",
+        f"{sync.COMMIT_LAG.seconds // 60} minutes before that sync began (a write is stamped "
+        "when it starts and seen when it commits), so the next sync sends those minutes again. "
+        f"Deleted ids are kept {sync.DELETIONS_KEPT.days} days: a `cursor` whose sync began "
+        "before that is a 410; sync from the start, then once more from its cursor, and drop "
+        "the tasks that neither sent. Lists and tags are small: fetch them whole.",
         parameters=[
             OpenApiParameter(
                 "cursor",

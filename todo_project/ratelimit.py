@@ -130,14 +130,15 @@ def _tightness(usage: Usage) -> tuple[int, ...]:
 
 
 def count_refused_request(request: HttpRequest) -> Usage | None:
-    """Counts a request refused for its token (or for having none) per client IP, as an
-    anonymous one (RATE_LIMIT_ANON): DRF authenticates before any throttle runs, so a flood of
+    """Counts a request refused for its token (or for having none) per client IP, at the
+    anonymous rate (RATE_LIMIT_ANON): DRF authenticates before any throttle runs, so a flood of
     forged or revoked tokens was counted against nobody. Never against the token's user, whom
-    a stranger could otherwise lock out. Not when a limit was counted for the request already
-    (an anonymous endpoint's own 401: a wrong password at sign-in)."""
+    a stranger could otherwise lock out; nor in the anonymous endpoints' bucket, whose token
+    refresh a client with an expired token needs next. Not when a limit was counted for the
+    request already (an anonymous endpoint's own 401: a wrong password at sign-in)."""
     if getattr(request, USAGE_ATTRIBUTE, None) is not None:
         return None
-    return count_request(request, "api-anon", ip_bucket(request), settings.RATE_LIMIT_ANON)
+    return count_request(request, "api-refused", ip_bucket(request), settings.RATE_LIMIT_ANON)
 
 
 class BucketThrottle(BaseThrottle):

@@ -3,18 +3,20 @@ whatever is written while it pages (the audit's scenarios of 2026-12-03, where p
 with `updated_since` missed a task for good and never showed a deletion)."""
 
 import base64
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.services import user_delete
 from conftest import client_for
-from tasks import sync
+from tasks import services, sync
 from tasks.models import DeletedTask, Task
+from todo_project.tests.helpers import wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db
 
@@ -223,3 +225,49 @@ def test_deleted_ids_are_purged_after_the_days_kept_and_with_their_account(
     assert set(DeletedTask.objects.values_list("pk", flat=True)) == {recent.pk, mine.pk}
     user_delete(user=other_user)
     assert list(DeletedTask.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("first", ["the task", "its parent", "its list"])
+def test_a_task_deleted_twice_at_once_is_a_404_for_the_later_not_a_500(
+    user, make_task, make_list, first
+):
+    # Both statements wrote the task's id; the later one's insert failed on the key: a 500.
+    home = make_list("Home")
+    parent = make_task("parent", list=home)
+    task = make_task("task", list=home, parent=parent)
+    answers = []
+
+    def delete_meanwhile() -> None:
+        try:
+            answers.append(client_for(user).delete(f"/api/v1/tasks/{task.pk}/"))
+        finally:
+            connections.close_all()
+
+    deleting = threading.Thread(target=delete_meanwhile)
+    with transaction.atomic():
+        if first == "its list":
+            services.list_delete(user=user, task_list=home, delete_tasks=True)
+        else:
+            services.task_delete(
+                owner_id=user.pk, task_id=(task if first == "the task" else parent).pk
+            )
+        deleting.start()
+        assert wait_for_lock_waiters(connection, 1)
+    deleting.join(timeout=20)
+
+    (answer,) = answers
+    assert answer.status_code == 404
+    assert DeletedTask.objects.filter(pk=task.pk).count() == 1
+
+
+def test_a_sync_from_the_start_resumed_after_the_days_kept_is_a_410(
+    api_client, make_task, monkeypatch
+):
+    # Its cursors were never refused: a deletion purged meanwhile was never sent.
+    make_task("a"), make_task("b")
+    cursor = api_client.get(URL, {"limit": 1}).json()["cursor"]
+    later = timezone.now() + sync.DELETIONS_KEPT + timedelta(minutes=1)
+    monkeypatch.setattr(sync.timezone, "now", lambda: later)
+
+    assert api_client.get(URL, {"cursor": cursor}).status_code == 410

@@ -14,6 +14,7 @@ from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
 from accounts.tests.helpers import assert_problem
+from accounts.tokens import token_pair_for
 from conftest import DEFAULT_PASSWORD, client_for
 from todo_project import ratelimit
 from todo_project.ratelimit import RateLimitThrottle, client_ip, ip_bucket
@@ -109,7 +110,7 @@ def test_a_user_is_counted_by_account_not_by_ip(user, settings):
 
 
 def test_a_refused_token_is_counted_per_client_ip_never_against_a_user(
-    anon_client, api_client, settings
+    anon_client, api_client, user, settings
 ):
     # It was counted against nobody: a flood of forged or revoked tokens went unlimited.
     settings.RATE_LIMIT_USER, settings.RATE_LIMIT_ANON = "1/d", "2/d"
@@ -123,6 +124,9 @@ def test_a_refused_token_is_counted_per_client_ip_never_against_a_user(
     assert int(refused["Retry-After"]) >= 1 and "WWW-Authenticate" not in refused
     assert anon_client.get("/api/v1/tasks/", REMOTE_ADDR="192.0.2.9").status_code == 401
     assert api_client.get("/api/v1/auth/me/").status_code == 200  # the user's own bucket
+    # Nor the anonymous endpoints': a client whose token expired can still refresh it.
+    refresh = token_pair_for(user)["refresh"]
+    assert anon_client.post("/api/v1/auth/token/refresh/", {"refresh": refresh}).status_code == 200
 
 
 def test_a_wrong_password_at_sign_in_counts_once_per_bucket(anon_client, user, settings):
