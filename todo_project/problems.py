@@ -163,7 +163,7 @@ def problem_response(
     # RFC 9457 extension members an exception carries (e.g. the bulk endpoint's missing_ids).
     body.update(extra or {})
     try:
-        # Non-string keys: a list field's errors are keyed by item index ({"tags": {0: [...]}}).
+        # Non-string keys (an `extra` member a caller built) are written as strings.
         content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
     except TypeError:  # a message echoing a lone surrogate ("\ud800" is not a valid choice)
         content = orjson.dumps(_encodable(body), option=orjson.OPT_NON_STR_KEYS)
@@ -177,16 +177,25 @@ def problem_response(
     return response
 
 
-def _field_errors(detail: Any) -> dict[str, Any]:
-    """DRF's error detail as `field -> [messages]`; anything without a field is non_field."""
+def _field_errors(detail: Any) -> dict[str, list[str]]:
+    """DRF's error detail as the contract's `field -> [messages]`; anything without a field
+    is non_field. A list's or object's errors, which DRF keys by item index or key
+    ({"tags": {0: [...]}}), are messages that name the item ("Item 0: ...")."""
     if isinstance(detail, dict):
-        return {
-            key: value if isinstance(value, list | dict) else [value]
+        return {str(key): _messages(value) for key, value in detail.items()}
+    return {"non_field_errors": _messages(detail)}
+
+
+def _messages(detail: Any, item: str = "") -> list[str]:
+    if isinstance(detail, dict):
+        return [
+            message
             for key, value in detail.items()
-        }
+            for message in _messages(value, f"{item}{'' if item else 'Item '}{key}: ")
+        ]
     if isinstance(detail, list):
-        return {"non_field_errors": detail}
-    return {"non_field_errors": [detail]}
+        return [message for value in detail for message in _messages(value, item)]
+    return [f"{item}{detail}"]
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
@@ -378,14 +387,9 @@ class ProblemSerializer(serializers.Serializer):
 @extend_schema_field(
     {
         "type": "object",
-        "additionalProperties": {
-            "anyOf": [
-                {"type": "array", "items": {"type": "string"}},
-                {"type": "object", "description": "A list's or object's errors, by index or key."},
-            ]
-        },
-        "description": "Field (or `non_field_errors`) → messages; a list field's errors are "
-        'keyed by the index of the item (`{"ids": {"3": ["Must be a valid UUID."]}}`).',
+        "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        "description": "Field (or `non_field_errors`) → messages; a message about one item of "
+        'a list field names its index (`{"ids": ["Item 3: Must be a valid UUID."]}`).',
     }
 )
 class FieldErrorsField(serializers.DictField):

@@ -339,3 +339,25 @@ def test_a_length_counts_after_trimming_and_the_schema_claims_no_raw_maxlength(
     schema = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
     assert "maxLength" not in schema[component]["properties"][field]
     assert str(longest) in schema[component]["properties"][field]["description"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("path", "body", "errors"),
+    [
+        (
+            "/api/v1/tasks/",
+            {"title": "ok", "tags": ["fine", "x" * 51]},
+            {"tags": ["Item 1: Ensure this field has no more than 50 characters."]},
+        ),
+        (
+            "/api/v1/tasks/bulk/",
+            {"action": "complete", "ids": ["bad"]},
+            {"ids": ["Item 0: Must be a valid UUID."]},
+        ),
+    ],
+)
+def test_errors_of_a_list_item_are_messages_naming_the_item(api_client, path, body, errors):
+    # The contract's `errors` is field → list of messages; DRF gave {"tags": {"1": [...]}}.
+    response = api_client.post(path, body)
+    assert (response.status_code, response.json()["errors"]) == (400, errors)
