@@ -121,9 +121,9 @@ def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> d
     if cursor is None:  # a sync from the start: nothing deleted before it concerns the client
         cursor = Cursor(BEGINNING, uuid.UUID(int=0))
     if cursor.floor is None:  # no sync under way: this page begins one
-        start, floor, since = cursor, now - COMMIT_LAG, cursor.at
+        floor, since = now - COMMIT_LAG, cursor.at
     else:
-        start, floor, since = cursor, cursor.floor, cursor.since
+        floor, since = cursor.floor, cursor.since
     # The deleted ids this sync needs: from where it resumes, or (from the start) from when it
     # began on.
     if (floor if since == BEGINNING else since) < now - DELETIONS_KEPT:
@@ -132,7 +132,7 @@ def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> d
     with connections[alias].cursor() as db:
         db.execute(
             _CHANGES.format(columns=page_columns(alias)),
-            {"owner": owner_id, "at": start.at, "id": start.id, "n": limit + 1},
+            {"owner": owner_id, "at": cursor.at, "id": cursor.id, "n": limit + 1},
         )
         rows = db.fetchall()
     has_more = len(rows) > limit

@@ -68,7 +68,8 @@ def _version_of(tag: str) -> int | None:
 
 
 class ConditionalRequestMixin:
-    """For a viewset over a model with `version`: ETag on read, 304, and 412 on a stale write.
+    """For a viewset over a model with `version`: ETag on read, 304, and 412 on a stale write;
+    a 201 names what it created (`Location`) and its ETag.
 
     Put it before the DRF bases (`class TaskViewSet(ConditionalRequestMixin, ModelViewSet)`).
     It overrides no action, so a viewset's own `retrieve`, `update` or `destroy` keeps working:
@@ -162,7 +163,11 @@ class ConditionalRequestMixin:
             and action in {"retrieve", "update", "partial_update", *self.conditional_post_actions}
         ) or (response.status_code == status.HTTP_201_CREATED and action == "create")
         data = getattr(response, "data", None)
-        if response.status_code == status.HTTP_201_CREATED and isinstance(data, dict):
+        if (
+            response.status_code == status.HTTP_201_CREATED
+            and isinstance(data, dict)
+            and "id" in data
+        ):
             # Where the new resource is (a replay's too, from its body's id).
             path = reverse(f"{self.basename}-detail", args=[data["id"]])
             response["Location"] = request.build_absolute_uri(path)
