@@ -6,7 +6,6 @@ or a racing write is handled the same whichever worker answers it.
 
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from django.db import connection, transaction
 
 from accounts.tokens import RefreshToken
 from tasks.models import Task
+from todo_project.tests.helpers import wait_for_lock_waiters
 from todo_project.tests.test_ratelimit_global import gunicorn  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
@@ -77,15 +77,9 @@ def test_two_writers_with_one_etag_one_gets_412(make_user, gunicorn):  # noqa: F
         Task.objects.select_for_update().get(pk=task_id)
         for thread in threads:
             thread.start()
-        for _ in range(300):  # bounded wait until both wait on the lock (~15 s at most)
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-                if cursor.fetchone()[0] >= 2:
-                    break
-            time.sleep(0.05)
+        # Both wait on the lock. (Polled here without wait_for_lock_waiters' snapshot reset,
+        # the count never changed inside this transaction: the loop always ran its 15 s out.)
+        assert wait_for_lock_waiters(connection, 2)
     for thread in threads:
         thread.join(timeout=30)
     assert sorted(results.values()) == [200, 412], results
