@@ -632,8 +632,12 @@ class TaskViewSet(
         cursor = sync.Cursor.decode(params["cursor"]) if "cursor" in params else None
         limit = ChangesPagination().get_limit(request)
         page = sync.changes_page(owner_id=request.user.pk, cursor=cursor, limit=limit)
-        # Plain JSON values, rendered as the task list renders them (whole seconds, `Z`).
-        return Response(orjson.loads(fast_read.render(page)))
+        # Rendered as the task list renders them (whole seconds, `Z`), once: DRF renders again
+        # only for another Accept (`indent=`).
+        body = fast_read.render(page)
+        if fast_read.plain_json_accepted(request):
+            return HttpResponse(body, content_type="application/json")
+        return Response(orjson.loads(body))
 
 
 TAG_NAME_PARAMETER = OpenApiParameter(

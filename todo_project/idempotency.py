@@ -87,16 +87,6 @@ def is_kept(status_code: int) -> bool:
     return 200 <= status_code < 300 or (400 <= status_code < 500 and status_code not in RETRYABLE)
 
 
-def _status_of(error: BaseException) -> int | None:
-    """The status the exception handler answers a view's exception with: DRF's errors, and
-    Http404 (get_object()); None for anything else (a 500, or a 503 of a concurrent change)."""
-    if isinstance(error, exceptions.APIException):
-        return error.status_code
-    if isinstance(error, Http404):
-        return 404
-    return None
-
-
 class _Claim:
     """This request owns (user, key) from `claimed_at` on; `claimed_at` tells its record from
     a later one that took the key over."""
@@ -194,7 +184,8 @@ def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
         except (exceptions.APIException, Http404) as error:
             # Raised inside the transaction, which rolled the work back: a final answer is
             # kept all the same, the problem the exception handler makes of it.
-            if not is_kept(_status_of(error)):
+            status = error.status_code if isinstance(error, exceptions.APIException) else 404
+            if not is_kept(status):
                 claim.release()
                 raise
             try:
