@@ -73,8 +73,9 @@ serve: install
 	  $(PY) manage.py migrate --noinput && \
 	  exec $(VENV)/bin/gunicorn todo_project.wsgi:application -c gunicorn.conf.py'
 
+# One pytest worker per core, four at most (each migrates a test database of its own).
 test: install
-	$(VENV)/bin/pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
+	$(VENV)/bin/pytest -n auto --maxprocesses=4 --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Empty is unset (.env.example lists it empty): not the current directory.
 DATA_DIR = Path(os.environ.get("TODO_DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
@@ -62,11 +63,23 @@ def _redis_server_binary() -> str:
     return found
 
 
+def _redis_client(socket_path: Path):
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # No retries: redis-py's default backs off for ~1.4 s before saying a socket is not there
+    # yet, a wait every start pays (the first ping is expected to fail).
+    return redis.Redis(
+        unix_socket_path=str(socket_path), socket_timeout=1, retry=Retry(NoBackoff(), 0)
+    )
+
+
 def _redis_answers(socket_path: Path) -> bool:
     import redis
 
     try:
-        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+        return bool(_redis_client(socket_path).ping())
     except (redis.RedisError, OSError):
         return False
 
@@ -76,8 +89,7 @@ def _redis_pid(socket_path: Path) -> int | None:
     import redis
 
     try:
-        client = redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1)
-        return int(client.info("server")["process_id"])
+        return int(_redis_client(socket_path).info("server")["process_id"])
     except (redis.RedisError, OSError):
         return None
 
@@ -267,6 +279,21 @@ def main(argv: list[str]) -> int:
 _services_for_pytest: LocalServices | None = None
 TESTS_REDIS_DB = 1
 
+
+def redis_url_for_worker(url: str, worker: str) -> str:
+    """The Redis URL of pytest-xdist's `worker` (gw0, gw1...): the same server, the database
+    the URL names plus the worker's number. Each worker empties its database thousands of
+    times (the rate-limit counters), which must not reset another's mid-test."""
+    number = int(worker.removeprefix("gw"))
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    if parts.scheme == "unix":  # redis-py: the database is the `db` parameter
+        query["db"] = str(int(query.get("db", 0)) + number)
+        return f"{url.partition('?')[0]}?{urlencode(query)}"  # urlunsplit drops the `//`
+    db = int(query.pop("db", None) or parts.path.strip("/") or 0)  # redis://host/<db>
+    return urlunsplit(parts._replace(path=f"/{db + number}", query=urlencode(query)))
+
+
 try:
     import pytest
 except ImportError:  # running as a command outside the dev environment
@@ -282,6 +309,9 @@ if pytest is not None:
         # counters) thousands of times, which must not reset a `make run` or `make serve` beside.
         _services_for_pytest = LocalServices(redis_db=TESTS_REDIS_DB)
         _services_for_pytest.start()
+        # An xdist worker inherits the controller's REDIS_URL (its services are already up).
+        if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+            os.environ["REDIS_URL"] = redis_url_for_worker(os.environ["REDIS_URL"], worker)
         return (yield)
 
     def pytest_unconfigure(config):

@@ -489,6 +489,9 @@ def deadlock(user, task: Task, send) -> list:
             if lock_waiters(connection) >= 1:
                 break
             time.sleep(0.05)
+        # Half a second later than the move's: its deadlock check (1 s after it began waiting)
+        # comes first even on a busy machine (pytest-xdist's other worker), where timers slip.
+        time.sleep(0.5)
         Task.objects.select_for_update().get(pk=task.pk)  # waits for the move: a cycle
     moving.join(timeout=20)
     return answers

@@ -38,6 +38,26 @@ def test_a_data_directory_not_initialised_yet_is_left_to_initdb(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("url", "worker", "expected"),
+    [
+        ("unix:///d/redis.sock?db=1", "gw0", "unix:///d/redis.sock?db=1"),
+        ("unix:///d/redis.sock?db=1", "gw1", "unix:///d/redis.sock?db=2"),
+        ("unix:///d/redis.sock", "gw2", "unix:///d/redis.sock?db=2"),
+        ("redis://cache:6379", "gw1", "redis://cache:6379/1"),
+        (
+            "rediss://u:p@cache/3?ssl_cert_reqs=none",
+            "gw2",
+            "rediss://u:p@cache/5?ssl_cert_reqs=none",
+        ),
+        ("redis://cache?db=2", "gw1", "redis://cache/3"),
+    ],
+)
+def test_each_xdist_worker_has_a_redis_database_of_its_own(url, worker, expected):
+    # Two workers clearing one database's rate-limit counters failed each other's tests.
+    assert devservices.redis_url_for_worker(url, worker) == expected
+
+
 def test_the_tests_flush_a_redis_database_of_their_own(monkeypatch):
     # The pytest plugin gives the tests database 1 of the shared local Redis: flushing theirs
     # (every test does) must leave a `make serve` on database 0 its rate-limit counters.

@@ -101,7 +101,7 @@ def test_the_101st_request_in_a_minute_is_a_429_whichever_worker_answers(make_us
     # Windows are fixed minutes: start one with enough of it left for the whole run.
     status, headers, _ = get(url, access)
     assert status == 200
-    if int(headers["RateLimit-Reset"]) < 30:
+    if int(headers["RateLimit-Reset"]) < 15:  # the run takes 1–3 s
         time.sleep(int(headers["RateLimit-Reset"]) + 1)
     cache.clear()  # the shared Redis: the probe above no longer counts
 

@@ -59,6 +59,7 @@ def test_refuses_to_start_without_secret_key_when_debug_is_off():
         "ab" * 40,  # long, but two characters
         "django-insecure-" + secrets.token_urlsafe(50),  # startproject's throwaway key
     ],
+    ids=["short", "two-characters", "django-insecure"],  # the same in every xdist worker
 )
 def test_a_weak_signing_key_is_refused_in_one_line_with_debug_off(name, key):
     result = run_manage("check", **production_env(**{name: key}))
