@@ -1,7 +1,6 @@
 """The admin of tasks, lists and tags: displays, search, filters, actions, edits."""
 
 import threading
-import time
 from datetime import date, timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from accounts.models import User
 from tasks import admin as admin_module
 from tasks import services
 from tasks.models import Priority, Tag, Task, TaskList
+from todo_project.tests.helpers import wait_for_lock_waiters
 
 TASKS_URL = "/admin/tasks/task/"
 LISTS_URL = "/admin/tasks/tasklist/"
@@ -915,16 +915,6 @@ def test_a_stale_list_form_is_refused_and_keeps_the_users_change(support_client,
     assert (home.name, home.color, home.version) == ("House", "#112233", 3)
 
 
-def _lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # a fresh read of pg_stat_activity
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_saves_of_forms_opened_at_one_version_cannot_both_pass(admin_user, user):
     """Both saves are held at the task's row lock (the test holds it), then let go together:
@@ -949,10 +939,7 @@ def test_two_saves_of_forms_opened_at_one_version_cannot_both_pass(admin_user, u
         Task.objects.select_for_update().get(pk=task.pk)
         for thread in threads:
             thread.start()
-        for _ in range(200):  # both saves queue on the lock (~10 s at most)
-            if _lock_waiters() >= 2:
-                break
-            time.sleep(0.05)
+        wait_for_lock_waiters(connection, 2)  # both saves queue on the lock
     for thread in threads:
         thread.join(timeout=20)
 

@@ -3,7 +3,6 @@ after every kind of write, with no row for an owner without tasks; and the defau
 `count` comes from it."""
 
 import threading
-import time
 import uuid
 from datetime import date
 
@@ -22,7 +21,7 @@ from tasks import services
 from tasks.management.commands.seed_bench import HEAVY_EMAIL
 from tasks.models import POSITION_GAP, OwnerTaskCount, Task
 from todo_project.problems import Conflict
-from todo_project.tests.helpers import run_in_threads
+from todo_project.tests.helpers import run_in_threads, wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db
 
@@ -232,16 +231,6 @@ def test_concurrent_writers_for_one_owner_keep_the_count_exact(make_user):
     assert assert_exact() == {owner.pk: 20 + 20 * 50}
 
 
-def _lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else fixed for the transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0]
-
-
 def _create_in_a_thread(owner, data: dict) -> tuple[threading.Thread, list]:
     errors: list[Exception] = []
 
@@ -257,11 +246,8 @@ def _create_in_a_thread(owner, data: dict) -> tuple[threading.Thread, list]:
 
 
 def _wait_for_a_lock_waiter(errors: list) -> None:
-    for _ in range(200):  # bounded wait, ~10 s
-        if _lock_waiters() >= 1:
-            return
-        time.sleep(0.05)
-    pytest.fail(f"the other transaction never waited: {errors}")
+    if not wait_for_lock_waiters(connection, 1):
+        pytest.fail(f"the other transaction never waited: {errors}")
 
 
 def _recurring(owner) -> Task:

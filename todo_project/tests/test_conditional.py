@@ -9,6 +9,7 @@ from django.db import connection, connections
 from conftest import client_for
 from tasks.models import TaskList
 from todo_project.tests.hardening_urls import GATES, Gate
+from todo_project.tests.helpers import lock_waiters
 
 URLS = "todo_project.tests.hardening_urls"
 PROBLEM = "application/problem+json"
@@ -169,15 +170,6 @@ def test_conditional_requests_cost_at_most_one_more_query(
         assert response.status_code == 200
 
 
-def _waiting_on_a_lock() -> bool:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 @pytest.mark.django_db(transaction=True)
 def test_two_writers_holding_the_same_etag_cannot_both_win(user):
     """The first writer holds the row lock (paused inside its transaction); the second, with
@@ -200,7 +192,7 @@ def test_two_writers_holding_the_same_etag_cannot_both_win(user):
         assert gate.entered.wait(timeout=20)
         second.start()
         for _ in range(200):  # until the second writer blocks on the row lock (at most ~10 s)
-            if _waiting_on_a_lock() or not second.is_alive():
+            if lock_waiters(connection) or not second.is_alive():
                 break
             time.sleep(0.05)
         gate.release.set()
