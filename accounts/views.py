@@ -39,6 +39,23 @@ BAD_CREDENTIALS = "Email or password is incorrect."
 
 TAGS = ["accounts"]
 
+USER_EXAMPLE = {
+    "id": "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+    "email": "alice@example.com",
+    "display_name": "Alice",
+    "timezone": "Europe/Paris",
+    "date_joined": "2026-11-20T17:02:13Z",
+}
+# Placeholders: a real token is a JWT (header.payload.signature) of about 300 characters.
+TOKEN_PAIR_EXAMPLE = {
+    "access": "<access token: a JWT, 15 minutes>",
+    "refresh": "<refresh token: a JWT, 14 days>",
+}
+
+
+def _answer_example(value: dict, **kwargs) -> OpenApiExample:
+    return OpenApiExample("Answer", value=value, response_only=True, **kwargs)
+
 
 class PublicView(generics.GenericAPIView):
     """An endpoint that needs no token (and ignores a stale one a client may still send)."""
@@ -80,6 +97,19 @@ class RegisterView(TokenIssuingView):
         summary="Create an account",
         responses={201: RegisteredSerializer, **problem_responses(400, 429)},
         parameters=[NO_STORE],
+        examples=[
+            OpenApiExample(
+                "New account",
+                value={
+                    "email": "alice@example.com",
+                    "password": "correct-horse-battery",
+                    "display_name": "Alice",
+                    "timezone": "Europe/Paris",
+                },
+                request_only=True,
+            ),
+            _answer_example({"user": USER_EXAMPLE, **TOKEN_PAIR_EXAMPLE}, status_codes=["201"]),
+        ],
     )
     def post(self, request: Request) -> Response:
         """Creates an account and signs it in: the answer carries the user and a token pair."""
@@ -118,7 +148,8 @@ class TokenObtainView(TokenIssuingView):
                 "Sign in",
                 value={"email": "alice@example.com", "password": "correct-horse-battery"},
                 request_only=True,
-            )
+            ),
+            _answer_example(TOKEN_PAIR_EXAMPLE),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -159,6 +190,12 @@ class TokenRefreshView(TokenIssuingView):
             ),
         },
         parameters=[NO_STORE],
+        examples=[
+            OpenApiExample(
+                "Refresh", value={"refresh": TOKEN_PAIR_EXAMPLE["refresh"]}, request_only=True
+            ),
+            _answer_example(TOKEN_PAIR_EXAMPLE),
+        ],
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
@@ -230,6 +267,7 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_retrieve",
         summary="Your profile",
         responses={200: UserSerializer, **problem_responses(401, 429)},
+        examples=[_answer_example(USER_EXAMPLE)],
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         """The signed-in user's profile."""
@@ -240,6 +278,12 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_update",
         summary="Update your profile",
         responses={200: UserSerializer, **problem_responses(400, 401, 429)},
+        examples=[
+            OpenApiExample(
+                "New time zone", value={"timezone": "America/New_York"}, request_only=True
+            ),
+            _answer_example({**USER_EXAMPLE, "timezone": "America/New_York"}),
+        ],
     )
     def patch(self, request: Request, *args, **kwargs) -> Response:
         """Changes `display_name` and/or `timezone` (an IANA name). Other fields are ignored."""

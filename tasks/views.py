@@ -102,6 +102,21 @@ TASK_EXAMPLE = {
     "updated_at": "2026-11-22T09:30:00Z",
     "version": 4,
 }
+TASK_LIST_EXAMPLE = {
+    "id": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88",
+    "name": "Groceries",
+    "color": "#2E7D32",
+    "position": 2048,
+    "task_count": 7,
+    "open_task_count": 5,
+    "created_at": "2026-11-20T17:04:51Z",
+    "updated_at": "2026-11-22T08:15:02Z",
+}
+
+
+def _answer_example(value: dict, name: str = "Answer", **kwargs) -> OpenApiExample:
+    """An answer's example (drf-spectacular puts a list action's in a list or a page)."""
+    return OpenApiExample(name, value=value, response_only=True, **kwargs)
 
 
 class TaskPagination(LimitOffsetPagination):
@@ -188,7 +203,9 @@ class OptionsOfYoursOnly:
 
 @extend_schema_view(
     list=extend_schema(
-        summary="Your lists, by position", responses={200: TaskListSerializer, **COMMON_ERRORS}
+        summary="Your lists, by position",
+        responses={200: TaskListSerializer, **COMMON_ERRORS},
+        examples=[_answer_example(TASK_LIST_EXAMPLE)],
     ),
     create=extend_schema(
         summary="Create a list (at the end unless `position` is given)",
@@ -196,13 +213,22 @@ class OptionsOfYoursOnly:
         examples=[
             OpenApiExample(
                 "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
-            )
+            ),
+            _answer_example(TASK_LIST_EXAMPLE, status_codes=["201"]),
         ],
     ),
-    retrieve=extend_schema(summary="One list", responses={200: TaskListSerializer, **ONE_ERRORS}),
+    retrieve=extend_schema(
+        summary="One list",
+        responses={200: TaskListSerializer, **ONE_ERRORS},
+        examples=[_answer_example(TASK_LIST_EXAMPLE)],
+    ),
     partial_update=extend_schema(
         summary="Change a list's name, color or position",
         responses={200: TaskListSerializer, **WRITE_ERRORS},
+        examples=[
+            OpenApiExample("Rename", value={"name": "Weekly groceries"}, request_only=True),
+            _answer_example({**TASK_LIST_EXAMPLE, "name": "Weekly groceries"}),
+        ],
     ),
     destroy=extend_schema(
         summary="Delete a list; its tasks go to the Inbox unless `?tasks=delete`",
@@ -331,6 +357,7 @@ class CompiledLookupForWrites:
             (400, PROBLEM_JSON): PROBLEM_400,
             **COMMON_ERRORS,
         },
+        examples=[_answer_example(TASK_EXAMPLE, "A page")],
     ),
     create=extend_schema(
         summary="Create a task (at the end of its list, or of its parent's subtasks)",
@@ -371,11 +398,34 @@ class CompiledLookupForWrites:
             ),
         ],
     ),
-    retrieve=extend_schema(summary="One task", responses={200: TaskSerializer, **ONE_ERRORS}),
+    retrieve=extend_schema(
+        summary="One task",
+        responses={200: TaskSerializer, **ONE_ERRORS},
+        examples=[_answer_example(TASK_EXAMPLE)],
+    ),
     update=extend_schema(
         summary="Replace a task (fields left out get their defaults)",
         description=COMPLETING,
         responses={200: TaskSerializer, **WRITE_ERRORS, (409, PROBLEM_JSON): PROBLEM_409},
+        examples=[
+            OpenApiExample(
+                "Whole task",
+                value={"title": "Pay rent", "priority": "medium", "tags": ["home"]},
+                request_only=True,
+            ),
+            _answer_example(
+                {
+                    **TASK_EXAMPLE,
+                    "priority": "medium",
+                    "due_date": None,
+                    "due_time": None,
+                    "tags": ["home"],
+                    "recurrence": None,
+                    "updated_at": "2026-11-22T10:01:40Z",
+                    "version": 5,
+                }
+            ),
+        ],
     ),
     partial_update=extend_schema(
         summary="Change some fields of a task (explicit null clears a nullable field)",
@@ -496,6 +546,16 @@ class TaskViewSet(
                 "First in another list",
                 value={"after": None, "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88"},
                 request_only=True,
+            ),
+            _answer_example(
+                {
+                    **TASK_EXAMPLE,
+                    "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88",
+                    "position": 1024,
+                    "updated_at": "2026-11-22T10:01:40Z",
+                    "version": 5,
+                },
+                "Moved",
             ),
         ],
     )
@@ -618,6 +678,22 @@ class TaskViewSet(
             (410, PROBLEM_JSON): _problem(sync.CursorExpired.default_detail),
             **COMMON_ERRORS,
         },
+        examples=[
+            _answer_example(
+                {
+                    "changed": [TASK_EXAMPLE],
+                    "deleted": [
+                        {
+                            "id": "c3e1a9d2-6b4f-4e8a-9f1d-2a7b5c3e8d10",
+                            "deleted_at": "2026-11-22T09:41:07Z",
+                        }
+                    ],
+                    "cursor": "NjM5MzA5MzcyNjcwMDAwMDAuYzNlMWE5ZDI2YjRmNGU4YTlmMWQyYTdiNWMzZThkMTAuNjM5MzA5"
+                    "MzY5NjkwMDAwMDAuNjM5MzA5MzcyNjkwMDAwMDA",
+                    "has_more": False,
+                }
+            )
+        ],
     )
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def changes(self, request: Request) -> Response:
@@ -652,12 +728,16 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     list=extend_schema(
         summary="Your tags with their task counts, by name (not paginated)",
         responses={200: TagSerializer(many=True), **COMMON_ERRORS},
+        examples=[_answer_example({"name": "home", "task_count": 12})],
     ),
     partial_update=extend_schema(
         summary="Rename a tag (into an existing tag of that name: the two merge)",
         parameters=[TAG_NAME_PARAMETER],
         responses={200: TagSerializer, (400, PROBLEM_JSON): PROBLEM_400, **ONE_ERRORS},
-        examples=[OpenApiExample("Rename", value={"name": "errands"}, request_only=True)],
+        examples=[
+            OpenApiExample("Rename", value={"name": "errands"}, request_only=True),
+            _answer_example({"name": "errands", "task_count": 4}),
+        ],
     ),
     destroy=extend_schema(
         summary="Delete a tag: it disappears from every task",
