@@ -33,7 +33,7 @@ from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
 from todo_project.ratelimit import LoginRateThrottle, PasswordCheckRateThrottle
 from todo_project.retry import RetriedWrites
-from todo_project.schema import delete_with_body
+from todo_project.schema import answer_example, delete_with_body
 
 BAD_CREDENTIALS = "Email or password is incorrect."
 
@@ -51,10 +51,6 @@ TOKEN_PAIR_EXAMPLE = {
     "access": "<access token: a JWT, 15 minutes>",
     "refresh": "<refresh token: a JWT, 14 days>",
 }
-
-
-def _answer_example(value: dict, **kwargs) -> OpenApiExample:
-    return OpenApiExample("Answer", value=value, response_only=True, **kwargs)
 
 
 class PublicView(generics.GenericAPIView):
@@ -108,7 +104,7 @@ class RegisterView(TokenIssuingView):
                 },
                 request_only=True,
             ),
-            _answer_example({"user": USER_EXAMPLE, **TOKEN_PAIR_EXAMPLE}, status_codes=["201"]),
+            answer_example({"user": USER_EXAMPLE, **TOKEN_PAIR_EXAMPLE}, status_codes=["201"]),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -149,7 +145,7 @@ class TokenObtainView(TokenIssuingView):
                 value={"email": "alice@example.com", "password": "correct-horse-battery"},
                 request_only=True,
             ),
-            _answer_example(TOKEN_PAIR_EXAMPLE),
+            answer_example(TOKEN_PAIR_EXAMPLE),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -194,7 +190,7 @@ class TokenRefreshView(TokenIssuingView):
             OpenApiExample(
                 "Refresh", value={"refresh": TOKEN_PAIR_EXAMPLE["refresh"]}, request_only=True
             ),
-            _answer_example(TOKEN_PAIR_EXAMPLE),
+            answer_example(TOKEN_PAIR_EXAMPLE),
         ],
     )
     def post(self, request: Request) -> Response:
@@ -267,7 +263,7 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_retrieve",
         summary="Your profile",
         responses={200: UserSerializer, **problem_responses(401, 429)},
-        examples=[_answer_example(USER_EXAMPLE)],
+        examples=[answer_example(USER_EXAMPLE)],
     )
     def get(self, request: Request, *args, **kwargs) -> Response:
         """The signed-in user's profile."""
@@ -282,7 +278,7 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
             OpenApiExample(
                 "New time zone", value={"timezone": "America/New_York"}, request_only=True
             ),
-            _answer_example({**USER_EXAMPLE, "timezone": "America/New_York"}),
+            answer_example({**USER_EXAMPLE, "timezone": "America/New_York"}),
         ],
     )
     def patch(self, request: Request, *args, **kwargs) -> Response:

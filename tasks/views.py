@@ -51,7 +51,7 @@ from todo_project.problems import (
     ValidationProblemSerializer,
 )
 from todo_project.retry import RetriedWrites
-from todo_project.schema import ERROR_DESCRIPTIONS
+from todo_project.schema import ERROR_DESCRIPTIONS, answer_example
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 WHOLE_NUMBER = re.compile(r"[0-9]+")
@@ -112,11 +112,6 @@ TASK_LIST_EXAMPLE = {
     "created_at": "2026-11-20T17:04:51Z",
     "updated_at": "2026-11-22T08:15:02Z",
 }
-
-
-def _answer_example(value: dict, name: str = "Answer", **kwargs) -> OpenApiExample:
-    """An answer's example (drf-spectacular puts a list action's in a list or a page)."""
-    return OpenApiExample(name, value=value, response_only=True, **kwargs)
 
 
 class TaskPagination(LimitOffsetPagination):
@@ -205,7 +200,7 @@ class OptionsOfYoursOnly:
     list=extend_schema(
         summary="Your lists, by position",
         responses={200: TaskListSerializer, **COMMON_ERRORS},
-        examples=[_answer_example(TASK_LIST_EXAMPLE)],
+        examples=[answer_example(TASK_LIST_EXAMPLE)],
     ),
     create=extend_schema(
         summary="Create a list (at the end unless `position` is given)",
@@ -214,20 +209,20 @@ class OptionsOfYoursOnly:
             OpenApiExample(
                 "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
             ),
-            _answer_example(TASK_LIST_EXAMPLE, status_codes=["201"]),
+            answer_example(TASK_LIST_EXAMPLE, status_codes=["201"]),
         ],
     ),
     retrieve=extend_schema(
         summary="One list",
         responses={200: TaskListSerializer, **ONE_ERRORS},
-        examples=[_answer_example(TASK_LIST_EXAMPLE)],
+        examples=[answer_example(TASK_LIST_EXAMPLE)],
     ),
     partial_update=extend_schema(
         summary="Change a list's name, color or position",
         responses={200: TaskListSerializer, **WRITE_ERRORS},
         examples=[
             OpenApiExample("Rename", value={"name": "Weekly groceries"}, request_only=True),
-            _answer_example({**TASK_LIST_EXAMPLE, "name": "Weekly groceries"}),
+            answer_example({**TASK_LIST_EXAMPLE, "name": "Weekly groceries"}),
         ],
     ),
     destroy=extend_schema(
@@ -357,7 +352,7 @@ class CompiledLookupForWrites:
             (400, PROBLEM_JSON): PROBLEM_400,
             **COMMON_ERRORS,
         },
-        examples=[_answer_example(TASK_EXAMPLE, "A page")],
+        examples=[answer_example(TASK_EXAMPLE, "A page")],
     ),
     create=extend_schema(
         summary="Create a task (at the end of its list, or of its parent's subtasks)",
@@ -401,7 +396,7 @@ class CompiledLookupForWrites:
     retrieve=extend_schema(
         summary="One task",
         responses={200: TaskSerializer, **ONE_ERRORS},
-        examples=[_answer_example(TASK_EXAMPLE)],
+        examples=[answer_example(TASK_EXAMPLE)],
     ),
     update=extend_schema(
         summary="Replace a task (fields left out get their defaults)",
@@ -413,7 +408,7 @@ class CompiledLookupForWrites:
                 value={"title": "Pay rent", "priority": "medium", "tags": ["home"]},
                 request_only=True,
             ),
-            _answer_example(
+            answer_example(
                 {
                     **TASK_EXAMPLE,
                     "priority": "medium",
@@ -547,7 +542,7 @@ class TaskViewSet(
                 value={"after": None, "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88"},
                 request_only=True,
             ),
-            _answer_example(
+            answer_example(
                 {
                     **TASK_EXAMPLE,
                     "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88",
@@ -679,7 +674,7 @@ class TaskViewSet(
             **COMMON_ERRORS,
         },
         examples=[
-            _answer_example(
+            answer_example(
                 {
                     "changed": [TASK_EXAMPLE],
                     "deleted": [
@@ -728,7 +723,7 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     list=extend_schema(
         summary="Your tags with their task counts, by name (not paginated)",
         responses={200: TagSerializer(many=True), **COMMON_ERRORS},
-        examples=[_answer_example({"name": "home", "task_count": 12})],
+        examples=[answer_example({"name": "home", "task_count": 12})],
     ),
     partial_update=extend_schema(
         summary="Rename a tag (into an existing tag of that name: the two merge)",
@@ -736,7 +731,7 @@ TAG_NAME_PARAMETER = OpenApiParameter(
         responses={200: TagSerializer, (400, PROBLEM_JSON): PROBLEM_400, **ONE_ERRORS},
         examples=[
             OpenApiExample("Rename", value={"name": "errands"}, request_only=True),
-            _answer_example({"name": "errands", "task_count": 4}),
+            answer_example({"name": "errands", "task_count": 4}),
         ],
     ),
     destroy=extend_schema(

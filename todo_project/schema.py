@@ -29,7 +29,7 @@ from typing import Any
 
 from drf_spectacular import openapi
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import serializers
 
 from todo_project.conditional import ConditionalRequestMixin
@@ -199,6 +199,12 @@ RATE_LIMIT_HEADERS = [
         description="Seconds to wait before sending the request again.",
     ),
 ]
+
+
+def answer_example(value: dict, name: str = "Answer", **kwargs) -> OpenApiExample:
+    """An answer's example (drf-spectacular puts a list action's in a list or a page).
+    test_schema.py validates every example against the schema it illustrates."""
+    return OpenApiExample(name, value=value, response_only=True, **kwargs)
 
 
 def delete_with_body(handler: Callable) -> Callable:
