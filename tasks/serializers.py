@@ -262,8 +262,10 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         "date. A UTC date-time (`YYYYMMDDTHHMMSSZ`) is the latest `due_date` at `due_time` in "
         "the user's time zone (a time the clocks skip or repeat takes the offset before the "
         "change); without `due_time`, the last due date is UNTIL's date in the user's time zone. "
-        "A rule that never repeats after the due date where its series starts (every 4 years "
-        "on 29 February from a year that is no leap year) is a 400. The series starts at its "
+        "A rule with no date at all after the due date where its series starts (every 4 years "
+        "on 29 February from a year that is no leap year) is a 400. A rule whose COUNT or UNTIL "
+        "ends the series at or before this task (`COUNT=1`, an UNTIL before `due_date`) is "
+        "taken: completing the task then makes no copy. The series starts at its "
         "first task's due date, which COUNT counts from: the same rule sent again (in any order "
         "or spelling of its parts) or a change of COUNT or UNTIL alone keeps it; another rule "
         "starts a new series at this task's due date.",
@@ -272,7 +274,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         read_only=True,
         allow_null=True,
         help_text="Always present: the id of the next task of the series, created when this "
-        "recurring task was completed; null otherwise.",
+        "recurring task was first completed, for as long as that task exists (reopened, this "
+        "task keeps it: completing it again makes no second copy); null otherwise.",
     )
     created_at = Timestamp()
     updated_at = Timestamp()

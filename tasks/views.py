@@ -68,7 +68,16 @@ def _problem(description: str, serializer: type = ProblemSerializer) -> OpenApiR
 PROBLEM_400 = _problem(ERROR_DESCRIPTIONS[400], ValidationProblemSerializer)
 PROBLEM_401 = _problem(ERROR_DESCRIPTIONS[401])
 PROBLEM_404 = _problem(ERROR_DESCRIPTIONS[404])
-PROBLEM_409 = _problem(ERROR_DESCRIPTIONS[409])
+# A task create's 409 is the account's cap too; a completion's only the cap.
+PROBLEM_409_CREATE = _problem(
+    "The account has `MAX_TASKS_PER_USER` tasks (completed ones count): delete some first "
+    "(no `Retry-After`). Or a request with the same Idempotency-Key is still running: send it "
+    "again after `Retry-After`."
+)
+PROBLEM_409_COMPLETION = _problem(
+    "Completing this recurring task would create its next occurrence past the account's "
+    "allowance (`MAX_TASKS_PER_USER` + 1,000): nothing changed; delete tasks first."
+)
 PROBLEM_412 = _problem(ERROR_DESCRIPTIONS[412])
 PROBLEM_429 = _problem(ERROR_DESCRIPTIONS[429])
 PROBLEM_JSON = PROBLEM_CONTENT_TYPE
@@ -102,6 +111,8 @@ TASK_EXAMPLE = {
     "updated_at": "2026-11-22T09:30:00Z",
     "version": 4,
 }
+# As a create answers it: version 1, never changed.
+TASK_CREATED_EXAMPLE = {**TASK_EXAMPLE, "updated_at": TASK_EXAMPLE["created_at"], "version": 1}
 TASK_LIST_EXAMPLE = {
     "id": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88",
     "name": "Groceries",
@@ -156,8 +167,9 @@ class TaskPagination(LimitOffsetPagination):
         page = super().get_paginated_response_schema(schema)
         page["required"] = ["count", "next", "previous", "results"]
         links = page["properties"]
-        links["next"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=100"
-        links["previous"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=0"
+        # The third page: the first page's link has no `offset` (DRF leaves it out at 0).
+        links["next"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=150"
+        links["previous"]["example"] = "https://todo.example.com/api/v1/tasks/?limit=50&offset=50"
         return page
 
     def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
@@ -209,7 +221,15 @@ class OptionsOfYoursOnly:
             OpenApiExample(
                 "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
             ),
-            answer_example(TASK_LIST_EXAMPLE, status_codes=["201"]),
+            answer_example(
+                {
+                    **TASK_LIST_EXAMPLE,
+                    "task_count": 0,
+                    "open_task_count": 0,
+                    "updated_at": TASK_LIST_EXAMPLE["created_at"],
+                },
+                status_codes=["201"],
+            ),
         ],
     ),
     retrieve=extend_schema(
@@ -222,7 +242,13 @@ class OptionsOfYoursOnly:
         responses={200: TaskListSerializer, **WRITE_ERRORS},
         examples=[
             OpenApiExample("Rename", value={"name": "Weekly groceries"}, request_only=True),
-            answer_example({**TASK_LIST_EXAMPLE, "name": "Weekly groceries"}),
+            answer_example(
+                {
+                    **TASK_LIST_EXAMPLE,
+                    "name": "Weekly groceries",
+                    "updated_at": "2026-11-22T10:12:45Z",
+                }
+            ),
         ],
     ),
     destroy=extend_schema(
@@ -360,7 +386,7 @@ class CompiledLookupForWrites:
             201: TaskSerializer,
             (400, PROBLEM_JSON): PROBLEM_400,
             **COMMON_ERRORS,
-            (409, PROBLEM_JSON): PROBLEM_409,
+            (409, PROBLEM_JSON): PROBLEM_409_CREATE,
         },
         examples=[
             OpenApiExample(
@@ -375,7 +401,7 @@ class CompiledLookupForWrites:
                 },
                 request_only=True,
             ),
-            OpenApiExample("Task", value=TASK_EXAMPLE, response_only=True, status_codes=["201"]),
+            answer_example(TASK_CREATED_EXAMPLE, "Task", status_codes=["201"]),
             OpenApiExample(
                 "Invalid task",
                 value={
@@ -401,7 +427,11 @@ class CompiledLookupForWrites:
     update=extend_schema(
         summary="Replace a task (fields left out get their defaults)",
         description=COMPLETING,
-        responses={200: TaskSerializer, **WRITE_ERRORS, (409, PROBLEM_JSON): PROBLEM_409},
+        responses={
+            200: TaskSerializer,
+            **WRITE_ERRORS,
+            (409, PROBLEM_JSON): PROBLEM_409_COMPLETION,
+        },
         examples=[
             OpenApiExample(
                 "Whole task",
@@ -425,7 +455,11 @@ class CompiledLookupForWrites:
     partial_update=extend_schema(
         summary="Change some fields of a task (explicit null clears a nullable field)",
         description=COMPLETING,
-        responses={200: TaskSerializer, **WRITE_ERRORS, (409, PROBLEM_JSON): PROBLEM_409},
+        responses={
+            200: TaskSerializer,
+            **WRITE_ERRORS,
+            (409, PROBLEM_JSON): PROBLEM_409_COMPLETION,
+        },
         examples=[
             OpenApiExample("Complete", value={"completed": True}, request_only=True),
             OpenApiExample(
@@ -434,6 +468,7 @@ class CompiledLookupForWrites:
                     **TASK_EXAMPLE,
                     "completed": True,
                     "completed_at": "2026-11-30T18:02:11Z",
+                    "updated_at": "2026-11-30T18:02:11Z",
                     "version": 5,
                     "next_occurrence": "8d1f5a0c-1e3b-4f5e-9d6a-3b2c1a0f9e88",
                 },
@@ -588,6 +623,12 @@ class TaskViewSet(
                 MissingTasksProblemSerializer,
             ),
             **COMMON_ERRORS,
+            (409, PROBLEM_JSON): _problem(
+                "A `complete` whose next occurrences would take the account past its allowance "
+                "(`MAX_TASKS_PER_USER` + 1,000): nothing changed; delete tasks first. Or a "
+                "request with the same Idempotency-Key is still running: send it again after "
+                "`Retry-After`."
+            ),
         },
         examples=[
             OpenApiExample(

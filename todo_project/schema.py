@@ -46,7 +46,8 @@ ERROR_DESCRIPTIONS = {
     401: "Missing, invalid, expired or revoked access token. For one sent and refused, "
     '`WWW-Authenticate` says `error="invalid_token"` (RFC 6750 section 3.1).',
     404: "Not found, or not yours (the same answer either way).",
-    406: "The `Accept` header allows no JSON: the API answers `application/json` only.",
+    406: "The `Accept` header allows no `application/json`, the only type the API answers "
+    "(errors too are sent when it is accepted; `application/problem+json` alone is not enough).",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",
     412: "If-Match no longer matches the current version, or If-None-Match matches it: "
@@ -196,9 +197,13 @@ RATE_LIMIT_HEADERS = [
         OpenApiTypes.INT,
         OpenApiParameter.HEADER,
         response=[409, 429, 503],
-        description="Seconds to wait before sending the request again.",
+        description="Seconds to wait before sending the request again (on a 409: only when "
+        "the same Idempotency-Key is still running).",
     ),
 ]
+# Answered before the request is counted against a limit (content negotiation, the body caps),
+# so without the RateLimit-* headers.
+UNCOUNTED_ANSWERS = {"406", "411", "413"}
 
 
 def answer_example(value: dict, name: str = "Answer", **kwargs) -> OpenApiExample:
@@ -256,6 +261,13 @@ class AutoSchema(openapi.AutoSchema):
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
         return parameters
+
+    def _get_response_headers_for_code(self, status_code, direction="response") -> dict:
+        headers = super()._get_response_headers_for_code(status_code, direction)
+        if status_code in UNCOUNTED_ANSWERS:
+            for header in RATE_LIMIT_HEADERS:
+                headers.pop(header.name, None)
+        return headers
 
     def _get_response_bodies(self, direction: openapi.Direction = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
