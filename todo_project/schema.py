@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular import openapi
+from drf_spectacular.plumbing import get_doc
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter
 from rest_framework import serializers
@@ -261,6 +262,14 @@ class AutoSchema(openapi.AutoSchema):
         if self._is_idempotent():
             parameters += [IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED]
         return parameters
+
+    def get_description(self) -> str:
+        # A viewset's docstring describes its collection: drf-spectacular gave it to every
+        # action without a docstring of its own ("ordered by position" on one list's DELETE).
+        action = getattr(self.view, "action", None)
+        if action in (None, "list"):
+            return super().get_description()
+        return get_doc(getattr(self.view, action, None))
 
     def _get_response_headers_for_code(self, status_code, direction="response") -> dict:
         headers = super()._get_response_headers_for_code(status_code, direction)

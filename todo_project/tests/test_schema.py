@@ -341,3 +341,21 @@ def test_the_examples_of_a_create_show_a_new_object(schema):
     assert task["value"]["created_at"] == task["value"]["updated_at"]
     assert task_list["value"]["task_count"] == task_list["value"]["open_task_count"] == 0
     assert task_list["value"]["created_at"] == task_list["value"]["updated_at"]
+
+
+def test_only_a_collections_list_repeats_its_viewsets_description(schema):
+    # drf-spectacular gave the viewset's docstring to every action without one of its own.
+    from drf_spectacular.plumbing import get_doc
+
+    from tasks.views import TagViewSet, TaskListViewSet, TaskViewSet
+
+    for viewset, path, list_path in [
+        (TaskListViewSet, "/api/v1/lists/{id}/", "/api/v1/lists/"),
+        (TagViewSet, "/api/v1/tags/{name}/", "/api/v1/tags/"),
+        (TaskViewSet, "/api/v1/tasks/{id}/", "/api/v1/tasks/"),
+    ]:
+        collection = get_doc(viewset)
+        assert collection.startswith("Your ")
+        operations = [*schema["paths"][path].values(), schema["paths"][list_path].get("post", {})]
+        for operation in operations:
+            assert collection not in operation.get("description", ""), operation["operationId"]
