@@ -1,6 +1,7 @@
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from django.utils.cache import patch_cache_control
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -63,6 +64,15 @@ class PublicView(generics.GenericAPIView):
         # Without authenticators DRF turns a 401 into a 403; sign-in failures are 401s.
         return 'Bearer realm="api"'
 
+
+# A sign-in or refresh refused is a 401 with the challenge PublicView sends.
+CHALLENGE = OpenApiParameter(
+    "WWW-Authenticate",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[401],
+    description='`Bearer realm="api"`.',
+)
 
 # RFC 6749 section 5.1: an answer carrying tokens must never be stored by any cache.
 NO_STORE = OpenApiParameter(
@@ -138,7 +148,7 @@ class TokenObtainView(TokenIssuingView):
                 },
             ),
         },
-        parameters=[NO_STORE],
+        parameters=[NO_STORE, CHALLENGE],
         examples=[
             OpenApiExample(
                 "Sign in",
@@ -185,7 +195,7 @@ class TokenRefreshView(TokenIssuingView):
                 described={401: "The refresh token is invalid, expired, revoked or used already."},
             ),
         },
-        parameters=[NO_STORE],
+        parameters=[NO_STORE, CHALLENGE],
         examples=[
             OpenApiExample(
                 "Refresh", value={"refresh": TOKEN_PAIR_EXAMPLE["refresh"]}, request_only=True

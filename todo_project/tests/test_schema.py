@@ -359,3 +359,19 @@ def test_only_a_collections_list_repeats_its_viewsets_description(schema):
         operations = [*schema["paths"][path].values(), schema["paths"][list_path].get("post", {})]
         for operation in operations:
             assert collection not in operation.get("description", ""), operation["operationId"]
+
+
+@pytest.mark.django_db
+def test_a_refused_sign_in_or_refresh_sends_the_challenge_the_schema_lists(anon_client, schema):
+    refused = {
+        "/api/v1/auth/token/": anon_client.post(
+            "/api/v1/auth/token/", {"email": "nobody@example.com", "password": "wrong-password"}
+        ),
+        "/api/v1/auth/token/refresh/": anon_client.post(
+            "/api/v1/auth/token/refresh/", {"refresh": "not-a-token"}
+        ),
+    }
+    for path, response in refused.items():
+        assert response.status_code == 401
+        assert response["WWW-Authenticate"] == 'Bearer realm="api"'
+        assert "WWW-Authenticate" in schema["paths"][path]["post"]["responses"]["401"]["headers"]
