@@ -31,6 +31,7 @@ from rest_framework.response import Response
 from tasks import fast_read, services, sync
 from tasks.filters import TaskFilter
 from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
+from tasks.quotas import COMPLETION_ALLOWANCE
 from tasks.serializers import (
     TASK_BULK_BODY,
     BulkResultSerializer,
@@ -76,7 +77,7 @@ PROBLEM_409_CREATE = _problem(
 )
 PROBLEM_409_COMPLETION = _problem(
     "Completing this recurring task would create its next occurrence past the account's "
-    "allowance (`MAX_TASKS_PER_USER` + 1,000): nothing changed; delete tasks first."
+    f"allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete tasks first."
 )
 PROBLEM_412 = _problem(ERROR_DESCRIPTIONS[412])
 PROBLEM_429 = _problem(ERROR_DESCRIPTIONS[429])
@@ -88,7 +89,7 @@ WRITE_ERRORS = {**ONE_ERRORS, (400, PROBLEM_JSON): PROBLEM_400, (412, PROBLEM_JS
 COMPLETING = (
     "Setting `completed` to true completes the open subtasks too and, for a recurring task, "
     "creates the next occurrence: its id is in `next_occurrence`. That copy is a new task: "
-    "completions may take an account up to 1,000 tasks past `MAX_TASKS_PER_USER`; beyond, "
+    f"completions may take an account up to {COMPLETION_ALLOWANCE:,} tasks past `MAX_TASKS_PER_USER`; beyond, "
     "a completion that would make one is a 409 and changes nothing."
 )
 
@@ -574,13 +575,13 @@ class TaskViewSet(
             ),
             OpenApiExample(
                 "First in another list",
-                value={"after": None, "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88"},
+                value={"after": None, "list": TASK_LIST_EXAMPLE["id"]},
                 request_only=True,
             ),
             answer_example(
                 {
                     **TASK_EXAMPLE,
-                    "list": "5a0c1e3b-8d1f-4f5e-9d6a-3b2c1a0f9e88",
+                    "list": TASK_LIST_EXAMPLE["id"],
                     "position": 1024,
                     "updated_at": "2026-11-22T10:01:40Z",
                     "version": 5,
@@ -625,7 +626,7 @@ class TaskViewSet(
             **COMMON_ERRORS,
             (409, PROBLEM_JSON): _problem(
                 "A `complete` whose next occurrences would take the account past its allowance "
-                "(`MAX_TASKS_PER_USER` + 1,000): nothing changed; delete tasks first. Or a "
+                f"(`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete tasks first. Or a "
                 "request with the same Idempotency-Key is still running: send it again after "
                 "`Retry-After`."
             ),
