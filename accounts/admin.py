@@ -13,6 +13,7 @@ import logging
 import smtplib
 from collections.abc import Iterator
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -301,11 +302,20 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
 
     def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
         message = super().construct_change_message(request, form, formsets, add)
-        if not add and "email" in form.changed_data:
-            # The history is the only record of the address the account had before.
-            labels = message[0]["changed"]["fields"]
-            index = form.changed_data.index("email")
-            old, new = form.initial["email"], form.instance.email
+        if add or not form.changed_data:
+            return message
+        # Django's labels, in form.changed_data's order. The history is the only record of the
+        # address the account had before; and a bare "Changed Is active." reads the same for a
+        # deactivation and a reactivation (so do the staff and superuser flags).
+        labels = message[0]["changed"]["fields"]
+        for index, name in enumerate(form.changed_data):
+            if name == "email":
+                old, new = form.initial["email"], form.instance.email
+            elif isinstance(form.fields.get(name), forms.BooleanField):
+                new = "yes" if form.cleaned_data[name] else "no"
+                old = "no" if form.cleaned_data[name] else "yes"
+            else:
+                continue
             labels[index] = f"{labels[index]} (from {old} to {new})"
         return message
 

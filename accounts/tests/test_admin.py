@@ -336,6 +336,27 @@ def test_a_superuser_changing_an_email_ends_the_users_sessions_and_logs_both_add
 
 
 @pytest.mark.django_db
+def test_the_history_says_which_way_each_flag_went(admin_client, user):
+    # Django's own message, "Changed Is active.", reads the same for both directions.
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(admin_client, user, is_active="on", is_staff="on", display_name="Al"),
+    )
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(admin_client, User.objects.get(pk=user.pk), is_active=""),
+    )
+
+    assert [e.get_change_message() for e in LogEntry.objects.order_by("pk")] == [
+        "Changed Display name, Is active (from no to yes) and Is staff (from no to yes).",
+        "Changed Is active (from yes to no) and Is staff (from yes to no).",
+    ]
+
+
+@pytest.mark.django_db
 def test_the_previous_address_hears_of_an_email_change_once_it_is_committed(
     admin_client, user, django_capture_on_commit_callbacks
 ):
@@ -868,7 +889,7 @@ def test_a_change_form_save_is_recorded_with_the_actor(support_client, support_u
         str(user.pk),
         CHANGE,
     )
-    assert entry.get_change_message() == "Changed Timezone and Is active."
+    assert entry.get_change_message() == "Changed Timezone and Is active (from yes to no)."
     user.refresh_from_db()
     assert user.timezone == "Europe/Berlin"
     assert not user.is_active  # an unticked box deactivates, as the action does
