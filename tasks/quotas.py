@@ -1,4 +1,5 @@
-"""Per-user caps on what a user may store, so one account cannot fill the database."""
+"""Per-user caps on what a user may store, so one account cannot fill the database, nor make
+the unpaginated answers (its lists, its tags) grow without bound."""
 
 import uuid
 
@@ -47,4 +48,32 @@ def ensure_room(
         raise Conflict(
             f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "
             f"Delete some (completed ones count too) before {before}."
+        )
+
+
+def ensure_list_room(*, owned: int) -> None:
+    """Raises a 409 when one more list would take an owner of `owned` lists past
+    MAX_LISTS_PER_USER. `owned` is read under the owner's lock (services.list_create)."""
+    cap = settings.MAX_LISTS_PER_USER
+    if owned + 1 > cap:
+        raise Conflict(
+            f"You have {owned} lists; the limit is {cap} per account (MAX_LISTS_PER_USER). "
+            "Delete one before adding another."
+        )
+
+
+def ensure_tag_room(*, owned: int, adding: int) -> None:
+    """Raises a 409 when `adding` new tags would take an owner of `owned` tags past
+    MAX_TAGS_PER_USER.
+
+    `owned` is the committed count, read without a lock: tags are made inside task writes,
+    which hold row and group locks a lock on the owner would have to be ordered with. So
+    concurrent writes of one owner can together pass the cap by the new tags they name (at
+    most MAX_TAGS_PER_TASK each): a bound on what one account stores, not an exact count.
+    """
+    cap = settings.MAX_TAGS_PER_USER
+    if owned + adding > cap:
+        raise Conflict(
+            f"You have {owned} tags; the limit is {cap} per account (MAX_TAGS_PER_USER), and "
+            f"this names {adding} new. Use existing tags, or delete some first."
         )

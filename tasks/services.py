@@ -33,7 +33,7 @@ from typing import Any, Final
 from uuid import UUID
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
@@ -60,7 +60,13 @@ from tasks.models import (
     task_to_write,
     task_update_sql,
 )
-from tasks.quotas import COMPLETION_ALLOWANCE, ensure_room, lock_owner
+from tasks.quotas import (
+    COMPLETION_ALLOWANCE,
+    ensure_list_room,
+    ensure_room,
+    ensure_tag_room,
+    lock_owner,
+)
 from todo_project.compiled import CompiledQuery, fetch_all
 from todo_project.problems import ConcurrentChange
 
@@ -485,6 +491,8 @@ def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
     missing = [name for name, tag in found.values() if tag is None]
     if UNADDRESSABLE_TAG_NAMES.intersection(missing):  # one made before the rule keeps working
         raise ValidationError({"tags": [UNADDRESSABLE_TAG_MESSAGE]})
+    if missing:
+        ensure_tag_room(owned=Tag.objects.filter(owner_id=user.pk).count(), adding=len(missing))
     for _attempt in range(3):
         if not missing:
             return [tag for _, tag in found.values()]
@@ -609,11 +617,14 @@ def _list_save(task_list: TaskList, update_fields: Sequence[str] | None = None) 
 
 def list_create(*, user: User, name: str, color: str | None, position: int | None) -> TaskList:
     with transaction.atomic():
+        # Concurrent creates take turns: each counts the lists of the others for the cap, and
+        # a new list without a position is last on its own (they all read the same last
+        # position before).
+        lock_owner(user.pk)
+        lists = TaskList.objects.owned_by(user).aggregate(count=Count("id"), last=Max("position"))
+        ensure_list_room(owned=lists["count"])
         if position is None:
-            # Concurrent creates take turns, so each new list is last on its own (they all read
-            # the same last position before).
-            lock_owner(user.pk)
-            last = TaskList.objects.owned_by(user).aggregate(last=Max("position"))["last"]
+            last = lists["last"]
             if last is not None and last > LIST_POSITION_MAX - POSITION_GAP:
                 last = _renumber_lists(user.pk)  # no room after the last one
             position = POSITION_GAP if last is None else last + POSITION_GAP

@@ -69,15 +69,26 @@ def _problem(description: str, serializer: type = ProblemSerializer) -> OpenApiR
 PROBLEM_400 = _problem(ERROR_DESCRIPTIONS[400], ValidationProblemSerializer)
 PROBLEM_401 = _problem(ERROR_DESCRIPTIONS[401])
 PROBLEM_404 = _problem(ERROR_DESCRIPTIONS[404])
-# A task create's 409 is the account's cap too; a completion's only the cap.
+# A create's 409 is the account's cap too; a task write's a cap only.
+NEW_TAGS_PAST_CAP = (
+    "New tag names that would take the account past `MAX_TAGS_PER_USER` tags: nothing changed."
+)
+IDEMPOTENCY_KEY_RUNNING = (
+    "Or a request with the same Idempotency-Key is still running: send it again after "
+    "`Retry-After`."
+)
 PROBLEM_409_CREATE = _problem(
     "The account has `MAX_TASKS_PER_USER` tasks (completed ones count): delete some first "
-    "(no `Retry-After`). Or a request with the same Idempotency-Key is still running: send it "
-    "again after `Retry-After`."
+    f"(no `Retry-After`). {NEW_TAGS_PAST_CAP} {IDEMPOTENCY_KEY_RUNNING}"
 )
 PROBLEM_409_COMPLETION = _problem(
     "Completing this recurring task would create its next occurrence past the account's "
-    f"allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete tasks first."
+    f"allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete "
+    f"tasks first. {NEW_TAGS_PAST_CAP}"
+)
+PROBLEM_409_LIST_CREATE = _problem(
+    "The account has `MAX_LISTS_PER_USER` lists: delete one first (no `Retry-After`). "
+    + IDEMPOTENCY_KEY_RUNNING
 )
 PROBLEM_412 = _problem(ERROR_DESCRIPTIONS[412])
 PROBLEM_429 = _problem(ERROR_DESCRIPTIONS[429])
@@ -217,7 +228,12 @@ class OptionsOfYoursOnly:
     ),
     create=extend_schema(
         summary="Create a list (at the end unless `position` is given)",
-        responses={201: TaskListSerializer, (400, PROBLEM_JSON): PROBLEM_400, **COMMON_ERRORS},
+        responses={
+            201: TaskListSerializer,
+            (400, PROBLEM_JSON): PROBLEM_400,
+            **COMMON_ERRORS,
+            (409, PROBLEM_JSON): PROBLEM_409_LIST_CREATE,
+        },
         examples=[
             OpenApiExample(
                 "New list", value={"name": "Groceries", "color": "#2E7D32"}, request_only=True
@@ -626,9 +642,9 @@ class TaskViewSet(
             **COMMON_ERRORS,
             (409, PROBLEM_JSON): _problem(
                 "A `complete` whose next occurrences would take the account past its allowance "
-                f"(`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete tasks first. Or a "
-                "request with the same Idempotency-Key is still running: send it again after "
-                "`Retry-After`."
+                f"(`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete "
+                f"tasks first. An `add_tags` whose new names would take it past "
+                f"`MAX_TAGS_PER_USER` tags: nothing changed. {IDEMPOTENCY_KEY_RUNNING}"
             ),
         },
         examples=[

@@ -437,6 +437,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
 
 # Tasks one user may own (completed ones included); creating one more is a 409 problem.
 MAX_TASKS_PER_USER = env_int("MAX_TASKS_PER_USER", 100_000, minimum=1)
+# Lists and tags one user may have (the API answers them unpaginated); one more is a 409.
+MAX_LISTS_PER_USER = env_int("MAX_LISTS_PER_USER", 1_000, minimum=1)
+MAX_TAGS_PER_USER = env_int("MAX_TAGS_PER_USER", 10_000, minimum=1)
 # How long the first answer to an Idempotency-Key is kept; `manage.py purge_idempotency_keys`
 # deletes what is older (run it hourly, see README.md).
 IDEMPOTENCY_KEY_TTL = timedelta(

@@ -11,8 +11,14 @@ from psycopg import errors as psycopg_errors
 
 from conftest import client_for
 from tasks import services
-from tasks.models import IdempotencyRecord, Task, TaskList
-from todo_project.tests.helpers import connection_of_its_own, lock_waiters, wait_for_lock_waiters
+from tasks.models import IdempotencyRecord, Tag, Task, TaskList
+from todo_project.problems import Conflict
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    lock_waiters,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 PROBLEM = "application/problem+json"
 
@@ -330,6 +336,79 @@ def test_the_cap_is_per_user(api_client, other_client, make_task, other_user, se
     make_task("Mine")
     assert other_client.post("/api/v1/tasks/", {"title": "Theirs"}).status_code == 201
     assert api_client.post("/api/v1/tasks/", {"title": "Second"}).status_code == 409
+
+
+# --- MAX_LISTS_PER_USER and MAX_TAGS_PER_USER: the answers that list them are not paginated --
+
+
+@pytest.mark.django_db
+def test_a_list_past_the_cap_is_a_409_and_one_more_fits_once_one_is_deleted(
+    api_client, other_client, make_list, settings
+):
+    settings.MAX_LISTS_PER_USER = 2
+    make_list("Home")
+    work = make_list("Work")
+
+    refused = api_client.post("/api/v1/lists/", {"name": "Third", "position": 5})
+    assert refused.status_code == 409 and refused["Content-Type"] == PROBLEM
+    assert refused.json()["detail"].startswith("You have 2 lists; the limit is 2 per account")
+    assert other_client.post("/api/v1/lists/", {"name": "Theirs"}).status_code == 201
+    api_client.delete(f"/api/v1/lists/{work.pk}/")
+    assert api_client.post("/api/v1/lists/", {"name": "Third"}).status_code == 201
+    assert TaskList.objects.filter(owner=work.owner).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_list_creates_cannot_both_take_the_last_place(user, settings):
+    """Each create counts under the owner's lock: the one that waited sees the other's list."""
+    settings.MAX_LISTS_PER_USER = 1
+    with transaction.atomic():
+        services.list_create(user=user, name="First", color=None, position=7)
+        second = start_in_thread(
+            lambda: services.list_create(user=user, name="Second", color=None, position=None)
+        )
+        assert wait_for_lock_waiters(connection, 1)
+    with pytest.raises(Conflict, match="You have 1 lists"):
+        second()
+    assert list(TaskList.objects.values_list("name", flat=True)) == ["First"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/v1/tasks/", {"title": "New", "tags": ["home", "new", "newer"]}),
+        ("patch", "/api/v1/tasks/{task}/", {"tags": ["Home", "new", "newer"]}),
+        (
+            "post",
+            "/api/v1/tasks/bulk/",
+            {"action": "add_tags", "ids": ["{task}"], "tags": ["a", "b"]},
+        ),
+    ],
+)
+def test_new_tags_past_the_cap_are_a_409_and_change_nothing(
+    api_client, make_task, settings, method, path, body
+):
+    settings.MAX_TAGS_PER_USER = 2
+    task = make_task("Old", tags=["home"])
+    filled = {
+        key: [item.format(task=task.pk) for item in value] if key == "ids" else value
+        for key, value in body.items()
+    }
+
+    refused = getattr(api_client, method)(path.format(task=task.pk), filled, format="json")
+
+    assert refused.status_code == 409 and refused["Content-Type"] == PROBLEM
+    assert refused.json()["detail"].startswith(
+        "You have 1 tags; the limit is 2 per account (MAX_TAGS_PER_USER), and this names 2 new."
+    )
+    assert list(Tag.objects.values_list("name", flat=True)) == ["home"]
+    assert list(Task.objects.values_list("title", "version")) == [("Old", 1)]
+    # Existing tags in any spelling, and one new name within the cap, still go through.
+    one_more = {**filled, "tags": ["HOME", "new"]}
+    accepted = getattr(api_client, method)(path.format(task=task.pk), one_more, format="json")
+    assert accepted.status_code < 300, accepted.json()
+    assert sorted(Tag.objects.values_list("name", flat=True)) == ["home", "new"]
 
 
 @pytest.mark.django_db
