@@ -827,6 +827,12 @@ class TagViewSet(
             .order_by(Lower("name"), "name")
         )
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Not paginated, up to MAX_TAGS_PER_USER rows: read as plain values, not instances
+        # through TagSerializer (10,000 tags: see README.md, "Caps"). Same fields, same JSON.
+        rows = self.get_queryset().values_list("name", "task_count")
+        return Response([{"name": name, "task_count": count} for name, count in rows])
+
     def get_object(self) -> Tag:
         name = self.kwargs["name"]
         # A NUL byte cannot be in a tag (nor be sent to PostgreSQL): no such tag.

@@ -1,7 +1,11 @@
 import pytest
 from django.db import connection
+from django.db.models import Count
+from django.db.models.functions import Lower
 
 from tasks.models import Tag, Task
+from tasks.serializers import TagSerializer
+from tasks.views import TagViewSet
 from todo_project.tests.helpers import connection_of_its_own
 
 pytestmark = pytest.mark.django_db
@@ -20,6 +24,27 @@ def test_tags_are_listed_by_name_with_counts_unpaginated(api_client, make_task):
         {"name": "Work", "task_count": 1},
         {"name": "äpfel", "task_count": 0},
     ]
+
+
+def test_the_tag_list_is_what_the_serializer_renders_in_one_query_for_any_number(
+    api_client, make_task, user, django_assert_num_queries
+):
+    make_task("a", tags=["home", "Work", 'ünïcode \\ "quoted"'])
+    Tag.objects.bulk_create([Tag(owner=user, name=f"t{i:03d}") for i in range(120)])
+    expected = TagViewSet.renderer_classes[0]().render(
+        TagSerializer(
+            Tag.objects.filter(owner=user)
+            .annotate(task_count=Count("tasks"))
+            .order_by(Lower("name"), "name"),
+            many=True,
+        ).data
+    )
+
+    with django_assert_num_queries(2):  # the token's user, the tags with their counts
+        response = api_client.get("/api/v1/tags/")
+
+    assert response.content == expected
+    assert len(response.json()) == 123
 
 
 def test_renaming_a_tag(api_client, make_task):
