@@ -576,6 +576,9 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
 
     @admin.action(description="Export selected users' data (JSON)", permissions=["view"])
     def export_data(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # Many small accounts pass the task bound below: 10,000 took 55 s (a query each).
+        if self._refused_over_the_cap(request, queryset):
+            return None
         refused = self._refused(request, queryset)
         if refused:
             # All or nothing: next to a download, a warning would only show on a later page.

@@ -315,7 +315,9 @@ class TaskAdminForm(VersionCheckedForm):
         # The API's rules on dates (TaskSerializer.validate) with its messages: the form checks
         # no constraint on `recurrence`, read-only here, so clearing a recurring task's due
         # date was an IntegrityError (task_recurrence_needs_due_date), a 500.
-        if cleaned.get("due_date") is None and "due_date" not in self.errors:
+        if "due_date" in self.errors:
+            pass  # a date that does not parse (2026-02-30): its own error says so
+        elif cleaned.get("due_date") is None:
             if cleaned.get("due_time") is not None:
                 self.add_error("due_time", "A due time needs a due date.")
             if not adding and self.instance.recurrence is not None:

@@ -1157,7 +1157,9 @@ def test_a_password_reset_is_not_sent_to_a_deactivated_user(
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("name", ["deactivate", "sign_out_everywhere", "send_password_reset"])
+@pytest.mark.parametrize(
+    "name", ["deactivate", "sign_out_everywhere", "send_password_reset", "export_data"]
+)
 def test_an_action_on_more_users_than_it_takes_at_once_does_nothing(
     support_client, mailoutbox, settings, monkeypatch, name
 ):

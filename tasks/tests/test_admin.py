@@ -1167,6 +1167,19 @@ def test_the_due_time_is_hh_mm_as_the_api_has_it(support_client, user):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("due_date", ["2026-02-30", "99999-01-01", "1\x00"])
+def test_a_due_date_that_does_not_parse_is_a_form_error_not_a_500(support_client, user, due_date):
+    task = add_task(user, "Pay rent", due_date=date(2026, 12, 1))
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_date=due_date)
+    )
+    assert response.status_code == 200  # the form again, with the error
+    assert list(response.context["adminform"].form.errors) == ["due_date"]
+    task.refresh_from_db()
+    assert task.due_date == date(2026, 12, 1)
+
+
+@pytest.mark.django_db
 def test_a_list_color_is_checked_as_the_api_checks_it(support_client, user):
     home = TaskList.objects.create(owner=user, name="Home", color="#112233")
     url = f"{LISTS_URL}{home.pk}/change/"
