@@ -65,6 +65,48 @@ def test_migrate_waits_while_another_migrate_runs_then_finds_nothing_to_do():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_migrate_building_an_index_concurrently_does_not_deadlock_with_one_waiting():
+    """CREATE INDEX CONCURRENTLY waits for every older snapshot: a migrate waiting for the lock
+    inside a statement held one while the lock's holder waited for it, and PostgreSQL ended
+    one of them (replicas started together on a database with such a migration pending)."""
+    env = {**os.environ, "DATABASE_URL": database_url_for_this_test(), "DEBUG": "1"}
+    with connection_of_its_own(connection) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, %s)", MIGRATE_LOCK)
+        waiting = subprocess.Popen(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not _asked_for_the_lock(holder) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert waiting.poll() is None, waiting.communicate()
+            holder.execute("SET lock_timeout = '20s'")
+            holder.execute("CREATE INDEX CONCURRENTLY built_meanwhile ON tasks_task (title)")
+            holder.execute("DROP INDEX CONCURRENTLY built_meanwhile")
+        finally:
+            holder.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)
+            out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert "No migrations to apply." in out
+    assert "Another migrate is running on this database: waiting for it." in err
+
+
+def _asked_for_the_lock(holder) -> bool:
+    """Whether another session has asked for the migrate lock (it has connected and tried)."""
+    row = holder.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+        " AND datname = current_database() AND query LIKE %s",
+        ["%pg_%advisory_lock%"],
+    ).fetchone()
+    return row[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_unicode_domains_unless_another_account_has_that_form():
     from accounts.models import User
 
@@ -149,24 +191,39 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_updated_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build():
-    before, after = (
-        ("tasks", "0010_search_finds_parts_of_joined_words"),
-        ("tasks", "0011_task_updated_index"),
-    )
-    migrate_to(*before)
+@pytest.mark.parametrize(
+    ("before", "after", "index", "columns"),
+    [
+        (
+            "0007_owner_task_count_reachable_from_its_user",
+            "0008_list_counts_from_an_index",
+            "task_list_completed",
+            "(list_id, completed)",
+        ),
+        (
+            "0010_search_finds_parts_of_joined_words",
+            "0011_task_updated_index",
+            "task_updated",
+            "(updated_at, id)",
+        ),
+    ],
+)
+def test_a_concurrent_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build(
+    before, after, index, columns
+):
+    migrate_to("tasks", before)
     with connection.cursor() as cursor:
         # What a CREATE INDEX CONCURRENTLY killed midway leaves: the index, marked invalid.
-        cursor.execute("CREATE INDEX task_updated ON tasks_task (updated_at)")
+        cursor.execute(f"CREATE INDEX {index} ON tasks_task (title)")
         cursor.execute(
-            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'task_updated'::regclass"
+            f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{index}'::regclass"
         )
-    migrate_to(*after)
+    migrate_to("tasks", after)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid, pg_get_indexdef(i.indexrelid) FROM pg_index i"
-            " WHERE i.indexrelid = 'task_updated'::regclass"
+            f" WHERE i.indexrelid = '{index}'::regclass"
         )
         valid, definition = cursor.fetchone()
     assert valid
-    assert definition.endswith("(updated_at, id)")
+    assert definition.endswith(columns)
