@@ -10,6 +10,7 @@ from http import HTTPStatus
 from typing import Any
 
 import orjson
+import psycopg
 from django.conf import settings
 from django.core.exceptions import (
     BadRequest,
@@ -17,7 +18,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.common import CommonMiddleware
@@ -79,6 +80,40 @@ class ConcurrentChange(exceptions.APIException):
         "Retry the request."
     )
     default_code = "concurrent_change"
+
+
+class DatabaseUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The database is unavailable: nothing was changed. Retry after Retry-After."
+    default_code = "database_unavailable"
+    retry_after = "5"
+
+
+def is_database_unavailable(exc: Exception) -> bool:
+    """A database the server cannot reach, or that is going away: nothing the client did, and
+    what a retry a little later fixes (a 500 would say the server is broken). SQLSTATE class 08
+    (connection exception) and 57P01-57P03 (shutting down, crashed, not accepting connections
+    yet); a connection lost or refused before any answer has no SQLSTATE; Django's
+    InterfaceError is a connection already closed."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    sqlstate = getattr(exc.__cause__, "sqlstate", None)
+    if sqlstate is None:
+        return isinstance(exc.__cause__, psycopg.OperationalError)
+    return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
+
+
+def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    # One line, no traceback: the cause is the database's, and /readyz says so too.
+    logger.error("Database unavailable on %s %s: %s", request.method, request.path, exc)
+    return problem_response(
+        request,
+        DatabaseUnavailable.status_code,
+        str(DatabaseUnavailable.default_detail),
+        headers={"Retry-After": DatabaseUnavailable.retry_after},
+    )
 
 
 # SQLSTATEs of a transaction PostgreSQL ended to settle a clash with a concurrent one:
@@ -215,6 +250,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         logger.warning("Concurrent change: %s", exc.__cause__)
         exc = ConcurrentChange()
         headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
+    elif is_database_unavailable(exc):
+        set_rollback()
+        return database_unavailable_response(request, exc)
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -305,6 +343,8 @@ class ApiProblemMiddleware:
             return problem_response(request, 404, "No resource at this URL.")
         if isinstance(exc, ANSWERED_BY_DJANGO):
             return None  # Django's 400 or 403, logged as it logs them; __call__ makes a problem
+        if is_database_unavailable(exc):  # outside DRF's views: the authentication middleware
+            return database_unavailable_response(request, exc)
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
         return problem_response(request, 500, UNEXPECTED_ERROR_DETAIL)
 

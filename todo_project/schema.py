@@ -10,8 +10,9 @@ lies by omission (the fuzz test checks every answer against it):
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
 - 404 when its path names a resource; 406 everywhere (an `Accept` without JSON); 429
   everywhere (rate limits);
-- 503 on writes: PostgreSQL ended the transaction to settle a clash with a concurrent one
-  (a deadlock, say); nothing was changed, and `Retry-After` says when to send it again;
+- 503 everywhere: the database is unavailable (todo_project.problems), and on writes also
+  when PostgreSQL ended the transaction to settle a clash with a concurrent one (a deadlock,
+  say); nothing was changed, and `Retry-After` says when to send it again;
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412; `ETag`
   and `Location` on a 201;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
@@ -59,9 +60,10 @@ ERROR_DESCRIPTIONS = {
     422: "The Idempotency-Key was used before with another request.",
     429: "Rate limited: retry after `Retry-After` seconds.",
     503: (
-        "A concurrent change got in the way (PostgreSQL ended the transaction) and running "
-        "the write again did not settle it, or it was conditional (If-Match): nothing was "
-        "changed; send the request again after `Retry-After` seconds."
+        "The database is unavailable (a restart, an outage); or, for a write, a concurrent "
+        "change got in the way (PostgreSQL ended the transaction) and running the write again "
+        "did not settle it, or it was conditional (If-Match). Nothing was changed: send the "
+        "request again after `Retry-After` seconds."
     ),
 }
 BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -306,11 +308,9 @@ class AutoSchema(openapi.AutoSchema):
         return responses
 
     def _error_codes(self) -> set[int]:
-        codes = {406, 429}
+        codes = {406, 429, 503}  # 503: the database unavailable (todo_project.problems)
         if self._reads_body():
             codes |= {400, 411, 413, 415}
-        if self.method in WRITE_METHODS:
-            codes.add(503)  # a concurrent change got in the way (todo_project.problems)
         if self.method == "GET" and self._is_list_view() and self._reads_query():
             codes.add(400)  # filters and pagination parameters
         if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"

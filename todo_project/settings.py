@@ -460,6 +460,7 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "todo_project.request_id.RequestIdLogFilter"},
         "client_fault": {"()": "todo_project.request_id.ClientFaultAsWarning"},
+        "api_errors_once": {"()": "todo_project.request_id.ApiErrorsLoggedOnce"},
     },
     "formatters": {"json": {"()": "todo_project.request_id.JsonFormatter"}},
     "handlers": {
@@ -469,7 +470,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": "json",
-            "filters": ["request_id", "client_fault"],
+            "filters": ["request_id", "client_fault", "api_errors_once"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -71,6 +71,19 @@ def test_a_refused_host_is_logged_as_a_warning_not_an_error(anon_client, caplog,
     assert console.filter(record)  # the configured handler's filters, as it writes the line
     line = json.loads(console.format(record))
     assert line["level"] == "WARNING" and "evil.example" in line["message"]
+    assert "exception" not in line  # Django's frames of the refusal: noise a scanner makes
+
+
+def test_an_api_5xx_is_logged_by_our_handler_only_an_admin_one_by_django(rf):
+    (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+
+    def djangos_record(path: str) -> logging.LogRecord:
+        return logging.makeLogRecord(
+            {"name": "django.request", "levelno": logging.ERROR, "request": rf.get(path)}
+        )
+
+    assert not console.filter(djangos_record("/api/v1/tasks/"))
+    assert console.filter(djangos_record("/admin/tasks/task/"))
 
 
 def test_an_error_of_our_own_stays_an_error():

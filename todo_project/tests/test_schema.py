@@ -33,18 +33,18 @@ def test_docs_use_no_cdn(anon_client):
     assert """<meta http-equiv="Content-Security-Policy" content="img-src 'self' data:">""" in redoc
 
 
-def test_every_write_documents_the_503_and_every_shared_error_says_what_it_means():
+def test_every_api_operation_documents_the_503_and_every_shared_error_says_what_it_means():
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    writes = 0
+    operations_seen = 0
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             responses = operation["responses"]
-            if method in {"post", "put", "patch", "delete"}:
-                writes += 1
+            if path.startswith("/api/v1/"):  # a read too, when the database is unavailable
+                operations_seen += 1
                 assert responses["503"]["description"] == ERROR_DESCRIPTIONS[503], (method, path)
             for code in set(responses) & {str(code) for code in ERROR_DESCRIPTIONS}:
                 assert responses[code]["description"], (method, path, code)
-    assert writes > 10
+    assert operations_seen > 20
 
 
 def test_a_resource_answer_requires_every_field_it_always_carries():

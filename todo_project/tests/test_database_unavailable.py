@@ -1,0 +1,81 @@
+"""A database the server cannot reach is a 503 problem with Retry-After, logged once: nothing
+the client did, and a retry a little later goes through (a 500 said the server was broken)."""
+
+import logging
+import socket
+
+import orjson
+import pytest
+from django.db import connection
+
+from accounts.tokens import RefreshToken
+from tasks import services
+from tasks.tests.test_fast_lane import call
+from todo_project import wsgi
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def database_down(user, monkeypatch):
+    """A token and a task of `user`; then the default connection pointed at a port nothing
+    listens on, as after a crash: every new connection is refused. Put back afterwards."""
+    token = str(RefreshToken.for_user(user).access_token)
+    task = services.task_create(user=user, data={"title": "Pay rent"})
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
+    monkeypatch.setitem(connection.settings_dict, "PORT", str(port))
+    yield token, task
+    connection.close()
+
+
+def console_lines(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
+    """The records the configured console handler writes (its filters applied)."""
+    console = logging.getLogger().handlers[0]
+    return [record for record in records if console.filter(record)]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/tasks/", None),  # the fast lane's list, then Django's stack
+        ("GET", "/api/v1/tasks/{task}/", None),  # the fast lane's one task
+        ("GET", "/api/v1/lists/", None),  # DRF's authentication
+        ("PATCH", "/api/v1/tasks/{task}/", b'{"title": "x"}'),
+        ("POST", "/api/v1/auth/token/", b'{"email": "a@example.com", "password": "p"}'),
+    ],
+)
+def test_a_request_is_a_503_problem_to_retry_logged_once(database_down, caplog, method, path, body):
+    token, task = database_down
+    path = path.format(task=task.pk)
+    data = {"data": body, "content_type": "application/json"} if body else {}
+
+    with caplog.at_level(logging.INFO):
+        status, headers, content = call(wsgi.application, path, token, method, **data)
+
+    named = dict(headers)
+    assert status.startswith("503"), content
+    assert (named["Content-Type"], named["Retry-After"]) == (PROBLEM, "5")
+    problem = orjson.loads(content)
+    assert (problem["status"], problem["title"], problem["instance"]) == (
+        503,
+        "Service unavailable",
+        path,
+    )
+    assert problem["detail"].startswith("The database is unavailable: nothing was changed.")
+    errors = [r for r in console_lines(caplog.records) if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(": ")[0] for r in errors] == [
+        f"Database unavailable on {method} {path}"
+    ]
+    assert errors[0].exc_info is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_liveness_probe_still_answers_and_readiness_says_why(database_down):
+    assert call(wsgi.application, "/healthz")[0].startswith("200")
+    status, _, content = call(wsgi.application, "/readyz")
+    assert status.startswith("503") and b"database" in content
