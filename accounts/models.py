@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, Permis
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils.crypto import salted_hmac
 from django.utils.timezone import now
 
 DISPLAY_NAME_MAX_LENGTH = 100
@@ -150,6 +151,20 @@ class User(AbstractBaseUser, PermissionsMixin):
         them, and a stale instance must not write an older generation back.
         """
         self.token_generation = models.F("token_generation") + 1
+
+    def _get_session_auth_hash(self, secret: str | None = None) -> str:
+        """Django's HMAC of the password, which ends a user's admin sessions when it changes,
+        with the token generation in it: whatever ends someone's tokens (sign out everywhere,
+        a new email) ends their admin sessions too, as a new password does. A lost laptop's
+        admin session outlived "sign out everywhere" by up to two weeks (SESSION_COOKIE_AGE)."""
+        if isinstance(self.token_generation, models.expressions.Combinable):
+            self.refresh_from_db(fields=["token_generation"])  # revoke_tokens() just saved
+        return salted_hmac(
+            "accounts.User.session_auth_hash",
+            f"{self.password}:{self.token_generation}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
     def clean(self) -> None:
         super().clean()

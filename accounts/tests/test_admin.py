@@ -935,6 +935,40 @@ def test_a_password_set_in_the_admin_ends_every_session(admin_client, user, form
 
 
 @pytest.mark.django_db
+def test_signing_a_staff_member_out_everywhere_ends_their_admin_session_too(
+    admin_client, client, support_user
+):
+    # A lost laptop: its admin session outlived the action by up to SESSION_COOKIE_AGE.
+    client.force_login(support_user)
+    assert client.get(USERS_URL).status_code == 200
+
+    action(admin_client, "sign_out_everywhere", support_user)
+
+    signed_out = client.get(USERS_URL)
+    assert signed_out.status_code == 302 and signed_out["Location"].startswith("/admin/login/")
+    assert admin_client.get(USERS_URL).status_code == 200  # the superuser's own stays
+
+
+@pytest.mark.django_db
+def test_a_staff_members_own_password_change_keeps_them_signed_in_to_the_admin(
+    client, support_user
+):
+    # Their tokens end (generation + 1), and Django keeps the session of the one who changed it.
+    support_user.set_password("the-old-long-passphrase")
+    support_user.save()
+    client.force_login(support_user)
+    client.post(
+        "/admin/password_change/",
+        {
+            "old_password": "the-old-long-passphrase",
+            "new_password1": "another-long-passphrase",
+            "new_password2": "another-long-passphrase",
+        },
+    )
+    assert client.get(USERS_URL).status_code == 200
+
+
+@pytest.mark.django_db
 def test_a_staff_members_own_password_change_ends_their_api_sessions(client, support_user):
     # Django builds /admin/password_change/'s form itself: it left the API tokens alive.
     support_user.set_password("the-old-long-passphrase")
