@@ -46,5 +46,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5m --retries=3 \
   CMD ["python", "-m", "todo_project.healthcheck"]
 # sh is PID 1 until gunicorn replaces it, and PID 1 ignores a signal it does not handle: the
-# trap passes `docker stop` on to migrate (else 10 s, then SIGKILL).
-CMD ["sh", "-c", "trap 'kill $m; wait $m; exit 143' TERM INT; python manage.py migrate --noinput & m=$!; wait $m || exit $?; trap - TERM INT; exec gunicorn todo_project.wsgi:application -c gunicorn.conf.py"]
+# trap passes `docker stop` on to migrate (else 10 s, then SIGKILL). An empty HOST, PORT or
+# WEB_CONCURRENCY (`HOST=` in an env file) is the image's value above, as every empty variable
+# is its default: the code's HOST default is loopback (unreachable from outside the container),
+# and gunicorn itself reads WEB_CONCURRENCY with int() before its config file runs ("" crashed).
+CMD ["sh", "-c", "export HOST=${HOST:-0.0.0.0} PORT=${PORT:-8000} WEB_CONCURRENCY=${WEB_CONCURRENCY:-4}; trap 'kill $m; wait $m; exit 143' TERM INT; python manage.py migrate --noinput & m=$!; wait $m || exit $?; trap - TERM INT; exec gunicorn todo_project.wsgi:application -c gunicorn.conf.py"]

@@ -5,9 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-PORT ?= 8000
-HOST ?= 127.0.0.1
-WEB_CONCURRENCY ?= 4
+# An empty value is unset, as for every variable (README.md): `?=` would keep it empty.
+PORT := $(or $(PORT),8000)
+HOST := $(or $(HOST),127.0.0.1)
+WEB_CONCURRENCY := $(or $(WEB_CONCURRENCY),4)
 # Runs a command with the project-local PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
 WITH_SERVICES := $(PY) -m todo_project.devservices --
 STAMP := $(VENV)/.installed

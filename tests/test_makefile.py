@@ -45,6 +45,13 @@ def test_help_lists_every_target():
     assert listed == set(phony) - {"help"}
 
 
+def test_empty_port_host_and_workers_are_the_makefiles_defaults():
+    # make's `?=` kept an empty value: `make run` served on "127.0.0.1:", which runserver refused.
+    env = {**os.environ, "PORT": "", "HOST": "", "WEB_CONCURRENCY": ""}
+    shown = make("--eval=show: ; @echo $(HOST):$(PORT) $(WEB_CONCURRENCY)", "show", env=env)
+    assert shown.stdout.strip() == "127.0.0.1:8000 4", shown.stderr
+
+
 def test_manage_runs_a_command_with_debug_off_and_a_key_only_its_owner_can_read(tmp_path):
     # The environment of a fresh clone: no SECRET_KEY, DEBUG unset; the database and Redis are
     # the ones this test session started (their variables are set), so no second server starts.

@@ -7,6 +7,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,50 @@ def test_under_debug_each_django_log_record_is_one_json_line():
         "reload probe",
         "server probe",
     ]
+
+
+# --- The image's start command ----------------------------------------------------------------
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(("host", "listening"), [("127.0.0.1", "127.0.0.1"), ("", "0.0.0.0")])
+def test_the_images_start_command_takes_an_empty_variable_as_the_images_value(
+    tmp_path, host, listening
+):
+    """`WEB_CONCURRENCY=` in an env file: gunicorn reads it with int() before its config file
+    runs, and crashed on "" after migrate had passed it; `HOST=` bound the container's loopback
+    (the code's default), out of reach. The Dockerfile's CMD, run as is."""
+    from todo_project.healthcheck import main as probe
+    from todo_project.tests.helpers import database_url_for_this_test
+    from todo_project.tests.test_ratelimit_global import free_port
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    (command,) = [
+        json.loads(line[4:]) for line in dockerfile.splitlines() if line.startswith("CMD")
+    ]
+    port = str(free_port())
+    env = production_env(
+        PATH=f"{GUNICORN.parent}{os.pathsep}{os.environ['PATH']}",  # python, gunicorn: the venv's
+        DATABASE_URL=database_url_for_this_test(),
+        REDIS_URL=os.environ["REDIS_URL"],
+        CONN_MAX_AGE="0",  # no connection left open to the test database afterwards
+        HTTPS="0",
+        ALLOWED_HOSTS="127.0.0.1",
+        HOST=host,
+        PORT=port,
+        WEB_CONCURRENCY="",
+    )
+    log = tmp_path / "start.log"
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stderr=log.open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while probe({"PORT": port, "ALLOWED_HOSTS": "127.0.0.1"}) != 0:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(30)
+    started = log.read_text()
+    assert f"Listening at: http://{listening}:{port}" in started
+    assert started.count("Booting worker") == 4  # the image's WEB_CONCURRENCY

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -257,14 +258,19 @@ LOCAL_SERVER_DEFAULTS = {
 }
 
 
+def apply_local_server_defaults(environ: MutableMapping[str, str]) -> None:
+    for name, value in LOCAL_SERVER_DEFAULTS.items():
+        if not environ.get(name):  # empty is unset, as for every variable (README.md)
+            environ[name] = value
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--"]:
         argv = argv[1:]
     if not argv:
         print(__doc__)
         return 2
-    for name, value in LOCAL_SERVER_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    apply_local_server_defaults(os.environ)
     with LocalServices():
         child = subprocess.Popen(argv)
         # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop

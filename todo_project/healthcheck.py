@@ -18,9 +18,14 @@ def probe_host(allowed_hosts: str) -> str:
     return "localhost" if first == "*" else first.lstrip(".")  # `.example.com`: any subdomain
 
 
+def probe_url(environ: Mapping[str, str]) -> str:
+    # An empty PORT is unset, as gunicorn.conf.py reads it: 8000, where `127.0.0.1:` was 80.
+    return f"http://127.0.0.1:{environ.get('PORT', '').strip() or '8000'}/healthz"
+
+
 def main(environ: Mapping[str, str] = os.environ) -> int:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{environ.get('PORT', '8000')}/healthz",
+        probe_url(environ),
         headers={"Host": probe_host(environ.get("ALLOWED_HOSTS", "localhost"))},
     )
     try:

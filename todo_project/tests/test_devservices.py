@@ -77,14 +77,18 @@ def test_the_tests_flush_a_redis_database_of_their_own(monkeypatch):
         served.delete("devservices-test-key")
 
 
-def test_a_local_server_with_debug_off_starts_without_production_only_variables():
+@pytest.mark.parametrize("given", ["unset", "empty"])
+def test_a_local_server_with_debug_off_starts_without_production_only_variables(given):
     # `make serve` and `make bench` run gunicorn this way: DEBUG off, a SECRET_KEY, nothing else.
+    # An empty value is unset, as for every variable.
     env = {
         key: value
         for key, value in os.environ.items()
         if key not in {"ALLOWED_HOSTS", "FRONTEND_URL", "PYTEST_CURRENT_TEST"}
     }
     env.update(DEBUG="0", SECRET_KEY="a-local-secret-key-" + "x" * 40)
+    if given == "empty":
+        env.update(ALLOWED_HOSTS="", FRONTEND_URL="")
     result = subprocess.run(
         [
             sys.executable,

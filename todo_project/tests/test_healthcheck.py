@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.http.request import validate_host
 
-from todo_project.healthcheck import main, probe_host
+from todo_project.healthcheck import main, probe_host, probe_url
 from todo_project.settings import env_list
 
 
@@ -33,3 +33,15 @@ def test_the_probe_is_healthy_against_a_server_that_allows_only_its_domain(live_
     assert main({"PORT": port, "ALLOWED_HOSTS": "127.0.0.1"}) == 1
     settings.ALLOWED_HOSTS = ["*"]
     assert main({"PORT": "1", "ALLOWED_HOSTS": "*"}) == 1
+
+
+@pytest.mark.parametrize(
+    ("port", "url"),
+    [
+        (None, "http://127.0.0.1:8000/healthz"),
+        ("", "http://127.0.0.1:8000/healthz"),  # empty is unset, as gunicorn reads it
+        (" 8080 ", "http://127.0.0.1:8080/healthz"),
+    ],
+)
+def test_the_probe_asks_the_port_gunicorn_listens_on(port, url):
+    assert probe_url({} if port is None else {"PORT": port}) == url
