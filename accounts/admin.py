@@ -33,6 +33,7 @@ from django.http import (
     HttpResponseRedirect,
     StreamingHttpResponse,
 )
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -52,7 +53,12 @@ from accounts.services import (
 )
 from tasks.admin import VersionCheckedForm, count_of
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
-from todo_project.admin_site import FilterLookupsOnly, done_level, may_manage
+from todo_project.admin_site import (
+    ChangelistInputChecked,
+    FilterLookupsOnly,
+    done_level,
+    may_manage,
+)
 
 logger = logging.getLogger("todo.admin")
 
@@ -198,7 +204,7 @@ def export_chunks(users: list[User]) -> Iterator[str]:
 
 
 @admin.register(User)
-class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
+class UserAdmin(ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin):
     ordering = ["email"]
     show_full_result_count = False  # one COUNT(*) per page is enough on a big table
     list_display = [
@@ -501,15 +507,19 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     @admin.display(description="lists")
     def task_lists_link(self, user: User) -> str:
         return format_html(
-            '<a href="{}">{} lists</a>', owner_changelist_url(TaskList, user), user.total_lists
+            '<a href="{}">{} list{}</a>',
+            owner_changelist_url(TaskList, user),
+            user.total_lists,
+            pluralize(user.total_lists),
         )
 
     @admin.display(description="tasks")
     def tasks_link(self, user: User) -> str:
         return format_html(
-            '<a href="{}">{} tasks, {} open</a>',
+            '<a href="{}">{} task{}, {} open</a>',
             owner_changelist_url(Task, user),
             user.total_tasks,
+            pluralize(user.total_tasks),
             user.open_tasks,
         )
 
@@ -519,6 +529,13 @@ class UserAdmin(FilterLookupsOnly, DjangoUserAdmin):
     def deactivate(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         if asking := self._ask_first(request, queryset, "deactivate"):
             return asking
+        if queryset.filter(pk=request.user.pk).exists():
+            # Skipped: the admin would lock its own user out mid-action. Said, not silent.
+            self.message_user(
+                request,
+                f"Not deactivated (your own account): {request.user.email}.",
+                messages.WARNING,
+            )
         return self._apply(
             request,
             queryset.filter(is_active=True).exclude(pk=request.user.pk),

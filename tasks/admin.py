@@ -38,7 +38,12 @@ from tasks.models import (
     named,
     task_to_write,
 )
-from todo_project.admin_site import FilterLookupsOnly, done_level, may_manage
+from todo_project.admin_site import (
+    ChangelistInputChecked,
+    FilterLookupsOnly,
+    done_level,
+    may_manage,
+)
 from todo_project.fields import shows_nothing
 from todo_project.problems import Conflict
 
@@ -61,7 +66,7 @@ def owner_ids_matching(term: str) -> list:
     return exact or list(users.filter(email__startswith=term)[:OWNER_MATCHES_MAX])
 
 
-class OwnedAdmin(FilterLookupsOnly, admin.ModelAdmin):
+class OwnedAdmin(ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin):
     """Shared by the owned models: owner email column and search, owner fixed once created."""
 
     extra_lookups = frozenset({"owner__id__exact"})  # accounts.admin.owner_changelist_url

@@ -10,9 +10,14 @@ import functools
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR
+from django.core.exceptions import ValidationError
+from django.core.paginator import InvalidPage
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.http import urlencode
 from django_ratelimit.core import get_usage
 
 LOGIN_RATE_LIMIT_GROUP = "admin-login"
@@ -163,3 +168,63 @@ class FilterLookupsOnly:
         return lookup in self.extra_lookups or any(
             lookup == f"{name}__{suffix}" for name in filtered for suffix in FILTER_LOOKUP_SUFFIXES
         )
+
+
+class _AddressRefused(Exception):
+    def __init__(self, message: str, level: int, location: str) -> None:
+        super().__init__(message)
+        self.message, self.level, self.location = message, level, location
+
+
+class ChangelistInputChecked:
+    """ModelAdmin mixin: a changelist says what it could not use, where Django shows something
+    else in silence or answers a 500.
+
+    A filter value that is not valid (`?owner__id__exact=notauuid`, a mangled owner link) made
+    Django redirect to `?e=1`, every row of every user without a word, and with `e=1` kept, a
+    "Database error" page; it is now the list without those filters, and an error naming them.
+    A page past the last one (its rows just deleted by an action) is the first page with the
+    same filters. A posted action whose selected ids are not ids of this model (a forged or
+    garbled form) was a 500; it does nothing, and says so.
+    """
+
+    def changelist_view(self, request: HttpRequest, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except _AddressRefused as refused:
+            self.message_user(request, refused.message, refused.level)
+            return HttpResponseRedirect(refused.location)
+
+    def get_changelist_instance(self, request: HttpRequest):
+        try:
+            return super().get_changelist_instance(request)
+        except IncorrectLookupParameters as error:
+            query = request.GET.copy()
+            if isinstance(error.__context__, InvalidPage):
+                query.pop(PAGE_VAR, None)
+                raise _AddressRefused(
+                    "That page no longer exists: here is the first.",
+                    messages.WARNING,
+                    f"{request.path}?{query.urlencode()}",
+                ) from error
+            kept = {name: query[name] for name in (SEARCH_VAR, ORDER_VAR) if name in query}
+            refused = ", ".join(
+                f"{name}={value}" for name, value in query.items() if name not in kept
+            )
+            raise _AddressRefused(
+                f"These filters are not valid, so they are left out: {refused}.",
+                messages.ERROR,
+                f"{request.path}?{urlencode(kept)}",
+            ) from error
+
+    def response_action(self, request: HttpRequest, queryset):
+        selected = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        try:
+            for value in selected:
+                self.model._meta.pk.to_python(value)
+        except ValidationError:
+            self.message_user(
+                request, "The selection holds ids that are not valid: nothing done.", messages.ERROR
+            )
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)

@@ -519,6 +519,9 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_HTTPONLY = True
 
 ADMIN_URL = (os.environ.get("ADMIN_URL") or "admin/").strip("/") + "/"
+# Where a sign-in goes when its `next` is refused (off-site): the admin, not Django's default
+# /accounts/profile/, a 404 here. The admin's own login view is the only sign-in page.
+LOGIN_REDIRECT_URL = "admin:index"
 if not re.fullmatch(r"(?!\.\.?/)[\w.~-]+(/(?!\.\.?/)[\w.~-]+)*/", ADMIN_URL):
     # "/" (an empty path after stripping), or a "." or ".." segment (clients resolve them away),
     # mounted the admin where no URL reaches it.

@@ -174,7 +174,7 @@ def test_the_user_page_links_to_their_lists_and_tasks(support_client, user):
 
     html = support_client.get(f"{USERS_URL}{user.pk}/change/").content.decode()
 
-    assert f'<a href="/admin/tasks/tasklist/?owner__id__exact={user.pk}">1 lists</a>' in html
+    assert f'<a href="/admin/tasks/tasklist/?owner__id__exact={user.pk}">1 list</a>' in html
     assert f'<a href="/admin/tasks/task/?owner__id__exact={user.pk}">2 tasks, 2 open</a>' in html
     assert f'href="/admin/accounts/user/{user.pk}/export/"' in html
 
@@ -1188,6 +1188,18 @@ def test_a_password_reset_is_not_sent_to_a_deactivated_user(
         "Not sent (deactivated: reactivate first): gone@example.com.",
         "Sent a password-reset email to 1 user(s).",
     ]
+
+
+@pytest.mark.django_db
+def test_deactivating_ones_own_account_is_skipped_and_said(admin_client, admin_user, user):
+    response = action(admin_client, "deactivate", admin_user, user)
+
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        f"Not deactivated (your own account): {admin_user.email}.",
+        "Deactivated 1 user(s).",
+    ]
+    assert User.objects.get(pk=admin_user.pk).is_active
+    assert not User.objects.get(pk=user.pk).is_active
 
 
 @pytest.mark.django_db

@@ -112,3 +112,18 @@ def test_the_sign_in_error_does_not_call_the_email_case_sensitive(client, suppor
     # It is not: another case of the address signs in.
     signed_in = sign_in(client, "SUPPORT@Example.com", "correct-horse-battery-staple")
     assert signed_in.status_code == 302 and "_auth_user_id" in client.session
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("next_url", "landing"),
+    [("https://evil.example/", "/admin/"), ("/admin/tasks/task/", "/admin/tasks/task/")],
+)
+def test_a_sign_in_lands_on_the_admin_never_off_site_nor_on_a_404(
+    client, support_user, next_url, landing
+):
+    # An off-site `next` is refused by Django; it fell back to /accounts/profile/, a 404.
+    form = {"username": support_user.email, "password": "correct-horse-battery-staple"}
+    signed_in = client.post(LOGIN_URL, {**form, "next": next_url})
+    assert signed_in.status_code == 302 and signed_in["Location"] == landing
+    assert client.get(signed_in["Location"]).status_code == 200
