@@ -86,7 +86,15 @@ def test_without_the_support_group_it_asks_to_migrate():
     assert not User.objects.exists()
 
 
-def test_a_database_never_migrated_is_a_clear_error_not_a_traceback():
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["create_support_user", "agent@example.com"],
+        ["purge_deleted_tasks", "-v", "0"],  # the cron jobs: cron mailed the traceback
+        ["purge_idempotency_keys", "-v", "0"],
+    ],
+)
+def test_a_database_never_migrated_is_a_clear_error_not_a_traceback(command):
     # It was `ProgrammingError: relation "accounts_user" does not exist`, 50 lines of traceback.
     name = f"never_migrated_{uuid.uuid4().hex[:8]}"
     server = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
@@ -97,7 +105,7 @@ def test_a_database_never_migrated_is_a_clear_error_not_a_traceback():
     try:
         url = urlsplit(os.environ["DATABASE_URL"])._replace(path=f"/{name}").geturl()
         done = subprocess.run(
-            [sys.executable, "manage.py", "create_support_user", "agent@example.com"],
+            [sys.executable, "manage.py", *command],
             cwd=Path(__file__).resolve().parents[2],
             env={**os.environ, "DATABASE_URL": url, "DEBUG": "1"},
             capture_output=True,

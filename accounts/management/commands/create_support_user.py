@@ -10,10 +10,10 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
-from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import IntegrityError, transaction
 
 from accounts.models import EMAIL_MAX_LENGTH, User, UserManager
+from todo_project.commands import ensure_migrated
 
 SUPPORT_GROUP = "Support"  # created by accounts/migrations/0003_support_group.py
 PASSWORD_BYTES = 18  # 24 URL-safe characters: 144 bits
@@ -26,13 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("email", help="the support agent's email address")
 
     def handle(self, *args, email: str, **options) -> None:
-        executor = MigrationExecutor(connection)
-        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-            # A database never migrated had no users table: a ProgrammingError traceback.
-            raise CommandError(
-                "The database has migrations not applied yet: run `make migrate` "
-                "(`manage.py migrate`) first."
-            )
+        ensure_migrated()
         email = UserManager.normalize_email(email)
         # The column's size, which validate_email (up to 320) does not check: a longer address
         # would end in a DataError at the insert.

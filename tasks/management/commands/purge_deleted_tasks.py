@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from tasks.sync import DELETIONS_KEPT, purge_deletions
+from todo_project.commands import ensure_migrated
 
 
 class Command(BaseCommand):
@@ -11,6 +12,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        ensure_migrated()
         deleted = purge_deletions()
         if options["verbosity"] > 0:  # -v 0 for cron: no mail every day
             self.stdout.write(f"Deleted {deleted} id(s) of tasks deleted long ago.")

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand
 
+from todo_project.commands import ensure_migrated
 from todo_project.idempotency import purge_expired
 
 
@@ -10,6 +11,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
+        ensure_migrated()
         deleted = purge_expired()
         if options["verbosity"] > 0:  # -v 0 for cron: no mail every hour
             self.stdout.write(f"Deleted {deleted} expired idempotency key(s).")
