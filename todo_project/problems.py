@@ -31,6 +31,14 @@ from todo_project.ratelimit import count_refused_request
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
+# The probes answer JSON too: their errors (a Host not served) are problems, not Django's HTML.
+PROBES = ("/healthz", "/readyz")
+
+
+def answers_problems(path: str) -> bool:
+    return path.startswith(API_PREFIX) or path in PROBES
+
+
 # The detail of every 500: nothing about its cause, which the log line with the id tells.
 UNEXPECTED_ERROR_DETAIL = "An unexpected error occurred. Quote the request_id when reporting it."
 
@@ -314,7 +322,7 @@ ANSWERED_BY_DJANGO = (SuspiciousOperation, BadRequest, PermissionDenied, MultiPa
 
 
 class ApiProblemMiddleware:
-    """Under /api/: answers every error as a problem, whoever produced it.
+    """Under /api/ and on the probes: answers every error as a problem, whoever produced it.
 
     Catches what DRF never sees: unknown routes (Django's 404 page), oversized bodies,
     exceptions nothing handled (a 500 without a traceback, logged with one).
@@ -324,7 +332,7 @@ class ApiProblemMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not request.path.startswith(API_PREFIX):
+        if not answers_problems(request.path):
             return self.get_response(request)
         too_large = self._body_too_large(request)
         if too_large:
@@ -337,7 +345,7 @@ class ApiProblemMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
-        if not request.path.startswith(API_PREFIX):
+        if not answers_problems(request.path):
             return None
         if isinstance(exc, Http404):
             return problem_response(request, 404, "No resource at this URL.")

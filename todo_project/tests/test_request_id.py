@@ -66,6 +66,7 @@ def test_a_refused_host_is_logged_as_a_warning_not_an_error(anon_client, caplog,
     caplog.set_level(logging.WARNING, logger="django.security")
     response = anon_client.get(path, HTTP_HOST="evil.example")
     assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"  # the probes' too, not HTML
     (record,) = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
     (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
     assert console.filter(record)  # the configured handler's filters, as it writes the line
