@@ -8,10 +8,9 @@ import os
 # with WEB_CONCURRENCY=0 a master that listened with no worker and answered nothing.
 from todo_project.envvars import (
     LOG_LEVELS,
-    env,
     env_choice,
-    env_int,
     gunicorn_bind,
+    gunicorn_forwarded_allow_ips,
     gunicorn_workers,
 )
 
@@ -42,10 +41,7 @@ loglevel = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS).lower()
 # too (settings.py: TRUSTED_PROXY_COUNT, SECURE_PROXY_SSL_HEADER): gunicorn's default, trusting
 # 127.0.0.1, let a local client claim HTTPS with TRUSTED_PROXY_COUNT=0. Behind proxies, from
 # anyone (as Django does) unless FORWARDED_ALLOW_IPS narrows it to the proxies' addresses.
-if env_int("TRUSTED_PROXY_COUNT", 0) > 0:
-    forwarded_allow_ips = env("FORWARDED_ALLOW_IPS", "*")
-else:
-    forwarded_allow_ips = ""
+forwarded_allow_ips = gunicorn_forwarded_allow_ips()
 # gunicorn's control socket (for `gunicornc`, unused here) defaults to one path per user,
 # $HOME/.gunicorn/gunicorn.ctl: a second gunicorn of the same user (make serve beside the
 # benchmark or a test) deleted the first one's.

@@ -120,6 +120,29 @@ def test_set_values_are_still_taken():
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be from 1 to 2147483647, not 0."),
         ("PORT", "70000", "PORT must be from 1 to 65535, not 70000."),
         ("HOST", "0.0.0.0 ", "HOST must be a host name or an IP address (0.0.0.0, ::), not "),
+        # Found by the first password reset (a 202, the mail logged as not sent).
+        (
+            "EMAIL_BACKEND",
+            "no.such.Backend",
+            "EMAIL_BACKEND must name a mail backend class, not 'no.such.Backend'.",
+        ),
+        # Django's and corsheaders' checks: several lines, exit 1, and none under gunicorn.
+        (
+            "CORS_ALLOWED_ORIGINS",
+            "https://app.example.com,app2.example.com",
+            (
+                "CORS_ALLOWED_ORIGINS must list origins like https://app.example.com, not "
+                "'app2.example.com'."
+            ),
+        ),
+        (
+            "CSRF_TRUSTED_ORIGINS",
+            "https://todo.example.com/admin",
+            (
+                "CSRF_TRUSTED_ORIGINS must list origins like https://app.example.com, not "
+                "'https://todo.example.com/admin'."
+            ),
+        ),
     ],
 )
 def test_manage_refuses_in_one_line(name, value, message):
@@ -127,6 +150,20 @@ def test_manage_refuses_in_one_line(name, value, message):
     assert done.returncode == os.EX_CONFIG, done.stderr
     assert done.stderr.startswith(message)
     assert done.stderr.count("\n") == 1
+
+
+def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line():
+    # gunicorn reads FORWARDED_ALLOW_IPS itself, before its config file, and stopped with a line
+    # that named no variable; the migrate that runs first (image, make serve) names it now.
+    done = manage("check", TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.0/8,not-an-ip")
+    assert done.returncode == os.EX_CONFIG, done.stderr
+    assert done.stderr == (
+        "FORWARDED_ALLOW_IPS must be * or IP addresses or networks, not '10.0.0.0/8,not-an-ip'.\n"
+    )
+    assert (
+        manage("check", TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.0/8, *").returncode
+        == 0
+    )
 
 
 @pytest.mark.parametrize(

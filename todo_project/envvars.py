@@ -6,6 +6,7 @@ Shared by settings.py and gunicorn.conf.py (gunicorn reads its variables before 
 settings load): standard library only, nothing of Django.
 """
 
+import ipaddress
 import os
 import re
 import sys
@@ -83,6 +84,23 @@ def gunicorn_bind() -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
+
+
+def gunicorn_forwarded_allow_ips() -> str:
+    """The proxies whose X-Forwarded-* gunicorn believes: `*`, or addresses and networks.
+    Only read behind proxies (TRUSTED_PROXY_COUNT > 0); else none. A value gunicorn cannot
+    read stopped it with a line that named no variable."""
+    if env_int("TRUSTED_PROXY_COUNT", 0) == 0:
+        return ""
+    value = env("FORWARDED_ALLOW_IPS", "*")
+    for item in value.split(","):
+        if item.strip() == "*":
+            continue
+        try:
+            ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            refuse(f"FORWARDED_ALLOW_IPS must be * or IP addresses or networks, not {value!r}.")
+    return value
 
 
 def gunicorn_workers() -> int:

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.checks.security import base as security_checks
+from django.utils.module_loading import import_string
 
 # The refusal at the start and the readers that use it, shared with gunicorn.conf.py: unset and
 # empty are the same (the default) for every variable.
@@ -23,6 +24,7 @@ from todo_project.envvars import (
     env_choice,
     env_int,
     gunicorn_bind,
+    gunicorn_forwarded_allow_ips,
     gunicorn_workers,
     refuse,
 )
@@ -48,6 +50,18 @@ def parsed_url(value: str):
     except ValueError:
         return urlsplit("")
     return parts
+
+
+def env_origins(name: str) -> list[str]:
+    """Origins (`scheme://host[:port]`, nothing after): Django's and corsheaders' system checks
+    refused anything else, but as several lines of check output with exit status 1, and
+    gunicorn, which runs no checks, served on without them."""
+    origins = env_list(name)
+    for origin in origins:
+        parts = parsed_url(origin)
+        if not (parts.scheme and parts.netloc) or parts.path or parts.query or parts.fragment:
+            refuse(f"{name} must list origins like https://app.example.com, not {origin!r}.")
+    return origins
 
 
 # django-ratelimit's grammar (django_ratelimit.core._split_rate), strictly: a count, "/", an
@@ -342,6 +356,11 @@ EMAIL_BACKEND = env(
     if DEBUG
     else "django.core.mail.backends.smtp.EmailBackend",
 )
+try:
+    import_string(EMAIL_BACKEND)
+except ImportError:
+    # Found by the first password reset otherwise: logged, while the API answered 202.
+    refuse(f"EMAIL_BACKEND must name a mail backend class, not {EMAIL_BACKEND!r}.")
 EMAIL_HOST = env("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1, maximum=65535)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
@@ -397,7 +416,7 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_EXPOSE_HEADERS = [
     "ETag",
@@ -495,6 +514,7 @@ LOGGING = {
 # `manage.py check` and the migrate before gunicorn refuse a bad one (todo_project/envvars.py).
 gunicorn_bind()
 gunicorn_workers()
+gunicorn_forwarded_allow_ips()
 
 # --- Security ---------------------------------------------------------------------------------
 
@@ -515,7 +535,7 @@ SECURE_HSTS_PRELOAD = HTTPS and env_bool("SECURE_HSTS_PRELOAD", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS")
 SESSION_COOKIE_HTTPONLY = True
 
 ADMIN_URL = (os.environ.get("ADMIN_URL") or "admin/").strip("/") + "/"
