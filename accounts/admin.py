@@ -13,7 +13,6 @@ import logging
 import smtplib
 from collections.abc import Iterator
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -56,6 +55,7 @@ from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
 from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
+    HistoryWithOldValues,
     done_level,
     may_manage,
 )
@@ -204,8 +204,10 @@ def export_chunks(users: list[User]) -> Iterator[str]:
 
 
 @admin.register(User)
-class UserAdmin(ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin):
+class UserAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin):
     ordering = ["email"]
+    # The history is the only record of the address the account had before.
+    history_values = ("email", "display_name", "timezone")
     show_full_result_count = False  # one COUNT(*) per page is enough on a big table
     list_display = [
         "email",
@@ -305,25 +307,6 @@ class UserAdmin(ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin):
             # Once committed (a rolled-back change is no news); in the background, so that a
             # slow or failing mail server neither holds up nor fails a change already made.
             transaction.on_commit(lambda: send_in_background(notice))
-
-    def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
-        message = super().construct_change_message(request, form, formsets, add)
-        if add or not form.changed_data:
-            return message
-        # Django's labels, in form.changed_data's order. The history is the only record of the
-        # address the account had before; and a bare "Changed Is active." reads the same for a
-        # deactivation and a reactivation (so do the staff and superuser flags).
-        labels = message[0]["changed"]["fields"]
-        for index, name in enumerate(form.changed_data):
-            if name == "email":
-                old, new = form.initial["email"], form.instance.email
-            elif isinstance(form.fields.get(name), forms.BooleanField):
-                new = "yes" if form.cleaned_data[name] else "no"
-                old = "no" if form.cleaned_data[name] else "yes"
-            else:
-                continue
-            labels[index] = f"{labels[index]} (from {old} to {new})"
-        return message
 
     def has_change_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         if obj is not None and not may_manage(request.user, obj):

@@ -41,6 +41,7 @@ from tasks.models import (
 from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
+    HistoryWithOldValues,
     done_level,
     may_manage,
 )
@@ -66,7 +67,7 @@ def owner_ids_matching(term: str) -> list:
     return exact or list(users.filter(email__startswith=term)[:OWNER_MATCHES_MAX])
 
 
-class OwnedAdmin(ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin):
+class OwnedAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin):
     """Shared by the owned models: owner email column and search, owner fixed once created."""
 
     extra_lookups = frozenset({"owner__id__exact"})  # accounts.admin.owner_changelist_url
@@ -279,6 +280,7 @@ class TaskAdminForm(VersionCheckedForm):
     # The contract's HH:MM: Django's time field took and showed seconds, which the API drops
     # (10:15:30 read back as 10:15 there, and as 10:15:30 in the admin's export).
     due_time = forms.TimeField(
+        label="Due time",  # the history named it "due_time" without one
         required=False,
         input_formats=["%H:%M"],
         widget=forms.TimeInput(format="%H:%M"),
@@ -359,6 +361,7 @@ class TaskAdminForm(VersionCheckedForm):
 @admin.register(Task)
 class TaskAdmin(OwnedAdmin):
     form = TaskAdminForm
+    history_values = ("title", "priority", "due_date", "due_time")  # not the description
     text_search_field = "title"
     list_display = [
         "title",
@@ -574,6 +577,7 @@ class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):
 @admin.register(TaskList)
 class TaskListAdmin(OwnedAdmin):
     form = TaskListAdminForm
+    history_values = ("name", "color")
     text_search_field = "name"
     list_display = ["name", "owner_email", "color", "task_count", "updated_at"]
     search_fields = ["name"]
@@ -633,6 +637,7 @@ class TagAdminForm(VersionCheckedForm, OwnedNameForm):
 @admin.register(Tag)
 class TagAdmin(OwnedAdmin):
     form = TagAdminForm
+    history_values = ("name",)
     text_search_field = "name"
     list_display = ["name", "owner_email", "task_count"]
     search_fields = ["name"]

@@ -5,8 +5,10 @@ Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.sit
 `@admin.register` everywhere use this site.
 """
 
+import datetime
 import functools
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
@@ -228,3 +230,38 @@ class ChangelistInputChecked:
             )
             return HttpResponseRedirect(request.get_full_path())
         return super().response_action(request, queryset)
+
+
+class HistoryWithOldValues:
+    """ModelAdmin mixin: a form save's history says what each field of `history_values` was
+    and became, and which way each yes/no field went. Django's names the fields only: a renamed
+    tag's old name, a user's old email, a task's old title or due date were nowhere, and
+    "Changed Is active." read the same for a deactivation and a reactivation."""
+
+    history_values: tuple[str, ...] = ()
+
+    def construct_change_message(self, request: HttpRequest, form, formsets, add: bool = False):
+        message = super().construct_change_message(request, form, formsets, add)
+        if add or not form.changed_data:
+            return message
+        labels = message[0]["changed"]["fields"]  # Django's, in form.changed_data's order
+        for index, name in enumerate(form.changed_data):
+            field = form.fields.get(name)  # a password form's "password" is no field of it
+            if not (isinstance(field, forms.BooleanField) or name in self.history_values):
+                continue
+            old, new = form.initial.get(name), form.cleaned_data.get(name)
+            if isinstance(field, forms.BooleanField):
+                old = not new
+            labels[index] += f" (from {_as_shown(field, old)} to {_as_shown(field, new)})"
+        return message
+
+
+def _as_shown(field, value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value in (None, ""):
+        return "nothing"
+    if isinstance(value, datetime.time):
+        return value.isoformat("minutes")  # the API's HH:MM
+    choices = dict(getattr(field, "choices", ()))
+    return str(choices.get(value, value))

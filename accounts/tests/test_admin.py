@@ -351,7 +351,10 @@ def test_the_history_says_which_way_each_flag_went(admin_client, user):
     )
 
     assert [e.get_change_message() for e in LogEntry.objects.order_by("pk")] == [
-        "Changed Display name, Is active (from no to yes) and Is staff (from no to yes).",
+        (
+            "Changed Display name (from Alice to Al), Is active (from no to yes) and Is staff "
+            "(from no to yes)."
+        ),
         "Changed Is active (from yes to no) and Is staff (from yes to no).",
     ]
 
@@ -889,7 +892,9 @@ def test_a_change_form_save_is_recorded_with_the_actor(support_client, support_u
         str(user.pk),
         CHANGE,
     )
-    assert entry.get_change_message() == "Changed Timezone and Is active (from yes to no)."
+    assert entry.get_change_message() == (
+        "Changed Timezone (from UTC to Europe/Berlin) and Is active (from yes to no)."
+    )
     user.refresh_from_db()
     assert user.timezone == "Europe/Berlin"
     assert not user.is_active  # an unticked box deactivates, as the action does

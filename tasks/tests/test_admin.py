@@ -449,6 +449,30 @@ def change_form_data(task: Task, **changes) -> dict:
 
 
 @pytest.mark.django_db
+def test_the_history_keeps_what_a_name_title_or_due_date_was(support_client, user):
+    # Django's "Changed Name." twice: the tag's old names were nowhere, its repr is the new one.
+    tag = Tag.objects.create(owner=user, name="common")
+    support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": "COMMON", "opened_version": "common"}
+    )
+    support_client.post(f"{TAGS_URL}{tag.pk}/change/", {"name": "a/b", "opened_version": "COMMON"})
+    task = add_task(user, "Pay rent", due_date=date(2026, 12, 1))
+    support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(task, due_date="2026-12-02", due_time="09:30", priority=3),
+    )
+
+    assert [entry.get_change_message() for entry in LogEntry.objects.order_by("pk")] == [
+        "Changed Name (from common to COMMON).",
+        "Changed Name (from COMMON to a/b).",
+        (
+            "Changed Priority (from none to high), Due date (from 2026-12-01 to 2026-12-02) and "
+            "Due time (from nothing to 09:30)."
+        ),
+    ]
+
+
+@pytest.mark.django_db
 def test_an_edit_goes_through_the_service_bumps_the_version_and_ignores_read_only_fields(
     support_client, support_user, user, other_user
 ):
@@ -484,7 +508,7 @@ def test_an_edit_goes_through_the_service_bumps_the_version_and_ignores_read_onl
     entry = LogEntry.objects.get()
     assert (entry.user_id, entry.get_change_message()) == (
         support_user.pk,
-        "Changed Title and List.",
+        "Changed Title (from Pay rent to Pay the rent) and List.",
     )
 
 
@@ -966,7 +990,7 @@ def test_a_description_support_did_not_touch_stays_byte_for_byte(support_client,
     assert response.status_code == 302
     task.refresh_from_db()
     assert (task.description, task.priority, task.version) == (description, 3, 2)
-    assert LogEntry.objects.get().get_change_message() == "Changed Priority."
+    assert LogEntry.objects.get().get_change_message() == "Changed Priority (from none to high)."
 
 
 @pytest.mark.django_db
