@@ -16,7 +16,19 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import transaction
-from django.db.models import OuterRef, Q, QuerySet
+from django.db.models import (
+    DateField,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Func,
+    OuterRef,
+    Q,
+    QuerySet,
+    TimeField,
+    Value,
+)
+from django.db.models.functions import Cast
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -143,9 +155,12 @@ def _log_completion_writes(request: HttpRequest, task: Task) -> None:
 
 
 class DueFilter(admin.SimpleListFilter):
-    """Due dates are the owner's wall-clock dates; "today" is the server's date (UTC)."""
+    """Due dates and times are the owner's wall clock, so "today" is each owner's today, in
+    their time zone, and a task due today at a time already past is overdue: the API's
+    `overdue=true`. The server's UTC date had a user of Kiritimati (UTC+14) see as overdue what
+    the admin put under "Today", and one of Honolulu a task due at 06:00 as not yet overdue."""
 
-    title = "due"
+    title = "due (in the owner's time zone)"
     parameter_name = "due"
 
     def lookups(self, request, model_admin):
@@ -157,18 +172,32 @@ class DueFilter(admin.SimpleListFilter):
         ]
 
     def queryset(self, request, queryset):
-        today = timezone.localdate()
-        monday = today - timedelta(days=today.weekday())
+        if self.value() == "none":
+            return queryset.filter(due_date__isnull=True)
+        if self.value() not in ("overdue", "today", "week"):
+            return queryset
+        # timezone(zone, timestamptz): the owner's wall-clock now, a timestamp without zone.
+        local_now = Func(
+            F("owner__timezone"),
+            Value(timezone.now(), output_field=DateTimeField()),
+            function="timezone",
+            output_field=DateTimeField(),
+        )
+        today = Cast(local_now, DateField())
         match self.value():
             case "overdue":
-                return queryset.filter(completed=False, due_date__lt=today)
+                past = Q(due_date__lt=today) | Q(
+                    due_date=today, due_time__lt=Cast(local_now, TimeField())
+                )
+                return queryset.filter(Q(completed=False) & past)
             case "today":
                 return queryset.filter(due_date=today)
-            case "week":
-                return queryset.filter(due_date__range=(monday, monday + timedelta(days=6)))
-            case "none":
-                return queryset.filter(due_date__isnull=True)
-        return queryset
+        # ISO weeks: date_trunc('week') is the Monday.
+        monday = Func(Value("week"), local_now, function="date_trunc", output_field=DateTimeField())
+        sunday = ExpressionWrapper(monday + Value(timedelta(days=6)), output_field=DateTimeField())
+        return queryset.filter(
+            due_date__gte=Cast(monday, DateField()), due_date__lte=Cast(sunday, DateField())
+        )
 
 
 class RecurrenceFilter(admin.SimpleListFilter):

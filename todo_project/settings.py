@@ -131,6 +131,7 @@ ASGI_APPLICATION = "todo_project.asgi.application"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+FORMAT_MODULE_PATH = ["todo_project.formats"]  # the admin's date-times name their zone
 USE_I18N = True
 USE_TZ = True
 

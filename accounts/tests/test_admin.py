@@ -1275,3 +1275,13 @@ def test_confirming_posts_back_the_whole_selection_and_the_action_says_whom_it_s
     shown = [str(m) for m in get_messages(done.wsgi_request)]
     assert "Not sent (deactivated: reactivate first): gone@example.com." in shown
     assert "Sent a password-reset email to 1 user(s)." in shown
+
+
+@pytest.mark.django_db
+def test_the_admin_says_its_times_are_utc(support_client, user):
+    # Shown next to a user whose own time zone is another, "6:33 p.m." alone misled.
+    user.timezone = "America/New_York"
+    user.save(update_fields=["timezone"])
+    page = support_client.get(f"{USERS_URL}{user.pk}/change/").content.decode()
+    joined = user.date_joined.strftime("%Y")
+    assert f"{joined}, " in page and " UTC</div>" in page

@@ -2,6 +2,7 @@
 
 import threading
 from datetime import date, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
@@ -231,6 +232,41 @@ def test_this_week_runs_from_monday_to_sunday(support_client):
     found = titles(support_client.get(TASKS_URL, {"due": "week"}))
 
     assert found == ["This week", "Today"]  # not last month's, not next Monday's
+
+
+@pytest.mark.django_db
+def test_due_filters_are_each_owners_wall_clock_as_the_api_has_it(support_client, make_user):
+    now = timezone.now()
+    kiritimati = make_user(
+        timezone="Pacific/Kiritimati"
+    )  # UTC+14: a day ahead of UTC for most of it
+    k_today = now.astimezone(ZoneInfo("Pacific/Kiritimati")).date()
+    add_task(kiritimati, "K yesterday", due_date=k_today - timedelta(days=1))
+    add_task(kiritimati, "K today", due_date=k_today)
+    # A zone where it is now between 01:00 and 22:59: one of these four always is.
+    zone = next(
+        name
+        for name in ("Pacific/Honolulu", "Europe/London", "Asia/Tokyo", "America/New_York")
+        if 1 <= now.astimezone(ZoneInfo(name)).hour <= 22
+    )
+    other = make_user(timezone=zone)
+    local_today = now.astimezone(ZoneInfo(zone)).date()
+    add_task(other, "Due at midnight", due_date=local_today, due_time="00:00")
+    add_task(other, "Due at 23:59", due_date=local_today, due_time="23:59")
+
+    assert titles(support_client.get(TASKS_URL, {"due": "overdue"})) == [
+        "Due at midnight",
+        "K yesterday",
+    ]
+    assert titles(support_client.get(TASKS_URL, {"due": "today"})) == [
+        "Due at 23:59",
+        "Due at midnight",
+        "K today",
+    ]
+    monday = k_today - timedelta(days=k_today.weekday())
+    this_week = {"K today"} | ({"K yesterday"} if k_today != monday else set())
+    this_week |= {"Due at 23:59", "Due at midnight"}
+    assert set(titles(support_client.get(TASKS_URL, {"due": "week"}))) == this_week
 
 
 # --- Actions through the services -------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Date formats of the admin (FORMAT_MODULE_PATH): Django's English ones, with the zone."""
