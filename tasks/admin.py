@@ -67,7 +67,8 @@ MAX_TASKS_PER_ACTION = 1_000
 
 
 def owner_ids_matching(term: str) -> list:
-    """Ids of the users whose email is `term`, else starts with it (emails are lower-case).
+    """Ids of the users whose email is `term`, else starts with it (emails are lower-case):
+    the first OWNER_MATCHES_MAX by email, and one more when there are more (the caller says so).
 
     The exact match is an index lookup on the unique email index whatever the collation; the
     prefix match can use it only under the C collation, but scans the users table, which is
@@ -76,7 +77,7 @@ def owner_ids_matching(term: str) -> list:
     term = UserManager.normalize_email(term)
     users = User.objects.order_by("email").values_list("pk", flat=True)
     exact = list(users.filter(email=term)) if "@" in term else []
-    return exact or list(users.filter(email__startswith=term)[:OWNER_MATCHES_MAX])
+    return exact or list(users.filter(email__startswith=term)[: OWNER_MATCHES_MAX + 1])
 
 
 class OwnedAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin):
@@ -100,7 +101,18 @@ class OwnedAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly
                 bit = unescape_string_literal(bit)
             if not bit.strip():
                 continue
-            owners = Q(owner_id__in=owner_ids_matching(bit))
+            owner_ids = owner_ids_matching(bit)
+            if len(owner_ids) > OWNER_MATCHES_MAX:
+                # The rows of the first ones only: said, or a partial result reads as whole.
+                owner_ids = owner_ids[:OWNER_MATCHES_MAX]
+                self.message_user(
+                    request,
+                    f"More than {OWNER_MATCHES_MAX} accounts have an email starting with "
+                    f"“{bit}”: only the first {OWNER_MATCHES_MAX} by email are searched. Type "
+                    "more of the email.",
+                    messages.WARNING,
+                )
+            owners = Q(owner_id__in=owner_ids)
             if "@" in bit:
                 queryset = queryset.filter(owners)
             else:

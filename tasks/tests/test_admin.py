@@ -135,6 +135,27 @@ def two_owners_tasks(user, other_user, make_user):
 
 
 @pytest.mark.django_db
+def test_a_search_matching_too_many_owners_says_it_searched_the_first_only(
+    support_client, make_user, monkeypatch
+):
+    monkeypatch.setattr(admin_module, "OWNER_MATCHES_MAX", 2)
+    for number in range(3):
+        add_task(make_user(email=f"bulk{number}@many.example"), f"Task of {number}")
+
+    response = support_client.get(TASKS_URL, {"q": "bulk"})
+
+    # The first two owners by email: a partial result that said nothing read as complete.
+    assert titles(response) == ["Task of 0", "Task of 1"]
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        (
+            "More than 2 accounts have an email starting with “bulk”: only the first 2 by email are "
+            "searched. Type more of the email."
+        )
+    ]
+    assert titles(support_client.get(TASKS_URL, {"q": "bulk2"})) == ["Task of 2"]
+
+
+@pytest.mark.django_db
 @pytest.mark.usefixtures("two_owners_tasks")
 def test_tasks_are_found_by_the_exact_owner_email_in_any_case(support_client):
     found = titles(support_client.get(TASKS_URL, {"q": " Alice@Example.com "}))
