@@ -41,23 +41,30 @@ def password_reset_link(*, user: User) -> str:
     return f"{settings.FRONTEND_URL}/reset-password?uid={uid}&token={token}"
 
 
-def password_reset_email(*, user: User) -> EmailMessage:
-    """The mail with a link to the frontend's reset page (Django's reset token inside)."""
+def password_reset_email(*, user: User, by_support: bool = False) -> EmailMessage:
+    """The mail with a link to the frontend's reset page (Django's reset token inside). Sent
+    by support (the admin's action), it says so: "someone (hopefully you)" read as a stranger's
+    request to a user who had just called support."""
+    asked = (
+        "Our support team sent you this link to reset the password of your Todo account."
+        if by_support
+        else "Someone (hopefully you) asked to reset the password of your Todo account."
+    )
     return EmailMessage(
         subject="Reset your Todo password",
         body=(
-            "Someone (hopefully you) asked to reset the password of your Todo account.\n\n"
+            f"{asked}\n\n"
             f"Choose a new password here: {password_reset_link(user=user)}\n\n"
-            "If it was not you, ignore this email: your password stays as it is."
+            "If you did not ask for it, ignore this email: your password stays as it is."
         ),
         to=[user.email],
     )
 
 
 def user_send_password_reset(*, user: User) -> None:
-    """Mails the user a reset link now: a failure raises, so whoever asked (support in the
-    admin) sees it. The API does not wait for the mail (accounts.mail)."""
-    password_reset_email(user=user).send()
+    """Mails the user a reset link from support, now: a failure raises, so support sees it in
+    the admin. The API's own reset does not wait for the mail (accounts.mail)."""
+    password_reset_email(user=user, by_support=True).send()
 
 
 def email_changed_notice(*, user: User, old_email: str) -> EmailMessage:

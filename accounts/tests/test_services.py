@@ -31,6 +31,8 @@ def test_password_reset_mail_carries_a_valid_frontend_link(user, settings):
     query = parse_qs(parsed.query)
     assert urlsafe_base64_decode(query["uid"][0]).decode() == str(user.pk)
     assert default_token_generator.check_token(user, query["token"][0])
+    # Support's action, so it says who sent it: not "someone (hopefully you)".
+    assert message.body.startswith("Our support team sent you this link")
 
 
 def test_deactivate_marks_the_user_inactive(user):
