@@ -156,12 +156,17 @@ def _log_completion_writes(request: HttpRequest, task: Task) -> None:
     and creates the copies after it (a copy left from an earlier completion is older)."""
     now = task.completed_at
     subtasks = list(Task.objects.filter(parent=task, completed_at=now))
+    # The other task by title and id: a bare id said little, and "…, completed" read as if the
+    # copy had been completed.
     for subtask in subtasks:
-        _log(request, [subtask], CHANGE, f"Completed with its parent {task.pk} (admin action).")
+        message = f"Completed with its parent “{task.title}” ({task.pk}) (admin action)."
+        _log(request, [subtask], CHANGE, message)
     originals = {t.next_occurrence_id: t for t in [task, *subtasks] if t.next_occurrence_id}
     for copy in Task.objects.filter(pk__in=originals, created_at__gte=now):
+        original = originals[copy.pk]
         message = (
-            f"Created as the next occurrence of {originals[copy.pk].pk}, completed (admin action)."
+            f"Created as the next occurrence of “{original.title}” ({original.pk}) when that "
+            "was completed (admin action)."
         )
         _log(request, [copy], ADDITION, message)
 

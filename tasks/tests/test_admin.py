@@ -360,21 +360,27 @@ def test_completing_logs_the_subtasks_completed_with_it_and_the_next_occurrences
     assert sorted((e.object_id, e.action_flag, e.change_message) for e in entries) == sorted(
         [
             (str(rent.pk), CHANGE, "Completed (admin action)."),
-            (str(iban.pk), CHANGE, f"Completed with its parent {rent.pk} (admin action)."),
+            (str(iban.pk), CHANGE, f"Completed with its parent “Rent” ({rent.pk}) (admin action)."),
             (
                 str(remind.pk),
                 CHANGE,
-                f"Completed with its parent {remind.parent_id} (admin action).",
+                f"Completed with its parent “Rent” ({remind.parent_id}) (admin action).",
             ),
             (
                 str(rent.next_occurrence_id),
                 ADDITION,
-                f"Created as the next occurrence of {rent.pk}, completed (admin action).",
+                (
+                    f"Created as the next occurrence of “Rent” ({rent.pk}) when that was completed "
+                    "(admin action)."
+                ),
             ),
             (
                 str(remind.next_occurrence_id),
                 ADDITION,
-                f"Created as the next occurrence of {remind.pk}, completed (admin action).",
+                (
+                    f"Created as the next occurrence of “Remind” ({remind.pk}) when that was "
+                    "completed (admin action)."
+                ),
             ),
         ]
     )
