@@ -274,8 +274,13 @@ def test_due_filters_are_each_owners_wall_clock_as_the_api_has_it(support_client
     local_today = now.astimezone(ZoneInfo(zone)).date()
     add_task(other, "Due at midnight", due_date=local_today, due_time="00:00")
     add_task(other, "Due at 23:59", due_date=local_today, due_time="23:59")
+    # A zone Python (and so the API) knows and this PostgreSQL's own database does not: a SQL
+    # timezone() with it made every Due filter page a 500.
+    chile = make_user(timezone="America/Coyhaique")
+    add_task(chile, "C last year", due_date=local_today - timedelta(days=365))
 
     assert titles(support_client.get(TASKS_URL, {"due": "overdue"})) == [
+        "C last year",
         "Due at midnight",
         "K yesterday",
     ]
