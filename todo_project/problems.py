@@ -18,7 +18,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.common import CommonMiddleware
@@ -92,7 +92,11 @@ class ConcurrentChange(exceptions.APIException):
 
 class DatabaseUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The database is unavailable: nothing was changed. Retry after Retry-After."
+    # A connection lost while committing may have applied the write: hence the key's advice.
+    default_detail = (
+        "The database is unavailable. Send the request again after Retry-After; a create with "
+        "the same Idempotency-Key, so that it is never applied twice."
+    )
     default_code = "database_unavailable"
     retry_after = "5"
 
@@ -101,10 +105,8 @@ def is_database_unavailable(exc: Exception) -> bool:
     """A database the server cannot reach, or that is going away: nothing the client did, and
     what a retry a little later fixes (a 500 would say the server is broken). SQLSTATE class 08
     (connection exception) and 57P01-57P03 (shutting down, crashed, not accepting connections
-    yet); a connection lost or refused before any answer has no SQLSTATE; Django's
-    InterfaceError is a connection already closed."""
-    if isinstance(exc, InterfaceError):
-        return True
+    yet); a connection refused, or lost, has none in psycopg 3. Not InterfaceError: psycopg 3
+    raises it for misuse ("the cursor is closed"), a bug that a retry would not fix."""
     if not isinstance(exc, OperationalError):
         return False
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
@@ -116,12 +118,22 @@ def is_database_unavailable(exc: Exception) -> bool:
 def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpResponse:
     # One line, no traceback: the cause is the database's, and /readyz says so too.
     logger.error("Database unavailable on %s %s: %s", request.method, request.path, exc)
-    return problem_response(
-        request,
-        DatabaseUnavailable.status_code,
-        str(DatabaseUnavailable.default_detail),
-        headers={"Retry-After": DatabaseUnavailable.retry_after},
+    return logged(
+        problem_response(
+            request,
+            DatabaseUnavailable.status_code,
+            str(DatabaseUnavailable.default_detail),
+            headers={"Retry-After": DatabaseUnavailable.retry_after},
+        )
     )
+
+
+def logged(response: HttpResponse) -> HttpResponse:
+    """Marks a 5xx this module has logged already: Django's handler logs every 5xx answer again
+    on django.request (its log_response skips one so marked). Not the others: for an exception
+    raised in a middleware, Django's record is the only one, with the traceback."""
+    response._has_been_logged = True
+    return response
 
 
 # SQLSTATEs of a transaction PostgreSQL ended to settle a clash with a concurrent one:
@@ -354,7 +366,7 @@ class ApiProblemMiddleware:
         if is_database_unavailable(exc):  # outside DRF's views: the authentication middleware
             return database_unavailable_response(request, exc)
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
-        return problem_response(request, 500, UNEXPECTED_ERROR_DETAIL)
+        return logged(problem_response(request, 500, UNEXPECTED_ERROR_DETAIL))
 
     @staticmethod
     def _body_too_large(request: HttpRequest) -> HttpResponse | None:
@@ -395,9 +407,12 @@ class ApiProblemMiddleware:
             for name in ("Allow", "Retry-After", "WWW-Authenticate")
             if response.has_header(name)
         }
-        return problem_response(
+        problem = problem_response(
             request, code, details.get(code, title_for(code) + "."), headers=headers
         )
+        # Logged already (Django's record of an exception a middleware raised): not again.
+        problem._has_been_logged = getattr(response, "_has_been_logged", False)
+        return problem
 
 
 class ApiAwareCommonMiddleware(CommonMiddleware):

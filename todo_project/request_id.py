@@ -98,22 +98,11 @@ class ClientFaultAsWarning(logging.Filter):
         if record.name.startswith("django.security."):
             if record.levelno == logging.ERROR:
                 record.levelno, record.levelname = logging.WARNING, "WARNING"
-            # The refusal's traceback (~1.3 kB of Django's frames) says nothing the message
-            # does not: scanners sending a wrong Host would fill the log with them.
-            record.exc_info, record.exc_text = None, None
+            if record.name == "django.security.DisallowedHost":
+                # Its traceback (~1.3 kB of Django's frames) says nothing the message does not:
+                # scanners sending a wrong Host would fill the log with them.
+                record.exc_info, record.exc_text = None, None
         return True
-
-
-class ApiErrorsLoggedOnce(logging.Filter):
-    """Drops django.request's record of an /api/ answer of 5xx: ApiProblemMiddleware and the
-    exception handler log each (a 500 with its traceback, a 503 with its cause), so every one
-    came out twice. Elsewhere (the admin) django.request's record is the only one."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name != "django.request":
-            return True
-        request = getattr(record, "request", None)
-        return not getattr(request, "path", "").startswith("/api/")
 
 
 _STANDARD_ATTRS = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}

@@ -480,7 +480,6 @@ LOGGING = {
     "filters": {
         "request_id": {"()": "todo_project.request_id.RequestIdLogFilter"},
         "client_fault": {"()": "todo_project.request_id.ClientFaultAsWarning"},
-        "api_errors_once": {"()": "todo_project.request_id.ApiErrorsLoggedOnce"},
     },
     "formatters": {"json": {"()": "todo_project.request_id.JsonFormatter"}},
     "handlers": {
@@ -490,7 +489,7 @@ LOGGING = {
             "class": "logging.StreamHandler",
             "stream": "ext://sys.stderr",
             "formatter": "json",
-            "filters": ["request_id", "client_fault", "api_errors_once"],
+            "filters": ["request_id", "client_fault"],
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

@@ -6,12 +6,13 @@ import socket
 
 import orjson
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from accounts.tokens import RefreshToken
 from tasks import services
 from tasks.tests.test_fast_lane import call
 from todo_project import wsgi
+from todo_project.problems import is_database_unavailable
 
 PROBLEM = "application/problem+json"
 
@@ -66,7 +67,7 @@ def test_a_request_is_a_503_problem_to_retry_logged_once(database_down, caplog, 
         "Service unavailable",
         path,
     )
-    assert problem["detail"].startswith("The database is unavailable: nothing was changed.")
+    assert problem["detail"].startswith("The database is unavailable. Send the request again")
     errors = [r for r in console_lines(caplog.records) if r.levelno >= logging.ERROR]
     assert [r.getMessage().split(": ")[0] for r in errors] == [
         f"Database unavailable on {method} {path}"
@@ -79,3 +80,19 @@ def test_the_liveness_probe_still_answers_and_readiness_says_why(database_down):
     assert call(wsgi.application, "/healthz")[0].startswith("200")
     status, _, content = call(wsgi.application, "/readyz")
     assert status.startswith("503") and b"database" in content
+
+
+@pytest.mark.django_db
+def test_misuse_and_query_errors_are_not_an_outage():
+    # psycopg 3's InterfaceError is misuse ("the cursor is closed"), a bug: a 500 with its
+    # traceback, not a 503 telling the client to retry.
+    cursor = connection.cursor()
+    cursor.close()
+    with pytest.raises(InterfaceError) as closed:
+        cursor.execute("SELECT 1")
+    assert not is_database_unavailable(closed.value)
+    # 57014, query_canceled
+    with pytest.raises(OperationalError) as timeout, connection.cursor() as timed:
+        timed.execute("SET LOCAL statement_timeout = 1")
+        timed.execute("SELECT pg_sleep(1)")
+    assert not is_database_unavailable(timeout.value)

@@ -75,16 +75,32 @@ def test_a_refused_host_is_logged_as_a_warning_not_an_error(anon_client, caplog,
     assert "exception" not in line  # Django's frames of the refusal: noise a scanner makes
 
 
-def test_an_api_5xx_is_logged_by_our_handler_only_an_admin_one_by_django(rf):
-    (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+@pytest.mark.django_db
+@pytest.mark.parametrize("where", ["view", "middleware"])
+def test_an_api_500_is_logged_once_with_its_traceback(
+    anon_client, user, caplog, monkeypatch, where
+):
+    # The view's: by the API's handler (Django's own line skipped). A middleware's: Django's
+    # line is its only record, and keeps the traceback.
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
 
-    def djangos_record(path: str) -> logging.LogRecord:
-        return logging.makeLogRecord(
-            {"name": "django.request", "levelno": logging.ERROR, "request": rf.get(path)}
+    if where == "view":
+        monkeypatch.setattr("tasks.views.TaskListViewSet.list", broken)
+    else:
+        monkeypatch.setattr(
+            "todo_project.problems.ApiAwareCommonMiddleware.process_request", broken
         )
+    anon_client.raise_request_exception = False
+    anon_client.force_authenticate(user)
+    caplog.set_level(logging.INFO)
 
-    assert not console.filter(djangos_record("/api/v1/tasks/"))
-    assert console.filter(djangos_record("/admin/tasks/task/"))
+    assert anon_client.get("/api/v1/lists/").status_code == 500
+
+    (console,) = [h for h in logging.getLogger().handlers if isinstance(h.formatter, JsonFormatter)]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR and console.filter(r)]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+    assert "RuntimeError: a bug" in json.loads(console.format(errors[0]))["exception"]
 
 
 def test_an_error_of_our_own_stays_an_error():
