@@ -18,6 +18,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import forms as auth_forms
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
@@ -302,6 +303,10 @@ class UserAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly,
             obj.revoke_tokens()
             fields.append("token_generation")
         obj.save(update_fields=fields)
+        if obj.pk == request.user.pk and "token_generation" in fields:
+            # One's own new address: the other sessions end, this one stays (the session hash
+            # carries the generation), as Django's own password change keeps its page's.
+            update_session_auth_hash(request, obj)
         if "email" in fields:
             notice = email_changed_notice(user=obj, old_email=form.initial["email"])
             # Once committed (a rolled-back change is no news); in the background, so that a

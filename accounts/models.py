@@ -157,14 +157,24 @@ class User(AbstractBaseUser, PermissionsMixin):
         with the token generation in it: whatever ends someone's tokens (sign out everywhere,
         a new email) ends their admin sessions too, as a new password does. A lost laptop's
         admin session outlived "sign out everywhere" by up to two weeks (SESSION_COOKIE_AGE)."""
-        if isinstance(self.token_generation, models.expressions.Combinable):
-            self.refresh_from_db(fields=["token_generation"])  # revoke_tokens() just saved
+        generation = self.token_generation
+        if isinstance(generation, models.expressions.Combinable):
+            # revoke_tokens() saved as F() + 1: the stored value, without dropping the F() from
+            # an instance that may not be saved yet.
+            generation = User.objects.values_list("token_generation", flat=True).get(pk=self.pk)
         return salted_hmac(
             "accounts.User.session_auth_hash",
-            f"{self.password}:{self.token_generation}",
+            f"{self.password}:{generation}",
             secret=secret,
             algorithm="sha256",
         ).hexdigest()
+
+    def get_session_auth_fallback_hash(self):
+        yield from super().get_session_auth_fallback_hash()
+        if self.token_generation == 0:
+            # A session from before the generation was in the hash (2026-12-03) stays signed
+            # in, and Django moves it to the new hash; once tokens were ended, it cannot.
+            yield AbstractBaseUser._get_session_auth_hash(self)
 
     def clean(self) -> None:
         super().clean()

@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import HASH_SESSION_KEY
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
 from django.contrib.messages import get_messages
 from django.core.mail.backends import locmem
@@ -952,6 +954,35 @@ def test_signing_a_staff_member_out_everywhere_ends_their_admin_session_too(
     signed_out = client.get(USERS_URL)
     assert signed_out.status_code == 302 and signed_out["Location"].startswith("/admin/login/")
     assert admin_client.get(USERS_URL).status_code == 200  # the superuser's own stays
+
+
+@pytest.mark.django_db
+def test_a_superuser_changing_their_own_email_stays_signed_in(admin_client, admin_user):
+    # The change ends their tokens (and other sessions); the session that made it stays.
+    form = superuser_form(admin_client, admin_user, email="new-admin@example.com", is_staff="on")
+    form["is_superuser"] = "on"
+    assert admin_client.post(f"{USERS_URL}{admin_user.pk}/change/", form).status_code == 302
+    assert User.objects.get(pk=admin_user.pk).email == "new-admin@example.com"
+    assert admin_client.get(USERS_URL).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("generation", "signed_in"), [(0, True), (1, False)])
+def test_a_session_from_before_the_generation_was_in_its_hash_survives_until_tokens_end(
+    client, support_user, generation, signed_in
+):
+    # Sessions opened before the deploy carry Django's own hash: kept (and moved to the new
+    # one) unless the account's tokens were ended since.
+    client.force_login(support_user)
+    User.objects.filter(pk=support_user.pk).update(token_generation=generation)
+    session = client.session
+    session[HASH_SESSION_KEY] = AbstractBaseUser._get_session_auth_hash(support_user)
+    session.save()
+
+    assert (client.get(USERS_URL).status_code == 200) is signed_in
+    if signed_in:
+        fresh = User.objects.get(pk=support_user.pk)
+        assert client.session[HASH_SESSION_KEY] == fresh.get_session_auth_hash()
 
 
 @pytest.mark.django_db
