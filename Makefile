@@ -5,10 +5,11 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-# An empty value is unset, as for every variable (README.md): `?=` would keep it empty.
-PORT := $(or $(PORT),8000)
-HOST := $(or $(HOST),127.0.0.1)
-WEB_CONCURRENCY := $(or $(WEB_CONCURRENCY),4)
+# An empty value is unset, as for every variable (README.md): `?=` would keep it empty, and
+# `override` applies it to one given on make's command line (`make serve PORT=`) too.
+override PORT := $(or $(PORT),8000)
+override HOST := $(or $(HOST),127.0.0.1)
+override WEB_CONCURRENCY := $(or $(WEB_CONCURRENCY),4)
 # Runs a command with the project-local PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset.
 WITH_SERVICES := $(PY) -m todo_project.devservices --
 STAMP := $(VENV)/.installed

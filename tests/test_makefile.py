@@ -48,8 +48,13 @@ def test_help_lists_every_target():
 def test_empty_port_host_and_workers_are_the_makefiles_defaults():
     # make's `?=` kept an empty value: `make run` served on "127.0.0.1:", which runserver refused.
     env = {**os.environ, "PORT": "", "HOST": "", "WEB_CONCURRENCY": ""}
-    shown = make("--eval=show: ; @echo $(HOST):$(PORT) $(WEB_CONCURRENCY)", "show", env=env)
+    show = "--eval=show: ; @echo $(HOST):$(PORT) $(WEB_CONCURRENCY)"
+    shown = make(show, "show", env=env)
     assert shown.stdout.strip() == "127.0.0.1:8000 4", shown.stderr
+    # Given on make's command line, which overrides the Makefile's own assignments.
+    shown = make(show, "show", "PORT=", "HOST=", "WEB_CONCURRENCY=")
+    assert shown.stdout.strip() == "127.0.0.1:8000 4", shown.stderr
+    assert make(show, "show", "PORT=8123").stdout.strip() == "127.0.0.1:8123 4"
 
 
 def test_manage_runs_a_command_with_debug_off_and_a_key_only_its_owner_can_read(tmp_path):

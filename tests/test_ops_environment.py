@@ -152,6 +152,17 @@ def test_manage_refuses_in_one_line(name, value, message):
     assert done.stderr.count("\n") == 1
 
 
+def test_origins_that_are_origins_are_taken():
+    # Ports, IPv6, other schemes, CSRF's wildcard subdomains, corsheaders' special values.
+    done = manage(
+        "check",
+        CORS_ALLOWED_ORIGINS="https://app.example.com:8443,http://[::1]:3000,capacitor://localhost,"
+        "null,file://",
+        CSRF_TRUSTED_ORIGINS="https://*.example.com,https://todo.example.com",
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line():
     # gunicorn reads FORWARDED_ALLOW_IPS itself, before its config file, and stopped with a line
     # that named no variable; the migrate that runs first (image, make serve) names it now.
@@ -159,6 +170,12 @@ def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line(
     assert done.returncode == os.EX_CONFIG, done.stderr
     assert done.stderr == (
         "FORWARDED_ALLOW_IPS must be * or IP addresses or networks, not '10.0.0.0/8,not-an-ip'.\n"
+    )
+    # Host bits in a network: gunicorn refuses it too (strict), in its own words.
+    assert manage("check", TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.1/8").returncode
+    # An empty item, which gunicorn skips.
+    assert (
+        manage("check", TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.0/8,").returncode == 0
     )
     assert (
         manage("check", TRUSTED_PROXY_COUNT="1", FORWARDED_ALLOW_IPS="10.0.0.0/8, *").returncode

@@ -12,7 +12,12 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.apps import AdminConfig
-from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.options import (
+    IS_FACETS_VAR,
+    IS_POPUP_VAR,
+    TO_FIELD_VAR,
+    IncorrectLookupParameters,
+)
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR
 from django.core.exceptions import ValidationError
 from django.core.paginator import InvalidPage
@@ -209,7 +214,9 @@ class ChangelistInputChecked:
                     messages.WARNING,
                     f"{request.path}?{query.urlencode()}",
                 ) from error
-            kept = {name: query[name] for name in (SEARCH_VAR, ORDER_VAR) if name in query}
+            # Search, order, and the popup's and facets' own parameters: not filters.
+            keep = (SEARCH_VAR, ORDER_VAR, IS_POPUP_VAR, TO_FIELD_VAR, IS_FACETS_VAR)
+            kept = {name: query[name] for name in keep if name in query}
             refused = ", ".join(
                 f"{name}={value}" for name, value in query.items() if name not in kept
             )

@@ -4,14 +4,26 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+NOT_MIGRATED = (
+    "The database has migrations not applied yet: run `make migrate` (`manage.py migrate`) first."
+)
+
 
 def ensure_migrated() -> None:
     """A CommandError (one line, exit 1) when the database has migrations not applied yet: a
-    database never migrated has no tables, and a command on it was a ProgrammingError traceback
-    (mailed by cron, for the purge jobs)."""
+    database never migrated has no tables, and a command on it was a ProgrammingError
+    traceback."""
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-        raise CommandError(
-            "The database has migrations not applied yet: run `make migrate` "
-            "(`manage.py migrate`) first."
-        )
+        raise CommandError(NOT_MIGRATED)
+
+
+def ensure_tables_of(*models) -> None:
+    """The same CommandError when a table these models need is missing. For the cron jobs,
+    which only need their own table: a release's pending migration of another model is no
+    reason to fail (and mail) one."""
+    missing = {model._meta.db_table for model in models} - set(
+        connection.introspection.table_names()
+    )
+    if missing:
+        raise CommandError(NOT_MIGRATED)

@@ -94,10 +94,10 @@ def gunicorn_forwarded_allow_ips() -> str:
         return ""
     value = env("FORWARDED_ALLOW_IPS", "*")
     for item in value.split(","):
-        if item.strip() == "*":
+        if item.strip() in ("", "*"):  # as gunicorn reads it: empty items skipped
             continue
         try:
-            ipaddress.ip_network(item.strip(), strict=False)
+            ipaddress.ip_network(item.strip())  # strict, as gunicorn's: no host bits in a network
         except ValueError:
             refuse(f"FORWARDED_ALLOW_IPS must be * or IP addresses or networks, not {value!r}.")
     return value

@@ -52,12 +52,15 @@ def parsed_url(value: str):
     return parts
 
 
-def env_origins(name: str) -> list[str]:
-    """Origins (`scheme://host[:port]`, nothing after): Django's and corsheaders' system checks
-    refused anything else, but as several lines of check output with exit status 1, and
-    gunicorn, which runs no checks, served on without them."""
+def env_origins(name: str, special: tuple[str, ...] = ()) -> list[str]:
+    """Origins (`scheme://host[:port]`, nothing after), and the `special` values taken as they
+    are: Django's and corsheaders' system checks refused anything else, but as several lines of
+    check output with exit status 1, and gunicorn, which runs no checks, served on without
+    them."""
     origins = env_list(name)
     for origin in origins:
+        if origin in special:
+            continue
         parts = parsed_url(origin)
         if not (parts.scheme and parts.netloc) or parts.path or parts.query or parts.fragment:
             refuse(f"{name} must list origins like https://app.example.com, not {origin!r}.")
@@ -417,7 +420,8 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS")
+# corsheaders' own special values: the origin a sandboxed page or a file sends.
+CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS", special=("null", "file://"))
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_EXPOSE_HEADERS = [
     "ETag",

@@ -76,6 +76,8 @@ def shown_messages(response) -> list[str]:
         ("owner__id__exact=notauuid", ""),  # a mangled owner link
         ("e=1&owner__id__exact=notauuid", ""),  # was Django's "Database error" page
         ("q=mine&o=2&owner__id__exact=notauuid", "q=mine&o=2"),  # search and order stay
+        # A raw-id lookup popup stays one.
+        ("_to_field=id&_popup=1&owner__id__exact=notauuid", "_popup=1&_to_field=id"),
     ],
 )
 def test_a_filter_value_that_is_not_valid_is_left_out_and_named(
@@ -90,7 +92,11 @@ def test_a_filter_value_that_is_not_valid_is_left_out_and_named(
     assert response.status_code == 302 and response["Location"] == f"{TASKS}?{kept}"
     assert shown_messages(response) == [
         "These filters are not valid, so they are left out: "
-        + ", ".join(part for part in query.split("&") if part.split("=")[0] not in "qo")
+        + ", ".join(
+            part
+            for part in query.split("&")
+            if part.split("=")[0] not in {"q", "o", "_to_field", "_popup"}
+        )
         + "."
     ]
 

@@ -227,3 +227,13 @@ def test_a_concurrent_index_migration_replaces_an_invalid_leftover_of_an_interru
         valid, definition = cursor.fetchone()
     assert valid
     assert definition.endswith(columns)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cron_purge_runs_while_another_models_migration_is_pending(capsys):
+    # A release applies its migrations after the code is out: the hourly job still has its
+    # table and must not fail (and mail) for a migration it does not need.
+    migrate_to("accounts", "0006_emails_with_unicode_domains")
+    call_command("purge_idempotency_keys")
+    call_command("purge_deleted_tasks")
+    assert "Deleted 0 expired idempotency key(s)." in capsys.readouterr().out

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand
 
+from tasks.models import DeletedTask
 from tasks.sync import DELETIONS_KEPT, purge_deletions
-from todo_project.commands import ensure_migrated
+from todo_project.commands import ensure_tables_of
 
 
 class Command(BaseCommand):
@@ -12,7 +13,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        ensure_migrated()
+        ensure_tables_of(DeletedTask)
         deleted = purge_deletions()
         if options["verbosity"] > 0:  # -v 0 for cron: no mail every day
             self.stdout.write(f"Deleted {deleted} id(s) of tasks deleted long ago.")

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
-from todo_project.commands import ensure_migrated
+from tasks.models import IdempotencyRecord
+from todo_project.commands import ensure_tables_of
 from todo_project.idempotency import purge_expired
 
 
@@ -11,7 +12,7 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options) -> None:
-        ensure_migrated()
+        ensure_tables_of(IdempotencyRecord)
         deleted = purge_expired()
         if options["verbosity"] > 0:  # -v 0 for cron: no mail every hour
             self.stdout.write(f"Deleted {deleted} expired idempotency key(s).")
