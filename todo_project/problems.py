@@ -90,15 +90,12 @@ class ConcurrentChange(exceptions.APIException):
     default_code = "concurrent_change"
 
 
-class DatabaseUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    # A connection lost while committing may have applied the write: hence the key's advice.
-    default_detail = (
-        "The database is unavailable. Send the request again after Retry-After; a create with "
-        "the same Idempotency-Key, so that it is never applied twice."
-    )
-    default_code = "database_unavailable"
-    retry_after = "5"
+# A connection lost while committing may have applied the write: hence the key's advice.
+DATABASE_UNAVAILABLE_DETAIL = (
+    "The database is unavailable. Send the request again after Retry-After; a create with "
+    "the same Idempotency-Key, so that it is never applied twice."
+)
+DATABASE_UNAVAILABLE_RETRY_AFTER = "5"
 
 
 def is_database_unavailable(exc: Exception) -> bool:
@@ -121,9 +118,9 @@ def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpR
     return logged(
         problem_response(
             request,
-            DatabaseUnavailable.status_code,
-            str(DatabaseUnavailable.default_detail),
-            headers={"Retry-After": DatabaseUnavailable.retry_after},
+            503,
+            DATABASE_UNAVAILABLE_DETAIL,
+            headers={"Retry-After": DATABASE_UNAVAILABLE_RETRY_AFTER},
         )
     )
 
