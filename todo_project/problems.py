@@ -266,6 +266,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     elif is_concurrent_change(exc):
         logger.warning("Concurrent change: %s", exc.__cause__)
         exc = ConcurrentChange()
+        exc.logged = True  # a WARNING: no ERROR line of Django's after it (see logged())
         headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     elif is_database_unavailable(exc):
         set_rollback()
@@ -315,13 +316,14 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
         detail = detail["detail"]
     detail = detail if isinstance(detail, str) else str(detail)
-    return problem_response(
+    response = problem_response(
         request,
         exc.status_code,
         detail,
         headers=headers,
         extra=getattr(exc, "problem_fields", None),
     )
+    return logged(response) if getattr(exc, "logged", False) else response
 
 
 # What Django answers itself with the status it means (its response_for_exception: 400, 403),

@@ -1,6 +1,7 @@
 """ETags, Idempotency-Key and the per-user task cap on the real tasks and lists endpoints
 (the mechanisms themselves are tested in todo_project/tests/)."""
 
+import logging
 import threading
 import time
 from datetime import date
@@ -591,7 +592,7 @@ def test_a_write_that_loses_a_deadlock_is_run_again_and_goes_through(user, make_
 
 @pytest.mark.django_db(transaction=True)
 def test_a_conditional_write_that_loses_a_deadlock_is_a_503_and_changes_nothing(
-    user, make_task, make_list
+    user, make_task, make_list, caplog
 ):
     """A PATCH with If-Match locks and compares in the request's transaction: it cannot be run
     again inside it. The client sends it again."""
@@ -602,7 +603,12 @@ def test_a_conditional_write_that_loses_a_deadlock_is_a_503_and_changes_nothing(
     def to_the_inbox(client):
         return client.patch(url, {"list": None}, format="json", HTTP_IF_MATCH='"1"')
 
-    (answer,) = deadlock(user, task, to_the_inbox)
+    with caplog.at_level(logging.WARNING):
+        (answer,) = deadlock(user, task, to_the_inbox)
+    # Logged once, as the WARNING it is: no ERROR line of Django's for the 503 after it.
+    assert [(r.name, r.levelname) for r in caplog.records if r.name != "todo.access"] == [
+        ("todo.problems", "WARNING")
+    ]
     assert answer.status_code == 503
     assert answer["Content-Type"] == PROBLEM
     assert answer["Retry-After"] == "1"
