@@ -38,20 +38,24 @@ def test_the_models_need_no_new_migration(capsys):
         pytest.fail(f"makemigrations would write a migration:\n{capsys.readouterr().out}")
 
 
+def start_migrate() -> subprocess.Popen:
+    """`manage.py migrate` as a container starts it, on this test's database."""
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DATABASE_URL": database_url_for_this_test(), "DEBUG": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 @pytest.mark.django_db(transaction=True)
 def test_migrate_waits_while_another_migrate_runs_then_finds_nothing_to_do():
     """Containers started together each run migrate: they take turns on an advisory lock."""
-    env = {**os.environ, "DATABASE_URL": database_url_for_this_test(), "DEBUG": "1"}
     with connection_of_its_own(connection) as other_migrate:
         other_migrate.execute("SELECT pg_advisory_lock(%s, %s)", MIGRATE_LOCK)
-        waiting = subprocess.Popen(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiting = start_migrate()
         time.sleep(3)
         assert waiting.poll() is None, waiting.communicate()  # still waiting for the lock
         other_migrate.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)
@@ -69,17 +73,9 @@ def test_a_migrate_building_an_index_concurrently_does_not_deadlock_with_one_wai
     """CREATE INDEX CONCURRENTLY waits for every older snapshot: a migrate waiting for the lock
     inside a statement held one while the lock's holder waited for it, and PostgreSQL ended
     one of them (replicas started together on a database with such a migration pending)."""
-    env = {**os.environ, "DATABASE_URL": database_url_for_this_test(), "DEBUG": "1"}
     with connection_of_its_own(connection) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, %s)", MIGRATE_LOCK)
-        waiting = subprocess.Popen(
-            [sys.executable, "manage.py", "migrate", "--noinput"],
-            cwd=settings.BASE_DIR,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        waiting = start_migrate()
         try:
             deadline = time.monotonic() + 30
             while not _asked_for_the_lock(holder) and time.monotonic() < deadline:
