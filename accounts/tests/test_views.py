@@ -22,6 +22,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts import mail
+from accounts import services as account_services
 from accounts.mail import wait_until_idle
 from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
@@ -1026,6 +1027,22 @@ def test_password_reset_confirm_rejects_a_link_for_another_user(anon_client, use
     assert_problem(response, 400)
     other_user.refresh_from_db()
     assert other_user.check_password(DEFAULT_PASSWORD)
+
+
+def test_a_reset_link_mailed_before_a_deactivation_is_refused(anon_client, user):
+    # The link's token does not depend on is_active: the confirm must check it, or the link
+    # would set the password a reactivation then brings back to life.
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = reset_link_params(sent_mail()[0])
+    account_services.user_deactivate(user=user)
+    response = anon_client.post(
+        "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
+    )
+    assert assert_problem(response, 400)["errors"] == {
+        "token": ["The reset link is invalid or has expired."]
+    }
+    user.refresh_from_db()
+    assert not user.check_password(NEW_PASSWORD)
 
 
 @pytest.mark.parametrize(

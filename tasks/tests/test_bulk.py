@@ -69,6 +69,29 @@ def test_bulk_reopen_delete_priority(api_client, make_task):
     assert not Task.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("action", "extra", "task_fields"),
+    [
+        ("set_priority", {"priority": "high"}, {"priority": Priority.HIGH}),
+        ("reopen", {}, {}),
+        ("complete", {}, {"completed": True}),
+        ("remove_tags", {"tags": ["absent"]}, {"tags": ["home"]}),
+        ("add_tags", {"tags": ["home"]}, {"tags": ["home"]}),
+    ],
+)
+def test_a_task_already_in_the_wanted_state_is_left_untouched(
+    api_client, make_task, action, extra, task_fields
+):
+    # Not counted, and neither its version nor its updated_at moves: a client syncing by
+    # either would fetch it again for nothing.
+    task = make_task("a", **task_fields)
+    before = Task.objects.get(pk=task.pk)
+    response = bulk(api_client, action=action, ids=[str(task.pk)], **extra)
+    assert response.status_code == 200 and response.json() == {"updated": 0}
+    after = Task.objects.get(pk=task.pk)
+    assert (after.version, after.updated_at) == (before.version, before.updated_at)
+
+
 def test_bulk_move_appends_to_the_target_in_order(api_client, make_task, make_list):
     home = make_list("Home")
     existing = make_task("existing", list=home)

@@ -280,11 +280,21 @@ def test_updated_since_takes_rfc_3339_with_any_offset(api_client, make_task, sin
 
 
 def test_updated_since_is_inclusive(api_client, make_task):
+    # The sync recipe asks again from the last `updated_at` it saw: a task written in that
+    # very instant must be in the answer.
     old = make_task("old")
     Task.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=2))
+    at_the_bound = make_task("at the bound")
+    stamp = timezone.now().replace(microsecond=0) - timedelta(days=1)
+    Task.objects.filter(pk=at_the_bound.pk).update(updated_at=stamp)
     make_task("new")
-    since = (timezone.now() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert titles(api_client.get(f"/api/v1/tasks/?updated_since={since}")) == ["new"]
+    since = stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert titles(api_client.get(f"/api/v1/tasks/?updated_since={since}")) == [
+        "at the bound",
+        "new",
+    ]
+    later = (stamp + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert titles(api_client.get(f"/api/v1/tasks/?updated_since={later}")) == ["new"]
 
 
 def test_overdue_uses_the_users_time_zone(api_client, user, make_task, monkeypatch):

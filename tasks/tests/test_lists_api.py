@@ -120,7 +120,9 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox(api_client, mak
     assert inbox == [inbox_task, first, second]
     sub.refresh_from_db()
     assert sub.list_id is None and sub.parent_id == first.pk
+    # Each moved task's body changed (`list`): its version too, subtasks included.
     assert Task.objects.get(pk=first.pk).version == 2
+    assert sub.version == 2
 
 
 def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, make_task):

@@ -93,6 +93,7 @@ def test_deleting_a_tag_removes_it_from_every_task(api_client, make_task, user):
     assert api_client.delete("/api/v1/tags/home/").status_code == 204
     assert tag_names(task) == ["work"]
     assert list(Tag.objects.owned_by(user).values_list("name", flat=True)) == ["work"]
+    assert Task.objects.get(pk=task.pk).version == 2  # its `tags` changed: a sync sees it
 
 
 def test_an_unknown_tag_is_a_404(api_client):

@@ -195,6 +195,12 @@ def test_a_subtask_lives_in_its_parents_list_one_level_deep(api_client, make_tas
 
     own_parent = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"parent": str(parent.pk)})
     assert own_parent.status_code == 400
+    # Without subtasks, only this rule stands between the write and a database constraint.
+    plain = make_task("Plain")
+    own = api_client.patch(f"/api/v1/tasks/{plain.pk}/", {"parent": str(plain.pk)})
+    assert own.status_code == 400
+    assert own.json()["errors"] == {"parent": ["A task cannot be its own parent."]}
+    assert Task.objects.get(pk=plain.pk).version == 1
 
     has_subtasks = make_task("Other")
     becomes_sub = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"parent": str(has_subtasks.pk)})

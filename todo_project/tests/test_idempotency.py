@@ -88,6 +88,16 @@ def test_keys_belong_to_one_user(api_client, other_client, user, other_user):
 
 
 @pytest.mark.django_db
+def test_a_replay_is_of_ones_own_first_answer_when_two_users_share_a_key(api_client, other_client):
+    firsts = {client: post(client, {"name": "Home"}) for client in (other_client, api_client)}
+    for client, first in firsts.items():
+        again = post(client, {"name": "Home"})
+        assert again["Idempotent-Replayed"] == "true"
+        assert again.json()["id"] == first.json()["id"]
+    assert len({first.json()["id"] for first in firsts.values()}) == 2
+
+
+@pytest.mark.django_db
 def test_without_a_key_every_post_creates(api_client, user):
     post(api_client, {"name": "Home"}, key=None)
     post(api_client, {"name": "Work"}, key=None)
