@@ -75,13 +75,15 @@ class RegisterSerializer(serializers.Serializer):
                 f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters"
                 " (as stored: lower-cased, its domain in Unicode)."
             )
-        if User.objects.filter(email=email).exists():
-            raise serializers.ValidationError(EMAIL_TAKEN)
         return email
 
     def validate(self, attrs: dict) -> dict:
         candidate = User(email=attrs["email"], display_name=attrs["display_name"])
         _check_password_rules(attrs["password"], candidate, "password")
+        # Last, once all the rest is valid: a probe for accounts has to bring a password that
+        # passes the rules, and one for a free address creates that account.
+        if User.objects.filter(email=attrs["email"]).exists():
+            raise serializers.ValidationError({"email": [EMAIL_TAKEN]})
         return attrs
 
 

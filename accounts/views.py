@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from django.utils.cache import patch_cache_control
@@ -32,7 +33,12 @@ from accounts.serializers import (
 )
 from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
-from todo_project.ratelimit import LoginRateThrottle, PasswordCheckRateThrottle
+from todo_project.ratelimit import (
+    LoginRateThrottle,
+    PasswordCheckRateThrottle,
+    RegisterRateThrottle,
+    within_silent_limit,
+)
 from todo_project.retry import RetriedWrites
 from todo_project.schema import answer_example, delete_with_body
 
@@ -96,6 +102,7 @@ class TokenIssuingView(PublicView):
 
 class RegisterView(TokenIssuingView):
     serializer_class = RegisterSerializer
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, RegisterRateThrottle]
 
     @extend_schema(
         tags=TAGS,
@@ -118,7 +125,12 @@ class RegisterView(TokenIssuingView):
         ],
     )
     def post(self, request: Request) -> Response:
-        """Creates an account and signs it in: the answer carries the user and a token pair."""
+        """Creates an account and signs it in: the answer carries the user and a token pair.
+
+        An email that has an account is a 400 on `email`, said only once every other field is
+        valid (a strong password included), and registrations are limited per client IP
+        (`RATE_LIMIT_REGISTER`, default 20 an hour, on top of the anonymous limit): the answer
+        has to tell a taken email, so asking it for many addresses is made slow."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
@@ -357,11 +369,18 @@ class PasswordResetView(PublicView):
         has this email. 202 for every well-formed email, whether or not an account has it, so
         the answer never tells whether one exists; 400 for a missing or malformed email (over
         254 characters included), which tells nothing about accounts either. The answer does not
-        wait for the mail: a slow or failing mail server changes nothing in it."""
+        wait for the mail: a slow or failing mail server changes nothing in it. At most
+        `RATE_LIMIT_RESET_MAIL` (default 3 an hour) mails go to one address; past it the answer
+        is the same 202 and nothing is mailed (every link sent stays valid)."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = User.objects.filter(email=serializer.validated_data["email"], is_active=True).first()
-        if user is not None and user.has_usable_password():
+        email = serializer.validated_data["email"]
+        # Counted for every address, whether or not it has an account (the same work either way).
+        within_limit = within_silent_limit(
+            request._request, "auth-reset-mail", email, settings.RATE_LIMIT_RESET_MAIL
+        )
+        user = User.objects.filter(email=email, is_active=True).first()
+        if user is not None and user.has_usable_password() and within_limit:
             # Not waited for: waiting for the mail server (or failing with it) would tell
             # that the account exists.
             send_in_background(services.password_reset_email(user=user))

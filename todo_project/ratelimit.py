@@ -189,6 +189,25 @@ class LoginRateThrottle(BucketThrottle):
         return "auth-login", f"{email}|{ip_bucket(request._request)}", settings.RATE_LIMIT_LOGIN
 
 
+class RegisterRateThrottle(BucketThrottle):
+    """Registrations per client IP (RATE_LIMIT_REGISTER): an answer tells whether an email
+    has an account, so probing for accounts must stay slow."""
+
+    def bucket(self, request: Request) -> tuple[str, str, str]:
+        return "auth-register", ip_bucket(request._request), settings.RATE_LIMIT_REGISTER
+
+
+def within_silent_limit(request: HttpRequest, group: str, key: str, rate: str) -> bool:
+    """Counts this request in the bucket (group, key) without a word in the RateLimit-*
+    headers; False once it is over the rate. True when the cache cannot count (fail open)."""
+    try:
+        usage = _counted_usage(request, group=group, key=key, rate=rate)
+    except Exception:
+        logger.warning("rate-limit cache unavailable; failing open", exc_info=True)
+        return True
+    return usage is None or not usage["should_limit"]
+
+
 class PasswordCheckRateThrottle(BucketThrottle):
     """Requests that check the caller's password (a password change, an account deletion)
     count as sign-in attempts of their email, in the same bucket: a stolen access token must

@@ -450,6 +450,12 @@ RATELIMIT_IP_META_KEY = "todo_project.ratelimit.client_ip"
 RATE_LIMIT_USER = env_rate("RATE_LIMIT_USER", "100/m")
 RATE_LIMIT_ANON = env_rate("RATE_LIMIT_ANON", "30/m")
 RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/m")
+# Registrations per client IP, on top of RATE_LIMIT_ANON: each answer says whether an email
+# has an account (the contract's 201 with tokens needs it), so asking must stay slow.
+RATE_LIMIT_REGISTER = env_rate("RATE_LIMIT_REGISTER", "20/h")
+# Reset mails per recipient address: over it the answer is still 202, but nothing is mailed,
+# so a stranger cannot flood someone's inbox (or the mail queue) with reset links.
+RATE_LIMIT_RESET_MAIL = env_rate("RATE_LIMIT_RESET_MAIL", "3/h")
 # How many X-Forwarded-For hops (set by our own proxies) to trust for the client IP.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 

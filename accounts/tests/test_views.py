@@ -105,6 +105,19 @@ def test_register_refuses_an_email_taken_in_another_letter_case(anon_client, use
     assert User.objects.count() == 1
 
 
+def test_register_says_an_email_is_taken_only_once_every_other_field_is_valid(anon_client, user):
+    # A probe for accounts must bring a password that passes the rules (and one for a free
+    # address creates that account): a weak one is refused on its own, whatever the email.
+    for taken in (False, True):
+        email = user.email if taken else "nobody@example.com"
+        weak = anon_client.post("/api/v1/auth/register/", {"email": email, "password": "123"})
+        assert list(assert_problem(weak, 400)["errors"]) == ["password"]
+        bad_zone = {"email": email, "password": DEFAULT_PASSWORD, "timezone": "Mars/Base"}
+        zone = anon_client.post("/api/v1/auth/register/", bad_zone)
+        assert list(assert_problem(zone, 400)["errors"]) == ["timezone"]
+    assert User.objects.count() == 1
+
+
 def test_an_internationalised_domain_and_its_ascii_form_are_one_address(anon_client):
     registered = anon_client.post(
         "/api/v1/auth/register/", {"email": "Anna@XN--Exmple-cua.com", "password": DEFAULT_PASSWORD}

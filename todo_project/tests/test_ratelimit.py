@@ -13,7 +13,8 @@ from django.test import RequestFactory
 from rest_framework.settings import api_settings
 from rest_framework.test import APIClient
 
-from accounts.tests.helpers import assert_problem
+from accounts.models import User
+from accounts.tests.helpers import assert_problem, sent_mail
 from accounts.tokens import token_pair_for
 from conftest import DEFAULT_PASSWORD, client_for
 from todo_project import ratelimit
@@ -170,6 +171,56 @@ def test_a_rotating_x_forwarded_for_does_not_buy_a_new_bucket(anon_client, setti
         for n in range(4)
     ]
     assert statuses == [202, 202, 429, 429]
+
+
+def test_registrations_are_limited_per_client_ip(anon_client, settings):
+    # Register tells whether an email has an account: asking it for many has to be slow.
+    settings.RATE_LIMIT_REGISTER = "2/d"
+    first = anon_client.post("/api/v1/auth/register/", {"email": "a@example.com", "password": "1"})
+    assert first.status_code == 400  # a refused registration counts too (it was an answer)
+    second = {"email": "b@example.com", "password": DEFAULT_PASSWORD}
+    assert anon_client.post("/api/v1/auth/register/", second).status_code == 201
+    third = {"email": "c@example.com", "password": DEFAULT_PASSWORD}
+    response = anon_client.post("/api/v1/auth/register/", third)
+    assert_problem(response, 429)
+    assert int(response["Retry-After"]) > 0
+    assert not User.objects.filter(email="c@example.com").exists()
+    elsewhere = anon_client.post("/api/v1/auth/register/", third, REMOTE_ADDR="192.0.2.9")
+    assert elsewhere.status_code == 201
+    # The other anonymous endpoints keep their own limit.
+    reset = anon_client.post("/api/v1/auth/password/reset/", {"email": "b@example.com"})
+    assert reset.status_code == 202
+
+
+def test_reset_mails_are_limited_per_recipient_with_the_same_answer(
+    anon_client, user, other_user, settings
+):
+    # A stranger could otherwise mail someone reset links by the dozen, from many addresses.
+    settings.RATE_LIMIT_RESET_MAIL = "2/d"
+    answers = [
+        anon_client.post(
+            "/api/v1/auth/password/reset/", {"email": email}, REMOTE_ADDR=f"192.0.2.{n}"
+        )
+        for n, email in enumerate([user.email, user.email.upper(), user.email], start=1)
+    ]
+    assert [answer.status_code for answer in answers] == [202, 202, 202]
+    # The headers describe the caller's IP bucket, never the recipient's: the same each time.
+    assert {answer["RateLimit-Remaining"] for answer in answers} == {"29"}
+    assert [message.to for message in sent_mail()] == [[user.email], [user.email]]
+    other = anon_client.post("/api/v1/auth/password/reset/", {"email": other_user.email})
+    assert other.status_code == 202
+    assert sent_mail()[-1].to == [other_user.email]
+
+
+def test_a_reset_mail_is_sent_when_the_cache_cannot_count(anon_client, user, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ConnectionError("redis is down")
+
+    monkeypatch.setattr(ratelimit, "_counted_usage", broken)
+    assert (
+        anon_client.post("/api/v1/auth/password/reset/", {"email": user.email}).status_code == 202
+    )
+    assert [message.to for message in sent_mail()] == [[user.email]]
 
 
 # --- sign-in per (email, IP) ------------------------------------------------------------------
