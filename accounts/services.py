@@ -41,6 +41,11 @@ def password_reset_link(*, user: User) -> str:
     return f"{settings.FRONTEND_URL}/reset-password?uid={uid}&token={token}"
 
 
+def _hours(seconds: int) -> str:
+    hours = seconds // 3600
+    return "1 hour" if hours == 1 else f"{hours} hours"
+
+
 def password_reset_email(*, user: User, by_support: bool = False) -> EmailMessage:
     """The mail with a link to the frontend's reset page (Django's reset token inside). Sent
     by support (the admin's action), it says so: "someone (hopefully you)" read as a stranger's
@@ -54,7 +59,8 @@ def password_reset_email(*, user: User, by_support: bool = False) -> EmailMessag
         subject="Reset your Todo password",
         body=(
             f"{asked}\n\n"
-            f"Choose a new password here: {password_reset_link(user=user)}\n\n"
+            f"Choose a new password here: {password_reset_link(user=user)}\n"
+            f"The link works once, within {_hours(settings.PASSWORD_RESET_TIMEOUT)}.\n\n"
             "If you did not ask for it, ignore this email: your password stays as it is."
         ),
         to=[user.email],

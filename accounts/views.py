@@ -371,7 +371,8 @@ class PasswordResetView(PublicView):
         254 characters included), which tells nothing about accounts either. The answer does not
         wait for the mail: a slow or failing mail server changes nothing in it. At most
         `RATE_LIMIT_RESET_MAIL` (default 3 an hour) mails go to one address; past it the answer
-        is the same 202 and nothing is mailed (every link sent stays valid)."""
+        is the same 202 and nothing is mailed (every link sent stays valid). A link works for
+        `PASSWORD_RESET_HOURS` (default 24), and the mail says so."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         email = serializer.validated_data["email"]

@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
+from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -1040,6 +1041,25 @@ def test_password_reset_confirm_rejects_a_link_for_another_user(anon_client, use
     assert_problem(response, 400)
     other_user.refresh_from_db()
     assert other_user.check_password(DEFAULT_PASSWORD)
+
+
+def test_a_reset_link_works_for_password_reset_hours_and_the_mail_says_so(
+    anon_client, user, settings, monkeypatch
+):
+    settings.PASSWORD_RESET_TIMEOUT = 3600  # PASSWORD_RESET_HOURS=1
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    message = sent_mail()[0]
+    assert "The link works once, within 1 hour." in message.body
+    params = {**reset_link_params(message), "new_password": NEW_PASSWORD}
+    mailed_at = default_token_generator._now()
+    later = mailed_at + timedelta(hours=1, seconds=1)
+    monkeypatch.setattr(default_token_generator, "_now", lambda: later)
+    response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
+    assert assert_problem(response, 400)["errors"] == {
+        "token": ["The reset link is invalid or has expired."]
+    }
+    monkeypatch.setattr(default_token_generator, "_now", lambda: later - timedelta(seconds=2))
+    assert anon_client.post("/api/v1/auth/password/reset/confirm/", params).status_code == 204
 
 
 def test_a_reset_link_mailed_before_a_deactivation_is_refused(anon_client, user):

@@ -248,6 +248,7 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
         ("ADMIN_URL", "../x", "ADMIN_URL must be a path like admin/"),
         ("JWT_ACCESS_LIFETIME_SECONDS", "100000000000000", "JWT_ACCESS_LIFETIME_SECONDS must be"),
         ("EMAIL_PORT", "99999", "EMAIL_PORT must be from 1 to 65535, not 99999."),
+        ("PASSWORD_RESET_HOURS", "0", "PASSWORD_RESET_HOURS must be from 1 to 720, not 0."),
         ("FRONTEND_URL", "http://[::1", "FRONTEND_URL must be an http(s) URL"),
         ("FRONTEND_URL", "https://app.example.com:abc", "FRONTEND_URL must be an http(s) URL"),
     ],
