@@ -68,8 +68,11 @@ class Usage:
     exceeded: bool
 
 
-def count_request(request: HttpRequest, group: str, key: str, rate: str) -> Usage | None:
-    """Counts this request in the bucket (group, key); None when the cache cannot count."""
+def count_request(
+    request: HttpRequest, group: str, key: str, rate: str, *, in_headers: bool = True
+) -> Usage | None:
+    """Counts this request in the bucket (group, key); None when the cache cannot count.
+    `in_headers`: the bucket may be the one the RateLimit-* headers describe."""
     try:
         usage = _counted_usage(request, group=group, key=key, rate=rate)
     except Exception:
@@ -83,7 +86,8 @@ def count_request(request: HttpRequest, group: str, key: str, rate: str) -> Usag
         reset=max(1, usage["time_left"]),
         exceeded=usage["should_limit"],
     )
-    _remember(request, result)
+    if in_headers:
+        _remember(request, result)
     return result
 
 
@@ -199,13 +203,9 @@ class RegisterRateThrottle(BucketThrottle):
 
 def within_silent_limit(request: HttpRequest, group: str, key: str, rate: str) -> bool:
     """Counts this request in the bucket (group, key) without a word in the RateLimit-*
-    headers; False once it is over the rate. True when the cache cannot count (fail open)."""
-    try:
-        usage = _counted_usage(request, group=group, key=key, rate=rate)
-    except Exception:
-        logger.warning("rate-limit cache unavailable; failing open", exc_info=True)
-        return True
-    return usage is None or not usage["should_limit"]
+    headers; False once it is over the rate (True when the cache cannot count: fail open)."""
+    usage = count_request(request, group, key, rate, in_headers=False)
+    return usage is None or not usage.exceeded
 
 
 class PasswordCheckRateThrottle(BucketThrottle):

@@ -337,11 +337,11 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "user_id",
 }
 
-# Required: password-reset emails link to it, and the default would send users to localhost.
 # How long a mailed reset link works (whole hours; Django's default is 3 days): a link left in
 # a mailbox is a way into the account for whoever reads that mailbox later. The mail says it.
 PASSWORD_RESET_TIMEOUT = 3600 * env_int("PASSWORD_RESET_HOURS", 24, minimum=1, maximum=24 * 30)
 
+# Required: password-reset emails link to it, and the default would send users to localhost.
 require_in_production("FRONTEND_URL")
 FRONTEND_URL = (os.environ.get("FRONTEND_URL") or "http://localhost:3000").rstrip("/")
 _frontend = parsed_url(FRONTEND_URL)
