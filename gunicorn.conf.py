@@ -22,6 +22,10 @@ workers = gunicorn_workers()
 # X-Request-ID, not HTML pages (todo_project/gunicorn_worker.py).
 worker_class = "todo_project.gunicorn_worker.ProblemSyncWorker"
 timeout = 30
+# The web workers' database statements end 5 s before gunicorn would kill the worker
+# (settings.DB_STATEMENT_TIMEOUT; read by the app, which preload_app imports after this file).
+if not os.environ.get("DB_STATEMENT_TIMEOUT"):
+    os.environ["DB_STATEMENT_TIMEOUT"] = str(timeout - 5)
 graceful_timeout = 20
 keepalive = 5
 # The app is imported once, by the master, and each worker forked from it: a new or recycled

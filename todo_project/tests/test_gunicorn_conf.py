@@ -49,6 +49,17 @@ def test_forwarded_headers_are_trusted_only_behind_the_proxies_the_app_trusts(mo
     assert narrowed.forwarded_allow_ips == ["10.0.0.2"]
 
 
+@pytest.mark.parametrize(("given", "expected"), [(None, "25"), ("", "25"), ("7", "7"), ("0", "0")])
+def test_web_workers_end_a_statement_5_s_before_gunicorn_kills_them(monkeypatch, given, expected):
+    # gunicorn.conf.py writes os.environ: set first, so that monkeypatch puts it back after.
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "")
+    monkeypatch.delenv("DB_STATEMENT_TIMEOUT")
+    env = {} if given is None else {"DB_STATEMENT_TIMEOUT": given}
+    cfg = gunicorn_config(monkeypatch, **env)
+    assert cfg.timeout == 30
+    assert os.environ["DB_STATEMENT_TIMEOUT"] == expected
+
+
 def test_no_control_socket_and_heartbeats_on_tmpfs(monkeypatch):
     cfg = gunicorn_config(monkeypatch)
     assert cfg.control_socket_disable is True

@@ -38,6 +38,21 @@ def test_the_models_need_no_new_migration(capsys):
         pytest.fail(f"makemigrations would write a migration:\n{capsys.readouterr().out}")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_migrate_runs_without_the_web_workers_statement_timeout():
+    # As if DB_STATEMENT_TIMEOUT were in the container's environment: an index built on a
+    # large table may rightly take longer.
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '5s'")
+        cursor.execute("SET idle_in_transaction_session_timeout = '5s'")
+    call_command("migrate", verbosity=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        assert cursor.fetchone() == ("0",)
+        cursor.execute("SHOW idle_in_transaction_session_timeout")
+        assert cursor.fetchone() == ("0",)
+
+
 def start_migrate() -> subprocess.Popen:
     """`manage.py migrate` as a container starts it, on this test's database."""
     return subprocess.Popen(

@@ -229,6 +229,33 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
         assert type(cursor).__name__ == "ServerBindingCursor"
 
 
+SHOW_TIMEOUTS = (
+    "from django.db import connection, utils\n"
+    "with connection.cursor() as c:\n"
+    "    for name in ('statement_timeout', 'idle_in_transaction_session_timeout'):\n"
+    "        c.execute('SHOW ' + name); print(name, c.fetchone()[0])\n"
+    "    try:\n"
+    "        c.execute('SELECT pg_sleep(1.5)'); print('slept')\n"
+    "    except utils.OperationalError as error:\n"
+    "        print('cancelled', error.__cause__.sqlstate)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "outcome"), [("1", "1s", "cancelled 57014"), ("", "0", "slept")]
+)
+def test_db_statement_timeout_bounds_each_statement_of_the_process(value, shown, outcome):
+    result = run_manage(
+        "shell", "--no-imports", "-c", SHOW_TIMEOUTS, DEBUG="1", DB_STATEMENT_TIMEOUT=value
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        f"statement_timeout {shown}",
+        f"idle_in_transaction_session_timeout {shown}",
+        outcome,
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
@@ -249,6 +276,7 @@ def test_database_queries_are_bound_server_side_and_prepared_when_repeated(db):
         ("JWT_ACCESS_LIFETIME_SECONDS", "100000000000000", "JWT_ACCESS_LIFETIME_SECONDS must be"),
         ("EMAIL_PORT", "99999", "EMAIL_PORT must be from 1 to 65535, not 99999."),
         ("PASSWORD_RESET_HOURS", "0", "PASSWORD_RESET_HOURS must be from 1 to 720, not 0."),
+        ("DB_STATEMENT_TIMEOUT", "-1", "DB_STATEMENT_TIMEOUT must be from 0 to 86400, not -1."),
         ("FRONTEND_URL", "http://[::1", "FRONTEND_URL must be an http(s) URL"),
         ("FRONTEND_URL", "https://app.example.com:abc", "FRONTEND_URL must be an http(s) URL"),
     ],
