@@ -249,8 +249,9 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
 # web workers get 5 s under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset): a
 # worker gunicorn kills leaves its statement running on in PostgreSQL, holding its row locks,
 # and a retry queued behind them; this ends it first, as a 500. Commands get one only when it
-# is set in their environment, and migrate never (tasks/management/commands/migrate.py). Passed as libpq `options`, which PgBouncer refuses: behind
-# one, set 0 here and `ALTER ROLE ... SET statement_timeout` instead.
+# is set in their environment, and migrate never (tasks/management/commands/migrate.py).
+# Passed as libpq `options`, which PgBouncer refuses: behind one, set 0 here and
+# `ALTER ROLE ... SET statement_timeout` instead.
 DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 0, maximum=24 * 3600)
 if DB_STATEMENT_TIMEOUT:
     DATABASES["default"]["OPTIONS"]["options"] = (
