@@ -245,19 +245,18 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
 DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
     "DB_CONNECT_TIMEOUT", 2, minimum=1
 )
-# How long one statement, or a transaction left idle, may last, in seconds (0: no limit). The
-# web workers get 5 s under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset): a
-# worker gunicorn kills leaves its statement running on in PostgreSQL, holding its row locks,
+# How long one database statement may run, in seconds (0: no limit). The web workers get 5 s
+# under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset): a worker gunicorn
+# kills leaves its statement running on in PostgreSQL, holding its row locks,
 # and a retry queued behind them; this ends it first, as a 500. Commands get one only when it
 # is set in their environment, and migrate never (tasks/management/commands/migrate.py).
 # Passed as libpq `options`, which PgBouncer refuses: behind one, set 0 here and
-# `ALTER ROLE ... SET statement_timeout` instead.
+# `ALTER ROLE ... SET statement_timeout` instead. Not idle_in_transaction_session_timeout: a
+# killed worker's idle transaction ends with its socket anyway, and one ended under a live
+# worker read as a lost connection, the 503 that invites a retry in 5 s.
 DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 0, maximum=24 * 3600)
 if DB_STATEMENT_TIMEOUT:
-    DATABASES["default"]["OPTIONS"]["options"] = (
-        f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s"
-        f" -c idle_in_transaction_session_timeout={DB_STATEMENT_TIMEOUT}s"
-    )
+    DATABASES["default"]["OPTIONS"]["options"] = f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s"
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"

@@ -32,7 +32,6 @@ class Command(migrate.Command):
             # A migration may rightly run long (an index built on a large table), and a
             # container's environment may carry the web workers' DB_STATEMENT_TIMEOUT.
             cursor.execute("SET statement_timeout = 0")
-            cursor.execute("SET idle_in_transaction_session_timeout = 0")
         told = False
         while not self._took_the_lock(connection):
             if not told:
