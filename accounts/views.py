@@ -37,6 +37,7 @@ from todo_project.ratelimit import (
     LoginRateThrottle,
     PasswordCheckRateThrottle,
     RegisterRateThrottle,
+    ip_bucket,
     within_silent_limit,
 )
 from todo_project.retry import RetriedWrites
@@ -370,15 +371,30 @@ class PasswordResetView(PublicView):
         the answer never tells whether one exists; 400 for a missing or malformed email (over
         254 characters included), which tells nothing about accounts either. The answer does not
         wait for the mail: a slow or failing mail server changes nothing in it. At most
-        `RATE_LIMIT_RESET_MAIL` (default 3 an hour) mails go to one address; past it the answer
+        `RATE_LIMIT_RESET_MAIL` (default 3 an hour) mails go to one address per client IP, and
+        `RATE_LIMIT_RESET_MAIL_ADDRESS` (default 10 an hour) from all IPs; past either the answer
         is the same 202 and nothing is mailed (every link sent stays valid). A link works for
         `PASSWORD_RESET_HOURS` (default 24), and the mail says so."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         email = serializer.validated_data["email"]
         # Counted for every address, whether or not it has an account (the same work either way).
-        within_limit = within_silent_limit(
-            request._request, "auth-reset-mail", email, settings.RATE_LIMIT_RESET_MAIL
+        ip = ip_bucket(request._request)
+        within_limit = all(  # both counted, whatever the first says
+            [
+                within_silent_limit(
+                    request._request,
+                    "auth-reset-mail",
+                    f"{email}|{ip}",
+                    settings.RATE_LIMIT_RESET_MAIL,
+                ),
+                within_silent_limit(
+                    request._request,
+                    "auth-reset-mail-address",
+                    email,
+                    settings.RATE_LIMIT_RESET_MAIL_ADDRESS,
+                ),
+            ]
         )
         user = User.objects.filter(email=email, is_active=True).first()
         if user is not None and user.has_usable_password() and within_limit:

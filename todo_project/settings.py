@@ -246,7 +246,8 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
     "DB_CONNECT_TIMEOUT", 2, minimum=1
 )
 # How long one database statement may run, in seconds (0: no limit). The web workers get 5 s
-# under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset): a worker gunicorn
+# under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset, from its own `timeout`:
+# with another `--timeout` on gunicorn's command line, set this too): a worker gunicorn
 # kills leaves its statement running on in PostgreSQL, holding its row locks,
 # and a retry queued behind them; this ends it first, as a 500. Commands get one only when it
 # is set in their environment, and migrate never (tasks/management/commands/migrate.py).
@@ -256,7 +257,11 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
 # worker read as a lost connection, the 503 that invites a retry in 5 s.
 DB_STATEMENT_TIMEOUT = env_int("DB_STATEMENT_TIMEOUT", 0, maximum=24 * 3600)
 if DB_STATEMENT_TIMEOUT:
-    DATABASES["default"]["OPTIONS"]["options"] = f"-c statement_timeout={DB_STATEMENT_TIMEOUT}s"
+    # Added to options DATABASE_URL may carry (`?options=`, `?currentSchema=`), not over them.
+    _options = DATABASES["default"]["OPTIONS"].get("options", "")
+    DATABASES["default"]["OPTIONS"]["options"] = (
+        f"{_options} -c statement_timeout={DB_STATEMENT_TIMEOUT}s".strip()
+    )
 # Django's backend with a health check that polls the socket instead of a `SELECT 1` round
 # trip per request (todo_project/postgresql/base.py).
 DATABASES["default"]["ENGINE"] = "todo_project.postgresql"
@@ -469,9 +474,13 @@ RATE_LIMIT_LOGIN = env_rate("RATE_LIMIT_LOGIN", "10/m")
 # Registrations per client IP, on top of RATE_LIMIT_ANON: each answer says whether an email
 # has an account (the contract's 201 with tokens needs it), so asking must stay slow.
 RATE_LIMIT_REGISTER = env_rate("RATE_LIMIT_REGISTER", "20/h")
-# Reset mails per recipient address: over it the answer is still 202, but nothing is mailed,
-# so a stranger cannot flood someone's inbox (or the mail queue) with reset links.
+# Reset mails per (recipient address, client IP), and per address from all IPs together: over
+# either the answer is still 202, but nothing is mailed, so a stranger cannot flood someone's
+# inbox (or the mail queue) with reset links. Per IP first, so that the owner's own request
+# still mails while another IP asks for their address; the looser cap across IPs bounds a
+# flood from many, at the price that asking that often from many IPs holds the owner's back.
 RATE_LIMIT_RESET_MAIL = env_rate("RATE_LIMIT_RESET_MAIL", "3/h")
+RATE_LIMIT_RESET_MAIL_ADDRESS = env_rate("RATE_LIMIT_RESET_MAIL_ADDRESS", "10/h")
 # How many X-Forwarded-For hops (set by our own proxies) to trust for the client IP.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 

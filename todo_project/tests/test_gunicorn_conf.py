@@ -34,7 +34,10 @@ class ConfigFileOnly(Application):
 
 
 def gunicorn_config(monkeypatch, **env: str):
-    for name in ("TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS"):
+    # gunicorn.conf.py writes DB_STATEMENT_TIMEOUT into os.environ: set first, so that
+    # monkeypatch takes it out again after the test (later subprocesses inherit os.environ).
+    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "")
+    for name in ("TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS", "DB_STATEMENT_TIMEOUT"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -51,9 +54,6 @@ def test_forwarded_headers_are_trusted_only_behind_the_proxies_the_app_trusts(mo
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "25"), ("", "25"), ("7", "7"), ("0", "0")])
 def test_web_workers_end_a_statement_5_s_before_gunicorn_kills_them(monkeypatch, given, expected):
-    # gunicorn.conf.py writes os.environ: set first, so that monkeypatch puts it back after.
-    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "")
-    monkeypatch.delenv("DB_STATEMENT_TIMEOUT")
     env = {} if given is None else {"DB_STATEMENT_TIMEOUT": given}
     cfg = gunicorn_config(monkeypatch, **env)
     assert cfg.timeout == 30

@@ -192,23 +192,32 @@ def test_registrations_are_limited_per_client_ip(anon_client, settings):
     assert reset.status_code == 202
 
 
-def test_reset_mails_are_limited_per_recipient_with_the_same_answer(
+def test_reset_mails_are_limited_per_recipient_and_ip_with_the_same_answer(
     anon_client, user, other_user, settings
 ):
     # A stranger could otherwise mail someone reset links by the dozen, from many addresses.
     settings.RATE_LIMIT_RESET_MAIL = "2/d"
-    answers = [
-        anon_client.post(
-            "/api/v1/auth/password/reset/", {"email": email}, REMOTE_ADDR=f"192.0.2.{n}"
-        )
-        for n, email in enumerate([user.email, user.email.upper(), user.email], start=1)
+    settings.RATE_LIMIT_RESET_MAIL_ADDRESS = "4/d"
+
+    def reset(email, ip):
+        return anon_client.post("/api/v1/auth/password/reset/", {"email": email}, REMOTE_ADDR=ip)
+
+    from_one_ip = [
+        reset(email, "192.0.2.1") for email in (user.email, user.email.upper(), user.email)
     ]
-    assert [answer.status_code for answer in answers] == [202, 202, 202]
-    # The headers describe the caller's IP bucket, never the recipient's: the same each time.
-    assert {answer["RateLimit-Remaining"] for answer in answers} == {"29"}
-    assert [message.to for message in sent_mail()] == [[user.email], [user.email]]
-    other = anon_client.post("/api/v1/auth/password/reset/", {"email": other_user.email})
-    assert other.status_code == 202
+    assert [answer.status_code for answer in from_one_ip] == [202, 202, 202]
+    # The headers describe the caller's IP bucket, never the recipient's.
+    assert [answer["RateLimit-Remaining"] for answer in from_one_ip] == ["29", "28", "27"]
+    assert len(sent_mail()) == 2  # the third, over 2 per (address, IP), mailed nothing
+    # The owner, from their own IP, still gets a mail while a stranger's IP is over its limit.
+    assert reset(user.email, "198.51.100.7").status_code == 202
+    assert len(sent_mail()) == 3
+    # Across IPs, 4 asked for the address (the refused one counts): a fifth IP is refused too.
+    assert reset(user.email, "203.0.113.9").status_code == 202
+    assert len(sent_mail()) == 3
+    assert {tuple(message.to) for message in sent_mail()} == {(user.email,)}
+    # Another address has buckets of its own.
+    assert reset(other_user.email, "192.0.2.1").status_code == 202
     assert sent_mail()[-1].to == [other_user.email]
 
 

@@ -254,6 +254,18 @@ def test_db_statement_timeout_bounds_each_statement_of_the_process(value, shown,
     ]
 
 
+def test_the_statement_timeout_joins_options_database_url_carries():
+    # dj_database_url turns `?currentSchema=app` into `-c search_path=app`: kept.
+    show = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS']['options'])"
+    url = os.environ["DATABASE_URL"]
+    url += ("&" if "?" in url else "?") + "currentSchema=app"
+    result = run_manage(
+        "shell", "--no-imports", "-c", show, DEBUG="1", DATABASE_URL=url, DB_STATEMENT_TIMEOUT="7"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "-c search_path=app -c statement_timeout=7s"
+
+
 @pytest.mark.parametrize(
     ("name", "value", "message"),
     [
