@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.contrib.auth import authenticate
 from django.db import IntegrityError, transaction
 from django.utils.cache import patch_cache_control
@@ -37,8 +36,7 @@ from todo_project.ratelimit import (
     LoginRateThrottle,
     PasswordCheckRateThrottle,
     RegisterRateThrottle,
-    ip_bucket,
-    within_silent_limit,
+    reset_mail_allowed,
 )
 from todo_project.retry import RetriedWrites
 from todo_project.schema import answer_example, delete_with_body
@@ -379,23 +377,7 @@ class PasswordResetView(PublicView):
         serializer.is_valid(raise_exception=True)
         email = serializer.validated_data["email"]
         # Counted for every address, whether or not it has an account (the same work either way).
-        ip = ip_bucket(request._request)
-        within_limit = all(  # both counted, whatever the first says
-            [
-                within_silent_limit(
-                    request._request,
-                    "auth-reset-mail",
-                    f"{email}|{ip}",
-                    settings.RATE_LIMIT_RESET_MAIL,
-                ),
-                within_silent_limit(
-                    request._request,
-                    "auth-reset-mail-address",
-                    email,
-                    settings.RATE_LIMIT_RESET_MAIL_ADDRESS,
-                ),
-            ]
-        )
+        within_limit = reset_mail_allowed(request._request, email)
         user = User.objects.filter(email=email, is_active=True).first()
         if user is not None and user.has_usable_password() and within_limit:
             # Not waited for: waiting for the mail server (or failing with it) would tell

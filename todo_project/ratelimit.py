@@ -201,11 +201,24 @@ class RegisterRateThrottle(BucketThrottle):
         return "auth-register", ip_bucket(request._request), settings.RATE_LIMIT_REGISTER
 
 
-def within_silent_limit(request: HttpRequest, group: str, key: str, rate: str) -> bool:
+def _within_silent_limit(request: HttpRequest, group: str, key: str, rate: str) -> bool:
     """Counts this request in the bucket (group, key) without a word in the RateLimit-*
     headers; False once it is over the rate (True when the cache cannot count: fail open)."""
     usage = count_request(request, group, key, rate, in_headers=False)
     return usage is None or not usage.exceeded
+
+
+def reset_mail_allowed(request: HttpRequest, email: str) -> bool:
+    """Whether a reset mail to `email` may go: per (address, client IP) (RATE_LIMIT_RESET_MAIL)
+    and per address from all IPs (RATE_LIMIT_RESET_MAIL_ADDRESS). Both are counted whatever
+    the first says, and neither shows in the headers: the answer is the same 202 either way."""
+    per_ip = _within_silent_limit(
+        request, "auth-reset-mail", f"{email}|{ip_bucket(request)}", settings.RATE_LIMIT_RESET_MAIL
+    )
+    per_address = _within_silent_limit(
+        request, "auth-reset-mail-address", email, settings.RATE_LIMIT_RESET_MAIL_ADDRESS
+    )
+    return per_ip and per_address
 
 
 class PasswordCheckRateThrottle(BucketThrottle):
