@@ -31,7 +31,7 @@ from rest_framework.response import Response
 from tasks import fast_read, services, sync
 from tasks.filters import TaskFilter
 from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
-from tasks.quotas import COMPLETION_ALLOWANCE
+from tasks.quotas import COMPLETION_ALLOWANCE, MAX_COMPLETED_PER_REQUEST
 from tasks.serializers import (
     TASK_BULK_BODY,
     BulkResultSerializer,
@@ -81,10 +81,14 @@ PROBLEM_409_CREATE = _problem(
     "The account has `MAX_TASKS_PER_USER` tasks (completed ones count): delete some first "
     f"(no `Retry-After`). {NEW_TAGS_PAST_CAP} {IDEMPOTENCY_KEY_RUNNING}"
 )
+TOO_MANY_COMPLETED = (
+    f"tasks than one request completes ({MAX_COMPLETED_PER_REQUEST:,}, open subtasks "
+    "included): nothing changed; complete the subtasks first."
+)
 PROBLEM_409_COMPLETION = _problem(
     "Completing this recurring task would create its next occurrence past the account's "
     f"allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete "
-    f"tasks first. {NEW_TAGS_PAST_CAP}"
+    f"tasks first. Completing it would complete more {TOO_MANY_COMPLETED} {NEW_TAGS_PAST_CAP}"
 )
 PROBLEM_409_LIST_CREATE = _problem(
     "The account has `MAX_LISTS_PER_USER` lists: delete one first (no `Retry-After`). "
@@ -101,7 +105,9 @@ COMPLETING = (
     "Setting `completed` to true completes the open subtasks too and, for a recurring task, "
     "creates the next occurrence: its id is in `next_occurrence`. That copy is a new task: "
     f"completions may take an account up to {COMPLETION_ALLOWANCE:,} tasks past `MAX_TASKS_PER_USER`; beyond, "
-    "a completion that would make one is a 409 and changes nothing."
+    "a completion that would make one is a 409 and changes nothing. One request completes "
+    f"at most {MAX_COMPLETED_PER_REQUEST:,} tasks, its open subtasks included: a parent with "
+    "more open subtasks is a 409 too, until some are completed."
 )
 
 TASK_EXAMPLE = {
@@ -643,7 +649,8 @@ class TaskViewSet(
             (409, PROBLEM_JSON): _problem(
                 "A `complete` whose next occurrences would take the account past its allowance "
                 f"(`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete "
-                f"tasks first. An `add_tags` whose new names would take it past "
+                f"tasks first. A `complete` of more {TOO_MANY_COMPLETED} "
+                "An `add_tags` whose new names would take it past "
                 f"`MAX_TAGS_PER_USER` tags: nothing changed. {IDEMPOTENCY_KEY_RUNNING}"
             ),
         },

@@ -4,6 +4,8 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tasks import services
@@ -319,3 +321,96 @@ def test_a_later_task_of_a_series_keeps_its_phase_when_its_due_date_moves(
     assert api_client.get(f"/api/v1/tasks/{again['next_occurrence']}/").json()["due_date"] == (
         "2032-02-29"
     )
+
+
+# --- How many tasks one request completes ------------------------------------------------------
+
+
+@pytest.fixture
+def most_completed(monkeypatch):
+    """MAX_COMPLETED_PER_REQUEST lowered to `most` (1,000 tasks would make the tests slow)."""
+
+    def lower(most: int) -> None:
+        monkeypatch.setattr(services, "MAX_COMPLETED_PER_REQUEST", most)
+
+    return lower
+
+
+def _open_subtasks(make_task, parent, count: int, **fields) -> list[Task]:
+    return [make_task(f"{parent.title} {n}", parent=parent, **fields) for n in range(count)]
+
+
+def _states(tasks) -> list[tuple]:
+    return list(
+        Task.objects.filter(pk__in=[task.pk for task in tasks])
+        .order_by("title")
+        .values_list("title", "completed", "version")
+    )
+
+
+def test_a_parent_with_its_open_subtasks_up_to_the_bound_is_completed(
+    api_client, make_task, most_completed
+):
+    most_completed(3)
+    parent = make_task("Move house")
+    subtasks = _open_subtasks(make_task, parent, 2)
+    make_task("Done already", parent=parent, completed=True)  # not completed again: not counted
+
+    response = api_client.patch(f"/api/v1/tasks/{parent.pk}/", {"completed": True})
+
+    assert response.status_code == 200
+    assert _states([parent, *subtasks]) == [
+        ("Move house", True, 2),
+        ("Move house 0", True, 2),
+        ("Move house 1", True, 2),
+    ]
+
+
+def test_a_parent_with_more_open_subtasks_than_one_request_completes_is_a_409_changing_nothing(
+    api_client, make_task, most_completed
+):
+    """Each completed subtask costs work (a recurring one its next occurrence): 40,000 recurring
+    subtasks ran past the worker's timeout, a 500. Past the bound: a 409, and nothing done."""
+    most_completed(3)
+    parent = make_task("Move house")
+    subtasks = _open_subtasks(make_task, parent, 3, due_date="2026-12-01", recurrence="FREQ=DAILY")
+    before = _states([parent, *subtasks])
+
+    with CaptureQueriesContext(connection) as queries:
+        response = api_client.patch(
+            f"/api/v1/tasks/{parent.pk}/", {"completed": True, "title": "Moved house"}
+        )
+
+    assert response.status_code == 409
+    # The cascade's UPDATE stopped one past the bound (the parent and 2 subtasks), so a parent
+    # with any number of subtasks costs that much before the 409.
+    [cascade] = [q["sql"] for q in queries.captured_queries if "AND NOT completed" in q["sql"]]
+    assert cascade.startswith("UPDATE") and "LIMIT 3)" in cascade
+    assert response["Content-Type"] == "application/problem+json"
+    assert "one request completes at most 3" in response.json()["detail"]
+    assert _states([parent, *subtasks]) == before  # the title too: all or nothing
+    assert Task.objects.count() == 4  # no next occurrence made
+
+
+@pytest.mark.parametrize(("most", "status"), [(4, 200), (3, 409)])
+def test_a_bulk_complete_counts_the_tasks_and_their_open_subtasks(
+    api_client, make_task, most_completed, most, status
+):
+    most_completed(most)
+    parents = [make_task("Kitchen"), make_task("Garden")]
+    subtasks = [_open_subtasks(make_task, parent, 1)[0] for parent in parents]
+    before = _states([*parents, *subtasks])
+
+    response = api_client.post(
+        "/api/v1/tasks/bulk/",
+        {"action": "complete", "ids": [str(parent.pk) for parent in parents]},
+        format="json",
+    )
+
+    assert response.status_code == status
+    if status == 200:
+        assert response.json()["updated"] == 2
+        assert all(completed for _, completed, _ in _states([*parents, *subtasks]))
+    else:
+        assert "one request completes at most 3" in response.json()["detail"]
+        assert _states([*parents, *subtasks]) == before
