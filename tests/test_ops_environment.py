@@ -282,8 +282,7 @@ def test_the_images_start_command_takes_an_empty_variable_as_the_images_value(
     runs, and crashed on "" after migrate had passed it; `HOST=` bound the container's loopback
     (the code's default), out of reach. The Dockerfile's CMD, run as is."""
     from todo_project.healthcheck import main as probe
-    from todo_project.tests.helpers import database_url_for_this_test
-    from todo_project.tests.test_ratelimit_global import free_port
+    from todo_project.tests.helpers import database_url_for_this_test, free_port
 
     dockerfile = (ROOT / "Dockerfile").read_text()
     (command,) = [

@@ -1,11 +1,18 @@
 import os
 import select
+import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pytest
+from django.conf import settings
 from django.db import connection, connections
 
 
@@ -14,6 +21,55 @@ def database_url_for_this_test() -> str:
     management command) that must see what the test wrote."""
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + connection.settings_dict["NAME"]))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def served(command: list[str], port: int, logs: Path, **env: str) -> Iterator[str]:
+    """Runs a server process (`command`, listening on `port`) on this test's database and
+    Redis, production settings; yields its base URL once /healthz answers, stops it after."""
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_this_test(),
+        "CONN_MAX_AGE": "0",  # no connection left open to the test database afterwards
+        "SECRET_KEY": settings.SECRET_KEY,
+        "JWT_SIGNING_KEY": settings.SIMPLE_JWT["SIGNING_KEY"],
+        "DEBUG": "0",
+        "HTTPS": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "FRONTEND_URL": "https://app.example.com",
+        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
+        "LOG_LEVEL": "warning",
+        **env,
+    }
+    error_log = logs / "error.log"
+    process = subprocess.Popen(
+        command,
+        cwd=settings.BASE_DIR,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=error_log.open("wb"),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"{command[0]} did not start:\n{error_log.read_text()}")
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(20)
 
 
 def connection_of_its_own(connection) -> psycopg.Connection:

@@ -18,6 +18,7 @@ from django.conf import settings
 from gunicorn.app.base import Application
 
 from todo_project.problems import PROBLEM_CONTENT_TYPE, title_for
+from todo_project.tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,12 +66,6 @@ def test_no_control_socket_and_heartbeats_on_tmpfs(monkeypatch):
     assert cfg.control_socket_disable is True
     if os.access("/dev/shm", os.W_OK):
         assert cfg.worker_tmp_dir == "/dev/shm"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager

@@ -1,9 +1,6 @@
 """The per-user limit is global: two gunicorn workers share one count in the real Redis."""
 
 import json
-import os
-import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -12,22 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 
 from accounts.tokens import RefreshToken
-from todo_project.tests.helpers import database_url_for_this_test
+from todo_project.tests.helpers import free_port, served
 
 pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
 
 LIMIT = 100
 WORKERS = 2
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def get(url: str, access: str) -> tuple[int, dict[str, str], bytes]:
@@ -44,52 +34,19 @@ def gunicorn(tmp_path: Path):
     """gunicorn with two sync workers on a free loopback port; yields (base URL, access log)."""
     port = free_port()
     access_log = tmp_path / "access.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url_for_this_test(),
-        "CONN_MAX_AGE": "0",  # no connection left open to the test database afterwards
-        "SECRET_KEY": settings.SECRET_KEY,
-        "JWT_SIGNING_KEY": settings.SIMPLE_JWT["SIGNING_KEY"],
-        "DEBUG": "0",
-        "HTTPS": "0",
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FRONTEND_URL": "https://app.example.com",
-        "RATE_LIMIT_USER": f"{LIMIT}/m",
-        "CACHE_KEY_PREFIX": settings.CACHES["default"].get("KEY_PREFIX", ""),
-        "LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "todo_project.wsgi:application",
-            "--config", "gunicorn.conf.py",
-            "--workers", str(WORKERS),
-            "--bind", f"127.0.0.1:{port}",
-            "--max-requests", "0",
-            # The worker's pid in each access-log line tells which worker answered.
-            "--access-logfile", str(access_log),
-            "--access-logformat", "%(p)s %(s)s",
-        ],
-        cwd=settings.BASE_DIR,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "error.log").open("wb"),
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start:\n" + (tmp_path / "error.log").read_text())
-                time.sleep(0.2)
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")),
+        "todo_project.wsgi:application",
+        "--config", "gunicorn.conf.py",
+        "--workers", str(WORKERS),
+        "--bind", f"127.0.0.1:{port}",
+        "--max-requests", "0",
+        # The worker's pid in each access-log line tells which worker answered.
+        "--access-logfile", str(access_log),
+        "--access-logformat", "%(p)s %(s)s",
+    ]  # fmt: skip
+    with served(command, port, tmp_path, RATE_LIMIT_USER=f"{LIMIT}/m") as base:
         yield base, access_log
-    finally:
-        process.terminate()
-        process.wait(20)
 
 
 def test_the_101st_request_in_a_minute_is_a_429_whichever_worker_answers(make_user, gunicorn):
