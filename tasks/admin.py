@@ -562,7 +562,7 @@ class TaskAdmin(OwnedAdmin):
                 messages.ERROR,
             )
             return None
-        changed, refused, over_cap = 0, 0, []
+        changed, refused, conflicts = 0, 0, []
         for task in to_change.select_related("owner"):
             if not may_manage(request.user, task.owner):
                 refused += 1
@@ -578,8 +578,10 @@ class TaskAdmin(OwnedAdmin):
                     services.task_update(
                         task=current, user=task.owner, data={"completed": completed}, locked=True
                     )
-                except Conflict as error:  # its next occurrence would pass the task cap
-                    over_cap.append(f"{current}: {error.detail}")
+                # Its next occurrence would pass the task cap, or it has more open subtasks
+                # than one completion takes (services.MAX_COMPLETED_PER_REQUEST).
+                except Conflict as error:
+                    conflicts.append(f"{current}: {error.detail}")
                     continue
                 _log(request, [current], CHANGE, message)
                 if completed:
@@ -591,10 +593,10 @@ class TaskAdmin(OwnedAdmin):
                 f"Left {refused} task(s) of staff accounts as they were (superusers only).",
                 messages.WARNING,
             )
-        if over_cap:
+        if conflicts:
             self.message_user(
                 request,
-                f"Left {len(over_cap)} recurring task(s) open: {over_cap[0]}",
+                f"Left {len(conflicts)} task(s) open: {conflicts[0]}",
                 messages.ERROR,
             )
         return changed

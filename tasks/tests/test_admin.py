@@ -1200,12 +1200,32 @@ def test_completing_a_recurring_task_past_the_cap_and_allowance_leaves_it_open_a
     assert response.status_code == 302
     shown = [m.message for m in get_messages(response.wsgi_request)]
     assert "Completed 1 task(s)." in shown
-    assert any(
-        m.startswith("Left 1 recurring task(s) open: Water plants: You have 2") for m in shown
-    )
+    assert any(m.startswith("Left 1 task(s) open: Water plants: You have 2") for m in shown)
     plain.refresh_from_db()
     task.refresh_from_db()
     assert (plain.completed, task.completed, Task.objects.count()) == (True, False, 2)
+
+
+@pytest.mark.django_db
+def test_a_parent_with_more_open_subtasks_than_a_completion_takes_is_left_open_and_said(
+    support_client, user, monkeypatch
+):
+    plain = add_task(user, "Walk")
+    parent = add_task(user, "Move house")
+    for n in range(2):
+        add_task(user, f"Box {n}", parent=parent)
+    monkeypatch.setattr(services, "MAX_COMPLETED_PER_REQUEST", 2)
+
+    response = run_action(support_client, "complete", plain, parent)
+
+    shown = [m.message for m in get_messages(response.wsgi_request)]
+    assert "Completed 1 task(s)." in shown
+    assert any(
+        m.startswith("Left 1 task(s) open: Move house: This would complete more than 2 tasks")
+        for m in shown
+    )
+    completed = dict(Task.objects.values_list("title", "completed"))
+    assert completed == {"Walk": True, "Move house": False, "Box 0": False, "Box 1": False}
 
 
 @pytest.mark.django_db
