@@ -1161,11 +1161,35 @@ def test_completing_or_reopening_more_tasks_than_an_action_takes_does_nothing(
 
     response = run_action(support_client, name, *tasks)
 
+    included = " (open subtasks included)" if name == "complete" else ""
     assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Nothing done: 3 tasks to change, an action takes at most 2 at once."
+        f"Nothing done: 3 tasks to change{included}, an action takes at most 2 at once."
     ]
     assert set(Task.objects.values_list("completed", flat=True)) == {name == "reopen"}
     assert not LogEntry.objects.filter(action_flag=CHANGE).exists()
+
+
+@pytest.mark.django_db
+def test_completing_fewer_tasks_than_an_action_takes_with_more_open_subtasks_does_nothing(
+    support_client, user, monkeypatch
+):
+    """Each open subtask is completed with its parent, in the same loop within gunicorn's
+    timeout: the action's bound counts them (those selected too are counted once)."""
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 3)
+    parent = add_task(user, "Move house")
+    boxes = [add_task(user, f"Box {n}", parent=parent) for n in range(3)]
+    add_task(user, "Van", parent=parent, completed=True)  # done already: not counted
+
+    refused = run_action(support_client, "complete", parent)
+    services.task_complete(task=boxes[2], user=user)
+    done = run_action(support_client, "complete", parent, boxes[0])  # and Box 1 with them
+
+    too_many = "Nothing done: 4 tasks to change (open subtasks included), an action takes"
+    assert [str(m) for m in get_messages(refused.wsgi_request)] == [
+        f"{too_many} at most 3 at once."
+    ]
+    assert [str(m) for m in get_messages(done.wsgi_request)][-1].startswith("Completed ")
+    assert not Task.objects.filter(completed=False).exists()
 
 
 @pytest.mark.django_db
