@@ -585,7 +585,7 @@ class TaskAdmin(OwnedAdmin):
                         task=current, user=task.owner, data={"completed": completed}, locked=True
                     )
                 # Its next occurrence would pass the task cap, or it has more open subtasks
-                # than one completion takes (services.MAX_COMPLETED_PER_REQUEST).
+                # than one completion takes (tasks.quotas.MAX_COMPLETED_PER_REQUEST).
                 except Conflict as error:
                     conflicts.append(f"{current}: {error.detail}")
                     continue
