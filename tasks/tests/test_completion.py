@@ -385,7 +385,7 @@ def test_a_parent_with_more_open_subtasks_than_one_request_completes_is_a_409_ch
     # The cascade's UPDATE stopped one past the bound (the parent and 2 subtasks), so a parent
     # with any number of subtasks costs that much before the 409.
     [cascade] = [q["sql"] for q in queries.captured_queries if "AND NOT completed" in q["sql"]]
-    assert cascade.startswith("UPDATE") and "LIMIT 3)" in cascade
+    assert cascade.startswith("UPDATE") and "LIMIT 3 FOR UPDATE)" in cascade
     assert response["Content-Type"] == "application/problem+json"
     assert "one request completes at most 3" in response.json()["detail"]
     assert _states([parent, *subtasks]) == before  # the title too: all or nothing

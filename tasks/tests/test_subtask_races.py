@@ -209,3 +209,58 @@ def test_two_tasks_made_each_others_subtask_at_once_stay_one_level_deep(user, ro
         assert answers[1]["Retry-After"] == "1"
     assert Task.objects.filter(pk__in=[a.pk, b.pk], parent__isnull=False).count() == 1
     _assert_subtask_rules(user)
+
+
+# --- A parent completed while its subtasks change ----------------------------------------------
+
+
+def _complete_parent_while_a_request_holds_its_subtasks(user, parent, meanwhile: str, *args):
+    """Completes `parent` while another request holds its subtasks' rows and runs `meanwhile`
+    (SQL); that request commits once the completion waits for it."""
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM tasks_task WHERE parent_id = %s FOR UPDATE", [parent.pk])
+            cursor.execute(meanwhile, list(args))
+        join = start_in_thread(lambda: services.task_complete(task=parent, user=user))
+        waits = wait_for_lock_waiters(connection, 1)
+    join()
+    assert waits, "the completion never waited for the subtasks"
+
+
+def test_subtasks_completed_meanwhile_are_passed_over_and_the_other_open_ones_completed(
+    user, make_task, monkeypatch
+):
+    """Picked up to the bound, then completed by another request: the others open, not picked
+    (the LIMIT had stopped), were left open under a completed parent, with no 409."""
+    monkeypatch.setattr(services, "MAX_COMPLETED_PER_REQUEST", 3)
+    parent = make_task("P")
+    subtasks = [make_task(f"S{n}", parent=parent) for n in range(4)]
+    done = [subtasks[0].pk, subtasks[1].pk]
+
+    _complete_parent_while_a_request_holds_its_subtasks(  # raises a 409 if it gave one
+        user,
+        parent,
+        "UPDATE tasks_task SET completed = true, completed_at = now() WHERE id = ANY(%s)",
+        done,
+    )
+
+    assert dict(Task.objects.values_list("title", "completed")) == {
+        "P": True, "S0": True, "S1": True, "S2": True, "S3": True,
+    }  # fmt: skip
+
+
+def test_a_subtask_made_top_level_meanwhile_is_not_completed_with_its_old_parent(user, make_task):
+    parent = make_task("P")
+    leaving, staying = make_task("S0", parent=parent), make_task("S1", parent=parent)
+
+    _complete_parent_while_a_request_holds_its_subtasks(
+        user,
+        parent,
+        "UPDATE tasks_task SET parent_id = NULL, position = 999999, version = version + 1 "
+        "WHERE id = %s",
+        leaving.pk,
+    )
+
+    leaving.refresh_from_db()
+    staying.refresh_from_db()
+    assert (leaving.parent_id, leaving.completed, staying.completed) == (None, False, True)
