@@ -86,9 +86,10 @@ TOO_MANY_COMPLETED = (
     "included): nothing changed; complete the subtasks first."
 )
 PROBLEM_409_COMPLETION = _problem(
-    "Completing this recurring task would create its next occurrence past the account's "
-    f"allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): nothing changed; delete "
-    f"tasks first. Completing it would complete more {TOO_MANY_COMPLETED} {NEW_TAGS_PAST_CAP}"
+    "Completing the task would create a next occurrence (of it or of a recurring subtask) "
+    f"past the account's allowance (`MAX_TASKS_PER_USER` + {COMPLETION_ALLOWANCE:,}): "
+    "nothing changed; delete tasks first. Or it would complete more "
+    f"{TOO_MANY_COMPLETED} {NEW_TAGS_PAST_CAP}"
 )
 PROBLEM_409_LIST_CREATE = _problem(
     "The account has `MAX_LISTS_PER_USER` lists: delete one first (no `Retry-After`). "

@@ -48,28 +48,38 @@ def served(command: list[str], port: int, logs: Path, **env: str) -> Iterator[st
         **env,
     }
     error_log = logs / "error.log"
-    process = subprocess.Popen(
-        command,
-        cwd=settings.BASE_DIR,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=error_log.open("wb"),
-    )
+    with error_log.open("wb") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
                 with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    break
+                    pass
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{command[0]} did not start:\n{error_log.read_text()}")
-                time.sleep(0.2)
+                pass
+            else:
+                # Answered by this process, not by another that took the port meanwhile.
+                if process.poll() is None:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"{command[0]} did not start:\n{error_log.read_text()}")
+            time.sleep(0.2)
         yield base
     finally:
         process.terminate()
-        process.wait(20)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def connection_of_its_own(connection) -> psycopg.Connection:
