@@ -530,14 +530,17 @@ def _bump(queryset, now: datetime, **changes) -> int:
 
 def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     """Renames a tag; into an existing tag of that name (any case), the two are merged."""
-    try:
-        return _tag_rename(user, tag, name)
-    except IntegrityError as error:
-        # A tag of that name was made between the lookup and the save (a task written with it,
-        # another rename): it exists now, so the rename becomes a merge into it.
-        if "tag_name_unique_per_owner" not in str(error):
-            raise
-        return _tag_rename(user, tag, name)
+    for _attempt in range(3):
+        try:
+            return _tag_rename(user, tag, name)
+        except IntegrityError as error:
+            # A tag of that name was made between the lookup and the save (a task written with
+            # it, another rename): it exists now, so the rename becomes a merge into it. Unless
+            # it went again before the next lookup: one retry only let the second clash of a
+            # storm of renames into one name out as a 500 (16 in 118,000 requests).
+            if "tag_name_unique_per_owner" not in str(error):
+                raise
+    raise ConcurrentChange()
 
 
 _MERGE_TAG_LINKS = (

@@ -267,7 +267,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         logger.warning("Concurrent change: %s", exc.__cause__)
         exc = ConcurrentChange()
         exc.logged = True  # a WARNING: no ERROR line of Django's after it (see logged())
-        headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     elif is_database_unavailable(exc):
         set_rollback()
         return database_unavailable_response(request, exc)
@@ -285,6 +284,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         # RFC 6750 section 3.1: a token sent and refused says so; no token, no error code.
         if exc.get_codes() == "invalid_token":
             headers["WWW-Authenticate"] += ', error="invalid_token"'
+    if isinstance(exc, ConcurrentChange):  # the database's, or a service's after its retries
+        headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     if isinstance(exc, Conflict) and exc.retry_after:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, PreconditionFailed) and exc.etag:

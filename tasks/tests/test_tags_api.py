@@ -177,3 +177,37 @@ def test_a_tag_patch_without_a_name_changes_nothing(api_client, make_task):
     assert answer.json() == {"name": "work", "task_count": 1}
     task.refresh_from_db()
     assert task.version == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rename_that_keeps_meeting_a_name_made_meanwhile_is_a_503_not_a_500(
+    api_client, make_task, user
+):
+    # Each time the rename looks for a tag of the new name, another request has just deleted
+    # it; each time it saves the name, another has just made it again. One retry was all it
+    # had: the second clash was a 500.
+    make_task("a", tags=["home"])
+    updates = []
+
+    def race(execute, sql, params_, many, context):
+        with connection_of_its_own(connection) as concurrent:
+            if sql.startswith('UPDATE "tasks_tag" SET "name"'):
+                updates.append(sql)
+                concurrent.execute(
+                    "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'House')", [user.pk]
+                )
+            elif sql.startswith('SELECT "tasks_tag"') and "LIMIT 1" in sql:
+                concurrent.execute("DELETE FROM tasks_tag WHERE name = 'House'")
+        return execute(sql, params_, many, context)
+
+    with connection.execute_wrapper(race):
+        response = api_client.patch("/api/v1/tags/home/", {"name": "house"})
+
+    assert response.status_code == 503, response.content
+    assert response["Content-Type"] == "application/problem+json" and response["Retry-After"]
+    assert response.json()["detail"].startswith("A concurrent change to the same data")
+    assert len(updates) == 3
+    assert sorted(Tag.objects.filter(owner=user).values_list("name", flat=True)) == [
+        "House",
+        "home",
+    ]
