@@ -1,12 +1,19 @@
+import functools
+
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Lower
 
+from tasks import services
 from tasks.models import Tag, Task
 from tasks.serializers import TagSerializer
 from tasks.views import TagViewSet
-from todo_project.tests.helpers import connection_of_its_own
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -211,3 +218,32 @@ def test_a_rename_that_keeps_meeting_a_name_made_meanwhile_is_a_503_not_a_500(
         "House",
         "home",
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["rename", "delete"])
+def test_a_tag_rename_or_delete_locks_its_tasks_in_id_order_as_bulk_actions_do(user, how):
+    """Locked in the UPDATE's own order, a rename or delete and a bulk action on the same
+    tasks deadlocked. Held at the lowest id, it has locked none of the others yet."""
+    tag = Tag.objects.create(owner=user, name="x")
+    tasks = [Task.objects.create(owner=user, title=f"t{n}", position=n) for n in range(50)]
+    Task.tags.through.objects.bulk_create(Task.tags.through(task=t, tag=tag) for t in tasks)
+    lowest = min(task.pk for task in tasks)
+    if how == "rename":
+        write = functools.partial(services.tag_rename, user=user, tag=tag, name="y")
+    else:
+        write = functools.partial(services.tag_delete, user=user, tag=tag)
+
+    with transaction.atomic():  # a bulk action holding the lowest id, as it locks first
+        Task.objects.select_for_update().get(pk=lowest)
+        join = start_in_thread(write)
+        assert wait_for_lock_waiters(connection, 1)
+        with connection_of_its_own(connection) as bulk:  # it can lock every other one
+            free = bulk.execute(
+                "SELECT count(*) FROM (SELECT id FROM tasks_task WHERE id <> %s "
+                "FOR UPDATE SKIP LOCKED) AS free",
+                [lowest],
+            ).fetchone()[0]
+        assert free == 49
+    join()
+    assert set(Task.objects.values_list("version", flat=True)) == {2}
