@@ -9,8 +9,10 @@ only when that gap is used up do the few siblings around it move to open it agai
 UPDATE (_spread_after). Every writer of ranks first takes a transaction-level advisory lock per
 sibling group, in sorted order (so two writers never deadlock): row locks cannot lock an empty
 group nor the Inbox, advisory locks can, which keeps the order total under concurrent creates
-and moves. Row locks on tasks are always taken before group locks (and several rows in id
-order), so writers never deadlock. Except: a write giving a task a parent locks the parent
+and moves. Row locks on tasks are always taken before group locks, several rows in id order
+(a bulk action's parents first: a parent's own write locks it, then its subtasks), so writers
+seldom deadlock; when they do, PostgreSQL breaks the tie and the write is run again
+(todo_project/retry.py), a 503 after three. Known: a write giving a task a parent locks the parent
 after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does at the write
 anyway, only sooner; with a writer locking the two the other way round (B put under A while A
 is put under B, a bulk action over both) PostgreSQL breaks the tie: a 503 to retry. Inserting
@@ -20,7 +22,8 @@ in list_delete, which deletes more than 100 tasks in several statements). A crea
 count as it reads it for the cap, right after its group lock (the owner's row first while
 there is no count row: _count_and_end_position). A tag's rename or delete locks the tag first
 (FOR NO KEY UPDATE, which the key-share lock of a task write linking it does not wait for), then
-the tag's tasks; its DELETE, which does wait for those, comes after it holds them.
+the tag's tasks in id order, as a bulk action does; its DELETE, which does wait for those, comes
+after it holds them.
 """
 
 import hashlib
@@ -1286,9 +1289,14 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
         raise ValidationError({"action": [f"Unknown action {action!r}."]})
     ids = list(dict.fromkeys(ids))
     with transaction.atomic():
-        # Locked in id order: two bulk requests on overlapping ids cannot deadlock.
+        # Locked in one order, so two bulk requests on overlapping ids cannot deadlock: parents
+        # first, as a parent's own write locks it before its subtasks (a subtask whose id came
+        # before its parent's deadlocked with that write), then by id.
         tasks = list(
-            Task.objects.owned_by(user).filter(id__any_of=ids).select_for_update().order_by("pk")
+            Task.objects.owned_by(user)
+            .filter(id__any_of=ids)
+            .select_for_update()
+            .order_by(F("parent_id").asc(nulls_first=True), "pk")
         )
         if len(tasks) != len(ids):
             found = {task.pk for task in tasks}

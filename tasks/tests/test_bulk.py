@@ -1,12 +1,19 @@
+import functools
 import uuid
 from datetime import date
 
 import pytest
+from django.db import connection, transaction
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
 from tasks import services
 from tasks.models import Priority, Tag, Task
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +256,30 @@ def test_the_schema_requires_of_each_action_what_the_server_requires(api_client,
 
     missing = set(response.json().get("errors", {})) if response.status_code == 400 else set()
     assert set(variant["required"]) == {"action", "ids"} | missing
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_action_locks_a_parent_before_its_subtask_whose_id_comes_first(user):
+    """A write to the parent locks it, then its subtasks (a list change moves them along). In id
+    order, a bulk action on both held the subtask while it waited for the parent: a deadlock."""
+    parent = Task.objects.create(id=uuid.UUID(int=2), owner=user, title="P", position=1)
+    subtask = Task.objects.create(
+        id=uuid.UUID(int=1), owner=user, title="S", parent=parent, position=1
+    )
+    bulk = functools.partial(
+        services.tasks_bulk_apply,
+        user=user,
+        action="set_priority",
+        ids=[subtask.pk, parent.pk],
+        priority=Priority.HIGH,
+    )
+
+    with transaction.atomic():  # the parent's own write, holding it
+        Task.objects.select_for_update().get(pk=parent.pk)
+        join = start_in_thread(bulk)
+        assert wait_for_lock_waiters(connection, 1)
+        with connection_of_its_own(connection) as other:  # the subtask is not held yet
+            assert other.execute(
+                "SELECT id FROM tasks_task WHERE id = %s FOR UPDATE NOWAIT", [subtask.pk]
+            ).fetchone() == (subtask.pk,)
+    assert join() == 2
