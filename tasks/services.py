@@ -9,12 +9,12 @@ only when that gap is used up do the few siblings around it move to open it agai
 UPDATE (_spread_after). Every writer of ranks first takes a transaction-level advisory lock per
 sibling group, in sorted order (so two writers never deadlock): row locks cannot lock an empty
 group nor the Inbox, advisory locks can, which keeps the order total under concurrent creates
-and moves. Row locks on tasks are always taken before group locks, several rows parents first,
-then by id (a parent's own write locks it, then its subtasks), so writers
-seldom deadlock; when they do, PostgreSQL breaks the tie and the write is run again
-(todo_project/retry.py), a 503 after three. Known: a write giving a task a parent locks the parent
-after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does at the write
-anyway, only sooner; with a writer locking the two the other way round (B put under A while A
+and moves. Row locks on tasks are always taken before group locks, several rows in one order:
+top-level tasks by id, then subtasks by parent and id (a parent's own write locks it, then its
+subtasks). So writers seldom deadlock; when they do, PostgreSQL breaks the tie and the write is
+run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
+locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
+at the write anyway, only sooner; with a writer locking the two the other way round (B put under A while A
 is put under B, a bulk action over both) PostgreSQL breaks the tie: a 503 to retry. Inserting
 or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by triggers) until
 the commit: that comes after every other lock these functions take (except the ORM's cascade
@@ -551,8 +551,8 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     raise ConcurrentChange()
 
 
-# A tag's tasks locked in the order a bulk action locks its tasks (tasks_bulk_apply: parents
-# first, then by id): in the UPDATE's own order, a rename or delete and a bulk action on the
+# A tag's tasks locked in the order a bulk action locks its tasks (tasks_bulk_apply: top-level
+# tasks by id, then subtasks by parent and id): in the UPDATE's own order, a rename or delete and a bulk action on the
 # same tasks deadlocked (~530 of the 666 deadlocks of the concurrency audit's 118,000
 # requests; each cost ~1 s before PostgreSQL broke it, and some bulk requests a 503 after three).
 _TAGGED = """
@@ -570,8 +570,8 @@ def _lock_tagged(owner_id: UUID, tag: Tag) -> None:
     """Locks the tasks the tag has now, before the tag itself (_locked_tags): a write to one of
     them that names the tag locks the task, then the tag (FOR SHARE, tags_get_or_create), so
     the tag is never held while one of its tasks is waited for."""
-    with connection.cursor() as cursor:
-        cursor.execute(_TAGGED, [tag.pk, owner_id])
+    with connection.cursor() as cursor:  # counted: the ids need not come back
+        cursor.execute(f"SELECT count(*) FROM ({_TAGGED}) AS locked", [tag.pk, owner_id])
 
 
 def _bump_tagged(owner_id: UUID, tag: Tag, now: datetime) -> None:
@@ -1308,10 +1308,11 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
         raise ValidationError({"action": [f"Unknown action {action!r}."]})
     ids = list(dict.fromkeys(ids))
     with transaction.atomic():
-        # Locked in one order, so two bulk requests on overlapping ids cannot deadlock: parents
-        # first, as a parent's own write locks it before its subtasks (a subtask whose id came
-        # before its parent's deadlocked with that write), then by id. A tag's rename or delete
-        # locks its tasks in the same order (_TAGGED).
+        # Locked in one order, so two bulk requests on overlapping ids cannot deadlock: top-level
+        # tasks by id, then subtasks by parent and id, as a parent's own write locks it before
+        # its subtasks (in id order alone, a subtask whose id came before its parent's
+        # deadlocked with that write). A tag's rename or delete locks its tasks in the same
+        # order (_TAGGED).
         tasks = list(
             Task.objects.owned_by(user)
             .filter(id__any_of=ids)
