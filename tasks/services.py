@@ -14,8 +14,8 @@ top-level tasks by id, then subtasks by parent and id (a parent's own write lock
 subtasks). So writers seldom deadlock; when they do, PostgreSQL breaks the tie and the write is
 run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
 locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
-at the write anyway, only sooner; with a writer locking the two the other way round (B put under A while A
-is put under B, a bulk action over both) PostgreSQL breaks the tie: a 503 to retry. Inserting
+at the write anyway, only sooner; with a writer locking the two the other way round (B put
+under A while A is put under B, a bulk action over both) PostgreSQL breaks the tie. Inserting
 or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by triggers) until
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
