@@ -310,9 +310,7 @@ def named(name: str) -> Exact:
     return Exact(Lower("name"), Lower(Value(name)))
 
 
-def tags_named(
-    owner_id: uuid.UUID, names: Sequence[str], *, for_share: bool = False
-) -> list[tuple[str, Tag | None]]:
+def tags_named(owner_id: uuid.UUID, names: Sequence[str]) -> list[tuple[str, Tag | None]]:
     """For each of `names`, in order: its key, LOWER(name), and the owner's tag of that key, or
     None. One statement for any number of names, on the (owner, LOWER(name)) unique index.
 
@@ -321,29 +319,16 @@ def tags_named(
     'οδος' to Python), so names are compared by this key alone. The ORM's `__in` wrote one
     placeholder per name and took ~2 ms of CPU to build a query (each tagged write, each list
     filtered by tag)."""
-    alias = router.db_for_write(Tag) if for_share else router.db_for_read(Tag)
+    alias = router.db_for_read(Tag)
     with connections[alias].cursor() as cursor:
-        if for_share:
-            # Locked in a lateral subquery (the nullable side of an outer join cannot be): a
-            # tag renamed or deleted while this waited for it is checked again and not found.
-            cursor.execute(
-                "SELECT wanted.key, tag.id, tag.name "
-                "FROM (SELECT LOWER(name) AS key, n "
-                "FROM unnest(%s::text[]) WITH ORDINALITY AS w(name, n)) AS wanted "
-                "LEFT JOIN LATERAL (SELECT id, name FROM tasks_tag "
-                "WHERE owner_id = %s AND LOWER(name) = wanted.key FOR SHARE) AS tag ON true "
-                "ORDER BY wanted.n",
-                [list(names), owner_id],
-            )
-        else:
-            cursor.execute(
-                "SELECT LOWER(wanted.name), tag.id, tag.name "
-                "FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(name, n) "
-                "LEFT JOIN tasks_tag tag "
-                "ON tag.owner_id = %s AND LOWER(tag.name) = LOWER(wanted.name) "
-                "ORDER BY wanted.n",
-                [list(names), owner_id],
-            )
+        cursor.execute(
+            "SELECT LOWER(wanted.name), tag.id, tag.name "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(name, n) "
+            "LEFT JOIN tasks_tag tag "
+            "ON tag.owner_id = %s AND LOWER(tag.name) = LOWER(wanted.name) "
+            "ORDER BY wanted.n",
+            [list(names), owner_id],
+        )
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
     return [

@@ -20,11 +20,10 @@ or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by tr
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
 count as it reads it for the cap, right after its group lock (the owner's row first while
-there is no count row: _count_and_end_position). A tag's rename or delete locks the tag's tasks
-in that order (as a bulk action does), then the tag (FOR NO KEY UPDATE), then its tasks again
-(those linked meanwhile); a task write that names tags locks its task, then the tags it finds
-(FOR SHARE), so of a rename and a write linking the tag one waits for the other, and neither
-holds what the other waits for.
+there is no count row: _count_and_end_position). A tag's rename or delete locks the tag first
+(FOR NO KEY UPDATE, which the key-share lock of a task write linking it does not wait for), then
+the tag's tasks in the bulk actions' order; its DELETE, which does wait for those, comes after
+it holds them.
 """
 
 import hashlib
@@ -77,6 +76,11 @@ from todo_project.compiled import CompiledQuery, fetch_all
 from todo_project.problems import ConcurrentChange
 
 MAX_BULK_IDS: Final = 500
+# The order in which a write that locks several tasks locks them (a bulk action, a list delete,
+# a tag's rename or delete: _BUMP_TAGGED, in SQL): top-level tasks by id, then subtasks by
+# parent and id, as a parent's own write locks it before its subtasks. In id order alone, a
+# bulk action holding a subtask whose id came before its parent's deadlocked with that write.
+ROW_LOCK_ORDER: Final = (F("parent_id").asc(nulls_first=True), "pk")
 BULK_ACTIONS: Final = (
     "complete",
     "reopen",
@@ -492,13 +496,9 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
 
 def _tags_by_key(owner_id: UUID, names: Sequence[str]) -> dict[str, tuple[str, Tag | None]]:
     """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
-    of them with that key, and the owner's tag of that key or None. The tags found are locked
-    (FOR SHARE) until the commit, as they are still named: a rename or delete of one waits for
-    this write, or this write for it and then finds the name free. Before, a write that linked
-    a tag while it was renamed showed the new name at the version it had answered with the old
-    one (a stale ETag that still matched; the concurrency audit, 27-60 % of such races)."""
+    of them with that key, and the owner's tag of that key or None."""
     found: dict[str, tuple[str, Tag | None]] = {}
-    for name, (key, tag) in zip(names, tags_named(owner_id, names, for_share=True), strict=True):
+    for name, (key, tag) in zip(names, tags_named(owner_id, names), strict=True):
         found.setdefault(key, (name, tag))
     return found
 
@@ -551,32 +551,22 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     raise ConcurrentChange()
 
 
-# A tag's tasks locked in the order a bulk action locks its tasks (tasks_bulk_apply: top-level
-# tasks by id, then subtasks by parent and id): in the UPDATE's own order, a rename or delete and a bulk action on the
-# same tasks deadlocked (~530 of the 666 deadlocks of the concurrency audit's 118,000
-# requests; each cost ~1 s before PostgreSQL broke it, and some bulk requests a 503 after three).
-_TAGGED = """
-    SELECT t.id FROM tasks_task t JOIN tasks_task_tags link ON link.task_id = t.id
-    WHERE link.tag_id = %s AND t.owner_id = %s
-    ORDER BY t.parent_id NULLS FIRST, t.id FOR UPDATE OF t
-"""
-_BUMP_TAGGED = f"""
-    UPDATE tasks_task SET version = version + 1, updated_at = %s FROM ({_TAGGED}) AS locked
+# A tag's tasks locked in ROW_LOCK_ORDER, then changed: in the UPDATE's own order, a
+# rename or delete and a bulk action on the same tasks deadlocked (~530 of the 666 deadlocks of
+# the concurrency audit's 118,000 requests; each cost ~1 s before PostgreSQL broke it, and some
+# bulk requests a 503 after three).
+_BUMP_TAGGED = """
+    UPDATE tasks_task SET version = version + 1, updated_at = %s
+    FROM (
+        SELECT t.id FROM tasks_task t JOIN tasks_task_tags link ON link.task_id = t.id
+        WHERE link.tag_id = %s AND t.owner_id = %s
+        ORDER BY t.parent_id NULLS FIRST, t.id FOR UPDATE OF t
+    ) AS locked
     WHERE tasks_task.id = locked.id
 """
 
 
-def _lock_tagged(owner_id: UUID, tag: Tag) -> None:
-    """Locks the tasks the tag has now, before the tag itself (_locked_tags): a write to one of
-    them that names the tag locks the task, then the tag (FOR SHARE, tags_get_or_create), so
-    the tag is never held while one of its tasks is waited for."""
-    with connection.cursor() as cursor:  # counted: the ids need not come back
-        cursor.execute(f"SELECT count(*) FROM ({_TAGGED}) AS locked", [tag.pk, owner_id])
-
-
 def _bump_tagged(owner_id: UUID, tag: Tag, now: datetime) -> None:
-    """A new version for every task the tag has, read once the tag is locked: a write that
-    linked it meanwhile has committed by then (its FOR SHARE of the tag came first)."""
     with connection.cursor() as cursor:
         cursor.execute(_BUMP_TAGGED, [now, tag.pk, owner_id])
 
@@ -590,7 +580,6 @@ _MERGE_TAG_LINKS = (
 def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
     with transaction.atomic():
         now = timezone.now()
-        _lock_tagged(user.pk, tag)
         tag, target = _locked_tags(user, tag, name)
         if target is None and tag.name == name:
             return tag  # nothing changes, so neither do its tasks' versions
@@ -612,7 +601,6 @@ def tag_delete(*, user: User, tag: Tag, by_name: bool = True) -> None:
     caller named it by its name (the API), so a tag renamed meanwhile is a 404; the admin names
     its row."""
     with transaction.atomic():
-        _lock_tagged(user.pk, tag)
         tag, _ = _locked_tags(user, tag, None, by_name=by_name)
         _bump_tagged(user.pk, tag, timezone.now())
         tag.delete()
@@ -630,10 +618,9 @@ def _locked_tags(
     rename racing a delete is one after the other, never a save of a row that is gone. A 404
     when the tag was deleted or renamed meanwhile, as the request named it by its name.
 
-    FOR NO KEY UPDATE: it waits for a task write that found the tag by its name (FOR SHARE,
-    tags_get_or_create), and such a write waits for it. The tag's tasks are locked before
-    (_lock_tagged), so this never holds the tag while a write that holds one of them waits for
-    it. A write linking the tag by id only (the foreign key's FOR KEY SHARE) is let through."""
+    FOR NO KEY UPDATE: a task write holding its task row takes FOR KEY SHARE on each tag it
+    links (the foreign key, at its commit), which this lock lets through; FOR UPDATE would
+    wait for it while it waits for the task rows this then locks (_bump): a deadlock."""
     for _attempt in range(3):
         target = None
         if name is not None:
@@ -749,7 +736,7 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
             Task.objects.owned_by(user)
             .filter(list=task_list)
             .select_for_update()
-            .order_by("pk")
+            .order_by(*ROW_LOCK_ORDER)
             .values_list("pk", flat=True)
         )
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
@@ -1308,16 +1295,12 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
         raise ValidationError({"action": [f"Unknown action {action!r}."]})
     ids = list(dict.fromkeys(ids))
     with transaction.atomic():
-        # Locked in one order, so two bulk requests on overlapping ids cannot deadlock: top-level
-        # tasks by id, then subtasks by parent and id, as a parent's own write locks it before
-        # its subtasks (in id order alone, a subtask whose id came before its parent's
-        # deadlocked with that write). A tag's rename or delete locks its tasks in the same
-        # order (_TAGGED).
+        # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
         tasks = list(
             Task.objects.owned_by(user)
             .filter(id__any_of=ids)
             .select_for_update()
-            .order_by(F("parent_id").asc(nulls_first=True), "pk")
+            .order_by(*ROW_LOCK_ORDER)
         )
         if len(tasks) != len(ids):
             found = {task.pk for task in tasks}

@@ -1,12 +1,20 @@
+import functools
 import re
+import uuid
 from datetime import date
 
 import pytest
+from django.db import connection, transaction
 
 from conftest import client_for
 from tasks import services
 from tasks.models import Task, TaskList
-from todo_project.tests.helpers import run_in_threads
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    run_in_threads,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -249,3 +257,27 @@ def test_lists_created_at_once_each_go_last_on_their_own(user):
     assert errors == []
     positions = sorted(TaskList.objects.filter(owner=user).values_list("position", flat=True))
     assert positions == [1024, 2048, 3072, 4096]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_list_delete_locks_a_parent_before_its_subtask_whose_id_comes_first(user, make_list):
+    """In ROW_LOCK_ORDER, as a bulk action and a parent's own write do: in id order it held the
+    subtask while it waited for the parent that such a write held."""
+    home = make_list("Home")
+    parent = Task.objects.create(id=uuid.UUID(int=2), owner=user, title="P", list=home)
+    subtask = Task.objects.create(
+        id=uuid.UUID(int=1), owner=user, title="S", list=home, parent=parent, position=1
+    )
+    delete = functools.partial(services.list_delete, user=user, task_list=home, delete_tasks=False)
+
+    with transaction.atomic():  # the parent's own write, holding it
+        Task.objects.select_for_update().get(pk=parent.pk)
+        join = start_in_thread(delete)
+        assert wait_for_lock_waiters(connection, 1)
+        with connection_of_its_own(connection) as other:  # the subtask is not held yet
+            assert other.execute(
+                "SELECT id FROM tasks_task WHERE id = %s FOR UPDATE NOWAIT", [subtask.pk]
+            ).fetchone() == (subtask.pk,)
+    join()
+    assert not TaskList.objects.exists()
+    assert set(Task.objects.values_list("list_id", flat=True)) == {None}

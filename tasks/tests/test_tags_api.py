@@ -5,7 +5,6 @@ from django.db import connection, transaction
 from django.db.models import Count
 from django.db.models.functions import Lower
 
-from conftest import client_for
 from tasks import services
 from tasks.models import Tag, Task
 from tasks.serializers import TagSerializer
@@ -248,48 +247,3 @@ def test_a_tag_rename_or_delete_locks_its_tasks_in_id_order_as_bulk_actions_do(u
         assert free == 49
     join()
     assert set(Task.objects.values_list("version", flat=True)) == {2}
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_write_naming_a_tag_renamed_meanwhile_answers_what_it_stored(user, make_task):
-    """The write found the tag by its old name, the rename committed, the write linked it: the
-    task showed the new name at the version the write had answered with the old one (an ETag
-    that still matched, a sync that never sent it again). Now the write waits for the rename,
-    finds the name free and makes a tag of it."""
-    make_task("other", tags=["old"])
-    task = make_task("mine")
-    renamed = Tag.objects.get(name="old")
-
-    with connection_of_its_own(connection) as rename, rename.transaction():
-        rename.execute("UPDATE tasks_tag SET name = 'new' WHERE id = %s", [renamed.pk])
-        join = start_in_thread(
-            lambda: client_for(user).patch(
-                f"/api/v1/tasks/{task.pk}/", {"tags": ["old"]}, format="json"
-            )
-        )
-        assert wait_for_lock_waiters(connection, 1), "the write did not wait for the rename"
-    answer = join()
-
-    assert answer.status_code == 200 and answer.json()["tags"] == ["old"]
-    stored = client_for(user).get(f"/api/v1/tasks/{task.pk}/")
-    assert stored.json()["tags"] == ["old"] and stored["ETag"] == answer["ETag"]
-    assert sorted(Tag.objects.values_list("name", flat=True)) == ["new", "old"]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_rename_waiting_for_a_task_write_does_not_hold_the_tag_that_write_locks_next(
-    user, make_task
-):
-    task = make_task("mine", tags=["old"])
-    tag = Tag.objects.get(name="old")
-
-    with transaction.atomic():  # a write to the task, holding it
-        Task.objects.select_for_update().get(pk=task.pk)
-        join = start_in_thread(lambda: services.tag_rename(user=user, tag=tag, name="new"))
-        assert wait_for_lock_waiters(connection, 1)
-        # The write goes on to lock the tags it names: the rename does not hold this one yet.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT id FROM tasks_tag WHERE id = %s FOR SHARE NOWAIT", [tag.pk])
-    join()
-    task.refresh_from_db()
-    assert task.version == 2 and list(task.tags.values_list("name", flat=True)) == ["new"]
