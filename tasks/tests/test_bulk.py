@@ -3,17 +3,12 @@ import uuid
 from datetime import date
 
 import pytest
-from django.db import connection, transaction
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
 from tasks import services
 from tasks.models import Priority, Tag, Task
-from todo_project.tests.helpers import (
-    connection_of_its_own,
-    start_in_thread,
-    wait_for_lock_waiters,
-)
+from todo_project.tests.helpers import run_holding_the_first_row
 
 pytestmark = pytest.mark.django_db
 
@@ -274,12 +269,5 @@ def test_a_bulk_action_locks_a_parent_before_its_subtask_whose_id_comes_first(us
         priority=Priority.HIGH,
     )
 
-    with transaction.atomic():  # the parent's own write, holding it
-        Task.objects.select_for_update().get(pk=parent.pk)
-        join = start_in_thread(bulk)
-        assert wait_for_lock_waiters(connection, 1)
-        with connection_of_its_own(connection) as other:  # the subtask is not held yet
-            assert other.execute(
-                "SELECT id FROM tasks_task WHERE id = %s FOR UPDATE NOWAIT", [subtask.pk]
-            ).fetchone() == (subtask.pk,)
-    assert join() == 2
+    # The parent held, as its own write would hold it.
+    assert run_holding_the_first_row(bulk, held=parent.pk, free=subtask.pk) == 2

@@ -4,17 +4,11 @@ import uuid
 from datetime import date
 
 import pytest
-from django.db import connection, transaction
 
 from conftest import client_for
 from tasks import services
 from tasks.models import Task, TaskList
-from todo_project.tests.helpers import (
-    connection_of_its_own,
-    run_in_threads,
-    start_in_thread,
-    wait_for_lock_waiters,
-)
+from todo_project.tests.helpers import run_holding_the_first_row, run_in_threads
 
 pytestmark = pytest.mark.django_db
 
@@ -270,14 +264,7 @@ def test_a_list_delete_locks_a_parent_before_its_subtask_whose_id_comes_first(us
     )
     delete = functools.partial(services.list_delete, user=user, task_list=home, delete_tasks=False)
 
-    with transaction.atomic():  # the parent's own write, holding it
-        Task.objects.select_for_update().get(pk=parent.pk)
-        join = start_in_thread(delete)
-        assert wait_for_lock_waiters(connection, 1)
-        with connection_of_its_own(connection) as other:  # the subtask is not held yet
-            assert other.execute(
-                "SELECT id FROM tasks_task WHERE id = %s FOR UPDATE NOWAIT", [subtask.pk]
-            ).fetchone() == (subtask.pk,)
-    join()
+    # The parent held, as its own write would hold it.
+    run_holding_the_first_row(delete, held=parent.pk, free=subtask.pk)
     assert not TaskList.objects.exists()
     assert set(Task.objects.values_list("list_id", flat=True)) == {None}

@@ -8,12 +8,15 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
+
+from tasks.models import Task
 
 
 def database_url_for_this_test() -> str:
@@ -174,3 +177,21 @@ def start_in_thread(target: Callable[[], object]) -> Callable[[], object]:
         return outcome["result"]
 
     return join
+
+
+def run_holding_the_first_row(write: Callable[[], object], held: Any, free: Any) -> object:
+    """Runs `write` while this test holds task `held` (as another write would), checks that
+    while `write` waits for it, task `free` is not locked yet (rows locked in ROW_LOCK_ORDER,
+    `held` first), then lets it go on; what `write` returned."""
+    with transaction.atomic():
+        Task.objects.select_for_update().get(pk=held)
+        join = start_in_thread(write)
+        waits = wait_for_lock_waiters(connection, 1)
+        with connection_of_its_own(connection) as other:
+            locked = other.execute(
+                "SELECT id FROM tasks_task WHERE id = %s FOR UPDATE SKIP LOCKED", [free]
+            ).fetchone()
+    outcome = join()
+    assert waits, "the write never waited for the held row"
+    assert locked == (free,), "the write locked a later row before the held one"
+    return outcome
