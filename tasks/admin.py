@@ -675,6 +675,16 @@ class TagAdminForm(VersionCheckedForm, OwnedNameForm):
     def version_of(self, row) -> str:
         return row.name
 
+    def lock_row(self) -> Tag | None:
+        # FOR SHARE, which keeps other renames out until the save but not the writes linking
+        # the tag (FOR KEY SHARE): under FOR UPDATE they waited for this form while holding the
+        # tasks its rename then locks (services.TAG_LOCKS), and the rename gave way until it
+        # failed.
+        rows = Tag.objects.raw(
+            "SELECT * FROM tasks_tag WHERE id = %s FOR SHARE", [self.instance.pk]
+        )
+        return next(iter(rows), None)
+
     def clean_name(self) -> str:
         name = super().clean_name()
         # As the API's: no new name `.` or `..` (services.tags_get_or_create); one made before

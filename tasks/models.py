@@ -310,7 +310,9 @@ def named(name: str) -> Exact:
     return Exact(Lower("name"), Lower(Value(name)))
 
 
-def tags_named(owner_id: uuid.UUID, names: Sequence[str]) -> list[tuple[str, Tag | None]]:
+def tags_named(
+    owner_id: uuid.UUID, names: Sequence[str], *, to_link: bool = False
+) -> list[tuple[str, Tag | None]]:
     """For each of `names`, in order: its key, LOWER(name), and the owner's tag of that key, or
     None. One statement for any number of names, on the (owner, LOWER(name)) unique index.
 
@@ -318,17 +320,37 @@ def tags_named(owner_id: uuid.UUID, names: Sequence[str]) -> list[tuple[str, Tag
     'i' to PostgreSQL but 'i̇', two code points, to Python; 'ΟΔΟΣ' is 'οδοσ' to PostgreSQL but
     'οδος' to Python), so names are compared by this key alone. The ORM's `__in` wrote one
     placeholder per name and took ~2 ms of CPU to build a query (each tagged write, each list
-    filtered by tag)."""
-    alias = router.db_for_read(Tag)
-    with connections[alias].cursor() as cursor:
-        cursor.execute(
+    filtered by tag).
+
+    `to_link`: the caller links the tags found to tasks, and answers with their names. They are
+    read under FOR KEY SHARE, in the order of their ids (services.TAG_LOCKS), which waits for a
+    rename or delete of one of them to commit, then reads the name it left (a tag renamed away
+    from its name, or deleted, is not found). Read without it, the name in the answer could be
+    the one a rename was replacing while it committed: a task shown under the new name at the
+    version that answered the old one (a stale ETag)."""
+    alias = router.db_for_write(Tag) if to_link else router.db_for_read(Tag)
+    if to_link:
+        # FOR KEY SHARE cannot lock the nullable side of an outer join: the tags are locked in
+        # a subquery of their own, whose ORDER BY is below the locking, so it locks in id order.
+        sql = (
+            "WITH wanted AS (SELECT LOWER(name) AS key, n FROM unnest(%s::text[]) "
+            "WITH ORDINALITY AS given(name, n)) "
+            "SELECT wanted.key, tag.id, tag.name FROM wanted LEFT JOIN ("
+            "SELECT id, name, LOWER(name) AS key FROM tasks_tag "
+            "WHERE owner_id = %s AND LOWER(name) IN (SELECT key FROM wanted) "
+            "ORDER BY id FOR KEY SHARE"
+            ") AS tag ON tag.key = wanted.key ORDER BY wanted.n"
+        )
+    else:
+        sql = (
             "SELECT LOWER(wanted.name), tag.id, tag.name "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(name, n) "
             "LEFT JOIN tasks_tag tag "
             "ON tag.owner_id = %s AND LOWER(tag.name) = LOWER(wanted.name) "
-            "ORDER BY wanted.n",
-            [list(names), owner_id],
+            "ORDER BY wanted.n"
         )
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, [list(names), owner_id])
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
     return [

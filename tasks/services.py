@@ -20,13 +20,14 @@ or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by tr
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
 count as it reads it for the cap, right after its group lock (the owner's row first while
-there is no count row: _count_and_end_position). A tag's rename or delete locks the tag first
-(FOR NO KEY UPDATE, which the key-share lock of a task write linking it does not wait for), then
-the tag's tasks in the bulk actions' order; its DELETE, which does wait for those, comes after
-it holds them.
+there is no count row: _count_and_end_position). A tag's rename or delete locks the tag, then
+its tasks in the bulk actions' order, while a write linking the tag locks its task, then the
+tag: so the rename waits for no lock for long, and gives way (TAG_LOCKS).
 """
 
 import hashlib
+import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,7 +36,7 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
@@ -73,7 +74,7 @@ from tasks.quotas import (
     lock_owner,
 )
 from todo_project.compiled import CompiledQuery, fetch_all
-from todo_project.problems import ConcurrentChange
+from todo_project.problems import ConcurrentChange, is_concurrent_change
 
 MAX_BULK_IDS: Final = 500
 # The order in which a write that locks several tasks locks them (a bulk action, a list delete,
@@ -496,9 +497,10 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
 
 def _tags_by_key(owner_id: UUID, names: Sequence[str]) -> dict[str, tuple[str, Tag | None]]:
     """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
-    of them with that key, and the owner's tag of that key or None."""
+    of them with that key, and the owner's tag of that key or None, read to be linked (under
+    FOR KEY SHARE: see TAG_LOCKS)."""
     found: dict[str, tuple[str, Tag | None]] = {}
-    for name, (key, tag) in zip(names, tags_named(owner_id, names), strict=True):
+    for name, (key, tag) in zip(names, tags_named(owner_id, names, to_link=True), strict=True):
         found.setdefault(key, (name, tag))
     return found
 
@@ -536,31 +538,74 @@ def _bump(queryset, now: datetime, **changes) -> int:
     return queryset.update(version=F("version") + 1, updated_at=now, **changes)
 
 
-def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
-    """Renames a tag; into an existing tag of that name (any case), the two are merged."""
-    for _attempt in range(3):
+# TAG_LOCKS: how a tag's rename or delete and the writes linking the tag to tasks keep out of
+# each other's way. A write holds its task, then reads the tags it names FOR KEY SHARE
+# (models.tags_named), which waits for a rename of one of them to commit and then reads its new
+# name: the write never answers a name that a rename is replacing, at a version the rename does
+# not raise (a stale ETag; the concurrency audit's repro_rename_link: 27-60 of 100 rounds). A
+# rename or delete locks the tag FOR UPDATE (which waits for the writes reading it), then the
+# tag's tasks: the other order. So it waits at most TAG_LOCK_WAIT for any lock, and past that
+# gives way: its transaction ends, every lock let go, and it starts again a little later, up to
+# TAG_WRITE_ATTEMPTS times, then a 503. PostgreSQL looks for a deadlock after a second
+# (deadlock_timeout), so the rename gives way before it would break a tie by ending the write.
+TAG_LOCK_WAIT: Final = "200ms"
+TAG_WRITE_ATTEMPTS: Final = 5
+
+
+def _tag_write(write: Callable[[], Tag | None]) -> Tag | None:
+    """Runs `write` (a rename or delete) in a transaction (a savepoint inside one) where no lock
+    is waited for past TAG_LOCK_WAIT, again after a lock it gave way on or a name made
+    meanwhile; ConcurrentChange (a 503) when it never got through."""
+    for attempt in range(TAG_WRITE_ATTEMPTS):
         try:
-            return _tag_rename(user, tag, name)
+            with transaction.atomic(), _lock_waits_at_most(TAG_LOCK_WAIT):
+                return write()
         except IntegrityError as error:
-            # A tag of that name was made between the lookup and the save (a task written with
-            # it, another rename): it exists now, so the rename becomes a merge into it. Unless
-            # it went again before the next lookup: one retry only let the second clash of a
-            # storm of renames into one name out as a 500 (16 in 118,000 requests).
+            # A tag of the new name was made between the lookup and the save (a task written
+            # with it, another rename): it exists now, so the rename becomes a merge into it.
+            # Unless it went again before the next lookup: one retry only let the second clash
+            # of a storm of renames into one name out as a 500 (16 in 118,000 requests).
             if "tag_name_unique_per_owner" not in str(error):
                 raise
+        except OperationalError as error:
+            if not is_concurrent_change(error):  # lock_timeout (55P03), a deadlock
+                raise
+        # Apart at random, longer each time, so that the writes in the way finish first.
+        time.sleep(random.uniform(0.01, 0.03) * (attempt + 1))
     raise ConcurrentChange()
+
+
+@contextmanager
+def _lock_waits_at_most(timeout: str) -> Iterator[None]:
+    """lock_timeout for the statements inside, the one before back after them (when they end
+    in a savepoint, the transaction around it goes on)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+            [timeout],
+        )
+        before = cursor.fetchone()[0]
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('lock_timeout', %s, true)", [before])
+
+
+def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
+    """Renames a tag; into an existing tag of that name (any case), the two are merged."""
+    return _tag_write(lambda: _tag_rename(user, tag, name))
 
 
 # A tag's tasks locked in ROW_LOCK_ORDER, then changed: in the UPDATE's own order, a
 # rename or delete and a bulk action on the same tasks deadlocked (~530 of the 666 deadlocks of
 # the concurrency audit's 118,000 requests; each cost ~1 s before PostgreSQL broke it, and some
-# bulk requests a 503 after three).
+# bulk requests a 503 after three). FOR NO KEY UPDATE, what the UPDATE takes: FOR UPDATE also
+# waited for a write only checking a task it links to (a new subtask's parent, FOR KEY SHARE).
 _BUMP_TAGGED = """
     UPDATE tasks_task SET version = version + 1, updated_at = %s
     FROM (
         SELECT t.id FROM tasks_task t JOIN tasks_task_tags link ON link.task_id = t.id
         WHERE link.tag_id = %s AND t.owner_id = %s
-        ORDER BY t.parent_id NULLS FIRST, t.id FOR UPDATE OF t
+        ORDER BY t.parent_id NULLS FIRST, t.id FOR NO KEY UPDATE OF t
     ) AS locked
     WHERE tasks_task.id = locked.id
 """
@@ -578,32 +623,34 @@ _MERGE_TAG_LINKS = (
 
 
 def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
-    with transaction.atomic():
-        now = timezone.now()
-        tag, target = _locked_tags(user, tag, name)
-        if target is None and tag.name == name:
-            return tag  # nothing changes, so neither do its tasks' versions
-        _bump_tagged(user.pk, tag, now)
-        if target is None:
-            tag.name = name
-            tag.save(update_fields=["name"])
-            return tag
-        # In SQL: read into Python and written back with bulk_create, 100,000 links took
-        # 88 MB of the worker's memory.
-        with connection.cursor() as cursor:
-            cursor.execute(_MERGE_TAG_LINKS, [target.pk, tag.pk])
-        tag.delete()
-        return target
+    now = timezone.now()
+    tag, target = _locked_tags(user, tag, name)
+    if target is None and tag.name == name:
+        return tag  # nothing changes, so neither do its tasks' versions
+    _bump_tagged(user.pk, tag, now)
+    if target is None:
+        tag.name = name
+        tag.save(update_fields=["name"])
+        return tag
+    # In SQL: read into Python and written back with bulk_create, 100,000 links took 88 MB of
+    # the worker's memory.
+    with connection.cursor() as cursor:
+        cursor.execute(_MERGE_TAG_LINKS, [target.pk, tag.pk])
+    tag.delete()
+    return target
 
 
 def tag_delete(*, user: User, tag: Tag, by_name: bool = True) -> None:
     """Deletes a tag: it disappears from every task (whose version grows). `by_name`: the
     caller named it by its name (the API), so a tag renamed meanwhile is a 404; the admin names
     its row."""
-    with transaction.atomic():
-        tag, _ = _locked_tags(user, tag, None, by_name=by_name)
-        _bump_tagged(user.pk, tag, timezone.now())
-        tag.delete()
+    _tag_write(lambda: _tag_delete(user, tag, by_name=by_name))
+
+
+def _tag_delete(user: User, tag: Tag, *, by_name: bool) -> None:
+    tag, _ = _locked_tags(user, tag, None, by_name=by_name)
+    _bump_tagged(user.pk, tag, timezone.now())
+    tag.delete()
 
 
 TAG_NOT_FOUND: Final = "No tag of this name."
@@ -613,14 +660,10 @@ def _locked_tags(
     user: User, tag: Tag, name: str | None, *, by_name: bool = True
 ) -> tuple[Tag, Tag | None]:
     """The tag as it is now, and the other tag named `name` (a rename's merge target) if there
-    is one, both under their row locks, taken in the order of their ids so that two renames
-    into each other wait rather than deadlock. Writers of a tag take these locks first: a
-    rename racing a delete is one after the other, never a save of a row that is gone. A 404
-    when the tag was deleted or renamed meanwhile, as the request named it by its name.
-
-    FOR NO KEY UPDATE: a task write holding its task row takes FOR KEY SHARE on each tag it
-    links (the foreign key, at its commit), which this lock lets through; FOR UPDATE would
-    wait for it while it waits for the task rows this then locks (_bump): a deadlock."""
+    is one, both FOR UPDATE (see TAG_LOCKS), taken in the order of their ids so that two
+    renames into each other wait rather than deadlock. A rename racing a delete is one after
+    the other, never a save of a row that is gone. A 404 when the tag was deleted or renamed
+    meanwhile, as the request named it by its name."""
     for _attempt in range(3):
         target = None
         if name is not None:
@@ -628,9 +671,7 @@ def _locked_tags(
         wanted = [tag.pk] if target is None else [tag.pk, target.pk]
         locked = {
             row.pk: row
-            for row in Tag.objects.filter(pk__in=wanted)
-            .order_by("pk")
-            .select_for_update(no_key=True)
+            for row in Tag.objects.filter(pk__in=wanted).order_by("pk").select_for_update()
         }
         current = locked.get(tag.pk)
         if current is None or not (

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection, transaction
 
@@ -143,25 +144,66 @@ def test_a_merge_answers_its_target_even_when_the_target_is_deleted_right_after(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_task_write_makes_again_a_tag_deleted_between_its_two_reads(user, make_task, monkeypatch):
-    """A write naming a new tag reads its tags, creates the new one and reads them again; a
-    tag found by the first read and deleted before the second is made again (a 500 before)."""
+def test_a_tag_a_task_write_has_read_is_not_deleted_before_it_commits(user, make_task, monkeypatch):
+    """The write reads its tags under FOR KEY SHARE (services.TAG_LOCKS): a DELETE of one of them
+    waits for it (here it gives up at its lock_timeout), so the answer's tags are all there."""
     make_task("other", tags=["keep"])
     task = make_task("mine")
     reads = services._tags_by_key
+    deletes = []
 
     def read_then_delete_keep(owner_id, names):
         found = reads(owner_id, names)
-        if Tag.objects.filter(name="keep").exists():
+        if not deletes:
             with connection_of_its_own(connection) as other:  # a concurrent DELETE tags/keep/
-                other.execute("DELETE FROM tasks_task_tags")
-                other.execute("DELETE FROM tasks_tag WHERE name = 'keep'")
+                other.execute("SET lock_timeout = '100ms'")
+                try:
+                    other.execute("DELETE FROM tasks_tag WHERE name = 'keep'")
+                    deletes.append("deleted")
+                except psycopg.errors.LockNotAvailable:
+                    deletes.append("waited for the write")
         return found
 
     monkeypatch.setattr(services, "_tags_by_key", read_then_delete_keep)
     answer = client_for(user).patch(f"/api/v1/tasks/{task.pk}/", {"tags": ["keep", "new"]})
     assert answer.status_code == 200
+    assert deletes == ["waited for the write"]
     assert sorted(answer.json()["tags"]) == ["keep", "new"]
+    assert sorted(Task.objects.get(pk=task.pk).tags.values_list("name", flat=True)) == [
+        "keep",
+        "new",
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_write_makes_again_a_tag_made_and_deleted_by_others_while_it_made_it(
+    user, make_task
+):
+    """The write finds no tag "new" and inserts it; another request made it first (so the
+    insert, ignoring the conflict, makes nothing) and another deletes it before the write reads
+    it again: the write makes it again (a 500 before)."""
+    task = make_task("mine")
+    inserts = []
+
+    def made_and_deleted_meanwhile(execute, sql, params, many, context):
+        first = sql.startswith('INSERT INTO "tasks_tag"') and not inserts
+        if first:
+            with connection_of_its_own(connection) as other:
+                other.execute(
+                    "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'new')", [user.pk]
+                )
+        result = execute(sql, params, many, context)
+        if first:
+            inserts.append(sql)
+            with connection_of_its_own(connection) as other:
+                other.execute("DELETE FROM tasks_tag WHERE name = 'new'")
+        return result
+
+    with connection.execute_wrapper(made_and_deleted_meanwhile):
+        answer = client_for(user).patch(f"/api/v1/tasks/{task.pk}/", {"tags": ["new"]})
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["tags"] == ["new"] and len(inserts) == 1
+    assert list(Task.objects.get(pk=task.pk).tags.values_list("name", flat=True)) == ["new"]
 
 
 # --- The answer of a task write ---------------------------------------------------------------
