@@ -20,9 +20,9 @@ or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by tr
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
 count as it reads it for the cap, right after its group lock (the owner's row first while
-there is no count row: _count_and_end_position). A tag's rename or delete locks the tag, then
-its tasks in the bulk actions' order, while a write linking the tag locks its task, then the
-tag: so the rename waits for no lock for long, and gives way (TAG_LOCKS).
+there is no count row: _count_and_end_position). A tag's rename or delete locks the tag's
+tasks in the bulk actions' order, then the tag, then the tasks linked to it meanwhile; a write
+linking a tag locks its task, then the tag: see TAG_LOCKS.
 """
 
 import hashlib
@@ -30,7 +30,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final
@@ -495,23 +495,32 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
 # --- Tags -------------------------------------------------------------------------------------
 
 
-def _tags_by_key(owner_id: UUID, names: Sequence[str]) -> dict[str, tuple[str, Tag | None]]:
+def _tags_by_key(
+    owner_id: UUID, names: Sequence[str], *, to_link: bool
+) -> dict[str, tuple[str, Tag | None]]:
     """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
-    of them with that key, and the owner's tag of that key or None, read to be linked (under
-    FOR KEY SHARE: see TAG_LOCKS)."""
+    of them with that key, and the owner's tag of that key or None; `to_link`: under FOR KEY
+    SHARE (see TAG_LOCKS)."""
     found: dict[str, tuple[str, Tag | None]] = {}
-    for name, (key, tag) in zip(names, tags_named(owner_id, names, to_link=True), strict=True):
+    named_tags = tags_named(owner_id, names, to_link=to_link)
+    for name, (key, tag) in zip(names, named_tags, strict=True):
         found.setdefault(key, (name, tag))
     return found
 
 
-def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
+def tags_get_or_create(
+    *, user: User, names: Sequence[str], carried: Collection[str] = ()
+) -> list[Tag]:
     """The caller's tags of these names, one per key (case-insensitively, as PostgreSQL's LOWER
-    says: models.tags_named), creating the missing ones; a new tag takes the first spelling."""
+    says: models.tags_named), creating the missing ones; a new tag takes the first spelling.
+    `carried`: the names of the tags the task to link them to carries already. Read under a
+    lock (TAG_LOCKS) unless all of them are among these: the task's own lock keeps a rename of
+    a tag it carries from coming between the read and the commit."""
     names = [name.strip() for name in names]
     if not names:
         return []
-    found = _tags_by_key(user.pk, names)  # one entry per tag, spellings merged
+    to_link = not set(names).issubset(carried)
+    found = _tags_by_key(user.pk, names, to_link=to_link)  # one entry per tag, spellings merged
     if len(found) > MAX_TAGS_PER_TASK:
         raise ValidationError(
             {"tags": [f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(found)} named)."]}
@@ -528,7 +537,7 @@ def tags_get_or_create(*, user: User, names: Sequence[str]) -> list[Tag]:
         Tag.objects.bulk_create(
             [Tag(owner=user, name=name) for name in missing], ignore_conflicts=True
         )
-        found = _tags_by_key(user.pk, names)
+        found = _tags_by_key(user.pk, names, to_link=to_link)
         # A tag the read before found may have been deleted or renamed since: made again.
         missing = [name for name, tag in found.values() if tag is None]
     raise ConcurrentChange()
@@ -539,15 +548,21 @@ def _bump(queryset, now: datetime, **changes) -> int:
 
 
 # TAG_LOCKS: how a tag's rename or delete and the writes linking the tag to tasks keep out of
-# each other's way. A write holds its task, then reads the tags it names FOR KEY SHARE
-# (models.tags_named), which waits for a rename of one of them to commit and then reads its new
-# name: the write never answers a name that a rename is replacing, at a version the rename does
-# not raise (a stale ETag; the concurrency audit's repro_rename_link: 27-60 of 100 rounds). A
-# rename or delete locks the tag FOR UPDATE (which waits for the writes reading it), then the
-# tag's tasks: the other order. So it waits at most TAG_LOCK_WAIT for any lock, and past that
-# gives way: its transaction ends, every lock let go, and it starts again a little later, up to
-# TAG_WRITE_ATTEMPTS times, then a 503. PostgreSQL looks for a deadlock after a second
-# (deadlock_timeout), so the rename gives way before it would break a tie by ending the write.
+# each other's way. A write holds its task, then reads the tags it links FOR KEY SHARE
+# (models.tags_named; not when the task carries them all already), which waits for a rename of
+# one of them to commit and then reads its new name: the write never answers a name that a
+# rename is replacing, at a version the rename does not raise (a stale ETag; the concurrency
+# audit's repro_rename_link: 27-60 of 100 rounds). A rename or delete locks the tag's tasks
+# first (in ROW_LOCK_ORDER, as every write of several tasks), then the tag FOR UPDATE (which
+# waits for the writes reading it), then the tasks linked to it meanwhile, whose versions it
+# raises with the others'. Taking the tag before the tasks, a rename met every write of one of
+# them in the other order and gave way (8 % of renames of a 50-task tag failed with one client
+# writing those tasks; 60 % with three). The other order is left in rare shapes only: a task
+# linked between the rename's two reads of its tasks and written again at once, a parent's
+# write naming the tag of its subtask. There the rename waits at most TAG_LOCK_WAIT for any
+# lock, and past that gives way: its transaction ends, every lock let go, and it starts again
+# a little later, up to TAG_WRITE_ATTEMPTS times, then a 503. PostgreSQL looks for a deadlock
+# after a second (deadlock_timeout), so the rename gives way before it would end the write.
 TAG_LOCK_WAIT: Final = "200ms"
 TAG_WRITE_ATTEMPTS: Final = 5
 
@@ -595,25 +610,33 @@ def tag_rename(*, user: User, tag: Tag, name: str) -> Tag:
     return _tag_write(lambda: _tag_rename(user, tag, name))
 
 
-# A tag's tasks locked in ROW_LOCK_ORDER, then changed: in the UPDATE's own order, a
-# rename or delete and a bulk action on the same tasks deadlocked (~530 of the 666 deadlocks of
-# the concurrency audit's 118,000 requests; each cost ~1 s before PostgreSQL broke it, and some
-# bulk requests a 503 after three). FOR NO KEY UPDATE, what the UPDATE takes: FOR UPDATE also
-# waited for a write only checking a task it links to (a new subtask's parent, FOR KEY SHARE).
-_BUMP_TAGGED = """
-    UPDATE tasks_task SET version = version + 1, updated_at = %s
-    FROM (
-        SELECT t.id FROM tasks_task t JOIN tasks_task_tags link ON link.task_id = t.id
-        WHERE link.tag_id = %s AND t.owner_id = %s
-        ORDER BY t.parent_id NULLS FIRST, t.id FOR NO KEY UPDATE OF t
-    ) AS locked
-    WHERE tasks_task.id = locked.id
+# A tag's tasks locked in ROW_LOCK_ORDER: in the UPDATE's own order, a rename or delete and a
+# bulk action on the same tasks deadlocked (~530 of the 666 deadlocks of the concurrency audit's
+# 118,000 requests; each cost ~1 s before PostgreSQL broke it, and some bulk requests a 503
+# after three). FOR NO KEY UPDATE, what the UPDATE takes: FOR UPDATE also waited for a write
+# only checking a task it links to (a new subtask's parent, FOR KEY SHARE).
+_TAGGED = """
+    SELECT t.id FROM tasks_task t JOIN tasks_task_tags link ON link.task_id = t.id
+    WHERE link.tag_id = %(tag)s AND t.owner_id = %(owner)s
+    ORDER BY t.parent_id NULLS FIRST, t.id FOR NO KEY UPDATE OF t
+"""
+_LOCK_TAGGED = f"SELECT count(*) FROM ({_TAGGED}) AS locked"  # no ids sent back
+_BUMP_TAGGED = f"""
+    UPDATE tasks_task SET version = version + 1, updated_at = %(now)s
+    FROM ({_TAGGED}) AS locked WHERE tasks_task.id = locked.id
 """
 
 
-def _bump_tagged(owner_id: UUID, tag: Tag, now: datetime) -> None:
+def _lock_tagged(owner_id: UUID, tag: Tag) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(_BUMP_TAGGED, [now, tag.pk, owner_id])
+        cursor.execute(_LOCK_TAGGED, {"tag": tag.pk, "owner": owner_id})
+
+
+def _bump_tagged(owner_id: UUID, tag: Tag, now: datetime) -> None:
+    """Raises the version of the tag's tasks: those _lock_tagged() holds, and any linked since
+    (the tag's lock waited for their writes to commit)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_BUMP_TAGGED, {"tag": tag.pk, "owner": owner_id, "now": now})
 
 
 _MERGE_TAG_LINKS = (
@@ -624,6 +647,8 @@ _MERGE_TAG_LINKS = (
 
 def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
     now = timezone.now()
+    if name != tag.name:  # else nothing changes (or a 404): no task to hold
+        _lock_tagged(user.pk, tag)
     tag, target = _locked_tags(user, tag, name)
     if target is None and tag.name == name:
         return tag  # nothing changes, so neither do its tasks' versions
@@ -648,6 +673,7 @@ def tag_delete(*, user: User, tag: Tag, by_name: bool = True) -> None:
 
 
 def _tag_delete(user: User, tag: Tag, *, by_name: bool) -> None:
+    _lock_tagged(user.pk, tag)
     tag, _ = _locked_tags(user, tag, None, by_name=by_name)
     _bump_tagged(user.pk, tag, timezone.now())
     tag.delete()
@@ -1120,7 +1146,7 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
         changed = changed or completing or reopening
 
         if "tags" in data:
-            tags = tags_get_or_create(user=user, names=data["tags"])
+            tags = tags_get_or_create(user=user, names=data["tags"], carried=current.tag_names)
             names = [tag.name for tag in tags]  # as stored: one name, one tag of the owner's
             if set(names) != set(current.tag_names):
                 current.tags.set(tags)

@@ -152,8 +152,8 @@ def test_a_tag_a_task_write_has_read_is_not_deleted_before_it_commits(user, make
     reads = services._tags_by_key
     deletes = []
 
-    def read_then_delete_keep(owner_id, names):
-        found = reads(owner_id, names)
+    def read_then_delete_keep(owner_id, names, **kwargs):
+        found = reads(owner_id, names, **kwargs)
         if not deletes:
             with connection_of_its_own(connection) as other:  # a concurrent DELETE tags/keep/
                 other.execute("SET lock_timeout = '100ms'")
