@@ -676,14 +676,13 @@ class TagAdminForm(VersionCheckedForm, OwnedNameForm):
         return row.name
 
     def lock_row(self) -> Tag | None:
-        # FOR SHARE, which keeps other renames out until the save but not the writes linking
-        # the tag (FOR KEY SHARE): under FOR UPDATE they waited for this form while holding the
-        # tasks its rename then locks (services.TAG_LOCKS), and the rename gave way until it
-        # failed.
-        rows = Tag.objects.raw(
-            "SELECT * FROM tasks_tag WHERE id = %s FOR SHARE", [self.instance.pk]
-        )
-        return next(iter(rows), None)
+        if "name" not in self.changed_data:
+            return super().lock_row()  # nothing is written
+        # As the rename locks it, tasks first (services.TAG_LOCKS): the tag alone, FOR UPDATE,
+        # made writes linking it wait for this form while holding the tasks its rename then
+        # locks, which gave way until it failed; FOR SHARE let a second form's rename of the
+        # tag in, and each waited for the other's until both failed.
+        return services.tag_locked_to_rename(self.instance)
 
     def clean_name(self) -> str:
         name = super().clean_name()

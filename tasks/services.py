@@ -562,7 +562,12 @@ def _bump(queryset, now: datetime, **changes) -> int:
 # write naming the tag of its subtask. There the rename waits at most TAG_LOCK_WAIT for any
 # lock, and past that gives way: its transaction ends, every lock let go, and it starts again
 # a little later, up to TAG_WRITE_ATTEMPTS times, then a 503. PostgreSQL looks for a deadlock
-# after a second (deadlock_timeout), so the rename gives way before it would end the write.
+# in a backend that has waited a second (deadlock_timeout), so the rename mostly gives way
+# first; but when it comes to wait 0.8-1 s after the write began to (a bump of tens of
+# thousands of tasks is that long), PostgreSQL ends the write instead, which is run again
+# (retry.py; a conditional write answers 503). Whatever writes a tag's name takes the tag's
+# lock first (_locked_tags): the name is no key to PostgreSQL (the unique index is on
+# LOWER(name)), so a bare UPDATE of it would not wait for the writes reading the tag.
 TAG_LOCK_WAIT: Final = "200ms"
 TAG_WRITE_ATTEMPTS: Final = 5
 
@@ -663,6 +668,14 @@ def _tag_rename(user: User, tag: Tag, name: str) -> Tag:
         cursor.execute(_MERGE_TAG_LINKS, [target.pk, tag.pk])
     tag.delete()
     return target
+
+
+def tag_locked_to_rename(tag: Tag) -> Tag | None:
+    """The tag as it is now, locked as its rename locks it (its tasks, then the tag: see
+    TAG_LOCKS) until the commit, for a caller that compares it before renaming it in the same
+    transaction (the admin's form); None if it is gone."""
+    _lock_tagged(tag.owner_id, tag)
+    return Tag.objects.select_for_update().filter(pk=tag.pk).first()
 
 
 def tag_delete(*, user: User, tag: Tag, by_name: bool = True) -> None:

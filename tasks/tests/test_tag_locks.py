@@ -233,19 +233,31 @@ def test_a_rename_or_delete_that_never_gets_its_tasks_is_a_503_and_changes_nothi
         assert cursor.fetchone()[0] == "0"
 
 
-def test_the_admin_form_keeps_renames_out_but_lets_linking_writes_in(user, make_task):
-    """Its lock until the save was FOR UPDATE: a write linking the tag waited for the form
-    while holding its task, which the form's rename then wanted, until the rename failed."""
-    make_task("x", tags=["t"])
+def test_of_two_admin_renames_of_one_tag_the_second_is_told_it_changed(
+    user, make_task, admin_client
+):
+    """The form's lock until the save was FOR SHARE: each form's rename waited for the other's
+    share lock, gave way and failed, both (FOR UPDATE alone, before: a write linking the tag
+    waited for the form while holding a task the rename then wanted)."""
+    x = make_task("x", tags=["t"])
     t = Tag.objects.get(name="t")
-    with transaction.atomic():
-        form = modelform_factory(Tag, form=TagAdminForm, fields=["name"])(instance=t)
-        assert form.lock_row() == t
-        with connection_of_its_own(connection) as other:
-            with other.transaction():  # a write linking the tag
-                other.execute("SELECT 1 FROM tasks_tag WHERE id = %s FOR KEY SHARE NOWAIT", [t.pk])
-            with pytest.raises(Exception, match="could not obtain lock"), other.transaction():
-                other.execute("SELECT 1 FROM tasks_tag WHERE id = %s FOR UPDATE NOWAIT", [t.pk])
+    url = f"/admin/tasks/tag/{t.pk}/change/"
+    with transaction.atomic():  # the first form's change view
+        first = modelform_factory(Tag, form=TagAdminForm, fields=["name"])(
+            data={"name": "first", "opened_version": "t"}, instance=t
+        )
+        assert first.is_valid()
+        second = start_in_thread(
+            lambda: admin_client.post(url, {"name": "second", "opened_version": "t"})
+        )
+        waited = wait_for_lock_waiters(connection, 1)
+        services.tag_rename(user=user, tag=first.locked_row, name="first")
+    answer = second()
+
+    assert waited, "the second form did not wait for the first"
+    assert answer.status_code == 200
+    assert "has changed since you opened it" in str(answer.context["adminform"].form.errors)
+    assert names_of(x.pk) == ["first"] and Task.objects.get(pk=x.pk).version == 2
 
 
 def test_the_lock_timeout_is_the_callers_again_after_a_rename_in_its_transaction(user, make_task):
