@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -570,9 +570,10 @@ def _bump(queryset, now: datetime, **changes) -> int:
 # LOWER(name)), so a bare UPDATE of it would not wait for the writes reading the tag.
 TAG_LOCK_WAIT: Final = "200ms"
 TAG_WRITE_ATTEMPTS: Final = 5
+_Written = TypeVar("_Written")
 
 
-def _tag_write(write: Callable[[], Tag | None]) -> Tag | None:
+def _tag_write(write: Callable[[], _Written]) -> _Written:
     """Runs `write` (a rename or delete) in a transaction (a savepoint inside one) where no lock
     is waited for past TAG_LOCK_WAIT, again after a lock it gave way on or a name made
     meanwhile; ConcurrentChange (a 503) when it never got through."""
