@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.db import connection, transaction
 from django.forms import modelform_factory
+from django.test.utils import CaptureQueriesContext
 
 from tasks import services
 from tasks.admin import TagAdminForm
@@ -161,17 +162,12 @@ def test_a_write_naming_only_tags_its_task_carries_does_not_lock_them(user, make
     before it renames it); a lock on a tag writes to its row (a hot tag's page, a MultiXact
     when two writes share it)."""
     x = make_task("x", tags=["t", "u"])
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
+    with CaptureQueriesContext(connection) as same:
         x = services.task_update(task=x, user=user, data={"tags": ["u", "t"], "title": "y"})
-        assert not any("FOR KEY SHARE" in sql for sql in statements)
+    with CaptureQueriesContext(connection) as more:
         services.task_update(task=x, user=user, data={"tags": ["u", "t", "v"]})
-        assert any("FOR KEY SHARE" in sql for sql in statements)
+    assert not any("FOR KEY SHARE" in query["sql"] for query in same.captured_queries)
+    assert any("FOR KEY SHARE" in query["sql"] for query in more.captured_queries)
 
 
 @pytest.mark.parametrize("write", ["complete the parent", "a subtask under a tagged parent"])
@@ -210,15 +206,9 @@ def test_a_rename_or_delete_that_never_gets_its_tasks_is_a_503_and_changes_nothi
 ):
     monkeypatch.setattr(services, "TAG_LOCK_WAIT", "20ms")
     x = make_task("x", tags=["t"])
-    statements: list[str] = []
-
-    def count(execute, sql, params, many, context):
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
     with connection_of_its_own(connection) as other, other.transaction():
         other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [x.pk])
-        with connection.execute_wrapper(count):
+        with CaptureQueriesContext(connection) as queries:
             if how == "rename":
                 answer = api_client.patch("/api/v1/tags/t/", {"name": "u"}, format="json")
             else:
@@ -226,7 +216,8 @@ def test_a_rename_or_delete_that_never_gets_its_tasks_is_a_503_and_changes_nothi
 
     assert answer.status_code == 503, answer.content
     assert answer["Content-Type"] == "application/problem+json" and answer["Retry-After"]
-    assert sum(LOCK_TASKS in sql for sql in statements) == services.TAG_WRITE_ATTEMPTS
+    attempts = sum(LOCK_TASKS in query["sql"] for query in queries.captured_queries)
+    assert attempts == services.TAG_WRITE_ATTEMPTS
     assert names_of(x.pk) == ["t"] and Task.objects.get(pk=x.pk).version == 1
     with connection.cursor() as cursor:  # the request's lock_timeout went with it
         cursor.execute("SHOW lock_timeout")
