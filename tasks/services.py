@@ -565,7 +565,7 @@ def _bump(queryset, now: datetime, **changes) -> int:
 # in a backend that has waited a second (deadlock_timeout), so the rename mostly gives way
 # first; but when it comes to wait 0.8-1 s after the write began to (a bump of tens of
 # thousands of tasks is that long), PostgreSQL ends the write instead, which is run again
-# (retry.py; a conditional write answers 503). Whatever writes a tag's name takes the tag's
+# (retry.py; a conditional one compared again). Whatever writes a tag's name takes the tag's
 # lock first (_locked_tags): the name is no key to PostgreSQL (the unique index is on
 # LOWER(name)), so a bare UPDATE of it would not wait for the writes reading the tag.
 TAG_LOCK_WAIT: Final = "200ms"

@@ -21,14 +21,14 @@ own fields, so it compares the version alone: a task completed meanwhile fails n
 import re
 from typing import Any
 
-from django.db import DatabaseError, models, transaction
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils.http import parse_etags, quote_etag
 from rest_framework import exceptions, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from todo_project.problems import PreconditionFailed, is_concurrent_change
+from todo_project.problems import PreconditionFailed
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 CONDITION_HEADERS = frozenset({"If-Match", "If-None-Match"})
@@ -90,19 +90,13 @@ class ConditionalRequestMixin:
     written_version: int | None = None
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
-        if request.method in WRITE_METHODS and has_preconditions(request):
-            try:
-                # The exception handler marks this transaction for rollback on any error answer.
-                with transaction.atomic():
-                    return super().dispatch(request, *args, **kwargs)
-            except DatabaseError as error:
-                # The COMMIT, after DRF's dispatch: a foreign key checked there (a list the
-                # write named, deleted meanwhile) ends the write whole, like any concurrent
-                # change, and gets its answer, the 503 to retry (not a 500).
-                if not is_concurrent_change(error):
-                    raise
-                response = self.handle_exception(error)
-                return self.finalize_response(request, response, *args, **kwargs)
+        method = request.method.lower()
+        if request.method in WRITE_METHODS and has_preconditions(request) and hasattr(self, method):
+            # The lock, the comparison and the write in one transaction, the handler's own: its
+            # COMMIT (where a foreign key to a list deleted meanwhile fails) is inside it, and
+            # RetriedWrites, which wraps the handler later (initial()), runs the whole of it
+            # again after a concurrent change, the comparison too.
+            setattr(self, method, transaction.atomic()(getattr(self, method)))
         return super().dispatch(request, *args, **kwargs)
 
     def get_object(self) -> models.Model:

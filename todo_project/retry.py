@@ -7,9 +7,11 @@ client would get by sending the request again (a 200, or the 400/404 of the data
 Twice more at most, a few milliseconds apart at random so the two writers do not meet again;
 then the 503 with Retry-After of before.
 
-A write inside a transaction begun before the handler (a conditional one: If-Match or
-If-None-Match, which lock and compare in the transaction of the whole request) cannot be run
-again in it: it answers the 503.
+A conditional write (If-Match or If-None-Match) locks, compares and writes in one transaction
+(ConditionalRequestMixin): that transaction is what runs again, the comparison included, so a
+write that lost its race to a change of the row answers the 412 it would get if sent again.
+A write inside a transaction begun before the handler cannot be run again in it: it answers
+the 503.
 """
 
 import functools
@@ -50,12 +52,13 @@ def run_again_on_concurrent_change(handler: Callable[..., Any]) -> Callable[...,
 
 
 class RetriedWrites:
-    """For a view: its write handlers run again after a concurrent change (see above). First
-    among the bases, so that it wraps the handler a viewset's as_view() set for the method."""
+    """For a view: its write handlers run again after a concurrent change (see above). Wrapped in
+    initial(), the last step before DRF looks the handler up: outside whatever the view's
+    dispatch() wrapped it in (a conditional write's transaction), whatever the bases' order."""
 
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+    def initial(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
         method = request.method.lower()
         handler = getattr(self, method, None)
         if method in WRITE_METHODS and handler is not None:
             setattr(self, method, run_again_on_concurrent_change(handler))
-        return super().dispatch(request, *args, **kwargs)

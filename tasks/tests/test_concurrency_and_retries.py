@@ -8,6 +8,7 @@ from datetime import date
 
 import pytest
 from django.db import OperationalError, connection, connections, transaction
+from django.db.models import F
 from psycopg import errors as psycopg_errors
 
 from conftest import client_for
@@ -548,11 +549,12 @@ def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_ta
 # --- a transaction PostgreSQL ends to settle a clash --------------------------------------------
 
 
-def deadlock(user, task: Task, send) -> list:
+def deadlock(user, task: Task, send, winner_writes=lambda locked: None) -> list:
     """`send(client)` is a write that locks `task`, then the Inbox's sibling group (a move; a
     PATCH that changes its list). This takes the group first, then the task: a real deadlock,
     which PostgreSQL settles by ending the write's transaction (it has waited longest, so its
-    deadlock check runs first). The write's answers."""
+    deadlock check runs first). `winner_writes(task)` runs with the cycle broken, the task
+    locked. The write's answers."""
     answers = []
 
     def move_first() -> None:
@@ -572,7 +574,7 @@ def deadlock(user, task: Task, send) -> list:
         # Half a second later than the move's: its deadlock check (1 s after it began waiting)
         # comes first even on a busy machine (pytest-xdist's other worker), where timers slip.
         time.sleep(0.5)
-        Task.objects.select_for_update().get(pk=task.pk)  # waits for the move: a cycle
+        winner_writes(Task.objects.select_for_update().get(pk=task.pk))  # a cycle: waits
     moving.join(timeout=20)
     return answers
 
@@ -591,11 +593,11 @@ def test_a_write_that_loses_a_deadlock_is_run_again_and_goes_through(user, make_
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_conditional_write_that_loses_a_deadlock_is_a_503_and_changes_nothing(
+def test_a_conditional_write_that_loses_a_deadlock_is_compared_and_run_again(
     user, make_task, make_list, caplog
 ):
-    """A PATCH with If-Match locks and compares in the request's transaction: it cannot be run
-    again inside it. The client sends it again."""
+    """A PATCH with If-Match locks, compares and writes in one transaction, which PostgreSQL
+    ends: the whole of it runs again (a 503 before, the client to send it again)."""
     home = make_list("Home")
     task = make_task("Inbox task", list=home)
     url = f"/api/v1/tasks/{task.pk}/"
@@ -603,21 +605,34 @@ def test_a_conditional_write_that_loses_a_deadlock_is_a_503_and_changes_nothing(
     def to_the_inbox(client):
         return client.patch(url, {"list": None}, format="json", HTTP_IF_MATCH='"1"')
 
-    with caplog.at_level(logging.WARNING):
-        (answer,) = deadlock(user, task, to_the_inbox)
-    # Logged once, as the WARNING it is: no ERROR line of Django's for the 503 after it.
-    assert [(r.name, r.levelname) for r in caplog.records if r.name != "todo.access"] == [
-        ("todo.problems", "WARNING")
-    ]
-    assert answer.status_code == 503
-    assert answer["Content-Type"] == PROBLEM
-    assert answer["Retry-After"] == "1"
-    assert "nothing was changed" in answer.json()["detail"]
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    (answer,) = deadlock(user, task, to_the_inbox)
+    assert answer.status_code == 200, answer.content
+    assert answer.json()["list"] is None and answer["ETag"] == '"2"'
     task.refresh_from_db()
-    assert (task.list_id, task.version) == (home.pk, 1)
-    # Sent again, it goes through.
-    assert to_the_inbox(client_for(user)).status_code == 200
-    assert Task.objects.get(pk=task.pk).list_id is None
+    assert (task.list_id, task.version) == (None, 2)
+    assert "SQLSTATE 40P01" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_conditional_write_run_again_compares_again(user, make_task, make_list):
+    """The deadlock's winner changed the task: the If-Match that matched at the first attempt
+    no longer does, and the write run again answers the 412 a client sending it again gets."""
+    home = make_list("Home")
+    task = make_task("Inbox task", list=home)
+
+    def to_the_inbox(client):
+        url = f"/api/v1/tasks/{task.pk}/"
+        return client.patch(url, {"list": None}, format="json", HTTP_IF_MATCH='"1"')
+
+    def rename(locked: Task) -> None:
+        Task.objects.filter(pk=locked.pk).update(title="Renamed", version=F("version") + 1)
+
+    (answer,) = deadlock(user, task, to_the_inbox, winner_writes=rename)
+    assert answer.status_code == 412, answer.content
+    assert answer["ETag"] == '"2"'
+    task.refresh_from_db()
+    assert (task.title, task.list_id, task.version) == ("Renamed", home.pk, 2)
 
 
 @pytest.mark.django_db(transaction=True)
