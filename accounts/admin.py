@@ -57,6 +57,7 @@ from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
     HistoryWithOldValues,
+    SavesRunAgain,
     done_level,
     may_manage,
 )
@@ -205,7 +206,9 @@ def export_chunks(users: list[User]) -> Iterator[str]:
 
 
 @admin.register(User)
-class UserAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin):
+class UserAdmin(
+    SavesRunAgain, HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin
+):
     ordering = ["email"]
     # The history is the only record of the address the account had before.
     history_values = ("email", "display_name", "timezone")

@@ -43,6 +43,7 @@ from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
     HistoryWithOldValues,
+    SavesRunAgain,
     done_level,
     may_manage,
 )
@@ -70,7 +71,9 @@ def owner_ids_matching(term: str) -> list:
     return exact or list(users.filter(email__startswith=term)[: OWNER_MATCHES_MAX + 1])
 
 
-class OwnedAdmin(HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin):
+class OwnedAdmin(
+    SavesRunAgain, HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin
+):
     """Shared by the owned models: owner email column and search, owner fixed once created."""
 
     extra_lookups = frozenset({"owner__id__exact"})  # accounts.admin.owner_changelist_url

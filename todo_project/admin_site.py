@@ -7,6 +7,7 @@ Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.sit
 
 import datetime
 import functools
+import logging
 
 from django import forms
 from django.conf import settings
@@ -19,8 +20,10 @@ from django.contrib.admin.options import (
     IncorrectLookupParameters,
 )
 from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR
+from django.contrib.messages.storage import default_storage
 from django.core.exceptions import ValidationError
 from django.core.paginator import InvalidPage
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -28,6 +31,7 @@ from django.utils.http import urlencode
 from django_ratelimit.core import get_usage
 
 LOGIN_RATE_LIMIT_GROUP = "admin-login"
+logger = logging.getLogger("todo.problems")
 
 
 def _login_username(group: str, request: HttpRequest) -> str:
@@ -175,6 +179,49 @@ class FilterLookupsOnly:
         return lookup in self.extra_lookups or any(
             lookup == f"{name}__{suffix}" for name in filtered for suffix in FILTER_LOOKUP_SUFFIXES
         )
+
+
+class SavesRunAgain:
+    """ModelAdmin mixin: a change, add or delete page's POST that PostgreSQL ended to settle a
+    clash with a concurrent write (a deadlock, a row it names deleted before the COMMIT) runs
+    again, as the API's writes do (todo_project.retry); a 500 page before. Django runs each of
+    these views in one transaction, so nothing of an ended attempt stayed; each attempt starts
+    with the messages the request came with, so none says it saved. After the third, a 503 page
+    that says nothing was saved. (The actions are left out: most write a transaction per row.)
+    """
+
+    def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return self._run_again(super().changeform_view, request, *args, **kwargs)
+
+    def delete_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        return self._run_again(super().delete_view, request, *args, **kwargs)
+
+    def _run_again(self, view, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # Not at the top: this module is loaded with the apps, before DRF (which these import)
+        # may be.
+        from todo_project.problems import CONCURRENT_CHANGE_RETRY_AFTER, is_concurrent_change
+        from todo_project.retry import run_again_on_concurrent_change
+
+        if request.method != "POST":
+            return view(request, *args, **kwargs)
+
+        def attempt() -> HttpResponse:
+            request._messages = default_storage(request)
+            return view(request, *args, **kwargs)
+
+        try:
+            return run_again_on_concurrent_change(attempt)()
+        except DatabaseError as error:
+            if not is_concurrent_change(error):
+                raise
+            logger.warning("Concurrent change: %s", error.__cause__)
+            return TemplateResponse(
+                request,
+                "admin/concurrent_change.html",
+                {**self.admin_site.each_context(request), "title": "Nothing was saved"},
+                status=503,
+                headers={"Retry-After": CONCURRENT_CHANGE_RETRY_AFTER},
+            )
 
 
 class _AddressRefused(Exception):

@@ -14,6 +14,7 @@ from psycopg import errors as psycopg_errors
 from conftest import client_for
 from tasks import services
 from tasks.models import IdempotencyRecord, Tag, Task, TaskList
+from tasks.tests.deadlocks import deadlock
 from todo_project.problems import Conflict
 from todo_project.tests.helpers import (
     connection_of_its_own,
@@ -547,36 +548,6 @@ def test_a_completion_and_a_create_in_one_group_never_share_a_rank(user, make_ta
 
 
 # --- a transaction PostgreSQL ends to settle a clash --------------------------------------------
-
-
-def deadlock(user, task: Task, send, winner_writes=lambda locked: None) -> list:
-    """`send(client)` is a write that locks `task`, then the Inbox's sibling group (a move; a
-    PATCH that changes its list). This takes the group first, then the task: a real deadlock,
-    which PostgreSQL settles by ending the write's transaction (it has waited longest, so its
-    deadlock check runs first). `winner_writes(task)` runs with the cycle broken, the task
-    locked. The write's answers."""
-    answers = []
-
-    def move_first() -> None:
-        try:
-            answers.append(send(client_for(user)))
-        finally:
-            connections.close_all()
-
-    moving = threading.Thread(target=move_first)
-    with transaction.atomic():
-        services._lock_groups(user.pk, [(None, None)])  # the Inbox, top level
-        moving.start()
-        for _ in range(200):  # the move holds its task and queues for the group (~10 s at most)
-            if lock_waiters(connection) >= 1:
-                break
-            time.sleep(0.05)
-        # Half a second later than the move's: its deadlock check (1 s after it began waiting)
-        # comes first even on a busy machine (pytest-xdist's other worker), where timers slip.
-        time.sleep(0.5)
-        winner_writes(Task.objects.select_for_update().get(pk=task.pk))  # a cycle: waits
-    moving.join(timeout=20)
-    return answers
 
 
 @pytest.mark.django_db(transaction=True)
