@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -48,7 +48,8 @@ from todo_project.admin_site import (
     may_manage,
 )
 from todo_project.fields import shows_nothing
-from todo_project.problems import Conflict
+from todo_project.problems import Conflict, is_concurrent_change
+from todo_project.retry import run_again_on_concurrent_change
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -576,26 +577,34 @@ class TaskAdmin(OwnedAdmin):
             if not may_manage(request.user, task.owner):
                 refused += 1
                 continue
-            with transaction.atomic():
-                # Read under its lock, as the API's PATCH does: one completed with its parent
-                # earlier in this loop, or changed by its user meanwhile, is not this action's
-                # doing.
-                current = task_to_write(task.owner_id, task.pk)
-                if current is None or current.completed == completed:
-                    continue
-                try:
+
+            def set_one(task: Task = task) -> bool:
+                with transaction.atomic():
+                    # Read under its lock, as the API's PATCH does: one completed with its
+                    # parent earlier in this loop, or changed by its user meanwhile, is not this
+                    # action's doing.
+                    current = task_to_write(task.owner_id, task.pk)
+                    if current is None or current.completed == completed:
+                        return False
                     services.task_update(
                         task=current, user=task.owner, data={"completed": completed}, locked=True
                     )
-                # Its next occurrence would pass the task cap, or it has more open subtasks
-                # than one completion takes (tasks.quotas.MAX_COMPLETED_PER_REQUEST).
-                except Conflict as error:
-                    conflicts.append(f"{current}: {error.detail}")
-                    continue
-                _log(request, [current], CHANGE, message)
-                if completed:
-                    _log_completion_writes(request, current)
-            changed += 1
+                    _log(request, [current], CHANGE, message)
+                    if completed:
+                        _log_completion_writes(request, current)
+                return True
+
+            try:
+                # A transaction per task, so the one PostgreSQL ended can run again alone.
+                changed += run_again_on_concurrent_change(set_one)()
+            # Its next occurrence would pass the task cap, or it has more open subtasks than
+            # one completion takes (tasks.quotas.MAX_COMPLETED_PER_REQUEST).
+            except Conflict as error:
+                conflicts.append(f"{task}: {error.detail}")
+            except DatabaseError as error:
+                if not is_concurrent_change(error):
+                    raise
+                conflicts.append(f"{task}: other changes got in the way, three times.")
         if refused:
             self.message_user(
                 request,
@@ -605,7 +614,7 @@ class TaskAdmin(OwnedAdmin):
         if conflicts:
             self.message_user(
                 request,
-                f"Left {len(conflicts)} task(s) open: {conflicts[0]}",
+                f"Left {len(conflicts)} task(s) as they were: {conflicts[0]}",
                 messages.ERROR,
             )
         return changed

@@ -1224,7 +1224,7 @@ def test_completing_a_recurring_task_past_the_cap_and_allowance_leaves_it_open_a
     assert response.status_code == 302
     shown = [m.message for m in get_messages(response.wsgi_request)]
     assert "Completed 1 task(s)." in shown
-    assert any(m.startswith("Left 1 task(s) open: Water plants: You have 2") for m in shown)
+    assert any(m.startswith("Left 1 task(s) as they were: Water plants: You have 2") for m in shown)
     plain.refresh_from_db()
     task.refresh_from_db()
     assert (plain.completed, task.completed, Task.objects.count()) == (True, False, 2)
@@ -1245,7 +1245,9 @@ def test_a_parent_with_more_open_subtasks_than_a_completion_takes_is_left_open_a
     shown = [m.message for m in get_messages(response.wsgi_request)]
     assert "Completed 1 task(s)." in shown
     assert any(
-        m.startswith("Left 1 task(s) open: Move house: This would complete more than 2 tasks")
+        m.startswith(
+            "Left 1 task(s) as they were: Move house: This would complete more than 2 tasks"
+        )
         for m in shown
     )
     completed = dict(Task.objects.values_list("title", "completed"))

@@ -36,13 +36,15 @@ def change_form(task: Task, **changes: Any) -> dict:
     return {**data, **changes}
 
 
-def deadlocking(statement_start: str, times: int) -> tuple[list, Any]:
-    """An execute wrapper that ends the first `times` statements starting so as PostgreSQL ends
-    a deadlock's loser; the list of the statements it ended."""
+def deadlocking(statement_start: str, times: int, about: Any = None) -> tuple[list, Any]:
+    """An execute wrapper that ends the first `times` statements starting so (and given `about`
+    among their parameters, if given) as PostgreSQL ends a deadlock's loser; the list of the
+    statements it ended."""
     ended: list[str] = []
 
     def wrapper(execute, sql, params, many, context):
-        if sql.startswith(statement_start) and len(ended) < times:
+        meant = about is None or about in (params or ())
+        if sql.startswith(statement_start) and meant and len(ended) < times:
             ended.append(sql)
             raise OperationalError("deadlock detected") from psycopg_errors.DeadlockDetected()
         return execute(sql, params, many, context)
@@ -156,3 +158,44 @@ def test_a_page_that_only_reads_is_not_run_again(admin_client, user):
     with connection.execute_wrapper(wrapper), pytest.raises(OperationalError):
         admin_client.get(f"{TASKS_URL}{task.pk}/change/")
     assert len(ended) == 1
+
+
+def complete(client, *tasks: Task):
+    selected = [str(task.pk) for task in tasks]
+    return client.post(TASKS_URL, {"action": "complete", "_selected_action": selected})
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("times", [1, 2])
+def test_the_complete_action_runs_the_task_postgresql_ended_again_alone(admin_client, user, times):
+    """A transaction per task: the one ended runs again, and is logged and counted once."""
+    first, second = (services.task_create(user=user, data={"title": t}) for t in ("A", "B"))
+    ended, wrapper = deadlocking("UPDATE", times=times, about=second.pk)
+    with connection.execute_wrapper(wrapper):
+        answer = complete(admin_client, first, second)
+    assert len(ended) == times
+    assert answer.status_code == 302
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        "Completed 2 task(s)."
+    ]
+    assert set(Task.objects.values_list("completed", "version")) == {(True, 2)}
+    assert LogEntry.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_the_complete_action_cannot_get_through_is_left_and_named(admin_client, user):
+    """Ended three times, the task is left as it was, and said so (the page was a 500, after
+    completing the tasks before it)."""
+    first, second = (services.task_create(user=user, data={"title": t}) for t in ("A", "B"))
+    ended, wrapper = deadlocking("UPDATE", times=3, about=second.pk)
+    with connection.execute_wrapper(wrapper):
+        answer = complete(admin_client, first, second)
+    assert len(ended) == 3
+    assert answer.status_code == 302
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        "Left 1 task(s) as they were: B: other changes got in the way, three times.",
+        "Completed 1 task(s).",
+    ]
+    assert dict(Task.objects.values_list("title", "completed")) == {"A": True, "B": False}
+    assert Task.objects.get(pk=second.pk).version == 1
+    assert LogEntry.objects.count() == 1
