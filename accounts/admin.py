@@ -61,6 +61,7 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
+from todo_project.retry import run_again_on_concurrent_change
 
 logger = logging.getLogger("todo.admin")
 
@@ -368,6 +369,9 @@ class UserAdmin(
             )
         return to_delete, model_count, perms_needed, []
 
+    # One transaction for the selected accounts, run again whole after a concurrent change (a
+    # deletion against a create naming one of the account's tags can deadlock).
+    @run_again_on_concurrent_change
     @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)

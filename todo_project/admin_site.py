@@ -187,8 +187,8 @@ class SavesRunAgain:
     again, as the API's writes do (todo_project.retry); a 500 page before. Django runs each of
     these views in one transaction, so nothing of an ended attempt stayed; each attempt starts
     with the messages the request came with, so none says it saved. After the third, a 503 page
-    that says nothing was saved. (Not the changelist, whose actions write a transaction per
-    row: tasks.admin's run a task's again alone.)
+    that says nothing was saved. (Not the changelist: its actions run their own transactions
+    again, a task's alone in tasks.admin, the users' deletion whole in accounts.admin.)
     """
 
     def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:

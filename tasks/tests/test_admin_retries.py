@@ -199,3 +199,25 @@ def test_a_task_the_complete_action_cannot_get_through_is_left_and_named(admin_c
     assert dict(Task.objects.values_list("title", "completed")) == {"A": True, "B": False}
     assert Task.objects.get(pk=second.pk).version == 1
     assert LogEntry.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_selected_users_ended_once_runs_again_whole(admin_client, user, other_user):
+    """One transaction for all the selected accounts: the one PostgreSQL ended runs again whole
+    (the deletion of the first user of it rolled back too), and says so once."""
+    ended, wrapper = deadlocking("DELETE FROM tasks_tasklist", times=1, about=other_user.pk)
+    with connection.execute_wrapper(wrapper):
+        answer = admin_client.post(
+            USERS_URL,
+            {
+                "action": "delete_selected",
+                "_selected_action": [user.pk, other_user.pk],
+                "post": "yes",
+            },
+        )
+    assert len(ended) == 1
+    assert answer.status_code == 302
+    assert not User.objects.filter(pk__in=[user.pk, other_user.pk]).exists()
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        "Successfully deleted 2 users."
+    ]
