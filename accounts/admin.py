@@ -369,13 +369,27 @@ class UserAdmin(
             )
         return to_delete, model_count, perms_needed, []
 
-    # One transaction for the selected accounts, run again whole after a concurrent change (a
-    # deletion against a create naming one of the account's tags can deadlock).
+    # One transaction for the selected accounts and their history entries, run again whole after
+    # a concurrent change (a deletion against a create naming one of the account's tags can
+    # deadlock).
     @run_again_on_concurrent_change
     @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().log_deletions(request, queryset)
         for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)
             user_delete(user=user)
+
+    def log_deletions(self, request: HttpRequest, queryset) -> None:
+        # Django's delete_selected calls this with the QuerySet before delete_queryset, on its
+        # own: a deletion that then failed left a history of accounts deleted that still exist.
+        # delete_queryset writes them in its transaction instead. The delete page passes [obj],
+        # inside its own transaction.
+        if not isinstance(queryset, QuerySet):
+            super().log_deletions(request, queryset)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
+        # Django's opens its transaction here, around changeform_view: run again outside it.
+        return self._run_again(super().add_view, request, form_url, extra_context)
 
     def _refused(self, request: HttpRequest, users) -> list[str]:
         """The emails of the users `request` may not act on (see may_manage)."""

@@ -23,7 +23,7 @@ from django.contrib.admin.views.main import ORDER_VAR, PAGE_VAR, SEARCH_VAR
 from django.contrib.messages.storage import default_storage
 from django.core.exceptions import ValidationError
 from django.core.paginator import InvalidPage
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -186,9 +186,13 @@ class SavesRunAgain:
     clash with a concurrent write (a deadlock, a row it names deleted before the COMMIT) runs
     again, as the API's writes do (todo_project.retry); a 500 page before. Django runs each of
     these views in one transaction, so nothing of an ended attempt stayed; each attempt starts
-    with the messages the request came with, so none says it saved. After the third, a 503 page
-    that says nothing was saved. (Not the changelist: its actions run their own transactions
-    again, a task's alone in tasks.admin, the users' deletion whole in accounts.admin.)
+    with the messages the request came with, so none says it saved. After the third, or when a
+    service gave up on its own (ConcurrentChange: a tag rename that kept giving way), a 503 page
+    that says nothing was saved. A view that opens its transaction before changeform_view
+    (Django's UserAdmin.add_view) is wrapped instead (accounts.admin): inside a transaction,
+    the page is left to whoever runs that one again. (Not the changelist: its actions run their
+    own transactions again, a task's alone in tasks.admin, the users' deletion whole in
+    accounts.admin.)
     """
 
     def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
@@ -200,10 +204,15 @@ class SavesRunAgain:
     def _run_again(self, view, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         # Not at the top: this module is loaded with the apps, before DRF (which these import)
         # may be.
-        from todo_project.problems import CONCURRENT_CHANGE_RETRY_AFTER, is_concurrent_change
+        from todo_project.problems import (
+            CONCURRENT_CHANGE_RETRY_AFTER,
+            ConcurrentChange,
+            is_concurrent_change,
+            logged,
+        )
         from todo_project.retry import run_again_on_concurrent_change
 
-        if request.method != "POST":
+        if request.method != "POST" or connection.in_atomic_block:
             return view(request, *args, **kwargs)
 
         def attempt() -> HttpResponse:
@@ -212,17 +221,18 @@ class SavesRunAgain:
 
         try:
             return run_again_on_concurrent_change(attempt)()
-        except DatabaseError as error:
-            if not is_concurrent_change(error):
+        except (DatabaseError, ConcurrentChange) as error:
+            if isinstance(error, DatabaseError) and not is_concurrent_change(error):
                 raise
-            logger.warning("Concurrent change: %s", error.__cause__)
-            return TemplateResponse(
+            logger.warning("Concurrent change: %s", error.__cause__ or error)
+            page = TemplateResponse(
                 request,
                 "admin/concurrent_change.html",
                 {**self.admin_site.each_context(request), "title": "Nothing was saved"},
                 status=503,
                 headers={"Retry-After": CONCURRENT_CHANGE_RETRY_AFTER},
             )
+            return logged(page)  # the WARNING above is its line: no ERROR of Django's after it
 
 
 class _AddressRefused(Exception):

@@ -60,12 +60,12 @@ ERROR_DESCRIPTIONS = {
     422: "The Idempotency-Key was used before with another request.",
     429: "Rate limited: retry after `Retry-After` seconds.",
     503: (
-        "For a write, a concurrent change got in the way (PostgreSQL ended the transaction) "
-        "three times (the server runs the write again twice, a conditional one compared again "
-        "too): nothing was changed. Or the database is unavailable (a restart, an outage): a "
-        "write whose connection was lost while committing may have been applied, so send a "
-        "create again with the same Idempotency-Key. Either way, send the request again after "
-        "`Retry-After` seconds."
+        "For a write, a concurrent change got in the way (PostgreSQL ended the transaction): "
+        "nothing was changed. A write of tasks, lists, tags or `auth/me/` answers this after "
+        "the server ran it again twice (a conditional one compared again too). Or the "
+        "database is unavailable (a restart, an outage): a write whose connection was lost "
+        "while committing may have been applied, so send a create again with the same "
+        "Idempotency-Key. Either way, send the request again after `Retry-After` seconds."
     ),
 }
 BODY_METHODS = {"POST", "PUT", "PATCH"}

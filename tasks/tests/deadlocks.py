@@ -1,10 +1,13 @@
-"""A real deadlock between a write under test and the test itself, which PostgreSQL settles
-by ending the write's transaction."""
+"""Deadlocks for the tests of what runs a write again: a real one between a write under test
+and the test itself, which PostgreSQL settles by ending the write's transaction, and the same
+error raised in place of chosen statements (to end an attempt exactly so many times)."""
 
 import threading
 import time
+from typing import Any
 
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
+from psycopg import errors as psycopg_errors
 
 from conftest import client_for
 from tasks import services
@@ -40,3 +43,19 @@ def deadlock(user, task: Task, send, winner_writes=lambda locked: None) -> list:
         winner_writes(Task.objects.select_for_update().get(pk=task.pk))  # a cycle: waits
     moving.join(timeout=20)
     return answers
+
+
+def deadlocking(statement_start: str, times: int, about: Any = None) -> tuple[list, Any]:
+    """An execute wrapper that ends the first `times` statements starting so (and given `about`
+    among their parameters, if given) as PostgreSQL ends a deadlock's loser; the list of the
+    statements it ended."""
+    ended: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        meant = about is None or about in (params or ())
+        if sql.startswith(statement_start) and meant and len(ended) < times:
+            ended.append(sql)
+            raise OperationalError("deadlock detected") from psycopg_errors.DeadlockDetected()
+        return execute(sql, params, many, context)
+
+    return ended, wrapper

@@ -14,7 +14,7 @@ from psycopg import errors as psycopg_errors
 from conftest import client_for
 from tasks import services
 from tasks.models import IdempotencyRecord, Tag, Task, TaskList
-from tasks.tests.deadlocks import deadlock
+from tasks.tests.deadlocks import deadlock, deadlocking
 from todo_project.problems import Conflict
 from todo_project.tests.helpers import (
     connection_of_its_own,
@@ -604,6 +604,35 @@ def test_a_conditional_write_run_again_compares_again(user, make_task, make_list
     assert answer["ETag"] == '"2"'
     task.refresh_from_db()
     assert (task.title, task.list_id, task.version) == ("Renamed", home.pk, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("method", ["patch", "delete"])
+def test_a_conditional_list_write_ended_once_runs_again(user, make_list, make_task, method, caplog):
+    """A list's PATCH and DELETE lock and compare in no transaction of their own but the one
+    ConditionalRequestMixin gives the handler (a task's update() opens one too): that one is
+    what runs again."""
+    home = make_list("Home")
+    make_task("Pay rent", list=home)
+    statement = 'UPDATE "tasks_tasklist"' if method == "patch" else 'UPDATE "tasks_task"'
+    ended, wrapper = deadlocking(statement, times=1)
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    client = client_for(user)
+    url = f"/api/v1/lists/{home.pk}/"
+    with connection.execute_wrapper(wrapper):
+        if method == "patch":
+            answer = client.patch(url, {"name": "House"}, format="json", HTTP_IF_MATCH='"1"')
+        else:
+            answer = client.delete(url, HTTP_IF_MATCH='"1"')
+    assert len(ended) == 1
+    assert answer.status_code == (200 if method == "patch" else 204), answer.content
+    assert "SQLSTATE 40P01" in caplog.text
+    if method == "patch":
+        assert answer["ETag"] == '"2-1-1"'
+        assert TaskList.objects.get(pk=home.pk).name == "House"
+    else:
+        assert not TaskList.objects.filter(pk=home.pk).exists()
+        assert Task.objects.get().list_id is None
 
 
 @pytest.mark.django_db(transaction=True)
