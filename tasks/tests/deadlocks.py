@@ -12,7 +12,7 @@ from psycopg import errors as psycopg_errors
 from conftest import client_for
 from tasks import services
 from tasks.models import Task
-from todo_project.tests.helpers import lock_waiters
+from todo_project.tests.helpers import connection_of_its_own, lock_waiters
 
 
 def deadlock(user, task: Task, send, winner_writes=lambda locked: None) -> list:
@@ -59,3 +59,17 @@ def deadlocking(statement_start: str, times: int, about: Any = None) -> tuple[li
         return execute(sql, params, many, context)
 
     return ended, wrapper
+
+
+def list_deleted_before_the_update(monkeypatch, task_list) -> None:
+    """Makes services.task_update delete `task_list` first, on a connection of its own (a
+    concurrent DELETE lists/{id}/): a write moving a task into it fails on its foreign key at
+    the COMMIT."""
+    update = services.task_update
+
+    def list_deleted_meanwhile(**kwargs: Any):
+        with connection_of_its_own(connection) as other:
+            other.execute("DELETE FROM tasks_tasklist WHERE id = %s", [task_list.pk])
+        return update(**kwargs)
+
+    monkeypatch.setattr(services, "task_update", list_deleted_meanwhile)

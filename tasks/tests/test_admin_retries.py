@@ -13,8 +13,7 @@ from django.db import OperationalError, connection
 from accounts.models import User
 from tasks import services
 from tasks.models import Tag, Task, TaskList
-from tasks.tests.deadlocks import deadlock, deadlocking
-from todo_project.tests.helpers import connection_of_its_own
+from tasks.tests.deadlocks import deadlock, deadlocking, list_deleted_before_the_update
 
 TASKS_URL = "/admin/tasks/task/"
 USERS_URL = "/admin/accounts/user/"
@@ -67,14 +66,7 @@ def test_a_save_whose_list_is_deleted_before_its_commit_is_run_again_and_says_no
     successfully": run again, the form finds no such list, and that message is gone."""
     task = services.task_create(user=user, data={"title": "Pay rent"})
     home = make_list("Home")
-    update = services.task_update
-
-    def list_deleted_meanwhile(**kwargs: Any):
-        with connection_of_its_own(connection) as other:  # a concurrent DELETE lists/{id}/
-            other.execute("DELETE FROM tasks_tasklist WHERE id = %s", [home.pk])
-        return update(**kwargs)
-
-    monkeypatch.setattr(services, "task_update", list_deleted_meanwhile)
+    list_deleted_before_the_update(monkeypatch, home)
     answer = admin_client.post(f"{TASKS_URL}{task.pk}/change/", change_form(task, list=home.pk))
     assert answer.status_code == 200
     assert list(answer.context["adminform"].form.errors) == ["list"]

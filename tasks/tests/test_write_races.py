@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from conftest import client_for
 from tasks import services
 from tasks.models import Tag, Task, TaskList
+from tasks.tests.deadlocks import list_deleted_before_the_update
 from tasks.views import TaskListViewSet
 from todo_project.tests.helpers import (
     connection_of_its_own,
@@ -291,14 +292,7 @@ def test_a_conditional_write_whose_list_is_deleted_before_its_commit_is_run_agai
     503. Run again, the write finds no such list: the 400 a client sending it again gets."""
     task = make_task("mine")
     home = make_list("Home")
-    update = services.task_update
-
-    def list_deleted_meanwhile(**kwargs: Any):
-        with connection_of_its_own(connection) as other:  # a concurrent DELETE lists/{id}/
-            other.execute("DELETE FROM tasks_tasklist WHERE id = %s", [home.pk])
-        return update(**kwargs)
-
-    monkeypatch.setattr(services, "task_update", list_deleted_meanwhile)
+    list_deleted_before_the_update(monkeypatch, home)
     answer = client_for(user).patch(
         f"/api/v1/tasks/{task.pk}/", {"list": str(home.pk)}, format="json", HTTP_IF_MATCH='"1"'
     )
