@@ -108,7 +108,20 @@ def test_a_local_server_with_debug_off_starts_without_production_only_variables(
     assert result.returncode == 0, result.stderr
 
 
+@pytest.fixture
+def ctrl_c_reaches_children():
+    """Children started with SIGINT at its default, as from a terminal. A test run a
+    non-interactive shell started in the background (`make test &`, as some CI runners do)
+    ignores SIGINT, and its children inherit that: the Ctrl-C below reached no program but
+    devservices, whose child ignored the one it passed on, and the test waited 30 s for it.
+    Any handler here will do: exec resets a caught signal to its default."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("first_stops_by", ["finishing", "ctrl-c"])
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory, first_stops_by):
     # Two `python -m todo_project.devservices` (a `make run` and a `make test`) share one local
     # Redis: the one that started it stopping first must not take it from the other, not even
