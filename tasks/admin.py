@@ -9,7 +9,6 @@ accounts are view-only to support, as the accounts are (todo_project.admin_site.
 
 import contextlib
 import functools
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -49,10 +48,8 @@ from todo_project.admin_site import (
     may_manage,
 )
 from todo_project.fields import shows_nothing
-from todo_project.problems import Conflict, is_concurrent_change
+from todo_project.problems import Conflict, is_concurrent_change, log_concurrent_change
 from todo_project.retry import run_again_on_concurrent_change
-
-logger = logging.getLogger("todo.problems")
 
 # A search term matching more owners than this is too vague to be about one user's data.
 OWNER_MATCHES_MAX = 100
@@ -607,7 +604,7 @@ class TaskAdmin(OwnedAdmin):
             except DatabaseError as error:
                 if not is_concurrent_change(error):
                     raise
-                logger.warning("Concurrent change: %s", error.__cause__)  # as the API's 503
+                log_concurrent_change(error)
                 conflicts.append(f"{task}: other changes got in the way, three times.")
         if refused:
             self.message_user(

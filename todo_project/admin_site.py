@@ -7,7 +7,6 @@ Installed in place of `django.contrib.admin` (see INSTALLED_APPS), so `admin.sit
 
 import datetime
 import functools
-import logging
 
 from django import forms
 from django.conf import settings
@@ -31,7 +30,6 @@ from django.utils.http import urlencode
 from django_ratelimit.core import get_usage
 
 LOGIN_RATE_LIMIT_GROUP = "admin-login"
-logger = logging.getLogger("todo.problems")
 
 
 def _login_username(group: str, request: HttpRequest) -> str:
@@ -208,6 +206,7 @@ class SavesRunAgain:
             CONCURRENT_CHANGE_RETRY_AFTER,
             ConcurrentChange,
             is_concurrent_change,
+            log_concurrent_change,
             logged,
         )
         from todo_project.retry import run_again_on_concurrent_change
@@ -224,7 +223,7 @@ class SavesRunAgain:
         except (DatabaseError, ConcurrentChange) as error:
             if isinstance(error, DatabaseError) and not is_concurrent_change(error):
                 raise
-            logger.warning("Concurrent change: %s", error.__cause__ or error)
+            log_concurrent_change(error)
             page = TemplateResponse(
                 request,
                 "admin/concurrent_change.html",
@@ -232,7 +231,7 @@ class SavesRunAgain:
                 status=503,
                 headers={"Retry-After": CONCURRENT_CHANGE_RETRY_AFTER},
             )
-            return logged(page)  # the WARNING above is its line: no ERROR of Django's after it
+            return logged(page)  # its line is the WARNING above: no ERROR of Django's after it
 
 
 class _AddressRefused(Exception):

@@ -125,6 +125,12 @@ def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpR
     )
 
 
+def log_concurrent_change(error: Exception) -> None:
+    """The one line a write given up on after a concurrent change leaves (the API's 503, the
+    admin's page and actions): a WARNING, the database's error when there is one."""
+    logger.warning("Concurrent change: %s", error.__cause__ or error)
+
+
 def logged(response: HttpResponse) -> HttpResponse:
     """Marks a 5xx this module has logged already: Django's handler logs every 5xx answer again
     on django.request (its log_response skips one so marked). Not the others: for an exception
@@ -264,7 +270,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
     elif is_concurrent_change(exc):
-        logger.warning("Concurrent change: %s", exc.__cause__)
+        log_concurrent_change(exc)
         exc = ConcurrentChange()
         exc.logged = True  # a WARNING: no ERROR line of Django's after it (see logged())
     elif is_database_unavailable(exc):
