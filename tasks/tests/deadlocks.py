@@ -1,6 +1,7 @@
-"""Deadlocks for the tests of what runs a write again: a real one between a write under test
-and the test itself, which PostgreSQL settles by ending the write's transaction, and the same
-error raised in place of chosen statements (to end an attempt exactly so many times)."""
+"""The clashes that end a write's transaction, for the tests of what runs it again: a real
+deadlock between a write under test and the test itself, the same error raised in place of
+chosen statements (to end an attempt exactly so many times), and a list deleted before the
+write's COMMIT."""
 
 import threading
 import time
