@@ -1,14 +1,24 @@
-"""Content negotiation: DRF's, without `?format=` on the versioned API.
+"""Content negotiation: DRF's, without `?format=` on the versioned API, and without a 406 for
+an answer that has no body to represent.
 
 DRF lets a `format` query parameter pick the renderer (URL_FORMAT_OVERRIDE) and answers 404
 to one it has no renderer for: `GET /api/v1/tasks/?format=xml` said "Not found" of a
 collection that exists, where every other unknown parameter is ignored. The API speaks JSON
 only (a non-JSON `Accept` is a 406), so there `format` is ignored too; the schema view keeps it
 (`/api/schema/?format=json`).
+
+An operation whose success is a bare status (every DELETE, sign-out, the password change and
+reset) can only ever send a problem document, and its schema lists `application/problem+json`
+as its one media type. A client generated from the schema sends exactly that `Accept`; DRF
+looked for a renderer of it and answered 406 without deleting anything. Such an `Accept` is
+enough there: the success has no body, and an error is a problem, as it is everywhere.
 """
 
+from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.request import Request
 from rest_framework.settings import api_settings
+from rest_framework.utils.mediatypes import _MediaType
 
 from todo_project.middleware import API_V1_PREFIX
 
@@ -22,8 +32,34 @@ class _WithoutFormatOverride:
         return getattr(api_settings, name)
 
 
+def answers_without_body(request: Request) -> bool:
+    """Whether this request's success is a bare status: a DELETE, or a view that says so."""
+    view = request.parser_context.get("view")
+    return request.method == "DELETE" or getattr(view, "answers_without_body", False)
+
+
+def _refused(media_type: _MediaType) -> bool:
+    """`q=0` (RFC 9110 section 12.4.2): "not acceptable"."""
+    try:
+        return float(media_type.params.get("q", "1")) <= 0
+    except ValueError:
+        return False
+
+
 class ApiContentNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         if request.path_info.startswith(API_V1_PREFIX):
             self.settings = _WithoutFormatOverride()
-        return super().select_renderer(request, renderers, format_suffix)
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            # Imported here: `problems` imports DRF's views, which import this class.
+            from todo_project.problems import PROBLEM_CONTENT_TYPE
+
+            problem = _MediaType(PROBLEM_CONTENT_TYPE)
+            if answers_without_body(request) and any(
+                problem.match(accepted) and not _refused(accepted)
+                for accepted in map(_MediaType, self.get_accept_list(request))
+            ):
+                return renderers[0], renderers[0].media_type
+            raise

@@ -49,7 +49,8 @@ ERROR_DESCRIPTIONS = {
     '`WWW-Authenticate` says `error="invalid_token"` (RFC 6750 section 3.1).',
     404: "Not found, or not yours (the same answer either way).",
     406: "The `Accept` header allows no `application/json`, the only type the API answers "
-    "(errors too are sent when it is accepted; `application/problem+json` alone is not enough).",
+    "(errors too are sent when it is accepted). Where a success has no body (every DELETE, "
+    "sign-out, the password change and reset), `application/problem+json` alone is enough.",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",
     412: "If-Match no longer matches the current version, or If-None-Match matches it: "
