@@ -30,8 +30,6 @@ from tasks import services
 from tasks.models import (
     COLOR_PATTERN,
     MAX_TAGS_PER_TASK,
-    UNADDRESSABLE_TAG_MESSAGE,
-    UNADDRESSABLE_TAG_NAMES,
     Tag,
     Task,
     TaskList,
@@ -47,7 +45,7 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
-from todo_project.fields import shows_nothing
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, shows_nothing
 from todo_project.problems import Conflict, is_concurrent_change, log_concurrent_change
 from todo_project.retry import run_again_on_concurrent_change
 
@@ -234,11 +232,14 @@ class RecurrenceFilter(admin.SimpleListFilter):
         return queryset
 
 
-def visible(text: str) -> str:
-    """The API's rule for names and titles (todo_project.fields.VisibleCharField), its message:
-    a row the API could not write back unchanged is no row support should make."""
+def visible(text: str, initial: str | None) -> str:
+    """The API's rules for names and titles (todo_project.fields.VisibleCharField), its
+    messages: a row the API could not write back unchanged is no row support should make. As
+    there, a value stored before the one-line rule may stay as it is."""
     if shows_nothing(text):
         raise forms.ValidationError("This field may not be blank.")
+    if has_control_characters(text) and text != initial:
+        raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
     return text
 
 
@@ -263,7 +264,7 @@ class OwnedNameForm(forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
 
     def clean_name(self) -> str:
-        name = visible(self.cleaned_data["name"])
+        name = visible(self.cleaned_data["name"], self.initial.get("name"))
         owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)
         taken = (
             type(self.instance)
@@ -352,7 +353,7 @@ class TaskAdminForm(VersionCheckedForm):
             widget.url_parameters = functools.partial(_owned_parameters, widget, owner_id)
 
     def clean_title(self) -> str:
-        return visible(self.cleaned_data["title"])
+        return visible(self.cleaned_data["title"], self.initial.get("title"))
 
     def lock_row(self) -> Task | None:
         # With what task_update(locked=True) reads besides the row (tag names, open subtasks).
@@ -699,10 +700,9 @@ class TagAdminForm(VersionCheckedForm, OwnedNameForm):
 
     def clean_name(self) -> str:
         name = super().clean_name()
-        # As the API's: no new name `.` or `..` (services.tags_get_or_create); one made before
-        # the rule keeps working.
-        if name in UNADDRESSABLE_TAG_NAMES and name != self.initial.get("name"):
-            raise forms.ValidationError(UNADDRESSABLE_TAG_MESSAGE)
+        # As the API's: no new name `.` or `..`; one made before the rule keeps working.
+        if name != self.initial.get("name") and (error := services.new_tag_name_error(name)):
+            raise forms.ValidationError(error)
         return name
 
 

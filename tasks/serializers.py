@@ -18,8 +18,6 @@ from tasks.models import (
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
-    UNADDRESSABLE_TAG_MESSAGE,
-    UNADDRESSABLE_TAG_NAMES,
     Priority,
     Tag,
     Task,
@@ -35,6 +33,7 @@ from tasks.services import (
     NOT_PARENTS_LIST,
     PARENT_IS_SUBTASK,
     never_repeats,
+    new_tag_name_error,
 )
 from todo_project.fields import (
     CanonicalDateField,
@@ -94,7 +93,9 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
 class TagNameField(VisibleCharField):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, **kwargs)
+        # The rules for a name no tag had (services.new_tag_name_error) are the service's and
+        # the rename's: a task's `tags` name the tags it carries, whatever they were named.
+        super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, one_line=False, **kwargs)
 
 
 class TagNamesField(serializers.ListField):
@@ -207,8 +208,9 @@ class BuiltOnceFields:
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     title = VisibleCharField(
         max_length=TITLE_MAX_LENGTH,
-        help_text="1–200 characters after trimming; one that shows nothing (only zero-width "
-        "or other invisible characters) is blank.",
+        help_text="1–200 characters after trimming, on one line (no line breaks, tabs or other "
+        "control characters); one that shows nothing (only zero-width or other invisible "
+        "characters) is blank.",
     )
     description = StrictCharField(
         max_length=DESCRIPTION_MAX_LENGTH,
@@ -236,7 +238,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         default=list,
         help_text="Tag names (1–50 characters, case-insensitive: spellings of one tag count "
         "once; at most 20 tags, in at most 100 entries); new names create "
-        'tags (but not "." or "..": a tag\'s URL could not name them).',
+        'tags (but not "." or "..", which a tag\'s URL could not name, nor one with a line '
+        "break, tab or other control character).",
     )
     # Declared after `tags`, whose default is the builtin `list`.
     list = OwnedPrimaryKeyRelatedField(
@@ -448,7 +451,8 @@ class TaskChangesSerializer(serializers.Serializer):
 
 class TagSerializer(serializers.ModelSerializer):
     name = TagNameField(
-        help_text='1–50 characters; unique per user, case-insensitively; not "." or "..".'
+        help_text='1–50 characters; unique per user, case-insensitively; not "." or "..", '
+        "and on one line (no line breaks, tabs or other control characters)."
     )
     task_count = serializers.IntegerField(read_only=True)
 
@@ -457,8 +461,8 @@ class TagSerializer(serializers.ModelSerializer):
         fields = ["name", "task_count"]
 
     def validate_name(self, value: str) -> str:
-        if value in UNADDRESSABLE_TAG_NAMES:
-            raise serializers.ValidationError(UNADDRESSABLE_TAG_MESSAGE)
+        if error := new_tag_name_error(value):
+            raise serializers.ValidationError(error)
         return value
 
 

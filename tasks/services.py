@@ -74,6 +74,7 @@ from tasks.quotas import (
     lock_owner,
 )
 from todo_project.compiled import CompiledQuery, fetch_all
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from todo_project.problems import ConcurrentChange, is_concurrent_change
 
 MAX_BULK_IDS: Final = 500
@@ -508,6 +509,16 @@ def _tags_by_key(
     return found
 
 
+def new_tag_name_error(name: str) -> str | None:
+    """Why no tag may newly take this name (made or renamed to), if it may not. A tag named so
+    before the rule keeps working: on tasks, in `tag=`, at its URL."""
+    if name in UNADDRESSABLE_TAG_NAMES:
+        return UNADDRESSABLE_TAG_MESSAGE
+    if has_control_characters(name):
+        return CONTROL_CHARACTERS_MESSAGE
+    return None
+
+
 def tags_get_or_create(
     *, user: User, names: Sequence[str], carried: Collection[str] = ()
 ) -> list[Tag]:
@@ -526,8 +537,9 @@ def tags_get_or_create(
             {"tags": [f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(found)} named)."]}
         )
     missing = [name for name, tag in found.values() if tag is None]
-    if UNADDRESSABLE_TAG_NAMES.intersection(missing):  # one made before the rule keeps working
-        raise ValidationError({"tags": [UNADDRESSABLE_TAG_MESSAGE]})
+    for name in missing:
+        if error := new_tag_name_error(name):
+            raise ValidationError({"tags": [error]})
     if missing:
         ensure_tag_room(owned=Tag.objects.filter(owner_id=user.pk).count(), adding=len(missing))
     for _attempt in range(3):

@@ -46,6 +46,17 @@ def shows_nothing(text: str) -> bool:
     return all(map(is_invisible, text))
 
 
+# Line breaks, tabs, escapes: the C0 and C1 controls (Unicode's Cc), NUL aside, which DRF's own
+# validator refuses with its message. A name or title is one line: a client shows them raw or
+# breaks its layout on them. Its ends are trimmed first, so a pasted "Pay rent\n" is taken.
+_CONTROL_CHARACTER = re.compile(r"[\x01-\x1f\x7f-\x9f]")
+CONTROL_CHARACTERS_MESSAGE = "Line breaks, tabs and other control characters are not allowed."
+
+
+def has_control_characters(text: str) -> bool:
+    return _CONTROL_CHARACTER.search(text) is not None
+
+
 class VisibleCharField(StrictCharField):
     """A name or title: blank when it shows nothing, as one of only zero-width spaces does
     (str.strip() keeps those, and a list of blank-looking titles helps nobody).
@@ -56,13 +67,21 @@ class VisibleCharField(StrictCharField):
     the server does not hold (" " + 200 characters is a valid title). The description says it.
     """
 
-    def __init__(self, *, max_length: int | None = None, **kwargs: Any) -> None:
+    default_error_messages = {"control": CONTROL_CHARACTERS_MESSAGE}
+
+    def __init__(
+        self, *, max_length: int | None = None, one_line: bool = True, **kwargs: Any
+    ) -> None:
         if max_length is not None:
+            one_line_text = " One line: no line breaks, tabs or other control characters."
             kwargs.setdefault(
-                "help_text", f"At most {max_length} characters, surrounding whitespace not counted."
+                "help_text",
+                f"At most {max_length} characters, surrounding whitespace not counted."
+                + (one_line_text if one_line else ""),
             )
         super().__init__(**kwargs)
         self.max_kept_length = max_length
+        self.one_line = one_line
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
@@ -70,7 +89,15 @@ class VisibleCharField(StrictCharField):
             self.fail("blank")
         if self.max_kept_length is not None and len(value) > self.max_kept_length:
             self.fail("max_length", max_length=self.max_kept_length)
+        if self.one_line and has_control_characters(value) and value != self._stored():
+            self.fail("control")
         return value
+
+    def _stored(self) -> str | None:
+        """What the row being written holds here: a value stored before the one-line rule is
+        taken back unchanged (a PUT sends every field, the ones the user did not touch too)."""
+        instance = getattr(self.parent, "instance", None)
+        return getattr(instance, self.source, None) if self.source else None
 
 
 class StrictBooleanField(serializers.BooleanField):

@@ -16,6 +16,7 @@ from accounts.models import User
 from tasks import admin as admin_module
 from tasks import services
 from tasks.models import Priority, Tag, Task, TaskList
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 from todo_project.tests.helpers import wait_for_lock_waiters
 
 TASKS_URL = "/admin/tasks/task/"
@@ -1118,6 +1119,60 @@ def test_a_title_or_name_that_shows_nothing_is_a_form_error_as_in_the_api(suppor
     assert (Task.objects.get().title, TaskList.objects.get().name, Tag.objects.get().name) == (
         "Pay rent",
         "Home",
+        "money",
+    )
+
+
+@pytest.mark.django_db
+def test_a_title_or_name_with_a_line_break_is_a_form_error_as_in_the_api(
+    support_client, admin_client, user
+):
+    task = add_task(user, "Pay rent", tags=["money"])
+    home = TaskList.objects.create(owner=user, name="Home")
+    tag = Tag.objects.get(name="money")
+
+    title = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, title="Pay\nrent")
+    )
+    list_name = support_client.post(
+        f"{LISTS_URL}{home.pk}/change/", {"name": "Ho\tme", "color": "", "opened_version": 1}
+    )
+    tag_name = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": "mo\x1bney", "opened_version": "money"}
+    )
+    new_tag = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "bi\nlls"})
+
+    assert title.context["adminform"].form.errors == {"title": [CONTROL_CHARACTERS_MESSAGE]}
+    for response in (list_name, tag_name, new_tag):
+        assert response.context["adminform"].form.errors == {"name": [CONTROL_CHARACTERS_MESSAGE]}
+    assert (Task.objects.get().title, TaskList.objects.get().name, Tag.objects.get().name) == (
+        "Pay rent",
+        "Home",
+        "money",
+    )
+
+
+@pytest.mark.django_db
+def test_a_title_or_name_stored_with_a_tab_before_the_rule_may_stay(support_client, user):
+    task = Task.objects.create(owner=user, title="Pay\trent", position=1024)
+    home = TaskList.objects.create(owner=user, name="Ho\tme")
+    tag = Tag.objects.create(owner=user, name="mo\tney")
+
+    support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, priority=Priority.HIGH)
+    )
+    support_client.post(
+        f"{LISTS_URL}{home.pk}/change/",
+        {"name": "Ho\tme", "color": "#112233", "opened_version": 1},
+    )
+    renamed = support_client.post(
+        f"{TAGS_URL}{tag.pk}/change/", {"name": "money", "opened_version": "mo\tney"}
+    )
+
+    assert renamed.status_code == 302
+    assert (Task.objects.get().priority, TaskList.objects.get().color, Tag.objects.get().name) == (
+        Priority.HIGH,
+        "#112233",
         "money",
     )
 
