@@ -54,16 +54,19 @@ ORDERINGS = {
 DEFAULT_ORDERING = ["position"]
 
 
-# Each word of the text, as the parser that built `search_vector` splits it, quoted for the
-# tsquery syntax (backslashes and quotes doubled) behind the owner's key, as a prefix; the words
-# joined by AND. Cast to tsquery, not read by to_tsquery, which would split a word again into a
-# phrase (`bar-baz` into `bar-baz <-> bar <-> baz`) that the parts search_vector adds to joined
-# words (`/foo/bar-baz` gives `bar-baz` and `baz` the positions of the whole) could not match.
+# Each word of the text, as the parser that built `search_vector` splits it and folded as it
+# folds them (accents off, then cut: migration 0013; a word of marks alone is no word), quoted
+# for the tsquery syntax (backslashes and quotes doubled) behind the owner's key, as a prefix;
+# the words joined by AND. Cast to tsquery, not read by to_tsquery, which would split a word
+# again into a phrase (`bar-baz` into `bar-baz <-> bar <-> baz`) that the parts search_vector
+# adds to joined words (`/foo/bar-baz` gives `bar-baz` and `baz` the positions of the whole)
+# could not match.
 _PREFIX_TSQUERY_SQL = r"""
     SELECT string_agg(
-        '''' || %s || replace(replace(lexeme, '\', '\\'), '''', '''''') || ''':*', ' & '
+        '''' || %s || replace(replace(word, '\', '\\'), '''', '''''') || ''':*', ' & '
     )::tsquery::text
-    FROM unnest(to_tsvector('simple', %s))
+    FROM unnest(to_tsvector('simple', %s)), left(task_search_fold(lexeme), 255) AS word
+    WHERE word <> ''
 """
 
 
@@ -340,9 +343,10 @@ class TaskFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
         max_length=SEARCH_MAX_LENGTH,
         help_text="Full-text search in title and description: every word must start a word "
-        "of the task, case-insensitively (`pay ren` finds 'Pay rent'). Emails, URLs, paths "
-        "and other words joined by punctuation also start at each of their parts (`example` "
-        "finds 'anna@example.com', `local` finds '/usr/local/bin').",
+        "of the task, case-insensitively and accents aside (`pay ren` finds 'Pay rent', "
+        "`cafe` finds 'Café'). Emails, URLs, paths and other words joined by punctuation also "
+        "start at each of their parts (`example` finds 'anna@example.com', `local` finds "
+        "'/usr/local/bin').",
     )
     updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",

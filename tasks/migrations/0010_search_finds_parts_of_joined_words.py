@@ -55,9 +55,10 @@ PREVIOUS_FUNCTION = importlib.import_module(
 BATCH = 5_000
 
 
-def recompute_changed_vectors(apps, schema_editor):
+def recompute_changed_vectors(apps, schema_editor, pattern=PUNCTUATION):
     """Update, batch by batch of ids, the rows whose stored vector is no longer what the
-    column's expression gives."""
+    column's expression gives, among those whose title or description matches `pattern` (the
+    only ones a new function body can change)."""
     database = schema_editor.connection
     with database.cursor() as cursor:
         cursor.execute(
@@ -83,7 +84,7 @@ def recompute_changed_vectors(apps, schema_editor):
                     f"UPDATE tasks_task SET title = title WHERE id <= %s {after}"
                     " AND (title ~ %s OR description ~ %s)"
                     f" AND search_vector IS DISTINCT FROM ({expression})",
-                    [upper, *params, PUNCTUATION, PUNCTUATION],
+                    [upper, *params, pattern, pattern],
                 )
             after, params = "AND id > %s", [upper]
 
