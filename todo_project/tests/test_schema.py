@@ -28,9 +28,9 @@ def test_docs_use_no_cdn(anon_client):
         html = anon_client.get(path).content.decode()
         assert re.findall(r'(?:src|href)="(?:https?:)?//', html) == [], path  # no other origin
         assert "/static/drf_spectacular_sidecar/" in html
-    # Redoc's bundle itself fetches its logo from cdn.redoc.ly: the page's policy refuses it.
-    redoc = anon_client.get("/api/redoc/").content.decode()
-    assert """<meta http-equiv="Content-Security-Policy" content="img-src 'self' data:">""" in redoc
+    # Redoc's bundle itself fetches its logo from cdn.redoc.ly: the pages' policy refuses it.
+    redoc = anon_client.get("/api/redoc/")
+    assert "img-src 'self' data:;" in redoc["Content-Security-Policy"] + ";"
 
 
 def test_every_api_operation_documents_the_503_and_every_shared_error_says_what_it_means():
