@@ -34,6 +34,7 @@ from tasks.models import (
     Task,
     TaskList,
     count_of,
+    name_sort_key,
     named,
     task_to_write,
 )
@@ -489,7 +490,7 @@ class TaskAdmin(OwnedAdmin):
     # its ids say nothing to a person, these say what they are.
     @admin.display(description="tag names")
     def tag_names(self, task: Task) -> str:
-        return ", ".join(sorted((tag.name for tag in task.tags.all()), key=str.lower)) or "-"
+        return ", ".join(sorted((tag.name for tag in task.tags.all()), key=name_sort_key)) or "-"
 
     @admin.display(description="subtasks")
     def subtask_links(self, task: Task) -> str:

@@ -44,7 +44,14 @@ from tasks.filters import (
     order_tasks,
     repeated_parameters,
 )
-from tasks.models import OwnerTaskCount, Priority, Tag, Task, tag_names_of_task
+from tasks.models import (
+    OwnerTaskCount,
+    Priority,
+    Tag,
+    Task,
+    name_sort_key,
+    tag_names_of_task,
+)
 from todo_project.compiled import CompiledQuery, CompiledShapes, fetch_all
 from todo_project.conditional import etag_for
 from todo_project.ratelimit import RateLimitThrottle, count_request
@@ -238,7 +245,7 @@ def task_data(row: Sequence) -> dict:
         "due_date": due_date,
         "due_time": None if due_time is None else f"{due_time.hour:02d}:{due_time.minute:02d}",
         "list": list_id,
-        "tags": sorted(tags, key=_tag_order) if len(tags) > 1 else tags,
+        "tags": sorted(tags, key=name_sort_key) if len(tags) > 1 else tags,
         "parent": parent_id,
         "position": position,
         "recurrence": recurrence,
@@ -247,12 +254,6 @@ def task_data(row: Sequence) -> dict:
         "updated_at": updated_at,
         "version": version,
     }
-
-
-def _tag_order(name: str) -> tuple[str, str]:
-    # The display order only (TagNamesField's too): which names are one tag is PostgreSQL's
-    # LOWER() to say (models.tags_named), and a task's names are of distinct tags.
-    return (name.lower(), name)
 
 
 def render(data) -> bytes:

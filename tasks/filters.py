@@ -19,7 +19,6 @@ from django import forms
 from django.contrib.postgres.search import SearchQuery
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
-from django.db.models.functions import Lower
 from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
@@ -28,6 +27,7 @@ from drf_spectacular.utils import extend_schema_field
 from tasks.models import (
     TAG_NAME_MAX_LENGTH,
     Priority,
+    SortKey,
     Task,
     TaskList,
     search_owner_key,
@@ -49,7 +49,7 @@ ORDERINGS = {
     "priority": [F("priority")],
     "created_at": [F("created_at")],
     "updated_at": [F("updated_at")],
-    "title": [Lower("title"), F("title")],
+    "title": [SortKey("title"), F("title")],
 }
 DEFAULT_ORDERING = ["position"]
 
@@ -360,8 +360,9 @@ class TaskFilter(django_filters.FilterSet):
     )
     ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),
-        help_text="Comma-separated; `-` for descending; due_date without a value comes last. "
-        "Default `position`; the id always breaks ties.",
+        help_text="Comma-separated; `-` for descending; due_date without a value comes last; "
+        "title case and accents aside ('Émile' with 'emile', before 'Zeta'). Default "
+        "`position`; the id always breaks ties.",
     )
 
     class Meta:

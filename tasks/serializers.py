@@ -22,6 +22,7 @@ from tasks.models import (
     Tag,
     Task,
     TaskList,
+    name_sort_key,
     named,
     owned_instance,
 )
@@ -108,7 +109,7 @@ class TagNamesField(serializers.ListField):
         super().__init__(child=TagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
 
     def to_representation(self, value: Any) -> list[str]:
-        return sorted((tag.name for tag in value.all()), key=lambda name: (name.lower(), name))
+        return sorted((tag.name for tag in value.all()), key=name_sort_key)
 
 
 # --- Lists ------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 from django.db import transaction
 from django.db.models import OuterRef, QuerySet
-from django.db.models.functions import Lower
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -30,7 +29,16 @@ from rest_framework.response import Response
 
 from tasks import fast_read, services, sync
 from tasks.filters import TaskFilter
-from tasks.models import Tag, Task, TaskList, count_of, named, owned_instance, task_to_write
+from tasks.models import (
+    SortKey,
+    Tag,
+    Task,
+    TaskList,
+    count_of,
+    named,
+    owned_instance,
+    task_to_write,
+)
 from tasks.quotas import COMPLETION_ALLOWANCE, MAX_COMPLETED_PER_REQUEST
 from tasks.serializers import (
     TASK_BULK_BODY,
@@ -832,7 +840,7 @@ class TagViewSet(
         return (
             Tag.objects.owned_by(self.request.user)
             .annotate(task_count=count_of(links))
-            .order_by(Lower("name"), "name")
+            .order_by(SortKey("name"), "name")
         )
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -155,7 +155,7 @@ def test_the_rendering_details_hold(api_client, variety):
     assert body["tags"] == []
 
     rent = api_client.get(f"/api/v1/tasks/{variety[0].id}/")
-    assert rent.json()["tags"] == ["b", "money", "Urgent", "urgent-ish", "Zebra", "äpfel"]
+    assert rent.json()["tags"] == ["äpfel", "b", "money", "Urgent", "urgent-ish", "Zebra"]
     assert rent.json()["due_time"] == "09:05"
     assert b"\\u2028" in rent.content and b"\\u2029" in rent.content
 
