@@ -13,6 +13,7 @@ import logging
 import smtplib
 from collections.abc import Iterator
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -61,6 +62,7 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
 from todo_project.retry import run_again_on_concurrent_change
 
 logger = logging.getLogger("todo.admin")
@@ -88,6 +90,13 @@ class UserVersionCheckedForm(VersionCheckedForm):
             for name, value in model_to_dict(row, fields=names).items()
         }
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+    def clean_display_name(self) -> str:
+        # The API's one-line rule (todo_project.fields.OneLineCharField), a stored name kept.
+        name = self.cleaned_data["display_name"]
+        if has_control_characters(name) and name != self.initial.get("display_name"):
+            raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
+        return name
 
 
 class SuperuserChangeForm(UserVersionCheckedForm, auth_forms.UserChangeForm):

@@ -13,7 +13,7 @@ from accounts.models import (
     UserManager,
     validate_timezone,
 )
-from todo_project.fields import StrictCharField
+from todo_project.fields import OneLineCharField, StrictCharField
 
 EMAIL_TAKEN = "An account with this email address already exists."
 WRONG_PASSWORD = "The password is not correct."
@@ -37,12 +37,22 @@ def _check_password_rules(password: str, user: User, field: str) -> None:
         raise serializers.ValidationError({field: list(exc.messages)}) from None
 
 
+DISPLAY_NAME_HELP = "One line: no line breaks, tabs or other control characters."
+
+
 class UserSerializer(serializers.ModelSerializer):
     # Text fields take only strings: `{"display_name": 0}` is a 400, not "0".
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.CharField: StrictCharField,
     }
+
+    display_name = OneLineCharField(
+        max_length=DISPLAY_NAME_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        help_text=DISPLAY_NAME_HELP,
+    )
 
     class Meta:
         model = User
@@ -59,8 +69,12 @@ class UserSerializer(serializers.ModelSerializer):
 class RegisterSerializer(serializers.Serializer):
     email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
     password = PasswordField()
-    display_name = StrictCharField(
-        max_length=DISPLAY_NAME_MAX_LENGTH, required=False, allow_blank=True, default=""
+    display_name = OneLineCharField(
+        max_length=DISPLAY_NAME_MAX_LENGTH,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text=DISPLAY_NAME_HELP,
     )
     timezone = StrictCharField(
         max_length=64, required=False, default="UTC", validators=[validate_timezone]

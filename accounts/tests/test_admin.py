@@ -26,6 +26,7 @@ from accounts.services import user_deactivate, user_delete, user_set_password
 from accounts.tests.helpers import bearer, give_colliding_data, sent_mail
 from accounts.tokens import token_pair_for
 from tasks.models import Tag, Task, TaskList
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 
 USERS_URL = "/admin/accounts/user/"
 
@@ -224,6 +225,31 @@ def test_a_forged_post_by_support_cannot_change_the_email(
     assert (user.email, user.token_generation) == ("alice@example.com", 0)
     assert [m.to for m in mailoutbox] == [["alice@example.com"]]
     assert tokens_still_work(pair) == (True, True)
+
+
+@pytest.mark.django_db
+def test_a_display_name_is_one_line_in_the_admin_too_but_one_stored_before_may_stay(
+    support_client, user
+):
+    def save(display_name: str, timezone: str = "UTC"):
+        return support_client.post(
+            f"{USERS_URL}{user.pk}/change/",
+            {
+                "opened_version": opened_version(support_client, user),
+                "display_name": display_name,
+                "timezone": timezone,
+                "is_active": "on",
+            },
+        )
+
+    refused = save("Al\nice")
+    assert refused.context["adminform"].form.errors == {
+        "display_name": [CONTROL_CHARACTERS_MESSAGE]
+    }
+    User.objects.filter(pk=user.pk).update(display_name="Al\tice")
+    assert save("Al\tice", timezone="GMT").status_code == 302
+    user.refresh_from_db()
+    assert (user.display_name, user.timezone) == ("Al\tice", "GMT")
 
 
 @pytest.mark.django_db

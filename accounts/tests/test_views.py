@@ -30,6 +30,7 @@ from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
 from accounts.tokens import AccessToken, RefreshToken
 from conftest import DEFAULT_PASSWORD
 from tasks.models import Task, TaskList
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 from todo_project.request_id import RequestIdLogFilter
 
 
@@ -706,6 +707,8 @@ def test_patch_me_changes_display_name_and_timezone_only(api_client, user, other
         ({"timezone": "posixrules"}, "timezone"),
         ({"display_name": "x" * 101}, "display_name"),
         ({"display_name": "nul\x00byte"}, "display_name"),
+        ({"display_name": "Al\nice"}, "display_name"),
+        ({"display_name": "Al\tice"}, "display_name"),
     ],
 )
 def test_patch_me_rejects_invalid_values(api_client, user, patch, field):
@@ -713,6 +716,25 @@ def test_patch_me_rejects_invalid_values(api_client, user, patch, field):
     assert list(body["errors"]) == [field]
     user.refresh_from_db()
     assert (user.display_name, user.timezone) == ("Alice", "UTC")
+
+
+def test_a_display_name_is_one_line_but_one_stored_before_may_stay(api_client, anon_client, user):
+    registered = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "bob@example.com", "password": DEFAULT_PASSWORD, "display_name": "Bo\nb"},
+    )
+    assert assert_problem(registered, 400)["errors"] == {
+        "display_name": [CONTROL_CHARACTERS_MESSAGE]
+    }
+    trimmed = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "bob@example.com", "password": DEFAULT_PASSWORD, "display_name": "Bob\n"},
+    )
+    assert trimmed.json()["user"]["display_name"] == "Bob"
+
+    User.objects.filter(pk=user.pk).update(display_name="Al\tice")
+    unchanged = api_client.patch("/api/v1/auth/me/", {"display_name": "Al\tice", "timezone": "GMT"})
+    assert (unchanged.status_code, unchanged.json()["timezone"]) == (200, "GMT")
 
 
 @pytest.mark.parametrize("timezone", ["US/Eastern", "GMT", "Etc/GMT+5", "Asia/Calcutta", "UTC"])
