@@ -203,3 +203,12 @@ def test_too_many_query_parameters_are_a_400_not_a_500(
     body = assert_problem(response, 400, path)
     assert "too many query parameters" in body["detail"]
     assert not [r for r in caplog.records if r.name == "todo.problems"]
+
+
+@pytest.mark.django_db
+def test_the_favicon_a_browser_asks_for_is_the_docs_icon_not_a_404(anon_client, caplog):
+    response = anon_client.get("/favicon.ico", follow=True)
+    assert response.status_code == 200
+    assert response.redirect_chain[0][0].endswith("/swagger-ui-dist/favicon-32x32.png")
+    assert b"".join(response.streaming_content).startswith(b"\x89PNG")
+    assert "Not Found" not in caplog.text
