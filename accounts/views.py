@@ -226,7 +226,7 @@ class TokenRefreshView(TokenIssuingView):
 
 class LogoutView(generics.GenericAPIView):
     serializer_class = RefreshSerializer
-    answers_without_body = True  # a 204: `Accept: application/problem+json` is enough
+    methods_answering_without_body = {"POST"}  # a 204: problem+json alone is enough
 
     @extend_schema(
         tags=TAGS,
@@ -326,7 +326,7 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
 
 class PasswordChangeView(PasswordChecking, generics.GenericAPIView):
     serializer_class = PasswordChangeSerializer
-    answers_without_body = True  # a 204: `Accept: application/problem+json` is enough
+    methods_answering_without_body = {"POST"}  # a 204: problem+json alone is enough
     password_checking_method = "POST"
 
     @extend_schema(
@@ -350,7 +350,7 @@ class PasswordChangeView(PasswordChecking, generics.GenericAPIView):
 
 class PasswordResetView(PublicView):
     serializer_class = PasswordResetSerializer
-    answers_without_body = True  # a 202: `Accept: application/problem+json` is enough
+    methods_answering_without_body = {"POST"}  # a 202: problem+json alone is enough
 
     @extend_schema(
         tags=TAGS,
@@ -391,7 +391,7 @@ class PasswordResetView(PublicView):
 
 class PasswordResetConfirmView(PublicView):
     serializer_class = PasswordResetConfirmSerializer
-    answers_without_body = True  # a 204: `Accept: application/problem+json` is enough
+    methods_answering_without_body = {"POST"}  # a 204: problem+json alone is enough
 
     @extend_schema(
         tags=TAGS,

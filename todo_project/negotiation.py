@@ -12,6 +12,9 @@ reset) can only ever send a problem document, and its schema lists `application/
 as its one media type. A client generated from the schema sends exactly that `Accept`; DRF
 looked for a renderer of it and answered 406 without deleting anything. Such an `Accept` is
 enough there: the success has no body, and an error is a problem, as it is everywhere.
+
+A media type with `q=0` is "not acceptable" (RFC 9110 section 12.4.2); DRF took it as any other,
+and answered `Accept: application/json;q=0` with JSON. It counts for nothing here.
 """
 
 from rest_framework.exceptions import NotAcceptable
@@ -33,9 +36,10 @@ class _WithoutFormatOverride:
 
 
 def answers_without_body(request: Request) -> bool:
-    """Whether this request's success is a bare status: a DELETE, or a view that says so."""
+    """Whether this request's success is a bare status: a DELETE's, or the methods a view
+    names in `methods_answering_without_body` (an OPTIONS answers a body everywhere)."""
     view = request.parser_context.get("view")
-    return request.method == "DELETE" or getattr(view, "answers_without_body", False)
+    return request.method in getattr(view, "methods_answering_without_body", {"DELETE"})
 
 
 def _refused(media_type: _MediaType) -> bool:
@@ -47,6 +51,11 @@ def _refused(media_type: _MediaType) -> bool:
 
 
 class ApiContentNegotiation(DefaultContentNegotiation):
+    def get_accept_list(self, request) -> list[str]:
+        # DRF reads `application/json;q=0` as acceptable, and answered it with JSON.
+        tokens = super().get_accept_list(request)
+        return [token for token in tokens if not _refused(_MediaType(token))]
+
     def select_renderer(self, request, renderers, format_suffix=None):
         if request.path_info.startswith(API_V1_PREFIX):
             self.settings = _WithoutFormatOverride()
@@ -58,7 +67,7 @@ class ApiContentNegotiation(DefaultContentNegotiation):
 
             problem = _MediaType(PROBLEM_CONTENT_TYPE)
             if answers_without_body(request) and any(
-                problem.match(accepted) and not _refused(accepted)
+                problem.match(accepted)
                 for accepted in map(_MediaType, self.get_accept_list(request))
             ):
                 return renderers[0], renderers[0].media_type

@@ -96,3 +96,19 @@ def test_a_sign_out_accepting_problems_only_signs_out(anon_client, user):
     )
     assert response.status_code == 204
     assert_problem(client.get("/api/v1/auth/me/"), 401)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "accept", ["application/json;q=0", "*/*;q=0", "application/json; q=0.0, text/html"]
+)
+def test_a_type_refused_with_q_0_is_not_acceptable(api_client, user, accept):
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    assert_problem(api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT=accept), 406)
+    assert api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT="*/*;q=0.1").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/auth/logout/", "/api/v1/tasks/"])
+def test_an_options_answer_has_a_body_so_problem_json_alone_is_a_406_there(api_client, path):
+    assert_problem(api_client.options(path, HTTP_ACCEPT=PROBLEM_ONLY), 406)
