@@ -24,12 +24,21 @@ urlpatterns = [
     ),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    # The schema is built per request and counts against RATE_LIMIT_ANON; the docs' pages (a
+    # template each, and Swagger UI's script) do not: a load of the docs costs one request of
+    # an IP's budget, which register and password reset share, not three.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # Its script from a URL of its own (`?script`), not inline: the pages' CSP runs no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", throttle_classes=[]),
+        name="swagger-ui",
+    ),
     path(
         "api/redoc/",
-        SpectacularRedocView.as_view(url_name="schema", template_name="redoc.html"),
+        SpectacularRedocView.as_view(
+            url_name="schema", template_name="redoc.html", throttle_classes=[]
+        ),
         name="redoc",
     ),
     path("api/v1/auth/", include("accounts.urls")),

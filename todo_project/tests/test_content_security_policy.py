@@ -63,3 +63,12 @@ def test_the_json_api_carries_no_policy(api_client, anon_client):
         anon_client.get("/api/v1/no-such-thing/"),
     ):
         assert "Content-Security-Policy" not in response
+
+
+def test_a_load_of_the_docs_costs_one_request_of_the_anonymous_budget(anon_client):
+    # The split view's script is a request of its own: page, script and schema were three of an
+    # IP's 30 a minute (RATE_LIMIT_ANON), shared with register and password reset.
+    before = int(anon_client.get("/api/schema/")["RateLimit-Remaining"])
+    for path in ("/api/docs/", "/api/docs/?script=", "/api/redoc/"):
+        assert anon_client.get(path).status_code == 200
+    assert int(anon_client.get("/api/schema/")["RateLimit-Remaining"]) == before - 1
