@@ -52,7 +52,7 @@ from accounts.services import (
     user_send_password_reset,
     user_sign_out_everywhere,
 )
-from tasks.admin import VersionCheckedForm, count_of
+from tasks.admin import StoredLineBreaksKept, VersionCheckedForm, count_of
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
 from todo_project.admin_site import (
     ChangelistInputChecked,
@@ -74,13 +74,15 @@ USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
 EMAIL_UNIQUE_INDEX = "accounts_user_email_key"  # Django's name for the unique email column's
 
 
-class UserVersionCheckedForm(VersionCheckedForm):
+class UserVersionCheckedForm(StoredLineBreaksKept, VersionCheckedForm):
     """A user change form refused if the user has changed since it was opened, as a task's is.
 
     Users have no `version` column (every writer of users would have to bump it): the version
     is a digest of the values this form can write, as the row holds them. A change to anything
     else (password, last sign-in) is no conflict: the save writes only the changed columns.
     """
+
+    one_line_fields = ("display_name",)
 
     def version_of(self, row: User) -> str:
         names = [name for name, field in self.fields.items() if not field.disabled]

@@ -261,8 +261,30 @@ class TextareaField(forms.CharField):
         return super().has_changed(self.to_python(initial), data)
 
 
-class OwnedNameForm(forms.ModelForm):
+class StoredLineBreaksKept:
+    """A one-line box cannot carry a line break: browsers drop CR and LF from an input's value
+    (HTML's value sanitization). A title or name stored with one (before the one-line rule)
+    came back without it, and a save of anything else silently rewrote it ("Pay\nrent" as
+    "Payrent"): such a value is taken back as stored. `one_line_fields`: the form's fields in
+    such a box."""
+
+    one_line_fields: tuple[str, ...] = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.one_line_fields if self.is_bound else ():
+            stored, key = self.initial.get(name), self.add_prefix(name)
+            if not isinstance(stored, str):
+                continue
+            if self.data.get(key) == stored.replace("\r", "").replace("\n", "") != stored:
+                self.data = self.data.copy()
+                self.data[key] = stored
+
+
+class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
+
+    one_line_fields = ("name",)
 
     def clean_name(self) -> str:
         name = visible(self.cleaned_data["name"], self.initial.get("name"))
@@ -324,7 +346,8 @@ def _owned_parameters(widget: forms.Widget, owner_id: Any) -> dict[str, str]:
     return {**type(widget).url_parameters(widget), "owner__id__exact": str(owner_id)}
 
 
-class TaskAdminForm(VersionCheckedForm):
+class TaskAdminForm(StoredLineBreaksKept, VersionCheckedForm):
+    one_line_fields = ("title",)
     description = TextareaField(required=False)
     # The contract's HH:MM: Django's time field took and showed seconds, which the API drops
     # (10:15:30 read back as 10:15 there, and as 10:15:30 in the admin's export).

@@ -343,10 +343,10 @@ class TaskFilter(django_filters.FilterSet):
     search = django_filters.CharFilter(
         max_length=SEARCH_MAX_LENGTH,
         help_text="Full-text search in title and description: every word must start a word "
-        "of the task, case-insensitively and accents aside (`pay ren` finds 'Pay rent', "
-        "`cafe` finds 'Café'). Emails, URLs, paths and other words joined by punctuation also "
-        "start at each of their parts (`example` finds 'anna@example.com', `local` finds "
-        "'/usr/local/bin').",
+        "of the task, case-insensitively and Latin, Greek and Cyrillic accents aside (`pay ren` "
+        "finds 'Pay rent', `cafe` finds 'Café'). Emails, URLs, paths and other words joined by "
+        "punctuation also start at each of their parts (`example` finds 'anna@example.com', "
+        "`local` finds '/usr/local/bin').",
     )
     updated_since = UtcIsoDateTimeFilter(
         field_name="updated_at",

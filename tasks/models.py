@@ -315,7 +315,8 @@ class SortKey(Func):
     output_field = TextField()
 
 
-# The marks Unicode writes as combining ones, which SortKey and a search fold away (0013).
+# Unicode's Combining Diacritical Marks blocks (Latin, Greek and Cyrillic accents), which
+# SortKey and a search fold away (migration 0013).
 _COMBINING_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 
 

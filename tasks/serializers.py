@@ -462,9 +462,15 @@ class TagSerializer(serializers.ModelSerializer):
         fields = ["name", "task_count"]
 
     def validate_name(self, value: str) -> str:
-        if error := new_tag_name_error(value):
+        # The rules are for names no tag has: this tag's own, or another's (a merge into a tag
+        # named before them), may stay, as on tasks.
+        error = new_tag_name_error(value)
+        if error and value != self.instance.name and not self._taken(value):
             raise serializers.ValidationError(error)
         return value
+
+    def _taken(self, name: str) -> bool:
+        return Tag.objects.filter(named(name), owner_id=self.instance.owner_id).exists()
 
 
 # --- Errors (documentation only) ----------------------------------------------------------

@@ -47,9 +47,10 @@ def shows_nothing(text: str) -> bool:
 
 
 # Line breaks, tabs, escapes: the C0 and C1 controls (Unicode's Cc), NUL aside, which DRF's own
-# validator refuses with its message. A name or title is one line: a client shows them raw or
+# validator refuses with its message, and Unicode's own line and paragraph separators (U+2028,
+# U+2029: mandatory breaks, UAX #14). A name or title is one line: a client shows them raw or
 # breaks its layout on them. Its ends are trimmed first, so a pasted "Pay rent\n" is taken.
-_CONTROL_CHARACTER = re.compile(r"[\x01-\x1f\x7f-\x9f]")
+_CONTROL_CHARACTER = re.compile(r"[\x01-\x1f\x7f-\x9f\u2028\u2029]")
 CONTROL_CHARACTERS_MESSAGE = "Line breaks, tabs and other control characters are not allowed."
 
 

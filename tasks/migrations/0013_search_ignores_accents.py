@@ -2,9 +2,10 @@
 and `café` finds `cafe`.
 
 Both sides are folded by task_search_fold: the text's words as they are stored, and the
-searched words (tasks.filters.prefix_tsquery). It takes off the marks Unicode writes as
-combining ones (NFD, then the Combining Diacritical Marks blocks dropped, then NFC again, so
-that Hangul and kana stay whole): é, ü, ñ, å, ç, ő, ș, ё. Letters of their own stay as they
+searched words (tasks.filters.prefix_tsquery). It takes off the marks of the Combining
+Diacritical Marks blocks (NFD, those marks dropped, then NFC again, so that Hangul and kana stay
+whole): the accents of Latin, Greek and Cyrillic letters, é, ü, ñ, å, ç, ő, ș, ё (and й, as и).
+Arabic and Hebrew vowel marks, in blocks of their own, stay. Letters of their own stay as they
 are (ß, æ, ø, ł, đ, ı). Built-in functions only (normalize, regexp_replace), all immutable:
 the embedded PostgreSQL has no `unaccent`, and a generated column could not call its stable
 function anyway.
@@ -39,7 +40,7 @@ def folded(word: str) -> str:
 
 # For the searched words (tasks.filters.prefix_tsquery).
 CREATE_FOLD = f"""
-CREATE FUNCTION task_search_fold(word text) RETURNS text
+CREATE OR REPLACE FUNCTION task_search_fold(word text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 AS $$ SELECT {folded("word")} $$
 """
@@ -56,7 +57,9 @@ recompute = functools.partial(joined_words.recompute_changed_vectors, pattern=BE
 
 
 class Migration(migrations.Migration):
-    atomic = False  # each batch commits on its own: no long lock, no huge transaction
+    # Each batch commits on its own: no long lock, no huge transaction. So every step can run
+    # again after an interrupted run, either way (CREATE OR REPLACE, DROP IF EXISTS).
+    atomic = False
 
     dependencies = [
         ("tasks", "0012_deleted_task"),
@@ -67,7 +70,10 @@ class Migration(migrations.Migration):
         migrations.RunPython(migrations.RunPython.noop, recompute),
         migrations.RunSQL(
             [CREATE_FOLD, CREATE_LEXEMES],
-            reverse_sql=[joined_words.CREATE_FUNCTION, "DROP FUNCTION task_search_fold(text)"],
+            reverse_sql=[
+                joined_words.CREATE_FUNCTION,
+                "DROP FUNCTION IF EXISTS task_search_fold(text)",
+            ],
         ),
         migrations.RunPython(recompute, migrations.RunPython.noop),
     ]

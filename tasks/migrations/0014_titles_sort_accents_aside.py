@@ -21,21 +21,23 @@ from tasks.concurrent_index import build_concurrently
 accents = importlib.import_module("tasks.migrations.0013_search_ignores_accents")
 
 CREATE_SORT_KEY = f"""
-CREATE FUNCTION text_sort_key(value text) RETURNS text
+CREATE OR REPLACE FUNCTION text_sort_key(value text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 AS $$ SELECT lower({accents.folded("value")}) $$
 """
 
 
 class Migration(migrations.Migration):
-    atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
+    # CREATE INDEX CONCURRENTLY cannot run in a transaction; so each step can run again after an
+    # interrupted run (OR REPLACE, IF EXISTS, build_concurrently).
+    atomic = False
 
     dependencies = [
         ("tasks", "0013_search_ignores_accents"),
     ]
 
     operations = [
-        migrations.RunSQL(CREATE_SORT_KEY, reverse_sql="DROP FUNCTION text_sort_key(text)"),
+        migrations.RunSQL(CREATE_SORT_KEY, reverse_sql="DROP FUNCTION IF EXISTS text_sort_key(text)"),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.AddIndex(

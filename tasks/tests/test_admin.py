@@ -1153,6 +1153,32 @@ def test_a_title_or_name_with_a_line_break_is_a_form_error_as_in_the_api(
 
 
 @pytest.mark.django_db
+def test_a_stored_line_break_the_one_line_box_drops_is_kept(support_client, user):
+    # Browsers drop CR and LF from an <input>'s value: the form comes back without them.
+    task = Task.objects.create(owner=user, title="Pay\nrent", position=1024)
+    home = TaskList.objects.create(owner=user, name="Ho\r\nme")
+
+    support_client.post(
+        f"{TASKS_URL}{task.pk}/change/",
+        change_form_data(task, title="Payrent", priority=Priority.HIGH),
+    )
+    support_client.post(
+        f"{LISTS_URL}{home.pk}/change/", {"name": "Home", "color": "#112233", "opened_version": 1}
+    )
+
+    task.refresh_from_db()
+    assert (task.title, task.priority) == ("Pay\nrent", Priority.HIGH)
+    assert TaskList.objects.values_list("name", "color").get() == ("Ho\r\nme", "#112233")
+    assert "Title" not in LogEntry.objects.filter(object_id=str(task.pk)).get().get_change_message()
+    # Typed anew without the break, it is a change like any other.
+    renamed = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, title="Pay the rent")
+    )
+    assert renamed.status_code == 302
+    assert Task.objects.get().title == "Pay the rent"
+
+
+@pytest.mark.django_db
 def test_a_title_or_name_stored_with_a_tab_before_the_rule_may_stay(support_client, user):
     task = Task.objects.create(owner=user, title="Pay\trent", position=1024)
     home = TaskList.objects.create(owner=user, name="Ho\tme")

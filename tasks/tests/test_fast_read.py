@@ -474,7 +474,7 @@ WRITES = [
         "post",
         "/api/v1/tasks/",
         {
-            "title": " Pay\u2028rent ",
+            "title": " Pay rent ✓ ",
             "description": "é ✓ 🎉",
             "priority": "high",
             "list": "{home}",

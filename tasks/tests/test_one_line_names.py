@@ -11,8 +11,9 @@ from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 
 pytestmark = pytest.mark.django_db
 
-# Line feed, carriage return, tab, escape, DEL, C1's "next line" and a C1 control of no name.
-CONTROLS = ["\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9f"]
+# Line feed, carriage return, tab, escape, DEL, C1's "next line", a C1 control of no name, and
+# Unicode's line and paragraph separators.
+CONTROLS = ["\n", "\r", "\t", "\x1b", "\x7f", "\x85", "\x9f", "\u2028", "\u2029"]
 
 
 def field_errors(response) -> dict:
@@ -87,3 +88,16 @@ def test_values_stored_before_the_rule_are_taken_back_unchanged(api_client, user
     # Changed to another such value, the rule holds.
     changed = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "Pay\tthe rent"})
     assert field_errors(changed) == {"title": [CONTROL_CHARACTERS_MESSAGE]}
+
+
+def test_a_tag_named_before_the_rule_keeps_its_name_and_takes_a_merge(api_client, user):
+    old = Tag.objects.create(owner=user, name="to\tdo")
+    Tag.objects.create(owner=user, name="todo")
+    task = services.task_create(user=user, data={"title": "a", "tags": ["todo"]})
+
+    assert api_client.patch("/api/v1/tags/to%09do/", {"name": "to\tdo"}).status_code == 200
+    merged = api_client.patch("/api/v1/tags/todo/", {"name": "To\tDo"})
+
+    assert merged.status_code == 200, merged.json()
+    assert list(Tag.objects.values_list("pk", "name")) == [(old.pk, "to\tdo")]
+    assert list(task.tags.values_list("name", flat=True)) == ["to\tdo"]
