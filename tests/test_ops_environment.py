@@ -313,3 +313,18 @@ def test_the_images_start_command_takes_an_empty_variable_as_the_images_value(
     started = log.read_text()
     assert f"Listening at: http://{listening}:{port}" in started
     assert started.count("Booting worker") == 4  # the image's WEB_CONCURRENCY
+
+
+# --- A database out of reach ----------------------------------------------------------------
+
+
+def test_a_command_against_an_unreachable_database_says_so_in_one_line():
+    from todo_project.tests.helpers import free_port
+
+    nowhere = f"postgres://todo:x@127.0.0.1:{free_port()}/todo"
+    done = manage("migrate", DATABASE_URL=nowhere)
+    assert done.returncode == 1
+    assert done.stderr.startswith("The database is unreachable (DATABASE_URL): connection failed")
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    # Asked for, the traceback is there.
+    assert "Traceback" in manage("migrate", "--traceback", DATABASE_URL=nowhere).stderr
