@@ -62,7 +62,7 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line
 from todo_project.retry import run_again_on_concurrent_change
 
 logger = logging.getLogger("todo.admin")
@@ -96,7 +96,7 @@ class UserVersionCheckedForm(StoredLineBreaksKept, VersionCheckedForm):
     def clean_display_name(self) -> str:
         # The API's one-line rule (todo_project.fields.OneLineCharField), a stored name kept.
         name = self.cleaned_data["display_name"]
-        if has_control_characters(name) and name != self.initial.get("display_name"):
+        if breaks_one_line(name, self.initial.get("display_name")):
             raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
         return name
 

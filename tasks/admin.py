@@ -46,7 +46,7 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters, shows_nothing
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line, shows_nothing
 from todo_project.problems import Conflict, is_concurrent_change, log_concurrent_change
 from todo_project.retry import run_again_on_concurrent_change
 
@@ -239,7 +239,7 @@ def visible(text: str, initial: str | None) -> str:
     there, a value stored before the one-line rule may stay as it is."""
     if shows_nothing(text):
         raise forms.ValidationError("This field may not be blank.")
-    if has_control_characters(text) and text != initial:
+    if breaks_one_line(text, initial):
         raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
     return text
 

@@ -74,7 +74,7 @@ from tasks.quotas import (
     lock_owner,
 )
 from todo_project.compiled import CompiledQuery, fetch_all
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, has_control_characters
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line
 from todo_project.problems import ConcurrentChange, is_concurrent_change
 
 MAX_BULK_IDS: Final = 500
@@ -514,7 +514,7 @@ def new_tag_name_error(name: str) -> str | None:
     before the rule keeps working: on tasks, in `tag=`, at its URL."""
     if name in UNADDRESSABLE_TAG_NAMES:
         return UNADDRESSABLE_TAG_MESSAGE
-    if has_control_characters(name):
+    if breaks_one_line(name):
         return CONTROL_CHARACTERS_MESSAGE
     return None
 

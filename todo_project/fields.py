@@ -54,8 +54,10 @@ _CONTROL_CHARACTER = re.compile(r"[\x01-\x1f\x7f-\x9f\u2028\u2029]")
 CONTROL_CHARACTERS_MESSAGE = "Line breaks, tabs and other control characters are not allowed."
 
 
-def has_control_characters(text: str) -> bool:
-    return _CONTROL_CHARACTER.search(text) is not None
+def breaks_one_line(value: str, stored: str | None = None) -> bool:
+    """A control character inside, unless `value` is what the row holds: a value stored
+    before the rule, sent back unchanged, may stay (the API's fields and the admin's forms)."""
+    return _CONTROL_CHARACTER.search(value) is not None and value != stored
 
 
 class OneLineCharField(StrictCharField):
@@ -72,7 +74,7 @@ class OneLineCharField(StrictCharField):
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
-        if self.one_line and has_control_characters(value) and value != self._stored():
+        if self.one_line and breaks_one_line(value, self._stored()):
             self.fail("control")
         return value
 
