@@ -1324,28 +1324,32 @@ def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | N
         raise ValidationError(
             {"ids": ["A subtask moves with its parent: " + ", ".join(str(t.pk) for t in orphans)]}
         )
-    top_level = sorted(
-        (t for t in tasks if t.parent_id is None), key=lambda t: (t.position, str(t.pk))
-    )
     target_list_id = list_.pk if list_ is not None else None
+    # A task already in the target list is where the move sends it: it keeps its rank and its
+    # version, and is not counted (a re-rank to the end changed both, and 412'd other clients).
+    moving = sorted(
+        (t for t in tasks if t.parent_id is None and t.list_id != target_list_id),
+        key=lambda t: (t.position, str(t.pk)),
+    )
+    if not moving:
+        return 0
     target: GroupKey = (target_list_id, None)
-    _lock_groups(user.pk, [target, *(t.sibling_group for t in top_level)])
+    _lock_groups(user.pk, [target, *(t.sibling_group for t in moving)])
     position = _end_position(user.pk, target)
-    for task in top_level:
+    for task in moving:
         task.list_id, task.position = target_list_id, position
         task.version += 1
         task.updated_at = now
         position += POSITION_GAP
-    Task.objects.bulk_update(top_level, ["list", "position", "version", "updated_at"])
+    Task.objects.bulk_update(moving, ["list", "position", "version", "updated_at"])
     # Subtasks follow their parent's list; their ranks are inside the parent, so they stay.
+    moved_ids = {t.pk for t in moving}
     _bump(
-        Task.objects.filter(parent_id__in=[t.pk for t in top_level]).exclude(
-            list_id=target_list_id
-        ),
+        Task.objects.filter(parent_id__in=moved_ids).exclude(list_id=target_list_id),
         now,
         list=target_list_id,
     )
-    return len(tasks)
+    return len(moving) + sum(t.parent_id in moved_ids for t in tasks)
 
 
 def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now) -> int:

@@ -7,7 +7,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
 from tasks import services
-from tasks.models import Priority, Tag, Task
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
 from todo_project.tests.helpers import run_holding_the_first_row
 
 pytestmark = pytest.mark.django_db
@@ -79,6 +79,7 @@ def test_bulk_reopen_delete_priority(api_client, make_task):
         ("complete", {}, {"completed": True}),
         ("remove_tags", {"tags": ["absent"]}, {"tags": ["home"]}),
         ("add_tags", {"tags": ["home"]}, {"tags": ["home"]}),
+        ("move", {"list": None}, {}),
     ],
 )
 def test_a_task_already_in_the_wanted_state_is_left_untouched(
@@ -111,6 +112,25 @@ def test_bulk_move_appends_to_the_target_in_order(api_client, make_task, make_li
 
     bulk(api_client, action="move", ids=[str(a.pk)], list=None)
     assert Task.objects.get(pk=sub.pk).list_id is None
+
+
+def test_a_bulk_move_leaves_the_tasks_already_in_the_target_where_they_are(
+    api_client, make_task, make_list
+):
+    home = make_list("Home")
+    first, last = make_task("first", list=home), make_task("last", list=home)
+    sub = make_task("sub", parent=first)
+    inbox = make_task("inbox")
+    before = {t.pk: (t.position, t.version) for t in Task.objects.filter(list=home)}
+
+    ids = [str(t.pk) for t in (last, first, sub, inbox)]
+    response = bulk(api_client, action="move", ids=ids, list=str(home.pk))
+
+    assert response.json() == {"updated": 1}  # the Inbox task alone changed
+    for task in Task.objects.filter(pk__in=before):
+        assert (task.position, task.version) == before[task.pk], task.title
+    titles = Task.objects.filter(list=home, parent=None).order_by("position")
+    assert [t.title for t in titles] == ["first", "last", "inbox"]
 
 
 def test_bulk_tags(api_client, make_task, user):
@@ -207,6 +227,8 @@ def test_bulk_runs_a_constant_number_of_queries(
 ):
     def run(n: int) -> int:
         owner = make_user()
+        # In a list, so that a move to the Inbox moves them all.
+        home = TaskList.objects.create(owner=owner, name="Home", position=POSITION_GAP)
         made = [
             services.task_create(
                 user=owner,
@@ -215,6 +237,7 @@ def test_bulk_runs_a_constant_number_of_queries(
                     "due_date": date(2999, 1, 1),
                     "recurrence": "FREQ=DAILY",
                     "tags": ["a"],
+                    "list": home,
                 },
             )
             for i in range(n)
