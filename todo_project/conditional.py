@@ -32,8 +32,8 @@ from todo_project.problems import PreconditionFailed
 
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 CONDITION_HEADERS = frozenset({"If-Match", "If-None-Match"})
-# "<version>" or "<version>-<derived>-…", as etag_for() writes them.
-ETAG_SHAPE = re.compile(r'"([1-9][0-9]{0,17})(?:-(?:0|[1-9][0-9]{0,17}))*"')
+# "<version>" followed by `derived` "-<count>" parts, as etag_for() writes them.
+VERSION, DERIVED = r"[1-9][0-9]{0,17}", r"-(?:0|[1-9][0-9]{0,17})"
 SAFE_METHODS = {"GET", "HEAD"}
 
 
@@ -54,17 +54,16 @@ def none_match(header: str | None, etag: str) -> bool:
     return "*" in tags or etag in {tag.removeprefix("W/") for tag in tags}
 
 
-def if_match(header: str, version: int) -> bool:
+def if_match(header: str, version: int, derived: int = 0) -> bool:
     """True when `If-Match` lists `*` or a strong tag of the current version, whatever values
     derived from other rows it carries (weak tags fail: the strong comparison). A tag of
-    another shape than ours (`"2-x"`) is one we never sent: it matches nothing."""
+    another shape than the resource's, `derived` values after the version (`"2-x"`, or
+    `"2-5-7"` for a task), is one it never sent: it matches nothing."""
     tags = parse_etags(header)
-    return "*" in tags or any(_version_of(tag) == version for tag in tags)
-
-
-def _version_of(tag: str) -> int | None:
-    match = ETAG_SHAPE.fullmatch(tag)
-    return int(match[1]) if match else None
+    shape = re.compile(f'"({VERSION})(?:{DERIVED}){{{derived}}}"')
+    return "*" in tags or any(
+        (match := shape.fullmatch(tag)) and int(match[1]) == version for tag in tags
+    )
 
 
 class ConditionalRequestMixin:
@@ -128,7 +127,7 @@ class ConditionalRequestMixin:
         )
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
-        if header is not None and not if_match(header, current):
+        if header is not None and not if_match(header, current, len(self.etag_derived_fields)):
             etag = self._current_etag(current, instance)
             raise PreconditionFailed(
                 f"The resource has changed since you read it: its ETag is now {etag}.", etag=etag

@@ -212,5 +212,22 @@ def test_etag_helpers_parse_lists_and_wildcards():
     assert etag_for(3) == '"3"'
     assert none_match('W/"3", "4"', '"3"') and not none_match(None, '"3"')
     assert if_match("*", 3) and not if_match('W/"3"', 3) and not if_match('"4"', 3)
-    assert etag_for(3, 5, 2) == '"3-5-2"' and if_match('"3-5-2"', 3) and if_match('"3-9-9"', 3)
-    assert if_match('"1", "3"', 3) and not if_match('W/"3-5-2"', 3) and not if_match('"33"', 3)
+    assert etag_for(3, 5, 2) == '"3-5-2"' and if_match('"3-5-2"', 3, 2)
+    assert if_match('"3-9-9"', 3, 2) and not if_match('W/"3-5-2"', 3, 2)
+    assert if_match('"1", "3"', 3) and not if_match('"33"', 3)
+    # Another shape than the resource's is a tag it never sent: a task's is "<version>" alone.
+    assert not if_match('"3-5-2"', 3) and not if_match('"3-0"', 3) and not if_match('"3"', 3, 2)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("tag", ['"1-5-7"', '"1-0"'])
+def test_a_tasks_if_match_in_a_lists_shape_matches_nothing(api_client, user, tag):
+    # A task's ETag is "<version>" alone; the lists' "<version>-<counts>" was taken for it.
+    from tasks.models import Task
+
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, HTTP_IF_MATCH=tag)
+    assert response.status_code == 412
+    assert Task.objects.get(pk=task.pk).title == "Pay rent"
+    ok = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, HTTP_IF_MATCH='"1"')
+    assert ok.status_code == 200
