@@ -446,8 +446,14 @@ SPECTACULAR_SETTINGS = {
 # corsheaders' own special values: the origin a sandboxed page or a file sends.
 CORS_ALLOWED_ORIGINS = env_origins("CORS_ALLOWED_ORIGINS", special=("null", "file://"))
 CORS_URLS_REGEX = r"^/api/.*$"
+# Every response header the schema documents that is not CORS-safelisted (a browser app on
+# another origin reads no other): a 201's Location, a 401's WWW-Authenticate (an expired token
+# or none), a 405's Allow too.
 CORS_EXPOSE_HEADERS = [
     "ETag",
+    "Location",
+    "WWW-Authenticate",
+    "Allow",
     "X-Request-ID",
     "Retry-After",
     "RateLimit-Limit",
