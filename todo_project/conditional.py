@@ -56,11 +56,11 @@ def none_match(header: str | None, etag: str) -> bool:
 
 def if_match(header: str, version: int, derived: int = 0) -> bool:
     """True when `If-Match` lists `*` or a strong tag of the current version, whatever values
-    derived from other rows it carries (weak tags fail: the strong comparison). A tag of
-    another shape than the resource's, `derived` values after the version (`"2-x"`, or
-    `"2-5-7"` for a task), is one it never sent: it matches nothing."""
+    derived from other rows it carries (weak tags fail: the strong comparison); for a resource
+    with `derived` values, the version alone matches too. A tag of another shape (`"2-x"`, or
+    `"2-5-7"` for a task, which has none) is one the resource never sent: it matches nothing."""
     tags = parse_etags(header)
-    shape = re.compile(f'"({VERSION})(?:{DERIVED}){{{derived}}}"')
+    shape = re.compile(f'"({VERSION})(?:(?:{DERIVED}){{{derived}}})?"')
     return "*" in tags or any(
         (match := shape.fullmatch(tag)) and int(match[1]) == version for tag in tags
     )
