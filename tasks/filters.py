@@ -280,7 +280,9 @@ PAGINATION_PARAMETERS = frozenset({"limit", "offset"})
 # The one parameter meant to repeat (`tag=a&tag=b`); any other given twice is a 400, never its
 # last value silently (QueryDict.get's).
 REPEATABLE_PARAMETERS = {"tag"}
+# The two mistakes any query parameter can have, in the same words wherever it is read.
 GIVEN_TWICE = "This parameter is given more than once."
+NEEDS_A_VALUE = "This parameter needs a value."
 # Their choices are the requesting user's lists and tasks: their form fields are per request.
 PER_USER_PARAMETERS = {"list", "parent"}
 # TaskFilter.get_form_class()'s, by the names of the filters a request names.
@@ -400,8 +402,8 @@ class TaskFilter(django_filters.FilterSet):
             value = self.data.get(name)
             if name == "search" or value is None:
                 continue
-            if value == "":
-                self.form.add_error(name, "This parameter needs a value.")
+            if value == "":  # the one error (not also what the field says of "")
+                self.form.errors[name] = self.form.error_class([NEEDS_A_VALUE])
             elif name in CSV_PARAMETERS and "" in (item.strip() for item in value.split(",")):
                 self.form.add_error(name, "An item between the commas is empty.")
         # Set, not add_error(): `limit` and `offset` are no fields of the form, and for a filter

@@ -9,6 +9,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 
 from tasks import recurrence
+from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE
 from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
@@ -169,11 +170,11 @@ class ListDeleteQuerySerializer(serializers.Serializer):
         # DRF reads a blank query value as "not given" (the default); like the task filters,
         # `?tasks=` is a mistake to report, never a silent `inbox`.
         if self.initial_data.get("tasks") == "":
-            raise serializers.ValidationError({"tasks": ["This parameter needs a value."]})
+            raise serializers.ValidationError({"tasks": [NEEDS_A_VALUE]})
         # A QueryDict answers the last of repeated values: `?tasks=inbox&tasks=delete` would
         # delete the tasks on a guess.
         if len(self.initial_data.getlist("tasks")) > 1:
-            raise serializers.ValidationError({"tasks": ["Give this parameter once."]})
+            raise serializers.ValidationError({"tasks": [GIVEN_TWICE]})
         return attrs
 
 

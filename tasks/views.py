@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks import fast_read, services, sync
-from tasks.filters import TaskFilter
+from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE, TaskFilter
 from tasks.models import (
     SortKey,
     Tag,
@@ -768,7 +768,7 @@ class TaskViewSet(
     def changes(self, request: Request) -> Response:
         params = request.query_params
         invalid = {
-            name: ["Give it once, not empty."]
+            name: [GIVEN_TWICE if len(params.getlist(name)) > 1 else NEEDS_A_VALUE]
             for name in ("cursor", "limit")
             if len(params.getlist(name)) > 1 or params.get(name) == ""
         }

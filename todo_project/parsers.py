@@ -5,7 +5,12 @@ unknown field is ignored rather than refused. Python's json module recurses once
 2 KB body of a thousand nested arrays raised RecursionError (a 500) in the parser, and a few
 hundred levels passed the parser only to overflow later code that walks the data (the
 Idempotency-Key fingerprint). Past MAX_DEPTH the body is a 400 like any other malformed JSON.
+
+A number of more digits than Python converts (4,300) is a 400 too, in a sentence for the
+client: Python's own told it to call `sys.set_int_max_str_digits()`.
 """
+
+import sys
 
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError
@@ -36,6 +41,11 @@ class JSONParser(parsers.JSONParser):
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
             raise too_deep from None
+        except ParseError as error:
+            if "int_max_str_digits" not in str(error.__context__):
+                raise
+            digits = sys.get_int_max_str_digits()
+            raise ParseError(f"JSON parse error - a number of more than {digits} digits") from None
         if nesting_exceeds(data, MAX_DEPTH):
             raise too_deep
         return data

@@ -20,6 +20,8 @@ from rest_framework.request import Request
 from conftest import client_for
 from tasks.fast_read import Requester
 from tasks.filters import (
+    GIVEN_TWICE,
+    NEEDS_A_VALUE,
     SEARCH_MAX_LENGTH,
     SINGLE_VALUED_PARAMETERS,
     TaskFilter,
@@ -27,7 +29,14 @@ from tasks.filters import (
     order_tasks,
     prefix_tsquery,
 )
-from tasks.models import POSITION_GAP, SEARCH_OWNER_KEY_LENGTH, Priority, Task, search_owner_key
+from tasks.models import (
+    POSITION_GAP,
+    SEARCH_OWNER_KEY_LENGTH,
+    Priority,
+    Task,
+    TaskList,
+    search_owner_key,
+)
 from tasks.tests.many_tasks import load_tasks
 from tasks.views import TaskPagination
 
@@ -776,3 +785,22 @@ def test_the_list_and_parent_filters_check_each_requests_own_user(user, other_us
     assert list(bound_filter(f"list={mine.pk}", other_user).errors) == ["list"]
     assert bound_filter(f"list={theirs.pk}", other_user).criteria()["list"] == theirs.pk
     assert list(bound_filter(f"list={theirs.pk}", user).errors) == ["list"]
+
+
+def test_a_query_parameter_given_twice_or_empty_gets_one_message_in_the_same_words(
+    api_client, make_list
+):
+    home = make_list("Home")
+    answers = {
+        "/api/v1/tasks/?tag=": ("tag", NEEDS_A_VALUE),  # not also "A tag name has 1 to 50..."
+        "/api/v1/tasks/?completed=true&completed=true": ("completed", GIVEN_TWICE),
+        f"/api/v1/lists/{home.pk}/?tasks=inbox&tasks=inbox": ("tasks", GIVEN_TWICE),
+        f"/api/v1/lists/{home.pk}/?tasks=": ("tasks", NEEDS_A_VALUE),
+        "/api/v1/tasks/changes/?limit=5&limit=5": ("limit", GIVEN_TWICE),
+        "/api/v1/tasks/changes/?limit=": ("limit", NEEDS_A_VALUE),
+    }
+    for url, (name, message) in answers.items():
+        response = api_client.delete(url) if "lists" in url else api_client.get(url)
+        assert response.status_code == 400, url
+        assert response.json()["errors"] == {name: [message]}, url
+    assert TaskList.objects.filter(pk=home.pk).exists()

@@ -85,6 +85,16 @@ def test_json_nested_too_deeply_is_a_400_problem(anon_client, depth):
     assert "nested deeper than 32 levels" in problem["detail"]
 
 
+def test_a_number_too_long_to_read_is_a_400_in_words_for_the_client(anon_client):
+    # Python's message told the client to call sys.set_int_max_str_digits().
+    response = anon_client.post(
+        "/api/v1/auth/token/", '{"email": ' + "9" * 5000 + "}", content_type="application/json"
+    )
+    body = assert_problem(response, 400, "/api/v1/auth/token/")
+    assert body["detail"].endswith("a number of more than 4300 digits")
+    assert "sys." not in body["detail"]
+
+
 def test_json_nested_32_levels_is_parsed(anon_client):
     body = '{"title": "x", "extra": ' + "[" * 31 + "]" * 31 + "}"
     response = anon_client.post("/api/v1/test/echo/", data=body, content_type="application/json")
