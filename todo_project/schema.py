@@ -162,7 +162,9 @@ REQUEST_ID = OpenApiParameter(
     description=(
         "On every answer: the request's `X-Request-ID` when it sent a sane one (up to 128 of "
         "`A-Za-z0-9._:-`), else a new id; the problem body's `request_id` and the server's log "
-        "line of the request carry the same."
+        "line of the request carry the same. A replay (`Idempotent-Replayed: true`) answers "
+        "the first answer as it was: its problem's `request_id` is the first request's, whose "
+        "log line tells what happened."
     ),
 )
 CACHE_CONTROL = OpenApiParameter(
