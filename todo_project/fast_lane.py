@@ -9,8 +9,9 @@ case, it asks the view's `fast_answer` itself and adds what the middleware add t
 
 Every request the lane cannot vouch for goes to Django untouched:
 - not a GET of a URL whose view has a `fast_answer` (the URLconf's own patterns);
-- with a body (ApiProblemMiddleware judges bodies), or a CSRF cookie that CsrfViewMiddleware
-  would renew (a malformed one: its own process_request decides);
+- with a body, or a query value that is not UTF-8 (ApiProblemMiddleware judges both), or a
+  CSRF cookie that CsrfViewMiddleware would renew (a malformed one: its own process_request
+  decides);
 - what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
   refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
   their own process_request decides;
@@ -41,7 +42,7 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import URLResolver, get_resolver, set_script_prefix
 
 from todo_project.middleware import ApiCacheControlMiddleware
-from todo_project.problems import ApiAwareCommonMiddleware
+from todo_project.problems import ApiAwareCommonMiddleware, undecodable_query_parameters
 from todo_project.ratelimit import rate_limit_headers
 from todo_project.request_id import REQUEST_ID_HEADER, identified, log_access
 
@@ -122,6 +123,7 @@ class FastLane:
             environ["REQUEST_METHOD"] != "GET"
             or environ.get("CONTENT_LENGTH", "") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ
+            or undecodable_query_parameters(environ.get("QUERY_STRING", ""))  # Django's 400
         ):
             return None
         if self._routes is None:

@@ -8,6 +8,7 @@ by hand elsewhere.
 import logging
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 import orjson
 import psycopg
@@ -339,6 +340,25 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
 ANSWERED_BY_DJANGO = (SuspiciousOperation, BadRequest, PermissionDenied, MultiPartParserError)
 
 
+NOT_UTF8 = "This value is not valid UTF-8."
+
+
+def undecodable_query_parameters(query_string: str) -> list[str]:
+    """The parameters whose value is not UTF-8 once its %-escapes are read. Django decodes such
+    bytes as U+FFFD: `tag=%FF` or a lone surrogate's `search=%ED%A0%80` found nothing, where the
+    same bytes in a body are a 400. `query_string` as WSGI has it (bytes as latin-1)."""
+    if query_string.isascii() and "%" not in query_string:
+        return []
+    names = []
+    for pair in query_string.split("&"):
+        name, _, value = pair.partition("=")
+        try:
+            unquote_to_bytes(value.replace("+", " ").encode("latin-1")).decode()
+        except UnicodeError:
+            names.append(unquote(name.replace("+", " "), errors="replace"))
+    return names
+
+
 class ApiProblemMiddleware:
     """Under /api/ and on the probes: answers every error as a problem, whoever produced it.
 
@@ -355,6 +375,13 @@ class ApiProblemMiddleware:
         too_large = self._body_too_large(request)
         if too_large:
             return too_large
+        if undecodable := undecodable_query_parameters(request.META.get("QUERY_STRING", "")):
+            return problem_response(
+                request,
+                400,
+                "Query parameters whose value is not UTF-8.",
+                errors={name: [NOT_UTF8] for name in undecodable},
+            )
         response = self.get_response(request)
         if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
             PROBLEM_CONTENT_TYPE

@@ -262,6 +262,7 @@ def test_the_origins_kept_are_bounded(apps, variety, token, monkeypatch):
             "400 Bad Request",
         ),
         ("a repeated page", {}, {"QUERY_STRING": "limit=2&limit=3"}, "400 Bad Request"),
+        ("a query value not UTF-8", {}, {"QUERY_STRING": "tag=%FF"}, "400 Bad Request"),
         (
             "a CORS preflight",
             ALLOWED_ORIGIN,

@@ -222,3 +222,29 @@ def test_the_favicon_a_browser_asks_for_is_the_docs_icon_not_a_404(anon_client, 
     assert response.redirect_chain[0][0].endswith("/swagger-ui-dist/favicon-32x32.png")
     assert b"".join(response.streaming_content).startswith(b"\x89PNG")
     assert "Not Found" not in caplog.text
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("tag=%FF", ["tag"]),
+        ("search=%ED%A0%80&completed=true", ["search"]),  # a lone surrogate, as UTF-8
+        ("list=%C3&tag=ok&tag=%E9", ["list", "tag"]),
+    ],
+)
+def test_a_query_value_that_is_not_utf8_is_a_400_naming_it(api_client, query, names):
+    # Django reads such bytes as U+FFFD: the filter found nothing (200), or a 400 echoed "�".
+    body = assert_problem(api_client.get(f"/api/v1/tasks/?{query}"), 400, "/api/v1/tasks/")
+    assert body["errors"] == {name: ["This value is not valid UTF-8."] for name in names}
+
+
+@pytest.mark.django_db
+def test_a_query_in_utf8_percent_escaped_or_not_is_read(api_client, user):
+    from tasks.models import Task
+
+    Task.objects.create(owner=user, title="Café crème", position=1024)
+    for query in ("search=caf%C3%A9", "search=cr%C3%A8me+caf", "search=%EF%BF%BD"):
+        response = api_client.get(f"/api/v1/tasks/?{query}")
+        assert response.status_code == 200, query
+    assert api_client.get("/api/v1/tasks/?search=caf%C3%A9").json()["count"] == 1
