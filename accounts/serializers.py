@@ -37,7 +37,10 @@ def _check_password_rules(password: str, user: User, field: str) -> None:
         raise serializers.ValidationError({field: list(exc.messages)}) from None
 
 
-DISPLAY_NAME_HELP = "One line: no line breaks, tabs or other control characters."
+DISPLAY_NAME_HELP = (
+    f"At most {DISPLAY_NAME_MAX_LENGTH} characters, surrounding whitespace not counted. One "
+    "line: no line breaks, tabs or other control characters."
+)
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -58,6 +61,8 @@ class UserSerializer(serializers.ModelSerializer):
         model = User
         fields = ["id", "email", "display_name", "timezone", "date_joined"]
         read_only_fields = ["id", "email", "date_joined"]
+        # As at register: the schema's maxLength bounds what is sent, untrimmed.
+        extra_kwargs = {"timezone": {"trim_whitespace": False}}
 
     def update(self, instance: User, validated_data: dict) -> User:
         # ModelSerializer's saves the instance whole: the row as it was read, written back over
@@ -76,8 +81,13 @@ class RegisterSerializer(serializers.Serializer):
         default="",
         help_text=DISPLAY_NAME_HELP,
     )
+    # Not trimmed: no IANA name has a space, and the schema's maxLength bounds what is sent.
     timezone = StrictCharField(
-        max_length=64, required=False, default="UTC", validators=[validate_timezone]
+        max_length=64,
+        required=False,
+        default="UTC",
+        trim_whitespace=False,
+        validators=[validate_timezone],
     )
 
     def validate_email(self, value: str) -> str:

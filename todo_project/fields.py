@@ -64,35 +64,15 @@ class OneLineCharField(StrictCharField):
     """A name or title: one line, no line break, tab or other control character inside. A
     value stored before the rule is taken back unchanged (a PUT sends every field, the ones
     the user did not touch too). `one_line=False` leaves the rule to the caller (tag names:
-    services.new_tag_name_error, for new names only)."""
-
-    default_error_messages = {"control": CONTROL_CHARACTERS_MESSAGE}
-
-    def __init__(self, *, one_line: bool = True, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.one_line = one_line
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        if self.one_line and breaks_one_line(value, self._stored()):
-            self.fail("control")
-        return value
-
-    def _stored(self) -> str | None:
-        """What the row being written holds in this field (None for a new row)."""
-        instance = getattr(self.parent, "instance", None)
-        return getattr(instance, self.source, None) if self.source else None
-
-
-class VisibleCharField(OneLineCharField):
-    """A name or title: blank when it shows nothing, as one of only zero-width spaces does
-    (str.strip() keeps those, and a list of blank-looking titles helps nobody).
+    services.new_tag_name_error, for new names only).
 
     Its `max_length` counts what is kept, after trimming (the contract's "1–200 chars after
     trimming"). Checked here rather than by DRF's validator, which drf-spectacular writes into
     the schema as a `maxLength` of the value sent, surrounding spaces included: a bound that
     the server does not hold (" " + 200 characters is a valid title). The description says it.
     """
+
+    default_error_messages = {"control": CONTROL_CHARACTERS_MESSAGE}
 
     def __init__(
         self, *, max_length: int | None = None, one_line: bool = True, **kwargs: Any
@@ -104,15 +84,33 @@ class VisibleCharField(OneLineCharField):
                 f"At most {max_length} characters, surrounding whitespace not counted."
                 + (one_line_text if one_line else ""),
             )
-        super().__init__(one_line=one_line, **kwargs)
+        super().__init__(**kwargs)
         self.max_kept_length = max_length
+        self.one_line = one_line
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if self.max_kept_length is not None and len(value) > self.max_kept_length:
+            self.fail("max_length", max_length=self.max_kept_length)
+        if self.one_line and breaks_one_line(value, self._stored()):
+            self.fail("control")
+        return value
+
+    def _stored(self) -> str | None:
+        """What the row being written holds in this field (None for a new row)."""
+        instance = getattr(self.parent, "instance", None)
+        return getattr(instance, self.source, None) if self.source else None
+
+
+class VisibleCharField(OneLineCharField):
+    """A name or title that shows something: blank when it shows nothing, as one of only
+    zero-width spaces does (str.strip() keeps those, and a list of blank-looking titles helps
+    nobody)."""
 
     def to_internal_value(self, data: Any) -> str:
         value = super().to_internal_value(data)
         if shows_nothing(value):
             self.fail("blank")
-        if self.max_kept_length is not None and len(value) > self.max_kept_length:
-            self.fail("max_length", max_length=self.max_kept_length)
         return value
 
 

@@ -1149,3 +1149,25 @@ def test_a_denied_token_is_refused_with_one_query(user, django_assert_num_querie
         bearer(sign_in(user.email, DEFAULT_PASSWORD)["access"]).get("/api/v1/auth/me/").status_code
         == 200
     )
+
+
+def test_a_display_names_length_is_counted_trimmed_and_the_schema_says_so(api_client, user):
+    # The schema's maxLength was of the value sent, which the server trimmed first: " " + 100
+    # characters was taken where a client generated from the schema refused it.
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    for component in ("PatchedUserRequest", "RegisterRequest"):
+        display_name = schema[component]["properties"]["display_name"]
+        assert "maxLength" not in display_name
+        assert (
+            "At most 100 characters, surrounding whitespace not counted"
+            in (display_name["description"])
+        )
+        assert schema[component]["properties"]["timezone"]["maxLength"] == 64
+    taken = api_client.patch("/api/v1/auth/me/", {"display_name": " " + "x" * 100 + " "})
+    assert (taken.status_code, taken.json()["display_name"]) == (200, "x" * 100)
+    assert_problem(api_client.patch("/api/v1/auth/me/", {"display_name": "x" * 101}), 400)
+    # A time zone is sent as its IANA name, which has no space: padding is refused, not trimmed.
+    assert_problem(api_client.patch("/api/v1/auth/me/", {"timezone": " " * 70 + "UTC"}), 400)
+    assert_problem(api_client.patch("/api/v1/auth/me/", {"timezone": " UTC"}), 400)
