@@ -43,7 +43,7 @@ TASK_SELECT = """
 SELECT t.id, t.title, t.description, t.completed, t.completed_at, t.priority, t.due_date,
        t.due_time, t.list_id,
        ARRAY(SELECT g.name FROM tasks_task_tags l JOIN tasks_tag g ON g.id = l.tag_id
-             WHERE l.task_id = t.id ORDER BY text_sort_key(g.name), g.name) AS tags,
+             WHERE l.task_id = t.id ORDER BY text_sort_key(g.name) COLLATE "C", g.name COLLATE "C") AS tags,
        t.parent_id, t.position, t.recurrence, t.next_occurrence_id, t.created_at, t.updated_at,
        t.version
   FROM tasks_task t

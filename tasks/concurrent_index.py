@@ -36,3 +36,19 @@ def build_concurrently(name: str, on: str) -> list[migrations.operations.base.Op
             reverse_sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
         ),
     ]
+
+
+def drop_concurrently(name: str, on: str) -> list[migrations.operations.base.Operation]:
+    """The database operations that drop index `name` CONCURRENTLY; reversed, they build it
+    `ON table (columns)` again as build_concurrently does, an invalid leftover of an
+    interrupted reverse dropped first."""
+    return [
+        migrations.RunSQL(
+            f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
+            reverse_sql=f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}",
+        ),
+        # Reversed, operations run bottom up: this one first.
+        migrations.RunPython(
+            migrations.RunPython.noop, functools.partial(_drop_an_invalid_leftover, name)
+        ),
+    ]

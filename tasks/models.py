@@ -24,7 +24,7 @@ from django.db.models import (
     TextField,
     Value,
 )
-from django.db.models.functions import Cast, Left, Length, Lower, Replace
+from django.db.models.functions import Cast, Collate, Left, Length, Lower, Replace
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
@@ -309,10 +309,20 @@ class SortKey(Func):
     "emile", between "apple" and "zeta", not after "z" as bytes have it (the database's C
     collation; ICU is not in the embedded PostgreSQL). `text_sort_key`, migration 0014: lower
     case, the accents off as a search folds them (0013); an SQL function PostgreSQL inlines,
-    so its cost is that of the built-in functions, and an index on it serves an ORDER BY."""
+    so its cost is that of the built-in functions, and an index on it serves an ORDER BY.
+
+    Compared in code point order (COLLATE "C") whatever the database's collation, as Python
+    compares name_sort_key: under en_US.UTF-8 (the postgres image's) "#work" and "home",
+    "re-do" and "read", "Øl" and "pasta" came out the other way round."""
 
     function = "text_sort_key"
+    template = '%(function)s(%(expressions)s) COLLATE "C"'
     output_field = TextField()
+
+
+def by_name(field: str) -> list:
+    """The ORDER BY of titles and tag names: SortKey, then the name itself in code points."""
+    return [SortKey(field), Collate(F(field), "C")]
 
 
 # Unicode's Combining Diacritical Marks blocks (Latin, Greek and Cyrillic accents), which
@@ -322,9 +332,10 @@ _COMBINING_MARKS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u
 
 def name_sort_key(name: str) -> tuple[str, str]:
     """SortKey in Python, for names sorted after they are read (a task's `tags`); the name
-    itself breaks ties, as in SQL."""
+    itself breaks ties, as in SQL. Lower case a character at a time, as PostgreSQL's lower():
+    str.lower() makes a word's last 'Σ' a final 'ς', PostgreSQL a 'σ'."""
     bare = _COMBINING_MARKS.sub("", unicodedata.normalize("NFD", name))
-    return unicodedata.normalize("NFC", bare).lower(), name
+    return "".join(char.lower() for char in unicodedata.normalize("NFC", bare)), name
 
 
 def named(name: str) -> Exact:

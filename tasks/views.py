@@ -30,10 +30,10 @@ from rest_framework.response import Response
 from tasks import fast_read, services, sync
 from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE, TaskFilter
 from tasks.models import (
-    SortKey,
     Tag,
     Task,
     TaskList,
+    by_name,
     count_of,
     named,
     owned_instance,
@@ -840,7 +840,7 @@ class TagViewSet(
         return (
             Tag.objects.owned_by(self.request.user)
             .annotate(task_count=count_of(links))
-            .order_by(SortKey("name"), "name")
+            .order_by(*by_name("name"))
         )
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -16,7 +16,7 @@ from django.db import migrations, models
 from django.db.models import F
 
 import tasks.models
-from tasks.concurrent_index import build_concurrently
+from tasks.concurrent_index import build_concurrently, drop_concurrently
 
 accents = importlib.import_module("tasks.migrations.0013_search_ignores_accents")
 
@@ -48,21 +48,15 @@ class Migration(migrations.Migration):
                 ),
             ],
             database_operations=build_concurrently(
-                "task_owner_title_key", "tasks_task (owner_id, text_sort_key(title))"
+                "task_owner_title_key", 'tasks_task (owner_id, (text_sort_key(title) COLLATE "C"))'
             ),
         ),
         migrations.SeparateDatabaseAndState(
             state_operations=[
                 migrations.RemoveIndex(model_name="task", name="task_owner_title"),
             ],
-            database_operations=[
-                migrations.RunSQL(
-                    "DROP INDEX CONCURRENTLY IF EXISTS task_owner_title",
-                    reverse_sql=[
-                        "CREATE INDEX CONCURRENTLY IF NOT EXISTS task_owner_title"
-                        " ON tasks_task (owner_id, lower(title))"
-                    ],
-                ),
-            ],
+            database_operations=drop_concurrently(
+                "task_owner_title", "tasks_task (owner_id, lower(title))"
+            ),
         ),
     ]

@@ -249,3 +249,16 @@ def test_a_tag_rename_or_delete_locks_its_tasks_in_id_order_as_bulk_actions_do(u
         assert free == 49
     join()
     assert set(Task.objects.values_list("version", flat=True)) == {2}
+
+
+def test_a_tasks_tags_come_in_the_tag_lists_order(api_client, make_task):
+    # Python's str.lower() makes a word's last 'Σ' a final 'ς', PostgreSQL's lower() a 'σ':
+    # the two orders disagreed on "ΟΔΟΣ" and "οδος" (two tags: their LOWER() differ).
+    names = ["ΟΔΟΣ", "οδος", "#work", "home", "re-do", "read", "Øl", "pasta", "Émile", "emu"]
+    task = make_task("a", tags=names)
+    listed = [tag["name"] for tag in api_client.get("/api/v1/tags/").json()]
+    carried = api_client.get(f"/api/v1/tasks/{task.pk}/").json()["tags"]
+    assert carried == listed
+    assert listed == [
+        "#work", "Émile", "emu", "home", "pasta", "re-do", "read", "Øl", "οδος", "ΟΔΟΣ"
+    ]  # fmt: skip

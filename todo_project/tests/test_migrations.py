@@ -284,6 +284,18 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
             "task_updated",
             "(updated_at, id)",
         ),
+        (
+            "0013_search_ignores_accents",
+            "0014_titles_sort_accents_aside",
+            "task_owner_title_key",
+            '(owner_id, text_sort_key((title)::text) COLLATE "C")',
+        ),
+        (  # reversed: the index 0014 dropped, built again
+            "0014_titles_sort_accents_aside",
+            "0013_search_ignores_accents",
+            "task_owner_title",
+            "(owner_id, lower((title)::text))",
+        ),
     ],
 )
 def test_a_concurrent_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build(
