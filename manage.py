@@ -10,14 +10,15 @@ def main() -> None:
     try:
         execute_from_command_line(sys.argv)
     except Exception as error:
-        # A database out of reach: what to fix, in one line and exit status 1 as a CommandError
-        # has, not a traceback of Django's connection code in the log (`--traceback` keeps it).
+        # A database out of reach or refusing us (down, wrong host, port, name, role or
+        # password): what to fix, in one line and exit status 1 as a CommandError has, not a
+        # traceback of Django's connection code in the log (`--traceback` keeps it).
         from todo_project.problems import is_database_unavailable
 
         if "--traceback" in sys.argv or not is_database_unavailable(error):
             raise
         message = " ".join(str(error).split())
-        sys.stderr.write(f"The database is unreachable (DATABASE_URL): {message}\n")
+        sys.stderr.write(f"Cannot use the database of DATABASE_URL: {message}\n")
         sys.exit(1)
 
 

@@ -471,7 +471,10 @@ class TagSerializer(serializers.ModelSerializer):
         return value
 
     def _taken(self, name: str) -> bool:
-        return Tag.objects.filter(named(name), owner_id=self.instance.owner_id).exists()
+        """Whether another of the owner's tags has this name (a merge). This tag's own name
+        in another case is a new spelling, which the rules are for."""
+        tags = Tag.objects.filter(named(name), owner_id=self.instance.owner_id)
+        return tags.exclude(pk=self.instance.pk).exists()
 
 
 # --- Errors (documentation only) ----------------------------------------------------------

@@ -324,7 +324,7 @@ def test_a_command_against_an_unreachable_database_says_so_in_one_line():
     nowhere = f"postgres://todo:x@127.0.0.1:{free_port()}/todo"
     done = manage("migrate", DATABASE_URL=nowhere)
     assert done.returncode == 1
-    assert done.stderr.startswith("The database is unreachable (DATABASE_URL): connection failed")
+    assert done.stderr.startswith("Cannot use the database of DATABASE_URL: connection failed")
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     # Asked for, the traceback is there.
     assert "Traceback" in manage("migrate", "--traceback", DATABASE_URL=nowhere).stderr

@@ -14,7 +14,9 @@ looked for a renderer of it and answered 406 without deleting anything. Such an 
 enough there: the success has no body, and an error is a problem, as it is everywhere.
 
 A media type with `q=0` is "not acceptable" (RFC 9110 section 12.4.2); DRF took it as any other,
-and answered `Accept: application/json;q=0` with JSON. It counts for nothing here.
+and answered `Accept: application/json;q=0` with JSON. Here the most specific range covering a
+type decides (`*/*, application/json;q=0` refuses JSON). An empty `Accept` is read as none, as
+the fast lane reads it (DRF answered it with a 406).
 """
 
 from rest_framework.exceptions import NotAcceptable
@@ -42,33 +44,42 @@ def answers_without_body(request: Request) -> bool:
     return request.method in getattr(view, "methods_answering_without_body", {"DELETE"})
 
 
-def _refused(media_type: _MediaType) -> bool:
-    """`q=0` (RFC 9110 section 12.4.2): "not acceptable"."""
+def _q(media_type: _MediaType) -> float:
     try:
-        return float(media_type.params.get("q", "1")) <= 0
-    except ValueError:
-        return False
+        return float(media_type.params.get("q", "1"))
+    except ValueError:  # an unreadable q refuses nothing
+        return 1.0
+
+
+def _acceptable(media_type: str, accepts: list[_MediaType]) -> bool:
+    """Whether `media_type` is acceptable: the most specific range of `accepts` that covers it
+    has a q above 0 (RFC 9110 section 12.5.1: `*/*, application/json;q=0` refuses JSON)."""
+    covering = [accepted for accepted in accepts if _MediaType(media_type).match(accepted)]
+    return bool(covering) and _q(max(covering, key=lambda m: m.precedence)) > 0
 
 
 class ApiContentNegotiation(DefaultContentNegotiation):
     def get_accept_list(self, request) -> list[str]:
-        # DRF reads `application/json;q=0` as acceptable, and answered it with JSON.
+        # An empty Accept is read as none, as the fast lane reads it (DRF: a 406); and DRF took
+        # `application/json;q=0` as acceptable. q=0 tokens are weighed in select_renderer.
         tokens = super().get_accept_list(request)
-        return [token for token in tokens if not _refused(_MediaType(token))]
+        return [token for token in tokens if _q(_MediaType(token)) > 0] if tokens else ["*/*"]
 
     def select_renderer(self, request, renderers, format_suffix=None):
         if request.path_info.startswith(API_V1_PREFIX):
             self.settings = _WithoutFormatOverride()
+        accepts = [_MediaType(token) for token in super().get_accept_list(request)] or [
+            _MediaType("*/*")
+        ]
+        usable = [r for r in renderers if _acceptable(r.media_type, accepts)]
         try:
-            return super().select_renderer(request, renderers, format_suffix)
+            if not usable:
+                raise NotAcceptable(available_renderers=renderers)
+            return super().select_renderer(request, usable, format_suffix)
         except NotAcceptable:
             # Imported here: `problems` imports DRF's views, which import this class.
             from todo_project.problems import PROBLEM_CONTENT_TYPE
 
-            problem = _MediaType(PROBLEM_CONTENT_TYPE)
-            if answers_without_body(request) and any(
-                problem.match(accepted)
-                for accepted in map(_MediaType, self.get_accept_list(request))
-            ):
+            if answers_without_body(request) and _acceptable(PROBLEM_CONTENT_TYPE, accepts):
                 return renderers[0], renderers[0].media_type
             raise

@@ -101,3 +101,10 @@ def test_a_tag_named_before_the_rule_keeps_its_name_and_takes_a_merge(api_client
     assert merged.status_code == 200, merged.json()
     assert list(Tag.objects.values_list("pk", "name")) == [(old.pk, "to\tdo")]
     assert list(task.tags.values_list("name", flat=True)) == ["to\tdo"]
+
+
+def test_a_tag_named_before_the_rule_takes_no_new_spelling_with_a_tab(api_client, user):
+    Tag.objects.create(owner=user, name="to\tdo")
+    response = api_client.patch("/api/v1/tags/to%09do/", {"name": "TO\tDO"})
+    assert field_errors(response) == {"name": [CONTROL_CHARACTERS_MESSAGE]}
+    assert list(Tag.objects.values_list("name", flat=True)) == ["to\tdo"]

@@ -100,13 +100,31 @@ def test_a_sign_out_accepting_problems_only_signs_out(anon_client, user):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "accept", ["application/json;q=0", "*/*;q=0", "application/json; q=0.0, text/html"]
+    "accept",
+    [
+        "application/json;q=0",
+        "*/*;q=0",
+        "application/json; q=0.0, text/html",
+        "*/*, application/json;q=0",  # the most specific range decides (RFC 9110 12.5.1)
+    ],
 )
 def test_a_type_refused_with_q_0_is_not_acceptable(api_client, user, accept):
     task = Task.objects.create(owner=user, title="Pay rent", position=1024)
     assert_problem(api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT=accept), 406)
-    for taken in ("*/*;q=0.1", "application/json;q=x"):  # an unreadable q refuses nothing
+    assert_problem(api_client.patch(f"/api/v1/tasks/{task.pk}/", {}, HTTP_ACCEPT=accept), 406)
+    for taken in ("*/*;q=0.1", "application/json;q=x", "application/*;q=0, application/json"):
         assert api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT=taken).status_code == 200
+
+
+@pytest.mark.django_db
+def test_an_empty_accept_is_read_as_none_through_drf_as_in_the_fast_lane(api_client, user):
+    # The fast lane answered an empty Accept's GET (as no Accept); DRF, which serves it with an
+    # If-None-Match or a write, answered a 406.
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    url = f"/api/v1/tasks/{task.pk}/"
+    assert api_client.get(url, HTTP_ACCEPT="").status_code == 200
+    assert api_client.get(url, HTTP_ACCEPT="", HTTP_IF_NONE_MATCH='"9"').status_code == 200
+    assert api_client.patch(url, {"title": "x"}, HTTP_ACCEPT="").status_code == 200
 
 
 @pytest.mark.django_db
