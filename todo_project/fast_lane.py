@@ -62,7 +62,7 @@ MIDDLEWARE_IN_THE_LANE = {
     "todo_project.middleware.AdminAuthenticationMiddleware": "nothing: skipped on /api/v1/",
     "todo_project.middleware.AdminMessageMiddleware": "nothing: skipped on /api/v1/",
     "django.middleware.clickjacking.XFrameOptionsMiddleware": "its header",
-    "csp.middleware.CSPMiddleware": "nothing: /api/v1/ is excluded (CONTENT_SECURITY_POLICY)",
+    "todo_project.middleware.PagesContentSecurityPolicyMiddleware": "nothing: skipped on /api/v1/",
 }
 
 FastAnswer = Callable[..., HttpResponse | None]

@@ -71,7 +71,10 @@ class ApiContentNegotiation(DefaultContentNegotiation):
         accepts = [_MediaType(token) for token in super().get_accept_list(request)] or [
             _MediaType("*/*")
         ]
-        usable = [r for r in renderers if _acceptable(r.media_type, accepts)]
+        refusing = any(_q(accepted) <= 0 for accepted in accepts)  # most Accepts refuse nothing
+        usable = (
+            [r for r in renderers if _acceptable(r.media_type, accepts)] if refusing else renderers
+        )
         try:
             if not usable:
                 raise NotAcceptable(available_renderers=renderers)
