@@ -261,22 +261,30 @@ class TextareaField(forms.CharField):
         return super().has_changed(self.to_python(initial), data)
 
 
+def _lines(text: str) -> str:
+    """`text` with its line breaks as LF: a textarea posts them as CRLF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class StoredLineBreaksKept:
     """A one-line box cannot carry a line break: browsers drop CR and LF from an input's value
     (HTML's value sanitization). A title or name stored with one (before the one-line rule)
     came back without it, and a save of anything else silently rewrote it ("Pay\nrent" as
-    "Payrent"): such a value is taken back as stored. `one_line_fields`: the form's fields in
-    such a box."""
+    "Payrent"). Such a value is shown in a textarea instead, where support sees the break and
+    may take it out; sent back with its breaks (as CRLF), it is kept as stored.
+    `one_line_fields`: the form's fields in a one-line box."""
 
     one_line_fields: tuple[str, ...] = ()
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        for name in self.one_line_fields if self.is_bound else ():
+        for name in self.one_line_fields:
             stored, key = self.initial.get(name), self.add_prefix(name)
-            if not isinstance(stored, str):
+            if not isinstance(stored, str) or ("\n" not in stored and "\r" not in stored):
                 continue
-            if self.data.get(key) == stored.replace("\r", "").replace("\n", "") != stored:
+            self.fields[name].widget = forms.Textarea(attrs={"rows": 2, "cols": 60})
+            posted = self.data.get(key) if self.is_bound else None
+            if isinstance(posted, str) and posted != stored and _lines(posted) == _lines(stored):
                 self.data = self.data.copy()
                 self.data[key] = stored
 

@@ -1153,29 +1153,32 @@ def test_a_title_or_name_with_a_line_break_is_a_form_error_as_in_the_api(
 
 
 @pytest.mark.django_db
-def test_a_stored_line_break_the_one_line_box_drops_is_kept(support_client, user):
-    # Browsers drop CR and LF from an <input>'s value: the form comes back without them.
+def test_a_stored_line_break_shows_in_a_textarea_and_stays_unless_taken_out(support_client, user):
+    # A one-line <input> drops CR and LF: a save of the priority rewrote "Pay\nrent".
     task = Task.objects.create(owner=user, title="Pay\nrent", position=1024)
     home = TaskList.objects.create(owner=user, name="Ho\r\nme")
+    page = support_client.get(f"{TASKS_URL}{task.pk}/change/").content.decode()
+    assert '<textarea name="title"' in page and ">\nPay\nrent</textarea>" in page
 
+    # A textarea posts its line breaks as CRLF: the value is the stored one.
     support_client.post(
         f"{TASKS_URL}{task.pk}/change/",
-        change_form_data(task, title="Payrent", priority=Priority.HIGH),
+        change_form_data(task, title="Pay\r\nrent", priority=Priority.HIGH),
     )
     support_client.post(
-        f"{LISTS_URL}{home.pk}/change/", {"name": "Home", "color": "#112233", "opened_version": 1}
+        f"{LISTS_URL}{home.pk}/change/",
+        {"name": "Ho\r\nme", "color": "#112233", "opened_version": 1},
     )
-
     task.refresh_from_db()
     assert (task.title, task.priority) == ("Pay\nrent", Priority.HIGH)
     assert TaskList.objects.values_list("name", "color").get() == ("Ho\r\nme", "#112233")
     assert "Title" not in LogEntry.objects.filter(object_id=str(task.pk)).get().get_change_message()
-    # Typed anew without the break, it is a change like any other.
-    renamed = support_client.post(
-        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, title="Pay the rent")
+    # Taken out, it is gone, as support chose.
+    fixed = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, title="Pay rent")
     )
-    assert renamed.status_code == 302
-    assert Task.objects.get().title == "Pay the rent"
+    assert fixed.status_code == 302
+    assert Task.objects.get().title == "Pay rent"
 
 
 @pytest.mark.django_db
