@@ -13,7 +13,6 @@ import logging
 import smtplib
 from collections.abc import Iterator
 
-from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -52,7 +51,7 @@ from accounts.services import (
     user_send_password_reset,
     user_sign_out_everywhere,
 )
-from tasks.admin import StoredLineBreaksKept, VersionCheckedForm, count_of
+from tasks.admin import StoredLineBreaksKept, VersionCheckedForm, count_of, one_line
 from tasks.models import OwnerTaskCount, Priority, Tag, Task, TaskList
 from todo_project.admin_site import (
     ChangelistInputChecked,
@@ -62,7 +61,6 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line
 from todo_project.retry import run_again_on_concurrent_change
 
 logger = logging.getLogger("todo.admin")
@@ -94,11 +92,7 @@ class UserVersionCheckedForm(StoredLineBreaksKept, VersionCheckedForm):
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
     def clean_display_name(self) -> str:
-        # The API's one-line rule (todo_project.fields.OneLineCharField), a stored name kept.
-        name = self.cleaned_data["display_name"]
-        if breaks_one_line(name, self.initial.get("display_name")):
-            raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
-        return name
+        return one_line(self.cleaned_data["display_name"], self.initial.get("display_name"))
 
 
 class SuperuserChangeForm(UserVersionCheckedForm, auth_forms.UserChangeForm):

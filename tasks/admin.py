@@ -233,15 +233,20 @@ class RecurrenceFilter(admin.SimpleListFilter):
         return queryset
 
 
-def visible(text: str, initial: str | None) -> str:
-    """The API's rules for names and titles (todo_project.fields.VisibleCharField), its
-    messages: a row the API could not write back unchanged is no row support should make. As
-    there, a value stored before the one-line rule may stay as it is."""
-    if shows_nothing(text):
-        raise forms.ValidationError("This field may not be blank.")
+def one_line(text: str, initial: str | None) -> str:
+    """The API's one-line rule (todo_project.fields.OneLineCharField), its message; as there,
+    a value stored before the rule may stay as it is."""
     if breaks_one_line(text, initial):
         raise forms.ValidationError(CONTROL_CHARACTERS_MESSAGE)
     return text
+
+
+def visible(text: str, initial: str | None) -> str:
+    """The API's rules for names and titles (todo_project.fields.VisibleCharField), its
+    messages: a row the API could not write back unchanged is no row support should make."""
+    if shows_nothing(text):
+        raise forms.ValidationError("This field may not be blank.")
+    return one_line(text, initial)
 
 
 class TextareaField(forms.CharField):

@@ -60,17 +60,14 @@ def _acceptable(media_type: str, accepts: list[_MediaType]) -> bool:
 
 class ApiContentNegotiation(DefaultContentNegotiation):
     def get_accept_list(self, request) -> list[str]:
-        # An empty Accept is read as none, as the fast lane reads it (DRF: a 406); and DRF took
-        # `application/json;q=0` as acceptable. q=0 tokens are weighed in select_renderer.
-        tokens = super().get_accept_list(request)
-        return [token for token in tokens if _q(_MediaType(token)) > 0] if tokens else ["*/*"]
+        # An empty Accept is read as none, as the fast lane reads it (DRF: a 406). Its q=0
+        # tokens are weighed in select_renderer, which hands DRF only the renderers they leave.
+        return super().get_accept_list(request) or ["*/*"]
 
     def select_renderer(self, request, renderers, format_suffix=None):
         if request.path_info.startswith(API_V1_PREFIX):
             self.settings = _WithoutFormatOverride()
-        accepts = [_MediaType(token) for token in super().get_accept_list(request)] or [
-            _MediaType("*/*")
-        ]
+        accepts = [_MediaType(token) for token in self.get_accept_list(request)]
         refusing = any(_q(accepted) <= 0 for accepted in accepts)  # most Accepts refuse nothing
         usable = (
             [r for r in renderers if _acceptable(r.media_type, accepts)] if refusing else renderers
