@@ -46,7 +46,12 @@ from todo_project.admin_site import (
     done_level,
     may_manage,
 )
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line, shows_nothing
+from todo_project.fields import (
+    CONTROL_CHARACTERS_MESSAGE,
+    breaks_one_line,
+    composed,
+    shows_nothing,
+)
 from todo_project.problems import Conflict, is_concurrent_change, log_concurrent_change
 from todo_project.retry import run_again_on_concurrent_change
 
@@ -300,7 +305,10 @@ class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
     one_line_fields = ("name",)
 
     def clean_name(self) -> str:
-        name = visible(self.cleaned_data["name"], self.initial.get("name"))
+        stored = self.initial.get("name")
+        name = composed(visible(self.cleaned_data["name"], stored), stored)
+        if name == stored:
+            return name  # one composed since may look the same (fields.composed): it stays
         owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)
         taken = (
             type(self.instance)

@@ -28,6 +28,7 @@ from django.db.models.functions import Cast, Collate, Left, Length, Lower, Repla
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
+from todo_project.fields import composed
 
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
@@ -342,8 +343,9 @@ def named(name: str) -> Exact:
     """The filter for the row (a tag, a list) of this name, case-insensitively as the unique
     index (owner, LOWER(name)) says: `LOWER(name) = LOWER(%s)`. Django's `name__iexact`
     compares UPPER(), which disagrees with LOWER() on some names (UPPER makes 'ς' and 'σ' one,
-    LOWER keeps them apart; LOWER makes 'İ' and 'i' one, UPPER does not)."""
-    return Exact(Lower("name"), Lower(Value(name)))
+    LOWER keeps them apart; LOWER makes 'İ' and 'i' one, UPPER does not). Names are stored
+    composed (fields.composed): so is the one looked for."""
+    return Exact(Lower("name"), Lower(Value(composed(name))))
 
 
 def tags_named(
@@ -351,6 +353,7 @@ def tags_named(
 ) -> list[tuple[str, Tag | None]]:
     """For each of `names`, in order: its key, LOWER(name), and the owner's tag of that key, or
     None. One statement for any number of names, on the (owner, LOWER(name)) unique index.
+    Names are looked for composed, as they are stored (fields.composed).
 
     The key is PostgreSQL's, the unique index's, never Python's str.lower(): they differ ('İ' is
     'i' to PostgreSQL but 'i̇', two code points, to Python; 'ΟΔΟΣ' is 'οδοσ' to PostgreSQL but
@@ -386,7 +389,7 @@ def tags_named(
             "ORDER BY wanted.n"
         )
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [list(names), owner_id])
+        cursor.execute(sql, [[composed(name) for name in names], owner_id])
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
     return [

@@ -40,6 +40,7 @@ from tasks.services import (
 from todo_project.fields import (
     CanonicalDateField,
     HourMinuteField,
+    NameField,
     StrictBooleanField,
     StrictCharField,
     StrictIntegerField,
@@ -93,7 +94,7 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         return row
 
 
-class TagNameField(VisibleCharField):
+class TagNameField(NameField):
     def __init__(self, **kwargs: Any) -> None:
         # The rules for a name no tag had (services.new_tag_name_error) are the service's and
         # the rename's: a task's `tags` name the tags it carries, whatever they were named.
@@ -117,7 +118,7 @@ class TagNamesField(serializers.ListField):
 
 
 class TaskListSerializer(serializers.ModelSerializer):
-    name = VisibleCharField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
+    name = NameField(min_length=1, max_length=LIST_NAME_MAX_LENGTH)
     color = StrictCharField(
         allow_null=True,
         required=False,
@@ -151,6 +152,10 @@ class TaskListSerializer(serializers.ModelSerializer):
         read_only_fields = ["id"]
 
     def validate_name(self, value: str) -> str:
+        if self.instance is not None and value == self.instance.name:
+            # Unchanged: a name stored before it was composed (fields.composed) may look like
+            # another list's, as migration tasks.0015 left it.
+            return value
         others = TaskList.objects.owned_by(self.context["request"].user)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
@@ -241,7 +246,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         help_text="Tag names (1–50 characters, case-insensitive: spellings of one tag count "
         "once; at most 20 tags, in at most 100 entries); new names create "
         'tags (but not "." or "..", which a tag\'s URL could not name, nor one with a line '
-        "break, tab or other control character).",
+        "break, tab or other control character); names are composed (NFC), so a name "
+        "spelled with combining accents is the tag of its precomposed spelling.",
     )
     # Declared after `tags`, whose default is the builtin `list`.
     list = OwnedPrimaryKeyRelatedField(

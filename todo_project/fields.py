@@ -114,6 +114,31 @@ class VisibleCharField(OneLineCharField):
         return value
 
 
+def composed(value: str, stored: str | None = None) -> str:
+    """A name as it is stored: in Unicode's composed form, NFC. "Café" typed with "é" and with
+    "e" + a combining acute accent (U+0301), as some keyboards and pasted macOS file names send
+    it, is one name: one list, one tag. A name stored before the rule, sent back unchanged,
+    stays as it is (migration tasks.0015 composed the others)."""
+    return value if value == stored else unicodedata.normalize("NFC", value)
+
+
+COMPOSED_HELP = " Stored in Unicode's composed form (NFC): 'e' + U+0301 is the same name as 'é'."
+
+
+class NameField(VisibleCharField):
+    """The name of a list or a tag, unique per user case-insensitively: composed (`composed`)
+    before its length and uniqueness are checked."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.help_text = (self.help_text or "") + COMPOSED_HELP
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str):
+            data = composed(data, self._stored())
+        return super().to_internal_value(data)
+
+
 class StrictBooleanField(serializers.BooleanField):
     """JSON true or false only: DRF's BooleanField also takes "true", "yes", 1 and the like,
     where the schema says boolean."""

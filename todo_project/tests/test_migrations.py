@@ -244,6 +244,62 @@ def test_the_accent_migrations_run_again_after_an_interrupted_run(django_user_mo
 
 
 @pytest.mark.django_db(transaction=True)
+def test_existing_names_are_composed_tags_of_one_name_merged_lists_left(django_user_model):
+    from tasks.models import Tag, Task, TaskList
+
+    before, after = ("tasks", "0014_titles_sort_accents_aside"), ("tasks", "0015_names_composed")
+    migrate_to(*before)
+    owner = django_user_model.objects.create(email="anna@example.com")
+    other = django_user_model.objects.create(email="bob@example.com")
+    # Stored as before the rule; create() does not compose.
+    tags = {
+        name: Tag.objects.create(owner=owner, name=name)
+        for name in ("Café", "CAFE\u0301", "The\u0301", "e\u0301\u0323", "e\u0323\u0301", "plain")
+    }
+    bobs = Tag.objects.create(owner=other, name="Cafe\u0301")
+    tasks = {}
+    for title, names in {
+        "both": ["Café", "CAFE\u0301"],
+        "decomposed": ["CAFE\u0301"],
+        "composed": ["Café", "plain"],
+        "tea": ["The\u0301"],
+        "marks": ["e\u0301\u0323", "e\u0323\u0301"],
+    }.items():
+        tasks[title] = Task.objects.create(owner=owner, title=title, position=len(tasks))
+        tasks[title].tags.set([tags[name] for name in names])
+    lists = {
+        name: TaskList.objects.create(owner=owner, name=name, position=i)
+        for i, name in enumerate(("Café", "cafe\u0301", "The\u0301"))
+    }
+
+    migrate_to(*after)
+    assert sorted(Tag.objects.filter(owner=owner).values_list("name", flat=True)) == sorted(
+        ["Café", "Thé", "\u1eb9\u0301", "plain"]
+    )
+    assert Tag.objects.get(pk=bobs.pk).name == "Café"  # another owner's: renamed, not merged
+    tagged = {
+        task.title: (sorted(tag.name for tag in task.tags.all()), task.version)
+        for task in Task.objects.filter(owner=owner).prefetch_related("tags")
+    }
+    assert tagged == {
+        "both": (["Café"], 2),
+        "decomposed": (["Café"], 2),
+        "composed": (["Café", "plain"], 1),  # its tags kept their names
+        "tea": (["Thé"], 2),
+        "marks": (["\u1eb9\u0301"], 3),  # one tag renamed, the other merged into it
+    }
+    assert Tag.objects.get(name="Café", owner=owner).pk == tags["Café"].pk
+    names = dict(TaskList.objects.values_list("pk", "name"))
+    assert names[lists["cafe\u0301"].pk] == "cafe\u0301"  # left: "Café" is taken
+    assert names[lists["The\u0301"].pk] == "Thé"
+    assert TaskList.objects.get(pk=lists["The\u0301"].pk).version == 2
+    assert TaskList.objects.get(pk=lists["cafe\u0301"].pk).version == 1
+
+    migrate_to(*before)  # nothing to undo: the composed names are the same names
+    assert Tag.objects.filter(owner=owner).count() == 4
+
+
+@pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_account_has_it():
     from accounts.models import User
 

@@ -1,0 +1,72 @@
+"""Stores the names of existing lists and tags composed (NFC), as the API and the admin now
+store new ones (todo_project.fields.composed): "Cafe" + U+0301 and "Café" are one name.
+
+A tag whose composed name another of its owner's tags has is merged into that one, as a rename
+into a taken name merges (services.tag_rename): its tasks carry the other, and their versions
+grow, as those of every task whose tag changes its name (a client syncing by `updated_since`
+sees the new name). A list whose composed name another of its owner's lists has stays as it is
+(two lists that look the same from before; merging their tasks is the user's choice to make).
+
+Names are compared by Python's unicodedata, as the API composes them. Only names beyond ASCII
+are read (octet_length > char_length): none in most databases.
+"""
+
+import unicodedata
+
+from django.db import migrations
+from django.utils import timezone
+
+_BEYOND_ASCII = (
+    "SELECT id, owner_id, name FROM {table} "
+    "WHERE octet_length(name) <> char_length(name) ORDER BY owner_id, id"
+)
+_NAMED = "SELECT id FROM {table} WHERE owner_id = %s AND LOWER(name) = LOWER(%s) AND id <> %s"
+
+
+def _not_composed(cursor, table: str):
+    """Each of the table's rows whose name is not composed: its id, its composed name, and the
+    id of the owner's other row of that name, or None. Asked row by row, after the rows before
+    it were written: two spellings of one name neither of which is composed become one."""
+    cursor.execute(_BEYOND_ASCII.format(table=table))
+    for pk, owner_id, name in cursor.fetchall():
+        composed = unicodedata.normalize("NFC", name)
+        if composed != name:
+            cursor.execute(_NAMED.format(table=table), [owner_id, composed, pk])
+            taken = cursor.fetchone()
+            yield pk, composed, None if taken is None else taken[0]
+
+
+def compose_names(apps, schema_editor) -> None:
+    now = timezone.now()
+    with schema_editor.connection.cursor() as cursor:
+        for tag_id, name, other_id in _not_composed(cursor, "tasks_tag"):
+            cursor.execute(
+                "UPDATE tasks_task SET version = version + 1, updated_at = %s WHERE id IN "
+                "(SELECT task_id FROM tasks_task_tags WHERE tag_id = %s)",
+                [now, tag_id],
+            )
+            if other_id is None:
+                cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
+                continue
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT task_id, %s "
+                "FROM tasks_task_tags WHERE tag_id = %s ON CONFLICT DO NOTHING",
+                [other_id, tag_id],
+            )
+            cursor.execute("DELETE FROM tasks_task_tags WHERE tag_id = %s", [tag_id])
+            cursor.execute("DELETE FROM tasks_tag WHERE id = %s", [tag_id])
+        for list_id, name, other_id in _not_composed(cursor, "tasks_tasklist"):
+            if other_id is None:
+                cursor.execute(
+                    "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
+                    "updated_at = %s WHERE id = %s",
+                    [name, now, list_id],
+                )
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("tasks", "0014_titles_sort_accents_aside"),
+    ]
+
+    operations = [migrations.RunPython(compose_names, migrations.RunPython.noop)]

@@ -1,0 +1,131 @@
+"""A list's or a tag's name is stored composed (Unicode's NFC): "Café" typed with "é" and with
+"e" + a combining acute accent is one name, so it cannot make two lists or two tags that look
+the same. A name stored before the rule, sent back unchanged, stays as it is."""
+
+from urllib.parse import quote
+
+import pytest
+
+from accounts.tests.helpers import assert_problem
+from tasks import services
+from tasks.models import Tag, Task, TaskList
+from tasks.services import LIST_NAME_TAKEN
+
+pytestmark = pytest.mark.django_db
+
+COMPOSED = "Caf\u00e9"  # é, one character
+DECOMPOSED = "Cafe\u0301"  # e + combining acute accent
+LISTS_URL = "/admin/tasks/tasklist/"
+TAGS_URL = "/admin/tasks/tag/"
+
+
+def test_a_list_name_is_stored_composed_and_its_other_spelling_is_taken(api_client):
+    created = api_client.post("/api/v1/lists/", {"name": DECOMPOSED})
+    assert created.status_code == 201
+    assert created.json()["name"] == COMPOSED
+    assert TaskList.objects.get().name == COMPOSED
+
+    for spelling in (COMPOSED, "CAFE\u0301", " caf\u00e9 "):
+        taken = api_client.post("/api/v1/lists/", {"name": spelling})
+        assert assert_problem(taken, 400)["errors"] == {"name": [LIST_NAME_TAKEN]}
+    assert TaskList.objects.count() == 1
+
+
+def test_a_list_rename_to_another_lists_name_in_the_other_spelling_is_taken(api_client, user):
+    services.list_create(user=user, name=COMPOSED, color=None, position=None)
+    work = services.list_create(user=user, name="Work", color=None, position=None)
+
+    response = api_client.patch(f"/api/v1/lists/{work.pk}/", {"name": DECOMPOSED})
+
+    assert assert_problem(response, 400)["errors"] == {"name": [LIST_NAME_TAKEN]}
+
+
+def test_a_names_length_is_counted_composed(api_client):
+    # 100 characters stored; 200 code points as sent.
+    response = api_client.post("/api/v1/lists/", {"name": "e\u0301" * 100})
+    assert response.status_code == 201
+    assert response.json()["name"] == "\u00e9" * 100
+
+
+def test_the_spellings_of_a_tag_name_are_one_tag(api_client):
+    first = api_client.post("/api/v1/tasks/", {"title": "a", "tags": [DECOMPOSED]})
+    second = api_client.post("/api/v1/tasks/", {"title": "b", "tags": ["CAF\u00c9", COMPOSED]})
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert first.json()["tags"] == [COMPOSED]
+    assert second.json()["tags"] == [COMPOSED]
+    assert api_client.get("/api/v1/tags/").json() == [{"name": COMPOSED, "task_count": 2}]
+
+
+def test_a_tag_is_found_by_either_spelling_in_a_filter_a_bulk_action_and_its_url(api_client, user):
+    task = services.task_create(user=user, data={"title": "a", "tags": [COMPOSED]})
+    services.task_create(user=user, data={"title": "b"})
+
+    found = api_client.get("/api/v1/tasks/", {"tag": DECOMPOSED})
+    assert [row["title"] for row in found.json()["results"]] == ["a"]
+
+    removed = api_client.post(
+        "/api/v1/tasks/bulk/",
+        {"action": "remove_tags", "ids": [str(task.pk)], "tags": [DECOMPOSED]},
+    )
+    assert removed.status_code == 200
+    assert list(Task.objects.get(pk=task.pk).tags.all()) == []
+
+    renamed = api_client.patch(f"/api/v1/tags/{quote(DECOMPOSED)}/", {"name": "Tea"})
+    assert renamed.status_code == 200
+    assert list(Tag.objects.values_list("name", flat=True)) == ["Tea"]
+
+
+def test_a_tag_renamed_to_a_decomposed_name_is_stored_composed(api_client, user):
+    services.task_create(user=user, data={"title": "a", "tags": ["cafe"]})
+
+    response = api_client.patch("/api/v1/tags/cafe/", {"name": DECOMPOSED})
+
+    assert response.json() == {"name": COMPOSED, "task_count": 1}
+    assert Tag.objects.get().name == COMPOSED
+
+
+def test_a_list_name_stored_before_the_rule_may_be_sent_back_unchanged(api_client, user):
+    # Two lists that look the same, as migration 0015 leaves them (create() does not compose).
+    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
+    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+
+    response = api_client.patch(
+        f"/api/v1/lists/{old.pk}/", {"name": DECOMPOSED, "color": "#112233"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["name"] == DECOMPOSED
+    old.refresh_from_db()
+    assert (old.name, old.color) == (DECOMPOSED, "#112233")
+
+
+def test_the_admin_stores_names_composed_and_finds_the_other_spelling_taken(
+    admin_client, support_client, user
+):
+    added = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": DECOMPOSED})
+    assert added.status_code == 302
+    assert Tag.objects.get().name == COMPOSED
+
+    services.list_create(user=user, name=COMPOSED, color=None, position=None)
+    work = services.list_create(user=user, name="Work", color=None, position=None)
+    renamed = support_client.post(
+        f"{LISTS_URL}{work.pk}/change/", {"name": DECOMPOSED, "color": "", "opened_version": 1}
+    )
+    assert renamed.context["adminform"].form.errors == {
+        "name": ["This user already has one with this name."]
+    }
+
+
+def test_the_admin_keeps_a_list_name_stored_before_the_rule(support_client, user):
+    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
+    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+
+    response = support_client.post(
+        f"{LISTS_URL}{old.pk}/change/",
+        {"name": DECOMPOSED, "color": "#112233", "opened_version": 1},
+    )
+
+    assert response.status_code == 302
+    old.refresh_from_db()
+    assert (old.name, old.color) == (DECOMPOSED, "#112233")
