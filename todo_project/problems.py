@@ -404,11 +404,13 @@ class ApiProblemMiddleware:
     @staticmethod
     def _body_too_large(request: HttpRequest) -> HttpResponse | None:
         if (
-            "CONTENT_LENGTH" not in request.META
+            not request.META.get("CONTENT_LENGTH")
             and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
         ):
             # Django reads no body without a Content-Length, so a chunked one would silently
             # count as empty (and could never be measured against the cap): refuse it plainly.
+            # gunicorn leaves CONTENT_LENGTH out; runserver sets it empty (a PATCH was a 200
+            # that changed nothing).
             return problem_response(
                 request, 411, "Send the body with a Content-Length (chunked bodies are refused)."
             )

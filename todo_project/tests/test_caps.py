@@ -33,7 +33,8 @@ def test_a_body_of_exactly_one_mebibyte_is_read(anon_client):
 
 
 def _raw_wsgi_post(body: bytes, **meta) -> tuple[str, bytes]:
-    """The environ gunicorn hands over for a chunked request: a body, no CONTENT_LENGTH."""
+    """The environ gunicorn hands over for a chunked request: a body, no CONTENT_LENGTH (unless
+    `meta` gives one, as runserver's empty one)."""
     environ = RequestFactory()._base_environ(
         PATH_INFO="/api/v1/test/echo/",
         REQUEST_METHOD="POST",
@@ -41,14 +42,19 @@ def _raw_wsgi_post(body: bytes, **meta) -> tuple[str, bytes]:
         **{"wsgi.input": BytesIO(body)},
         **meta,
     )
-    environ.pop("CONTENT_LENGTH", None)
+    if "CONTENT_LENGTH" not in meta:
+        environ.pop("CONTENT_LENGTH", None)
     status = []
     chunks = WSGIHandler()(environ, lambda s, headers, exc_info=None: status.append(s))
     return status[0], b"".join(chunks)
 
 
-def test_a_chunked_body_without_content_length_is_refused_with_411_not_read():
-    status, content = _raw_wsgi_post(json_of_size(2 * MIB), HTTP_TRANSFER_ENCODING="chunked")
+@pytest.mark.parametrize("content_length", [None, ""], ids=["gunicorn", "runserver"])
+def test_a_chunked_body_without_content_length_is_refused_with_411_not_read(content_length):
+    meta = {} if content_length is None else {"CONTENT_LENGTH": content_length}
+    status, content = _raw_wsgi_post(
+        json_of_size(2 * MIB), HTTP_TRANSFER_ENCODING="chunked", **meta
+    )
     assert status.startswith("411")
     body = json.loads(content)
     assert body["status"] == 411
