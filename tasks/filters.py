@@ -33,7 +33,7 @@ from tasks.models import (
     search_owner_key,
     tags_named,
 )
-from todo_project.fields import CANONICAL_DATE
+from todo_project.fields import CANONICAL_DATE, composed
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -165,7 +165,7 @@ class TagNamesFormField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value) -> list[str]:
-        names = [name.strip() for name in (value or [])]
+        names = [composed(name.strip()) for name in (value or [])]  # as names are stored
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:

@@ -134,8 +134,10 @@ class NameField(VisibleCharField):
         self.help_text = (self.help_text or "") + COMPOSED_HELP
 
     def to_internal_value(self, data: Any) -> str:
-        if isinstance(data, str):
-            data = composed(data, self._stored())
+        # A name stored before, sent back unchanged (its surrounding spaces aside: trimmed next,
+        # as in the admin), stays as it is.
+        if isinstance(data, str) and data.strip() != self._stored():
+            data = composed(data)
         return super().to_internal_value(data)
 
 

@@ -20,6 +20,9 @@ _BEYOND_ASCII = (
     "SELECT id, owner_id, name FROM {table} "
     "WHERE octet_length(name) <> char_length(name) ORDER BY owner_id, id"
 )
+# Composing can lengthen a name (U+0958 is two code points composed): one the column cannot
+# hold stays as it is.
+_MAX_LENGTH = {"tasks_tag": 50, "tasks_tasklist": 100}
 _NAMED = "SELECT id FROM {table} WHERE owner_id = %s AND LOWER(name) = LOWER(%s) AND id <> %s"
 
 
@@ -30,7 +33,7 @@ def _not_composed(cursor, table: str):
     cursor.execute(_BEYOND_ASCII.format(table=table))
     for pk, owner_id, name in cursor.fetchall():
         composed = unicodedata.normalize("NFC", name)
-        if composed != name:
+        if composed != name and len(composed) <= _MAX_LENGTH[table]:
             cursor.execute(_NAMED.format(table=table), [owner_id, composed, pk])
             taken = cursor.fetchone()
             yield pk, composed, None if taken is None else taken[0]

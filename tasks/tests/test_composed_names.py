@@ -129,3 +129,43 @@ def test_the_admin_keeps_a_list_name_stored_before_the_rule(support_client, user
     assert response.status_code == 302
     old.refresh_from_db()
     assert (old.name, old.color) == (DECOMPOSED, "#112233")
+
+
+def test_a_tag_filter_counts_a_names_length_composed(api_client, user):
+    services.task_create(user=user, data={"title": "a", "tags": ["\u00e9" * 50]})
+
+    response = api_client.get("/api/v1/tasks/", {"tag": "e\u0301" * 50})
+
+    assert [row["title"] for row in response.json()["results"]] == ["a"]
+
+
+def test_a_list_name_stored_before_the_rule_may_come_back_with_spaces_around(api_client, user):
+    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
+    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+
+    response = api_client.patch(f"/api/v1/lists/{old.pk}/", {"name": f" {DECOMPOSED} "})
+
+    assert response.status_code == 200
+    assert TaskList.objects.get(pk=old.pk).name == DECOMPOSED
+
+
+def test_the_service_composes_the_tag_names_it_is_given(user):
+    # Callers other than the API's serializers (the admin, commands) name tags too.
+    services.task_create(user=user, data={"title": "a", "tags": [COMPOSED]})
+
+    tags = services.tags_get_or_create(user=user, names=[DECOMPOSED, "T\u0065\u0301a"])
+
+    assert [tag.name for tag in tags] == [COMPOSED, "T\u00e9a"]
+    assert Tag.objects.count() == 2
+
+
+def test_a_tag_is_merged_and_deleted_by_a_decomposed_name(api_client, user):
+    services.task_create(user=user, data={"title": "a", "tags": [COMPOSED]})
+    services.task_create(user=user, data={"title": "b", "tags": ["tea"]})
+
+    merged = api_client.patch("/api/v1/tags/tea/", {"name": "CAFE\u0301"})
+    deleted = api_client.delete(f"/api/v1/tags/{quote(DECOMPOSED)}/")
+
+    assert merged.json() == {"name": COMPOSED, "task_count": 2}
+    assert deleted.status_code == 204
+    assert not Tag.objects.exists()

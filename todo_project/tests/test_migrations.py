@@ -300,6 +300,22 @@ def test_existing_names_are_composed_tags_of_one_name_merged_lists_left(django_u
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_name_that_composing_makes_too_long_for_its_column_stays_as_it_is(django_user_model):
+    from tasks.models import Tag, TaskList
+
+    migrate_to("tasks", "0014_titles_sort_accents_aside")
+    owner = django_user_model.objects.create(email="anna@example.com")
+    # U+0958 is two code points composed (a composition exclusion): 60 > 50, 120 > 100.
+    tag = Tag.objects.create(owner=owner, name="\u0958" * 30)
+    tasklist = TaskList.objects.create(owner=owner, name="\u0958" * 60, position=1)
+
+    migrate_to("tasks", "0015_names_composed")
+
+    assert Tag.objects.get(pk=tag.pk).name == "\u0958" * 30
+    assert TaskList.objects.get(pk=tasklist.pk).name == "\u0958" * 60
+
+
+@pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_account_has_it():
     from accounts.models import User
 
