@@ -134,10 +134,8 @@ class NameField(VisibleCharField):
         self.help_text = (self.help_text or "") + COMPOSED_HELP
 
     def to_internal_value(self, data: Any) -> str:
-        # A name stored before, sent back unchanged (its surrounding spaces aside: trimmed next,
-        # as in the admin), stays as it is.
-        if isinstance(data, str) and data.strip() != self._stored():
-            data = composed(data)
+        if isinstance(data, str):  # trimmed first, as CharField would, so as the admin compares
+            data = composed(data.strip(), self._stored())
         return super().to_internal_value(data)
 
 
