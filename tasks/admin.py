@@ -299,14 +299,33 @@ class StoredLineBreaksKept:
                 self.data[key] = stored
 
 
+class NameFormField(forms.CharField):
+    """A list's or a tag's name, composed (fields.composed) as it is read, so its length is
+    counted composed, as the API's NameField counts it: 100 "é" typed decomposed, 200 code
+    points, are a valid list name. `stored`: the row's name, which may come back unchanged."""
+
+    stored: str | None = None
+
+    def to_python(self, value) -> str:
+        return composed(super().to_python(value), self.stored)
+
+
 class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
 
     one_line_fields = ("name",)
 
+    class Meta:
+        field_classes = {"name": NameFormField}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "name" in self.fields:  # not when the name is read only to this user
+            self.fields["name"].stored = self.initial.get("name")
+
     def clean_name(self) -> str:
         stored = self.initial.get("name")
-        name = composed(visible(self.cleaned_data["name"], stored), stored)
+        name = visible(self.cleaned_data["name"], stored)
         if name == stored:
             return name  # one composed since may look the same (fields.composed): it stays
         owner_id = self.instance.owner_id or getattr(self.cleaned_data.get("owner"), "pk", None)

@@ -24,28 +24,34 @@ def _drop_an_invalid_leftover(name: str, apps, schema_editor) -> None:
             cursor.execute(f"DROP INDEX CONCURRENTLY {name}")
 
 
-def build_concurrently(name: str, on: str) -> list[migrations.operations.base.Operation]:
+def build_concurrently(
+    name: str, on: str, *, unique: bool = False
+) -> list[migrations.operations.base.Operation]:
     """The database operations of an index `name` `ON table (columns)`: pair them with the
-    model state's AddIndex in a SeparateDatabaseAndState."""
+    model state's AddIndex (AddConstraint, `unique`) in a SeparateDatabaseAndState."""
+    create = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
     return [
         migrations.RunPython(
             functools.partial(_drop_an_invalid_leftover, name), migrations.RunPython.noop
         ),
         migrations.RunSQL(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}",
+            f"{create} CONCURRENTLY IF NOT EXISTS {name} ON {on}",
             reverse_sql=f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
         ),
     ]
 
 
-def drop_concurrently(name: str, on: str) -> list[migrations.operations.base.Operation]:
+def drop_concurrently(
+    name: str, on: str, *, unique: bool = False
+) -> list[migrations.operations.base.Operation]:
     """The database operations that drop index `name` CONCURRENTLY; reversed, they build it
     `ON table (columns)` again as build_concurrently does, an invalid leftover of an
     interrupted reverse dropped first."""
+    create = "CREATE UNIQUE INDEX" if unique else "CREATE INDEX"
     return [
         migrations.RunSQL(
             f"DROP INDEX CONCURRENTLY IF EXISTS {name}",
-            reverse_sql=f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {on}",
+            reverse_sql=f"{create} CONCURRENTLY IF NOT EXISTS {name} ON {on}",
         ),
         # Reversed, operations run bottom up: this one first.
         migrations.RunPython(

@@ -437,7 +437,7 @@ class TaskFilter(django_filters.FilterSet):
             elif name in {"list", "parent"}:
                 criteria[name] = None if value == self.filters[name].null_value else value.pk
             elif name == "tag":
-                # Each name's tag as PostgreSQL's LOWER() finds it, the unique index's rule.
+                # Each name's tag by the unique index's key (models.NameKey).
                 tags = [tag for _, tag in tags_named(self.request.user.pk, value)]
                 if None in tags:
                     return None  # a tag that does not exist: no task has all of them

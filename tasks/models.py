@@ -24,11 +24,10 @@ from django.db.models import (
     TextField,
     Value,
 )
-from django.db.models.functions import Cast, Collate, Left, Length, Lower, Replace
+from django.db.models.functions import Cast, Collate, Left, Length, Replace
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
-from todo_project.fields import composed
 
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
@@ -253,6 +252,21 @@ def task_save(task: "Task") -> None:
             raise Task.DoesNotExist("The task to save is not in the database.")
 
 
+# The key a list's or a tag's name is unique by, per owner: lower case by PostgreSQL's LOWER()
+# (tags_named says why not Python's), then composed (NFC) again. Names are stored composed
+# (fields.composed), but lower case may compose further where a letter has no composed capital:
+# "J" + U+030C lowers to "j" + U+030C, which composes to "ǰ" (U+01F0), so LOWER() alone made
+# "J̌OB" and "ǰob" two names. NORMALIZE() is immutable, as an index needs (migration 0016).
+NAME_KEY = "NORMALIZE(LOWER(%s), NFC)"
+
+
+class NameKey(Func):
+    """NAME_KEY of an expression."""
+
+    template = NAME_KEY % "%(expressions)s"
+    output_field = TextField()
+
+
 class TaskList(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
@@ -271,7 +285,7 @@ class TaskList(models.Model):
         ordering = ["position", "id"]
         constraints = [
             models.UniqueConstraint(
-                F("owner"), Lower("name"), name="tasklist_name_unique_per_owner"
+                F("owner"), NameKey("name"), name="tasklist_name_unique_per_owner"
             ),
             models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tasklist_name_not_blank"),
             models.CheckConstraint(
@@ -297,7 +311,7 @@ class Tag(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.UniqueConstraint(F("owner"), Lower("name"), name="tag_name_unique_per_owner"),
+            models.UniqueConstraint(F("owner"), NameKey("name"), name="tag_name_unique_per_owner"),
             models.CheckConstraint(condition=Q(name__regex=r"\S"), name="tag_name_not_blank"),
         ]
 
@@ -340,20 +354,17 @@ def name_sort_key(name: str) -> tuple[str, str]:
 
 
 def named(name: str) -> Exact:
-    """The filter for the row (a tag, a list) of this name, case-insensitively as the unique
-    index (owner, LOWER(name)) says: `LOWER(name) = LOWER(%s)`. Django's `name__iexact`
-    compares UPPER(), which disagrees with LOWER() on some names (UPPER makes 'ς' and 'σ' one,
-    LOWER keeps them apart; LOWER makes 'İ' and 'i' one, UPPER does not). Names are stored
-    composed (fields.composed): so is the one looked for."""
-    return Exact(Lower("name"), Lower(Value(composed(name))))
+    """The filter for the row (a tag, a list) of this name, by the unique index's key (NameKey).
+    Not Django's `name__iexact`, which compares UPPER(): it disagrees with LOWER() on some names
+    (UPPER makes 'ς' and 'σ' one, LOWER keeps them apart; LOWER makes 'İ' and 'i' one)."""
+    return Exact(NameKey("name"), NameKey(Value(name)))
 
 
 def tags_named(
     owner_id: uuid.UUID, names: Sequence[str], *, to_link: bool = False
 ) -> list[tuple[str, Tag | None]]:
-    """For each of `names`, in order: its key, LOWER(name), and the owner's tag of that key, or
-    None. One statement for any number of names, on the (owner, LOWER(name)) unique index.
-    Names are looked for composed, as they are stored (fields.composed).
+    """For each of `names`, in order: its key (NameKey) and the owner's tag of that key, or
+    None. One statement for any number of names, on the (owner, NameKey(name)) unique index.
 
     The key is PostgreSQL's, the unique index's, never Python's str.lower(): they differ ('İ' is
     'i' to PostgreSQL but 'i̇', two code points, to Python; 'ΟΔΟΣ' is 'οδοσ' to PostgreSQL but
@@ -372,24 +383,24 @@ def tags_named(
         # FOR KEY SHARE cannot lock the nullable side of an outer join: the tags are locked in
         # a subquery of their own, whose ORDER BY is below the locking, so it locks in id order.
         sql = (
-            "WITH wanted AS (SELECT LOWER(name) AS key, n FROM unnest(%s::text[]) "
+            f"WITH wanted AS (SELECT {NAME_KEY % 'name'} AS key, n FROM unnest(%s::text[]) "
             "WITH ORDINALITY AS given(name, n)) "
             "SELECT wanted.key, tag.id, tag.name FROM wanted LEFT JOIN ("
-            "SELECT id, name, LOWER(name) AS key FROM tasks_tag "
-            "WHERE owner_id = %s AND LOWER(name) IN (SELECT key FROM wanted) "
+            f"SELECT id, name, {NAME_KEY % 'name'} AS key FROM tasks_tag "
+            f"WHERE owner_id = %s AND {NAME_KEY % 'name'} IN (SELECT key FROM wanted) "
             "ORDER BY id FOR KEY SHARE"
             ") AS tag ON tag.key = wanted.key ORDER BY wanted.n"
         )
     else:
         sql = (
-            "SELECT LOWER(wanted.name), tag.id, tag.name "
+            f"SELECT {NAME_KEY % 'wanted.name'}, tag.id, tag.name "
             "FROM unnest(%s::text[]) WITH ORDINALITY AS wanted(name, n) "
             "LEFT JOIN tasks_tag tag "
-            "ON tag.owner_id = %s AND LOWER(tag.name) = LOWER(wanted.name) "
+            f"ON tag.owner_id = %s AND {NAME_KEY % 'tag.name'} = {NAME_KEY % 'wanted.name'} "
             "ORDER BY wanted.n"
         )
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [[composed(name) for name in names], owner_id])
+        cursor.execute(sql, [list(names), owner_id])
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
     return [

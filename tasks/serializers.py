@@ -103,8 +103,8 @@ class TagNameField(NameField):
 
 class TagNamesField(serializers.ListField):
     """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create, which
-    also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is PostgreSQL's
-    LOWER() to say, not Python's str.lower() (models.tags_named). Here only a bound on the
+    also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is the unique
+    index's key to say (models.NameKey), not Python's str.lower(). Here only a bound on the
     entries, spellings of one tag included."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -159,7 +159,7 @@ class TaskListSerializer(serializers.ModelSerializer):
         others = TaskList.objects.owned_by(self.context["request"].user)
         if self.instance is not None:
             others = others.exclude(pk=self.instance.pk)
-        if others.filter(named(value)).exists():  # the unique index's LOWER(), not iexact's UPPER()
+        if others.filter(named(value)).exists():  # the unique index's key, not iexact's UPPER()
             raise serializers.ValidationError(LIST_NAME_TAKEN)
         return value
 

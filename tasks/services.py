@@ -499,7 +499,7 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
 def _tags_by_key(
     owner_id: UUID, names: Sequence[str], *, to_link: bool
 ) -> dict[str, tuple[str, Tag | None]]:
-    """By key (LOWER(name), PostgreSQL's: models.tags_named), in the order of `names`: the first
+    """By key (models.NameKey, the unique index's), in the order of `names`: the first
     of them with that key, and the owner's tag of that key or None; `to_link`: under FOR KEY
     SHARE (see TAG_LOCKS)."""
     found: dict[str, tuple[str, Tag | None]] = {}
@@ -522,8 +522,8 @@ def new_tag_name_error(name: str) -> str | None:
 def tags_get_or_create(
     *, user: User, names: Sequence[str], carried: Collection[str] = ()
 ) -> list[Tag]:
-    """The caller's tags of these names, one per key (case-insensitively, as PostgreSQL's LOWER
-    says: models.tags_named), creating the missing ones; a new tag takes the first spelling.
+    """The caller's tags of these names, one per key (case-insensitively, by the unique index's
+    key: models.NameKey), creating the missing ones; a new tag takes the first spelling.
     `carried`: the names of the tags the task to link them to carries already. Read under a
     lock (TAG_LOCKS) unless all of them are among these: the task's own lock keeps a rename of
     a tag it carries from coming between the read and the commit."""
@@ -579,7 +579,7 @@ def _bump(queryset, now: datetime, **changes) -> int:
 # thousands of tasks is that long), PostgreSQL ends the write instead, which is run again
 # (retry.py; a conditional one compared again). Whatever writes a tag's name takes the tag's
 # lock first (_locked_tags): the name is no key to PostgreSQL (the unique index is on
-# LOWER(name)), so a bare UPDATE of it would not wait for the writes reading the tag.
+# its NameKey), so a bare UPDATE of it would not wait for the writes reading the tag.
 TAG_LOCK_WAIT: Final = "200ms"
 TAG_WRITE_ATTEMPTS: Final = 5
 _Written = TypeVar("_Written")
@@ -740,7 +740,7 @@ def _locked_tags(
 
 
 def _named(tag_id: UUID, name: str) -> bool:
-    """Whether the tag is still of this name, case-insensitively as PostgreSQL's LOWER says."""
+    """Whether the tag is still of this name, by the unique index's key (models.NameKey)."""
     return Tag.objects.filter(pk=tag_id).filter(named(name)).exists()
 
 

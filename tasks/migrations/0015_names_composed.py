@@ -39,25 +39,36 @@ def _not_composed(cursor, table: str):
             yield pk, composed, None if taken is None else taken[0]
 
 
+def bump_tasks_of(cursor, tag_id: int, now) -> None:
+    """A tag changing its name changes its tasks: their versions grow (migration 0016 too)."""
+    cursor.execute(
+        "UPDATE tasks_task SET version = version + 1, updated_at = %s WHERE id IN "
+        "(SELECT task_id FROM tasks_task_tags WHERE tag_id = %s)",
+        [now, tag_id],
+    )
+
+
+def merge_tag(cursor, tag_id: int, into_id: int) -> None:
+    """Tag `tag_id` merged into `into_id`, as a rename into a taken name merges: its tasks carry
+    the other (migration 0016 too)."""
+    cursor.execute(
+        "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT task_id, %s "
+        "FROM tasks_task_tags WHERE tag_id = %s ON CONFLICT DO NOTHING",
+        [into_id, tag_id],
+    )
+    cursor.execute("DELETE FROM tasks_task_tags WHERE tag_id = %s", [tag_id])
+    cursor.execute("DELETE FROM tasks_tag WHERE id = %s", [tag_id])
+
+
 def compose_names(apps, schema_editor) -> None:
     now = timezone.now()
     with schema_editor.connection.cursor() as cursor:
         for tag_id, name, other_id in _not_composed(cursor, "tasks_tag"):
-            cursor.execute(
-                "UPDATE tasks_task SET version = version + 1, updated_at = %s WHERE id IN "
-                "(SELECT task_id FROM tasks_task_tags WHERE tag_id = %s)",
-                [now, tag_id],
-            )
+            bump_tasks_of(cursor, tag_id, now)
             if other_id is None:
                 cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
-                continue
-            cursor.execute(
-                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT task_id, %s "
-                "FROM tasks_task_tags WHERE tag_id = %s ON CONFLICT DO NOTHING",
-                [other_id, tag_id],
-            )
-            cursor.execute("DELETE FROM tasks_task_tags WHERE tag_id = %s", [tag_id])
-            cursor.execute("DELETE FROM tasks_tag WHERE id = %s", [tag_id])
+            else:
+                merge_tag(cursor, tag_id, other_id)
         for list_id, name, other_id in _not_composed(cursor, "tasks_tasklist"):
             if other_id is None:
                 cursor.execute(

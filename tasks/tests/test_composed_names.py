@@ -15,6 +15,9 @@ pytestmark = pytest.mark.django_db
 
 COMPOSED = "Caf\u00e9"  # é, one character
 DECOMPOSED = "Cafe\u0301"  # e + combining acute accent
+# A name migration 0015 left as it was: U+0958 is two code points composed (a composition
+# exclusion), so composed it is 120 characters, more than a list's name may have.
+LEFT_DECOMPOSED = "\u0958" * 60
 LISTS_URL = "/admin/tasks/tasklist/"
 TAGS_URL = "/admin/tasks/tag/"
 
@@ -86,18 +89,16 @@ def test_a_tag_renamed_to_a_decomposed_name_is_stored_composed(api_client, user)
 
 
 def test_a_list_name_stored_before_the_rule_may_be_sent_back_unchanged(api_client, user):
-    # Two lists that look the same, as migration 0015 leaves them (create() does not compose).
-    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
-    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+    old = TaskList.objects.create(owner=user, name=LEFT_DECOMPOSED, position=2048)
 
     response = api_client.patch(
-        f"/api/v1/lists/{old.pk}/", {"name": DECOMPOSED, "color": "#112233"}
+        f"/api/v1/lists/{old.pk}/", {"name": LEFT_DECOMPOSED, "color": "#112233"}
     )
 
     assert response.status_code == 200
-    assert response.json()["name"] == DECOMPOSED
+    assert response.json()["name"] == LEFT_DECOMPOSED
     old.refresh_from_db()
-    assert (old.name, old.color) == (DECOMPOSED, "#112233")
+    assert (old.name, old.color) == (LEFT_DECOMPOSED, "#112233")
 
 
 def test_the_admin_stores_names_composed_and_finds_the_other_spelling_taken(
@@ -118,17 +119,16 @@ def test_the_admin_stores_names_composed_and_finds_the_other_spelling_taken(
 
 
 def test_the_admin_keeps_a_list_name_stored_before_the_rule(support_client, user):
-    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
-    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+    old = TaskList.objects.create(owner=user, name=LEFT_DECOMPOSED, position=2048)
 
     response = support_client.post(
         f"{LISTS_URL}{old.pk}/change/",
-        {"name": DECOMPOSED, "color": "#112233", "opened_version": 1},
+        {"name": LEFT_DECOMPOSED, "color": "#112233", "opened_version": 1},
     )
 
     assert response.status_code == 302
     old.refresh_from_db()
-    assert (old.name, old.color) == (DECOMPOSED, "#112233")
+    assert (old.name, old.color) == (LEFT_DECOMPOSED, "#112233")
 
 
 def test_a_tag_filter_counts_a_names_length_composed(api_client, user):
@@ -140,13 +140,12 @@ def test_a_tag_filter_counts_a_names_length_composed(api_client, user):
 
 
 def test_a_list_name_stored_before_the_rule_may_come_back_with_spaces_around(api_client, user):
-    TaskList.objects.create(owner=user, name=COMPOSED, position=1024)
-    old = TaskList.objects.create(owner=user, name=DECOMPOSED, position=2048)
+    old = TaskList.objects.create(owner=user, name=LEFT_DECOMPOSED, position=2048)
 
-    response = api_client.patch(f"/api/v1/lists/{old.pk}/", {"name": f" {DECOMPOSED} "})
+    response = api_client.patch(f"/api/v1/lists/{old.pk}/", {"name": f" {LEFT_DECOMPOSED} "})
 
     assert response.status_code == 200
-    assert TaskList.objects.get(pk=old.pk).name == DECOMPOSED
+    assert TaskList.objects.get(pk=old.pk).name == LEFT_DECOMPOSED
 
 
 def test_the_service_composes_the_tag_names_it_is_given(user):
@@ -169,3 +168,47 @@ def test_a_tag_is_merged_and_deleted_by_a_decomposed_name(api_client, user):
     assert merged.json() == {"name": COMPOSED, "task_count": 2}
     assert deleted.status_code == 204
     assert not Tag.objects.exists()
+
+
+# "ǰ" (U+01F0) has no composed capital: its upper case is "J" + U+030C, which lower-cases to
+# "j" + U+030C, which composes to "ǰ". LOWER() alone, composed before or not, made them two.
+J_CARON_WORD = "\u01f0ob"
+ITS_UPPER_CASE = "J\u030cOB"
+
+
+def test_a_name_and_its_upper_case_are_one_tag_where_lower_case_composes_further(api_client, user):
+    created = api_client.post("/api/v1/tasks/", {"title": "a", "tags": [J_CARON_WORD]})
+    tagged = api_client.post("/api/v1/tasks/", {"title": "b", "tags": [ITS_UPPER_CASE]})
+    both = api_client.post("/api/v1/tasks/", {"title": "c", "tags": ["X", ITS_UPPER_CASE.lower()]})
+
+    assert [r.json()["tags"] for r in (created, tagged, both)] == [[J_CARON_WORD]] * 2 + [
+        [J_CARON_WORD, "X"]
+    ]
+    assert Tag.objects.filter(name=J_CARON_WORD).count() == 1
+    found = api_client.get("/api/v1/tasks/", {"tag": ITS_UPPER_CASE})
+    assert sorted(row["title"] for row in found.json()["results"]) == ["a", "b", "c"]
+    renamed = api_client.patch(f"/api/v1/tags/{quote(ITS_UPPER_CASE)}/", {"name": "job"})
+    assert renamed.json() == {"name": "job", "task_count": 3}
+
+
+def test_a_name_and_its_upper_case_are_one_list_where_lower_case_composes_further(
+    api_client, admin_client, user
+):
+    assert api_client.post("/api/v1/lists/", {"name": J_CARON_WORD}).status_code == 201
+
+    taken = api_client.post("/api/v1/lists/", {"name": ITS_UPPER_CASE})
+    in_the_admin = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": ITS_UPPER_CASE})
+
+    assert assert_problem(taken, 400)["errors"] == {"name": [LIST_NAME_TAKEN]}
+    assert in_the_admin.context["adminform"].form.errors == {
+        "name": ["This user already has one with this name."]
+    }
+    assert TaskList.objects.count() == 1
+
+
+def test_the_admin_counts_a_names_length_composed(admin_client, user):
+    # 100 "é" typed decomposed: 200 code points, 100 characters stored, as the API takes it.
+    response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "e\u0301" * 100})
+
+    assert response.status_code == 302
+    assert TaskList.objects.get().name == "\u00e9" * 100

@@ -315,6 +315,116 @@ def test_a_name_that_composing_makes_too_long_for_its_column_stays_as_it_is(djan
     assert TaskList.objects.get(pk=tasklist.pk).name == "\u0958" * 60
 
 
+J_CARON = "\u01f0"  # ǰ: no composed capital, "J" + U+030C is its upper case
+
+
+def unique_name_indexes() -> dict[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid"
+            " WHERE c.relname LIKE '%%name_unique_per_owner%%' AND i.indisvalid AND i.indisunique"
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_names_one_by_the_new_key_are_merged_tags_and_renamed_lists(django_user_model):
+    from tasks.models import Tag, Task, TaskList
+
+    before, after = (
+        ("tasks", "0015_names_composed"),
+        ("tasks", "0016_names_unique_lowered_then_composed"),
+    )
+    migrate_to(*before)
+    owner = django_user_model.objects.create(email="anna@example.com")
+    other = django_user_model.objects.create(email="bob@example.com")
+    older = Tag.objects.create(owner=owner, name=f"{J_CARON}ob")
+    newer = Tag.objects.create(owner=owner, name="J\u030cOB")  # one name by the new key
+    bobs = Tag.objects.create(owner=other, name="J\u030cob")
+    tasks = {}
+    for title, tags in {"both": [older, newer], "newer": [newer], "older": [older]}.items():
+        tasks[title] = Task.objects.create(owner=owner, title=title, position=len(tasks))
+        tasks[title].tags.set(tags)
+    long_name = "J\u030c" + "a" * 94 + " bcd"  # 100 characters, the most a list's name may have
+    lists = [
+        TaskList.objects.create(owner=owner, name=name, position=i)
+        for i, name in enumerate(
+            [f"{J_CARON}ob", "J\u030cOB", f"{J_CARON}ob (2)", long_name,
+             f"{J_CARON}" + "A" * 94 + " bcd"]
+        )
+    ]  # fmt: skip
+
+    migrate_to(*after)
+
+    assert list(Tag.objects.filter(owner=owner).values_list("pk", "name")) == [
+        (older.pk, f"{J_CARON}ob")  # the oldest kept
+    ]
+    assert Tag.objects.get(pk=bobs.pk).name == "J\u030cob"  # another owner's: his own
+    tagged = {
+        task.title: ([tag.name for tag in task.tags.all()], task.version)
+        for task in Task.objects.filter(owner=owner).prefetch_related("tags")
+    }
+    assert tagged == {
+        "both": ([f"{J_CARON}ob"], 2),
+        "newer": ([f"{J_CARON}ob"], 2),
+        "older": ([f"{J_CARON}ob"], 1),  # its tag kept its name
+    }
+    renamed = {row.pk: (row.name, row.version) for row in TaskList.objects.all()}
+    assert [renamed[row.pk] for row in lists] == [
+        (f"{J_CARON}ob", 1),  # the oldest kept
+        ("J\u030cOB (3)", 2),  # " (2)" is taken
+        (f"{J_CARON}ob (2)", 1),
+        (long_name, 1),
+        (f"{J_CARON}" + "A" * 94 + " (2)", 2),  # cut to fit, the space before the number kept
+    ]
+    assert unique_name_indexes() == {
+        "tag_name_unique_per_owner": "CREATE UNIQUE INDEX tag_name_unique_per_owner ON "
+        "public.tasks_tag USING btree (owner_id, NORMALIZE(lower((name)::text), NFC))",
+        "tasklist_name_unique_per_owner": "CREATE UNIQUE INDEX tasklist_name_unique_per_owner ON "
+        "public.tasks_tasklist USING btree (owner_id, NORMALIZE(lower((name)::text), NFC))",
+    }
+
+    migrate_to(*before)  # the LOWER() indexes back; nothing else to undo
+    assert unique_name_indexes() == {
+        "tag_name_unique_per_owner": "CREATE UNIQUE INDEX tag_name_unique_per_owner ON "
+        "public.tasks_tag USING btree (owner_id, lower((name)::text))",
+        "tasklist_name_unique_per_owner": "CREATE UNIQUE INDEX tasklist_name_unique_per_owner ON "
+        "public.tasks_tasklist USING btree (owner_id, lower((name)::text))",
+    }
+
+
+def killing_the_rename(execute, sql, params, many, context):
+    """The deploy is killed between the drop of the old index and the rename of the new one."""
+    if "RENAME TO tag_name_unique_per_owner" in sql:
+        raise Killed
+    return execute(sql, params, many, context)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_new_name_key_migration_runs_again_after_an_interrupted_run():
+    migrate_to("tasks", "0015_names_composed")
+    with connection.cursor() as cursor:
+        # An interrupted build of the new index: invalid, as a killed CREATE INDEX CONCURRENTLY.
+        cursor.execute("CREATE INDEX tasklist_name_unique_per_owner_new ON tasks_tasklist (name)")
+        cursor.execute(
+            "UPDATE pg_index SET indisvalid = false"
+            " WHERE indexrelid = 'tasklist_name_unique_per_owner_new'::regclass"
+        )
+    with connection.execute_wrapper(killing_the_rename), pytest.raises(Killed):
+        migrate_to()
+    assert "tag_name_unique_per_owner" not in unique_name_indexes()  # dropped, not yet renamed
+
+    migrate_to()  # the deploy, again
+
+    indexes = unique_name_indexes()
+    assert sorted(indexes) == ["tag_name_unique_per_owner", "tasklist_name_unique_per_owner"]
+    assert all("NORMALIZE(lower((name)::text), NFC)" in index for index in indexes.values())
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%\\_new'")
+        assert cursor.fetchone() == (0,)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_account_has_it():
     from accounts.models import User

@@ -1,0 +1,116 @@
+"""The names of lists and tags are unique per owner by NORMALIZE(LOWER(name), NFC)
+(tasks.models.NameKey), no longer by LOWER(name): lower case may compose further ("J" + U+030C
+lowers to "j" + U+030C, which composes to "ǰ"), so "J̌OB" and "ǰob" were two tags.
+
+First, the names the new key makes one. A tag is merged into the owner's other tag of its key,
+as 0015 merged. A list is renamed, " (2)" (or the first number free) after its name, cut to
+fit, its version raised: a unique index cannot hold both, and moving tasks between lists is the
+user's call. Two names can meet only if one is beyond ASCII (octet_length > char_length): LOWER()
+of an ASCII name is the key itself. Only those are read: none in most databases.
+
+Then, for each table, the unique index on the new key is built CONCURRENTLY under a name of its
+own while the table takes writes, the LOWER() one is dropped CONCURRENTLY, and the new one takes
+its name: the unique violations the services map keep their names. Each step can run again
+after an interrupted run (a write meeting a name the scan had resolved, from a worker not yet
+deployed, fails the build: the next `migrate` resolves it and builds again).
+"""
+
+import importlib
+
+from django.db import migrations
+from django.db.models import F, UniqueConstraint
+from django.utils import timezone
+
+import tasks.models
+from tasks.concurrent_index import build_concurrently, drop_concurrently
+from tasks.models import NAME_KEY
+
+composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
+
+_LIST_NAME_MAX_LENGTH = 100
+_KEYS_BEYOND_ASCII = (
+    f"SELECT DISTINCT owner_id, {NAME_KEY % 'name'} FROM {{table}} "
+    "WHERE octet_length(name) <> char_length(name)"
+)
+_OF_KEY = f"SELECT id FROM {{table}} WHERE owner_id = %s AND {NAME_KEY % 'name'} = {NAME_KEY % '%s'}"
+
+
+def _sharing_a_key(cursor, table: str, oldest_first: str):
+    """The ids of each set of an owner's rows whose names share a key, the oldest first; each set
+    read after the ones before it were resolved."""
+    cursor.execute(_KEYS_BEYOND_ASCII.format(table=table))
+    for owner_id, key in cursor.fetchall():
+        cursor.execute(_OF_KEY.format(table=table) + f" ORDER BY {oldest_first}", [owner_id, key])
+        ids = [pk for (pk,) in cursor.fetchall()]
+        if len(ids) > 1:
+            yield owner_id, ids
+
+
+def _free_list_name(cursor, owner_id, name: str) -> str:
+    number = 2
+    while True:
+        suffix = f" ({number})"
+        candidate = name[: _LIST_NAME_MAX_LENGTH - len(suffix)].rstrip() + suffix
+        cursor.execute(_OF_KEY.format(table="tasks_tasklist"), [owner_id, candidate])
+        if cursor.fetchone() is None:
+            return candidate
+        number += 1
+
+
+def resolve_names_of_one_key(apps, schema_editor) -> None:
+    """The oldest of the set keeps its name; the others' tags are merged into it, the others'
+    lists renamed."""
+    now = timezone.now()
+    with schema_editor.connection.cursor() as cursor:
+        for _owner_id, (kept, *others) in _sharing_a_key(cursor, "tasks_tag", "id"):
+            for tag_id in others:
+                composed_names.bump_tasks_of(cursor, tag_id, now)
+                composed_names.merge_tag(cursor, tag_id, kept)
+        sets = _sharing_a_key(cursor, "tasks_tasklist", "created_at, id")
+        for owner_id, (_kept, *others) in sets:
+            for list_id in others:
+                cursor.execute("SELECT name FROM tasks_tasklist WHERE id = %s", [list_id])
+                name = _free_list_name(cursor, owner_id, cursor.fetchone()[0])
+                cursor.execute(
+                    "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
+                    "updated_at = %s WHERE id = %s",
+                    [name, now, list_id],
+                )
+
+
+def _rekeyed(model: str, table: str, index: str) -> migrations.SeparateDatabaseAndState:
+    building = f"{index}_new"
+    return migrations.SeparateDatabaseAndState(
+        state_operations=[
+            migrations.RemoveConstraint(model_name=model, name=index),
+            migrations.AddConstraint(
+                model_name=model,
+                constraint=UniqueConstraint(
+                    F("owner"), tasks.models.NameKey("name"), name=index
+                ),
+            ),
+        ],
+        database_operations=[
+            *build_concurrently(building, f"{table} (owner_id, ({NAME_KEY % 'name'}))", unique=True),
+            *drop_concurrently(index, f"{table} (owner_id, (LOWER(name)))", unique=True),
+            migrations.RunSQL(
+                f"ALTER INDEX IF EXISTS {building} RENAME TO {index}",
+                reverse_sql=f"ALTER INDEX IF EXISTS {index} RENAME TO {building}",
+            ),
+        ],
+    )
+
+
+class Migration(migrations.Migration):
+    # CREATE INDEX CONCURRENTLY cannot run in a transaction.
+    atomic = False
+
+    dependencies = [
+        ("tasks", "0015_names_composed"),
+    ]
+
+    operations = [
+        migrations.RunPython(resolve_names_of_one_key, migrations.RunPython.noop, atomic=True),
+        _rekeyed("tasklist", "tasks_tasklist", "tasklist_name_unique_per_owner"),
+        _rekeyed("tag", "tasks_tag", "tag_name_unique_per_owner"),
+    ]
