@@ -309,6 +309,11 @@ class NameFormField(forms.CharField):
     def to_python(self, value) -> str:
         return composed(super().to_python(value), self.stored)
 
+    def widget_attrs(self, widget) -> dict:
+        attrs = super().widget_attrs(widget)
+        attrs.pop("maxlength")  # a browser counts UTF-16 units: it cut 100 "e" + U+0301 to 50
+        return attrs
+
 
 class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""

@@ -28,6 +28,7 @@ from django.db.models.functions import Cast, Collate, Left, Length, Replace
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
+from todo_project.fields import composed
 
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
@@ -356,8 +357,10 @@ def name_sort_key(name: str) -> tuple[str, str]:
 def named(name: str) -> Exact:
     """The filter for the row (a tag, a list) of this name, by the unique index's key (NameKey).
     Not Django's `name__iexact`, which compares UPPER(): it disagrees with LOWER() on some names
-    (UPPER makes 'ς' and 'σ' one, LOWER keeps them apart; LOWER makes 'İ' and 'i' one)."""
-    return Exact(NameKey("name"), NameKey(Value(name)))
+    (UPPER makes 'ς' and 'σ' one, LOWER keeps them apart; LOWER makes 'İ' and 'i' one).
+    The name is composed first, as names are stored (fields.composed): the key of a name is not
+    always its composed form's ('I' + U+0307 lowers to 'i' + U+0307, 'İ' to 'i')."""
+    return Exact(NameKey("name"), NameKey(Value(composed(name))))
 
 
 def tags_named(
@@ -365,6 +368,7 @@ def tags_named(
 ) -> list[tuple[str, Tag | None]]:
     """For each of `names`, in order: its key (NameKey) and the owner's tag of that key, or
     None. One statement for any number of names, on the (owner, NameKey(name)) unique index.
+    Names are looked for composed, as named() says.
 
     The key is PostgreSQL's, the unique index's, never Python's str.lower(): they differ ('İ' is
     'i' to PostgreSQL but 'i̇', two code points, to Python; 'ΟΔΟΣ' is 'οδοσ' to PostgreSQL but
@@ -400,7 +404,7 @@ def tags_named(
             "ORDER BY wanted.n"
         )
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [list(names), owner_id])
+        cursor.execute(sql, [[composed(name) for name in names], owner_id])
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
     return [

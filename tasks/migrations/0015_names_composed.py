@@ -40,7 +40,7 @@ def _not_composed(cursor, table: str):
 
 
 def bump_tasks_of(cursor, tag_id: int, now) -> None:
-    """A tag changing its name changes its tasks: their versions grow (migration 0016 too)."""
+    """A tag changing its name changes its tasks: their versions grow."""
     cursor.execute(
         "UPDATE tasks_task SET version = version + 1, updated_at = %s WHERE id IN "
         "(SELECT task_id FROM tasks_task_tags WHERE tag_id = %s)",
@@ -48,9 +48,15 @@ def bump_tasks_of(cursor, tag_id: int, now) -> None:
     )
 
 
-def merge_tag(cursor, tag_id: int, into_id: int) -> None:
+def merge_tag(cursor, tag_id: int, into_id: int, now) -> None:
     """Tag `tag_id` merged into `into_id`, as a rename into a taken name merges: its tasks carry
-    the other (migration 0016 too)."""
+    the other, their versions grown (migration 0016 too). The two are locked first, in id order
+    as the API locks tags, so a worker not yet deployed cannot link either meanwhile (a link to
+    `tag_id` committed between its moves and their delete was lost)."""
+    cursor.execute(
+        "SELECT id FROM tasks_tag WHERE id IN (%s, %s) ORDER BY id FOR UPDATE", [tag_id, into_id]
+    )
+    bump_tasks_of(cursor, tag_id, now)
     cursor.execute(
         "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT task_id, %s "
         "FROM tasks_task_tags WHERE tag_id = %s ON CONFLICT DO NOTHING",
@@ -64,11 +70,11 @@ def compose_names(apps, schema_editor) -> None:
     now = timezone.now()
     with schema_editor.connection.cursor() as cursor:
         for tag_id, name, other_id in _not_composed(cursor, "tasks_tag"):
+            if other_id is not None:
+                merge_tag(cursor, tag_id, other_id, now)
+                continue
             bump_tasks_of(cursor, tag_id, now)
-            if other_id is None:
-                cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
-            else:
-                merge_tag(cursor, tag_id, other_id)
+            cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
         for list_id, name, other_id in _not_composed(cursor, "tasks_tasklist"):
             if other_id is None:
                 cursor.execute(

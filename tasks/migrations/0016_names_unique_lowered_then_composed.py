@@ -2,11 +2,11 @@
 (tasks.models.NameKey), no longer by LOWER(name): lower case may compose further ("J" + U+030C
 lowers to "j" + U+030C, which composes to "ǰ"), so "J̌OB" and "ǰob" were two tags.
 
-First, the names the new key makes one. A tag is merged into the owner's other tag of its key,
-as 0015 merged. A list is renamed, " (2)" (or the first number free) after its name, cut to
-fit, its version raised: a unique index cannot hold both, and moving tasks between lists is the
-user's call. Two names can meet only if one is beyond ASCII (octet_length > char_length): LOWER()
-of an ASCII name is the key itself. Only those are read: none in most databases.
+First, the names the new key makes one: of an owner's rows of one key, the oldest keeps its
+name. The other tags are merged into it, as 0015 merged. The other lists are renamed, " (2)"
+(or the first number free) after the name, cut to fit, their versions raised: a unique index
+cannot hold both, and moving tasks between lists is the user's call. Two names can meet only if one is beyond ASCII (octet_length > char_length): LOWER()
+of an ASCII name is the key itself. Only their owners' names are read, in one statement.
 
 Then, for each table, the unique index on the new key is built CONCURRENTLY under a name of its
 own while the table takes writes, the LOWER() one is dropped CONCURRENTLY, and the new one takes
@@ -28,22 +28,21 @@ from tasks.models import NAME_KEY
 composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
 
 _LIST_NAME_MAX_LENGTH = 100
-_KEYS_BEYOND_ASCII = (
-    f"SELECT DISTINCT owner_id, {NAME_KEY % 'name'} FROM {{table}} "
-    "WHERE octet_length(name) <> char_length(name)"
+_LIST_OF_KEY = (
+    f"SELECT 1 FROM tasks_tasklist WHERE owner_id = %s AND {NAME_KEY % 'name'} = {NAME_KEY % '%s'}"
 )
-_OF_KEY = f"SELECT id FROM {{table}} WHERE owner_id = %s AND {NAME_KEY % 'name'} = {NAME_KEY % '%s'}"
 
 
-def _sharing_a_key(cursor, table: str, oldest_first: str):
-    """The ids of each set of an owner's rows whose names share a key, the oldest first; each set
-    read after the ones before it were resolved."""
-    cursor.execute(_KEYS_BEYOND_ASCII.format(table=table))
-    for owner_id, key in cursor.fetchall():
-        cursor.execute(_OF_KEY.format(table=table) + f" ORDER BY {oldest_first}", [owner_id, key])
-        ids = [pk for (pk,) in cursor.fetchall()]
-        if len(ids) > 1:
-            yield owner_id, ids
+def _sharing_a_key(cursor, table: str, oldest_first: str) -> list[tuple]:
+    """Each set of an owner's rows whose names share a key: the owner's id and the rows' ids,
+    the oldest first. One statement, over the owners of a name beyond ASCII only."""
+    cursor.execute(
+        f"SELECT owner_id, array_agg(id ORDER BY {oldest_first}) FROM {table} "
+        f"WHERE owner_id IN (SELECT owner_id FROM {table} "
+        "WHERE octet_length(name) <> char_length(name)) "
+        f"GROUP BY owner_id, {NAME_KEY % 'name'} HAVING count(*) > 1"
+    )
+    return cursor.fetchall()
 
 
 def _free_list_name(cursor, owner_id, name: str) -> str:
@@ -51,21 +50,19 @@ def _free_list_name(cursor, owner_id, name: str) -> str:
     while True:
         suffix = f" ({number})"
         candidate = name[: _LIST_NAME_MAX_LENGTH - len(suffix)].rstrip() + suffix
-        cursor.execute(_OF_KEY.format(table="tasks_tasklist"), [owner_id, candidate])
+        cursor.execute(_LIST_OF_KEY, [owner_id, candidate])
         if cursor.fetchone() is None:
             return candidate
         number += 1
 
 
 def resolve_names_of_one_key(apps, schema_editor) -> None:
-    """The oldest of the set keeps its name; the others' tags are merged into it, the others'
-    lists renamed."""
     now = timezone.now()
     with schema_editor.connection.cursor() as cursor:
         for _owner_id, (kept, *others) in _sharing_a_key(cursor, "tasks_tag", "id"):
             for tag_id in others:
-                composed_names.bump_tasks_of(cursor, tag_id, now)
-                composed_names.merge_tag(cursor, tag_id, kept)
+                composed_names.merge_tag(cursor, tag_id, kept, now)
+        # A renamed list takes a name of no other list: never the key of a set read here.
         sets = _sharing_a_key(cursor, "tasks_tasklist", "created_at, id")
         for owner_id, (_kept, *others) in sets:
             for list_id in others:
@@ -95,7 +92,12 @@ def _rekeyed(model: str, table: str, index: str) -> migrations.SeparateDatabaseA
             *drop_concurrently(index, f"{table} (owner_id, (LOWER(name)))", unique=True),
             migrations.RunSQL(
                 f"ALTER INDEX IF EXISTS {building} RENAME TO {index}",
-                reverse_sql=f"ALTER INDEX IF EXISTS {index} RENAME TO {building}",
+                # Not when an interrupted reverse left both: the old index built again, the
+                # new one not yet dropped.
+                reverse_sql=(
+                    f"DO $$ BEGIN IF to_regclass('{building}') IS NULL THEN "
+                    f"ALTER INDEX IF EXISTS {index} RENAME TO {building}; END IF; END $$"
+                ),
             ),
         ],
     )

@@ -2,6 +2,7 @@
 "e" + a combining acute accent is one name, so it cannot make two lists or two tags that look
 the same. A name stored before the rule, sent back unchanged, stays as it is."""
 
+import re
 from urllib.parse import quote
 
 import pytest
@@ -212,3 +213,24 @@ def test_the_admin_counts_a_names_length_composed(admin_client, user):
 
     assert response.status_code == 302
     assert TaskList.objects.get().name == "\u00e9" * 100
+
+
+def test_a_tag_is_found_at_the_url_of_its_name_decomposed_where_lower_case_differs(
+    api_client, user
+):
+    # "İ" lowers to "i", "I" + U+0307 (its decomposed form) to "i" + U+0307: a name is looked
+    # for composed, as it is stored, before its key is taken.
+    services.task_create(user=user, data={"title": "a", "tags": ["\u0130stanbul"]})
+
+    decomposed = quote("I\u0307stanbul")
+    renamed = api_client.patch(f"/api/v1/tags/{decomposed}/", {"name": "Ankara"})
+
+    assert renamed.json() == {"name": "Ankara", "task_count": 1}
+
+
+def test_the_admin_name_box_leaves_the_length_to_the_server(admin_client):
+    # A browser's maxlength counts UTF-16 units: it cut 100 "e" + U+0301 (a valid name) to 50.
+    page = admin_client.get(f"{LISTS_URL}add/").content.decode()
+
+    box = re.search(r'<input type="text" name="name"[^>]*>', page).group()
+    assert "maxlength" not in box and "required" in box

@@ -1,6 +1,7 @@
 """The migrations describe the models exactly: a model change without its migration fails here,
 not on a deploy (`makemigrations --check` exits non-zero when it would write one)."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import time
 import pytest
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from tasks.management.commands.migrate import MIGRATE_LOCK
 from todo_project.tests.helpers import connection_of_its_own, database_url_for_this_test
@@ -423,6 +425,88 @@ def test_the_new_name_key_migration_runs_again_after_an_interrupted_run():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_class WHERE relname LIKE '%%\\_new'")
         assert cursor.fetchone() == (0,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_reverse_of_the_new_name_key_migration_runs_again_after_an_interrupted_run():
+    def killing_the_last_drop(execute, sql, params, many, context):
+        if "DROP INDEX CONCURRENTLY IF EXISTS tag_name_unique_per_owner_new" in sql:
+            raise Killed  # both indexes there: the LOWER() one built again, the new one not gone
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(killing_the_last_drop), pytest.raises(Killed):
+        migrate_to("tasks", "0015_names_composed")
+    migrate_to("tasks", "0015_names_composed")  # the rollback, again
+
+    assert unique_name_indexes()["tag_name_unique_per_owner"].endswith(
+        "(owner_id, lower((name)::text))"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('tag_name_unique_per_owner_new')")
+        assert cursor.fetchone() == (None,)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_new_name_key_migration_reads_the_sets_to_resolve_in_one_statement_a_table(
+    django_user_model, django_assert_max_num_queries
+):
+    from tasks.models import Tag
+
+    resolve = importlib.import_module(
+        "tasks.migrations.0016_names_unique_lowered_then_composed"
+    ).resolve_names_of_one_key
+    migrate_to("tasks", "0015_names_composed")
+    owners = django_user_model.objects.bulk_create(
+        [django_user_model(email=f"o{i}@example.com") for i in range(20)]
+    )
+    Tag.objects.bulk_create(
+        [Tag(owner=o, name=f"Caf\u00e9 {j}") for o in owners for j in range(10)]
+    )
+    Tag.objects.create(owner=owners[0], name="J\u030cOB")
+    Tag.objects.create(owner=owners[0], name=f"{J_CARON}ob")
+
+    with django_assert_max_num_queries(9), connection.schema_editor() as editor:
+        resolve(None, editor)  # BEGIN, a read a table, the merge's 5 statements, COMMIT
+
+    assert Tag.objects.filter(owner=owners[0]).count() == 11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tag_being_merged_takes_no_link_until_the_merge_commits(django_user_model):
+    # A worker not yet deployed links a task to the tag between the merge's copy of its links
+    # and their delete: the link was deleted with the rest, the task silently without its tag.
+    import psycopg
+
+    from tasks.models import Tag, Task
+
+    merge_tag = importlib.import_module("tasks.migrations.0015_names_composed").merge_tag
+    owner = django_user_model.objects.create(email="anna@example.com")
+    kept = Tag.objects.create(owner=owner, name="kept")
+    merged = Tag.objects.create(owner=owner, name="merged")
+    task = Task.objects.create(owner=owner, title="x", position=0)
+    refused = []
+
+    def an_old_worker_links_meanwhile(execute, sql, params, many, context):
+        if sql.startswith("DELETE FROM tasks_task_tags WHERE tag_id") and not refused:
+            with connection_of_its_own(connection) as other:
+                other.execute("SET lock_timeout = '200ms'")
+                with pytest.raises(psycopg.errors.LockNotAvailable):
+                    other.execute(
+                        "INSERT INTO tasks_task_tags (task_id, tag_id) VALUES (%s, %s)",
+                        [task.pk, merged.pk],
+                    )
+                refused.append(True)
+        return execute(sql, params, many, context)
+
+    with (
+        connection.execute_wrapper(an_old_worker_links_meanwhile),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        merge_tag(cursor, merged.pk, kept.pk, timezone.now())
+
+    assert refused
+    assert list(Tag.objects.filter(owner=owner).values_list("name", flat=True)) == ["kept"]
 
 
 @pytest.mark.django_db(transaction=True)
