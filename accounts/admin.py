@@ -57,6 +57,7 @@ from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
     HistoryWithOldValues,
+    LengthsCheckedByTheServer,
     SavesRunAgain,
     done_level,
     may_manage,
@@ -213,7 +214,12 @@ def export_chunks(users: list[User]) -> Iterator[str]:
 
 @admin.register(User)
 class UserAdmin(
-    SavesRunAgain, HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, DjangoUserAdmin
+    SavesRunAgain,
+    HistoryWithOldValues,
+    ChangelistInputChecked,
+    FilterLookupsOnly,
+    LengthsCheckedByTheServer,
+    DjangoUserAdmin,
 ):
     ordering = ["email"]
     # The history is the only record of the address the account had before.

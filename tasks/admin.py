@@ -42,6 +42,7 @@ from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
     HistoryWithOldValues,
+    LengthsCheckedByTheServer,
     SavesRunAgain,
     done_level,
     may_manage,
@@ -77,7 +78,12 @@ def owner_ids_matching(term: str) -> list:
 
 
 class OwnedAdmin(
-    SavesRunAgain, HistoryWithOldValues, ChangelistInputChecked, FilterLookupsOnly, admin.ModelAdmin
+    SavesRunAgain,
+    HistoryWithOldValues,
+    ChangelistInputChecked,
+    FilterLookupsOnly,
+    LengthsCheckedByTheServer,
+    admin.ModelAdmin,
 ):
     """Shared by the owned models: owner email column and search, owner fixed once created."""
 
@@ -308,11 +314,6 @@ class NameFormField(forms.CharField):
 
     def to_python(self, value) -> str:
         return composed(super().to_python(value), self.stored)
-
-    def widget_attrs(self, widget) -> dict:
-        attrs = super().widget_attrs(widget)
-        attrs.pop("maxlength")  # a browser counts UTF-16 units: it cut 100 "e" + U+0301 to 50
-        return attrs
 
 
 class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):

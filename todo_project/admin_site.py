@@ -240,6 +240,19 @@ class _AddressRefused(Exception):
         self.message, self.level, self.location = message, level, location
 
 
+class LengthsCheckedByTheServer:
+    """ModelAdmin mixin: no `maxlength` on a text box. A browser counts UTF-16 units where the
+    server counts characters (a list's or tag's name composed): it cut a pasted title of 150
+    emoji (300 units, a valid title) to 75 in silence, and 100 "e" + U+0301 (a valid list name,
+    100 characters composed) to 50. The form's own check names a value too long."""
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if formfield is not None:
+            formfield.widget.attrs.pop("maxlength", None)
+        return formfield
+
+
 class ChangelistInputChecked:
     """ModelAdmin mixin: a changelist says what it could not use, where Django shows something
     else in silence or answers a 500.

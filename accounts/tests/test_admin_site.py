@@ -1,5 +1,7 @@
 """What the admin site serves beyond the models' own pages, and what it leaves out."""
 
+import re
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
@@ -46,3 +48,28 @@ def test_the_view_on_site_shortcut_is_not_served(admin_client, user):
         f"/admin/r/{task_type}/not-a-uuid/",
     ]:
         assert admin_client.get(url).status_code == 404, url
+
+
+@pytest.mark.django_db
+def test_no_text_box_has_a_maxlength_a_browser_would_count_in_utf16_units(admin_client, user):
+    # A browser cut a pasted title of 150 emoji (300 UTF-16 units, a valid title) in silence,
+    # and 100 "e" + U+0301 (a valid list name, counted composed) to 50.
+    from tasks import services
+
+    task = services.task_create(user=user, data={"title": "Pay rent"})
+    pages = {
+        "/admin/tasks/task/add/": {"title"},
+        f"/admin/tasks/task/{task.pk}/change/": {"title"},
+        "/admin/tasks/tasklist/add/": {"name"},
+        "/admin/tasks/tag/add/": {"name"},
+        "/admin/accounts/user/add/": {"email"},
+        f"/admin/accounts/user/{user.pk}/change/": {"email", "display_name", "timezone"},
+    }
+    for url, names in pages.items():
+        page = admin_client.get(url).content.decode()
+        boxes = {
+            name: box
+            for box, name in re.findall(r'(<input type="(?:text|email)" name="(\w+)"[^>]*>)', page)
+        }
+        assert names <= boxes.keys(), url
+        assert [box for box in boxes.values() if "maxlength" in box] == [], url

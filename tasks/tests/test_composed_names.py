@@ -2,7 +2,6 @@
 "e" + a combining acute accent is one name, so it cannot make two lists or two tags that look
 the same. A name stored before the rule, sent back unchanged, stays as it is."""
 
-import re
 from urllib.parse import quote
 
 import pytest
@@ -226,11 +225,3 @@ def test_a_tag_is_found_at_the_url_of_its_name_decomposed_where_lower_case_diffe
     renamed = api_client.patch(f"/api/v1/tags/{decomposed}/", {"name": "Ankara"})
 
     assert renamed.json() == {"name": "Ankara", "task_count": 1}
-
-
-def test_the_admin_name_box_leaves_the_length_to_the_server(admin_client):
-    # A browser's maxlength counts UTF-16 units: it cut 100 "e" + U+0301 (a valid name) to 50.
-    page = admin_client.get(f"{LISTS_URL}add/").content.decode()
-
-    box = re.search(r'<input type="text" name="name"[^>]*>', page).group()
-    assert "maxlength" not in box and "required" in box
