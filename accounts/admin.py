@@ -104,6 +104,17 @@ class SuperuserChangeForm(UserVersionCheckedForm, auth_forms.UserChangeForm):
         field_classes = {"email": NormalizedEmailField}
 
 
+class UserAddForm(auth_forms.AdminUserCreationForm):
+    """Django's, with the email counted as it is stored (see NormalizedEmailField): one that
+    lower case and the IDNA mapping lengthen past the column ("ß" is "ss") is the form's error,
+    as in the API, where the INSERT failed (a 500)."""
+
+    class Meta(auth_forms.AdminUserCreationForm.Meta):
+        model = User
+        fields = ["email"]
+        field_classes = {"email": NormalizedEmailField}
+
+
 class SupportUserChangeForm(UserVersionCheckedForm):
     """What support staff may change: no access rights, no password (not even read-only), and
     not the email, which password resets are sent to: changing it would hand the account over.
@@ -255,6 +266,7 @@ class UserAdmin(
     ]
     add_fieldsets = [(None, {"classes": ["wide"], "fields": ["email", "password1", "password2"]})]
     form = SuperuserChangeForm
+    add_form = UserAddForm
     change_password_form = AdminPasswordChangeForm
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -29,6 +29,7 @@ from accounts.models import User, UserManager
 from tasks import services
 from tasks.models import (
     COLOR_PATTERN,
+    DESCRIPTION_MAX_LENGTH,
     MAX_TAGS_PER_TASK,
     Tag,
     Task,
@@ -276,6 +277,13 @@ class TextareaField(forms.CharField):
     def has_changed(self, initial, data) -> bool:
         return super().has_changed(self.to_python(initial), data)
 
+    def widget_attrs(self, widget) -> dict:
+        # No maxlength, as no box has (admin_site.LengthsCheckedByTheServer): a browser counts
+        # UTF-16 units, and a line break as one where it sends two.
+        return {
+            key: value for key, value in super().widget_attrs(widget).items() if key != "maxlength"
+        }
+
 
 def _lines(text: str) -> str:
     """`text` with its line breaks as LF: a textarea posts them as CRLF."""
@@ -394,7 +402,7 @@ def _owned_parameters(widget: forms.Widget, owner_id: Any) -> dict[str, str]:
 
 class TaskAdminForm(StoredLineBreaksKept, VersionCheckedForm):
     one_line_fields = ("title",)
-    description = TextareaField(required=False)
+    description = TextareaField(required=False, max_length=DESCRIPTION_MAX_LENGTH)
     # The contract's HH:MM: Django's time field took and showed seconds, which the API drops
     # (10:15:30 read back as 10:15 there, and as 10:15:30 in the admin's export).
     due_time = forms.TimeField(

@@ -139,7 +139,9 @@ def make_run_banner(env: dict) -> str:
             assert time.monotonic() < deadline, "".join(lines)
     finally:
         os.killpg(run.pid, signal.SIGTERM)
-        run.wait(timeout=30)
+        # Stopping may wait for pgserver's lock on the shared data directory (other tests run
+        # `make` meanwhile): it once took longer than 30 s, in a CI run on a loaded machine.
+        run.wait(timeout=120)
         run.stdout.close()
     return "".join(lines)
 

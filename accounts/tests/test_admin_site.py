@@ -73,3 +73,21 @@ def test_no_text_box_has_a_maxlength_a_browser_would_count_in_utf16_units(admin_
         }
         assert names <= boxes.keys(), url
         assert [box for box in boxes.values() if "maxlength" in box] == [], url
+
+
+@pytest.mark.django_db
+def test_an_email_too_long_once_stored_is_the_add_forms_error(admin_client):
+    # 254 characters as typed; the IDNA mapping ("ß" is "ss") makes it 412 as stored: the
+    # INSERT failed, a 500 (review 27b).
+    email = "a" * 30 + "@" + ".".join(["\u00df" * 31] * 6) + ".com"
+    password = "a-Long-passw0rd!"
+
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {"email": email, "password1": password, "password2": password, "usable_password": "true"},
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["email"]
+    assert "Ensure this value has at most 254 characters (it has 412)." in errors["email"]
+    assert not User.objects.filter(email__startswith="a" * 30).exists()

@@ -39,31 +39,44 @@ def _not_composed(cursor, table: str):
             yield pk, composed, None if taken is None else taken[0]
 
 
-def bump_tasks_of(cursor, tag_id: int, now) -> None:
-    """A tag changing its name changes its tasks: their versions grow."""
+def bump_tasks_of(cursor, tag_ids: list[int], now) -> None:
+    """A tag changing its name changes its tasks: their versions grow, once."""
     cursor.execute(
         "UPDATE tasks_task SET version = version + 1, updated_at = %s WHERE id IN "
-        "(SELECT task_id FROM tasks_task_tags WHERE tag_id = %s)",
-        [now, tag_id],
+        "(SELECT task_id FROM tasks_task_tags WHERE tag_id = ANY(%s))",
+        [now, tag_ids],
     )
 
 
-def merge_tag(cursor, tag_id: int, into_id: int, now) -> None:
-    """Tag `tag_id` merged into `into_id`, as a rename into a taken name merges: its tasks carry
-    the other, their versions grown (migration 0016 too). The two are locked first, in id order
-    as the API locks tags, so a worker not yet deployed cannot link either meanwhile (a link to
-    `tag_id` committed between its moves and their delete was lost)."""
+def lock_tags(cursor, tag_ids: list[int], into_id: int) -> None:
+    """Locks tags to merge into `into_id` as the API locks a tag to rename (services.TAG_LOCKS):
+    their tasks first, then the tags and `into_id` FOR UPDATE in id order, so that no write
+    links one of them meanwhile (a link committed between a merge's copy of the links and
+    their delete was lost) and none deadlocks with this (migration 0016 too)."""
     cursor.execute(
-        "SELECT id FROM tasks_tag WHERE id IN (%s, %s) ORDER BY id FOR UPDATE", [tag_id, into_id]
+        "SELECT count(*) FROM (SELECT t.id FROM tasks_task t JOIN tasks_task_tags link "
+        "ON link.task_id = t.id WHERE link.tag_id = ANY(%s) "
+        "ORDER BY t.parent_id NULLS FIRST, t.id FOR NO KEY UPDATE OF t) AS locked",
+        [tag_ids],
     )
-    bump_tasks_of(cursor, tag_id, now)
     cursor.execute(
-        "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT task_id, %s "
-        "FROM tasks_task_tags WHERE tag_id = %s ON CONFLICT DO NOTHING",
-        [into_id, tag_id],
+        "SELECT count(*) FROM (SELECT id FROM tasks_tag WHERE id = ANY(%s) ORDER BY id "
+        "FOR UPDATE) AS locked",
+        [[*tag_ids, into_id]],
     )
-    cursor.execute("DELETE FROM tasks_task_tags WHERE tag_id = %s", [tag_id])
-    cursor.execute("DELETE FROM tasks_tag WHERE id = %s", [tag_id])
+
+
+def merge_tags(cursor, tag_ids: list[int], into_id: int, now) -> None:
+    """Tags `tag_ids`, locked (lock_tags), merged into `into_id`, as a rename into a taken name
+    merges: their tasks carry the other, their versions grown (migration 0016 too)."""
+    bump_tasks_of(cursor, tag_ids, now)
+    cursor.execute(
+        "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT DISTINCT task_id, %s "
+        "FROM tasks_task_tags WHERE tag_id = ANY(%s) ON CONFLICT DO NOTHING",
+        [into_id, tag_ids],
+    )
+    cursor.execute("DELETE FROM tasks_task_tags WHERE tag_id = ANY(%s)", [tag_ids])
+    cursor.execute("DELETE FROM tasks_tag WHERE id = ANY(%s)", [tag_ids])
 
 
 def compose_names(apps, schema_editor) -> None:
@@ -71,9 +84,10 @@ def compose_names(apps, schema_editor) -> None:
     with schema_editor.connection.cursor() as cursor:
         for tag_id, name, other_id in _not_composed(cursor, "tasks_tag"):
             if other_id is not None:
-                merge_tag(cursor, tag_id, other_id, now)
+                lock_tags(cursor, [tag_id], other_id)
+                merge_tags(cursor, [tag_id], other_id, now)
                 continue
-            bump_tasks_of(cursor, tag_id, now)
+            bump_tasks_of(cursor, [tag_id], now)
             cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
         for list_id, name, other_id in _not_composed(cursor, "tasks_tasklist"):
             if other_id is None:

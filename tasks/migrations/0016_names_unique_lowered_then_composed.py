@@ -17,7 +17,7 @@ deployed, fails the build: the next `migrate` resolves it and builds again).
 
 import importlib
 
-from django.db import migrations
+from django.db import migrations, transaction
 from django.db.models import F, UniqueConstraint
 from django.utils import timezone
 
@@ -28,6 +28,17 @@ from tasks.models import NAME_KEY
 composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
 
 _LIST_NAME_MAX_LENGTH = 100
+# Of the tags `%s`, the ones whose key is still that of tag `%s`.
+_TAGS_STILL_OF_THE_KEY = (
+    f"SELECT id FROM tasks_tag WHERE id = ANY(%s) AND {NAME_KEY % 'name'} = "
+    f"(SELECT {NAME_KEY % 'name'} FROM tasks_tag WHERE id = %s)"
+)
+# The name of list `%s`, locked, if another of its owner's lists still shares its key.
+_LIST_STILL_SHARING_ITS_KEY = (
+    "SELECT name FROM tasks_tasklist it WHERE id = %s AND EXISTS (SELECT 1 FROM "
+    "tasks_tasklist other WHERE other.owner_id = it.owner_id AND other.id <> it.id AND "
+    f"{NAME_KEY % 'other.name'} = {NAME_KEY % 'it.name'}) FOR UPDATE OF it"
+)
 _LIST_OF_KEY = (
     f"SELECT 1 FROM tasks_tasklist WHERE owner_id = %s AND {NAME_KEY % 'name'} = {NAME_KEY % '%s'}"
 )
@@ -57,22 +68,29 @@ def _free_list_name(cursor, owner_id, name: str) -> str:
 
 
 def resolve_names_of_one_key(apps, schema_editor) -> None:
+    """One transaction a tag set or a list, so its locks are held no longer than its merge or
+    rename; an interrupted run leaves the ones done and the rest, as the next run finds them.
+    A row is merged or renamed only if it still shares the key once locked: a worker not yet
+    deployed may have renamed or deleted a row of the set since the sets were read."""
     now = timezone.now()
-    with schema_editor.connection.cursor() as cursor:
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
         for _owner_id, (kept, *others) in _sharing_a_key(cursor, "tasks_tag", "id"):
-            for tag_id in others:
-                composed_names.merge_tag(cursor, tag_id, kept, now)
-        # A renamed list takes a name of no other list: never the key of a set read here.
-        sets = _sharing_a_key(cursor, "tasks_tasklist", "created_at, id")
-        for owner_id, (_kept, *others) in sets:
-            for list_id in others:
-                cursor.execute("SELECT name FROM tasks_tasklist WHERE id = %s", [list_id])
-                name = _free_list_name(cursor, owner_id, cursor.fetchone()[0])
-                cursor.execute(
-                    "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
-                    "updated_at = %s WHERE id = %s",
-                    [name, now, list_id],
-                )
+            with transaction.atomic(using=connection.alias):
+                composed_names.lock_tags(cursor, others, kept)
+                cursor.execute(_TAGS_STILL_OF_THE_KEY, [others, kept])
+                if still := [pk for (pk,) in cursor.fetchall()]:
+                    composed_names.merge_tags(cursor, still, kept, now)
+        for owner_id, (_kept, *others) in _sharing_a_key(cursor, "tasks_tasklist", "created_at, id"):
+            for list_id in others:  # a name it takes is of no other list: no set's key here
+                with transaction.atomic(using=connection.alias):
+                    cursor.execute(_LIST_STILL_SHARING_ITS_KEY, [list_id])
+                    if (row := cursor.fetchone()) is not None:
+                        cursor.execute(
+                            "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
+                            "updated_at = %s WHERE id = %s",
+                            [_free_list_name(cursor, owner_id, row[0]), now, list_id],
+                        )
 
 
 def _rekeyed(model: str, table: str, index: str) -> migrations.SeparateDatabaseAndState:
@@ -112,7 +130,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(resolve_names_of_one_key, migrations.RunPython.noop, atomic=True),
+        migrations.RunPython(resolve_names_of_one_key, migrations.RunPython.noop),
         _rekeyed("tasklist", "tasks_tasklist", "tasklist_name_unique_per_owner"),
         _rekeyed("tag", "tasks_tag", "tag_name_unique_per_owner"),
     ]

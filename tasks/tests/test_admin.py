@@ -727,12 +727,13 @@ def test_a_description_over_the_limit_is_a_form_error(support_client, user):
         f"{TASKS_URL}{task.pk}/change/", change_form_data(task, description="x" * 10_001)
     )
 
-    # The form checks the constraint itself (ModelForm.validate_constraints): its own message.
+    # The field's own check, naming the limit; it was the constraint's, naming the constraint.
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {
-        "__all__": ["Constraint “task_description_max_length” is violated."]
+        "description": ["Ensure this value has at most 10000 characters (it has 10001)."]
     }
     assert Task.objects.get().version == 1
+    assert "maxlength" not in str(response.context["adminform"].form["description"])
 
 
 @pytest.mark.django_db

@@ -465,10 +465,22 @@ def test_the_new_name_key_migration_reads_the_sets_to_resolve_in_one_statement_a
     Tag.objects.create(owner=owners[0], name="J\u030cOB")
     Tag.objects.create(owner=owners[0], name=f"{J_CARON}ob")
 
-    with django_assert_max_num_queries(9), connection.schema_editor() as editor:
-        resolve(None, editor)  # BEGIN, a read a table, the merge's 5 statements, COMMIT
+    with django_assert_max_num_queries(13), connection.schema_editor() as editor:
+        # A read a table; for the one set, its locks, its check and its merge (7) in a
+        # savepoint (2); BEGIN, COMMIT. It was a query per name, 200 here.
+        resolve(None, editor)
 
     assert Tag.objects.filter(owner=owners[0]).count() == 11
+
+
+composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
+
+
+def merge(tag, into) -> None:
+    """A merge as 0015 and 0016 run it, in a transaction of its own."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        composed_names.lock_tags(cursor, [tag.pk], into.pk)
+        composed_names.merge_tags(cursor, [tag.pk], into.pk, timezone.now())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -479,7 +491,6 @@ def test_a_tag_being_merged_takes_no_link_until_the_merge_commits(django_user_mo
 
     from tasks.models import Tag, Task
 
-    merge_tag = importlib.import_module("tasks.migrations.0015_names_composed").merge_tag
     owner = django_user_model.objects.create(email="anna@example.com")
     kept = Tag.objects.create(owner=owner, name="kept")
     merged = Tag.objects.create(owner=owner, name="merged")
@@ -498,15 +509,96 @@ def test_a_tag_being_merged_takes_no_link_until_the_merge_commits(django_user_mo
                 refused.append(True)
         return execute(sql, params, many, context)
 
-    with (
-        connection.execute_wrapper(an_old_worker_links_meanwhile),
-        transaction.atomic(),
-        connection.cursor() as cursor,
-    ):
-        merge_tag(cursor, merged.pk, kept.pk, timezone.now())
+    with connection.execute_wrapper(an_old_worker_links_meanwhile):
+        merge(merged, kept)
 
     assert refused
     assert list(Tag.objects.filter(owner=owner).values_list("name", flat=True)) == ["kept"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_locks_as_the_api_does_so_a_task_write_meanwhile_does_not_deadlock(
+    django_user_model,
+):
+    # A task write holds its task, then reads the tags it links FOR KEY SHARE (TAG_LOCKS). A
+    # merge that took the tags first, then the tasks, deadlocked with it (review 27b).
+    import threading
+
+    import psycopg
+
+    from tasks.models import Tag, Task
+
+    owner = django_user_model.objects.create(email="anna@example.com")
+    kept = Tag.objects.create(owner=owner, name="kept")
+    merged = Tag.objects.create(owner=owner, name="merged")
+    task = Task.objects.create(owner=owner, title="x", position=0)
+    task.tags.add(merged)
+    errors = []
+    with connection_of_its_own(connection) as api:
+        api.autocommit = False
+        api.execute("SELECT id FROM tasks_task WHERE id = %s FOR NO KEY UPDATE", [task.pk])
+
+        def then_reads_its_tags() -> None:
+            time.sleep(0.3)  # the merge is waiting for the task meanwhile
+            try:
+                api.execute(
+                    "SELECT id FROM tasks_tag WHERE id IN (%s, %s) ORDER BY id FOR KEY SHARE",
+                    [kept.pk, merged.pk],
+                )
+            except psycopg.errors.DeadlockDetected as error:
+                errors.append(error)
+            api.rollback()
+
+        thread = threading.Thread(target=then_reads_its_tags)
+        thread.start()
+        try:
+            merge(merged, kept)
+        except Exception as error:  # noqa: BLE001 - the deploy's migrate would fail
+            errors.append(error)
+        thread.join()
+
+    assert errors == []
+    assert [tag.name for tag in Task.objects.get(pk=task.pk).tags.all()] == ["kept"]
+
+
+def renaming_away_once_the_sets_are_read(table: str, pk, name: str):
+    """A worker not yet deployed renames a row of a set between the read and its resolving."""
+    done = []
+
+    def wrapper(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if "array_agg" in sql and f"FROM {table} " in sql and not done:
+            done.append(True)
+            with connection_of_its_own(connection) as other:
+                other.execute(f"UPDATE {table} SET name = %s WHERE id = %s", [name, pk])
+        return result
+
+    return wrapper
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("table", ["tasks_tag", "tasks_tasklist"])
+def test_a_row_renamed_away_after_the_sets_were_read_is_neither_merged_nor_renamed(
+    django_user_model, table
+):
+    from tasks.models import Tag, TaskList
+
+    model = {"tasks_tag": Tag, "tasks_tasklist": TaskList}[table]
+    resolve = importlib.import_module(
+        "tasks.migrations.0016_names_unique_lowered_then_composed"
+    ).resolve_names_of_one_key
+    migrate_to("tasks", "0015_names_composed")
+    owner = django_user_model.objects.create(email="anna@example.com")
+    model.objects.create(owner=owner, name=f"{J_CARON}ob")
+    newer = model.objects.create(owner=owner, name="J\u030cOB")
+
+    with (
+        connection.execute_wrapper(renaming_away_once_the_sets_are_read(table, newer.pk, "Work")),
+        connection.schema_editor() as editor,
+    ):
+        resolve(None, editor)
+
+    assert sorted(model.objects.values_list("name", flat=True)) == ["Work", f"{J_CARON}ob"]
 
 
 @pytest.mark.django_db(transaction=True)
