@@ -107,7 +107,7 @@ class SuperuserChangeForm(UserVersionCheckedForm, auth_forms.UserChangeForm):
 class UserAddForm(auth_forms.AdminUserCreationForm):
     """Django's, with the email counted as it is stored (see NormalizedEmailField): one that
     lower case and the IDNA mapping lengthen past the column ("ß" is "ss") is the form's error,
-    as in the API, where the INSERT failed (a 500)."""
+    as it is the API's 400; the INSERT failed (a 500)."""
 
     class Meta(auth_forms.AdminUserCreationForm.Meta):
         model = User

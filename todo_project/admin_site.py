@@ -243,7 +243,7 @@ class _AddressRefused(Exception):
 class LengthsCheckedByTheServer:
     """ModelAdmin mixin: no `maxlength` on a text box. A browser counts UTF-16 units where the
     server counts characters (a list's or tag's name composed): it cut a pasted title of 150
-    emoji (300 units, a valid title) to 75 in silence, and 100 "e" + U+0301 (a valid list name,
+    emoji (300 units, a valid title) to 100 in silence, and 100 "e" + U+0301 (a valid list name,
     100 characters composed) to 50. The form's own check names a value too long."""
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):

@@ -5,8 +5,10 @@ lowers to "j" + U+030C, which composes to "ǰ"), so "J̌OB" and "ǰob" were two 
 First, the names the new key makes one: of an owner's rows of one key, the oldest keeps its
 name. The other tags are merged into it, as 0015 merged. The other lists are renamed, " (2)"
 (or the first number free) after the name, cut to fit, their versions raised: a unique index
-cannot hold both, and moving tasks between lists is the user's call. Two names can meet only if one is beyond ASCII (octet_length > char_length): LOWER()
-of an ASCII name is the key itself. Only their owners' names are read, in one statement.
+cannot hold both, and moving tasks between lists is the user's call. Two names can meet only
+if one is beyond ASCII (octet_length > char_length): LOWER() of an ASCII name is the key
+itself. Only their owners' names are read, in one statement a table; each set is resolved in
+a transaction of its own, locked as the API locks.
 
 Then, for each table, the unique index on the new key is built CONCURRENTLY under a name of its
 own while the table takes writes, the LOWER() one is dropped CONCURRENTLY, and the new one takes
