@@ -52,7 +52,10 @@ def lock_tags(cursor, tag_ids: list[int], into_id: int) -> None:
     """Locks tags to merge into `into_id` as the API locks a tag to rename (services.TAG_LOCKS):
     their tasks first, then the tags and `into_id` FOR UPDATE in id order, so that no write
     links one of them meanwhile (a link committed between a merge's copy of the links and
-    their delete was lost) and none deadlocks with this (migration 0016 too)."""
+    their delete was lost) and a task write does not deadlock with it (migration 0016 too).
+    TAG_LOCKS' rare other order still can (a task linked between the two statements, written
+    again at once): PostgreSQL then ends one of the two, and if it is the migration, the next
+    `migrate` runs it again."""
     cursor.execute(
         "SELECT count(*) FROM (SELECT t.id FROM tasks_task t JOIN tasks_task_tags link "
         "ON link.task_id = t.id WHERE link.tag_id = ANY(%s) "
