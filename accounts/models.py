@@ -177,7 +177,9 @@ class User(AbstractBaseUser, PermissionsMixin):
             yield AbstractBaseUser._get_session_auth_hash(self)
 
     def clean(self) -> None:
-        super().clean()
+        # Not AbstractBaseUser.clean(): its NFKC ran after the form's length check (63 "ﬀ" in a
+        # label are 126 letters once NFKC'd: past the column, a 500) and stored, from the admin
+        # only, an address the API stores as it is.
         self.email = UserManager.normalize_email(self.email)
 
 

@@ -91,3 +91,23 @@ def test_an_email_too_long_once_stored_is_the_add_forms_error(admin_client):
     assert list(errors) == ["email"]
     assert "Ensure this value has at most 254 characters (it has 412)." in errors["email"]
     assert not User.objects.filter(email__startswith="a" * 30).exists()
+
+
+@pytest.mark.django_db
+def test_the_add_form_stores_an_email_as_the_api_does_not_nfkc(admin_client, anon_client):
+    # 226 characters; NFKC ("ﬀ" is "ff") would make 415: the INSERT failed, a 500 (review 27c).
+    email = "a" * 30 + "@" + ".".join(["\ufb00" * 63] * 3) + ".com"
+    password = "a-Long-passw0rd!"
+
+    response = admin_client.post(
+        "/admin/accounts/user/add/",
+        {"email": email, "password1": password, "password2": password, "usable_password": "true"},
+    )
+
+    assert response.status_code == 302
+    assert User.objects.filter(email=email).exists()
+    # The API finds the account by the same address (it would store this one as sent).
+    token = anon_client.post(
+        "/api/v1/auth/token/", {"email": email, "password": password}, format="json"
+    )
+    assert token.status_code == 200, token.content
