@@ -9,11 +9,19 @@ sees the new name). A list whose composed name another of its owner's lists has 
 
 Names are compared by Python's unicodedata, as the API composes them. Only names beyond ASCII
 are read (octet_length > char_length): none in most databases.
+
+It runs while the API takes writes (a rolling deploy): a row at a time, each in a transaction
+of its own that gives way to a write in its way (in_a_transaction_giving_way), and re-reads
+once locked what it looked up before (a worker not yet deployed may rename a tag meanwhile).
 """
 
+import itertools
+import random
+import time
 import unicodedata
+from collections.abc import Callable
 
-from django.db import migrations
+from django.db import IntegrityError, OperationalError, migrations, transaction
 from django.utils import timezone
 
 _BEYOND_ASCII = (
@@ -25,18 +33,50 @@ _BEYOND_ASCII = (
 _MAX_LENGTH = {"tasks_tag": 50, "tasks_tasklist": 100}
 _NAMED = "SELECT id FROM {table} WHERE owner_id = %s AND LOWER(name) = LOWER(%s) AND id <> %s"
 
+# A merge or a rename gives way to the API's writes: past this wait for a lock, it rolls back
+# and runs again a little later (so a write waiting for one of its locks goes on, where one of
+# the two was ended as a deadlock, and a long transaction in its way holds up nobody behind it).
+LOCK_WAIT = "200ms"
+GIVE_UP_AFTER = 120  # seconds: then `migrate` fails, and the next one goes on from there
+# lock_not_available, deadlock_detected, and unique_violation: a name made meanwhile.
+_GIVEN_WAY = {"55P03", "40P01", "23505"}
 
-def _not_composed(cursor, table: str):
-    """Each of the table's rows whose name is not composed: its id, its composed name, and the
-    id of the owner's other row of that name, or None. Asked row by row, after the rows before
-    it were written: two spellings of one name neither of which is composed become one."""
-    cursor.execute(_BEYOND_ASCII.format(table=table))
-    for pk, owner_id, name in cursor.fetchall():
-        composed = unicodedata.normalize("NFC", name)
-        if composed != name and len(composed) <= _MAX_LENGTH[table]:
-            cursor.execute(_NAMED.format(table=table), [owner_id, composed, pk])
-            taken = cursor.fetchone()
-            yield pk, composed, None if taken is None else taken[0]
+
+class Again(Exception):
+    """Raised by a step that found, once it held its locks, a row it read changed: run again."""
+
+
+def in_a_transaction_giving_way(connection, step: Callable[..., None], *args) -> None:
+    """`step(cursor, *args)` in a transaction of its own, where no lock is waited for past
+    LOCK_WAIT; run again, a while later, when it gave way, met a name made meanwhile, or
+    raised Again."""
+    give_up_at = time.monotonic() + GIVE_UP_AFTER
+    for attempt in itertools.count(1):
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [LOCK_WAIT])
+                step(cursor, *args)
+                return
+        except Again:
+            pass
+        except (OperationalError, IntegrityError) as error:
+            sqlstate = getattr(error.__cause__, "sqlstate", None)
+            if sqlstate not in _GIVEN_WAY or time.monotonic() > give_up_at:
+                raise
+        # Apart at random, longer each time (up to a second), so that the writes in the way end.
+        time.sleep(random.uniform(0.5, 1.0) * min(0.05 * attempt, 1.0))
+
+
+def _beyond_ascii(connection, table: str) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(_BEYOND_ASCII.format(table=table))
+        return cursor.fetchall()
+
+
+def _named(cursor, table: str, owner_id, name: str, other_than) -> int | None:
+    cursor.execute(_NAMED.format(table=table), [owner_id, name, other_than])
+    row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
 def bump_tasks_of(cursor, tag_ids: list[int], now) -> None:
@@ -53,9 +93,8 @@ def lock_tags(cursor, tag_ids: list[int], into_id: int) -> None:
     their tasks first, then the tags and `into_id` FOR UPDATE in id order, so that no write
     links one of them meanwhile (a link committed between a merge's copy of the links and
     their delete was lost) and a task write does not deadlock with it (migration 0016 too).
-    TAG_LOCKS' rare other order still can (a task linked between the two statements, written
-    again at once): PostgreSQL then ends one of the two, and if it is the migration, the next
-    `migrate` runs it again."""
+    TAG_LOCKS' rare other order still could (a task linked between the two statements, written
+    again at once): in_a_transaction_giving_way gives way first."""
     cursor.execute(
         "SELECT count(*) FROM (SELECT t.id FROM tasks_task t JOIN tasks_task_tags link "
         "ON link.task_id = t.id WHERE link.tag_id = ANY(%s) "
@@ -82,26 +121,53 @@ def merge_tags(cursor, tag_ids: list[int], into_id: int, now) -> None:
     cursor.execute("DELETE FROM tasks_tag WHERE id = ANY(%s)", [tag_ids])
 
 
+def compose_tag(cursor, tag_id: int, owner_id, name: str, now) -> None:
+    """Tag `tag_id`, as read named `name`, renamed to the name composed; merged into its
+    owner's tag of that name if there is one. Unless an old worker renamed it meanwhile."""
+    composed = unicodedata.normalize("NFC", name)
+    into = _named(cursor, "tasks_tag", owner_id, composed, tag_id)
+    lock_tags(cursor, [tag_id], tag_id if into is None else into)
+    cursor.execute("SELECT name FROM tasks_tag WHERE id = %s", [tag_id])
+    if cursor.fetchone() != (name,):
+        return
+    if into is not None:
+        if _named(cursor, "tasks_tag", owner_id, composed, tag_id) != into:
+            raise Again  # renamed away since the lookup
+        merge_tags(cursor, [tag_id], into, now)
+        return
+    # A tag of the composed name made since the lookup: the UPDATE's unique violation, again.
+    bump_tasks_of(cursor, [tag_id], now)
+    cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [composed, tag_id])
+
+
+def compose_list_name(cursor, list_id: int, owner_id, name: str, now) -> None:
+    composed = unicodedata.normalize("NFC", name)
+    if _named(cursor, "tasks_tasklist", owner_id, composed, list_id) is None:
+        cursor.execute(
+            "UPDATE tasks_tasklist SET name = %s, version = version + 1, updated_at = %s "
+            "WHERE id = %s AND name = %s",
+            [composed, now, list_id, name],
+        )
+
+
 def compose_names(apps, schema_editor) -> None:
+    """A transaction a row, each looking its name up after the rows before it were written:
+    two spellings of one name neither of which is composed become one. An interrupted run
+    leaves the rows done composed, and the next run finds the others."""
     now = timezone.now()
-    with schema_editor.connection.cursor() as cursor:
-        for tag_id, name, other_id in _not_composed(cursor, "tasks_tag"):
-            if other_id is not None:
-                lock_tags(cursor, [tag_id], other_id)
-                merge_tags(cursor, [tag_id], other_id, now)
-                continue
-            bump_tasks_of(cursor, [tag_id], now)
-            cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [name, tag_id])
-        for list_id, name, other_id in _not_composed(cursor, "tasks_tasklist"):
-            if other_id is None:
-                cursor.execute(
-                    "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
-                    "updated_at = %s WHERE id = %s",
-                    [name, now, list_id],
-                )
+    connection = schema_editor.connection
+    for table, compose in (("tasks_tag", compose_tag), ("tasks_tasklist", compose_list_name)):
+        for pk, owner_id, name in _beyond_ascii(connection, table):
+            composed = unicodedata.normalize("NFC", name)
+            if composed != name and len(composed) <= _MAX_LENGTH[table]:
+                in_a_transaction_giving_way(connection, compose, pk, owner_id, name, now)
 
 
 class Migration(migrations.Migration):
+    # A transaction a row (in_a_transaction_giving_way): one for all held every merged tag
+    # locked to the end, and a later merge, locking its tasks then, could deadlock with a write.
+    atomic = False
+
     dependencies = [
         ("tasks", "0014_titles_sort_accents_aside"),
     ]

@@ -8,7 +8,8 @@ name. The other tags are merged into it, as 0015 merged. The other lists are ren
 cannot hold both, and moving tasks between lists is the user's call. Two names can meet only
 if one is beyond ASCII (octet_length > char_length): LOWER() of an ASCII name is the key
 itself. Only their owners' names are read, in one statement a table; each set is resolved in
-a transaction of its own, locked as the API locks.
+a transaction of its own, locked as the API locks, giving way to a write in its way (0015's
+in_a_transaction_giving_way).
 
 Then, for each table, the unique index on the new key is built CONCURRENTLY under a name of its
 own while the table takes writes, the LOWER() one is dropped CONCURRENTLY, and the new one takes
@@ -19,7 +20,7 @@ deployed, fails the build: the next `migrate` resolves it and builds again).
 
 import importlib
 
-from django.db import migrations, transaction
+from django.db import migrations
 from django.db.models import F, UniqueConstraint
 from django.utils import timezone
 
@@ -30,10 +31,9 @@ from tasks.models import NAME_KEY
 composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
 
 _LIST_NAME_MAX_LENGTH = 100
-# Of the tags `%s`, the ones whose key is still that of tag `%s`.
-_TAGS_STILL_OF_THE_KEY = (
-    f"SELECT id FROM tasks_tag WHERE id = ANY(%s) AND {NAME_KEY % 'name'} = "
-    f"(SELECT {NAME_KEY % 'name'} FROM tasks_tag WHERE id = %s)"
+# Of the tags `%s`, the ones whose key is still `%s`, the oldest first.
+_TAGS_OF_THE_KEY = (
+    f"SELECT id FROM tasks_tag WHERE id = ANY(%s) AND {NAME_KEY % 'name'} = %s ORDER BY id"
 )
 # The name of list `%s`, locked, if another of its owner's lists still shares its key.
 _LIST_STILL_SHARING_ITS_KEY = (
@@ -46,16 +46,17 @@ _LIST_OF_KEY = (
 )
 
 
-def _sharing_a_key(cursor, table: str, oldest_first: str) -> list[tuple]:
-    """Each set of an owner's rows whose names share a key: the owner's id and the rows' ids,
-    the oldest first. One statement, over the owners of a name beyond ASCII only."""
-    cursor.execute(
-        f"SELECT owner_id, array_agg(id ORDER BY {oldest_first}) FROM {table} "
-        f"WHERE owner_id IN (SELECT owner_id FROM {table} "
-        "WHERE octet_length(name) <> char_length(name)) "
-        f"GROUP BY owner_id, {NAME_KEY % 'name'} HAVING count(*) > 1"
-    )
-    return cursor.fetchall()
+def _sharing_a_key(connection, table: str, oldest_first: str) -> list[tuple]:
+    """Each set of an owner's rows whose names share a key: the owner's id, the key and the
+    rows' ids, the oldest first. One statement, over the owners of a name beyond ASCII only."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT owner_id, {NAME_KEY % 'name'}, array_agg(id ORDER BY {oldest_first}) "
+            f"FROM {table} WHERE owner_id IN (SELECT owner_id FROM {table} "
+            "WHERE octet_length(name) <> char_length(name)) "
+            f"GROUP BY owner_id, {NAME_KEY % 'name'} HAVING count(*) > 1"
+        )
+        return cursor.fetchall()
 
 
 def _free_list_name(cursor, owner_id, name: str) -> str:
@@ -69,30 +70,45 @@ def _free_list_name(cursor, owner_id, name: str) -> str:
         number += 1
 
 
+def _merge_tags_of_the_key(cursor, tag_ids: list[int], key: str, now) -> None:
+    """Tags `tag_ids` (the oldest first) that were of `key`: those still of it once locked
+    merged into the oldest of them (a worker not yet deployed may have renamed or deleted one,
+    the oldest too, since the sets were read)."""
+    kept, *others = tag_ids
+    composed_names.lock_tags(cursor, others, kept)
+    cursor.execute(_TAGS_OF_THE_KEY, [tag_ids, key])
+    if len(still := [pk for (pk,) in cursor.fetchall()]) > 1:
+        composed_names.merge_tags(cursor, still[1:], still[0], now)
+
+
+def _rename_list_sharing_its_key(cursor, list_id: int, owner_id, now) -> None:
+    """List `list_id` renamed if, once locked, another of its owner's lists still shares its
+    key. Its new name is of no other list: it makes no set of its own."""
+    cursor.execute(_LIST_STILL_SHARING_ITS_KEY, [list_id])
+    if (row := cursor.fetchone()) is not None:
+        cursor.execute(
+            "UPDATE tasks_tasklist SET name = %s, version = version + 1, updated_at = %s "
+            "WHERE id = %s",
+            [_free_list_name(cursor, owner_id, row[0]), now, list_id],
+        )
+
+
 def resolve_names_of_one_key(apps, schema_editor) -> None:
     """One transaction a tag set or a list, so its locks are held no longer than its merge or
-    rename; an interrupted run leaves the ones done and the rest, as the next run finds them.
-    A row is merged or renamed only if it still shares the key once locked: a worker not yet
-    deployed may have renamed or deleted a row of the set since the sets were read."""
+    rename, giving way to the API's writes as 0015 does; an interrupted run leaves the ones
+    done and the rest, as the next run finds them."""
     now = timezone.now()
     connection = schema_editor.connection
-    with connection.cursor() as cursor:
-        for _owner_id, (kept, *others) in _sharing_a_key(cursor, "tasks_tag", "id"):
-            with transaction.atomic(using=connection.alias):
-                composed_names.lock_tags(cursor, others, kept)
-                cursor.execute(_TAGS_STILL_OF_THE_KEY, [others, kept])
-                if still := [pk for (pk,) in cursor.fetchall()]:
-                    composed_names.merge_tags(cursor, still, kept, now)
-        for owner_id, (_kept, *others) in _sharing_a_key(cursor, "tasks_tasklist", "created_at, id"):
-            for list_id in others:  # a name it takes is of no other list: no set's key here
-                with transaction.atomic(using=connection.alias):
-                    cursor.execute(_LIST_STILL_SHARING_ITS_KEY, [list_id])
-                    if (row := cursor.fetchone()) is not None:
-                        cursor.execute(
-                            "UPDATE tasks_tasklist SET name = %s, version = version + 1, "
-                            "updated_at = %s WHERE id = %s",
-                            [_free_list_name(cursor, owner_id, row[0]), now, list_id],
-                        )
+    for _owner_id, key, tag_ids in _sharing_a_key(connection, "tasks_tag", "id"):
+        composed_names.in_a_transaction_giving_way(
+            connection, _merge_tags_of_the_key, tag_ids, key, now
+        )
+    lists = _sharing_a_key(connection, "tasks_tasklist", "created_at, id")
+    for owner_id, _key, (_kept, *others) in lists:
+        for list_id in others:
+            composed_names.in_a_transaction_giving_way(
+                connection, _rename_list_sharing_its_key, list_id, owner_id, now
+            )
 
 
 def _rekeyed(model: str, table: str, index: str) -> migrations.SeparateDatabaseAndState:
