@@ -340,3 +340,28 @@ def test_a_merge_held_up_past_the_limit_fails_the_migrate_and_the_next_one_does_
 
     migrate_to(*S16)
     assert list(Tag.objects.filter(owner=owner).values_list("pk", flat=True)) == [kept.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merges_lock_wait_and_commit_settings_end_with_its_transaction(django_user_model):
+    def settings() -> tuple:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('lock_timeout'), current_setting('synchronous_commit')"
+            )
+            return cursor.fetchone()
+
+    two_tags_of_one_new_key(django_user_model)
+    before = settings()
+    seen = []
+
+    def noting_the_settings_in_the_merge(execute, sql, params, many, context):
+        if "DELETE FROM tasks_tag WHERE" in sql:
+            seen.append(settings())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(noting_the_settings_in_the_merge):
+        migrate_to(*S16)
+
+    assert seen == [("200ms", "off")]
+    assert settings() == before != ("200ms", "off")
