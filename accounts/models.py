@@ -71,7 +71,15 @@ class UserManager(BaseUserManager["User"]):
     def create_user(self, email: str, password: str | None = None, **extra) -> "User":
         if not email:
             raise ValueError("An email address is required.")
-        user = self.model(email=self.normalize_email(email), **extra)
+        email = self.normalize_email(email)
+        if len(email) > EMAIL_MAX_LENGTH:
+            # The callers' own checks count the address as typed (createsuperuser's does):
+            # its IDNA mapping can lengthen it past the column, a DataError.
+            raise ValidationError(
+                f"Ensure the email has at most {EMAIL_MAX_LENGTH} characters once its domain "
+                f"is mapped (it has {len(email)})."
+            )
+        user = self.model(email=email, **extra)
         user.set_password(password)
         user.save(using=self._db)
         return user

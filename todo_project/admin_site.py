@@ -59,8 +59,16 @@ def _login_form() -> type:
     email is not (sign-in normalizes it as the API's does). Built on first use: the form's
     module needs the models, which load after this one."""
     from django.contrib.admin.forms import AdminAuthenticationForm
+    from django.contrib.auth.forms import UsernameField
+
+    class EmailAsTyped(UsernameField):
+        # Not NFKC'd, as the API reads an email (UserManager.normalize_email, at the lookup):
+        # "ſupport@…" is an address of its own, which the NFKC'd lookup never found.
+        def to_python(self, value):
+            return forms.CharField.to_python(self, value)
 
     class EmailAdminAuthenticationForm(AdminAuthenticationForm):
+        username = EmailAsTyped(widget=forms.TextInput(attrs={"autofocus": True}))
         error_messages = {
             **AdminAuthenticationForm.error_messages,
             "invalid_login": "Please enter the correct email and password for a staff "

@@ -127,3 +127,41 @@ def test_a_sign_in_lands_on_the_admin_never_off_site_nor_on_a_404(
     signed_in = client.post(LOGIN_URL, {**form, "next": next_url})
     assert signed_in.status_code == 302 and signed_in["Location"] == landing
     assert client.get(signed_in["Location"]).status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "email",
+    [
+        "\u017fupport@example.com",  # "ſupport": the email validator takes ſ; NFKC makes it "s"
+        "a" * 30 + "@" + ".".join(["\ufb00" * 63] * 3) + ".com",  # NFKC: 415 characters
+    ],
+)
+def test_a_staff_account_signs_in_with_its_address_as_stored_not_nfkcd(client, make_user, email):
+    # Django's sign-in form applied NFKC, and the lookup then sought another address: the
+    # account could not sign in to the admin, though it could to the API (review 28).
+    staff = make_user(email=email, password="correct-horse-battery-staple", is_staff=True)
+
+    response = sign_in(client, email, "correct-horse-battery-staple")
+
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(staff.pk)
+
+
+@pytest.mark.django_db
+def test_a_spelling_nfkc_would_make_one_is_not_the_account_past_its_limit(
+    client, support_user, settings
+):
+    # The limit's counter was keyed without NFKC and the lookup made with it: "ſupport" was
+    # another counter for support@example.com, 2**n budgets for n letters "s" (review 28).
+    settings.RATE_LIMIT_LOGIN = "3/h"
+    for i in range(3):
+        sign_in(client, "support@example.com", ip=f"10.0.5.{i}")
+    assert sign_in(client, "support@example.com", ip="10.0.5.9").status_code == 429
+
+    response = sign_in(
+        client, "\u017fupport@example.com", "correct-horse-battery-staple", ip="10.0.6.1"
+    )
+
+    assert response.status_code == 200  # the form again: no such account
+    assert "_auth_user_id" not in client.session

@@ -122,3 +122,16 @@ def test_a_database_never_migrated_is_a_clear_error_not_a_traceback(command):
         "(`manage.py migrate`) first."
     )
     assert done.stdout == ""
+
+
+@pytest.mark.django_db
+def test_createsuperuser_refuses_an_email_too_long_once_its_domain_is_mapped(monkeypatch):
+    # 253 characters; IDNA maps each "ﬀ" to "ff": 493. Django's command counts the address as
+    # typed, so the INSERT failed, a DataError traceback (review 28).
+    email = "a@" + ".".join(["\ufb00" * 30] * 8) + ".com"
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-Long-passw0rd!")
+
+    with pytest.raises(CommandError, match="at most 254 characters once its domain is mapped"):
+        call_command("createsuperuser", email=email, interactive=False, stdout=StringIO())
+
+    assert not User.objects.exists()

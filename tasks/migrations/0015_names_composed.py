@@ -43,13 +43,18 @@ _GIVEN_WAY = {"55P03", "40P01", "23505"}
 
 
 class Again(Exception):
-    """Raised by a step that found, once it held its locks, a row it read changed: run again."""
+    """Raised by a step that found, once it held its locks, a row it read changed: run again
+    (and out of `migrate`, if rows keep changing past GIVE_UP_AFTER)."""
 
 
 def in_a_transaction_giving_way(connection, step: Callable[..., None], *args) -> None:
     """`step(cursor, *args)` in a transaction of its own, where no lock is waited for past
     LOCK_WAIT; run again, a while later, when it gave way, met a name made meanwhile, or
     raised Again."""
+    if connection.in_atomic_block:
+        # Inside another, the locks of a step that gave way stay with that one, and so do its
+        # settings: no giving way, and the whole migration would wait 200 ms at most.
+        raise RuntimeError("in_a_transaction_giving_way runs in a transaction of its own")
     give_up_at = time.monotonic() + GIVE_UP_AFTER
     for attempt in itertools.count(1):
         try:
@@ -65,7 +70,8 @@ def in_a_transaction_giving_way(connection, step: Callable[..., None], *args) ->
                 step(cursor, *args)
                 return
         except Again:
-            pass
+            if time.monotonic() > give_up_at:
+                raise
         except (OperationalError, IntegrityError) as error:
             sqlstate = getattr(error.__cause__, "sqlstate", None)
             if sqlstate not in _GIVEN_WAY or time.monotonic() > give_up_at:

@@ -5,10 +5,11 @@ back past a short lock wait, runs again), and re-reads once locked what it read 
 import importlib
 import threading
 import time
+import types
 
 import psycopg
 import pytest
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 
 from todo_project.tests.helpers import connection_of_its_own
 from todo_project.tests.test_migrations import (  # noqa: F401 - the autouse fixture
@@ -58,6 +59,16 @@ def after_first(marker: str, then):
         return result
 
     return wrapper
+
+
+def an_old_worker(sql: str, *params):
+    """A write by a worker not yet deployed, committed at once (for after_first)."""
+
+    def write():
+        with connection_of_its_own(connection) as old_worker:
+            old_worker.execute(sql, params)
+
+    return write
 
 
 def committed(db, errors: list, write) -> None:
@@ -248,9 +259,9 @@ def test_0015_merges_into_the_tag_of_the_name_it_looked_up_not_one_renamed_since
     with connection.cursor() as cursor:
         link(cursor, task.pk, decomposed)
 
-    def renamed_by_an_old_worker():
-        with connection_of_its_own(connection) as old_worker:
-            old_worker.execute("UPDATE tasks_tag SET name = 'Work' WHERE id = %s", [cafe])
+    renamed_by_an_old_worker = an_old_worker(
+        "UPDATE tasks_tag SET name = 'Work' WHERE id = %s", cafe
+    )
 
     with connection.execute_wrapper(
         after_first("LOWER(name) = LOWER(%s) AND id <> %s", renamed_by_an_old_worker)
@@ -276,11 +287,9 @@ def test_0015_merges_into_a_tag_of_the_composed_name_made_since_its_lookup(djang
     with connection.cursor() as cursor:
         link(cursor, task.pk, decomposed)
 
-    def made_by_a_worker():
-        with connection_of_its_own(connection) as worker:
-            worker.execute(
-                "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'Caf\u00e9')", [owner.pk]
-            )
+    made_by_a_worker = an_old_worker(
+        "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'Caf\u00e9')", owner.pk
+    )
 
     with connection.execute_wrapper(
         after_first("LOWER(name) = LOWER(%s) AND id <> %s", made_by_a_worker)
@@ -305,9 +314,9 @@ def test_0016_merges_a_set_whose_oldest_was_renamed_away_into_the_next(django_us
     second = Tag.objects.create(owner=owner, name="J\u030c\u1e98")
     Tag.objects.create(owner=owner, name=f"{J_CARON}W\u030a")
 
-    def renamed_by_an_old_worker():
-        with connection_of_its_own(connection) as old_worker:
-            old_worker.execute("UPDATE tasks_tag SET name = 'Work' WHERE id = %s", [oldest.pk])
+    renamed_by_an_old_worker = an_old_worker(
+        "UPDATE tasks_tag SET name = 'Work' WHERE id = %s", oldest.pk
+    )
 
     with connection.execute_wrapper(
         after_first("array_agg(id ORDER BY id) FROM tasks_tag", renamed_by_an_old_worker)
@@ -330,13 +339,15 @@ def test_a_merge_held_up_past_the_limit_fails_the_migrate_and_the_next_one_does_
     owner, kept, _merged, _task = two_tags_of_one_new_key(django_user_model)
     long_transaction = api_connection()
     long_transaction.execute("SELECT 1 FROM tasks_tag WHERE id = %s FOR KEY SHARE", [kept.pk])
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '10s'")  # without the limit: fails, not hangs
     try:
-        started = time.monotonic()
         with pytest.raises(OperationalError, match="lock timeout"):
             migrate_to(*S16)
-        assert time.monotonic() - started < 10
     finally:
         long_transaction.close()
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
 
     migrate_to(*S16)
     assert list(Tag.objects.filter(owner=owner).values_list("pk", flat=True)) == [kept.pk]
@@ -365,3 +376,80 @@ def test_a_merges_lock_wait_and_commit_settings_end_with_its_transaction(django_
 
     assert seen == [("200ms", "off")]
     assert settings() == before != ("200ms", "off")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0015_leaves_a_tag_an_old_worker_renamed_after_the_read(django_user_model):
+    # Its rename was overwritten with the composed name read before (review 28).
+    from tasks.models import Tag
+
+    migrate_to(*BEFORE_0015)
+    owner = django_user_model.objects.create(email="anna@example.com")
+    decomposed = raw_tag(owner, "Cafe\u0301")
+
+    renamed_by_an_old_worker = an_old_worker(
+        "UPDATE tasks_tag SET name = 'Work' WHERE id = %s", decomposed
+    )
+
+    with connection.execute_wrapper(
+        after_first("octet_length(name) <> char_length(name)", renamed_by_an_old_worker)
+    ):
+        migrate_to(*S15)
+
+    assert list(Tag.objects.filter(owner=owner).values_list("pk", "name")) == [(decomposed, "Work")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0015_leaves_a_list_an_old_worker_renamed_after_the_read(django_user_model):
+    from tasks.models import TaskList
+
+    migrate_to(*BEFORE_0015)
+    owner = django_user_model.objects.create(email="anna@example.com")
+    listed = TaskList.objects.create(owner=owner, name="tmp", position=1)
+    with connection.cursor() as cursor:  # as stored before 0015 (the model would compose it)
+        cursor.execute("UPDATE tasks_tasklist SET name = 'Cafe\u0301' WHERE id = %s", [listed.pk])
+
+    renamed_by_an_old_worker = an_old_worker(
+        "UPDATE tasks_tasklist SET name = 'Work', version = version + 1 WHERE id = %s", listed.pk
+    )
+
+    with connection.execute_wrapper(
+        after_first("FROM tasks_tasklist WHERE owner_id", renamed_by_an_old_worker)
+    ):
+        migrate_to(*S15)
+
+    assert TaskList.objects.filter(pk=listed.pk).values_list("name", "version").get() == (
+        "Work",
+        listed.version + 1,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_giving_way_refuses_to_run_inside_another_transaction():
+    # There, a step that gave way would keep its locks (the outer transaction's), and its lock
+    # wait would last to the outer COMMIT (review 28).
+    with transaction.atomic(), pytest.raises(RuntimeError, match="transaction of its own"):
+        composed_names.in_a_transaction_giving_way(connection, lambda cursor: None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_step_whose_rows_keep_changing_gives_up_too(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(
+        composed_names,
+        "time",
+        types.SimpleNamespace(
+            monotonic=lambda: clock[0], sleep=lambda seconds: clock.__setitem__(0, clock[0] + 1)
+        ),
+    )
+    runs = []
+
+    def step(cursor):
+        runs.append(True)
+        assert len(runs) < 1_000, "never gives up"
+        raise composed_names.Again
+
+    with pytest.raises(composed_names.Again):
+        composed_names.in_a_transaction_giving_way(connection, step)
+
+    assert len(runs) == composed_names.GIVE_UP_AFTER + 2  # one a (fake) second, then one past
