@@ -50,7 +50,8 @@ class Again(Exception):
 def in_a_transaction_giving_way(connection, step: Callable[..., None], *args) -> None:
     """`step(cursor, *args)` in a transaction of its own, where no lock is waited for past
     LOCK_WAIT; run again, a while later, when it gave way, met a name made meanwhile, or
-    raised Again."""
+    raised Again. Not todo_project.retry: a request's policy (two attempts, then a 503) is
+    not a migration's (wait its turn), and a migration's code must not change with the app's."""
     if connection.in_atomic_block:
         # Inside another, the locks of a step that gave way stay with that one, and so do its
         # settings: no giving way, and the whole migration would wait 200 ms at most.
