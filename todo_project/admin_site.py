@@ -63,7 +63,7 @@ def _login_form() -> type:
 
     class EmailAsTyped(UsernameField):
         # Not NFKC'd, as the API reads an email (UserManager.normalize_email, at the lookup):
-        # "ſupport@…" is an address of its own, which the NFKC'd lookup never found.
+        # "ſupport@…" is an address of its own, and NFKC'd, its lookup sought "support@…".
         def to_python(self, value):
             return forms.CharField.to_python(self, value)
 

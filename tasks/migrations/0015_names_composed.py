@@ -34,8 +34,9 @@ _MAX_LENGTH = {"tasks_tag": 50, "tasks_tasklist": 100}
 _NAMED = "SELECT id FROM {table} WHERE owner_id = %s AND LOWER(name) = LOWER(%s) AND id <> %s"
 
 # A merge or a rename gives way to the API's writes: past this wait for a lock, it rolls back
-# and runs again a little later (so a write waiting for one of its locks goes on, where one of
-# the two was ended as a deadlock, and a long transaction in its way holds up nobody behind it).
+# and runs again a little later (so in a deadlock with a write it is the one to yield, before
+# PostgreSQL's check at 1 s, and a long transaction in its way holds up a write queued behind
+# it no longer than this, an attempt).
 LOCK_WAIT = "200ms"
 GIVE_UP_AFTER = 120  # seconds: then `migrate` fails, and the next one goes on from there
 # lock_not_available, deadlock_detected, and unique_violation: a name made meanwhile.
