@@ -2,6 +2,7 @@
 rolling deploy): each in a transaction of its own that gives way to a write in its way (rolls
 back past a short lock wait, runs again), and re-reads once locked what it read before."""
 
+import contextlib
 import importlib
 import threading
 import time
@@ -105,6 +106,21 @@ def two_tags_of_one_new_key(django_user_model):
     return owner, kept, merged, Task.objects.create(owner=owner, title="x", position=0)
 
 
+def migrate_meanwhile(target, *wrappers, threads: list, closing: list) -> None:
+    """Migrates to `target` under the execute `wrappers`, then waits for the `threads` they
+    started; the connections `closing` closed whatever happens."""
+    try:
+        with contextlib.ExitStack() as stack:
+            for wrapper in wrappers:
+                stack.enter_context(connection.execute_wrapper(wrapper))
+            migrate_to(*target)
+        for thread in threads:
+            thread.join(timeout=15)
+    finally:
+        for db in closing:
+            db.close()
+
+
 def names_of_tags_of(task) -> list[str]:
     return sorted(tag.name for tag in task.tags.all())
 
@@ -138,15 +154,12 @@ def test_0016_gives_way_to_a_task_write_it_would_deadlock_with(django_user_model
             )
         )
 
-    try:
-        with connection.execute_wrapper(
-            after_first("FOR NO KEY UPDATE OF t", linked_and_held_between_the_two_locks)
-        ):
-            migrate_to(*S16)
-        threads[0].join(timeout=15)
-    finally:
-        w1.close()
-        w2.close()
+    migrate_meanwhile(
+        S16,
+        after_first("FOR NO KEY UPDATE OF t", linked_and_held_between_the_two_locks),
+        threads=threads,
+        closing=[w1, w2],
+    )
 
     assert api_errors == []
     assert list(Tag.objects.filter(owner=owner).values_list("pk", flat=True)) == [kept.pk]
@@ -177,21 +190,13 @@ def test_0016_gives_way_to_a_write_that_waited_first_rather_than_have_it_ended(
         )
         time.sleep(0.3)  # then the merge bumps the task: it waits for the write
 
-    try:
-        with (
-            connection.execute_wrapper(
-                after_first("FOR NO KEY UPDATE OF t", linked_between_the_two_locks)
-            ),
-            connection.execute_wrapper(
-                after_first(
-                    "FOR UPDATE) AS locked", the_write_holds_the_task_then_waits_for_the_kept_tag
-                )
-            ),
-        ):
-            migrate_to(*S16)
-        threads[0].join(timeout=15)
-    finally:
-        api.close()
+    migrate_meanwhile(
+        S16,
+        after_first("FOR NO KEY UPDATE OF t", linked_between_the_two_locks),
+        after_first("FOR UPDATE) AS locked", the_write_holds_the_task_then_waits_for_the_kept_tag),
+        threads=threads,
+        closing=[api],
+    )
 
     assert api_errors == []
     assert list(Tag.objects.filter(owner=owner).values_list("pk", flat=True)) == [kept.pk]
@@ -229,14 +234,12 @@ def test_0015_merges_a_tag_at_a_time_so_a_write_waits_for_one_merge_only(django_
 
         threads.append(in_a_thread(lambda: time.sleep(0.3), then_links_cafe))
 
-    try:
-        with connection.execute_wrapper(
-            after_first("FOR UPDATE) AS locked", a_write_of_the_task_adding_cafe)
-        ):
-            migrate_to(*S15)
-        threads[0].join(timeout=15)
-    finally:
-        api.close()
+    migrate_meanwhile(
+        S15,
+        after_first("FOR UPDATE) AS locked", a_write_of_the_task_adding_cafe),
+        threads=threads,
+        closing=[api],
+    )
 
     assert api_errors == []
     assert names_of_tags_of(task) == ["Caf\u00e9", "Th\u00e9"]
