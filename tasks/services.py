@@ -865,6 +865,19 @@ def _series_start(task: Task) -> Any:
     return task.recurrence_start or task.due_date
 
 
+def _first_of_series(task: Task, due_date: Any) -> bool:
+    """Whether `task`, due on `due_date` as stored, is the first task of its series, the one
+    whose due date the series starts at. A copy moved onto that date is not: no date tells
+    them apart, the link from the task that made the copy does (an index lookup, run only when
+    a rule or due date changes). A copy whose maker was deleted counts as first, as before."""
+    if task.recurrence_start is None:
+        return True
+    return (
+        task.recurrence_start == due_date
+        and not Task.objects.filter(next_occurrence_id=task.pk).exists()
+    )
+
+
 def never_repeats(task: Task | None, changes: dict[str, Any]) -> str | None:
     """Why a write would give a task a recurrence rule that never repeats after the due date
     its series starts at, or None. Checked only where this write starts the series there, as
@@ -875,12 +888,15 @@ def never_repeats(task: Task | None, changes: dict[str, Any]) -> str | None:
     due_date = changes.get("due_date", getattr(task, "due_date", None))
     if rule is None or due_date is None:
         return None
-    if task is not None and recurrence.same_series(
-        changes.get("recurrence", task.recurrence), task.recurrence
+    if (
+        task is not None
+        and recurrence.same_series(changes.get("recurrence", task.recurrence), task.recurrence)
+        and not (
+            ("recurrence" in changes or "due_date" in changes)
+            and _first_of_series(task, task.due_date)
+        )
     ):
-        first_of_series = task.recurrence_start in (None, task.due_date)
-        if not (first_of_series and ("recurrence" in changes or "due_date" in changes)):
-            return None
+        return None
     if recurrence.repeats(rule, due_date):
         return None
     never = f"This rule never repeats after the due date {due_date.isoformat()}"
@@ -1154,8 +1170,10 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
             _place_under_parent(current, list_given="list" in data)
         if current.recurrence is None:
             current.recurrence_start = None
-        elif not recurrence.same_series(current.recurrence, old_rule) or (
-            current.recurrence_start in (None, old_due)
+        elif (
+            not recurrence.same_series(current.recurrence, old_rule)
+            or current.recurrence_start is None
+            or (current.due_date != old_due and _first_of_series(current, old_due))
         ):
             # Another series (not the same rule in other words, nor only COUNT or UNTIL
             # changed), or the first task of its series moved: the series starts at its due

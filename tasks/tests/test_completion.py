@@ -323,6 +323,87 @@ def test_a_later_task_of_a_series_keeps_its_phase_when_its_due_date_moves(
     )
 
 
+def _next_occurrence_after_moves(api_client, freeze, first, dates: list[str], completed_on: date):
+    """`first` completed, its copy moved to each of `dates` in turn, then completed too on
+    `completed_on` (`freeze`: frozen_now): the copy's own next occurrence's due date, or None."""
+    copy = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
+    url = f"/api/v1/tasks/{copy['next_occurrence']}/"
+    for day in dates:
+        assert api_client.patch(url, {"due_date": day}).status_code == 200
+    freeze(datetime.combine(completed_on, time(12), ZoneInfo("UTC")))
+    following = api_client.patch(url, {"completed": True}).json()["next_occurrence"]
+    return following and Task.objects.get(pk=following).due_date
+
+
+@pytest.mark.parametrize("via_the_start", [False, True], ids=["moved", "moved-via-the-start"])
+def test_a_copy_moved_onto_its_series_start_is_still_a_later_task(
+    api_client, make_task, frozen_now, via_the_start
+):
+    """Its due date equal to the series' first one, a copy is still no first task: moving it
+    on keeps the series' start, so COUNT is still counted from there, and the phase is the
+    series' (review 29a)."""
+    frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
+    start = ["2026-12-01"] if via_the_start else []
+    first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY;COUNT=3")
+    # 1, 2 and 3 December: the copy, done on the 3rd, was the last.
+    assert (
+        _next_occurrence_after_moves(
+            api_client, frozen_now, first, [*start, "2026-12-03"], date(2026, 12, 3)
+        )
+        is None
+    )
+    every_other_day = make_task("B", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY;INTERVAL=2")
+    # 1, 3, 5 December: the copy moved to the 4th and done there is next due on the 5th.
+    assert _next_occurrence_after_moves(
+        api_client, frozen_now, every_other_day, [*start, "2026-12-04"], date(2026, 12, 4)
+    ) == date(2026, 12, 5)
+
+
+def test_a_copy_moved_onto_its_series_start_keeps_its_phase_for_the_never_repeats_check(
+    api_client, make_task, frozen_now
+):
+    """Whether a rule repeats after a due date is the first task's check: a copy moved via the
+    series' start is taken where one moved there straight is (it was a 400, the rule read
+    from the copy's new date)."""
+    frozen_now(datetime(2024, 12, 10, 12, tzinfo=ZoneInfo("UTC")))
+    # Every other month from December, in February: 10 February each year.
+    rule = "FREQ=MONTHLY;INTERVAL=2;BYMONTH=2"
+    first = make_task("A", due_date=date(2024, 12, 10), recurrence=rule)
+    assert _next_occurrence_after_moves(
+        api_client, frozen_now, first, ["2024-12-10", "2025-01-10"], date(2025, 1, 10)
+    ) == date(2025, 2, 10)
+
+
+def test_the_first_task_of_a_series_moved_onto_nothing_else_restarts_it(
+    api_client, make_task, frozen_now
+):
+    """The first task moved restarts its series at its new date (COUNT from there); a copy
+    whose maker is deleted counts as first, as no task made it any more."""
+    frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
+    first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY;COUNT=2")
+    assert (
+        api_client.patch(f"/api/v1/tasks/{first.pk}/", {"due_date": "2026-12-05"}).status_code
+        == 200
+    )
+    first.refresh_from_db()
+    assert first.recurrence_start == date(2026, 12, 5)
+    copy = Task.objects.get(
+        pk=api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()[
+            "next_occurrence"
+        ]
+    )
+    assert (copy.due_date, copy.recurrence_start) == (date(2026, 12, 6), date(2026, 12, 5))
+    assert (
+        api_client.patch(f"/api/v1/tasks/{copy.pk}/", {"due_date": "2026-12-05"}).status_code == 200
+    )
+    assert api_client.delete(f"/api/v1/tasks/{first.pk}/").status_code == 204
+    assert (
+        api_client.patch(f"/api/v1/tasks/{copy.pk}/", {"due_date": "2026-12-09"}).status_code == 200
+    )
+    copy.refresh_from_db()
+    assert copy.recurrence_start == date(2026, 12, 9)
+
+
 # --- How many tasks one request completes ------------------------------------------------------
 
 
