@@ -27,6 +27,7 @@ from rest_framework.exceptions import NotFound
 
 from accounts.models import User, UserManager
 from tasks import services
+from tasks.filters import due_before_now
 from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
@@ -39,6 +40,7 @@ from tasks.models import (
     named,
     task_to_write,
 )
+from tasks.recurrence import past_times_of_day
 from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
@@ -220,8 +222,7 @@ class DueFilter(admin.SimpleListFilter):
 
 
 def _overdue(now: datetime) -> Q:
-    # A task due today without a time is not overdue before the day ends (tasks/filters.py).
-    return Q(due_date__lt=now.date()) | Q(due_date=now.date(), due_time__lt=now.time())
+    return due_before_now(now.date(), past_times_of_day(now))
 
 
 def _this_week(now: datetime) -> Q:

@@ -10,7 +10,7 @@ the one place that says what they mean in SQL.
 
 import re
 from collections.abc import Mapping, Sequence
-from datetime import UTC
+from datetime import UTC, date, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,6 +33,7 @@ from tasks.models import (
     search_owner_key,
     tags_named,
 )
+from tasks.recurrence import past_times_of_day
 from todo_project.fields import CANONICAL_DATE, composed
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
@@ -220,6 +221,17 @@ def order_tasks(tasks: QuerySet, ordering: Sequence[str] = DEFAULT_ORDERING) -> 
     return tasks.order_by(*order_by, "id")
 
 
+def due_before_now(today: date, past_times: Sequence[time]) -> Q:
+    """Due before now in the owner's zone: on an earlier date than `today`, or on it at one of
+    `past_times` (recurrence.past_times_of_day). A task due today without a time is not overdue
+    before the day ends. The API's `overdue` and the admin's due filter."""
+    starts, ends = past_times[::2], past_times[1::2]
+    past_today = Q(pk__in=[])
+    for start, end in zip(starts, ends, strict=True):
+        past_today |= Q(due_time__gte=start, due_time__lt=end)
+    return Q(due_date__lt=today) | (Q(due_date=today) & past_today)
+
+
 def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
     """`tasks` narrowed and ordered by TaskFilter.criteria(): what each filter means in SQL.
 
@@ -249,9 +261,9 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
     if "due_before" in criteria:
         tasks = tasks.filter(due_date__lte=criteria["due_before"])
     if "overdue" in criteria:
-        today, now = criteria["local_date"], criteria["local_time"]
-        # A task due today without a time is not overdue before the day ends.
-        overdue = Q(completed=False) & (Q(due_date__lt=today) | Q(due_date=today, due_time__lt=now))
+        overdue = Q(completed=False) & due_before_now(
+            criteria["local_date"], criteria["past_times"]
+        )
         tasks = tasks.filter(overdue) if criteria["overdue"] else tasks.exclude(overdue)
     if "has_due" in criteria:
         tasks = tasks.filter(due_date__isnull=not criteria["has_due"])
@@ -333,7 +345,8 @@ class TaskFilter(django_filters.FilterSet):
     overdue = extend_schema_field(
         _boolean(
             "`true`: open and due before now in your time zone (a task due today without a "
-            "time is not overdue yet); `false`: all others."
+            "time is not overdue yet; a time the clocks skip or repeat that night is read with "
+            "the offset before the change, as a recurrence's UNTIL); `false`: all others."
         )
     )(StrictBooleanFilter())
     has_due = extend_schema_field(_boolean("`true`: with a due date; `false`: without."))(
@@ -444,7 +457,9 @@ class TaskFilter(django_filters.FilterSet):
                 criteria["tags"] = sorted({tag.pk for tag in tags})
             elif name == "overdue":
                 now = timezone.now().astimezone(ZoneInfo(self.request.user.timezone))
-                criteria.update(overdue=value, local_date=now.date(), local_time=now.time())
+                # A list: its times are values, its length the shape (CompiledShapes).
+                past_times = list(past_times_of_day(now))
+                criteria.update(overdue=value, local_date=now.date(), past_times=past_times)
             elif name == "search":
                 criteria["search"] = prefix_tsquery(value, self.request.user)
                 if criteria["search"] is None:

@@ -578,6 +578,39 @@ class _Series:
         return None
 
 
+def past_times_of_day(now: datetime) -> tuple[time, ...]:
+    """The wall-clock times of `now`'s local date (`now` aware, in the user's zone) whose moment
+    is before `now`, as flattened [start, end) pairs: a task due today at one of them is
+    overdue. Most days that is (00:00, now's time). On a day the clocks change, a time they skip
+    or repeat is read as UNTIL's are (`_last_local_date`, fold=0): 01:30 on New York's fall-back
+    night is the first 01:30, past through the whole repeated hour; 02:30 on its spring-forward
+    night is 03:30 EDT, not yet past at 03:10 while 03:05 is ((00:00, 02:10, 03:00, 03:10)).
+    An end of `time.max` is the end of the day."""
+    today, zone = now.date(), now.tzinfo
+    first, last = datetime.combine(today, time.min, zone), datetime.combine(today, time.max, zone)
+    # The second pass of the day's end too: Santiago's clocks go back at midnight, so 23:00 to
+    # midnight is repeated, and both readings of 23:59 are needed to see it.
+    if first.utcoffset() == last.utcoffset() == last.replace(fold=1).utcoffset():
+        return (time.min, now.time())
+    # The clocks change today: minute by minute (due times are whole minutes, and so are the
+    # changes), each minute's times are past up to `now` on the clock of that minute's offset.
+    utc_now = now.astimezone(UTC).replace(tzinfo=None)
+    minute = timedelta(minutes=1)
+    ranges: list[list[datetime]] = []
+    start = datetime.combine(today, time.min)
+    while start.date() == today:
+        end = min(start + minute, utc_now + start.replace(tzinfo=zone).utcoffset())
+        if end > start:
+            if ranges and ranges[-1][1] == start:
+                ranges[-1][1] = end
+            else:
+                ranges.append([start, end])
+        start += minute
+    return tuple(
+        moment.time() if moment.date() == today else time.max for pair in ranges for moment in pair
+    )
+
+
 def today_in(tz_name: str, now: datetime | None = None) -> date:
     """The user's current local date; `now` (aware) defaults to django.utils.timezone.now()."""
     now = timezone.now() if now is None else now

@@ -1,7 +1,7 @@
 """The admin of tasks, lists and tags: displays, search, filters, actions, edits."""
 
 import threading
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -246,6 +246,21 @@ def test_overdue_is_open_and_due_before_today(support_client):
     expected = ["Overdue", "This week"] if earlier_this_week else ["Overdue"]
 
     assert titles(support_client.get(TASKS_URL, {"due": "overdue"})) == expected
+
+
+@pytest.mark.django_db
+def test_overdue_on_the_night_the_clocks_go_back_is_the_apis(
+    support_client, make_user, monkeypatch
+):
+    """01:30 on New York's fall-back night is the first 01:30: at 01:10 EST, in the repeated
+    hour, a task due then is overdue, and one due at 01:10 of the second pass is too (the
+    API's `overdue`, tasks.filters.due_before_now; review 29a)."""
+    owner = make_user(timezone="America/New_York")
+    add_task(owner, "01:30", due_date=date(2026, 11, 1), due_time="01:30")
+    add_task(owner, "02:30", due_date=date(2026, 11, 1), due_time="02:30")
+    at = datetime(2026, 11, 1, 6, 10, tzinfo=UTC)  # 01:10 EST
+    monkeypatch.setattr(timezone, "now", lambda: at)
+    assert titles(support_client.get(TASKS_URL, {"due": "overdue"})) == ["01:30"]
 
 
 @pytest.mark.django_db

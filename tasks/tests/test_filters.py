@@ -328,6 +328,38 @@ def test_overdue_uses_the_users_time_zone(api_client, user, make_task, monkeypat
     assert len(titles(api_client.get("/api/v1/tasks/?overdue=false"))) == 5
 
 
+@pytest.mark.parametrize("night", [date(2026, 3, 8), date(2026, 11, 1)], ids=["spring", "fall"])
+def test_overdue_on_a_night_the_clocks_change_is_due_before_now_as_until_reads_it(
+    api_client, user, make_task, monkeypatch, night
+):
+    """A due time the clocks skip or repeat is the moment RFC 5545 (and an UNTIL here) reads,
+    with the offset before the change: 02:30 of New York's spring-forward night is 03:30 EDT,
+    01:30 of its fall-back night the first one. `overdue=true` is exactly the open tasks due
+    before now so read, so once overdue a task stays overdue (review 29a: it went back to not
+    overdue for the repeated hour, and a skipped 02:30 was overdue at 03:10)."""
+    new_york = ZoneInfo("America/New_York")
+    user.timezone = "America/New_York"
+    user.save()
+    due_times = [time(hour, minute) for hour in range(5) for minute in (0, 10, 30, 50)]
+    for due_time in due_times:
+        make_task(due_time.strftime("%H:%M"), due_date=night, due_time=due_time)
+    make_task("no time", due_date=night)
+    client = client_for(user)
+    before = set()
+    for minutes in range(0, 5 * 60, 10):  # 04:00Z to 09:00Z, 23:00 to 04:00 or 05:00 local
+        now = datetime.combine(night, time(4), UTC) + timedelta(minutes=minutes, seconds=30)
+        monkeypatch.setattr(timezone, "now", lambda now=now: now)
+        expected = {
+            t.strftime("%H:%M") for t in due_times if datetime.combine(night, t, new_york) < now
+        }
+        overdue = set(titles(client.get("/api/v1/tasks/?overdue=true&limit=100")))
+        assert overdue == expected, now
+        assert before <= overdue
+        before = overdue
+    not_overdue = set(titles(client.get("/api/v1/tasks/?overdue=false&limit=100")))
+    assert not_overdue == {t.strftime("%H:%M") for t in due_times} - overdue | {"no time"}
+
+
 def test_ordering_with_nulls_last_and_a_stable_tie_breaker(api_client, make_task):
     make_task("b", due_date=date(2026, 12, 2), priority=1)
     make_task("none", priority=3)

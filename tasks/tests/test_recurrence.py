@@ -1,4 +1,6 @@
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from dateutil.rrule import rrulestr
@@ -8,7 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.models import Task
-from tasks.recurrence import next_due_date, repeats, same_series, today_in, validate_rule
+from tasks.recurrence import (
+    next_due_date,
+    past_times_of_day,
+    repeats,
+    same_series,
+    today_in,
+    validate_rule,
+)
 
 
 def next_after(rule, series_start, current_due=None, today=None, due_time=None, tz_name="UTC"):
@@ -743,3 +752,49 @@ def test_completing_a_weekly_task_at_the_end_of_the_calendar_makes_no_copy(api_c
     done = api_client.patch(url, {"completed": True})
     assert done.status_code == 200 and done.json()["next_occurrence"] is None
     assert Task.objects.count() == 2
+
+
+def _days_around_changes_of_the_clocks(zone: ZoneInfo, year: int) -> list[date]:
+    """The two days around each change: between one's noon and the next's (in Santiago the
+    clocks change at midnight, so the change is late on one or early on the other)."""
+    noon = [
+        datetime.combine(date(year, 1, 1) + timedelta(days=n), time(12), zone) for n in range(366)
+    ]
+    return [
+        day
+        for today, tomorrow in itertools.pairwise(noon)
+        if today.utcoffset() != tomorrow.utcoffset()
+        for day in (today.date(), tomorrow.date())
+    ]
+
+
+@pytest.mark.parametrize(
+    "zone_name",
+    # Changes of an hour at 02:00, of half an hour, and at midnight.
+    ["America/New_York", "Australia/Lord_Howe", "America/Santiago", "Europe/Berlin"],
+)
+def test_past_times_of_day_are_the_times_whose_moment_is_before_now(zone_name):
+    """Every whole minute of a day the clocks change, at moments through the day: in the
+    ranges exactly when the moment of that wall-clock time (fold=0, as UNTIL reads it) is
+    before now."""
+    zone = ZoneInfo(zone_name)
+    days = _days_around_changes_of_the_clocks(zone, 2026)
+    assert len(days) == 4
+    minutes = [time(*divmod(minute, 60)) for minute in range(24 * 60)]
+    for day in days:
+        start = datetime.combine(day, time.min, zone).astimezone(UTC)
+        for step in range(0, 25 * 60, 37):
+            now = (start + timedelta(minutes=step, seconds=20)).astimezone(zone)
+            if now.date() != day:
+                continue
+            past = past_times_of_day(now)
+            ranges = list(zip(past[::2], past[1::2], strict=True))
+            for minute in minutes:
+                # Against UTC: aware datetimes of one tzinfo compare as wall-clock times.
+                expected = datetime.combine(day, minute, zone) < now.astimezone(UTC)
+                assert any(a <= minute < b for a, b in ranges) == expected, (now, minute)
+
+
+def test_past_times_of_day_on_other_days_are_the_day_up_to_now():
+    now = datetime(2026, 6, 8, 16, 42, 5, tzinfo=ZoneInfo("Europe/Berlin"))
+    assert past_times_of_day(now) == (time.min, time(16, 42, 5))
