@@ -44,6 +44,7 @@ from todo_project.admin_site import (
     FilterLookupsOnly,
     HistoryWithOldValues,
     LengthsCheckedByTheServer,
+    SaveRefusalsShown,
     SavesRunAgain,
     done_level,
     may_manage,
@@ -80,6 +81,7 @@ def owner_ids_matching(term: str) -> list:
 
 class OwnedAdmin(
     SavesRunAgain,
+    SaveRefusalsShown,
     HistoryWithOldValues,
     ChangelistInputChecked,
     FilterLookupsOnly,
