@@ -39,6 +39,7 @@ from tasks.models import (
     named,
     task_to_write,
 )
+from tasks.quotas import ensure_tag_room
 from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
@@ -806,6 +807,9 @@ class TagAdmin(OwnedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tag, form, change: bool) -> None:
         if not change:
+            # Counted as every tag the API makes is (services.tags_get_or_create); at the cap,
+            # the Conflict is the form's error (SaveRefusalsShown).
+            ensure_tag_room(owned=Tag.objects.filter(owner_id=obj.owner_id).count(), adding=1)
             super().save_model(request, obj, form, change)
         elif "name" in form.changed_data:
             # The service bumps `version` of every task carrying the tag: their body changes.

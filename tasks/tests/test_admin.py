@@ -1011,6 +1011,27 @@ def test_adding_a_list_to_an_account_at_its_cap_is_a_form_error_and_saves_nothin
 
 
 @pytest.mark.django_db
+def test_a_tag_added_in_the_admin_counts_against_the_accounts_tag_cap(admin_client, user, settings):
+    """TagAdmin saved a new tag without quotas.ensure_tag_room, which every API path making a
+    tag goes through (services.tags_get_or_create): an account got past MAX_TAGS_PER_USER."""
+    Tag.objects.create(owner=user, name="money")
+    settings.MAX_TAGS_PER_USER = 1
+
+    response = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"})
+
+    at_the_cap = (
+        "You have 1 tags; the limit is 1 per account (MAX_TAGS_PER_USER), and this names 1 new. "
+        "Use existing tags, or delete some first."
+    )
+    assert form_errors(response) == {"__all__": [at_the_cap]}
+    assert list(Tag.objects.values_list("name", flat=True)) == ["money"]
+    settings.MAX_TAGS_PER_USER = 2
+    assert (
+        admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"}).status_code == 302
+    )
+
+
+@pytest.mark.django_db
 def test_a_list_name_taken_between_the_forms_check_and_the_save_is_a_form_error(
     admin_client, user, monkeypatch
 ):
