@@ -946,6 +946,42 @@ def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_cli
 
 
 @pytest.mark.django_db
+def test_deleting_more_tasks_than_an_action_takes_does_nothing(admin_client, user, monkeypatch):
+    """Each selected task is a row of the confirmation and a statement of the delete: "select
+    all" of 1.1M tasks is a slip, and both must end within gunicorn's timeout."""
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 2)
+    tasks = [add_task(user, f"Task {n}") for n in range(3)]
+    selected = {"action": "delete_selected", "_selected_action": [str(t.pk) for t in tasks]}
+
+    for confirmed in ({}, {"post": "yes"}):
+        response = admin_client.post(TASKS_URL, {**selected, **confirmed}, follow=True)
+        assert [m.message for m in response.context["messages"]] == [
+            "Nothing done: 3 tasks selected, an action takes at most 2 at once."
+        ]
+    assert Task.objects.count() == 3 and not LogEntry.objects.exists()
+    selected["_selected_action"] = selected["_selected_action"][:2]
+    assert admin_client.post(TASKS_URL, {**selected, "post": "yes"}).status_code == 302
+    assert list(Task.objects.values_list("title", flat=True)) == ["Task 2"]
+
+
+@pytest.mark.django_db
+def test_a_task_and_one_of_its_subtasks_selected_for_deletion_are_each_listed_once(
+    admin_client, user
+):
+    parent = add_task(user, "Move house")
+    boxes, _ = add_task(user, "Boxes", parent=parent), add_task(user, "Van", parent=parent)
+    selected = {"action": "delete_selected", "_selected_action": [str(parent.pk), str(boxes.pk)]}
+
+    response = admin_client.post(TASKS_URL, selected)
+
+    assert response.status_code == 200
+    assert response.context["deletable_objects"] == [  # in the changelist's order
+        ["Task: Boxes", "Task: Move house", ["Subtasks: 1"]]
+    ]
+    assert dict(response.context["model_count"]) == {"tasks": 3}
+
+
+@pytest.mark.django_db
 def test_a_list_added_in_the_admin_goes_last_as_the_api_puts_it(admin_client, user, other_user):
     services.list_create(user=user, name="Home", color=None, position=None)
     services.list_create(user=user, name="Work", color=None, position=None)
