@@ -20,6 +20,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
@@ -603,6 +604,9 @@ class UserAdmin(
         # A reset link lets its reader choose the password: as much power as setting it.
         if asking := self._ask_first(request, queryset, "send_password_reset"):
             return asking
+        # The whole selection, before the accounts skipped below: past the cap, nothing is done.
+        if self._refused_over_the_cap(request, queryset):
+            return None
         inactive = list(queryset.filter(is_active=False).values_list("email", flat=True))
         if inactive:
             # Its link would be refused (reset/confirm/ takes active accounts only).
@@ -611,9 +615,19 @@ class UserAdmin(
                 f"Not sent (deactivated: reactivate first): {', '.join(inactive)}.",
                 messages.WARNING,
             )
+        # A superuser turned password sign-in off (the password page): the link would turn it
+        # back on, and the API's reset mails no such account either.
+        disabled = queryset.filter(is_active=True, password__startswith=UNUSABLE_PASSWORD_PREFIX)
+        if emails := list(disabled.values_list("email", flat=True)):
+            self.message_user(
+                request,
+                "Not sent (password sign-in disabled: a superuser turns it on, on the user's "
+                f"password page): {', '.join(emails)}.",
+                messages.WARNING,
+            )
         return self._apply(
             request,
-            queryset.filter(is_active=True),
+            queryset.filter(is_active=True).exclude(password__startswith=UNUSABLE_PASSWORD_PREFIX),
             user_send_password_reset,
             not_done="Not sent",
             done="Sent a password-reset email",

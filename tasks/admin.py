@@ -15,14 +15,15 @@ from zoneinfo import ZoneInfo
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import actions as django_actions
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import DatabaseError, transaction
-from django.db.models import OuterRef, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.text import smart_split, unescape_string_literal
+from django.utils.text import capfirst, smart_split, unescape_string_literal
 from rest_framework.exceptions import NotFound
 
 from accounts.models import User, UserManager
@@ -40,12 +41,14 @@ from tasks.models import (
     named,
     task_to_write,
 )
+from tasks.quotas import ensure_tag_room
 from tasks.recurrence import past_times_of_day
 from todo_project.admin_site import (
     ChangelistInputChecked,
     FilterLookupsOnly,
     HistoryWithOldValues,
     LengthsCheckedByTheServer,
+    SaveRefusalsShown,
     SavesRunAgain,
     done_level,
     may_manage,
@@ -82,6 +85,7 @@ def owner_ids_matching(term: str) -> list:
 
 class OwnedAdmin(
     SavesRunAgain,
+    SaveRefusalsShown,
     HistoryWithOldValues,
     ChangelistInputChecked,
     FilterLookupsOnly,
@@ -562,7 +566,7 @@ class TaskAdmin(OwnedAdmin):
         ),
         ("Dates", {"fields": ["created_at", "updated_at"]}),
     ]
-    actions = ["complete", "reopen"]
+    actions = ["delete_selected", "complete", "reopen"]  # Django's delete, capped (see there)
 
     # The tags field is a raw-id input (a popup to choose from, not a select of every tag):
     # its ids say nothing to a person, these say what they are.
@@ -618,6 +622,44 @@ class TaskAdmin(OwnedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for task in queryset:
             self.delete_model(request, task)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """What the delete confirmation lists: each selected task with how many subtasks go with
+        it, counted in one query. Django's own list collected every subtask, then looked up
+        their subtasks, tags and next occurrences naming each in a parameter: past PostgreSQL's
+        65,535 (the API bounds no parent's subtasks) the page, and so the delete, failed. At
+        most MAX_TASKS_PER_ACTION are selected (delete_selected), so their ids fit."""
+        tasks = list(objs)
+        perms_needed = set()
+        if not all(self.has_delete_permission(request, task) for task in tasks):
+            perms_needed.add(Task._meta.verbose_name)
+        ids = [task.pk for task in tasks]
+        # A selected subtask is listed as selected, not under its parent as well.
+        subtasks = Task.objects.filter(parent__in=ids).exclude(pk__in=ids)
+        counts = dict(subtasks.order_by().values_list("parent").annotate(n=Count("*")))
+        model_count = {Task._meta.verbose_name_plural: len(tasks) + sum(counts.values())}
+        to_delete = []
+        for task in tasks:
+            to_delete.append(f"{capfirst(Task._meta.verbose_name)}: {task}")
+            if counts.get(task.pk):
+                to_delete.append([f"Subtasks: {counts[task.pk]:,}"])
+        return to_delete, model_count, perms_needed, []
+
+    @admin.action(description="Delete selected tasks", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet):
+        """Django's, at most MAX_TASKS_PER_ACTION tasks at once (their subtasks go with each in
+        its one statement): "select all" of 1.1M tasks is a slip, and the page listing them and
+        the loop of deletes must end within gunicorn's timeout."""
+        count = queryset.count()
+        if count > MAX_TASKS_PER_ACTION:
+            self.message_user(
+                request,
+                f"Nothing done: {count} tasks selected, an action takes at most "
+                f"{MAX_TASKS_PER_ACTION} at once.",
+                messages.ERROR,
+            )
+            return None
+        return django_actions.delete_selected(self, request, queryset)
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -805,6 +847,9 @@ class TagAdmin(OwnedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Tag, form, change: bool) -> None:
         if not change:
+            # Counted as every tag the API makes is (services.tags_get_or_create); at the cap,
+            # the Conflict is the form's error (SaveRefusalsShown).
+            ensure_tag_room(owned=Tag.objects.filter(owner_id=obj.owner_id).count(), adding=1)
             super().save_model(request, obj, form, change)
         elif "name" in form.changed_data:
             # The service bumps `version` of every task carrying the tag: their body changes.

@@ -242,6 +242,57 @@ class SavesRunAgain:
             return logged(page)  # its line is the WARNING above: no ERROR of Django's after it
 
 
+class SaveRefusalsShown:
+    """ModelAdmin mixin: what a service refuses at the save, after the form was found valid, is
+    the form's error, the page shown again with what was typed and nothing saved; it was a 500
+    page. That is a cap the account has reached (`Conflict`: tasks.quotas), or a rule a change
+    committed meanwhile broke since the form checked it (DRF's `ValidationError`: a list name
+    taken, a parent that became a subtask). The refusal ends the view's transaction, so nothing
+    of the save stays; the form is then built and checked again, the refusal its error (on the
+    field it names, if the form has it). Inside SavesRunAgain: its attempts run this whole."""
+
+    def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        # Not at the top: DRF may not be loaded yet when this module is (see SavesRunAgain).
+        from rest_framework.exceptions import ValidationError as Invalid
+
+        from todo_project.problems import Conflict
+
+        request._refused_at_save = None
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except (Conflict, Invalid) as refusal:
+            if request.method != "POST":
+                raise
+            request._refused_at_save = _form_errors(refusal.detail)
+        return super().changeform_view(request, *args, **kwargs)
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = getattr(request, "_refused_at_save", None)
+        if refused is None:
+            return form
+
+        class RefusedAtSave(form):
+            def clean(self) -> dict:
+                cleaned = super().clean()
+                for name, errors in refused.items():
+                    self.add_error(name if name in self.fields else None, errors)
+                return cleaned
+
+        return RefusedAtSave
+
+
+def _form_errors(detail) -> dict[str | None, list[str]]:
+    """A DRF error's detail (a message, a list of them, or a dict of them by field) by field,
+    None for the form's own errors."""
+    if isinstance(detail, dict):
+        return {
+            name: [str(item) for item in (errors if isinstance(errors, list) else [errors])]
+            for name, errors in detail.items()
+        }
+    return {None: [str(item) for item in (detail if isinstance(detail, list) else [detail])]}
+
+
 class _AddressRefused(Exception):
     def __init__(self, message: str, level: int, location: str) -> None:
         super().__init__(message)

@@ -22,8 +22,10 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 from accounts.admin import UserAdmin
 from accounts.mail import wait_until_idle
 from accounts.models import User
+from accounts.serializers import INVALID_RESET_LINK
 from accounts.services import user_deactivate, user_delete, user_set_password
-from accounts.tests.helpers import bearer, give_colliding_data, sent_mail
+from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail
+from accounts.tests.test_views import reset_link_params
 from accounts.tokens import token_pair_for
 from tasks.models import Tag, Task, TaskList
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
@@ -757,6 +759,58 @@ def test_a_superuser_may_send_a_password_reset_to_staff(
     action(admin_client, "send_password_reset", support_user)
 
     assert [m.to for m in mailoutbox] == [["support@example.com"]]
+
+
+def disable_password_sign_in(admin_client, user: User) -> None:
+    """As a superuser does it: "disabled" on the user's password page."""
+    response = admin_client.post(
+        f"{USERS_URL}{user.pk}/password/", {"usable_password": "false", "unset-password": "1"}
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert not user.has_usable_password()
+
+
+@pytest.mark.django_db
+def test_no_reset_link_goes_to_an_account_whose_password_sign_in_a_superuser_disabled(
+    admin_client, support_client, support_user, user, other_user, settings
+):
+    """Its link would turn password sign-in back on: support, who may not set passwords, would
+    undo what a superuser did. The API's reset mails no such account either."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    disable_password_sign_in(admin_client, user)
+
+    response = action(support_client, "send_password_reset", user, other_user)
+
+    assert [m.to for m in sent_mail()] == [[other_user.email]]
+    assert [e.object_id for e in LogEntry.objects.filter(user=support_user)] == [str(other_user.pk)]
+    skipped = "password sign-in disabled: a superuser turns it on, on the user's password page"
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        f"Not sent ({skipped}): alice@example.com.",
+        "Sent a password-reset email to 1 user(s).",
+    ]
+
+
+@pytest.mark.django_db
+def test_a_reset_link_mailed_before_a_superuser_disabled_password_sign_in_no_longer_works(
+    admin_client, support_client, user, settings
+):
+    """Why the API's reset confirm needs no check of its own for such an account: Django's
+    token is bound to the password hash, which disabling replaces. (Nothing mails a link to an
+    account already disabled: neither the API's reset nor the admin's action.)"""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    action(support_client, "send_password_reset", user)
+    (message,) = sent_mail()
+    disable_password_sign_in(admin_client, user)
+
+    response = APIClient().post(
+        "/api/v1/auth/password/reset/confirm/",
+        {**reset_link_params(message), "new_password": "chosen-by-whoever-reads-the-mail"},
+    )
+
+    assert assert_problem(response, 400)["errors"] == {"token": [INVALID_RESET_LINK]}
+    user.refresh_from_db()
+    assert not user.has_usable_password()
 
 
 @pytest.mark.django_db

@@ -1,7 +1,8 @@
 """An account may hold 100,000 tasks (MAX_TASKS_PER_USER), more rows than PostgreSQL takes
 parameters in one statement (65,535). What names every row in a parameter (Django's delete
-cascade, a prefetch) failed there: deleting such an account (API and admin) and exporting it
-(admin) were 500s."""
+cascade, a prefetch) failed there: deleting such an account (API and admin), exporting it
+(admin) and deleting a task with that many subtasks (admin; the API bounds no parent's
+subtasks) were 500s."""
 
 import json
 
@@ -15,7 +16,7 @@ from accounts.models import User
 from accounts.tests.helpers import bearer, sign_in
 from conftest import DEFAULT_PASSWORD
 from tasks.models import POSITION_GAP, Tag, Task, TaskList
-from tasks.tests.many_tasks import load_tasks
+from tasks.tests.many_tasks import load_subtasks, load_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +140,27 @@ def test_a_superuser_deletes_an_account_with_more_tasks_than_postgresql_takes_pa
     assert deleted.status_code == 302
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Task.objects.filter(owner_id=user.pk).exists()
+
+
+def test_a_superuser_deletes_a_task_with_more_subtasks_than_postgresql_takes_parameters(
+    admin_client, user
+):
+    parent_id = load_subtasks(user.pk, MORE_THAN_PARAMETERS)
+    other = Task.objects.create(owner=user, title="Walk", position=1)
+    page = reverse("admin:tasks_task_delete", args=[parent_id])
+
+    confirmation = admin_client.get(page)
+    selected = admin_client.post(
+        reverse("admin:tasks_task_changelist"),
+        {"action": "delete_selected", "_selected_action": [str(parent_id)]},
+    )
+
+    # Both confirmation pages list the task and count its subtasks, rather than list each.
+    for response in (confirmation, selected):
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert "<li>Task: parent" in text and f"Subtasks: {MORE_THAN_PARAMETERS:,}" in text
+        assert f"Tasks: {MORE_THAN_PARAMETERS + 1}<" in text  # Django's summary
+    deleted = admin_client.post(page, {"post": "yes"})
+    assert deleted.status_code == 302
+    assert list(Task.objects.filter(owner=user)) == [other]

@@ -961,6 +961,42 @@ def test_deleting_a_tag_bumps_the_version_of_its_tasks_as_the_api_does(admin_cli
 
 
 @pytest.mark.django_db
+def test_deleting_more_tasks_than_an_action_takes_does_nothing(admin_client, user, monkeypatch):
+    """Each selected task is a row of the confirmation and a statement of the delete: "select
+    all" of 1.1M tasks is a slip, and both must end within gunicorn's timeout."""
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 2)
+    tasks = [add_task(user, f"Task {n}") for n in range(3)]
+    selected = {"action": "delete_selected", "_selected_action": [str(t.pk) for t in tasks]}
+
+    for confirmed in ({}, {"post": "yes"}):
+        response = admin_client.post(TASKS_URL, {**selected, **confirmed}, follow=True)
+        assert [m.message for m in response.context["messages"]] == [
+            "Nothing done: 3 tasks selected, an action takes at most 2 at once."
+        ]
+    assert Task.objects.count() == 3 and not LogEntry.objects.exists()
+    selected["_selected_action"] = selected["_selected_action"][:2]
+    assert admin_client.post(TASKS_URL, {**selected, "post": "yes"}).status_code == 302
+    assert list(Task.objects.values_list("title", flat=True)) == ["Task 2"]
+
+
+@pytest.mark.django_db
+def test_a_task_and_one_of_its_subtasks_selected_for_deletion_are_each_listed_once(
+    admin_client, user
+):
+    parent = add_task(user, "Move house")
+    boxes, _ = add_task(user, "Boxes", parent=parent), add_task(user, "Van", parent=parent)
+    selected = {"action": "delete_selected", "_selected_action": [str(parent.pk), str(boxes.pk)]}
+
+    response = admin_client.post(TASKS_URL, selected)
+
+    assert response.status_code == 200
+    assert response.context["deletable_objects"] == [  # in the changelist's order
+        ["Task: Boxes", "Task: Move house", ["Subtasks: 1"]]
+    ]
+    assert dict(response.context["model_count"]) == {"tasks": 3}
+
+
+@pytest.mark.django_db
 def test_a_list_added_in_the_admin_goes_last_as_the_api_puts_it(admin_client, user, other_user):
     services.list_create(user=user, name="Home", color=None, position=None)
     services.list_create(user=user, name="Work", color=None, position=None)
@@ -974,6 +1010,123 @@ def test_a_list_added_in_the_admin_goes_last_as_the_api_puts_it(admin_client, us
     assert response["Location"] == f"{LISTS_URL}"  # saved: back to the changelist
     assert TaskList.objects.get(owner=other_user).position == 1024
     assert LogEntry.objects.filter(object_id=str(added.pk)).count() == 1
+
+
+def form_errors(response) -> dict:
+    """The errors of the admin form a response shows again, by field ("__all__": the form's)."""
+    assert response.status_code == 200, response.status_code
+    return {
+        name: list(errors) for name, errors in response.context["adminform"].form.errors.items()
+    }
+
+
+@pytest.mark.django_db
+def test_adding_a_task_to_an_account_at_its_cap_is_a_form_error_and_saves_nothing(
+    admin_client, user, settings
+):
+    """services.task_create's Conflict (quotas.ensure_room) came after the form was valid, and
+    nothing in the admin caught it: a 500 page."""
+    add_task(user, "The one allowed")
+    settings.MAX_TASKS_PER_USER = 1
+
+    response = admin_client.post(
+        f"{TASKS_URL}add/", {"title": "One more", "owner": user.pk, "priority": 0, "tags": ""}
+    )
+
+    at_the_cap = (
+        "You have 1 tasks; the limit is 1 per account (MAX_TASKS_PER_USER). Delete some "
+        "(completed ones count too) before adding more."
+    )
+    assert form_errors(response) == {"__all__": [at_the_cap]}
+    assert response.context["adminform"].form["title"].value() == "One more"  # as typed
+    assert list(Task.objects.values_list("title", flat=True)) == ["The one allowed"]
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_adding_a_list_to_an_account_at_its_cap_is_a_form_error_and_saves_nothing(
+    admin_client, user, settings
+):
+    services.list_create(user=user, name="Home", color=None, position=None)
+    settings.MAX_LISTS_PER_USER = 1
+
+    response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Work"})
+
+    at_the_cap = (
+        "You have 1 lists; the limit is 1 per account (MAX_LISTS_PER_USER). Delete one "
+        "before adding another."
+    )
+    assert form_errors(response) == {"__all__": [at_the_cap]}
+    assert list(TaskList.objects.values_list("name", flat=True)) == ["Home"]
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_tag_added_in_the_admin_counts_against_the_accounts_tag_cap(admin_client, user, settings):
+    """TagAdmin saved a new tag without quotas.ensure_tag_room, which every API path making a
+    tag goes through (services.tags_get_or_create): an account got past MAX_TAGS_PER_USER."""
+    Tag.objects.create(owner=user, name="money")
+    settings.MAX_TAGS_PER_USER = 1
+
+    response = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"})
+
+    at_the_cap = (
+        "You have 1 tags; the limit is 1 per account (MAX_TAGS_PER_USER), and this names 1 new. "
+        "Use existing tags, or delete some first."
+    )
+    assert form_errors(response) == {"__all__": [at_the_cap]}
+    assert list(Tag.objects.values_list("name", flat=True)) == ["money"]
+    settings.MAX_TAGS_PER_USER = 2
+    assert (
+        admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"}).status_code == 302
+    )
+
+
+@pytest.mark.django_db
+def test_a_list_name_taken_between_the_forms_check_and_the_save_is_a_form_error(
+    admin_client, user, monkeypatch
+):
+    """The form checks the name without a lock; the service's 400 for a name the unique index
+    then refuses (services._list_save) was a 500 page here."""
+    list_create = services.list_create
+
+    def taken_meanwhile(**kwargs):
+        TaskList.objects.create(owner=user, name="work", position=1)  # the user's, just before
+        return list_create(**kwargs)
+
+    monkeypatch.setattr(services, "list_create", taken_meanwhile)
+
+    response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Work"})
+
+    assert form_errors(response) == {"name": [services.LIST_NAME_TAKEN]}
+    assert not TaskList.objects.filter(name="Work").exists()
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_parent_that_became_a_subtask_since_the_forms_check_is_a_form_error_on_change(
+    support_client, user, monkeypatch
+):
+    """The service checks the parent again under its lock (services._place_under_parent) and
+    refuses with the API's 400, which was a 500 page here."""
+    task = add_task(user, "Buy boxes")
+    parent, grandparent = add_task(user, "Move house"), add_task(user, "Relocate")
+    task_update = services.task_update
+
+    def moved_meanwhile(**kwargs):
+        Task.objects.filter(pk=parent.pk).update(parent=grandparent)  # the user's, just before
+        return task_update(**kwargs)
+
+    monkeypatch.setattr(services, "task_update", moved_meanwhile)
+
+    response = support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, parent=parent.pk)
+    )
+
+    assert form_errors(response) == {"parent": [services.PARENT_IS_SUBTASK]}
+    task.refresh_from_db()
+    assert (task.parent_id, task.version) == (None, 1)
+    assert not LogEntry.objects.exists()
 
 
 # --- Optimistic locking: a form opened before someone else's change is not saved --------------
