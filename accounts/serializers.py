@@ -1,5 +1,4 @@
 from django.contrib.auth.password_validation import validate_password
-from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import models
 from django.utils.encoding import force_str
@@ -13,6 +12,7 @@ from accounts.models import (
     UserManager,
     validate_timezone,
 )
+from accounts.tokens import reset_link_tokens
 from todo_project.fields import OneLineCharField, StrictCharField
 
 EMAIL_TAKEN = "An account with this email address already exists."
@@ -167,7 +167,7 @@ class PasswordResetConfirmSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict) -> dict:
         user = self._user_of(attrs["uid"])
-        if user is None or not default_token_generator.check_token(user, attrs["token"]):
+        if user is None or not reset_link_tokens.check_token(user, attrs["token"]):
             raise serializers.ValidationError({"token": [INVALID_RESET_LINK]})
         _check_password_rules(attrs["new_password"], user, "new_password")
         attrs["user"] = user

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -24,6 +23,7 @@ from accounts.tokens import (
     family_of,
     family_revoke,
     family_revoked_sql,
+    reset_link_tokens,
     token_generation_of,
     token_pair_for,
 )
@@ -37,7 +37,7 @@ REFRESH_REUSE_GRACE = timedelta(seconds=30)
 
 def password_reset_link(*, user: User) -> str:
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
+    token = reset_link_tokens.make_token(user)
     return f"{settings.FRONTEND_URL}/reset-password?uid={uid}&token={token}"
 
 

@@ -11,6 +11,7 @@ check of the claims our code reads (well_formed_claims).
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import connection
 from django.db.models import Exists
 from django.utils.timezone import now
@@ -187,3 +188,16 @@ def access_token_deny(token: tokens.Token) -> None:
     )
     # Expired entries deny nothing: each logout clears them (an index range, usually empty).
     DeniedAccessToken.objects.filter(expires_at__lte=now()).delete()
+
+
+class ResetLinkTokens(PasswordResetTokenGenerator):
+    """Django's password-reset token, bound to the account's token generation too: whatever
+    ends every token (sign out everywhere, a deactivation, a new email) ends the reset links
+    mailed before it. Django's binds the password, the last sign-in and the email only, so a
+    link mailed before a deactivation worked again once support reactivated the account."""
+
+    def _make_hash_value(self, user: User, timestamp: int) -> str:
+        return f"{super()._make_hash_value(user, timestamp)}:{user.token_generation}"
+
+
+reset_link_tokens = ResetLinkTokens()

@@ -47,9 +47,12 @@ def client_ip(request: HttpRequest) -> str:
 
 def _valid_ip(value: str) -> str | None:
     try:
-        return str(ipaddress.ip_address(value.strip()))
+        ip = ipaddress.ip_address(value.strip())
     except ValueError:
         return None
+    # An IPv4 client of a dual-stack socket (HOST=::) or proxy comes as "::ffff:a.b.c.d": it is
+    # that IPv4 address. As IPv6 its /64 (ip_bucket) is "::", every IPv4 client's at once.
+    return str(getattr(ip, "ipv4_mapped", None) or ip)
 
 
 def ip_bucket(request: HttpRequest) -> str:

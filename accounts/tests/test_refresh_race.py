@@ -50,16 +50,17 @@ def test_twenty_concurrent_refreshes_of_one_token_let_exactly_one_through(make_u
 def test_a_reset_link_used_by_four_requests_at_once_sets_one_password(make_user, settings):
     # Each checked the link, then hashed its password (Argon2, ~0.1 s) and saved: two or more
     # got a 204, and all but the last writer's password were lost.
-    from django.contrib.auth.tokens import default_token_generator
     from django.utils.encoding import force_bytes
     from django.utils.http import urlsafe_base64_encode
+
+    from accounts.tokens import reset_link_tokens
 
     racers = 4
     settings.RATE_LIMIT_ANON = "1000/m"
     user = make_user(email="reset-racer@example.com")
     link = {
         "uid": urlsafe_base64_encode(force_bytes(user.pk)),
-        "token": default_token_generator.make_token(user),
+        "token": reset_link_tokens.make_token(user),
     }
     start = threading.Barrier(racers)
 

@@ -13,7 +13,6 @@ from urllib.parse import parse_qs, urlparse
 import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
-from django.contrib.auth.tokens import default_token_generator
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -27,7 +26,7 @@ from accounts import services as account_services
 from accounts.mail import wait_until_idle
 from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
 from accounts.tests.helpers import assert_problem, bearer, sent_mail, sign_in
-from accounts.tokens import AccessToken, RefreshToken
+from accounts.tokens import AccessToken, RefreshToken, reset_link_tokens
 from conftest import DEFAULT_PASSWORD
 from tasks.models import Task, TaskList
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
@@ -1069,28 +1068,33 @@ def test_a_reset_link_works_for_password_reset_hours_and_the_mail_says_so(
     anon_client, user, settings, monkeypatch
 ):
     settings.PASSWORD_RESET_TIMEOUT = 3600  # PASSWORD_RESET_HOURS=1
-    mailed_at = default_token_generator._now().replace(microsecond=0)
-    monkeypatch.setattr(default_token_generator, "_now", lambda: mailed_at)
+    mailed_at = reset_link_tokens._now().replace(microsecond=0)
+    monkeypatch.setattr(reset_link_tokens, "_now", lambda: mailed_at)
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
     message = sent_mail()[0]
     assert "The link works once, within 1 hour." in message.body
     params = {**reset_link_params(message), "new_password": NEW_PASSWORD}
     later = mailed_at + timedelta(hours=1, seconds=1)
-    monkeypatch.setattr(default_token_generator, "_now", lambda: later)
+    monkeypatch.setattr(reset_link_tokens, "_now", lambda: later)
     response = anon_client.post("/api/v1/auth/password/reset/confirm/", params)
     assert assert_problem(response, 400)["errors"] == {
         "token": ["The reset link is invalid or has expired."]
     }
-    monkeypatch.setattr(default_token_generator, "_now", lambda: later - timedelta(seconds=2))
+    monkeypatch.setattr(reset_link_tokens, "_now", lambda: later - timedelta(seconds=2))
     assert anon_client.post("/api/v1/auth/password/reset/confirm/", params).status_code == 204
 
 
-def test_a_reset_link_mailed_before_a_deactivation_is_refused(anon_client, user):
-    # The link's token does not depend on is_active: the confirm must check it, or the link
-    # would set the password a reactivation then brings back to life.
+@pytest.mark.parametrize("reactivated", [False, True])
+def test_a_reset_link_mailed_before_a_deactivation_is_refused(anon_client, user, reactivated):
+    """Refused while the account is inactive, and after support reactivates it: the link's
+    token is bound to the token generation a deactivation moves (accounts.tokens.
+    ResetLinkTokens; Django's alone bound the password, last sign-in and email, so the link
+    worked again once the account was active; review 29c)."""
     anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
     params = reset_link_params(sent_mail()[0])
     account_services.user_deactivate(user=user)
+    if reactivated:  # as the admin's user form saves it
+        User.objects.filter(pk=user.pk).update(is_active=True)
     response = anon_client.post(
         "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
     )
@@ -1099,6 +1103,18 @@ def test_a_reset_link_mailed_before_a_deactivation_is_refused(anon_client, user)
     }
     user.refresh_from_db()
     assert not user.check_password(NEW_PASSWORD)
+
+
+def test_sign_out_everywhere_ends_the_reset_links_mailed_before(anon_client, user):
+    """A leaked link is one more way in: ending every token ends it too."""
+    anon_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    params = reset_link_params(sent_mail()[0])
+    user.revoke_tokens()
+    user.save(update_fields=["token_generation"])
+    response = anon_client.post(
+        "/api/v1/auth/password/reset/confirm/", {**params, "new_password": NEW_PASSWORD}
+    )
+    assert_problem(response, 400)
 
 
 @pytest.mark.parametrize(

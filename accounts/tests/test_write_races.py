@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from django.contrib.auth.hashers import make_password
-from django.contrib.auth.tokens import default_token_generator
 from django.contrib.messages import get_messages
 from django.db import connection
 from django.utils.encoding import force_bytes
@@ -25,6 +24,7 @@ from rest_framework.test import APIClient
 from accounts.models import User
 from accounts.services import user_deactivate, user_set_password, user_sign_out_everywhere
 from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tokens import reset_link_tokens
 from conftest import DEFAULT_PASSWORD, client_for
 from tasks.models import Tag, Task
 from todo_project.tests.helpers import (
@@ -71,7 +71,7 @@ def change_password(client: APIClient) -> Callable[[], int]:
 def confirm_reset(user: User) -> Callable[[], int]:
     link = {
         "uid": urlsafe_base64_encode(force_bytes(user.pk)),
-        "token": default_token_generator.make_token(User.objects.get(pk=user.pk)),  # as mailed
+        "token": reset_link_tokens.make_token(User.objects.get(pk=user.pk)),  # as mailed
     }
 
     def run() -> int:

@@ -62,6 +62,15 @@ def test_a_missing_short_or_garbled_forwarded_header_falls_back_to_remote_addr(
     assert client_ip(request_from("10.0.0.2", forwarded)) == "10.0.0.2"
 
 
+def test_an_ipv4_client_of_a_dual_stack_socket_is_its_ipv4_address():
+    """With HOST=:: an IPv4 client comes as "::ffff:a.b.c.d": as IPv6 its /64 was "::", one
+    bucket for every IPv4 client (a stranger's wrong passwords locked anyone out of signing in
+    from anywhere; review 29c)."""
+    assert client_ip(request_from("::ffff:198.51.100.7")) == "198.51.100.7"
+    assert ip_bucket(request_from("::ffff:198.51.100.7")) == "198.51.100.7"
+    assert ip_bucket(request_from("::ffff:203.0.113.9")) == "203.0.113.9"
+
+
 def test_an_ipv6_client_is_one_bucket_per_64():
     first = ip_bucket(request_from("2001:db8:1:2:aaaa::1"))
     assert first == ip_bucket(request_from("2001:db8:1:2:bbbb::2")) == "2001:db8:1:2::"
@@ -259,6 +268,20 @@ def test_sign_in_is_limited_per_email_and_ip(anon_client, user, other_user, sett
     assert anon_client.post("/api/v1/auth/token/", right, REMOTE_ADDR="192.0.2.50").status_code == (
         200
     )
+
+
+def test_sign_in_through_a_dual_stack_socket_is_limited_per_ipv4_client(
+    anon_client, user, settings
+):
+    settings.RATE_LIMIT_LOGIN = "10/d"
+    wrong = {"email": user.email, "password": "not-the-password"}
+    for _ in range(10):
+        anon_client.post("/api/v1/auth/token/", wrong, REMOTE_ADDR="::ffff:198.51.100.7")
+    right = {"email": user.email, "password": DEFAULT_PASSWORD}
+    owner = anon_client.post("/api/v1/auth/token/", right, REMOTE_ADDR="::ffff:203.0.113.9")
+    assert owner.status_code == 200
+    stranger = anon_client.post("/api/v1/auth/token/", right, REMOTE_ADDR="::ffff:198.51.100.7")
+    assert_problem(stranger, 429)
 
 
 def test_sign_in_headers_show_the_tighter_of_its_two_limits(anon_client, user, settings):
