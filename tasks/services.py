@@ -430,6 +430,10 @@ def _count_and_positions_right_after(
         for task_id in in_group[anchor.sibling_group]:
             rank, next_rank = successors[task_id]
             successors[task_id] = (moved.get(rank, rank), moved.get(next_rank, next_rank))
+    for anchor in anchors:
+        # A spread may have moved the anchor itself (down, or the whole group): a caller that
+        # saves it (a completion by PATCH) must write its rank as it is now.
+        anchor.position = successors[anchor.pk][0]
     return owned, {task_id: _bisect(*successors[task_id]) for task_id in ids}
 
 
@@ -479,6 +483,7 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
         anchor_rank, next_other_rank = anchor[2:]
         if (
             in_group
+            and attempt == 0  # after a spread, which may move the task, its rank is stale
             and anchor_rank < task.position
             and (next_other_rank is None or task.position < next_other_rank)
         ):
@@ -488,7 +493,8 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
             task.position = position
             return True
         if attempt == 0:
-            # Opens the gap; the anchor may move down, so it is read again.
+            # Opens the gap; the anchor may move down, so it is read again. The task was not
+            # right after it, and a spread keeps the order: it is placed, whatever it moved.
             _spread_after(task.owner_id, task.sibling_group, anchor_rank)
     raise AssertionError("a spread always opens the gap")  # pragma: no cover
 

@@ -1,4 +1,5 @@
 import functools
+import random
 from datetime import date
 
 import pytest
@@ -127,6 +128,96 @@ def test_a_used_up_gap_moves_only_the_tasks_crowded_into_it(make_task, make_list
     # Renumbering the whole group would have moved all of these.
     assert [inbox["a"], inbox["b"], inbox["c"]] == [a.position, b.position, c.position]
     assert Task.objects.get(pk=elsewhere.pk).position == elsewhere.position
+
+
+def test_a_move_whose_spread_moves_the_task_itself_places_it(api_client, user):
+    """`a, m9, m8, m7, …` after ten moves into the gap after `a`: moving m7 after `a` spreads
+    m9, m8 and m7 itself up, and m7's rank read before that was compared with the new
+    neighbours: "already there", a 200 with the old position and version, m7 still fourth, and
+    its next If-Match a 412 (review 29d)."""
+    post = functools.partial(api_client.post, format="json")
+    a = post("/api/v1/tasks/", {"title": "a"}).json()
+    post("/api/v1/tasks/", {"title": "b"})
+    moved = [post("/api/v1/tasks/", {"title": f"m{i}"}).json() for i in range(10)]
+    for task in moved:
+        assert post(f"/api/v1/tasks/{task['id']}/move/", {"after": a["id"]}).status_code == 200
+    assert order()[:4] == ["a", "m9", "m8", "m7"]
+
+    response = post(f"/api/v1/tasks/{moved[7]['id']}/move/", {"after": a["id"]})
+
+    assert response.status_code == 200
+    assert order()[:4] == ["a", "m7", "m9", "m8"]
+    stored = Task.objects.get(pk=moved[7]["id"])
+    assert (response.json()["position"], response.json()["version"]) == (
+        stored.position,
+        stored.version,
+    )
+    assert response["ETag"] == api_client.get(f"/api/v1/tasks/{stored.pk}/")["ETag"]
+
+
+def test_random_moves_keep_the_order_a_plain_list_predicts(user, make_list):
+    """Seeded moves (most after a few hot anchors, whose gaps get used up; some first, some
+    across lists) against a list model of "right after `after`" and "first". The code before
+    review 29d's fix went wrong at step 194."""
+    rng = random.Random(1)
+    lists = [None, make_list("L1"), make_list("L2")]
+    model = {None: [], lists[1].pk: [], lists[2].pk: []}
+    for i in range(40):
+        target = rng.choice(lists)
+        data = {"title": f"t{i}", **({"list": target} if target else {})}
+        model[target and target.pk].append(services.task_create(user=user, data=data).pk)
+    ids = [pk for group in model.values() for pk in group]
+    hot = rng.sample(ids, 3)
+    for step in range(250):
+        task_id = rng.choice(ids)
+        current = next(key for key, group in model.items() if task_id in group)
+        target, key = services.UNCHANGED, current
+        if rng.random() < 0.1:
+            target = rng.choice(lists)
+            key = target and target.pk
+        others = [pk for pk in model[key] if pk != task_id]
+        draw = rng.random()
+        if not others or draw < 0.15:
+            after = None
+        else:
+            anchors = [pk for pk in hot if pk in others] if draw < 0.8 else []
+            after = rng.choice(anchors or others)
+        services.task_move(
+            task=Task.objects.get(pk=task_id),
+            after=after and Task.objects.get(pk=after),
+            list_=target,
+        )
+        model[current].remove(task_id)
+        model[key].insert(0 if after is None else model[key].index(after) + 1, task_id)
+        if step % 10 == 9:
+            for group, expected in model.items():
+                stored = Task.objects.filter(owner=user, parent=None, list_id=group)
+                assert list(stored.order_by("position").values_list("pk", flat=True)) == expected
+
+
+@pytest.mark.parametrize("how", ["down", "whole-group", "whole-group-onto-a-taken-rank"])
+def test_completing_a_recurring_task_by_patch_where_its_spread_moves_it(api_client, user, how):
+    """As the bulk tests above, one task by PATCH, the way most clients complete: the spread
+    that opens the room for its copy moves the task itself (down, or the whole group
+    renumbered), and the completion wrote its old rank back: its copy before it, or it
+    elsewhere in the group; onto a rank the renumbering gave another task, a 500 (review 29d)."""
+    if how == "down":  # no room after t0 within SPREAD_RUN_LIMIT: t0 and those before move down
+        ranks = {"far": -10000, "t-2": -2, **{f"t{rank}": rank for rank in range(LIMIT + 2)}}
+    else:  # crowded both ways: the whole group is renumbered to 1024, 2048, …
+        base = 2 * POSITION_GAP if how == "whole-group-onto-a-taken-rank" else 0
+        ranks = {f"t{rank}": base + rank for rank in range(-LIMIT - 1, LIMIT + 2)}
+    (t0,) = _crowded_recurring(user, ranks, {"t0"})
+
+    response = api_client.patch(f"/api/v1/tasks/{t0}/", {"completed": True}, format="json")
+
+    assert response.status_code == 200, response.content
+    in_order = sorted(ranks, key=ranks.__getitem__)
+    assert order(owner=user) == [
+        copy for title in in_order for copy in [title] * (title == "t0") + [title]
+    ]
+    ids = [str(pk) for pk in Task.objects.order_by("position").values_list("pk", flat=True)]
+    assert ids[ids.index(str(t0)) + 1] == response.json()["next_occurrence"]
+    assert response.json()["position"] == Task.objects.get(pk=t0).position
 
 
 def ranks_after_spreading(user, ranks: list[int], above: int) -> list[int]:
