@@ -17,7 +17,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import actions as django_actions
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Count, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst, smart_split, unescape_string_literal
 from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import ValidationError as Invalid
 
 from accounts.models import User, UserManager
 from tasks import services
@@ -329,6 +330,9 @@ class NameFormField(forms.CharField):
         return composed(super().to_python(value), self.stored)
 
 
+NAME_TAKEN = "This user already has one with this name."
+
+
 class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
     """Names are unique per owner, case-insensitively: a clear error, not a silent merge."""
 
@@ -354,7 +358,7 @@ class OwnedNameForm(StoredLineBreaksKept, forms.ModelForm):
             .exclude(pk=self.instance.pk)
         )
         if owner_id is not None and taken.exists():
-            raise forms.ValidationError("This user already has one with this name.")
+            raise forms.ValidationError(NAME_TAKEN)
         return name
 
 
@@ -850,7 +854,14 @@ class TagAdmin(OwnedAdmin):
             # Counted as every tag the API makes is (services.tags_get_or_create); at the cap,
             # the Conflict is the form's error (SaveRefusalsShown).
             ensure_tag_room(owned=Tag.objects.filter(owner_id=obj.owner_id).count(), adding=1)
-            super().save_model(request, obj, form, change)
+            try:
+                with transaction.atomic():
+                    super().save_model(request, obj, form, change)
+            except IntegrityError as error:
+                if getattr(error.__cause__, "sqlstate", None) != "23505":
+                    raise
+                # Its owner made the name since the form found it free: the form's own error.
+                raise Invalid({"name": [NAME_TAKEN]}) from error
         elif "name" in form.changed_data:
             # The service bumps `version` of every task carrying the tag: their body changes.
             services.tag_rename(user=obj.owner, tag=form.locked_row, name=obj.name)

@@ -1062,6 +1062,25 @@ def test_adding_a_list_to_an_account_at_its_cap_is_a_form_error_and_saves_nothin
 
 
 @pytest.mark.django_db
+def test_a_tag_name_its_owner_takes_while_the_admin_adds_it_is_a_form_error(
+    admin_client, user, monkeypatch
+):
+    """The owner's own tag of that name made between the form's check and the save (a task
+    write of theirs): the unique index refused the save, a 500 page."""
+    counted = admin_module.ensure_tag_room
+
+    def made_meanwhile(**counts) -> None:  # the last step before the save
+        counted(**counts)
+        Tag.objects.create(owner=user, name="Home")
+
+    monkeypatch.setattr(admin_module, "ensure_tag_room", made_meanwhile)
+    response = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"})
+
+    assert form_errors(response) == {"name": [admin_module.NAME_TAKEN]}
+    assert not Tag.objects.exists()  # the page's transaction, the owner's tag in it, rolled back
+
+
+@pytest.mark.django_db
 def test_a_tag_added_in_the_admin_counts_against_the_accounts_tag_cap(admin_client, user, settings):
     """TagAdmin saved a new tag without quotas.ensure_tag_room, which every API path making a
     tag goes through (services.tags_get_or_create): an account got past MAX_TAGS_PER_USER."""
