@@ -24,7 +24,7 @@ from rest_framework_simplejwt.exceptions import (
 )
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.state import token_backend
-from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
@@ -201,3 +201,19 @@ class ResetLinkTokens(PasswordResetTokenGenerator):
 
 
 reset_link_tokens = ResetLinkTokens()
+
+
+def purge_expired_tokens(by: datetime | None = None) -> int:
+    """Deletes the refresh tokens expired by `by` (now) and their blacklist entries, in one
+    statement (manage.py flushexpiredtokens); returns how many tokens."""
+    outstanding, blacklisted = OutstandingToken._meta.db_table, BlacklistedToken._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH expired AS (SELECT id FROM {outstanding} WHERE expires_at <= %s),
+            unlisted AS (DELETE FROM {blacklisted} WHERE token_id IN (SELECT id FROM expired))
+            DELETE FROM {outstanding} WHERE id IN (SELECT id FROM expired)
+            """,
+            [by or now()],
+        )
+        return cursor.rowcount

@@ -19,7 +19,7 @@ from django.core.exceptions import (
     RequestDataTooBig,
     SuspiciousOperation,
 )
-from django.db import DatabaseError, OperationalError
+from django.db import DatabaseError, OperationalError, connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.common import CommonMiddleware
@@ -103,13 +103,18 @@ def is_database_unavailable(exc: Exception) -> bool:
     """A database the server cannot reach, or that is going away: nothing the client did, and
     what a retry a little later fixes (a 500 would say the server is broken). SQLSTATE class 08
     (connection exception) and 57P01-57P03 (shutting down, crashed, not accepting connections
-    yet); a connection refused, or lost, has none in psycopg 3. Not InterfaceError: psycopg 3
-    raises it for misuse ("the cursor is closed"), a bug that a retry would not fix."""
+    yet); a connection refused, or lost, has none in psycopg 3, and leaves no connection or a
+    broken one. Not a statement libpq refused to send while the connection stays good (past
+    65,535 parameters), nor InterfaceError, which psycopg 3 raises for misuse ("the cursor is
+    closed"): bugs that a retry would not fix."""
     if not isinstance(exc, OperationalError):
         return False
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
     if sqlstate is None:
-        return isinstance(exc.__cause__, psycopg.OperationalError)
+        held = connection.connection
+        return isinstance(exc.__cause__, psycopg.OperationalError) and (
+            held is None or held.broken or held.closed
+        )
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 

@@ -172,6 +172,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Before simplejwt's blacklist app: its flushexpiredtokens command is accounts' (why there).
+    "accounts",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
@@ -179,7 +181,6 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "corsheaders",
     "django_ratelimit",
-    "accounts",
     "tasks",
 ]
 

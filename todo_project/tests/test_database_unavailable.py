@@ -96,3 +96,9 @@ def test_misuse_and_query_errors_are_not_an_outage():
         timed.execute("SET LOCAL statement_timeout = 1")
         timed.execute("SELECT pg_sleep(1)")
     assert not is_database_unavailable(timeout.value)
+    # No SQLSTATE, the connection still good: a statement libpq refuses to send. manage.py
+    # said "Cannot use the database of DATABASE_URL" of it (review 29f).
+    with pytest.raises(OperationalError) as too_many, connection.cursor() as cursor:
+        cursor.execute("SELECT %s" + ", %s" * 65_535, list(range(65_536)))
+    assert "65535" in str(too_many.value)
+    assert not is_database_unavailable(too_many.value)
