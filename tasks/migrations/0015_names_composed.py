@@ -136,12 +136,13 @@ def merge_tags(cursor, tag_ids: list[int], into_id: int, now) -> None:
     cursor.execute("DELETE FROM tasks_tag WHERE id = ANY(%s)", [tag_ids])
 
 
-def compose_tag(cursor, tag_id: int, owner_id, name: str, now) -> None:
+def compose_tag(cursor, tag_id: int, owner_id, name: str) -> None:
     """Tag `tag_id`, as read named `name`, renamed to the name composed; merged into its
     owner's tag of that name if there is one. Unless an old worker renamed it meanwhile."""
     composed = unicodedata.normalize("NFC", name)
     into = _named(cursor, "tasks_tag", owner_id, composed, tag_id)
     lock_tags(cursor, [tag_id], tag_id if into is None else into)
+    now = timezone.now()  # once locked, as the API stamps: a sync misses no change (0016 too)
     cursor.execute("SELECT name FROM tasks_tag WHERE id = %s", [tag_id])
     if cursor.fetchone() != (name,):
         return
@@ -155,27 +156,28 @@ def compose_tag(cursor, tag_id: int, owner_id, name: str, now) -> None:
     cursor.execute("UPDATE tasks_tag SET name = %s WHERE id = %s", [composed, tag_id])
 
 
-def compose_list_name(cursor, list_id: int, owner_id, name: str, now) -> None:
+def compose_list_name(cursor, list_id: int, owner_id, name: str) -> None:
     composed = unicodedata.normalize("NFC", name)
     if _named(cursor, "tasks_tasklist", owner_id, composed, list_id) is None:
         cursor.execute(
             "UPDATE tasks_tasklist SET name = %s, version = version + 1, updated_at = %s "
             "WHERE id = %s AND name = %s",
-            [composed, now, list_id, name],
+            [composed, timezone.now(), list_id, name],
         )
 
 
 def compose_names(apps, schema_editor) -> None:
     """A transaction a row, each looking its name up after the rows before it were written:
     two spellings of one name neither of which is composed become one. An interrupted run
-    leaves the rows done composed, and the next run finds the others."""
-    now = timezone.now()
+    leaves the rows done composed, and the next run finds the others. Each stamps the tasks
+    and lists it changes when it writes them, not when the run began: a row may commit minutes
+    later, and a sync that began meanwhile would never see it."""
     connection = schema_editor.connection
     for table, compose in (("tasks_tag", compose_tag), ("tasks_tasklist", compose_list_name)):
         for pk, owner_id, name in _beyond_ascii(connection, table):
             composed = unicodedata.normalize("NFC", name)
             if composed != name and len(composed) <= _MAX_LENGTH[table]:
-                in_a_transaction_giving_way(connection, compose, pk, owner_id, name, now)
+                in_a_transaction_giving_way(connection, compose, pk, owner_id, name)
 
 
 class Migration(migrations.Migration):

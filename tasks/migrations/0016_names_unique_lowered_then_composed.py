@@ -70,7 +70,7 @@ def _free_list_name(cursor, owner_id, name: str) -> str:
         number += 1
 
 
-def _merge_tags_of_the_key(cursor, tag_ids: list[int], key: str, now) -> None:
+def _merge_tags_of_the_key(cursor, tag_ids: list[int], key: str) -> None:
     """Tags `tag_ids` (the oldest first) that were of `key`: those still of it once locked
     merged into the oldest of them (a worker not yet deployed may have renamed or deleted one,
     the oldest too, since the sets were read)."""
@@ -78,10 +78,10 @@ def _merge_tags_of_the_key(cursor, tag_ids: list[int], key: str, now) -> None:
     composed_names.lock_tags(cursor, others, kept)
     cursor.execute(_TAGS_OF_THE_KEY, [tag_ids, key])
     if len(still := [pk for (pk,) in cursor.fetchall()]) > 1:
-        composed_names.merge_tags(cursor, still[1:], still[0], now)
+        composed_names.merge_tags(cursor, still[1:], still[0], timezone.now())
 
 
-def _rename_list_sharing_its_key(cursor, list_id: int, owner_id, now) -> None:
+def _rename_list_sharing_its_key(cursor, list_id: int, owner_id) -> None:
     """List `list_id` renamed if, once locked, another of its owner's lists still shares its
     key. Its new name is of no other list: it makes no set of its own."""
     cursor.execute(_LIST_STILL_SHARING_ITS_KEY, [list_id])
@@ -89,25 +89,25 @@ def _rename_list_sharing_its_key(cursor, list_id: int, owner_id, now) -> None:
         cursor.execute(
             "UPDATE tasks_tasklist SET name = %s, version = version + 1, updated_at = %s "
             "WHERE id = %s",
-            [_free_list_name(cursor, owner_id, row[0]), now, list_id],
+            [_free_list_name(cursor, owner_id, row[0]), timezone.now(), list_id],
         )
 
 
 def resolve_names_of_one_key(apps, schema_editor) -> None:
     """One transaction a tag set or a list, so its locks are held no longer than its merge or
     rename, giving way to the API's writes as 0015 does; an interrupted run leaves the ones
-    done and the rest, as the next run finds them."""
-    now = timezone.now()
+    done and the rest, as the next run finds them. Each stamps what it changes when it writes
+    it, as 0015 does."""
     connection = schema_editor.connection
     for _owner_id, key, tag_ids in _sharing_a_key(connection, "tasks_tag", "id"):
         composed_names.in_a_transaction_giving_way(
-            connection, _merge_tags_of_the_key, tag_ids, key, now
+            connection, _merge_tags_of_the_key, tag_ids, key
         )
     lists = _sharing_a_key(connection, "tasks_tasklist", "created_at, id")
     for owner_id, _key, (_kept, *others) in lists:
         for list_id in others:
             composed_names.in_a_transaction_giving_way(
-                connection, _rename_list_sharing_its_key, list_id, owner_id, now
+                connection, _rename_list_sharing_its_key, list_id, owner_id
             )
 
 

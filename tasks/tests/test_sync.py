@@ -3,7 +3,10 @@ whatever is written while it pages (the audit's scenarios of 2026-12-03, where p
 with `updated_since` missed a task for good and never showed a deletion)."""
 
 import base64
+import importlib
 import threading
+import time
+import types
 from datetime import timedelta
 
 import pytest
@@ -16,7 +19,7 @@ from accounts.services import user_delete
 from conftest import client_for
 from tasks import services, sync
 from tasks.models import DeletedTask, Task
-from todo_project.tests.helpers import wait_for_lock_waiters
+from todo_project.tests.helpers import connection_of_its_own, start_in_thread, wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db
 
@@ -271,3 +274,36 @@ def test_a_sync_from_the_start_resumed_after_the_days_kept_is_a_410(
     monkeypatch.setattr(sync.timezone, "now", lambda: later)
 
     assert api_client.get(URL, {"cursor": cursor}).status_code == 410
+
+
+@pytest.mark.django_db(transaction=True)  # the migration commits a transaction a row
+def test_a_name_migration_stamps_what_it_changes_when_it_writes_it(user, monkeypatch):
+    """Migration 0015 renames a tag in a transaction of its own that gives way to the API's
+    writes, for as long as they are in its way. Its stamp was the run's start: a sync made
+    meanwhile had moved its cursor past it, and the device kept the old name and version for
+    good (review 29e; 0016 the same). COMMIT_LAG shrunk to 1 s, the wait to 2.5 s: the same
+    for any lag shorter than a run."""
+    monkeypatch.setattr(sync, "COMMIT_LAG", timedelta(seconds=1))
+    device = Device(client_for(user))
+    task = services.task_create(user=user, data={"title": "Coffee", "tags": ["cafe"]})
+    with connection.cursor() as cursor:  # a name stored decomposed, from before 0015
+        cursor.execute(
+            "UPDATE tasks_tag SET name = %s WHERE owner_id = %s", ["Cafe\u0301", user.pk]
+        )
+    device.sync()
+    composed_names = importlib.import_module("tasks.migrations.0015_names_composed")
+    in_its_way = connection_of_its_own(connection)  # a request holding the task
+    with in_its_way.transaction():
+        in_its_way.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [task.pk])
+        migrating = start_in_thread(
+            lambda: composed_names.compose_names(None, types.SimpleNamespace(connection=connection))
+        )
+        time.sleep(2.5)
+        device.sync()
+    in_its_way.close()
+    migrating()
+
+    device.sync()
+    task.refresh_from_db()
+    assert device.tasks[str(task.pk)]["tags"] == ["Café"]
+    assert device.tasks[str(task.pk)]["version"] == task.version == 2
