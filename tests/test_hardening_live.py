@@ -85,3 +85,32 @@ def test_two_writers_with_one_etag_one_gets_412(make_user, gunicorn):  # noqa: F
     assert sorted(results.values()) == [200, 412], results
     task = Task.objects.get(pk=task_id)
     assert task.version == 2 and results[task.title] == 200
+
+
+def test_a_304_through_gunicorn_has_no_body_nor_length_and_the_connection_goes_on(
+    make_user,
+    gunicorn,  # noqa: F811
+):
+    """No `Content-Length: 0` (RFC 9110, 8.6), and no chunked framing either: the next answer
+    on the same keep-alive connection reads whole."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    base, _ = gunicorn
+    user = make_user(email="live-304@example.com")
+    access = str(RefreshToken.for_user(user).access_token)
+    _, headers, content = call("POST", f"{base}/api/v1/tasks/", access, {"title": "t"})
+    path, auth = (
+        f"/api/v1/tasks/{json.loads(content)['id']}/",
+        {"Authorization": f"Bearer {access}"},
+    )
+    server = urlsplit(base)
+    client = http.client.HTTPConnection(server.hostname, server.port, timeout=20)
+    client.request("GET", path, headers={**auth, "If-None-Match": headers["ETag"]})
+    not_modified = client.getresponse()
+    assert (not_modified.status, not_modified.read()) == (304, b"")
+    assert not_modified.getheader("Content-Length") is None
+    assert not_modified.getheader("Transfer-Encoding") is None
+    client.request("GET", path, headers=auth)  # the same connection
+    assert json.loads(client.getresponse().read())["title"] == "t"
+    client.close()

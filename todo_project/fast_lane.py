@@ -48,7 +48,7 @@ from todo_project.request_id import REQUEST_ID_HEADER, identified, log_access
 
 # What becomes of each entry of settings.MIDDLEWARE on a request the lane answers.
 MIDDLEWARE_IN_THE_LANE = {
-    "todo_project.middleware.HeadWithoutBodyMiddleware": "nothing: the lane answers GET only",
+    "todo_project.middleware.AnswersWithoutBodyMiddleware": "nothing: the lane answers GET only",
     "todo_project.request_id.RequestIdMiddleware": "its identified() and log_access()",
     "todo_project.middleware.ApiCacheControlMiddleware": "its process_response",
     "django.middleware.security.SecurityMiddleware": "its process_request, its headers",

@@ -46,9 +46,11 @@ class PagesContentSecurityPolicyMiddleware(SkippedOnApiMixin, CSPMiddleware):
     CPU in the benchmark's profile, for a header the JSON API does not send."""
 
 
-class HeadWithoutBodyMiddleware:
+class AnswersWithoutBodyMiddleware:
     """A HEAD answer without the body Django renders for it (WSGI servers drop the body, and
-    gunicorn logs a warning for each); its headers stay those of the GET, Content-Length too."""
+    gunicorn logs a warning for each); its headers stay those of the GET, Content-Length too.
+    A 304 without the `Content-Length: 0` CommonMiddleware gives it: RFC 9110 (8.6) allows only
+    the length the 200 would have had, and a cache may take it for the stored answer's."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -57,6 +59,8 @@ class HeadWithoutBodyMiddleware:
         response = self.get_response(request)
         if request.method == "HEAD" and not response.streaming:
             response.content = b""
+        if response.status_code == 304 and response.has_header("Content-Length"):
+            del response["Content-Length"]
         return response
 
 

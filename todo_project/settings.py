@@ -185,7 +185,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "todo_project.middleware.HeadWithoutBodyMiddleware",
+    "todo_project.middleware.AnswersWithoutBodyMiddleware",
     "todo_project.request_id.RequestIdMiddleware",
     "todo_project.middleware.ApiCacheControlMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -42,6 +42,8 @@ def test_if_none_match_with_the_current_etag_is_304_without_a_body(api_client, t
     assert response.status_code == 304
     assert response.content == b""
     assert response["ETag"] == '"1"'
+    # Only the length the 200 would have had may be sent (RFC 9110, 8.6): none (review 29e).
+    assert not response.has_header("Content-Length")
 
 
 @pytest.mark.django_db
