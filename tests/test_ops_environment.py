@@ -193,6 +193,9 @@ def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line(
         # Started: a master that listened with no worker, every request left waiting.
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be from 1 to 2147483647, not 0."),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        # Served without a word, with none of the production requirements (SECRET_KEY,
+        # REDIS_URL, HTTPS) and tracebacks for any client.
+        ("DEBUG", "1", "DEBUG must be off under gunicorn, the production server"),
     ],
 )
 def test_gunicorn_refuses_in_one_line_before_it_listens(name, value, message):

@@ -5,7 +5,9 @@ Defaults are the safe production ones; `make run` turns on what development want
 
 import os
 import re
+import secrets
 import sys
+import tempfile
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -92,11 +94,41 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules
 
+# The production server never runs with DEBUG on: it drops every production requirement (a
+# strong SECRET_KEY, REDIS_URL, HTTPS) without a word. gunicorn.conf.py refuses it before the
+# app loads; this covers gunicorn with another config file, and uvicorn.
+if DEBUG and not TESTING and ("gunicorn" in sys.modules or "uvicorn" in sys.modules):
+    refuse("DEBUG must be off under gunicorn or uvicorn, the production servers.")
+
+
+def key_of_the_data_directory() -> str:
+    """SECRET_KEY when unset under DEBUG or the tests: a random key kept in the project-local
+    data directory (TODO_DATA_DIR, else .data/), the file `make serve` keeps, made on first use
+    readable by its owner only. Never a constant: the one this replaced was public in the
+    repository, and signed the JWTs of any server started with DEBUG=1 and no SECRET_KEY."""
+    path = Path(os.environ.get("TODO_DATA_DIR") or BASE_DIR / ".data") / "secret_key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, made = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")  # 0600
+            try:
+                with os.fdopen(descriptor, "w") as file:
+                    file.write(secrets.token_urlsafe(50) + "\n")
+                os.link(made, path)  # whole or not at all; a concurrent process's key wins
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(made)
+        key = path.read_text().strip()
+    except OSError as error:
+        refuse(f"SECRET_KEY is not set, and {path} cannot be made or read: {error.strerror}.")
+    if not key:
+        refuse(f"SECRET_KEY is not set, and {path} is empty.")
+    return key
+
+
 require_in_production("SECRET_KEY")  # better than running with a guessable key
-SECRET_KEY = (
-    os.environ.get("SECRET_KEY")
-    or "insecure-development-key-only-for-debug-and-tests-0123456789abcdef"
-)
+SECRET_KEY = os.environ.get("SECRET_KEY") or key_of_the_data_directory()
 
 
 def refuse_a_weak_key(name: str) -> None:
@@ -302,6 +334,9 @@ if REDIS_URL:
 else:
     # Only acceptable for a single-process debug server (refused above with DEBUG off).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# DEBUG's error pages hide DATABASE_URL, REDIS_URL and the caches' LOCATION too (passwords).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "todo_project.reporting.SafeExceptionReporterFilter"
 
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache has an atomic INCR; django-ratelimit only lists django-redis.
