@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import csp.constants
 import dj_database_url
+import psycopg
 from django.core.checks.security import base as security_checks
 from django.utils.module_loading import import_string
 
@@ -29,6 +30,7 @@ from todo_project.envvars import (
     gunicorn_bind,
     gunicorn_forwarded_allow_ips,
     gunicorn_workers,
+    is_bracketed_ipv6,
     refuse,
 )
 
@@ -160,6 +162,14 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 if not ALLOWED_HOSTS or any(re.search(r"\s", host) for host in ALLOWED_HOSTS):
     # Blank, or hosts separated by spaces: every request would be a 400.
     refuse("ALLOWED_HOSTS must list host names separated by commas (todo.example.com,...).")
+for _host in ALLOWED_HOSTS:
+    # Django compares the request's host without its port, so a URL, a path or a host:port never
+    # matches (every request a 400): only a bracketed IPv6 address has a colon.
+    if "/" in _host or (":" in _host and not is_bracketed_ipv6(_host)):
+        refuse(
+            "ALLOWED_HOSTS must list host names without scheme, path or port "
+            f"(todo.example.com,.example.com,[::1]), not {_host!r}."
+        )
 
 ROOT_URLCONF = "todo_project.urls"
 WSGI_APPLICATION = "todo_project.wsgi.application"
@@ -251,6 +261,8 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 
+# What a URL's query may hold (dj_database_url passes it on as OPTIONS): libpq's parameters.
+_libpq_parameters = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()}
 require_in_production("DATABASE_URL")
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
@@ -273,6 +285,12 @@ except ValueError:  # an unknown scheme, an unparsable URL
     refuse("DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
+# Both failed only at the first connection, with a traceback (migrate's, in the image).
+if not DATABASES["default"]["NAME"]:
+    refuse("DATABASE_URL has no database name (postgres://USER:PASSWORD@HOST:PORT/NAME).")
+for _option in DATABASES["default"].get("OPTIONS", {}):
+    if _option not in _libpq_parameters:
+        refuse(f"DATABASE_URL has an unknown option {_option!r} (libpq's, like sslmode=require).")
 # A server that accepts the connection and never answers (hung, half-partitioned) fails the
 # connect after this many seconds instead of holding the worker until gunicorn kills it, and
 # /readyz says 503 within the contract's 2 s. At least 1: libpq reads 0 as "wait forever".

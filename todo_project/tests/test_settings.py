@@ -120,6 +120,31 @@ def test_a_malformed_database_url_is_refused_in_one_line_without_its_password(ur
     )
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # The name forgotten: Django's "supply the NAME" traceback at the first connection.
+        ("postgres://todo:hunter2@127.0.0.1:1", "DATABASE_URL has no database name"),
+        # A misspelt libpq option: psycopg's "invalid connection option" traceback.
+        ("postgres://todo:hunter2@127.0.0.1:1/todo?sslmod=require", "DATABASE_URL has an unknown"),
+    ],
+)
+def test_a_database_url_django_cannot_use_is_refused_in_one_line_without_its_password(url, message):
+    """Both passed the start and failed at the first connection (the image's migrate) with a
+    traceback; the password is not repeated."""
+    result = run_manage("check", **production_env(DATABASE_URL=url))
+    assert result.returncode == os.EX_CONFIG, result.stderr
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.splitlines()) == 1
+    assert "hunter2" not in result.stderr
+
+
+def test_libpq_options_in_the_database_url_are_taken():
+    url = "postgres://todo:pw@127.0.0.1:1/todo?sslmode=prefer&application_name=todo&currentSchema=a"
+    result = run_manage("check", **production_env(DATABASE_URL=url))
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_key_under_debug_is_kept_in_the_data_directory_not_a_constant_of_the_repository(
     tmp_path,
 ):
@@ -333,6 +358,13 @@ def test_the_statement_timeout_joins_options_database_url_carries():
     [
         ("ALLOWED_HOSTS", " ", "ALLOWED_HOSTS must list host names separated by commas"),
         ("ALLOWED_HOSTS", "a.example.com b.example.com", "ALLOWED_HOSTS must list host names"),
+        # Django compares the Host without its port: these never match, every request a 400.
+        ("ALLOWED_HOSTS", "https://todo.example.com", "ALLOWED_HOSTS must list host names"),
+        ("ALLOWED_HOSTS", "todo.example.com,todo.example.com:443", "ALLOWED_HOSTS must list"),
+        ("ALLOWED_HOSTS", "todo.example.com/api", "ALLOWED_HOSTS must list host names"),
+        ("ALLOWED_HOSTS", "::1", "ALLOWED_HOSTS must list host names"),  # [::1] is the one
+        # gunicorn bound [0.0.0.0:8000]:8000: five retries of a name lookup, then exit 1.
+        ("HOST", "0.0.0.0:8000", "HOST must be a host name or an IP address without a port"),
         ("REDIS_URL", "http://127.0.0.1:6379/0", "REDIS_URL must be a redis://"),
         ("REDIS_URL", "redis://127.0.0.1:abc/0", "REDIS_URL must be a redis://"),
         ("FRONTEND_URL", "app.example.com", "FRONTEND_URL must be an http(s) URL"),
