@@ -8,11 +8,19 @@ import os
 # with WEB_CONCURRENCY=0 a master that listened with no worker and answered nothing.
 from todo_project.envvars import (
     LOG_LEVELS,
+    env_bool,
     env_choice,
     gunicorn_bind,
     gunicorn_forwarded_allow_ips,
     gunicorn_workers,
+    refuse,
 )
+
+# The production server: DEBUG on would drop every production requirement (a strong
+# SECRET_KEY, REDIS_URL, HTTPS) without a word, and show tracebacks to any client. `make run`
+# is the server with DEBUG on.
+if env_bool("DEBUG", False):
+    refuse("DEBUG must be off under gunicorn, the production server (make run serves with it on).")
 
 bind = gunicorn_bind()
 workers = gunicorn_workers()

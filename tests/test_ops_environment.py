@@ -163,6 +163,12 @@ def test_origins_that_are_origins_are_taken():
     assert done.returncode == 0, done.stderr
 
 
+def test_allowed_hosts_that_can_match_are_taken():
+    # Django's own forms: a leading-dot domain, a bracketed IPv6 address, an IPv4 one, "*".
+    done = manage("check", ALLOWED_HOSTS="todo.example.com,.example.com,[::1],127.0.0.1,*")
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line():
     # gunicorn reads FORWARDED_ALLOW_IPS itself, before its config file, and stopped with a line
     # that named no variable; the migrate that runs first (image, make serve) names it now.
@@ -193,6 +199,9 @@ def test_the_migrate_before_gunicorn_refuses_proxies_it_cannot_read_in_one_line(
         # Started: a master that listened with no worker, every request left waiting.
         ("WEB_CONCURRENCY", "0", "WEB_CONCURRENCY must be from 1 to 2147483647, not 0."),
         ("LOG_LEVEL", "loud", "LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        # Served without a word, with none of the production requirements (SECRET_KEY,
+        # REDIS_URL, HTTPS) and tracebacks for any client.
+        ("DEBUG", "1", "DEBUG must be off under gunicorn, the production server"),
     ],
 )
 def test_gunicorn_refuses_in_one_line_before_it_listens(name, value, message):

@@ -81,9 +81,26 @@ def gunicorn_bind() -> str:
     host = env("HOST", "127.0.0.1").removeprefix("[").removesuffix("]")
     if re.search(r"[\s/\[\]]", host):
         refuse(f"HOST must be a host name or an IP address (0.0.0.0, ::), not {host!r}.")
+    if ":" in host and not is_bracketed_ipv6(f"[{host}]"):
+        # 0.0.0.0:8000: gunicorn bound [0.0.0.0:8000]:8000, retried five times, exit 1.
+        refuse(
+            f"HOST must be a host name or an IP address without a port (PORT is the port), "
+            f"not {host!r}."
+        )
     if ":" in host:
         host = f"[{host}]"
     return f"{host}:{env_int('PORT', 8000, minimum=1, maximum=65535)}"
+
+
+def is_bracketed_ipv6(value: str) -> bool:
+    """[::1]: an IPv6 address in brackets, as in a URL's host (a port may not follow)."""
+    if not (value.startswith("[") and value.endswith("]")):
+        return False
+    try:
+        ipaddress.IPv6Address(value[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def gunicorn_forwarded_allow_ips() -> str:

@@ -7,7 +7,7 @@ import uuid
 from concurrent.futures import Future
 
 from django.core.cache import cache
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
@@ -77,6 +77,21 @@ def _database_check() -> tuple[Future, float]:
         return _check_in_flight
 
 
+# PostgreSQL's refusals of a new session for want of a slot (SQLSTATE 53300, which libpq does not
+# expose for a failed connection: its English messages): the role's CONNECTION LIMIT, the
+# database's, max_connections, and the slots reserved for superusers / pg_use_reserved_connections.
+NO_SPARE_SESSION = ("too many connections", "too many clients", "remaining connection slots")
+
+
+def _no_spare_session(error: BaseException) -> bool:
+    """The server answered the check's new session with "too many connections": it is up, and
+    the workers, which hold connections of their own (CONN_MAX_AGE), serve on them. A 503 here
+    took every replica out of the load balancer at once, because their workers held the slots."""
+    return isinstance(error, DatabaseError) and any(
+        phrase in str(error) for phrase in NO_SPARE_SESSION
+    )
+
+
 def _cache_answers() -> None:
     key = f"readyz:{uuid.uuid4().hex}"
     cache.set(key, "1", timeout=5)
@@ -110,6 +125,14 @@ def readyz(request: HttpRequest) -> HttpResponse:
             "readiness check failed: database (no answer within %s s)", READY_BUDGET_SECONDS
         )
         failed.insert(0, "database")
+    except DatabaseError as error:
+        # One line with psycopg's message, not a 4 kB traceback per probe (every few seconds).
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if _no_spare_session(error):
+            logger.warning("readiness check: the database has no spare session, ready: %s", reason)
+        else:
+            logger.warning("readiness check failed: database (%s)", reason)
+            failed.insert(0, "database")
     except Exception:
         logger.warning("readiness check failed: database", exc_info=True)
         failed.insert(0, "database")

@@ -5,7 +5,9 @@ Defaults are the safe production ones; `make run` turns on what development want
 
 import os
 import re
+import secrets
 import sys
+import tempfile
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ from urllib.parse import urlsplit
 
 import csp.constants
 import dj_database_url
+import psycopg
 from django.core.checks.security import base as security_checks
 from django.utils.module_loading import import_string
 
@@ -27,6 +30,7 @@ from todo_project.envvars import (
     gunicorn_bind,
     gunicorn_forwarded_allow_ips,
     gunicorn_workers,
+    is_bracketed_ipv6,
     refuse,
 )
 
@@ -92,11 +96,41 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules
 
+# The production server never runs with DEBUG on: it drops every production requirement (a
+# strong SECRET_KEY, REDIS_URL, HTTPS) without a word. gunicorn.conf.py refuses it before the
+# app loads; this covers gunicorn with another config file, and uvicorn.
+if DEBUG and not TESTING and ("gunicorn" in sys.modules or "uvicorn" in sys.modules):
+    refuse("DEBUG must be off under gunicorn or uvicorn, the production servers.")
+
+
+def key_of_the_data_directory() -> str:
+    """SECRET_KEY when unset under DEBUG or the tests: a random key kept in the project-local
+    data directory (TODO_DATA_DIR, else .data/), the file `make serve` keeps, made on first use
+    readable by its owner only. Never a constant: the one this replaced was public in the
+    repository, and signed the JWTs of any server started with DEBUG=1 and no SECRET_KEY."""
+    path = Path(os.environ.get("TODO_DATA_DIR") or BASE_DIR / ".data") / "secret_key"
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, made = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")  # 0600
+            try:
+                with os.fdopen(descriptor, "w") as file:
+                    file.write(secrets.token_urlsafe(50) + "\n")
+                os.link(made, path)  # whole or not at all; a concurrent process's key wins
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(made)
+        key = path.read_text().strip()
+    except OSError as error:
+        refuse(f"SECRET_KEY is not set, and {path} cannot be made or read: {error.strerror}.")
+    if not key:
+        refuse(f"SECRET_KEY is not set, and {path} is empty.")
+    return key
+
+
 require_in_production("SECRET_KEY")  # better than running with a guessable key
-SECRET_KEY = (
-    os.environ.get("SECRET_KEY")
-    or "insecure-development-key-only-for-debug-and-tests-0123456789abcdef"
-)
+SECRET_KEY = os.environ.get("SECRET_KEY") or key_of_the_data_directory()
 
 
 def refuse_a_weak_key(name: str) -> None:
@@ -128,6 +162,14 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 if not ALLOWED_HOSTS or any(re.search(r"\s", host) for host in ALLOWED_HOSTS):
     # Blank, or hosts separated by spaces: every request would be a 400.
     refuse("ALLOWED_HOSTS must list host names separated by commas (todo.example.com,...).")
+for _host in ALLOWED_HOSTS:
+    # Django compares the request's host without its port, so a URL, a path or a host:port never
+    # matches (every request a 400): only a bracketed IPv6 address has a colon.
+    if "/" in _host or (":" in _host and not is_bracketed_ipv6(_host)):
+        refuse(
+            "ALLOWED_HOSTS must list host names without scheme, path or port "
+            f"(todo.example.com,.example.com,[::1]), not {_host!r}."
+        )
 
 ROOT_URLCONF = "todo_project.urls"
 WSGI_APPLICATION = "todo_project.wsgi.application"
@@ -220,6 +262,8 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 
+# What a URL's query may hold (dj_database_url passes it on as OPTIONS): libpq's parameters.
+_libpq_parameters = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()}
 require_in_production("DATABASE_URL")
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
@@ -242,6 +286,12 @@ except ValueError:  # an unknown scheme, an unparsable URL
     refuse("DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
+# Both failed only at the first connection, with a traceback (migrate's, in the image).
+if not DATABASES["default"]["NAME"]:
+    refuse("DATABASE_URL has no database name (postgres://USER:PASSWORD@HOST:PORT/NAME).")
+for _option in DATABASES["default"].get("OPTIONS", {}):
+    if _option not in _libpq_parameters:
+        refuse(f"DATABASE_URL has an unknown option {_option!r} (libpq's, like sslmode=require).")
 # A server that accepts the connection and never answers (hung, half-partitioned) fails the
 # connect after this many seconds instead of holding the worker until gunicorn kills it, and
 # /readyz says 503 within the contract's 2 s. At least 1: libpq reads 0 as "wait forever".
@@ -303,6 +353,9 @@ if REDIS_URL:
 else:
     # Only acceptable for a single-process debug server (refused above with DEBUG off).
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# DEBUG's error pages hide DATABASE_URL, REDIS_URL and the caches' LOCATION too (passwords).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "todo_project.reporting.SafeExceptionReporterFilter"
 
 SILENCED_SYSTEM_CHECKS = [
     # Django's own RedisCache has an atomic INCR; django-ratelimit only lists django-redis.

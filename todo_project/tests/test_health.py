@@ -4,6 +4,7 @@ import socket
 import threading
 import time
 import types
+import uuid
 
 import pytest
 from django.db import connection
@@ -90,6 +91,39 @@ def test_a_killed_database_connection_does_not_fail_the_next_probe(anon_client):
     finally:
         connection.close()  # the dead one: the test database's flush needs a live connection
     assert response.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_ready_while_the_workers_hold_every_session_postgresql_allows(
+    anon_client, caplog
+):
+    """The probe's own new session refused with "too many connections" (the role's CONNECTION
+    LIMIT, or max_connections, taken by the workers' persistent connections) was a 503 from
+    every replica, so the load balancer took them all out while each worker served on the
+    connection it held; and each probe logged a 4 kB traceback."""
+    from todo_project.tests.helpers import connection_of_its_own
+
+    role = f"readyz_{uuid.uuid4().hex[:8]}"
+    admin = connection_of_its_own(connection)
+    admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    admin.execute(f"GRANT pg_read_all_data TO {role}")
+    user = connection.settings_dict["USER"]
+    connection.close()
+    connection.settings_dict["USER"] = role
+    try:
+        connection.ensure_connection()  # the worker's connection: the role's one session
+        response = anon_client.get("/readyz")
+        with connection.cursor() as cursor:  # it serves
+            cursor.execute("SELECT count(*) FROM accounts_user")
+    finally:
+        connection.close()
+        connection.settings_dict["USER"] = user
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
+    assert response.status_code == 200, response.content
+    (record,) = [r for r in caplog.records if r.name == "todo.health"]
+    assert record.getMessage().startswith("readiness check: the database has no spare session")
+    assert record.exc_info is None
 
 
 @pytest.mark.django_db

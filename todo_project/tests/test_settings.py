@@ -1,7 +1,9 @@
 """Settings from the environment: the production defaults and the refusals."""
 
 import os
+import re
 import secrets
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +118,91 @@ def test_a_malformed_database_url_is_refused_in_one_line_without_its_password(ur
     assert result.stderr == (
         "DATABASE_URL is not a database URL (postgres://USER:PASSWORD@HOST:PORT/NAME).\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # The name forgotten: Django's "supply the NAME" traceback at the first connection.
+        ("postgres://todo:hunter2@127.0.0.1:1", "DATABASE_URL has no database name"),
+        # A misspelt libpq option: psycopg's "invalid connection option" traceback.
+        ("postgres://todo:hunter2@127.0.0.1:1/todo?sslmod=require", "DATABASE_URL has an unknown"),
+    ],
+)
+def test_a_database_url_django_cannot_use_is_refused_in_one_line_without_its_password(url, message):
+    """Both passed the start and failed at the first connection (the image's migrate) with a
+    traceback; the password is not repeated."""
+    result = run_manage("check", **production_env(DATABASE_URL=url))
+    assert result.returncode == os.EX_CONFIG, result.stderr
+    assert result.stderr.startswith(message)
+    assert len(result.stderr.splitlines()) == 1
+    assert "hunter2" not in result.stderr
+
+
+def test_libpq_options_in_the_database_url_are_taken():
+    url = "postgres://todo:pw@127.0.0.1:1/todo?sslmode=prefer&application_name=todo&currentSchema=a"
+    result = run_manage("check", **production_env(DATABASE_URL=url))
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_key_under_debug_is_kept_in_the_data_directory_not_a_constant_of_the_repository(
+    tmp_path,
+):
+    """With DEBUG=1 and no SECRET_KEY (an env file copied from development), the settings' old
+    fallback, a constant published in the repository, signed the JWTs: anyone could forge a
+    token for any user. Now it is a random key kept as `make serve` keeps its own."""
+    show = (
+        "from django.conf import settings as s; "
+        "print(s.SECRET_KEY == s.SIMPLE_JWT['SIGNING_KEY'], s.SECRET_KEY)"
+    )
+    data = tmp_path / "data"
+    shown = [
+        run_manage("shell", "--no-imports", "-c", show, DEBUG="1", TODO_DATA_DIR=str(data))
+        for _ in range(2)
+    ]
+    assert shown[0].returncode == 0, shown[0].stderr
+    key = (data / "secret_key").read_text().strip()
+    assert len(key) >= 50
+    assert shown[0].stdout == shown[1].stdout == f"True {key}\n"  # the same key every time
+    assert stat.S_IMODE((data / "secret_key").stat().st_mode) == 0o600
+    assert "insecure" not in settings.SECRET_KEY  # the tests' own key is no constant either
+
+
+def test_uvicorn_or_gunicorn_with_another_config_refuses_debug_on():
+    """gunicorn.conf.py refuses DEBUG=1 (test_ops_environment.py); a server that does not read it
+    loads the settings, which refuse it too."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import uvicorn, django; django.setup()"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "todo_project.settings", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == os.EX_CONFIG, result.stderr
+    assert result.stderr == "DEBUG must be off under gunicorn or uvicorn, the production servers.\n"
+
+
+def test_debug_error_pages_hide_the_database_and_redis_urls(settings, rf):
+    """Django's filter hides DATABASES' PASSWORD, but DATABASE_URL and REDIS_URL (settings, and
+    the environment runserver copies into request.META) and the caches' LOCATION showed the
+    same passwords in clear on every DEBUG error page."""
+    from django.views.debug import get_exception_reporter_filter
+
+    settings.DATABASE_URL = "postgres://todo:db-secret-1@db.internal:5432/todo"
+    settings.REDIS_URL = "redis://:redis-secret-1@redis.internal:6379/0"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "redis://:redis-secret-2@redis.internal:6379/0",
+        }
+    }
+    request = rf.get("/", DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.REDIS_URL)
+    reporter_filter = get_exception_reporter_filter(request)
+    shown = repr(reporter_filter.get_safe_settings())
+    shown += repr(reporter_filter.get_safe_request_meta(request))
+    assert not re.search(r"(db|redis)-secret-\d", shown)
+    assert "STATIC_URL" in shown  # the rest is still there
 
 
 @pytest.mark.parametrize(
@@ -271,6 +358,13 @@ def test_the_statement_timeout_joins_options_database_url_carries():
     [
         ("ALLOWED_HOSTS", " ", "ALLOWED_HOSTS must list host names separated by commas"),
         ("ALLOWED_HOSTS", "a.example.com b.example.com", "ALLOWED_HOSTS must list host names"),
+        # Django compares the Host without its port: these never match, every request a 400.
+        ("ALLOWED_HOSTS", "https://todo.example.com", "ALLOWED_HOSTS must list host names"),
+        ("ALLOWED_HOSTS", "todo.example.com,todo.example.com:443", "ALLOWED_HOSTS must list"),
+        ("ALLOWED_HOSTS", "todo.example.com/api", "ALLOWED_HOSTS must list host names"),
+        ("ALLOWED_HOSTS", "::1", "ALLOWED_HOSTS must list host names"),  # [::1] is the one
+        # gunicorn bound [0.0.0.0:8000]:8000: five retries of a name lookup, then exit 1.
+        ("HOST", "0.0.0.0:8000", "HOST must be a host name or an IP address without a port"),
         ("REDIS_URL", "http://127.0.0.1:6379/0", "REDIS_URL must be a redis://"),
         ("REDIS_URL", "redis://127.0.0.1:abc/0", "REDIS_URL must be a redis://"),
         ("FRONTEND_URL", "app.example.com", "FRONTEND_URL must be an http(s) URL"),
