@@ -874,13 +874,20 @@ def _series_start(task: Task) -> Any:
 def _first_of_series(task: Task, due_date: Any) -> bool:
     """Whether `task`, due on `due_date` as stored, is the first task of its series, the one
     whose due date the series starts at. A copy moved onto that date is not: no date tells
-    them apart, the link from the task that made the copy does (an index lookup, run only when
-    a rule or due date changes). A copy whose maker was deleted counts as first, as before."""
+    them apart, the task that made the copy does, when it is of the same series (same start,
+    same rule); a copy given a rule of its own since starts a series of its own. An index
+    lookup, run only when a rule or due date changes. A copy whose maker was deleted counts as
+    first, as before."""
     if task.recurrence_start is None:
         return True
-    return (
-        task.recurrence_start == due_date
-        and not Task.objects.filter(next_occurrence_id=task.pk).exists()
+    if task.recurrence_start != due_date:
+        return False
+    maker = Task.objects.filter(next_occurrence_id=task.pk).values_list(
+        "recurrence", "recurrence_start", "due_date"
+    )
+    return not any(
+        (start or due) == task.recurrence_start and recurrence.same_series(rule, task.recurrence)
+        for rule, start, due in maker
     )
 
 

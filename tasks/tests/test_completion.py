@@ -374,6 +374,23 @@ def test_a_copy_moved_onto_its_series_start_keeps_its_phase_for_the_never_repeat
     ) == date(2025, 2, 10)
 
 
+def test_a_copy_given_a_series_of_its_own_restarts_it_when_moved(api_client, make_task, frozen_now):
+    """A copy given another rule is the first task of a new series, at its own due date: moved,
+    it restarts that series at its new date, its maker (of the old series) notwithstanding
+    (review 29g: the series stayed at the date it left, its next copy due on the 5th)."""
+    frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
+    first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
+    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
+    url = f"/api/v1/tasks/{done['next_occurrence']}/"
+    # Another series (not only COUNT or UNTIL changed): from the copy's date, 2 December.
+    assert api_client.patch(url, {"recurrence": "FREQ=DAILY;INTERVAL=3;COUNT=2"}).status_code == 200
+    assert api_client.patch(url, {"due_date": "2026-12-04"}).status_code == 200
+    assert Task.objects.get(pk=done["next_occurrence"]).recurrence_start == date(2026, 12, 4)
+    frozen_now(datetime(2026, 12, 4, 12, tzinfo=ZoneInfo("UTC")))
+    following = api_client.patch(url, {"completed": True}).json()["next_occurrence"]
+    assert Task.objects.get(pk=following).due_date == date(2026, 12, 7)  # 4 and 7 December
+
+
 def test_the_first_task_of_a_series_moved_onto_nothing_else_restarts_it(
     api_client, make_task, frozen_now
 ):
