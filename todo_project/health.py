@@ -83,12 +83,19 @@ def _database_check() -> tuple[Future, float]:
 NO_SPARE_SESSION = ("too many connections", "too many clients", "remaining connection slots")
 
 
-def _no_spare_session(error: BaseException) -> bool:
-    """The server answered the check's new session with "too many connections": it is up, and
-    the workers, which hold connections of their own (CONN_MAX_AGE), serve on them. A 503 here
-    took every replica out of the load balancer at once, because their workers held the slots."""
-    return isinstance(error, DatabaseError) and any(
-        phrase in str(error) for phrase in NO_SPARE_SESSION
+def _serving_on_its_own_session(error: BaseException) -> bool:
+    """The server answered the check's new session with "too many connections", and this worker
+    holds an open connection of its own (CONN_MAX_AGE), which it serves on: ready. A 503 there
+    took every replica out of the load balancer at once, their workers holding the slots. A
+    worker that holds none (a new replica, a worker just restarted, CONN_MAX_AGE=0) cannot
+    serve a request: not ready."""
+    held = connection.connection
+    return (
+        isinstance(error, DatabaseError)
+        and any(phrase in str(error) for phrase in NO_SPARE_SESSION)
+        and held is not None
+        and not held.closed
+        and not held.broken
     )
 
 
@@ -128,8 +135,10 @@ def readyz(request: HttpRequest) -> HttpResponse:
     except DatabaseError as error:
         # One line with psycopg's message, not a 4 kB traceback per probe (every few seconds).
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        if _no_spare_session(error):
-            logger.warning("readiness check: the database has no spare session, ready: %s", reason)
+        if _serving_on_its_own_session(error):
+            logger.warning(
+                "readiness check: no spare session, ready on the worker's own: %s", reason
+            )
         else:
             logger.warning("readiness check failed: database (%s)", reason)
             failed.insert(0, "database")

@@ -122,8 +122,36 @@ def test_readyz_is_ready_while_the_workers_hold_every_session_postgresql_allows(
         admin.close()
     assert response.status_code == 200, response.content
     (record,) = [r for r in caplog.records if r.name == "todo.health"]
-    assert record.getMessage().startswith("readiness check: the database has no spare session")
+    assert record.getMessage().startswith("readiness check: no spare session, ready on the")
     assert record.exc_info is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_not_ready_when_no_session_is_spare_and_the_worker_holds_none(anon_client):
+    """The slots taken by others (another replica's workers): this worker, holding no
+    connection (new, restarted, CONN_MAX_AGE=0), would answer every request 503 (review 29g:
+    /readyz said ready all the same)."""
+    from todo_project.tests.helpers import connection_of_its_own
+
+    role = f"readyz_{uuid.uuid4().hex[:8]}"
+    admin = connection_of_its_own(connection)
+    admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
+    admin.execute(f"GRANT pg_read_all_data TO {role}")
+    user = connection.settings_dict["USER"]
+    connection.close()
+    connection.settings_dict["USER"] = role
+    elsewhere = connection_of_its_own(connection)  # another replica's worker: the one session
+    try:
+        response = anon_client.get("/readyz")
+        for thread in database_checks_running():  # done before its role goes
+            thread.join(timeout=10)
+    finally:
+        elsewhere.close()
+        connection.close()
+        connection.settings_dict["USER"] = user
+        admin.execute(f"DROP ROLE {role}")
+        admin.close()
+    assert response.status_code == 503, response.content
 
 
 @pytest.mark.django_db
