@@ -262,8 +262,15 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------------
 
-# What a URL's query may hold (dj_database_url passes it on as OPTIONS): libpq's parameters.
-_libpq_parameters = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()}
+# What a URL's query may hold (dj_database_url passes it on as OPTIONS): libpq's parameters,
+# and those Django's backend and psycopg take before libpq (django.db.backends.postgresql).
+_connection_options = {item.keyword.decode() for item in psycopg.pq.Conninfo.get_defaults()} | {
+    "assume_role",
+    "isolation_level",
+    "pool",
+    "prepare_threshold",
+    "server_side_binding",
+}
 require_in_production("DATABASE_URL")
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
 if not DATABASE_URL:
@@ -287,10 +294,10 @@ except ValueError:  # an unknown scheme, an unparsable URL
 if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
     refuse("DATABASE_URL must point at PostgreSQL (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 # Both failed only at the first connection, with a traceback (migrate's, in the image).
-if not DATABASES["default"]["NAME"]:
+if not DATABASES["default"]["NAME"] and "service" not in DATABASES["default"].get("OPTIONS", {}):
     refuse("DATABASE_URL has no database name (postgres://USER:PASSWORD@HOST:PORT/NAME).")
 for _option in DATABASES["default"].get("OPTIONS", {}):
-    if _option not in _libpq_parameters:
+    if _option not in _connection_options:
         refuse(f"DATABASE_URL has an unknown option {_option!r} (libpq's, like sslmode=require).")
 # A server that accepts the connection and never answers (hung, half-partitioned) fails the
 # connect after this many seconds instead of holding the worker until gunicorn kills it, and

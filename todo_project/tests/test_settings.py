@@ -139,8 +139,17 @@ def test_a_database_url_django_cannot_use_is_refused_in_one_line_without_its_pas
     assert "hunter2" not in result.stderr
 
 
-def test_libpq_options_in_the_database_url_are_taken():
-    url = "postgres://todo:pw@127.0.0.1:1/todo?sslmode=prefer&application_name=todo&currentSchema=a"
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://todo:pw@127.0.0.1:1/todo?sslmode=prefer&application_name=todo&currentSchema=a",
+        # Django's own options (its backend takes them before libpq): refused at first (29g).
+        "postgres://todo:pw@127.0.0.1:1/todo?assume_role=todo_app&server_side_binding=true",
+        # A pg_service.conf entry names the database: Django takes no NAME with a service.
+        "postgres:///?service=todo",
+    ],
+)
+def test_options_django_takes_in_the_database_url_are_taken(url):
     result = run_manage("check", **production_env(DATABASE_URL=url))
     assert result.returncode == 0, result.stderr
 
