@@ -93,14 +93,11 @@ def test_a_killed_database_connection_does_not_fail_the_next_probe(anon_client):
     assert response.status_code == 200
 
 
-@pytest.mark.django_db(transaction=True)
-def test_readyz_is_ready_while_the_workers_hold_every_session_postgresql_allows(
-    anon_client, caplog
-):
-    """The probe's own new session refused with "too many connections" (the role's CONNECTION
-    LIMIT, or max_connections, taken by the workers' persistent connections) was a 503 from
-    every replica, so the load balancer took them all out while each worker served on the
-    connection it held; and each probe logged a 4 kB traceback."""
+@contextlib.contextmanager
+def a_role_of_one_session():
+    """The test's connection made a role's that PostgreSQL allows one session (CONNECTION
+    LIMIT 1), as a role whose limit, or max_connections, the workers' sessions have taken;
+    closed. Put back afterwards, the check's thread done before its role goes."""
     from todo_project.tests.helpers import connection_of_its_own
 
     role = f"readyz_{uuid.uuid4().hex[:8]}"
@@ -111,15 +108,29 @@ def test_readyz_is_ready_while_the_workers_hold_every_session_postgresql_allows(
     connection.close()
     connection.settings_dict["USER"] = role
     try:
-        connection.ensure_connection()  # the worker's connection: the role's one session
-        response = anon_client.get("/readyz")
-        with connection.cursor() as cursor:  # it serves
-            cursor.execute("SELECT count(*) FROM accounts_user")
+        yield
+        for thread in database_checks_running():
+            thread.join(timeout=10)
     finally:
         connection.close()
         connection.settings_dict["USER"] = user
         admin.execute(f"DROP ROLE {role}")
         admin.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readyz_is_ready_while_the_workers_hold_every_session_postgresql_allows(
+    anon_client, caplog
+):
+    """The probe's own new session refused with "too many connections" (the role's CONNECTION
+    LIMIT, or max_connections, taken by the workers' persistent connections) was a 503 from
+    every replica, so the load balancer took them all out while each worker served on the
+    connection it held; and each probe logged a 4 kB traceback."""
+    with a_role_of_one_session():
+        connection.ensure_connection()  # the worker's connection: the role's one session
+        response = anon_client.get("/readyz")
+        with connection.cursor() as cursor:  # it serves
+            cursor.execute("SELECT count(*) FROM accounts_user")
     assert response.status_code == 200, response.content
     (record,) = [r for r in caplog.records if r.name == "todo.health"]
     assert record.getMessage().startswith("readiness check: no spare session, ready on the")
@@ -133,24 +144,9 @@ def test_readyz_is_not_ready_when_no_session_is_spare_and_the_worker_holds_none(
     /readyz said ready all the same)."""
     from todo_project.tests.helpers import connection_of_its_own
 
-    role = f"readyz_{uuid.uuid4().hex[:8]}"
-    admin = connection_of_its_own(connection)
-    admin.execute(f"CREATE ROLE {role} LOGIN CONNECTION LIMIT 1")
-    admin.execute(f"GRANT pg_read_all_data TO {role}")
-    user = connection.settings_dict["USER"]
-    connection.close()
-    connection.settings_dict["USER"] = role
-    elsewhere = connection_of_its_own(connection)  # another replica's worker: the one session
-    try:
+    # Another replica's worker holds the role's one session.
+    with a_role_of_one_session(), connection_of_its_own(connection):
         response = anon_client.get("/readyz")
-        for thread in database_checks_running():  # done before its role goes
-            thread.join(timeout=10)
-    finally:
-        elsewhere.close()
-        connection.close()
-        connection.settings_dict["USER"] = user
-        admin.execute(f"DROP ROLE {role}")
-        admin.close()
     assert response.status_code == 503, response.content
 
 
