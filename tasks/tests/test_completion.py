@@ -391,6 +391,22 @@ def test_a_copy_given_a_series_of_its_own_restarts_it_when_moved(api_client, mak
     assert Task.objects.get(pk=following).due_date == date(2026, 12, 7)  # 4 and 7 December
 
 
+def test_a_copy_on_its_makers_start_given_another_rule_starts_a_series_of_its_own(
+    api_client, make_task, frozen_now
+):
+    """Moved onto the series' first date, then given another rule there: its series starts at
+    that date as its maker's did, yet it is of another rule, so its own first task: moved on,
+    it restarts its series there."""
+    frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
+    first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
+    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
+    url = f"/api/v1/tasks/{done['next_occurrence']}/"
+    assert api_client.patch(url, {"due_date": "2026-12-01"}).status_code == 200
+    assert api_client.patch(url, {"recurrence": "FREQ=DAILY;INTERVAL=3"}).status_code == 200
+    assert api_client.patch(url, {"due_date": "2026-12-04"}).status_code == 200
+    assert Task.objects.get(pk=done["next_occurrence"]).recurrence_start == date(2026, 12, 4)
+
+
 def test_the_first_task_of_a_series_moved_onto_nothing_else_restarts_it(
     api_client, make_task, frozen_now
 ):
