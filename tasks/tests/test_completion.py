@@ -323,13 +323,19 @@ def test_a_later_task_of_a_series_keeps_its_phase_when_its_due_date_moves(
     )
 
 
+def _copy_changed(api_client, first, *changes: dict) -> str:
+    """`first` completed, its copy PATCHed with each of `changes` in turn: the copy's URL."""
+    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
+    url = f"/api/v1/tasks/{done['next_occurrence']}/"
+    for change in changes:
+        assert api_client.patch(url, change).status_code == 200
+    return url
+
+
 def _next_occurrence_after_moves(api_client, freeze, first, dates: list[str], completed_on: date):
     """`first` completed, its copy moved to each of `dates` in turn, then completed too on
     `completed_on` (`freeze`: frozen_now): the copy's own next occurrence's due date, or None."""
-    copy = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
-    url = f"/api/v1/tasks/{copy['next_occurrence']}/"
-    for day in dates:
-        assert api_client.patch(url, {"due_date": day}).status_code == 200
+    url = _copy_changed(api_client, first, *({"due_date": day} for day in dates))
     freeze(datetime.combine(completed_on, time(12), ZoneInfo("UTC")))
     following = api_client.patch(url, {"completed": True}).json()["next_occurrence"]
     return following and Task.objects.get(pk=following).due_date
@@ -374,37 +380,29 @@ def test_a_copy_moved_onto_its_series_start_keeps_its_phase_for_the_never_repeat
     ) == date(2025, 2, 10)
 
 
-def test_a_copy_given_a_series_of_its_own_restarts_it_when_moved(api_client, make_task, frozen_now):
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # Another series (not only COUNT or UNTIL changed): from the copy's date, 2 December.
+        [{"recurrence": "FREQ=DAILY;INTERVAL=3;COUNT=2"}],
+        # The same, on its maker's start date: the same start, yet another rule.
+        [{"due_date": "2026-12-01"}, {"recurrence": "FREQ=DAILY;INTERVAL=3;COUNT=2"}],
+    ],
+    ids=["on-its-own-date", "on-its-makers-start"],
+)
+def test_a_copy_given_a_series_of_its_own_restarts_it_when_moved(
+    api_client, make_task, frozen_now, changes
+):
     """A copy given another rule is the first task of a new series, at its own due date: moved,
     it restarts that series at its new date, its maker (of the old series) notwithstanding
     (review 29g: the series stayed at the date it left, its next copy due on the 5th)."""
     frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
     first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
-    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
-    url = f"/api/v1/tasks/{done['next_occurrence']}/"
-    # Another series (not only COUNT or UNTIL changed): from the copy's date, 2 December.
-    assert api_client.patch(url, {"recurrence": "FREQ=DAILY;INTERVAL=3;COUNT=2"}).status_code == 200
-    assert api_client.patch(url, {"due_date": "2026-12-04"}).status_code == 200
-    assert Task.objects.get(pk=done["next_occurrence"]).recurrence_start == date(2026, 12, 4)
+    url = _copy_changed(api_client, first, *changes, {"due_date": "2026-12-04"})
+    assert Task.objects.get(pk=url.split("/")[-2]).recurrence_start == date(2026, 12, 4)
     frozen_now(datetime(2026, 12, 4, 12, tzinfo=ZoneInfo("UTC")))
     following = api_client.patch(url, {"completed": True}).json()["next_occurrence"]
     assert Task.objects.get(pk=following).due_date == date(2026, 12, 7)  # 4 and 7 December
-
-
-def test_a_copy_on_its_makers_start_given_another_rule_starts_a_series_of_its_own(
-    api_client, make_task, frozen_now
-):
-    """Moved onto the series' first date, then given another rule there: its series starts at
-    that date as its maker's did, yet it is of another rule, so its own first task: moved on,
-    it restarts its series there."""
-    frozen_now(datetime(2026, 12, 1, 12, tzinfo=ZoneInfo("UTC")))
-    first = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
-    done = api_client.patch(f"/api/v1/tasks/{first.pk}/", {"completed": True}).json()
-    url = f"/api/v1/tasks/{done['next_occurrence']}/"
-    assert api_client.patch(url, {"due_date": "2026-12-01"}).status_code == 200
-    assert api_client.patch(url, {"recurrence": "FREQ=DAILY;INTERVAL=3"}).status_code == 200
-    assert api_client.patch(url, {"due_date": "2026-12-04"}).status_code == 200
-    assert Task.objects.get(pk=done["next_occurrence"]).recurrence_start == date(2026, 12, 4)
 
 
 def test_the_first_task_of_a_series_moved_onto_nothing_else_restarts_it(
