@@ -44,6 +44,12 @@ def _rate_limit_clock_stands_still(monkeypatch):
     monkeypatch.setattr(ratelimit, "time", clock)
 
 
+@pytest.fixture(autouse=True)
+def _rate_limit_cache_not_in_an_outage(monkeypatch):
+    """A test with Redis down must not leave the next ones uncounted (ratelimit.CacheOutage)."""
+    monkeypatch.setattr(ratelimit, "outage", ratelimit.CacheOutage())
+
+
 @pytest.fixture
 def make_user(db):
     def make(email: str | None = None, password: str = DEFAULT_PASSWORD, **fields) -> User:

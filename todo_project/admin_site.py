@@ -27,22 +27,17 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import urlencode
-from django_ratelimit.core import get_usage
 
 LOGIN_RATE_LIMIT_GROUP = "admin-login"
 
 
-def _login_username(group: str, request: HttpRequest) -> str:
+def _login_username(request: HttpRequest) -> str:
     # Normalised as sign-in reads it, so every spelling of one account ("Bob@X.org ", a
     # full-width or punycode domain) shares its counter. Imported here: this module loads
     # before the models.
     from accounts.models import UserManager
 
     return UserManager.normalize_email(request.POST.get("username") or "")
-
-
-def _login_rate(group: str, request: HttpRequest) -> str:
-    return settings.RATE_LIMIT_LOGIN  # read per request, so an override in a test applies
 
 
 def may_manage(staff, user) -> bool:
@@ -123,19 +118,18 @@ class TodoAdminSite(admin.AdminSite):
 
     @staticmethod
     def _login_limited_for(request: HttpRequest) -> int:
-        """Counts this attempt; the seconds until the caller may try again, 0 if not limited."""
+        """Counts this attempt per client IP and per username; the seconds until the caller may
+        try again, 0 if not limited (nor when Redis cannot count: support signs in during an
+        outage, as the API's limits fail open)."""
+        from todo_project.ratelimit import count_request, ip_bucket
+
         waits = []
-        for key in ("ip", _login_username):
-            usage = get_usage(
-                request,
-                group=LOGIN_RATE_LIMIT_GROUP,
-                key=key,
-                rate=_login_rate,
-                method="POST",
-                increment=True,
+        for key in (f"ip:{ip_bucket(request)}", f"user:{_login_username(request)}"):
+            usage = count_request(
+                request, LOGIN_RATE_LIMIT_GROUP, key, settings.RATE_LIMIT_LOGIN, in_headers=False
             )
-            if usage and usage["should_limit"]:
-                waits.append(max(1, usage["time_left"]))
+            if usage and usage.exceeded:
+                waits.append(usage.reset)
         return max(waits, default=0)
 
 

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import time
 from dataclasses import dataclass
+from time import monotonic
 
 from django.conf import settings
 from django.core.cache import caches
@@ -76,22 +77,68 @@ def count_request(
 ) -> Usage | None:
     """Counts this request in the bucket (group, key); None when the cache cannot count.
     `in_headers`: the bucket may be the one the RateLimit-* headers describe."""
+    if outage.skips_the_cache():
+        return None
     try:
         usage = _counted_usage(request, group=group, key=key, rate=rate)
     except Exception:
-        logger.warning("rate-limit cache unavailable; failing open", exc_info=True)
+        if outage.cache_failed():
+            logger.warning(
+                "rate-limit cache unavailable; failing open, asking it again every %.0f s",
+                outage.RETRY_SECONDS,
+                exc_info=True,
+            )
         return None
+    outage.cache_answered()
     if usage is None:  # limits disabled (RATELIMIT_ENABLE), or the counter vanished: fail open
         return None
     result = Usage(
         limit=usage["limit"],
         remaining=max(0, usage["limit"] - usage["count"]),
-        reset=max(1, usage["time_left"]),
+        # time_left is the window's last whole second minus this one: the next window starts a
+        # second after that last one (waiting time_left seconds got a second 429).
+        reset=usage["time_left"] + 1,
         exceeded=usage["should_limit"],
     )
     if in_headers:
         _remember(request, result)
     return result
+
+
+class CacheOutage:
+    """While the rate-limit cache fails, requests are served uncounted (fail open) without asking
+    it for RETRY_SECONDS: a Redis that accepts and never answers costs each call the socket
+    timeout (1 s), every bucket of every request. The outage is logged when it starts (with
+    the error) and when it ends, not once per request. Per process: each worker finds out."""
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.retry_at = 0.0
+
+    def skips_the_cache(self) -> bool:
+        return self.since is not None and monotonic() < self.retry_at
+
+    def cache_failed(self) -> bool:
+        """Records a failure; whether it starts an outage (the one to log, with its error)."""
+        now = monotonic()
+        self.retry_at = now + self.RETRY_SECONDS
+        if self.since is not None:
+            return False
+        self.since = now
+        return True
+
+    def cache_answered(self) -> None:
+        if self.since is not None:
+            logger.warning(
+                "rate-limit cache answers again after %.0f s; counting again",
+                monotonic() - self.since,
+            )
+            self.since = None
+
+
+outage = CacheOutage()
 
 
 def _counted_usage(request: HttpRequest, *, group: str, key: str, rate: str) -> dict | None:

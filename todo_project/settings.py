@@ -76,15 +76,20 @@ def env_origins(name: str, special: tuple[str, ...] = ()) -> list[str]:
 # optional multiplier, a lowercase unit. Anything else went wrong without a word at run time:
 # "lots" or "10/0m" turned the limit off (its parser fails, and the throttle fails open), and
 # "100/M" was read as 100 a second.
-RATE_RE = re.compile(r"[1-9]\d*/([1-9]\d*)?[smhd]")  # 0/m would refuse every request
+RATE_RE = re.compile(r"[1-9]\d*/(?P<times>[1-9]\d*)?(?P<unit>[smhd])")  # 0/m: refuse all
+RATE_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# A window Redis cannot expire ("10/99999999999999d") failed every count: the limit was off.
+MAX_RATE_WINDOW_DAYS = 366
 
 
 def env_rate(name: str, default: str) -> str:
     value = env(name, default)
-    if not RATE_RE.fullmatch(value):
+    rate = RATE_RE.fullmatch(value)
+    window = rate and int(rate["times"] or 1) * RATE_UNIT_SECONDS[rate["unit"]]
+    if not rate or window > MAX_RATE_WINDOW_DAYS * 86400:
         refuse(
-            f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d), "
-            f"not {value!r}."
+            f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d, "
+            f"over at most {MAX_RATE_WINDOW_DAYS} days), not {value!r}."
         )
     return value
 

@@ -5,7 +5,9 @@ Rates here use a one-day window (`n/d`) so that a window boundary never falls in
 
 import logging
 import socket
+import time
 import types
+import zlib
 
 import django_ratelimit.core
 import pytest
@@ -389,7 +391,83 @@ def test_with_redis_down_the_api_keeps_serving_and_logs_it(dead_redis, user, ano
     assert "RateLimit-Limit" not in me
     assert signed_in.status_code == 200
     messages = {record.getMessage() for record in caplog.records}
-    assert "rate-limit cache unavailable; failing open" in messages
+    assert "rate-limit cache unavailable; failing open, asking it again every 5 s" in messages
+
+
+def test_with_redis_down_the_outage_is_logged_once_not_per_request(
+    dead_redis, user, api_client, caplog
+):
+    # Each request counted a bucket or more, each with a traceback: 3.4 MB of logs in 5 s.
+    with caplog.at_level(logging.WARNING, logger="todo.ratelimit"):
+        for _ in range(5):
+            assert api_client.get("/api/v1/auth/me/").status_code == 200
+    assert len([r for r in caplog.records if r.name == "todo.ratelimit"]) == 1
+
+
+@pytest.fixture
+def stalled_redis(settings):
+    """A Redis that accepts connections and never answers (stopped, or cut off): the kernel
+    completes the handshake, nobody reads or replies."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "todo_project.cache.RedisCache",
+                "LOCATION": f"redis://127.0.0.1:{listener.getsockname()[1]}/0",
+                "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+            }
+        }
+        yield
+
+
+def test_a_stalled_redis_costs_one_timeout_not_one_per_bucket_and_request(
+    stalled_redis, user, api_client
+):
+    # A reset request counts three buckets, each waiting out the 1 s socket timeout: 3 s, and
+    # every request after it 1 s more (live, 2 workers: 2.6 requests/s).
+    started = time.monotonic()
+    reset = api_client.post("/api/v1/auth/password/reset/", {"email": user.email})
+    me = api_client.get("/api/v1/auth/me/")
+    elapsed = time.monotonic() - started
+    assert (reset.status_code, me.status_code) == (202, 200)
+    assert 1 <= elapsed < 1.9, elapsed
+
+
+def test_after_an_outage_the_cache_is_asked_again_and_its_return_is_logged(user, caplog):
+    request = RequestFactory().get("/")
+    ratelimit.outage.since = time.monotonic()
+    ratelimit.outage.retry_at = ratelimit.outage.since + 3600
+    assert ratelimit.count_request(request, "probe", "k", "5/d") is None  # not asked
+    ratelimit.outage.retry_at = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="todo.ratelimit"):
+        usage = ratelimit.count_request(request, "probe", "k", "5/d")
+    assert (usage.limit, usage.remaining) == (5, 4)  # the first count: the skipped one was not
+    assert caplog.messages[0].startswith("rate-limit cache answers again after ")
+    assert ratelimit.outage.since is None
+
+
+def test_a_client_that_waits_exactly_retry_after_is_served(user, api_client, settings, monkeypatch):
+    # django-ratelimit's `time_left` is its window's last whole second minus this one: waiting
+    # that long landed in the same window (Retry-After: 59, then 429 again with Retry-After: 1).
+    settings.RATE_LIMIT_USER = "1/m"
+    # Half-way into a second, 30 s before this user's window ends (each key's window ends at a
+    # second of its own: django_ratelimit.core._get_window).
+    offset = zlib.crc32(str(user.pk).encode()) % 60
+    now = [1_800_000_000 + (offset + 30) % 60 + 0.5]  # 1_800_000_000 is a whole minute
+    clock = types.SimpleNamespace(time=lambda: now[0])
+    monkeypatch.setattr(django_ratelimit.core, "time", clock)
+    monkeypatch.setattr(ratelimit, "time", clock)
+
+    assert api_client.get("/api/v1/auth/me/").status_code == 200
+    refused = api_client.get("/api/v1/auth/me/")
+    assert refused.status_code == 429
+    # The window's last second starts 30 s from the window's second we are in: 30.5 s to wait.
+    assert refused["Retry-After"] == refused["RateLimit-Reset"] == "31"
+    now[0] += 30.25
+    assert api_client.get("/api/v1/auth/me/").status_code == 429
+    now[0] += 0.25  # 30.5 s on: the next window
+    assert api_client.get("/api/v1/auth/me/").status_code == 200
 
 
 def test_with_redis_down_logout_still_ends_both_tokens(dead_redis, user, anon_client):

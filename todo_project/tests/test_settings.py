@@ -221,14 +221,17 @@ def test_debug_error_pages_hide_the_database_and_redis_urls(settings, rf):
         ("RATE_LIMIT_USER", "100/M"),  # read as 100 a second
         ("RATE_LIMIT_LOGIN", "10/0m"),  # a zero-second window: the limit failed open
         ("RATE_LIMIT_LOGIN", "0/m"),  # every sign-in refused, while the probes said healthy
+        # A window Redis refuses to expire: every count failed, and the limit was off.
+        ("RATE_LIMIT_LOGIN", "10/99999999999999d"),
+        ("RATE_LIMIT_ANON", "30/367d"),
     ],
 )
 def test_a_malformed_rate_is_refused_in_one_line_naming_the_variable(name, value):
     result = run_manage("check", **production_env(**{name: value}))
     assert result.returncode != 0
     assert result.stderr == (
-        f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d), "
-        f"not {value!r}.\n"
+        f"{name} must be a rate like 30/m or 100/5m (a count of at least 1 per s, m, h or d, "
+        f"over at most 366 days), not {value!r}.\n"
     )
 
 
@@ -237,7 +240,12 @@ def test_the_rates_accepted_mean_what_they_say_to_django_ratelimit(monkeypatch):
 
     from todo_project.settings import env_rate
 
-    for value, meaning in [("30/m", (30, 60)), ("100/5m", (100, 300)), ("1000/d", (1000, 86400))]:
+    for value, meaning in [
+        ("30/m", (30, 60)),
+        ("100/5m", (100, 300)),
+        ("1000/d", (1000, 86400)),
+        ("5/366d", (5, 366 * 86400)),
+    ]:
         monkeypatch.setenv("RATE_LIMIT_USER", value)
         assert _split_rate(env_rate("RATE_LIMIT_USER", "100/m")) == meaning
     monkeypatch.delenv("RATE_LIMIT_USER")
