@@ -8,6 +8,10 @@ Idempotency-Key fingerprint). Past MAX_DEPTH the body is a 400 like any other ma
 
 A number of more digits than Python converts (4,300) is a 400 too, in a sentence for the
 client: Python's own told it to call `sys.set_int_max_str_digits()`.
+
+A body is read as UTF-8 whatever `charset` its Content-Type names (RFC 8259: JSON has no charset
+parameter, "adding one really has no effect"): DRF decoded by it, and UTF-8 labelled ISO-8859-1
+by some client helper was stored as "CafÃ©" without a word.
 """
 
 import sys
@@ -38,7 +42,9 @@ class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels")
         try:
-            data = super().parse(stream, media_type, parser_context)
+            data = super().parse(
+                stream, media_type, {**(parser_context or {}), "encoding": "utf-8"}
+            )
         except RecursionError:
             raise too_deep from None
         except ParseError as error:

@@ -108,6 +108,20 @@ def test_invalid_utf8_is_a_400_problem(anon_client):
     assert_problem(response, 400, "/api/v1/test/echo/")
 
 
+@pytest.mark.parametrize("charset", ["ISO-8859-1", "utf-16", "ascii"])
+def test_a_body_is_read_as_utf8_whatever_charset_it_names(anon_client, charset):
+    # DRF decoded by the label: UTF-8 labelled ISO-8859-1 was echoed "CafÃ© GrÃ¼ÃŸe", and a
+    # body in UTF-16 was accepted.
+    content_type = f"application/json; charset={charset}"
+    body = '{"title": "Café Grüße"}'
+    read = anon_client.post("/api/v1/test/echo/", data=body.encode(), content_type=content_type)
+    assert read.status_code == 201 and read.json()["title"] == "Café Grüße"
+    other = anon_client.post(
+        "/api/v1/test/echo/", data=body.encode("utf-16"), content_type=content_type
+    )
+    assert_problem(other, 400, "/api/v1/test/echo/")
+
+
 def test_validation_errors_name_the_field(anon_client):
     response = anon_client.post("/api/v1/test/echo/", {"title": ""}, format="json")
     body = assert_problem(response, 400, "/api/v1/test/echo/")
