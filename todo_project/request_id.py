@@ -16,7 +16,7 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # Read from META: request.headers would build a mapping of every header on each request.
 REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
 # An incoming id is echoed only when it is short and made of harmless characters.
-SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: "$" lets "id\n" in
 
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 access_log = logging.getLogger("todo.access")
@@ -56,7 +56,7 @@ def identified(request: HttpRequest) -> Iterator[str]:
     """Gives the request its id (a sane incoming X-Request-ID, else a new one), which every log
     line written meanwhile carries. Also used by the fast lane (todo_project/fast_lane.py)."""
     incoming = request.META.get(REQUEST_ID_META_KEY, "")
-    request_id = incoming if SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
     request.request_id = request_id
     token = current_request_id.set(request_id)
     try:
