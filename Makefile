@@ -2,7 +2,11 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+# The embedded PostgreSQL and Redis have wheels for these only: with another, pip failed with
+# "ResolutionImpossible" and not a word about Python.
+PYTHON_VERSIONS := 3.11 3.12
+python_version = $$($(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 VENV := .venv
 PY := $(VENV)/bin/python
 # An empty value is unset, as for every variable (README.md): `?=` would keep it empty, and
@@ -50,6 +54,11 @@ help:
 	@echo "make clean   - remove .venv, .data (the local database!), caches and bench outputs"
 
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@v=$(call python_version,$(PYTHON)); case " $(PYTHON_VERSIONS) " in *" $$v "*) ;; *) \
+	  echo "Python 3.11 or 3.12 is needed; $(or $(PYTHON),python3) is $${v:-not found}:" \
+	    "install python3.11, or give its path: make PYTHON=/path/to/python3.11" >&2; exit 1;; esac
+	@v=$(call python_version,$(PY)); test ! -e $(VENV) || case " $(PYTHON_VERSIONS) " in \
+	  *" $$v "*) ;; *) echo "$(VENV) has Python $${v:-that does not run}: making it again"; rm -rf $(VENV);; esac
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet pip==$(PIP_VERSION)
 	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt

@@ -1,4 +1,5 @@
-"""The Makefile's targets, run by the real make: help, manage (with its secret key) and clean."""
+"""The Makefile's targets, run by the real make: help, install's Python, manage (with its secret
+key) and clean."""
 
 import os
 import re
@@ -87,6 +88,49 @@ def test_the_key_lives_in_the_data_directory_todo_data_dir_names(tmp_path):
     key_file = tmp_path / "elsewhere" / "secret_key"
     assert done.stdout == f"{key_file.read_text().strip()}\n"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def fake_python(path: Path, version: str) -> str:
+    """An interpreter that tells `version` and fails anything else, naming it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f'#!/bin/bash\ncase "$*" in *version_info*) echo {version};; *) echo "ran: $*"; exit 3;; esac\n'
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
+def install_with(project: Path, python: str) -> subprocess.CompletedProcess:
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt", "constraints.txt"):
+        shutil.copy(ROOT / name, project / name)
+    return subprocess.run(
+        ["make", "--no-print-directory", "install", f"PYTHON={python}"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("version", ["3.13", "3.10"])
+def test_install_with_a_python_it_cannot_use_says_which_it_needs(tmp_path, version):
+    # pip failed with "ResolutionImpossible" and not a word about Python (the embedded servers
+    # have no 3.13 wheels, django-filter needs 3.11).
+    python = fake_python(tmp_path / "bin" / "python3", version)
+    done = install_with(tmp_path, python)
+    assert done.returncode != 0
+    assert done.stderr.startswith(
+        f"Python 3.11 or 3.12 is needed; {python} is {version}: install python3.11, or give its "
+        "path: make PYTHON=/path/to/python3.11\n"
+    )
+    assert "ran:" not in done.stdout and not (tmp_path / ".venv").exists()
+
+
+def test_install_makes_a_venv_of_another_python_again(tmp_path):
+    # What a first `make run` left where python3 was 3.13: reused once python3.11 was there,
+    # it failed the same way again and again.
+    fake_python(tmp_path / ".venv" / "bin" / "python", "3.13")
+    done = install_with(tmp_path, fake_python(tmp_path / "bin" / "python3.11", "3.11"))
+    assert ".venv has Python 3.13: making it again" in done.stdout
+    assert "ran: -m venv .venv" in done.stdout  # made with the Python given
+    assert not (tmp_path / ".venv").exists()  # the fake one did not make it
 
 
 def test_clean_removes_generated_state_and_keeps_what_git_tracks(tmp_path):

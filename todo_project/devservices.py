@@ -123,6 +123,25 @@ class _RedisUsers:
             self._lock.close()
 
 
+def _forget_dead_postgres_users(pgdata: Path) -> None:
+    """Drops from pgserver's list of the server's users (pids) those no longer running.
+
+    pgserver stops the server when the last user on its list exits, and a user killed before
+    its clean-up (SIGKILL, the OOM killer) stayed listed for good: no later run ever stopped
+    that server. Under pgserver's own lock, as it reads and writes the list."""
+    from pgserver.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        running = [pid for pid in pids if _alive(pid)]
+        if running != pids:
+            handles.write_text(json.dumps(running))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -179,6 +198,7 @@ class LocalServices:
 
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         configure_postgres(DATA_DIR / "postgres")
+        _forget_dead_postgres_users(DATA_DIR / "postgres")
         # 'stop': the server stops when the last process that asked for it exits.
         self._postgres = pgserver.get_server(DATA_DIR / "postgres", cleanup_mode="stop")
         os.environ["DATABASE_URL"] = self._postgres.get_uri()
@@ -274,8 +294,9 @@ def main(argv: list[str]) -> int:
     with LocalServices():
         child = subprocess.Popen(argv)
         # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop
-        # the servers, so nothing is left running.
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # the servers, so nothing is left running. SIGHUP too: a closed terminal window or a
+        # dropped SSH session killed this process before it stopped them.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, lambda signum, frame: child.send_signal(signum))
         return child.wait()
 

@@ -168,3 +168,67 @@ def test_the_local_redis_runs_until_its_last_user_stops(tmp_path_factory, first_
             if user.poll() is None:
                 user.kill()
                 user.wait()
+
+
+def _postmaster_running(data_dir: Path) -> bool:
+    try:
+        pid = int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (FileNotFoundError, IndexError, ValueError):
+        return False
+    return devservices._alive(pid)
+
+
+@pytest.fixture
+def local_servers_of_their_own(tmp_path_factory):
+    """(environment, data directory) for devservices runs that start their own PostgreSQL
+    and Redis; whatever a test leaves running is stopped."""
+    data_dir = tmp_path_factory.mktemp("pg")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["TODO_DATA_DIR"] = str(data_dir)
+    yield env, data_dir
+    subprocess.run(
+        [sys.executable, "-m", "todo_project.devservices", "--", "true"], env=env, cwd=ROOT
+    )
+    assert not _postmaster_running(data_dir)
+
+
+def _start_job(env: dict) -> subprocess.Popen:
+    """`make run`'s devservices, in a process group of its own as a shell's job; returns once
+    its command runs (the servers are up)."""
+    job = subprocess.Popen(
+        [sys.executable, "-m", "todo_project.devservices", "--", sys.executable, "-c",
+         "print('running', flush=True); import time; time.sleep(300)"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert job.stdout.readline() == "running\n"
+    return job
+
+
+def test_a_hangup_stops_the_local_servers_as_ctrl_c_does(local_servers_of_their_own):
+    # A closed terminal window or a dropped SSH session sends the job SIGHUP, which killed
+    # devservices before it stopped PostgreSQL and Redis.
+    env, data_dir = local_servers_of_their_own
+    job = _start_job(env)
+    os.killpg(job.pid, signal.SIGHUP)
+    job.wait(60)
+    assert not _postmaster_running(data_dir)
+    assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
+
+
+def test_a_user_killed_before_its_clean_up_does_not_keep_postgresql_running(
+    local_servers_of_their_own,
+):
+    # pgserver kept the killed user's pid on its list, and stops the server only when the last
+    # user on it exits: no later run ever stopped that PostgreSQL.
+    env, data_dir = local_servers_of_their_own
+    job = _start_job(env)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait(60)
+    assert _postmaster_running(data_dir)
+    subprocess.run(
+        [sys.executable, "-m", "todo_project.devservices", "--", "true"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+    assert not _postmaster_running(data_dir)
