@@ -54,6 +54,7 @@ from tasks.models import (
 )
 from todo_project.compiled import CompiledQuery, CompiledShapes, fetch_all
 from todo_project.conditional import etag_for
+from todo_project.fast_lane import FAST_ANSWER_TRIED
 from todo_project.ratelimit import RateLimitThrottle, count_request
 from todo_project.request_id import AUTHENTICATED_USER_ID
 
@@ -415,7 +416,10 @@ def _with_fast_answer(viewset_view: Callable, fast_answer: Callable) -> Callable
 
     @functools.wraps(viewset_view)
     def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = fast_answer(request, **kwargs)
+        tried = request.META.get(FAST_ANSWER_TRIED)  # by the lane, for this very request
+        if isinstance(tried, Exception):
+            raise tried
+        response = None if tried else fast_answer(request, **kwargs)
         return viewset_view(request, *args, **kwargs) if response is None else response
 
     view.fast_answer = fast_answer

@@ -70,6 +70,12 @@ FastAnswer = Callable[..., HttpResponse | None]
 MAX_ORIGINS_KEPT = 64
 
 
+# Set in the environ when the lane ran a view's fast_answer and leaves the request to Django: the
+# exception it raised, else True (it declined). The view must not run it again: a statement
+# timeout twice outlasted gunicorn's, a refused token was checked three times.
+FAST_ANSWER_TRIED = "todo.fast_answer_tried"
+
+
 def fast_routes(patterns: Iterable | None = None, above: tuple = ()) -> list[tuple]:
     """(patterns from the root down, fast_answer) of every URL whose view has a fast_answer."""
     routes = []
@@ -158,10 +164,14 @@ class FastLane:
         with identified(request) as request_id:
             try:
                 response = fast_answer(request, **kwargs)
-            except Exception:  # noqa: BLE001 (Django asks again: its answer, its log)
+            except Exception as error:  # noqa: BLE001 (Django's view raises it: its answer, its log)
+                environ[FAST_ANSWER_TRIED] = error
                 return None
             if response is None or response.status_code != 200:
-                return None  # the middleware would do more than add headers to another status
+                # The viewset answers (the middleware would do more than add headers to another
+                # status).
+                environ[FAST_ANSWER_TRIED] = True
+                return None
             body = response.content
             headers = [
                 *response.items(),
