@@ -218,7 +218,10 @@ def order_tasks(tasks: QuerySet, ordering: Sequence[str] = DEFAULT_ORDERING) -> 
                 if descending
                 else expression.asc(nulls_last=nulls_last)
             )
-    return tasks.order_by(*order_by, "id")
+    # The id ties in the direction of the last field, so that an index ending in the id serves
+    # both directions (read backward for a descending one): `-priority` with the id ascending
+    # sorted the whole `high` group for every page.
+    return tasks.order_by(*order_by, "-id" if ordering and ordering[-1].startswith("-") else "id")
 
 
 def due_before_now(today: date, past_times: Sequence[time]) -> Q:
@@ -384,7 +387,7 @@ class TaskFilter(django_filters.FilterSet):
         fields=tuple(ORDERINGS),
         help_text="Comma-separated; `-` for descending; due_date without a value comes last; "
         "title case and accents aside ('Émile' with 'emile', before 'Zeta'). Default "
-        "`position`; the id always breaks ties.",
+        "`position`; the id always breaks ties, in the direction of the last field.",
     )
 
     class Meta:

@@ -510,7 +510,9 @@ class Task(models.Model):
             # (owner, list, parent, position) is served by task_position_unique_in_group.
             models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
             models.Index(fields=["owner", "due_date", "due_time"], name="task_owner_due"),
-            models.Index(fields=["owner", "priority"], name="task_owner_priority"),
+            # With the id that breaks ties: a priority has thousands of tasks on a big account,
+            # and without it each page sorted a whole priority (50,000 tasks: 85-140 ms).
+            models.Index(fields=["owner", "priority", "id"], name="task_owner_priority_id"),
             models.Index(fields=["owner", "created_at"], name="task_owner_created"),
             models.Index(fields=["owner", "updated_at"], name="task_owner_updated"),
             # The one index that does not lead with the owner: the admin's task changelist

@@ -440,6 +440,28 @@ def test_the_title_ordering_reads_its_index_in_order_on_a_user_with_many_tasks(u
     assert "lower(CASE WHEN" in output and "text_sort_key" not in output, output
 
 
+def test_the_priority_ordering_reads_its_page_off_an_index_in_both_directions(user, api_client):
+    # A priority is a tie group of thousands of tasks: (owner, priority) without the id sorted
+    # the whole group for every page (the heavy bench user: 50,231 rows, 85-140 ms), and with
+    # the id ascending under `-priority` the whole `high` group.
+    load_tasks((user.pk, f"task {i}", "", (i + 1) * POSITION_GAP) for i in range(30_000))
+    Task.objects.filter(owner=user, position__lte=200 * POSITION_GAP).update(priority=Priority.HIGH)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE tasks_task")
+    for ordering, scan in [("priority", "Index Scan"), ("-priority", "Index Scan Backward")]:
+        plan = order_tasks(Task.objects.owned_by(user), [ordering])[:50].explain()
+        assert f"{scan} using task_owner_priority_id" in plan and "Sort" not in plan, plan
+    # Ties in the direction of the last field: the id descending under `-priority`.
+    for ordering, first_priority, ids_ascending in [
+        ("priority", "none", True),
+        ("-priority", "high", False),
+    ]:
+        page = api_client.get("/api/v1/tasks/", {"ordering": ordering, "limit": 3}).json()
+        ids = [uuid.UUID(task["id"]) for task in page["results"]]
+        assert {task["priority"] for task in page["results"]} == {first_priority}
+        assert ids == sorted(ids, reverse=not ids_ascending)
+
+
 def test_search_uses_the_gin_index_on_a_user_with_many_tasks(user, other_user):
     # The scale: 100,000 tasks for the user (and 5,000 for another) worded from a
     # vocabulary of 3,000 words, as real titles are, then ANALYZE: the plan reads the GIN index,
