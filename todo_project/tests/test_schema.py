@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 
+from tasks.models import Task
 from todo_project.fields import HOUR_MINUTE
 from todo_project.schema import ERROR_DESCRIPTIONS
 
@@ -412,3 +413,14 @@ def test_an_email_with_a_unicode_domain_is_valid_by_the_schema_in_and_out(anon_c
     reset = {"email": "anna@exämple.com"}
     assert anon_client.post("/api/v1/auth/password/reset/", reset, format="json").status_code == 202
     assert _component_errors(schema, "PasswordResetRequest", reset) == []
+
+
+@pytest.mark.django_db
+def test_a_task_position_is_an_int64_as_it_grows_past_32_bits(api_client, schema):
+    # It was a plain `integer`, which Java and Kotlin clients decode as 32 bits.
+    last = api_client.post("/api/v1/tasks/", {"title": "Last"}, format="json").json()
+    Task.objects.filter(pk=last["id"]).update(position=2**31 - 1)
+    response = api_client.post("/api/v1/tasks/", {"title": "Next"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["position"] > 2**31 - 1
+    assert schema["components"]["schemas"]["Task"]["properties"]["position"]["format"] == "int64"
