@@ -222,9 +222,9 @@ def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(sch
 
 def test_errors_documented_are_the_ones_an_operation_can_give(schema):
     paths = schema["paths"]
-    # Lists and tags take no parameters: nothing to refuse with a 400.
-    assert "400" not in paths["/api/v1/lists/"]["get"]["responses"]
-    assert "400" not in paths["/api/v1/tags/"]["get"]["responses"]
+    # A GET reads no body: nothing to refuse with a 415.
+    assert "415" not in paths["/api/v1/lists/"]["get"]["responses"]
+    assert "415" not in paths["/api/v1/tags/"]["get"]["responses"]
     assert "400" in paths["/api/v1/tasks/"]["get"]["responses"]
     # A chunked body is refused before the view.
     assert "411" in paths["/api/v1/tasks/"]["post"]["responses"]
@@ -435,3 +435,49 @@ def test_the_bulk_body_is_required(api_client, schema):
     assert response.status_code == 400
     assert set(response.json()["errors"]) == {"action", "ids"}
     assert schema["paths"]["/api/v1/tasks/bulk/"]["post"]["requestBody"]["required"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "url"),
+    [
+        ("get", "/api/v1/auth/me/", "/api/v1/auth/me/"),
+        ("get", "/api/v1/lists/", "/api/v1/lists/"),
+        ("get", "/api/v1/lists/{id}/", "/api/v1/lists/{list}/"),
+        ("get", "/api/v1/tags/", "/api/v1/tags/"),
+        ("delete", "/api/v1/tags/{name}/", "/api/v1/tags/home/"),
+        ("get", "/api/v1/tasks/{id}/", "/api/v1/tasks/{task}/"),
+        ("delete", "/api/v1/tasks/{id}/", "/api/v1/tasks/{task}/"),
+    ],
+)
+def test_an_operation_without_parameters_documents_the_400_of_a_query_not_utf8(
+    api_client, schema, method, path, url
+):
+    # Only operations with a body, a key or a list's parameters listed the 400.
+    task_list = api_client.post("/api/v1/lists/", {"name": "Home"}, format="json").json()
+    task = api_client.post("/api/v1/tasks/", {"title": "T", "tags": ["home"]}, format="json")
+    response = getattr(api_client, method)(
+        url.format(list=task_list["id"], task=task.json()["id"]) + "?x=%FF"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"x": ["This value is not valid UTF-8."]}
+    assert "400" in schema["paths"][path][method]["responses"]
+
+
+@pytest.mark.django_db
+def test_every_operation_documents_the_411_and_413_of_a_body_whatever_its_method(
+    api_client, schema
+):
+    # Only operations that read a body listed them; the middleware answers them before any view.
+    task = api_client.post("/api/v1/tasks/", {"title": "T"}, format="json").json()
+    too_large = api_client.delete(
+        f"/api/v1/tasks/{task['id']}/",
+        b"[" + b" " * (1024 * 1024) + b"]",
+        content_type="application/json",
+    )
+    chunked = api_client.get("/api/v1/auth/me/", HTTP_TRANSFER_ENCODING="chunked")
+    assert (too_large.status_code, chunked.status_code) == (413, 411)
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert {"400", "411", "413"} <= set(operation["responses"]), (method, path)
