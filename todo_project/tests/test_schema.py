@@ -481,3 +481,42 @@ def test_every_operation_documents_the_411_and_413_of_a_body_whatever_its_method
         if path.startswith("/api/v1/"):
             for method, operation in operations.items():
                 assert {"400", "411", "413"} <= set(operation["responses"]), (method, path)
+
+
+def _task_list_parameter(schema, name: str) -> dict:
+    (parameter,) = [
+        p for p in schema["paths"]["/api/v1/tasks/"]["get"]["parameters"] if p["name"] == name
+    ]
+    return parameter
+
+
+@pytest.mark.django_db
+def test_a_tag_filter_name_is_counted_trimmed_and_composed_as_the_schema_says(api_client, schema):
+    # Its items claimed a raw maxLength of 50, refusing names padded or decomposed that it finds.
+    name = "x" * 50
+    api_client.post("/api/v1/tasks/", {"title": "T", "tags": [name]}, format="json")
+    validator = jsonschema_rs.validator_for(_task_list_parameter(schema, "tag")["schema"])
+    for value in (f" {name} ", "e\u0301" * 50):
+        assert api_client.get("/api/v1/tasks/", {"tag": value}).status_code == 200, value
+        assert validator.is_valid([value]), value
+    assert api_client.get("/api/v1/tasks/", {"tag": f" {name} "}).json()["count"] == 1
+
+
+@pytest.mark.django_db
+def test_the_caps_on_tag_filters_and_the_search_text_are_in_the_schema(api_client, schema):
+    # Neither was documented: a 21st tag or a 201st character was a 400 no client was told of.
+    tags = [f"t{i}" for i in range(21)]
+    assert api_client.get("/api/v1/tasks/", {"tag": tags[:20]}).status_code == 200
+    response = api_client.get("/api/v1/tasks/", {"tag": tags})
+    assert response.json()["errors"] == {"tag": ["At most 20 tags."]}
+    tag = _task_list_parameter(schema, "tag")
+    assert tag["schema"]["maxItems"] == 20 and "at most 20" in tag["description"]
+    assert not jsonschema_rs.validator_for(tag["schema"]).is_valid(tags)
+
+    padded = " " + "x" * 200 + " "  # counted trimmed: no raw maxLength could say it
+    assert api_client.get("/api/v1/tasks/", {"search": padded}).status_code == 200
+    response = api_client.get("/api/v1/tasks/", {"search": "x" * 201})
+    assert "at most 200 characters" in response.json()["errors"]["search"][0]
+    search = _task_list_parameter(schema, "search")
+    assert "maxLength" not in search["schema"]
+    assert "At most 200 characters, surrounding whitespace not counted" in search["description"]
