@@ -179,12 +179,16 @@ class TagNamesFormField(forms.Field):
         return names
 
 
+# No `maxLength` on the items: a name is counted trimmed and composed (`e` + U+0301 is one
+# character), which JSON Schema's count of the raw value is not.
 @extend_schema_field(
     {
         "type": "array",
-        "items": {"type": "string", "minLength": 1, "maxLength": 50},
-        "description": "Repeatable (`tag=a&tag=b`): tasks having all of these tags "
-        "(case-insensitive).",
+        "items": {"type": "string", "minLength": 1},
+        "maxItems": MAX_TAG_FILTERS,
+        "description": f"Repeatable (`tag=a&tag=b`), at most {MAX_TAG_FILTERS} times: tasks "
+        f"having all of these tags (case-insensitive). Each name has 1–{TAG_NAME_MAX_LENGTH} "
+        "characters, counted trimmed and composed (NFC), as tag names are stored.",
     }
 )
 class TagNamesFilter(django_filters.Filter):
@@ -367,7 +371,9 @@ class TaskFilter(django_filters.FilterSet):
     )
     search = django_filters.CharFilter(
         max_length=SEARCH_MAX_LENGTH,
-        help_text="Full-text search in title and description: every word must start a word "
+        # No `maxLength`: the cap counts the text trimmed, JSON Schema would count it raw.
+        help_text=f"At most {SEARCH_MAX_LENGTH} characters, surrounding whitespace not counted. "
+        "Full-text search in title and description: every word must start a word "
         "of the task, case-insensitively and Latin, Greek and Cyrillic accents aside (`pay ren` "
         "finds 'Pay rent', `cafe` finds 'Café'). Emails, URLs, paths and other words joined by "
         "punctuation also start at each of their parts (`example` finds 'anna@example.com', "

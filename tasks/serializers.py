@@ -5,7 +5,8 @@ from datetime import UTC
 from typing import Any
 
 from django.core.validators import RegexValidator
-from drf_spectacular.utils import PolymorphicProxySerializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from tasks import recurrence
@@ -212,6 +213,14 @@ class BuiltOnceFields:
         return list(cls._built_validators)
 
 
+# The class, not an instance, carries the annotation: a serializer's declared fields are
+# rebuilt from their arguments (deep copies), which drops what was set on an instance.
+@extend_schema_field(OpenApiTypes.INT64)
+class BigIntegerField(serializers.IntegerField):
+    """A bigint column's value. Without bounds (a read-only one has none) drf-spectacular
+    wrote a plain `integer`, which Java and Kotlin generators type as 32 bits."""
+
+
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     title = VisibleCharField(
         max_length=TITLE_MAX_LENGTH,
@@ -288,6 +297,13 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         "recurring task was first completed, for as long as that task exists (reopened, this "
         "task keeps it: completing it again makes no second copy); null otherwise.",
     )
+    # Ranks move out by 1,024 at the ends of a group and never come back, past 2^31 in time.
+    position = BigIntegerField(
+        read_only=True,
+        help_text="Rank inside (list, parent), ascending; change it with move/. A move or new"
+        " occurrence next to it may shift it, keeping the order: a change like any other"
+        " (version and updated_at move too).",
+    )
     created_at = Timestamp()
     updated_at = Timestamp()
 
@@ -312,15 +328,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
             "updated_at",
             "version",
         ]
-        read_only_fields = ["id", "position", "version"]
+        read_only_fields = ["id", "version"]
         extra_kwargs = {
-            "position": {
-                "help_text": (
-                    "Rank inside (list, parent), ascending; change it with move/. A move or new"
-                    " occurrence next to it may shift it, keeping the order: a change like any"
-                    " other (version and updated_at move too)."
-                )
-            },
             "version": {"help_text": "Starts at 1 and grows by one on every change."},
         }
 

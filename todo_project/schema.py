@@ -5,8 +5,11 @@ drf-spectacular documents the success answer of each operation; this AutoSchema 
 shared machinery produces on every endpoint, so no view has to list them and the schema never
 lies by omission (the fuzz test checks every answer against it):
 
-- 400 when the operation reads a body, query parameters (a list) or an Idempotency-Key;
-  413 and 415 when it reads a body (POST, PUT, PATCH, and a DELETE marked `@delete_with_body`);
+- 400, 411 and 413 everywhere: ApiProblemMiddleware answers them before any view, whatever
+  the method (a query value that is not UTF-8, more than 1,000 query parameters, a
+  `Content-Length` that is not a number; a chunked body; a body over the cap), and an
+  operation that reads a body, query parameters or an Idempotency-Key refuses bad ones too;
+  415 when it reads a body (POST, PUT, PATCH, and a DELETE marked `@delete_with_body`);
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
 - 404 when its path names a resource; 406 everywhere (an `Accept` without JSON); 429
   everywhere (rate limits);
@@ -16,6 +19,13 @@ lies by omission (the fuzz test checks every answer against it):
 - for ConditionalRequestMixin views: `ETag`, `If-None-Match` → 304, `If-Match` → 412; `ETag`
   and `Location` on a 201;
 - for `@idempotent` methods: `Idempotency-Key`, `Idempotent-Replayed`, 409 and 422.
+
+A body made of one of several shapes (a PolymorphicProxySerializer keyed on a field, as the
+bulk action's) is required: drf-spectacular marks it optional, though every shape requires
+its key.
+
+Email addresses are `idn-email` (RFC 6531), not `email`: the API takes and answers domains in
+Unicode (`anna@exämple.com`), which a client checking `email` (RFC 5322, ASCII) refuses.
 
 drf-spectacular documents a request body for POST, PUT and PATCH only (OpenAPI 3.0 gives a
 DELETE's no defined meaning) and ignores `extend_schema(request=...)` on a DELETE, with no
@@ -29,9 +39,10 @@ from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular import openapi
-from drf_spectacular.plumbing import get_doc
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import force_instance, get_doc
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from todo_project.conditional import ConditionalRequestMixin
@@ -44,7 +55,10 @@ from todo_project.problems import (
 
 # What each error answer the shared machinery adds means, unless a view says it better.
 ERROR_DESCRIPTIONS = {
-    400: "Invalid input: `errors` names each field or query parameter.",
+    400: "Invalid input: `errors` names each field or query parameter (any parameter whose "
+    "value is not UTF-8, unknown ones included), or says under `non_field_errors` what else "
+    "is wrong with the request (more than 1,000 query parameters, a `Content-Length` that is "
+    "not a number).",
     401: "Missing, invalid, expired or revoked access token. For one sent and refused, "
     '`WWW-Authenticate` says `error="invalid_token"` (RFC 6750 section 3.1).',
     404: "Not found, or not yours (the same answer either way).",
@@ -55,8 +69,8 @@ ERROR_DESCRIPTIONS = {
     "Idempotency-Key still running.",
     412: "If-Match no longer matches the current version, or If-None-Match matches it: "
     "nothing changed. `ETag` is the current one.",
-    411: "A body without `Content-Length` (chunked): send its length.",
-    413: "The body is larger than the server accepts.",
+    411: "A body without `Content-Length` (chunked), refused whatever the method: send its length.",
+    413: "The body is larger than the server accepts, whatever the method.",
     415: "The body is not JSON.",
     422: "The Idempotency-Key was used before with another request.",
     429: "Rate limited: retry after `Retry-After` seconds.",
@@ -226,6 +240,20 @@ def delete_with_body(handler: Callable) -> Callable:
     return handler
 
 
+class IdnEmailFieldExtension(OpenApiSerializerFieldExtension):
+    """Every EmailField as `format: idn-email`, its other keywords (maxLength) kept. Addresses
+    are stored and answered with the domain in Unicode: validators of `format: email` (RFC
+    5322, ASCII: ajv-formats, Zod's `.email()`) refused `GET me/` of such a user, and their
+    forms the addresses register and the password reset take."""
+
+    target_class = serializers.EmailField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction: openapi.Direction) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "format": "idn-email"}
+
+
 class AutoSchema(openapi.AutoSchema):
     def _map_basic_serializer(self, serializer, direction: openapi.Direction) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
@@ -240,6 +268,18 @@ class AutoSchema(openapi.AutoSchema):
             for field in schema.get("properties", {}).values():
                 field.pop("default", None)
         return schema
+
+    def _get_request_for_media_type(self, serializer, direction="request") -> tuple[Any, bool]:
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        serializer = force_instance(serializer)
+        if (
+            isinstance(serializer, PolymorphicProxySerializer)
+            and serializer.resource_type_field_name
+        ):
+            # Every shape requires its key (`action`): no body is a 400, as `{}` is. drf-spectacular
+            # left such a body optional, and generated clients typed it `body?`.
+            required = True
+        return schema, required
 
     def _get_request_body(self, direction: openapi.Direction = "request") -> dict | None:
         if self.method in BODY_METHODS or not self._reads_body():
@@ -313,11 +353,12 @@ class AutoSchema(openapi.AutoSchema):
         return responses
 
     def _error_codes(self) -> set[int]:
-        codes = {406, 429, 503}  # 503: the database unavailable (todo_project.problems)
+        # 503: the database unavailable (todo_project.problems). 400, 411 and 413: what
+        # ApiProblemMiddleware answers before any view, whatever the method (a query value
+        # that is not UTF-8, `?x=%FF` on any operation; a chunked or oversized body).
+        codes = {400, 406, 411, 413, 429, 503}
         if self._reads_body():
-            codes |= {400, 411, 413, 415}
-        if self.method == "GET" and self._is_list_view() and self._reads_query():
-            codes.add(400)  # filters and pagination parameters
+            codes.add(415)
         if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"
             codes.add(401)
         if "{" in self.path:
@@ -325,7 +366,7 @@ class AutoSchema(openapi.AutoSchema):
         if self._is_conditional_write():
             codes.add(412)
         if self._is_idempotent():
-            codes |= {400, 409, 422}
+            codes |= {409, 422}
         return codes
 
     def _is_conditional_write(self) -> bool:
@@ -342,13 +383,6 @@ class AutoSchema(openapi.AutoSchema):
     def _handler(self) -> Callable | None:
         name = getattr(self.view, "action", None) or self.method.lower()
         return getattr(self.view, name, None)
-
-    def _reads_query(self) -> bool:
-        """Whether the list takes parameters to validate (lists and tags take none)."""
-        return bool(
-            getattr(self.view, "filterset_class", None)
-            or getattr(self.view, "pagination_class", None)
-        )
 
     def _reads_body(self) -> bool:
         return self.method in BODY_METHODS or getattr(self._handler(), "reads_body", False)

@@ -1,10 +1,12 @@
 import re
 from datetime import datetime
 
+import jsonschema_rs
 import pytest
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 
+from tasks.models import Task
 from todo_project.fields import HOUR_MINUTE
 from todo_project.schema import ERROR_DESCRIPTIONS
 
@@ -220,9 +222,9 @@ def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(sch
 
 def test_errors_documented_are_the_ones_an_operation_can_give(schema):
     paths = schema["paths"]
-    # Lists and tags take no parameters: nothing to refuse with a 400.
-    assert "400" not in paths["/api/v1/lists/"]["get"]["responses"]
-    assert "400" not in paths["/api/v1/tags/"]["get"]["responses"]
+    # A GET reads no body: nothing to refuse with a 415.
+    assert "415" not in paths["/api/v1/lists/"]["get"]["responses"]
+    assert "415" not in paths["/api/v1/tags/"]["get"]["responses"]
     assert "400" in paths["/api/v1/tasks/"]["get"]["responses"]
     # A chunked body is refused before the view.
     assert "411" in paths["/api/v1/tasks/"]["post"]["responses"]
@@ -289,7 +291,7 @@ def test_every_example_is_valid_by_the_schema_it_illustrates(schema):
     # the serializers (a renamed field, a wrong format) misleads. Swagger UI shows them all.
     from jsonschema import Draft202012Validator, FormatChecker
 
-    formats = FormatChecker()  # uuid, date and email built in; date-time needs a package
+    formats = FormatChecker()  # uuid, date and idn-email built in; date-time needs a package
 
     @formats.checks("date-time", raises=ValueError)
     def _timestamp(value) -> bool:
@@ -375,3 +377,146 @@ def test_a_refused_sign_in_or_refresh_sends_the_challenge_the_schema_lists(anon_
         assert response.status_code == 401
         assert response["WWW-Authenticate"] == 'Bearer realm="api"'
         assert "WWW-Authenticate" in schema["paths"][path]["post"]["responses"]["401"]["headers"]
+
+
+def _component_errors(schema, name: str, value) -> list[str]:
+    """What a client checking formats (ajv-formats, Zod; jsonschema-rs here, schemathesis'
+    validator) says of `value` against the component `name`, references resolved."""
+    components = schema["components"]["schemas"]
+
+    def resolved(node):
+        if isinstance(node, list):
+            return [resolved(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            return resolved(components[node["$ref"].rsplit("/", 1)[1]])
+        return {k: resolved(v) for k, v in node.items() if k not in ("readOnly", "writeOnly")}
+
+    validator = jsonschema_rs.validator_for(resolved(components[name]), validate_formats=True)
+    return [error.message for error in validator.iter_errors(value)]
+
+
+@pytest.mark.django_db
+def test_an_email_with_a_unicode_domain_is_valid_by_the_schema_in_and_out(anon_client, schema):
+    # `format: email` is RFC 5322's ASCII: clients refused `GET me/` of such a user, and their
+    # forms the addresses that register and the reset take.
+    body = {"email": "anna@xn--exmple-cua.com", "password": "correct-horse-battery-staple"}
+    response = anon_client.post("/api/v1/auth/register/", body, format="json")
+    assert response.status_code == 201
+    user = response.json()["user"]
+    assert user["email"] == "anna@exämple.com"  # stored and answered with its domain in Unicode
+    assert _component_errors(schema, "User", user) == []
+    register = {**body, "email": "bea@exämple.com"}
+    assert anon_client.post("/api/v1/auth/register/", register, format="json").status_code == 201
+    assert _component_errors(schema, "RegisterRequest", register) == []
+    reset = {"email": "anna@exämple.com"}
+    assert anon_client.post("/api/v1/auth/password/reset/", reset, format="json").status_code == 202
+    assert _component_errors(schema, "PasswordResetRequest", reset) == []
+
+
+@pytest.mark.django_db
+def test_a_task_position_is_an_int64_as_it_grows_past_32_bits(api_client, schema):
+    # It was a plain `integer`, which Java and Kotlin clients decode as 32 bits.
+    last = api_client.post("/api/v1/tasks/", {"title": "Last"}, format="json").json()
+    Task.objects.filter(pk=last["id"]).update(position=2**31 - 1)
+    response = api_client.post("/api/v1/tasks/", {"title": "Next"}, format="json")
+    assert response.status_code == 201
+    assert response.json()["position"] > 2**31 - 1
+    assert schema["components"]["schemas"]["Task"]["properties"]["position"]["format"] == "int64"
+
+
+@pytest.mark.django_db
+def test_the_bulk_body_is_required(api_client, schema):
+    # drf-spectacular leaves a oneOf body optional: clients typed it `body?`, for a 400.
+    response = api_client.generic(
+        "POST", "/api/v1/tasks/bulk/", b"", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"action", "ids"}
+    assert schema["paths"]["/api/v1/tasks/bulk/"]["post"]["requestBody"]["required"] is True
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("method", "path", "url"),
+    [
+        ("get", "/api/v1/auth/me/", "/api/v1/auth/me/"),
+        ("get", "/api/v1/lists/", "/api/v1/lists/"),
+        ("get", "/api/v1/lists/{id}/", "/api/v1/lists/{list}/"),
+        ("get", "/api/v1/tags/", "/api/v1/tags/"),
+        ("delete", "/api/v1/tags/{name}/", "/api/v1/tags/home/"),
+        ("get", "/api/v1/tasks/{id}/", "/api/v1/tasks/{task}/"),
+        ("delete", "/api/v1/tasks/{id}/", "/api/v1/tasks/{task}/"),
+    ],
+)
+def test_an_operation_without_parameters_documents_the_400_of_a_query_not_utf8(
+    api_client, schema, method, path, url
+):
+    # Only operations with a body, a key or a list's parameters listed the 400.
+    task_list = api_client.post("/api/v1/lists/", {"name": "Home"}, format="json").json()
+    task = api_client.post("/api/v1/tasks/", {"title": "T", "tags": ["home"]}, format="json")
+    response = getattr(api_client, method)(
+        url.format(list=task_list["id"], task=task.json()["id"]) + "?x=%FF"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"x": ["This value is not valid UTF-8."]}
+    assert "400" in schema["paths"][path][method]["responses"]
+
+
+@pytest.mark.django_db
+def test_every_operation_documents_the_411_and_413_of_a_body_whatever_its_method(
+    api_client, schema
+):
+    # Only operations that read a body listed them; the middleware answers them before any view.
+    task = api_client.post("/api/v1/tasks/", {"title": "T"}, format="json").json()
+    too_large = api_client.delete(
+        f"/api/v1/tasks/{task['id']}/",
+        b"[" + b" " * (1024 * 1024) + b"]",
+        content_type="application/json",
+    )
+    chunked = api_client.get("/api/v1/auth/me/", HTTP_TRANSFER_ENCODING="chunked")
+    assert (too_large.status_code, chunked.status_code) == (413, 411)
+    for path, operations in schema["paths"].items():
+        if path.startswith("/api/v1/"):
+            for method, operation in operations.items():
+                assert {"400", "411", "413"} <= set(operation["responses"]), (method, path)
+
+
+def _task_list_parameter(schema, name: str) -> dict:
+    (parameter,) = [
+        p for p in schema["paths"]["/api/v1/tasks/"]["get"]["parameters"] if p["name"] == name
+    ]
+    return parameter
+
+
+@pytest.mark.django_db
+def test_a_tag_filter_name_is_counted_trimmed_and_composed_as_the_schema_says(api_client, schema):
+    # Its items claimed a raw maxLength of 50, refusing names padded or decomposed that it finds.
+    name = "x" * 50
+    api_client.post("/api/v1/tasks/", {"title": "T", "tags": [name]}, format="json")
+    validator = jsonschema_rs.validator_for(_task_list_parameter(schema, "tag")["schema"])
+    for value in (f" {name} ", "e\u0301" * 50):
+        assert api_client.get("/api/v1/tasks/", {"tag": value}).status_code == 200, value
+        assert validator.is_valid([value]), value
+    assert api_client.get("/api/v1/tasks/", {"tag": f" {name} "}).json()["count"] == 1
+
+
+@pytest.mark.django_db
+def test_the_caps_on_tag_filters_and_the_search_text_are_in_the_schema(api_client, schema):
+    # Neither was documented: a 21st tag or a 201st character was a 400 no client was told of.
+    tags = [f"t{i}" for i in range(21)]
+    assert api_client.get("/api/v1/tasks/", {"tag": tags[:20]}).status_code == 200
+    response = api_client.get("/api/v1/tasks/", {"tag": tags})
+    assert response.json()["errors"] == {"tag": ["At most 20 tags."]}
+    tag = _task_list_parameter(schema, "tag")
+    assert tag["schema"]["maxItems"] == 20 and "at most 20" in tag["description"]
+    assert not jsonschema_rs.validator_for(tag["schema"]).is_valid(tags)
+
+    padded = " " + "x" * 200 + " "  # counted trimmed: no raw maxLength could say it
+    assert api_client.get("/api/v1/tasks/", {"search": padded}).status_code == 200
+    response = api_client.get("/api/v1/tasks/", {"search": "x" * 201})
+    assert "at most 200 characters" in response.json()["errors"]["search"][0]
+    search = _task_list_parameter(schema, "search")
+    assert "maxLength" not in search["schema"]
+    assert "At most 200 characters, surrounding whitespace not counted" in search["description"]
