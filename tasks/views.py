@@ -315,6 +315,9 @@ class TaskListViewSet(
     lookup_value_regex = UUID_PATTERN
     # The counts change with the list's tasks, not its version (If-Match compares the version).
     etag_derived_fields = ("task_count", "open_task_count")
+    # If-Match locks the list FOR NO KEY UPDATE: the foreign-key checks of writes into the list
+    # do not wait for it (a conditional DELETE deadlocked with them: ConditionalRequestMixin).
+    no_key_lock = True
 
     def get_queryset(self) -> QuerySet:
         # Counted per list by correlated subqueries, from an index alone (models.count_of):
