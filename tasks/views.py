@@ -382,13 +382,16 @@ class CompiledLookupForWrites:
     # Set by a write that reads its task inside its transaction, to change it: read locked,
     # with what its answer needs (task_to_write).
     lock_on_read = False
+    # Set by a write that may complete its task: an open subtask's parent is locked first
+    # (task_to_write's `completing`).
+    completing = False
 
     def get_object(self) -> Task:
         if self.request.method in permissions.SAFE_METHODS:
             return super().get_object()
         pk = self.task_id()
         if self.lock_on_read:
-            instance = task_to_write(self.request.user.pk, pk)
+            instance = task_to_write(self.request.user.pk, pk, completing=self.completing)
         else:
             instance = owned_instance(Task, self.request.user.pk, pk)
         if instance is None:
@@ -565,6 +568,9 @@ class TaskViewSet(
         # validated against the row the service then writes, without reading it again.
         with transaction.atomic():
             self.lock_on_read = True
+            self.completing = (
+                isinstance(request.data, dict) and request.data.get("completed") is True
+            )
             serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
             serializer.is_valid(raise_exception=True)
             self.perform_update(serializer)
