@@ -709,7 +709,7 @@ class TaskAdmin(OwnedAdmin):
                     # Read under its lock, as the API's PATCH does: one completed with its
                     # parent earlier in this loop, or changed by its user meanwhile, is not this
                     # action's doing.
-                    current = task_to_write(task.owner_id, task.pk)
+                    current = task_to_write(task.owner_id, task.pk, completing=completed)
                     if current is None or current.completed == completed:
                         return False
                     services.task_update(

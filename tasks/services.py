@@ -37,7 +37,7 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, F, Max, QuerySet
+from django.db.models import Count, F, Max, Q, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
@@ -1104,7 +1104,7 @@ def _place_under_parent(task: Task, *, list_given: bool) -> None:
 
 
 @contextmanager
-def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
+def _row_for_write(task: Task, *, locked: bool, completing: bool = False) -> Iterator[Task]:
     """The task under its row lock, in a transaction, so concurrent writers apply one after the
     other: re-read by task_to_write() in a new transaction (or savepoint), or, when `locked`,
     `task` itself, which the caller read with task_to_write() in the transaction this runs in
@@ -1115,7 +1115,7 @@ def _row_for_write(task: Task, *, locked: bool) -> Iterator[Task]:
         if locked:
             yield task
             return
-        current = task_to_write(task.owner_id, task.pk)
+        current = task_to_write(task.owner_id, task.pk, completing=completing)
         if current is None:
             raise Task.DoesNotExist("The task was deleted meanwhile.")
         yield current
@@ -1164,7 +1164,8 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
     reopens it. `version` grows by one when anything changed. `locked`: `task` was read under
     its row lock in the transaction this runs in, so it is not read again, and that transaction
     is the write's (_row_for_write)."""
-    with _row_for_write(task, locked=locked) as current:
+    completes = data.get("completed") is True  # its parent locked first (task_to_write)
+    with _row_for_write(task, locked=locked, completing=completes) as current:
         old_group, old_rule, old_due = current.sibling_group, current.recurrence, current.due_date
         changed = False
         for field in WRITABLE_FIELDS:
@@ -1424,12 +1425,22 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     ids = list(dict.fromkeys(ids))
     with transaction.atomic():
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
-        tasks = list(
-            Task.objects.owned_by(user)
-            .filter(id__any_of=ids)
-            .select_for_update()
-            .order_by(*ROW_LOCK_ORDER)
+        named = Q(id__any_of=ids)
+        if action == "complete":
+            # With the parents of the open recurring subtasks it completes (FOR UPDATE: one
+            # statement, one order): a copy's foreign key locks its parent at the COMMIT, after
+            # the subtask, and a write completing the parent meanwhile held the parent and
+            # waited for the subtask (_cascade_completion), a deadlock (1 s) every time.
+            named |= Q(
+                pk__in=Task.objects.filter(
+                    id__any_of=ids, completed=False, recurrence__isnull=False
+                ).values("parent_id")
+            )
+        locked = list(
+            Task.objects.owned_by(user).filter(named).select_for_update().order_by(*ROW_LOCK_ORDER)
         )
+        wanted = set(ids)
+        tasks = [task for task in locked if task.pk in wanted]
         if len(tasks) != len(ids):
             found = {task.pk for task in tasks}
             raise MissingTasks([task_id for task_id in ids if task_id not in found])

@@ -315,6 +315,9 @@ class TaskListViewSet(
     lookup_value_regex = UUID_PATTERN
     # The counts change with the list's tasks, not its version (If-Match compares the version).
     etag_derived_fields = ("task_count", "open_task_count")
+    # If-Match locks the list FOR NO KEY UPDATE: the foreign-key checks of writes into the list
+    # do not wait for it (a conditional DELETE deadlocked with them: ConditionalRequestMixin).
+    no_key_lock = True
 
     def get_queryset(self) -> QuerySet:
         # Counted per list by correlated subqueries, from an index alone (models.count_of):
@@ -379,13 +382,16 @@ class CompiledLookupForWrites:
     # Set by a write that reads its task inside its transaction, to change it: read locked,
     # with what its answer needs (task_to_write).
     lock_on_read = False
+    # Set by a write that may complete its task: an open subtask's parent is locked first
+    # (task_to_write's `completing`).
+    completing = False
 
     def get_object(self) -> Task:
         if self.request.method in permissions.SAFE_METHODS:
             return super().get_object()
         pk = self.task_id()
         if self.lock_on_read:
-            instance = task_to_write(self.request.user.pk, pk)
+            instance = task_to_write(self.request.user.pk, pk, completing=self.completing)
         else:
             instance = owned_instance(Task, self.request.user.pk, pk)
         if instance is None:
@@ -562,6 +568,9 @@ class TaskViewSet(
         # validated against the row the service then writes, without reading it again.
         with transaction.atomic():
             self.lock_on_read = True
+            self.completing = (
+                isinstance(request.data, dict) and request.data.get("completed") is True
+            )
             serializer = self.get_serializer(self.get_object(), data=request.data, partial=partial)
             serializer.is_valid(raise_exception=True)
             self.perform_update(serializer)

@@ -14,8 +14,9 @@ own fields, so it compares the version alone: a task completed meanwhile fails n
   resource exists) is a 412 too (RFC 9110 13.1.2: a false condition on a write), after
   `If-Match` is evaluated (13.2.2).
 - The comparison and the write happen in one transaction, the row locked (SELECT ... FOR
-  UPDATE) before comparing: of two clients holding the same ETag exactly one wins, the other
-  waits for the lock, then sees the new version and gets its 412.
+  UPDATE, or FOR NO KEY UPDATE where a viewset says so: `no_key_lock`) before comparing: of
+  two clients holding the same ETag exactly one wins, the other waits for the lock, then sees
+  the new version and gets its 412.
 """
 
 import re
@@ -87,6 +88,14 @@ class ConditionalRequestMixin:
     # while it holds the row's lock: read after the commit instead, it could be a later write's
     # (one ETag on another body) or gone (a DELETE right after: a 500 for a write that worked).
     written_version: int | None = None
+    # Lock the row FOR NO KEY UPDATE rather than FOR UPDATE: it still serialises the comparison
+    # against the row's other writers, but not against the foreign-key checks (FOR KEY SHARE)
+    # of rows that refer to it. A list's: a write into the list takes the list's group lock,
+    # then at its COMMIT that check; a conditional DELETE holding the row FOR UPDATE while it
+    # queued for the group lock deadlocked with it (1 s each). The DELETE statement takes the
+    # full lock itself, once list_delete holds the group lock. Tasks keep FOR UPDATE: a write
+    # giving a task a parent must wait for the parent's writers (services._PARENT_LOCKED).
+    no_key_lock = False
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
         method = request.method.lower()
@@ -120,7 +129,7 @@ class ConditionalRequestMixin:
         # FOR UPDATE cannot take.
         current = (
             type(instance)
-            ._base_manager.select_for_update()
+            ._base_manager.select_for_update(no_key=self.no_key_lock)
             .filter(pk=instance.pk)
             .values_list("version", flat=True)
             .first()

@@ -47,6 +47,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.authentication import INVALID_TOKEN
 from tasks.models import IdempotencyRecord
 from todo_project.problems import PROBLEM_CONTENT_TYPE, Conflict, UnprocessableContent
 
@@ -58,6 +59,9 @@ KEY_PATTERN = r"^[\x20-\x7E]{1,255}$"
 _KEY_RE = re.compile(KEY_PATTERN)
 # 4xx answers that depend on the moment, not on the request: a retry is meant to get past them.
 RETRYABLE = frozenset({408, 409, 412, 423, 425, 428, 429})
+# The unique constraint on (owner, key) (tasks.IdempotencyRecord).
+UNIQUE_PER_OWNER = "idempotency_key_unique_per_owner"
+FOREIGN_KEY_VIOLATION = "23503"
 
 
 logger = logging.getLogger("todo.idempotency")
@@ -127,8 +131,16 @@ def _claim_or_replay(*, user, key: str, request_fingerprint: str) -> _Claim | Ht
         with transaction.atomic():
             IdempotencyRecord.objects.create(owner=user, key=key, **fresh)
         return _Claim(user.pk, key, now)
-    except IntegrityError:
-        pass
+    except IntegrityError as error:
+        # Only the unique constraint says the key is taken. The other one, the foreign key to
+        # the owner, failing at the COMMIT: the account was deleted meanwhile (DELETE auth/me/
+        # of another session), and read as a taken key that was a 409 "still being processed"
+        # for a key nobody had sent. A 401, as for any request of a deleted account.
+        cause = error.__cause__
+        if getattr(getattr(cause, "diag", None), "constraint_name", None) != UNIQUE_PER_OWNER:
+            if getattr(cause, "sqlstate", None) == FOREIGN_KEY_VIOLATION:
+                raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token") from error
+            raise
     records = IdempotencyRecord.objects.filter(owner=user, key=key)
     # An expired record, or one whose request died, is taken over; one UPDATE wins the race.
     reclaimable = Q(expires_at__lte=now) | Q(

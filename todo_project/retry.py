@@ -12,6 +12,11 @@ A conditional write (If-Match or If-None-Match) locks, compares and writes in on
 write that lost its race to a change of the row answers the 412 it would get if sent again.
 A write inside a transaction begun before the handler cannot be run again in it: it answers
 the 503.
+
+A reference that failed because the request's own account was deleted meanwhile (DELETE
+auth/me/ from another session) is not run again: it would fail the same way every time, as the
+request's user is not read again, and end in a 503 "Retry the request" that can only ever get
+a 401. It answers that 401 at once, the serial order's answer (what `me/` answers in that race).
 """
 
 import functools
@@ -21,8 +26,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import DatabaseError, connection
+from rest_framework import exceptions
 
+from accounts.authentication import INVALID_TOKEN
 from todo_project.problems import is_concurrent_change
 
 RETRIES = 2
@@ -30,16 +38,29 @@ WRITE_METHODS = ("post", "put", "patch", "delete")
 logger = logging.getLogger("todo.retry")
 
 
-def run_again_on_concurrent_change(handler: Callable[..., Any]) -> Callable[..., Any]:
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def run_again_on_concurrent_change(
+    handler: Callable[..., Any], account_id: Any = None
+) -> Callable[..., Any]:
+    """`account_id`: the request's user, whose deletion meanwhile is a 401 (see above)."""
+
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         for attempt in range(1, RETRIES + 2):
             try:
                 return handler(*args, **kwargs)
             except DatabaseError as error:
-                if attempt > RETRIES or connection.in_atomic_block:
+                if connection.in_atomic_block or not is_concurrent_change(error):
                     raise
-                if not is_concurrent_change(error):
+                if (
+                    account_id is not None
+                    and error.__cause__.sqlstate == FOREIGN_KEY_VIOLATION
+                    and not get_user_model().objects.filter(pk=account_id).exists()
+                ):
+                    raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token") from error
+                if attempt > RETRIES:
                     raise
                 logger.info(
                     "write ended by a concurrent change (SQLSTATE %s), running it again",
@@ -61,4 +82,6 @@ class RetriedWrites:
         method = request.method.lower()
         handler = getattr(self, method, None)
         if method in WRITE_METHODS and handler is not None:
-            setattr(self, method, run_again_on_concurrent_change(handler))
+            user = getattr(request, "user", None)
+            account_id = user.pk if getattr(user, "is_authenticated", False) else None
+            setattr(self, method, run_again_on_concurrent_change(handler, account_id))

@@ -26,7 +26,7 @@ from accounts.services import user_deactivate, user_set_password, user_sign_out_
 from accounts.tests.helpers import assert_problem, bearer, sign_in
 from accounts.tokens import reset_link_tokens
 from conftest import DEFAULT_PASSWORD, client_for
-from tasks.models import Tag, Task
+from tasks.models import IdempotencyRecord, Tag, Task, TaskList
 from todo_project.tests.helpers import (
     connection_of_its_own,
     start_in_thread,
@@ -261,6 +261,38 @@ def test_deleting_the_account_while_a_tag_link_commits_is_run_again_not_a_503(us
     assert "SQLSTATE 23503" in caplog.text  # it did meet the failure, and ran again
     assert not User.objects.filter(pk=user.pk).exists()
     assert not Task.objects.exists() and not Tag.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["/api/v1/tasks/", "/api/v1/lists/"])
+def test_a_create_whose_account_is_deleted_meanwhile_is_a_401_at_once(user, url, caplog):
+    # Its INSERT failed on the owner's foreign key at the COMMIT, and retry.py ran it again
+    # twice, each time the same (the request's user is not read again): a 503 "Retry the
+    # request", which could only ever get this 401 (review 30g #4).
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    creating, deleting = client_for(user), client_for(user)
+
+    with committed_after_authentication(delete_account(deleting)) as results:
+        response = creating.post(url, {"title": "Pay rent", "name": "Home"}, format="json")
+
+    assert results == [204]
+    assert_problem(response, 401)
+    assert "running it again" not in caplog.text
+    assert not Task.objects.exists() and not TaskList.objects.exists()
+
+
+def test_an_idempotent_create_whose_account_is_deleted_meanwhile_is_a_401_not_a_409(user):
+    # The key's record failed on the owner's foreign key at the claim's COMMIT, read as "the
+    # key is taken": a 409 "still being processed" for a key nobody had sent (review 30g #3).
+    creating, deleting = client_for(user), client_for(user)
+
+    with committed_after_authentication(delete_account(deleting)) as results:
+        response = creating.post(
+            "/api/v1/tasks/", {"title": "Pay rent"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+        )
+
+    assert results == [204]
+    assert_problem(response, 401)
+    assert not Task.objects.exists() and not IdempotencyRecord.objects.exists()
 
 
 # --- the services and the admin on a row that changed or went since it was read ---------------

@@ -444,11 +444,11 @@ def test_a_task_its_user_changed_meanwhile_is_neither_changed_nor_logged(
     task = add_task(user, "Pay rent", completed=action == "reopen")
     read_locked = admin_module.task_to_write
 
-    def user_acts_first(owner_id, pk):
+    def user_acts_first(owner_id, pk, **options):
         services.task_update(
             task=Task.objects.get(pk=pk), user=user, data={"completed": action == "complete"}
         )
-        return read_locked(owner_id, pk)
+        return read_locked(owner_id, pk, **options)
 
     monkeypatch.setattr(admin_module, "task_to_write", user_acts_first)
 

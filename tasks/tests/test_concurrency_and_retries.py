@@ -703,6 +703,33 @@ def test_a_task_created_in_a_list_being_deleted_goes_with_its_tasks(
         }
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("tasks", ["delete", "inbox"])
+def test_a_conditional_list_delete_and_a_create_into_the_list_do_not_deadlock(
+    user, make_list, tasks, caplog
+):
+    """As above, the DELETE with If-Match. It locked the list's row FOR UPDATE before the
+    group lock, which the create's foreign key (FOR KEY SHARE of the list, at its COMMIT)
+    waited for: a deadlock every time, the DELETE run again after 1 s (review 30g #1)."""
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    home = make_list("Home")
+    url = f"/api/v1/lists/{home.pk}/?tasks={tasks}"
+    started = time.monotonic()
+    with transaction.atomic():  # a create into Home: its group lock held until its COMMIT
+        services.task_create(user=user, data={"title": "late", "list": home})
+        deleting = start_in_thread(lambda: client_for(user).delete(url, HTTP_IF_MATCH='"1"'))
+        assert wait_for_lock_waiters(connection, 1)  # the DELETE waits for the group lock
+    answer = deleting()
+
+    assert answer.status_code == 204, answer.content
+    assert "SQLSTATE 40P01" not in caplog.text
+    assert time.monotonic() - started < 0.9  # PostgreSQL's deadlock check comes after 1 s
+    assert not TaskList.objects.exists()
+    assert list(Task.objects.values_list("list_id", flat=True)) == (
+        [] if tasks == "delete" else [None]
+    )
+
+
 @pytest.mark.django_db
 def test_a_412_sends_the_current_etag_so_a_retry_needs_no_get(api_client, make_task):
     task = make_task("Pay rent")

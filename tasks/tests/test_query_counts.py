@@ -139,14 +139,15 @@ def test_a_task_write_reads_the_task_once_and_answers_without_reading_it_back(
 @pytest.mark.parametrize(
     ("tags", "subtask", "queries"),
     [
-        # The user; savepoint, the task locked (with its tag names and whether it has open
-        # subtasks), the group lock, the rank after it, the copy and the task saved with its
-        # link to the copy (one statement), release.
-        ([], False, 7),
+        # The user; savepoint, the parent of the task locked if it is an open subtask (a
+        # completion: models._PARENT_FIRST), the task locked (with its tag names and whether it
+        # has open subtasks), the group lock, the rank after it, the copy and the task saved
+        # with its link to the copy (one statement), release.
+        ([], False, 8),
         # The same, the copy's tags written in that statement too.
-        (["home"], False, 7),
+        (["home"], False, 8),
         # The same as the first, and its open subtask completed.
-        ([], True, 8),
+        ([], True, 9),
     ],
 )
 def test_completing_a_recurring_task_writes_its_row_once(

@@ -7,7 +7,10 @@ waits, lets both go once the second waits too (behind the first's row lock), the
 answers and the rows. One of two writes that cannot both apply gets the 400 the serial case
 gives; two that can both apply both do, as if one by one."""
 
+import logging
+import time
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 from django.db import connection, transaction
@@ -264,3 +267,36 @@ def test_a_subtask_made_top_level_meanwhile_is_not_completed_with_its_old_parent
     leaving.refresh_from_db()
     staying.refresh_from_db()
     assert (leaving.parent_id, leaving.completed, staying.completed) == (None, False, True)
+
+
+@pytest.mark.parametrize("how", ["patch", "bulk"])
+def test_completing_a_recurring_subtask_and_its_parent_at_once_does_not_deadlock(
+    user, make_task, how, caplog
+):
+    # The subtask's completion held the subtask, then its copy's foreign key locked the parent
+    # at the COMMIT; the parent's completion held the parent and waited for the subtask: a
+    # deadlock every time, the parent's write run again after 1 s (review 30g #2).
+    caplog.set_level(logging.INFO, logger="todo.retry")
+    parent = make_task("Clean the flat")
+    sub = make_task(
+        "Water the plants", parent=parent, due_date=date(2026, 12, 1), recurrence="FREQ=DAILY"
+    )
+    started = time.monotonic()
+    with transaction.atomic():  # the subtask's completion, as its PATCH or bulk runs it
+        if how == "patch":
+            services.task_update(task=sub, user=user, data={"completed": True})
+        else:
+            services.tasks_bulk_apply(user=user, action="complete", ids=[sub.pk])
+        completing = start_in_thread(
+            lambda: client_for(user).patch(
+                f"/api/v1/tasks/{parent.pk}/", {"completed": True}, format="json"
+            )
+        )
+        assert wait_for_lock_waiters(connection, 1)  # the parent's completion waits
+    answer = completing()
+
+    assert answer.status_code == 200 and answer.json()["completed"] is True, answer.content
+    assert "SQLSTATE 40P01" not in caplog.text
+    assert time.monotonic() - started < 0.9  # PostgreSQL's deadlock check comes after 1 s
+    copy = Task.objects.get(pk=Task.objects.get(pk=sub.pk).next_occurrence_id)
+    assert (copy.parent_id, copy.completed) == (parent.pk, True)  # completed with its parent
