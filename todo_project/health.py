@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from todo_project.problems import problem_response
+from todo_project.problems import logged, problem_response
 
 logger = logging.getLogger("todo.health")
 
@@ -99,6 +99,11 @@ def _serving_on_its_own_session(error: BaseException) -> bool:
     )
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def _cache_answers() -> None:
     key = f"readyz:{uuid.uuid4().hex}"
     cache.set(key, "1", timeout=5)
@@ -122,8 +127,8 @@ def readyz(request: HttpRequest) -> HttpResponse:
     failed = []
     try:
         _cache_answers()
-    except Exception:
-        logger.warning("readiness check failed: cache", exc_info=True)
+    except Exception as error:  # noqa: BLE001 (one line a probe, every few seconds: no traceback)
+        logger.warning("readiness check failed: cache (%s)", _first_line(error))
         failed.append("cache")
     try:
         outcome.result(timeout=max(0.0, deadline - time.monotonic()))
@@ -134,7 +139,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
         failed.insert(0, "database")
     except DatabaseError as error:
         # One line with psycopg's message, not a 4 kB traceback per probe (every few seconds).
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        reason = _first_line(error)
         if _serving_on_its_own_session(error):
             logger.warning(
                 "readiness check: no spare session, ready on the worker's own: %s", reason
@@ -146,5 +151,8 @@ def readyz(request: HttpRequest) -> HttpResponse:
         logger.warning("readiness check failed: database", exc_info=True)
         failed.insert(0, "database")
     if failed:
-        return problem_response(request, 503, f"Not ready: {', '.join(failed)} unavailable.")
+        # Logged above as one WARNING: not again as Django's ERROR line per probe.
+        return logged(
+            problem_response(request, 503, f"Not ready: {', '.join(failed)} unavailable.")
+        )
     return JsonResponse({"status": "ok", "database": "ok", "cache": "ok"})
