@@ -1422,7 +1422,8 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     """
     if action not in BULK_ACTIONS:
         raise ValidationError({"action": [f"Unknown action {action!r}."]})
-    ids = list(dict.fromkeys(ids))
+    # As UUIDs (a caller may give strings): the locked rows are told apart by their pk below.
+    ids = list(dict.fromkeys(UUID(str(task_id)) for task_id in ids))
     with transaction.atomic():
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
         named = Q(id__any_of=ids)
