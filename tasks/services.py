@@ -1367,13 +1367,22 @@ def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | N
         return 0
     target: GroupKey = (target_list_id, None)
     _lock_groups(user.pk, [target, *(t.sibling_group for t in moving)])
-    position = _end_position(user.pk, target)
-    for task in moving:
-        task.list_id, task.position = target_list_id, position
-        task.version += 1
-        task.updated_at = now
-        position += POSITION_GAP
-    Task.objects.bulk_update(moving, ["list", "position", "version", "updated_at"])
+    first = _end_position(user.pk, target)
+    with connection.cursor() as cursor:
+        # One statement over arrays: bulk_update's CASE per task and column cost the worker
+        # ~0.9 s of CPU for 500 tasks (2,000 expressions built in Python).
+        cursor.execute(
+            "UPDATE tasks_task SET list_id = %s, position = moved.position,"
+            " version = version + 1, updated_at = %s"
+            " FROM unnest(%s::uuid[], %s::bigint[]) AS moved(id, position)"
+            " WHERE tasks_task.id = moved.id",
+            [
+                target_list_id,
+                now,
+                [task.pk for task in moving],
+                [first + n * POSITION_GAP for n in range(len(moving))],
+            ],
+        )
     # Subtasks follow their parent's list; their ranks are inside the parent, so they stay.
     moved_ids = {t.pk for t in moving}
     _bump(

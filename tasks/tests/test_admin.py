@@ -15,7 +15,8 @@ from django.utils import timezone
 from accounts.models import User
 from tasks import admin as admin_module
 from tasks import services
-from tasks.models import Priority, Tag, Task, TaskList
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+from tasks.tests.many_tasks import load_tasks
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 from todo_project.tests.helpers import wait_for_lock_waiters
 
@@ -1633,3 +1634,27 @@ def test_a_task_page_names_its_tags_links_its_subtasks_and_looks_up_the_owners_r
     assert "Book the van</a>" in page and "Pack books</a> (done)" in page
     # The popups to choose a list, a parent or tags show this user's rows.
     assert page.count(f"owner__id__exact={user.pk}") == 3
+
+
+def test_the_delete_page_of_a_tag_counts_its_tasks_instead_of_naming_each_link(
+    make_user, admin_client
+):
+    # Django's listed every link ("Task_tags object (123)"): 2.9 MB and 1.75 s for a tag on
+    # 50,000 tasks, collected again on confirming (4.4 s).
+    owner = make_user()
+    load_tasks((owner.pk, f"task {i}", "", (i + 1) * POSITION_GAP) for i in range(300))
+    home = Tag.objects.create(owner=owner, name="home")
+    Task.tags.through.objects.bulk_create(
+        Task.tags.through(task=task, tag=home) for task in Task.objects.filter(owner=owner)
+    )
+    with CaptureQueriesContext(connection) as captured:
+        page = admin_client.get(f"/admin/tasks/tag/{home.pk}/delete/")
+    assert page.status_code == 200
+    assert (
+        b"Task_tags object" not in page.content
+        and b"Taken off tasks (they stay): 300" in page.content
+    )
+    assert len(captured) < 15, len(captured)
+    done = admin_client.post(f"/admin/tasks/tag/{home.pk}/delete/", {"post": "yes"})
+    assert done.status_code == 302 and not Tag.objects.filter(pk=home.pk).exists()
+    assert Task.objects.filter(owner=owner).count() == 300

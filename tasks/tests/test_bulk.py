@@ -3,6 +3,7 @@ import uuid
 from datetime import date
 
 import pytest
+from django.db import connection
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
@@ -112,6 +113,31 @@ def test_bulk_move_appends_to_the_target_in_order(api_client, make_task, make_li
 
     bulk(api_client, action="move", ids=[str(a.pk)], list=None)
     assert Task.objects.get(pk=sub.pk).list_id is None
+
+
+def test_a_bulk_move_is_one_statement_of_one_size_whatever_the_number_of_tasks(
+    api_client, make_task, make_list
+):
+    # bulk_update wrote a CASE per task and column: a statement growing with the ids, 2,000
+    # expressions built in Python for 500 tasks (~0.9 s of the worker's CPU).
+    home, work = make_list("Home"), make_list("Work")
+    tasks = [make_task(f"t{n}") for n in range(12)]
+    statements, sent = {}, []
+
+    def record(run, sql, *args):
+        sent.append(sql)  # as sent, its parameters apart
+        return run(sql, *args)
+
+    for target, moved in [(home, tasks[:2]), (work, tasks[2:])]:
+        sent.clear()
+        with connection.execute_wrapper(record):
+            bulk(api_client, action="move", ids=[str(t.pk) for t in moved], list=str(target.pk))
+        statements[len(moved)] = [s for s in sent if s.startswith("UPDATE tasks_task SET list_id")]
+    assert len(statements[2]) == 1 and statements[2] == statements[10], statements
+    moved = Task.objects.filter(list=work).order_by("position")
+    assert [t.title for t in moved] == [f"t{n}" for n in range(2, 12)]
+    assert {t.version for t in moved} == {2}
+    assert len({t.position for t in moved}) == 10
 
 
 def test_a_bulk_move_leaves_the_tasks_already_in_the_target_where_they_are(
