@@ -102,6 +102,25 @@ class OwnedAdmin(
     raw_id_fields = ["owner"]
     show_full_result_count = False  # one COUNT(*) over millions of rows per page is enough
 
+    actions = ["delete_selected"]  # Django's delete, capped (see there)
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet):
+        """Django's, at most MAX_TASKS_PER_ACTION rows at once (a task's subtasks go with it in
+        its one statement): "select all" of 1.1M tasks or tags is a slip, the page listing them
+        names each in a parameter of one query (past 65,535 it fails), and the loop of deletes
+        must end within gunicorn's timeout."""
+        count = queryset.count()
+        if count > MAX_TASKS_PER_ACTION:
+            self.message_user(
+                request,
+                f"Nothing done: {count} {self.model._meta.verbose_name_plural} selected, an "
+                f"action takes at most {MAX_TASKS_PER_ACTION} at once.",
+                messages.ERROR,
+            )
+            return None
+        return django_actions.delete_selected(self, request, queryset)
+
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         """Each word narrows the result: "x@y" → the owner's rows, other text → text or owner.
 
@@ -648,22 +667,6 @@ class TaskAdmin(OwnedAdmin):
             if counts.get(task.pk):
                 to_delete.append([f"Subtasks: {counts[task.pk]:,}"])
         return to_delete, model_count, perms_needed, []
-
-    @admin.action(description="Delete selected tasks", permissions=["delete"])
-    def delete_selected(self, request: HttpRequest, queryset: QuerySet):
-        """Django's, at most MAX_TASKS_PER_ACTION tasks at once (their subtasks go with each in
-        its one statement): "select all" of 1.1M tasks is a slip, and the page listing them and
-        the loop of deletes must end within gunicorn's timeout."""
-        count = queryset.count()
-        if count > MAX_TASKS_PER_ACTION:
-            self.message_user(
-                request,
-                f"Nothing done: {count} tasks selected, an action takes at most "
-                f"{MAX_TASKS_PER_ACTION} at once.",
-                messages.ERROR,
-            )
-            return None
-        return django_actions.delete_selected(self, request, queryset)
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -981,6 +981,31 @@ def test_deleting_more_tasks_than_an_action_takes_does_nothing(admin_client, use
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["tag", "tasklist"])
+def test_deleting_more_tags_or_lists_than_an_action_takes_does_nothing(
+    admin_client, user, monkeypatch, kind
+):
+    # Uncapped, "select all" of a million tags named each in one query's parameters (past
+    # 65,535 the page failed) and deleted them one by one past gunicorn's timeout.
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 2)
+    if kind == "tag":
+        rows = [Tag.objects.create(owner=user, name=f"t{n}") for n in range(3)]
+    else:
+        rows = [
+            services.list_create(user=user, name=f"l{n}", color=None, position=None)
+            for n in range(3)
+        ]
+    url = f"/admin/tasks/{kind}/"
+    selected = {"action": "delete_selected", "_selected_action": [str(row.pk) for row in rows]}
+    response = admin_client.post(url, {**selected, "post": "yes"}, follow=True)
+    plural = type(rows[0])._meta.verbose_name_plural
+    assert [m.message for m in response.context["messages"]] == [
+        f"Nothing done: 3 {plural} selected, an action takes at most 2 at once."
+    ]
+    assert type(rows[0]).objects.count() == 3
+
+
+@pytest.mark.django_db
 def test_a_task_and_one_of_its_subtasks_selected_for_deletion_are_each_listed_once(
     admin_client, user
 ):
