@@ -43,7 +43,7 @@ from django.utils.http import content_disposition_header, urlencode
 from django.utils.text import capfirst
 
 from accounts.forms import NormalizedEmailField, RevokingPasswordSave
-from accounts.mail import send_in_background
+from accounts.mail import mail_error, send_in_background
 from accounts.models import User
 from accounts.services import (
     email_changed_notice,
@@ -498,11 +498,14 @@ class UserAdmin(
             for index, user in enumerate(users):
                 try:
                     service(user=user)
-                except failures:
-                    logger.exception("admin action failed for user %s", user.pk)
+                # No traceback: a refused mail's exception text is the address (mail_error).
+                except failures as error:
+                    logger.error("admin action failed for user %s: %s", user.pk, mail_error(error))
                     failed.append(user.email)
-                except stops:
-                    logger.exception("admin action failed for user %s; stopped", user.pk)
+                except stops as error:
+                    logger.error(
+                        "admin action failed for user %s; stopped: %s", user.pk, mail_error(error)
+                    )
                     failed.append(user.email)
                     not_tried = [other.email for other in users[index + 1 :]]
                     break

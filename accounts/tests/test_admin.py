@@ -437,8 +437,9 @@ def test_an_email_change_answers_at_once_when_the_notice_cannot_be_sent(
     assert User.objects.get(pk=user.pk).email == "alice.new@example.com"
     wait_until_idle()
     [record] = [record for record in caplog.records if record.name == "todo.mail"]
-    assert record.getMessage() == (
-        "mail not sent: The email address of your Todo account was changed"
+    assert record.getMessage().startswith(
+        "mail not sent: The email address of your Todo account was changed: "
+        "ConnectionRefusedError: "
     )
 
 
@@ -1219,13 +1220,14 @@ class SecondMailFails(locmem.EmailBackend):
     def send_messages(self, messages):
         type(self).sent += 1
         if type(self).sent == 2:
-            raise smtplib.SMTPRecipientsRefused({"x": (550, b"no")})
+            (address,) = messages[0].to
+            raise smtplib.SMTPRecipientsRefused({address: (550, f"<{address}>: unknown".encode())})
         return super().send_messages(messages)
 
 
 @pytest.mark.django_db
 def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
-    support_client, support_user, make_user, mailoutbox, settings, monkeypatch
+    support_client, support_user, make_user, mailoutbox, settings, monkeypatch, caplog
 ):
     settings.EMAIL_BACKEND = f"{__name__}.SecondMailFails"
     monkeypatch.setattr(SecondMailFails, "sent", 0)
@@ -1240,6 +1242,13 @@ def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
         "Not sent (failed, see the log): bob@example.com.",
         "Sent a password-reset email to 2 user(s).",
     ]
+    # The log names the account by id: the refusal's traceback named the address (review 30j).
+    [logged] = [r for r in caplog.records if r.name == "todo.admin"]
+    assert logged.getMessage() == (
+        f"admin action failed for user {users[1].pk}: SMTPRecipientsRefused: 550 <<address>>: "
+        "unknown"
+    )
+    assert logged.exc_info is None
 
 
 class ServerGoneAtSecondMail(locmem.EmailBackend):
