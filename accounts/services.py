@@ -33,6 +33,10 @@ INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 # How long after its rotation a refresh token used again is taken for the same client (tabs
 # refreshing at once, a retry) rather than a second holder: Okta's default grace period.
 REFRESH_REUSE_GRACE = timedelta(seconds=30)
+STAFF_NOT_DELETED = (
+    "A staff account is not deleted: a superuser deactivates it in the admin, which keeps its "
+    "admin history (the record of what it did)."
+)
 
 
 def password_reset_link(*, user: User) -> str:
@@ -207,6 +211,9 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
     account deleted meanwhile is nothing left to do. `user` itself is left as it was (its pk
     too): a request run again after a concurrent change deletes the same account.
 
+    A staff or superuser account is refused (a 403, nothing deleted): it is deactivated
+    instead.
+
     Its recorded refresh tokens go too (simplejwt would keep them with `user = NULL`); any
     token still held by a client then fails the user lookup with 401. Tokens, tasks, tags and
     lists go in SQL statements by owner: the ORM's cascade selects the rows and names each one
@@ -218,6 +225,10 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
             return
     else:
         current = _locked_caller(user, token)
+    if current.is_staff or current.is_superuser:
+        # Django's cascade would take the account's admin history (LogEntry.user) with it: the
+        # record of what that person did. The admin refuses the same (has_delete_permission).
+        raise exceptions.PermissionDenied(STAFF_NOT_DELETED, "staff_account")
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM token_blacklist_blacklistedtoken WHERE token_id IN"

@@ -16,6 +16,7 @@ from django.contrib.messages import get_messages
 from django.core.mail.backends import locmem
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -23,10 +24,11 @@ from accounts.admin import UserAdmin
 from accounts.mail import wait_until_idle
 from accounts.models import User
 from accounts.serializers import INVALID_RESET_LINK
-from accounts.services import user_deactivate, user_delete, user_set_password
+from accounts.services import STAFF_NOT_DELETED, user_deactivate, user_delete, user_set_password
 from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail
 from accounts.tests.test_views import reset_link_params
 from accounts.tokens import token_pair_for
+from conftest import DEFAULT_PASSWORD
 from tasks.models import Tag, Task, TaskList
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 
@@ -1183,6 +1185,37 @@ def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, sup
     assert User.objects.filter(pk__in=[support_user.pk, user.pk]).count() == 2
     assert LogEntry.objects.filter(user=support_user).count() == 1
     assert admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 302
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rights", [{"is_staff": True}, {"is_staff": True, "is_superuser": True}])
+def test_a_staff_account_deleting_itself_through_the_api_is_refused_and_its_history_stays(
+    make_user, user, rights
+):
+    # DELETE auth/me/ with a staff member's own token was a 204, and Django's cascade took
+    # every history entry that person wrote with the account (review 30j, finding 1).
+    staff = make_user(email="agent@example.com", **rights)
+    task = Task.objects.create(owner=user, title="Rent", position=1024)
+    LogEntry.objects.log_actions(staff.pk, [user, task], CHANGE, change_message="Exported")
+    pair = APIClient().post(
+        "/api/v1/auth/token/",
+        {"email": staff.email, "password": DEFAULT_PASSWORD},
+        format="json",
+    )
+    assert pair.status_code == 200
+
+    response = bearer(pair.json()["access"]).delete(
+        "/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json"
+    )
+
+    problem = assert_problem(response, 403)
+    assert problem["detail"] == STAFF_NOT_DELETED
+    assert "a superuser deactivates it" in problem["detail"]
+    assert User.objects.filter(pk=staff.pk).exists()
+    assert LogEntry.objects.filter(user_id=staff.pk).count() == 2
+    with pytest.raises(PermissionDenied):  # the service refuses every caller, the admin's too
+        user_delete(user=staff)
+    assert User.objects.filter(pk=staff.pk).exists()
 
 
 @pytest.mark.django_db
