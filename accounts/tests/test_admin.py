@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
@@ -24,8 +24,15 @@ from accounts.admin import UserAdmin
 from accounts.mail import wait_until_idle
 from accounts.models import User
 from accounts.serializers import INVALID_RESET_LINK
-from accounts.services import STAFF_NOT_DELETED, user_deactivate, user_delete, user_set_password
-from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail
+from accounts.services import (
+    REDACTED_MESSAGE,
+    REDACTED_REPR,
+    STAFF_NOT_DELETED,
+    user_deactivate,
+    user_delete,
+    user_set_password,
+)
+from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail, sign_in
 from accounts.tests.test_views import reset_link_params
 from accounts.tokens import token_pair_for
 from conftest import DEFAULT_PASSWORD
@@ -1216,6 +1223,76 @@ def test_a_staff_account_deleting_itself_through_the_api_is_refused_and_its_hist
     with pytest.raises(PermissionDenied):  # the service refuses every caller, the admin's too
         user_delete(user=staff)
     assert User.objects.filter(pk=staff.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_deleted_accounts_email_names_and_titles_are_redacted_from_the_admin_history(
+    admin_client, admin_user, support_client, support_user, user, other_user, api_client
+):
+    # API.md: "DELETE me/: the account and all its data are gone"; the history kept the email
+    # (object_repr), the old and new values of changed fields and the tasks' titles for good.
+    task = api_client.post("/api/v1/tasks/", {"title": "Oncology appointment"}).json()
+    support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(support_client, user, display_name="Alice Liddell"),
+    )
+    support_client.post(
+        "/admin/tasks/task/",
+        {"action": "complete", "_selected_action": [task["id"]], "post": "yes"},
+    )
+    user.refresh_from_db()
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(admin_client, user, email="alice.private@example.com"),
+    )
+    user.refresh_from_db()
+    signed_in = bearer(sign_in(user.email, DEFAULT_PASSWORD)["access"])
+    deleted_task = Task.objects.create(owner=user, title="Oncology follow-up", position=2048)
+    LogEntry.objects.log_actions(support_user.pk, [deleted_task], CHANGE, "Title (from a to b)")
+    assert signed_in.delete(f"/api/v1/tasks/{deleted_task.pk}/").status_code == 204
+    # Entries about someone else, and entries the agent wrote about that someone, stay as they are.
+    others = Task.objects.create(owner=other_user, title="Mallory's rent", position=1024)
+    LogEntry.objects.log_actions(support_user.pk, [other_user, others], CHANGE, "Edited Mallory")
+    assert LogEntry.objects.count() == 6
+    assert "alice@example.com" in support_client.get("/admin/").content.decode()  # recent actions
+
+    deleted = signed_in.delete("/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json")
+
+    assert deleted.status_code == 204
+    entries = list(LogEntry.objects.order_by("id"))
+    assert len(entries) == 6  # the fact of each action stays: who, when, what kind, its id
+    left = [f"{entry.object_repr} | {entry.change_message}" for entry in entries]
+    personal = ("alice@example.com", "alice.private@example.com", "Alice", "Oncology")
+    assert [line for line in left if any(word in line for word in personal)] == []
+    about_user = [entry for entry in entries if entry.object_id == str(user.pk)]
+    assert [(e.user_id, e.action_flag) for e in about_user] == [
+        (support_user.pk, CHANGE),
+        (admin_user.pk, CHANGE),
+    ]
+    assert {e.object_repr for e in entries[:4]} == {REDACTED_REPR}
+    assert {e.change_message for e in entries[:4]} == {REDACTED_MESSAGE}
+    assert [(e.object_repr, e.change_message) for e in entries[4:]] == [
+        ("mallory@example.com", "Edited Mallory"),
+        ("Mallory's rent", "Edited Mallory"),
+    ]
+    recent_actions = support_client.get("/admin/").content.decode()  # the agent's own history
+    assert [word for word in personal if word in recent_actions] == []
+
+
+@pytest.mark.django_db
+def test_the_admins_own_deletion_entry_does_not_name_the_email(admin_client, user, other_user):
+    # Django's deletion entry is str(user): the email, kept in the history for good.
+    admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"})
+    admin_client.post(
+        USERS_URL,
+        {"action": "delete_selected", "_selected_action": [other_user.pk], "post": "yes"},
+    )
+
+    entries = LogEntry.objects.order_by("id")
+    assert [(e.object_id, e.action_flag, e.object_repr) for e in entries] == [
+        (str(user.pk), DELETION, REDACTED_REPR),
+        (str(other_user.pk), DELETION, REDACTED_REPR),
+    ]
 
 
 @pytest.mark.django_db
