@@ -15,12 +15,13 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
+from django.contrib.contenttypes.models import ContentType
 from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
@@ -43,9 +44,10 @@ from django.utils.http import content_disposition_header, urlencode
 from django.utils.text import capfirst
 
 from accounts.forms import NormalizedEmailField, RevokingPasswordSave
-from accounts.mail import send_in_background
+from accounts.mail import mail_error, send_in_background
 from accounts.models import User
 from accounts.services import (
+    REDACTED_REPR,
     email_changed_notice,
     user_deactivate,
     user_delete,
@@ -399,7 +401,7 @@ class UserAdmin(
     @run_again_on_concurrent_change
     @transaction.atomic
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        super().log_deletions(request, queryset)
+        self._log_deletions(request, queryset)
         for user in queryset:  # staff among them: "delete selected" refused (has_delete_permission)
             user_delete(user=user)
 
@@ -409,7 +411,24 @@ class UserAdmin(
         # delete_queryset writes them in its transaction instead. The delete page passes [obj],
         # inside its own transaction.
         if not isinstance(queryset, QuerySet):
-            super().log_deletions(request, queryset)
+            self._log_deletions(request, queryset)
+
+    @staticmethod
+    def _log_deletions(request: HttpRequest, users) -> None:
+        """Django's deletion entries, which name each account by `str(user)`, its email: the one
+        thing of a deleted account the history kept for good. The id (`object_id`) says which
+        account it was; user_delete redacts the entries about it the same way."""
+        content_type = ContentType.objects.get_for_model(User, for_concrete_model=False)
+        LogEntry.objects.bulk_create(
+            LogEntry(
+                user_id=request.user.pk,
+                content_type_id=content_type.pk,
+                object_id=str(user.pk),
+                object_repr=REDACTED_REPR,
+                action_flag=DELETION,
+            )
+            for user in users
+        )
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
         # Django's opens its transaction here, around changeform_view: run again outside it.
@@ -498,11 +517,14 @@ class UserAdmin(
             for index, user in enumerate(users):
                 try:
                     service(user=user)
-                except failures:
-                    logger.exception("admin action failed for user %s", user.pk)
+                # No traceback: a refused mail's exception text is the address (mail_error).
+                except failures as error:
+                    logger.error("admin action failed for user %s: %s", user.pk, mail_error(error))
                     failed.append(user.email)
-                except stops:
-                    logger.exception("admin action failed for user %s; stopped", user.pk)
+                except stops as error:
+                    logger.error(
+                        "admin action failed for user %s; stopped: %s", user.pk, mail_error(error)
+                    )
                     failed.append(user.email)
                     not_tried = [other.email for other in users[index + 1 :]]
                     break

@@ -11,6 +11,8 @@ import atexit
 import contextvars
 import logging
 import queue
+import re
+import smtplib
 import threading
 import time
 
@@ -76,8 +78,33 @@ def _run() -> None:
 def _send(message: EmailMessage) -> None:
     try:
         message.send()
-    except Exception:
-        logger.exception("mail not sent: %s", message.subject)
+    except Exception as error:  # noqa: BLE001 - logged without its traceback, below
+        # No traceback: SMTPRecipientsRefused's text is the refused address (a stale account's,
+        # kept in log storage out of reach of the account's deletion).
+        logger.error("mail not sent: %s: %s", message.subject, mail_error(error))
+
+
+# An address as a server's reply may quote it ("<alice@example.com>: Recipient address rejected").
+_ADDRESS = re.compile(r"[^\s<>\"'(),;:\[\]]+@[^\s<>\"'(),;:\[\]]+")
+
+
+def mail_error(error: BaseException) -> str:
+    """What went wrong with a mail, for a log line, without the addresses it names: the error's
+    class and, from an SMTP server, its code and reply (each recipient's, for a refusal)."""
+    name = type(error).__name__
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        replies = sorted({_reply(code, text) for code, text in error.recipients.values()})
+        return f"{name}: {'; '.join(replies)}"
+    if isinstance(error, smtplib.SMTPResponseException):  # also SMTPSenderRefused, SMTPDataError
+        return f"{name}: {_reply(error.smtp_code, error.smtp_error)}"
+    text = _ADDRESS.sub("<address>", str(error))
+    return f"{name}: {text}" if text else name
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {_ADDRESS.sub('<address>', text)}"
 
 
 def wait_until_idle() -> None:

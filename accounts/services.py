@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
@@ -27,12 +28,22 @@ from accounts.tokens import (
     token_generation_of,
     token_pair_for,
 )
+from tasks.models import Tag, Task, TaskList
 from tasks.services import owned_data_delete
 
 INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 # How long after its rotation a refresh token used again is taken for the same client (tabs
 # refreshing at once, a retry) rather than a second holder: Okta's default grace period.
 REFRESH_REUSE_GRACE = timedelta(seconds=30)
+STAFF_NOT_DELETED = (
+    "A staff account is not deleted: a superuser deactivates it in the admin, which keeps its "
+    "admin history (the record of what it did)."
+)
+# What a deleted account's entries in the admin's history say instead of its email, names,
+# titles and the values a change message quoted: who did what, when, to which kind of object
+# (and its id) stays.
+REDACTED_REPR = "(a deleted account's)"
+REDACTED_MESSAGE = "Details removed: the account was deleted."
 
 
 def password_reset_link(*, user: User) -> str:
@@ -207,6 +218,10 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
     account deleted meanwhile is nothing left to do. `user` itself is left as it was (its pk
     too): a request run again after a concurrent change deletes the same account.
 
+    A staff or superuser account is refused (a 403, nothing deleted): it is deactivated
+    instead. The admin's history entries about the account and what it owns are kept, their
+    content redacted (_history_redact).
+
     Its recorded refresh tokens go too (simplejwt would keep them with `user = NULL`); any
     token still held by a client then fails the user lookup with 401. Tokens, tasks, tags and
     lists go in SQL statements by owner: the ORM's cascade selects the rows and names each one
@@ -218,6 +233,11 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
             return
     else:
         current = _locked_caller(user, token)
+    if current.is_staff or current.is_superuser:
+        # Django's cascade would take the account's admin history (LogEntry.user) with it: the
+        # record of what that person did. The admin refuses the same (has_delete_permission).
+        raise exceptions.PermissionDenied(STAFF_NOT_DELETED, "staff_account")
+    _history_redact(owner_id=current.pk)
     with connection.cursor() as cursor:
         cursor.execute(
             "DELETE FROM token_blacklist_blacklistedtoken WHERE token_id IN"
@@ -229,6 +249,43 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
         )
     owned_data_delete(owner_id=current.pk)
     current.delete()
+
+
+def _history_redact(*, owner_id) -> None:
+    """Rewrites the admin's history entries about the account and its tasks (those deleted
+    within DELETIONS_KEPT too, whose ids are still kept), lists and tags: their `object_repr`
+    (the email, a title, a name) and change message (old and new values: HistoryWithOldValues)
+    become REDACTED_*. Who did it, when, the action and the object's type and id stay, and so
+    does every entry about anyone else.
+
+    One UPDATE, the entries found through the index on (content type, object id) (migration
+    accounts.0008) from the owner's rows read in subqueries: no list of ids in parameters (an
+    account may hold 100,000 tasks), and no scan of the whole history for a small account."""
+    types = ContentType.objects.get_for_models(User, Task, TaskList, Tag, for_concrete_models=False)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE django_admin_log SET object_repr = %s, change_message = %s"
+            " WHERE (content_type_id, object_id) IN ("
+            " SELECT %s, %s"
+            " UNION ALL SELECT %s, id::text FROM tasks_task WHERE owner_id = %s"
+            " UNION ALL SELECT %s, id::text FROM tasks_deletedtask WHERE owner_id = %s"
+            " UNION ALL SELECT %s, id::text FROM tasks_tasklist WHERE owner_id = %s"
+            " UNION ALL SELECT %s, id::text FROM tasks_tag WHERE owner_id = %s)",
+            [
+                REDACTED_REPR,
+                REDACTED_MESSAGE,
+                types[User].pk,
+                str(owner_id),
+                types[Task].pk,
+                owner_id,
+                types[Task].pk,
+                owner_id,
+                types[TaskList].pk,
+                owner_id,
+                types[Tag].pk,
+                owner_id,
+            ],
+        )
 
 
 def tokens_refresh(*, refresh: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ from accounts.serializers import (
     TokenPairSerializer,
     UserSerializer,
 )
+from accounts.services import STAFF_NOT_DELETED
 from accounts.tokens import token_pair_for
 from todo_project.problems import problem_responses
 from todo_project.ratelimit import (
@@ -313,11 +314,21 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
         operation_id="auth_me_delete",
         summary="Delete your account",
         request=CurrentPasswordSerializer,
-        responses={204: None, **problem_responses(400, 401, 429)},
+        responses={
+            204: None,
+            **problem_responses(
+                400,
+                401,
+                429,
+                described={403: f"{STAFF_NOT_DELETED} Nothing is deleted."},
+            ),
+        },
     )
     @delete_with_body
     def delete(self, request: Request) -> Response:
-        """Deletes the account and all its data for good (confirm with the password)."""
+        """Deletes the account and all its data for good (confirm with the password). A staff
+        account (the admin's) is refused with a 403: a superuser deactivates it in the admin,
+        which keeps its history."""
         serializer = CurrentPasswordSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         services.user_delete(user=request.user, token=request.auth)

@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.auth import HASH_SESSION_KEY
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
@@ -16,6 +16,7 @@ from django.contrib.messages import get_messages
 from django.core.mail.backends import locmem
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
@@ -23,10 +24,18 @@ from accounts.admin import UserAdmin
 from accounts.mail import wait_until_idle
 from accounts.models import User
 from accounts.serializers import INVALID_RESET_LINK
-from accounts.services import user_deactivate, user_delete, user_set_password
-from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail
+from accounts.services import (
+    REDACTED_MESSAGE,
+    REDACTED_REPR,
+    STAFF_NOT_DELETED,
+    user_deactivate,
+    user_delete,
+    user_set_password,
+)
+from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail, sign_in
 from accounts.tests.test_views import reset_link_params
 from accounts.tokens import token_pair_for
+from conftest import DEFAULT_PASSWORD
 from tasks.models import Tag, Task, TaskList
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 
@@ -437,8 +446,9 @@ def test_an_email_change_answers_at_once_when_the_notice_cannot_be_sent(
     assert User.objects.get(pk=user.pk).email == "alice.new@example.com"
     wait_until_idle()
     [record] = [record for record in caplog.records if record.name == "todo.mail"]
-    assert record.getMessage() == (
-        "mail not sent: The email address of your Todo account was changed"
+    assert record.getMessage().startswith(
+        "mail not sent: The email address of your Todo account was changed: "
+        "ConnectionRefusedError: "
     )
 
 
@@ -1185,6 +1195,107 @@ def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, sup
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("rights", [{"is_staff": True}, {"is_staff": True, "is_superuser": True}])
+def test_a_staff_account_deleting_itself_through_the_api_is_refused_and_its_history_stays(
+    make_user, user, rights
+):
+    # DELETE auth/me/ with a staff member's own token was a 204, and Django's cascade took
+    # every history entry that person wrote with the account (review 30j, finding 1).
+    staff = make_user(email="agent@example.com", **rights)
+    task = Task.objects.create(owner=user, title="Rent", position=1024)
+    LogEntry.objects.log_actions(staff.pk, [user, task], CHANGE, change_message="Exported")
+    pair = APIClient().post(
+        "/api/v1/auth/token/",
+        {"email": staff.email, "password": DEFAULT_PASSWORD},
+        format="json",
+    )
+    assert pair.status_code == 200
+
+    response = bearer(pair.json()["access"]).delete(
+        "/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json"
+    )
+
+    problem = assert_problem(response, 403)
+    assert problem["detail"] == STAFF_NOT_DELETED
+    assert "a superuser deactivates it" in problem["detail"]
+    assert User.objects.filter(pk=staff.pk).exists()
+    assert LogEntry.objects.filter(user_id=staff.pk).count() == 2
+    with pytest.raises(PermissionDenied):  # the service refuses every caller, the admin's too
+        user_delete(user=staff)
+    assert User.objects.filter(pk=staff.pk).exists()
+
+
+@pytest.mark.django_db
+def test_a_deleted_accounts_email_names_and_titles_are_redacted_from_the_admin_history(
+    admin_client, admin_user, support_client, support_user, user, other_user, api_client
+):
+    # API.md: "DELETE me/: the account and all its data are gone"; the history kept the email
+    # (object_repr), the old and new values of changed fields and the tasks' titles for good.
+    task = api_client.post("/api/v1/tasks/", {"title": "Oncology appointment"}).json()
+    support_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(support_client, user, display_name="Alice Liddell"),
+    )
+    support_client.post(
+        "/admin/tasks/task/",
+        {"action": "complete", "_selected_action": [task["id"]], "post": "yes"},
+    )
+    user.refresh_from_db()
+    admin_client.post(
+        f"{USERS_URL}{user.pk}/change/",
+        superuser_form(admin_client, user, email="alice.private@example.com"),
+    )
+    user.refresh_from_db()
+    signed_in = bearer(sign_in(user.email, DEFAULT_PASSWORD)["access"])
+    deleted_task = Task.objects.create(owner=user, title="Oncology follow-up", position=2048)
+    LogEntry.objects.log_actions(support_user.pk, [deleted_task], CHANGE, "Title (from a to b)")
+    assert signed_in.delete(f"/api/v1/tasks/{deleted_task.pk}/").status_code == 204
+    # Entries about someone else, and entries the agent wrote about that someone, stay as they are.
+    others = Task.objects.create(owner=other_user, title="Mallory's rent", position=1024)
+    LogEntry.objects.log_actions(support_user.pk, [other_user, others], CHANGE, "Edited Mallory")
+    assert LogEntry.objects.count() == 6
+    assert "alice@example.com" in support_client.get("/admin/").content.decode()  # recent actions
+
+    deleted = signed_in.delete("/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json")
+
+    assert deleted.status_code == 204
+    entries = list(LogEntry.objects.order_by("id"))
+    assert len(entries) == 6  # the fact of each action stays: who, when, what kind, its id
+    left = [f"{entry.object_repr} | {entry.change_message}" for entry in entries]
+    personal = ("alice@example.com", "alice.private@example.com", "Alice", "Oncology")
+    assert [line for line in left if any(word in line for word in personal)] == []
+    about_user = [entry for entry in entries if entry.object_id == str(user.pk)]
+    assert [(e.user_id, e.action_flag) for e in about_user] == [
+        (support_user.pk, CHANGE),
+        (admin_user.pk, CHANGE),
+    ]
+    assert {e.object_repr for e in entries[:4]} == {REDACTED_REPR}
+    assert {e.change_message for e in entries[:4]} == {REDACTED_MESSAGE}
+    assert [(e.object_repr, e.change_message) for e in entries[4:]] == [
+        ("mallory@example.com", "Edited Mallory"),
+        ("Mallory's rent", "Edited Mallory"),
+    ]
+    recent_actions = support_client.get("/admin/").content.decode()  # the agent's own history
+    assert [word for word in personal if word in recent_actions] == []
+
+
+@pytest.mark.django_db
+def test_the_admins_own_deletion_entry_does_not_name_the_email(admin_client, user, other_user):
+    # Django's deletion entry is str(user): the email, kept in the history for good.
+    admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"})
+    admin_client.post(
+        USERS_URL,
+        {"action": "delete_selected", "_selected_action": [other_user.pk], "post": "yes"},
+    )
+
+    entries = LogEntry.objects.order_by("id")
+    assert [(e.object_id, e.action_flag, e.object_repr) for e in entries] == [
+        (str(user.pk), DELETION, REDACTED_REPR),
+        (str(other_user.pk), DELETION, REDACTED_REPR),
+    ]
+
+
+@pytest.mark.django_db
 def test_an_email_taken_between_the_check_and_the_save_is_a_message_not_a_500(
     admin_client, user, monkeypatch
 ):
@@ -1219,13 +1330,14 @@ class SecondMailFails(locmem.EmailBackend):
     def send_messages(self, messages):
         type(self).sent += 1
         if type(self).sent == 2:
-            raise smtplib.SMTPRecipientsRefused({"x": (550, b"no")})
+            (address,) = messages[0].to
+            raise smtplib.SMTPRecipientsRefused({address: (550, f"<{address}>: unknown".encode())})
         return super().send_messages(messages)
 
 
 @pytest.mark.django_db
 def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
-    support_client, support_user, make_user, mailoutbox, settings, monkeypatch
+    support_client, support_user, make_user, mailoutbox, settings, monkeypatch, caplog
 ):
     settings.EMAIL_BACKEND = f"{__name__}.SecondMailFails"
     monkeypatch.setattr(SecondMailFails, "sent", 0)
@@ -1240,6 +1352,13 @@ def test_a_mail_that_fails_names_its_user_and_the_others_are_sent_and_logged(
         "Not sent (failed, see the log): bob@example.com.",
         "Sent a password-reset email to 2 user(s).",
     ]
+    # The log names the account by id: the refusal's traceback named the address (review 30j).
+    [logged] = [r for r in caplog.records if r.name == "todo.admin"]
+    assert logged.getMessage() == (
+        f"admin action failed for user {users[1].pk}: SMTPRecipientsRefused: 550 <<address>>: "
+        "unknown"
+    )
+    assert logged.exc_info is None
 
 
 class ServerGoneAtSecondMail(locmem.EmailBackend):

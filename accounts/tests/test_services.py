@@ -1,4 +1,6 @@
 import io
+import re
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -87,6 +89,24 @@ def test_flushexpiredtokens_drops_expired_tokens_only_however_many(user):
     assert out.getvalue() == "Deleted 65536 expired refresh token(s).\n"
     assert list(OutstandingToken.objects.values_list("jti", flat=True)) == [live["jti"]]
     assert list(BlacklistedToken.objects.values_list("token__jti", flat=True)) == [live["jti"]]
+
+
+def test_the_readmes_periodic_jobs_and_both_crontabs_run_every_purge():
+    """Django's `clearsessions` was in neither: expired admin sessions (a staff member's id,
+    admin messages that can list users' emails) stayed in django_session for good (review 30j).
+    The crontabs named flushexpiredtokens only."""
+    root = Path(__file__).resolve().parents[2]
+    purges = {path.stem for path in (root / "tasks/management/commands").glob("purge_*.py")}
+    commands = sorted({*purges, "flushexpiredtokens", "clearsessions"})
+    section = (root / "README.md").read_text().split("Periodic jobs (cron or your scheduler)")[1]
+    jobs, crontabs = re.findall(r"```sh\n(.*?)```", section.split("\n## ")[0], re.DOTALL)[:2]
+    docker = [line for line in crontabs.splitlines() if " docker exec todo " in line]
+    host = [line for line in crontabs.splitlines() if "/etc/todo.env" in line]
+    for command in commands:
+        assert f"python manage.py {command}" in jobs, command
+        assert [line for line in docker if f"manage.py {command}" in line], command
+        assert [line for line in host if f"manage.py {command}" in line], command
+    assert len(docker) == len(host) == len(commands)
 
 
 def test_deleting_an_account_whose_list_and_inbox_tasks_share_positions(user, other_user):

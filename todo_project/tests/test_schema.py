@@ -102,6 +102,15 @@ def test_deleting_the_account_documents_its_password_body(schema):
     assert {"400", "413", "415"} <= set(delete["responses"])
 
 
+def test_deleting_the_account_documents_the_403_of_a_staff_account(schema):
+    # The API refuses a staff account's DELETE me/ (its admin history would go with it); the
+    # schema listed 204, 400, 401 and 429 only (review 30j).
+    refused = schema["paths"]["/api/v1/auth/me/"]["delete"]["responses"]["403"]
+    assert "application/problem+json" in refused["content"]
+    assert "staff account" in refused["description"]
+    assert "deactivates" in refused["description"]
+
+
 def test_no_other_delete_documents_a_body(schema):
     deletes = [
         path
