@@ -19,6 +19,8 @@ LIST_URLS = [
     "/api/v1/tasks/?tag=home&has_due=true&ordering=due_date,-priority",
     "/api/v1/tasks/?completed=false&search=meeting&ordering=-updated_at",
     "/api/v1/tasks/?priority=high&overdue=true&ordering=title",
+    "/api/v1/tasks/?ordering=priority",
+    "/api/v1/tasks/?ordering=-priority",
 ]
 OUT = Path(__file__).resolve().parent / "results" / "explain.md"
 
