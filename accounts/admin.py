@@ -49,6 +49,7 @@ from accounts.models import User
 from accounts.services import (
     REDACTED_REPR,
     email_changed_notice,
+    keeps_admin_history,
     user_deactivate,
     user_delete,
     user_send_password_reset,
@@ -357,7 +358,7 @@ class UserAdmin(
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         # The admin's history is support's audit trail, and Django deletes a staff member's
         # entries with them: staff accounts are deactivated, never deleted.
-        if obj is not None and (obj.is_staff or obj.is_superuser):
+        if obj is not None and keeps_admin_history(obj):
             return False
         return super().has_delete_permission(request, obj)
 

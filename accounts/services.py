@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.db import IntegrityError, connection, transaction
@@ -36,8 +37,8 @@ INVALID_REFRESH = "The refresh token is invalid, expired or revoked."
 # refreshing at once, a retry) rather than a second holder: Okta's default grace period.
 REFRESH_REUSE_GRACE = timedelta(seconds=30)
 STAFF_NOT_DELETED = (
-    "A staff account is not deleted: a superuser deactivates it in the admin, which keeps its "
-    "admin history (the record of what it did)."
+    "A staff account, or one that has acted in the admin, is not deleted: a superuser "
+    "deactivates it in the admin, which keeps its admin history (the record of what it did)."
 )
 # What a deleted account's entries in the admin's history say instead of its email, names,
 # titles and the values a change message quoted: who did what, when, to which kind of object
@@ -233,9 +234,7 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
             return
     else:
         current = _locked_caller(user, token)
-    if current.is_staff or current.is_superuser:
-        # Django's cascade would take the account's admin history (LogEntry.user) with it: the
-        # record of what that person did. The admin refuses the same (has_delete_permission).
+    if keeps_admin_history(current):
         raise exceptions.PermissionDenied(STAFF_NOT_DELETED, "staff_account")
     _history_redact(owner_id=current.pk)
     with connection.cursor() as cursor:
@@ -249,6 +248,14 @@ def user_delete(*, user: User, token: Token | None = None) -> None:
         )
     owned_data_delete(owner_id=current.pk)
     current.delete()
+
+
+def keeps_admin_history(user: User) -> bool:
+    """Whether the account is never deleted, only deactivated: Django's cascade would take its
+    admin history (LogEntry.user) with it, the record of what that person did. Staff, and a
+    former agent whose staff status was cleared (unticked rather than deactivated), whose
+    entries are still there. The admin refuses the same (UserAdmin.has_delete_permission)."""
+    return user.is_staff or user.is_superuser or LogEntry.objects.filter(user_id=user.pk).exists()
 
 
 def _history_redact(*, owner_id) -> None:

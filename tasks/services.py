@@ -37,7 +37,7 @@ from typing import Any, Final, TypeVar
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Count, F, Max, Q, QuerySet
+from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
@@ -1422,6 +1422,12 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
     return _bump(Task.objects.filter(pk__in={link.task_id for link in links}), now)
 
 
+_NAMED_AND_THEIR_PARENTS = (
+    "tasks_task.id = ANY(%s::uuid[] || ARRAY(SELECT s.parent_id FROM tasks_task s"
+    " WHERE s.id = ANY(%s::uuid[]) AND NOT s.completed AND s.recurrence IS NOT NULL))"
+)  # a top-level task's NULL parent in the array matches no row
+
+
 def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any) -> int:
     """Applies one action to many of the caller's tasks, all or nothing.
 
@@ -1435,20 +1441,18 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     ids = list(dict.fromkeys(UUID(str(task_id)) for task_id in ids))
     with transaction.atomic():
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
-        named = Q(id__any_of=ids)
+        named = Task.objects.owned_by(user)
         if action == "complete":
             # With the parents of the open recurring subtasks it completes (FOR UPDATE: one
             # statement, one order): a copy's foreign key locks its parent at the COMMIT, after
             # the subtask, and a write completing the parent meanwhile held the parent and
-            # waited for the subtask (_cascade_completion), a deadlock (1 s) every time.
-            named |= Q(
-                pk__in=Task.objects.filter(
-                    id__any_of=ids, completed=False, recurrence__isnull=False
-                ).values("parent_id")
-            )
-        locked = list(
-            Task.objects.owned_by(user).filter(named).select_for_update().order_by(*ROW_LOCK_ORDER)
-        )
+            # waited for the subtask (_cascade_completion), a deadlock (1 s) every time. One
+            # array of ids, read off the primary key (an OR with an IN-subquery read every task
+            # of the owner: 14 ms for 100 ids of 100,000 tasks).
+            named = named.extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
+        else:
+            named = named.filter(id__any_of=ids)
+        locked = list(named.select_for_update().order_by(*ROW_LOCK_ORDER))
         wanted = set(ids)
         tasks = [task for task in locked if task.pk in wanted]
         if len(tasks) != len(ids):

@@ -294,10 +294,16 @@ def main(argv: list[str]) -> int:
     with LocalServices():
         child = subprocess.Popen(argv)
         # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop
-        # the servers, so nothing is left running. SIGHUP too: a closed terminal window or a
-        # dropped SSH session killed this process before it stopped them.
+        # the servers, so nothing is left running. A hangup too (a closed terminal window, a
+        # dropped SSH session), which killed this process before it stopped them: passed on
+        # as SIGTERM, as gunicorn (`make serve`) takes SIGHUP for "reload" and kept serving.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, lambda signum, frame: child.send_signal(signum))
+            signal.signal(
+                sig,
+                lambda signum, frame: child.send_signal(
+                    signal.SIGTERM if signum == signal.SIGHUP else signum
+                ),
+            )
         return child.wait()
 
 

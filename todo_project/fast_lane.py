@@ -15,8 +15,10 @@ Every request the lane cannot vouch for goes to Django untouched:
 - what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
   refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
   their own process_request decides;
-- what fast_answer leaves to the viewset (an error, a 304, another page), or fails on: Django
-  asks again, and answers a failure as any other (a problem, logged with its request id).
+- what fast_answer leaves to the viewset (an error, a 304, another page), or fails on: the
+  environ says so (FAST_ANSWER_TRIED), and the view goes straight to the viewset or raises
+  that failure, answered as any other (a problem, logged with its request id), without
+  running the fast read again.
 
 The headers the middleware add to such a 200 depend on the settings, on whether the request is
 secure and on its Origin (a browser app's cross-origin read: its CORS headers name that origin,

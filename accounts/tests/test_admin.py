@@ -35,7 +35,7 @@ from accounts.services import (
 from accounts.tests.helpers import assert_problem, bearer, give_colliding_data, sent_mail, sign_in
 from accounts.tests.test_views import reset_link_params
 from accounts.tokens import token_pair_for
-from conftest import DEFAULT_PASSWORD
+from conftest import DEFAULT_PASSWORD, client_for
 from tasks.models import Tag, Task, TaskList
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE
 
@@ -1192,6 +1192,24 @@ def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, sup
     assert User.objects.filter(pk__in=[support_user.pk, user.pk]).count() == 2
     assert LogEntry.objects.filter(user=support_user).count() == 1
     assert admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 302
+
+
+@pytest.mark.django_db
+def test_an_account_that_acted_in_the_admin_keeps_its_history_once_no_longer_staff(
+    make_user, user, admin_client
+):
+    # The refusal checked staff rights only: an agent whose staff status was unticked (not
+    # deactivated) deleted their account through the API, and every entry they wrote with it.
+    agent = make_user(email="agent@example.com", is_staff=True)
+    LogEntry.objects.log_actions(agent.pk, [user], CHANGE, change_message="Deactivated")
+    agent.is_staff = False
+    agent.save(update_fields=["is_staff"])
+    response = client_for(agent).delete(
+        "/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json"
+    )
+    assert assert_problem(response, 403)["detail"] == STAFF_NOT_DELETED
+    assert admin_client.get(f"/admin/accounts/user/{agent.pk}/delete/").status_code == 403
+    assert LogEntry.objects.filter(user_id=agent.pk).count() == 1
 
 
 @pytest.mark.django_db

@@ -192,12 +192,19 @@ def local_servers_of_their_own(tmp_path_factory):
     assert not _postmaster_running(data_dir)
 
 
+# A command that takes a hangup as gunicorn (`make serve`) does: "reload", and goes on serving.
+# It ends on SIGTERM or SIGINT (or SIGKILL).
+GUNICORN_LIKE = (
+    "import signal, time; signal.signal(signal.SIGHUP, lambda *a: None);"
+    " print('running', flush=True); time.sleep(300)"
+)
+
+
 def _start_job(env: dict) -> subprocess.Popen:
-    """`make run`'s devservices, in a process group of its own as a shell's job; returns once
+    """`make serve`'s devservices, in a process group of its own as a shell's job; returns once
     its command runs (the servers are up)."""
     job = subprocess.Popen(
-        [sys.executable, "-m", "todo_project.devservices", "--", sys.executable, "-c",
-         "print('running', flush=True); import time; time.sleep(300)"],
+        [sys.executable, "-m", "todo_project.devservices", "--", sys.executable, "-c", GUNICORN_LIKE],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     assert job.stdout.readline() == "running\n"
@@ -206,11 +213,15 @@ def _start_job(env: dict) -> subprocess.Popen:
 
 def test_a_hangup_stops_the_local_servers_as_ctrl_c_does(local_servers_of_their_own):
     # A closed terminal window or a dropped SSH session sends the job SIGHUP, which killed
-    # devservices before it stopped PostgreSQL and Redis.
+    # devservices before it stopped PostgreSQL and Redis; passed on as it came, gunicorn took
+    # it for "reload" and went on serving.
     env, data_dir = local_servers_of_their_own
     job = _start_job(env)
     os.killpg(job.pid, signal.SIGHUP)
-    job.wait(60)
+    try:
+        job.wait(20)
+    finally:
+        os.killpg(job.pid, signal.SIGKILL) if job.poll() is None else None
     assert not _postmaster_running(data_dir)
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
 
