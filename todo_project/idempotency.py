@@ -49,7 +49,12 @@ from rest_framework.response import Response
 
 from accounts.authentication import INVALID_TOKEN
 from tasks.models import IdempotencyRecord
-from todo_project.problems import PROBLEM_CONTENT_TYPE, Conflict, UnprocessableContent
+from todo_project.problems import (
+    FOREIGN_KEY_VIOLATION,
+    PROBLEM_CONTENT_TYPE,
+    Conflict,
+    UnprocessableContent,
+)
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -61,7 +66,6 @@ _KEY_RE = re.compile(KEY_PATTERN)
 RETRYABLE = frozenset({408, 409, 412, 423, 425, 428, 429})
 # The unique constraint on (owner, key) (tasks.IdempotencyRecord).
 UNIQUE_PER_OWNER = "idempotency_key_unique_per_owner"
-FOREIGN_KEY_VIOLATION = "23503"
 
 
 logger = logging.getLogger("todo.idempotency")

@@ -151,7 +151,8 @@ def logged(response: HttpResponse) -> HttpResponse:
 # foreign keys are deferred) is to a list or task a concurrent request deleted meanwhile. It was
 # rolled back whole, and the same request a moment later succeeds or gets its 400/404: a 503
 # with Retry-After, not a 500.
-CONCURRENT_CHANGE_SQLSTATES = {"40P01", "40001", "55P03", "23503"}
+FOREIGN_KEY_VIOLATION = "23503"
+CONCURRENT_CHANGE_SQLSTATES = {"40P01", "40001", "55P03", FOREIGN_KEY_VIOLATION}
 CONCURRENT_CHANGE_RETRY_AFTER = "1"
 
 

@@ -31,14 +31,11 @@ from django.db import DatabaseError, connection
 from rest_framework import exceptions
 
 from accounts.authentication import INVALID_TOKEN
-from todo_project.problems import is_concurrent_change
+from todo_project.problems import FOREIGN_KEY_VIOLATION, is_concurrent_change
 
 RETRIES = 2
 WRITE_METHODS = ("post", "put", "patch", "delete")
 logger = logging.getLogger("todo.retry")
-
-
-FOREIGN_KEY_VIOLATION = "23503"
 
 
 def run_again_on_concurrent_change(
