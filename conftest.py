@@ -1,5 +1,6 @@
 """Fixtures shared by every app's tests."""
 
+import socket
 import time
 import types
 import uuid
@@ -48,6 +49,21 @@ def _rate_limit_clock_stands_still(monkeypatch):
 def _rate_limit_cache_not_in_an_outage(monkeypatch):
     """A test with Redis down must not leave the next ones uncounted (ratelimit.CacheOutage)."""
     monkeypatch.setattr(ratelimit, "outage", ratelimit.CacheOutage())
+
+
+@pytest.fixture
+def dead_redis(settings):
+    """The shared cache pointed at a port nothing listens on: connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "todo_project.cache.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The admin sign-in: rate-limited per client IP and per username; served at ADMIN_URL."""
 
 import importlib
-import socket
 
 import pytest
 from django.test import Client
@@ -30,19 +29,9 @@ def test_the_eleventh_attempt_from_one_address_in_a_minute_is_a_429_page(client,
 
 
 @pytest.mark.django_db
-def test_while_redis_is_down_support_signs_in(settings, client, support_user, caplog):
+def test_while_redis_is_down_support_signs_in(dead_redis, client, support_user):
     # The admin's limit asked django-ratelimit unguarded: a ConnectionError, a 500 on every
     # sign-in, while the API's limits fail open.
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "todo_project.cache.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",  # nothing listens there
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
     response = sign_in(client, "support@example.com", "correct-horse-battery-staple")
     assert response.status_code == 302
     assert client.session["_auth_user_id"] == str(support_user.pk)

@@ -5,20 +5,17 @@ import json
 import logging
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.db import OperationalError
 
 from todo_project import health
 from todo_project.request_id import JsonFormatter
-from todo_project.tests.helpers import free_port
+from todo_project.tests.helpers import free_port, served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -152,35 +149,14 @@ def test_a_request_gunicorn_times_out_is_logged_with_the_time_it_took(tmp_path):
     clock itself; the request's start is known to the worker (handle_request)."""
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in {"PYTEST_CURRENT_TEST"}},
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "SECRET_KEY": settings.SECRET_KEY,
-        "ALLOWED_HOSTS": "127.0.0.1",
-        "FRONTEND_URL": "https://app.example.com",
-        "DEBUG": "0",
-        "HTTPS": "0",
-        "LOG_LEVEL": "info",
-    }
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")), "slow_app:application",
+        "--config", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+        "--timeout", "3",
+    ]  # fmt: skip
+    pythonpath = os.pathsep.join([str(tmp_path), str(ROOT)])
     log = tmp_path / "error.log"
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("gunicorn")), "slow_app:application",
-         "--config", "gunicorn.conf.py", "--timeout", "3"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"),
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("gunicorn did not start:\n" + log.read_text())
-                time.sleep(0.2)
+    with served(command, port, tmp_path, PYTHONPATH=pythonpath, LOG_LEVEL="info"):
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", port), timeout=20) as connection:
             connection.sendall(
@@ -200,6 +176,3 @@ def test_a_request_gunicorn_times_out_is_logged_with_the_time_it_took(tmp_path):
         ]
         assert line["status"] == 500
         assert line["duration_ms"] >= 0.5 * took_ms, (line, took_ms)
-    finally:
-        process.terminate()
-        process.wait(20)

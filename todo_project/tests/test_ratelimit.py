@@ -365,21 +365,6 @@ def test_a_lone_surrogate_in_the_email_is_counted_in_the_sign_in_bucket(
 # --- Redis down -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def dead_redis(settings):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    # Nothing listens on the port once the probe socket is closed: connections are refused.
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": f"redis://127.0.0.1:{port}/0",
-            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
-        }
-    }
-
-
 def test_with_redis_down_the_api_keeps_serving_and_logs_it(dead_redis, user, anon_client, caplog):
     client = client_for(user)
     with caplog.at_level(logging.WARNING):
