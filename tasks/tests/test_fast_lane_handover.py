@@ -3,8 +3,6 @@ same fast read in the view (tasks/fast_read.py, `_with_fast_answer`): a statemen
 twice and outlasted gunicorn's timeout (the worker killed), an unreachable database was tried
 twice, and a refused token or a client over its limit cost 3 queries and 3 counts."""
 
-import socket
-
 import psycopg
 import pytest
 from django.core.cache import cache
@@ -16,22 +14,15 @@ from accounts.tokens import RefreshToken
 from tasks import services
 from tasks.tests.test_fast_lane import _connections_kept, call  # noqa: F401 (a fixture)
 from todo_project import ratelimit, wsgi
+from todo_project.tests.test_database_unavailable import database_down  # noqa: F401 (a fixture)
 
 # --- a fast read that failed in the lane is not run again ------------------------------------
 
 
 @pytest.fixture
-def database_refusing(user, monkeypatch):
-    """A token and a task of `user`; then the connection pointed at a port nothing listens on
-    (as test_database_unavailable's `database_down`), counting the connection attempts."""
-    token = str(RefreshToken.for_user(user).access_token)
-    task = services.task_create(user=user, data={"title": "Pay rent"})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    connection.close()
-    monkeypatch.setitem(connection.settings_dict, "HOST", "127.0.0.1")
-    monkeypatch.setitem(connection.settings_dict, "PORT", str(port))
+def database_refusing(request, monkeypatch):
+    """database_down's token and task, and a list of the connection attempts made."""
+    token, task = request.getfixturevalue("database_down")
     attempts = []
     connect = connection.get_new_connection
 
@@ -41,7 +32,20 @@ def database_refusing(user, monkeypatch):
 
     monkeypatch.setattr(connection, "get_new_connection", counted)
     yield token, task, attempts
-    connection.close()
+
+
+def counting_rate_limits(monkeypatch) -> list[str]:
+    """The groups of the rate limits counted from now on, in order."""
+    counted = []
+    count_request = ratelimit.count_request
+
+    def spy(request, group, *args, **kwargs):
+        counted.append(group)
+        return count_request(request, group, *args, **kwargs)
+
+    monkeypatch.setattr(ratelimit, "count_request", spy)
+    monkeypatch.setattr("tasks.fast_read.count_request", spy)
+    return counted
 
 
 @pytest.mark.django_db(transaction=True)
@@ -86,7 +90,7 @@ def test_a_list_page_cancelled_by_the_statement_timeout_runs_once_and_counts_onc
     again: twice the database time and twice DB_STATEMENT_TIMEOUT of the worker's (measured
     2.04 s against 1.03 s for ?format=json with a 1 s timeout), and the request counted twice
     against the user's rate limit."""
-    cancelled, counted = [], []
+    cancelled = []
 
     def watch(execute, sql, params, many, context):
         try:
@@ -96,14 +100,7 @@ def test_a_list_page_cancelled_by_the_statement_timeout_runs_once_and_counts_onc
                 cancelled.append(sql)
             raise
 
-    count_request = ratelimit.count_request
-
-    def spy(request, group, *args, **kwargs):
-        counted.append(group)
-        return count_request(request, group, *args, **kwargs)
-
-    monkeypatch.setattr(ratelimit, "count_request", spy)
-    monkeypatch.setattr("tasks.fast_read.count_request", spy)
+    counted = counting_rate_limits(monkeypatch)
     with connection.execute_wrapper(watch):
         status, _, _ = call(wsgi.application, "/api/v1/tasks/", tasks_table_locked)
 
@@ -121,15 +118,7 @@ def token(user) -> str:
 
 
 def queries_and_counts(monkeypatch, path: str, token: str) -> tuple[str, int, list]:
-    counted = []
-    count_request = ratelimit.count_request
-
-    def spy(request, group, *args, **kwargs):
-        counted.append(group)
-        return count_request(request, group, *args, **kwargs)
-
-    monkeypatch.setattr(ratelimit, "count_request", spy)
-    monkeypatch.setattr("tasks.fast_read.count_request", spy)
+    counted = counting_rate_limits(monkeypatch)
     with CaptureQueriesContext(connection) as queries:
         status, _, _ = call(wsgi.application, path, token)
     return status, len(queries), counted
