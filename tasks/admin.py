@@ -59,6 +59,7 @@ from todo_project.fields import (
     breaks_one_line,
     composed,
     shows_nothing,
+    trimmed,
 )
 from todo_project.problems import Conflict, is_concurrent_change, log_concurrent_change
 from todo_project.retry import run_again_on_concurrent_change
@@ -346,7 +347,9 @@ class NameFormField(forms.CharField):
     stored: str | None = None
 
     def to_python(self, value) -> str:
-        return composed(super().to_python(value), self.stored)
+        value = super().to_python(value)
+        # One that shows nothing at all is left whole, for the "may not be blank" the API says.
+        return value if value == self.stored or not trimmed(value) else composed(trimmed(value))
 
 
 NAME_TAKEN = "This user already has one with this name."

@@ -34,7 +34,7 @@ from tasks.models import (
     tags_named,
 )
 from tasks.recurrence import past_times_of_day
-from todo_project.fields import CANONICAL_DATE, composed
+from todo_project.fields import CANONICAL_DATE, composed, trimmed
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -166,7 +166,7 @@ class TagNamesFormField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value) -> list[str]:
-        names = [composed(name.strip()) for name in (value or [])]  # as names are stored
+        names = [composed(trimmed(name)) for name in (value or [])]  # as names are stored
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:

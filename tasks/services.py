@@ -74,7 +74,7 @@ from tasks.quotas import (
     lock_owner,
 )
 from todo_project.compiled import CompiledQuery, fetch_all
-from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line, composed
+from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line, composed, trimmed
 from todo_project.problems import ConcurrentChange, is_concurrent_change
 
 MAX_BULK_IDS: Final = 500
@@ -533,7 +533,7 @@ def tags_get_or_create(
     `carried`: the names of the tags the task to link them to carries already. Read under a
     lock (TAG_LOCKS) unless all of them are among these: the task's own lock keeps a rename of
     a tag it carries from coming between the read and the commit."""
-    names = [composed(name.strip()) for name in names]
+    names = [composed(trimmed(name)) for name in names]
     if not names:
         return []
     to_link = not set(names).issubset(carried)

@@ -122,6 +122,23 @@ def composed(value: str, stored: str | None = None) -> str:
     return value if value == stored else unicodedata.normalize("NFC", value)
 
 
+def trimmed(value: str) -> str:
+    """A name without what shows nothing at its ends: whitespace, and format characters (Cf: a
+    zero-width space, a BOM, a word joiner, a direction mark) pasted from web pages, chats and
+    files, with which "Work\u200b" was another list than "Work", shown the same. Inside a name
+    they stay (emoji sequences and Persian words need them)."""
+
+    def invisible(char: str) -> bool:
+        return char.isspace() or unicodedata.category(char) == "Cf"
+
+    start, end = 0, len(value)
+    while start < end and invisible(value[start]):
+        start += 1
+    while end > start and invisible(value[end - 1]):
+        end -= 1
+    return value[start:end]
+
+
 COMPOSED_HELP = " Stored in Unicode's composed form (NFC): 'e' + U+0301 is the same name as 'é'."
 
 
@@ -135,7 +152,9 @@ class NameField(VisibleCharField):
 
     def to_internal_value(self, data: Any) -> str:
         if isinstance(data, str):  # trimmed first, as CharField would, so as the admin compares
-            data = composed(data.strip(), self._stored())
+            # A name stored before a rule, sent back unchanged (spaces around aside), stays.
+            data = data.strip()
+            data = data if data == self._stored() else composed(trimmed(data))
         return super().to_internal_value(data)
 
 

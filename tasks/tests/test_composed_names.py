@@ -225,3 +225,32 @@ def test_a_tag_is_found_at_the_url_of_its_name_decomposed_where_lower_case_diffe
     renamed = api_client.patch(f"/api/v1/tags/{decomposed}/", {"name": "Ankara"})
 
     assert renamed.json() == {"name": "Ankara", "task_count": 1}
+
+
+# Zero-width space (pasted from web pages), BOM (a Windows file's first line), word joiner,
+# left-to-right mark (RTL-aware editors): with one at an end, a name was another name that
+# showed the same (a sidebar of several "Work" lists, a task with two "home" chips).
+@pytest.mark.parametrize("invisible", ["\u200b", "\ufeff", "\u2060", "\u200e"])
+def test_invisible_characters_at_a_names_ends_are_trimmed_as_spaces_are(
+    api_client, admin_client, user, invisible
+):
+    assert api_client.post("/api/v1/lists/", {"name": "Work"}).status_code == 201
+    taken = api_client.post("/api/v1/lists/", {"name": f"{invisible}Work{invisible}"})
+    assert assert_problem(taken, 400)["errors"] == {"name": [LIST_NAME_TAKEN]}
+    task = api_client.post("/api/v1/tasks/", {"title": "x", "tags": ["home", f"home{invisible}"]})
+    assert task.json()["tags"] == ["home"]
+    found = api_client.get("/api/v1/tasks/", {"tag": f"{invisible}home"}).json()["results"]
+    assert [row["title"] for row in found] == ["x"]
+    added = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": f"{invisible}new"})
+    assert added.status_code == 302 and Tag.objects.filter(name="new").exists()
+    # Inside a name they stay: an emoji sequence needs its zero-width joiner.
+    coder = api_client.post("/api/v1/lists/", {"name": "\U0001f469\u200d\U0001f4bb code"})
+    assert coder.json()["name"] == "\U0001f469\u200d\U0001f4bb code"
+
+
+def test_a_list_name_stored_with_an_invisible_end_may_be_sent_back_unchanged(api_client, user):
+    old = TaskList.objects.create(owner=user, name="Work\u200b", position=2048)
+    response = api_client.patch(
+        f"/api/v1/lists/{old.pk}/", {"name": "Work\u200b", "color": "#112233"}
+    )
+    assert response.status_code == 200 and response.json()["name"] == "Work\u200b"
