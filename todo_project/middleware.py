@@ -50,7 +50,8 @@ class AnswersWithoutBodyMiddleware:
     """A HEAD answer without the body Django renders for it (WSGI servers drop the body, and
     gunicorn logs a warning for each); its headers stay those of the GET, Content-Length too.
     A 304 without the `Content-Length: 0` CommonMiddleware gives it: RFC 9110 (8.6) allows only
-    the length the 200 would have had, and a cache may take it for the stored answer's."""
+    the length the 200 would have had, and a cache may take it for the stored answer's; a 204
+    without it either (8.6: MUST NOT; gunicorn dropped it on the wire, uvicorn did not)."""
 
     def __init__(self, get_response) -> None:
         self.get_response = get_response
@@ -59,8 +60,8 @@ class AnswersWithoutBodyMiddleware:
         response = self.get_response(request)
         if request.method == "HEAD" and not response.streaming:
             response.content = b""
-        if response.status_code == 304 and response.has_header("Content-Length"):
-            del response["Content-Length"]
+        if response.status_code in (204, 304) and response.has_header("Content-Length"):
+            del response["Content-Length"]  # 204: RFC 9110 (8.6); uvicorn sent Django's "0"
         return response
 
 

@@ -1,13 +1,18 @@
 """todo_project/asgi.py, for deployments that need ASGI: served by the pinned uvicorn, it
 answers as the WSGI application does (the API's bytes, problems, rate-limit headers)."""
 
+import json
+import re
+import socket
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 
 from accounts.tokens import RefreshToken
 from tasks import services
@@ -16,18 +21,26 @@ from todo_project.tests.helpers import free_port, served
 pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
 
 
+def readme_uvicorn_command() -> list[str]:
+    """The command the README gives for an ASGI deployment ("Deploy"): the one tested here."""
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    match = re.search(r"`(uvicorn todo_project\.asgi:application[^`]*)`", readme)
+    assert match, "README no longer names a uvicorn command"
+    return [str(Path(sys.executable).with_name("uvicorn")), *match.group(1).split()[1:]]
+
+
 @pytest.fixture
-def uvicorn(tmp_path: Path):
+def uvicorn_port(tmp_path: Path, request) -> Iterator[int]:
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("uvicorn")),
-        "todo_project.asgi:application",
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--no-access-log",
-    ]  # fmt: skip
-    with served(command, port, tmp_path) as base:
-        yield base
+    command = [*readme_uvicorn_command(), "--host", "127.0.0.1", "--port", str(port)]
+    env = getattr(request, "param", {})
+    with served(command, port, tmp_path, **env):
+        yield port
+
+
+@pytest.fixture
+def uvicorn(uvicorn_port: int) -> str:
+    return f"http://127.0.0.1:{uvicorn_port}"
 
 
 def fetch(url: str, access: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
@@ -61,3 +74,39 @@ def test_the_asgi_application_answers_as_the_wsgi_one(make_user, client, uvicorn
     assert b'"status":404' in body.replace(b" ", b"")
     status, _, _ = fetch(f"{uvicorn}/api/v1/tasks/", "not-a-token")
     assert status == 401
+
+
+@pytest.mark.parametrize(
+    ("framing", "status"),
+    [
+        (b"Content-Length: 104857600\r\n\r\n" + b"x" * 65536, b"413"),  # 100 MB announced
+        (b"Transfer-Encoding: chunked\r\n\r\n10000\r\n" + b"x" * 65536 + b"\r\n", b"411"),
+    ],
+)
+def test_a_body_refused_from_its_headers_is_refused_before_it_is_read(
+    uvicorn_port, framing, status
+):
+    # Django's ASGI handler read the whole body first (to /tmp past 2.5 MB, without a timeout):
+    # uvicorn answered nothing until the client had sent all of it; gunicorn answers at once.
+    head = b"POST /api/v1/auth/token/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    with socket.create_connection(("127.0.0.1", uvicorn_port), timeout=5) as sock:
+        sock.sendall(head + b"Content-Type: application/json\r\n" + framing)
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+    assert b"application/problem+json" in answer
+
+
+@pytest.mark.parametrize("uvicorn_port", [{"TRUSTED_PROXY_COUNT": "0"}], indirect=True)
+def test_the_readme_command_believes_no_forwarded_header_without_trusted_proxies(uvicorn):
+    # uvicorn trusts X-Forwarded-For and -Proto from 127.0.0.1 by default: a new one in each
+    # request was a fresh anonymous rate-limit bucket each time.
+    remaining = []
+    for n in range(3):
+        request = urllib.request.Request(
+            f"{uvicorn}/api/v1/auth/password/reset/",
+            data=json.dumps({"email": "x@example.com"}).encode(),
+            headers={"Content-Type": "application/json", "X-Forwarded-For": f"10.0.0.{n}"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            remaining.append(int(response.headers["RateLimit-Remaining"]))
+    assert remaining[0] > remaining[1] > remaining[2], remaining

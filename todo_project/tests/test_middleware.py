@@ -6,6 +6,7 @@ from django.test import Client, RequestFactory
 
 from accounts.tokens import token_pair_for
 from conftest import DEFAULT_PASSWORD
+from tasks import services
 from todo_project.wsgi import application
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +104,12 @@ def test_a_head_answer_has_the_gets_headers_and_no_body(user, path):
     assert get_body and head_body == b""
     assert head_headers["Content-Length"] == get_headers["Content-Length"] == str(len(get_body))
     assert head_headers["Content-Type"] == get_headers["Content-Type"]
+
+
+@pytest.mark.django_db
+def test_a_204_carries_no_content_length(api_client, user):
+    # RFC 9110 (8.6): a server MUST NOT send one with a 204; gunicorn dropped Django's "0" on
+    # the wire, uvicorn sent it.
+    task = services.task_create(user=user, data={"title": "Gone soon"})
+    response = api_client.delete(f"/api/v1/tasks/{task.pk}/")
+    assert response.status_code == 204 and not response.has_header("Content-Length")
