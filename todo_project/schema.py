@@ -406,6 +406,20 @@ def document_the_probes(result: dict, generator, request, public) -> dict:
         }
         return {"content": {"application/json": {"schema": body}}, "headers": headers}
 
+    def problem(code: int, component: str = "Problem") -> dict:
+        schema = {"$ref": f"#/components/schemas/{component}"}
+        return {
+            "description": ERROR_DESCRIPTIONS[code],
+            "content": {PROBLEM_CONTENT_TYPE: {"schema": schema}},
+            "headers": headers,
+        }
+
+    # What ApiProblemMiddleware refuses before any view, a probe's request too.
+    refused = {
+        "400": problem(400, "ValidationProblem"),
+        "411": problem(411),
+        "413": problem(413),
+    }
     probe = {"tags": ["service"], "security": [{}]}
     result["paths"]["/healthz"] = {
         "get": {
@@ -413,7 +427,7 @@ def document_the_probes(result: dict, generator, request, public) -> dict:
             "operationId": "healthz",
             "summary": "Liveness: the process is up",
             "description": "Touches neither the database nor the cache. GET or HEAD.",
-            "responses": {"200": {"description": "Up.", **ok("status")}},
+            "responses": {"200": {"description": "Up.", **ok("status")}, **refused},
         }
     }
     result["paths"]["/readyz"] = {
@@ -425,13 +439,11 @@ def document_the_probes(result: dict, generator, request, public) -> dict:
             "after `DB_CONNECT_TIMEOUT`). GET or HEAD.",
             "responses": {
                 "200": {"description": "Ready.", **ok("status", "database", "cache")},
+                **refused,
                 "503": {
+                    **problem(503),
                     "description": "Not ready: `detail` names what did not answer "
                     "(`Not ready: database unavailable.`).",
-                    "content": {
-                        PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}
-                    },
-                    "headers": headers,
                 },
             },
         }

@@ -155,12 +155,27 @@ def test_every_answer_of_a_token_endpoint_is_no_store_even_one_made_before_the_v
 def test_the_probes_are_in_the_schema_as_they_answer(schema, anon_client):
     healthz = schema["paths"]["/healthz"]["get"]
     readyz = schema["paths"]["/readyz"]["get"]
-    assert set(healthz["responses"]) == {"200"} and set(readyz["responses"]) == {"200", "503"}
+    refused = {"400", "411", "413"}  # ApiProblemMiddleware's, before any view
+    assert set(healthz["responses"]) == {"200", *refused}
+    assert set(readyz["responses"]) == {"200", "503", *refused}
     body = readyz["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(anon_client.get("/readyz").json()) == set(body["required"])
     problem = readyz["responses"]["503"]["content"]["application/problem+json"]["schema"]
     assert problem == {"$ref": "#/components/schemas/Problem"}
     assert healthz["security"] == readyz["security"] == [{}]
+    for path, operation in (("/healthz", healthz), ("/readyz", readyz)):
+        answers = {
+            "400": anon_client.get(path, QUERY_STRING="x=%FF"),
+            "411": anon_client.get(path, HTTP_TRANSFER_ENCODING="chunked"),
+            "413": anon_client.get(path, CONTENT_LENGTH=str(10**9)),
+        }
+        for code, answer in answers.items():
+            assert str(answer.status_code) == code
+            assert answer["Content-Type"] == "application/problem+json"
+            documented = operation["responses"][code]["content"]["application/problem+json"]
+            component = documented["schema"]["$ref"].rsplit("/", 1)[1]
+            required = set(schema["components"]["schemas"][component]["required"])
+            assert required <= set(answer.json())
 
 
 def test_the_password_reset_says_when_it_answers_400(schema):
