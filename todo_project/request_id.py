@@ -1,5 +1,6 @@
 """Request ids, the one access-log line per request, and JSON log formatting."""
 
+import asyncio
 import logging
 import re
 import time
@@ -20,6 +21,7 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # fullmatch: "$" lets "
 
 current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 access_log = logging.getLogger("todo.access")
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before its answer
 
 
 # Set by a view that authenticated without DRF (tasks.fast_read): the user's id.
@@ -45,7 +47,13 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         with identified(request) as request_id:
-            response = self.get_response(request)
+            try:
+                response = self.get_response(request)
+            except asyncio.CancelledError:
+                # Under ASGI, Django cancels the request when its client leaves, while the
+                # view's thread may go on and write: nginx's "client closed request".
+                log_access(request, CLIENT_CLOSED_REQUEST, started)
+                raise
             response[REQUEST_ID_HEADER] = request_id
             log_access(request, response.status_code, started)
             return response

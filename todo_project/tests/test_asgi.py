@@ -5,6 +5,7 @@ import json
 import re
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from accounts.tokens import RefreshToken
 from tasks import services
-from todo_project.tests.helpers import free_port, served
+from todo_project.tests.helpers import connection_of_its_own, free_port, served
 
 pytestmark = [pytest.mark.live_server_processes, pytest.mark.django_db(transaction=True)]
 
@@ -110,3 +112,41 @@ def test_the_readme_command_believes_no_forwarded_header_without_trusted_proxies
         with urllib.request.urlopen(request, timeout=10) as response:
             remaining.append(int(response.headers["RateLimit-Remaining"]))
     assert remaining[0] > remaining[1] > remaining[2], remaining
+
+
+@pytest.mark.parametrize("uvicorn_port", [{"LOG_LEVEL": "info"}], indirect=True)
+def test_a_request_whose_client_left_is_logged_as_499_and_still_carried_out(
+    make_user, uvicorn_port, tmp_path
+):
+    # Django's ASGI handler cancels the request on `http.disconnect`; the cancellation went
+    # through RequestIdMiddleware before its access line, while the view's thread went on
+    # and wrote: a change with no trace in the log (gunicorn logs it with its status).
+    owner = make_user(email="left@example.com")
+    task = services.task_create(user=owner, data={"title": "Locked"})
+    access = str(RefreshToken.for_user(owner).access_token)
+    body = json.dumps({"title": "Changed"}).encode()
+    with connection_of_its_own(connection) as other, other.transaction():
+        # The PATCH waits on the row lock, as behind a slow concurrent write.
+        other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [task.pk])
+        with socket.create_connection(("127.0.0.1", uvicorn_port)) as sock:
+            sock.sendall(
+                f"PATCH /api/v1/tasks/{task.pk}/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"Authorization: Bearer {access}\r\nX-Request-ID: left-early\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            time.sleep(1)
+        time.sleep(0.5)  # the client is gone (a proxy's read timeout, a closed tab)
+    deadline = time.monotonic() + 10
+    while (task.refresh_from_db() or task.title) != "Changed" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert task.title == "Changed"
+    lines = []
+    while not lines and time.monotonic() < deadline:
+        log = (tmp_path / "error.log").read_text().splitlines()
+        lines = [json.loads(line) for line in log if '"request_id":"left-early"' in line]
+        time.sleep(0.1)
+    assert [(line["logger"], line["method"], line["status"]) for line in lines] == [
+        ("todo.access", "PATCH", 499)
+    ]
+    assert lines[0]["duration_ms"] >= 1000 and lines[0]["user_id"] == str(owner.pk)
