@@ -295,7 +295,7 @@ class MeView(RetriedWrites, PasswordChecking, generics.RetrieveUpdateAPIView):
 
     @extend_schema(
         tags=TAGS,
-        operation_id="auth_me_update",
+        operation_id="auth_me_partial_update",
         summary="Update your profile",
         responses={200: UserSerializer, **problem_responses(400, 401, 429)},
         examples=[

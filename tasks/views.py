@@ -602,6 +602,7 @@ class TaskViewSet(
         services.task_delete(owner_id=instance.owner_id, task_id=instance.pk)
 
     @extend_schema(
+        operation_id="tasks_move",
         summary="Move a task: right after another, or first; optionally into another list",
         description="A move to the place the task has already changes nothing: the answer keeps "
         "its `version`, ETag and `updated_at`.",
@@ -651,6 +652,7 @@ class TaskViewSet(
         return self._answer(task)
 
     @extend_schema(
+        operation_id="tasks_bulk",
         summary="Apply one action to up to 500 tasks, all or nothing",
         description="If any id is unknown or not yours, nothing changes and the answer is a "
         "404 problem whose `missing_ids` lists them. `add_tags` that would give a task more "
@@ -724,6 +726,7 @@ class TaskViewSet(
         return Response({"updated": updated})
 
     @extend_schema(
+        operation_id="tasks_changes",
         summary="What changed in your tasks since a cursor, deletions included (for sync)",
         description="The exact way to keep a copy of your tasks, where paging the list with "
         "`updated_since` can miss a task written meanwhile and never shows deletions. Call it "

@@ -35,6 +35,9 @@ An error an operation declares itself (`extend_schema(responses=...)`) keeps its
 description, under `application/problem+json` (the only media type an error answer has).
 """
 
+import json
+import keyword
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -261,12 +264,19 @@ class AutoSchema(openapi.AutoSchema):
             # A resource's answer carries every field (null where empty); drf-spectacular marks
             # only the ones a request must send, and generated clients made the rest optional.
             schema["required"] = sorted(schema["properties"])
-        if direction == "request" and self.method == "PATCH":
-            # A PATCH changes only what it sends: a field left out keeps its value. A default
-            # in its body schema (PUT's and POST's: description "", completed false) made
-            # generated clients send it, so renaming a task reopened it and cleared its text.
+        if direction == "request":
+            # A field left out of a PATCH keeps its value; one left out of a POST or PUT gets
+            # its default, which the description states. Never as `default`: in a PATCH body
+            # generated clients sent it (renaming a task reopened it and cleared its text), and
+            # openapi-typescript types a property with a `default` as required.
             for field in schema.get("properties", {}).values():
-                field.pop("default", None)
+                if "default" in field:
+                    default = json.dumps(field.pop("default"), ensure_ascii=False)
+                    if self.method != "PATCH":
+                        stated = f"Default `{default}`."
+                        field["description"] = " ".join(
+                            filter(None, [field.get("description"), stated])
+                        )
         return schema
 
     def _get_request_for_media_type(self, serializer, direction="request") -> tuple[Any, bool]:
@@ -448,4 +458,33 @@ def document_the_probes(result: dict, generator, request, public) -> dict:
             },
         }
     }
+    return result
+
+
+def _member_name(value: str) -> str:
+    """`-due_date` → `DESC_DUE_DATE`: the name a generated enum gives the value."""
+    descending = value.startswith("-")
+    name = re.sub(r"\W+", "_", value.removeprefix("-")).strip("_").upper()
+    return f"DESC_{name}" if descending else name
+
+
+def name_enum_members(result: dict, generator, request, public) -> dict:
+    """A postprocessing hook: an enum with a value that is not an identifier (`-priority`)
+    gets `x-enum-varnames`. Without it, openapi-python-client named `-created_at` …
+    `-updated_at` VALUE_0 … VALUE_5 by their place in the enum, so one more ordering field
+    sorted before them would have made a client's `-priority` silently sort by another."""
+    enums = list(result["components"]["schemas"].values())
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                enums.append(parameter["schema"].get("items", parameter["schema"]))
+    for enum in enums:
+        values = enum.get("enum", [])
+        if not all(isinstance(value, str) for value in values) or all(
+            value.isidentifier() and not keyword.iskeyword(value) for value in values
+        ):
+            continue
+        names = [_member_name(value) for value in values]
+        assert len(set(names)) == len(names), names  # two values must not share a name
+        enum["x-enum-varnames"] = names
     return result

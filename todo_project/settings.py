@@ -506,6 +506,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "todo_project.schema.document_the_probes",
+        "todo_project.schema.name_enum_members",
     ],
 }
 

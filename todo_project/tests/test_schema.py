@@ -222,8 +222,8 @@ def test_a_patch_body_has_no_defaults_a_client_would_send(schema):
         assert defaults == [], name
     assert schema["components"]["schemas"]["TaskRequest"]["properties"]["completed"] == {
         "type": "boolean",
-        "default": False,
-    }  # a PUT replaces: its defaults are real
+        "description": "Default `false`.",
+    }  # a PUT replaces: its defaults are real, and said (the test below says why not `default`)
 
 
 def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(schema):
@@ -544,3 +544,81 @@ def test_the_caps_on_tag_filters_and_the_search_text_are_in_the_schema(api_clien
     search = _task_list_parameter(schema, "search")
     assert "maxLength" not in search["schema"]
     assert "At most 200 characters, surrounding whitespace not counted" in search["description"]
+
+
+def _request_components(schema: dict) -> set[str]:
+    """The components some operation's request body names (directly or in a oneOf)."""
+    names = set()
+    for operations in schema["paths"].values():
+        for operation in operations.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                body = media["schema"]
+                for ref in [
+                    body.get("$ref"),
+                    *(part.get("$ref") for part in body.get("oneOf", [])),
+                ]:
+                    if ref:
+                        names.add(ref.rsplit("/", 1)[1])
+    return names
+
+
+@pytest.mark.django_db
+def test_a_field_a_request_may_leave_out_has_its_default_in_words_not_as_default(
+    schema, api_client, anon_client
+):
+    """openapi-typescript (default `defaultNonNullable`) types a property with a `default` as
+    required in a component: a task create with only a title, or a registration without a
+    time zone, did not compile, though the server takes both (review 31e)."""
+    assert api_client.post("/api/v1/tasks/", {"title": "Only"}, format="json").status_code == 201
+    registered = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "ts@example.com", "password": "correct-horse-battery-staple-9"},
+        format="json",
+    )
+    assert registered.status_code == 201 and registered.json()["user"]["timezone"] == "UTC"
+    components = schema["components"]["schemas"]
+    bodies = _request_components(schema)
+    assert {"TaskRequest", "RegisterRequest", "PatchedTaskRequest"} <= bodies
+    with_default = [
+        f"{name}.{field}"
+        for name in bodies
+        for field, spec in components[name].get("properties", {}).items()
+        if "default" in spec
+    ]
+    assert with_default == []
+    register = components["RegisterRequest"]["properties"]
+    assert register["timezone"]["description"] == 'Default `"UTC"`.'
+    assert register["display_name"]["description"].endswith(' Default `""`.')
+
+
+def test_an_enum_whose_values_are_not_identifiers_names_its_members(schema):
+    """openapi-python-client named `-created_at` … `-updated_at` VALUE_0 … VALUE_5 by their
+    place: one more ordering field sorted before them would silently turn a client's
+    `-priority` into another sort (review 31e)."""
+    ordering = next(
+        parameter["schema"]["items"]
+        for parameter in schema["paths"]["/api/v1/tasks/"]["get"]["parameters"]
+        if parameter["name"] == "ordering"
+    )
+    names = dict(zip(ordering["enum"], ordering["x-enum-varnames"], strict=True))
+    assert names["-priority"] == "DESC_PRIORITY" and names["due_date"] == "DUE_DATE"
+    assert len(set(names.values())) == len(names)
+
+
+def test_an_operation_id_says_what_the_operation_does(schema):
+    """Generated clients name their functions after these: `update` is a PUT that resets
+    what it is not sent, never a PATCH; a POST action is not a `create` (review 31e)."""
+    ids = {
+        (method.upper(), path): operation["operationId"]
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+    }
+    for (method, path), operation_id in ids.items():
+        if method == "PATCH":
+            assert operation_id.endswith("_partial_update"), (path, operation_id)
+        if method == "PUT":
+            assert operation_id.endswith("_update") and "partial" not in operation_id, path
+    assert ids["POST", "/api/v1/tasks/bulk/"] == "tasks_bulk"
+    assert ids["POST", "/api/v1/tasks/{id}/move/"] == "tasks_move"
+    assert ids["GET", "/api/v1/tasks/changes/"] == "tasks_changes"
+    assert len(set(ids.values())) == len(ids)
