@@ -39,6 +39,7 @@ from tasks.services import (
     new_tag_name_error,
 )
 from todo_project.fields import (
+    BoundedListField,
     CanonicalDateField,
     HourMinuteField,
     NameField,
@@ -102,7 +103,7 @@ class TagNameField(NameField):
         super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, one_line=False, **kwargs)
 
 
-class TagNamesField(serializers.ListField):
+class TagNamesField(BoundedListField):
     """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create, which
     also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is the unique
     index's key to say (models.NameKey), not Python's str.lower(). Here only a bound on the
@@ -398,7 +399,7 @@ class TaskMoveSerializer(serializers.Serializer):
 
 class TaskBulkSerializer(serializers.Serializer):
     action = serializers.ChoiceField(choices=BULK_ACTIONS)
-    ids = serializers.ListField(
+    ids = BoundedListField(
         child=StrictUUIDField(),
         min_length=1,
         max_length=MAX_BULK_IDS,

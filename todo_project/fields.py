@@ -158,6 +158,18 @@ class NameField(VisibleCharField):
         return super().to_internal_value(data)
 
 
+class BoundedListField(serializers.ListField):
+    """A list refused for its length before any of its items is validated. DRF's ListField
+    checks `max_length` last, after one child validation and one message per item: 500,000
+    bad ids in a 1 MB body held a worker 26 s and answered 18 MB of errors, and as tags they
+    outlasted gunicorn's timeout (review 31b)."""
+
+    def to_internal_value(self, data: Any) -> list:
+        if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
+            self.fail("max_length", max_length=self.max_length)
+        return super().to_internal_value(data)
+
+
 class StrictBooleanField(serializers.BooleanField):
     """JSON true or false only: DRF's BooleanField also takes "true", "yes", 1 and the like,
     where the schema says boolean."""
