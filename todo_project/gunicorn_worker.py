@@ -12,6 +12,7 @@ replaces only the writer, in its own process, with one that writes the project's
 """
 
 import time
+from http import HTTPStatus
 
 from django.apps import apps
 from gunicorn import util
@@ -52,6 +53,7 @@ class ProblemSyncWorker(SyncWorker):
             gunicorn_write_error(sock, status_int, reason, mesg)
             return
         from django.http import HttpRequest
+        from django.middleware.security import SecurityMiddleware
 
         from todo_project.problems import UNEXPECTED_ERROR_DETAIL, problem_response
         from todo_project.request_id import (
@@ -84,7 +86,10 @@ class ProblemSyncWorker(SyncWorker):
             response[REQUEST_ID_HEADER] = request_id
             response["Content-Length"] = str(len(response.content))
             response["Connection"] = "close"
-            head = f"HTTP/1.1 {status_int} {reason}\r\n".encode("latin-1")
+            # The headers the app's answers get (nosniff, Referrer-Policy, COOP).
+            SecurityMiddleware(lambda request: response).process_response(request, response)
+            # gunicorn gives some statuses another's reason (a 501 as "Bad Request").
+            head = f"HTTP/1.1 {status_int} {HTTPStatus(status_int).phrase}\r\n".encode("latin-1")
             util.write_nonblock(
                 sock, head + response.serialize_headers() + b"\r\n\r\n" + response.content
             )

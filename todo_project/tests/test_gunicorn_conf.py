@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http import HTTPStatus
 from pathlib import Path
 
 import pytest
@@ -169,8 +170,14 @@ PATH = b"/api/v1/tasks/"
         # A header over limit_request_field_size (8190 bytes).
         (b"GET " + PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
         (b"GARBAGE\r\n\r\n", 400),
+        (b"POST " + PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 501),
     ],
-    ids=["request-line-too-long-414", "header-too-large-431", "garbage-request-line-400"],
+    ids=[
+        "request-line-too-long-414",
+        "header-too-large-431",
+        "garbage-request-line-400",
+        "unknown-transfer-coding-501",
+    ],
 )  # fmt: skip
 def test_gunicorn_answers_a_request_it_cannot_parse_with_a_problem(
     problem_server, request_bytes: bytes, status: int
@@ -178,8 +185,11 @@ def test_gunicorn_answers_a_request_it_cannot_parse_with_a_problem(
     port, log = problem_server
     response = raw_request(port, request_bytes)
 
-    assert response.status == status
+    assert (response.status, response.reason) == (status, HTTPStatus(status).phrase)
     assert response.getheader("Content-Type") == PROBLEM_CONTENT_TYPE
+    # The headers SecurityMiddleware gives the app's answers (gunicorn's lacked them).
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("Referrer-Policy") == settings.SECURE_REFERRER_POLICY
     assert response.getheader("Connection") == "close"
     assert int(response.getheader("Content-Length")) == len(response.body)
     problem = json.loads(response.body)
