@@ -552,8 +552,9 @@ RATE_LIMIT_REGISTER = env_rate("RATE_LIMIT_REGISTER", "20/h")
 # Reset mails per (recipient address, client IP), and per address from all IPs together: over
 # either the answer is still 202, but nothing is mailed, so a stranger cannot flood someone's
 # inbox (or the mail queue) with reset links. Per IP first, so that the owner's own request
-# still mails while another IP asks for their address; the looser cap across IPs bounds a
-# flood from many, at the price that asking that often from many IPs holds the owner's back.
+# still mails while another IP asks for their address; the looser cap across IPs (counting
+# only requests within their IP's limit) bounds a flood from many, at the price that asking
+# that often from at least 4 IPs holds the owner's back.
 RATE_LIMIT_RESET_MAIL = env_rate("RATE_LIMIT_RESET_MAIL", "3/h")
 RATE_LIMIT_RESET_MAIL_ADDRESS = env_rate("RATE_LIMIT_RESET_MAIL_ADDRESS", "10/h")
 # How many X-Forwarded-For hops (set by our own proxies) to trust for the client IP.

@@ -223,9 +223,12 @@ def test_reset_mails_are_limited_per_recipient_and_ip_with_the_same_answer(
     # The owner, from their own IP, still gets a mail while a stranger's IP is over its limit.
     assert reset(user.email, "198.51.100.7").status_code == 202
     assert len(sent_mail()) == 3
-    # Across IPs, 4 asked for the address (the refused one counts): a fifth IP is refused too.
+    # Across IPs, the address's cap (4) counts the requests within their IP's limit only: the
+    # flood from one IP above took 2 of it, the owner 1.
     assert reset(user.email, "203.0.113.9").status_code == 202
-    assert len(sent_mail()) == 3
+    assert len(sent_mail()) == 4
+    assert reset(user.email, "203.0.113.10").status_code == 202
+    assert len(sent_mail()) == 4  # the fifth within its IP's limit: over the address's
     assert {tuple(message.to) for message in sent_mail()} == {(user.email,)}
     # Another address has buckets of its own.
     assert reset(other_user.email, "192.0.2.1").status_code == 202
@@ -512,3 +515,17 @@ def test_only_the_requests_that_check_the_password_count_as_sign_in_attempts(use
     )
     assert signing_in.status_code == 200
     assert signing_in["RateLimit-Remaining"] == "1"
+
+
+def test_one_ip_cannot_hold_the_owners_reset_mails_back(anon_client, user, settings):
+    settings.RATE_LIMIT_RESET_MAIL = "3/h"
+    settings.RATE_LIMIT_RESET_MAIL_ADDRESS = "10/h"
+    for _ in range(30):  # a stranger asking for the owner's address, over and over
+        anon_client.post(
+            "/api/v1/auth/password/reset/", {"email": user.email}, REMOTE_ADDR="192.0.2.66"
+        )
+    assert len(sent_mail()) == 3
+    owner = anon_client.post(
+        "/api/v1/auth/password/reset/", {"email": user.email}, REMOTE_ADDR="198.51.100.7"
+    )
+    assert owner.status_code == 202 and len(sent_mail()) == 4
