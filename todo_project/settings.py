@@ -528,6 +528,9 @@ CORS_EXPOSE_HEADERS = [
     "RateLimit-Reset",
     "Idempotent-Replayed",
 ]
+# The request headers a browser app may send (README.md names them): the API's, and what common
+# libraries add (Sentry's sentry-trace and baggage, OpenTelemetry's traceparent and tracestate,
+# X-Requested-With), or the preflight failed and the browser blocked the request.
 CORS_ALLOW_HEADERS = [
     "accept",
     "authorization",
@@ -536,6 +539,11 @@ CORS_ALLOW_HEADERS = [
     "if-none-match",
     "idempotency-key",
     "x-request-id",
+    "x-requested-with",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "sentry-trace",
 ]
 
 RATELIMIT_USE_CACHE = "default"
