@@ -4,6 +4,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -32,3 +34,13 @@ def test_the_docs_name_every_migration_that_builds_an_index_concurrently():
         named = re.search(r"CREATE INDEX CONCURRENTLY`? \(([^)]*)\)", text)
         assert named, "the sentence moved"
         assert labels_named(named.group(1)) == building
+
+
+@pytest.mark.parametrize("document", ["README.md", "bench/README.md"])
+def test_every_test_file_the_docs_name_exists(document):
+    # bench/README.md sent its reader to tasks/tests/test_rank_plans.py, renamed
+    # test_query_plans.py since (review 31c).
+    text = (ROOT / document).read_text()
+    named = set(re.findall(r"(?<![\w/.])((?:[a-z_]+/)+test_[a-z0-9_]+\.py)", text))
+    assert named, "no test file named any more"
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []
