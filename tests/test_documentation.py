@@ -44,3 +44,16 @@ def test_every_test_file_the_docs_name_exists(document):
     named = set(re.findall(r"(?<![\w/.])((?:[a-z_]+/)+test_[a-z0-9_]+\.py)", text))
     assert named, "no test file named any more"
     assert sorted(path for path in named if not (ROOT / path).exists()) == []
+
+
+def test_the_layout_names_every_module_of_todo_project():
+    # "The rest of todo_project/" left out parsers.py, cache.py, commands.py, reporting.py,
+    # healthcheck.py, testing.py and the formats/ and templates/ directories (review 31c).
+    layout = (ROOT / "README.md").read_text().split("## Layout", 1)[1]
+    package = ROOT / "todo_project"
+    modules = [f"{path.name}" for path in package.glob("*.py") if path.stem != "__init__"]
+    directories = [f"{path.name}/" for path in package.iterdir() if path.is_dir()]
+    directories = [name for name in directories if name not in {"tests/", "__pycache__/"}]
+    # "settings, urls, wsgi/asgi" name those four without their .py.
+    named = re.sub(r"\b(settings|urls|wsgi|asgi)\b", r"\1.py", layout)
+    assert sorted(name for name in modules + directories if name not in named) == []
