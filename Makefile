@@ -96,7 +96,7 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Seeds 1.1M tasks once (skipped later), then about 3 minutes of load; BENCH_ARGS=--help lists options.
+# Seeds 1.1M tasks once (skipped later), then about 4 minutes of load; BENCH_ARGS=--help lists options.
 bench: install
 	@command -v wrk >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
