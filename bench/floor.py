@@ -124,7 +124,7 @@ class FloorApp:
         if self._counter is None:
             client = redis.Redis.from_url(self.redis_url or os.environ["REDIS_URL"])
             self._counter = client.register_script(COUNT_SCRIPT)
-        number, _, unit = os.environ.get("RATE_LIMIT_USER", "100/m").partition("/")
+        number, _, unit = (os.environ.get("RATE_LIMIT_USER") or "100/m").partition("/")
         limit, period = int(number), RATE_PERIODS[unit[-1:] or "s"]
         now = int(time.time())
         window_end = now - now % period + period

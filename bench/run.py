@@ -28,6 +28,8 @@ from pathlib import Path
 
 import psycopg
 
+from todo_project.envvars import env_int
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
@@ -442,7 +444,8 @@ def report(
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_SECONDS", "12")))
+    # env_int: an empty variable is its default, as for every variable of the project.
+    parser.add_argument("--duration", type=int, default=env_int("BENCH_SECONDS", 12, minimum=1))
     parser.add_argument("--warmup", type=int, default=3, help="seconds per warm-up run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument(
@@ -459,7 +462,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--latency-duration", type=int, default=5, help="seconds per scenario")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "4")))
+    parser.add_argument("--workers", type=int, default=env_int("WEB_CONCURRENCY", 4, minimum=1))
     parser.add_argument("--users", type=int, default=200, help="users whose tokens are used")
     parser.add_argument("--port", type=int, default=8100, help="app port; the floor's is +1")
     parser.add_argument("--scenarios", default="", help="comma-separated names (default: all)")

@@ -279,7 +279,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         default=None,
         max_length=RECURRENCE_MAX_LENGTH,
         help_text="RFC 5545 RRULE (FREQ, INTERVAL, BYDAY, BYMONTHDAY, BYMONTH, COUNT, UNTIL) "
-        "or null; needs `due_date`. UNTIL is inclusive. A date (`YYYYMMDD`) is the last due "
+        f"or null; needs `due_date`. INTERVAL is at most {recurrence.MAX_INTERVAL:,} and COUNT "
+        f"at most {recurrence.MAX_COUNT:,} (RFC 5545 has no bound). UNTIL is inclusive. A date (`YYYYMMDD`) is the last due "
         "date. A UTC date-time (`YYYYMMDDTHHMMSSZ`) is the latest `due_date` at `due_time` in "
         "the user's time zone (a time the clocks skip or repeat takes the offset before the "
         "change); without `due_time`, the last due date is UNTIL's date in the user's time zone. "

@@ -748,7 +748,7 @@ class TaskViewSet(
             ),
             OpenApiParameter(
                 "limit",
-                {"type": "integer", "minimum": 1},
+                {"type": "integer", "minimum": 1, "default": sync.DEFAULT_LIMIT},
                 description=f"Changes per answer (default {sync.DEFAULT_LIMIT}; above "
                 f"{sync.MAX_LIMIT} served as {sync.MAX_LIMIT}).",
             ),

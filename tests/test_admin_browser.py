@@ -23,7 +23,7 @@ from tasks import services
 from tasks.models import Priority, Task
 from tests.missing import tool_missing
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("CHROMIUM") or "/usr/bin/chromium"  # empty: unset, as everywhere
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",

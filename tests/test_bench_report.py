@@ -170,3 +170,14 @@ def test_the_runner_refuses_a_port_another_server_already_answers_on():
         with pytest.raises(SystemExit, match=f"port {port} is taken by another server"):
             run.start(["gunicorn"], {}, port, "never-written.log")
     assert not (run.RESULTS / "never-written.log").exists()
+
+
+def test_an_empty_bench_variable_takes_its_default(monkeypatch):
+    # `BENCH_SECONDS=` (an env-file line) stopped `python -m bench.run` with a ValueError
+    # traceback, where the README says an empty variable takes its default, for every one.
+    from bench import run
+
+    monkeypatch.setenv("BENCH_SECONDS", "")
+    monkeypatch.setenv("WEB_CONCURRENCY", "")
+    args = run.parse_args(["--explain"])  # --explain: no wrk needed
+    assert (args.duration, args.workers) == (12, 4)

@@ -22,8 +22,9 @@ from conftest import client_for
 
 # schemathesis' default for negative_data_rejection, without its "5xx" (never acceptable here).
 NEGATIVE_DEFAULTS = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429"]
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "50"))
-SEED = int(os.environ.get("FUZZ_SEED", "20261122"))
+# An empty value is unset, as for every variable of the project.
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES") or "50")
+SEED = int(os.environ.get("FUZZ_SEED") or "20261122")
 CHECKS = [
     "not_a_server_error",
     "status_code_conformance",

@@ -351,13 +351,15 @@ if REDIS_URL:
     # "redis://host:abc" passed, and rate limits then failed open.
     if parsed_url(REDIS_URL).scheme not in {"redis", "rediss", "unix"}:
         refuse("REDIS_URL must be a redis://, rediss:// or unix:// URL.")
+    key_prefix = env("CACHE_KEY_PREFIX", "todo")
     CACHES = {
         "default": {
             # Django's RedisCache, reusing its client (todo_project/cache.py).
             "BACKEND": "todo_project.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            # The tests' own by default: they clear their keys before every test.
-            "KEY_PREFIX": env("CACHE_KEY_PREFIX", "todo-tests" if TESTING else "todo"),
+            # The tests' own always (`todo-tests`): they clear their keys before every test, and
+            # with a CACHE_KEY_PREFIX exported for the server they deleted its rate-limit counters.
+            "KEY_PREFIX": f"{key_prefix}-tests" if TESTING else key_prefix,
             # A dead Redis must not hang requests: fail fast, and callers fail open.
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
@@ -528,6 +530,9 @@ CORS_EXPOSE_HEADERS = [
     "RateLimit-Reset",
     "Idempotent-Replayed",
 ]
+# The request headers a browser app may send (README.md names them): the API's, and what common
+# libraries add (Sentry's sentry-trace and baggage, OpenTelemetry's traceparent and tracestate,
+# X-Requested-With), or the preflight failed and the browser blocked the request.
 CORS_ALLOW_HEADERS = [
     "accept",
     "authorization",
@@ -536,6 +541,11 @@ CORS_ALLOW_HEADERS = [
     "if-none-match",
     "idempotency-key",
     "x-request-id",
+    "x-requested-with",
+    "traceparent",
+    "tracestate",
+    "baggage",
+    "sentry-trace",
 ]
 
 RATELIMIT_USE_CACHE = "default"

@@ -1,10 +1,14 @@
 """The admin sign-in: rate-limited per client IP and per username; served at ADMIN_URL."""
 
 import importlib
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.urls import clear_url_caches, resolve
+from django.utils import timezone
 
 LOGIN_URL = "/admin/login/"
 
@@ -174,3 +178,24 @@ def test_a_spelling_nfkc_would_make_one_is_not_the_account_past_its_limit(
 
     assert response.status_code == 200  # the form again: no such account
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_an_admin_session_ends_two_weeks_after_its_sign_in_however_much_it_is_used(
+    support_client,
+):
+    # The README said "two weeks after its last use": Django moves a session's expiry only when
+    # its data changes (SESSION_SAVE_EVERY_REQUEST is off), so browsing does not extend it. The
+    # fixed lifetime is kept (a staff session does not live on for ever); the README says so.
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    support_client.get("/admin/")  # the session row exists
+    session = Session.objects.get()
+    # As if it had been opened 13 days ago and only browsed since.
+    session.expire_date = timezone.now() + timedelta(days=1)
+    session.save()
+
+    assert support_client.get("/admin/tasks/task/").status_code == 200  # a use, today
+
+    session.refresh_from_db()
+    assert session.expire_date < timezone.now() + timedelta(days=2)
+    assert "a session expires two weeks after its sign-in (`SESSION_COOKIE_AGE`" in readme

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.django_db
@@ -57,3 +60,27 @@ def test_every_response_header_the_schema_documents_is_exposed_to_a_browser_app(
     assert {"location", "www-authenticate", "etag"} <= documented
     assert documented - CORS_SAFELISTED <= exposed
     assert "allow" in exposed  # a 405's, which the schema does not list
+
+
+def test_a_preflight_for_the_api_and_tracing_headers_is_allowed(anon_client):
+    # Sentry's browser SDK adds sentry-trace and baggage, OpenTelemetry traceparent: with those
+    # left out the browser refused the real request with an opaque CORS error (review 31c).
+    asked = "authorization, if-match, idempotency-key, traceparent, sentry-trace, baggage"
+    response = anon_client.options(
+        "/api/v1/tasks/",
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS=asked,
+    )
+    allowed = {name.strip() for name in response["Access-Control-Allow-Headers"].split(",")}
+    assert {name.strip() for name in asked.split(",")} <= allowed
+
+
+def test_the_readme_names_the_request_headers_a_browser_app_may_send():
+    # The README said which response headers such an app may read, not which it may send.
+    from django.conf import settings
+
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `CORS_ALLOWED_ORIGINS`"))
+    named = {name.lower() for name in re.findall(r"`([A-Za-z-]+)`", row)}
+    assert sorted(set(settings.CORS_ALLOW_HEADERS) - named) == []

@@ -1,5 +1,6 @@
 import re
 from datetime import datetime
+from pathlib import Path
 
 import jsonschema_rs
 import pytest
@@ -622,3 +623,19 @@ def test_an_operation_id_says_what_the_operation_does(schema):
     assert ids["POST", "/api/v1/tasks/{id}/move/"] == "tasks_move"
     assert ids["GET", "/api/v1/tasks/changes/"] == "tasks_changes"
     assert len(set(ids.values())) == len(ids)
+
+
+def test_the_schema_and_the_readme_state_the_recurrence_rules_caps(schema):
+    # A rule with COUNT=1095 ("daily, for 3 years") was a 400 that no document announced:
+    # RFC 5545 has no such bound (review 31c).
+    from django.conf import settings
+
+    from tasks.recurrence import MAX_COUNT, MAX_INTERVAL
+
+    properties = schema["components"]["schemas"]["TaskRequest"]["properties"]
+    description = properties["recurrence"]["description"]
+    caps = (Path(settings.BASE_DIR) / "README.md").read_text().split("**Caps**", 1)[1]
+    caps_table = caps.split("\n\n", 2)[1]
+    for key, cap in (("INTERVAL", MAX_INTERVAL), ("COUNT", MAX_COUNT)):
+        assert re.search(rf"{key}[^.]*? at most {cap:,}", description), (key, description)
+        assert re.search(rf"{key}[^|]*? at most {cap:,}", caps_table), key

@@ -427,3 +427,27 @@ def test_hsts_subdomains_and_preload_are_on_with_https_unless_turned_off(env, ex
     result = run_manage("shell", "-c", shown, **production_env(**env))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize(("exported", "prefix"), [("", "todo-tests"), ("todo", "todo-tests")])
+def test_the_tests_keep_a_key_prefix_of_their_own_whatever_cache_key_prefix_says(exported, prefix):
+    # With CACHE_KEY_PREFIX exported as the server's (.env.example's `todo`), the tests took it,
+    # and their cache.clear() before and after every test deleted a running server's rate-limit
+    # counters in a shared Redis (review 31c).
+    environment = {
+        **os.environ,
+        "DEBUG": "1",
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # not connected to
+        "CACHE_KEY_PREFIX": exported,
+    }
+    show = "import pytest, todo_project.settings as s; print(s.CACHES['default']['KEY_PREFIX'])"
+    done = subprocess.run(
+        [sys.executable, "-c", show],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == prefix

@@ -7,10 +7,10 @@ take turns; the ones that waited then find nothing left to apply. The lock is Po
 two-key form, a key space apart from the single-key locks the services take per sibling group.
 
 The others wait by asking again (`pg_try_advisory_lock`), never inside a statement: a waiting
-`pg_advisory_lock` holds a snapshot, and CREATE INDEX CONCURRENTLY (tasks.0008, 0011) waits for
-every older snapshot to end, so the migrate holding the lock and the ones waiting for it
-deadlocked, and PostgreSQL ended one side: a waiter's container, or the holder's build, which
-left an invalid index behind.
+`pg_advisory_lock` holds a snapshot, and CREATE INDEX CONCURRENTLY (tasks.0008, 0011, 0014,
+0016, 0017, accounts.0008) waits for every older snapshot to end, so the migrate holding the
+lock and the ones waiting for it deadlocked, and PostgreSQL ended one side: a waiter's
+container, or the holder's build, which left an invalid index behind.
 """
 
 import time
