@@ -166,13 +166,15 @@ class TagNamesFormField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value) -> list[str]:
-        names = [composed(trimmed(name)) for name in (value or [])]  # as names are stored
+        names = value or []
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:
             if "\x00" in name:
                 raise forms.ValidationError("Null characters are not allowed.")
-            if not 1 <= len(name) <= TAG_NAME_MAX_LENGTH:
+            # Counted as names are stored; looked up as sent (models.tags_named trims it,
+            # unless a tag has it as given).
+            if not 1 <= len(composed(trimmed(name))) <= TAG_NAME_MAX_LENGTH:
                 raise forms.ValidationError(
                     f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
                 )

@@ -103,14 +103,25 @@ class TagNameField(NameField):
         super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, one_line=False, **kwargs)
 
 
+class CarriedTagNameField(TagNameField):
+    """A name of a tag a task carries (or is to): checked as the name it is stored under
+    (trimmed, composed), but passed on as sent, spaces around aside. Which tag a name with
+    invisible ends is, one stored so before the trimming rule or its trimmed name's, is
+    models.tags_named's to say, as for `tag=`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        super().to_internal_value(data)
+        return data.strip()
+
+
 class TagNamesField(BoundedListField):
-    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create, which
+    """Tag names. Names of one tag are merged by services.tags_get_or_create, which
     also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is the unique
     index's key to say (models.NameKey), not Python's str.lower(). Here only a bound on the
     entries, spellings of one tag included."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(child=TagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
+        super().__init__(child=CarriedTagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
 
     def to_representation(self, value: Any) -> list[str]:
         return sorted((tag.name for tag in value.all()), key=name_sort_key)

@@ -506,12 +506,12 @@ def _tags_by_key(
     owner_id: UUID, names: Sequence[str], *, to_link: bool
 ) -> dict[str, tuple[str, Tag | None]]:
     """By key (models.NameKey, the unique index's), in the order of `names`: the first
-    of them with that key, and the owner's tag of that key or None; `to_link`: under FOR KEY
-    SHARE (see TAG_LOCKS)."""
+    of them with that key as a new tag would take it (trimmed), and the owner's tag of that
+    key or None; `to_link`: under FOR KEY SHARE (see TAG_LOCKS)."""
     found: dict[str, tuple[str, Tag | None]] = {}
     named_tags = tags_named(owner_id, names, to_link=to_link)
     for name, (key, tag) in zip(names, named_tags, strict=True):
-        found.setdefault(key, (name, tag))
+        found.setdefault(key, (composed(trimmed(name)), tag))
     return found
 
 
@@ -532,8 +532,9 @@ def tags_get_or_create(
     key: models.NameKey), creating the missing ones; a new tag takes the first spelling.
     `carried`: the names of the tags the task to link them to carries already. Read under a
     lock (TAG_LOCKS) unless all of them are among these: the task's own lock keeps a rename of
-    a tag it carries from coming between the read and the commit."""
-    names = [composed(trimmed(name)) for name in names]
+    a tag it carries from coming between the read and the commit. A name is trimmed unless a
+    tag has it as given (models.tags_named)."""
+    names = [composed(name) for name in names]
     if not names:
         return []
     to_link = not set(names).issubset(carried)
