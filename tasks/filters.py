@@ -23,6 +23,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 
 from tasks.models import (
     TAG_NAME_MAX_LENGTH,
@@ -311,6 +312,20 @@ REPEATABLE_PARAMETERS = {"tag"}
 # The two mistakes any query parameter can have, in the same words wherever it is read.
 GIVEN_TWICE = "This parameter is given more than once."
 NEEDS_A_VALUE = "This parameter needs a value."
+
+
+def single_value(params: QueryDict, name: str) -> str | None:
+    """The parameter's one value (None when absent); a 400 when it is empty or given twice.
+    For the parameters read outside TaskFilter: the paginator's, tasks/changes/'s cursor, a
+    list delete's `tasks`."""
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise ValidationError({name: [GIVEN_TWICE]})
+    if values == [""]:
+        raise ValidationError({name: [NEEDS_A_VALUE]})
+    return values[0] if values else None
+
+
 # Their choices are the requesting user's lists and tasks: their form fields are per request.
 PER_USER_PARAMETERS = {"list", "parent"}
 # TaskFilter.get_form_class()'s, by the names of the filters a request names.

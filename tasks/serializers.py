@@ -10,7 +10,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from tasks import recurrence
-from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE
+from tasks.filters import single_value
 from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
@@ -186,13 +186,9 @@ class ListDeleteQuerySerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # DRF reads a blank query value as "not given" (the default); like the task filters,
-        # `?tasks=` is a mistake to report, never a silent `inbox`.
-        if self.initial_data.get("tasks") == "":
-            raise serializers.ValidationError({"tasks": [NEEDS_A_VALUE]})
-        # A QueryDict answers the last of repeated values: `?tasks=inbox&tasks=delete` would
-        # delete the tasks on a guess.
-        if len(self.initial_data.getlist("tasks")) > 1:
-            raise serializers.ValidationError({"tasks": [GIVEN_TWICE]})
+        # `?tasks=` is a mistake to report, never a silent `inbox`. And a QueryDict answers the
+        # last of repeated values: `?tasks=inbox&tasks=delete` would delete the tasks on a guess.
+        single_value(self.initial_data, "tasks")
         return attrs
 
 
