@@ -33,6 +33,16 @@ from todo_project.fields import composed, trimmed
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
 MAX_TAGS_PER_TASK = 20
+# The cap's one wording: a task's write through the API (services.tags_get_or_create), the
+# admin's form, and a bulk add_tags, which goes on to name the tasks.
+TOO_MANY_TAGS = f"A task has at most {MAX_TAGS_PER_TASK} tags"
+
+
+def too_many_tags(count: int) -> str:
+    """The error of a task given `count` tags, more than MAX_TAGS_PER_TASK."""
+    return f"{TOO_MANY_TAGS} ({count} named)."
+
+
 # Entries of one request's tag list, spellings of one tag included (the 20 are counted merged).
 MAX_TAG_ENTRIES = 100
 # Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.

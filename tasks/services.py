@@ -49,6 +49,7 @@ from tasks.models import (
     LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
     POSITION_GAP,
+    TOO_MANY_TAGS,
     UNADDRESSABLE_TAG_MESSAGE,
     UNADDRESSABLE_TAG_NAMES,
     OwnerTaskCount,
@@ -63,6 +64,7 @@ from tasks.models import (
     task_save,
     task_to_write,
     task_update_sql,
+    too_many_tags,
 )
 from tasks.quotas import (
     COMPLETION_ALLOWANCE,
@@ -540,9 +542,7 @@ def tags_get_or_create(
     to_link = not set(names).issubset(carried)
     found = _tags_by_key(user.pk, names, to_link=to_link)  # one entry per tag, spellings merged
     if len(found) > MAX_TAGS_PER_TASK:
-        raise ValidationError(
-            {"tags": [f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(found)} named)."]}
-        )
+        raise ValidationError({"tags": [too_many_tags(len(found))]})
     missing = [name for name, tag in found.values() if tag is None]
     for name in missing:
         if error := new_tag_name_error(name):
@@ -1411,7 +1411,7 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
         tags_of[task_id].add(tag_id)
     too_many = [str(pk) for pk in ids if len(tags_of[pk].union(tag_ids)) > MAX_TAGS_PER_TASK]
     if too_many:  # in the transaction: the tags created above are rolled back too
-        message = f"A task has at most {MAX_TAGS_PER_TASK} tags; these tasks would have more: "
+        message = f"{TOO_MANY_TAGS}; these tasks would have more: "
         raise ValidationError({"tags": [message + ", ".join(too_many)]})
     links = [
         through(task_id=pk, tag_id=tag_id)
