@@ -100,8 +100,9 @@ class TsQueryLiteral(SearchQuery):
         return super().as_sql(compiler, connection, function, self.template)
 
 
-class StrictBooleanField(forms.TypedChoiceField):
-    """Only `true` or `false`: anything else is an error, never silently ignored."""
+class TrueOrFalseFormField(forms.TypedChoiceField):
+    """A query parameter of `true` or `false` only, the strings: anything else is an error, never
+    silently ignored. (A JSON body's booleans: todo_project.fields.StrictBooleanField.)"""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.update(
@@ -112,8 +113,8 @@ class StrictBooleanField(forms.TypedChoiceField):
         super().__init__(*args, **kwargs)
 
 
-class StrictBooleanFilter(django_filters.Filter):
-    field_class = StrictBooleanField
+class TrueOrFalseFilter(django_filters.Filter):
+    field_class = TrueOrFalseFormField
 
 
 class CanonicalDateFormField(forms.DateField):
@@ -337,7 +338,7 @@ class TaskFilter(django_filters.FilterSet):
     valid form, filter_tasks() applies it (`field_name`/`lookup_expr` inform the schema)."""
 
     completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
-        StrictBooleanFilter()
+        TrueOrFalseFilter()
     )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
@@ -372,9 +373,9 @@ class TaskFilter(django_filters.FilterSet):
             "time is not overdue yet; a time the clocks skip or repeat that night is read with "
             "the offset before the change, as a recurrence's UNTIL); `false`: all others."
         )
-    )(StrictBooleanFilter())
+    )(TrueOrFalseFilter())
     has_due = extend_schema_field(_boolean("`true`: with a due date; `false`: without."))(
-        StrictBooleanFilter()
+        TrueOrFalseFilter()
     )
     parent = extend_schema_field(
         _id_or("none", "One of your task ids (its subtasks), or `none` for top-level tasks.")

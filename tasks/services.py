@@ -1442,7 +1442,7 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     ids = list(dict.fromkeys(UUID(str(task_id)) for task_id in ids))
     with transaction.atomic():
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
-        named = Task.objects.owned_by(user)
+        to_lock = Task.objects.owned_by(user)
         if action == "complete":
             # With the parents of the open recurring subtasks it completes (FOR UPDATE: one
             # statement, one order): a copy's foreign key locks its parent at the COMMIT, after
@@ -1450,10 +1450,10 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
             # waited for the subtask (_cascade_completion), a deadlock (1 s) every time. One
             # array of ids, read off the primary key (an OR with an IN-subquery read every task
             # of the owner: 14 ms for 100 ids of 100,000 tasks).
-            named = named.extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
+            to_lock = to_lock.extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
         else:
-            named = named.filter(id__any_of=ids)
-        locked = list(named.select_for_update().order_by(*ROW_LOCK_ORDER))
+            to_lock = to_lock.filter(id__any_of=ids)
+        locked = list(to_lock.select_for_update().order_by(*ROW_LOCK_ORDER))
         wanted = set(ids)
         tasks = [task for task in locked if task.pk in wanted]
         if len(tasks) != len(ids):
