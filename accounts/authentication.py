@@ -30,6 +30,13 @@ MALFORMED_HEADER = "Authorization header must contain two space-delimited values
 # case-insensitive ("bearer", "BEARER"), where simplejwt compares it exactly.
 AUTH_SCHEMES = frozenset(scheme.lower().encode() for scheme in api_settings.AUTH_HEADER_TYPES)
 
+
+def is_our_scheme(scheme: bytes) -> bool:
+    """Whether an Authorization header's scheme is ours: for authentication and the fast reads
+    (tasks.fast_read), which must take the same credentials."""
+    return scheme.lower() in AUTH_SCHEMES
+
+
 USER_FIELDS = [field.attname for field in User._meta.concrete_fields]
 
 
@@ -95,7 +102,7 @@ class JWTAuthentication(authentication.JWTAuthentication):
     def get_raw_token(self, header: bytes) -> bytes | None:
         """simplejwt's, with the scheme compared case-insensitively."""
         parts = header.split()
-        if not parts or parts[0].lower() not in AUTH_SCHEMES:
+        if not parts or not is_our_scheme(parts[0]):
             return None  # no credentials, or another scheme's: not authenticated by us
         if len(parts) != 2:
             raise exceptions.AuthenticationFailed(MALFORMED_HEADER)

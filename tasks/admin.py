@@ -41,6 +41,7 @@ from tasks.models import (
     name_sort_key,
     named,
     task_to_write,
+    too_many_tags,
 )
 from tasks.quotas import ensure_tag_room
 from tasks.recurrence import past_times_of_day
@@ -471,10 +472,8 @@ class TaskAdminForm(StoredLineBreaksKept, VersionCheckedForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         tags = cleaned.get("tags") or []
-        if len(tags) > MAX_TAGS_PER_TASK:  # the API's limit (serializers.TagNamesField)
-            self.add_error(
-                "tags", f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(tags)} given)."
-            )
+        if len(tags) > MAX_TAGS_PER_TASK:  # the API's limit (services.tags_get_or_create)
+            self.add_error("tags", too_many_tags(len(tags)))
         adding = self.instance._state.adding  # a new Task already has its UUID pk
         # The API's rules on dates (TaskSerializer.validate) with its messages: the form checks
         # no constraint on `recurrence`, read-only here, so clearing a recurring task's due

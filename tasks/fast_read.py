@@ -33,6 +33,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from accounts.authentication import (
     HOLDER_PLACEHOLDERS,
     holder_claims,
+    is_our_scheme,
     token_holders,
     valid_access_token,
 )
@@ -428,8 +429,8 @@ def _with_fast_answer(viewset_view: Callable, fast_answer: Callable) -> Callable
 def _plain_token_holder(request: HttpRequest) -> dict | None:
     """token_holders()'s arguments when the request is the plain case the fast reads answer: no
     `?format=` (DRF's to read), plain JSON accepted, no If-None-Match (a 304 is the viewset's:
-    todo_project.conditional), and a valid access token in a Bearer header. None for anything
-    else."""
+    todo_project.conditional), and a valid access token under one of the schemes authentication
+    takes (accounts.authentication.is_our_scheme: "Bearer"). None for anything else."""
     meta = request.META
     if (
         meta.get("HTTP_ACCEPT", "") not in PLAIN_JSON_ACCEPTS
@@ -438,7 +439,7 @@ def _plain_token_holder(request: HttpRequest) -> dict | None:
     ):
         return None
     scheme, _, raw_token = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer":  # case-insensitive (RFC 9110 section 11.1), as in DRF's
+    if not is_our_scheme(scheme.encode()):  # as JWTAuthentication.get_raw_token reads it
         return None
     try:
         return holder_claims(valid_access_token(raw_token.encode()))

@@ -23,6 +23,7 @@ from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
+from rest_framework.exceptions import ValidationError
 
 from tasks.models import (
     TAG_NAME_MAX_LENGTH,
@@ -99,8 +100,9 @@ class TsQueryLiteral(SearchQuery):
         return super().as_sql(compiler, connection, function, self.template)
 
 
-class StrictBooleanField(forms.TypedChoiceField):
-    """Only `true` or `false`: anything else is an error, never silently ignored."""
+class TrueOrFalseFormField(forms.TypedChoiceField):
+    """A query parameter of `true` or `false` only, the strings: anything else is an error, never
+    silently ignored. (A JSON body's booleans: todo_project.fields.StrictBooleanField.)"""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.update(
@@ -111,8 +113,8 @@ class StrictBooleanField(forms.TypedChoiceField):
         super().__init__(*args, **kwargs)
 
 
-class StrictBooleanFilter(django_filters.Filter):
-    field_class = StrictBooleanField
+class TrueOrFalseFilter(django_filters.Filter):
+    field_class = TrueOrFalseFormField
 
 
 class CanonicalDateFormField(forms.DateField):
@@ -166,13 +168,15 @@ class TagNamesFormField(forms.Field):
     widget = forms.MultipleHiddenInput
 
     def to_python(self, value) -> list[str]:
-        names = [composed(trimmed(name)) for name in (value or [])]  # as names are stored
+        names = value or []
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
         for name in names:
             if "\x00" in name:
                 raise forms.ValidationError("Null characters are not allowed.")
-            if not 1 <= len(name) <= TAG_NAME_MAX_LENGTH:
+            # Counted as names are stored; looked up as sent (models.tags_named trims it,
+            # unless a tag has it as given).
+            if not 1 <= len(composed(trimmed(name))) <= TAG_NAME_MAX_LENGTH:
                 raise forms.ValidationError(
                     f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
                 )
@@ -309,6 +313,20 @@ REPEATABLE_PARAMETERS = {"tag"}
 # The two mistakes any query parameter can have, in the same words wherever it is read.
 GIVEN_TWICE = "This parameter is given more than once."
 NEEDS_A_VALUE = "This parameter needs a value."
+
+
+def single_value(params: QueryDict, name: str) -> str | None:
+    """The parameter's one value (None when absent); a 400 when it is empty or given twice.
+    For the parameters read outside TaskFilter: the paginator's, tasks/changes/'s cursor, a
+    list delete's `tasks`."""
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise ValidationError({name: [GIVEN_TWICE]})
+    if values == [""]:
+        raise ValidationError({name: [NEEDS_A_VALUE]})
+    return values[0] if values else None
+
+
 # Their choices are the requesting user's lists and tasks: their form fields are per request.
 PER_USER_PARAMETERS = {"list", "parent"}
 # TaskFilter.get_form_class()'s, by the names of the filters a request names.
@@ -320,7 +338,7 @@ class TaskFilter(django_filters.FilterSet):
     valid form, filter_tasks() applies it (`field_name`/`lookup_expr` inform the schema)."""
 
     completed = extend_schema_field(_boolean("`true`: completed tasks; `false`: open ones."))(
-        StrictBooleanFilter()
+        TrueOrFalseFilter()
     )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
@@ -355,9 +373,9 @@ class TaskFilter(django_filters.FilterSet):
             "time is not overdue yet; a time the clocks skip or repeat that night is read with "
             "the offset before the change, as a recurrence's UNTIL); `false`: all others."
         )
-    )(StrictBooleanFilter())
+    )(TrueOrFalseFilter())
     has_due = extend_schema_field(_boolean("`true`: with a due date; `false`: without."))(
-        StrictBooleanFilter()
+        TrueOrFalseFilter()
     )
     parent = extend_schema_field(
         _id_or("none", "One of your task ids (its subtasks), or `none` for top-level tasks.")

@@ -28,11 +28,21 @@ from django.db.models.functions import Cast, Collate, Left, Length, Replace
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
-from todo_project.fields import composed
+from todo_project.fields import composed, trimmed
 
 LIST_NAME_MAX_LENGTH = 100
 TAG_NAME_MAX_LENGTH = 50
 MAX_TAGS_PER_TASK = 20
+# The cap's one wording: a task's write through the API (services.tags_get_or_create), the
+# admin's form, and a bulk add_tags, which goes on to name the tasks.
+TOO_MANY_TAGS = f"A task has at most {MAX_TAGS_PER_TASK} tags"
+
+
+def too_many_tags(count: int) -> str:
+    """The error of a task given `count` tags, more than MAX_TAGS_PER_TASK."""
+    return f"{TOO_MANY_TAGS} ({count} named)."
+
+
 # Entries of one request's tag list, spellings of one tag included (the 20 are counted merged).
 MAX_TAG_ENTRIES = 100
 # Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.
@@ -388,7 +398,12 @@ def tags_named(
 ) -> list[tuple[str, Tag | None]]:
     """For each of `names`, in order: its key (NameKey) and the owner's tag of that key, or
     None. One statement for any number of names, on the (owner, NameKey(name)) unique index.
-    Names are looked for composed, as named() says.
+    Names are looked for as they are stored: composed, as named() says, and trimmed
+    (fields.trimmed), unless a tag has the name as given, ends and all: one stored before the
+    trimming rule, sent back unchanged (README.md, "Names are stored composed"), is that tag
+    and not the one of its trimmed name. The one place this rule is kept for tag names: a
+    task's `tags` (services.tags_get_or_create), `tag=` and the bulk tag actions. When none
+    is found, the key is the trimmed name's (the name a new tag takes).
 
     The key is PostgreSQL's, the unique index's, never Python's str.lower(): they differ ('İ' is
     'i' to PostgreSQL but 'i̇', two code points, to Python; 'ΟΔΟΣ' is 'οδοσ' to PostgreSQL but
@@ -423,13 +438,20 @@ def tags_named(
             f"ON tag.owner_id = %s AND {NAME_KEY % 'tag.name'} = {NAME_KEY % 'wanted.name'} "
             "ORDER BY wanted.n"
         )
+    given = [composed(name) for name in names]
+    stored = [composed(trimmed(name)) for name in names]
+    spellings = list(dict.fromkeys(given + stored))  # the same as `given` but for odd ends
     with connections[alias].cursor() as cursor:
-        cursor.execute(sql, [[composed(name) for name in names], owner_id])
+        cursor.execute(sql, [spellings, owner_id])
         rows = cursor.fetchall()
     columns = ["id", "owner_id", "name"]
+    found = {
+        spelling: (key, None if pk is None else Tag.from_db(alias, columns, (pk, owner_id, name)))
+        for spelling, (key, pk, name) in zip(spellings, rows, strict=True)
+    }
     return [
-        (key, None if pk is None else Tag.from_db(alias, columns, (pk, owner_id, name)))
-        for key, pk, name in rows
+        found[as_given] if found[as_given][1] is not None else found[as_stored]
+        for as_given, as_stored in zip(given, stored, strict=True)
     ]
 
 

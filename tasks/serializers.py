@@ -10,7 +10,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from tasks import recurrence
-from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE
+from tasks.filters import single_value
 from tasks.models import (
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
@@ -103,14 +103,25 @@ class TagNameField(NameField):
         super().__init__(min_length=1, max_length=TAG_NAME_MAX_LENGTH, one_line=False, **kwargs)
 
 
+class CarriedTagNameField(TagNameField):
+    """A name of a tag a task carries (or is to): checked as the name it is stored under
+    (trimmed, composed), but passed on as sent, spaces around aside. Which tag a name with
+    invisible ends is, one stored so before the trimming rule or its trimmed name's, is
+    models.tags_named's to say, as for `tag=`."""
+
+    def to_internal_value(self, data: Any) -> str:
+        super().to_internal_value(data)
+        return data.strip()
+
+
 class TagNamesField(BoundedListField):
-    """Tag names, trimmed. Names of one tag are merged by services.tags_get_or_create, which
+    """Tag names. Names of one tag are merged by services.tags_get_or_create, which
     also holds a task to MAX_TAGS_PER_TASK distinct tags: which names are one is the unique
     index's key to say (models.NameKey), not Python's str.lower(). Here only a bound on the
     entries, spellings of one tag included."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(child=TagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
+        super().__init__(child=CarriedTagNameField(), max_length=MAX_TAG_ENTRIES, **kwargs)
 
     def to_representation(self, value: Any) -> list[str]:
         return sorted((tag.name for tag in value.all()), key=name_sort_key)
@@ -175,13 +186,9 @@ class ListDeleteQuerySerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # DRF reads a blank query value as "not given" (the default); like the task filters,
-        # `?tasks=` is a mistake to report, never a silent `inbox`.
-        if self.initial_data.get("tasks") == "":
-            raise serializers.ValidationError({"tasks": [NEEDS_A_VALUE]})
-        # A QueryDict answers the last of repeated values: `?tasks=inbox&tasks=delete` would
-        # delete the tasks on a guess.
-        if len(self.initial_data.getlist("tasks")) > 1:
-            raise serializers.ValidationError({"tasks": [GIVEN_TWICE]})
+        # `?tasks=` is a mistake to report, never a silent `inbox`. And a QueryDict answers the
+        # last of repeated values: `?tasks=inbox&tasks=delete` would delete the tasks on a guess.
+        single_value(self.initial_data, "tasks")
         return attrs
 
 

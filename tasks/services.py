@@ -49,6 +49,7 @@ from tasks.models import (
     LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
     POSITION_GAP,
+    TOO_MANY_TAGS,
     UNADDRESSABLE_TAG_MESSAGE,
     UNADDRESSABLE_TAG_NAMES,
     OwnerTaskCount,
@@ -63,6 +64,7 @@ from tasks.models import (
     task_save,
     task_to_write,
     task_update_sql,
+    too_many_tags,
 )
 from tasks.quotas import (
     COMPLETION_ALLOWANCE,
@@ -506,12 +508,12 @@ def _tags_by_key(
     owner_id: UUID, names: Sequence[str], *, to_link: bool
 ) -> dict[str, tuple[str, Tag | None]]:
     """By key (models.NameKey, the unique index's), in the order of `names`: the first
-    of them with that key, and the owner's tag of that key or None; `to_link`: under FOR KEY
-    SHARE (see TAG_LOCKS)."""
+    of them with that key as a new tag would take it (trimmed), and the owner's tag of that
+    key or None; `to_link`: under FOR KEY SHARE (see TAG_LOCKS)."""
     found: dict[str, tuple[str, Tag | None]] = {}
     named_tags = tags_named(owner_id, names, to_link=to_link)
     for name, (key, tag) in zip(names, named_tags, strict=True):
-        found.setdefault(key, (name, tag))
+        found.setdefault(key, (composed(trimmed(name)), tag))
     return found
 
 
@@ -532,16 +534,15 @@ def tags_get_or_create(
     key: models.NameKey), creating the missing ones; a new tag takes the first spelling.
     `carried`: the names of the tags the task to link them to carries already. Read under a
     lock (TAG_LOCKS) unless all of them are among these: the task's own lock keeps a rename of
-    a tag it carries from coming between the read and the commit."""
-    names = [composed(trimmed(name)) for name in names]
+    a tag it carries from coming between the read and the commit. A name is trimmed unless a
+    tag has it as given (models.tags_named)."""
+    names = [composed(name) for name in names]
     if not names:
         return []
     to_link = not set(names).issubset(carried)
     found = _tags_by_key(user.pk, names, to_link=to_link)  # one entry per tag, spellings merged
     if len(found) > MAX_TAGS_PER_TASK:
-        raise ValidationError(
-            {"tags": [f"A task has at most {MAX_TAGS_PER_TASK} tags ({len(found)} named)."]}
-        )
+        raise ValidationError({"tags": [too_many_tags(len(found))]})
     missing = [name for name, tag in found.values() if tag is None]
     for name in missing:
         if error := new_tag_name_error(name):
@@ -1410,7 +1411,7 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
         tags_of[task_id].add(tag_id)
     too_many = [str(pk) for pk in ids if len(tags_of[pk].union(tag_ids)) > MAX_TAGS_PER_TASK]
     if too_many:  # in the transaction: the tags created above are rolled back too
-        message = f"A task has at most {MAX_TAGS_PER_TASK} tags; these tasks would have more: "
+        message = f"{TOO_MANY_TAGS}; these tasks would have more: "
         raise ValidationError({"tags": [message + ", ".join(too_many)]})
     links = [
         through(task_id=pk, tag_id=tag_id)
@@ -1441,7 +1442,7 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     ids = list(dict.fromkeys(UUID(str(task_id)) for task_id in ids))
     with transaction.atomic():
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
-        named = Task.objects.owned_by(user)
+        to_lock = Task.objects.owned_by(user)
         if action == "complete":
             # With the parents of the open recurring subtasks it completes (FOR UPDATE: one
             # statement, one order): a copy's foreign key locks its parent at the COMMIT, after
@@ -1449,10 +1450,10 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
             # waited for the subtask (_cascade_completion), a deadlock (1 s) every time. One
             # array of ids, read off the primary key (an OR with an IN-subquery read every task
             # of the owner: 14 ms for 100 ids of 100,000 tasks).
-            named = named.extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
+            to_lock = to_lock.extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
         else:
-            named = named.filter(id__any_of=ids)
-        locked = list(named.select_for_update().order_by(*ROW_LOCK_ORDER))
+            to_lock = to_lock.filter(id__any_of=ids)
+        locked = list(to_lock.select_for_update().order_by(*ROW_LOCK_ORDER))
         wanted = set(ids)
         tasks = [task for task in locked if task.pk in wanted]
         if len(tasks) != len(ids):

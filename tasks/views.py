@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks import fast_read, services, sync
-from tasks.filters import GIVEN_TWICE, NEEDS_A_VALUE, TaskFilter
+from tasks.filters import TaskFilter, single_value
 from tasks.models import (
     Tag,
     Task,
@@ -159,7 +159,9 @@ class TaskPagination(LimitOffsetPagination):
     max_limit = 200
 
     def _whole_number(self, request: Request, name: str, default: int, minimum: int) -> int:
-        raw = request.GET.get(name)  # a DRF request's query_params, or the fast list's request
+        # A DRF request's query_params, or the fast list's request. Empty: the same 400 as
+        # any parameter's (on the list, one given twice is TaskFilter's to report first).
+        raw = single_value(request.GET, name)
         if raw is None:
             return default
         if WHOLE_NUMBER.fullmatch(raw):
@@ -778,15 +780,8 @@ class TaskViewSet(
     )
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def changes(self, request: Request) -> Response:
-        params = request.query_params
-        invalid = {
-            name: [GIVEN_TWICE if len(params.getlist(name)) > 1 else NEEDS_A_VALUE]
-            for name in ("cursor", "limit")
-            if len(params.getlist(name)) > 1 or params.get(name) == ""
-        }
-        if invalid:
-            raise ValidationError(invalid)
-        cursor = sync.Cursor.decode(params["cursor"]) if "cursor" in params else None
+        cursor = single_value(request.query_params, "cursor")
+        cursor = None if cursor is None else sync.Cursor.decode(cursor)
         limit = ChangesPagination().get_limit(request)
         page = sync.changes_page(owner_id=request.user.pk, cursor=cursor, limit=limit)
         # Rendered as the task list renders them (whole seconds, `Z`), once: DRF renders again

@@ -108,7 +108,7 @@ class ConditionalRequestMixin:
         return super().dispatch(request, *args, **kwargs)
 
     def get_object(self) -> models.Model:
-        instance = self._conditional_instance = self._locked_if_matching()
+        instance = self._locked_if_matching()
         self.conditional_version = instance.version
         return instance
 
@@ -175,8 +175,7 @@ class ConditionalRequestMixin:
             response["Location"] = request.build_absolute_uri(path)
         if tagged and request.method not in SAFE_METHODS:
             # A create or a replayed POST (Idempotency-Key) read no object: the answer tells.
-            instance = getattr(self, "_conditional_instance", None)
-            version = self._version_after_write(response, instance)
+            version = self._version_after_write(response)
         if tagged and version is not None:
             derived = (response.data[name] for name in self.etag_derived_fields)
             etag = etag_for(version, *derived)
@@ -187,13 +186,10 @@ class ConditionalRequestMixin:
             response["ETag"] = etag
         return super().finalize_response(request, response, *args, **kwargs)
 
-    def _version_after_write(self, response: Response, instance: models.Model | None) -> int | None:
+    def _version_after_write(self, response: Response) -> int | None:
+        """The answer's `version`, else the one the write set (written_version: never read
+        again after the commit), else None: a replayed create of a list, answered untagged."""
         data = getattr(response, "data", None)
         if isinstance(data, dict) and "version" in data:
             return data["version"]
-        if self.written_version is not None:
-            return self.written_version
-        if instance is None:
-            return None
-        # A representation without `version` (lists): the row says what the write made of it.
-        return type(instance)._base_manager.values_list("version", flat=True).get(pk=instance.pk)
+        return self.written_version

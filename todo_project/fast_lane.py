@@ -1,11 +1,12 @@
 """The fast lane: the API's plainest reads answered in front of Django's handler.
 
-Two views answer their plain GET without DRF (tasks/fast_read.py: one task, the list's first
-page). Through Django's handler such a read still paid for the middleware chain, the URL
-resolver, the response's header-by-header building and its WSGI conversion: in-process about a
-third of its CPU, and get ran 30 % faster under load without them (bench/README.md). This WSGI
-app sits in front of Django's (todo_project/wsgi.py): when a request is such a view's plain
-case, it asks the view's `fast_answer` itself and adds what the middleware add to that 200.
+Two views answer their plain GET without DRF (tasks/fast_read.py: one task, and the list with
+any page and filters). Through Django's handler such a read still paid for the middleware
+chain, the URL resolver, the response's header-by-header building and its WSGI conversion:
+in-process about a third of its CPU, and get ran 30 % faster under load without them
+(bench/README.md). This WSGI app sits in front of Django's (todo_project/wsgi.py): when a
+request is such a view's plain case, it asks the view's `fast_answer` itself and adds what the
+middleware add to that 200.
 
 Every request the lane cannot vouch for goes to Django untouched:
 - not a GET of a URL whose view has a `fast_answer` (the URLconf's own patterns);
@@ -15,10 +16,11 @@ Every request the lane cannot vouch for goes to Django untouched:
 - what SecurityMiddleware redirects (plain HTTP under SECURE_SSL_REDIRECT) or CommonMiddleware
   refuses or redirects (a Host not in ALLOWED_HOSTS, PREPEND_WWW, DISALLOWED_USER_AGENTS):
   their own process_request decides;
-- what fast_answer leaves to the viewset (an error, a 304, another page), or fails on: the
-  environ says so (FAST_ANSWER_TRIED), and the view goes straight to the viewset or raises
-  that failure, answered as any other (a problem, logged with its request id), without
-  running the fast read again.
+- what fast_answer leaves to the viewset (an error, an If-None-Match, `?format=`, an Accept
+  other than plain JSON, a query string on one task), or fails on: the environ says so
+  (FAST_ANSWER_TRIED), and the view goes straight to the viewset or raises that failure,
+  answered as any other (a problem, logged with its request id), without running the fast
+  read again.
 
 The headers the middleware add to such a 200 depend on the settings, on whether the request is
 secure and on its Origin (a browser app's cross-origin read: its CORS headers name that origin,

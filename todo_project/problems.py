@@ -23,7 +23,6 @@ from django.db import DatabaseError, OperationalError, connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.common import CommonMiddleware
-from django_ratelimit.exceptions import Ratelimited
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
@@ -76,10 +75,6 @@ class UnprocessableContent(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "The request cannot be processed."
     default_code = "unprocessable"
-
-
-class TooManyRequests(exceptions.Throttled):
-    default_detail = "Too many requests. Try again later."
 
 
 class ConcurrentChange(exceptions.APIException):
@@ -268,9 +263,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     request = context["request"]._request
     headers: dict[str, str] = {}
 
-    if isinstance(exc, Ratelimited):
-        exc = TooManyRequests(wait=getattr(exc, "retry_after", 60))
-    elif isinstance(exc, Http404):
+    if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()

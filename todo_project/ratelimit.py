@@ -33,8 +33,7 @@ def client_ip(request: HttpRequest) -> str:
 
     With TRUSTED_PROXY_COUNT = n, the n-th entry from the right is the one the outermost of our
     proxies saw; whatever the client wrote to the left of it is ignored, so a rotating
-    X-Forwarded-For cannot buy a fresh bucket. (django-ratelimit reads it through
-    RATELIMIT_IP_META_KEY and masks IPv6 to /64.)
+    X-Forwarded-For cannot buy a fresh bucket. As a bucket key: ip_bucket (IPv6 to its /64).
     """
     remote = _valid_ip(request.META.get("REMOTE_ADDR", "")) or "0.0.0.0"
     hops = settings.TRUSTED_PROXY_COUNT

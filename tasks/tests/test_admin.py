@@ -769,7 +769,7 @@ def test_more_than_20_tags_is_a_form_error_on_change_and_on_add(support_client, 
     for response in (changed, added):
         assert response.status_code == 200
         assert response.context["adminform"].form.errors == {
-            "tags": ["A task has at most 20 tags (21 given)."]
+            "tags": ["A task has at most 20 tags (21 named)."]
         }
     assert list(Task.objects.all()) == [task]
     assert (task.tags.count(), Task.objects.get().version) == (0, 1)

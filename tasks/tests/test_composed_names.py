@@ -254,3 +254,64 @@ def test_a_list_name_stored_with_an_invisible_end_may_be_sent_back_unchanged(api
         f"/api/v1/lists/{old.pk}/", {"name": "Work\u200b", "color": "#112233"}
     )
     assert response.status_code == 200 and response.json()["name"] == "Work\u200b"
+
+
+# A tag stored before the trimming rule (88fde2a, no data migration) keeps its name, and the
+# README's promise holds for it as for a list: sent back unchanged it is that tag, wherever a
+# tag is named (a task's `tags`, `tag=`, a bulk action), never the tag of its trimmed name.
+LEGACY_TAG = "home\u200b"
+
+
+@pytest.fixture
+def task_with_legacy_tag(user, make_task):
+    task = make_task("Pay rent")
+    task.tags.add(Tag.objects.create(owner=user, name=LEGACY_TAG))
+    return task
+
+
+def test_a_tasks_tag_stored_with_an_invisible_end_sent_back_unchanged_stays(
+    api_client, user, task_with_legacy_tag
+):
+    url = f"/api/v1/tasks/{task_with_legacy_tag.pk}/"
+    shown = api_client.get(url).json()
+    assert shown["tags"] == [LEGACY_TAG]
+    # A PUT-style client sends back what it read, tags included: nothing changes.
+    unchanged = api_client.patch(url, {"tags": shown["tags"]}).json()
+    assert unchanged["tags"] == [LEGACY_TAG] and unchanged["version"] == shown["version"]
+    renamed = api_client.patch(url, {"title": "Pay the rent", "tags": shown["tags"]})
+    assert renamed.status_code == 200 and renamed.json()["tags"] == [LEGACY_TAG]
+    assert list(Tag.objects.filter(owner=user).values_list("name", flat=True)) == [LEGACY_TAG]
+    # Without a stored tag of that name, the name is trimmed as ever.
+    other = api_client.post("/api/v1/tasks/", {"title": "x", "tags": ["work\u200b"]}).json()
+    assert other["tags"] == ["work"]
+
+
+def test_the_tag_filter_finds_a_tag_stored_with_an_invisible_end_by_its_name(
+    api_client, make_task, task_with_legacy_tag
+):
+    make_task("Trimmed", tags=["home"])
+    # tags/{name}/ finds it by that very name, and so does `tag=`; the trimmed name is the
+    # other tag's.
+    assert api_client.patch(f"/api/v1/tags/{LEGACY_TAG}/", {"name": LEGACY_TAG}).status_code == 200
+    for name, titles in ((LEGACY_TAG, ["Pay rent"]), ("home", ["Trimmed"])):
+        found = api_client.get("/api/v1/tasks/", {"tag": name}).json()["results"]
+        assert [task["title"] for task in found] == titles
+
+
+def test_bulk_tag_actions_of_a_name_stored_with_an_invisible_end_act_on_that_tag(
+    api_client, make_task, task_with_legacy_tag
+):
+    both = make_task("Both", tags=["home"])
+    both.tags.add(task_with_legacy_tag.tags.get())
+    removed = api_client.post(
+        "/api/v1/tasks/bulk/",
+        {"action": "remove_tags", "ids": [str(both.pk)], "tags": [LEGACY_TAG]},
+    )
+    assert removed.status_code == 200
+    assert api_client.get(f"/api/v1/tasks/{both.pk}/").json()["tags"] == ["home"]
+    added = api_client.post(
+        "/api/v1/tasks/bulk/",
+        {"action": "add_tags", "ids": [str(both.pk)], "tags": [LEGACY_TAG]},
+    )
+    assert added.status_code == 200
+    assert api_client.get(f"/api/v1/tasks/{both.pk}/").json()["tags"] == ["home", LEGACY_TAG]

@@ -16,6 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.settings import api_settings
 
+from accounts import authentication
 from accounts.authentication import INVALID_TOKEN, verified_access_token
 from accounts.services import user_deactivate
 from accounts.tests.helpers import assert_problem, bearer
@@ -399,6 +400,23 @@ def test_what_the_fast_get_leaves_to_the_viewset(
     assert fast_answers == [None]
     assert answered == whole(client.get(url, **headers))
     assert answered[0] == status
+
+
+@pytest.mark.parametrize("schemes", [{b"bearer"}, {b"jwt"}])
+def test_the_fast_reads_take_the_schemes_authentication_takes(
+    user, fast_read_case, monkeypatch, schemes
+):
+    """One rule for both (accounts.authentication.is_our_scheme): a change of
+    AUTH_HEADER_TYPES cannot turn the fast reads off, nor let them take what DRF refuses."""
+    monkeypatch.setattr(authentication, "AUTH_SCHEMES", frozenset(schemes))
+    url, answered = fast_read_case
+    access = str(RefreshToken.for_user(user).access_token)
+    for scheme in ("Bearer", "bearer", "JWT", "Token"):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"{scheme} {access}")
+        taken = scheme.lower().encode() in schemes
+        assert client.get(url).status_code == (200 if taken else 401), scheme
+        assert (answered.pop() is not None) == taken, scheme
 
 
 def test_someone_elses_or_an_unknown_task_is_the_viewsets_404(

@@ -856,6 +856,11 @@ def test_a_query_parameter_given_twice_or_empty_gets_one_message_in_the_same_wor
         f"/api/v1/lists/{home.pk}/?tasks=": ("tasks", NEEDS_A_VALUE),
         "/api/v1/tasks/changes/?limit=5&limit=5": ("limit", GIVEN_TWICE),
         "/api/v1/tasks/changes/?limit=": ("limit", NEEDS_A_VALUE),
+        "/api/v1/tasks/changes/?cursor=": ("cursor", NEEDS_A_VALUE),
+        # The paginator's parameters: not "Must be a whole number of at least 1." (review 31f)
+        "/api/v1/tasks/?limit=": ("limit", NEEDS_A_VALUE),
+        "/api/v1/tasks/?offset=": ("offset", NEEDS_A_VALUE),
+        "/api/v1/tasks/?offset=&format=json": ("offset", NEEDS_A_VALUE),  # not the fast list
     }
     for url, (name, message) in answers.items():
         response = api_client.delete(url) if "lists" in url else api_client.get(url)
