@@ -347,3 +347,24 @@ def test_a_bulk_complete_locks_its_tasks_off_the_primary_key_on_a_big_account(us
     index_scans = [line for line in plan.splitlines() if "Index Scan" in line]
     assert "Seq Scan" not in plan and len(index_scans) == 2, plan  # the named, their parents
     assert all("tasks_task_pkey" in line for line in index_scans), plan
+
+
+def test_a_bulk_move_counts_the_named_subtasks_that_went_with_their_parent(
+    api_client, make_task, make_list
+):
+    """Unpinned until review 31a (its mutant _bulk_move's `len(moving) + sum(t.parent_id in moved_ids ...)` made
+    `len(moving)`): `updated` is "how many of the given tasks the action changed" (the
+    schema); a subtask named with its parent moves to the new list too and is counted."""
+    home = make_list("Home")
+    parent = make_task("parent")
+    sub = make_task("sub", parent=parent)
+    make_task("other sub", parent=parent)  # moves along, but not named: not counted
+    response = api_client.post(
+        "/api/v1/tasks/bulk/",
+        {"action": "move", "ids": [str(parent.pk), str(sub.pk)], "list": str(home.pk)},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"updated": 2}
+    moved = api_client.get(f"/api/v1/tasks/{sub.pk}/").json()
+    assert moved["list"] == str(home.pk) and moved["version"] == 2

@@ -867,3 +867,34 @@ def test_a_query_parameter_given_twice_or_empty_gets_one_message_in_the_same_wor
         assert response.status_code == 400, url
         assert response.json()["errors"] == {name: [message]}, url
     assert TaskList.objects.filter(pk=home.pk).exists()
+
+
+def test_exactly_twenty_tag_filters_are_accepted(api_client, make_task):
+    """Unpinned until review 31a (its mutant `len(names) > MAX_TAG_FILTERS` made `>=`): the schema's maxItems is 20, so 20
+    `tag` parameters are valid (only the 21st is a 400)."""
+    names = [f"t{i}" for i in range(20)]
+    make_task("all twenty", tags=names)
+    make_task("nineteen", tags=names[:19])
+    query = "&".join(f"tag={name}" for name in names)
+    assert titles(api_client.get(f"/api/v1/tasks/?{query}")) == ["all twenty"]
+    too_many = api_client.get(f"/api/v1/tasks/?{query}&tag=t20")
+    assert too_many.status_code == 400
+    assert "tag" in too_many.json()["errors"]
+
+
+def test_due_date_ordering_puts_earlier_times_first_within_a_day(api_client, make_task):
+    """Unpinned until review 31a (its mutant ORDERINGS["due_date"] without its F("due_time")): tasks due the same day come
+    by their due time, in both directions; created in the opposite order so that the id or
+    position tie-break cannot pass by chance."""
+    day = date(2026, 12, 1)
+    hours = [21, 18, 15, 12, 9, 6]  # created latest first: position and id cannot pass it
+    for hour in hours:
+        make_task(f"at {hour:02d}", due_date=day, due_time=time(hour, 0))
+    make_task("next day", due_date=date(2026, 12, 2), due_time=time(5, 0))
+    in_time_order = [f"at {hour:02d}" for hour in sorted(hours)] + ["next day"]
+    # Both the fast read and the DRF path (?format=json) answer.
+    for suffix in ("", "&format=json"):
+        ascending = titles(api_client.get(f"/api/v1/tasks/?ordering=due_date{suffix}"))
+        assert ascending == in_time_order
+        descending = titles(api_client.get(f"/api/v1/tasks/?ordering=-due_date{suffix}"))
+        assert descending == in_time_order[::-1]

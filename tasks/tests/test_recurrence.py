@@ -798,3 +798,30 @@ def test_past_times_of_day_are_the_times_whose_moment_is_before_now(zone_name):
 def test_past_times_of_day_on_other_days_are_the_day_up_to_now():
     now = datetime(2026, 6, 8, 16, 42, 5, tzinfo=ZoneInfo("Europe/Berlin"))
     assert past_times_of_day(now) == (time.min, time(16, 42, 5))
+
+
+@pytest.mark.django_db
+def test_a_recurring_task_created_completed_gets_its_next_occurrence(api_client):
+    """Unpinned until review 31a (its mutant task_create's `if completed: _spawn_next_occurrences(...)` dropped): a task
+    POSTed already completed with a rule is a completion too; its answer names the copy,
+    which is open and due on the rule's next date. (README lists PATCH, PUT, bulk and the
+    admin; the code also does it on create, and nothing pinned it.)"""
+    response = api_client.post(
+        "/api/v1/tasks/",
+        {
+            "title": "Water plants",
+            "completed": True,
+            "due_date": "2099-01-01",
+            "recurrence": "FREQ=WEEKLY",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    copy_id = response.json()["next_occurrence"]
+    assert copy_id is not None
+    copy = api_client.get(f"/api/v1/tasks/{copy_id}/").json()
+    assert (copy["title"], copy["completed"], copy["due_date"]) == (
+        "Water plants",
+        False,
+        "2099-01-08",
+    )

@@ -367,3 +367,36 @@ def test_errors_of_a_list_item_are_messages_naming_the_item(api_client, path, bo
     # The contract's `errors` is field → list of messages; DRF gave {"tags": {"1": [...]}}.
     response = api_client.post(path, body)
     assert (response.status_code, response.json()["errors"]) == (400, errors)
+
+
+def test_patching_the_same_tags_in_another_order_or_case_is_no_change(api_client, make_task):
+    """Unpinned until review 31a (its mutant task_update's `set(names) != set(current.tag_names)` made a list comparison):
+    tags are a set (shown sorted), so sending the task's own tags in another order, or spelt
+    in another case, changes nothing: version, updated_at and ETag stay (API.md: `version`
+    grows by one on every change; a spurious bump 412s every other client's If-Match)."""
+    task = make_task("Tagged", tags=["alpha", "beta", "gamma"])
+    url = f"/api/v1/tasks/{task.pk}/"
+    before = api_client.get(url)
+    for tags in (["gamma", "alpha", "beta"], ["Beta", "GAMMA", "alpha"]):
+        response = api_client.patch(url, {"tags": tags}, format="json")
+        assert response.status_code == 200, response.json()
+        body = response.json()
+        assert body["version"] == 1
+        assert body["updated_at"] == before.json()["updated_at"]
+        assert body["tags"] == ["alpha", "beta", "gamma"]
+    assert api_client.get(url)["ETag"] == before["ETag"]
+
+
+def test_put_without_a_list_puts_the_task_in_the_inbox(api_client, make_task, make_list):
+    """Unpinned until review 31a (its mutant TaskSerializer.validate's `attrs["list"] = None  # PUT replaces` dropped):
+    a PUT replaces the task, so a list left out is the Inbox (`list: null`), as a left-out
+    priority is `none` and left-out tags are [] (test_put_replaces_the_whole_task pins those,
+    not the list). Under the mutant the task silently stays in its old list."""
+    home = make_list("Home")
+    task = make_task("Pay rent", list=home)
+    response = api_client.put(f"/api/v1/tasks/{task.pk}/", {"title": "Pay the rent"}, format="json")
+    assert response.status_code == 200, response.json()
+    assert response.json()["list"] is None
+    assert api_client.get(f"/api/v1/tasks/{task.pk}/").json()["list"] is None
+    inbox = api_client.get("/api/v1/tasks/?list=inbox").json()
+    assert [t["title"] for t in inbox["results"]] == ["Pay the rent"]
