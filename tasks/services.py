@@ -822,8 +822,9 @@ def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:
     return current
 
 
-def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
-    """Deletes a list; its tasks go to the end of the Inbox unless delete_tasks."""
+def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> bool:
+    """Deletes a list; its tasks go to the end of the Inbox unless delete_tasks. Whether the
+    list was there to delete (the admin's history says so only then)."""
     with transaction.atomic():
         inbox: GroupKey = (None, None)
         # Rows first, then groups, in the order every other writer takes them: no deadlock
@@ -842,8 +843,7 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
         if delete_tasks:
             _delete_tasks(user.pk, "list", timezone.now(), list=task_list.pk)
-            task_list.delete()
-            return
+            return _deleted(task_list)
         start = _end_position(user.pk, inbox) - POSITION_GAP
         with connection.cursor() as cursor:
             # Top-level tasks keep their order, after the Inbox's last task.
@@ -862,7 +862,13 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
             )
         # Subtasks follow their parent; their ranks are inside the parent, so they stay.
         _bump(Task.objects.owned_by(user).filter(list=task_list), timezone.now(), list=None)
-        task_list.delete()
+        return _deleted(task_list)
+
+
+def _deleted(task_list: TaskList) -> bool:
+    """Deletes the list's row; whether it was there (not deleted by a concurrent request)."""
+    _, per_model = task_list.delete()
+    return per_model.get(TaskList._meta.label, 0) > 0
 
 
 # --- Tasks ------------------------------------------------------------------------------------

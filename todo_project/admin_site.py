@@ -191,8 +191,8 @@ class SavesRunAgain:
     that says nothing was saved. A view that opens its transaction before changeform_view
     (Django's UserAdmin.add_view) is wrapped instead (accounts.admin): inside a transaction,
     the page is left to whoever runs that one again. (Not the changelist: its actions run their
-    own transactions again, a task's alone in tasks.admin, the users' deletion whole in
-    accounts.admin.)
+    own transactions again, a row's alone in tasks.admin (complete, reopen, delete selected),
+    the users' deletion whole in accounts.admin.)
     """
 
     def changeform_view(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:

@@ -5,7 +5,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.messages import get_messages
 from django.db import connection, connections, transaction
 from django.test import Client
@@ -1020,6 +1020,34 @@ def test_a_task_and_one_of_its_subtasks_selected_for_deletion_are_each_listed_on
         ["Task: Boxes", "Task: Move house", ["Subtasks: 1"]]
     ]
     assert dict(response.context["model_count"]) == {"tasks": 3}
+
+
+@pytest.mark.django_db
+def test_a_task_and_one_of_its_subtasks_deleted_together_each_have_their_history_entry(
+    admin_client, user
+):
+    """The selected subtask is deleted before its parent, so the history says it went: deleted
+    with its parent first, its own delete found nothing, and it had no entry. Each entry is
+    written once its deletion is done (review 31g)."""
+    parent = add_task(user, "Move house")
+    boxes = add_task(user, "Boxes", parent=parent)
+    van = add_task(user, "Van", parent=parent)
+    services.task_update(task=parent, user=user, data={"title": "Move out"})  # listed first
+    selected = {"action": "delete_selected", "_selected_action": [str(parent.pk), str(boxes.pk)]}
+
+    response = admin_client.post(TASKS_URL, {**selected, "post": "yes"})
+
+    assert response.status_code == 302
+    assert not Task.objects.exists()  # Van went with its parent, as the page said
+    deleted = LogEntry.objects.filter(action_flag=DELETION).order_by("pk")
+    assert [(e.object_id, e.object_repr) for e in deleted] == [
+        (str(boxes.pk), "Boxes"),
+        (str(parent.pk), "Move out"),
+    ]
+    assert not LogEntry.objects.filter(object_id=str(van.pk)).exists()
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Successfully deleted 2 tasks."
+    ]
 
 
 @pytest.mark.django_db

@@ -8,12 +8,18 @@ from typing import Any
 import pytest
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.messages import get_messages
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
+from psycopg import errors as psycopg_errors
 
 from accounts.models import User
 from tasks import services
 from tasks.models import Tag, Task, TaskList
 from tasks.tests.deadlocks import deadlock, deadlocking, list_deleted_before_the_update
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 TASKS_URL = "/admin/tasks/task/"
 USERS_URL = "/admin/accounts/user/"
@@ -261,3 +267,134 @@ def test_a_tag_rename_the_service_gave_up_on_is_the_503_page(admin_client, user)
     assert "Nothing was saved" in answer.content.decode()
     assert Tag.objects.get(pk=tag.pk).name == "errands"
     assert not LogEntry.objects.exists()
+
+
+# --- Delete selected: tasks, lists and tags ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delete_selected_tasks_runs_a_task_again_when_a_subtask_is_added_to_it_meanwhile(
+    client, admin_user, user
+):
+    """Review 31g, finding 1. The user adds a subtask to a selected task from another device: the
+    action's DELETE began before the subtask's COMMIT and waited for its lock on the parent (FOR
+    KEY SHARE), so it deleted the parent and not the subtask it never saw, and the deferred
+    foreign key failed (23503). As the API's DELETE and the delete page do, the task's delete
+    runs again, and takes the subtask with it; it was a 500 page, with one of the two tasks
+    deleted and a history entry for both."""
+    first = services.task_create(user=user, data={"title": "First"})
+    parent = services.task_create(user=user, data={"title": "Parent"})
+    selected = {
+        "action": "delete_selected",
+        "_selected_action": [str(first.pk), str(parent.pk)],
+        "post": "yes",
+    }
+
+    def delete_selected():
+        client.force_login(admin_user)
+        return client.post(TASKS_URL, selected)
+
+    with transaction.atomic():
+        # The user's POST tasks/ {"parent": ...}: holds the parent FOR KEY SHARE to its COMMIT.
+        services.task_create(user=user, data={"title": "Subtask", "parent": parent})
+        join = start_in_thread(delete_selected)
+        assert wait_for_lock_waiters(connection, 1)  # the action's DELETE waits for the parent
+    answer = join()
+
+    assert answer.status_code == 302
+    assert not Task.objects.filter(owner=user).exists()  # the subtask went with its parent
+    logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
+    assert sorted(logged) == sorted([str(first.pk), str(parent.pk)])
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        "Successfully deleted 2 tasks."
+    ]
+
+
+def ending_the_delete_of(kind: str, row) -> tuple[list, Any]:
+    """An execute wrapper that ends every statement deleting `row` (a task, list or tag) as
+    PostgreSQL ends a deadlock's loser; the list of those it ended."""
+    ended: list[str] = []
+
+    def wrapper(execute, sql, params, many, context):
+        if kind == "task":  # services._DELETE_TASKS, its ids a parameter
+            meant = "DELETE FROM tasks_task WHERE" in sql and params.get("ids") == [row.pk]
+        else:  # the ORM's delete of the row
+            meant = sql.startswith(f'DELETE FROM "tasks_{kind}" ') and row.pk in params
+        if meant:
+            ended.append(sql)
+            raise OperationalError("deadlock detected") from psycopg_errors.DeadlockDetected()
+        return execute(sql, params, many, context)
+
+    return ended, wrapper
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["task", "tasklist", "tag"])
+def test_a_row_delete_selected_never_gets_through_is_left_named_and_not_in_the_history(
+    admin_client, user, kind, caplog
+):
+    """Each row is deleted in a transaction of its own, with its history entry, and the one
+    PostgreSQL ended runs again alone. Ended every time, it is left as it was, named in the
+    action's message, and the history does not say it was deleted: Django wrote the entries of
+    the whole selection before deleting anything, so a deletion that then failed left entries
+    for rows that still exist (and a 500 page)."""
+    if kind == "task":
+        kept, gone = (services.task_create(user=user, data={"title": t}) for t in ("A", "B"))
+    elif kind == "tasklist":
+        kept, gone = (
+            services.list_create(user=user, name=n, color=None, position=None) for n in "AB"
+        )
+    else:
+        kept, gone = (Tag.objects.create(owner=user, name=n) for n in "ab")
+    model = type(kept)
+    ended, wrapper = ending_the_delete_of(kind, kept)
+    selected = {"action": "delete_selected", "_selected_action": [kept.pk, gone.pk]}
+    with caplog.at_level(logging.WARNING), connection.execute_wrapper(wrapper):
+        answer = admin_client.post(f"/admin/tasks/{kind}/", {**selected, "post": "yes"})
+
+    attempts = services.TAG_WRITE_ATTEMPTS if kind == "tag" else 3
+    assert len(ended) == attempts
+    assert answer.status_code == 302
+    name = model._meta.verbose_name
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        f"Left 1 {name}(s) as they were: {kept}: "
+        + (
+            "other changes kept getting in the way."
+            if kind == "tag"
+            else "other changes got in the way, three times."
+        ),
+        f"Successfully deleted 1 {name}.",
+    ]
+    assert list(model.objects.all()) == [kept]
+    logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
+    assert list(logged) == [str(gone.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_its_user_deletes_while_delete_selected_runs_is_said_and_not_in_the_history(
+    admin_client, user
+):
+    """The user deletes the second task once the action has read the selection: its delete
+    finds nothing, and the history, which says what the action did, has no entry for it."""
+    first, second = (services.task_create(user=user, data={"title": t}) for t in ("A", "B"))
+    deleted_by_the_user = []
+
+    def wrapper(execute, sql, params, many, context):
+        if "DELETE FROM tasks_task WHERE" in sql and not deleted_by_the_user:
+            with connection_of_its_own(connection) as other:
+                other.execute("DELETE FROM tasks_task WHERE id = %s", [second.pk])
+            deleted_by_the_user.append(second.pk)
+        return execute(sql, params, many, context)
+
+    selected = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
+    with connection.execute_wrapper(wrapper):
+        answer = admin_client.post(TASKS_URL, {**selected, "post": "yes"})
+
+    assert answer.status_code == 302
+    assert not Task.objects.exists()
+    logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
+    assert list(logged) == [str(first.pk)]
+    assert [str(message) for message in get_messages(answer.wsgi_request)] == [
+        "1 task(s) had been deleted meanwhile, by their owner or another agent: nothing to do.",
+        "Successfully deleted 1 task.",
+    ]

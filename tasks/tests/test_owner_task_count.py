@@ -2,9 +2,11 @@
 after every kind of write, with no row for an owner without tasks; and the default list's
 `count` comes from it."""
 
+import re
 import threading
 import uuid
 from datetime import date
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -204,6 +206,66 @@ def test_the_bench_seed_its_reset_and_its_replacement_keep_the_counts_exact():
     assert assert_exact() == counts
     call_command("seed_bench", users=1, tasks_per_user=10, heavy_tasks=20)
     assert sorted(assert_exact().values()) == [10, 20]
+
+
+# --- Restores --------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_count_triggers_work_under_the_empty_search_path_of_a_pg_dump_file(user, other_user):
+    """Review 31g, finding 2. Every pg_dump file, and pg_restore, sets `search_path` to '' first.
+    The triggers' functions named tasks_ownertaskcount without its schema: an INSERT or DELETE
+    of tasks in such a session failed (`relation "tasks_ownertaskcount" does not exist`), so a
+    data-level restore of the tasks restored none. Migration 0018 gives them their schema."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT quote_ident(current_schema())")
+        (schema,) = cursor.fetchone()
+        cursor.execute("SET search_path TO ''")
+        try:
+            cursor.execute(
+                f"INSERT INTO {schema}.tasks_task (id, owner_id, title, description, completed,"
+                " priority, position, version, created_at, updated_at)"
+                " SELECT gen_random_uuid(), %s, 'Restored ' || n, '', false, 0, n, 1, now(),"
+                " now() FROM generate_series(1, 3) AS n",
+                [user.pk],
+            )
+            cursor.execute(  # the row-level trigger: a task moved to another owner
+                f"UPDATE {schema}.tasks_task SET owner_id = %s WHERE title = 'Restored 3'",
+                [other_user.pk],
+            )
+            cursor.execute(f"SELECT owner_id, tasks FROM {schema}.tasks_ownertaskcount")
+            assert dict(cursor.fetchall()) == {user.pk: 2, other_user.pk: 1}
+            cursor.execute(f"DELETE FROM {schema}.tasks_task WHERE owner_id = %s", [user.pk])
+        finally:
+            cursor.execute("SET search_path TO DEFAULT")
+    assert assert_exact() == {other_user.pk: 1}
+
+
+def readme_rebuild_of_the_counts() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    found = re.search(
+        r"```sql\n(BEGIN;\n.*?tasks_ownertaskcount.*?COMMIT;)\n```", readme, re.DOTALL
+    )
+    assert found, "the README's rebuild of the task counts moved"
+    return found.group(1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_readmes_rebuild_after_a_data_level_restore_makes_the_counts_exact(user, other_user):
+    """A data-only restore into a migrated database loads the dumped counts and then the tasks,
+    whose triggers count them again (or, restoring some tables only, counts whatever the file
+    holds): the README's statements put the counts right, whatever they were."""
+    raw_insert(user, 3)
+    raw_insert(other_user, 2)
+    with connection.cursor() as cursor:  # as a restore may leave them: doubled, and one stale
+        cursor.execute("DELETE FROM tasks_task WHERE owner_id = %s", [other_user.pk])
+        cursor.execute("UPDATE tasks_ownertaskcount SET tasks = tasks * 2")
+        cursor.execute(
+            "INSERT INTO tasks_ownertaskcount (owner_id, tasks) VALUES (%s, 7)", [other_user.pk]
+        )
+        assert counted() == {user.pk: 6, other_user.pk: 7}
+        cursor.execute(readme_rebuild_of_the_counts())
+    assert assert_exact() == {user.pk: 3}
 
 
 # --- Concurrency ----------------------------------------------------------------------------

@@ -685,3 +685,30 @@ def test_a_cron_purge_runs_while_another_models_migration_is_pending(capsys):
     call_command("purge_idempotency_keys")
     call_command("purge_deleted_tasks")
     assert "Deleted 0 expired idempotency key(s)." in capsys.readouterr().out
+
+
+TASK_COUNT_FUNCTIONS = [
+    f"tasks_task_count_{what}" for what in ("inserted", "deleted", "reassigned", "truncated")
+]
+
+
+def search_paths_of_the_task_count_functions() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT proname, proconfig FROM pg_proc WHERE proname = ANY(%s)", [TASK_COUNT_FUNCTIONS]
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_task_count_functions_get_their_tables_schema_as_search_path_and_lose_it_reversed():
+    """tasks.0018: the triggers' functions no longer depend on the caller's search_path (a
+    pg_dump file's is empty); the reverse gives them back the caller's."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT quote_ident(current_schema())")
+        (schema,) = cursor.fetchone()
+    assert search_paths_of_the_task_count_functions() == {
+        name: [f"search_path={schema}"] for name in TASK_COUNT_FUNCTIONS
+    }
+    migrate_to("tasks", "0017_priority_index_ends_in_the_id")
+    assert search_paths_of_the_task_count_functions() == dict.fromkeys(TASK_COUNT_FUNCTIONS)
