@@ -46,7 +46,8 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5m --retries=3 \
   CMD ["python", "-m", "todo_project.healthcheck"]
 # sh is PID 1 until gunicorn replaces it, and PID 1 ignores a signal it does not handle: the
-# trap passes `docker stop` on to migrate (else 10 s, then SIGKILL). An empty HOST, PORT or
+# trap passes `docker stop` on to migrate (else 10 s, then SIGKILL), and migrate's PostgreSQL
+# session (14+) ends within a second of it, its locks and the migrate lock let go. An empty HOST, PORT or
 # WEB_CONCURRENCY (`HOST=` in an env file) is the image's value above, as every empty variable
 # is its default: the code's HOST default is loopback (unreachable from outside the container),
 # and gunicorn itself reads WEB_CONCURRENCY with int() before its config file runs ("" crashed).

@@ -9,6 +9,15 @@ a malformed request line, method or header (400), and a 500 when a request dies 
 gunicorn decides the status and logs the error in `Worker.handle_error`, which then writes the
 answer with `gunicorn.util.write_error` (its only caller): this worker keeps all of that and
 replaces only the writer, in its own process, with one that writes the project's problem.
+
+It also stops listening as soon as a graceful stop (SIGTERM: `docker stop`, a HUP's old workers)
+finds it busy: the master closes its copy of the listening socket at once, but a sync worker
+serving a slow request held its inherited copy open until it exited, up to graceful_timeout, so
+the kernel kept completing connections into a backlog nobody would accept: each waited, then was
+reset when the worker exited (a 502 behind a proxy, which cannot retry a POST it has sent). With
+the worker's copy closed, and the master's, a connection is refused at once and the proxy tries
+another replica. (On a HUP the new workers and the master still listen and take it.) gunicorn's
+gevent and eventlet workers close their listeners the same way at the start of a graceful stop.
 """
 
 import time
@@ -22,6 +31,18 @@ from gunicorn.workers.sync import SyncWorker
 gunicorn_write_error = util.write_error
 
 
+class _Listened:
+    """A listener's address, as gunicorn asks it of the listener for each request (the WSGI
+    SERVER_NAME and SERVER_PORT) once the request is parsed: by then handle_exit may have closed
+    the listener."""
+
+    def __init__(self, address) -> None:
+        self.address = address
+
+    def getsockname(self):
+        return self.address
+
+
 class ProblemSyncWorker(SyncWorker):
     erring_request = None  # gunicorn's request being answered, when it got as far as parsing one
     # When the connection being served was accepted (the sync worker serves one request on
@@ -32,10 +53,27 @@ class ProblemSyncWorker(SyncWorker):
         util.write_error = self.write_problem
         super().init_process()  # runs the worker's loop until it exits
 
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)  # no longer alive: the loop ends after this request
+        # Busy: new connections refused from now on. An idle worker exits at once anyway (and
+        # may be between the loop's `alive` check and accept(): its listeners are left alone).
+        if self.serving_since is not None:
+            for listener in self.sockets:
+                listener.close()
+
+    def accept(self, listener) -> None:
+        # With several binds, gunicorn's loop goes on to accept() on the other ready listeners
+        # after a request, which handle_exit may have closed meanwhile.
+        if not self.alive:
+            return
+        super().accept(listener)
+
     def handle(self, listener, client, addr) -> None:
+        # The address first: a SIGTERM from here on finds the worker busy and closes `listener`.
+        listened = _Listened(listener.getsockname())
         self.serving_since = time.perf_counter()
         try:
-            super().handle(listener, client, addr)
+            super().handle(listened, client, addr)
         finally:
             self.serving_since = None
 

@@ -3,9 +3,11 @@
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,10 +18,21 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connection
+from gunicorn import glogging
 from gunicorn.app.base import Application
+from gunicorn.config import Config
+from gunicorn.sock import TCPSocket
 
+from todo_project.gunicorn_worker import ProblemSyncWorker
 from todo_project.problems import PROBLEM_CONTENT_TYPE, title_for
-from todo_project.tests.helpers import free_port
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    free_port,
+    served,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -224,3 +237,127 @@ def test_a_header_gunicorn_refuses_after_parsing_the_request_line_names_the_path
     assert response.getheader("X-Request-ID") == "client-id.1"
     problem = json.loads(response.body)
     assert (problem["instance"], problem["request_id"]) == (PATH.decode(), "client-id.1")
+
+
+# --- a graceful stop (SIGTERM: docker stop) -----------------------------------------------------
+
+
+def _connect_while_stopping(port: int) -> str:
+    """How a connection made after the SIGTERM fares. One made before the master and the worker
+    have closed their listeners is answered, or reset when they do: tried again."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as late:
+                late.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+                late.recv(1)
+        except ConnectionRefusedError:
+            return "refused"
+        except TimeoutError:
+            return "accepted, then no answer in 1 s (reset when the busy worker exits)"
+        except ConnectionResetError:
+            pass
+        if time.monotonic() > deadline:
+            return "answered or reset, not refused, for 5 s"
+        time.sleep(0.01)
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.django_db(transaction=True)
+def test_a_stopping_gunicorn_refuses_new_connections_at_once_and_finishes_its_request(tmp_path):
+    """The master closes its listener on SIGTERM, but the busy sync worker held its copy until
+    it exited (up to graceful_timeout): a connection meanwhile was accepted by the kernel, left
+    unanswered, then reset, a 502 behind a proxy, which cannot retry a POST it has sent.
+    Refused at once, it goes to another replica."""
+    port, pid_file = free_port(), tmp_path / "gunicorn.pid"
+    command = [str(Path(sys.executable).with_name("gunicorn")), "todo_project.wsgi:application",
+               "-c", "gunicorn.conf.py", "--pid", str(pid_file)]  # fmt: skip
+    env = {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    with served(command, port, tmp_path, **env) as base, connection_of_its_own(connection) as other:
+        with other.transaction():
+            # A slow request: a sign-in waiting for a table another transaction holds.
+            other.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
+            sign_in = start_in_thread(
+                lambda: _status(
+                    f"{base}/api/v1/auth/token/", {"email": "a@example.com", "password": "x"}
+                )
+            )
+            assert wait_for_lock_waiters(connection, 1)
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+            late = _connect_while_stopping(port)
+        assert sign_in() == 401  # the request in flight is answered
+    assert late == "refused"
+
+
+def _status(url: str, body: dict) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.mark.parametrize("binds", [1, 2])
+def test_a_worker_stopped_while_it_parses_a_request_serves_it_then_returns(binds):
+    """The SIGTERM lands after a request is accepted: it is served, then the loop ends. Closing
+    the listeners (above) must not fail gunicorn's later use of them: it asks the listener for
+    its address after parsing the request, and with several binds goes on to accept() on the
+    other ready listeners."""
+    cfg = Config()
+    cfg.set("pre_request", lambda worker, req: worker.handle_exit(signal.SIGTERM, None))
+    log = glogging.Logger(cfg)
+    listeners = [TCPSocket(("127.0.0.1", 0), cfg, log) for _ in range(binds)]
+    worker = ProblemSyncWorker(0, os.getppid(), listeners, None, 30, cfg, log)
+    worker.PIPE = os.pipe()
+    worker.wait_fds = [*listeners, worker.PIPE[0]]
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [environ["SERVER_PORT"].encode()]
+
+    worker.wsgi = app
+    ports = [listener.getsockname()[1] for listener in listeners]
+    clients = [socket.create_connection(("127.0.0.1", port)) for port in ports]
+    for client in clients:
+        client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    errors = []
+    thread = threading.Thread(target=lambda: errors.extend(_raised(worker.run)))
+    thread.start()
+    try:
+        answers = [_answer(client) for client in clients]  # each closed once read
+        thread.join(10)
+        assert not thread.is_alive() and not errors, errors
+        assert answers[0] == f"HTTP/1.0 200 OK {ports[0]}"
+        assert answers[1:] == ["reset"] * (binds - 1)  # left in the closed listener's backlog
+        with pytest.raises(ConnectionRefusedError):  # not listening any more
+            socket.create_connection(("127.0.0.1", ports[0]))
+    finally:
+        for client in clients:
+            client.close()
+        os.close(worker.PIPE[0])
+        os.close(worker.PIPE[1])
+        worker.tmp.close()
+
+
+def _raised(function) -> list[BaseException]:
+    try:
+        function()
+    except BaseException as error:  # noqa: BLE001 - reported by the test
+        return [error]
+    return []
+
+
+def _answer(client: socket.socket) -> str:
+    client.settimeout(10)
+    try:
+        data = client.makefile("rb").read()
+    except ConnectionResetError:
+        return "reset"
+    client.shutdown(socket.SHUT_WR)  # gunicorn waits for it before it goes on
+    if not data:
+        return "closed"
+    head, _, body = data.partition(b"\r\n\r\n")
+    return (head.splitlines()[0] + b" " + body).decode()

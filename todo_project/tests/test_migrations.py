@@ -3,6 +3,7 @@ not on a deploy (`makemigrations --check` exits non-zero when it would write one
 
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,11 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from tasks.management.commands.migrate import MIGRATE_LOCK
-from todo_project.tests.helpers import connection_of_its_own, database_url_for_this_test
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    database_url_for_this_test,
+    wait_for_lock_waiters,
+)
 
 
 def migrate_to(*target: str) -> None:
@@ -104,6 +109,31 @@ def test_a_migrate_building_an_index_concurrently_does_not_deadlock_with_one_wai
     assert waiting.returncode == 0, err
     assert "No migrations to apply." in out
     assert "Another migrate is running on this database: waiting for it." in err
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migrate_stopped_in_a_statement_ends_its_session_and_lets_go_of_the_migrate_lock():
+    """`docker stop` (SIGTERM, which the image's CMD passes on) kills migrate without a word to
+    PostgreSQL: its session went on with the statement, holding its locks and the migrate lock,
+    and the next container's migrate waited for that ghost."""
+    with connection_of_its_own(connection) as other, other.transaction():
+        # A long transaction that migrate's statement (here its first read) waits behind.
+        other.execute("LOCK TABLE django_migrations IN ACCESS EXCLUSIVE MODE")
+        migrate = start_migrate()
+        assert wait_for_lock_waiters(connection, 1, timeout=30), migrate.communicate()
+        migrate.send_signal(signal.SIGTERM)
+        migrate.wait(10)
+        deadline = time.monotonic() + 5
+        while not (free := _migrate_lock_is_free(other)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert free, "5 s after migrate exited, its session still held the migrate lock"
+
+
+def _migrate_lock_is_free(session) -> bool:
+    if session.execute("SELECT pg_try_advisory_lock(%s, %s)", MIGRATE_LOCK).fetchone()[0]:
+        session.execute("SELECT pg_advisory_unlock(%s, %s)", MIGRATE_LOCK)
+        return True
+    return False
 
 
 def _asked_for_the_lock(holder) -> bool:

@@ -32,6 +32,14 @@ class Command(migrate.Command):
             # A migration may rightly run long (an index built on a large table), and a
             # container's environment may carry the web workers' DB_STATEMENT_TIMEOUT.
             cursor.execute("SET statement_timeout = 0")
+            # A migrate stopped by a signal (docker stop: the image's CMD passes it on) dies
+            # without a word to PostgreSQL, which did not notice a client gone while a
+            # statement ran or waited for a lock: the session went on with it, its locks and
+            # the migrate lock held, and the next container's migrate waited for that ghost. This
+            # checks the client every second meanwhile, so the session ends with the process
+            # (PostgreSQL 14+; an older one has no such setting, and would refuse the SET).
+            if connection.pg_version >= 140000:
+                cursor.execute("SET client_connection_check_interval = '1s'")
         told = False
         while not self._took_the_lock(connection):
             if not told:
