@@ -171,15 +171,20 @@ class TagNamesFormField(forms.Field):
         names = value or []
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
-        for name in names:
+        # Every bad value, each naming its item as a body's list does ("Item 1: ..."): which
+        # of up to MAX_TAG_FILTERS chips to mark.
+        errors = []
+        for index, name in enumerate(names):
             if "\x00" in name:
-                raise forms.ValidationError("Null characters are not allowed.")
+                errors.append(f"Item {index}: Null characters are not allowed.")
             # Counted as names are stored; looked up as sent (models.tags_named trims it,
             # unless a tag has it as given).
-            if not 1 <= len(composed(trimmed(name))) <= TAG_NAME_MAX_LENGTH:
-                raise forms.ValidationError(
-                    f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
+            elif not 1 <= len(composed(trimmed(name))) <= TAG_NAME_MAX_LENGTH:
+                errors.append(
+                    f"Item {index}: A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
                 )
+        if errors:
+            raise forms.ValidationError(errors)
         return names
 
 

@@ -47,9 +47,8 @@ def too_many_tags(count: int) -> str:
 MAX_TAG_ENTRIES = 100
 # Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.
 UNADDRESSABLE_TAG_NAMES = frozenset({".", ".."})
-UNADDRESSABLE_TAG_MESSAGE = (
-    'A tag cannot be named "." or "..": its URL, tags/{name}/, would not reach it.'
-)
+# The reason (no URL would reach it) is the code's; an end user reads only the rule.
+UNADDRESSABLE_TAG_MESSAGE = 'A tag cannot be named "." or "..".'
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 RECURRENCE_MAX_LENGTH = 500

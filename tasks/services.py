@@ -527,6 +527,19 @@ def new_tag_name_error(name: str) -> str | None:
     return None
 
 
+def _new_tag_name_errors(names: Sequence[str], missing: Collection[str]) -> dict[int, list[str]]:
+    """Every new name refused (new_tag_name_error), by its index in the request's list, as the
+    serializer's item errors are: problems renders {"tags": {2: [...]}} as "Item 2: ...", the
+    chip a client marks. A name is new at the first entry that spells it (_tags_by_key)."""
+    errors: dict[int, list[str]] = {}
+    refused = {name: error for name in missing if (error := new_tag_name_error(name))}
+    for index, name in enumerate(names):
+        kept = composed(trimmed(name))
+        if kept in refused:
+            errors[index] = [refused.pop(kept)]
+    return errors
+
+
 def tags_get_or_create(
     *, user: User, names: Sequence[str], carried: Collection[str] = ()
 ) -> list[Tag]:
@@ -544,9 +557,8 @@ def tags_get_or_create(
     if len(found) > MAX_TAGS_PER_TASK:
         raise ValidationError({"tags": [too_many_tags(len(found))]})
     missing = [name for name, tag in found.values() if tag is None]
-    for name in missing:
-        if error := new_tag_name_error(name):
-            raise ValidationError({"tags": [error]})
+    if errors := _new_tag_name_errors(names, missing):
+        raise ValidationError({"tags": errors})
     if missing:
         ensure_tag_room(owned=Tag.objects.filter(owner_id=user.pk).count(), adding=len(missing))
     for _attempt in range(3):

@@ -120,6 +120,18 @@ SINGLE_VALUED = {
 REPEATED = ["This parameter is given more than once."]
 
 
+def test_every_bad_tag_value_is_named_by_its_item(api_client):
+    """Which of up to 20 `tag=` values is refused, each of them: as a body's list says it."""
+    response = api_client.get(f"/api/v1/tasks/?tag=ok&tag={'x' * 51}&tag=fine&tag=a%00b")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "tag": [
+            "Item 1: A tag name has 1 to 50 characters.",
+            "Item 3: Null characters are not allowed.",
+        ]
+    }
+
+
 def test_every_parameter_but_tag_is_single_valued():
     paginator = {TaskPagination.limit_query_param, TaskPagination.offset_query_param}
     assert set(SINGLE_VALUED) == {*TaskFilter.base_filters, *paginator} - {"tag"}
