@@ -229,6 +229,25 @@ class BigIntegerField(serializers.IntegerField):
     wrote a plain `integer`, which Java and Kotlin generators type as 32 bits."""
 
 
+# Clearing the due date of a task that keeps a due time or a recurrence (not in the request):
+# refused under `due_date`, the field the request sent (a form that sent only the date has no
+# control for the others), saying the way out.
+CLEARED_DATE_HAS_TIME = (
+    "This task has a due time, which needs a due date: clear the due time too "
+    "(due_time: null in the same request), or keep a date."
+)
+CLEARED_DATE_REPEATS = (
+    "This task repeats, which needs a due date: remove the recurrence too "
+    "(recurrence: null in the same request), or keep a date."
+)
+
+
+def needing_a_date(field: str, attrs: dict[str, Any]) -> str:
+    """Where the error of a `field` (due_time, recurrence) without a due date goes: under the
+    field when the request sent it, else under the due date the request cleared."""
+    return field if field in attrs else "due_date"
+
+
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     title = VisibleCharField(
         max_length=TITLE_MAX_LENGTH,
@@ -249,7 +268,13 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     )
     priority = PriorityField(required=False, help_text="Default `none`.")
     due_date = CanonicalDateField(
-        allow_null=True, required=False, default=None, input_formats=["%Y-%m-%d"]
+        allow_null=True,
+        required=False,
+        default=None,
+        input_formats=["%Y-%m-%d"],
+        help_text="`YYYY-MM-DD`, in the user's time zone. Clearing it (null) on a task with a "
+        "`due_time` or a `recurrence` is a 400 under `due_date` unless the request clears "
+        "those too.",
     )
     due_time = HourMinuteField(
         allow_null=True,
@@ -359,10 +384,16 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         errors: dict[str, list[str]] = {}
         due_date = final("due_date")
         if final("due_time") is not None and due_date is None:
-            errors["due_time"] = ["A due time needs a due date."]
+            errors[needing_a_date("due_time", attrs)] = [
+                CLEARED_DATE_HAS_TIME if "due_time" not in attrs else "A due time needs a due date."
+            ]
         rule = final("recurrence")
         if rule is not None and due_date is None:
-            errors["recurrence"] = ["A recurring task needs a due date."]
+            errors.setdefault(needing_a_date("recurrence", attrs), []).append(
+                CLEARED_DATE_REPEATS
+                if "recurrence" not in attrs
+                else "A recurring task needs a due date."
+            )
         elif never := never_repeats(task, attrs):
             errors["recurrence"] = [never]
 

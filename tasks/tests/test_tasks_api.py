@@ -6,6 +6,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from tasks import services
 from tasks.models import Tag, Task
+from tasks.serializers import CLEARED_DATE_HAS_TIME, CLEARED_DATE_REPEATS
 
 pytestmark = pytest.mark.django_db
 
@@ -124,6 +125,31 @@ def test_patch_is_partial_and_an_explicit_null_clears(api_client, make_task, mak
     body = response.json()
     assert (body["due_date"], body["list"], body["description"]) == (None, None, "monthly")
     assert body["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kept", "message"),
+    [
+        ({"due_time": "09:00"}, CLEARED_DATE_HAS_TIME),
+        ({"recurrence": "FREQ=DAILY"}, CLEARED_DATE_REPEATS),
+    ],
+    ids=["timed", "recurring"],
+)
+def test_clearing_the_due_date_of_a_timed_or_recurring_task_is_refused_under_due_date(
+    api_client, make_task, kept, message
+):
+    """The field the request sent (the date picker's "clear"), with the way out; sending the
+    other field null in the same request clears both."""
+    task = make_task("t", due_date="2026-12-01", **kept)
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None})
+    assert response.status_code == 400 and response.json()["errors"] == {"due_date": [message]}
+    both = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None, **dict.fromkeys(kept)})
+    assert both.status_code == 200 and both.json()["due_date"] is None
+
+
+def test_a_due_time_sent_without_a_due_date_is_refused_under_due_time(api_client):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "due_time": "09:00"})
+    assert response.json()["errors"] == {"due_time": ["A due time needs a due date."]}
 
 
 def test_patch_without_a_change_keeps_the_version(api_client, make_task):
