@@ -26,6 +26,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
 from tasks.models import (
+    NO_SUCH_LIST,
+    NO_SUCH_TASK,
     TAG_NAME_MAX_LENGTH,
     Priority,
     Task,
@@ -356,6 +358,7 @@ class TaskFilter(django_filters.FilterSet):
             queryset=_owned_lists,
             null_value="inbox",
             null_label="Inbox",
+            error_messages={"invalid_choice": NO_SUCH_LIST},  # as in a body
             help_text="One of your list ids, or `inbox` for tasks without a list.",
         )
     )
@@ -389,6 +392,7 @@ class TaskFilter(django_filters.FilterSet):
             queryset=_owned_tasks,
             null_value="none",
             null_label="None",
+            error_messages={"invalid_choice": NO_SUCH_TASK},
             help_text="One of your task ids (its subtasks), or `none` for top-level tasks.",
         )
     )

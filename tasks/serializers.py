@@ -17,6 +17,8 @@ from tasks.models import (
     LIST_NAME_MAX_LENGTH,
     LIST_POSITION_MAX,
     MAX_TAG_ENTRIES,
+    NO_SUCH_LIST,
+    NO_SUCH_TASK,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -83,12 +85,17 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         kwargs.setdefault("pk_field", StrictUUIDField())
         self.model = kwargs.pop("model")
         super().__init__(**kwargs)
+        # Not DRF's 'Invalid pk "..." - object does not exist.': a list deleted on another
+        # device is the commonest error a user meets.
+        self.error_messages["does_not_exist"] = (
+            NO_SUCH_LIST if self.model is TaskList else NO_SUCH_TASK
+        )
 
     def get_queryset(self):
         return self.model.objects.owned_by(self.context["request"].user)
 
     def to_internal_value(self, data: Any):
-        """DRF's lookup (get_queryset().get(pk=...)), with the same errors, compiled once."""
+        """DRF's lookup (get_queryset().get(pk=...)), compiled once."""
         pk = self.pk_field.to_internal_value(data)
         row = owned_instance(self.model, self.context["request"].user.pk, pk)
         if row is None:

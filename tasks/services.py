@@ -41,13 +41,13 @@ from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.relations import PrimaryKeyRelatedField
 
 from accounts.models import User
 from tasks import recurrence
 from tasks.models import (
     LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
+    NO_SUCH_TASK,
     POSITION_GAP,
     TOO_MANY_TAGS,
     UNADDRESSABLE_TAG_MESSAGE,
@@ -1104,8 +1104,7 @@ def _place_under_parent(task: Task, *, list_given: bool) -> None:
         )
         row = cursor.fetchone()
     if row is None:  # deleted meanwhile
-        message = PrimaryKeyRelatedField.default_error_messages["does_not_exist"]
-        raise ValidationError({"parent": [message.format(pk_value=task.parent_id)]})
+        raise ValidationError({"parent": [NO_SUCH_TASK]})  # as the serializer's
     grandparent_id, list_id, has_subtasks = row
     if grandparent_id is not None:
         raise ValidationError({"parent": [PARENT_IS_SUBTASK]})
