@@ -37,7 +37,7 @@ from tasks.models import (
     tags_named,
 )
 from tasks.recurrence import past_times_of_day
-from todo_project.fields import CANONICAL_DATE, composed, trimmed
+from todo_project.fields import CANONICAL_DATE, composed, each_one_of, one_of, trimmed
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -111,6 +111,7 @@ class TrueOrFalseFormField(forms.TypedChoiceField):
             choices=[("true", "true"), ("false", "false")],
             coerce=lambda value: value == "true",
             empty_value=None,
+            error_messages={"invalid_choice": one_of(["true", "false"])},
         )
         super().__init__(*args, **kwargs)
 
@@ -349,6 +350,7 @@ class TaskFilter(django_filters.FilterSet):
     )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
+        error_messages={"invalid_choice": each_one_of(label for _, label in Priority.choices)},
         help_text="Comma-separated priority names: any of them.",
     )
     list = extend_schema_field(
@@ -418,6 +420,9 @@ class TaskFilter(django_filters.FilterSet):
     )
     ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),
+        error_messages={
+            "invalid_choice": each_one_of(ORDERINGS, ", with - before it for descending")
+        },
         help_text="Comma-separated; `-` for descending; due_date without a value comes last; "
         "title case and accents aside ('Émile' with 'emile', before 'Zeta'). Default "
         "`position`; the id always breaks ties, in the direction of the last field.",

@@ -50,6 +50,7 @@ from todo_project.fields import (
     StrictIntegerField,
     StrictUUIDField,
     VisibleCharField,
+    one_of,
 )
 from todo_project.problems import ProblemSerializer
 
@@ -69,7 +70,9 @@ class PriorityField(serializers.ChoiceField):
     """Priority names on the wire (`none` < `low` < `medium` < `high`), ranks in the database."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(choices=[label for _, label in Priority.choices], **kwargs)
+        names = [label for _, label in Priority.choices]
+        kwargs.setdefault("error_messages", {"invalid_choice": one_of(names)})
+        super().__init__(choices=names, **kwargs)
 
     def to_internal_value(self, data: Any) -> int:
         return Priority[super().to_internal_value(data).upper()].value
@@ -187,6 +190,7 @@ class TaskListSerializer(serializers.ModelSerializer):
 class ListDeleteQuerySerializer(serializers.Serializer):
     tasks = serializers.ChoiceField(
         choices=["inbox", "delete"],
+        error_messages={"invalid_choice": one_of(["inbox", "delete"])},
         default="inbox",
         help_text="`inbox` (default): the list's tasks move to the Inbox; `delete`: they go too.",
     )
@@ -444,7 +448,9 @@ class TaskMoveSerializer(serializers.Serializer):
 
 
 class TaskBulkSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    action = serializers.ChoiceField(
+        choices=BULK_ACTIONS, error_messages={"invalid_choice": one_of(BULK_ACTIONS)}
+    )
     ids = BoundedListField(
         child=StrictUUIDField(),
         min_length=1,

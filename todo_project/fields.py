@@ -8,6 +8,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
+def one_of(choices) -> str:
+    """The error of a value that is none of `choices`, naming them: what to send instead. The
+    value is not echoed: DRF quotes a number as a string ("\"3\" is not a valid choice.")."""
+    return f"Must be one of: {', '.join(choices)}."
+
+
+def each_one_of(choices, extra: str = "") -> str:
+    """one_of for a comma-separated query parameter (`priority=high,low`)."""
+    return f"Must be comma-separated values, each one of: {', '.join(choices)}{extra}."
+
+
 class StrictCharField(serializers.CharField):
     """A text field that takes only JSON strings.
 

@@ -225,7 +225,7 @@ def problem_response(
     try:
         # Non-string keys (an `extra` member a caller built) are written as strings.
         content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # a message echoing a lone surrogate ("\ud800" is not a valid choice)
+    except TypeError:  # a message echoing a lone surrogate (Unknown time zone '\ud800'...)
         content = orjson.dumps(_encodable(body), option=orjson.OPT_NON_STR_KEYS)
     response = HttpResponse(content, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
     # What CommonMiddleware and XFrameOptionsMiddleware add on the way out, for the problems

@@ -160,6 +160,18 @@ def test_a_bulk_move_leaves_the_tasks_already_in_the_target_where_they_are(
     assert [t.title for t in titles] == ["first", "last", "inbox"]
 
 
+def test_an_unknown_action_names_the_actions(api_client, make_task):
+    task = make_task("x")
+    body = {"action": "archive", "ids": [str(task.pk)]}
+    response = api_client.post("/api/v1/tasks/bulk/", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "action": [
+            "Must be one of: complete, reopen, delete, move, set_priority, add_tags, remove_tags."
+        ]
+    }
+
+
 def test_bulk_tags(api_client, make_task, user):
     a = make_task("a", tags=["home"])
     b = make_task("b")

@@ -120,6 +120,33 @@ SINGLE_VALUED = {
 REPEATED = ["This parameter is given more than once."]
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("completed=yes", "Must be one of: true, false."),
+        ("overdue=1", "Must be one of: true, false."),
+        ("has_due=maybe", "Must be one of: true, false."),
+        (
+            "priority=high,urgent",
+            "Must be comma-separated values, each one of: none, low, medium, high.",
+        ),
+        (
+            "ordering=-title,name",
+            (
+                "Must be comma-separated values, each one of: position, due_date, priority, "
+                "created_at, updated_at, title, with - before it for descending."
+            ),
+        ),
+    ],
+)
+def test_a_refused_choice_names_the_choices(api_client, query, message):
+    """What to send instead, not Django's "Select a valid choice. yes is not one of the
+    available choices."."""
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {query.split("=")[0]: [message]}
+
+
 def test_every_bad_tag_value_is_named_by_its_item(api_client):
     """Which of up to 20 `tag=` values is refused, each of them: as a body's list says it."""
     response = api_client.get(f"/api/v1/tasks/?tag=ok&tag={'x' * 51}&tag=fine&tag=a%00b")
@@ -160,7 +187,7 @@ def test_repeated_parameters_are_each_named_with_the_other_errors(api_client):
         "completed": REPEATED,
         "priority": REPEATED,
         "limit": REPEATED,
-        "overdue": ["Select a valid choice. x is not one of the available choices."],
+        "overdue": ["Must be one of: true, false."],
     }
 
 

@@ -127,6 +127,14 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox(api_client, mak
     assert sub.version == 2
 
 
+def test_an_unknown_tasks_choice_on_delete_names_the_choices(api_client, make_list):
+    work = make_list("Work")
+    response = api_client.delete(f"/api/v1/lists/{work.pk}/?tasks=all")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"tasks": ["Must be one of: inbox, delete."]}
+    assert TaskList.objects.filter(pk=work.pk).exists()
+
+
 def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, make_task):
     home = make_list("Home")
     make_task("a", list=home)

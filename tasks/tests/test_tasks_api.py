@@ -8,6 +8,8 @@ from tasks import services
 from tasks.models import Tag, Task
 from tasks.serializers import CLEARED_DATE_HAS_TIME, CLEARED_DATE_REPEATS
 
+PRIORITY_CHOICE = "Must be one of: none, low, medium, high."
+
 pytestmark = pytest.mark.django_db
 
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -145,6 +147,14 @@ def test_clearing_the_due_date_of_a_timed_or_recurring_task_is_refused_under_due
     assert response.status_code == 400 and response.json()["errors"] == {"due_date": [message]}
     both = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None, **dict.fromkeys(kept)})
     assert both.status_code == 200 and both.json()["due_date"] is None
+
+
+@pytest.mark.parametrize("priority", ["urgent", "HIGH", 3, None])
+def test_a_refused_priority_names_the_priorities_and_echoes_no_number_as_text(api_client, priority):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "priority": priority})
+    assert response.status_code == 400
+    expected = "This field may not be null." if priority is None else PRIORITY_CHOICE
+    assert response.json()["errors"] == {"priority": [expected]}
 
 
 def test_a_due_time_sent_without_a_due_date_is_refused_under_due_time(api_client):
@@ -344,11 +354,21 @@ def test_options_with_if_match_describes_the_task_and_changes_nothing(
         ("/api/v1/tasks/bulk/", '{"action": "\\udc80", "ids": []}', "action"),
     ],
 )
-def test_a_lone_surrogate_in_a_choice_is_a_400_echoing_it_escaped(api_client, path, body, field):
-    # The "not a valid choice" message echoes the value, which orjson could not encode: a 500.
+def test_a_lone_surrogate_in_a_choice_is_a_400(api_client, path, body, field):
+    # DRF's "not a valid choice" message echoed the value, which orjson could not encode (a
+    # 500); the choices' message names the choices instead (a message that echoes one is
+    # written out escaped: test_a_message_echoing_a_lone_surrogate_is_a_400_with_it_escaped).
     response = api_client.post(path, data=body, content_type="application/json")
     assert response.status_code == 400
-    assert "\\\\ud" in response.content.decode() and field in response.json()["errors"]
+    assert response.json()["errors"][field][0].startswith("Must be one of: ")
+
+
+def test_a_message_echoing_a_lone_surrogate_is_a_400_with_it_escaped(api_client):
+    # orjson cannot encode a lone surrogate: problems writes it out as its escape.
+    body = '{"timezone": "Mars/\\ud800"}'
+    response = api_client.patch("/api/v1/auth/me/", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "\\\\ud800" in response.content.decode() and "timezone" in response.json()["errors"]
 
 
 @pytest.mark.django_db
