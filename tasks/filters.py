@@ -37,7 +37,15 @@ from tasks.models import (
     tags_named,
 )
 from tasks.recurrence import past_times_of_day
-from todo_project.fields import CANONICAL_DATE, composed, each_one_of, one_of, trimmed
+from todo_project.fields import (
+    CANONICAL_DATE,
+    DATE_FORMAT_MESSAGE,
+    composed,
+    each_one_of,
+    no_such_day,
+    one_of,
+    trimmed,
+)
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -126,8 +134,11 @@ class CanonicalDateFormField(forms.DateField):
 
     def to_python(self, value):
         if value and not CANONICAL_DATE.fullmatch(value):
-            raise forms.ValidationError("Enter a date as YYYY-MM-DD.", code="invalid")
-        return super().to_python(value)
+            raise forms.ValidationError(DATE_FORMAT_MESSAGE, code="invalid")
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:  # of the form, but no day of the calendar
+            raise forms.ValidationError(no_such_day(value), code="invalid") from None
 
 
 class CanonicalDateFilter(django_filters.DateFilter):

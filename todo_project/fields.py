@@ -218,15 +218,29 @@ class StrictUUIDField(serializers.UUIDField):
 
 # A date as the contract writes it; strptime alone also reads `2026-2-1` and `+2026-01-01`.
 CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The dates' words, in a body and in the query (tasks.filters.CanonicalDateFormField): a
+# date of the right form that no calendar has (2026-02-30, 0000-01-01) is no format error.
+DATE_FORMAT_MESSAGE = "Enter a date as YYYY-MM-DD."
+
+
+def no_such_day(value: str) -> str:
+    return f"The day {value} does not exist."
 
 
 class CanonicalDateField(serializers.DateField):
     """`YYYY-MM-DD` exactly, as the contract writes dates (CANONICAL_DATE)."""
 
+    default_error_messages = {"invalid": DATE_FORMAT_MESSAGE}
+
     def to_internal_value(self, data: Any):
-        if isinstance(data, str) and not CANONICAL_DATE.fullmatch(data):
-            self.fail("invalid", format="YYYY-MM-DD")
-        return super().to_internal_value(data)
+        if not isinstance(data, str):
+            return super().to_internal_value(data)  # a number: DRF's "invalid"
+        if not CANONICAL_DATE.fullmatch(data):
+            self.fail("invalid")
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            raise serializers.ValidationError(no_such_day(data), code="invalid") from None
 
 
 HOUR_MINUTE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -237,10 +251,14 @@ class HourMinuteField(serializers.TimeField):
     """`HH:MM` (24 h) exactly, in and out. The schema gives a pattern, not `format: time`, which
     means RFC 3339's `HH:MM:SS` with an offset; strptime alone also reads `9:00`."""
 
+    # As the contract writes times (DRF's: "Time has wrong format. Use one of these formats
+    # instead: hh:mm.").
+    default_error_messages = {"invalid": "Enter a time as HH:MM (24 h)."}
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
 
     def to_internal_value(self, data: Any):
         if isinstance(data, str) and not re.fullmatch(HOUR_MINUTE, data):
-            self.fail("invalid", format="hh:mm")
+            self.fail("invalid")
         return super().to_internal_value(data)

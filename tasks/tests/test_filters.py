@@ -147,6 +147,20 @@ def test_a_refused_choice_names_the_choices(api_client, query, message):
     assert response.json()["errors"] == {query.split("=")[0]: [message]}
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("due_after=2026-02-30", "The day 2026-02-30 does not exist."),
+        ("due_before=2026-13-01", "The day 2026-13-01 does not exist."),
+        ("due_after=2026-1-1", "Enter a date as YYYY-MM-DD."),
+    ],
+)
+def test_a_day_that_does_not_exist_is_said_as_a_body_says_it(api_client, query, message):
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {query.split("=")[0]: [message]}
+
+
 def test_every_bad_tag_value_is_named_by_its_item(api_client):
     """Which of up to 20 `tag=` values is refused, each of them: as a body's list says it."""
     response = api_client.get(f"/api/v1/tasks/?tag=ok&tag={'x' * 51}&tag=fine&tag=a%00b")

@@ -157,6 +157,30 @@ def test_a_refused_priority_names_the_priorities_and_echoes_no_number_as_text(ap
     assert response.json()["errors"] == {"priority": [expected]}
 
 
+@pytest.mark.parametrize(
+    ("due_date", "message"),
+    [
+        ("2026-02-30", "The day 2026-02-30 does not exist."),
+        ("0000-01-01", "The day 0000-01-01 does not exist."),
+        ("2026-2-1", "Enter a date as YYYY-MM-DD."),
+        (20260201, "Enter a date as YYYY-MM-DD."),
+    ],
+)
+def test_a_day_that_does_not_exist_is_no_format_error(api_client, due_date, message):
+    """The format is right; the day is not: said as the query says it (test_filters)."""
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "due_date": due_date})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"due_date": [message]}
+
+
+@pytest.mark.parametrize("due_time", ["9:00", "09:00:00", "24:00", 900])
+def test_a_due_time_error_writes_the_format_as_the_contract_does(api_client, due_time):
+    body = {"title": "a", "due_date": "2026-02-01", "due_time": due_time}
+    response = api_client.post("/api/v1/tasks/", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"due_time": ["Enter a time as HH:MM (24 h)."]}
+
+
 def test_a_due_time_sent_without_a_due_date_is_refused_under_due_time(api_client):
     response = api_client.post("/api/v1/tasks/", {"title": "a", "due_time": "09:00"})
     assert response.json()["errors"] == {"due_time": ["A due time needs a due date."]}
