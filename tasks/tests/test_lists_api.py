@@ -127,6 +127,22 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox(api_client, mak
     assert sub.version == 2
 
 
+@pytest.mark.parametrize(("cap", "owned"), [(1, "1 list"), (2, "2 lists")])
+def test_the_list_cap_409_speaks_to_users_without_setting_names(
+    api_client, make_list, settings, cap, owned
+):
+    """A frontend shows a 409's detail as it is: no MAX_LISTS_PER_USER (the README has it for
+    operators), and a count in the right number."""
+    settings.MAX_LISTS_PER_USER = cap
+    for index in range(cap):
+        make_list(f"L{index}")
+    response = api_client.post("/api/v1/lists/", {"name": "One more"})
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"You have {owned}; the limit is {cap} per account. Delete one before adding another."
+    )
+
+
 def test_an_unknown_tasks_choice_on_delete_names_the_choices(api_client, make_list):
     work = make_list("Work")
     response = api_client.delete(f"/api/v1/lists/{work.pk}/?tasks=all")
