@@ -126,7 +126,10 @@ class MissingTasks(NotFound):
     """A 404 that names the ids it could not find among the caller's tasks."""
 
     def __init__(self, missing_ids: Sequence[UUID]) -> None:
-        super().__init__(f"{len(missing_ids)} of the given ids are not among your tasks.")
+        count = len(missing_ids)
+        super().__init__(
+            f"{count:,} of the given ids {'is' if count == 1 else 'are'} not among your tasks."
+        )
         self.problem_fields = {"missing_ids": [str(task_id) for task_id in missing_ids]}
 
 
@@ -1326,7 +1329,7 @@ def task_move(
         old_group = current.sibling_group
         target_list_id = current.list_id if list_ is UNCHANGED else getattr(list_, "pk", None)
         if current.parent_id is not None and target_list_id != current.list_id:
-            raise ValidationError({"list": ["A subtask stays in the list of its parent."]})
+            raise ValidationError({"list": [NOT_PARENTS_LIST]})
         current.list_id = target_list_id
         in_group = current.sibling_group == old_group
         _lock_groups(current.owner_id, [old_group, current.sibling_group])

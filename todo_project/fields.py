@@ -7,6 +7,22 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+# One wording per kind of problem, in a body and in the query (tasks.filters): the project's
+# "Must be ..." and "At most ..." rather than DRF's and Django's stock messages, which said one
+# thing several ways ("Ensure this field has no more than 200 characters.", "Ensure this value
+# has at most 200 characters (it has 201).", "Ensure this field has at least 1 elements.").
+MAX_LENGTH_MESSAGE = "At most {max_length} characters."
+UUID_MESSAGE = "Must be a valid UUID."  # DRF's, which the schema's `errors` description quotes
+BOOLEAN_MESSAGE = "Must be true or false."
+
+
+def at_most_characters(count: int) -> str:
+    return MAX_LENGTH_MESSAGE.format(max_length=count)
+
+
+def items(count: int) -> str:
+    return f"{count:,} item{'' if count == 1 else 's'}"
+
 
 def one_of(choices) -> str:
     """The error of a value that is none of `choices`, naming them: what to send instead. The
@@ -25,6 +41,8 @@ class StrictCharField(serializers.CharField):
     DRF's CharField turns a number into its text (`0` → "0"); the contract wants a value of the
     wrong type to be a 400, and the schema says `string` (the fuzz test holds us to it).
     """
+
+    default_error_messages = {"max_length": MAX_LENGTH_MESSAGE}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -175,6 +193,16 @@ class BoundedListField(serializers.ListField):
     bad ids in a 1 MB body held a worker 26 s and answered 18 MB of errors, and as tags they
     outlasted gunicorn's timeout (review 31b)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        # In the right number ("At least 1 item.", not DRF's "at least 1 elements"); given
+        # before ListField makes its validators of them.
+        messages = kwargs.setdefault("error_messages", {})
+        if kwargs.get("min_length") is not None:
+            messages.setdefault("min_length", f"At least {items(kwargs['min_length'])}.")
+        if kwargs.get("max_length") is not None:
+            messages.setdefault("max_length", f"At most {items(kwargs['max_length'])}.")
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> list:
         if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
@@ -185,6 +213,8 @@ class StrictBooleanField(serializers.BooleanField):
     """JSON true or false only: DRF's BooleanField also takes "true", "yes", 1 and the like,
     where the schema says boolean."""
 
+    default_error_messages = {"invalid": BOOLEAN_MESSAGE}
+
     def to_internal_value(self, data: Any) -> bool:
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
@@ -193,7 +223,14 @@ class StrictBooleanField(serializers.BooleanField):
 
 class StrictIntegerField(serializers.IntegerField):
     """JSON integers only: DRF's IntegerField also takes "5" and 5.0, where the schema says
-    integer (a bool is refused too, though Python counts it as one)."""
+    integer (a bool is refused too, though Python counts it as one). Worded as the query's
+    `limit` and `offset` are (tasks.views)."""
+
+    default_error_messages = {
+        "invalid": "Must be a whole number.",
+        "min_value": "Must be a whole number of at least {min_value}.",
+        "max_value": "Must be a whole number of at most {max_value}.",
+    }
 
     def to_internal_value(self, data: Any) -> int:
         if not isinstance(data, int) or isinstance(data, bool):
@@ -209,6 +246,8 @@ class StrictUUIDField(serializers.UUIDField):
     """A UUID string of the 8-4-4-4-12 form only: DRF's UUIDField also takes a JSON number (and
     `true`) as UUID(int=...), and the undashed, `{...}` and `urn:uuid:` spellings, so
     `ids: [1]` was a 404 naming 00000000-...-0001 instead of a 400."""
+
+    default_error_messages = {"invalid": UUID_MESSAGE}
 
     def to_internal_value(self, data: Any):
         if not isinstance(data, str) or not CANONICAL_UUID.fullmatch(data):

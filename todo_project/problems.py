@@ -433,7 +433,7 @@ class ApiProblemMiddleware:
             400: "The request was refused before the API read it: a Host header this server does "
             "not serve, too many query parameters, or another malformed part of the request.",
             404: "No resource at this URL.",
-            405: f"Method {request.method} is not allowed here.",
+            405: exceptions.MethodNotAllowed(request.method).detail,  # as a view's 405 says it
             500: UNEXPECTED_ERROR_DETAIL,
         }
         headers = {

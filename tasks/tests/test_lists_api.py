@@ -143,6 +143,23 @@ def test_the_list_cap_409_speaks_to_users_without_setting_names(
     )
 
 
+@pytest.mark.parametrize(
+    ("position", "message"),
+    [
+        ("1", "Must be a whole number."),
+        (True, "Must be a whole number."),
+        (-1, "Must be a whole number of at least 0."),
+        (2**63, "Must be a whole number of at most 4611686018427387904."),
+    ],
+)
+def test_a_position_that_is_no_whole_number_in_range_is_worded_as_limit_is(
+    api_client, position, message
+):
+    response = api_client.post("/api/v1/lists/", {"name": "X", "position": position}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"position": [message]}
+
+
 def test_an_unknown_tasks_choice_on_delete_names_the_choices(api_client, make_list):
     work = make_list("Work")
     response = api_client.delete(f"/api/v1/lists/{work.pk}/?tasks=all")

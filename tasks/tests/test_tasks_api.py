@@ -181,6 +181,11 @@ def test_a_due_time_error_writes_the_format_as_the_contract_does(api_client, due
     assert response.json()["errors"] == {"due_time": ["Enter a time as HH:MM (24 h)."]}
 
 
+def test_a_boolean_as_text_is_worded_as_the_true_or_false_filters_are(api_client):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "completed": "true"}, format="json")
+    assert response.json()["errors"] == {"completed": ["Must be true or false."]}
+
+
 def test_a_due_time_sent_without_a_due_date_is_refused_under_due_time(api_client):
     response = api_client.post("/api/v1/tasks/", {"title": "a", "due_time": "09:00"})
     assert response.json()["errors"] == {"due_time": ["A due time needs a due date."]}
@@ -424,7 +429,7 @@ def test_a_length_counts_after_trimming_and_the_schema_claims_no_raw_maxlength(
         (
             "/api/v1/tasks/",
             {"title": "ok", "tags": ["fine", "x" * 51]},
-            {"tags": ["Item 1: Ensure this field has no more than 50 characters."]},
+            {"tags": ["Item 1: At most 50 characters."]},
         ),
         (
             "/api/v1/tasks/bulk/",
