@@ -158,19 +158,27 @@ def is_concurrent_change(exc: Exception) -> bool:
     )
 
 
-# Titles are fixed per status; `detail` carries the specifics.
+# Titles are fixed per status, in sentence case; `detail` carries the specifics. One per
+# status: every problem is of the type about:blank, whose title RFC 9457 (3.1.3) keeps the
+# same from occurrence to occurrence, so a malformed body's 400 is "Validation failed" too,
+# the 400 title the contract gives (API.md).
 TITLES = {
     400: "Validation failed",
     401: "Not authenticated",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
     409: "Conflict",
+    410: "Gone",
+    411: "Length required",
     412: "Precondition failed",
     413: "Payload too large",
+    414: "URI too long",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -180,9 +188,10 @@ def title_for(status_code: int) -> str:
     if status_code in TITLES:
         return TITLES[status_code]
     try:
-        return HTTPStatus(status_code).phrase
+        phrase = HTTPStatus(status_code).phrase
     except ValueError:
         return "Error"
+    return phrase[:1] + phrase[1:].lower()  # in the case of the others: "Expectation failed"
 
 
 def _encodable(value: Any) -> Any:
@@ -315,7 +324,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
             request,
             exc.status_code,
             f"The body is not valid JSON: {exc.detail}",
-            title="Malformed request",
             errors={"non_field_errors": ["The body is not valid JSON."]},
             headers=headers,
         )

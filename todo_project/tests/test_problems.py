@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from todo_project.problems import title_for
+
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("todo_project.tests.urls")]
 
 PROBLEM = "application/problem+json"
@@ -74,6 +76,25 @@ def test_malformed_json_is_a_400_problem(anon_client):
     )
     body = assert_problem(response, 400, "/api/v1/test/echo/")
     assert body["errors"] == {"non_field_errors": ["The body is not valid JSON."]}
+    # One title per type and status (RFC 9457 3.1.3): a client keying its message on it gets
+    # one for about:blank 400s, the contract's.
+    assert body["title"] == "Validation failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (403, "Forbidden"),
+        (410, "Gone"),
+        (411, "Length required"),
+        (414, "URI too long"),
+        (417, "Expectation failed"),
+        (431, "Request header fields too large"),
+    ],
+)
+def test_every_title_is_in_sentence_case(status, title):
+    """As "Payload too large" and "Not found": not HTTPStatus's Title Case phrase."""
+    assert title_for(status) == title
 
 
 @pytest.mark.parametrize("depth", [33, 2000])
