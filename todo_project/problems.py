@@ -267,6 +267,28 @@ def _messages(detail: Any, item: str = "") -> list[str]:
     return [f"{item}{detail}"]
 
 
+BEARER_ONLY = 'Send the access token as "Authorization: Bearer <token>".'
+SEND_JSON = "Send the body as JSON, with Content-Type: application/json."
+ANSWERS_JSON = "This API answers in JSON: send an Accept header that takes application/json."
+
+
+def _what_to_do(exc: Exception, request: HttpRequest, headers: dict[str, str]) -> str | None:
+    """The detail of a problem DRF words for developers ("Request was throttled. Expected
+    available in 36 seconds.", "Unsupported media type \"text/plain\" in request.", "Could not
+    satisfy the request Accept header.", "Authentication credentials were not provided." to
+    a request that sent credentials of another scheme), in words saying what to send."""
+    if isinstance(exc, exceptions.Throttled) and "Retry-After" in headers:
+        seconds = int(headers["Retry-After"])
+        return f"Too many requests: try again in {seconds} second{'' if seconds == 1 else 's'}."
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return SEND_JSON
+    if isinstance(exc, exceptions.NotAcceptable):
+        return ANSWERS_JSON
+    if isinstance(exc, exceptions.NotAuthenticated) and request.headers.get("Authorization"):
+        return BEARER_ONLY
+    return None
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
     """DRF's EXCEPTION_HANDLER: every exception a view raises becomes a problem."""
     request = context["request"]._request
@@ -331,6 +353,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
         detail = detail["detail"]
     detail = detail if isinstance(detail, str) else str(detail)
+    detail = _what_to_do(exc, request, headers) or detail
     response = problem_response(
         request,
         exc.status_code,
