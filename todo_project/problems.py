@@ -345,7 +345,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         return problem_response(
             request,
             exc.status_code,
-            f"The body is not valid JSON: {exc.detail}",
+            f"The body is not valid JSON: {exc.detail}.",  # parsers.JSONParser's words
             errors={"non_field_errors": ["The body is not valid JSON."]},
             headers=headers,
         )
