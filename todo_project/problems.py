@@ -505,7 +505,10 @@ class ProblemSerializer(serializers.Serializer):
     """An RFC 9457 problem, as every 4xx/5xx answer of the API is."""
 
     type = serializers.CharField(help_text="`about:blank`: the status and title say it all.")
-    title = serializers.CharField()
+    title = serializers.CharField(
+        help_text="One per status, never per occurrence (every 400: `Validation failed`, a "
+        "body that is no JSON too); `detail` says what happened."
+    )
     status = serializers.IntegerField()
     detail = serializers.CharField()
     instance = serializers.CharField()
