@@ -13,7 +13,12 @@ from accounts.models import (
     validate_timezone,
 )
 from accounts.tokens import reset_link_tokens
-from todo_project.fields import OneLineCharField, StrictCharField
+from todo_project.fields import (
+    MAX_LENGTH_MESSAGE,
+    OneLineCharField,
+    StrictCharField,
+    at_most_characters,
+)
 
 EMAIL_TAKEN = "An account with this email address already exists."
 WRONG_PASSWORD = "The password is not correct."
@@ -72,7 +77,9 @@ class UserSerializer(serializers.ModelSerializer):
 
 
 class RegisterSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
+    email = serializers.EmailField(
+        max_length=EMAIL_MAX_LENGTH, error_messages={"max_length": MAX_LENGTH_MESSAGE}
+    )
     password = PasswordField()
     display_name = OneLineCharField(
         max_length=DISPLAY_NAME_MAX_LENGTH,
@@ -96,8 +103,8 @@ class RegisterSerializer(serializers.Serializer):
         # grows): the column's limit holds for the address as stored.
         if len(email) > EMAIL_MAX_LENGTH:
             raise serializers.ValidationError(
-                f"Ensure this field has no more than {EMAIL_MAX_LENGTH} characters"
-                " (as stored: lower-cased, its domain in Unicode)."
+                f"{at_most_characters(EMAIL_MAX_LENGTH)[:-1]} (as stored: lower-cased, its "
+                "domain in Unicode)."
             )
         return email
 
@@ -154,7 +161,9 @@ class PasswordChangeSerializer(serializers.Serializer):
 
 
 class PasswordResetSerializer(serializers.Serializer):
-    email = serializers.EmailField(max_length=EMAIL_MAX_LENGTH)
+    email = serializers.EmailField(
+        max_length=EMAIL_MAX_LENGTH, error_messages={"max_length": MAX_LENGTH_MESSAGE}
+    )
 
     def validate_email(self, value: str) -> str:
         return UserManager.normalize_email(value)

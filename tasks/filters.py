@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import django_filters
 from django import forms
 from django.contrib.postgres.search import SearchQuery
+from django.core.validators import MaxLengthValidator
 from django.db import connection
 from django.db.models import Count, F, Q, QuerySet
 from django.http import QueryDict
@@ -26,6 +27,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework.exceptions import ValidationError
 
 from tasks.models import (
+    NO_SUCH_LIST,
+    NO_SUCH_TASK,
     TAG_NAME_MAX_LENGTH,
     Priority,
     Task,
@@ -35,7 +38,18 @@ from tasks.models import (
     tags_named,
 )
 from tasks.recurrence import past_times_of_day
-from todo_project.fields import CANONICAL_DATE, composed, trimmed
+from todo_project.fields import (
+    BOOLEAN_MESSAGE,
+    CANONICAL_DATE,
+    CANONICAL_UUID,
+    DATE_FORMAT_MESSAGE,
+    UUID_MESSAGE,
+    at_most_characters,
+    composed,
+    each_one_of,
+    no_such_day,
+    trimmed,
+)
 
 # At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
@@ -109,6 +123,7 @@ class TrueOrFalseFormField(forms.TypedChoiceField):
             choices=[("true", "true"), ("false", "false")],
             coerce=lambda value: value == "true",
             empty_value=None,
+            error_messages={"invalid_choice": BOOLEAN_MESSAGE},  # as a body's
         )
         super().__init__(*args, **kwargs)
 
@@ -123,8 +138,11 @@ class CanonicalDateFormField(forms.DateField):
 
     def to_python(self, value):
         if value and not CANONICAL_DATE.fullmatch(value):
-            raise forms.ValidationError("Enter a date as YYYY-MM-DD.", code="invalid")
-        return super().to_python(value)
+            raise forms.ValidationError(DATE_FORMAT_MESSAGE, code="invalid")
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:  # of the form, but no day of the calendar
+            raise forms.ValidationError(no_such_day(value), code="invalid") from None
 
 
 class CanonicalDateFilter(django_filters.DateFilter):
@@ -171,15 +189,20 @@ class TagNamesFormField(forms.Field):
         names = value or []
         if len(names) > MAX_TAG_FILTERS:
             raise forms.ValidationError(f"At most {MAX_TAG_FILTERS} tags.")
-        for name in names:
+        # Every bad value, each naming its item as a body's list does ("Item 1: ..."): which
+        # of up to MAX_TAG_FILTERS chips to mark.
+        errors = []
+        for index, name in enumerate(names):
             if "\x00" in name:
-                raise forms.ValidationError("Null characters are not allowed.")
+                errors.append(f"Item {index}: Null characters are not allowed.")
             # Counted as names are stored; looked up as sent (models.tags_named trims it,
-            # unless a tag has it as given).
-            if not 1 <= len(composed(trimmed(name))) <= TAG_NAME_MAX_LENGTH:
-                raise forms.ValidationError(
-                    f"A tag name has 1 to {TAG_NAME_MAX_LENGTH} characters."
-                )
+            # unless a tag has it as given). Worded as a body's tag names are.
+            elif not (length := len(composed(trimmed(name)))):
+                errors.append(f"Item {index}: This field may not be blank.")
+            elif length > TAG_NAME_MAX_LENGTH:
+                errors.append(f"Item {index}: {at_most_characters(TAG_NAME_MAX_LENGTH)}")
+        if errors:
+            raise forms.ValidationError(errors)
         return names
 
 
@@ -285,6 +308,39 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
     return order_tasks(tasks, criteria.get("ordering", DEFAULT_ORDERING))
 
 
+class OwnedChoiceFormField(django_filters.fields.ModelChoiceField):
+    """One of the caller's ids, or the null keyword: a value that is no UUID is worded as in a
+    body, not Django's '“abc” is not a valid UUID.' (curly quotes) from the lookup."""
+
+    def to_python(self, value):
+        keyword = value in EMPTY_VALUES or value == self.null_value
+        if not keyword and not CANONICAL_UUID.fullmatch(value):
+            raise forms.ValidationError(UUID_MESSAGE, code="invalid")
+        return super().to_python(value)
+
+
+class OwnedChoiceFilter(django_filters.ModelChoiceFilter):
+    field_class = OwnedChoiceFormField
+
+
+class MaxLengthCharFormField(forms.CharField):
+    """A text parameter whose length error is worded as a body's (MAX_LENGTH_MESSAGE), not
+    Django's 'Ensure this value has at most 200 characters (it has 201).'"""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.validators = [
+            validator
+            if not isinstance(validator, MaxLengthValidator)
+            else MaxLengthValidator(self.max_length, at_most_characters(self.max_length))
+            for validator in self.validators
+        ]
+
+
+class MaxLengthCharFilter(django_filters.CharFilter):
+    field_class = MaxLengthCharFormField
+
+
 def _owned_lists(request) -> QuerySet:
     return TaskList.objects.owned_by(request.user) if request else TaskList.objects.none()
 
@@ -342,15 +398,17 @@ class TaskFilter(django_filters.FilterSet):
     )
     priority = PriorityNamesFilter(
         choices=[(label, label) for _, label in Priority.choices],
+        error_messages={"invalid_choice": each_one_of(label for _, label in Priority.choices)},
         help_text="Comma-separated priority names: any of them.",
     )
     list = extend_schema_field(
         _id_or("inbox", "One of your list ids, or `inbox` for tasks without a list.")
     )(
-        django_filters.ModelChoiceFilter(
+        OwnedChoiceFilter(
             queryset=_owned_lists,
             null_value="inbox",
             null_label="Inbox",
+            error_messages={"invalid_choice": NO_SUCH_LIST},  # as in a body
             help_text="One of your list ids, or `inbox` for tasks without a list.",
         )
     )
@@ -380,14 +438,15 @@ class TaskFilter(django_filters.FilterSet):
     parent = extend_schema_field(
         _id_or("none", "One of your task ids (its subtasks), or `none` for top-level tasks.")
     )(
-        django_filters.ModelChoiceFilter(
+        OwnedChoiceFilter(
             queryset=_owned_tasks,
             null_value="none",
             null_label="None",
+            error_messages={"invalid_choice": NO_SUCH_TASK},
             help_text="One of your task ids (its subtasks), or `none` for top-level tasks.",
         )
     )
-    search = django_filters.CharFilter(
+    search = MaxLengthCharFilter(
         max_length=SEARCH_MAX_LENGTH,
         # No `maxLength`: the cap counts the text trimmed, JSON Schema would count it raw.
         help_text=f"At most {SEARCH_MAX_LENGTH} characters, surrounding whitespace not counted. "
@@ -409,6 +468,9 @@ class TaskFilter(django_filters.FilterSet):
     )
     ordering = django_filters.OrderingFilter(
         fields=tuple(ORDERINGS),
+        error_messages={
+            "invalid_choice": each_one_of(ORDERINGS, ", with - before it for descending")
+        },
         help_text="Comma-separated; `-` for descending; due_date without a value comes last; "
         "title case and accents aside ('Émile' with 'emile', before 'Zeta'). Default "
         "`position`; the id always breaks ties, in the direction of the last field.",

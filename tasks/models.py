@@ -47,9 +47,12 @@ def too_many_tags(count: int) -> str:
 MAX_TAG_ENTRIES = 100
 # Path segments every URL library resolves away: `tags/../` never reaches a tag of that name.
 UNADDRESSABLE_TAG_NAMES = frozenset({".", ".."})
-UNADDRESSABLE_TAG_MESSAGE = (
-    'A tag cannot be named "." or "..": its URL, tags/{name}/, would not reach it.'
-)
+# The reason (no URL would reach it) is the code's; an end user reads only the rule.
+UNADDRESSABLE_TAG_MESSAGE = 'A tag cannot be named "." or "..".'
+# An id in a body or a query that is none of the caller's rows: unknown and someone else's
+# alike (nothing leaks), in the body's fields, the services' re-checks and the filters.
+NO_SUCH_LIST = "No list with this id."
+NO_SUCH_TASK = "No task with this id."
 TITLE_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 10_000
 RECURRENCE_MAX_LENGTH = 500

@@ -40,6 +40,15 @@ COMPLETION_ALLOWANCE = 1000
 MAX_COMPLETED_PER_REQUEST = 1000
 
 
+def counted(count: int, noun: str) -> str:
+    """`count` and `noun` as a user reads them: "1 list", "100,000 tasks"."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+# The caps' 409s are shown to end users as they are: no setting names (the README documents
+# MAX_TASKS_PER_USER, MAX_LISTS_PER_USER and MAX_TAGS_PER_USER for operators).
+
+
 def ensure_completion_size(*, completing: int, most: int) -> None:
     """Raises a 409 when one request would complete more than `most` tasks (the caller's
     MAX_COMPLETED_PER_REQUEST), subtasks included; `completing` may stop one past it."""
@@ -63,7 +72,7 @@ def ensure_room(
     cap = settings.MAX_TASKS_PER_USER
     if owned + adding > cap + allowance:
         raise Conflict(
-            f"You have {owned} tasks; the limit is {cap} per account (MAX_TASKS_PER_USER). "
+            f"You have {counted(owned, 'task')}; the limit is {cap:,} per account. "
             f"Delete some (completed ones count too) before {before}."
         )
 
@@ -74,7 +83,7 @@ def ensure_list_room(*, owned: int) -> None:
     cap = settings.MAX_LISTS_PER_USER
     if owned + 1 > cap:
         raise Conflict(
-            f"You have {owned} lists; the limit is {cap} per account (MAX_LISTS_PER_USER). "
+            f"You have {counted(owned, 'list')}; the limit is {cap:,} per account. "
             "Delete one before adding another."
         )
 
@@ -91,6 +100,6 @@ def ensure_tag_room(*, owned: int, adding: int) -> None:
     cap = settings.MAX_TAGS_PER_USER
     if owned + adding > cap:
         raise Conflict(
-            f"You have {owned} tags; the limit is {cap} per account (MAX_TAGS_PER_USER), and "
-            f"this names {adding} new. Use existing tags, or delete some first."
+            f"You have {counted(owned, 'tag')}; the limit is {cap:,} per account, and this "
+            f"would add {counted(adding, 'new tag')}. Use existing tags, or delete some first."
         )

@@ -17,6 +17,8 @@ from tasks.models import (
     LIST_NAME_MAX_LENGTH,
     LIST_POSITION_MAX,
     MAX_TAG_ENTRIES,
+    NO_SUCH_LIST,
+    NO_SUCH_TASK,
     RECURRENCE_MAX_LENGTH,
     TAG_NAME_MAX_LENGTH,
     TITLE_MAX_LENGTH,
@@ -48,6 +50,7 @@ from todo_project.fields import (
     StrictIntegerField,
     StrictUUIDField,
     VisibleCharField,
+    one_of,
 )
 from todo_project.problems import ProblemSerializer
 
@@ -67,7 +70,9 @@ class PriorityField(serializers.ChoiceField):
     """Priority names on the wire (`none` < `low` < `medium` < `high`), ranks in the database."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(choices=[label for _, label in Priority.choices], **kwargs)
+        names = [label for _, label in Priority.choices]
+        kwargs.setdefault("error_messages", {"invalid_choice": one_of(names)})
+        super().__init__(choices=names, **kwargs)
 
     def to_internal_value(self, data: Any) -> int:
         return Priority[super().to_internal_value(data).upper()].value
@@ -83,12 +88,17 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
         kwargs.setdefault("pk_field", StrictUUIDField())
         self.model = kwargs.pop("model")
         super().__init__(**kwargs)
+        # Not DRF's 'Invalid pk "..." - object does not exist.': a list deleted on another
+        # device is the commonest error a user meets.
+        self.error_messages["does_not_exist"] = (
+            NO_SUCH_LIST if self.model is TaskList else NO_SUCH_TASK
+        )
 
     def get_queryset(self):
         return self.model.objects.owned_by(self.context["request"].user)
 
     def to_internal_value(self, data: Any):
-        """DRF's lookup (get_queryset().get(pk=...)), with the same errors, compiled once."""
+        """DRF's lookup (get_queryset().get(pk=...)), compiled once."""
         pk = self.pk_field.to_internal_value(data)
         row = owned_instance(self.model, self.context["request"].user.pk, pk)
         if row is None:
@@ -180,6 +190,7 @@ class TaskListSerializer(serializers.ModelSerializer):
 class ListDeleteQuerySerializer(serializers.Serializer):
     tasks = serializers.ChoiceField(
         choices=["inbox", "delete"],
+        error_messages={"invalid_choice": one_of(["inbox", "delete"])},
         default="inbox",
         help_text="`inbox` (default): the list's tasks move to the Inbox; `delete`: they go too.",
     )
@@ -229,6 +240,25 @@ class BigIntegerField(serializers.IntegerField):
     wrote a plain `integer`, which Java and Kotlin generators type as 32 bits."""
 
 
+# Clearing the due date of a task that keeps a due time or a recurrence (not in the request):
+# refused under `due_date`, the field the request sent (a form that sent only the date has no
+# control for the others), saying the way out.
+CLEARED_DATE_HAS_TIME = (
+    "This task has a due time, which needs a due date: clear the due time too "
+    "(due_time: null in the same request), or keep a date."
+)
+CLEARED_DATE_REPEATS = (
+    "This task repeats, which needs a due date: remove the recurrence too "
+    "(recurrence: null in the same request), or keep a date."
+)
+
+
+def needing_a_date(field: str, attrs: dict[str, Any]) -> str:
+    """Where the error of a `field` (due_time, recurrence) without a due date goes: under the
+    field when the request sent it, else under the due date the request cleared."""
+    return field if field in attrs else "due_date"
+
+
 class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     title = VisibleCharField(
         max_length=TITLE_MAX_LENGTH,
@@ -249,7 +279,13 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
     )
     priority = PriorityField(required=False, help_text="Default `none`.")
     due_date = CanonicalDateField(
-        allow_null=True, required=False, default=None, input_formats=["%Y-%m-%d"]
+        allow_null=True,
+        required=False,
+        default=None,
+        input_formats=["%Y-%m-%d"],
+        help_text="`YYYY-MM-DD`, in the user's time zone. Clearing it (null) on a task with a "
+        "`due_time` or a `recurrence` is a 400 under `due_date` unless the request clears "
+        "those too.",
     )
     due_time = HourMinuteField(
         allow_null=True,
@@ -359,10 +395,16 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         errors: dict[str, list[str]] = {}
         due_date = final("due_date")
         if final("due_time") is not None and due_date is None:
-            errors["due_time"] = ["A due time needs a due date."]
+            errors[needing_a_date("due_time", attrs)] = [
+                CLEARED_DATE_HAS_TIME if "due_time" not in attrs else "A due time needs a due date."
+            ]
         rule = final("recurrence")
         if rule is not None and due_date is None:
-            errors["recurrence"] = ["A recurring task needs a due date."]
+            errors.setdefault(needing_a_date("recurrence", attrs), []).append(
+                CLEARED_DATE_REPEATS
+                if "recurrence" not in attrs
+                else "A recurring task needs a due date."
+            )
         elif never := never_repeats(task, attrs):
             errors["recurrence"] = [never]
 
@@ -406,7 +448,9 @@ class TaskMoveSerializer(serializers.Serializer):
 
 
 class TaskBulkSerializer(serializers.Serializer):
-    action = serializers.ChoiceField(choices=BULK_ACTIONS)
+    action = serializers.ChoiceField(
+        choices=BULK_ACTIONS, error_messages={"invalid_choice": one_of(BULK_ACTIONS)}
+    )
     ids = BoundedListField(
         child=StrictUUIDField(),
         min_length=1,

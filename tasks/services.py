@@ -41,13 +41,13 @@ from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.relations import PrimaryKeyRelatedField
 
 from accounts.models import User
 from tasks import recurrence
 from tasks.models import (
     LIST_POSITION_MAX,
     MAX_TAGS_PER_TASK,
+    NO_SUCH_TASK,
     POSITION_GAP,
     TOO_MANY_TAGS,
     UNADDRESSABLE_TAG_MESSAGE,
@@ -126,7 +126,10 @@ class MissingTasks(NotFound):
     """A 404 that names the ids it could not find among the caller's tasks."""
 
     def __init__(self, missing_ids: Sequence[UUID]) -> None:
-        super().__init__(f"{len(missing_ids)} of the given ids are not among your tasks.")
+        count = len(missing_ids)
+        super().__init__(
+            f"{count:,} of the given ids {'is' if count == 1 else 'are'} not among your tasks."
+        )
         self.problem_fields = {"missing_ids": [str(task_id) for task_id in missing_ids]}
 
 
@@ -527,6 +530,19 @@ def new_tag_name_error(name: str) -> str | None:
     return None
 
 
+def _new_tag_name_errors(names: Sequence[str], missing: Collection[str]) -> dict[int, list[str]]:
+    """Every new name refused (new_tag_name_error), by its index in the request's list, as the
+    serializer's item errors are: problems renders {"tags": {2: [...]}} as "Item 2: ...", the
+    chip a client marks. A name is new at the first entry that spells it (_tags_by_key)."""
+    errors: dict[int, list[str]] = {}
+    refused = {name: error for name in missing if (error := new_tag_name_error(name))}
+    for index, name in enumerate(names):
+        kept = composed(trimmed(name))
+        if kept in refused:
+            errors[index] = [refused.pop(kept)]
+    return errors
+
+
 def tags_get_or_create(
     *, user: User, names: Sequence[str], carried: Collection[str] = ()
 ) -> list[Tag]:
@@ -544,9 +560,8 @@ def tags_get_or_create(
     if len(found) > MAX_TAGS_PER_TASK:
         raise ValidationError({"tags": [too_many_tags(len(found))]})
     missing = [name for name, tag in found.values() if tag is None]
-    for name in missing:
-        if error := new_tag_name_error(name):
-            raise ValidationError({"tags": [error]})
+    if errors := _new_tag_name_errors(names, missing):
+        raise ValidationError({"tags": errors})
     if missing:
         ensure_tag_room(owned=Tag.objects.filter(owner_id=user.pk).count(), adding=len(missing))
     for _attempt in range(3):
@@ -1098,8 +1113,7 @@ def _place_under_parent(task: Task, *, list_given: bool) -> None:
         )
         row = cursor.fetchone()
     if row is None:  # deleted meanwhile
-        message = PrimaryKeyRelatedField.default_error_messages["does_not_exist"]
-        raise ValidationError({"parent": [message.format(pk_value=task.parent_id)]})
+        raise ValidationError({"parent": [NO_SUCH_TASK]})  # as the serializer's
     grandparent_id, list_id, has_subtasks = row
     if grandparent_id is not None:
         raise ValidationError({"parent": [PARENT_IS_SUBTASK]})
@@ -1321,7 +1335,7 @@ def task_move(
         old_group = current.sibling_group
         target_list_id = current.list_id if list_ is UNCHANGED else getattr(list_, "pk", None)
         if current.parent_id is not None and target_list_id != current.list_id:
-            raise ValidationError({"list": ["A subtask stays in the list of its parent."]})
+            raise ValidationError({"list": [NOT_PARENTS_LIST]})
         current.list_id = target_list_id
         in_group = current.sibling_group == old_group
         _lock_groups(current.owner_id, [old_group, current.sibling_group])

@@ -704,7 +704,7 @@ class TaskViewSet(
                     "type": "about:blank",
                     "title": "Not found",
                     "status": 404,
-                    "detail": "1 of the given ids are not among your tasks.",
+                    "detail": "1 of the given ids is not among your tasks.",
                     "instance": "/api/v1/tasks/bulk/",
                     "request_id": "5f0c8a4e1b2d4c3f9e8d7c6b5a4f3e2d",
                     "missing_ids": ["8d1f5a0c-1e3b-4f5e-9d6a-3b2c1a0f9e88"],

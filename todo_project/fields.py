@@ -7,6 +7,33 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+# One wording per kind of problem, in a body and in the query (tasks.filters): the project's
+# "Must be ..." and "At most ..." rather than DRF's and Django's stock messages, which said one
+# thing several ways ("Ensure this field has no more than 200 characters.", "Ensure this value
+# has at most 200 characters (it has 201).", "Ensure this field has at least 1 elements.").
+MAX_LENGTH_MESSAGE = "At most {max_length} characters."
+UUID_MESSAGE = "Must be a valid UUID."  # DRF's, which the schema's `errors` description quotes
+BOOLEAN_MESSAGE = "Must be true or false."
+
+
+def at_most_characters(count: int) -> str:
+    return MAX_LENGTH_MESSAGE.format(max_length=count)
+
+
+def items(count: int) -> str:
+    return f"{count:,} item{'' if count == 1 else 's'}"
+
+
+def one_of(choices) -> str:
+    """The error of a value that is none of `choices`, naming them: what to send instead. The
+    value is not echoed: DRF quotes a number as a string ("\"3\" is not a valid choice.")."""
+    return f"Must be one of: {', '.join(choices)}."
+
+
+def each_one_of(choices, extra: str = "") -> str:
+    """one_of for a comma-separated query parameter (`priority=high,low`)."""
+    return f"Must be comma-separated values, each one of: {', '.join(choices)}{extra}."
+
 
 class StrictCharField(serializers.CharField):
     """A text field that takes only JSON strings.
@@ -14,6 +41,8 @@ class StrictCharField(serializers.CharField):
     DRF's CharField turns a number into its text (`0` → "0"); the contract wants a value of the
     wrong type to be a 400, and the schema says `string` (the fuzz test holds us to it).
     """
+
+    default_error_messages = {"max_length": MAX_LENGTH_MESSAGE}
 
     def to_internal_value(self, data: Any) -> str:
         if not isinstance(data, str):
@@ -164,6 +193,16 @@ class BoundedListField(serializers.ListField):
     bad ids in a 1 MB body held a worker 26 s and answered 18 MB of errors, and as tags they
     outlasted gunicorn's timeout (review 31b)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        # In the right number ("At least 1 item.", not DRF's "at least 1 elements"); given
+        # before ListField makes its validators of them.
+        messages = kwargs.setdefault("error_messages", {})
+        if kwargs.get("min_length") is not None:
+            messages.setdefault("min_length", f"At least {items(kwargs['min_length'])}.")
+        if kwargs.get("max_length") is not None:
+            messages.setdefault("max_length", f"At most {items(kwargs['max_length'])}.")
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data: Any) -> list:
         if self.max_length is not None and isinstance(data, list) and len(data) > self.max_length:
             self.fail("max_length", max_length=self.max_length)
@@ -174,6 +213,8 @@ class StrictBooleanField(serializers.BooleanField):
     """JSON true or false only: DRF's BooleanField also takes "true", "yes", 1 and the like,
     where the schema says boolean."""
 
+    default_error_messages = {"invalid": BOOLEAN_MESSAGE}
+
     def to_internal_value(self, data: Any) -> bool:
         if not isinstance(data, bool):
             self.fail("invalid", input=data)
@@ -182,7 +223,14 @@ class StrictBooleanField(serializers.BooleanField):
 
 class StrictIntegerField(serializers.IntegerField):
     """JSON integers only: DRF's IntegerField also takes "5" and 5.0, where the schema says
-    integer (a bool is refused too, though Python counts it as one)."""
+    integer (a bool is refused too, though Python counts it as one). Worded as the query's
+    `limit` and `offset` are (tasks.views)."""
+
+    default_error_messages = {
+        "invalid": "Must be a whole number.",
+        "min_value": "Must be a whole number of at least {min_value}.",
+        "max_value": "Must be a whole number of at most {max_value}.",
+    }
 
     def to_internal_value(self, data: Any) -> int:
         if not isinstance(data, int) or isinstance(data, bool):
@@ -199,6 +247,8 @@ class StrictUUIDField(serializers.UUIDField):
     `true`) as UUID(int=...), and the undashed, `{...}` and `urn:uuid:` spellings, so
     `ids: [1]` was a 404 naming 00000000-...-0001 instead of a 400."""
 
+    default_error_messages = {"invalid": UUID_MESSAGE}
+
     def to_internal_value(self, data: Any):
         if not isinstance(data, str) or not CANONICAL_UUID.fullmatch(data):
             self.fail("invalid", value=data)
@@ -207,15 +257,29 @@ class StrictUUIDField(serializers.UUIDField):
 
 # A date as the contract writes it; strptime alone also reads `2026-2-1` and `+2026-01-01`.
 CANONICAL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# The dates' words, in a body and in the query (tasks.filters.CanonicalDateFormField): a
+# date of the right form that no calendar has (2026-02-30, 0000-01-01) is no format error.
+DATE_FORMAT_MESSAGE = "Enter a date as YYYY-MM-DD."
+
+
+def no_such_day(value: str) -> str:
+    return f"The day {value} does not exist."
 
 
 class CanonicalDateField(serializers.DateField):
     """`YYYY-MM-DD` exactly, as the contract writes dates (CANONICAL_DATE)."""
 
+    default_error_messages = {"invalid": DATE_FORMAT_MESSAGE}
+
     def to_internal_value(self, data: Any):
-        if isinstance(data, str) and not CANONICAL_DATE.fullmatch(data):
-            self.fail("invalid", format="YYYY-MM-DD")
-        return super().to_internal_value(data)
+        if not isinstance(data, str):
+            return super().to_internal_value(data)  # a number: DRF's "invalid"
+        if not CANONICAL_DATE.fullmatch(data):
+            self.fail("invalid")
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError:
+            raise serializers.ValidationError(no_such_day(data), code="invalid") from None
 
 
 HOUR_MINUTE = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
@@ -226,10 +290,14 @@ class HourMinuteField(serializers.TimeField):
     """`HH:MM` (24 h) exactly, in and out. The schema gives a pattern, not `format: time`, which
     means RFC 3339's `HH:MM:SS` with an offset; strptime alone also reads `9:00`."""
 
+    # As the contract writes times (DRF's: "Time has wrong format. Use one of these formats
+    # instead: hh:mm.").
+    default_error_messages = {"invalid": "Enter a time as HH:MM (24 h)."}
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(format="%H:%M", input_formats=["%H:%M"], **kwargs)
 
     def to_internal_value(self, data: Any):
         if isinstance(data, str) and not re.fullmatch(HOUR_MINUTE, data):
-            self.fail("invalid", format="hh:mm")
+            self.fail("invalid")
         return super().to_internal_value(data)

@@ -118,8 +118,6 @@ class ProblemSyncWorker(SyncWorker):
                 request,
                 status_int,
                 mesg or UNEXPECTED_ERROR_DETAIL,
-                # As the app titles a body it cannot parse (problems.exception_handler).
-                title="Malformed request" if status_int == 400 else None,
             )
             response[REQUEST_ID_HEADER] = request_id
             response["Content-Length"] = str(len(response.content))

@@ -14,6 +14,7 @@ parameter, "adding one really has no effect"): DRF decoded by it, and UTF-8 labe
 by some client helper was stored as "CafÃ©" without a word.
 """
 
+import json
 import sys
 
 from rest_framework import parsers
@@ -38,9 +39,24 @@ def nesting_exceeds(data, limit: int) -> bool:
     return False
 
 
+def _where(error: BaseException | None) -> str:
+    """What is wrong with a body json could not read, for the problem's detail ("The body is
+    not valid JSON: ..."): where, in a client's words, not DRF's "JSON parse error - " and
+    Python's "'utf-8' codec can't decode byte 0xe9 in position 14"."""
+    if isinstance(error, UnicodeDecodeError):
+        return f"it is not UTF-8 (byte {error.start + 1} of the body)"
+    if isinstance(error, json.JSONDecodeError):
+        return (
+            f"{error.msg[:1].lower()}{error.msg[1:]}, at line {error.lineno}, column {error.colno}"
+        )
+    if "int_max_str_digits" in str(error):
+        return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    return "it could not be read"
+
+
 class JSONParser(parsers.JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels")
+        too_deep = ParseError(f"nested deeper than {MAX_DEPTH} levels")
         try:
             data = super().parse(
                 stream, media_type, {**(parser_context or {}), "encoding": "utf-8"}
@@ -48,10 +64,7 @@ class JSONParser(parsers.JSONParser):
         except RecursionError:
             raise too_deep from None
         except ParseError as error:
-            if "int_max_str_digits" not in str(error.__context__):
-                raise
-            digits = sys.get_int_max_str_digits()
-            raise ParseError(f"JSON parse error - a number of more than {digits} digits") from None
+            raise ParseError(_where(error.__context__)) from None
         if nesting_exceeds(data, MAX_DEPTH):
             raise too_deep
         return data

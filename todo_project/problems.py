@@ -158,19 +158,27 @@ def is_concurrent_change(exc: Exception) -> bool:
     )
 
 
-# Titles are fixed per status; `detail` carries the specifics.
+# Titles are fixed per status, in sentence case; `detail` carries the specifics. One per
+# status: every problem is of the type about:blank, whose title RFC 9457 (3.1.3) keeps the
+# same from occurrence to occurrence, so a malformed body's 400 is "Validation failed" too,
+# the 400 title the contract gives (API.md).
 TITLES = {
     400: "Validation failed",
     401: "Not authenticated",
+    403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
     409: "Conflict",
+    410: "Gone",
+    411: "Length required",
     412: "Precondition failed",
     413: "Payload too large",
+    414: "URI too long",
     415: "Unsupported media type",
     422: "Unprocessable content",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -180,9 +188,10 @@ def title_for(status_code: int) -> str:
     if status_code in TITLES:
         return TITLES[status_code]
     try:
-        return HTTPStatus(status_code).phrase
+        phrase = HTTPStatus(status_code).phrase
     except ValueError:
         return "Error"
+    return phrase[:1] + phrase[1:].lower()  # in the case of the others: "Expectation failed"
 
 
 def _encodable(value: Any) -> Any:
@@ -225,7 +234,7 @@ def problem_response(
     try:
         # Non-string keys (an `extra` member a caller built) are written as strings.
         content = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
-    except TypeError:  # a message echoing a lone surrogate ("\ud800" is not a valid choice)
+    except TypeError:  # a message echoing a lone surrogate (Unknown time zone '\ud800'...)
         content = orjson.dumps(_encodable(body), option=orjson.OPT_NON_STR_KEYS)
     response = HttpResponse(content, status=status_code, content_type=PROBLEM_CONTENT_TYPE)
     # What CommonMiddleware and XFrameOptionsMiddleware add on the way out, for the problems
@@ -256,6 +265,28 @@ def _messages(detail: Any, item: str = "") -> list[str]:
     if isinstance(detail, list):
         return [message for value in detail for message in _messages(value, item)]
     return [f"{item}{detail}"]
+
+
+BEARER_ONLY = 'Send the access token as "Authorization: Bearer <token>".'
+SEND_JSON = "Send the body as JSON, with Content-Type: application/json."
+ANSWERS_JSON = "This API answers in JSON: send an Accept header that takes application/json."
+
+
+def _what_to_do(exc: Exception, request: HttpRequest, headers: dict[str, str]) -> str | None:
+    """The detail of a problem DRF words for developers ("Request was throttled. Expected
+    available in 36 seconds.", "Unsupported media type \"text/plain\" in request.", "Could not
+    satisfy the request Accept header.", "Authentication credentials were not provided." to
+    a request that sent credentials of another scheme), in words saying what to send."""
+    if isinstance(exc, exceptions.Throttled) and "Retry-After" in headers:
+        seconds = int(headers["Retry-After"])
+        return f"Too many requests: try again in {seconds} second{'' if seconds == 1 else 's'}."
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return SEND_JSON
+    if isinstance(exc, exceptions.NotAcceptable):
+        return ANSWERS_JSON
+    if isinstance(exc, exceptions.NotAuthenticated) and request.headers.get("Authorization"):
+        return BEARER_ONLY
+    return None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse | None:
@@ -314,8 +345,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         return problem_response(
             request,
             exc.status_code,
-            f"The body is not valid JSON: {exc.detail}",
-            title="Malformed request",
+            f"The body is not valid JSON: {exc.detail}.",  # parsers.JSONParser's words
             errors={"non_field_errors": ["The body is not valid JSON."]},
             headers=headers,
         )
@@ -323,6 +353,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
         detail = detail["detail"]
     detail = detail if isinstance(detail, str) else str(detail)
+    detail = _what_to_do(exc, request, headers) or detail
     response = problem_response(
         request,
         exc.status_code,
@@ -433,7 +464,7 @@ class ApiProblemMiddleware:
             400: "The request was refused before the API read it: a Host header this server does "
             "not serve, too many query parameters, or another malformed part of the request.",
             404: "No resource at this URL.",
-            405: f"Method {request.method} is not allowed here.",
+            405: exceptions.MethodNotAllowed(request.method).detail,  # as a view's 405 says it
             500: UNEXPECTED_ERROR_DETAIL,
         }
         headers = {
@@ -474,7 +505,10 @@ class ProblemSerializer(serializers.Serializer):
     """An RFC 9457 problem, as every 4xx/5xx answer of the API is."""
 
     type = serializers.CharField(help_text="`about:blank`: the status and title say it all.")
-    title = serializers.CharField()
+    title = serializers.CharField(
+        help_text="One per status, never per occurrence (every 400: `Validation failed`, a "
+        "body that is no JSON too); `detail` says what happened."
+    )
     status = serializers.IntegerField()
     detail = serializers.CharField()
     instance = serializers.CharField()

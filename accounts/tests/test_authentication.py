@@ -180,7 +180,9 @@ def test_a_valid_token_under_another_scheme_is_a_401(user, scheme):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
     for path in ("/api/v1/auth/me/", "/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
-        assert_problem(client.get(path), 401)
+        # Credentials were sent, not "not provided": what to send instead.
+        body = assert_problem(client.get(path), 401)
+        assert body["detail"] == 'Send the access token as "Authorization: Bearer <token>".'
     for path in ("/api/v1/tasks/", f"/api/v1/tasks/{task.pk}/"):
         assert fast_answer(path, header) is None, path
 

@@ -1088,7 +1088,7 @@ def test_adding_a_task_to_an_account_at_its_cap_is_a_form_error_and_saves_nothin
     )
 
     at_the_cap = (
-        "You have 1 tasks; the limit is 1 per account (MAX_TASKS_PER_USER). Delete some "
+        "You have 1 task; the limit is 1 per account. Delete some "
         "(completed ones count too) before adding more."
     )
     assert form_errors(response) == {"__all__": [at_the_cap]}
@@ -1106,10 +1106,7 @@ def test_adding_a_list_to_an_account_at_its_cap_is_a_form_error_and_saves_nothin
 
     response = admin_client.post(f"{LISTS_URL}add/", {"owner": user.pk, "name": "Work"})
 
-    at_the_cap = (
-        "You have 1 lists; the limit is 1 per account (MAX_LISTS_PER_USER). Delete one "
-        "before adding another."
-    )
+    at_the_cap = "You have 1 list; the limit is 1 per account. Delete one before adding another."
     assert form_errors(response) == {"__all__": [at_the_cap]}
     assert list(TaskList.objects.values_list("name", flat=True)) == ["Home"]
     assert not LogEntry.objects.exists()
@@ -1144,7 +1141,7 @@ def test_a_tag_added_in_the_admin_counts_against_the_accounts_tag_cap(admin_clie
     response = admin_client.post(f"{TAGS_URL}add/", {"owner": user.pk, "name": "home"})
 
     at_the_cap = (
-        "You have 1 tags; the limit is 1 per account (MAX_TAGS_PER_USER), and this names 1 new. "
+        "You have 1 tag; the limit is 1 per account, and this would add 1 new tag. "
         "Use existing tags, or delete some first."
     )
     assert form_errors(response) == {"__all__": [at_the_cap]}

@@ -160,6 +160,28 @@ def test_a_bulk_move_leaves_the_tasks_already_in_the_target_where_they_are(
     assert [t.title for t in titles] == ["first", "last", "inbox"]
 
 
+def test_counts_in_bulk_errors_agree_in_number(api_client, make_task):
+    task = make_task("x")
+    empty = api_client.post("/api/v1/tasks/bulk/", {"action": "complete", "ids": []})
+    assert empty.json()["errors"] == {"ids": ["At least 1 item."]}  # not "1 elements"
+    body = {"action": "complete", "ids": [str(task.pk), str(uuid.uuid4())]}
+    missing = api_client.post("/api/v1/tasks/bulk/", body)
+    assert missing.status_code == 404
+    assert missing.json()["detail"] == "1 of the given ids is not among your tasks."
+
+
+def test_an_unknown_action_names_the_actions(api_client, make_task):
+    task = make_task("x")
+    body = {"action": "archive", "ids": [str(task.pk)]}
+    response = api_client.post("/api/v1/tasks/bulk/", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "action": [
+            "Must be one of: complete, reopen, delete, move, set_priority, add_tags, remove_tags."
+        ]
+    }
+
+
 def test_bulk_tags(api_client, make_task, user):
     a = make_task("a", tags=["home"])
     b = make_task("b")

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from tasks import services
 from tasks.models import Task
+from tasks.serializers import CLEARED_DATE_REPEATS
 
 pytestmark = pytest.mark.django_db
 
@@ -227,7 +228,7 @@ def test_an_all_day_task_ends_on_utc_untils_date_in_the_users_time_zone(
 def test_a_recurring_task_needs_a_due_date_also_when_it_is_cleared(api_client, make_task):
     task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
     response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None})
-    assert response.status_code == 400 and list(response.json()["errors"]) == ["recurrence"]
+    assert response.json()["errors"] == {"due_date": [CLEARED_DATE_REPEATS]}  # the field sent
 
 
 def test_services_complete_and_reopen_for_admin_actions(user, make_task):

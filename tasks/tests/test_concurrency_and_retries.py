@@ -371,7 +371,7 @@ def test_concurrent_list_creates_cannot_both_take_the_last_place(user, settings)
             lambda: services.list_create(user=user, name="Second", color=None, position=None)
         )
         assert wait_for_lock_waiters(connection, 1)
-    with pytest.raises(Conflict, match="You have 1 lists"):
+    with pytest.raises(Conflict, match="You have 1 list;"):
         second()
     assert list(TaskList.objects.values_list("name", flat=True)) == ["First"]
 
@@ -403,7 +403,7 @@ def test_new_tags_past_the_cap_are_a_409_and_change_nothing(
 
     assert refused.status_code == 409 and refused["Content-Type"] == PROBLEM
     assert refused.json()["detail"].startswith(
-        "You have 1 tags; the limit is 2 per account (MAX_TAGS_PER_USER), and this names 2 new."
+        "You have 1 tag; the limit is 2 per account, and this would add 2 new tags."
     )
     assert list(Tag.objects.values_list("name", flat=True)) == ["home"]
     assert list(Task.objects.values_list("title", "version")) == [("Old", 1)]

@@ -120,6 +120,72 @@ SINGLE_VALUED = {
 REPEATED = ["This parameter is given more than once."]
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("completed=yes", "Must be true or false."),
+        ("overdue=1", "Must be true or false."),
+        ("has_due=maybe", "Must be true or false."),
+        (
+            "priority=high,urgent",
+            "Must be comma-separated values, each one of: none, low, medium, high.",
+        ),
+        (
+            "ordering=-title,name",
+            (
+                "Must be comma-separated values, each one of: position, due_date, priority, "
+                "created_at, updated_at, title, with - before it for descending."
+            ),
+        ),
+    ],
+)
+def test_a_refused_choice_names_the_choices(api_client, query, message):
+    """What to send instead, not Django's "Select a valid choice. yes is not one of the
+    available choices."."""
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {query.split("=")[0]: [message]}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("due_after=2026-02-30", "The day 2026-02-30 does not exist."),
+        ("due_before=2026-13-01", "The day 2026-13-01 does not exist."),
+        ("due_after=2026-1-1", "Enter a date as YYYY-MM-DD."),
+    ],
+)
+def test_a_day_that_does_not_exist_is_said_as_a_body_says_it(api_client, query, message):
+    response = api_client.get(f"/api/v1/tasks/?{query}")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {query.split("=")[0]: [message]}
+
+
+def test_a_too_long_search_and_an_invalid_id_are_worded_as_in_a_body(api_client):
+    """One wording per kind of problem, whether a form sends it in a body or in the query."""
+    search = api_client.get(f"/api/v1/tasks/?search={'s' * 201}")
+    title = api_client.post("/api/v1/tasks/", {"title": "x" * 201})
+    assert search.json()["errors"] == {"search": ["At most 200 characters."]}
+    assert title.json()["errors"] == {"title": ["At most 200 characters."]}
+    for param in ("list", "parent"):
+        query = api_client.get(f"/api/v1/tasks/?{param}=abc")
+        body = api_client.post("/api/v1/tasks/", {"title": "a", param: "abc"})
+        assert query.json()["errors"] == {param: ["Must be a valid UUID."]}
+        assert body.json()["errors"] == {param: ["Must be a valid UUID."]}
+
+
+def test_every_bad_tag_value_is_named_by_its_item(api_client):
+    """Which of up to 20 `tag=` values is refused, each of them: as a body's list says it."""
+    response = api_client.get(f"/api/v1/tasks/?tag=ok&tag={'x' * 51}&tag=fine&tag=a%00b")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "tag": [
+            "Item 1: At most 50 characters.",
+            "Item 3: Null characters are not allowed.",
+        ]
+    }
+
+
 def test_every_parameter_but_tag_is_single_valued():
     paginator = {TaskPagination.limit_query_param, TaskPagination.offset_query_param}
     assert set(SINGLE_VALUED) == {*TaskFilter.base_filters, *paginator} - {"tag"}
@@ -148,7 +214,7 @@ def test_repeated_parameters_are_each_named_with_the_other_errors(api_client):
         "completed": REPEATED,
         "priority": REPEATED,
         "limit": REPEATED,
-        "overdue": ["Select a valid choice. x is not one of the available choices."],
+        "overdue": ["Must be true or false."],
     }
 
 
@@ -850,7 +916,7 @@ def test_a_query_parameter_given_twice_or_empty_gets_one_message_in_the_same_wor
 ):
     home = make_list("Home")
     answers = {
-        "/api/v1/tasks/?tag=": ("tag", NEEDS_A_VALUE),  # not also "A tag name has 1 to 50..."
+        "/api/v1/tasks/?tag=": ("tag", NEEDS_A_VALUE),  # not also "This field may not be blank."
         "/api/v1/tasks/?completed=true&completed=true": ("completed", GIVEN_TWICE),
         f"/api/v1/lists/{home.pk}/?tasks=inbox&tasks=inbox": ("tasks", GIVEN_TWICE),
         f"/api/v1/lists/{home.pk}/?tasks=": ("tasks", NEEDS_A_VALUE),

@@ -1,8 +1,10 @@
 """Another user's ids: 404 in the path, a 400 field error in a body, and nothing changes."""
 
+import uuid
+
 import pytest
 
-from tasks.models import Tag, Task, TaskList
+from tasks.models import NO_SUCH_LIST, NO_SUCH_TASK, Tag, Task, TaskList
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +95,21 @@ def test_another_users_id_in_a_body_is_a_400_field_error(
     assert response.status_code == 400
     assert list(response.json()["errors"]) == [field]
     assert snapshot() == before
+
+
+@pytest.mark.parametrize(("field", "message"), [("list", NO_SUCH_LIST), ("parent", NO_SUCH_TASK)])
+def test_an_unknown_or_foreign_id_in_a_body_or_a_filter_says_no_such_row_one_way(
+    api_client, theirs, field, message
+):
+    """One plain wording (a list deleted on another device is the commonest error), the same in
+    a body and in the query, and for an unknown id and someone else's: nothing leaks."""
+    foreign = theirs["list" if field == "list" else "task"].pk
+    for pk in (foreign, uuid.uuid4()):
+        body = api_client.post("/api/v1/tasks/", {"title": "a", field: str(pk)})
+        query = api_client.get(f"/api/v1/tasks/?{field}={pk}")
+        for response in (body, query):
+            assert response.status_code == 400
+            assert response.json()["errors"] == {field: [message]}
 
 
 def test_listings_show_only_the_callers_rows(api_client, theirs, make_task, make_list):

@@ -127,6 +127,47 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox(api_client, mak
     assert sub.version == 2
 
 
+@pytest.mark.parametrize(("cap", "owned"), [(1, "1 list"), (2, "2 lists")])
+def test_the_list_cap_409_speaks_to_users_without_setting_names(
+    api_client, make_list, settings, cap, owned
+):
+    """A frontend shows a 409's detail as it is: no MAX_LISTS_PER_USER (the README has it for
+    operators), and a count in the right number."""
+    settings.MAX_LISTS_PER_USER = cap
+    for index in range(cap):
+        make_list(f"L{index}")
+    response = api_client.post("/api/v1/lists/", {"name": "One more"})
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"You have {owned}; the limit is {cap} per account. Delete one before adding another."
+    )
+
+
+@pytest.mark.parametrize(
+    ("position", "message"),
+    [
+        ("1", "Must be a whole number."),
+        (True, "Must be a whole number."),
+        (-1, "Must be a whole number of at least 0."),
+        (2**63, "Must be a whole number of at most 4611686018427387904."),
+    ],
+)
+def test_a_position_that_is_no_whole_number_in_range_is_worded_as_limit_is(
+    api_client, position, message
+):
+    response = api_client.post("/api/v1/lists/", {"name": "X", "position": position}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"position": [message]}
+
+
+def test_an_unknown_tasks_choice_on_delete_names_the_choices(api_client, make_list):
+    work = make_list("Work")
+    response = api_client.delete(f"/api/v1/lists/{work.pk}/?tasks=all")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"tasks": ["Must be one of: inbox, delete."]}
+    assert TaskList.objects.filter(pk=work.pk).exists()
+
+
 def test_deleting_a_list_with_tasks_delete_deletes_them(api_client, make_list, make_task):
     home = make_list("Home")
     make_task("a", list=home)

@@ -59,8 +59,8 @@ def test_no_new_tag_is_named_with_a_control_character(api_client, user):
     )
     renamed = api_client.patch("/api/v1/tags/money/", {"name": "mo\nney"})
 
-    for response in (created, updated, bulk):
-        assert field_errors(response) == {"tags": [CONTROL_CHARACTERS_MESSAGE]}
+    for response, index in ((created, 1), (updated, 1), (bulk, 0)):  # the item's index
+        assert field_errors(response) == {"tags": [f"Item {index}: {CONTROL_CHARACTERS_MESSAGE}"]}
     assert field_errors(renamed) == {"name": [CONTROL_CHARACTERS_MESSAGE]}
     assert list(Tag.objects.values_list("name", flat=True)) == ["money"]
     assert Task.objects.count() == 1 and Task.objects.get().version == 1

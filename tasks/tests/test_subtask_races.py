@@ -18,7 +18,7 @@ from rest_framework.response import Response
 
 from conftest import client_for
 from tasks import services
-from tasks.models import Task
+from tasks.models import NO_SUCH_TASK, Task
 from todo_project.tests.helpers import start_in_thread, wait_for_lock_waiters
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -186,7 +186,7 @@ def test_a_subtask_of_a_parent_deleted_meanwhile_is_a_400(user, rows, child):
     refused = join()
     assert waits
     assert refused.status_code == 400
-    assert refused.json()["errors"] == {"parent": [f'Invalid pk "{a}" - object does not exist.']}
+    assert refused.json()["errors"] == {"parent": [NO_SUCH_TASK]}
 
 
 def test_two_tasks_made_each_others_subtask_at_once_stay_one_level_deep(user, rows):

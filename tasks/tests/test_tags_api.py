@@ -140,6 +140,29 @@ def test_no_new_tag_is_named_a_dot_segment_its_url_could_not_reach(api_client, m
     ]
 
 
+@pytest.mark.parametrize("method", ["post", "patch", "bulk"])
+def test_every_refused_new_tag_name_names_its_item(api_client, make_task, method):
+    """As the schema's `errors` promises for a list's item ("Item 3: ..."): a client marks the
+    chip (a pasted tab shows nothing), and learns of every bad one in one answer."""
+    task = make_task("a")
+    tags = ["ok", "a\tb", "fine", ".."]
+    if method == "bulk":
+        body = {"action": "add_tags", "ids": [str(task.pk)], "tags": tags}
+        response = api_client.post("/api/v1/tasks/bulk/", body)
+    elif method == "patch":
+        response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"tags": tags})
+    else:
+        response = api_client.post("/api/v1/tasks/", {"title": "b", "tags": tags})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "tags": [
+            "Item 1: Line breaks, tabs and other control characters are not allowed.",
+            'Item 3: A tag cannot be named "." or "..".',
+        ]
+    }
+    assert not Tag.objects.exists()
+
+
 def test_a_dot_tag_made_before_the_rule_still_works_on_tasks(api_client, make_task, user):
     Tag.objects.create(owner=user, name="..")
     created = api_client.post("/api/v1/tasks/", {"title": "b", "tags": [".."]})

@@ -6,6 +6,9 @@ from drf_spectacular.generators import SchemaGenerator
 
 from tasks import services
 from tasks.models import Tag, Task
+from tasks.serializers import CLEARED_DATE_HAS_TIME, CLEARED_DATE_REPEATS
+
+PRIORITY_CHOICE = "Must be one of: none, low, medium, high."
 
 pytestmark = pytest.mark.django_db
 
@@ -124,6 +127,68 @@ def test_patch_is_partial_and_an_explicit_null_clears(api_client, make_task, mak
     body = response.json()
     assert (body["due_date"], body["list"], body["description"]) == (None, None, "monthly")
     assert body["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("kept", "message"),
+    [
+        ({"due_time": "09:00"}, CLEARED_DATE_HAS_TIME),
+        ({"recurrence": "FREQ=DAILY"}, CLEARED_DATE_REPEATS),
+    ],
+    ids=["timed", "recurring"],
+)
+def test_clearing_the_due_date_of_a_timed_or_recurring_task_is_refused_under_due_date(
+    api_client, make_task, kept, message
+):
+    """The field the request sent (the date picker's "clear"), with the way out; sending the
+    other field null in the same request clears both."""
+    task = make_task("t", due_date="2026-12-01", **kept)
+    response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None})
+    assert response.status_code == 400 and response.json()["errors"] == {"due_date": [message]}
+    both = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"due_date": None, **dict.fromkeys(kept)})
+    assert both.status_code == 200 and both.json()["due_date"] is None
+
+
+@pytest.mark.parametrize("priority", ["urgent", "HIGH", 3, None])
+def test_a_refused_priority_names_the_priorities_and_echoes_no_number_as_text(api_client, priority):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "priority": priority})
+    assert response.status_code == 400
+    expected = "This field may not be null." if priority is None else PRIORITY_CHOICE
+    assert response.json()["errors"] == {"priority": [expected]}
+
+
+@pytest.mark.parametrize(
+    ("due_date", "message"),
+    [
+        ("2026-02-30", "The day 2026-02-30 does not exist."),
+        ("0000-01-01", "The day 0000-01-01 does not exist."),
+        ("2026-2-1", "Enter a date as YYYY-MM-DD."),
+        (20260201, "Enter a date as YYYY-MM-DD."),
+    ],
+)
+def test_a_day_that_does_not_exist_is_no_format_error(api_client, due_date, message):
+    """The format is right; the day is not: said as the query says it (test_filters)."""
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "due_date": due_date})
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"due_date": [message]}
+
+
+@pytest.mark.parametrize("due_time", ["9:00", "09:00:00", "24:00", 900])
+def test_a_due_time_error_writes_the_format_as_the_contract_does(api_client, due_time):
+    body = {"title": "a", "due_date": "2026-02-01", "due_time": due_time}
+    response = api_client.post("/api/v1/tasks/", body)
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"due_time": ["Enter a time as HH:MM (24 h)."]}
+
+
+def test_a_boolean_as_text_is_worded_as_the_true_or_false_filters_are(api_client):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "completed": "true"}, format="json")
+    assert response.json()["errors"] == {"completed": ["Must be true or false."]}
+
+
+def test_a_due_time_sent_without_a_due_date_is_refused_under_due_time(api_client):
+    response = api_client.post("/api/v1/tasks/", {"title": "a", "due_time": "09:00"})
+    assert response.json()["errors"] == {"due_time": ["A due time needs a due date."]}
 
 
 def test_patch_without_a_change_keeps_the_version(api_client, make_task):
@@ -318,11 +383,21 @@ def test_options_with_if_match_describes_the_task_and_changes_nothing(
         ("/api/v1/tasks/bulk/", '{"action": "\\udc80", "ids": []}', "action"),
     ],
 )
-def test_a_lone_surrogate_in_a_choice_is_a_400_echoing_it_escaped(api_client, path, body, field):
-    # The "not a valid choice" message echoes the value, which orjson could not encode: a 500.
+def test_a_lone_surrogate_in_a_choice_is_a_400(api_client, path, body, field):
+    # DRF's "not a valid choice" message echoed the value, which orjson could not encode (a
+    # 500); the choices' message names the choices instead (a message that echoes one is
+    # written out escaped: test_a_message_echoing_a_lone_surrogate_is_a_400_with_it_escaped).
     response = api_client.post(path, data=body, content_type="application/json")
     assert response.status_code == 400
-    assert "\\\\ud" in response.content.decode() and field in response.json()["errors"]
+    assert response.json()["errors"][field][0].startswith("Must be one of: ")
+
+
+def test_a_message_echoing_a_lone_surrogate_is_a_400_with_it_escaped(api_client):
+    # orjson cannot encode a lone surrogate: problems writes it out as its escape.
+    body = '{"timezone": "Mars/\\ud800"}'
+    response = api_client.patch("/api/v1/auth/me/", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "\\\\ud800" in response.content.decode() and "timezone" in response.json()["errors"]
 
 
 @pytest.mark.django_db
@@ -354,7 +429,7 @@ def test_a_length_counts_after_trimming_and_the_schema_claims_no_raw_maxlength(
         (
             "/api/v1/tasks/",
             {"title": "ok", "tags": ["fine", "x" * 51]},
-            {"tags": ["Item 1: Ensure this field has no more than 50 characters."]},
+            {"tags": ["Item 1: At most 50 characters."]},
         ),
         (
             "/api/v1/tasks/bulk/",

@@ -44,6 +44,8 @@ def test_a_probe_with_another_method_is_405_naming_get_and_head(path, method):
     response = getattr(Client(enforce_csrf_checks=True), method)(path)
     assert response.status_code == 405
     assert response["Allow"] == "GET, HEAD"
+    # In the words of the API's own 405s (DRF's), not a second wording of its own.
+    assert json.loads(response.content)["detail"] == f'Method "{method.upper()}" not allowed.'
 
 
 def test_healthz_answers_head():

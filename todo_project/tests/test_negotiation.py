@@ -81,10 +81,22 @@ def test_a_delete_refusing_problems_too_is_still_a_406_and_deletes_nothing(
 @pytest.mark.django_db
 def test_a_read_or_a_create_accepting_problems_only_is_still_a_406(api_client, user):
     task = Task.objects.create(owner=user, title="Pay rent", position=1024)
-    assert_problem(api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT=PROBLEM_ONLY), 406)
+    refused = assert_problem(
+        api_client.get(f"/api/v1/tasks/{task.pk}/", HTTP_ACCEPT=PROBLEM_ONLY), 406
+    )
+    # What to send, not DRF's "Could not satisfy the request Accept header."
+    assert refused["detail"] == (
+        "This API answers in JSON: send an Accept header that takes application/json."
+    )
     created = api_client.post("/api/v1/tasks/", {"title": "New"}, HTTP_ACCEPT=PROBLEM_ONLY)
     assert_problem(created, 406)
     assert Task.objects.count() == 1
+
+
+def test_a_body_that_is_not_json_is_a_415_saying_what_to_send(api_client):
+    response = api_client.post("/api/v1/tasks/", data="title=a", content_type="text/plain")
+    body = assert_problem(response, 415)
+    assert body["detail"] == "Send the body as JSON, with Content-Type: application/json."
 
 
 @pytest.mark.django_db

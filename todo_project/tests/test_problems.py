@@ -2,6 +2,8 @@ import json
 
 import pytest
 
+from todo_project.problems import title_for
+
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("todo_project.tests.urls")]
 
 PROBLEM = "application/problem+json"
@@ -74,6 +76,25 @@ def test_malformed_json_is_a_400_problem(anon_client):
     )
     body = assert_problem(response, 400, "/api/v1/test/echo/")
     assert body["errors"] == {"non_field_errors": ["The body is not valid JSON."]}
+    # One title per type and status (RFC 9457 3.1.3): a client keying its message on it gets
+    # one for about:blank 400s, the contract's.
+    assert body["title"] == "Validation failed"
+
+
+@pytest.mark.parametrize(
+    ("status", "title"),
+    [
+        (403, "Forbidden"),
+        (410, "Gone"),
+        (411, "Length required"),
+        (414, "URI too long"),
+        (417, "Expectation failed"),
+        (431, "Request header fields too large"),
+    ],
+)
+def test_every_title_is_in_sentence_case(status, title):
+    """As "Payload too large" and "Not found": not HTTPStatus's Title Case phrase."""
+    assert title_for(status) == title
 
 
 @pytest.mark.parametrize("depth", [33, 2000])
@@ -91,8 +112,31 @@ def test_a_number_too_long_to_read_is_a_400_in_words_for_the_client(anon_client)
         "/api/v1/auth/token/", '{"email": ' + "9" * 5000 + "}", content_type="application/json"
     )
     body = assert_problem(response, 400, "/api/v1/auth/token/")
-    assert body["detail"].endswith("a number of more than 4300 digits")
+    assert body["detail"].endswith("a number of more than 4300 digits.")
     assert "sys." not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (
+            b'{"title": "x",',
+            (
+                "The body is not valid JSON: expecting property name enclosed in double "
+                "quotes, at line 1, column 15."
+            ),
+        ),
+        (
+            b'{"title": "caf\xe9"}',
+            "The body is not valid JSON: it is not UTF-8 (byte 15 of the body).",
+        ),
+    ],
+)
+def test_a_body_that_is_no_json_says_where_in_a_clients_words(anon_client, data, detail):
+    """Not DRF's "JSON parse error - " nor Python's "'utf-8' codec can't decode byte 0xe9 in
+    position 14: invalid continuation byte"; the place stays, which helps."""
+    response = anon_client.post("/api/v1/test/echo/", data=data, content_type="application/json")
+    assert assert_problem(response, 400, "/api/v1/test/echo/")["detail"] == detail
 
 
 def test_json_nested_32_levels_is_parsed(anon_client):

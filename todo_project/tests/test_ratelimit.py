@@ -99,6 +99,8 @@ def test_the_user_limit_counts_down_in_headers_then_answers_429(api_client, sett
     body = assert_problem(response, 429)
     assert body["title"] == "Too many requests"
     assert 0 < int(response["Retry-After"]) <= 86400
+    seconds = int(response["Retry-After"])  # in words, not DRF's "Expected available in"
+    assert body["detail"] == f"Too many requests: try again in {seconds} seconds."
     assert response["RateLimit-Remaining"] == "0"
 
 
