@@ -125,3 +125,22 @@ def support_client(client, support_user):
     """A Django test client signed in to the admin as `support_user`."""
     client.force_login(support_user)
     return client
+
+
+@pytest.fixture
+def granted(support_user) -> User:
+    """A support agent a superuser also gave add and delete on users, tasks, lists and tags
+    (the Support group has neither)."""
+    from django.contrib.auth.models import Permission
+
+    models = ("user", "task", "tasklist", "tag")
+    codenames = [f"{do}_{model}" for do in ("add", "delete") for model in models]
+    support_user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return support_user
+
+
+@pytest.fixture
+def granted_client(client, granted):
+    """A Django test client signed in to the admin as `granted`."""
+    client.force_login(granted)
+    return client

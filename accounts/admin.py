@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -64,6 +65,7 @@ from todo_project.admin_site import (
     LengthsCheckedByTheServer,
     SavesRunAgain,
     done_level,
+    managed,
     may_manage,
 )
 from todo_project.retry import run_again_on_concurrent_change
@@ -227,6 +229,16 @@ def export_chunks(users: list[User]) -> Iterator[str]:
     yield "\n]}\n"
 
 
+class OwnerChoicesManaged(ChangeList):
+    """The users' list, which in a popup is where an add form's owner is chosen (the raw-id
+    lookup of tasks.admin.OwnedAdmin): there, only the accounts the agent may add rows to
+    (admin_site.managed). Listed in full elsewhere: staff accounts are view-only, not hidden."""
+
+    def get_queryset(self, request: HttpRequest, exclude_parameters=None) -> QuerySet:
+        users = super().get_queryset(request, exclude_parameters)
+        return managed(request.user, users) if self.is_popup else users
+
+
 @admin.register(User)
 class UserAdmin(
     SavesRunAgain,
@@ -283,6 +295,9 @@ class UserAdmin(
                 total_lists=count_of(TaskList.objects.filter(owner=OuterRef("pk"))),
             )
         )
+
+    def get_changelist(self, request: HttpRequest, **kwargs) -> type:
+        return OwnerChoicesManaged
 
     def get_fieldsets(self, request: HttpRequest, obj: User | None = None):
         # The form is built from these fields only, so a forged POST of is_staff, is_superuser,
@@ -357,8 +372,9 @@ class UserAdmin(
 
     def has_delete_permission(self, request: HttpRequest, obj: User | None = None) -> bool:
         # The admin's history is support's audit trail, and Django deletes a staff member's
-        # entries with them: staff accounts are deactivated, never deleted.
-        if obj is not None and keeps_admin_history(obj):
+        # entries with them: staff accounts are deactivated, never deleted. Support deletes (if
+        # a superuser gave them the right) only an account they may change, whatever that rule.
+        if obj is not None and (keeps_admin_history(obj) or not may_manage(request.user, obj)):
             return False
         return super().has_delete_permission(request, obj)
 

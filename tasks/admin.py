@@ -55,6 +55,7 @@ from todo_project.admin_site import (
     SaveRefusalsShown,
     SavesRunAgain,
     done_level,
+    managed,
     may_manage,
 )
 from todo_project.fields import (
@@ -129,6 +130,19 @@ class OwnedAdmin(
                 messages.ERROR,
             )
             return None
+        staff_rows = self._staff_rows(request, queryset)
+        if staff_rows:
+            # Refused whole, before asking: Django's confirmation would only say that the
+            # account "doesn't have permission to delete" tasks, of which it deletes others.
+            whose = "belongs to a staff account" if staff_rows == 1 else "belong to staff accounts"
+            self.message_user(
+                request,
+                f"Nothing deleted: {staff_rows} of the selected "
+                f"{self.model._meta.verbose_name_plural} {whose}, whose data only superusers "
+                "may delete.",
+                messages.ERROR,
+            )
+            return None
         if request.POST.get("post") and count:
             # As Django's: what it would refuse or show again (protected rows) goes to it.
             _, _, perms_needed, protected = self.get_deleted_objects(queryset, request)
@@ -144,6 +158,14 @@ class OwnedAdmin(
                     )
                 return None
         return django_actions.delete_selected(self, request, queryset)
+
+    @staticmethod
+    def _staff_rows(request: HttpRequest, queryset: QuerySet) -> int:
+        """How many of the selected rows are of accounts `request` may not manage (may_manage):
+        none to a superuser."""
+        if request.user.is_superuser:
+            return 0
+        return queryset.exclude(owner__in=managed(request.user, User.objects.all())).count()
 
     def delete_row(self, row) -> bool:
         """Deletes `row` through the services, as the API does; whether it was there to delete
@@ -249,6 +271,22 @@ class OwnedAdmin(
         if obj is not None and not may_manage(request.user, obj.owner):
             return False
         return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # So is deleting it, to an agent a superuser gave the delete permission (the Support
+        # group has none): the delete page is a 403, and Django's confirmation (delete_selected,
+        # get_deleted_objects) counts the row among those it may not delete.
+        if obj is not None and not may_manage(request.user, obj.owner):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def formfield_for_foreignkey(self, db_field, request: HttpRequest, **kwargs):
+        if db_field.name == "owner":
+            # Nor may support add a row to such an account: the add form's owner is one they
+            # may manage (another, posted, is the field's "Select a valid choice"), and the
+            # raw-id popup lists only those (accounts.admin.UserAdmin.get_changelist).
+            kwargs["queryset"] = managed(request.user, User.objects.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
         readonly = list(super().get_readonly_fields(request, obj))

@@ -48,6 +48,12 @@ def may_manage(staff, user) -> bool:
     return staff.is_superuser or not (user.is_staff or user.is_superuser)
 
 
+def managed(staff, users):
+    """`users` (a QuerySet) narrowed to the accounts `staff` may manage: may_manage as a query,
+    for the owner choices of an add form."""
+    return users if staff.is_superuser else users.filter(is_staff=False, is_superuser=False)
+
+
 @functools.cache
 def _login_form() -> type:
     """Django's admin sign-in form, whose error said both fields "may be case-sensitive": the
