@@ -371,16 +371,24 @@ GIVEN_TWICE = "This parameter is given more than once."
 NEEDS_A_VALUE = "This parameter needs a value."
 
 
+def single_values(params: QueryDict, *names: str) -> list[str | None]:
+    """Each parameter's one value (None when absent); one 400 naming every one that is empty
+    or given twice. For the parameters read outside TaskFilter: the paginator's,
+    tasks/changes/'s, a list delete's `tasks`."""
+    errors = {}
+    for name in names:
+        values = params.getlist(name)
+        if len(values) > 1:
+            errors[name] = [GIVEN_TWICE]
+        elif values == [""]:
+            errors[name] = [NEEDS_A_VALUE]
+    if errors:
+        raise ValidationError(errors)
+    return [params.get(name) for name in names]
+
+
 def single_value(params: QueryDict, name: str) -> str | None:
-    """The parameter's one value (None when absent); a 400 when it is empty or given twice.
-    For the parameters read outside TaskFilter: the paginator's, tasks/changes/'s cursor, a
-    list delete's `tasks`."""
-    values = params.getlist(name)
-    if len(values) > 1:
-        raise ValidationError({name: [GIVEN_TWICE]})
-    if values == [""]:
-        raise ValidationError({name: [NEEDS_A_VALUE]})
-    return values[0] if values else None
+    return single_values(params, name)[0]
 
 
 # Their choices are the requesting user's lists and tasks: their form fields are per request.

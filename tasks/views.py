@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from tasks import fast_read, services, sync
-from tasks.filters import TaskFilter, single_value
+from tasks.filters import TaskFilter, single_value, single_values
 from tasks.models import (
     Tag,
     Task,
@@ -780,7 +780,7 @@ class TaskViewSet(
     )
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def changes(self, request: Request) -> Response:
-        cursor = single_value(request.query_params, "cursor")
+        cursor, _ = single_values(request.query_params, "cursor", "limit")  # both named at once
         cursor = None if cursor is None else sync.Cursor.decode(cursor)
         limit = ChangesPagination().get_limit(request)
         page = sync.changes_page(owner_id=request.user.pk, cursor=cursor, limit=limit)

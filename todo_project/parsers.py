@@ -51,6 +51,9 @@ def _where(error: BaseException | None) -> str:
         )
     if "int_max_str_digits" in str(error):
         return f"a number of more than {sys.get_int_max_str_digits()} digits"
+    if "Out of range float values" in str(error):  # DRF's parse_constant, on NaN or Infinity
+        constant = str(error).rpartition(": ")[2].strip("'")
+        return f"{constant} is not a JSON number"
     return "it could not be read"
 
 

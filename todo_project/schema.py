@@ -264,7 +264,7 @@ class AutoSchema(openapi.AutoSchema):
             # A resource's answer carries every field (null where empty); drf-spectacular marks
             # only the ones a request must send, and generated clients made the rest optional.
             schema["required"] = sorted(schema["properties"])
-        if direction == "request":
+        if direction == "request" and self._mapping_a_body:
             # A field left out of a PATCH keeps its value; one left out of a POST or PUT gets
             # its default, which the description states. Never as `default`: in a PATCH body
             # generated clients sent it (renaming a task reopened it and cleared its text), and
@@ -279,8 +279,16 @@ class AutoSchema(openapi.AutoSchema):
                         )
         return schema
 
+    # Set while a request body's schema is built: a serializer given as query `parameters`
+    # goes through _map_basic_serializer too, and a parameter keeps its `default`.
+    _mapping_a_body = False
+
     def _get_request_for_media_type(self, serializer, direction="request") -> tuple[Any, bool]:
-        schema, required = super()._get_request_for_media_type(serializer, direction)
+        self._mapping_a_body = True
+        try:
+            schema, required = super()._get_request_for_media_type(serializer, direction)
+        finally:
+            self._mapping_a_body = False
         serializer = force_instance(serializer)
         if (
             isinstance(serializer, PolymorphicProxySerializer)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from accounts.services import user_delete
 from conftest import client_for
-from tasks import services, sync
+from tasks import filters, services, sync
 from tasks.models import DeletedTask, Task
 from todo_project.tests.helpers import connection_of_its_own, start_in_thread, wait_for_lock_waiters
 
@@ -307,3 +307,14 @@ def test_a_name_migration_stamps_what_it_changes_when_it_writes_it(user, monkeyp
     task.refresh_from_db()
     assert device.tasks[str(task.pk)]["tags"] == ["Café"]
     assert device.tasks[str(task.pk)]["version"] == task.version == 2
+
+
+def test_changes_reports_every_empty_parameter_in_one_answer(api_client):
+    """69b806a replaced the view's own check, which collected both parameters, with
+    single_value(), which raises at the first: `limit` is no longer reported with `cursor`."""
+    response = api_client.get("/api/v1/tasks/changes/?cursor=&limit=")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "cursor": [filters.NEEDS_A_VALUE],
+        "limit": [filters.NEEDS_A_VALUE],
+    }

@@ -306,3 +306,17 @@ def test_a_query_in_utf8_percent_escaped_or_not_is_read(api_client, user):
         response = api_client.get(f"/api/v1/tasks/?{query}")
         assert response.status_code == 200, query
     assert api_client.get("/api/v1/tasks/?search=caf%C3%A9").json()["count"] == 1
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_a_body_with_nan_or_infinity_says_what_is_wrong(api_client, literal):
+    """6158e2c: _where() knows UnicodeDecodeError, JSONDecodeError and the digit limit; the
+    ValueError DRF's strict parse_constant raises for NaN/Infinity falls to "it could not be
+    read". Before it the detail named the problem ("Out of range float values are not
+    permitted: 'NaN'")."""
+    body = f'{{"title": "x", "priority": {literal}}}'.encode()
+    response = api_client.generic("POST", "/api/v1/tasks/", body, content_type="application/json")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail != "The body is not valid JSON: it could not be read.", detail
+    assert literal.lstrip("-") in detail, detail

@@ -639,3 +639,17 @@ def test_the_schema_and_the_readme_state_the_recurrence_rules_caps(schema):
     for key, cap in (("INTERVAL", MAX_INTERVAL), ("COUNT", MAX_COUNT)):
         assert re.search(rf"{key}[^.]*? at most {cap:,}", description), (key, description)
         assert re.search(rf"{key}[^|]*? at most {cap:,}", caps_table), key
+
+
+@pytest.mark.django_db
+def test_a_query_parameter_of_a_serializer_keeps_its_default_and_its_description(anon_client):
+    """5c255b2 moved every request `default` into the description, for bodies. A serializer
+    given as `parameters=` (ListDeleteQuerySerializer) goes through the same
+    _map_basic_serializer: DELETE lists/{id}/'s `tasks` lost `default: "inbox"` (limit, offset
+    and tasks/changes/'s limit keep theirs, 54e1504 added one), and the sentence was glued to
+    the enum's last bullet: "* `delete` - delete Default `\"inbox\"`."."""
+    schema = anon_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    parameters = schema["paths"]["/api/v1/lists/{id}/"]["delete"]["parameters"]
+    tasks = next(parameter for parameter in parameters if parameter["name"] == "tasks")
+    assert tasks["schema"].get("default") == "inbox", tasks
+    assert "delete Default" not in tasks["description"], tasks["description"]
