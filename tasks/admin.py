@@ -149,11 +149,17 @@ class OwnedAdmin(
             if not protected:
                 if perms_needed:
                     raise PermissionDenied
-                deleted = self.delete_queryset(request, queryset)
+                deleted, with_them = self.delete_queryset(request, queryset)
                 if deleted:
+                    # The rows that went with the selected ones (a task's subtasks) counted too,
+                    # as the confirmation's summary did: "2 tasks" after "Tasks: 5" read as if
+                    # three had stayed.
+                    went_with = self.goes_with_a_row[with_them != 1]
+                    also = f" (and {with_them} {went_with} with them)" if with_them else ""
                     self.message_user(
                         request,
-                        f"Successfully deleted {deleted} {model_ngettext(self.opts, deleted)}.",
+                        f"Successfully deleted {deleted} {model_ngettext(self.opts, deleted)}"
+                        f"{also}.",
                         messages.SUCCESS,
                     )
                 return None
@@ -167,9 +173,13 @@ class OwnedAdmin(
             return 0
         return queryset.exclude(owner__in=managed(request.user, User.objects.all())).count()
 
-    def delete_row(self, row) -> bool:
+    # What a row's deletion takes along (delete_row counts them), singular and plural.
+    goes_with_a_row = ("row", "rows")
+
+    def delete_row(self, row) -> bool | int:
         """Deletes `row` through the services, as the API does; whether it was there to delete
-        (False: deleted meanwhile, by its user or another agent)."""
+        (False or 0: deleted meanwhile, by its user or another agent), or how many rows went
+        with it included (a task's subtasks)."""
         raise NotImplementedError
 
     def deletion_order(self, rows: list) -> list:
@@ -178,7 +188,7 @@ class OwnedAdmin(
     def delete_model(self, request: HttpRequest, obj) -> None:
         self.delete_row(obj)
 
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> int:
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> tuple[int, int]:
         """Deletes the selected rows, each in a transaction of its own with its history entry,
         which commits only with the deletion: Django wrote the whole selection's entries first,
         on their own, so a deletion that then failed left entries for rows still there (what
@@ -186,23 +196,26 @@ class OwnedAdmin(
         here. The one PostgreSQL ended to settle a clash with a concurrent write (a subtask
         added to a selected task meanwhile: a reference its DELETE never saw, 23503) runs again
         alone, as the API's DELETE does (a 500 page before); one that never gets through is
-        left as it was and named in a message. How many rows it deleted."""
-        deleted, gone, left = 0, 0, []
+        left as it was and named in a message. How many selected rows it deleted, and how many
+        others went with them (a task's subtasks, from the service's own row count)."""
+        deleted, with_them, gone, left = 0, 0, 0, []
         for row in self.deletion_order(list(queryset)):
 
-            def delete_one(row=row) -> bool:
+            def delete_one(row=row) -> int:
                 with transaction.atomic():
                     # Named before the delete, which takes a row's pk (Django's order), and
                     # committed with it: an attempt that fails or finds nothing rolls it back.
                     self.log_deletions(request, [row])
-                    if self.delete_row(shallow_copy(row)):  # the row's own pk kept for a retry
-                        return True
+                    # The row's own pk kept for a retry.
+                    if went := int(self.delete_row(shallow_copy(row))):
+                        return went
                     transaction.set_rollback(True)
-                    return False
+                    return 0
 
             try:
-                if run_again_on_concurrent_change(delete_one)():
+                if went := run_again_on_concurrent_change(delete_one)():
                     deleted += 1
+                    with_them += went - 1
                 else:
                     gone += 1
             except ConcurrentChange as error:  # a service that gave up on its own (tags)
@@ -225,7 +238,7 @@ class OwnedAdmin(
                 "nothing to do.",
                 messages.WARNING,
             )
-        return deleted
+        return deleted, with_them
 
     def log_deletions(self, request: HttpRequest, queryset) -> None:
         # Django's delete_selected passes the QuerySet, before and apart from delete_queryset
@@ -767,9 +780,12 @@ class TaskAdmin(OwnedAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         """Tags were saved by the service, by name (form.save_m2m would bypass `version`)."""
 
-    def delete_row(self, row: Task) -> bool:
+    goes_with_a_row = ("subtask", "subtasks")
+
+    def delete_row(self, row: Task) -> int:
         # As the API's DELETE: with its subtasks, and the previous occurrence loses its link
-        # with a new version (Django's SET_NULL kept it: a sync never saw the link go).
+        # with a new version (Django's SET_NULL kept it: a sync never saw the link go). How
+        # many rows went, its subtasks included: the statement's own count, no query more.
         return services.task_delete(owner_id=row.owner_id, task_id=row.pk)
 
     def deletion_order(self, rows: list) -> list:

@@ -1306,10 +1306,11 @@ def _delete_tasks(owner_id: UUID, which: str, now: datetime, **params: Any) -> i
         return cursor.fetchone()[0]
 
 
-def task_delete(*, owner_id: UUID, task_id: UUID) -> bool:
-    """Deletes the owner's task with its subtasks; False when the owner has no such task. One
+def task_delete(*, owner_id: UUID, task_id: UUID) -> int:
+    """Deletes the owner's task with its subtasks; how many rows went, the task's subtasks
+    included (0, falsy, when the owner has no such task: the admin's message counts them). One
     statement, so no transaction of its own."""
-    return _delete_tasks(owner_id, "ids", timezone.now(), ids=[task_id]) > 0
+    return _delete_tasks(owner_id, "ids", timezone.now(), ids=[task_id])
 
 
 def owned_data_delete(*, owner_id: UUID) -> None:

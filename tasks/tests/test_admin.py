@@ -1046,7 +1046,29 @@ def test_a_task_and_one_of_its_subtasks_deleted_together_each_have_their_history
     ]
     assert not LogEntry.objects.filter(object_id=str(van.pk)).exists()
     assert [str(m) for m in get_messages(response.wsgi_request)] == [
-        "Successfully deleted 2 tasks."
+        "Successfully deleted 2 tasks (and 1 subtask with them)."
+    ]
+
+
+@pytest.mark.django_db
+def test_delete_selected_tasks_counts_the_subtasks_that_went_as_its_confirmation_did(
+    admin_client, user
+):
+    """The confirmation's summary counts the subtasks going with their parent ("Tasks: 5"); the
+    message after said "Successfully deleted 2 tasks." while 5 had gone (review 31l)."""
+    plan = add_task(user, "Project plan")
+    for i in range(3):
+        add_task(user, f"Step {i}", parent=plan)
+    other = add_task(user, "Buy milk")
+    selected = {"action": "delete_selected", "_selected_action": [str(plan.pk), str(other.pk)]}
+
+    asked = admin_client.post(TASKS_URL, selected)
+    done = admin_client.post(TASKS_URL, {**selected, "post": "yes"})
+
+    assert dict(asked.context["model_count"]) == {"tasks": 5}
+    assert not Task.objects.exists()
+    assert [str(m) for m in get_messages(done.wsgi_request)] == [
+        "Successfully deleted 2 tasks (and 3 subtasks with them)."
     ]
 
 

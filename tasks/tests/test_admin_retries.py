@@ -306,7 +306,7 @@ def test_delete_selected_tasks_runs_a_task_again_when_a_subtask_is_added_to_it_m
     logged = LogEntry.objects.filter(action_flag=DELETION).values_list("object_id", flat=True)
     assert sorted(logged) == sorted([str(first.pk), str(parent.pk)])
     assert [str(message) for message in get_messages(answer.wsgi_request)] == [
-        "Successfully deleted 2 tasks."
+        "Successfully deleted 2 tasks (and 1 subtask with them)."
     ]
 
 
