@@ -323,11 +323,12 @@ def _log(request: HttpRequest, objects: list, action_flag: int, message: str) ->
         )
 
 
-def _log_completion_writes(request: HttpRequest, task: Task) -> None:
+def _log_completion_writes(request: HttpRequest, task: Task) -> int:
     """History for what completing `task` also wrote (services._after_completion): its open
     subtasks, completed with it, and the next occurrence of each recurring one. Both are told
     by the completion's instant, `task.completed_at`: the service stamps the subtasks with it
-    and creates the copies after it (a copy left from an earlier completion is older)."""
+    and creates the copies after it (a copy left from an earlier completion is older). How
+    many subtasks were completed with it."""
     now = task.completed_at
     subtasks = list(Task.objects.filter(parent=task, completed_at=now))
     # The other task by title and id: a bare id said little, and "…, completed" read as if the
@@ -343,6 +344,7 @@ def _log_completion_writes(request: HttpRequest, task: Task) -> None:
             "was completed (admin action)."
         )
         _log(request, [copy], ADDITION, message)
+    return len(subtasks)
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -816,21 +818,29 @@ class TaskAdmin(OwnedAdmin):
 
     @admin.action(description="Complete selected tasks", permissions=["change"])
     def complete(self, request: HttpRequest, queryset: QuerySet) -> None:
-        completed = self._set_completed(request, queryset, True, "Completed (admin action).")
-        if completed is not None:
-            self.message_user(request, f"Completed {completed} task(s).", done_level(completed))
+        done = self._set_completed(request, queryset, True, "Completed (admin action).")
+        if done is not None:
+            # Its open subtasks counted too, as the cap's refusal counts them: "Completed 1
+            # task(s)." above a list showing four ticked read as if three had been left.
+            completed, with_them = done
+            also = f" and {with_them} open subtask(s) with them" if with_them else ""
+            self.message_user(
+                request, f"Completed {completed} task(s){also}.", done_level(completed)
+            )
 
     @admin.action(description="Reopen selected tasks", permissions=["change"])
     def reopen(self, request: HttpRequest, queryset: QuerySet) -> None:
-        reopened = self._set_completed(request, queryset, False, "Reopened (admin action).")
-        if reopened is not None:
+        done = self._set_completed(request, queryset, False, "Reopened (admin action).")
+        if done is not None:
+            reopened, _ = done  # a reopened task's subtasks stay as they are
             self.message_user(request, f"Reopened {reopened} task(s).", done_level(reopened))
 
     def _set_completed(
         self, request: HttpRequest, queryset: QuerySet, completed: bool, message: str
-    ) -> int | None:
+    ) -> tuple[int, int] | None:
         """Completes or reopens the selected tasks not in that state yet, logging each; how many
-        it changed. None, with nothing done, past MAX_TASKS_PER_ACTION: "select all" of 1.1M
+        it changed, and how many open subtasks were completed with them (those selected too
+        among them, the loop finding them done). None, with nothing done, past MAX_TASKS_PER_ACTION: "select all" of 1.1M
         tasks is a slip, and the loop (a transaction each) must end within gunicorn's timeout."""
         to_change = queryset.filter(completed=not completed)
         count = to_change.count()
@@ -847,31 +857,32 @@ class TaskAdmin(OwnedAdmin):
                 messages.ERROR,
             )
             return None
-        changed, refused, conflicts = 0, 0, []
+        changed, with_them, refused, conflicts = 0, 0, 0, []
         for task in to_change.select_related("owner"):
             if not may_manage(request.user, task.owner):
                 refused += 1
                 continue
 
-            def set_one(task: Task = task) -> bool:
+            def set_one(task: Task = task) -> tuple[bool, int]:
                 with transaction.atomic():
                     # Read under its lock, as the API's PATCH does: one completed with its
                     # parent earlier in this loop, or changed by its user meanwhile, is not this
                     # action's doing.
                     current = task_to_write(task.owner_id, task.pk, completing=completed)
                     if current is None or current.completed == completed:
-                        return False
+                        return False, 0
                     services.task_update(
                         task=current, user=task.owner, data={"completed": completed}, locked=True
                     )
                     _log(request, [current], CHANGE, message)
-                    if completed:
-                        _log_completion_writes(request, current)
-                return True
+                    subtasks = _log_completion_writes(request, current) if completed else 0
+                return True, subtasks
 
             try:
                 # A transaction per task, so the one PostgreSQL ended can run again alone.
-                changed += run_again_on_concurrent_change(set_one)()
+                one, subtasks = run_again_on_concurrent_change(set_one)()
+                changed += one
+                with_them += subtasks
             # Its next occurrence would pass the task cap, or it has more open subtasks than
             # one completion takes (tasks.quotas.MAX_COMPLETED_PER_REQUEST).
             except Conflict as error:
@@ -893,7 +904,7 @@ class TaskAdmin(OwnedAdmin):
                 f"Left {len(conflicts)} task(s) as they were: {conflicts[0]}",
                 messages.ERROR,
             )
-        return changed
+        return changed, with_them
 
 
 class TaskListAdminForm(VersionCheckedForm, OwnedNameForm):

@@ -1576,6 +1576,22 @@ def test_completing_a_recurring_task_past_the_cap_and_allowance_leaves_it_open_a
 
 
 @pytest.mark.django_db
+def test_complete_counts_the_open_subtasks_it_completed_with_their_parent(support_client, user):
+    """The cap's refusal counts them ("open subtasks included"); the message said "Completed 1
+    task(s)." above a list showing four ticked (review 31l)."""
+    plan = add_task(user, "Project plan")
+    for n in range(3):
+        add_task(user, f"Step {n}", parent=plan)
+    add_task(user, "Done step", parent=plan, completed=True)  # not completed again
+
+    response = run_action(support_client, "complete", plan)
+
+    shown = [m.message for m in get_messages(response.wsgi_request)]
+    assert shown == ["Completed 1 task(s) and 3 open subtask(s) with them."]
+    assert Task.objects.filter(completed=True).count() == 5
+
+
+@pytest.mark.django_db
 def test_a_parent_with_more_open_subtasks_than_a_completion_takes_is_left_open_and_said(
     support_client, user, monkeypatch
 ):
