@@ -918,6 +918,42 @@ def test_deleting_a_list_moves_its_tasks_to_the_end_of_the_inbox_as_the_api_does
 
 
 @pytest.mark.django_db
+def test_a_lists_delete_confirmation_says_its_tasks_move_to_the_inbox_and_how_many(
+    admin_client, user, django_assert_max_num_queries
+):
+    """Django's said "the following objects and their related items will be deleted: Task
+    lists: 1", nothing on the list's tasks, which stay (review 31l). Counted in one query."""
+    home = services.list_create(user=user, name="Home", color=None, position=None)
+    empty = services.list_create(user=user, name="Empty", color=None, position=None)
+    pack = add_task(user, "Pack", list=home)
+    add_task(user, "Move", list=home)
+    add_task(user, "Boxes", parent=pack)
+    selected = {"action": "delete_selected", "_selected_action": [str(home.pk), str(empty.pk)]}
+
+    page = admin_client.get(f"{LISTS_URL}{home.pk}/delete/")
+    asked = admin_client.post(LISTS_URL, selected)
+
+    moved = ["Tasks moved to the end of the Inbox (they stay): 3"]
+    assert page.context["deleted_objects"] == ["Task list: Home", moved]
+    [listed] = asked.context["deletable_objects"]
+    assert listed[listed.index("Task list: Home") + 1] == moved
+    assert sorted(line for line in listed if isinstance(line, str)) == [
+        "Task list: Empty",  # no tasks: nothing said under it
+        "Task list: Home",
+    ]
+    assert dict(asked.context["model_count"]) == {"task lists": 2}
+    assert "Inbox (they stay): 3" in asked.content.decode()
+    lists = TaskList.objects.filter(pk__in=[home.pk, empty.pk])
+    with CaptureQueriesContext(connection) as queries:
+        admin_module.TaskListAdmin(TaskList, admin_module.admin.site).get_deleted_objects(
+            lists, asked.wsgi_request
+        )
+    counted = [q["sql"] for q in queries.captured_queries if 'FROM "tasks_task"' in q["sql"]]
+    assert len(counted) == 1, counted  # the tasks of every list, in one grouped COUNT
+    assert TaskList.objects.count() == 2
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("how", ["delete page", "delete selected"])
 def test_deleting_a_next_occurrence_bumps_the_version_of_the_previous_one(admin_client, user, how):
     rent = add_task(user, "Rent", due_date=date(2026, 1, 5), recurrence="FREQ=MONTHLY")
