@@ -33,6 +33,23 @@ def test_the_eleventh_attempt_from_one_address_in_a_minute_is_a_429_page(client,
 
 
 @pytest.mark.django_db
+def test_the_rate_limited_sign_in_page_shows_no_signed_in_sidebar(client, settings):
+    """It showed a signed-in page's nav sidebar: a filter box and "You don't have permission
+    to view or edit anything.", read by an agent who mistyped a password as their account
+    having lost its rights (review 31l). Django's login page has none either."""
+    settings.RATE_LIMIT_LOGIN = "1/m"
+    sign_in(client, "support@example.com", ip="10.0.9.1")
+
+    limited = sign_in(client, "support@example.com", ip="10.0.9.1")
+
+    html = limited.content.decode()
+    assert limited.status_code == 429
+    assert "Too many sign-in attempts" in html
+    assert 'id="nav-sidebar"' not in html
+    assert "have permission to view or edit anything" not in html
+
+
+@pytest.mark.django_db
 def test_while_redis_is_down_support_signs_in(dead_redis, client, support_user):
     # The admin's limit asked django-ratelimit unguarded: a ConnectionError, a 500 on every
     # sign-in, while the API's limits fail open.
