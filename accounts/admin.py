@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import actions as django_actions
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
@@ -27,7 +28,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, transaction
-from django.db.models import Count, OuterRef, Prefetch, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Sum
 from django.forms.models import model_to_dict
 from django.http import (
     Http404,
@@ -75,6 +76,7 @@ logger = logging.getLogger("todo.admin")
 ACCESS_FIELDS = ("is_staff", "is_superuser", "groups", "user_permissions")
 # How many users one action (deactivate, sign out, reset email) may take at once.
 MAX_USERS_PER_ACTION = 100
+KEPT_NAMED = 10  # staff accounts named in delete_selected's refusal, at most
 USER_COLUMNS = frozenset(field.name for field in User._meta.concrete_fields)
 EMAIL_UNIQUE_INDEX = "accounts_user_email_key"  # Django's name for the unique email column's
 
@@ -265,7 +267,13 @@ class UserAdmin(
     search_help_text = "Email or display name (any part of either)."
     list_filter = ["is_active", "is_staff", "date_joined"]
     readonly_fields = ["id", "date_joined", "last_login", "task_lists_link", "tasks_link"]
-    actions = ["deactivate", "sign_out_everywhere", "send_password_reset", "export_data"]
+    actions = [
+        "delete_selected",  # Django's, refusing staff accounts by name (see there)
+        "deactivate",
+        "sign_out_everywhere",
+        "send_password_reset",
+        "export_data",
+    ]
     fieldsets = [
         (None, {"fields": ["id", "email", "password", "opened_version"]}),
         ("Profile", {"fields": ["display_name", "timezone"]}),
@@ -377,6 +385,38 @@ class UserAdmin(
         if obj is not None and (keeps_admin_history(obj) or not may_manage(request.user, obj)):
             return False
         return super().has_delete_permission(request, obj)
+
+    @admin.action(description="Delete selected %(verbose_name_plural)s", permissions=["delete"])
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet):
+        """Django's, refused whole, before asking, when the selection holds accounts never deleted
+        here (keeps_admin_history: staff, superusers, former agents with history; support may
+        not manage them either), named in the error. Django's confirmation told even a superuser
+        only that their account "doesn't have permission to delete" users, naming none: with
+        30 selected, nothing said which to untick, nor why (review 31l)."""
+        kept = list(
+            queryset.filter(
+                Q(is_staff=True)
+                | Q(is_superuser=True)
+                | Exists(LogEntry.objects.filter(user_id=OuterRef("pk")))
+            )
+            .order_by("email")
+            .values_list("email", flat=True)[: KEPT_NAMED + 1]
+        )
+        if kept:
+            named = ", ".join(kept[:KEPT_NAMED]) + (" and others" if len(kept) > KEPT_NAMED else "")
+            which = (
+                "is a staff account (or has acted in the admin): deactivate it"
+                if len(kept) == 1
+                else "are staff accounts (or have acted in the admin): deactivate them"
+            )
+            self.message_user(
+                request,
+                f"Nothing deleted: {named} {which} instead. Their admin history is kept, so "
+                "they are never deleted.",
+                messages.ERROR,
+            )
+            return None
+        return django_actions.delete_selected(self, request, queryset)
 
     def delete_model(self, request: HttpRequest, obj: User) -> None:
         # As the API deletes an account: Django's plain cascade is a 500 for a user with lists.

@@ -1188,7 +1188,10 @@ def test_a_staff_account_is_never_deleted_so_its_history_stays(admin_client, sup
         },
     )
 
-    assert page.status_code == selected.status_code == 403
+    assert page.status_code == 403
+    assert selected.status_code == 302  # refused before asking, naming it (review 31l)
+    [refusal] = [str(m) for m in get_messages(selected.wsgi_request)]
+    assert refusal.startswith(f"Nothing deleted: {support_user.email} is a staff account")
     assert User.objects.filter(pk__in=[support_user.pk, user.pk]).count() == 2
     assert LogEntry.objects.filter(user=support_user).count() == 1
     assert admin_client.post(f"{USERS_URL}{user.pk}/delete/", {"post": "yes"}).status_code == 302

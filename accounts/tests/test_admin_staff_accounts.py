@@ -5,6 +5,7 @@ accounts without staff rights (todo_project.admin_site.may_manage)."""
 import pytest
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group
+from django.contrib.messages import get_messages
 
 from accounts.models import User
 from tasks import services
@@ -40,11 +41,41 @@ def test_support_with_the_delete_right_cannot_delete_a_staff_account(
     asked = delete_selected(granted_client, user, staff, confirmed=False)
     confirmed = delete_selected(granted_client, user, staff)
 
-    assert (page.status_code, posted.status_code, confirmed.status_code) == (403, 403, 403)
-    assert asked.context["perms_lacking"] == {"user"}  # Django's "you don't have permission"
+    assert (page.status_code, posted.status_code) == (403, 403)
+    # Refused before asking, naming the account and why: Django's confirmation said only "you
+    # don't have permission to delete ... user" (review 31l).
+    for answer in (asked, confirmed):
+        assert answer.status_code == 302
+        assert [str(m) for m in get_messages(answer.wsgi_request)][-1] == (
+            f"Nothing deleted: {staff.email} is a staff account (or has acted in the admin): "
+            "deactivate it instead. Their admin history is kept, so they are never deleted."
+        )
     assert User.objects.filter(pk__in=[staff.pk, user.pk]).count() == 2
     assert Task.objects.filter(owner=staff).exists()
     assert not LogEntry.objects.filter(action_flag=DELETION).exists()
+
+
+@pytest.mark.django_db
+def test_a_superuser_deleting_a_selection_with_staff_accounts_is_told_which_and_why(
+    admin_client, user, make_user
+):
+    """A superuser was told "your account doesn't have permission to delete the following types
+    of objects: user", naming nobody (review 31l): each account kept is named, nothing goes."""
+    colleague = make_user(email="colleague@example.com", is_staff=True)
+    former = make_user(email="former@example.com")  # an agent once: their history stays
+    LogEntry.objects.create(user=former, action_flag=DELETION, object_repr="x")
+
+    asked = delete_selected(admin_client, user, colleague, former, confirmed=False)
+    confirmed = delete_selected(admin_client, user, colleague, former)
+
+    for answer in (asked, confirmed):
+        assert answer.status_code == 302
+        assert [str(m) for m in get_messages(answer.wsgi_request)][-1] == (
+            "Nothing deleted: colleague@example.com, former@example.com are staff accounts (or "
+            "have acted in the admin): deactivate them instead. Their admin history is kept, so "
+            "they are never deleted."
+        )
+    assert User.objects.filter(pk__in=[user.pk, colleague.pk, former.pk]).count() == 3
 
 
 @pytest.mark.django_db
