@@ -144,3 +144,12 @@ def granted_client(client, granted):
     """A Django test client signed in to the admin as `granted`."""
     client.force_login(granted)
     return client
+
+
+@pytest.fixture
+def staff_accounts(make_user) -> dict[str, User]:
+    """Accounts whose data support may only view (todo_project.admin_site.may_manage)."""
+    return {
+        "a superuser": make_user(email="root@example.com", is_staff=True, is_superuser=True),
+        "a colleague": make_user(email="colleague@example.com", is_staff=True),
+    }

@@ -20,14 +20,6 @@ def delete_selected(client, *users: User, confirmed: bool = True):
     return client.post(USERS_URL, {**data, "post": "yes"} if confirmed else data)
 
 
-@pytest.fixture
-def staff_accounts(make_user) -> dict[str, User]:
-    return {
-        "a superuser": make_user(email="root@example.com", is_staff=True, is_superuser=True),
-        "a colleague": make_user(email="colleague@example.com", is_staff=True),
-    }
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("whose", ["a superuser", "a colleague"])
 def test_support_with_the_delete_right_cannot_delete_a_staff_account(

@@ -47,21 +47,13 @@ def exists(row) -> bool:
     return type(row).objects.filter(pk=row.pk).exists()
 
 
-@pytest.fixture
-def staff_owners(make_user) -> dict[str, User]:
-    return {
-        "a superuser": make_user(email="root@example.com", is_staff=True, is_superuser=True),
-        "a colleague": make_user(email="colleague@example.com", is_staff=True),
-    }
-
-
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("whose", ["a superuser", "a colleague"])
 def test_support_with_the_delete_right_cannot_delete_a_staff_accounts_row_on_its_page(
-    granted_client, staff_owners, model, whose
+    granted_client, staff_accounts, model, whose
 ):
-    row = make_row(model, staff_owners[whose])
+    row = make_row(model, staff_accounts[whose])
 
     page = granted_client.get(url(model, f"{row.pk}/delete/"))
     posted = granted_client.post(url(model, f"{row.pk}/delete/"), {"post": "yes"})
@@ -78,9 +70,9 @@ def test_support_with_the_delete_right_cannot_delete_a_staff_accounts_row_on_its
 @pytest.mark.parametrize("whose", ["a superuser", "a colleague"])
 @pytest.mark.parametrize("confirmed", [False, True], ids=["asked", "confirmed"])
 def test_support_with_the_delete_right_cannot_delete_a_selection_with_a_staff_accounts_row(
-    granted_client, staff_owners, user, model, whose, confirmed
+    granted_client, staff_accounts, user, model, whose, confirmed
 ):
-    theirs = make_row(model, staff_owners[whose])
+    theirs = make_row(model, staff_accounts[whose])
     mine = make_row(model, user, "Groceries")
 
     response = delete_selected(granted_client, model, mine, theirs, confirmed=confirmed)
@@ -99,13 +91,13 @@ def test_support_with_the_delete_right_cannot_delete_a_selection_with_a_staff_ac
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", MODELS)
 def test_the_delete_confirmation_of_a_staff_accounts_row_says_it_is_not_permitted(
-    granted, staff_owners, model, rf
+    granted, staff_accounts, model, rf
 ):
     # Behind the refusal above: Django's own confirmation, as the delete page and "delete
     # selected" build it, names what the agent may not delete (and refuses the POST).
     from django.contrib import admin
 
-    row = make_row(model, staff_owners["a colleague"])
+    row = make_row(model, staff_accounts["a colleague"])
     request = rf.get("/")
     request.user = granted
     model_admin = admin.site.get_model_admin(MODELS[model])
@@ -136,9 +128,9 @@ def test_support_with_the_delete_right_deletes_a_users_rows(granted_client, user
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("whose", ["a superuser", "a colleague"])
 def test_support_with_the_add_right_cannot_add_a_row_for_a_staff_account(
-    granted_client, staff_owners, model, whose
+    granted_client, staff_accounts, model, whose
 ):
-    response = granted_client.post(url(model, "add/"), add_form(model, staff_owners[whose]))
+    response = granted_client.post(url(model, "add/"), add_form(model, staff_accounts[whose]))
 
     assert response.status_code == 200  # the form again, with its error
     assert response.context["adminform"].form.errors == {"owner": [NOT_A_CHOICE]}
@@ -148,7 +140,7 @@ def test_support_with_the_add_right_cannot_add_a_row_for_a_staff_account(
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", MODELS)
 def test_the_owner_choices_of_support_are_the_accounts_without_staff_rights(
-    granted_client, admin_client, staff_owners, user, model
+    granted_client, admin_client, staff_accounts, user, model
 ):
     form = granted_client.get(url(model, "add/")).context["adminform"].form
     # The owner's raw-id lookup: the users' list, in a popup.
@@ -175,10 +167,10 @@ def test_support_with_the_add_right_adds_a_row_for_a_user(granted_client, user, 
 @pytest.mark.django_db
 @pytest.mark.parametrize("model", MODELS)
 def test_a_superuser_deletes_and_adds_the_rows_of_staff_accounts(
-    admin_client, staff_owners, user, model
+    admin_client, staff_accounts, user, model
 ):
     # `admin_client` is pytest-django's superuser: another superuser's and a colleague's rows.
-    root, colleague = staff_owners["a superuser"], staff_owners["a colleague"]
+    root, colleague = staff_accounts["a superuser"], staff_accounts["a colleague"]
     one, two, three = (make_row(model, root, "One"), make_row(model, colleague, "Two"), None)
     three = make_row(model, user, "Three")
 
