@@ -1782,3 +1782,23 @@ def test_the_delete_page_of_a_tag_counts_its_tasks_instead_of_naming_each_link(
     done = admin_client.post(f"/admin/tasks/tag/{home.pk}/delete/", {"post": "yes"})
     assert done.status_code == 302 and not Tag.objects.filter(pk=home.pk).exists()
     assert Task.objects.filter(owner=owner).count() == 300
+
+
+@pytest.mark.django_db
+def test_a_due_date_is_typed_as_the_widget_shows_it_never_read_as_a_us_date(support_client, user):
+    # Django's en-us inputs also took 12/05/2026, as 5 December: an agent outside the US who
+    # meant 12 May saved another day without a word (review 31l).
+    task = add_task(user, "Pay rent", due_date=date(2026, 12, 1))
+    for typed in ("12/05/2026", "12/05/26", "Dec 05 2026"):
+        response = support_client.post(
+            f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_date=typed)
+        )
+        assert response.status_code == 200  # the form again, with its error
+        assert response.context["adminform"].form.errors["due_date"] == ["Enter a valid date."]
+    task.refresh_from_db()
+    assert task.due_date == date(2026, 12, 1)
+    support_client.post(
+        f"{TASKS_URL}{task.pk}/change/", change_form_data(task, due_date="2026-05-12")
+    )
+    task.refresh_from_db()
+    assert task.due_date == date(2026, 5, 12)
