@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 from django.db import connection
+from django.db.models.signals import post_init
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
@@ -30,6 +31,32 @@ def test_bulk_complete_cascades_and_counts_only_changed_tasks(api_client, make_t
     assert parent.completed and parent.completed_at and parent.version == 2
     assert sub.completed and sub.version == 2
     assert Task.objects.get(pk=done.pk).version == 1
+
+
+def test_a_bulk_complete_builds_a_task_instance_only_for_a_recurring_task(user):
+    # A Task instance for each of 100 completed tasks, and the ORM's statements built for each
+    # request, were ~40 % of the completion's CPU: plain tasks are completed as rows.
+    plain = [services.task_create(user=user, data={"title": f"t{n}"}) for n in range(3)]
+    daily = services.task_create(
+        user=user, data={"title": "d", "due_date": date(2999, 1, 1), "recurrence": "FREQ=DAILY"}
+    )
+    built = []
+
+    def record(instance, **kwargs):
+        built.append(instance.pk)
+
+    post_init.connect(record, sender=Task)
+    try:
+        response = bulk(
+            client_for(user), action="complete", ids=[str(daily.pk)] + [str(t.pk) for t in plain]
+        )
+    finally:
+        post_init.disconnect(record, sender=Task)
+    assert response.json() == {"updated": 4}
+    assert Task.objects.filter(pk__in=[t.pk for t in plain], completed=True).count() == 3
+    daily.refresh_from_db()
+    # The recurring task and its next occurrence, nothing else.
+    assert sorted(built) == sorted([daily.pk, daily.next_occurrence_id])
 
 
 def test_bulk_complete_creates_next_occurrences(api_client, make_task):
