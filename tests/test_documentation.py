@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import client_for
+from tasks import services
+from tasks.models import TaskList
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,3 +61,31 @@ def test_the_layout_names_every_module_of_todo_project():
     # "settings, urls, wsgi/asgi" name those four without their .py.
     named = re.sub(r"\b(settings|urls|wsgi|asgi)\b", r"\1.py", layout)
     assert sorted(name for name in modules + directories if name not in named) == []
+
+
+@pytest.mark.django_db
+def test_the_readme_has_the_proxy_compress_only_answers_without_an_etag(user):
+    # nginx marks a strong ETag weak when it compresses, and a weak tag never matches If-Match:
+    # compressing a task or a list would make every conditional write of its clients a 412.
+    task = services.task_create(user=user, data={"title": "a"})
+    task_list = TaskList.objects.create(owner=user, name="Home", position=1)
+    located = re.search(r"location ~ (\S+) \{\n\s*gzip on;", (ROOT / "README.md").read_text())
+    assert located, "the nginx example moved"
+    client = client_for(user)
+    compressed = {}
+    for path in [
+        "/api/v1/tasks/",
+        "/api/v1/tasks/changes/",
+        "/api/v1/lists/",
+        "/api/v1/tags/",
+        f"/api/v1/tasks/{task.pk}/",
+        f"/api/v1/lists/{task_list.pk}/",
+        "/api/v1/auth/me/",
+    ]:
+        response = client.get(path)
+        assert response.status_code == 200
+        if re.search(located.group(1), path):
+            compressed[path] = response.get("ETag")
+    assert compressed == dict.fromkeys(
+        ["/api/v1/tasks/", "/api/v1/tasks/changes/", "/api/v1/lists/", "/api/v1/tags/"]
+    )
