@@ -1,6 +1,8 @@
 """The shapes of lists, tasks and tags on the wire: input checks and output rendering."""
 
 import copy
+import uuid
+from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
@@ -432,8 +434,23 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
         return attrs
 
 
+class OwnedIdField(OwnedPrimaryKeyRelatedField):
+    """The id of one of the caller's rows, checked for its form only: the write reads the row
+    itself, in a statement it runs anyway. Same schema as OwnedPrimaryKeyRelatedField."""
+
+    def to_internal_value(self, data: Any) -> uuid.UUID:
+        return self.pk_field.to_internal_value(data)
+
+    def looked_up(self, data: Any):
+        """OwnedPrimaryKeyRelatedField's value (a statement; a 400 if unknown): for an error
+        path that must name an unknown id as the field did when it looked it up."""
+        return super().to_internal_value(data)
+
+
 class TaskMoveSerializer(serializers.Serializer):
-    after = OwnedPrimaryKeyRelatedField(
+    # Read by the move under its group lock (services._place_after): a lookup here too cost a
+    # statement. An unknown anchor is still named with the other fields' errors: below.
+    after = OwnedIdField(
         model=Task,
         allow_null=True,
         help_text="The task to place this one right after (same list and parent), or null for "
@@ -445,6 +462,20 @@ class TaskMoveSerializer(serializers.Serializer):
         required=False,
         help_text="Move into this list (null: the Inbox). Left out: the task's own list.",
     )
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as refused:
+            # Another field is refused: an unknown anchor is named too, first (field order), as
+            # when `after` was looked up here. Only on this path: a valid body reads it once.
+            anchor = data.get("after") if isinstance(data, Mapping) else None
+            if anchor is not None and "after" not in refused.detail:
+                try:
+                    self.fields["after"].looked_up(anchor)
+                except serializers.ValidationError as unknown:
+                    refused.detail = {"after": unknown.detail, **refused.detail}
+            raise
 
 
 class TaskBulkSerializer(serializers.Serializer):

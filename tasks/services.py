@@ -59,6 +59,7 @@ from tasks.models import (
     TaskList,
     loaded_columns,
     named,
+    owned_instance,
     tags_named,
     task_insert_sql,
     task_save,
@@ -475,13 +476,16 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
     """Sets task.position right after the anchor, which must be another task of the task's
     group: a 400 otherwise. False when the task is right after it already. The caller holds
     the group lock, so the anchor read here stays where it is; `in_group`: as for
-    _place_first."""
+    _place_first. This is the move's only read of the anchor: not the owner's, or gone, it is
+    the 400 the serializer's lookup gave (OwnedIdField)."""
     params = {"owner": task.owner_id, "anchor": anchor_id, "task": task.pk}
     for attempt in range(2):
         with connection.cursor() as cursor:
             cursor.execute(_ANCHOR_AND_NEXT_OTHER_RANK, params)
             anchor = cursor.fetchone()
-        if anchor is None or anchor[:2] != task.sibling_group or anchor_id == task.pk:
+        if anchor is None:
+            raise ValidationError({"after": [NO_SUCH_TASK]})
+        if anchor[:2] != task.sibling_group or anchor_id == task.pk:
             raise ValidationError(
                 {"after": ["Must be another task of the same list and parent, or null."]}
             )
@@ -1329,25 +1333,31 @@ def owned_data_delete(*, owner_id: UUID) -> None:
 
 
 def task_move(
-    *, task: Task, after: Task | None, list_: Any = UNCHANGED, locked: bool = False
+    *, task: Task, after: Task | UUID | None, list_: Any = UNCHANGED, locked: bool = False
 ) -> Task:
     """Moves a task right after `after` (None: first) in `list_` (None: the Inbox; UNCHANGED:
     its own list). `after` must be a sibling in the target group; a subtask stays in its
     parent's list. A cross-list move keeps the id and takes the subtasks along. `locked`: as
-    for task_update."""
+    for task_update. `after` may be a task or its id (the API's, not read yet): either way
+    it is read under the group lock (_place_after)."""
+    anchor_id = getattr(after, "pk", after)
     with _row_for_write(task, locked=locked) as current:
         old_group = current.sibling_group
         target_list_id = current.list_id if list_ is UNCHANGED else getattr(list_, "pk", None)
         if current.parent_id is not None and target_list_id != current.list_id:
+            # An unknown anchor is the 400 here, as when the serializer looked it up: read
+            # for this refusal only.
+            if anchor_id is not None and owned_instance(Task, current.owner_id, anchor_id) is None:
+                raise ValidationError({"after": [NO_SUCH_TASK]})
             raise ValidationError({"list": [NOT_PARENTS_LIST]})
         current.list_id = target_list_id
         in_group = current.sibling_group == old_group
         _lock_groups(current.owner_id, [old_group, current.sibling_group])
-        if after is None:
+        if anchor_id is None:
             moved = _place_first(current, in_group=in_group)
         else:
-            # Read again under the lock: `after` may have moved (or gone) since the caller read it.
-            moved = _place_after(current, after.pk, in_group=in_group)
+            # Read under the lock: `after` may have moved (or gone) since a caller read it.
+            moved = _place_after(current, anchor_id, in_group=in_group)
         if not moved:  # already there: nothing changes, so neither do version and updated_at
             return current
         current.version += 1

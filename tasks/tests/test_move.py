@@ -8,7 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from tasks import services
-from tasks.models import POSITION_GAP, Task
+from tasks.models import NO_SUCH_LIST, NO_SUCH_TASK, POSITION_GAP, Task
+from todo_project.fields import UUID_MESSAGE as INVALID_UUID
 from todo_project.tests.helpers import run_in_threads
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +114,54 @@ def test_a_subtask_moves_among_its_siblings_only(api_client, make_task, make_lis
     assert response.status_code == 400
     # The words of a create or a PATCH putting a subtask elsewhere: one rule, one wording.
     assert response.json()["errors"] == {"list": [services.NOT_PARENTS_LIST]}
+
+
+UNKNOWN = "00000000-0000-4000-8000-00000000dead"
+AFTER_UNKNOWN = {"after": [NO_SUCH_TASK]}
+OTHER_GROUP = {"after": ["Must be another task of the same list and parent, or null."]}
+
+
+@pytest.mark.parametrize(
+    ("mover", "body", "errors"),
+    [
+        ("a", {"after": UNKNOWN}, AFTER_UNKNOWN),
+        ("a", {"after": "theirs"}, AFTER_UNKNOWN),  # someone else's: as unknown
+        ("a", {"after": "a"}, OTHER_GROUP),
+        ("a", {"after": "h"}, OTHER_GROUP),
+        # The anchor is read by the move, not the serializer; an unknown one still comes with
+        # the other fields' errors, first, in the fields' order.
+        ("a", {"after": UNKNOWN, "list": UNKNOWN}, {**AFTER_UNKNOWN, "list": [NO_SUCH_LIST]}),
+        ("a", {"list": "bad", "after": "theirs"}, {**AFTER_UNKNOWN, "list": [INVALID_UUID]}),
+        ("a", {"after": "b", "list": UNKNOWN}, {"list": [NO_SUCH_LIST]}),
+        ("a", {"after": None, "list": UNKNOWN}, {"list": [NO_SUCH_LIST]}),
+        ("a", {"after": "bad", "list": UNKNOWN}, {"after": [INVALID_UUID], "list": [NO_SUCH_LIST]}),
+        # A subtask leaving its parent's list: an unknown anchor is named before that rule.
+        ("s1", {"after": UNKNOWN, "list": "home"}, AFTER_UNKNOWN),
+        ("s1", {"after": "theirs", "list": "home"}, AFTER_UNKNOWN),
+        ("s1", {"after": "s2", "list": "home"}, {"list": [services.NOT_PARENTS_LIST]}),
+        ("s1", {"after": None, "list": "home"}, {"list": [services.NOT_PARENTS_LIST]}),
+        ("s1", {"after": UNKNOWN}, AFTER_UNKNOWN),
+    ],
+)
+def test_guard_a_move_names_a_refused_anchor_as_before(
+    api_client, make_task, make_list, other_user, mover, body, errors
+):
+    home = make_list("Home")
+    parent = make_task("parent")
+    ids = {
+        "a": make_task("a"),
+        "b": make_task("b"),
+        "h": make_task("h", list=home),
+        "s1": make_task("s1", parent=parent),
+        "s2": make_task("s2", parent=parent),
+        "theirs": make_task("theirs", owner=other_user),
+        "home": home,
+    }
+    sent = {key: str(ids[value].pk) if value in ids else value for key, value in body.items()}
+    response = api_client.post(f"/api/v1/tasks/{ids[mover].pk}/move/", sent, format="json")
+    assert response.status_code == 400
+    assert list(response.json()["errors"].items()) == list(errors.items())  # in this order
+    assert Task.objects.get(pk=ids[mover].pk).version == 1
 
 
 def test_a_used_up_gap_moves_only_the_tasks_crowded_into_it(make_task, make_list):

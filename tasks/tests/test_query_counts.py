@@ -114,9 +114,9 @@ def test_a_create_writes_its_tags_in_one_insert(
         ("patch", "/api/v1/tasks/{task}/", {"title": "new", "tags": ["tag0", "tag1"]}, 8),
         # The same tags in another order and case: nothing to set.
         ("patch", "/api/v1/tasks/{task}/", {"tags": [f"TAG{i}" for i in range(4, -1, -1)]}, 5),
-        # The user; savepoint, the task locked as it is read, the anchor, the group lock, the
-        # anchor again (under the lock) with the rank after it, the task saved, release.
-        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 8),
+        # The user; savepoint, the task locked as it is read, the group lock, the anchor (read
+        # once, under the lock) with the rank after it, the task saved, release.
+        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 7),
         # The user; the task deleted with its subtasks, tags and links, in one statement.
         ("delete", "/api/v1/tasks/{task}/", None, 2),
     ],

@@ -5,7 +5,7 @@ from django.db.transaction import TransactionManagementError
 from rest_framework.exceptions import ValidationError
 
 from tasks import services
-from tasks.models import POSITION_GAP, Tag, Task
+from tasks.models import NO_SUCH_TASK, POSITION_GAP, Tag, Task
 from tasks.quotas import lock_owner
 
 pytestmark = pytest.mark.django_db
@@ -84,9 +84,12 @@ def test_tags_are_found_whatever_the_case_and_created_once(user, other_user):
 def test_moving_after_a_task_deleted_meanwhile_is_a_field_error(user, make_task):
     task, anchor = make_task("task"), make_task("anchor")
     services.task_delete(owner_id=anchor.owner_id, task_id=anchor.pk)
-    with pytest.raises(ValidationError) as raised:
-        services.task_move(task=task, after=anchor)  # `anchor` as a request read it before
-    assert list(raised.value.detail) == ["after"]
+    for after in (anchor, anchor.pk):  # as a caller read it before; an id the API's read not
+        with pytest.raises(ValidationError) as raised:
+            services.task_move(task=task, after=after)
+        # The move's only read of the anchor is under the group lock: gone is unknown, as the
+        # serializer's lookup said before (it read the anchor first, then the move again).
+        assert raised.value.detail == {"after": [NO_SUCH_TASK]}
 
 
 def test_the_services_check_a_new_parent_themselves(user, make_task, make_list):
