@@ -123,6 +123,15 @@ class OwnedQuerySet(models.QuerySet):
         return self.filter(owner=user)
 
 
+class TaskManager(models.Manager.from_queryset(OwnedQuerySet)):
+    def get_queryset(self) -> OwnedQuerySet:
+        # The search vector is PostgreSQL's, for searching: never read into a worker. Read, it
+        # was up to ~190 kB a task (10,000 characters of joined words): a bulk action of 500
+        # such tasks took a worker from 73 to 244 MB for good, an admin page +40 MB (review
+        # 32b). Written by PostgreSQL (a generated column), filtered on in SQL only.
+        return super().get_queryset().defer("search_vector")
+
+
 def loaded_columns(model: type[models.Model]) -> list[str]:
     """The columns an instance is read with: a generated one (a task's search vector) is the
     database's business, not the app's."""
@@ -506,7 +515,7 @@ class Task(models.Model):
         db_persist=True,
     )
 
-    objects = OwnedQuerySet.as_manager()
+    objects = TaskManager()
 
     # Not columns: known for a task read by task_to_write() or written by the services (None:
     # not known). A write answers with `tag_names` instead of reading the task back, and a

@@ -1,0 +1,62 @@
+"""A task's search vector stays in PostgreSQL: no statement reads it back into a worker.
+
+It is up to ~190 kB a task (a 10,000-character description of joined words gives ~4,700
+lexemes): a bulk action on 500 such tasks took a gunicorn worker from 73 to 244 MB for good,
+an admin page of them +40 MB (review 32b). Task's manager defers it (models.TaskManager).
+"""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from tasks import services
+from tasks.models import Task
+
+pytestmark = pytest.mark.django_db
+
+
+def reads_the_vector(captured: CaptureQueriesContext) -> list[str]:
+    """The statements whose select list has the column (a search only filters on it)."""
+    return [
+        query["sql"][:160]
+        for query in captured.captured_queries
+        if query["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
+        and '"search_vector"' in query["sql"].split(" FROM ", 1)[0]
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "complete"},
+        {"action": "reopen"},
+        {"action": "set_priority", "priority": "high"},
+        {"action": "add_tags", "tags": ["a"]},
+        {"action": "remove_tags", "tags": ["a"]},
+        {"action": "move", "list": None},
+        {"action": "delete"},
+    ],
+)
+def test_no_bulk_action_reads_the_search_vectors(api_client, make_task, body):
+    parent = make_task("parent", description="words " * 100, tags=["a"])
+    make_task("sub", parent=parent)
+    ids = [str(parent.pk), str(make_task("other", recurrence=None).pk)]
+    with CaptureQueriesContext(connection) as captured:
+        answer = api_client.post("/api/v1/tasks/bulk/", {**body, "ids": ids}, format="json")
+    assert answer.status_code == 200, answer.json()
+    assert reads_the_vector(captured) == []
+
+
+def test_the_admin_and_the_orm_leave_the_search_vectors_out(client, make_task, staff_accounts):
+    task = make_task("a", description="words " * 100)
+    make_task("sub", parent=task)
+    client.force_login(staff_accounts["a superuser"])
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(f"/admin/tasks/task/?owner__id__exact={task.owner_id}").status_code == 200
+        assert client.get(f"/admin/tasks/task/{task.pk}/change/").status_code == 200
+        list(Task.objects.owned_by(task.owner))
+        list(task.subtasks.all())
+        services.task_update(task=task, user=task.owner, data={"title": "b"})
+    assert reads_the_vector(captured) == []
+    # Searching still works: the column is deferred, not gone.
+    assert Task.objects.filter(search_vector__isnull=False, pk=task.pk).exists()
