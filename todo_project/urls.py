@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.templatetags.static import static
 from django.urls import include, path
+from django.views import defaults
 from django.views.generic import RedirectView
 from drf_spectacular.views import (
     SpectacularAPIView,
@@ -10,6 +11,26 @@ from drf_spectacular.views import (
 )
 
 from todo_project.health import healthz, readyz
+from todo_project.problems import ApiProblemMiddleware, answers_problems
+
+
+def _problem_on_the_api(default_view):
+    """Django's error page, as a problem on the API's paths. Django answers with these views an
+    exception raised by a middleware outside ApiProblemMiddleware: SecurityMiddleware's HTTPS
+    redirect reads the Host first, so a Host not served over plain HTTP got an HTML page
+    (review 32c: a client using the server's IP behind nginx's port-80 server)."""
+
+    def view(request, *args, **kwargs):
+        response = default_view(request, *args, **kwargs)
+        if answers_problems(request.path):
+            return ApiProblemMiddleware._as_problem(request, response)
+        return response
+
+    return view
+
+
+handler400 = _problem_on_the_api(defaults.bad_request)
+handler500 = _problem_on_the_api(defaults.server_error)
 
 urlpatterns = [
     # The address a person opens first: the API's documentation, not a bare "Not Found".
