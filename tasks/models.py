@@ -128,7 +128,9 @@ class TaskManager(models.Manager.from_queryset(OwnedQuerySet)):
         # The search vector is PostgreSQL's, for searching: never read into a worker. Read, it
         # was up to ~190 kB a task (10,000 characters of joined words): a bulk action of 500
         # such tasks took a worker from 73 to 244 MB for good, an admin page +40 MB (review
-        # 32b). Written by PostgreSQL (a generated column), filtered on in SQL only.
+        # 32b). Written by PostgreSQL (a generated column), filtered on in SQL only. Django's
+        # base manager still reads it for one row a forward access loads (`subtask.parent`):
+        # the admin shows a next occurrence through this manager (TaskAdmin).
         return super().get_queryset().defer("search_vector")
 
 

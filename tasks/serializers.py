@@ -470,7 +470,8 @@ class TaskMoveSerializer(serializers.Serializer):
             # Another field is refused: an unknown anchor is named too, first (field order), as
             # when `after` was looked up here. Only on this path: a valid body reads it once.
             anchor = data.get("after") if isinstance(data, Mapping) else None
-            if anchor is not None and "after" not in refused.detail:
+            # "" is null to a related field (RelatedField.run_validation), as `after` took it.
+            if anchor not in (None, "") and "after" not in refused.detail:
                 try:
                     self.fields["after"].looked_up(anchor)
                 except serializers.ValidationError as unknown:

@@ -1055,7 +1055,8 @@ def _cascade_completion(
     *, user: User, parent_ids: Sequence[UUID], completing: int, now: datetime
 ) -> list[Task]:
     """Completes the open subtasks of these parents, among the `completing` tasks that the
-    request completes; returns them (completed). A 409 when those tasks and the subtasks are
+    request completes; returns the recurring ones (completed: their next occurrences follow;
+    a plain subtask needs no instance). A 409 when those tasks and the subtasks are
     more than one request completes (ensure_completion_size): the UPDATE stops one past the
     bound, so its cost is bounded too."""
     if not parent_ids:
@@ -1078,7 +1079,8 @@ def _cascade_completion(
         )
         rows = cursor.fetchall()
     ensure_completion_size(completing=completing + len(rows), most=MAX_COMPLETED_PER_REQUEST)
-    return [Task.from_db(connection.alias, columns, row) for row in rows]
+    rule = columns.index("recurrence")
+    return [Task.from_db(connection.alias, columns, row) for row in rows if row[rule] is not None]
 
 
 def _after_completion(

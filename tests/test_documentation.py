@@ -104,3 +104,12 @@ def test_the_readme_s_nginx_problems_are_shaped_as_the_app_s(anon_client, settin
         assert set(problem) == set(app_problem), status
         assert (problem["status"], problem["title"]) == (int(status), title_for(int(status)))
     assert f"larger than {settings.MAX_REQUEST_BODY_BYTES} bytes" in readme
+
+
+def test_the_readme_s_nginx_example_hides_nginx_s_version_in_every_answer():
+    # Set in the 443 server only, the port-80 server's 301 still named nginx's version (32e).
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```nginx\n(.*?)```", readme, re.DOTALL).group(1)
+    outside, *servers = re.split(r"(?m)^server \{", block)
+    assert servers, "the nginx example moved"
+    assert "server_tokens off;" in outside or all("server_tokens off;" in s for s in servers)

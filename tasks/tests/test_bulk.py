@@ -417,3 +417,25 @@ def test_a_bulk_move_counts_the_named_subtasks_that_went_with_their_parent(
     assert response.json() == {"updated": 2}
     moved = api_client.get(f"/api/v1/tasks/{sub.pk}/").json()
     assert moved["list"] == str(home.pk) and moved["version"] == 2
+
+
+def test_a_bulk_complete_builds_no_task_instance_for_a_plain_subtask(user):
+    # The cascade built one for each subtask it completed, up to 999 a request (review 32e).
+    parent = services.task_create(user=user, data={"title": "p"})
+    for n in range(3):
+        services.task_create(user=user, data={"title": f"s{n}", "parent": parent})
+    built = []
+
+    def record(instance, **kwargs):
+        built.append(instance.pk)
+
+    post_init.connect(record, sender=Task)
+    try:
+        answer = client_for(user).post(
+            "/api/v1/tasks/bulk/", {"action": "complete", "ids": [str(parent.pk)]}, format="json"
+        )
+    finally:
+        post_init.disconnect(record, sender=Task)
+    assert answer.json() == {"updated": 1}
+    assert Task.objects.filter(parent=parent, completed=True).count() == 3
+    assert built == []

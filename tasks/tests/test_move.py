@@ -1,5 +1,6 @@
 import functools
 import random
+import uuid
 from datetime import date
 
 import pytest
@@ -444,3 +445,21 @@ def test_concurrent_moves_keep_a_total_order(make_user, gap_used_up):
     assert titles[0] == "a" and titles[-1] == "b" and len(titles) == 8
     positions = list(Task.objects.filter(owner=owner).values_list("position", flat=True))
     assert len(set(positions)) == 8
+
+
+# `"after": ""` is null to a related field; the anchor's lookup on the error path refused it as
+# "Must be a valid UUID." beside the other field's error (review 32e).
+@pytest.mark.parametrize("list_value", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown", "bad"])
+def test_an_empty_anchor_is_null_when_another_field_is_refused(api_client, make_task, list_value):
+    make_task("a")
+    b = make_task("b")
+    # Alone, "" is null (first place).
+    assert (
+        api_client.post(f"/api/v1/tasks/{b.pk}/move/", {"after": ""}, format="json").status_code
+        == 200
+    )
+    answer = api_client.post(
+        f"/api/v1/tasks/{b.pk}/move/", {"after": "", "list": list_value}, format="json"
+    )
+    assert answer.status_code == 400
+    assert list(answer.json()["errors"]) == ["list"], answer.json()["errors"]

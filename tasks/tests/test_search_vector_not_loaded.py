@@ -5,6 +5,8 @@ lexemes): a bulk action on 500 such tasks took a gunicorn worker from 73 to 244 
 an admin page of them +40 MB (review 32b). Task's manager defers it (models.TaskManager).
 """
 
+from datetime import date
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -60,3 +62,19 @@ def test_the_admin_and_the_orm_leave_the_search_vectors_out(client, make_task, s
     assert reads_the_vector(captured) == []
     # Searching still works: the column is deferred, not gone.
     assert Task.objects.filter(search_vector__isnull=False, pk=task.pk).exists()
+
+
+def test_the_admin_change_page_of_a_task_with_a_next_occurrence_leaves_the_vectors_out(
+    client, make_task, staff_accounts, user
+):
+    # The read-only `next_occurrence` went through the forward key, Task's base manager, which
+    # defers nothing; the copy has the original's description (review 32e).
+    task = make_task(
+        "daily", description="words " * 100, recurrence="FREQ=DAILY", due_date=date(2999, 1, 1)
+    )
+    services.task_complete(task=task, user=user)
+    assert Task.objects.get(pk=task.pk).next_occurrence_id is not None
+    client.force_login(staff_accounts["a superuser"])
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(f"/admin/tasks/task/{task.pk}/change/").status_code == 200
+    assert reads_the_vector(captured) == []
