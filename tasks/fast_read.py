@@ -235,8 +235,9 @@ class CompiledRows:
 
 
 class SearchedRows(CompiledRows):
-    """A searched list's rows: the page's SQL chosen by how many tasks match, which the
-    paginator counts first (and a count of 0 asks for no page).
+    """A searched list's rows: the page's SQL chosen by how many tasks match, so counted
+    before the page (TaskPagination reads the page first and counts only a full one: a
+    search that fits one page runs its count too, a cheap one, since few tasks match).
 
     The search index is on tasks_tasksearch (migration 0019), so a page has two plans: walk
     the owner's tasks in the page's order and probe each one's search row until the page is
@@ -256,11 +257,12 @@ class SearchedRows(CompiledRows):
         self._matches: int | None = None
 
     def count(self) -> int:
-        self._matches = self._count()
+        if self._matches is None:
+            self._matches = self._count()
         return self._matches
 
     def __getitem__(self, page: slice) -> list[tuple]:
-        matches = self.count() if self._matches is None else self._matches
+        matches = self.count()
         if matches * matches <= page.stop * self._count_all():
             values = {**self._values, "search_index_first": self._values["owner"]}
         else:

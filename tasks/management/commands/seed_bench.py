@@ -380,6 +380,9 @@ def delete_bench_data() -> None:
             f"(SELECT id FROM tasks_task WHERE owner_id IN ({owners}))",
             [pattern],
         )
+        # Their search rows by hand: the seed runs this with tasks_tasksearch's foreign key (and
+        # so its ON DELETE CASCADE) dropped (tasks_bulk_load).
+        cursor.execute(f"DELETE FROM tasks_tasksearch WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_task WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_tag WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_tasklist WHERE owner_id IN ({owners})", [pattern])
