@@ -263,6 +263,8 @@ class SearchedRows(CompiledRows):
 
     def __getitem__(self, page: slice) -> list[tuple]:
         matches = self.count()
+        if page.start >= matches:
+            return []  # no task matches, or none this far: no page to read
         if matches * matches <= page.stop * self._count_all():
             values = {**self._values, "search_index_first": self._values["owner"]}
         else:
