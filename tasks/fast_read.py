@@ -44,6 +44,7 @@ from tasks.filters import (
     filter_tasks,
     order_tasks,
     repeated_parameters,
+    search_matches,
 )
 from tasks.models import (
     OwnerTaskCount,
@@ -166,6 +167,23 @@ MATCHING_TASK_COUNT = CompiledShapes(
     )
 )
 
+# A search alone: its matches counted in tasks_tasksearch, without tasks_task. Each task has
+# its row there, with the task's owner (kept by the triggers of migration 0019), so the count
+# is the one of MATCHING_TASK_COUNT. Joined to tasks_task, the heavy user's `search=report`
+# (12,000 matches) counted in 20-25 ms instead of 6-10 ms (bench/README.md).
+SEARCH_MATCH_COUNT = CompiledQuery(
+    lambda owner, search: (
+        search_matches(search)
+        .filter(owner=owner)
+        .order_by()
+        .values(one=Value(1))
+        .annotate(count=RowCount())
+        .values_list("count")
+    ),
+    owner=uuid.UUID(int=1),
+    search="\x00placeholder",  # PostgreSQL text never holds a NUL: no real tsquery
+)
+
 
 @functools.cache
 def page_columns(alias: str) -> str:
@@ -212,6 +230,47 @@ class CompiledRows:
     def __getitem__(self, page: slice) -> list[tuple]:
         alias, sql, params = self._query.statement(
             limit=page.stop - page.start, offset=page.start, **self._values
+        )
+        return fetch_all(alias, with_tags_sql(alias, sql), params)
+
+
+class SearchedRows(CompiledRows):
+    """A searched list's rows: the page's SQL chosen by how many tasks match, so counted
+    before the page (TaskPagination reads the page first and counts only a full one: a
+    search that fits one page runs its count too, a cheap one, since few tasks match).
+
+    The search index is on tasks_tasksearch (migration 0019), so a page has two plans: walk
+    the owner's tasks in the page's order and probe each one's search row until the page is
+    full (~(offset + limit) x tasks / matches probes), or read the matches off the search
+    index and sort them (~matches). The planner picks well with the values in hand, but a
+    prepared statement's generic plan (PostgreSQL's after five runs) knows neither the word
+    nor the owner: it walked the heavy user's 100,000 tasks for a word they had 7 times (and
+    a normal user's 1,000 for any rare word: 0.2 -> 1.7 ms). So the shape differs: when
+    matches^2 <= (offset + limit) x tasks, the search subquery names the owner
+    (`search_index_first`), which makes even the generic plan start from the search index;
+    otherwise it does not, and the plan walks (bench/README.md, "The search index in a table
+    of its own")."""
+
+    def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **values) -> None:
+        super().__init__(MATCHING_TASKS, count=count, **values)
+        self._count_all = count_all
+        self._matches: int | None = None
+
+    def count(self) -> int:
+        if self._matches is None:
+            self._matches = self._count()
+        return self._matches
+
+    def __getitem__(self, page: slice) -> list[tuple]:
+        matches = self.count()
+        if page.start >= matches:
+            return []  # no task matches, or none this far: no page to read
+        if matches * matches <= page.stop * self._count_all():
+            values = {**self._values, "search_index_first": self._values["owner"]}
+        else:
+            values = self._values
+        alias, sql, params = self._query.statement(
+            limit=page.stop - page.start, offset=page.start, **values
         )
         return fetch_all(alias, with_tags_sql(alias, sql), params)
 
@@ -301,8 +360,12 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         return []
     if criteria.keys() == {"ordering"}:
         count = count_all  # in another order, but all of them: not a COUNT(*) of 100,000 rows
+    elif criteria.keys() == {"ordering", "search"}:
+        count = lambda: SEARCH_MATCH_COUNT.rows(owner=owner, search=criteria["search"])[0][0]
     else:
         count = lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0]
+    if "search" in criteria:
+        return SearchedRows(count, count_all, owner=owner, **criteria)
     return CompiledRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
 
 

@@ -33,6 +33,7 @@ from tasks.models import (
     Priority,
     Task,
     TaskList,
+    TaskSearch,
     by_name,
     search_owner_key,
     tags_named,
@@ -112,6 +113,20 @@ class TsQueryLiteral(SearchQuery):
 
     def as_sql(self, compiler, connection, function=None, template=None):
         return super().as_sql(compiler, connection, function, self.template)
+
+
+def search_matches(tsquery: str) -> QuerySet:
+    """The TaskSearch rows (tasks.models) whose vector matches `tsquery` (prefix_tsquery()'s).
+
+    filter_tasks() takes the tasks whose id is among them: `id IN (SELECT task_id ...)`, which
+    the planner runs either way round. For a rare word it reads the search index first and
+    looks up the few tasks; for a common word and a page in an index's order it walks that
+    index and probes each task's row here by its key until the page is full (bench/README.md,
+    "The search index in a table of its own"; fast_read.SearchedRows picks between them for
+    the generic plan). The owner's key in the tsquery keeps the index walk to the owner's
+    entries; the tasks' `owner_id` condition keeps every answer the owner's.
+    """
+    return TaskSearch.objects.filter(search_vector=TsQueryLiteral(tsquery))
 
 
 class TrueOrFalseFormField(forms.TypedChoiceField):
@@ -302,7 +317,10 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
     if "has_due" in criteria:
         tasks = tasks.filter(due_date__isnull=not criteria["has_due"])
     if "search" in criteria:
-        tasks = tasks.filter(search_vector=TsQueryLiteral(criteria["search"]))
+        matches = search_matches(criteria["search"])
+        if "search_index_first" in criteria:  # few matches (fast_read.SearchedRows): the owner
+            matches = matches.filter(owner=criteria["search_index_first"])
+        tasks = tasks.filter(pk__in=matches.values("task_id"))
     if "updated_since" in criteria:
         tasks = tasks.filter(updated_at__gte=criteria["updated_since"])
     return order_tasks(tasks, criteria.get("ordering", DEFAULT_ORDERING))

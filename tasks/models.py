@@ -561,7 +561,9 @@ class Task(models.Model):
             ),
             models.CheckConstraint(condition=Q(version__gte=1), name="task_version_positive"),
         ]
-        # Every index but one leads with the owner: each API query is scoped to one user.
+        # Every index but one leads with the owner: each API query is scoped to one user. The
+        # search index is on TaskSearch: a GIN index here took every lexeme of a task's vector
+        # again with each row version, i.e. with every bump of its version (review 32b).
         indexes = [
             # (owner, list, parent, position) is served by task_position_unique_in_group.
             models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
@@ -582,21 +584,6 @@ class Task(models.Model):
             # (list) index, the open count read every task of the list from the table: 272 ms
             # for the heavy user's 20 lists, 22 ms now (migration 0008, bench/README.md).
             models.Index(fields=["list", "completed"], name="task_list_completed"),
-            # Full-text search. GIN cannot lead with the owner (no btree_gin in the embedded
-            # PostgreSQL), so the lexemes carry the owner's key instead (see search_owner_key):
-            # a prefix search reads its owner's entries, not every user's matches.
-            # Every task UPDATE adds entries here (none is a HOT update): a small pending list
-            # lets writes queue them and merge in sorted batches (bulk complete 100: 134-140 ->
-            # 171-175 req/s). Small, because every search also scans it: with the default 4 MB,
-            # a search list took 13 -> 23-26 ms after 10,000 updated tasks, and the write that
-            # filled it paid a 0.2-0.5 s merge; 256 kB costs a search ~0.05 ms and the merging
-            # write ~30 ms. Migrations 0006 (off) and 0009, bench/README.md.
-            GinIndex(
-                fields=["search_vector"],
-                name="task_search",
-                fastupdate=True,
-                gin_pending_list_limit=256,  # kB
-            ),
         ]
 
     def __str__(self) -> str:
@@ -614,6 +601,67 @@ class Task(models.Model):
     def sibling_group(self) -> tuple:
         """The (list, parent) inside which `position` ranks this task."""
         return (self.list_id, self.parent_id)
+
+
+class TaskSearch(models.Model):
+    """A task's search vector, in a table of its own with the search index.
+
+    No task UPDATE is a HOT update (`updated_at` is indexed), so with the GIN index on
+    tasks_task every row version re-inserted every lexeme of the task's unchanged vector: a tag
+    rename over 500 tasks with 10,000-character descriptions took 11.2 s and 2.36 GB of WAL,
+    31 ms and 3.6 MB without the index (review 32b). Here a row is written only when a task is
+    created or its searchable text (title, description) or owner changes.
+
+    Written only by PostgreSQL triggers on tasks_task (migration 0019), so every writer keeps it
+    in step: the services, the admin, raw SQL, COPY. The vector is a copy of the generated
+    `Task.search_vector` (the source, until a later release drops that column: code of the
+    release before still reads it during a rolling deploy). A task's row goes with the task
+    (its foreign key is ON DELETE CASCADE in the database; Django leaves it to it). `owner` is
+    the task's, so that a search alone counts its matches here, without tasks_task.
+    """
+
+    task = models.OneToOneField(
+        Task,
+        primary_key=True,
+        # The foreign key is PostgreSQL's, ON DELETE CASCADE (migration 0019; Django 5.2 has
+        # no db_on_delete): Django's cascades, the services' raw DELETE and account deletion
+        # leave the row to it, so none deletes it twice, and no delete leaves one behind.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,  # the task's own key holds the user; the row goes with the task
+        db_index=False,  # read only with the search index, filtered
+        related_name="+",
+    )
+    search_vector = SearchVectorField()
+
+    class Meta:
+        indexes = [
+            # Full-text search. GIN cannot lead with the owner (no btree_gin in the embedded
+            # PostgreSQL), so the lexemes carry the owner's key instead (see search_owner_key):
+            # a prefix search reads its owner's entries, not every user's matches.
+            # A small pending list: inserts (creates, recurring copies) queue their entries and
+            # merge them in sorted batches. Small, because every search also scans it: with the
+            # default 4 MB, a search list took 13 -> 23-26 ms after 10,000 updated tasks, and
+            # the write that filled it paid a 0.2-0.5 s merge; 256 kB costs a search ~0.05 ms
+            # and the merging write ~30 ms. Migrations 0006, 0009 (then on tasks_task), 0019,
+            # bench/README.md.
+            GinIndex(
+                fields=["search_vector"],
+                # Not `task_search`, the name of the index it replaces on tasks_task: index names
+                # are the schema's, and migration 0019 builds this one before dropping that.
+                name="tasksearch_vector",
+                fastupdate=True,
+                gin_pending_list_limit=256,  # kB
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.task_id)
 
 
 class OwnerTaskCount(models.Model):

@@ -1,4 +1,5 @@
-"""seed_bench drops tasks_task's indexes, unique constraints and foreign keys for its COPY and
+"""seed_bench drops tasks_task's indexes, unique constraints and foreign keys (and the search
+index and key of tasks_tasksearch, which a trigger fills) for its COPY and
 builds them again (tasks_bulk_load): afterwards the schema is the one the migrations made."""
 
 import re
@@ -9,12 +10,12 @@ from django.db import connection
 
 from tasks.management.commands import seed_bench
 from tasks.management.commands.seed_bench import bench_users
-from tasks.models import Task
+from tasks.models import Task, TaskSearch
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SMALL = {"users": 3, "tasks_per_user": 20, "heavy_tasks": 50, "not_production": True}
-TABLES = ["tasks_task", "tasks_task_tags"]
+TABLES = ["tasks_task", "tasks_task_tags", "tasks_tasksearch"]
 WITH_CLAUSE = re.compile(r"(?<=WITH \()([^)]*)(?=\))")
 
 
@@ -55,12 +56,14 @@ def test_a_seed_leaves_indexes_constraints_and_keys_as_the_migrations_made_them(
     before = schema()
     names = {name for _, name, _ in before["indexes"]}
     assert {index.name for index in Task._meta.indexes} <= names
+    assert "tasksearch_vector" in names
     assert "task_position_unique_in_group" in names
     assert any("FOREIGN KEY" in definition for _, _, definition, *_ in before["constraints"])
 
     call_command("seed_bench", **SMALL, reset=True)
     assert schema() == before
     assert Task.objects.filter(owner__in=bench_users()).count() == 3 * 20 + 50
+    assert TaskSearch.objects.filter(owner__in=bench_users()).count() == 3 * 20 + 50
 
     # Again over the seeded rows: the delete runs with the keys dropped too.
     call_command("seed_bench", **SMALL, reset=True)

@@ -742,3 +742,57 @@ def test_the_task_count_functions_get_their_tables_schema_as_search_path_and_los
     }
     migrate_to("tasks", "0017_priority_index_ends_in_the_id")
     assert search_paths_of_the_task_count_functions() == dict.fromkeys(TASK_COUNT_FUNCTIONS)
+
+
+def search_indexes_and_triggers() -> tuple[list, list]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, t.relname FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+            " JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'gin' ORDER BY 1"
+        )
+        indexes = cursor.fetchall()
+        cursor.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks_task'::regclass"
+            " AND tgname LIKE 'task_search%' ORDER BY 1"
+        )
+        return indexes, [name for (name,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_user_model):
+    """tasks.0019/0020: every existing task gets its search row (more than one of the copy's
+    batches of 5,000), the index moves to tasks_tasksearch; reversed, `task_search` is built on
+    tasks_task again and the table goes."""
+    from tasks.models import Task
+
+    before = ("tasks", "0018_task_count_functions_name_their_schema")
+    migrate_to(*before)
+    assert search_indexes_and_triggers() == ([("task_search", "tasks_task")], [])
+    owner = django_user_model.objects.create(email="anna@example.com")
+    Task.objects.bulk_create(
+        Task(owner=owner, title=f"plain {i}", position=i + 1) for i in range(5_100)
+    )
+
+    migrate_to()
+    assert search_indexes_and_triggers() == (
+        [("tasksearch_vector", "tasks_tasksearch")],
+        ["task_search_changed", "task_search_inserted"],
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE s.search_vector = t.search_vector"
+            " AND s.owner_id = t.owner_id) FROM tasks_task t"
+            " JOIN tasks_tasksearch s ON s.task_id = t.id"
+        )
+        assert cursor.fetchone() == (5_100, 5_100)
+    from tasks.filters import prefix_tsquery, search_matches
+
+    matches = search_matches(prefix_tsquery("plain", owner)).values("task_id")
+    assert Task.objects.filter(owner=owner, pk__in=matches).count() == 5_100
+
+    migrate_to(*before)
+    assert search_indexes_and_triggers() == ([("task_search", "tasks_task")], [])
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass('tasks_tasksearch')")
+        assert cursor.fetchone() == (None,)

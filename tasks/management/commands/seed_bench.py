@@ -28,7 +28,7 @@ from django.db import connection, models, transaction
 
 from accounts.models import User
 from tasks.management.commands.seed_demo import on_the_project_local_database
-from tasks.models import Tag, Task, TaskList
+from tasks.models import Tag, Task, TaskList, TaskSearch
 
 BENCH_EMAIL_DOMAIN = "bench.example"
 HEAVY_EMAIL = f"bench-heavy@{BENCH_EMAIL_DOMAIN}"
@@ -309,6 +309,13 @@ class TaskRowFactory:
             yield row, tags
 
 
+# The foreign key of tasks_tasksearch, as migration 0019 adds it (Django does not manage it).
+TASK_SEARCH_KEY = (
+    "tasks_tasksearch_task_id_fk_tasks_task_id",
+    "FOREIGN KEY (task_id) REFERENCES tasks_task (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED",
+)
+
+
 def _unchecked(field):
     """The same foreign key without its database constraint (alter_field drops, then re-adds it)."""
     unchecked = copy.copy(field)
@@ -321,8 +328,10 @@ def tasks_bulk_load():
     """Drops what PostgreSQL would otherwise maintain row by row during the seed and builds it
     again afterwards, each in one pass, from the models' own definitions (same names, same SQL).
 
-    That is Task's Meta indexes and unique constraints, and the foreign keys of tasks_task and
-    tasks_task_tags. At full size, maintaining the indexes made the COPY ~60 s slower, and the
+    That is Task's Meta indexes and unique constraints, TaskSearch's search index (its rows are
+    written by a trigger on tasks_task at the end of the COPY), and the foreign keys of
+    tasks_task, tasks_task_tags and tasks_tasksearch (that one PostgreSQL's own, ON DELETE
+    CASCADE: migration 0019, TASK_SEARCH_KEY here). At full size, maintaining the indexes made the COPY ~60 s slower, and the
     deferred key checks (one query per key and row, at the commit) took ~55 s; building the
     indexes and validating the keys afterwards takes ~25 s. Inside the seed's transaction: a
     failed seed rolls all of it back. The ALTER TABLEs lock tasks_task, and the tables its keys
@@ -339,18 +348,22 @@ def tasks_bulk_load():
     with connection.schema_editor() as editor:
         for model, field in foreign_keys:
             editor.alter_field(model, field, _unchecked(field))
-        for index in Task._meta.indexes:
-            editor.remove_index(Task, index)
+        for model in (Task, TaskSearch):
+            for index in model._meta.indexes:
+                editor.remove_index(model, index)
         for constraint in uniques:
             editor.remove_constraint(Task, constraint)
+        editor.execute(f"ALTER TABLE tasks_tasksearch DROP CONSTRAINT {TASK_SEARCH_KEY[0]}")
     yield
     with connection.schema_editor() as editor:
         for constraint in uniques:
             editor.add_constraint(Task, constraint)
-        for index in Task._meta.indexes:
-            editor.add_index(Task, index)
+        for model in (Task, TaskSearch):
+            for index in model._meta.indexes:
+                editor.add_index(model, index)
         for model, field in foreign_keys:
             editor.alter_field(model, _unchecked(field), field)
+        editor.execute("ALTER TABLE tasks_tasksearch ADD CONSTRAINT {} {}".format(*TASK_SEARCH_KEY))
 
 
 def bench_users():
@@ -367,6 +380,9 @@ def delete_bench_data() -> None:
             f"(SELECT id FROM tasks_task WHERE owner_id IN ({owners}))",
             [pattern],
         )
+        # Their search rows by hand: the seed runs this with tasks_tasksearch's foreign key (and
+        # so its ON DELETE CASCADE) dropped (tasks_bulk_load).
+        cursor.execute(f"DELETE FROM tasks_tasksearch WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_task WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_tag WHERE owner_id IN ({owners})", [pattern])
         cursor.execute(f"DELETE FROM tasks_tasklist WHERE owner_id IN ({owners})", [pattern])
@@ -447,7 +463,14 @@ class Command(BaseCommand):
             total = self._seed(sizes, random.Random(options["seed"]))
         with connection.cursor() as cursor:
             # Fresh statistics and visibility map: index-only counts, plans as in steady state.
-            for table in ("accounts_user", "tasks_tasklist", "tasks_tag", "tasks_task"):
+            tables = (
+                "accounts_user",
+                "tasks_tasklist",
+                "tasks_tag",
+                "tasks_task",
+                "tasks_tasksearch",
+            )
+            for table in tables:
                 cursor.execute(f"VACUUM (ANALYZE) {table}")
             cursor.execute("VACUUM (ANALYZE) tasks_task_tags")
         self.stdout.write(
