@@ -40,11 +40,12 @@ from accounts.authentication import (
 from accounts.models import User
 from tasks.filters import (
     PAGINATION_PARAMETERS,
+    SEARCH_ROW_CRITERIA,
     TaskFilter,
     filter_tasks,
     order_tasks,
+    owner_search_rows,
     repeated_parameters,
-    search_matches,
 )
 from tasks.models import (
     OwnerTaskCount,
@@ -167,21 +168,20 @@ MATCHING_TASK_COUNT = CompiledShapes(
     )
 )
 
-# A search alone: its matches counted in tasks_tasksearch, without tasks_task. Each task has
-# its row there, with the task's owner (kept by the triggers of migration 0019), so the count
-# is the one of MATCHING_TASK_COUNT. Joined to tasks_task, the heavy user's `search=report`
-# (12,000 matches) counted in 20-25 ms instead of 6-10 ms (bench/README.md).
-SEARCH_MATCH_COUNT = CompiledQuery(
-    lambda owner, search: (
-        search_matches(search)
-        .filter(owner=owner)
+# A search alone, or with `completed` and `priority` only (filters.SEARCH_ROW_CRITERIA): its
+# matches counted in tasks_tasksearch, without tasks_task. Each task has its row there, with
+# the task's owner, completion and priority (kept by the triggers of migration 0019), so the
+# count is the one of MATCHING_TASK_COUNT. Joined to tasks_task, the heavy user's
+# `search=report` (12,000 matches) counted in 20-25 ms instead of 6-10 ms (bench/README.md),
+# and `completed=false&search=meeting` in 26-63 ms instead of ~6 (notes fix-32d, fix-32f).
+SEARCH_MATCH_COUNT = CompiledShapes(
+    lambda owner, **criteria: (
+        owner_search_rows(owner, criteria)
         .order_by()
         .values(one=Value(1))
         .annotate(count=RowCount())
         .values_list("count")
-    ),
-    owner=uuid.UUID(int=1),
-    search="\x00placeholder",  # PostgreSQL text never holds a NUL: no real tsquery
+    )
 )
 
 
@@ -246,10 +246,12 @@ class SearchedRows(CompiledRows):
     prepared statement's generic plan (PostgreSQL's after five runs) knows neither the word
     nor the owner: it walked the heavy user's 100,000 tasks for a word they had 7 times (and
     a normal user's 1,000 for any rare word: 0.2 -> 1.7 ms). So the shape differs: when
-    matches^2 <= (offset + limit) x tasks, the search subquery names the owner
-    (`search_index_first`), which makes even the generic plan start from the search index;
-    otherwise it does not, and the plan walks (bench/README.md, "The search index in a table
-    of its own")."""
+    matches^2 <= (offset + limit) x tasks, the page takes `search_index_first`: the matching
+    ids as `id = ANY(ARRAY(SELECT task_id ... WHERE owner_id = ...))`, an InitPlan computed
+    once, then the tasks by primary key (filters.filter_tasks; as `IN (SELECT ...)` the
+    planner could still walk the owner's tasks and probe the search table per task: 1,000
+    probes for a normal user's 122 matches, notes fix-32f). Otherwise the plan walks
+    (bench/README.md, "The search index in a table of its own")."""
 
     def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **values) -> None:
         super().__init__(MATCHING_TASKS, count=count, **values)
@@ -360,8 +362,9 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         return []
     if criteria.keys() == {"ordering"}:
         count = count_all  # in another order, but all of them: not a COUNT(*) of 100,000 rows
-    elif criteria.keys() == {"ordering", "search"}:
-        count = lambda: SEARCH_MATCH_COUNT.rows(owner=owner, search=criteria["search"])[0][0]
+    elif "search" in criteria and criteria.keys() - {"ordering"} <= SEARCH_ROW_CRITERIA:
+        searched = {name: criteria[name] for name in criteria.keys() & SEARCH_ROW_CRITERIA}
+        count = lambda: SEARCH_MATCH_COUNT.rows(owner=owner, **searched)[0][0]
     else:
         count = lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0]
     if "search" in criteria:

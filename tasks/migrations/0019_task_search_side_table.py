@@ -18,6 +18,13 @@ fills it, builds its search index CONCURRENTLY and then drops `task_search` from
   save() naming every column fires it only when the text changed (WHEN costs nothing else). It
   upserts, so that an update made while 0020's backfill runs cannot be overwritten by the
   backfill's older copy (the backfill inserts with ON CONFLICT DO NOTHING).
+- `completed` and `priority` are copied too (unindexed), so that a search combined with them
+  is counted here without tasks_task (fix-32f): a row-level AFTER UPDATE OF completed,
+  priority trigger, WHEN either changed, updates them. No index of this table holds them and
+  the table's fillfactor is 50, so that update is HOT (a small row version on the same page,
+  the vector's TOAST pointer shared): a version on another page would put every lexeme of the
+  vector into the GIN index again. Bulk complete/reopen/set_priority fire it; tag renames,
+  tag deletes, moves and other bumps (which name neither column) do not.
 - TRUNCATE of tasks_task needs tasks_tasksearch truncated with it (the foreign key): Django's
   flush names every table.
 
@@ -36,24 +43,47 @@ from django.db import migrations, models
 import django.contrib.postgres.search
 
 FORWARD = """
+-- Room on each page for a second version of every row: completed/priority updates stay HOT.
+ALTER TABLE tasks_tasksearch SET (fillfactor = 50);
+
 ALTER TABLE tasks_tasksearch ADD CONSTRAINT tasks_tasksearch_task_id_fk_tasks_task_id
     FOREIGN KEY (task_id) REFERENCES tasks_task (id) ON DELETE CASCADE
     DEFERRABLE INITIALLY DEFERRED;
 
 CREATE FUNCTION tasks_task_search_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO tasks_tasksearch (task_id, owner_id, search_vector)
-    SELECT id, owner_id, search_vector FROM inserted_tasks;
+    INSERT INTO tasks_tasksearch (task_id, owner_id, completed, priority, search_vector)
+    SELECT id, owner_id, completed, priority, search_vector FROM inserted_tasks;
     RETURN NULL;
 END
 $$;
 
 CREATE FUNCTION tasks_task_search_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO tasks_tasksearch AS searched (task_id, owner_id, search_vector)
-    VALUES (NEW.id, NEW.owner_id, NEW.search_vector)
+    INSERT INTO tasks_tasksearch AS searched (task_id, owner_id, completed, priority, search_vector)
+    VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority, NEW.search_vector)
     ON CONFLICT (task_id) DO UPDATE
-    SET owner_id = EXCLUDED.owner_id, search_vector = EXCLUDED.search_vector;
+    SET owner_id = EXCLUDED.owner_id, completed = EXCLUDED.completed,
+        priority = EXCLUDED.priority, search_vector = EXCLUDED.search_vector;
+    RETURN NULL;
+END
+$$;
+
+-- Unindexed columns only: a HOT update of the search row (fillfactor 50), no GIN work. No
+-- row yet: 0020's backfill has not reached the task, and may have read it before this update
+-- (its FOR KEY SHARE lets the update through), so the row is written here, and the backfill's
+-- ON CONFLICT DO NOTHING keeps it.
+CREATE FUNCTION tasks_task_search_filtered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks_tasksearch SET completed = NEW.completed, priority = NEW.priority
+    WHERE task_id = NEW.id;
+    IF NOT FOUND THEN
+        INSERT INTO tasks_tasksearch AS searched
+            (task_id, owner_id, completed, priority, search_vector)
+        VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority, NEW.search_vector)
+        ON CONFLICT (task_id) DO UPDATE
+        SET completed = EXCLUDED.completed, priority = EXCLUDED.priority;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -74,6 +104,14 @@ CREATE TRIGGER task_search_changed AFTER UPDATE OF title, description, owner_id 
     )
     EXECUTE FUNCTION tasks_task_search_changed();
 
+-- Bulk complete/reopen/set_priority and a PATCH of either; save() names every column, so WHEN.
+CREATE TRIGGER task_search_filtered AFTER UPDATE OF completed, priority ON tasks_task
+    FOR EACH ROW WHEN (
+        OLD.completed IS DISTINCT FROM NEW.completed
+        OR OLD.priority IS DISTINCT FROM NEW.priority
+    )
+    EXECUTE FUNCTION tasks_task_search_filtered();
+
 DO $$
 DECLARE
     schema text := (
@@ -83,13 +121,16 @@ DECLARE
 BEGIN
     EXECUTE format('ALTER FUNCTION tasks_task_search_inserted() SET search_path = %s', schema);
     EXECUTE format('ALTER FUNCTION tasks_task_search_changed() SET search_path = %s', schema);
+    EXECUTE format('ALTER FUNCTION tasks_task_search_filtered() SET search_path = %s', schema);
 END
 $$;
 """
 
 BACKWARD = """
+DROP TRIGGER task_search_filtered ON tasks_task;
 DROP TRIGGER task_search_changed ON tasks_task;
 DROP TRIGGER task_search_inserted ON tasks_task;
+DROP FUNCTION tasks_task_search_filtered();
 DROP FUNCTION tasks_task_search_changed();
 DROP FUNCTION tasks_task_search_inserted();
 """
@@ -124,6 +165,13 @@ class Migration(migrations.Migration):
                         on_delete=django.db.models.deletion.DO_NOTHING,
                         related_name="+",
                         to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                ("completed", models.BooleanField()),
+                (
+                    "priority",
+                    models.PositiveSmallIntegerField(
+                        choices=[(0, "none"), (1, "low"), (2, "medium"), (3, "high")]
                     ),
                 ),
                 ("search_vector", django.contrib.postgres.search.SearchVectorField()),

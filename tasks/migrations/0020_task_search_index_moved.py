@@ -34,8 +34,8 @@ _NEXT_BATCH_END = """
     ) AS batch ORDER BY id DESC LIMIT 1
 """
 _COPY_BATCH = """
-    INSERT INTO tasks_tasksearch (task_id, owner_id, search_vector)
-    SELECT id, owner_id, search_vector FROM tasks_task
+    INSERT INTO tasks_tasksearch (task_id, owner_id, completed, priority, search_vector)
+    SELECT id, owner_id, completed, priority, search_vector FROM tasks_task
     WHERE id > %s AND id <= %s
     FOR KEY SHARE
     ON CONFLICT (task_id) DO NOTHING

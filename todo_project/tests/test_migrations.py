@@ -771,18 +771,27 @@ def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_us
     assert search_indexes_and_triggers() == ([("task_search", "tasks_task")], [])
     owner = django_user_model.objects.create(email="anna@example.com")
     Task.objects.bulk_create(
-        Task(owner=owner, title=f"plain {i}", position=i + 1) for i in range(5_100)
+        Task(
+            owner=owner,
+            title=f"plain {i}",
+            position=i + 1,
+            completed=i % 3 == 0,  # completed and priority are copied too (fix-32f)
+            completed_at=timezone.now() if i % 3 == 0 else None,
+            priority=i % 4,
+        )
+        for i in range(5_100)
     )
 
     migrate_to()
     assert search_indexes_and_triggers() == (
         [("tasksearch_vector", "tasks_tasksearch")],
-        ["task_search_changed", "task_search_inserted"],
+        ["task_search_changed", "task_search_filtered", "task_search_inserted"],
     )
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*), count(*) FILTER (WHERE s.search_vector = t.search_vector"
-            " AND s.owner_id = t.owner_id) FROM tasks_task t"
+            " AND s.owner_id = t.owner_id AND s.completed = t.completed"
+            " AND s.priority = t.priority) FROM tasks_task t"
             " JOIN tasks_tasksearch s ON s.task_id = t.id"
         )
         assert cursor.fetchone() == (5_100, 5_100)
