@@ -350,9 +350,9 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
         if "search_index_first" in criteria:
             # Few matches (fast_read.SearchedRows decides): their ids listed once, off the
             # search index, by an InitPlan, then looked up by primary key and sorted. As
-            # `id IN (SELECT ... WHERE owner_id = ...)` the planner still walked the owner's
-            # 1,000 tasks and probed the search table 1,000 times for 109 matches (an owner
-            # estimated at ~3,000 rows against a search estimated at 1): 2.4 ms, 4,590 buffers.
+            # `id IN (SELECT ... WHERE owner_id = ...)` the planner was free to turn it round,
+            # and after the merge of fix-32d it did: it walked a normal user's 1,000 tasks and
+            # probed the search table 1,000 times for 122 matches (2.4 ms, 4,590 buffers).
             # An ARRAY() is computed before the scan, so no estimate can turn it inside out,
             # in a custom plan or a generic one (notes fix-32f).
             ids = owner_search_rows(criteria["search_index_first"], criteria).values("task_id")
