@@ -173,7 +173,7 @@ MATCHING_TASK_COUNT = CompiledShapes(
 # the task's owner, completion and priority (kept by the triggers of migration 0019), so the
 # count is the one of MATCHING_TASK_COUNT. Joined to tasks_task, the heavy user's
 # `search=report` (12,000 matches) counted in 20-25 ms instead of 6-10 ms (bench/README.md),
-# and `completed=false&search=meeting` in 26-63 ms instead of ~6 (notes fix-32d, fix-32f).
+# and `completed=false&search=meeting` in 26-63 ms instead of ~6 (bench/README.md, 2026-12-05).
 SEARCH_MATCH_COUNT = CompiledShapes(
     lambda owner, **criteria: (
         owner_search_rows(owner, criteria)
@@ -250,7 +250,7 @@ class SearchedRows(CompiledRows):
     ids as `id = ANY(ARRAY(SELECT task_id ... WHERE owner_id = ...))`, an InitPlan computed
     once, then the tasks by primary key (filters.filter_tasks; as `IN (SELECT ...)` the
     planner could still walk the owner's tasks and probe the search table per task: 1,000
-    probes for a normal user's 122 matches, notes fix-32f). Otherwise the plan walks
+    probes for a normal user's 122 matches, bench/README.md). Otherwise the plan walks
     (bench/README.md, "The search index in a table of its own")."""
 
     def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **values) -> None:

@@ -139,7 +139,7 @@ def owner_search_rows(owner, criteria: Mapping[str, Any]) -> QuerySet:
     """The owner's TaskSearch rows that match the search and, when given, `completed` and
     `priorities` (SEARCH_ROW_CRITERIA): on one table, as main's BitmapAnd of the search index
     with an owner index was. Joined to tasks_task instead, the heavy user's
-    `completed=false&search=meeting` counted in 26-63 ms rather than 5.6 (notes fix-32d)."""
+    `completed=false&search=meeting` counted in 26-63 ms rather than 5.6 (bench/README.md, 2026-12-05)."""
     rows = search_matches(criteria["search"]).filter(owner=owner)
     if "completed" in criteria:
         rows = rows.filter(completed=criteria["completed"])
@@ -351,10 +351,10 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
             # Few matches (fast_read.SearchedRows decides): their ids listed once, off the
             # search index, by an InitPlan, then looked up by primary key and sorted. As
             # `id IN (SELECT ... WHERE owner_id = ...)` the planner was free to turn it round,
-            # and after the merge of fix-32d it did: it walked a normal user's 1,000 tasks and
+            # and with the side table first merged it did: it walked a normal user's 1,000 tasks and
             # probed the search table 1,000 times for 122 matches (2.4 ms, 4,590 buffers).
             # An ARRAY() is computed before the scan, so no estimate can turn it inside out,
-            # in a custom plan or a generic one (notes fix-32f).
+            # in a custom plan or a generic one (bench/README.md, 2026-12-05).
             ids = owner_search_rows(criteria["search_index_first"], criteria).values("task_id")
             tasks = tasks.filter(IsAnyOf(F("pk"), ArraySubquery(ids)))
         else:

@@ -623,7 +623,7 @@ class TaskSearch(models.Model):
     `completed` and `priority` are the task's too, unindexed, so that a search combined with
     them is counted (and, for few matches, its task ids listed) here alone: joined to
     tasks_task, the heavy user's `completed=false&search=meeting` (8,340 of 100,000 tasks)
-    counted in 26-63 ms instead of main's 5.6 (notes fix-32d/fix-32f). The table's fillfactor
+    counted in 26-63 ms instead of main's 5.6 (bench/README.md, 2026-12-05). The table's fillfactor
     is 50 (migration 0019) so that their UPDATE finds room on its page and stays HOT: a row
     version off the page would insert every lexeme of the vector into the GIN index again,
     the very cost this table exists to avoid.

@@ -19,7 +19,7 @@ fills it, builds its search index CONCURRENTLY and then drops `task_search` from
   upserts, so that an update made while 0020's backfill runs cannot be overwritten by the
   backfill's older copy (the backfill inserts with ON CONFLICT DO NOTHING).
 - `completed` and `priority` are copied too (unindexed), so that a search combined with them
-  is counted here without tasks_task (fix-32f): a row-level AFTER UPDATE OF completed,
+  is counted here without tasks_task (2026-12-05): a row-level AFTER UPDATE OF completed,
   priority trigger, WHEN either changed, updates them. No index of this table holds them and
   the table's fillfactor is 50, so that update is HOT (a small row version on the same page,
   the vector's TOAST pointer shared): a version on another page would put every lexeme of the

@@ -1,7 +1,7 @@
 """The search vectors' own table (tasks.TaskSearch, migrations 0019 and 0020): written by
 PostgreSQL triggers whenever a task is created or its text changes, never by a version bump
 (a change of `completed` or `priority` only rewrites those copies, in place: HOT), and gone
-with its task whatever deletes it (review 32b, finding 1; fix-32f)."""
+with its task whatever deletes it (review 32b, finding 1)."""
 
 import json
 import random

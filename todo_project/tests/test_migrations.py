@@ -775,7 +775,7 @@ def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_us
             owner=owner,
             title=f"plain {i}",
             position=i + 1,
-            completed=i % 3 == 0,  # completed and priority are copied too (fix-32f)
+            completed=i % 3 == 0,  # completed and priority are copied too
             completed_at=timezone.now() if i % 3 == 0 else None,
             priority=i % 4,
         )
