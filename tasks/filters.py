@@ -20,7 +20,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.core.validators import MaxLengthValidator
 from django.db import connection
-from django.db.models import Count, F, Lookup, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
@@ -146,17 +146,6 @@ def owner_search_rows(owner, criteria: Mapping[str, Any]) -> QuerySet:
     if "priorities" in criteria:
         rows = rows.filter(priority__in=criteria["priorities"])
     return rows
-
-
-class IsAnyOf(Lookup):
-    """`lhs = ANY(rhs)`: with an ArraySubquery, `id = ANY(ARRAY(SELECT ...))`."""
-
-    lookup_name = "is_any_of"
-
-    def as_sql(self, compiler, connection):
-        lhs, lhs_params = self.process_lhs(compiler, connection)
-        rhs, rhs_params = self.process_rhs(compiler, connection)
-        return f"{lhs} = ANY({rhs})", (*lhs_params, *rhs_params)
 
 
 class TrueOrFalseFormField(forms.TypedChoiceField):
@@ -356,7 +345,7 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
             # An ARRAY() is computed before the scan, so no estimate can turn it inside out,
             # in a custom plan or a generic one (bench/README.md, 2026-12-05).
             ids = owner_search_rows(criteria["search_index_first"], criteria).values("task_id")
-            tasks = tasks.filter(IsAnyOf(F("pk"), ArraySubquery(ids)))
+            tasks = tasks.filter(pk__any_of=ArraySubquery(ids))
         else:
             # Many matches: the plan walks an index in the page's order and probes each task's
             # search row by its key until the page is full.

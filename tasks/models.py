@@ -104,11 +104,14 @@ class Priority(models.IntegerChoices):
 class AnyOf(Lookup):
     """`id__any_of=[...]`: `= ANY(%s)` with the list as one array parameter, so the statement
     is the same for any number of ids (`__in` writes one placeholder per id: a statement of
-    its own for each number of ids, for psycopg to parse and PostgreSQL to plan)."""
+    its own for each number of ids, for psycopg to parse and PostgreSQL to plan). An array
+    expression works too: `id__any_of=ArraySubquery(...)`, computed once before the scan."""
 
     lookup_name = "any_of"
 
     def get_prep_lookup(self):
+        if hasattr(self.rhs, "resolve_expression"):
+            return self.rhs
         return Value(self.rhs, output_field=ArrayField(models.UUIDField()))
 
     def as_sql(self, compiler, connection):
