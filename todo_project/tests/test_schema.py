@@ -5,11 +5,14 @@ from pathlib import Path
 import jsonschema_rs
 import pytest
 from django.core.management import call_command
+from django.test import RequestFactory
 from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.views import SpectacularAPIView
 
 from tasks.models import Task
 from todo_project.fields import HOUR_MINUTE
 from todo_project.schema import ERROR_DESCRIPTIONS
+from todo_project.schema_view import _rendered_schema
 
 
 def test_the_openapi_schema_builds_without_warnings(capsys):
@@ -653,3 +656,60 @@ def test_a_query_parameter_of_a_serializer_keeps_its_default_and_its_description
     tasks = next(parameter for parameter in parameters if parameter["name"] == "tasks")
     assert tasks["schema"].get("default") == "inbox", tasks
     assert "delete Default" not in tasks["description"], tasks["description"]
+
+
+SCHEMA_FORMS = [
+    "application/vnd.oai.openapi",
+    "application/vnd.oai.openapi+json",
+    "application/vnd.oai.openapi+json; indent=2",
+]
+
+
+@pytest.fixture
+def built_schemas(monkeypatch):
+    """Each schema the generator builds, from an empty cache."""
+    _rendered_schema.cache_clear()
+    built = []
+    get_schema = SchemaGenerator.get_schema
+
+    def counted(self, *args, **kwargs):
+        built.append(self)
+        return get_schema(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    yield built
+    _rendered_schema.cache_clear()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("accept", SCHEMA_FORMS)
+def test_the_cached_schema_is_drf_spectaculars_own_byte_for_byte(
+    anon_client, accept, built_schemas
+):
+    stock = SpectacularAPIView.as_view()(RequestFactory().get("/api/schema/", HTTP_ACCEPT=accept))
+    stock.render()
+    for _ in range(2):
+        served = anon_client.get("/api/schema/", HTTP_ACCEPT=accept)
+        assert served.status_code == 200
+        assert served.content == stock.content
+        for header in ("Content-Type", "Content-Disposition"):
+            assert served[header] == stock[header]
+    # The stock view's build, then one for both of ours.
+    assert len(built_schemas) == 2
+
+
+@pytest.mark.django_db
+def test_the_schema_is_built_once_per_form_and_revalidated_by_its_etag(anon_client, built_schemas):
+    etags = set()
+    for accept in SCHEMA_FORMS:
+        first = anon_client.get("/api/schema/", HTTP_ACCEPT=accept)
+        again = anon_client.get(
+            "/api/schema/", HTTP_ACCEPT=accept, HTTP_IF_NONE_MATCH=first["ETag"]
+        )
+        assert again.status_code == 304 and again.content == b""
+        assert again["ETag"] == first["ETag"]
+        etags.add(first["ETag"])
+    assert len(etags) == len(SCHEMA_FORMS) == len(built_schemas)
+    stale = anon_client.get("/api/schema/", HTTP_IF_NONE_MATCH='"stale"')
+    assert stale.status_code == 200 and stale.content.startswith(b"openapi:")
+    assert len(built_schemas) == len(SCHEMA_FORMS)
