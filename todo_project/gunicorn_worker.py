@@ -45,6 +45,7 @@ class _Listened:
 
 class ProblemSyncWorker(SyncWorker):
     erring_request = None  # gunicorn's request being answered, when it got as far as parsing one
+    erring_address = None  # its client's, as accept() gave it: (host, port), or "" on a socket file
     # When the connection being served was accepted (the sync worker serves one request on
     # each): a request killed by the timeout was logged as taking the 0.3 ms of writing its 500.
     serving_since: float | None = None
@@ -81,10 +82,11 @@ class ProblemSyncWorker(SyncWorker):
         # A bad header's exception carries the request parsed so far (gunicorn's handle_error
         # takes it for its access log too).
         self.erring_request = exc.req if req is None and isinstance(exc, InvalidHeader) else req
+        self.erring_address = addr
         try:
             super().handle_error(req, client, addr, exc)
         finally:
-            self.erring_request = None
+            self.erring_request = self.erring_address = None
 
     def write_problem(self, sock, status_int: int, reason: str, mesg: str) -> None:
         if not apps.ready:  # an app without Django (bench/floor.py): gunicorn's own page
@@ -103,6 +105,8 @@ class ProblemSyncWorker(SyncWorker):
 
         started = self.serving_since or time.perf_counter()
         request = HttpRequest()  # path "" (`instance` of the answer: this request's own URI)
+        if isinstance(self.erring_address, tuple):  # the access log's client_ip, as the app's
+            request.META["REMOTE_ADDR"] = self.erring_address[0]
         req = self.erring_request
         if req is not None:
             request.method, request.path = req.method, req.path
@@ -113,6 +117,9 @@ class ProblemSyncWorker(SyncWorker):
                 for name, value in req.headers
                 if name == "X-REQUEST-ID"
             )
+            forwarded = [value for name, value in req.headers if name == "X-FORWARDED-FOR"]
+            if forwarded:  # several such headers are one list, as gunicorn gives the app
+                request.META["HTTP_X_FORWARDED_FOR"] = ",".join(forwarded)
         with identified(request) as request_id:
             response = problem_response(
                 request,

@@ -13,6 +13,8 @@ import orjson
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, empty
 
+from todo_project.client_ip import client_ip
+
 REQUEST_ID_HEADER = "X-Request-ID"
 # Read from META: request.headers would build a mapping of every header on each request.
 REQUEST_ID_META_KEY = "HTTP_X_REQUEST_ID"
@@ -83,6 +85,7 @@ def log_access(request: HttpRequest, status: int, started: float) -> None:
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "user_id": _user_id(request),
+            "client_ip": client_ip(request),
         },
     )
 

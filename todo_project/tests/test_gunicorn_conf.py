@@ -157,7 +157,8 @@ def test_a_real_gunicorn_leaves_home_alone_and_ignores_a_forwarded_proto_from_an
 def problem_server(tmp_path_factory) -> Iterator[tuple[int, Path]]:
     """One real gunicorn for every malformed request below; yields (port, its log)."""
     tmp_path = tmp_path_factory.mktemp("gunicorn-problems")
-    with serving(tmp_path, HTTPS="0", LOG_LEVEL="info") as port:
+    # Behind one proxy of our own: a log line's client_ip is the X-Forwarded-For it sent.
+    with serving(tmp_path, HTTPS="0", LOG_LEVEL="info", TRUSTED_PROXY_COUNT="1") as port:
         yield port, tmp_path / "error.log"
 
 
@@ -218,25 +219,33 @@ def test_gunicorn_answers_a_request_it_cannot_parse_with_a_problem(
     deadline = time.monotonic() + 5
     while f'"request_id":"{request_id}"' not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.05)
-    line = next(line for line in log.read_text().splitlines() if request_id in line)
-    assert json.loads(line)["status"] == status
+    line = json.loads(next(line for line in log.read_text().splitlines() if request_id in line))
+    assert (line["status"], line["client_ip"]) == (status, "127.0.0.1")
 
 
 @pytest.mark.live_server_processes
 def test_a_header_gunicorn_refuses_after_parsing_the_request_line_names_the_path(problem_server):
     """An invalid Content-Length is refused once the request line and headers are read: the
-    problem names the path, and echoes a sane X-Request-ID as the app does."""
-    port, _ = problem_server
+    problem names the path, and echoes a sane X-Request-ID as the app does; its log line names
+    the client our proxy forwarded it for, as the app's do."""
+    port, log = problem_server
     response = raw_request(
         port,
         b"POST " + PATH + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Request-ID: client-id.1\r\n"
-        b"Content-Length: many\r\n\r\n",
+        b"X-Forwarded-For: 198.51.100.9\r\nContent-Length: many\r\n\r\n",
     )
 
     assert response.status == 400
     assert response.getheader("X-Request-ID") == "client-id.1"
     problem = json.loads(response.body)
     assert (problem["instance"], problem["request_id"]) == (PATH.decode(), "client-id.1")
+    deadline = time.monotonic() + 5
+    while '"request_id":"client-id.1"' not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    (line,) = [
+        line for line in log.read_text().splitlines() if '"request_id":"client-id.1"' in line
+    ]
+    assert json.loads(line)["client_ip"] == "198.51.100.9"
 
 
 # --- a graceful stop (SIGTERM: docker stop) -----------------------------------------------------

@@ -20,7 +20,8 @@ from accounts.tests.helpers import assert_problem, sent_mail
 from accounts.tokens import token_pair_for
 from conftest import DEFAULT_PASSWORD, client_for
 from todo_project import ratelimit
-from todo_project.ratelimit import RateLimitThrottle, client_ip, ip_bucket
+from todo_project.client_ip import client_ip
+from todo_project.ratelimit import RateLimitThrottle, ip_bucket
 
 pytestmark = pytest.mark.django_db
 

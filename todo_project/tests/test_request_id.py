@@ -36,6 +36,7 @@ def test_one_access_log_line_per_request_with_the_request_id(anon_client, caplog
     assert (record.method, record.path, record.status) == ("GET", "/api/v1/nothing-here/", 404)
     assert record.duration_ms >= 0
     assert record.user_id is None
+    assert record.client_ip == "127.0.0.1"
     assert response["X-Request-ID"] == "req-42"
     # The formatter writes it as one JSON object carrying the same id.
     record.request_id = "req-42"
@@ -51,6 +52,16 @@ def test_the_access_log_names_the_authenticated_user(api_client, user, caplog):
     api_client.get("/api/v1/test/private/")
     (record,) = [r for r in caplog.records if r.name == "todo.access"]
     assert record.user_id == str(user.pk)
+
+
+def test_the_access_log_names_the_client_our_proxy_forwarded_the_request_for(
+    anon_client, caplog, settings
+):
+    settings.TRUSTED_PROXY_COUNT = 1
+    caplog.set_level(logging.INFO, logger="todo.access")
+    anon_client.get("/healthz", HTTP_X_FORWARDED_FOR="10.9.9.9, 203.0.113.5")
+    (record,) = [r for r in caplog.records if r.name == "todo.access"]
+    assert record.client_ip == "203.0.113.5"
 
 
 def test_djangos_own_line_for_an_error_answer_carries_the_request_id(anon_client, caplog):
