@@ -7,7 +7,8 @@ UPDATE) no longer re-inserts its lexemes into a GIN index (review 32b; 0019 has 
   CONFLICT DO NOTHING, so a row a trigger wrote (newer) stays. It locks its batch's tasks FOR
   KEY SHARE: a task deleted between its read and the batch's commit would fail the foreign key
   (and the migration); the lock makes such a delete wait for the batch instead (updates of
-  other columns do not wait). The API's writes go on.
+  other columns do not wait). The API's writes go on; a batch that deadlocks with one is run
+  again (_copy_batch).
 - The index is built after the copy, in one pass, CONCURRENTLY (writes go on), and can be
   built again after an interrupted build (tasks/concurrent_index.py), as 0008, 0011, 0014,
   0016 and 0017. Same storage parameters as `task_search` (a 256 kB pending list).
@@ -21,12 +22,16 @@ Reverse: `task_search` built again CONCURRENTLY (before the new index goes, so a
 lacks one), then the new index dropped; the copies go with the table (0019 reversed).
 """
 
+import time
+
 from django.contrib.postgres.indexes import GinIndex
-from django.db import migrations, transaction
+from django.db import OperationalError, migrations, transaction
 
 from tasks.concurrent_index import build_concurrently, drop_concurrently
 
 BATCH = 5_000
+DEADLOCK_DETECTED = "40P01"  # SQLSTATE
+DEADLOCK_RETRIES = 10  # each a deadlock with another write: far more than a deploy meets
 
 _NEXT_BATCH_END = """
     SELECT id FROM (
@@ -49,14 +54,32 @@ GIN_OPTIONS = "WITH (fastupdate = on, gin_pending_list_limit = 256)"
 def copy_the_vectors(apps, schema_editor) -> None:
     connection = schema_editor.connection
     after = _BEFORE_EVERY_ID
-    while True:
-        with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-            cursor.execute(_NEXT_BATCH_END, [after, BATCH])
-            row = cursor.fetchone()
-            if row is None:
-                return
-            cursor.execute(_COPY_BATCH, [after, row[0]])
-        after = row[0]
+    while (after := _copy_batch(connection, after)) is not None:
+        pass
+
+
+def _copy_batch(connection, after: str) -> str | None:
+    """Copies the batch after `after`; returns its last id, None when there was none left.
+
+    A write of the API can deadlock with a batch (review 33a): it writes the search row of a
+    task the batch has not reached, the batch waits for it there, then it writes the row of one
+    the batch has inserted. PostgreSQL ends the batch, which began to wait first; the write goes
+    on. The batch is run again: it changes nothing a trigger wrote (ON CONFLICT DO NOTHING)."""
+    for attempt in range(1, DEADLOCK_RETRIES + 2):
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                cursor.execute(_NEXT_BATCH_END, [after, BATCH])
+                row = cursor.fetchone()
+                if row is None:
+                    return None
+                cursor.execute(_COPY_BATCH, [after, row[0]])
+                return row[0]
+        except OperationalError as error:
+            deadlock = getattr(error.__cause__, "sqlstate", None) == DEADLOCK_DETECTED
+            if not deadlock or attempt > DEADLOCK_RETRIES:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Migration(migrations.Migration):
