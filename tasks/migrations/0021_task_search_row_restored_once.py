@@ -8,7 +8,8 @@ trigger drops such a row; the trigger's copy, made from the restored task itself
 
 It fires only for a statement a client sent (`pg_trigger_depth() = 0`: a restore's COPY, 0020's
 backfill, whose ON CONFLICT DO NOTHING did the same): the triggers of tasks_task write their
-rows at depth 1 and never reach the function. A restore with `--disable-triggers` turns it off
+rows at depth 1 and never reach the function. So a client's upsert of a row that exists
+(`ON CONFLICT DO UPDATE`) changes nothing either: the rows are the triggers' to write. A restore with `--disable-triggers` turns it off
 with the others and loads the dumped rows as they are (README "Backups and restores").
 The function carries its table's schema as search_path, as 0018's and 0019's do.
 """
