@@ -61,10 +61,23 @@ def if_match(header: str, version: int, derived: int = 0) -> bool:
     with `derived` values, the version alone matches too. A tag of another shape (`"2-x"`, or
     `"2-5-7"` for a task, which has none) is one the resource never sent: it matches nothing."""
     tags = parse_etags(header)
-    shape = re.compile(f'"({VERSION})(?:(?:{DERIVED}){{{derived}}})?"')
+    shape = _etag_shape(derived)
     return "*" in tags or any(
         (match := shape.fullmatch(tag)) and int(match[1]) == version for tag in tags
     )
+
+
+def lists_an_etag(header: str, derived: int = 0) -> bool:
+    """Whether `If-Match` lists `*` or a tag the resource could have sent, of any version. If
+    not, what failed is not a stale tag but no tag: the body's `version` without its quotes
+    (Swagger UI's If-Match box), or a weak one, as a compressing proxy makes them."""
+    tags = parse_etags(header)
+    shape = _etag_shape(derived)
+    return "*" in tags or any(shape.fullmatch(tag) for tag in tags)
+
+
+def _etag_shape(derived: int) -> re.Pattern:
+    return re.compile(f'"({VERSION})(?:(?:{DERIVED}){{{derived}}})?"')
 
 
 class ConditionalRequestMixin:
@@ -136,11 +149,17 @@ class ConditionalRequestMixin:
         )
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
-        if header is not None and not if_match(header, current, len(self.etag_derived_fields)):
+        derived = len(self.etag_derived_fields)
+        if header is not None and not if_match(header, current, derived):
             etag = self._current_etag(current, instance)
-            raise PreconditionFailed(
-                f"The resource has changed since you read it: its ETag is now {etag}.", etag=etag
-            )
+            if lists_an_etag(header, derived):
+                detail = f"The resource has changed since you read it: its ETag is now {etag}."
+            else:
+                detail = (
+                    f"If-Match lists no ETag of this resource: send the ETag header as it came, "
+                    f"quotes included (now {etag}); a weak one (W/...) never matches."
+                )
+            raise PreconditionFailed(detail, etag=etag)
         if none_match_header is not None:
             etag = self._current_etag(current, instance)
             if none_match(none_match_header, etag):

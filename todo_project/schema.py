@@ -70,8 +70,9 @@ ERROR_DESCRIPTIONS = {
     "sign-out, the password change and reset), `application/problem+json` alone is enough.",
     409: "Conflict with the current state (`detail` says which), e.g. a request with the same "
     "Idempotency-Key still running.",
-    412: "If-Match no longer matches the current version, or If-None-Match matches it: "
-    "nothing changed. `ETag` is the current one.",
+    412: "If-Match no longer matches the current version (or lists no ETag of this resource: "
+    "a value without its quotes, a weak tag), or If-None-Match matches it: nothing changed. "
+    "`ETag` is the current one.",
     411: "A body without `Content-Length` (chunked), refused whatever the method: send its length.",
     413: "The body is larger than the server accepts, whatever the method.",
     415: "The body is not JSON.",

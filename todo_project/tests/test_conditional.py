@@ -7,7 +7,7 @@ import pytest
 from django.db import connection, connections
 
 from conftest import client_for
-from tasks.models import TaskList
+from tasks.models import Task, TaskList
 from todo_project.tests.hardening_urls import GATES, Gate
 from todo_project.tests.helpers import lock_waiters
 
@@ -226,11 +226,29 @@ def test_etag_helpers_parse_lists_and_wildcards():
 @pytest.mark.parametrize("tag", ['"1-5-7"', '"1-0"'])
 def test_a_tasks_if_match_in_a_lists_shape_matches_nothing(api_client, user, tag):
     # A task's ETag is "<version>" alone; the lists' "<version>-<counts>" was taken for it.
-    from tasks.models import Task
-
     task = Task.objects.create(owner=user, title="Pay rent", position=1024)
     response = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, HTTP_IF_MATCH=tag)
     assert response.status_code == 412
     assert Task.objects.get(pk=task.pk).title == "Pay rent"
     ok = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, HTTP_IF_MATCH='"1"')
     assert ok.status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("sent", ["1", 'W/"1"'])
+def test_an_if_match_that_lists_no_etag_is_not_told_the_task_has_changed(api_client, user, sent):
+    # Swagger UI's If-Match box, or a client sending the body's `version` as it is (`1`), or a
+    # weak tag from a compressing proxy: the 412 said "The resource has changed since you read
+    # it: its ETag is now "1"." to a client holding that very version (review 33c).
+    task = Task.objects.create(owner=user, title="Pay rent", position=1024)
+    response = api_client.patch(
+        f"/api/v1/tasks/{task.pk}/", {"title": "Pay rent now"}, HTTP_IF_MATCH=sent
+    )
+    assert response.status_code == 412 and response["ETag"] == '"1"'
+    detail = response.json()["detail"]
+    assert detail.startswith("If-Match lists no ETag of this resource") and '"1"' in detail
+    task.refresh_from_db()
+    assert (task.title, task.version) == ("Pay rent", 1)
+    # A tag of the resource's shape, of another version, is a stale one: "has changed".
+    stale = api_client.patch(f"/api/v1/tasks/{task.pk}/", {"title": "x"}, HTTP_IF_MATCH='"7"')
+    assert "has changed since you read it" in stale.json()["detail"]
