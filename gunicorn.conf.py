@@ -25,10 +25,15 @@ if env_bool("DEBUG", False):
 bind = gunicorn_bind()
 workers = gunicorn_workers()
 # Sync workers: the views are synchronous, and measured faster than ASGI here (bench/README.md).
-# gunicorn's own, whose own error answers (a request line over limit_request_line is a 414, a
-# header over limit_request_field_size a 431, a malformed request a 400) are problems with an
+# gunicorn's own, whose own error answers (a header over limit_request_field_size is a 431, a
+# malformed request a 400) are problems with an
 # X-Request-ID, not HTML pages (todo_project/gunicorn_worker.py).
 worker_class = "todo_project.gunicorn_worker.ProblemSyncWorker"
+# No cap of gunicorn's on the request line (its default 4,094 bytes, at most 8,190): the app's
+# (problems.MAX_URL_BYTES, 16 KiB) answers a longer URL with a 414 a browser app on another
+# origin can read, its preflight too; gunicorn's came before CORS (review 33c). The proxy in
+# front caps the line (README: nginx's large_client_header_buffers).
+limit_request_line = 0
 timeout = 30
 # The web workers' database statements end 5 s before gunicorn would kill the worker
 # (settings.DB_STATEMENT_TIMEOUT; read by the app, which preload_app imports after this file).

@@ -46,7 +46,11 @@ from django.middleware.security import SecurityMiddleware
 from django.urls import URLResolver, get_resolver, set_script_prefix
 
 from todo_project.middleware import ApiCacheControlMiddleware
-from todo_project.problems import ApiAwareCommonMiddleware, undecodable_query_parameters
+from todo_project.problems import (
+    ApiAwareCommonMiddleware,
+    undecodable_query_parameters,
+    url_too_long,
+)
 from todo_project.ratelimit import rate_limit_headers
 from todo_project.request_id import REQUEST_ID_HEADER, identified, log_access
 
@@ -134,6 +138,7 @@ class FastLane:
             or environ.get("CONTENT_LENGTH", "") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ
             or undecodable_query_parameters(environ.get("QUERY_STRING", ""))  # Django's 400
+            or url_too_long(environ)  # ApiProblemMiddleware's 414
         ):
             return None
         if self._routes is None:

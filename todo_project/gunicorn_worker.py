@@ -1,7 +1,8 @@
 """gunicorn's sync worker, whose own error answers are problems like every other error answer.
 
-gunicorn answers a request it cannot parse itself, before the app sees it: a request line over
-`limit_request_line` (414), a header over `limit_request_field_size` or too many headers (431),
+gunicorn answers a request it cannot parse itself, before the app sees it: a header over
+`limit_request_field_size` or too many headers (431; a long URL is the app's to refuse, as
+`limit_request_line` is 0 in gunicorn.conf.py),
 a malformed request line, method or header (400), and a 500 when a request dies outside Django
 (a worker timeout). It answered them as an HTML page without `X-Request-ID`; the contract
 (API.md, "Errors") wants `application/problem+json` with a `request_id`, and the id in a log line.

@@ -389,6 +389,19 @@ def undecodable_query_parameters(query_string: str) -> list[str]:
     return names
 
 
+# The longest URL (path and query, as WSGI has them) the API reads; longer is a 414 problem.
+# The longest a client may need: 20 `tag=` names of 50 four-byte characters, %-escaped, ~12 KB.
+# The app refuses it itself, not gunicorn (limit_request_line = 0, gunicorn.conf.py): gunicorn's
+# 414 came before the app, so without CORS headers, and a browser app on another origin got
+# only "Failed to fetch" (its preflight of the same URL failed too; review 33c).
+MAX_URL_BYTES = 16 * 1024
+
+
+def url_too_long(environ: dict) -> bool:
+    """`environ`: WSGI's, or a request's META."""
+    return len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) > MAX_URL_BYTES
+
+
 class ApiProblemMiddleware:
     """Under /api/ and on the probes: answers every error as a problem, whoever produced it.
 
@@ -402,6 +415,10 @@ class ApiProblemMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not answers_problems(request.path):
             return self.get_response(request)
+        if url_too_long(request.META):
+            return problem_response(
+                request, 414, f"The URL (path and query) is longer than {MAX_URL_BYTES} bytes."
+            )
         too_large = self._body_too_large(request)
         if too_large:
             return too_large

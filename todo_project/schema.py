@@ -5,9 +5,10 @@ drf-spectacular documents the success answer of each operation; this AutoSchema 
 shared machinery produces on every endpoint, so no view has to list them and the schema never
 lies by omission (the fuzz test checks every answer against it):
 
-- 400, 411 and 413 everywhere: ApiProblemMiddleware answers them before any view, whatever
-  the method (a query value that is not UTF-8, more than 1,000 query parameters, a
-  `Content-Length` that is not a number; a chunked body; a body over the cap), and an
+- 400, 411, 413 and 414 everywhere: ApiProblemMiddleware answers them before any view,
+  whatever the method (a query value that is not UTF-8, more than 1,000 query parameters, a
+  `Content-Length` that is not a number; a chunked body; a body over the cap; a URL over
+  its cap), and an
   operation that reads a body, query parameters or an Idempotency-Key refuses bad ones too;
   415 when it reads a body (POST, PUT, PATCH, and a DELETE marked `@delete_with_body`);
 - 401 when it takes a token (even a public endpoint answers 401 to a broken one);
@@ -51,6 +52,7 @@ from rest_framework import serializers
 from todo_project.conditional import ConditionalRequestMixin
 from todo_project.idempotency import IDEMPOTENCY_HEADER, KEY_PATTERN, REPLAYED_HEADER
 from todo_project.problems import (
+    MAX_URL_BYTES,
     PROBLEM_CONTENT_TYPE,
     ProblemSerializer,
     ValidationProblemSerializer,
@@ -75,6 +77,7 @@ ERROR_DESCRIPTIONS = {
     "`ETag` is the current one.",
     411: "A body without `Content-Length` (chunked), refused whatever the method: send its length.",
     413: "The body is larger than the server accepts, whatever the method.",
+    414: f"The URL (path and query) is longer than {MAX_URL_BYTES:,} bytes, whatever the method.",
     415: "The body is not JSON.",
     422: "The Idempotency-Key was used before with another request.",
     429: "Rate limited: retry after `Retry-After` seconds.",
@@ -229,7 +232,7 @@ RATE_LIMIT_HEADERS = [
 ]
 # Answered before the request is counted against a limit (content negotiation, the body caps),
 # so without the RateLimit-* headers.
-UNCOUNTED_ANSWERS = {"406", "411", "413"}
+UNCOUNTED_ANSWERS = {"406", "411", "413", "414"}
 
 
 def answer_example(value: dict, name: str = "Answer", **kwargs) -> OpenApiExample:
@@ -372,10 +375,11 @@ class AutoSchema(openapi.AutoSchema):
         return responses
 
     def _error_codes(self) -> set[int]:
-        # 503: the database unavailable (todo_project.problems). 400, 411 and 413: what
+        # 503: the database unavailable (todo_project.problems). 400, 411, 413 and 414: what
         # ApiProblemMiddleware answers before any view, whatever the method (a query value
-        # that is not UTF-8, `?x=%FF` on any operation; a chunked or oversized body).
-        codes = {400, 406, 411, 413, 429, 503}
+        # that is not UTF-8, `?x=%FF` on any operation; a chunked or oversized body; a URL
+        # over its cap).
+        codes = {400, 406, 411, 413, 414, 429, 503}
         if self._reads_body():
             codes.add(415)
         if any(self.get_auth()):  # an empty requirement ({}) is "no token needed"
@@ -438,6 +442,7 @@ def document_the_probes(result: dict, generator, request, public) -> dict:
         "400": problem(400, "ValidationProblem"),
         "411": problem(411),
         "413": problem(413),
+        "414": problem(414),
     }
     probe = {"tags": ["service"], "security": [{}]}
     result["paths"]["/healthz"] = {

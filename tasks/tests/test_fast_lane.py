@@ -20,6 +20,7 @@ from accounts.tokens import RefreshToken
 from tasks import fast_read
 from todo_project import fast_lane, wsgi
 from todo_project.fast_lane import MIDDLEWARE_IN_THE_LANE, FastLane, fast_routes
+from todo_project.problems import MAX_URL_BYTES
 
 pytestmark = pytest.mark.django_db
 
@@ -263,6 +264,12 @@ def test_the_origins_kept_are_bounded(apps, variety, token, monkeypatch):
         ),
         ("a repeated page", {}, {"QUERY_STRING": "limit=2&limit=3"}, "400 Bad Request"),
         ("a query value not UTF-8", {}, {"QUERY_STRING": "tag=%FF"}, "400 Bad Request"),
+        (
+            "a URL over its cap",
+            {},
+            {"QUERY_STRING": "search=" + "x" * MAX_URL_BYTES},
+            "414 Request-URI Too Long",
+        ),
         (
             "a CORS preflight",
             ALLOWED_ORIGIN,

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from todo_project.problems import MAX_URL_BYTES
+
 pytestmark = pytest.mark.django_db
 
 
@@ -33,6 +35,33 @@ def test_problem_answers_carry_cors_headers_for_allowed_origins(anon_client):
     assert response.status_code == 404
     assert response["Access-Control-Allow-Origin"] == "https://app.example.com"
     assert "X-Request-ID" in response["Access-Control-Expose-Headers"]
+
+
+def test_a_url_over_the_cap_is_a_414_an_app_on_another_origin_can_read(api_client):
+    # gunicorn answered it (its 4,094-byte request line) before the app, without CORS headers:
+    # the browser failed the preflight of such a URL and fetch() gave "Failed to fetch" alone
+    # (review 33c). The app answers it now, after CorsMiddleware.
+    long_url = "/api/v1/tasks/?search=" + "x" * MAX_URL_BYTES
+    preflight = api_client.options(
+        long_url,
+        HTTP_ORIGIN="https://app.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization",
+    )
+    assert preflight.status_code == 200
+    assert preflight["Access-Control-Allow-Origin"] == "https://app.example.com"
+    response = api_client.get(long_url, HTTP_ORIGIN="https://app.example.com")
+    assert response.status_code == 414
+    assert response["Content-Type"] == "application/problem+json"
+    assert (
+        response.json()["detail"]
+        == f"The URL (path and query) is longer than {MAX_URL_BYTES} bytes."
+    )
+    assert response["Access-Control-Allow-Origin"] == "https://app.example.com"
+    # Within the cap, the longest filter a client may need: 20 tags of 50 four-byte characters.
+    tags = "&".join("tag=" + "%F0%9F%98%80" * 50 for _ in range(20))
+    assert len(tags) > 12_000
+    assert api_client.get(f"/api/v1/tasks/?{tags}").status_code == 200
 
 
 # What a browser lets a page on another origin read without their being exposed (Fetch standard).

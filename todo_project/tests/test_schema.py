@@ -11,6 +11,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from tasks.models import Task
 from todo_project.fields import HOUR_MINUTE
+from todo_project.problems import MAX_URL_BYTES
 from todo_project.schema import ERROR_DESCRIPTIONS
 from todo_project.schema_view import _rendered_schema
 
@@ -159,8 +160,9 @@ def test_every_answer_of_a_token_endpoint_is_no_store_even_one_made_before_the_v
 def test_the_probes_are_in_the_schema_as_they_answer(schema, anon_client):
     healthz = schema["paths"]["/healthz"]["get"]
     readyz = schema["paths"]["/readyz"]["get"]
-    refused = {"400", "411", "413"}  # ApiProblemMiddleware's, before any view
+    refused = {"400", "411", "413", "414"}  # ApiProblemMiddleware's, before any view
     assert set(healthz["responses"]) == {"200", *refused}
+    assert anon_client.get("/healthz", {"x": "x" * MAX_URL_BYTES}).status_code == 414
     assert set(readyz["responses"]) == {"200", "503", *refused}
     body = readyz["responses"]["200"]["content"]["application/json"]["schema"]
     assert set(anon_client.get("/readyz").json()) == set(body["required"])
@@ -238,7 +240,7 @@ def test_every_api_answer_documents_the_rate_limit_headers_and_when_to_retry(sch
             for code, response in operation["responses"].items():
                 headers = response.get("headers", {})
                 # Those answered before the request is counted carry none (the test below).
-                counted = code not in {"406", "411", "413"}
+                counted = code not in {"406", "411", "413", "414"}
                 assert (
                     {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(headers)
                 ) is counted, (path, method, code)
@@ -350,6 +352,7 @@ def test_the_rate_limit_headers_are_sent_where_the_schema_says_and_only_there(ap
             "/api/v1/tasks/", b"[" + b" " * (1024 * 1024) + b"]", content_type="application/json"
         ),
         "415": api_client.post("/api/v1/tasks/", b"title=a", content_type="text/plain"),
+        "414": api_client.post("/api/v1/tasks/?x=" + "x" * MAX_URL_BYTES, {"title": "a"}),
     }
     for code, response in sent.items():
         assert str(response.status_code) == code
@@ -493,9 +496,7 @@ def test_an_operation_without_parameters_documents_the_400_of_a_query_not_utf8(
 
 
 @pytest.mark.django_db
-def test_every_operation_documents_the_411_and_413_of_a_body_whatever_its_method(
-    api_client, schema
-):
+def test_every_operation_documents_the_411_413_and_414_whatever_its_method(api_client, schema):
     # Only operations that read a body listed them; the middleware answers them before any view.
     task = api_client.post("/api/v1/tasks/", {"title": "T"}, format="json").json()
     too_large = api_client.delete(
@@ -504,11 +505,12 @@ def test_every_operation_documents_the_411_and_413_of_a_body_whatever_its_method
         content_type="application/json",
     )
     chunked = api_client.get("/api/v1/auth/me/", HTTP_TRANSFER_ENCODING="chunked")
-    assert (too_large.status_code, chunked.status_code) == (413, 411)
+    too_long = api_client.delete(f"/api/v1/tasks/{task['id']}/?x=" + "x" * MAX_URL_BYTES)
+    assert (too_large.status_code, chunked.status_code, too_long.status_code) == (413, 411, 414)
     for path, operations in schema["paths"].items():
         if path.startswith("/api/v1/"):
             for method, operation in operations.items():
-                assert {"400", "411", "413"} <= set(operation["responses"]), (method, path)
+                assert {"400", "411", "413", "414"} <= set(operation["responses"]), (method, path)
 
 
 def _task_list_parameter(schema, name: str) -> dict:
