@@ -282,6 +282,12 @@ def apply_local_server_defaults(environ: MutableMapping[str, str]) -> None:
     for name, value in LOCAL_SERVER_DEFAULTS.items():
         if not environ.get(name):  # empty is unset, as for every variable (README.md)
             environ[name] = value
+    # The frontend the reset mails link to may call the API: its origin is allowed (review
+    # 33c: the app at make run's own FRONTEND_URL got CORS errors until its developer found
+    # the setting).
+    if not environ.get("CORS_ALLOWED_ORIGINS"):
+        frontend = urlsplit(environ["FRONTEND_URL"])
+        environ["CORS_ALLOWED_ORIGINS"] = f"{frontend.scheme}://{frontend.netloc}"
 
 
 def main(argv: list[str]) -> int:

@@ -243,3 +243,18 @@ def test_a_user_killed_before_its_clean_up_does_not_keep_postgresql_running(
         check=True,
     )
     assert not _postmaster_running(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("given", "allowed"),
+    [
+        ({}, "http://localhost:3000"),
+        ({"FRONTEND_URL": "http://localhost:5173/app/"}, "http://localhost:5173"),
+        ({"CORS_ALLOWED_ORIGINS": "https://a.example"}, "https://a.example"),
+    ],
+)
+def test_a_local_server_lets_its_frontend_call_the_api(given, allowed):
+    # make run mailed reset links to http://localhost:3000 but let no page there call the API.
+    environ = dict(given)
+    devservices.apply_local_server_defaults(environ)
+    assert environ["CORS_ALLOWED_ORIGINS"] == allowed
