@@ -29,10 +29,10 @@ workers = gunicorn_workers()
 # malformed request a 400) are problems with an
 # X-Request-ID, not HTML pages (todo_project/gunicorn_worker.py).
 worker_class = "todo_project.gunicorn_worker.ProblemSyncWorker"
-# No cap of gunicorn's on the request line (its default 4,094 bytes, at most 8,190): the app's
+# Not gunicorn's cap on the request line (its default 4,094 bytes, at most 8,190): the app's
 # (problems.MAX_URL_BYTES, 16 KiB) answers a longer URL with a 414 a browser app on another
-# origin can read, its preflight too; gunicorn's came before CORS (review 33c). The proxy in
-# front caps the line (README: nginx's large_client_header_buffers).
+# origin can read, its preflight too; gunicorn's came before CORS (review 33c). The worker caps
+# the line at 64 KiB instead (gunicorn_worker.REQUEST_LINE_CAP), its own 414 beyond.
 limit_request_line = 0
 timeout = 30
 # The web workers' database statements end 5 s before gunicorn would kill the worker

@@ -83,7 +83,7 @@ def test_a_browser_app_on_another_origin_reads_the_answer_to_a_long_query(
     base = gunicorn_for_the_app
     # A user pastes a long text into the search box: a 400 naming `search` (200 characters).
     long_search = f"{base}/api/v1/tasks/?search=" + "x" * 5000
-    # 20 tags of 50 Cyrillic characters each: within the contract, ~6,300 bytes %-escaped.
+    # 20 tag names of 50 characters (48 Cyrillic): within the contract, 5,899 bytes %-escaped.
     tags = "&".join(f"tag=%D0%97{i:02d}" + "%D1%8F" * 47 for i in range(20))
     twenty_tags = f"{base}/api/v1/tasks/?{tags}"
     # Past the app's cap (MAX_URL_BYTES): its 414.

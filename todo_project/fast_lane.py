@@ -138,7 +138,7 @@ class FastLane:
             or environ.get("CONTENT_LENGTH", "") not in ("", "0")
             or "HTTP_TRANSFER_ENCODING" in environ
             or undecodable_query_parameters(environ.get("QUERY_STRING", ""))  # Django's 400
-            or url_too_long(environ)  # ApiProblemMiddleware's 414
+            or url_too_long(len(environ.get("PATH_INFO", "")), environ.get("QUERY_STRING", ""))
         ):
             return None
         if self._routes is None:

@@ -1,9 +1,8 @@
 """gunicorn's sync worker, whose own error answers are problems like every other error answer.
 
-gunicorn answers a request it cannot parse itself, before the app sees it: a header over
-`limit_request_field_size` or too many headers (431; a long URL is the app's to refuse, as
-`limit_request_line` is 0 in gunicorn.conf.py),
-a malformed request line, method or header (400), and a 500 when a request dies outside Django
+gunicorn answers a request it cannot parse itself, before the app sees it: a request line over
+REQUEST_LINE_CAP (414; the app answers its own 414 from 16 KiB), a header over
+`limit_request_field_size` or too many headers (431), a malformed request line, method or header (400), and a 500 when a request dies outside Django
 (a worker timeout). It answered them as an HTML page without `X-Request-ID`; the contract
 (API.md, "Errors") wants `application/problem+json` with a `request_id`, and the id in a log line.
 
@@ -27,9 +26,21 @@ from http import HTTPStatus
 from django.apps import apps
 from gunicorn import util
 from gunicorn.http.errors import InvalidHeader
+from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
 from gunicorn.workers.sync import SyncWorker
 
 gunicorn_write_error = util.write_error
+# The longest request line gunicorn reads (its own 414 beyond): 4 x the app's MAX_URL_BYTES,
+# whose 414 a browser app can read. gunicorn clamps limit_request_line to 8,190 bytes, so
+# gunicorn.conf.py turns its cap off (0) and this one takes its place: with none, one client
+# kept a worker at 100 % of a core for the 30 s timeout, reading 20 MiB (review 33d).
+REQUEST_LINE_CAP = 64 * 1024
+
+
+class _CappedRequest(Request):
+    def read_line(self, unreader, buf, limit=0):
+        return super().read_line(unreader, buf, limit or REQUEST_LINE_CAP)
 
 
 class _Listened:
@@ -53,6 +64,7 @@ class ProblemSyncWorker(SyncWorker):
 
     def init_process(self) -> None:
         util.write_error = self.write_problem
+        RequestParser.mesg_class = _CappedRequest
         super().init_process()  # runs the worker's loop until it exits
 
     def handle_exit(self, sig, frame) -> None:

@@ -28,6 +28,7 @@ from rest_framework import exceptions, serializers, status
 from rest_framework.views import set_rollback
 
 from todo_project.ratelimit import count_refused_request
+from todo_project.request_id import shown_path
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 API_PREFIX = "/api/"
@@ -220,7 +221,7 @@ def problem_response(
         "title": title or title_for(status_code),
         "status": status_code,
         "detail": detail,
-        "instance": request.path,
+        "instance": shown_path(request.path),
         "request_id": getattr(request, "request_id", None),
     }
     if errors is None and status_code == 400:
@@ -397,9 +398,10 @@ def undecodable_query_parameters(query_string: str) -> list[str]:
 MAX_URL_BYTES = 16 * 1024
 
 
-def url_too_long(environ: dict) -> bool:
-    """`environ`: WSGI's, or a request's META."""
-    return len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", "")) > MAX_URL_BYTES
+def url_too_long(path_bytes: int, query_string: str) -> bool:
+    """`path_bytes`: the path's length in bytes once %-decoded (WSGI's PATH_INFO is those bytes
+    as latin-1; Django's request.path_info, decoded, encoded again); the query as sent."""
+    return path_bytes + len(query_string) > MAX_URL_BYTES
 
 
 class ApiProblemMiddleware:
@@ -415,7 +417,7 @@ class ApiProblemMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if not answers_problems(request.path):
             return self.get_response(request)
-        if url_too_long(request.META):
+        if url_too_long(len(request.path_info.encode()), request.META.get("QUERY_STRING", "")):
             return problem_response(
                 request, 414, f"The URL (path and query) is longer than {MAX_URL_BYTES} bytes."
             )

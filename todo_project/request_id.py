@@ -26,6 +26,16 @@ access_log = logging.getLogger("todo.access")
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before its answer
 
 
+# A path is written back (a problem's `instance`, the access log's `path`) up to this many
+# characters: a URL refused for its length echoed whole made a 414 and its log line as long as
+# the request (2 MB each for a 2 MB path sent to gunicorn directly; review 33d).
+SHOWN_PATH_MAX = 2048
+
+
+def shown_path(path: str) -> str:
+    return path if len(path) <= SHOWN_PATH_MAX else path[:SHOWN_PATH_MAX] + "…"
+
+
 # Set by a view that authenticated without DRF (tasks.fast_read): the user's id.
 AUTHENTICATED_USER_ID = "authenticated_user_id"
 
@@ -81,7 +91,7 @@ def log_access(request: HttpRequest, status: int, started: float) -> None:
         "request",
         extra={
             "method": request.method,
-            "path": request.path,
+            "path": shown_path(request.path),
             "status": status,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "user_id": _user_id(request),

@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -382,3 +383,39 @@ def _answer(client: socket.socket) -> str:
         return "closed"
     head, _, body = data.partition(b"\r\n\r\n")
     return (head.splitlines()[0] + b" " + body).decode()
+
+
+@pytest.mark.live_server_processes
+def test_gunicorn_bounds_the_request_line_it_reads(tmp_path):
+    """With `limit_request_line = 0` and no cap of the worker's, gunicorn's Python parser read a
+    request line of any length, copying and scanning the whole buffer at each read: one
+    connection kept a worker at 100 % of a core for the 30 s timeout (20 MiB read, +38 MB RSS)
+    until the arbiter killed it (review 33d). REQUEST_LINE_CAP: its 414 within seconds."""
+    with serving(tmp_path, HTTPS="0") as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"GET /api/v1/tasks/?search=")
+            chunk = b"x" * 65536
+            sent = 0
+            started = time.monotonic()
+            answered = None
+            while time.monotonic() - started < 10:
+                readable, _, _ = select.select([sock], [], [], 0)
+                if readable:
+                    try:
+                        answered = sock.recv(200) or b"(closed)"
+                    except OSError as error:  # reset: refused too
+                        answered = repr(error).encode()
+                    break
+                try:
+                    sock.sendall(chunk)
+                    sent += len(chunk)
+                except TimeoutError:
+                    continue  # the worker is behind (still reading): keep trying until the deadline
+                except OSError as error:  # BrokenPipe / reset: the server closed on us
+                    answered = repr(error).encode()
+                    break
+        assert answered is not None, (
+            f"gunicorn was still reading a {sent / 2**20:.0f} MiB request line after 10 s "
+            "(no cap: limit_request_line = 0)"
+        )
+        assert answered.startswith((b"HTTP/1.1 414", b"(closed)", b"BrokenPipe", b"Connection"))
