@@ -16,15 +16,20 @@ class SchemaView(SpectacularAPIView):
     GET (50 ms building, the rest rendering 0.5–0.8 MB). An `ETag` lets the docs' pages
     revalidate it (304) instead of loading it again.
 
-    A form is the renderer, the media type as asked (its parameters, `indent` say, change the
-    body), the version asked and the language: the cache keeps the last few, so odd ones
-    (`?version=`, `?lang=` take any value) cost what every request did before, and no more
-    memory than a few bodies."""
+    The forms clients ask for (each renderer's own media type, no `?version=` or `?lang=`)
+    are cached, a handful; any other (an `Accept` parameter such as `indent`, which changes
+    the body, or those query parameters, which take any value) is built per request as
+    before, so that alternating odd ones never pushes a common one out (review 33d)."""
 
     def _get_schema_response(self, request):
         version = self.api_version or request.version or self._get_version_parameter(request)
         renderer = request.accepted_renderer
-        body, etag = _rendered_schema(
+        common = (
+            request.accepted_media_type == renderer.media_type
+            and version is None
+            and "lang" not in request.GET
+        )
+        body, etag = (_cached_schema if common else _rendered_schema)(
             type(self),
             type(renderer),
             request.accepted_media_type,
@@ -42,7 +47,6 @@ class SchemaView(SpectacularAPIView):
         return get_conditional_response(request, etag=etag, response=response)
 
 
-@functools.lru_cache(maxsize=8)
 def _rendered_schema(view, renderer_class, media_type, version, language) -> tuple[bytes, str]:
     # `language` is in the key only: the view renders under its translation. No request: the
     # schema is public (SERVE_PUBLIC), the same for every caller.
@@ -52,3 +56,6 @@ def _rendered_schema(view, renderer_class, media_type, version, language) -> tup
     data = generator.get_schema(request=None, public=view.serve_public)
     body = renderer_class().render(data, media_type, {})
     return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+
+
+_cached_schema = functools.cache(_rendered_schema)

@@ -13,7 +13,7 @@ from tasks.models import Task
 from todo_project.fields import HOUR_MINUTE
 from todo_project.problems import MAX_URL_BYTES
 from todo_project.schema import ERROR_DESCRIPTIONS
-from todo_project.schema_view import _rendered_schema
+from todo_project.schema_view import _cached_schema
 
 
 def test_the_openapi_schema_builds_without_warnings(capsys):
@@ -670,7 +670,7 @@ SCHEMA_FORMS = [
 @pytest.fixture
 def built_schemas(monkeypatch):
     """Each schema the generator builds, from an empty cache."""
-    _rendered_schema.cache_clear()
+    _cached_schema.cache_clear()
     built = []
     get_schema = SchemaGenerator.get_schema
 
@@ -680,7 +680,7 @@ def built_schemas(monkeypatch):
 
     monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
     yield built
-    _rendered_schema.cache_clear()
+    _cached_schema.cache_clear()
 
 
 @pytest.mark.django_db
@@ -696,8 +696,8 @@ def test_the_cached_schema_is_drf_spectaculars_own_byte_for_byte(
         assert served.content == stock.content
         for header in ("Content-Type", "Content-Disposition"):
             assert served[header] == stock[header]
-    # The stock view's build, then one for both of ours.
-    assert len(built_schemas) == 2
+    # The stock view's build, then one for both of ours (per request for an odd form).
+    assert len(built_schemas) == (2 if ";" not in accept else 3)
 
 
 @pytest.mark.django_db
@@ -711,7 +711,18 @@ def test_the_schema_is_built_once_per_form_and_revalidated_by_its_etag(anon_clie
         assert again.status_code == 304 and again.content == b""
         assert again["ETag"] == first["ETag"]
         etags.add(first["ETag"])
-    assert len(etags) == len(SCHEMA_FORMS) == len(built_schemas)
+    # The two common forms once each; the odd one (indent=2) at each of its two requests.
+    assert len(etags) == len(SCHEMA_FORMS) and len(built_schemas) == 4
+    # Odd forms, however many, push no common one out of the cache.
+    for indent in range(10):
+        odd = f"application/vnd.oai.openapi+json; indent={indent}"
+        assert anon_client.get("/api/schema/", HTTP_ACCEPT=odd).status_code == 200
+    assert anon_client.get("/api/schema/", {"lang": "xx"}).status_code == 200
+    assert len(built_schemas) == 4 + 11
     stale = anon_client.get("/api/schema/", HTTP_IF_NONE_MATCH='"stale"')
     assert stale.status_code == 200 and stale.content.startswith(b"openapi:")
-    assert len(built_schemas) == len(SCHEMA_FORMS)
+    json_form = anon_client.get("/api/schema/", {"format": "json"})
+    assert json_form.status_code == 200 and json_form["ETag"] in etags
+    anything = anon_client.get("/api/schema/", HTTP_ACCEPT="*/*")  # curl's, a browser's
+    assert anything.status_code == 200 and anything["ETag"] in etags
+    assert len(built_schemas) == 4 + 11
