@@ -164,7 +164,14 @@ class TokenObtainView(TokenIssuingView):
         examples=[
             OpenApiExample(
                 "Sign in",
+                summary="The account of the register example",
                 value={"email": "alice@example.com", "password": "correct-horse-battery"},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Demo account",
+                summary="make run's demo account (seed_demo: local servers only)",
+                value={"email": "demo@example.com", "password": "demo-password-2026"},
                 request_only=True,
             ),
             answer_example(TOKEN_PAIR_EXAMPLE),

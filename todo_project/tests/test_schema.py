@@ -1,3 +1,4 @@
+import io
 import re
 from datetime import datetime
 from pathlib import Path
@@ -726,3 +727,25 @@ def test_the_schema_is_built_once_per_form_and_revalidated_by_its_etag(anon_clie
     anything = anon_client.get("/api/schema/", HTTP_ACCEPT="*/*")  # curl's, a browser's
     assert anything.status_code == 200 and anything["ETag"] in etags
     assert len(built_schemas) == 4 + 11
+
+
+@pytest.mark.django_db
+def test_the_sign_in_examples_sign_in_on_a_local_server(anon_client, schema, settings):
+    # "Try it out" with either example works: the first after the register example, the
+    # second on `make run`'s database (seed_demo), which README names too.
+    settings.DEBUG = True  # seed_demo runs only there
+    register = schema["paths"]["/api/v1/auth/register/"]["post"]["requestBody"]["content"]
+    sign_in = schema["paths"]["/api/v1/auth/token/"]["post"]["requestBody"]["content"]
+    (new_account,) = register["application/json"]["examples"].values()
+    examples = sign_in["application/json"]["examples"]
+    assert set(examples) == {"SignIn", "DemoAccount"}
+    assert (
+        anon_client.post("/api/v1/auth/token/", examples["DemoAccount"]["value"]).status_code == 401
+    )
+
+    assert anon_client.post("/api/v1/auth/register/", new_account["value"]).status_code == 201
+    call_command("seed_demo", stdout=io.StringIO())
+    for example in examples.values():
+        response = anon_client.post("/api/v1/auth/token/", example["value"])
+        assert response.status_code == 200, example
+        assert set(response.json()) == {"access", "refresh"}
