@@ -760,8 +760,7 @@ class TaskAdmin(OwnedAdmin):
 
     @admin.display(description="next occurrence")
     def next_occurrence_link(self, task: Task) -> str:
-        # Through Task.objects (its search vector deferred), not the forward FK's base manager.
-        copy = Task.objects.filter(pk=task.next_occurrence_id).first()
+        copy = task.next_occurrence
         if copy is None:
             return "-"
         url = reverse("admin:tasks_task_change", args=[copy.pk])

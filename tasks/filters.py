@@ -53,7 +53,7 @@ from todo_project.fields import (
     trimmed,
 )
 
-# At most the 255 characters a stored lexeme keeps (tasks.models.owner_scoped_search_vector):
+# At most the 255 characters a stored lexeme keeps (tasks.models.TaskSearch.search_vector):
 # no searched word is longer than the text, so a prefix match on a cut lexeme finds what it
 # would on the whole one.
 SEARCH_MAX_LENGTH = 200

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
-from django.contrib.postgres.search import SearchVector, SearchVectorField
+from django.contrib.postgres.search import SearchVectorField
 from django.db import connections, models, router
 from django.db.models import (
     Deferrable,
@@ -24,7 +24,7 @@ from django.db.models import (
     TextField,
     Value,
 )
-from django.db.models.functions import Cast, Collate, Left, Length, Replace
+from django.db.models.functions import Collate, Length
 from django.db.models.lookups import Exact, LessThanOrEqual
 
 from todo_project.compiled import CompiledQuery
@@ -71,24 +71,8 @@ SEARCH_OWNER_KEY_LENGTH = 12  # hex digits of the owner's id: 48 random bits of 
 
 
 def search_owner_key(owner_id: uuid.UUID) -> str:
-    """The owner's key, as search_vector's expression computes it in SQL."""
+    """The owner's key, as the search vector's expression computes it in SQL (TaskSearch)."""
     return owner_id.hex[:SEARCH_OWNER_KEY_LENGTH]
-
-
-def owner_scoped_search_vector() -> Func:
-    """The words of title and description, each prefixed by the owner's key.
-
-    task_search_lexemes (an immutable SQL function, migrations 0004 and 0010) prefixes each
-    lexeme and keeps positions and weights; it cuts lexemes at 255 characters, so key + lexeme
-    stays under PostgreSQL's 2,047-byte limit (a 2,040-character word would otherwise fail the
-    INSERT). A searched word is shorter (tasks.filters.SEARCH_MAX_LENGTH), so a cut changes no
-    result. A word with ASCII punctuation inside (an email, a URL, a path) also gets the rest of
-    it after each run of punctuation (at most 16): `example.com` and `com` for
-    `anna@example.com`, so a prefix search finds its parts.
-    """
-    words = SearchVector("title", "description", config="simple")
-    key = Left(Replace(Cast("owner", TextField()), Value("-"), Value("")), SEARCH_OWNER_KEY_LENGTH)
-    return Func(words, key, function="task_search_lexemes", output_field=SearchVectorField())
 
 
 class Priority(models.IntegerChoices):
@@ -126,25 +110,9 @@ class OwnedQuerySet(models.QuerySet):
         return self.filter(owner=user)
 
 
-class TaskManager(models.Manager.from_queryset(OwnedQuerySet)):
-    def get_queryset(self) -> OwnedQuerySet:
-        # The search vector is PostgreSQL's, for searching: never read into a worker. Read, it
-        # was up to ~190 kB a task (10,000 characters of joined words): a bulk action of 500
-        # such tasks took a worker from 73 to 244 MB for good, an admin page +40 MB (review
-        # 32b). Written by PostgreSQL (a generated column), filtered on in SQL only. Django's
-        # base manager still reads it for one row a forward access loads (`subtask.parent`):
-        # the admin shows a next occurrence through this manager (TaskAdmin).
-        return super().get_queryset().defer("search_vector")
-
-
 def loaded_columns(model: type[models.Model]) -> list[str]:
-    """The columns an instance is read with: a generated one (a task's search vector) is the
-    database's business, not the app's."""
-    return [
-        field.attname
-        for field in model._meta.concrete_fields
-        if not isinstance(field, models.GeneratedField)
-    ]
+    """The columns an instance is read with, in the order from_db() takes them."""
+    return [field.attname for field in model._meta.concrete_fields]
 
 
 @functools.cache
@@ -245,9 +213,7 @@ def _task_row_sql() -> tuple[str, list[models.Field], str, str]:
     """(alias, the written fields, a row's VALUES placeholders, the UPDATE of all of them)."""
     alias = router.db_for_write(Task)
     quote = connections[alias].ops.quote_name
-    fields = [
-        field for field in Task._meta.concrete_fields if field.attname in loaded_columns(Task)
-    ]
+    fields = Task._meta.concrete_fields
     others = [field for field in fields if not field.primary_key]
     update = (
         f"UPDATE {quote(Task._meta.db_table)} SET "
@@ -514,13 +480,8 @@ class Task(models.Model):
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    search_vector = models.GeneratedField(
-        expression=owner_scoped_search_vector(),
-        output_field=SearchVectorField(),
-        db_persist=True,
-    )
 
-    objects = TaskManager()
+    objects = OwnedQuerySet.as_manager()
 
     # Not columns: known for a task read by task_to_write() or written by the services (None:
     # not known). A write answers with `tag_names` instead of reading the task back, and a
@@ -617,9 +578,10 @@ class TaskSearch(models.Model):
     update: no index of this table holds them) when its `completed` or `priority` changes.
 
     Written only by PostgreSQL triggers on tasks_task (migration 0019), so every writer keeps it
-    in step: the services, the admin, raw SQL, COPY. The vector is a copy of the generated
-    `Task.search_vector` (the source, until a later release drops that column: code of the
-    release before still reads it during a rolling deploy). A task's row goes with the task
+    in step: the services, the admin, raw SQL, COPY. The vector is a copy of tasks_task's
+    generated column `search_vector`, which is no field of Task (migration 0022): the release
+    before still reads it during a rolling deploy, and the next one computes the vector in the
+    triggers and drops the column. A task's row goes with the task
     (its foreign key is ON DELETE CASCADE in the database; Django leaves it to it). `owner` is
     the task's, so that a search alone counts its matches here, without tasks_task.
 
@@ -651,6 +613,15 @@ class TaskSearch(models.Model):
     )
     completed = models.BooleanField()
     priority = models.PositiveSmallIntegerField(choices=Priority.choices)
+    # The words of title and description, each prefixed by the owner's key (search_owner_key):
+    # `task_search_lexemes(to_tsvector('simple', title || ' ' || description), key)`, an
+    # immutable SQL function (migrations 0004, 0010, 0013). It keeps positions and cuts lexemes
+    # at 255 characters, so key + lexeme stays under PostgreSQL's 2,047-byte limit (a
+    # 2,040-character word would otherwise fail the INSERT); a searched word is shorter
+    # (tasks.filters.SEARCH_MAX_LENGTH), so a cut changes no result. A word with ASCII
+    # punctuation inside (an email, a URL, a path) also gets the rest of it after each run of
+    # punctuation (at most 16): `example.com` and `com` for `anna@example.com`, so a prefix
+    # search finds its parts. Accents are folded (0013).
     search_vector = SearchVectorField()
 
     class Meta:

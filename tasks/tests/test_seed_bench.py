@@ -11,7 +11,7 @@ from accounts.models import User
 from bench import prepare
 from tasks.filters import TsQueryLiteral, prefix_tsquery
 from tasks.management.commands.seed_bench import HEAVY_EMAIL, POSITION_GAP, bench_users
-from tasks.models import Tag, Task, TaskList
+from tasks.models import Tag, Task, TaskList, TaskSearch
 from tasks.services import task_create, task_update, tasks_bulk_apply
 from todo_project.devservices import LOCAL_SERVER_DEFAULTS
 from todo_project.tests.helpers import database_url_for_this_test
@@ -64,10 +64,10 @@ def test_seeded_tasks_look_like_the_apps_own():
     assert any(task.due_time for task in tasks)
     assert any(task.description for task in tasks)
     assert any(task.completed for task in tasks)
-    # The generated search column is filled by PostgreSQL.
+    # The search rows are filled by PostgreSQL.
     heavy = User.objects.get(email=HEAVY_EMAIL)
     report = TsQueryLiteral(prefix_tsquery("report", heavy))
-    assert Task.objects.owned_by(heavy).filter(search_vector=report).exists()
+    assert TaskSearch.objects.filter(owner=heavy, search_vector=report).exists()
 
 
 def test_seed_bench_is_idempotent_and_reset_replaces_the_data(capsys):
