@@ -41,6 +41,7 @@ from django.conf import settings
 from django.db import migrations, models
 
 import django.contrib.postgres.search
+from tasks.table_lock import lock_giving_way
 
 FORWARD = """
 -- Room on each page for a second version of every row: completed/priority updates stay HOT.
@@ -143,6 +144,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        # The foreign key and the triggers lock tasks_task: taken first, giving way to writes.
+        lock_giving_way("tasks_task"),
         migrations.CreateModel(
             name="TaskSearch",
             fields=[

@@ -16,6 +16,8 @@ The function carries its table's schema as search_path, as 0018's and 0019's do.
 
 from django.db import migrations
 
+from tasks.table_lock import lock_giving_way
+
 FORWARD = """
 CREATE FUNCTION tasks_task_search_restored() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -52,4 +54,6 @@ class Migration(migrations.Migration):
         ("tasks", "0020_task_search_index_moved"),
     ]
 
-    operations = [migrations.RunSQL(FORWARD, BACKWARD)]
+    # The trigger locks tasks_tasksearch, which every task create and text edit writes: taken
+    # first, giving way to writes.
+    operations = [lock_giving_way("tasks_tasksearch"), migrations.RunSQL(FORWARD, BACKWARD)]

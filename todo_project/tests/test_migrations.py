@@ -19,6 +19,7 @@ from tasks.management.commands.migrate import MIGRATE_LOCK
 from todo_project.tests.helpers import (
     connection_of_its_own,
     database_url_for_this_test,
+    start_in_thread,
     wait_for_lock_waiters,
 )
 
@@ -809,3 +810,44 @@ def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_us
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('tasks_tasksearch')")
         assert cursor.fetchone() == (None,)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("before", "written"),
+    [
+        # 0019's foreign key and triggers lock tasks_task: any write of a task waits.
+        (("tasks", "0018_task_count_functions_name_their_schema"), "version = version + 1"),
+        # 0021's trigger locks tasks_tasksearch: a text edit writes it through 0019's trigger.
+        (("tasks", "0020_task_search_index_moved"), "title = title || ' edited'"),
+    ],
+)
+def test_a_migration_locking_a_written_table_gives_way_to_the_writes_meanwhile(
+    django_user_model, before, written
+):
+    """Behind a write still in flight, 0019 and 0021 waited for their lock, and every later
+    write of the table queued behind them: the release before, serving meanwhile, answered
+    nothing for as long as that write took (review 34a)."""
+    from tasks.models import Task
+
+    migrate_to(*before)
+    owner = django_user_model.objects.create(email="anna@example.com")
+    in_flight_task, next_task = (
+        Task.objects.create(owner=owner, title=title, position=position)
+        for position, title in enumerate(["in flight", "next"])
+    )
+    update = f"UPDATE tasks_task SET {written} WHERE id = %s"
+    with connection_of_its_own(connection) as in_flight, connection_of_its_own(connection) as nxt:
+        in_flight.autocommit = False
+        in_flight.execute(update, [in_flight_task.pk])
+        migrated = start_in_thread(migrate_to)
+        assert wait_for_lock_waiters(connection, 1)  # the migration, behind the write
+        time.sleep(0.3)
+        # A later write of another row still gets the table: it would wait for ever before.
+        nxt.execute("SET lock_timeout = '2s'")
+        nxt.execute(update, [next_task.pk])
+        in_flight.commit()
+        migrated()
+    # Once the writes let it, the migration went through.
+    executor = MigrationExecutor(connection)
+    assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []

@@ -1,0 +1,58 @@
+"""A table lock that an atomic migration takes first, giving way to the API's writes meanwhile.
+
+DDL on a table the API writes (CREATE TRIGGER, ADD CONSTRAINT ... REFERENCES) takes a lock
+that every write's conflicts with. Waiting for it behind a write still in flight, a migration
+put every later write of that table behind itself in PostgreSQL's lock queue, and with sync
+workers every read behind those: each replica of the release before, serving meanwhile, answered
+nothing for as long as that write took (3.9 s measured behind a 6 s transaction; one request may
+hold a write for 25 s). Asked for with a short lock_timeout and again after a pause, the lock
+keeps a write arriving meanwhile waiting at most LOCK_WAIT; once taken, it is held until the
+migration commits, so its DDL waits for nothing (review 34a).
+
+Like tasks.concurrent_index, for migrations only: what a migration ran must not change later.
+"""
+
+import itertools
+import random
+import time
+
+from django.db import OperationalError, migrations, transaction
+
+LOCK_WAIT = "200ms"
+GIVE_UP_AFTER = 120  # seconds: then `migrate` fails, and the next one starts over
+LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
+
+
+def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations.RunPython:
+    """The first operation of an atomic migration: `LOCK TABLE table IN mode MODE`, given up
+    after LOCK_WAIT and asked for again until it is taken. `mode`: what its DDL takes (SHARE ROW
+    EXCLUSIVE for CREATE TRIGGER and a foreign key). Its reverse takes nothing: it would come
+    last."""
+
+    def take(apps, schema_editor) -> None:
+        connection = schema_editor.connection
+        if not connection.in_atomic_block:
+            raise RuntimeError("lock_giving_way is for an atomic migration: its commit lets go")
+        give_up_at = time.monotonic() + GIVE_UP_AFTER
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
+                [LOCK_WAIT],
+            )
+            lock_timeout = cursor.fetchone()[0]
+            for attempt in itertools.count(1):
+                try:
+                    with transaction.atomic(using=connection.alias):  # a savepoint to roll back
+                        cursor.execute(
+                            f"LOCK TABLE {connection.ops.quote_name(table)} IN {mode} MODE"
+                        )
+                    break
+                except OperationalError as error:
+                    timed_out = getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
+                    if not timed_out or time.monotonic() > give_up_at:
+                        raise
+                # Apart at random, longer each time (up to a second): the writes in the way end.
+                time.sleep(random.uniform(0.5, 1.0) * min(0.05 * attempt, 1.0))
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
+
+    return migrations.RunPython(take, migrations.RunPython.noop)
