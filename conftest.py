@@ -4,10 +4,12 @@ import socket
 import time
 import types
 import uuid
+from datetime import datetime
 
 import django_ratelimit.core
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.mail import wait_until_idle
@@ -49,6 +51,18 @@ def _rate_limit_clock_stands_still(monkeypatch):
 def _rate_limit_cache_not_in_an_outage(monkeypatch):
     """A test with Redis down must not leave the next ones uncounted (ratelimit.CacheOutage)."""
     monkeypatch.setattr(ratelimit, "outage", ratelimit.CacheOutage())
+
+
+@pytest.fixture
+def frozen_now(monkeypatch):
+    """`frozen_now(moment)`: Django's clock (so "today" in every zone: recurrence.today_in, the
+    `overdue` filter) stands at `moment`. A test whose dates are fixed must fix today too, or
+    it fails once the real date passes them: CI runs on whatever day it is (review 34b)."""
+
+    def freeze(moment: datetime) -> None:
+        monkeypatch.setattr(timezone, "now", lambda: moment)
+
+    return freeze
 
 
 @pytest.fixture

@@ -6,21 +6,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from tasks import services
 from tasks.models import Task
 from tasks.serializers import CLEARED_DATE_REPEATS
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def frozen_now(monkeypatch):
-    def freeze(moment: datetime) -> None:
-        monkeypatch.setattr(timezone, "now", lambda: moment)
-
-    return freeze
 
 
 def test_completing_a_recurring_task_creates_the_next_occurrence(

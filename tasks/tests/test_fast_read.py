@@ -4,7 +4,7 @@ same status, same headers that matter, same bytes, for every kind of task."""
 import json
 import logging
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
@@ -580,8 +580,10 @@ def test_the_fast_list_answers_what_drf_and_the_serializer_answer(
     ],
 )
 def test_the_fast_list_answers_any_page_and_filters_as_the_viewset(
-    api_client, variety, serializer_path, fast_list_answers, query, count, results
+    api_client, variety, serializer_path, fast_list_answers, query, count, results, frozen_now
 ):
+    # `variety`'s "Next rent" is due 2027-01-01 00:00: overdue too from then on.
+    frozen_now(datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
     fast = whole(api_client.get(f"/api/v1/tasks/{query}"))
     cache.clear()
     serializer_path()

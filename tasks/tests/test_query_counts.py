@@ -1,6 +1,6 @@
 """Each endpoint runs a fixed number of queries, whatever the page size or number of tags."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from django.db import connection
@@ -12,6 +12,10 @@ from tasks import services
 from tasks.models import Task
 
 pytestmark = pytest.mark.django_db
+
+# "Today" for the monthly tasks due 2026-12-01 below: a copy is due on the first occurrence after
+# the later of the due date and today, so 2027-01-01 only while today is before it.
+BEFORE_THEIR_NEXT_DATE = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 
 
 def seed(owner, n: int):
@@ -151,8 +155,9 @@ def test_a_task_write_reads_the_task_once_and_answers_without_reading_it_back(
     ],
 )
 def test_completing_a_recurring_task_writes_its_row_once(
-    user, tags, subtask, queries, django_assert_num_queries
+    user, tags, subtask, queries, django_assert_num_queries, frozen_now
 ):
+    frozen_now(BEFORE_THEIR_NEXT_DATE)
     task = services.task_create(
         user=user,
         data={
@@ -267,8 +272,9 @@ def test_a_write_giving_a_task_a_parent_reads_the_parent_again_under_a_lock(
 
 @pytest.mark.parametrize("per_statement", [1000, 1])
 def test_bulk_completed_recurring_tasks_get_their_copies_tags_and_links(
-    user, monkeypatch, per_statement
+    user, monkeypatch, frozen_now, per_statement
 ):
+    frozen_now(BEFORE_THEIR_NEXT_DATE)
     # One statement for the copies, their tags and the links; past COPIES_PER_STATEMENT the
     # copies go first, in the ORM's batches (PostgreSQL's limit of parameters a statement).
     monkeypatch.setattr(services, "COPIES_PER_STATEMENT", per_statement)
