@@ -316,7 +316,24 @@ def main(argv: list[str]) -> int:
 # --- pytest plugin ----------------------------------------------------------------------------
 
 _services_for_pytest: LocalServices | None = None
+_test_run_lock = None  # the open file whose flock this test run holds
 TESTS_REDIS_DB = 1
+
+
+def one_test_run_at_a_time():
+    """Waits until no other test run uses DATA_DIR's servers, then holds them (the open file
+    returned: the lock goes when it is closed, or with the process). Two runs on one data
+    directory share its test databases (test_postgres_gw0...) and the tests' Redis databases:
+    one's cache.clear() emptied the other's rate-limit counters, one's set-up dropped the
+    other's databases (review 34b)."""
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    lock = (DATA_DIR / "tests.lock").open("a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"Another test run is using {DATA_DIR}: waiting for it to end.", file=sys.stderr)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
 
 
 def redis_url_for_worker(url: str, worker: str) -> str:
@@ -343,19 +360,25 @@ if pytest is not None:
     @pytest.hookimpl(wrapper=True)
     def pytest_load_initial_conftests(early_config, parser, args):
         # A wrapper runs before pytest-django reads the settings, which need DATABASE_URL.
-        global _services_for_pytest
+        global _services_for_pytest, _test_run_lock
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        # The run's controller, for its workers too (they inherit its environment).
+        if not worker and not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+            _test_run_lock = one_test_run_at_a_time()
         # A database of its own in the shared local Redis: the tests empty theirs (the rate-limit
         # counters) thousands of times, which must not reset a `make run` or `make serve` beside.
         _services_for_pytest = LocalServices(redis_db=TESTS_REDIS_DB)
         _services_for_pytest.start()
         # An xdist worker inherits the controller's REDIS_URL (its services are already up).
-        if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+        if worker:
             os.environ["REDIS_URL"] = redis_url_for_worker(os.environ["REDIS_URL"], worker)
         return (yield)
 
     def pytest_unconfigure(config):
         if _services_for_pytest is not None:
             _services_for_pytest.stop()
+        if _test_run_lock is not None:
+            _test_run_lock.close()
 
 
 if __name__ == "__main__":

@@ -4,11 +4,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 from todo_project import devservices
+from todo_project.tests.helpers import start_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -258,3 +261,56 @@ def test_a_local_server_lets_its_frontend_call_the_api(given, allowed):
     environ = dict(given)
     devservices.apply_local_server_defaults(environ)
     assert environ["CORS_ALLOWED_ORIGINS"] == allowed
+
+
+HOLD_THE_LOCK = """
+import fcntl, sys, time
+lock = open(sys.argv[1], "a")
+try:
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("busy", flush=True)
+    sys.exit()
+print("held", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def hold_the_test_lock(data_dir: Path) -> subprocess.Popen:
+    """Another process holding (or trying to hold) the test lock of `data_dir`; its first line
+    says which: "held" or "busy"."""
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_LOCK, str(data_dir / "tests.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_this_test_run_holds_its_data_directory():
+    environment = unquote(os.environ["DATABASE_URL"] + " " + os.environ["REDIS_URL"])
+    if str(devservices.DATA_DIR) not in environment:
+        pytest.skip("servers of the environment's own: no local data directory to hold")
+    other_run = hold_the_test_lock(devservices.DATA_DIR)
+    assert other_run.communicate("")[0] == "busy\n"
+
+
+def test_a_second_test_run_waits_for_the_first_then_holds_the_data_directory(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(devservices, "DATA_DIR", tmp_path)
+    first_run = hold_the_test_lock(tmp_path)
+    assert first_run.stdout.readline() == "held\n"
+    second_run = start_in_thread(devservices.one_test_run_at_a_time)
+    said, deadline = "", time.monotonic() + 10
+    while not said and time.monotonic() < deadline:  # until it says it waits
+        said = capsys.readouterr().err
+        time.sleep(0.02)
+    assert said == f"Another test run is using {tmp_path}: waiting for it to end.\n"
+    first_run.communicate("")  # the first run ends
+    lock = second_run()
+    try:
+        assert hold_the_test_lock(tmp_path).communicate("")[0] == "busy\n"
+    finally:
+        lock.close()
+    assert hold_the_test_lock(tmp_path).communicate("")[0] == "held\n"
