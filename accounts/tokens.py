@@ -28,6 +28,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
+from todo_project.purge import delete_in_batches
 
 GENERATION_CLAIM = "gen"
 FAMILY_CLAIM = "fam"
@@ -204,16 +205,26 @@ reset_link_tokens = ResetLinkTokens()
 
 
 def purge_expired_tokens(by: datetime | None = None) -> int:
-    """Deletes the refresh tokens expired by `by` (now) and their blacklist entries, in one
-    statement (manage.py flushexpiredtokens); returns how many tokens."""
+    """Deletes the refresh tokens expired by `by` (now) and their blacklist entries, in batches
+    that leave the rows an account deletion holds to it (todo_project.purge): a token
+    goes with its entry, or not at all (manage.py flushexpiredtokens); returns how many tokens.
+    No index on `expires_at` (simplejwt's table): a batch reads the table from its start."""
     outstanding, blacklisted = OutstandingToken._meta.db_table, BlacklistedToken._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH expired AS (SELECT id FROM {outstanding} WHERE expires_at <= %s),
-            unlisted AS (DELETE FROM {blacklisted} WHERE token_id IN (SELECT id FROM expired))
-            DELETE FROM {outstanding} WHERE id IN (SELECT id FROM expired)
-            """,
-            [by or now()],
+    return delete_in_batches(
+        f"""
+        WITH expired AS (
+            SELECT id FROM {outstanding} WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED
+        ),
+        listed AS (
+            SELECT id, token_id FROM {blacklisted} WHERE token_id IN (SELECT id FROM expired)
+            FOR UPDATE SKIP LOCKED
+        ),
+        unlisted AS (DELETE FROM {blacklisted} WHERE id IN (SELECT id FROM listed))
+        DELETE FROM {outstanding} WHERE id IN (
+            SELECT id FROM expired
+            WHERE id IN (SELECT token_id FROM listed)
+            OR NOT EXISTS (SELECT FROM {blacklisted} WHERE token_id = expired.id)
         )
-        return cursor.rowcount
+        """,
+        [by or now()],
+    )

@@ -34,7 +34,8 @@ from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
 
 from tasks.fast_read import page_columns, task_data
-from tasks.models import Task
+from tasks.models import DeletedTask, Task
+from todo_project.purge import delete_expired
 
 COMMIT_LAG = timedelta(minutes=5)  # see above
 DELETIONS_KEPT = timedelta(days=30)
@@ -156,10 +157,6 @@ def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> d
 
 
 def purge_deletions() -> int:
-    """Deletes the deleted-task ids older than DELETIONS_KEPT; how many went."""
-    with connections[router.db_for_write(Task)].cursor() as db:
-        db.execute(
-            "DELETE FROM tasks_deletedtask WHERE deleted_at < %s",
-            [timezone.now() - DELETIONS_KEPT],
-        )
-        return db.rowcount
+    """Deletes the deleted-task ids DELETIONS_KEPT old or older, in batches that leave the rows
+    an account deletion holds to it (todo_project.purge); how many went."""
+    return delete_expired(DeletedTask, "deleted_at", timezone.now() - DELETIONS_KEPT)

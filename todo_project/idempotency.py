@@ -55,6 +55,7 @@ from todo_project.problems import (
     Conflict,
     UnprocessableContent,
 )
+from todo_project.purge import delete_expired
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -222,6 +223,6 @@ def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
 
 
 def purge_expired(now=None) -> int:
-    """Deletes the records past their 24 hours; returns how many."""
-    deleted, _ = IdempotencyRecord.objects.filter(expires_at__lte=now or timezone.now()).delete()
-    return deleted
+    """Deletes the records past their 24 hours, in batches that leave the rows an account
+    deletion holds to it (todo_project.purge); returns how many."""
+    return delete_expired(IdempotencyRecord, "expires_at", now or timezone.now())

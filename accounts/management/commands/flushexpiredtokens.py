@@ -12,8 +12,8 @@ class Command(BaseCommand):
     failed every day from then on, while the tables grew."""
 
     help = (
-        "Deletes the refresh tokens past their expiry from the blacklist app's tables, in one "
-        "statement whatever their number. Run it as a periodic job (daily). -v 2 tells how many."
+        "Deletes the refresh tokens past their expiry from the blacklist app's tables, in "
+        "batches whatever their number. Run it as a periodic job (daily). -v 2 tells how many."
     )
 
     def handle(self, *args, **options) -> None:

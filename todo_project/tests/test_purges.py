@@ -1,0 +1,139 @@
+"""The cron purges (purge_idempotency_keys, flushexpiredtokens, purge_deleted_tasks) delete in
+batches that wait for no row lock (todo_project.purge): one statement each waited for the rows
+an account deletion holds, which deletes them in another order, and deadlocked with it (review
+34c). Here another connection holds one user's rows as an account deletion in progress does
+(its DELETE, uncommitted), and a 2 s lock_timeout turns a wait into an error."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+from accounts.tokens import purge_expired_tokens
+from tasks.models import DeletedTask, IdempotencyRecord
+from tasks.sync import DELETIONS_KEPT, purge_deletions
+from todo_project import purge
+from todo_project.idempotency import purge_expired
+from todo_project.tests.helpers import connection_of_its_own
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _small_batches(monkeypatch):
+    """Batches of 7: the 50 rows of a user take several, the last one partly held."""
+    monkeypatch.setattr(purge, "PURGE_BATCH", 7)
+
+
+LONG_AGO = timedelta(days=400)
+
+
+def _expired_idempotency_records(owner, count: int) -> None:
+    now = timezone.now()
+    IdempotencyRecord.objects.bulk_create(
+        IdempotencyRecord(
+            owner=owner,
+            key=uuid.uuid4().hex,
+            fingerprint="f" * 64,
+            response_status=201,
+            response_body="{}",
+            created_at=now - timedelta(days=2),
+            expires_at=now - timedelta(days=1),
+        )
+        for _ in range(count)
+    )
+
+
+def _expired_refresh_tokens(owner, count: int) -> None:
+    now = timezone.now()
+    tokens = OutstandingToken.objects.bulk_create(
+        OutstandingToken(
+            user=owner,
+            jti=uuid.uuid4().hex,
+            token="x",
+            created_at=now - timedelta(days=9),
+            expires_at=now - timedelta(days=2),
+        )
+        for _ in range(count)
+    )
+    BlacklistedToken.objects.bulk_create(BlacklistedToken(token=token) for token in tokens)
+
+
+def _old_deleted_task_ids(owner, count: int) -> None:
+    DeletedTask.objects.bulk_create(
+        DeletedTask(id=uuid.uuid4(), owner=owner, deleted_at=timezone.now() - LONG_AGO)
+        for _ in range(count)
+    )
+
+
+def _purge_while_held(purge, *held_statements, params) -> int:
+    """Runs `purge` while another transaction holds what `held_statements` delete (an account
+    deletion in progress: user_delete's statements, uncommitted). A 2 s lock_timeout turns a
+    wait for those rows into an error instead of a hang (or, in production, a deadlock)."""
+    with connection_of_its_own(connection) as other, other.transaction():
+        for statement in held_statements:
+            other.execute(statement, params)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '2s'")
+        try:
+            return purge()
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+
+
+def test_purge_idempotency_keys_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
+    _expired_idempotency_records(user, 50)
+    _expired_idempotency_records(other_user, 50)
+
+    # Django's cascade of user_delete: DELETE ... WHERE owner_id IN (%s)
+    deleted = _purge_while_held(
+        purge_expired,
+        "DELETE FROM tasks_idempotencyrecord WHERE owner_id = %s",
+        params=[other_user.pk],
+    )
+
+    assert deleted == 50
+    assert not IdempotencyRecord.objects.filter(owner=user).exists()
+    assert not IdempotencyRecord.objects.exists()  # the held rows: the deletion's, committed
+
+
+def test_flushexpiredtokens_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
+    _expired_refresh_tokens(user, 50)
+    _expired_refresh_tokens(other_user, 50)
+
+    # accounts.services.user_delete's two statements, in its order
+    deleted = _purge_while_held(
+        purge_expired_tokens,
+        "DELETE FROM token_blacklist_blacklistedtoken WHERE token_id IN"
+        " (SELECT id FROM token_blacklist_outstandingtoken WHERE user_id = %s)",
+        params=[other_user.pk],
+    )
+
+    assert deleted == 50
+    assert not OutstandingToken.objects.filter(user=user).exists()
+    assert not BlacklistedToken.objects.filter(token__user=user).exists()
+    # A token whose entry was held stayed with it: the deletion took the entries only.
+    assert OutstandingToken.objects.filter(user=other_user).count() == 50
+    assert not BlacklistedToken.objects.exists()
+    assert purge_expired_tokens() == 50
+
+
+def test_purge_deleted_tasks_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
+    _old_deleted_task_ids(user, 50)
+    _old_deleted_task_ids(other_user, 50)
+
+    # tasks.services.owned_data_delete's statement
+    deleted = _purge_while_held(
+        purge_deletions,
+        "DELETE FROM tasks_deletedtask WHERE owner_id = %s",
+        params=[other_user.pk],
+    )
+
+    assert deleted == 50
+    assert not DeletedTask.objects.filter(owner=user).exists()
+    assert DELETIONS_KEPT < LONG_AGO
+    assert not DeletedTask.objects.exists()  # the held rows: the deletion's, committed
