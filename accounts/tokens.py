@@ -28,7 +28,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
 from accounts.models import DeniedAccessToken, RevokedTokenFamily, User
-from todo_project.purge import delete_in_batches
+from todo_project import purge
 
 GENERATION_CLAIM = "gen"
 FAMILY_CLAIM = "fam"
@@ -208,23 +208,38 @@ def purge_expired_tokens(by: datetime | None = None) -> int:
     """Deletes the refresh tokens expired by `by` (now) and their blacklist entries, in batches
     that leave the rows an account deletion holds to it (todo_project.purge): a token
     goes with its entry, or not at all (manage.py flushexpiredtokens); returns how many tokens.
-    No index on `expires_at` (simplejwt's table): a batch reads the table from its start."""
+    No index on `expires_at` (simplejwt's table): the batches walk the primary key's index."""
     outstanding, blacklisted = OutstandingToken._meta.db_table, BlacklistedToken._meta.db_table
-    return delete_in_batches(
-        f"""
+    # Batches by id (the primary key's index), each after the last one's highest id: a batch
+    # whose tokens' entries someone holds deleted nothing, but is no end; the end is a batch
+    # that found fewer than it asked for. Nor is a batch read from the table's start again.
+    batch = f"""
         WITH expired AS (
-            SELECT id FROM {outstanding} WHERE expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED
+            SELECT id FROM {outstanding} WHERE expires_at <= %(by)s AND id > %(after)s
+            ORDER BY id LIMIT %(n)s FOR UPDATE SKIP LOCKED
         ),
         listed AS (
             SELECT id, token_id FROM {blacklisted} WHERE token_id IN (SELECT id FROM expired)
             FOR UPDATE SKIP LOCKED
         ),
-        unlisted AS (DELETE FROM {blacklisted} WHERE id IN (SELECT id FROM listed))
-        DELETE FROM {outstanding} WHERE id IN (
-            SELECT id FROM expired
-            WHERE id IN (SELECT token_id FROM listed)
-            OR NOT EXISTS (SELECT FROM {blacklisted} WHERE token_id = expired.id)
+        unlisted AS (DELETE FROM {blacklisted} WHERE id IN (SELECT id FROM listed)),
+        gone AS (
+            DELETE FROM {outstanding} WHERE id IN (
+                SELECT id FROM expired
+                WHERE id IN (SELECT token_id FROM listed)
+                OR NOT EXISTS (SELECT FROM {blacklisted} WHERE token_id = expired.id)
+            )
+            RETURNING 1
         )
-        """,
-        [by or now()],
-    )
+        SELECT (SELECT count(*) FROM expired), (SELECT max(id) FROM expired),
+            (SELECT count(*) FROM gone)
+    """
+    by, after, deleted = by or now(), 0, 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(batch, {"by": by, "after": after, "n": purge.PURGE_BATCH})
+            found, last, gone = cursor.fetchone()
+            deleted += gone
+            if found < purge.PURGE_BATCH:
+                return deleted
+            after = last

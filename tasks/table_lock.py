@@ -23,6 +23,20 @@ GIVE_UP_AFTER = 120  # seconds: then `migrate` fails, and the next one starts ov
 LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 
 
+# How long to ask for the lock: LOCK_WAIT, or, while an autovacuum of the table holds a lock on
+# it, deadlock_timeout and LOCK_WAIT more. PostgreSQL cancels an autovacuum in a lock's way only
+# for a request that has waited deadlock_timeout (1 s): asking 200 ms at a time, a migration
+# waited out the whole autovacuum and failed after GIVE_UP_AFTER (review 34d).
+_LOCK_WAIT_NOW = """
+SELECT CASE WHEN EXISTS (
+    SELECT FROM pg_locks JOIN pg_stat_activity USING (pid)
+    WHERE relation = %(table)s::regclass AND granted
+    AND backend_type = 'autovacuum worker' AND datname = current_database()
+) THEN current_setting('deadlock_timeout')::interval + %(wait)s::interval
+ELSE %(wait)s::interval END
+"""
+
+
 def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations.RunPython:
     """The first operation of an atomic migration: `LOCK TABLE table IN mode MODE`, given up
     after LOCK_WAIT and asked for again until it is taken. `mode`: what its DDL takes (SHARE ROW
@@ -34,18 +48,20 @@ def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations
         if not connection.in_atomic_block:
             raise RuntimeError("lock_giving_way is for an atomic migration: its commit lets go")
         give_up_at = time.monotonic() + GIVE_UP_AFTER
+        lock = f"LOCK TABLE {connection.ops.quote_name(table)} IN {mode} MODE"
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT current_setting('lock_timeout'), set_config('lock_timeout', %s, true)",
-                [LOCK_WAIT],
-            )
+            cursor.execute("SELECT current_setting('lock_timeout')")
             lock_timeout = cursor.fetchone()[0]
             for attempt in itertools.count(1):
+                cursor.execute(_LOCK_WAIT_NOW, {"table": table, "wait": LOCK_WAIT})
+                wait = cursor.fetchone()[0]
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    [f"{wait.total_seconds() * 1000:.0f}"],
+                )
                 try:
                     with transaction.atomic(using=connection.alias):  # a savepoint to roll back
-                        cursor.execute(
-                            f"LOCK TABLE {connection.ops.quote_name(table)} IN {mode} MODE"
-                        )
+                        cursor.execute(lock)
                     break
                 except OperationalError as error:
                     timed_out = getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE

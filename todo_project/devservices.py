@@ -24,7 +24,7 @@ import warnings
 from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Self
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 # Empty is unset (.env.example lists it empty): not the current directory.
 DATA_DIR = Path(os.environ.get("TODO_DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
@@ -336,6 +336,16 @@ def one_test_run_at_a_time():
     return lock
 
 
+TEST_RUN_HOLDER = "TODO_TEST_RUN_HOLDER"  # set by the run holding DATA_DIR's lock
+
+
+def uses_data_dir(environ) -> bool:
+    """Whether a run with this environment uses DATA_DIR's servers: it starts one (a URL
+    unset), or is given them (`python -m todo_project.devservices -- pytest`)."""
+    urls = [environ.get("DATABASE_URL"), environ.get("REDIS_URL")]
+    return not all(urls) or any(str(DATA_DIR) in unquote(url) for url in urls)
+
+
 def redis_url_for_worker(url: str, worker: str) -> str:
     """The Redis URL of pytest-xdist's `worker` (gw0, gw1...): the same server, the database
     the URL names plus the worker's number. Each worker empties its database thousands of
@@ -362,9 +372,11 @@ if pytest is not None:
         # A wrapper runs before pytest-django reads the settings, which need DATABASE_URL.
         global _services_for_pytest, _test_run_lock
         worker = os.environ.get("PYTEST_XDIST_WORKER")
-        # The run's controller, for its workers too (they inherit its environment).
-        if not worker and not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        # The run's controller, for its workers and anything it spawns (they inherit
+        # TEST_RUN_HOLDER): a pytest inside a test waits for no one.
+        if not worker and not os.environ.get(TEST_RUN_HOLDER) and uses_data_dir(os.environ):
             _test_run_lock = one_test_run_at_a_time()
+            os.environ[TEST_RUN_HOLDER] = str(os.getpid())
         # A database of its own in the shared local Redis: the tests empty theirs (the rate-limit
         # counters) thousands of times, which must not reset a `make run` or `make serve` beside.
         _services_for_pytest = LocalServices(redis_db=TESTS_REDIS_DB)

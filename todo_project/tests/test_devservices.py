@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import pytest
 
@@ -288,11 +288,28 @@ def hold_the_test_lock(data_dir: Path) -> subprocess.Popen:
 
 
 def test_this_test_run_holds_its_data_directory():
-    environment = unquote(os.environ["DATABASE_URL"] + " " + os.environ["REDIS_URL"])
-    if str(devservices.DATA_DIR) not in environment:
+    if not devservices.uses_data_dir(os.environ):
         pytest.skip("servers of the environment's own: no local data directory to hold")
     other_run = hold_the_test_lock(devservices.DATA_DIR)
     assert other_run.communicate("")[0] == "busy\n"
+    # What this run starts (a pytest or make in a test) inherits the mark, and waits for no one.
+    assert os.environ[devservices.TEST_RUN_HOLDER]
+
+
+def test_a_run_given_the_data_directorys_servers_takes_its_turn_too(monkeypatch, tmp_path):
+    # `python -m todo_project.devservices -- pytest` sets both URLs, to DATA_DIR's servers: the
+    # same test databases as a bare `pytest` there (review 34d).
+    monkeypatch.setattr(devservices, "DATA_DIR", tmp_path / "a dir")
+    socket_dir = quote(str(tmp_path / "a dir" / "postgres"))
+    local = {
+        "DATABASE_URL": f"postgresql://postgres:@/postgres?host={socket_dir}",
+        "REDIS_URL": f"unix://{tmp_path / 'a dir' / 'redis' / 'redis.sock'}?db=0",
+    }
+    assert devservices.uses_data_dir(local)
+    assert devservices.uses_data_dir({**local, "REDIS_URL": ""})  # it starts a Redis there
+    assert not devservices.uses_data_dir(
+        {"DATABASE_URL": "postgres://db.internal/todo", "REDIS_URL": "redis://cache.internal/0"}
+    )
 
 
 def test_a_second_test_run_waits_for_the_first_then_holds_the_data_directory(

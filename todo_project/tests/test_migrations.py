@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -851,3 +852,24 @@ def test_a_migration_locking_a_written_table_gives_way_to_the_writes_meanwhile(
     # Once the writes let it, the migration went through.
     executor = MigrationExecutor(connection)
     assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_migration_asks_long_enough_for_postgresql_to_cancel_an_autovacuum_in_its_way():
+    """PostgreSQL cancels an autovacuum in a lock's way only after deadlock_timeout (1 s): asked
+    200 ms at a time, 0019 waited out the whole autovacuum, and failed (review 34d). No
+    autovacuum can be started on demand here: a client backend holding the table stands in."""
+    from tasks import table_lock
+
+    def wait(sql: str) -> timedelta:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, {"table": "tasks_task", "wait": table_lock.LOCK_WAIT})
+            return cursor.fetchone()[0]
+
+    standing_in = table_lock._LOCK_WAIT_NOW.replace("'autovacuum worker'", "'client backend'")
+    assert standing_in != table_lock._LOCK_WAIT_NOW
+    assert wait(standing_in) == timedelta(milliseconds=200)  # nobody holds the table
+    with connection_of_its_own(connection) as vacuum, vacuum.transaction():
+        vacuum.execute("LOCK TABLE tasks_task IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM's lock
+        assert wait(standing_in) == timedelta(milliseconds=1200)
+        assert wait(table_lock._LOCK_WAIT_NOW) == timedelta(milliseconds=200)  # no autovacuum

@@ -137,3 +137,20 @@ def test_purge_deleted_tasks_does_not_wait_for_an_account_deletion_in_progress(u
     assert not DeletedTask.objects.filter(owner=user).exists()
     assert DELETIONS_KEPT < LONG_AGO
     assert not DeletedTask.objects.exists()  # the held rows: the deletion's, committed
+
+
+def test_flushexpiredtokens_goes_on_past_a_batch_whose_entries_an_account_deletion_holds(
+    user, other_user
+):
+    # The held tokens come first (an account whose tokens are older), more than a batch of
+    # them: a batch that deleted nothing ended the purge, with 0 (review 34d).
+    _expired_refresh_tokens(other_user, 50)
+    _expired_refresh_tokens(user, 50)
+    deleted = _purge_while_held(
+        purge_expired_tokens,
+        "DELETE FROM token_blacklist_blacklistedtoken WHERE token_id IN"
+        " (SELECT id FROM token_blacklist_outstandingtoken WHERE user_id = %s)",
+        params=[other_user.pk],
+    )
+    assert deleted == 50
+    assert not OutstandingToken.objects.filter(user=user).exists()
