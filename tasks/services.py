@@ -1280,14 +1280,27 @@ def task_reopen(*, task: Task, user: User) -> Task:
 # account: from the DELETE's own rows, since one that a concurrent request deleted first is in
 # `doomed` yet not deleted here (and has its id already: inserting it again failed, a 500).
 _DELETE_TASKS = """
-    WITH doomed AS (
-        SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed})
+    WITH locked AS (
+        -- The tasks that go and the previous occurrences of those that go (their link is
+        -- cleared), locked first in ROW_LOCK_ORDER, as every write of several tasks: deleted
+        -- in the join's order (a hash of the ids), a subtask went before its parent about half
+        -- the time, and a parent's writer (a completion, a move to another list) holding the
+        -- parent, then writing its subtasks, deadlocked with the delete (1 s); a previous
+        -- occurrence was locked after its copy (review 34e). `goes` is read again on a row
+        -- changed while this waited for it (a subtask given another parent stays).
+        SELECT id, COALESCE({doomed}, false) AS goes FROM tasks_task
+        WHERE id IN (
+            SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed}) {previous}
+        )
+        ORDER BY parent_id NULLS FIRST, id FOR UPDATE
+    ), doomed AS (
+        SELECT id FROM locked WHERE goes
     ), unlinked AS (
         -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
         UPDATE tasks_task SET next_occurrence_id = NULL, version = version + 1,
             updated_at = %(now)s
-        WHERE owner_id = %(owner)s AND next_occurrence_id IN (SELECT id FROM doomed)
-            AND id NOT IN (SELECT id FROM doomed)
+        WHERE id IN (SELECT id FROM locked WHERE NOT goes)
+            AND next_occurrence_id IN (SELECT id FROM doomed)
     ), untagged AS (
         DELETE FROM tasks_task_tags WHERE task_id IN (SELECT id FROM doomed)
     ), gone AS (
@@ -1298,12 +1311,22 @@ _DELETE_TASKS = """
     )
     SELECT count(*) FROM gone
 """
+_PREVIOUS = """
+    UNION SELECT p.id FROM tasks_task p WHERE p.owner_id = %(owner)s AND p.next_occurrence_id IN (
+        SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed})
+    )
+"""
+_IDS = "id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)"
+_OF_LIST = "list_id = %(list)s"
 _DELETE_TASKS_OF = {
     "ids": _DELETE_TASKS.format(
-        doomed="id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)", remembered="TRUE"
+        doomed=_IDS, previous=_PREVIOUS.format(doomed=_IDS), remembered="TRUE"
     ),
-    "list": _DELETE_TASKS.format(doomed="list_id = %(list)s", remembered="TRUE"),
-    "owner": _DELETE_TASKS.format(doomed="TRUE", remembered="FALSE"),
+    "list": _DELETE_TASKS.format(
+        doomed=_OF_LIST, previous=_PREVIOUS.format(doomed=_OF_LIST), remembered="TRUE"
+    ),
+    # Every task of the owner goes: no previous occurrence stays to unlink.
+    "owner": _DELETE_TASKS.format(doomed="TRUE", previous="", remembered="FALSE"),
 }
 
 
