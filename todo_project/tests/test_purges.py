@@ -28,7 +28,7 @@ def _small_batches(monkeypatch):
     monkeypatch.setattr(purge, "PURGE_BATCH", 7)
 
 
-LONG_AGO = timedelta(days=400)
+LONG_AGO = DELETIONS_KEPT + timedelta(days=1)
 
 
 def _expired_idempotency_records(owner, count: int) -> None:
@@ -85,20 +85,31 @@ def _purge_while_held(purge, *held_statements, params) -> int:
                 cursor.execute("RESET lock_timeout")
 
 
-def test_purge_idempotency_keys_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
-    _expired_idempotency_records(user, 50)
-    _expired_idempotency_records(other_user, 50)
-
-    # Django's cascade of user_delete: DELETE ... WHERE owner_id IN (%s)
-    deleted = _purge_while_held(
+# (rows made, the purge, the account deletion's statement: Django's cascade of user_delete,
+# tasks.services.owned_data_delete's)
+ROWS_PURGED = {
+    "purge_idempotency_keys": (
+        _expired_idempotency_records,
         purge_expired,
         "DELETE FROM tasks_idempotencyrecord WHERE owner_id = %s",
-        params=[other_user.pk],
-    )
+        IdempotencyRecord,
+    ),
+    "purge_deleted_tasks": (
+        _old_deleted_task_ids,
+        purge_deletions,
+        "DELETE FROM tasks_deletedtask WHERE owner_id = %s",
+        DeletedTask,
+    ),
+}
 
-    assert deleted == 50
-    assert not IdempotencyRecord.objects.filter(owner=user).exists()
-    assert not IdempotencyRecord.objects.exists()  # the held rows: the deletion's, committed
+
+@pytest.mark.parametrize("command", list(ROWS_PURGED))
+def test_a_purge_does_not_wait_for_an_account_deletion_in_progress(user, other_user, command):
+    make_rows, purge_rows, held, model = ROWS_PURGED[command]
+    make_rows(user, 50)
+    make_rows(other_user, 50)
+    assert _purge_while_held(purge_rows, held, params=[other_user.pk]) == 50
+    assert not model.objects.exists()  # the held rows: the deletion's, committed
 
 
 def test_flushexpiredtokens_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
@@ -120,23 +131,6 @@ def test_flushexpiredtokens_does_not_wait_for_an_account_deletion_in_progress(us
     assert OutstandingToken.objects.filter(user=other_user).count() == 50
     assert not BlacklistedToken.objects.exists()
     assert purge_expired_tokens() == 50
-
-
-def test_purge_deleted_tasks_does_not_wait_for_an_account_deletion_in_progress(user, other_user):
-    _old_deleted_task_ids(user, 50)
-    _old_deleted_task_ids(other_user, 50)
-
-    # tasks.services.owned_data_delete's statement
-    deleted = _purge_while_held(
-        purge_deletions,
-        "DELETE FROM tasks_deletedtask WHERE owner_id = %s",
-        params=[other_user.pk],
-    )
-
-    assert deleted == 50
-    assert not DeletedTask.objects.filter(owner=user).exists()
-    assert DELETIONS_KEPT < LONG_AGO
-    assert not DeletedTask.objects.exists()  # the held rows: the deletion's, committed
 
 
 def test_flushexpiredtokens_goes_on_past_a_batch_whose_entries_an_account_deletion_holds(
