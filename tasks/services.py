@@ -852,13 +852,16 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> bool:
         # or waits and then fails on the deleted list (a 503 to retry). Without the lock, a
         # task committed between them was left to Django's SET_NULL: onto an Inbox task's
         # rank (a 500), or kept although `?tasks=delete` said otherwise.
-        list(
-            Task.objects.owned_by(user)
-            .filter(list=task_list)
-            .select_for_update()
-            .order_by(*ROW_LOCK_ORDER)
-            .values_list("pk", flat=True)
-        )
+        if delete_tasks:
+            lock_tasks_to_delete(user.pk, "list", list=task_list.pk)
+        else:
+            list(
+                Task.objects.owned_by(user)
+                .filter(list=task_list)
+                .select_for_update()
+                .order_by(*ROW_LOCK_ORDER)
+                .values_list("pk", flat=True)
+            )
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
         if delete_tasks:
             _delete_tasks(user.pk, "list", timezone.now(), list=task_list.pk)
@@ -1272,6 +1275,20 @@ def task_reopen(*, task: Task, user: User) -> Task:
     return task_update(task=task, user=user, data={"completed": False})
 
 
+# The tasks that go and the previous occurrences of those that go (their link is cleared),
+# locked first in ROW_LOCK_ORDER, as every write of several tasks: deleted in the join's order
+# (a hash of the ids), a subtask went before its parent about half the time, and a parent's
+# writer (a completion, a move to another list) holding the parent, then writing its subtasks,
+# deadlocked with the delete (1 s); a previous occurrence was locked after its copy (review
+# 34e). `goes` is read again on a row changed while this waited for it (a subtask given another
+# parent stays).
+_LOCK_TASKS = """
+    SELECT id, COALESCE({doomed}, false) AS goes, version FROM tasks_task
+    WHERE id IN (
+        SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed}) {previous}
+    )
+    ORDER BY parent_id NULLS FIRST, id FOR UPDATE
+"""
 # Tasks with their subtasks, in one statement whatever their number (Django's collector would
 # select the subtasks and delete in batches of 100, and past 65,535 tasks fail on PostgreSQL's
 # limit of parameters), so from one snapshot of which tasks go. `{doomed}` says which: ids (and
@@ -1279,21 +1296,8 @@ def task_reopen(*, task: Task, user: User) -> Task:
 # task the statement deletes leaves its id for tasks/changes/ (DeletedTask), but not with its
 # account: from the DELETE's own rows, since one that a concurrent request deleted first is in
 # `doomed` yet not deleted here (and has its id already: inserting it again failed, a 500).
-_DELETE_TASKS = """
-    WITH locked AS (
-        -- The tasks that go and the previous occurrences of those that go (their link is
-        -- cleared), locked first in ROW_LOCK_ORDER, as every write of several tasks: deleted
-        -- in the join's order (a hash of the ids), a subtask went before its parent about half
-        -- the time, and a parent's writer (a completion, a move to another list) holding the
-        -- parent, then writing its subtasks, deadlocked with the delete (1 s); a previous
-        -- occurrence was locked after its copy (review 34e). `goes` is read again on a row
-        -- changed while this waited for it (a subtask given another parent stays).
-        SELECT id, COALESCE({doomed}, false) AS goes FROM tasks_task
-        WHERE id IN (
-            SELECT id FROM tasks_task WHERE owner_id = %(owner)s AND ({doomed}) {previous}
-        )
-        ORDER BY parent_id NULLS FIRST, id FOR UPDATE
-    ), doomed AS (
+_DELETE_TASKS = f"""
+    WITH locked AS ({_LOCK_TASKS}), doomed AS (
         SELECT id FROM locked WHERE goes
     ), unlinked AS (
         -- The previous occurrence of a deleted copy loses its link (on_delete=SET_NULL).
@@ -1307,7 +1311,7 @@ _DELETE_TASKS = """
         DELETE FROM tasks_task WHERE id IN (SELECT id FROM doomed) RETURNING id
     ), remembered AS (
         INSERT INTO tasks_deletedtask (id, owner_id, deleted_at)
-        SELECT id, %(owner)s, %(now)s FROM gone WHERE {remembered}
+        SELECT id, %(owner)s, %(now)s FROM gone WHERE {{remembered}}
     )
     SELECT count(*) FROM gone
 """
@@ -1318,16 +1322,29 @@ _PREVIOUS = """
 """
 _IDS = "id = ANY(%(ids)s) OR parent_id = ANY(%(ids)s)"
 _OF_LIST = "list_id = %(list)s"
-_DELETE_TASKS_OF = {
-    "ids": _DELETE_TASKS.format(
-        doomed=_IDS, previous=_PREVIOUS.format(doomed=_IDS), remembered="TRUE"
-    ),
-    "list": _DELETE_TASKS.format(
-        doomed=_OF_LIST, previous=_PREVIOUS.format(doomed=_OF_LIST), remembered="TRUE"
-    ),
+_WHICH = {
+    "ids": {"doomed": _IDS, "previous": _PREVIOUS.format(doomed=_IDS), "remembered": "TRUE"},
+    "list": {
+        "doomed": _OF_LIST,
+        "previous": _PREVIOUS.format(doomed=_OF_LIST),
+        "remembered": "TRUE",
+    },
     # Every task of the owner goes: no previous occurrence stays to unlink.
-    "owner": _DELETE_TASKS.format(doomed="TRUE", previous="", remembered="FALSE"),
+    "owner": {"doomed": "TRUE", "previous": "", "remembered": "FALSE"},
 }
+_DELETE_TASKS_OF = {which: _DELETE_TASKS.format(**parts) for which, parts in _WHICH.items()}
+_LOCK_TASKS_OF = {which: _LOCK_TASKS.format(**parts) for which, parts in _WHICH.items()}
+
+
+def lock_tasks_to_delete(owner_id: UUID, which: str, **params: Any) -> dict[UUID, int]:
+    """Locks what _delete_tasks(which) locks, in its order: {id: version} of the tasks that go.
+    For a caller that locks before it deletes (a bulk delete finding its ids, a list's delete
+    its rows before the groups, an If-Match comparison): the copy locked there and its previous
+    occurrence only in the delete, after it, deadlocked with a bulk action over both (1 s;
+    review 34f)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_TASKS_OF[which], {"owner": owner_id, **params})
+        return {pk: version for pk, goes, version in cursor.fetchall() if goes}
 
 
 def _delete_tasks(owner_id: UUID, which: str, now: datetime, **params: Any) -> int:
@@ -1549,15 +1566,17 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
         if action == "complete":
             return _bulk_complete(user, ids)
+        now = timezone.now()
+        if action == "delete":
+            found = lock_tasks_to_delete(user.pk, "ids", ids=ids).keys() & set(ids)
+            _ensure_all_found(ids, found)
+            _delete_tasks(user.pk, "ids", now, ids=ids)
+            return len(found)
         selected = Task.objects.filter(id__any_of=ids)
         tasks = list(selected.owned_by(user).select_for_update().order_by(*ROW_LOCK_ORDER))
         _ensure_all_found(ids, {task.pk for task in tasks})
-        now = timezone.now()
         if action == "reopen":
             return _bump(selected.filter(completed=True), now, completed=False, completed_at=None)
-        if action == "delete":
-            _delete_tasks(user.pk, "ids", now, ids=ids)
-            return len(tasks)
         if action == "move":
             return _bulk_move(user, tasks, now, params.get("list"))
         if action == "set_priority":

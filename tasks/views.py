@@ -600,6 +600,13 @@ class TaskViewSet(
             raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    def locked_version(self, instance: Task) -> int | None:
+        if self.request.method == "DELETE":
+            # With the subtasks and the previous occurrence the delete locks, in its order.
+            locked = services.lock_tasks_to_delete(instance.owner_id, "ids", ids=[instance.pk])
+            return locked.get(instance.pk)
+        return super().locked_version(instance)
+
     def perform_destroy(self, instance: Task) -> None:
         services.task_delete(owner_id=instance.owner_id, task_id=instance.pk)
 

@@ -138,15 +138,7 @@ class ConditionalRequestMixin:
             or not (self.request.method in WRITE_METHODS or action in self.conditional_post_actions)
         ):
             return instance
-        # Lock by primary key only: the viewset's queryset may carry joins or aggregates that
-        # FOR UPDATE cannot take.
-        current = (
-            type(instance)
-            ._base_manager.select_for_update(no_key=self.no_key_lock)
-            .filter(pk=instance.pk)
-            .values_list("version", flat=True)
-            .first()
-        )
+        current = self.locked_version(instance)
         if current is None:  # deleted between the read and the lock
             raise exceptions.NotFound()
         derived = len(self.etag_derived_fields)
@@ -169,6 +161,19 @@ class ConditionalRequestMixin:
                 )
         # Written meanwhile (If-Match: *): the write must start from what the lock protects.
         return instance if current == instance.version else super().get_object()
+
+    def locked_version(self, instance: models.Model) -> int | None:
+        """Locks the row for the write and reads its version (None: deleted meanwhile). A
+        viewset whose write locks more rows first overrides it to take them all at once."""
+        # By primary key only: the viewset's queryset may carry joins or aggregates that FOR
+        # UPDATE cannot take.
+        return (
+            type(instance)
+            ._base_manager.select_for_update(no_key=self.no_key_lock)
+            .filter(pk=instance.pk)
+            .values_list("version", flat=True)
+            .first()
+        )
 
     def _current_etag(self, version: int, instance: models.Model) -> str:
         """The ETag a GET would send now, derived values included (read again under the lock)."""
