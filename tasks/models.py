@@ -578,10 +578,9 @@ class TaskSearch(models.Model):
     update: no index of this table holds them) when its `completed` or `priority` changes.
 
     Written only by PostgreSQL triggers on tasks_task (migration 0019), so every writer keeps it
-    in step: the services, the admin, raw SQL, COPY. The vector is a copy of tasks_task's
-    generated column `search_vector`, which is no field of Task (migration 0022): the release
-    before still reads it during a rolling deploy, and the next one computes the vector in the
-    triggers and drops the column. A task's row goes with the task
+    in step: the services, the admin, raw SQL, COPY. The vector is what the SQL function
+    `task_search_vector(title, description, owner_id)` gives (migration 0023; until then a
+    generated column of tasks_task, which the triggers copied). A task's row goes with the task
     (its foreign key is ON DELETE CASCADE in the database; Django leaves it to it). `owner` is
     the task's, so that a search alone counts its matches here, without tasks_task.
 
@@ -614,8 +613,9 @@ class TaskSearch(models.Model):
     completed = models.BooleanField()
     priority = models.PositiveSmallIntegerField(choices=Priority.choices)
     # The words of title and description, each prefixed by the owner's key (search_owner_key):
-    # `task_search_lexemes(to_tsvector('simple', title || ' ' || description), key)`, an
-    # immutable SQL function (migrations 0004, 0010, 0013). It keeps positions and cuts lexemes
+    # `task_search_vector(title, description, owner_id)` (migration 0023), that is
+    # `task_search_lexemes(to_tsvector('simple', title || ' ' || description), key)`, immutable
+    # SQL functions (migrations 0004, 0010, 0013). It keeps positions and cuts lexemes
     # at 255 characters, so key + lexeme stays under PostgreSQL's 2,047-byte limit (a
     # 2,040-character word would otherwise fail the INSERT); a searched word is shorter
     # (tasks.filters.SEARCH_MAX_LENGTH), so a cut changes no result. A word with ASCII

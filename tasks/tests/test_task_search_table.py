@@ -54,7 +54,8 @@ def out_of_step() -> list:
             "SELECT t.id, s.task_id FROM tasks_task t"
             " FULL JOIN tasks_tasksearch s ON s.task_id = t.id"
             " WHERE t.id IS NULL OR s.task_id IS NULL"
-            " OR s.search_vector IS DISTINCT FROM t.search_vector OR s.owner_id <> t.owner_id"
+            " OR s.search_vector IS DISTINCT FROM task_search_vector(t.title, t.description, t.owner_id)"
+            " OR s.owner_id <> t.owner_id"
             " OR s.completed <> t.completed OR s.priority <> t.priority"
         )
         return cursor.fetchall()

@@ -795,7 +795,8 @@ def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_us
     )
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*), count(*) FILTER (WHERE s.search_vector = t.search_vector"
+            "SELECT count(*), count(*) FILTER (WHERE s.search_vector"
+            " = task_search_vector(t.title, t.description, t.owner_id)"
             " AND s.owner_id = t.owner_id AND s.completed = t.completed"
             " AND s.priority = t.priority) FROM tasks_task t"
             " JOIN tasks_tasksearch s ON s.task_id = t.id"
@@ -821,6 +822,8 @@ def test_the_search_vectors_move_to_their_table_and_back_when_reversed(django_us
         (("tasks", "0018_task_count_functions_name_their_schema"), "version = version + 1"),
         # 0021's trigger locks tasks_tasksearch: a text edit writes it through 0019's trigger.
         (("tasks", "0020_task_search_index_moved"), "title = title || ' edited'"),
+        # 0023's DROP COLUMN takes ACCESS EXCLUSIVE: any read or write of a task waits.
+        (("tasks", "0022_task_search_vector_unread"), "version = version + 1"),
     ],
 )
 def test_a_migration_locking_a_written_table_gives_way_to_the_writes_meanwhile(
@@ -852,6 +855,94 @@ def test_a_migration_locking_a_written_table_gives_way_to_the_writes_meanwhile(
     # Once the writes let it, the migration went through.
     executor = MigrationExecutor(connection)
     assert executor.migration_plan(executor.loader.graph.leaf_nodes()) == []
+
+
+def search_rows() -> dict:
+    """Each task's search row: (owner, vector as text, the transaction that last wrote it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT task_id, owner_id, search_vector::text, xmin::text FROM tasks_tasksearch"
+        )
+        return {task_id: rest for task_id, *rest in cursor.fetchall()}
+
+
+def has_the_vector_column() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_name = 'tasks_task' AND column_name = 'search_vector'"
+        )
+        return cursor.fetchone()[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_search_vector_column_goes_the_triggers_compute_it_and_it_comes_back_reversed(
+    django_user_model,
+):
+    """tasks.0023: tasks_task's generated column is dropped, the triggers compute the vector
+    with task_search_vector(), the same one; reversed, the column is back, as it was."""
+    from tasks.models import Task
+
+    before = ("tasks", "0022_task_search_vector_unread")
+    migrate_to(*before)
+    owner, other = (
+        django_user_model.objects.create(email=email)
+        for email in ("anna@example.com", "bob@example.com")
+    )
+    texts = [
+        ("Mail bob@example.org", ""),
+        ("Crème brûlée", "for Zoë's party"),
+        ("Notes", "see /usr/share " + "z" * 300),
+    ]
+    tasks = [
+        Task.objects.create(owner=owner, title=title, description=description, position=i + 1)
+        for i, (title, description) in enumerate(texts)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, search_vector::text FROM tasks_task")
+        generated = dict(cursor.fetchall())
+    rows = search_rows()
+    assert {task_id: vector for task_id, (_, vector, _) in rows.items()} == generated
+
+    migrate_to()
+    assert not has_the_vector_column()
+    assert search_rows() == rows  # not written again
+    kept, edited, moved = tasks
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE tasks_task SET title = title || '!' WHERE id = %s", [kept.pk])
+        cursor.execute("UPDATE tasks_task SET title = 'Rent' WHERE id = %s", [edited.pk])
+        cursor.execute("UPDATE tasks_task SET owner_id = %s WHERE id = %s", [other.pk, moved.pk])
+        cursor.execute(
+            "SELECT task_search_vector('Rent', 'for Zoë''s party', %s)::text", [owner.pk]
+        )
+        rent = cursor.fetchone()[0]
+    # A task created now gets the vector the column gave a task of the same text and owner.
+    again = [
+        Task.objects.create(owner=owner, title=title, description=description, position=9 + i)
+        for i, (title, description) in enumerate(texts)
+    ]
+    after = search_rows()
+    assert [after[task.pk][1] for task in again] == [generated[task.pk] for task in tasks]
+    assert after[kept.pk] == rows[kept.pk]  # the same words: no new row version
+    assert after[edited.pk][:2] == [owner.pk, rent] != rows[edited.pk][:2]
+    assert after[moved.pk][0] == other.pk
+
+    migrate_to(*before)
+    assert has_the_vector_column()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FILTER (WHERE s.search_vector = t.search_vector), count(*)"
+            " FROM tasks_task t JOIN tasks_tasksearch s ON s.task_id = t.id"
+        )
+        assert cursor.fetchone() == (6, 6)
+        cursor.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgname = 'task_search_changed'"
+        )
+        assert "old.search_vector IS DISTINCT FROM new.search_vector" in cursor.fetchone()[0]
+        cursor.execute("SELECT to_regprocedure('task_search_vector(text, text, uuid)')")
+        assert cursor.fetchone() == (None,)
+    Task.objects.filter(pk=kept.pk).update(title="Groceries")
+    assert "groceries" in search_rows()[kept.pk][1]  # the release before's triggers work
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,186 @@
+"""tasks_task's generated `search_vector` column goes: the search triggers compute the vector.
+
+The second of two steps (0022 was the first). Since 0019/0020 the app searches
+tasks_tasksearch, and the column was only the source its triggers copied; since 0022 no code
+reads it. Every task row still carried its vector (up to ~190 kB a task with a long
+description; inline in the row for a short one), written again with every row version: each
+bump, completion and move of a task.
+
+- `task_search_vector(title, description, owner_id)`, an IMMUTABLE SQL function, is the
+  column's expression (migrations 0004, 0010, 0013, as `pg_get_expr` shows it): the one place
+  that says what a task's vector is.
+- The three trigger functions of 0019 compute the vector with it instead of copying the column.
+- `task_search_changed` fires when the title, description or owner changed (it compared the
+  vectors); its upsert writes the search row only when the vector or owner differs from the
+  row's, so an edit that leaves the words alone (`Buy milk` -> `Buy milk!`) still writes no new
+  row version and puts no lexeme into the GIN index again.
+- Then the column is dropped (the triggers no longer depend on it: dropping it first would
+  take them with it under CASCADE, or fail without).
+
+`DROP COLUMN` takes ACCESS EXCLUSIVE on tasks_task, which even reads wait for: taken first,
+giving way to the API's reads and writes meanwhile (tasks/table_lock.py); once held, every
+statement here is instant (a drop only marks the column; its bytes go as rows are rewritten,
+or with `VACUUM FULL`): 1.8 s for the benchmark's 1.1M tasks, whose table then takes 218 MB
+instead of 514 MB (after VACUUM FULL, 12.4 s). The release before (0022's) neither reads nor
+writes the column.
+
+Reverse: the column is added back as it was (a rewrite of tasks_task under ACCESS EXCLUSIVE:
+71 s for those 1.1M tasks), then 0019's trigger functions and condition.
+"""
+
+from django.db import migrations
+
+from tasks.table_lock import lock_giving_way
+
+# The generated column's expression, as `pg_get_expr` shows it (migrations 0004, 0010, 0013).
+VECTOR = (
+    "task_search_lexemes(to_tsvector('simple', COALESCE(title, '') || ' ' || "
+    "COALESCE(description, '')), left(replace(owner_id::text, '-', ''), 12))"
+)
+
+# The functions carry their table's schema as search_path, as 0018's, 0019's and 0021's do.
+SEARCH_PATH = """
+DO $$
+DECLARE
+    schema text := (
+        SELECT relnamespace::regnamespace::text FROM pg_class
+        WHERE oid = 'tasks_tasksearch'::regclass
+    );
+BEGIN
+    EXECUTE format('ALTER FUNCTION tasks_task_search_inserted() SET search_path = %s', schema);
+    EXECUTE format('ALTER FUNCTION tasks_task_search_changed() SET search_path = %s', schema);
+    EXECUTE format('ALTER FUNCTION tasks_task_search_filtered() SET search_path = %s', schema);
+    {more}
+END
+$$;
+"""
+
+SEARCH_PATH_WITHOUT_VECTOR = SEARCH_PATH.format(more="")
+SEARCH_PATH_WITH_VECTOR = SEARCH_PATH.format(
+    more="EXECUTE format('ALTER FUNCTION task_search_vector(text, text, uuid) "
+    "SET search_path = %s', schema);"
+)
+
+FORWARD = f"""
+CREATE FUNCTION task_search_vector(title text, description text, owner_id uuid)
+    RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT {VECTOR} $$;
+
+CREATE OR REPLACE FUNCTION tasks_task_search_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tasks_tasksearch (task_id, owner_id, completed, priority, search_vector)
+    SELECT id, owner_id, completed, priority, task_search_vector(title, description, owner_id)
+    FROM inserted_tasks;
+    RETURN NULL;
+END
+$$;
+
+-- Only when the words or the owner differ from the row's: an edit of the text that keeps its
+-- words writes no row version (no lexeme into the GIN index again), as the vectors compared
+-- in the trigger's condition did before.
+CREATE OR REPLACE FUNCTION tasks_task_search_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tasks_tasksearch AS searched (task_id, owner_id, completed, priority, search_vector)
+    VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority,
+            task_search_vector(NEW.title, NEW.description, NEW.owner_id))
+    ON CONFLICT (task_id) DO UPDATE
+    SET owner_id = EXCLUDED.owner_id, completed = EXCLUDED.completed,
+        priority = EXCLUDED.priority, search_vector = EXCLUDED.search_vector
+    WHERE searched.search_vector IS DISTINCT FROM EXCLUDED.search_vector
+        OR searched.owner_id IS DISTINCT FROM EXCLUDED.owner_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tasks_task_search_filtered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks_tasksearch SET completed = NEW.completed, priority = NEW.priority
+    WHERE task_id = NEW.id;
+    IF NOT FOUND THEN
+        INSERT INTO tasks_tasksearch AS searched
+            (task_id, owner_id, completed, priority, search_vector)
+        VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority,
+                task_search_vector(NEW.title, NEW.description, NEW.owner_id))
+        ON CONFLICT (task_id) DO UPDATE
+        SET completed = EXCLUDED.completed, priority = EXCLUDED.priority;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER task_search_changed ON tasks_task;
+CREATE TRIGGER task_search_changed AFTER UPDATE OF title, description, owner_id ON tasks_task
+    FOR EACH ROW WHEN (
+        OLD.title IS DISTINCT FROM NEW.title
+        OR OLD.description IS DISTINCT FROM NEW.description
+        OR OLD.owner_id IS DISTINCT FROM NEW.owner_id
+    )
+    EXECUTE FUNCTION tasks_task_search_changed();
+
+{SEARCH_PATH_WITH_VECTOR}
+
+ALTER TABLE tasks_task DROP COLUMN search_vector;
+"""
+
+# 0019's, as they were.
+BACKWARD = f"""
+ALTER TABLE tasks_task ADD COLUMN search_vector tsvector GENERATED ALWAYS AS (
+    {VECTOR}
+) STORED;
+
+CREATE OR REPLACE FUNCTION tasks_task_search_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tasks_tasksearch (task_id, owner_id, completed, priority, search_vector)
+    SELECT id, owner_id, completed, priority, search_vector FROM inserted_tasks;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tasks_task_search_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO tasks_tasksearch AS searched (task_id, owner_id, completed, priority, search_vector)
+    VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority, NEW.search_vector)
+    ON CONFLICT (task_id) DO UPDATE
+    SET owner_id = EXCLUDED.owner_id, completed = EXCLUDED.completed,
+        priority = EXCLUDED.priority, search_vector = EXCLUDED.search_vector;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION tasks_task_search_filtered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE tasks_tasksearch SET completed = NEW.completed, priority = NEW.priority
+    WHERE task_id = NEW.id;
+    IF NOT FOUND THEN
+        INSERT INTO tasks_tasksearch AS searched
+            (task_id, owner_id, completed, priority, search_vector)
+        VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority, NEW.search_vector)
+        ON CONFLICT (task_id) DO UPDATE
+        SET completed = EXCLUDED.completed, priority = EXCLUDED.priority;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER task_search_changed ON tasks_task;
+CREATE TRIGGER task_search_changed AFTER UPDATE OF title, description, owner_id ON tasks_task
+    FOR EACH ROW WHEN (
+        OLD.search_vector IS DISTINCT FROM NEW.search_vector
+        OR OLD.owner_id IS DISTINCT FROM NEW.owner_id
+    )
+    EXECUTE FUNCTION tasks_task_search_changed();
+
+{SEARCH_PATH_WITHOUT_VECTOR}
+
+DROP FUNCTION task_search_vector(text, text, uuid);
+"""
+
+
+class Migration(migrations.Migration):
+    dependencies = [("tasks", "0022_task_search_vector_unread")]
+
+    operations = [
+        # DROP COLUMN (and, reversed, ADD COLUMN) takes ACCESS EXCLUSIVE: first, giving way.
+        lock_giving_way("tasks_task", "ACCESS EXCLUSIVE"),
+        migrations.RunSQL(FORWARD, BACKWARD),
+    ]
