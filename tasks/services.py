@@ -841,9 +841,29 @@ def list_update(*, task_list: TaskList, data: dict[str, Any]) -> TaskList:
     return current
 
 
-def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> bool:
+def lock_list_tasks(*, user: User, task_list: TaskList, delete_tasks: bool) -> None:
+    """Locks the tasks list_delete writes, in ROW_LOCK_ORDER: the list's, and with delete_tasks
+    the previous occurrences elsewhere that the delete unlinks (review 34f). Before the list's
+    own row, as list_delete and the account's deletion take them: a conditional DELETE, which
+    locks the row to compare its version, calls it first (review 35a)."""
+    if delete_tasks:
+        lock_tasks_to_delete(user.pk, "list", list=task_list.pk)
+    else:
+        list(
+            Task.objects.owned_by(user)
+            .filter(list=task_list)
+            .select_for_update()
+            .order_by(*ROW_LOCK_ORDER)
+            .values_list("pk", flat=True)
+        )
+
+
+def list_delete(
+    *, user: User, task_list: TaskList, delete_tasks: bool, tasks_locked: bool = False
+) -> bool:
     """Deletes a list; its tasks go to the end of the Inbox unless delete_tasks. Whether the
-    list was there to delete (the admin's history says so only then)."""
+    list was there to delete (the admin's history says so only then). `tasks_locked`: the
+    caller, in this transaction, took lock_list_tasks' locks already."""
     with transaction.atomic():
         inbox: GroupKey = (None, None)
         # Rows first, then groups, in the order every other writer takes them: no deadlock
@@ -852,16 +872,8 @@ def list_delete(*, user: User, task_list: TaskList, delete_tasks: bool) -> bool:
         # or waits and then fails on the deleted list (a 503 to retry). Without the lock, a
         # task committed between them was left to Django's SET_NULL: onto an Inbox task's
         # rank (a 500), or kept although `?tasks=delete` said otherwise.
-        if delete_tasks:
-            lock_tasks_to_delete(user.pk, "list", list=task_list.pk)
-        else:
-            list(
-                Task.objects.owned_by(user)
-                .filter(list=task_list)
-                .select_for_update()
-                .order_by(*ROW_LOCK_ORDER)
-                .values_list("pk", flat=True)
-            )
+        if not tasks_locked:
+            lock_list_tasks(user=user, task_list=task_list, delete_tasks=delete_tasks)
         _lock_groups(user.pk, [inbox, (task_list.pk, None)])
         if delete_tasks:
             _delete_tasks(user.pk, "list", timezone.now(), list=task_list.pk)
@@ -1333,7 +1345,8 @@ _WHICH = {
     "owner": {"doomed": "TRUE", "previous": "", "remembered": "FALSE"},
 }
 _DELETE_TASKS_OF = {which: _DELETE_TASKS.format(**parts) for which, parts in _WHICH.items()}
-_LOCK_TASKS_OF = {which: _LOCK_TASKS.format(**parts) for which, parts in _WHICH.items()}
+# For a caller that locks before it deletes (an account's delete locks nothing first).
+_LOCK_TASKS_OF = {which: _LOCK_TASKS.format(**_WHICH[which]) for which in ("ids", "list")}
 
 
 def lock_tasks_to_delete(owner_id: UUID, which: str, **params: Any) -> dict[UUID, int]:
