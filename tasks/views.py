@@ -368,12 +368,14 @@ class TaskListViewSet(
         query = ListDeleteQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         self.delete_tasks = query.validated_data["tasks"] == "delete"
-        services.list_delete(
+        deleted = services.list_delete(
             user=request.user,
             task_list=self.get_object(),
             delete_tasks=self.delete_tasks,
             tasks_locked=has_preconditions(request),  # by locked_version, before the list's row
         )
+        if not deleted:  # by a concurrent request, after the read: as a task's DELETE says
+            raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def locked_version(self, instance: TaskList) -> int | None:

@@ -8,7 +8,7 @@ import pytest
 from conftest import client_for
 from tasks import services
 from tasks.models import Task, TaskList
-from todo_project.tests.helpers import run_holding_the_first_row, run_in_threads
+from todo_project.tests.helpers import run_holding_the_first_row, run_in_threads, start_in_thread
 
 pytestmark = pytest.mark.django_db
 
@@ -309,3 +309,25 @@ def test_a_list_delete_locks_a_parent_before_its_subtask_whose_id_comes_first(us
     run_holding_the_first_row(delete, held=parent.pk, free=subtask.pk)
     assert not TaskList.objects.exists()
     assert set(Task.objects.values_list("list_id", flat=True)) == {None}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("query", ["", "?tasks=delete"])
+def test_a_list_deleted_by_another_request_after_the_read_is_a_404_as_a_task_is(
+    user, make_list, make_task, monkeypatch, query
+):
+    task_list = make_list("Bills")
+    make_task("Rent", list=task_list)
+    original = services.list_delete
+
+    def deleted_first(**kwargs):
+        # Another request deletes the list between this one's read and its delete.
+        fresh = TaskList.objects.get(pk=kwargs["task_list"].pk)  # its own instance
+        assert start_in_thread(lambda: original(**{**kwargs, "task_list": fresh}))() is True
+        return original(**kwargs)
+
+    monkeypatch.setattr(services, "list_delete", deleted_first)
+    answer = client_for(user).delete(f"/api/v1/lists/{task_list.pk}/{query}")
+    assert answer.status_code == 404, answer.content  # was a 204 for a delete that did nothing
+    assert answer["Content-Type"] == "application/problem+json"
+    assert not TaskList.objects.filter(pk=task_list.pk).exists()
