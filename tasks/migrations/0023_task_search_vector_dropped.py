@@ -11,9 +11,15 @@ bump, completion and move of a task.
   that says what a task's vector is.
 - The three trigger functions of 0019 compute the vector with it instead of copying the column.
 - `task_search_changed` fires when the title, description or owner changed (it compared the
-  vectors); its upsert writes the search row only when the vector or owner differs from the
-  row's, so an edit that leaves the words alone (`Buy milk` -> `Buy milk!`) still writes no new
-  row version and puts no lexeme into the GIN index again.
+  vectors); its function writes the search row only when the vector or owner differs from the
+  row's, so an edit that leaves the words alone (`Buy milk` -> `Buy milk!`) still writes and
+  locks nothing there and puts no lexeme into the GIN index again.
+- So `UPDATE tasks_task SET title = title` no longer recomputes a vector, as 0010 and 0013 did
+  after changing task_search_lexemes (their helper reads the column: it works before 0023
+  only). A later change of the vector's definition updates tasks_tasksearch itself, in
+  batches: `SET search_vector = task_search_vector(t.title, t.description, t.owner_id) FROM
+  tasks_task t WHERE ... AND search_vector IS DISTINCT FROM` that (0021's trigger is on
+  INSERT only).
 - Then the column is dropped (the triggers no longer depend on it: dropping it first would
   take them with it under CASCADE, or fail without).
 
@@ -25,7 +31,7 @@ instead of 514 MB (after VACUUM FULL, 12.4 s). The release before (0022's) neith
 writes the column.
 
 Reverse: the column is added back as it was (a rewrite of tasks_task under ACCESS EXCLUSIVE:
-71 s for those 1.1M tasks), then 0019's trigger functions and condition.
+71-83 s for those 1.1M tasks), then 0019's trigger functions and condition.
 """
 
 from django.db import migrations
@@ -50,21 +56,28 @@ BEGIN
     EXECUTE format('ALTER FUNCTION tasks_task_search_inserted() SET search_path = %s', schema);
     EXECUTE format('ALTER FUNCTION tasks_task_search_changed() SET search_path = %s', schema);
     EXECUTE format('ALTER FUNCTION tasks_task_search_filtered() SET search_path = %s', schema);
-    {more}
 END
 $$;
 """
 
-SEARCH_PATH_WITHOUT_VECTOR = SEARCH_PATH.format(more="")
-SEARCH_PATH_WITH_VECTOR = SEARCH_PATH.format(
-    more="EXECUTE format('ALTER FUNCTION task_search_vector(text, text, uuid) "
-    "SET search_path = %s', schema);"
-)
-
+# task_search_vector has no search_path of its own: PostgreSQL never inlines an SQL function
+# with a SET clause, and each call then planned task_search_lexemes' body again (~150 us a
+# row: an INSERT ... SELECT of 20,000 tasks 1.5 s -> 5.3 s, README's rebuild of the search rows
+# and a data-level restore 2-20 times as long; review 35c). Its body names task_search_lexemes
+# with its schema instead (the built-ins are pg_catalog's, searched first whatever the path).
 FORWARD = f"""
-CREATE FUNCTION task_search_vector(title text, description text, owner_id uuid)
-    RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$ SELECT {VECTOR} $$;
+DO $$
+BEGIN
+    EXECUTE format(
+        'CREATE FUNCTION task_search_vector(title text, description text, owner_id uuid)'
+        ' RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS %L',
+        format('SELECT %s.%s', (
+            SELECT relnamespace::regnamespace::text FROM pg_class
+            WHERE oid = 'tasks_tasksearch'::regclass
+        ), $vector${VECTOR}$vector$)
+    );
+END
+$$;
 
 CREATE OR REPLACE FUNCTION tasks_task_search_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -76,18 +89,24 @@ END
 $$;
 
 -- Only when the words or the owner differ from the row's: an edit of the text that keeps its
--- words writes no row version (no lexeme into the GIN index again), as the vectors compared
--- in the trigger's condition did before.
+-- words neither writes nor locks the row (no lexeme into the GIN index again, no WAL), as the
+-- vectors compared in the trigger's condition did before. An upsert's ON CONFLICT DO UPDATE
+-- ... WHERE would lock it even so (review 35c). A missing row (deleted by hand) comes back.
 CREATE OR REPLACE FUNCTION tasks_task_search_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    new_vector tsvector := task_search_vector(NEW.title, NEW.description, NEW.owner_id);
 BEGIN
-    INSERT INTO tasks_tasksearch AS searched (task_id, owner_id, completed, priority, search_vector)
-    VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority,
-            task_search_vector(NEW.title, NEW.description, NEW.owner_id))
-    ON CONFLICT (task_id) DO UPDATE
-    SET owner_id = EXCLUDED.owner_id, completed = EXCLUDED.completed,
-        priority = EXCLUDED.priority, search_vector = EXCLUDED.search_vector
-    WHERE searched.search_vector IS DISTINCT FROM EXCLUDED.search_vector
-        OR searched.owner_id IS DISTINCT FROM EXCLUDED.owner_id;
+    UPDATE tasks_tasksearch
+    SET owner_id = NEW.owner_id, completed = NEW.completed, priority = NEW.priority,
+        search_vector = new_vector
+    WHERE task_id = NEW.id AND (
+        search_vector IS DISTINCT FROM new_vector OR owner_id IS DISTINCT FROM NEW.owner_id
+    );
+    IF NOT FOUND THEN
+        INSERT INTO tasks_tasksearch (task_id, owner_id, completed, priority, search_vector)
+        VALUES (NEW.id, NEW.owner_id, NEW.completed, NEW.priority, new_vector)
+        ON CONFLICT (task_id) DO NOTHING;
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -117,7 +136,7 @@ CREATE TRIGGER task_search_changed AFTER UPDATE OF title, description, owner_id 
     )
     EXECUTE FUNCTION tasks_task_search_changed();
 
-{SEARCH_PATH_WITH_VECTOR}
+{SEARCH_PATH}
 
 ALTER TABLE tasks_task DROP COLUMN search_vector;
 """
@@ -170,7 +189,7 @@ CREATE TRIGGER task_search_changed AFTER UPDATE OF title, description, owner_id 
     )
     EXECUTE FUNCTION tasks_task_search_changed();
 
-{SEARCH_PATH_WITHOUT_VECTOR}
+{SEARCH_PATH}
 
 DROP FUNCTION task_search_vector(text, text, uuid);
 """
