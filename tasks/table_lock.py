@@ -26,22 +26,30 @@ LOCK_NOT_AVAILABLE = "55P03"  # SQLSTATE of a lock_timeout
 # How long to ask for the lock: LOCK_WAIT, or, while an autovacuum of the table holds a lock on
 # it, deadlock_timeout and LOCK_WAIT more. PostgreSQL cancels an autovacuum in a lock's way only
 # for a request that has waited deadlock_timeout (1 s): asking 200 ms at a time, a migration
-# waited out the whole autovacuum and failed after GIVE_UP_AFTER (review 34d).
+# waited out the whole autovacuum and failed after GIVE_UP_AFTER (review 34d). With the
+# autovacuums holding the table (their pids): one PostgreSQL did not cancel for a request that
+# waited that long is one it never cancels (an autovacuum to prevent wraparound); asked for
+# again and again, each request held every read and write of the table (ACCESS EXCLUSIVE) or
+# every write for 1.2 s (review 35b).
 _LOCK_WAIT_NOW = """
-SELECT CASE WHEN EXISTS (
-    SELECT FROM pg_locks JOIN pg_stat_activity USING (pid)
-    WHERE relation = %(table)s::regclass AND granted
-    AND backend_type = 'autovacuum worker' AND datname = current_database()
-) THEN current_setting('deadlock_timeout')::interval + %(wait)s::interval
-ELSE %(wait)s::interval END
+SELECT CASE WHEN count(*) > 0
+    THEN current_setting('deadlock_timeout')::interval + %(wait)s::interval
+    ELSE %(wait)s::interval END,
+    coalesce(array_agg(DISTINCT pid), '{}')
+FROM pg_locks JOIN pg_stat_activity USING (pid)
+WHERE relation = %(table)s::regclass AND granted
+AND backend_type = 'autovacuum worker' AND datname = current_database()
 """
 
 
-def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations.RunPython:
+def lock_giving_way(
+    table: str, mode: str = "SHARE ROW EXCLUSIVE", *, reverse: bool = False
+) -> migrations.RunPython:
     """The first operation of an atomic migration: `LOCK TABLE table IN mode MODE`, given up
     after LOCK_WAIT and asked for again until it is taken. `mode`: what its DDL takes (SHARE ROW
     EXCLUSIVE for CREATE TRIGGER and a foreign key). Its reverse takes nothing: it would come
-    last."""
+    last. With `reverse`, the other way round: the last operation, which a reversed migration
+    runs first, for a reverse whose DDL locks the table too."""
 
     def take(apps, schema_editor) -> None:
         connection = schema_editor.connection
@@ -52,9 +60,25 @@ def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('lock_timeout')")
             lock_timeout = cursor.fetchone()[0]
+            not_cancelled: set[int] = set()  # autovacuums a request's long wait did not end
             for attempt in itertools.count(1):
+                # pg_stat_activity is read once per transaction: without this, an autovacuum
+                # that began after the first look was never seen, asked past 200 ms at a time
+                # and never cancelled (review 35b).
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
                 cursor.execute(_LOCK_WAIT_NOW, {"table": table, "wait": LOCK_WAIT})
-                wait = cursor.fetchone()[0]
+                wait, autovacuums = cursor.fetchone()
+                if not_cancelled & set(autovacuums):
+                    # Asking would only hold the table's reads and writes for nothing: wait
+                    # for it to end without queueing.
+                    if time.monotonic() > give_up_at:
+                        raise OperationalError(
+                            f"{table} is held by an autovacuum PostgreSQL does not cancel (one "
+                            f"to prevent wraparound, pids {sorted(autovacuums)}): run migrate "
+                            "again once it has ended (pg_stat_progress_vacuum)"
+                        )
+                    time.sleep(1.0)
+                    continue
                 cursor.execute(
                     "SELECT set_config('lock_timeout', %s, true)",
                     [f"{wait.total_seconds() * 1000:.0f}"],
@@ -67,8 +91,12 @@ def lock_giving_way(table: str, mode: str = "SHARE ROW EXCLUSIVE") -> migrations
                     timed_out = getattr(error.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE
                     if not timed_out or time.monotonic() > give_up_at:
                         raise
+                    if autovacuums:
+                        not_cancelled.update(autovacuums)
                 # Apart at random, longer each time (up to a second): the writes in the way end.
                 time.sleep(random.uniform(0.5, 1.0) * min(0.05 * attempt, 1.0))
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [lock_timeout])
 
+    if reverse:
+        return migrations.RunPython(migrations.RunPython.noop, take)
     return migrations.RunPython(take, migrations.RunPython.noop)

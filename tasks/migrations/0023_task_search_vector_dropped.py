@@ -199,7 +199,10 @@ class Migration(migrations.Migration):
     dependencies = [("tasks", "0022_task_search_vector_unread")]
 
     operations = [
-        # DROP COLUMN (and, reversed, ADD COLUMN) takes ACCESS EXCLUSIVE: first, giving way.
+        # DROP COLUMN takes ACCESS EXCLUSIVE: first, giving way.
         lock_giving_way("tasks_task", "ACCESS EXCLUSIVE"),
         migrations.RunSQL(FORWARD, BACKWARD),
+        # So does ADD COLUMN, reversed: asked for without a lock_timeout, it queued every read
+        # of a task behind a write in flight before its rewrite even began (review 35b).
+        lock_giving_way("tasks_task", "ACCESS EXCLUSIVE", reverse=True),
     ]
