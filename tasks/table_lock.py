@@ -73,9 +73,9 @@ def lock_giving_way(
                     # for it to end without queueing.
                     if time.monotonic() > give_up_at:
                         raise OperationalError(
-                            f"{table} is held by an autovacuum PostgreSQL does not cancel (one "
-                            f"to prevent wraparound, pids {sorted(autovacuums)}): run migrate "
-                            "again once it has ended (pg_stat_progress_vacuum)"
+                            f"{table} is held by an autovacuum PostgreSQL does not cancel "
+                            f"(likely one to prevent wraparound; pids {sorted(autovacuums)}): "
+                            "run migrate again once it has ended (pg_stat_progress_vacuum)"
                         )
                     time.sleep(1.0)
                     continue

@@ -69,20 +69,45 @@ def test_a_conditional_list_delete_never_deadlocks_with_another_delete_of_the_li
     task_list = make_list("Bills")
     make_task("Rent", list=task_list)
     value = "*" if header == "HTTP_IF_MATCH" else '"no-such-etag"'
-    # The conditional DELETE holds the list's row (locked_version), not yet its tasks.
+    # The conditional DELETE holds the list's tasks, then its row (locked_version).
     reached, go = _held_first(monkeypatch, "list_delete")
     conditional = start_in_thread(
         lambda: client_for(user).delete(f"/api/v1/lists/{task_list.pk}/{query}", **{header: value})
     )
     assert reached.wait(10)
     plain = start_in_thread(lambda: OTHER_DELETES[other](user, task_list))
-    # The other delete locked the tasks and waits for the list's row at its DELETE.
+    # The other delete waits for the tasks (before: it held them, then waited for the row).
     assert wait_for_lock_waiters(connection, 1)
-    go.set()  # the conditional one goes on to the tasks
+    go.set()  # the conditional one deletes the list, the other then finds it gone
     answers = conditional(), plain()
     assert _deadlocks(caplog) == []  # was: 40P01 after 1 s, one of the two run again
     assert not TaskList.objects.filter(pk=task_list.pk).exists()
     assert {answer.status_code for answer in answers} <= {204, 404}
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("other", list(OTHER_DELETES))
+@pytest.mark.parametrize("query", ["", "?tasks=delete"])
+def test_a_conditional_list_delete_holds_nothing_before_it_locks_the_lists_tasks(
+    user, make_task, make_list, monkeypatch, caplog, other, query
+):
+    """Held as it starts to lock the list's tasks (lock_list_tasks' first call, from
+    locked_version), a conditional DELETE holds nothing yet: the other delete runs through,
+    then the conditional one finds the list gone. The test above holds it later, past both
+    locks: it passed with the row locked first too (review 35d)."""
+    task_list = make_list("Bills")
+    make_task("Rent", list=task_list)
+    reached, go = _held_first(monkeypatch, "lock_list_tasks")
+    conditional = start_in_thread(
+        lambda: client_for(user).delete(f"/api/v1/lists/{task_list.pk}/{query}", HTTP_IF_MATCH="*")
+    )
+    assert reached.wait(10)
+    other_answer = OTHER_DELETES[other](user, task_list)  # waits for nothing: it would hang
+    go.set()
+    answers = conditional(), other_answer
+    assert _deadlocks(caplog) == []
+    assert [answer.status_code for answer in answers] == [404, 204]
+    assert not TaskList.objects.filter(pk=task_list.pk).exists()
 
 
 # A PATCH moving the previous occurrence (review 34e's open question): 40P01 before 25aed12.

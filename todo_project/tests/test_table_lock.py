@@ -12,11 +12,13 @@
 """
 
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
 
 from todo_project.tests.helpers import (
     connection_of_its_own,
@@ -172,3 +174,33 @@ def test_the_reverse_of_0023_gives_way_to_a_write_in_flight(django_user_model):
             in_flight.commit()
             reversed_()
     assert read, "a read of tasks_task queued behind 0023's reverse"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_an_autovacuum_it_cannot_cancel_migrate_gives_up_saying_so_as_readme_does(
+    monkeypatch,
+):
+    from tasks import table_lock
+
+    marker = "backend_type = 'autovacuum worker'"
+    monkeypatch.setattr(
+        table_lock,
+        "_LOCK_WAIT_NOW",
+        table_lock._LOCK_WAIT_NOW.replace(marker, f"application_name = '{STAND_IN}'"),
+    )
+    monkeypatch.setattr(table_lock, "GIVE_UP_AFTER", 3)
+    take = table_lock.lock_giving_way("tasks_task", "ACCESS EXCLUSIVE").code
+    with connection_of_its_own(connection) as vacuum:
+        vacuum.execute(f"SET application_name = '{STAND_IN}'")
+        vacuum.autocommit = False
+        vacuum.execute("LOCK TABLE tasks_task IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM's lock
+        pid = vacuum.info.backend_pid
+        try:
+            with pytest.raises(OperationalError) as raised, transaction.atomic():
+                take(None, SimpleNamespace(connection=connection))
+        finally:
+            vacuum.rollback()
+    message = str(raised.value)
+    assert f"pids [{pid}]" in message, message
+    readme = " ".join((Path(settings.BASE_DIR) / "README.md").read_text().split())
+    assert message.split(" (")[0] in readme, message
