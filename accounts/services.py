@@ -331,9 +331,11 @@ def _end_session_if_reused(raw: str) -> None:
         token.check_exp()
     except TokenError:
         return
+    # blacklisted_at is the clock of the replica that rotated the token: allow for the
+    # replicas' skew (LEEWAY) too, or a two-tab race ended the session (review 35e).
     rotated_long_ago = BlacklistedToken.objects.filter(
         token__jti=token[api_settings.JTI_CLAIM],
-        blacklisted_at__lt=timezone.now() - REFRESH_REUSE_GRACE,
+        blacklisted_at__lt=timezone.now() - REFRESH_REUSE_GRACE - api_settings.LEEWAY,
     )
     if rotated_long_ago.exists():
         family_revoke(token)

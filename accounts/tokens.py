@@ -179,8 +179,9 @@ def token_generation_of(token: tokens.Token) -> int:
 
 
 def access_token_deny(token: tokens.Token) -> None:
-    """Refuses this access token from now until it would have expired anyway."""
-    expires_at = datetime_from_epoch(token["exp"])
+    """Refuses this access token from now until it would have expired anyway: `exp` and the
+    clock skew simplejwt allows past it (LEEWAY)."""
+    expires_at = datetime_from_epoch(token["exp"]) + api_settings.LEEWAY
     if expires_at <= now():
         return
     DeniedAccessToken.objects.bulk_create(
@@ -205,7 +206,9 @@ reset_link_tokens = ResetLinkTokens()
 
 
 def purge_expired_tokens(by: datetime | None = None) -> int:
-    """Deletes the refresh tokens expired by `by` (now) and their blacklist entries, in batches
+    """Deletes the refresh tokens expired by `by` (now, less LEEWAY: simplejwt accepts a token
+    that long past its `exp`, so a rotated one's blacklist entry must outlive it by as much)
+    and their blacklist entries, in batches
     that leave the rows an account deletion holds to it (todo_project.purge): a token
     goes with its entry, or not at all (manage.py flushexpiredtokens); returns how many tokens.
     No index on `expires_at` (simplejwt's table): the batches walk the primary key's index."""
@@ -234,7 +237,7 @@ def purge_expired_tokens(by: datetime | None = None) -> int:
         SELECT (SELECT count(*) FROM expired), (SELECT max(id) FROM expired),
             (SELECT count(*) FROM gone)
     """
-    by, after, deleted = by or now(), 0, 0
+    by, after, deleted = by or now() - api_settings.LEEWAY, 0, 0
     with connection.cursor() as cursor:
         while True:
             cursor.execute(batch, {"by": by, "after": after, "n": purge.PURGE_BATCH})

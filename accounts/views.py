@@ -224,9 +224,11 @@ class TokenRefreshView(TokenIssuingView):
     )
     def post(self, request: Request) -> Response:
         """Trades a refresh token for a new pair. The given refresh token is dead afterwards:
-        using it again is a 401. Used again more than 30 s after its rotation, it also ends
+        using it again is a 401. Used again more than 30 s after its rotation (plus the clock
+        skew allowed between servers, `JWT_CLOCK_SKEW_SECONDS`, 60 s by default), it also ends
         its session: the token that replaced it is refused too (two holders of one token: one
-        of them stole it). Within 30 s (a retry, a second tab) the replacement stays valid."""
+        of them stole it). Within that time (a retry, a second tab) the replacement stays
+        valid."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(services.tokens_refresh(refresh=serializer.validated_data["refresh"]))

@@ -417,6 +417,10 @@ SIMPLE_JWT = {
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": False,
+    # Replicas' clocks differ: PyJWT refuses a token whose `iat` is ahead of this server's
+    # clock, so one minted by a replica running fast was a 401 on the others, access and
+    # refresh alike, until their clocks caught up (a sign-out; review 35e). `exp` gets it too.
+    "LEEWAY": timedelta(seconds=env_int("JWT_CLOCK_SKEW_SECONDS", 60, minimum=0)),
     "ALGORITHM": "HS256",
     "SIGNING_KEY": os.environ.get("JWT_SIGNING_KEY", "") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 from django.utils.timezone import now
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
@@ -41,6 +42,10 @@ def decode(token: str) -> dict:
 pytestmark = pytest.mark.django_db
 
 NEW_PASSWORD = "a-brand-new-passphrase-42"
+# Rotated longer ago than the reuse grace and the replicas' clock skew (LEEWAY) allow for.
+PAST_THE_REUSE_GRACE = (
+    account_services.REFRESH_REUSE_GRACE + api_settings.LEEWAY + timedelta(seconds=1)
+)
 
 
 def user_body(user: User) -> dict:
@@ -432,7 +437,7 @@ def test_reusing_a_rotated_refresh_token_ends_its_session(anon_client, user):
         anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}), 401
     )
     assert not RevokedTokenFamily.objects.exists()
-    BlacklistedToken.objects.update(blacklisted_at=now() - timedelta(seconds=31))
+    BlacklistedToken.objects.update(blacklisted_at=now() - PAST_THE_REUSE_GRACE)
 
     reuse = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]})
     body = assert_problem(reuse, 401)
@@ -452,7 +457,7 @@ def test_a_refused_refresh_token_that_was_never_used_ends_no_session(anon_client
     )
     expired = RefreshToken.for_user(user)
     expired["fam"] = decode(pair["refresh"])["fam"]
-    expired.set_exp(lifetime=-timedelta(seconds=1))
+    expired.set_exp(lifetime=-(api_settings.LEEWAY + timedelta(seconds=1)))
     for refused in (forged, str(expired), pair["access"]):
         assert_problem(anon_client.post("/api/v1/auth/token/refresh/", {"refresh": refused}), 401)
     assert not RevokedTokenFamily.objects.exists()
@@ -565,7 +570,7 @@ def test_a_stolen_refresh_tokens_session_ends_for_the_thiefs_access_token_too(an
     stolen = sign_in(user.email, DEFAULT_PASSWORD)
     thief = anon_client.post("/api/v1/auth/token/refresh/", {"refresh": stolen["refresh"]}).json()
     assert bearer(thief["access"]).get("/api/v1/auth/me/").status_code == 200
-    BlacklistedToken.objects.update(blacklisted_at=now() - timedelta(seconds=31))
+    BlacklistedToken.objects.update(blacklisted_at=now() - PAST_THE_REUSE_GRACE)
 
     # The user's client tries the refresh token the thief already rotated: a stolen copy.
     assert_problem(
@@ -1206,7 +1211,8 @@ def test_logout_denies_until_expiry_and_clears_expired_denials(anon_client, user
     assert client.post("/api/v1/auth/logout/", {"refresh": pair["refresh"]}).status_code == 204
 
     denied = DeniedAccessToken.objects.get(jti=access["jti"])
-    assert denied.expires_at == datetime_from_epoch(access["exp"])
+    # And the leeway simplejwt accepts the token for past its exp (replicas' clock skew).
+    assert denied.expires_at == datetime_from_epoch(access["exp"]) + api_settings.LEEWAY
     assert not DeniedAccessToken.objects.filter(jti=stale.jti).exists()
 
 

@@ -10,9 +10,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.utils import timezone
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.tokens import purge_expired_tokens
+from conftest import DEFAULT_PASSWORD
 from tasks.models import DeletedTask, IdempotencyRecord
 from tasks.sync import DELETIONS_KEPT, purge_deletions
 from todo_project import purge
@@ -136,3 +138,27 @@ def test_flushexpiredtokens_does_not_wait_for_an_account_deletion_in_progress(
     assert OutstandingToken.objects.filter(user=other_user).count() == 50
     assert not BlacklistedToken.objects.exists()
     assert purge_expired_tokens() == 50
+
+
+def test_flushexpiredtokens_keeps_a_blacklist_entry_while_its_token_is_still_accepted(
+    user, anon_client
+):
+    """simplejwt accepts a token LEEWAY past its `exp` (replicas' clock skew): a rotated refresh
+    token's entry purged at its `exp` let it be used again meanwhile (review 35e)."""
+    pair = anon_client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": DEFAULT_PASSWORD}
+    ).json()
+    assert (
+        anon_client.post("/api/v1/auth/token/refresh/", {"refresh": pair["refresh"]}).status_code
+        == 200
+    )
+    rotated = OutstandingToken.objects.get(token=pair["refresh"])
+    leeway = api_settings.LEEWAY
+    assert leeway >= timedelta(seconds=20)
+    # Expired 10 s ago: still accepted for the rest of the leeway, were it not blacklisted.
+    OutstandingToken.objects.filter(pk=rotated.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=10)
+    )
+    _expired_refresh_tokens(user, 3)  # expired two days ago
+    assert purge_expired_tokens() == 3
+    assert BlacklistedToken.objects.filter(token=rotated).exists()
