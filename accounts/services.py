@@ -309,36 +309,57 @@ def tokens_refresh(*, refresh: str) -> dict[str, str]:
     try:
         token = RefreshToken(refresh)
     except TokenError:
-        _end_session_if_reused(refresh)
+        if _end_session_if_reused(refresh):
+            raise RefreshTokenJustRotated() from None
         raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
     user = _live_user_of(token)
     try:
         with transaction.atomic():
             BlacklistedToken.objects.create(token=_outstanding(token, user))
             return token_pair_for(user, family_of(token))
-    except IntegrityError:
-        raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
+    except IntegrityError:  # a concurrent request with the same token won
+        raise RefreshTokenJustRotated() from None
 
 
-def _end_session_if_reused(raw: str) -> None:
+class RefreshTokenJustRotated(exceptions.AuthenticationFailed):
+    """A refresh token used again within the reuse grace of its rotation: most likely the same
+    client twice (a second tab, a retry). A 401 like any refused token, but told apart by its
+    `code`, so that a client reads the pair the other request stored rather than signing the
+    user out (review 35e)."""
+
+    default_detail = (
+        "The refresh token was traded a moment ago by another request (a second tab, a retry): "
+        "use the pair that request got."
+    )
+    problem_fields = {"code": "refresh_token_just_rotated"}
+
+
+def _end_session_if_reused(raw: str) -> bool:
     """Revokes the family of a refresh token we signed that is unexpired and was blacklisted
     more than REFRESH_REUSE_GRACE ago: one used again well after its rotation. Within the
     grace, a reuse is most likely the same client twice (two tabs refreshing at once, a retry):
     a 401, and the session goes on with the token the first request got. Anything else refused
-    (forged, expired) revokes nothing."""
+    (forged, expired) revokes nothing. Whether it was a reuse within the grace."""
     try:
         token = RefreshToken.signed(raw)
         token.check_exp()
     except TokenError:
-        return
+        return False
+    rotated = (
+        BlacklistedToken.objects.filter(token__jti=token[api_settings.JTI_CLAIM])
+        .annotate(ended=family_revoked_sql(token))
+        .values_list("blacklisted_at", "ended")
+        .first()
+    )
+    if rotated is None or rotated[1]:  # refused otherwise, or its session ended (a logout)
+        return False
+    rotated_at = rotated[0]
     # blacklisted_at is the clock of the replica that rotated the token: allow for the
     # replicas' skew (LEEWAY) too, or a two-tab race ended the session (review 35e).
-    rotated_long_ago = BlacklistedToken.objects.filter(
-        token__jti=token[api_settings.JTI_CLAIM],
-        blacklisted_at__lt=timezone.now() - REFRESH_REUSE_GRACE - api_settings.LEEWAY,
-    )
-    if rotated_long_ago.exists():
+    if rotated_at < timezone.now() - REFRESH_REUSE_GRACE - api_settings.LEEWAY:
         family_revoke(token)
+        return False
+    return True
 
 
 def user_logout(*, user: User, refresh: str, access: Token) -> None:

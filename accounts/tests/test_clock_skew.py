@@ -3,6 +3,8 @@ the server's clock, so with no leeway a token minted by a replica running fast w
 the others, access and refresh alike (a sign-out right after signing in), and the refresh
 reuse grace, comparing one replica's `blacklisted_at` with another's clock, ended a session
 for an ordinary two-tab race. SIMPLE_JWT's LEEWAY (`JWT_CLOCK_SKEW_SECONDS`, 60 s) covers both.
+And a refresh token used again within that grace says so in its 401, for a client to tell it
+from a dead session.
 
 The clocks are moved by patching simplejwt's (what mints iat/exp) and Django's (what writes
 `blacklisted_at` and what the grace is compared with).
@@ -81,3 +83,28 @@ def test_two_tabs_refreshing_at_once_with_a_30s_clock_skew_keep_the_session(
     assert bearer(winner.json()["access"]).get(ME).status_code == 200
     follow_up = APIClient().post(REFRESH, {"refresh": winner.json()["refresh"]}, format="json")
     assert follow_up.status_code == 200
+
+
+def test_a_refresh_token_used_again_within_the_grace_says_so_in_its_401(anon_client, user):
+    """A second tab or a retry of a refresh whose answer was lost: a 401 still, but with a
+    `code` a client can tell from a dead session's, so it reads the pair the other request
+    stored instead of signing the user out (review 35e)."""
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    assert anon_client.post(REFRESH, {"refresh": pair["refresh"]}, format="json").status_code == 200
+    retried = assert_problem(
+        APIClient().post(REFRESH, {"refresh": pair["refresh"]}, format="json"), 401
+    )
+    assert retried["code"] == "refresh_token_just_rotated"
+    for refused in ("garbage", sign_in(user.email, DEFAULT_PASSWORD)["access"]):
+        body = assert_problem(APIClient().post(REFRESH, {"refresh": refused}, format="json"), 401)
+        assert "code" not in body
+    # Signed out meanwhile: its session ended, not rotated by another request.
+    other = sign_in(user.email, DEFAULT_PASSWORD)
+    logout = bearer(other["access"]).post(
+        "/api/v1/auth/logout/", {"refresh": other["refresh"]}, format="json"
+    )
+    assert logout.status_code == 204
+    body = assert_problem(
+        APIClient().post(REFRESH, {"refresh": other["refresh"]}, format="json"), 401
+    )
+    assert "code" not in body
