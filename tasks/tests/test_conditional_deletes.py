@@ -16,7 +16,7 @@ from django.db import connection
 from conftest import DEFAULT_PASSWORD, client_for
 from tasks import services
 from tasks.models import DeletedTask, Task, TaskList
-from todo_project.tests.helpers import start_in_thread, wait_for_lock_waiters
+from todo_project.tests.helpers import deadlocks_run_again, start_in_thread, wait_for_lock_waiters
 
 
 def _held_first(monkeypatch, name: str) -> tuple[threading.Event, threading.Event]:
@@ -34,14 +34,6 @@ def _held_first(monkeypatch, name: str) -> tuple[threading.Event, threading.Even
 
     monkeypatch.setattr(services, name, held)
     return reached, go
-
-
-def _deadlocks(caplog) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "todo.retry" and "40P01" in r.getMessage()
-    ]
 
 
 # The tasks are locked once, by locked_version, not again by list_delete.
@@ -80,7 +72,7 @@ def test_a_conditional_list_delete_never_deadlocks_with_another_delete_of_the_li
     assert wait_for_lock_waiters(connection, 1)
     go.set()  # the conditional one deletes the list, the other then finds it gone
     answers = conditional(), plain()
-    assert _deadlocks(caplog) == []  # was: 40P01 after 1 s, one of the two run again
+    assert deadlocks_run_again(caplog) == []  # was: 40P01 after 1 s, one of the two run again
     assert not TaskList.objects.filter(pk=task_list.pk).exists()
     assert {answer.status_code for answer in answers} <= {204, 404}
 
@@ -105,7 +97,7 @@ def test_a_conditional_list_delete_holds_nothing_before_it_locks_the_lists_tasks
     other_answer = OTHER_DELETES[other](user, task_list)  # waits for nothing: it would hang
     go.set()
     answers = conditional(), other_answer
-    assert _deadlocks(caplog) == []
+    assert deadlocks_run_again(caplog) == []
     assert [answer.status_code for answer in answers] == [404, 204]
     assert not TaskList.objects.filter(pk=task_list.pk).exists()
 
@@ -136,7 +128,7 @@ def test_a_list_delete_with_its_tasks_locks_an_outside_previous_occurrence_befor
     go.set()
     moved, deleted = moving(), deleting()
     assert (moved.status_code, deleted.status_code) == (200, 204)
-    assert _deadlocks(caplog) == []
+    assert deadlocks_run_again(caplog) == []
     kept = Task.objects.get(pk=original.pk)
     assert (kept.list_id, kept.next_occurrence_id) == (None, None)
 

@@ -18,6 +18,7 @@ from tasks import services
 from tasks.models import Priority, Task
 from todo_project.tests.helpers import (
     connection_of_its_own,
+    deadlocks_run_again,
     start_in_thread,
     wait_for_lock_waiters,
 )
@@ -41,14 +42,6 @@ def _held_before(
 
     monkeypatch.setattr(services, name, held)
     return reached, go
-
-
-def _deadlocks(caplog) -> list[str]:
-    return [
-        r.getMessage()
-        for r in caplog.records
-        if r.name == "todo.retry" and "40P01" in r.getMessage()
-    ]
 
 
 def _deletion_order(which: str, owner_id, **params: Any) -> list:
@@ -149,7 +142,7 @@ def test_a_parent_write_and_the_delete_of_the_parent_or_account_never_deadlock(
     assert written.status_code == 200, written.content
     assert deleted.status_code == 204, deleted.content
     assert not Task.objects.filter(pk=parent.pk).exists()
-    assert _deadlocks(caplog) == []  # was: 40P01 after 1 s, the delete run again
+    assert deadlocks_run_again(caplog) == []  # was: 40P01 after 1 s, the delete run again
 
 
 @pytest.mark.django_db(transaction=True)
@@ -180,7 +173,7 @@ def test_completing_a_subtask_while_its_parent_is_deleted_never_deadlocks(
     go.set()
     completed, deleted = completing(), deleting()
     assert (completed.status_code, deleted.status_code) == (200, 204)
-    assert _deadlocks(caplog) == []
+    assert deadlocks_run_again(caplog) == []
 
 
 COPY_DELETES = {
@@ -228,7 +221,7 @@ def test_deleting_a_copy_while_a_bulk_action_holds_its_original_never_deadlocks(
         assert wait_for_lock_waiters(connection, 2)
         other.execute("ROLLBACK")
     answers = bulk(), deleting()
-    assert _deadlocks(caplog) == []
+    assert deadlocks_run_again(caplog) == []
     if answers[1].status_code == 412:  # the bulk action changed the copy first: a stale ETag
         assert (delete, Task.objects.get(pk=copy_id).priority) == (
             "DELETE with If-Match",

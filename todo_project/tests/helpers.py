@@ -195,3 +195,12 @@ def run_holding_the_first_row(write: Callable[[], object], held: Any, free: Any)
     assert waits, "the write never waited for the held row"
     assert locked == (free,), "the write locked a later row before the held one"
     return outcome
+
+
+def deadlocks_run_again(caplog) -> list[str]:
+    """The deadlocks (40P01) a request ran into and was run again after (todo.retry's lines)."""
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "todo.retry" and "40P01" in record.getMessage()
+    ]

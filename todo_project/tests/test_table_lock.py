@@ -12,6 +12,7 @@
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,20 +37,11 @@ from todo_project.tests.test_migrations import (  # noqa: F401 - the autouse fix
 STAND_IN = "stand-in autovacuum"
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_lock_giving_way_stops_asking_while_an_autovacuum_it_cannot_cancel_holds_the_table(
-    django_user_model, monkeypatch
-):
-    """0023 asks for ACCESS EXCLUSIVE on tasks_task. Behind a wraparound autovacuum, measured
-    on 138,000 tasks with the release before serving: 66 requests of 1.2 s each in 126 s, every
-    read and write stalled 1.2 s each time (330 requests over 1 s, throughput halved, /healthz
-    1.24 s), then migrate failed. Asking once shows PostgreSQL will not cancel that vacuum:
-    asking again only stalls the readers."""
+def _0023s_lock_seeing_the_stand_in(monkeypatch) -> Callable[[], None]:
+    """0023's lock_giving_way, in a transaction of its own, taking the stand-in's connection
+    for an autovacuum."""
     from tasks import table_lock
-    from tasks.models import Task
 
-    owner = django_user_model.objects.create(email="anna@example.com")
-    Task.objects.create(owner=owner, title="one", position=1)
     marker = "backend_type = 'autovacuum worker'"
     assert marker in table_lock._LOCK_WAIT_NOW
     monkeypatch.setattr(
@@ -62,6 +54,24 @@ def test_a_lock_giving_way_stops_asking_while_an_autovacuum_it_cannot_cancel_hol
     def migration_takes_its_lock() -> None:
         with transaction.atomic():
             take(None, SimpleNamespace(connection=connection))
+
+    return migration_takes_its_lock
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lock_giving_way_stops_asking_while_an_autovacuum_it_cannot_cancel_holds_the_table(
+    django_user_model, monkeypatch
+):
+    """0023 asks for ACCESS EXCLUSIVE on tasks_task. Behind a wraparound autovacuum, measured
+    on 138,000 tasks with the release before serving: 66 requests of 1.2 s each in 126 s, every
+    read and write stalled 1.2 s each time (330 requests over 1 s, throughput halved, /healthz
+    1.24 s), then migrate failed. Asking once shows PostgreSQL will not cancel that vacuum:
+    asking again only stalls the readers."""
+    from tasks.models import Task
+
+    owner = django_user_model.objects.create(email="anna@example.com")
+    Task.objects.create(owner=owner, title="one", position=1)
+    migration_takes_its_lock = _0023s_lock_seeing_the_stand_in(monkeypatch)
 
     stalls = []
     with connection_of_its_own(connection) as vacuum, connection_of_its_own(connection) as reader:
@@ -91,23 +101,11 @@ def test_a_lock_giving_way_sees_an_autovacuum_that_started_after_its_first_attem
     tasks_task began 1.9 s after 0023's first attempt, behind a write in flight; 117 requests
     of 200 ms followed, all blocked by that autovacuum alone, and migrate failed after 122 s,
     the old release's throughput halved meanwhile (307 to 154 requests/s)."""
-    from tasks import table_lock
     from tasks.models import Task
 
     owner = django_user_model.objects.create(email="anna@example.com")
     in_flight_task = Task.objects.create(owner=owner, title="in flight", position=1)
-    marker = "backend_type = 'autovacuum worker'"
-    assert marker in table_lock._LOCK_WAIT_NOW
-    monkeypatch.setattr(
-        table_lock,
-        "_LOCK_WAIT_NOW",
-        table_lock._LOCK_WAIT_NOW.replace(marker, f"application_name = '{STAND_IN}'"),
-    )
-    take = table_lock.lock_giving_way("tasks_task", "ACCESS EXCLUSIVE").code
-
-    def migration_takes_its_lock() -> None:
-        with transaction.atomic():
-            take(None, SimpleNamespace(connection=connection))
+    migration_takes_its_lock = _0023s_lock_seeing_the_stand_in(monkeypatch)
 
     longest = 0.0
     with connection_of_its_own(connection) as in_flight, connection_of_its_own(connection) as mon:
@@ -182,22 +180,16 @@ def test_behind_an_autovacuum_it_cannot_cancel_migrate_gives_up_saying_so_as_rea
 ):
     from tasks import table_lock
 
-    marker = "backend_type = 'autovacuum worker'"
-    monkeypatch.setattr(
-        table_lock,
-        "_LOCK_WAIT_NOW",
-        table_lock._LOCK_WAIT_NOW.replace(marker, f"application_name = '{STAND_IN}'"),
-    )
     monkeypatch.setattr(table_lock, "GIVE_UP_AFTER", 3)
-    take = table_lock.lock_giving_way("tasks_task", "ACCESS EXCLUSIVE").code
+    migration_takes_its_lock = _0023s_lock_seeing_the_stand_in(monkeypatch)
     with connection_of_its_own(connection) as vacuum:
         vacuum.execute(f"SET application_name = '{STAND_IN}'")
         vacuum.autocommit = False
         vacuum.execute("LOCK TABLE tasks_task IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM's lock
         pid = vacuum.info.backend_pid
         try:
-            with pytest.raises(OperationalError) as raised, transaction.atomic():
-                take(None, SimpleNamespace(connection=connection))
+            with pytest.raises(OperationalError) as raised:
+                migration_takes_its_lock()
         finally:
             vacuum.rollback()
     message = str(raised.value)
