@@ -311,17 +311,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        usage = count_refused_request(request)
-        if usage is not None and usage.exceeded:
-            exc = exceptions.Throttled(wait=usage.reset)
-
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
-    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         headers["WWW-Authenticate"] = 'Bearer realm="api"'
         # RFC 6750 section 3.1: a token sent and refused says so; no token, no error code.
         if exc.get_codes() == "invalid_token":
             headers["WWW-Authenticate"] += ', error="invalid_token"'
+        usage = count_refused_request(request)
+        if usage is not None and usage.exceeded:
+            # The 429 keeps the 401's WWW-Authenticate (RFC 9110 section 11.6.1 allows it on
+            # any answer): a client whose token expired learns to refresh, not to come back
+            # with the same dead token after Retry-After.
+            exc = exceptions.Throttled(wait=usage.reset)
+
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
     if isinstance(exc, ConcurrentChange):  # the database's, or a service's after its retries
         headers["Retry-After"] = CONCURRENT_CHANGE_RETRY_AFTER
     if isinstance(exc, Conflict) and exc.retry_after:

@@ -171,9 +171,11 @@ WWW_AUTHENTICATE = OpenApiParameter(
     "WWW-Authenticate",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    response=[401],
+    response=[401, 429],
     description='`Bearer realm="api"`, with `error="invalid_token"` when a token was sent and '
-    "refused (RFC 6750 section 3.1).",
+    "refused (RFC 6750 section 3.1). On a 429 only when the request was refused for its token "
+    "(or for having none) and past its client IP's limit: refresh the token, do not send it "
+    "again after `Retry-After`.",
 )
 REQUEST_ID = OpenApiParameter(
     "X-Request-ID",

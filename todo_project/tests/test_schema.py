@@ -260,6 +260,8 @@ def test_errors_documented_are_the_ones_an_operation_can_give(schema):
     # A chunked body is refused before the view.
     assert "411" in paths["/api/v1/tasks/"]["post"]["responses"]
     assert "WWW-Authenticate" in paths["/api/v1/tasks/"]["get"]["responses"]["401"]["headers"]
+    # A refused token past its IP's limit is a 429 that still says so.
+    assert "WWW-Authenticate" in paths["/api/v1/tasks/"]["get"]["responses"]["429"]["headers"]
 
 
 def test_the_task_page_says_next_and_previous_are_always_there_with_this_apis_links(schema):
