@@ -107,10 +107,13 @@ def is_database_unavailable(exc: Exception) -> bool:
         return False
     sqlstate = getattr(exc.__cause__, "sqlstate", None)
     if sqlstate is None:
+        if not isinstance(exc.__cause__, psycopg.OperationalError):
+            return False
+        lost = getattr(exc.__cause__, "connection_lost", None)  # todo_project.postgresql.base
+        if lost is not None:
+            return lost
         held = connection.connection
-        return isinstance(exc.__cause__, psycopg.OperationalError) and (
-            held is None or held.broken or held.closed
-        )
+        return held is None or held.broken or held.closed
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 

@@ -13,6 +13,9 @@ What neither check can catch is a server that goes away after the check and befo
 And timestamps are read by psycopg's own loader (C, with psycopg[binary]) when the session is
 in UTC: Django's loader parses them in Python (~10 µs a value, and a page of 50 tasks has ~120)
 only to set the tzinfo that psycopg's sets already.
+
+And an error without SQLSTATE notes whether it lost the connection, while the connection is
+still the one that failed (todo_project.problems.is_database_unavailable reads it).
 """
 
 import datetime
@@ -20,6 +23,8 @@ import select
 
 import psycopg
 from django.db.backends.postgresql import base
+from django.db.utils import DatabaseErrorWrapper
+from django.utils.functional import cached_property
 from psycopg import abc, adapt, pq
 
 TIMESTAMPTZ_OID = psycopg.adapters.types["timestamptz"].oid
@@ -40,7 +45,25 @@ class UtcTimestamptzLoader(adapt.Loader):
         return self._native.load(data)
 
 
+class _ErrorWrapper(DatabaseErrorWrapper):
+    """Django's, noting on a psycopg error without SQLSTATE whether its connection was lost
+    (`connection_lost`). Read later it misleads: Django reconnects on the way out of an atomic
+    block (its autocommit is set on a new connection), and so does an idempotency key's
+    release, and the new connection looks healthy: a connection PostgreSQL ended mid-request
+    was answered as a 500 with a traceback (review 36a)."""
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if isinstance(exc_value, psycopg.OperationalError) and exc_value.sqlstate is None:
+            held = self.wrapper.connection
+            exc_value.connection_lost = held is None or held.broken or held.closed
+        return super().__exit__(exc_type, exc_value, traceback)
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    @cached_property
+    def wrap_database_errors(self) -> DatabaseErrorWrapper:
+        return _ErrorWrapper(self)
+
     def get_connection_params(self) -> dict:
         params = super().get_connection_params()
         if self.timezone is datetime.UTC:

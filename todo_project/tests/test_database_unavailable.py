@@ -2,6 +2,7 @@
 the client did, and a retry a little later goes through (a 500 said the server was broken)."""
 
 import logging
+import os
 import socket
 
 import orjson
@@ -102,3 +103,49 @@ def test_misuse_and_query_errors_are_not_an_outage():
         cursor.execute("SELECT %s" + ", %s" * 65_535, list(range(65_536)))
     assert "65535" in str(too_many.value)
     assert not is_database_unavailable(too_many.value)
+
+
+def _drop_the_connection_under_the_request() -> None:
+    """What a proxy, a PgBouncer restart or a network blip does to an established connection:
+    the socket is gone while PostgreSQL itself stays up (a new connection succeeds)."""
+    fd = connection.connection.pgconn.socket
+    with socket.socket(fileno=os.dup(fd)) as dup:
+        dup.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("idempotency_key", [None, "lost-1"])
+def test_a_connection_lost_mid_request_is_a_503_though_django_reconnected(
+    user, monkeypatch, caplog, idempotency_key
+):
+    # Django reconnects on the way out of the atomic block (and the key's release with it):
+    # judged by the new, healthy connection, the lost one was a 500 with a traceback (3 of 7
+    # errors under pg_terminate_backend, review 36a).
+    token = str(RefreshToken.for_user(user).access_token)
+    real = services._count_and_end_position
+
+    def lost_midway(*args, **kwargs):
+        _drop_the_connection_under_the_request()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_count_and_end_position", lost_midway)
+    key = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
+    with caplog.at_level(logging.INFO):
+        status, headers, content = call(
+            wsgi.application,
+            "/api/v1/tasks/",
+            token,
+            "POST",
+            data=b'{"title": "Pay rent"}',
+            content_type="application/json",
+            **key,
+        )
+    assert status.startswith("503"), content
+    assert dict(headers)["Retry-After"] == "5"
+    assert orjson.loads(content)["title"] == "Service unavailable"
+    errors = [r for r in console_lines(caplog.records) if r.levelno >= logging.ERROR]
+    assert [r.getMessage().split(": ")[0] for r in errors] == [
+        "Database unavailable on POST /api/v1/tasks/"
+    ]
+    monkeypatch.undo()
+    assert not services.Task.objects.filter(owner=user).exists()  # nothing half-written
