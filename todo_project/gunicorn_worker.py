@@ -18,8 +18,12 @@ reset when the worker exited (a 502 behind a proxy, which cannot retry a POST it
 the worker's copy closed, and the master's, a connection is refused at once and the proxy tries
 another replica. (On a HUP the new workers and the master still listen and take it.) gunicorn's
 gevent and eventlet workers close their listeners the same way at the start of a graceful stop.
+
+And a request stuck in the database at gunicorn's timeout (a stalled server, a partition that
+keeps the socket open) gets its 500 problem like any other timed-out request: see handle_abort.
 """
 
+import contextlib
 import time
 from http import HTTPStatus
 
@@ -55,6 +59,26 @@ class _Listened:
         return self.address
 
 
+def _close_database_connections() -> None:
+    """Ends this process's database connections at libpq's level, and makes any new one fail
+    at once: the worker is being killed."""
+    if not apps.ready:
+        return
+    import psycopg
+    from django.db import connections
+
+    def no_new_connection(*args, **kwargs):
+        raise psycopg.OperationalError("the worker is stopping (gunicorn's timeout)")
+
+    for wrapper in connections.all(initialized_only=True):
+        # Django's atomic block sets autocommit on a new connection after a failed rollback:
+        # to a stalled server that waits DB_CONNECT_TIMEOUT, past the SIGKILL.
+        wrapper.get_new_connection = no_new_connection
+        if wrapper.connection is not None:
+            with contextlib.suppress(Exception):  # being killed: nothing to do about it
+                wrapper.connection.pgconn.finish()
+
+
 class ProblemSyncWorker(SyncWorker):
     erring_request = None  # gunicorn's request being answered, when it got as far as parsing one
     erring_address = None  # its client's, as accept() gave it: (host, port), or "" on a socket file
@@ -74,6 +98,16 @@ class ProblemSyncWorker(SyncWorker):
         if self.serving_since is not None:
             for listener in self.sockets:
                 listener.close()
+
+    def handle_abort(self, sig, frame) -> None:
+        # gunicorn's timeout: SIGABRT, then SIGKILL a second later. A request waiting on the
+        # database got no answer at all (its connection closed, no status line): psycopg,
+        # interrupted by gunicorn's SystemExit, first cancels the query (up to 5 s, then 5 s
+        # more for its end), and the SIGKILL came first. With its connections ended it has
+        # nothing to cancel, and the client gets the 500 problem of a timed-out request
+        # (review 36a: 4 requests dropped in a 40 s stall; 0 with this).
+        _close_database_connections()
+        super().handle_abort(sig, frame)
 
     def accept(self, listener) -> None:
         # With several binds, gunicorn's loop goes on to accept() on the other ready listeners

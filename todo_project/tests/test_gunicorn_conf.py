@@ -25,6 +25,7 @@ from gunicorn.app.base import Application
 from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
 
+from accounts.tokens import RefreshToken
 from todo_project.gunicorn_worker import ProblemSyncWorker
 from todo_project.problems import MAX_URL_BYTES, PROBLEM_CONTENT_TYPE, title_for
 from todo_project.tests.helpers import (
@@ -419,3 +420,50 @@ def test_gunicorn_bounds_the_request_line_it_reads(tmp_path):
             "(no cap: limit_request_line = 0)"
         )
         assert answered.startswith((b"HTTP/1.1 414", b"(closed)", b"BrokenPipe", b"Connection"))
+
+
+def _client_backends(other) -> set[int]:
+    rows = other.execute(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.django_db(transaction=True)
+def test_a_request_stuck_on_a_stalled_database_gets_its_500_at_the_worker_timeout(user, tmp_path):
+    # psycopg, interrupted by gunicorn's timeout, cancelled the query first (up to 10 s) and the
+    # SIGKILL a second later closed the client's connection with no answer (review 36a).
+    token = str(RefreshToken.for_user(user).access_token)
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")), "todo_project.wsgi:application",
+        "--config", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{port}",
+        "--timeout", "4",
+    ]  # fmt: skip
+    request = (
+        f"GET /api/v1/lists/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        "X-Request-ID: stalled-1\r\nConnection: close\r\n\r\n"
+    ).encode()
+    # The worker keeps its connection between requests, as in production (CONN_MAX_AGE).
+    with (
+        served(command, port, tmp_path, CONN_MAX_AGE="600") as _,
+        connection_of_its_own(connection) as other,
+    ):
+        before = _client_backends(other)
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as warm:
+            warm.sendall(request)
+            assert warm.makefile("rb").readline().split()[1] == b"200"
+        (worker_backend,) = _client_backends(other) - before
+        os.kill(worker_backend, signal.SIGSTOP)  # that backend only: the test's server goes on
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as stalled:
+                stalled.sendall(request)
+                answer = stalled.makefile("rb")
+                status_line, rest = answer.readline(), answer.read()
+        finally:
+            os.kill(worker_backend, signal.SIGCONT)
+            other.execute("SELECT pg_terminate_backend(%s)", [worker_backend])
+    assert status_line.split()[1:2] == [b"500"], status_line
+    assert b"stalled-1" in rest and PROBLEM_CONTENT_TYPE.encode() in rest
