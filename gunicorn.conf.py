@@ -39,6 +39,11 @@ timeout = 30
 # (settings.DB_STATEMENT_TIMEOUT; read by the app, which preload_app imports after this file).
 if not os.environ.get("DB_STATEMENT_TIMEOUT"):
     os.environ["DB_STATEMENT_TIMEOUT"] = str(timeout - 5)
+# No request outlives the timeout (SIGABRT, SIGKILL a second later): an Idempotency-Key still
+# "in progress" 10 s past it belongs to a killed worker and is taken over, not a 409 to every
+# retry for the 120 s the app assumes elsewhere (review 36a: 84 retries over 85 s after a stall).
+if not os.environ.get("IDEMPOTENCY_STALE_AFTER_SECONDS"):
+    os.environ["IDEMPOTENCY_STALE_AFTER_SECONDS"] = str(timeout + 10)
 graceful_timeout = 20
 keepalive = 5
 # The app is imported once, by the master, and each worker forked from it: a new or recycled

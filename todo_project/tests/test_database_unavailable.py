@@ -11,6 +11,7 @@ from django.db import InterfaceError, OperationalError, connection
 
 from accounts.tokens import RefreshToken
 from tasks import services
+from tasks.models import IdempotencyRecord
 from tasks.tests.test_fast_lane import call
 from todo_project import wsgi
 from todo_project.problems import is_database_unavailable
@@ -149,3 +150,40 @@ def test_a_connection_lost_mid_request_is_a_503_though_django_reconnected(
     ]
     monkeypatch.undo()
     assert not services.Task.objects.filter(owner=user).exists()  # nothing half-written
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_whose_release_failed_with_the_database_is_free_once_it_is_back(user, monkeypatch):
+    # PostgreSQL went away after the key's claim committed: the create is a 503, and the claim's
+    # release failed too. Nothing runs for the key any more, yet every retry was a 409 "still
+    # being processed" for IDEMPOTENCY_STALE_AFTER (70 over 35 s after a 3 s restart, review
+    # 36a). The worker releases it at its next request.
+    token = str(RefreshToken.for_user(user).access_token)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_port = str(probe.getsockname()[1])
+    real_settings = dict(connection.settings_dict)
+
+    def the_database_goes_away(*args, **kwargs):
+        connection.settings_dict.update(HOST="127.0.0.1", PORT=dead_port)
+        _drop_the_connection_under_the_request()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+
+    monkeypatch.setattr(services, "task_create", the_database_goes_away)
+    body = {"data": b'{"title": "Pay rent"}', "content_type": "application/json"}
+    key = {"HTTP_IDEMPOTENCY_KEY": "outage-1"}
+    try:
+        first = call(wsgi.application, "/api/v1/tasks/", token, "POST", **body, **key)
+        assert first[0].startswith("503"), first
+        # Still away: a probe leaves it alone (no database for /healthz), the claim stays owed.
+        assert call(wsgi.application, "/healthz")[0].startswith("200")
+    finally:
+        connection.close()
+        connection.settings_dict.update(real_settings)
+    monkeypatch.undo()
+    assert IdempotencyRecord.objects.filter(owner=user, key="outage-1").exists()
+
+    retry = call(wsgi.application, "/api/v1/tasks/", token, "POST", **body, **key)
+    assert retry[0].startswith("201"), retry
+    assert services.Task.objects.filter(owner=user).count() == 1

@@ -51,10 +51,13 @@ class ConfigFileOnly(Application):
 
 
 def gunicorn_config(monkeypatch, **env: str):
-    # gunicorn.conf.py writes DB_STATEMENT_TIMEOUT into os.environ: set first, so that
-    # monkeypatch takes it out again after the test (later subprocesses inherit os.environ).
-    monkeypatch.setenv("DB_STATEMENT_TIMEOUT", "")
-    for name in ("TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS", "DB_STATEMENT_TIMEOUT"):
+    # gunicorn.conf.py writes DB_STATEMENT_TIMEOUT and IDEMPOTENCY_STALE_AFTER_SECONDS into
+    # os.environ: set first, so that monkeypatch takes them out again after the test (later
+    # subprocesses inherit os.environ).
+    written = ("DB_STATEMENT_TIMEOUT", "IDEMPOTENCY_STALE_AFTER_SECONDS")
+    for name in written:
+        monkeypatch.setenv(name, "")
+    for name in ("TRUSTED_PROXY_COUNT", "FORWARDED_ALLOW_IPS", *written):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -75,6 +78,15 @@ def test_web_workers_end_a_statement_5_s_before_gunicorn_kills_them(monkeypatch,
     cfg = gunicorn_config(monkeypatch, **env)
     assert cfg.timeout == 30
     assert os.environ["DB_STATEMENT_TIMEOUT"] == expected
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "40"), ("", "40"), ("300", "300")])
+def test_a_key_in_progress_past_gunicorns_timeout_is_a_dead_requests(monkeypatch, given, expected):
+    # Taken over 10 s past the timeout no request outlives, not after the app's 120 s: a worker
+    # killed in a stalled database left its key a 409 to every retry for 85 s (review 36a).
+    env = {} if given is None else {"IDEMPOTENCY_STALE_AFTER_SECONDS": given}
+    assert gunicorn_config(monkeypatch, **env).timeout == 30
+    assert os.environ["IDEMPOTENCY_STALE_AFTER_SECONDS"] == expected
 
 
 def test_no_control_socket_and_heartbeats_on_tmpfs(monkeypatch):
