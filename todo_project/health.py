@@ -58,8 +58,10 @@ def _run_database_check(outcome: Future) -> None:
 # the worker. The check runs on a daemon thread, with a connection of its own (Django's are
 # per thread), and the probe waits for it until its deadline; a check still waiting then is
 # left to finish or fail on its own. At most one check is in flight per process, and a probe
-# that finds one shares it: while the database stalls, later probes find it past its deadline
-# and answer 503 at once instead of leaving one more thread and connection behind each.
+# that finds one shares it: while a query of a check stalls, later probes find it past its
+# deadline and answer 503 at once instead of leaving one more thread and connection behind
+# each. (A server that accepts no connection fails each check at DB_CONNECT_TIMEOUT, 2 s, the
+# budget itself: each probe then runs a check of its own and answers 503 in 2 s.)
 _check_lock = threading.Lock()
 _check_in_flight: tuple[Future, float] | None = None  # (its outcome, its deadline)
 
@@ -121,7 +123,8 @@ def readyz(request: HttpRequest) -> HttpResponse:
     one, and the probe waits for the database until 2 s after its check started. So the answer
     comes within about 2 s whatever the database does, or the cache's own socket timeouts (1 s
     each, settings.py) if the cache is slower; a stalled database ties the worker up for those
-    2 s at most, and later probes during the same stall answer 503 at once.
+    2 s at most (later probes during the same stall answer 503 at once while its check still
+    waits; see above).
     """
     outcome, deadline = _database_check()
     failed = []
