@@ -1541,3 +1541,46 @@ def test_the_admin_says_its_times_are_utc(support_client, user):
     page = support_client.get(f"{USERS_URL}{user.pk}/change/").content.decode()
     joined = user.date_joined.strftime("%Y")
     assert f"{joined}, " in page and " UTC</div>" in page
+
+
+@pytest.mark.parametrize("name", ["deactivate", "sign_out_everywhere", "send_password_reset"])
+def test_an_action_past_the_cap_is_refused_before_its_confirmation_page(
+    support_client, mailoutbox, settings, monkeypatch, name
+):
+    # The suite checks the cap on the confirmed POST only (test_admin.py:1470); the first
+    # click, which shows the "are you sure" page, was not: a regression there would show a
+    # confirmation for 300 users, then refuse after the agent confirmed.
+    from django.contrib.messages import get_messages
+
+    from accounts import admin as accounts_admin
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    monkeypatch.setattr(accounts_admin, "MAX_USERS_PER_ACTION", 2)
+    users = [User.objects.create_user(email=f"u{i}@example.com") for i in range(3)]
+    form = {"action": name, "_selected_action": [str(u.pk) for u in users]}
+    response = support_client.post("/admin/accounts/user/", form)
+    assert response.status_code == 302
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "Nothing done: 3 users selected, an action takes at most 2 at once."
+    ]
+    assert mailoutbox == []
+    assert User.objects.filter(is_active=True, token_generation=0).count() == 4  # + the agent
+
+
+def test_deleting_a_user_who_has_tasks_needs_the_right_to_delete_tasks_too(
+    client, support_user, make_user
+):
+    from django.contrib.auth.models import Permission
+
+    from tasks import services
+
+    support_user.user_permissions.add(Permission.objects.get(codename="delete_user"))
+    client.force_login(support_user)
+    target = make_user(email="bob@example.com")
+    services.task_create(user=target, data={"title": "Milk"})
+    url = f"/admin/accounts/user/{target.pk}/delete/"
+    page = client.get(url)
+    assert page.status_code == 200
+    assert page.context["perms_lacking"] == {"task"}
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert User.objects.filter(pk=target.pk).exists()

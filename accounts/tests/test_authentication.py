@@ -323,3 +323,25 @@ def test_logging_out_with_a_refresh_token_with_malformed_claims_is_a_400(user, c
     assert body["errors"] == {"refresh": ["The refresh token is invalid, expired or revoked."]}
     assert not BlacklistedToken.objects.exists()
     assert bearer(access).get("/api/v1/auth/me/").status_code == 200  # still signed in
+
+
+def test_a_jti_at_the_columns_length_is_accepted_and_denied_one_past_it_is_a_401(user):
+    from rest_framework.test import APIClient
+
+    from accounts.tokens import JTI_MAX_LENGTH, RefreshToken
+
+    def client_with_jti(length: int) -> tuple[APIClient, RefreshToken]:
+        refresh = RefreshToken.for_user(user)
+        access = refresh.access_token
+        access["jti"] = "a" * length
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+        return client, refresh
+
+    longest, refresh = client_with_jti(JTI_MAX_LENGTH)
+    assert longest.get("/api/v1/auth/me/").status_code == 200
+    # Logout writes the jti into the denylist (a varchar of that length): a 204, not a 500.
+    assert longest.post("/api/v1/auth/logout/", {"refresh": str(refresh)}).status_code == 204
+    assert longest.get("/api/v1/auth/me/").status_code == 401
+    too_long, _ = client_with_jti(JTI_MAX_LENGTH + 1)
+    assert too_long.get("/api/v1/auth/me/").status_code == 401

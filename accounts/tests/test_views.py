@@ -1,6 +1,7 @@
 """The Accounts section of the contract, endpoint by endpoint, black-box over HTTP."""
 
 import logging
+import smtplib
 import socket
 import subprocess
 import sys
@@ -1252,3 +1253,41 @@ def test_a_display_names_length_is_counted_trimmed_and_the_schema_says_so(api_cl
     # A time zone is sent as its IANA name, which has no space: padding is refused, not trimmed.
     assert_problem(api_client.patch("/api/v1/auth/me/", {"timezone": " " * 70 + "UTC"}), 400)
     assert_problem(api_client.patch("/api/v1/auth/me/", {"timezone": " UTC"}), 400)
+
+
+@pytest.mark.parametrize(
+    "error, logged",
+    [
+        (
+            smtplib.SMTPSenderRefused(
+                553, b"5.7.1 <no-reply@todo.example>: Sender rejected", "x@y.z"
+            ),
+            "SMTPSenderRefused: 553 5.7.1 <<address>>: Sender rejected",
+        ),
+        (
+            smtplib.SMTPDataError(554, "5.7.1 message for alice@example.com refused"),
+            "SMTPDataError: 554 5.7.1 message for <address> refused",
+        ),
+    ],
+)
+def test_an_smtp_reply_is_logged_with_its_code_and_without_addresses(error, logged):
+    assert mail.mail_error(error) == logged
+
+
+def test_a_registration_that_loses_the_race_for_its_email_is_a_400(anon_client, monkeypatch):
+    real = account_services.user_register
+
+    def racing(**data):
+        User.objects.create_user(email=data["email"].upper(), password="x-other-password-1")
+        return real(**data)
+
+    monkeypatch.setattr(account_services, "user_register", racing)
+    response = anon_client.post(
+        "/api/v1/auth/register/",
+        {"email": "race@example.com", "password": "correct-horse-battery-staple"},
+        format="json",
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "email": ["An account with this email address already exists."]
+    }

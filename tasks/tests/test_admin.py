@@ -1802,3 +1802,30 @@ def test_a_due_date_is_typed_as_the_widget_shows_it_never_read_as_a_us_date(supp
     )
     task.refresh_from_db()
     assert task.due_date == date(2026, 5, 12)
+
+
+def test_the_admin_links_a_completed_task_to_its_next_occurrence_escaped(
+    support_client, user, make_task
+):
+    from datetime import date
+
+    from tasks import services
+
+    task = make_task("<b>Rent</b>", due_date=date(2026, 12, 1), recurrence="FREQ=MONTHLY")
+    services.task_complete(task=task, user=user)
+    task.refresh_from_db()
+    assert task.next_occurrence_id is not None
+    page = support_client.get(f"/admin/tasks/task/{task.pk}/change/")
+    assert page.status_code == 200
+    link = (
+        f'<a href="/admin/tasks/task/{task.next_occurrence_id}/change/">&lt;b&gt;Rent&lt;/b&gt;</a>'
+    )
+    assert link in page.content.decode()
+
+
+@pytest.mark.parametrize("q", ['""', "' '", '"" Rent'])
+def test_an_empty_quoted_word_in_the_admin_search_narrows_nothing(support_client, make_task, q):
+    make_task("Rent")
+    page = support_client.get("/admin/tasks/task/", {"q": q})
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == 1

@@ -463,3 +463,25 @@ def test_an_empty_anchor_is_null_when_another_field_is_refused(api_client, make_
     )
     assert answer.status_code == 400
     assert list(answer.json()["errors"]) == ["list"], answer.json()["errors"]
+
+
+def test_a_next_occurrence_placed_last_leaves_room_so_a_move_after_its_original_moves_nothing(
+    api_client, make_task
+):
+    # The copy of a group's last task goes POSITION_GAP after it. Placed right next to it
+    # instead, every move between the two spread the group: the copy's version and updated_at
+    # moved, so clients re-fetched (ETag) and sync reported a task nobody changed.
+    from datetime import date
+
+    b = make_task("B")
+    a = make_task("A", due_date=date(2026, 12, 1), recurrence="FREQ=DAILY")
+    done = api_client.patch(f"/api/v1/tasks/{a.pk}/", {"completed": True}, format="json")
+    assert done.status_code == 200, done.content
+    copy_id = done.json()["next_occurrence"]
+    before = api_client.get(f"/api/v1/tasks/{copy_id}/").json()
+    moved = api_client.post(f"/api/v1/tasks/{b.pk}/move/", {"after": str(a.pk)}, format="json")
+    assert moved.status_code == 200, moved.content
+    after = api_client.get(f"/api/v1/tasks/{copy_id}/").json()
+    assert (after["version"], after["updated_at"]) == (before["version"], before["updated_at"])
+    ids = [t["id"] for t in api_client.get("/api/v1/tasks/").json()["results"]]
+    assert ids.index(str(a.pk)) < ids.index(str(b.pk)) < ids.index(copy_id)

@@ -4,6 +4,7 @@ with `updated_since` missed a task for good and never showed a deletion)."""
 
 import base64
 import importlib
+import json
 import threading
 import time
 import types
@@ -318,3 +319,17 @@ def test_changes_reports_every_empty_parameter_in_one_answer(api_client):
         "cursor": [filters.NEEDS_A_VALUE],
         "limit": [filters.NEEDS_A_VALUE],
     }
+
+
+def test_changes_with_an_indenting_accept_is_the_same_json_indented(api_client, make_task):
+    make_task("One")
+    make_task("Two")
+    plain = api_client.get("/api/v1/tasks/changes/")
+    indented = api_client.get("/api/v1/tasks/changes/", HTTP_ACCEPT="application/json; indent=4")
+    assert (plain.status_code, indented.status_code) == (200, 200)
+    assert indented["Content-Type"].startswith("application/json")
+    # The cursor names the moment of the read (it moves between the two requests).
+    strip = lambda body: {k: v for k, v in json.loads(body).items() if k != "cursor"}
+    assert strip(indented.content) == strip(plain.content)
+    assert len(json.loads(indented.content)["changed"]) == 2
+    assert b'\n    "changed"' in indented.content

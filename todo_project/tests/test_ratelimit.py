@@ -550,3 +550,21 @@ def test_one_ip_cannot_hold_the_owners_reset_mails_back(anon_client, user, setti
         "/api/v1/auth/password/reset/", {"email": user.email}, REMOTE_ADDR="198.51.100.7"
     )
     assert owner.status_code == 202 and len(sent_mail()) == 4
+
+
+def test_an_outage_that_goes_on_is_logged_once_and_asked_again_later(
+    dead_redis, monkeypatch, caplog
+):
+    from django.test import RequestFactory
+
+    clock = [1000.0]
+    monkeypatch.setattr(ratelimit, "monotonic", lambda: clock[0])
+    request = RequestFactory().get("/")
+    with caplog.at_level(logging.WARNING, logger="todo.ratelimit"):
+        assert ratelimit.count_request(request, "probe", "k", "5/d") is None
+        assert ratelimit.outage.since == 1000.0
+        clock[0] += ratelimit.CacheOutage.RETRY_SECONDS + 1  # asked again: still down
+        assert ratelimit.count_request(request, "probe", "k", "5/d") is None
+    assert len([r for r in caplog.records if r.name == "todo.ratelimit"]) == 1
+    assert ratelimit.outage.since == 1000.0  # the same outage
+    assert ratelimit.outage.retry_at == clock[0] + ratelimit.CacheOutage.RETRY_SECONDS
