@@ -9,7 +9,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /build
 COPY requirements.txt constraints.txt ./
 # constraints.txt pins the transitive dependencies too: the versions CI tested.
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt -c constraints.txt
+# pip as the Makefile pins it (PIP_VERSION), not whichever the base image bundles.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install pip==26.3 && \
+    /opt/venv/bin/pip install -r requirements.txt -c constraints.txt
 
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
