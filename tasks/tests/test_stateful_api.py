@@ -874,6 +874,8 @@ class TasksAPI(RuleBasedStateMachine):
             )
             group = m.groups[m.key(s)]
             group.insert(group.index(src) + 1, copy_id)
+            # Placed right after its source: may re-rank neighbours as a move does.
+            m.moved_groups[m.key(s)] = m.moved_groups.get(m.key(s), 0) + 1
             m.changed.add(copy_id)
         m.pending_copies = []
         assert not new, ("tasks the model does not know", [server[i] for i in new])
