@@ -154,7 +154,7 @@ def _locked_caller(user: User, token: Token | None) -> User:
     signed-out user gets when the row no longer holds."""
     row = _locked(user, token)
     if row is None:
-        if token is None:
+        if token is None:  # a caller of our own (the shell, the tests), not a request
             raise User.DoesNotExist(f"The account {user.pk} no longer exists.")
         raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token")
     return row

@@ -401,10 +401,8 @@ def retrieve_response(view, request: Request) -> HttpResponse:
     if not plain_json_accepted(request):
         return mixins.RetrieveModelMixin.retrieve(view, request)
     lookup = view.lookup_url_kwarg or view.lookup_field
-    try:
-        task_id = uuid.UUID(view.kwargs[lookup])
-    except ValueError:
-        raise Http404 from None
+    # A UUID: the route's lookup_value_regex (views.UUID_PATTERN) passes nothing else.
+    task_id = uuid.UUID(view.kwargs[lookup])
     # The same rows as the view's get_queryset() (owned_by(user)), without its prefetch.
     rows = TASK_OF_OWNER.rows(owner=request.user.pk, task=task_id)
     if not rows:
@@ -529,10 +527,7 @@ def fast_task_get(request: HttpRequest, task_id: str, allow: str) -> HttpRespons
     holder = _plain_token_holder(request)
     if holder is None or request.META.get("QUERY_STRING"):
         return None
-    try:
-        task = uuid.UUID(task_id)
-    except ValueError:
-        return None
+    task = uuid.UUID(task_id)  # the route's regex passes only UUIDs, as for retrieve_response
     rows = TASK_OF_TOKEN_HOLDER.rows(task=task, **holder)
     if not rows:
         return None  # a refused token or not the holder's task: the viewset says which

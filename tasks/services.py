@@ -145,8 +145,6 @@ def _group_lock_key(owner_id: UUID, group: GroupKey) -> int:
 def _lock_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
     """Serialises the writers of ranks in these sibling groups until the transaction ends."""
     keys = sorted({_group_lock_key(owner_id, group) for group in groups})
-    if not keys:
-        return
     with connection.cursor() as cursor:
         # Sorted, so two transactions locking overlapping groups never wait on each other in a
         # cycle.
@@ -342,7 +340,7 @@ def _spread_after(owner_id: UUID, group: GroupKey, above: int) -> dict[int, int]
     cached copy (ETag) or sync (`updated_since`) never keeps a rank out of order with the rest.
     """
     following = _rows_in_group(_FOLLOWING, owner_id, group, above=above)
-    if not following:
+    if not following:  # the next task was deleted since the caller read it (deletes lock no group)
         return {}
     rows, run = following, _spread_run(following, above, +1)
     if run is None:
@@ -440,7 +438,13 @@ def _count_and_positions_right_after(
         # A spread may have moved the anchor itself (down, or the whole group): a caller that
         # saves it (a completion by PATCH) must write its rank as it is now.
         anchor.position = successors[anchor.pk][0]
-    return owned, {task_id: _bisect(*successors[task_id]) for task_id in ids}
+    positions = {task_id: _bisect(*successors[task_id]) for task_id in ids}
+    if None in positions.values():
+        # A next task deleted while the first read waited for the owner's count (a delete
+        # takes no group lock): that read's snapshot still had it, the spread's had not, and
+        # moved nothing. The count is locked now, so no delete commits before this read again.
+        return _count_and_positions_right_after(owner_id, anchors)
+    return owned, positions
 
 
 def _bisect(before: int, after: int | None) -> int | None:
@@ -1055,8 +1059,7 @@ def _spawn_next_occurrences(
     if links:
         parts.append((_LINK_COPIES, [list(ids) for ids in zip(*links, strict=True)]))
     parts += [task_update_sql(task) for task in unsaved]
-    if not parts:
-        return
+    # Never empty: there is an original, and each has a link part or, among `unsaved`, its UPDATE.
     *first, (sql, params) = parts
     if first:
         ctes = ", ".join(f"part{n} AS ({part_sql})" for n, (part_sql, _) in enumerate(first))

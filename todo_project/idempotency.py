@@ -240,6 +240,8 @@ def idempotent(action: Callable[..., Response]) -> Callable[..., Response]:
         except BaseException:
             claim.release()
             raise
+        # A non-final answer returned, not raised: none of our actions does (each answers 2xx or
+        # raises), but one that did would have its work committed and the key free again.
         claim.release()
         return response
 

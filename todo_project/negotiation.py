@@ -22,19 +22,16 @@ the fast lane reads it (DRF answered it with a 406).
 from rest_framework.exceptions import NotAcceptable
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
-from rest_framework.settings import api_settings
 from rest_framework.utils.mediatypes import _MediaType
 
 from todo_project.middleware import API_V1_PREFIX
 
 
 class _WithoutFormatOverride:
-    """DRF's settings, but no query parameter overriding the format."""
+    """DRF's settings as its negotiation reads them (URL_FORMAT_OVERRIDE, and nothing else):
+    no query parameter overriding the format."""
 
     URL_FORMAT_OVERRIDE = None
-
-    def __getattr__(self, name: str):
-        return getattr(api_settings, name)
 
 
 def answers_without_body(request: Request) -> bool:

@@ -302,12 +302,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
         exc = exceptions.NotFound()
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
-    elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
     elif is_concurrent_change(exc):
         log_concurrent_change(exc)
         exc = ConcurrentChange()
         exc.logged = True  # a WARNING: no ERROR line of Django's after it (see logged())
+    elif isinstance(exc, ConcurrentChange):  # a service's, given up after its own tries
+        log_concurrent_change(exc)
+        exc.logged = True
     elif is_database_unavailable(exc):
         set_rollback()
         return database_unavailable_response(request, exc)
@@ -356,8 +357,6 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
             headers=headers,
         )
     detail = exc.detail
-    if isinstance(detail, dict) and "detail" in detail:  # simplejwt's {"detail", "code", ...}
-        detail = detail["detail"]
     detail = detail if isinstance(detail, str) else str(detail)
     detail = _what_to_do(exc, request, headers) or detail
     response = problem_response(
@@ -370,10 +369,18 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     return logged(response) if getattr(exc, "logged", False) else response
 
 
-# What Django answers itself with the status it means (its response_for_exception: 400, 403),
-# each logged as a security event where it is one: more than DATA_UPLOAD_MAX_NUMBER_FIELDS
-# query parameters (TooManyFieldsSent), a Host not served, a malformed multipart body.
-ANSWERED_BY_DJANGO = (SuspiciousOperation, BadRequest, PermissionDenied, MultiPartParserError)
+# What Django answers itself with the status it means (its response_for_exception: 400, 403,
+# 404), each logged as a security event where it is one: more than DATA_UPLOAD_MAX_NUMBER_FIELDS
+# query parameters (TooManyFieldsSent), a Host not served, a malformed multipart body. A DRF
+# view answers its Http404 itself (exception_handler); a plain view's comes here, as does a
+# Django PermissionDenied from any view (none raises one under /api/ today).
+ANSWERED_BY_DJANGO = (
+    Http404,
+    SuspiciousOperation,
+    BadRequest,
+    PermissionDenied,
+    MultiPartParserError,
+)
 
 
 NOT_UTF8 = "This value is not valid UTF-8."
@@ -446,10 +453,8 @@ class ApiProblemMiddleware:
     def process_exception(self, request: HttpRequest, exc: Exception) -> HttpResponse | None:
         if not answers_problems(request.path):
             return None
-        if isinstance(exc, Http404):
-            return problem_response(request, 404, "No resource at this URL.")
         if isinstance(exc, ANSWERED_BY_DJANGO):
-            return None  # Django's 400 or 403, logged as it logs them; __call__ makes a problem
+            return None  # Django's 400, 403 or 404, logged as it logs it; __call__: a problem
         if is_database_unavailable(exc):  # outside DRF's views: the authentication middleware
             return database_unavailable_response(request, exc)
         logger.exception("Unhandled exception on %s %s", request.method, request.path)

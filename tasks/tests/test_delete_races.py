@@ -4,16 +4,22 @@ runs again: 201 then 204, both in the sync feed), on every delete path; the midd
 delete racing the subtask's own delete; a list's delete unlinking a previous occurrence in
 another list."""
 
+import threading
 import uuid
+from datetime import date
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from conftest import DEFAULT_PASSWORD, client_for
 from tasks import services
 from tasks.models import DeletedTask, Task
 from tasks.tests.test_delete_lock_order import _held_before
-from todo_project.tests.helpers import start_in_thread, wait_for_lock_waiters
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    start_in_thread,
+    wait_for_lock_waiters,
+)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -93,11 +99,7 @@ def test_a_subtask_created_while_the_delete_waits_other_paths(
     assert not Task.objects.filter(pk=parent.pk).exists()
 
 
-from datetime import date
-
 from django.db import connection as _c
-
-from todo_project.tests.helpers import connection_of_its_own
 
 
 def _owner_count(user):
@@ -188,3 +190,39 @@ def test_a_list_deleted_with_its_tasks_unlinks_the_previous_occurrence_elsewhere
     original.refresh_from_db()
     assert original.next_occurrence_id is None and original.version == v + 1
     assert set(DeletedTask.objects.values_list("id", flat=True)) == {copy_id, mine.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completion_whose_next_sibling_is_deleted_meanwhile_places_its_copy(user, make_task):
+    # The copy of a completed recurring task goes right after it. No gap is left there, so the
+    # ranks after it are spread (_spread_after). Meanwhile the next task is deleted: a delete
+    # takes no group lock, only the owner's task count, which the completion waits for in the
+    # statement that reads the ranks. That statement's snapshot still has the next task; the
+    # spread's does not, finds nothing after and moves nothing ({}), and the copy's rank is
+    # the stale gap's _bisect: None. Today: NotNullViolation on "position", a 500.
+    task = make_task("daily", due_date=date(2999, 1, 1), recurrence="FREQ=DAILY")
+    after = make_task("right after it")
+    Task.objects.filter(pk=after.pk).update(position=task.position + 1)  # no gap left
+    deleted, go = threading.Event(), threading.Event()
+
+    def delete_held_before_its_commit():
+        with transaction.atomic():
+            services.task_delete(owner_id=user.pk, task_id=after.pk)  # locks the task count
+            deleted.set()
+            assert go.wait(20)
+
+    deleting = start_in_thread(delete_held_before_its_commit)
+    assert deleted.wait(10)
+    completing = start_in_thread(
+        lambda: client_for(user).patch(
+            f"/api/v1/tasks/{task.pk}/", {"completed": True}, format="json"
+        )
+    )
+    assert wait_for_lock_waiters(connection, 1)  # the completion waits for the task count
+    go.set()
+    deleting()
+    answer = completing()
+    assert answer.status_code == 200, answer.content
+    copy = Task.objects.get(pk=answer.json()["next_occurrence"])
+    assert copy.position > Task.objects.get(pk=task.pk).position
+    assert not Task.objects.filter(pk=after.pk).exists()

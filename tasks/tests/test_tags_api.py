@@ -1,9 +1,11 @@
 import functools
+import logging
 
 import pytest
 from django.db import connection, transaction
 from django.db.models import Count
 
+from conftest import client_for
 from tasks import services
 from tasks.models import SortKey, Tag, Task
 from tasks.serializers import TagSerializer
@@ -285,3 +287,107 @@ def test_a_tasks_tags_come_in_the_tag_lists_order(api_client, make_task):
     assert listed == [
         "#work", "Émile", "emu", "home", "pasta", "re-do", "read", "Øl", "οδος", "ΟΔΟΣ"
     ]  # fmt: skip
+
+
+def errors_logged(caplog) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+PROBLEM = "application/problem+json"
+
+
+def new_tag_deleted_again_on_each_try(user) -> tuple:
+    """tags_get_or_create: each time it makes the missing tag, another request has just made it
+    (the INSERT ... ON CONFLICT DO NOTHING adds nothing), and another deletes it before the
+    read that follows. The answer, and how many INSERTs were tried."""
+    inserts = []
+
+    def race(execute, sql, params, many, context):
+        if not sql.startswith('INSERT INTO "tasks_tag"'):
+            return execute(sql, params, many, context)
+        inserts.append(sql)
+        with connection_of_its_own(connection) as concurrent:
+            concurrent.execute(
+                "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'work')", [user.pk]
+            )
+            result = execute(sql, params, many, context)
+            concurrent.execute("DELETE FROM tasks_tag WHERE name = 'work'")
+        return result
+
+    with connection.execute_wrapper(race):
+        answer = client_for(user).post(
+            "/api/v1/tasks/", {"title": "Report", "tags": ["work"]}, format="json"
+        )
+    return answer, len(inserts)
+
+
+def merge_target_replaced_before_each_lock(user, task) -> tuple:
+    """_locked_tags: renaming the task's "home" into the existing "House" merges them; each
+    time the rename comes to lock the House it found, another request has deleted it and made
+    a new House. The answer, and how many times it locked."""
+    Tag.objects.create(owner=user, name="House")
+    locks = []
+
+    def race(execute, sql, params, many, context):
+        if sql.startswith('SELECT "tasks_tag"') and sql.endswith("FOR UPDATE") and len(params) == 2:
+            locks.append(sql)
+            with connection_of_its_own(connection) as concurrent:
+                concurrent.execute("DELETE FROM tasks_tag WHERE name = 'House'")
+                concurrent.execute(
+                    "INSERT INTO tasks_tag (owner_id, name) VALUES (%s, 'House')", [user.pk]
+                )
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(race):
+        answer = client_for(user).patch("/api/v1/tags/home/", {"name": "house"}, format="json")
+    return answer, len(locks)
+
+
+def assert_concurrent_change(answer) -> None:
+    assert answer.status_code == 503, answer.content
+    assert answer["Content-Type"] == PROBLEM and answer["Retry-After"] == "1"
+    assert answer.json()["detail"].startswith("A concurrent change to the same data")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_write_whose_new_tag_is_deleted_again_on_each_try_is_a_503_not_a_500(user):
+    answer, tries = new_tag_deleted_again_on_each_try(user)
+    assert_concurrent_change(answer)
+    assert tries == 3
+    assert not Task.objects.filter(owner=user).exists()
+    assert not Tag.objects.filter(owner=user).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_merge_whose_target_is_replaced_before_each_lock_is_a_503_not_a_500(user, make_task):
+    task = make_task("a", tags=["home"])
+    answer, tries = merge_target_replaced_before_each_lock(user, task)
+    assert_concurrent_change(answer)
+    assert tries == 3
+    assert sorted(Tag.objects.filter(owner=user).values_list("name", flat=True)) == [
+        "House",
+        "home",
+    ]
+    assert [tag.name for tag in Task.objects.get(pk=task.pk).tags.all()] == ["home"]
+    assert Task.objects.get(pk=task.pk).version == task.version
+
+
+# Finding F2 (fails on main): a service's own ConcurrentChange, given up after its tries, is
+# logged by Django as "ERROR django.request Service Unavailable" and by nothing else; the
+# database's concurrent change is one WARNING "Concurrent change: ..." (exception_handler).
+# README: "ERROR stays for faults of the service". Belongs in tasks/tests/test_tags_api.py.
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("race", ["new tag", "merge target"])
+def test_a_service_giving_up_on_a_concurrent_change_logs_one_warning_not_an_error(
+    user, make_task, caplog, race
+):
+    if race == "new tag":
+        answer, _ = new_tag_deleted_again_on_each_try(user)
+    else:
+        answer, _ = merge_target_replaced_before_each_lock(user, make_task("a", tags=["home"]))
+    assert answer.status_code == 503
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [(r.name, r.getMessage()[:19]) for r in warnings] == [
+        ("todo.problems", "Concurrent change: ")
+    ]
+    assert errors_logged(caplog) == []

@@ -1,5 +1,6 @@
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -11,7 +12,10 @@ from django.db import connection
 from django.test import Client
 
 from todo_project import health
-from todo_project.tests.helpers import terminate_backend
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    terminate_backend,
+)
 
 
 def database_checks_running() -> list[threading.Thread]:
@@ -100,7 +104,6 @@ def a_role_of_one_session():
     """The test's connection made a role's that PostgreSQL allows one session (CONNECTION
     LIMIT 1), as a role whose limit, or max_connections, the workers' sessions have taken;
     closed. Put back afterwards, the check's thread done before its role goes."""
-    from todo_project.tests.helpers import connection_of_its_own
 
     role = f"readyz_{uuid.uuid4().hex[:8]}"
     admin = connection_of_its_own(connection)
@@ -144,7 +147,6 @@ def test_readyz_is_not_ready_when_no_session_is_spare_and_the_worker_holds_none(
     """The slots taken by others (another replica's workers): this worker, holding no
     connection (new, restarted, CONN_MAX_AGE=0), would answer every request 503 (review 29g:
     /readyz said ready all the same)."""
-    from todo_project.tests.helpers import connection_of_its_own
 
     # Another replica's worker holds the role's one session.
     with a_role_of_one_session(), connection_of_its_own(connection):
@@ -350,3 +352,48 @@ def test_readyz_is_503_within_seconds_while_the_database_does_not_answer_its_que
         connection.close()
         partition.close()
     assert "readiness check failed: database (no answer within 2.0 s)" in caplog.messages
+
+
+def errors_logged(caplog) -> list[logging.LogRecord]:
+    return [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_when_the_cache_does_not_return_what_it_stored(anon_client, settings, caplog):
+    # A cache that answers and keeps nothing (DummyCache: a CACHES typo, a proxy to nowhere):
+    # no exception, but the rate limits and everything else kept there would not hold.
+    from django.core.cache import caches
+
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    try:
+        answer = anon_client.get("/readyz")
+    finally:
+        caches.close_all()
+    assert answer.status_code == 503
+    assert answer["Content-Type"] == PROBLEM
+    assert json.loads(answer.content)["detail"] == "Not ready: cache unavailable."
+    assert [r.getMessage() for r in caplog.records if r.name == "todo.health"] == [
+        "readiness check failed: cache (the cache did not return what was just stored)"
+    ]
+    assert errors_logged(caplog) == []
+
+
+def test_readyz_is_503_when_the_database_check_fails_unexpectedly(anon_client, monkeypatch, caplog):
+    # Not a DatabaseError (a bug, a driver's own exception): not ready, said in one WARNING
+    # with its traceback, and the probe still answers (no 500, no ERROR line).
+    def broken() -> None:
+        raise RuntimeError("the check itself broke")
+
+    monkeypatch.setattr(health, "_database_answers", broken)
+    answer = anon_client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer["Content-Type"] == PROBLEM
+    assert json.loads(answer.content)["detail"] == "Not ready: database unavailable."
+    (record,) = [r for r in caplog.records if r.name == "todo.health"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "readiness check failed: database"
+    assert record.exc_info and isinstance(record.exc_info[1], RuntimeError)
+    assert errors_logged(caplog) == []

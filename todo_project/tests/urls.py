@@ -1,6 +1,8 @@
 """A few views that exist only for the platform tests: they exercise the shared machinery
 (parsing, errors, auth) without depending on any app's endpoints."""
 
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
 from django.urls import include, path
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -33,9 +35,22 @@ class BoomView(APIView):
         raise RuntimeError("secret internals")
 
 
+def plain_view_raising_404(request):
+    raise Http404("no such thing")
+
+
+class DjangoPermissionDeniedView(APIView):
+    permission_classes = [AllowAny]
+
+    def get(self, request):
+        raise PermissionDenied
+
+
 urlpatterns = [
     path("api/v1/test/echo/", EchoView.as_view()),
     path("api/v1/test/private/", PrivateView.as_view()),
     path("api/v1/test/boom/", BoomView.as_view()),
+    path("api/v1/test/plain-404/", plain_view_raising_404),
+    path("api/v1/test/django-403/", DjangoPermissionDeniedView.as_view()),
     path("", include("todo_project.urls")),
 ]
