@@ -42,7 +42,10 @@ if not os.environ.get("DB_STATEMENT_TIMEOUT"):
 # No request outlives the timeout (SIGABRT, SIGKILL a second later): an Idempotency-Key still
 # "in progress" 10 s past it belongs to a killed worker and is taken over, not a 409 to every
 # retry for the 120 s the app assumes elsewhere (review 36a: 84 retries over 85 s after a stall).
-if not os.environ.get("IDEMPOTENCY_STALE_AFTER_SECONDS"):
+# From the timeout gunicorn runs with (a `--timeout` on its command line overrides this file's),
+# set in each worker (post_fork): the app's settings were read before the command line was.
+_stale_after_given = bool(os.environ.get("IDEMPOTENCY_STALE_AFTER_SECONDS"))
+if not _stale_after_given:
     os.environ["IDEMPOTENCY_STALE_AFTER_SECONDS"] = str(timeout + 10)
 graceful_timeout = 20
 keepalive = 5
@@ -79,3 +82,12 @@ def pre_fork(server, worker) -> None:
     # 3,000 requests) walked them all, a 20-25 ms pause for the request that set it off; frozen,
     # ~0 ms. Nor does the collector write into the memory workers share with the master.
     gc.freeze()
+
+
+def post_fork(server, worker) -> None:
+    if not _stale_after_given:
+        from datetime import timedelta
+
+        from django.conf import settings
+
+        settings.IDEMPOTENCY_STALE_AFTER = timedelta(seconds=worker.cfg.timeout + 10)

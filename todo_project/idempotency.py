@@ -134,8 +134,19 @@ class _Claim:
 _unreleased: list[_Claim] = []
 
 
-def release_unreleased(environ: dict | None = None, **kwargs: Any) -> None:
-    if environ is not None and environ.get("PATH_INFO") in PROBES:
+def release_unreleased(
+    environ: dict | None = None, scope: dict | None = None, **kwargs: Any
+) -> None:
+    if environ is not None:
+        # Once a request: the fast lane sends request_started, and Django again when the lane
+        # leaves the request to it (two connect attempts to a database still away).
+        if environ.setdefault("todo.owed_releases_tried", False):
+            return
+        environ["todo.owed_releases_tried"] = True
+        path = environ.get("PATH_INFO")
+    else:  # ASGI: request_started has the scope
+        path = (scope or {}).get("path", "").removeprefix((scope or {}).get("root_path", ""))
+    if path in PROBES:
         return  # /healthz touches no database, even while it is away
     while _unreleased:
         try:

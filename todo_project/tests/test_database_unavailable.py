@@ -1,6 +1,7 @@
 """A database the server cannot reach is a 503 problem with Retry-After, logged once: nothing
 the client did, and a retry a little later goes through (a 500 said the server was broken)."""
 
+import asyncio
 import logging
 import os
 import socket
@@ -8,12 +9,13 @@ import socket
 import orjson
 import pytest
 from django.db import InterfaceError, OperationalError, connection
+from django.test import AsyncClient
 
 from accounts.tokens import RefreshToken
 from tasks import services
 from tasks.models import IdempotencyRecord
 from tasks.tests.test_fast_lane import call
-from todo_project import wsgi
+from todo_project import idempotency, wsgi
 from todo_project.problems import is_database_unavailable
 
 PROBLEM = "application/problem+json"
@@ -187,3 +189,43 @@ def test_a_key_whose_release_failed_with_the_database_is_free_once_it_is_back(us
     retry = call(wsgi.application, "/api/v1/tasks/", token, "POST", **body, **key)
     assert retry[0].startswith("201"), retry
     assert services.Task.objects.filter(owner=user).count() == 1
+
+
+class _OwedClaim:
+    """Stands in for a claim whose release failed; the database is still away."""
+
+    def __init__(self, attempts: list) -> None:
+        self.records = self
+        self.attempts = attempts
+
+    def delete(self):
+        self.attempts.append(1)
+        raise idempotency.DatabaseError("the database is still away")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_owed_release_is_tried_once_a_request(user, monkeypatch):
+    attempts = []
+    monkeypatch.setattr(idempotency, "_unreleased", [_OwedClaim(attempts)])
+    token = str(RefreshToken.for_user(user).access_token)
+    # A task that is not there: the fast lane's answer is not its 200, Django answers the 404.
+    status, _, _ = call(
+        wsgi.application, "/api/v1/tasks/00000000-0000-0000-0000-000000000000/", token
+    )
+    assert status.startswith("404")
+    assert len(attempts) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asgi_liveness_probe_touches_no_database_while_a_release_is_owed(monkeypatch, settings):
+    # F4. Under uvicorn request_started has `scope`, not `environ`: the probe check never matches.
+    settings.ALLOWED_HOSTS = ["testserver"]
+    attempts = []
+    monkeypatch.setattr(idempotency, "_unreleased", [_OwedClaim(attempts)])
+
+    async def probe():
+        return await AsyncClient().get("/healthz")
+
+    response = asyncio.run(probe())
+    assert response.status_code == 200
+    assert attempts == [], "/healthz under ASGI tried the database"

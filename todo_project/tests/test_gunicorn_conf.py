@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from gunicorn.config import Config
 from gunicorn.sock import TCPSocket
 
 from accounts.tokens import RefreshToken
+from tasks import services
+from tasks.models import OwnerTaskCount
 from todo_project.gunicorn_worker import ProblemSyncWorker
 from todo_project.problems import MAX_URL_BYTES, PROBLEM_CONTENT_TYPE, title_for
 from todo_project.tests.helpers import (
@@ -479,3 +482,124 @@ def test_a_request_stuck_on_a_stalled_database_gets_its_500_at_the_worker_timeou
             other.execute("SELECT pg_terminate_backend(%s)", [worker_backend])
     assert status_line.split()[1:2] == [b"500"], status_line
     assert b"stalled-1" in rest and PROBLEM_CONTENT_TYPE.encode() in rest
+
+
+def _post_task(port: int, token: str, key: str | None = None, timeout: float = 90) -> bytes:
+    body = b'{"title": "Pay rent"}'
+    head = (
+        f"POST /api/v1/tasks/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        + (f"Idempotency-Key: {key}\r\n" if key else "")
+        + "Connection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as client:
+        client.sendall(head + body)
+        chunks = []
+        while chunk := client.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
+    """Another client locks the owner's task count row (what every create locks) for `seconds`."""
+    locked = threading.Event()
+
+    def hold():
+        with connection_of_its_own(connection) as other, other.transaction():
+            other.execute(
+                f"SELECT 1 FROM {OwnerTaskCount._meta.db_table} WHERE owner_id = %s FOR UPDATE",
+                [user.pk],
+            )
+            locked.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    return holder
+
+
+def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
+    """Another client locks the owner's task count row (what every create locks) for `seconds`."""
+    locked = threading.Event()
+
+    def hold():
+        with connection_of_its_own(connection) as other, other.transaction():
+            other.execute(
+                f"SELECT 1 FROM {OwnerTaskCount._meta.db_table} WHERE owner_id = %s FOR UPDATE",
+                [user.pk],
+            )
+            locked.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(10)
+    return holder
+
+
+def _sessions_holding_advisory_locks(other) -> list:
+    return other.execute(
+        "SELECT a.pid, a.state, a.wait_event_type FROM pg_locks l JOIN pg_stat_activity a"
+        " USING (pid) WHERE l.locktype = 'advisory' AND l.granted"
+        " AND a.datname = current_database()"
+    ).fetchall()
+
+
+def _killed_create(user, tmp_path):
+    """A create killed by gunicorn's timeout (4 s) while it waits on a row lock another client
+    holds for 15 s, on a healthy database; DB_STATEMENT_TIMEOUT=0 (no limit: what README says to
+    set behind PgBouncer). Its answer, and who holds an advisory lock 2 s after it."""
+    services.task_create(user=user, data={"title": "first"})
+    token = str(RefreshToken.for_user(user).access_token)
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("gunicorn")), "todo_project.wsgi:application", "--config", "gunicorn.conf.py",
+        "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "4",
+    ]  # fmt: skip
+    with (
+        served(command, port, tmp_path, DB_STATEMENT_TIMEOUT="0") as _,
+        connection_of_its_own(connection) as other,
+    ):
+        holder = _hold_the_owners_count_row(user, 15)
+        started = time.monotonic()
+        answer = _post_task(port, token, timeout=30)
+        answered_after = time.monotonic() - started
+        time.sleep(2)
+        holding = _sessions_holding_advisory_locks(other)
+        holder.join(20)
+    return answer, answered_after, holding
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.django_db(transaction=True)
+def test_a_request_killed_at_the_timeout_on_a_healthy_database_is_cancelled_and_a_500(
+    user, tmp_path
+):
+    # Ending the connection alone (PQfinish, for a stalled database) left a healthy database's
+    # backend waiting on, its group lock held until the statement timeout (none behind
+    # PgBouncer): the query is cancelled first, 0.3 s at most. And the killed POST was a 503
+    # blaming the database (the refused reconnection replaced gunicorn's exit): a 500 (review
+    # 36e).
+    answer, answered_after, holding = _killed_create(user, tmp_path)
+    assert _status_of(answer) == 500, answer
+    assert answered_after < 8, answered_after
+    assert holding == [], f"2 s after the answer, still held by the killed request: {holding}"
+
+
+def test_a_key_is_taken_over_only_past_the_timeout_gunicorn_runs_with(monkeypatch, settings):
+    # gunicorn.conf.py's default came from its own `timeout = 30`: run with `--timeout 120`, a
+    # create still running at 41 s had its key taken over, and one key made two tasks (review
+    # 36e). Each worker sets it from the timeout it runs with; one set by hand stays.
+    from types import SimpleNamespace
+
+    worker = SimpleNamespace(cfg=SimpleNamespace(timeout=120))
+    gunicorn_config(monkeypatch).post_fork(None, worker)
+    assert timedelta(seconds=130) == settings.IDEMPOTENCY_STALE_AFTER
+    settings.IDEMPOTENCY_STALE_AFTER = timedelta(seconds=7)
+    gunicorn_config(monkeypatch, IDEMPOTENCY_STALE_AFTER_SECONDS="7").post_fork(None, worker)
+    assert timedelta(seconds=7) == settings.IDEMPOTENCY_STALE_AFTER
