@@ -43,10 +43,10 @@ if not os.environ.get("DB_STATEMENT_TIMEOUT"):
 # "in progress" 10 s past it belongs to a killed worker and is taken over, not a 409 to every
 # retry for the 120 s the app assumes elsewhere (review 36a: 84 retries over 85 s after a stall).
 # From the timeout gunicorn runs with (a `--timeout` on its command line overrides this file's),
-# set in each worker (post_fork): the app's settings were read before the command line was.
+# set in each worker (post_fork) unless the operator set it. Not written into os.environ: a HUP
+# runs this file again with the environment the first run left, and took its value for the
+# operator's (new workers back at 40 s under `--timeout 120`: one key, two tasks; review 36h).
 _stale_after_given = bool(os.environ.get("IDEMPOTENCY_STALE_AFTER_SECONDS"))
-if not _stale_after_given:
-    os.environ["IDEMPOTENCY_STALE_AFTER_SECONDS"] = str(timeout + 10)
 graceful_timeout = 20
 keepalive = 5
 # The app is imported once, by the master, and each worker forked from it: a new or recycled
