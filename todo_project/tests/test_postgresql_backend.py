@@ -1,8 +1,10 @@
 """Our PostgreSQL backend (todo_project/postgresql/base.py): the per-request health check polls
 the socket (no `SELECT 1`) and still replaces a dead connection; timestamps load natively."""
 
+import os
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from django.db import close_old_connections, connections
 from psycopg import pq
@@ -67,3 +69,11 @@ def test_timestamps_come_back_aware_in_utc_through_psycopgs_own_loader():
     assert missing is None
     assert current.tzinfo is UTC
     assert loader is UtcTimestamptzLoader
+
+
+def test_statements_are_bound_as_db_prepared_statements_says():
+    # `make test` runs the API's tests a second time with DB_PREPARED_STATEMENTS=0 (PgBouncer
+    # before 1.21): that pass means something only if it really binds on the client.
+    client_side = os.environ.get("DB_PREPARED_STATEMENTS") == "0"
+    with connections["default"].cursor() as cursor:
+        assert isinstance(cursor.cursor, psycopg.ClientCursor) == client_side
