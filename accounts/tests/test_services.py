@@ -19,6 +19,7 @@ from accounts.services import (
 from accounts.tests.helpers import give_colliding_data
 from accounts.tokens import RefreshToken, reset_link_tokens
 from tasks.models import Tag, Task, TaskList
+from todo_project.tests.helpers import statement_timeout, statistics_of_an_emptied_table
 
 pytestmark = pytest.mark.django_db
 
@@ -78,15 +79,15 @@ def test_flushexpiredtokens_drops_expired_tokens_only_however_many(user):
         " expires_at) SELECT %s, 'old-' || n, 'x', now() - interval '20 days',"
         " now() - interval '6 days' FROM generate_series(1, 65535) n"
     )
-    with connection.cursor() as cursor:
-        # Statistics taken just after a purge emptied the table, its pages left: no rows in
-        # them. From those the planner joined the whole table against each batch, 5,000 ×
-        # 65,536 rows, over 20 s a batch (review 36c saw 3 minutes). ANALYZE writes them in
-        # place, beyond a rollback: committed here, and the test's flush (TRUNCATE) resets them
-        # to "never analyzed" for the tests after it (review 36f).
-        cursor.execute(insert_expired, [user.pk])
-        cursor.execute("DELETE FROM token_blacklist_outstandingtoken")
-        cursor.execute("ANALYZE token_blacklist_outstandingtoken, token_blacklist_blacklistedtoken")
+    # From such statistics the planner joined the whole table against each batch, 5,000 ×
+    # 65,536 rows, over 20 s a batch (review 36c saw 3 minutes).
+    statistics_of_an_emptied_table(
+        connection,
+        insert_expired,
+        [user.pk],
+        "token_blacklist_outstandingtoken",
+        "token_blacklist_blacklistedtoken",
+    )
     live = RefreshToken.for_user(user)
     live.blacklist()
     expired = RefreshToken.for_user(user)
@@ -95,12 +96,8 @@ def test_flushexpiredtokens_drops_expired_tokens_only_however_many(user):
     with connection.cursor() as cursor:
         cursor.execute(insert_expired, [user.pk])
     out = io.StringIO()
-    with connection.cursor() as cursor:
-        cursor.execute("SET statement_timeout = '10s'")  # a batch takes ~20 ms
-        try:
-            call_command("flushexpiredtokens", verbosity=2, stdout=out)
-        finally:
-            cursor.execute("RESET statement_timeout")
+    with statement_timeout(connection, "10s"):  # a batch takes ~20 ms
+        call_command("flushexpiredtokens", verbosity=2, stdout=out)
     assert out.getvalue() == "Deleted 65536 expired refresh token(s).\n"
     assert list(OutstandingToken.objects.values_list("jti", flat=True)) == [live["jti"]]
     assert list(BlacklistedToken.objects.values_list("token__jti", flat=True)) == [live["jti"]]

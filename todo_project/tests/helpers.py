@@ -204,3 +204,27 @@ def deadlocks_run_again(caplog) -> list[str]:
         for record in caplog.records
         if record.name == "todo.retry" and "40P01" in record.getMessage()
     ]
+
+
+def statistics_of_an_emptied_table(connection, insert: str, params: list, *tables: str) -> None:
+    """Runs `insert` on tables[0], deletes every row of it and ANALYZEs `tables`: the statistics
+    a purge that emptied the table leaves (pages, no rows), from which the planner believes one
+    row. ANALYZE writes them in place, beyond a rollback: use it in a transaction=True test,
+    whose flush (TRUNCATE) resets them to "never analyzed" for the tests after it."""
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        cursor.execute(f"DELETE FROM {tables[0]}")
+        cursor.execute(f"ANALYZE {', '.join(tables)}")
+
+
+@contextmanager
+def statement_timeout(connection, limit: str) -> Iterator[None]:
+    """Each statement of the connection bounded by `limit` (a session setting: the test may
+    commit), reset afterwards."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = '{limit}'")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")

@@ -514,25 +514,6 @@ def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
     return holder
 
 
-def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
-    """Another client locks the owner's task count row (what every create locks) for `seconds`."""
-    locked = threading.Event()
-
-    def hold():
-        with connection_of_its_own(connection) as other, other.transaction():
-            other.execute(
-                f"SELECT 1 FROM {OwnerTaskCount._meta.db_table} WHERE owner_id = %s FOR UPDATE",
-                [user.pk],
-            )
-            locked.set()
-            time.sleep(seconds)
-
-    holder = threading.Thread(target=hold, daemon=True)
-    holder.start()
-    assert locked.wait(10)
-    return holder
-
-
 def _sessions_holding_advisory_locks(other) -> list:
     return other.execute(
         "SELECT a.pid, a.state, a.wait_event_type FROM pg_locks l JOIN pg_stat_activity a"

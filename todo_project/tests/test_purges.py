@@ -19,7 +19,11 @@ from tasks.models import DeletedTask, IdempotencyRecord
 from tasks.sync import DELETIONS_KEPT, purge_deletions
 from todo_project import purge
 from todo_project.idempotency import purge_expired
-from todo_project.tests.helpers import connection_of_its_own
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    statement_timeout,
+    statistics_of_an_emptied_table,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -168,8 +172,7 @@ def test_flushexpiredtokens_keeps_a_blacklist_entry_while_its_token_is_still_acc
 def test_a_purge_after_one_that_emptied_the_table_reads_each_batch_by_tuple(user, monkeypatch):
     # The statistics the previous night's purge left: pages, no rows. Every index looked alike
     # to the planner, and deleted_task_changes, with the id as a later column, was walked whole
-    # per id: 10.5 s a batch of 5,000 (review 36f). ANALYZE writes them in place, beyond any
-    # rollback: committed, and the test's flush (TRUNCATE) resets them.
+    # per id: 10.5 s a batch of 5,000 (review 36f).
     from tasks.sync import purge_deletions
 
     monkeypatch.setattr(purge, "PURGE_BATCH", 5_000)  # as in production, not this module's 7
@@ -177,14 +180,9 @@ def test_a_purge_after_one_that_emptied_the_table_reads_each_batch_by_tuple(user
         "INSERT INTO tasks_deletedtask (id, owner_id, deleted_at) SELECT gen_random_uuid(), %s,"
         " now() - interval '400 days' FROM generate_series(1, 131070)"
     )
+    statistics_of_an_emptied_table(connection, insert_old, [user.pk], "tasks_deletedtask")
     with connection.cursor() as cursor:
         cursor.execute(insert_old, [user.pk])
-        cursor.execute("DELETE FROM tasks_deletedtask")
-        cursor.execute("ANALYZE tasks_deletedtask")
-        cursor.execute(insert_old, [user.pk])
-        cursor.execute("SET statement_timeout = '1s'")  # a batch takes ~20 ms (2 s by the key)
-        try:
-            assert purge_deletions() == 131070
-        finally:
-            cursor.execute("RESET statement_timeout")
+    with statement_timeout(connection, "1s"):  # a batch takes ~20 ms (2 s by the key)
+        assert purge_deletions() == 131070
     assert not DeletedTask.objects.exists()
