@@ -132,17 +132,20 @@ class _Claim:
 # after a 3 s restart). Released at the start of this process's next request, which under load
 # comes within milliseconds of the database's return.
 _unreleased: list[_Claim] = []
+OWED_RELEASES_TRIED = "todo.owed_releases_tried"  # in the WSGI environ
 
 
 def release_unreleased(
     environ: dict | None = None, scope: dict | None = None, **kwargs: Any
 ) -> None:
+    if not _unreleased:
+        return  # nearly every request
     if environ is not None:
         # Once a request: the fast lane sends request_started, and Django again when the lane
         # leaves the request to it (two connect attempts to a database still away).
-        if environ.setdefault("todo.owed_releases_tried", False):
+        if environ.get(OWED_RELEASES_TRIED):
             return
-        environ["todo.owed_releases_tried"] = True
+        environ[OWED_RELEASES_TRIED] = True
         path = environ.get("PATH_INFO")
     else:  # ASGI: request_started has the scope
         path = (scope or {}).get("path", "").removeprefix((scope or {}).get("root_path", ""))
