@@ -359,7 +359,13 @@ def _end_session_if_reused(raw: str) -> bool:
     if rotated_at < timezone.now() - REFRESH_REUSE_GRACE - api_settings.LEEWAY:
         family_revoke(token)
         return False
-    return True
+    # "Use the pair the other request got" only while that pair can work: not once the user's
+    # tokens were all revoked since (a password change, a deactivation; review 36i).
+    return User.objects.filter(
+        pk=token[api_settings.USER_ID_CLAIM],
+        is_active=True,
+        token_generation=token_generation_of(token),
+    ).exists()
 
 
 def user_logout(*, user: User, refresh: str, access: Token) -> None:

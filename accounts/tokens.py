@@ -161,7 +161,10 @@ def family_revoked_sql(token: tokens.Token) -> Exists:
 
 def family_revoke(token: tokens.Token) -> None:
     """Refuses every refresh token of this one's family, until the last could have expired."""
-    expires_at = now() + api_settings.REFRESH_TOKEN_LIFETIME
+    # LEEWAY: simplejwt accepts a refresh token that long past its `exp`, and the family's newest
+    # may have been issued a moment ago: forgotten at the lifetime alone, an ended session's
+    # newest token refreshed again in that minute (review 36i).
+    expires_at = now() + api_settings.REFRESH_TOKEN_LIFETIME + api_settings.LEEWAY
     RevokedTokenFamily.objects.bulk_create(
         [RevokedTokenFamily(family=family_of(token), expires_at=expires_at)],
         update_conflicts=True,

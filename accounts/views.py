@@ -229,7 +229,8 @@ class TokenRefreshView(TokenIssuingView):
         its session: the token that replaced it is refused too (two holders of one token: one
         of them stole it). Within that time (a retry, a second tab) the replacement stays
         valid, and the 401 says so: `"code": "refresh_token_just_rotated"` (read the pair the
-        other request got, do not sign out); no other 401 has a `code`."""
+        other request got, do not sign out), unless a logout, a password change or a
+        deactivation has ended it since; no other 401 has a `code`."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(services.tokens_refresh(refresh=serializer.validated_data["refresh"]))
