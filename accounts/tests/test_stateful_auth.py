@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 import jwt.api_jwt
 import pytest
 from django.utils import timezone
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -44,6 +43,7 @@ from accounts import tokens as our_tokens
 from accounts.models import User
 from accounts.tests.helpers import assert_problem, bearer, sign_in
 from conftest import DEFAULT_PASSWORD
+from todo_project.tests.helpers import state_machine_settings
 
 PROBLEM = "application/problem+json"
 CHALLENGE = 'Bearer realm="api", error="invalid_token"'
@@ -398,13 +398,7 @@ class AuthAPI(RuleBasedStateMachine):
                 self.expect(r, 401, "an old access token")
 
 
-AuthAPI.TestCase.settings = settings(
-    max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "12")),
-    stateful_step_count=int(os.environ.get("STATEFUL_STEPS", "30")),
-    derandomize="STATEFUL_EXAMPLES" not in os.environ,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+AuthAPI.TestCase.settings = state_machine_settings(steps=30)
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from django.utils import timezone
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,6 +35,7 @@ from hypothesis.stateful import (
 
 from accounts.models import User
 from conftest import DEFAULT_PASSWORD, client_for
+from todo_project.tests.helpers import state_machine_settings
 
 # No word is a prefix of another: `search=<word>` finds exactly the titles with that word.
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
@@ -989,14 +989,7 @@ class TasksAPI(RuleBasedStateMachine):
         assert device == server, "changes feed: tasks differ from the list's"
 
 
-TasksAPI.TestCase.settings = settings(
-    # Bounded for the suite (~20 s alone); STATEFUL_EXAMPLES / STATEFUL_STEPS hunt longer.
-    max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "12")),
-    stateful_step_count=int(os.environ.get("STATEFUL_STEPS", "20")),
-    derandomize="STATEFUL_EXAMPLES" not in os.environ,
-    deadline=None,
-    suppress_health_check=list(HealthCheck),
-)
+TasksAPI.TestCase.settings = state_machine_settings(steps=20)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1007,7 +1000,6 @@ def test_the_tasks_api_matches_a_model_of_two_users(settings, monkeypatch):
 
 
 def teardown_module():
-    import os
 
     if os.environ.get("STATEFUL_STATS"):
         print(list(STATS.items()))

@@ -2,6 +2,7 @@ import os
 import select
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import hypothesis
 import psycopg
 import pytest
 from django.conf import settings
@@ -228,3 +230,24 @@ def statement_timeout(connection, limit: str) -> Iterator[None]:
     finally:
         with connection.cursor() as cursor:
             cursor.execute("RESET statement_timeout")
+
+
+def one_gunicorn_worker(port: int, timeout: int, app: str = "todo_project.wsgi:application"):
+    """The command of a gunicorn with the project's configuration, one worker on `port` and
+    gunicorn's `timeout` (its kill of a request) in seconds: for served()."""
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    return [gunicorn, app, "--config", "gunicorn.conf.py", "--workers", "1",
+            "--bind", f"127.0.0.1:{port}", "--timeout", str(timeout)]  # fmt: skip
+
+
+def state_machine_settings(steps: int) -> hypothesis.settings:
+    """Hypothesis settings of the suite's state machines: 12 examples of `steps` steps,
+    derandomized (the same examples on every run: CI fails only for a change of the code);
+    STATEFUL_EXAMPLES (and STATEFUL_STEPS) hunt with random ones."""
+    return hypothesis.settings(
+        max_examples=int(os.environ.get("STATEFUL_EXAMPLES", "12")),
+        stateful_step_count=int(os.environ.get("STATEFUL_STEPS", str(steps))),
+        derandomize="STATEFUL_EXAMPLES" not in os.environ,
+        deadline=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )

@@ -34,6 +34,7 @@ from todo_project.problems import MAX_URL_BYTES, PROBLEM_CONTENT_TYPE, title_for
 from todo_project.tests.helpers import (
     connection_of_its_own,
     free_port,
+    one_gunicorn_worker,
     served,
     start_in_thread,
     wait_for_lock_waiters,
@@ -443,11 +444,7 @@ def test_a_request_stuck_on_a_stalled_database_gets_its_500_at_the_worker_timeou
     # SIGKILL a second later closed the client's connection with no answer (review 36a).
     token = str(RefreshToken.for_user(user).access_token)
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")), "todo_project.wsgi:application",
-        "--config", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{port}",
-        "--timeout", "4",
-    ]  # fmt: skip
+    command = one_gunicorn_worker(port, timeout=4)
     request = (
         f"GET /api/v1/lists/ HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
         "X-Request-ID: stalled-1\r\nConnection: close\r\n\r\n"
@@ -529,10 +526,7 @@ def _killed_create(user, tmp_path):
     services.task_create(user=user, data={"title": "first"})
     token = str(RefreshToken.for_user(user).access_token)
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")), "todo_project.wsgi:application", "--config", "gunicorn.conf.py",
-        "--workers", "1", "--bind", f"127.0.0.1:{port}", "--timeout", "4",
-    ]  # fmt: skip
+    command = one_gunicorn_worker(port, timeout=4)
     with (
         served(command, port, tmp_path, DB_STATEMENT_TIMEOUT="0") as _,
         connection_of_its_own(connection) as other,

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from django.db import OperationalError
 
 from todo_project import health
 from todo_project.request_id import JsonFormatter
-from todo_project.tests.helpers import free_port, served
+from todo_project.tests.helpers import free_port, one_gunicorn_worker, served
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,11 +148,7 @@ def test_a_request_gunicorn_times_out_is_logged_with_the_time_it_took(tmp_path):
     clock itself; the request's start is known to the worker (handle_request)."""
     (tmp_path / "slow_app.py").write_text(SLOW_APP)
     port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("gunicorn")), "slow_app:application",
-        "--config", "gunicorn.conf.py", "--workers", "1", "--bind", f"127.0.0.1:{port}",
-        "--timeout", "3",
-    ]  # fmt: skip
+    command = one_gunicorn_worker(port, timeout=3, app="slow_app:application")
     pythonpath = os.pathsep.join([str(tmp_path), str(ROOT)])
     log = tmp_path / "error.log"
     with served(command, port, tmp_path, PYTHONPATH=pythonpath, LOG_LEVEL="info"):
