@@ -130,6 +130,38 @@ def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpR
     )
 
 
+# A statement PostgreSQL cancelled (query_canceled): past DB_STATEMENT_TIMEOUT, most often
+# waiting for a lock a stuck request holds, or cancelled by an operator. Its transaction was
+# rolled back, and a retry a little later is what fixes it: a 503 like an outage's, but with the
+# traceback, which names the statement an operator has to look at.
+QUERY_CANCELED = "57014"
+STATEMENT_CANCELLED_DETAIL = (
+    "A database statement ran past this server's time limit and was cancelled: the request was "
+    "not carried out. Send it again after Retry-After; a create with the same Idempotency-Key, "
+    "so that it is never applied twice."
+)
+
+
+def is_statement_cancelled(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) and (
+        getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED
+    )
+
+
+def statement_cancelled_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    logger.error(
+        "Statement cancelled on %s %s: %s", request.method, request.path, exc, exc_info=exc
+    )
+    return logged(
+        problem_response(
+            request,
+            503,
+            STATEMENT_CANCELLED_DETAIL,
+            headers={"Retry-After": DATABASE_UNAVAILABLE_RETRY_AFTER},
+        )
+    )
+
+
 def log_concurrent_change(error: Exception) -> None:
     """The one line a write given up on after a concurrent change leaves (the API's 503, the
     admin's page and actions): a WARNING, the database's error when there is one."""
@@ -312,6 +344,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     elif is_database_unavailable(exc):
         set_rollback()
         return database_unavailable_response(request, exc)
+    elif is_statement_cancelled(exc):
+        set_rollback()
+        return statement_cancelled_response(request, exc)
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -457,6 +492,8 @@ class ApiProblemMiddleware:
             return None  # Django's 400, 403 or 404, logged as it logs it; __call__: a problem
         if is_database_unavailable(exc):  # outside DRF's views: the authentication middleware
             return database_unavailable_response(request, exc)
+        if is_statement_cancelled(exc):
+            return statement_cancelled_response(request, exc)
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
         return logged(problem_response(request, 500, UNEXPECTED_ERROR_DETAIL))
 

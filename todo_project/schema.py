@@ -87,7 +87,9 @@ ERROR_DESCRIPTIONS = {
         "the server ran it again twice (a conditional one compared again too). Or the "
         "database is unavailable (a restart, an outage): a write whose connection was lost "
         "while committing may have been applied, so send a create again with the same "
-        "Idempotency-Key. Either way, send the request again after `Retry-After` seconds."
+        "Idempotency-Key. Or a statement ran past the server's time limit and was cancelled "
+        "(the request was not carried out). Either way, send the request again after "
+        "`Retry-After` seconds."
     ),
 }
 BODY_METHODS = {"POST", "PUT", "PATCH"}
