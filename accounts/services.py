@@ -22,7 +22,6 @@ from accounts.models import User
 from accounts.tokens import (
     RefreshToken,
     access_token_deny,
-    family_of,
     family_revoke,
     family_revoked_sql,
     reset_link_tokens,
@@ -316,7 +315,7 @@ def tokens_refresh(*, refresh: str) -> dict[str, str]:
     try:
         with transaction.atomic():
             BlacklistedToken.objects.create(token=_outstanding(token, user))
-            return token_pair_for(user, family_of(token))
+            return token_pair_for(user, token)
     except IntegrityError:  # a concurrent request with the same token won
         raise RefreshTokenJustRotated() from None
 

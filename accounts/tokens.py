@@ -4,13 +4,15 @@ simplejwt gives signing, expiry, token types and the refresh blacklist. What it 
 module adds: a `gen` claim (see `User.token_generation`) so that revoking every token of a user
 is one integer bump, a `fam` claim on refresh tokens, the session they belong to (issued at
 sign-in, kept by rotation), so that logout or a reused refresh token ends the whole session
-(`RevokedTokenFamily`), a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
+(`RevokedTokenFamily`), an `auth_time` claim (OpenID Connect's name: when the session signed in,
+kept by rotation) for the cap JWT_SESSION_MAX_LIFETIME sets on a session, a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
 check of the claims our code reads (well_formed_claims).
 """
 
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.db import connection
 from django.db.models import Exists
@@ -32,6 +34,7 @@ from todo_project import purge
 
 GENERATION_CLAIM = "gen"
 FAMILY_CLAIM = "fam"
+SIGNED_IN_CLAIM = "auth_time"
 
 # The ranges the claims' values are used in: datetime's (exp, iat), the token_generation
 # column's (gen), the jti columns' (of the blacklist and the denylist).
@@ -74,6 +77,7 @@ def well_formed_claims(payload: dict) -> bool:
         and _int_in(payload.get("iat"), 0, MAX_EPOCH)
         # Tokens minted before the claim existed have none: generation 0.
         and _int_in(payload.get(GENERATION_CLAIM, 0), *GENERATION_RANGE)
+        and _int_in(payload.get(SIGNED_IN_CLAIM, 0), 0, MAX_EPOCH)
         and isinstance(jti, str)
         and 0 < len(jti) <= JTI_MAX_LENGTH
         and jti.isascii()  # ours are hex digits
@@ -107,13 +111,24 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
     access_token_class = AccessToken
 
     @classmethod
-    def for_user(cls, user: User, family: str | None = None) -> "RefreshToken":
+    def for_user(cls, user: User, rotated: tokens.Token | None = None) -> "RefreshToken":
         """A new refresh token of `user`, recorded as outstanding (so it can be blacklisted):
-        of `family` (a rotation), or of a new one (a sign-in)."""
+        of the session of the `rotated` token (a rotation), or of a new one (a sign-in)."""
         token = cls()
         token[api_settings.USER_ID_CLAIM] = str(user.pk)
         token[GENERATION_CLAIM] = user.token_generation
-        token[FAMILY_CLAIM] = family or uuid.uuid4().hex
+        if rotated is None:
+            token[FAMILY_CLAIM] = uuid.uuid4().hex
+            token[SIGNED_IN_CLAIM] = token["iat"]
+        else:
+            token[FAMILY_CLAIM] = family_of(rotated)
+            # A token from before the claim: its session counts from its own issue.
+            token[SIGNED_IN_CLAIM] = rotated.get(SIGNED_IN_CLAIM, rotated["iat"])
+        if settings.JWT_SESSION_MAX_LIFETIME:
+            session_end = token[SIGNED_IN_CLAIM] + int(
+                settings.JWT_SESSION_MAX_LIFETIME.total_seconds()
+            )
+            token["exp"] = min(token["exp"], session_end)
         OutstandingToken.objects.create(
             user=user,
             jti=token[api_settings.JTI_CLAIM],
@@ -143,9 +158,12 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
         return token
 
 
-def token_pair_for(user: User, family: str | None = None) -> dict[str, str]:
-    refresh = RefreshToken.for_user(user, family)
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+def token_pair_for(user: User, rotated: tokens.Token | None = None) -> dict[str, str]:
+    refresh = RefreshToken.for_user(user, rotated)
+    access = refresh.access_token
+    # Never past its session's end (a capped session's last minutes).
+    access["exp"] = min(access["exp"], refresh["exp"])
+    return {"access": str(access), "refresh": str(refresh)}
 
 
 def family_of(token: tokens.Token) -> str:

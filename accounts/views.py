@@ -230,7 +230,12 @@ class TokenRefreshView(TokenIssuingView):
         of them stole it). Within that time (a retry, a second tab) the replacement stays
         valid, and the 401 says so: `"code": "refresh_token_just_rotated"` (read the pair the
         other request got, do not sign out), unless a logout, a password change or a
-        deactivation has ended it since; no other 401 has a `code`."""
+        deactivation has ended it since; no other 401 has a `code`.
+
+        The new refresh token lasts 14 days (`JWT_REFRESH_LIFETIME_SECONDS`) from now, so a
+        session used within each 14 days goes on; where the operator caps a session
+        (`JWT_SESSION_MAX_LIFETIME_SECONDS`, off by default), it expires at the cap counted
+        from the sign-in (its `auth_time` claim) instead, and so does the access token."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(services.tokens_refresh(refresh=serializer.validated_data["refresh"]))

@@ -407,6 +407,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "accounts.password_validation.NotOnlyWhitespaceValidator"},
 ]
 
+# A session (sign-in, then each refresh) ends this long after its sign-in, however often it
+# is refreshed; 0: never by itself (each refresh gives a whole REFRESH_TOKEN_LIFETIME again).
+JWT_SESSION_MAX_LIFETIME = timedelta(
+    seconds=env_int("JWT_SESSION_MAX_LIFETIME_SECONDS", 0, minimum=0)
+)
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(
         seconds=env_int("JWT_ACCESS_LIFETIME_SECONDS", 15 * 60, minimum=1)

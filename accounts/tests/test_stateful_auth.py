@@ -9,8 +9,8 @@ after every step each access token the model knows is tried on GET `me/` (a dead
 401 with `WWW-Authenticate: Bearer realm="api", error="invalid_token"`), and refresh tokens are
 only used when a rule does (a refresh changes state), their liveness read from the model.
 
-The clock: one fake clock (CLOCK, whole seconds) read by everything that tells time in the token
-path: simplejwt (`rest_framework_simplejwt.tokens.aware_utcnow`: iat/exp of minted tokens and
+The clock: one fake clock (CLOCK, whole seconds; accounts/tests/conftest.py) read by everything that
+tells time in the token path: simplejwt (`rest_framework_simplejwt.tokens.aware_utcnow`: iat/exp of minted tokens and
 their check), our access-token expiry check (`accounts.authentication.aware_utcnow`, imported
 by name), Django's `timezone.now` (BlacklistedToken.blacklisted_at, the reuse grace in
 accounts.services), `accounts.tokens.now` (imported by name: the family and denylist expiries)
@@ -24,9 +24,7 @@ import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import jwt.api_jwt
 import pytest
-from django.utils import timezone
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -36,11 +34,11 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from rest_framework.test import APIClient
-from rest_framework_simplejwt import tokens as simplejwt_tokens
 
-from accounts import authentication, services
+from accounts import services
 from accounts import tokens as our_tokens
 from accounts.models import User
+from accounts.tests.conftest import CLOCK
 from accounts.tests.helpers import assert_problem, bearer, sign_in
 from conftest import DEFAULT_PASSWORD
 from todo_project.tests.helpers import state_machine_settings
@@ -58,14 +56,7 @@ ZONES = ["Europe/Paris", "America/New_York", "Asia/Tokyo", "UTC"]
 # the model does not judge a token within MARGIN seconds of its boundary (unsure).
 WAITS = [7, 7, 7, 41, 41, 95, 95, 301, 1003, 15 * 24 * 3600 + 13]
 MARGIN = 2
-CLOCK = [datetime(2030, 1, 1, tzinfo=UTC)]
 STATS: dict = {}
-
-
-class FakeDatetime(datetime):
-    @classmethod
-    def now(cls, tz=None):
-        return CLOCK[0] if tz is not None else CLOCK[0].replace(tzinfo=None)
 
 
 def now_s() -> int:
@@ -401,32 +392,11 @@ class AuthAPI(RuleBasedStateMachine):
 AuthAPI.TestCase.settings = state_machine_settings(steps=30)
 
 
-@pytest.fixture
-def fake_clock(monkeypatch):
-    monkeypatch.setattr(timezone, "now", lambda: CLOCK[0])
-    monkeypatch.setattr(our_tokens, "now", lambda: CLOCK[0])
-    monkeypatch.setattr(simplejwt_tokens, "aware_utcnow", lambda: CLOCK[0])
-    monkeypatch.setattr(authentication, "aware_utcnow", lambda: CLOCK[0])
-    monkeypatch.setattr(jwt.api_jwt, "datetime", FakeDatetime)
-    authentication.verified_access_token.cache_clear()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_accounts_and_tokens_match_a_model_of_two_people(settings, fake_clock):
     for name in ("USER", "ANON", "LOGIN", "REGISTER"):
         setattr(settings, f"RATE_LIMIT_{name}", "100000/m")
     run_state_machine_as_test(AuthAPI, settings=AuthAPI.TestCase.settings)
-
-
-@pytest.fixture
-def clock(fake_clock):
-    """The fake clock from 2030-01-01; advance(seconds) moves it."""
-    CLOCK[0] = datetime(2030, 1, 1, tzinfo=UTC)
-
-    def advance(seconds: float) -> None:
-        CLOCK[0] += timedelta(seconds=seconds)
-
-    return advance
 
 
 REFRESH = "/api/v1/auth/token/refresh/"
