@@ -10,7 +10,7 @@ import pytest
 from conftest import client_for
 from tasks import services
 from tasks.models import TaskList
-from todo_project.problems import title_for
+from todo_project.problems import MAX_URL_BYTES, title_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,16 +94,17 @@ def test_the_readme_has_the_proxy_compress_only_answers_without_an_etag(user):
 
 
 def test_the_readme_s_nginx_problems_are_shaped_as_the_app_s(anon_client, settings):
-    # A client handles nginx's 503 and 413 with the code it has for the app's problems.
+    # A client handles nginx's 503, 413, 414 and 431 with the code it has for the app's problems.
     readme = (ROOT / "README.md").read_text()
     app_problem = anon_client.get("/api/v1/no-such-route/").json()
     answers = re.findall(r"return (\d{3}) '(\{.*\})';", readme)
-    assert [status for status, _ in answers] == ["503", "413"]
+    assert [status for status, _ in answers] == ["503", "413", "414", "431"]
     for status, body in answers:
         problem = json.loads(body.replace("$request_id", "x"))
         assert set(problem) == set(app_problem), status
         assert (problem["status"], problem["title"]) == (int(status), title_for(int(status)))
     assert f"larger than {settings.MAX_REQUEST_BODY_BYTES} bytes" in readme
+    assert f"longer than {MAX_URL_BYTES} bytes" in readme
 
 
 def test_the_readme_s_nginx_example_hides_nginx_s_version_in_every_answer():
