@@ -332,7 +332,15 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
         overdue = Q(completed=False) & due_before_now(
             criteria["local_date"], criteria["past_times"]
         )
-        tasks = tasks.filter(overdue) if criteria["overdue"] else tasks.exclude(overdue)
+        if criteria["overdue"]:
+            # The bound the OR of due_before_now() implies, for an index to start at: walking
+            # task_owner_due_desc from the latest due date, the heavy user's `-due_date` page
+            # filtered ~40,000 future tasks away (24-55 ms) before reaching the overdue ones;
+            # 0.5 ms now. (Counted twice, it makes the row estimate low: 2,721 for 13,953. The
+            # other orderings kept their plans.)
+            tasks = tasks.filter(overdue, due_date__lte=criteria["local_date"])
+        else:
+            tasks = tasks.exclude(overdue)
     if "has_due" in criteria:
         tasks = tasks.filter(due_date__isnull=not criteria["has_due"])
     if "search" in criteria:

@@ -532,6 +532,16 @@ class Task(models.Model):
             # (owner, list, parent, position) is served by task_position_unique_in_group.
             models.Index(fields=["owner", "position", "id"], name="task_owner_position"),
             models.Index(fields=["owner", "due_date", "due_time"], name="task_owner_due"),
+            # `-due_date` keeps the tasks without a due date last (tasks.filters.order_tasks):
+            # task_owner_due read backward has them first, so each such page sorted all of the
+            # owner's tasks (the heavy user's 100,000: 24-47 ms, 111 ms at offset 50,000).
+            models.Index(
+                F("owner"),
+                F("due_date").desc(nulls_last=True),
+                F("due_time").desc(nulls_last=True),
+                F("id").desc(),
+                name="task_owner_due_desc",
+            ),
             # With the id that breaks ties: a priority has thousands of tasks on a big account,
             # and without it each page sorted a whole priority (50,000 tasks: 85-140 ms).
             models.Index(fields=["owner", "priority", "id"], name="task_owner_priority_id"),
