@@ -11,8 +11,9 @@ sibling group, in sorted order (so two writers never deadlock): row locks cannot
 group nor the Inbox, advisory locks can, which keeps the order total under concurrent creates
 and moves. Row locks on tasks are always taken before group locks, several rows in one order:
 top-level tasks by id, then subtasks by parent and id (a parent's own write locks it, then its
-subtasks). So writers seldom deadlock; when they do, PostgreSQL breaks the tie and the write is
-run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
+subtasks); but for the siblings a spread moves, which it finds under the group lock: it takes
+them NOWAIT and gives way (NeighboursHeld). So writers seldom deadlock; when they do,
+PostgreSQL breaks the tie and the write is run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
 locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
 at the write anyway, only sooner; with a writer locking the two the other way round (B put
 under A while A is put under B, a bulk action over both) PostgreSQL breaks the tie. Inserting
@@ -79,6 +80,7 @@ from tasks.quotas import (
 from todo_project.compiled import CompiledQuery, fetch_all
 from todo_project.fields import CONTROL_CHARACTERS_MESSAGE, breaks_one_line, composed, trimmed
 from todo_project.problems import ConcurrentChange, is_concurrent_change
+from todo_project.retry import may_give_way
 
 MAX_BULK_IDS: Final = 500
 # The order in which a write that locks several tasks locks them (a bulk action, a list delete,
@@ -294,25 +296,83 @@ def _count_and_end_position(owner_id: UUID, group: GroupKey) -> tuple[int, int]:
     return owned, POSITION_GAP if last is None else last + POSITION_GAP
 
 
+_IN_GROUP_SQL = (
+    "owner_id = %s AND list_id IS NOT DISTINCT FROM %s::uuid"
+    " AND parent_id IS NOT DISTINCT FROM %s::uuid"
+)
+
+
 def _renumber_group(owner_id: UUID, group: GroupKey) -> None:
     """Spreads every rank of the group out again by POSITION_GAP (one UPDATE), keeping the
-    order: the fallback of _spread_after for a crowd longer than SPREAD_RUN_LIMIT both ways."""
-    list_id, parent_id = group
-    with connection.cursor() as cursor:
+    order: the fallback of _spread_after for a crowd longer than SPREAD_RUN_LIMIT both ways.
+    Its rows are locked first, as a spread's run (see NeighboursHeld)."""
+    in_group = [owner_id, *group]
+    with _giving_way_to_holders((_IN_GROUP_SQL, in_group)), connection.cursor() as cursor:
         cursor.execute(
-            """
+            f"""
+            WITH run AS (
+                SELECT id FROM tasks_task WHERE {_IN_GROUP_SQL}
+                FOR NO KEY UPDATE{_NOWAIT[may_give_way.get()]}
+            )
             UPDATE tasks_task
             SET position = ranked.rank, version = version + 1, updated_at = %s
             FROM (
                 SELECT id, %s * row_number() OVER (ORDER BY position, id) AS rank
-                FROM tasks_task
-                WHERE owner_id = %s AND list_id IS NOT DISTINCT FROM %s::uuid
-                  AND parent_id IS NOT DISTINCT FROM %s::uuid
+                FROM tasks_task WHERE {_IN_GROUP_SQL}
             ) AS ranked
             WHERE tasks_task.id = ranked.id AND tasks_task.position <> ranked.rank
+              AND tasks_task.id IN (SELECT id FROM run)
             """,
-            [timezone.now(), POSITION_GAP, owner_id, list_id, parent_id],
+            [*in_group, timezone.now(), POSITION_GAP, *in_group],
         )
+
+
+# A spread moves siblings that it finds only once it holds its task and its group's lock, so it
+# cannot lock them first, as the order above wants. Waiting for one there closed a cycle with
+# any writer holding it and waiting for that group (a bulk move or complete, a PATCH moving it
+# to another list) or for the task (a bulk action naming both): PostgreSQL ended one of them
+# after deadlock_timeout, 1 s (review 37c). So a spread locks its run first in its one
+# statement, NOWAIT when the write may give way (todo_project.retry.may_give_way): a held
+# neighbour ends the write at once (55P03), and before it runs again it waits, holding nothing,
+# until the holders are done, the wait it would have had without the cycle. After GIVE_WAYS
+# of those (and in a write that nothing runs again) it waits for the run as before. Ending at
+# once alone (review 34e's fix) turned a hold on a neighbour longer than the 2-60 ms between
+# attempts into a 503.
+_ROWS_HELD = "55P03"
+_NOWAIT = {True: " NOWAIT", False: ""}
+
+
+class NeighboursHeld(OperationalError):
+    """A spread's run was held by another transaction (see above). `wait_before_running_again`
+    waits for its holders, in a statement of its own, outside any transaction."""
+
+    def __init__(self, wait: tuple[str, list]) -> None:
+        super().__init__("A neighbour to move was held by a concurrent write.")
+        self._wait = wait
+
+    def wait_before_running_again(self) -> None:
+        sql, params = self._wait
+        with connection.cursor() as cursor:
+            # FOR SHARE waits for every writer of the rows (FOR UPDATE, FOR NO KEY UPDATE), in
+            # ROW_LOCK_ORDER as every lock of several tasks, and lets go at once (autocommit).
+            cursor.execute(
+                f"SELECT 1 FROM tasks_task WHERE {sql}"
+                " ORDER BY parent_id NULLS FIRST, id FOR SHARE",
+                params,
+            )
+
+
+@contextmanager
+def _giving_way_to_holders(rows: tuple[str, list]) -> Iterator[None]:
+    """Turns a NOWAIT lock's failure on these rows (a WHERE clause and its parameters) into
+    NeighboursHeld."""
+    nowait = may_give_way.get()
+    try:
+        yield
+    except OperationalError as error:
+        if not nowait or getattr(error.__cause__, "sqlstate", None) != _ROWS_HELD:
+            raise
+        raise NeighboursHeld(rows) from error.__cause__
 
 
 def _spread_run(rows: list, start: int, direction: int) -> list[tuple[UUID, int]] | None:
@@ -349,13 +409,20 @@ def _spread_after(owner_id: UUID, group: GroupKey, above: int) -> dict[int, int]
     if run is None:
         _renumber_group(owner_id, group)
         return None
-    with connection.cursor() as cursor:
-        # One statement: the unique rank constraint is checked at its end.
+    ids = [pk for pk, _ in run]
+    with (
+        _giving_way_to_holders(("id = ANY(%s::uuid[])", [ids])),
+        connection.cursor() as cursor,
+    ):
+        # One statement: the unique rank constraint is checked at its end. The run is locked
+        # first, NOWAIT (see NeighboursHeld).
         cursor.execute(
+            "WITH run AS (SELECT id FROM tasks_task WHERE id = ANY(%s::uuid[])"
+            f" FOR NO KEY UPDATE{_NOWAIT[may_give_way.get()]}) "
             "UPDATE tasks_task SET position = moved.position, version = version + 1, "
             "updated_at = %s FROM unnest(%s::uuid[], %s::bigint[]) AS moved(id, position) "
-            "WHERE tasks_task.id = moved.id",
-            [timezone.now(), [pk for pk, _ in run], [position for _, position in run]],
+            "WHERE tasks_task.id = moved.id AND tasks_task.id IN (SELECT id FROM run)",
+            [ids, timezone.now(), ids, [position for _, position in run]],
         )
     return {old: new for (_, old), (_, new) in zip(rows[: len(run)], run, strict=True)}
 
@@ -1390,6 +1457,17 @@ def owned_data_delete(*, owner_id: UUID) -> None:
             cursor.execute("DELETE FROM tasks_tasklist WHERE owner_id = %s", [owner_id])
 
 
+def _lock_next_occurrence_early(next_id: UUID) -> None:
+    """FOR KEY SHARE on a task's next occurrence, before the group lock. A spread that moves
+    the moved task itself makes the move's UPDATE of it the second in the transaction, and
+    PostgreSQL then checks its foreign keys at the COMMIT whatever changed: it locked the next
+    occurrence there, after the group lock, while a write of that occurrence held it and
+    waited for the group: a deadlock, 1 s (review 37c). A task's parent would be the same, but
+    a subtask is locked before its parent already (see "Known" above)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE", [next_id])
+
+
 def task_move(
     *, task: Task, after: Task | UUID | None, list_: Any = UNCHANGED, locked: bool = False
 ) -> Task:
@@ -1410,6 +1488,8 @@ def task_move(
             raise ValidationError({"list": [NOT_PARENTS_LIST]})
         current.list_id = target_list_id
         in_group = current.sibling_group == old_group
+        if in_group and current.next_occurrence_id is not None:
+            _lock_next_occurrence_early(current.next_occurrence_id)
         _lock_groups(current.owner_id, [old_group, current.sibling_group])
         if anchor_id is None:
             moved = _place_first(current, in_group=in_group)

@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -34,8 +35,17 @@ from accounts.authentication import INVALID_TOKEN
 from todo_project.problems import FOREIGN_KEY_VIOLATION, is_concurrent_change
 
 RETRIES = 2
+# A write may give way at once to rows another transaction holds, rather than wait for them
+# where waiting can close a cycle (tasks.services.NeighboursHeld): it then waits for them
+# holding nothing, and runs again. So many times at most, not counted in RETRIES, which stay
+# for what PostgreSQL ended: a give-way never brings the 503 closer.
+GIVE_WAYS = 5
 WRITE_METHODS = ("post", "put", "patch", "delete")
 logger = logging.getLogger("todo.retry")
+# True while the write running now may give way (see GIVE_WAYS). Outside this wrapper (a
+# management command, a test calling a service) nothing runs it again: it waits, as it does
+# once it gave way GIVE_WAYS times.
+may_give_way: ContextVar[bool] = ContextVar("may_give_way", default=False)
 
 
 def run_again_on_concurrent_change(
@@ -45,7 +55,9 @@ def run_again_on_concurrent_change(
 
     @functools.wraps(handler)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for attempt in range(1, RETRIES + 2):
+        attempt, gave_way = 1, 0
+        while True:
+            giving_way = may_give_way.set(gave_way < GIVE_WAYS)
             try:
                 return handler(*args, **kwargs)
             except DatabaseError as error:
@@ -57,14 +69,23 @@ def run_again_on_concurrent_change(
                     and not get_user_model().objects.filter(pk=account_id).exists()
                 ):
                     raise exceptions.AuthenticationFailed(INVALID_TOKEN, "invalid_token") from error
-                if attempt > RETRIES:
+                wait = getattr(error, "wait_before_running_again", None)
+                if gave_way >= GIVE_WAYS:
+                    wait = None
+                if wait is None and attempt > RETRIES:
                     raise
                 logger.info(
                     "write ended by a concurrent change (SQLSTATE %s), running it again",
                     error.__cause__.sqlstate,
                 )
-                time.sleep(random.uniform(0.002, 0.02) * attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
+                if wait is not None:  # it gave way: it waits, holding nothing
+                    gave_way += 1
+                    wait()
+                else:
+                    time.sleep(random.uniform(0.002, 0.02) * attempt)
+                    attempt += 1
+            finally:
+                may_give_way.reset(giving_way)
 
     return wrapper
 
