@@ -16,7 +16,12 @@ from accounts.models import User
 from accounts.tests.helpers import bearer, sign_in
 from conftest import DEFAULT_PASSWORD
 from tasks.models import POSITION_GAP, Tag, Task, TaskList
-from tasks.tests.many_tasks import load_subtasks, load_tasks
+from tasks.tests.many_tasks import (
+    load_subtasks,
+    load_tasks,
+    tagged_tasks_under_emptied_statistics,
+)
+from todo_project.tests.helpers import statement_timeout
 
 pytestmark = pytest.mark.django_db
 
@@ -164,3 +169,26 @@ def test_a_superuser_deletes_a_task_with_more_subtasks_than_postgresql_takes_par
     deleted = admin_client.post(page, {"post": "yes"})
     assert deleted.status_code == 302
     assert list(Task.objects.filter(owner=user)) == [other]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_large_account_deleted_after_the_tables_were_analyzed_empty_reads_each_once(
+    user, other_user
+):
+    # Statistics of tasks_task and tasks_task_tags taken while they were empty (an instance
+    # emptied and refilled): the planner took each for one row and joined the whole table
+    # against each task, past 60 s for 100,000 tasks (review 36f). By the owner now.
+    tag = Tag.objects.create(owner=user, name="t")
+    tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 20_000)
+    theirs = give_data(other_user)
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    with statement_timeout(connection, "2s"):  # each takes ~0.2 s
+        response = bearer(pair["access"]).delete(
+            "/api/v1/auth/me/", {"password": DEFAULT_PASSWORD}, format="json"
+        )
+    assert response.status_code == 204, response.content
+    assert not Task.objects.filter(owner_id=user.pk).exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM tasks_task_tags")
+        assert cursor.fetchone() == (1,)  # the other user's
+    assert Task.objects.get(title="Done", owner=other_user).next_occurrence_id == theirs.pk

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from tasks.management.commands.seed_bench import tasks_bulk_load
 from tasks.models import POSITION_GAP, Priority
+from todo_project.tests.helpers import statistics_of_an_emptied_table
 
 # Django sets defaults in Python, not in the table: a COPY names every NOT NULL column.
 COLUMNS = ("owner_id", "title", "description", "position", "id", "parent_id", "completed")
@@ -49,3 +50,41 @@ def _load(*rows: Iterable[tuple]) -> None:
     with tasks_bulk_load(), connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in itertools.chain(*rows):
             copy.write_row((*row, False, Priority.NONE, 1, now, now))
+
+
+# `count` tasks of an owner (in a list, or the Inbox), each with one tag.
+_TAGGED_TASKS = """
+    WITH new AS (
+        INSERT INTO tasks_task (id, owner_id, list_id, title, description, completed, priority,
+            position, version, created_at, updated_at)
+        SELECT gen_random_uuid(), %(owner)s, %(list)s, 'task ' || n, '', false, 0, n * %(gap)s,
+            1, now(), now()
+        FROM generate_series(1, %(count)s) AS n
+        RETURNING id
+    )
+    INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %(tag)s FROM new
+"""
+
+
+def tagged_tasks_under_emptied_statistics(
+    owner_id: uuid.UUID, tag_id: int, count: int, list_id: uuid.UUID | None = None
+) -> None:
+    """Writes `count` tasks of the owner (in `list_id`), each with the tag, after tasks_task and
+    tasks_task_tags were analyzed empty, their pages left (an instance emptied and refilled, a
+    staging reset): the planner takes each table for one row whatever it holds (review 36f).
+    For a transaction=True test (see statistics_of_an_emptied_table)."""
+    params = {"owner": owner_id, "list": list_id, "gap": POSITION_GAP, "count": count}
+    params["tag"] = tag_id
+    statistics_of_an_emptied_table(
+        connection, _TAGGED_TASKS, params, "tasks_task_tags", "tasks_task", emptied=2
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(_TAGGED_TASKS, params)
+
+
+def links_per_tag() -> dict[int, int]:
+    """{tag id: its number of links}, from tasks_task_tags alone: a test under those
+    statistics asserts without a join, which they would make as slow as what it tests."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tag_id, count(*) FROM tasks_task_tags GROUP BY tag_id")
+        return dict(cursor.fetchall())

@@ -3,15 +3,19 @@ import uuid
 from datetime import date
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_init
 from drf_spectacular.generators import SchemaGenerator
 
 from conftest import client_for
 from tasks import services
 from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
-from tasks.tests.many_tasks import load_tasks
-from todo_project.tests.helpers import run_holding_the_first_row
+from tasks.tests.many_tasks import (
+    links_per_tag,
+    load_tasks,
+    tagged_tasks_under_emptied_statistics,
+)
+from todo_project.tests.helpers import run_holding_the_first_row, statement_timeout
 
 pytestmark = pytest.mark.django_db
 
@@ -439,3 +443,36 @@ def test_a_bulk_complete_builds_no_task_instance_for_a_plain_subtask(user):
     assert answer.json() == {"updated": 1}
     assert Task.objects.filter(parent=parent, completed=True).count() == 3
     assert built == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_delete_after_the_tables_were_analyzed_empty_reads_each_once(user, api_client):
+    # As a list's delete (test_lists_api): 500 ids joined against the whole table each,
+    # past 20 s for 110,000 tasks; one array of ids a statement now.
+    tag = Tag.objects.create(owner=user, name="t")
+    tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 20_000)
+    ids = list(
+        Task.objects.filter(owner=user).values_list("pk", flat=True)[: services.MAX_BULK_IDS]
+    )
+    with statement_timeout(connection, "2s"):  # each takes ~0.05 s
+        response = api_client.post(
+            "/api/v1/tasks/bulk/", {"action": "delete", "ids": [str(i) for i in ids]}, format="json"
+        )
+    assert response.status_code == 200, response.content
+    assert Task.objects.filter(owner=user).count() == 20_000 - len(ids)
+    assert links_per_tag() == {tag.pk: 20_000 - len(ids)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delete_plans_its_arrays_of_ids_for_their_length_to_the_end_of_its_transaction(user):
+    # A generic plan of a prepared statement knows no array's length (see test_tags_api's
+    # repeated renames): the statements after the delete's first one are planned each time.
+    task = Task.objects.create(owner=user, title="t", position=POSITION_GAP)
+    with transaction.atomic():
+        services.lock_tasks_to_delete(user.pk, "ids", ids=[task.pk])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_setting('plan_cache_mode')")
+            assert cursor.fetchone() == ("force_custom_plan",)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('plan_cache_mode')")
+        assert cursor.fetchone() == ("auto",)

@@ -46,9 +46,16 @@ def _held_before(
 
 def _deletion_order(which: str, owner_id, **params: Any) -> list:
     """The order in which the delete statement deletes the rows, run and rolled back."""
-    sql = services._DELETE_TASKS_OF[which].replace(
-        "SELECT count(*) FROM gone", "SELECT array_agg(id) FROM gone"
-    )
+    if which == "owner":  # the account's: after its lock, by the owner
+        sql = services._DELETE_ALL.replace(
+            "\n    DELETE FROM tasks_task WHERE owner_id = %(owner)s\n",
+            ", gone AS (DELETE FROM tasks_task WHERE owner_id = %(owner)s RETURNING id)"
+            " SELECT array_agg(id) FROM gone",
+        )
+    else:
+        sql = services._DELETE_TASKS_OF[which].replace(
+            "SELECT count(*) FROM gone", "SELECT array_agg(id) FROM gone"
+        )
     with connection_of_its_own(connection) as other:
         other.execute("BEGIN")
         order = other.execute(sql, {"owner": owner_id, "now": timezone.now(), **params}).fetchone()[

@@ -208,14 +208,18 @@ def deadlocks_run_again(caplog) -> list[str]:
     ]
 
 
-def statistics_of_an_emptied_table(connection, insert: str, params: list, *tables: str) -> None:
-    """Runs `insert` on tables[0], deletes every row of it and ANALYZEs `tables`: the statistics
-    a purge that emptied the table leaves (pages, no rows), from which the planner believes one
-    row. ANALYZE writes them in place, beyond a rollback: use it in a transaction=True test,
-    whose flush (TRUNCATE) resets them to "never analyzed" for the tests after it."""
+def statistics_of_an_emptied_table(
+    connection, insert: str, params: list, *tables: str, emptied: int = 1
+) -> None:
+    """Runs `insert` on tables[0] (and the next ones up to `emptied`), deletes every row of
+    them, in that order, and ANALYZEs `tables`: the statistics a purge that emptied the table
+    leaves (pages, no rows), from which the planner believes one row. ANALYZE writes them in
+    place, beyond a rollback: use it in a transaction=True test, whose flush (TRUNCATE) resets
+    them to "never analyzed" for the tests after it."""
     with connection.cursor() as cursor:
         cursor.execute(insert, params)
-        cursor.execute(f"DELETE FROM {tables[0]}")
+        for table in tables[:emptied]:
+            cursor.execute(f"DELETE FROM {table}")
         cursor.execute(f"ANALYZE {', '.join(tables)}")
 
 
