@@ -85,9 +85,11 @@ def pre_fork(server, worker) -> None:
 
 
 def post_fork(server, worker) -> None:
-    if not _stale_after_given:
-        from datetime import timedelta
+    from django.conf import settings
 
-        from django.conf import settings
+    # Not for an app without Django (the benchmark's floor, bench/floor.py, runs on this file
+    # too): reading its settings failed every worker's boot, and `make bench` with it.
+    if not _stale_after_given and settings.configured:
+        from datetime import timedelta
 
         settings.IDEMPOTENCY_STALE_AFTER = timedelta(seconds=worker.cfg.timeout + 10)

@@ -3,6 +3,10 @@ means nothing: same JSON for the same tasks, called in-process on the test's own
 
 import json
 import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from django.conf import settings
@@ -11,6 +15,7 @@ from django.db import connection
 import todo_project.cache
 from bench.floor import COUNT_SCRIPT, FloorApp
 from conftest import client_for
+from todo_project.tests.helpers import database_url_for_this_test, free_port, one_gunicorn_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +111,45 @@ def _recording(function):
 
     recorded.calls = 0
     return recorded
+
+
+@pytest.mark.live_server_processes
+@pytest.mark.django_db(transaction=True)
+def test_the_floor_boots_under_the_project_s_gunicorn_config(api_client, variety, tmp_path):
+    # `make bench` runs the floor with gunicorn.conf.py, whose post_fork read Django's settings:
+    # every floor worker failed to boot (no Django there), and the benchmark with them.
+    port = free_port()
+    command = one_gunicorn_worker(port, timeout=30, app="bench.floor:application")
+    environment = {
+        name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"
+    }
+    environment["DATABASE_URL"] = database_url_for_this_test()
+    environment["JWT_SIGNING_KEY"] = settings.SIMPLE_JWT["SIGNING_KEY"]
+    log = tmp_path / "floor.log"
+    with log.open("wb") as stderr:
+        floor = subprocess.Popen(
+            command,
+            cwd=settings.BASE_DIR,
+            env=environment,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/tasks/",
+            headers={"Authorization": f"Bearer {token_of(api_client)}"},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            assert floor.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    body = answer.read()
+                break
+            except urllib.error.URLError:  # not listening yet
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+    finally:
+        floor.terminate()
+        floor.wait(20)
+    assert json.loads(body) == api_client.get("/api/v1/tasks/").json()
