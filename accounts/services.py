@@ -24,6 +24,7 @@ from accounts.tokens import (
     access_token_deny,
     family_revoke,
     family_revoked_sql,
+    past_session_cap,
     reset_link_tokens,
     token_generation_of,
     token_pair_for,
@@ -178,11 +179,11 @@ def user_update(*, user: User, token: Token | None = None, **changes) -> User:
     return current
 
 
-@transaction.atomic
 def user_register(
     *, email: str, password: str, display_name: str = "", timezone: str = "UTC"
 ) -> User:
-    """Creates the account; a taken email (in any letter case) is an IntegrityError."""
+    """Creates the account; a taken email (in any letter case) is an IntegrityError. One
+    INSERT: the caller's transaction holds it with the account's first token (RegisterView)."""
     return User.objects.create_user(
         email=email, password=password, display_name=display_name, timezone=timezone
     )
@@ -312,6 +313,8 @@ def tokens_refresh(*, refresh: str) -> dict[str, str]:
             raise RefreshTokenJustRotated() from None
         raise exceptions.AuthenticationFailed(INVALID_REFRESH) from None
     user = _live_user_of(token)
+    if past_session_cap(token):
+        raise exceptions.AuthenticationFailed(INVALID_REFRESH)
     try:
         with transaction.atomic():
             BlacklistedToken.objects.create(token=_outstanding(token, user))

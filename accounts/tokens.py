@@ -158,6 +158,16 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
         return token
 
 
+def past_session_cap(token: tokens.Token) -> bool:
+    """Whether the session of this refresh token has reached JWT_SESSION_MAX_LIFETIME: a token
+    accepted within the clock skew past its `exp` (the cap) must not be traded for a pair that
+    has expired already (review 37f)."""
+    if not settings.JWT_SESSION_MAX_LIFETIME:
+        return False
+    signed_in = token.get(SIGNED_IN_CLAIM, token["iat"])
+    return signed_in + settings.JWT_SESSION_MAX_LIFETIME.total_seconds() <= now().timestamp()
+
+
 def token_pair_for(user: User, rotated: tokens.Token | None = None) -> dict[str, str]:
     refresh = RefreshToken.for_user(user, rotated)
     access = refresh.access_token

@@ -133,11 +133,14 @@ class RegisterView(TokenIssuingView):
         has to tell a taken email, so asking it for many addresses is made slow."""
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        # One transaction with its first token: a statement cancelled there (a 503 "not
+        # carried out") had left the account created, and the retry a 400 (review 37f).
         try:
-            user = services.user_register(**serializer.validated_data)
+            with transaction.atomic():
+                user = services.user_register(**serializer.validated_data)
+                body = {"user": UserSerializer(user).data, **token_pair_for(user)}
         except IntegrityError:  # the same email registered a moment ago by a parallel request
             raise serializers.ValidationError({"email": [EMAIL_TAKEN]}) from None
-        body = {"user": UserSerializer(user).data, **token_pair_for(user)}
         return Response(body, status=status.HTTP_201_CREATED)
 
 

@@ -1589,8 +1589,14 @@ def _lock_next_occurrence_early(next_id: UUID) -> None:
     occurrence there, after the group lock, while a write of that occurrence held it and
     waited for the group: a deadlock, 1 s (review 37c). A task's parent would be the same, but
     a subtask is locked before its parent already (see "Known" above)."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE", [next_id])
+    # NOWAIT, giving way as a spread does: the task is held already, and a delete of the
+    # occurrence locks the two in ROW_LOCK_ORDER (the occurrence first when its id sorts
+    # first), then waits for the task: waiting here closed that cycle (review 37f, 1 s).
+    with _giving_way_to_holders(("id = %s", [next_id])), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
+            [next_id],
+        )
 
 
 def task_move(

@@ -344,14 +344,17 @@ class TaskListViewSet(
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        task_list = services.list_create(
-            user=request.user,
-            name=data["name"],
-            color=data.get("color"),
-            position=data.get("position"),
-        )
-        self.written_version = task_list.version  # for the ETag: the body has no version
-        return self._respond(task_list, status.HTTP_201_CREATED)
+        # The answer read in the create's transaction: read after its commit, a statement
+        # cancelled there (a 503 "not carried out") left the list created (review 37f).
+        with transaction.atomic():
+            task_list = services.list_create(
+                user=request.user,
+                name=data["name"],
+                color=data.get("color"),
+                position=data.get("position"),
+            )
+            self.written_version = task_list.version  # for the ETag: the body has no version
+            return self._respond(task_list, status.HTTP_201_CREATED)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         task_list = self.get_object()

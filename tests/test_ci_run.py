@@ -25,7 +25,7 @@ def test_ci_run_installs_its_tools_as_root_or_through_sudo(tmp_path, uid, throug
     # CI=true the browser and wrk tests then failed.
     (tmp_path / ".ci").mkdir()
     shutil.copy(ROOT / ".ci" / "run", tmp_path / ".ci" / "run")
-    bin_dir = tmp_path / "bin"  # no chromium, no wrk, no nginx
+    bin_dir = tmp_path / "bin"  # none of the tools
     bin_dir.mkdir()
     for name, body in STUBS.items():
         (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
@@ -40,7 +40,7 @@ def test_ci_run_installs_its_tools_as_root_or_through_sudo(tmp_path, uid, throug
     )
 
     assert done.returncode == 0, done.stderr
-    install = "apt-get install -y -qq chromium wrk nginx"
+    install = "apt-get install -y -qq chromium wrk nginx openssl curl"
     sudo = "sudo " if through_sudo else ""
     assert log.read_text().splitlines() == [
         *([f"{sudo}apt-get update -qq"] if through_sudo else []),

@@ -183,3 +183,46 @@ def test_the_app_s_answers_pass_through_nginx_as_the_app_gave_them(proxy, tmp_pa
             f"https://{HOST}/api/v1/tasks/",
         )
         assert redirect.getheader("Server") == "nginx"
+
+
+def _readme_paragraph_on_nginx_limits() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("Past nginx's limits")
+    return text[start : text.index("```nginx", start)]
+
+
+def test_nginx_s_own_414_and_431_over_http2_are_problems_or_readme_says_they_are_not(proxy):
+    """README's block listens `443 ssl http2`: browsers and mobile HTTP stacks speak HTTP/2
+    there. nginx 1.22 then ends the whole connection for a header field (the :path included)
+    whose HPACK-encoded size passes large_client_header_buffers' 32k (error log: "client sent
+    too large header field while processing HTTP/2 connection"); curl gets no answer at all. A
+    40,000-byte URL of one letter Huffman-codes to ~25 KB and goes to the app."""
+    curl = shutil.which("curl")
+    if (
+        curl is None
+        or "HTTP2" not in subprocess.run([curl, "--version"], capture_output=True, text=True).stdout
+    ):
+        tool_missing("curl with HTTP/2 not found (apt-get install curl)")
+    tls, _ = proxy(free_port())
+    url = f"https://127.0.0.1:{tls}/api/v1/tasks/"
+    cases = {
+        414: [f"{url}?search=" + "a" * 60_000],
+        431: ["-H", "X-Note: " + "a" * 60_000, url],
+    }
+    for status, arguments in cases.items():
+        run = subprocess.run(
+            [curl, "-sk", "--http2", "-H", f"Host: {HOST}", "-w", "\n%{http_code}", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        body, _, code = run.stdout.rpartition("\n")
+        if code == "000":  # no answer: the connection was ended
+            assert "HTTP/2" in _readme_paragraph_on_nginx_limits(), (
+                f"over HTTP/2 nginx ended the connection instead of its {status} problem, and "
+                "README says its 414 and 431 are problems"
+            )
+            continue
+        assert int(code) == status, body[:200]
+        problem = json.loads(body)
+        assert (problem["status"], problem["title"]) == (status, title_for(status))

@@ -88,3 +88,17 @@ def test_a_sign_in_time_not_a_whole_epoch_second_is_refused(value):
     }
     assert well_formed_claims(payload)
     assert not well_formed_claims({**payload, SIGNED_IN_CLAIM: value})
+
+
+def test_a_refresh_past_the_session_cap_is_refused_within_the_skew(user, clock, settings):
+    """README: "the refresh past it is a plain 401: sign in again". Within JWT_CLOCK_SKEW_SECONDS
+    past the cap it was a 200 whose refresh and access tokens had expired already (exp = the
+    session's end, 30 s ago): a client that refreshes an expired token refreshed again at once,
+    6 times in a row at 5 s steps."""
+    settings.JWT_SESSION_MAX_LIFETIME = timedelta(days=1)
+    pair = sign_in(user.email, DEFAULT_PASSWORD)
+    assert api_settings.LEEWAY.total_seconds() > 30
+    clock(24 * 3600 + 30)  # 30 s past the session's end, within the skew
+    answer = refresh(pair["refresh"])
+    body = assert_problem(answer, 401)
+    assert body.get("code") is None, body

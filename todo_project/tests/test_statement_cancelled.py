@@ -8,9 +8,10 @@ import orjson
 import pytest
 from django.db import connection
 
+from accounts.models import User
 from accounts.tokens import RefreshToken
 from tasks import services
-from tasks.models import IdempotencyRecord, OwnerTaskCount, Task
+from tasks.models import IdempotencyRecord, OwnerTaskCount, Task, TaskList
 from tasks.tests.test_fast_lane import call
 from todo_project import wsgi
 from todo_project.tests.helpers import connection_of_its_own, statement_timeout
@@ -75,3 +76,43 @@ def test_a_create_with_a_key_cancelled_is_a_503_and_the_key_is_free_again(user, 
     status, _, content = call(wsgi.application, path, token, "POST", **body, **key)
     assert status.startswith("201"), content
     assert Task.objects.filter(title="Call mum").count() == 1
+
+
+# Review 37f: views whose write committed before a later statement; now one transaction.
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_list_create_cancelled_in_its_answer_creates_no_list(user, caplog):
+    """The create commits, then its answer's read (the task counts, from tasks_task) waits past
+    the statement timeout behind a lock on tasks_task (0023's reversal, README: 71-83 s): the
+    503 says "not carried out", and the client's retry (no key) made a second list."""
+    token = str(RefreshToken.for_user(user).access_token)
+    body = {"data": b'{"name": "Groceries"}', "content_type": "application/json"}
+    with connection_of_its_own(connection) as other, other.transaction():
+        other.execute(f"LOCK TABLE {Task._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        with statement_timeout(connection, "300ms"), caplog.at_level(logging.INFO):
+            status, _, content = call(wsgi.application, "/api/v1/lists/", token, "POST", **body)
+    assert status.startswith("503"), content
+    assert b"not carried out" in content
+    assert TaskList.objects.filter(owner=user).count() == 0, "the 503 left a list created"
+    status, _, content = call(wsgi.application, "/api/v1/lists/", token, "POST", **body)
+    assert status.startswith("201"), content
+    assert TaskList.objects.filter(owner=user).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_register_cancelled_at_its_token_creates_no_account(caplog):
+    """The account commits, then its first refresh token's INSERT (token_blacklist_
+    outstandingtoken) waits past the timeout (a lock on that table): the 503 says "not carried
+    out; send it again", and the retry was a 400 "An account with this email already exists"."""
+    data = {"email": "new@example.com", "password": "correct-horse-battery-9"}
+    body = {"data": orjson.dumps(data), "content_type": "application/json"}
+    path = "/api/v1/auth/register/"
+    with connection_of_its_own(connection) as other, other.transaction():
+        other.execute("LOCK TABLE token_blacklist_outstandingtoken IN SHARE MODE")
+        with statement_timeout(connection, "300ms"), caplog.at_level(logging.INFO):
+            status, _, content = call(wsgi.application, path, None, "POST", **body)
+    assert status.startswith("503"), content
+    assert not User.objects.filter(email=data["email"]).exists(), "the 503 left an account"
+    status, _, content = call(wsgi.application, path, None, "POST", **body)
+    assert status.startswith("201"), content
