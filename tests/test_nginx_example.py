@@ -64,7 +64,9 @@ def proxy(nginx, tmp_path):
         subprocess.run(
             ["openssl", *self_signed, f"/CN={HOST}", *certificate], check=True, capture_output=True
         )
-        tls, plain = free_port(), free_port()
+        tls = plain = app_port
+        while len({tls, plain, app_port}) < 3:  # free_port() may give a port twice
+            tls, plain = free_port(), free_port()
         block = (
             readme_server_block()
             .replace("listen 443 ssl http2;", f"listen 127.0.0.1:{tls} ssl http2;")
