@@ -1,0 +1,83 @@
+"""The writes that force custom plans (tasks.services._CUSTOM_PLANS: deletes and tag writes,
+whose arrays of ids a generic plan would not know the length of) put the usual mode back in
+their last statement, before the COMMIT: the deferred foreign-key checks and the search
+table's cascade run there, a query per deleted task and key, each planned again under the
+forced mode (a list delete of 4,086 tasks with fresh statistics 405 -> 795 ms, its COMMIT
+92 -> 404-418 ms; review 37e). And a bulk delete forces it before its first read, itself
+planned for the array it gets (a generic plan from the 7th run on a connection: 13 -> 155-173
+ms at 100,000 tasks under the statistics of an emptied table)."""
+
+import pytest
+from django.db import connection, transaction
+
+from tasks import services
+from tasks.models import POSITION_GAP, Tag, Task, TaskList
+from tasks.tests.many_tasks import tagged_tasks_under_emptied_statistics
+
+pytestmark = pytest.mark.django_db
+
+
+def _plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('plan_cache_mode')")
+        return cursor.fetchone()[0]
+
+
+def _tasks(user, count: int, task_list=None) -> list[Task]:
+    return Task.objects.bulk_create(
+        Task(owner=user, title=f"t{n}", position=(n + 1) * POSITION_GAP, list=task_list)
+        for n in range(count)
+    )
+
+
+def test_a_list_delete_puts_plan_cache_mode_back_before_the_commit(user):
+    task_list = TaskList.objects.create(owner=user, name="L", position=POSITION_GAP)
+    _tasks(user, 3, task_list)
+    with transaction.atomic():
+        services.list_delete(user=user, task_list=task_list, delete_tasks=True)
+        # What the deferred foreign-key checks of the 3 deleted tasks are planned under.
+        assert _plan_cache_mode() == "auto"
+    assert not Task.objects.filter(owner=user).exists()
+
+
+def test_a_bulk_delete_puts_plan_cache_mode_back_before_the_commit(user):
+    ids = [task.pk for task in _tasks(user, 3)]
+    with transaction.atomic():
+        assert services.tasks_bulk_apply(user=user, action="delete", ids=ids) == 3
+        assert _plan_cache_mode() == "auto"
+
+
+def test_a_tag_merge_puts_plan_cache_mode_back_before_the_commit(user):
+    source = Tag.objects.create(owner=user, name="a")
+    Tag.objects.create(owner=user, name="b")
+    for task in _tasks(user, 3):
+        task.tags.add(source)
+    with transaction.atomic():
+        merged = services.tag_rename(user=user, tag=source, name="b")
+        # The merge's new links are checked at the COMMIT, one query per link and key.
+        assert _plan_cache_mode() == "auto"
+    assert merged.tasks.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_repeated_bulk_deletes_read_their_ids_with_custom_plans(user, api_client):
+    tag = Tag.objects.create(owner=user, name="t")
+    tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 2_000)
+    ids = list(Task.objects.filter(owner=user).values_list("pk", flat=True))
+    for n in range(10):  # one connection: the test's
+        chunk = [str(pk) for pk in ids[n * 50 : (n + 1) * 50]]
+        response = api_client.post(
+            "/api/v1/tasks/bulk/", {"action": "delete", "ids": chunk}, format="json"
+        )
+        assert response.status_code == 200, response.content
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE %s AND generic_plans > 0",
+            ["%ARRAY(SELECT id FROM tasks_task%"],
+        )
+        generic = cursor.fetchall()
+    # 6a00cea..: the ids' read, prepared at its 2nd run, planned for any array from its 7th
+    # (no length known, nothing hashed: each of the owner's tasks compared with each id).
+    assert generic == []
+    assert Task.objects.filter(owner=user).count() == 2_000 - 500
