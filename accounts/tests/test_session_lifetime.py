@@ -4,21 +4,16 @@ a whole refresh lifetime again; JWT_SESSION_MAX_LIFETIME caps it from the sign-i
 from datetime import timedelta
 
 import pytest
-from rest_framework.test import APIClient
 from rest_framework_simplejwt.settings import api_settings
 
 from accounts.tests.conftest import CLOCK
-from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tests.helpers import assert_problem, bearer, refresh, sign_in
 from accounts.tokens import SIGNED_IN_CLAIM, AccessToken, RefreshToken, well_formed_claims
 from conftest import DEFAULT_PASSWORD
 
 HOUR = 3600
 DAY = 24 * HOUR
 ME = "/api/v1/auth/me/"
-
-
-def refresh(raw: str):
-    return APIClient().post("/api/v1/auth/token/refresh/", {"refresh": raw}, format="json")
 
 
 def claims(raw: str, kind=RefreshToken) -> dict:

@@ -39,7 +39,7 @@ from accounts import services
 from accounts import tokens as our_tokens
 from accounts.models import User
 from accounts.tests.conftest import CLOCK
-from accounts.tests.helpers import assert_problem, bearer, sign_in
+from accounts.tests.helpers import assert_problem, bearer, refresh, sign_in
 from conftest import DEFAULT_PASSWORD
 from todo_project.tests.helpers import state_machine_settings
 
@@ -399,12 +399,7 @@ def test_accounts_and_tokens_match_a_model_of_two_people(settings, fake_clock):
     run_state_machine_as_test(AuthAPI, settings=AuthAPI.TestCase.settings)
 
 
-REFRESH = "/api/v1/auth/token/refresh/"
 LOGOUT = "/api/v1/auth/logout/"
-
-
-def refresh(raw: str):
-    return APIClient().post(REFRESH, {"refresh": raw}, format="json")
 
 
 # Found by the machine (review 36i): "use the pair that request got" sent a client to a pair
