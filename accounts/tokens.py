@@ -4,9 +4,10 @@ simplejwt gives signing, expiry, token types and the refresh blacklist. What it 
 module adds: a `gen` claim (see `User.token_generation`) so that revoking every token of a user
 is one integer bump, a `fam` claim on refresh tokens, the session they belong to (issued at
 sign-in, kept by rotation), so that logout or a reused refresh token ends the whole session
-(`RevokedTokenFamily`), an `auth_time` claim (OpenID Connect's name: when the session signed in,
-kept by rotation) for the cap JWT_SESSION_MAX_LIFETIME sets on a session, a denylist of access-token ids (`DeniedAccessToken`) for logout, and a
-check of the claims our code reads (well_formed_claims).
+(`RevokedTokenFamily`), an `auth_time` claim (OpenID Connect's name: when the session signed
+in, kept by rotation) for the cap JWT_SESSION_MAX_LIFETIME sets on a session, a denylist of
+access-token ids (`DeniedAccessToken`) for logout, and a check of the claims our code reads
+(well_formed_claims).
 """
 
 import uuid
@@ -124,11 +125,9 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
             token[FAMILY_CLAIM] = family_of(rotated)
             # A token from before the claim: its session counts from its own issue.
             token[SIGNED_IN_CLAIM] = rotated.get(SIGNED_IN_CLAIM, rotated["iat"])
-        if settings.JWT_SESSION_MAX_LIFETIME:
-            session_end = token[SIGNED_IN_CLAIM] + int(
-                settings.JWT_SESSION_MAX_LIFETIME.total_seconds()
-            )
-            token["exp"] = min(token["exp"], session_end)
+        end = session_end(token)
+        if end is not None:
+            token["exp"] = min(token["exp"], end)
         OutstandingToken.objects.create(
             user=user,
             jti=token[api_settings.JTI_CLAIM],
@@ -158,14 +157,21 @@ class RefreshToken(WellFormedClaims, tokens.RefreshToken):
         return token
 
 
-def past_session_cap(token: tokens.Token) -> bool:
-    """Whether the session of this refresh token has reached JWT_SESSION_MAX_LIFETIME: a token
-    accepted within the clock skew past its `exp` (the cap) must not be traded for a pair that
-    has expired already (review 37f)."""
+def session_end(token: tokens.Token) -> int | None:
+    """When the session of this refresh token ends (epoch seconds) under JWT_SESSION_MAX_LIFETIME,
+    counted from its sign-in (a token from before the claim: from its own issue); None: no cap."""
     if not settings.JWT_SESSION_MAX_LIFETIME:
-        return False
+        return None
     signed_in = token.get(SIGNED_IN_CLAIM, token["iat"])
-    return signed_in + settings.JWT_SESSION_MAX_LIFETIME.total_seconds() <= now().timestamp()
+    return signed_in + int(settings.JWT_SESSION_MAX_LIFETIME.total_seconds())
+
+
+def past_session_cap(token: tokens.Token) -> bool:
+    """Whether the session of this refresh token has reached its end: a token accepted within
+    the clock skew past its `exp` (the cap) must not be traded for a pair that has expired
+    already (review 37f)."""
+    end = session_end(token)
+    return end is not None and end <= now().timestamp()
 
 
 def token_pair_for(user: User, rotated: tokens.Token | None = None) -> dict[str, str]:

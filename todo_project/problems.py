@@ -117,19 +117,6 @@ def is_database_unavailable(exc: Exception) -> bool:
     return sqlstate.startswith("08") or sqlstate in ("57P01", "57P02", "57P03")
 
 
-def database_unavailable_response(request: HttpRequest, exc: Exception) -> HttpResponse:
-    # One line, no traceback: the cause is the database's, and /readyz says so too.
-    logger.error("Database unavailable on %s %s: %s", request.method, request.path, exc)
-    return logged(
-        problem_response(
-            request,
-            503,
-            DATABASE_UNAVAILABLE_DETAIL,
-            headers={"Retry-After": DATABASE_UNAVAILABLE_RETRY_AFTER},
-        )
-    )
-
-
 # A statement PostgreSQL cancelled (query_canceled): past DB_STATEMENT_TIMEOUT, most often
 # waiting for a lock a stuck request holds, or cancelled by an operator. Its transaction was
 # rolled back, and a retry a little later is what fixes it: a 503 like an outage's, but with the
@@ -148,16 +135,24 @@ def is_statement_cancelled(exc: Exception) -> bool:
     )
 
 
-def statement_cancelled_response(request: HttpRequest, exc: Exception) -> HttpResponse:
-    logger.error(
-        "Statement cancelled on %s %s: %s", request.method, request.path, exc, exc_info=exc
-    )
+def database_retry_response(request: HttpRequest, exc: Exception) -> HttpResponse | None:
+    """The 503 with Retry-After for a database that is away or a statement it cancelled, logged
+    once; None for any other error."""
+    if is_database_unavailable(exc):
+        # One line, no traceback: the cause is the database's, and /readyz says so too.
+        logger.error("Database unavailable on %s %s: %s", request.method, request.path, exc)
+        detail = DATABASE_UNAVAILABLE_DETAIL
+    elif is_statement_cancelled(exc):
+        # With the traceback: it names the statement an operator has to look at.
+        logger.error(
+            "Statement cancelled on %s %s: %s", request.method, request.path, exc, exc_info=exc
+        )
+        detail = STATEMENT_CANCELLED_DETAIL
+    else:
+        return None
     return logged(
         problem_response(
-            request,
-            503,
-            STATEMENT_CANCELLED_DETAIL,
-            headers={"Retry-After": DATABASE_UNAVAILABLE_RETRY_AFTER},
+            request, 503, detail, headers={"Retry-After": DATABASE_UNAVAILABLE_RETRY_AFTER}
         )
     )
 
@@ -341,12 +336,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     elif isinstance(exc, ConcurrentChange):  # a service's, given up after its own tries
         log_concurrent_change(exc)
         exc.logged = True
-    elif is_database_unavailable(exc):
+    elif (retry := database_retry_response(request, exc)) is not None:
         set_rollback()
-        return database_unavailable_response(request, exc)
-    elif is_statement_cancelled(exc):
-        set_rollback()
-        return statement_cancelled_response(request, exc)
+        return retry
     if not isinstance(exc, exceptions.APIException):
         return None  # unhandled: the middleware answers a 500 problem and logs it
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
@@ -490,10 +482,8 @@ class ApiProblemMiddleware:
             return None
         if isinstance(exc, ANSWERED_BY_DJANGO):
             return None  # Django's 400, 403 or 404, logged as it logs it; __call__: a problem
-        if is_database_unavailable(exc):  # outside DRF's views: the authentication middleware
-            return database_unavailable_response(request, exc)
-        if is_statement_cancelled(exc):
-            return statement_cancelled_response(request, exc)
+        if (retry := database_retry_response(request, exc)) is not None:  # outside DRF's views
+            return retry
         logger.exception("Unhandled exception on %s %s", request.method, request.path)
         return logged(problem_response(request, 500, UNEXPECTED_ERROR_DETAIL))
 
