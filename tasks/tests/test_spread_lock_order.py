@@ -125,6 +125,19 @@ HOLDERS = {
 }
 
 
+def _let_go_without_deadlock(go, held, waiting, caplog) -> tuple:
+    """Once the `waiting` writer waits for a lock, lets the `held` one go on (`go`); both
+    answers, neither a deadlock run again nor a wait of deadlock_timeout (1 s)."""
+    assert wait_for_lock_waiters(connection, 1)
+    started = time.monotonic()
+    go.set()
+    answers = held(), waiting()
+    took = time.monotonic() - started
+    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
+    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
+    return answers
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("holder", list(HOLDERS))
 @pytest.mark.parametrize("spreader_write", list(SPREADERS))
@@ -139,17 +152,12 @@ def test_a_spread_never_deadlocks_with_a_writer_holding_a_neighbour(
     spreading = start_in_thread(lambda: spread(user, anchor, spreader))
     assert reached.wait(10)  # the spreader holds its task and the Inbox's group
     holding = start_in_thread(lambda: hold(user, neighbour, spreader, home))
-    assert wait_for_lock_waiters(connection, 1)  # the holder has the neighbour, and waits
-    started = time.monotonic()
-    go.set()  # the spread moves the neighbour up
-    spread_answer, hold_answer = spreading(), holding()
-    took = time.monotonic() - started
+    # The holder has the neighbour, and waits; then the spread moves the neighbour up.
+    spread_answer, hold_answer = _let_go_without_deadlock(go, spreading, holding, caplog)
     assert (spread_answer.status_code, hold_answer.status_code) == (200, 200), (
         spread_answer.content,
         hold_answer.content,
     )
-    assert deadlocks_run_again(caplog) == []
-    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
     ranks = dict(Task.objects.filter(list=None, parent=None).values_list("pk", "position"))
     if neighbour.pk in ranks and spreader.pk in ranks:  # both still in the Inbox
         assert ranks[anchor.pk] <= ranks[spreader.pk] < ranks[neighbour.pk] or (
@@ -173,15 +181,9 @@ def test_a_spread_in_a_list_never_deadlocks_with_the_lists_delete(
     )
     assert reached.wait(10)
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/lists/{home.pk}/"))
-    assert wait_for_lock_waiters(connection, 1)
-    started = time.monotonic()
-    go.set()
-    moved, deleted = spreading(), deleting()
-    took = time.monotonic() - started
+    moved, deleted = _let_go_without_deadlock(go, spreading, deleting, caplog)
     assert moved.status_code in (200, 400), moved.content  # 400: the list went first
     assert deleted.status_code == 204, deleted.content
-    assert deadlocks_run_again(caplog) == []
-    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
     titles = list(
         Task.objects.filter(list=None, parent=None)
         .order_by("position")
@@ -205,14 +207,8 @@ def test_a_recurring_completions_spread_never_deadlocks_with_the_delete_of_a_nei
     )
     assert reached.wait(10)  # the task, the group and the count held
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{neighbour.pk}/"))
-    assert wait_for_lock_waiters(connection, 1)
-    started = time.monotonic()
-    go.set()
-    completed, deleted = completing(), deleting()
-    took = time.monotonic() - started
+    completed, deleted = _let_go_without_deadlock(go, completing, deleting, caplog)
     assert (completed.status_code, deleted.status_code) == (200, 204)
-    assert deadlocks_run_again(caplog) == []
-    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
 
 
 def _run_again(caplog) -> list[str]:
@@ -294,13 +290,8 @@ def test_a_move_whose_spread_moves_the_task_never_deadlocks_with_its_next_occurr
         )
     )
     # The completion waits: for the copy now; before, it held the copy and waited for the group.
-    assert wait_for_lock_waiters(connection, 1)
-    started = time.monotonic()
-    go.set()
-    moved, completed = move(), completing()
-    took = time.monotonic() - started
+    moved, completed = _let_go_without_deadlock(go, move, completing, caplog)
     assert (moved.status_code, completed.status_code) == (200, 200)
-    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -337,11 +328,6 @@ def test_a_move_never_deadlocks_with_the_delete_of_its_next_occurrence(
     )
     assert reached.wait(10)  # the move holds its task
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{copy_id}/"))
-    assert wait_for_lock_waiters(connection, 1)  # the delete holds the copy, waits for the task
-    started = time.monotonic()
-    go.set()
-    moved, deleted = move(), deleting()
-    took = time.monotonic() - started
+    # The delete holds the copy, and waits for the task.
+    moved, deleted = _let_go_without_deadlock(go, move, deleting, caplog)
     assert (moved.status_code, deleted.status_code) == (200, 204), (moved.content, deleted.content)
-    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
-    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
