@@ -690,6 +690,18 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
             "task_owner_title",
             "(owner_id, lower((title)::text))",
         ),
+        (
+            "0024_due_date_descending_index",
+            "0025_due_date_index_ends_in_the_id",
+            "task_owner_due_id",
+            "(owner_id, due_date, due_time, id)",
+        ),
+        (  # reversed: the index 0025 dropped, built again
+            "0025_due_date_index_ends_in_the_id",
+            "0024_due_date_descending_index",
+            "task_owner_due",
+            "(owner_id, due_date, due_time)",
+        ),
     ],
 )
 def test_a_concurrent_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build(
