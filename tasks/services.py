@@ -12,7 +12,10 @@ group nor the Inbox, advisory locks can, which keeps the order total under concu
 and moves. Row locks on tasks are always taken before group locks, several rows in one order:
 top-level tasks by id, then subtasks by parent and id (a parent's own write locks it, then its
 subtasks); but for the siblings a spread moves, which it finds under the group lock: it takes
-them NOWAIT and gives way (NeighboursHeld). So writers seldom deadlock; when they do,
+them NOWAIT and gives way (NeighboursHeld), as does a move whose spread moved the task itself
+for the rows its foreign keys name (its parent, its next occurrence), which PostgreSQL would
+lock at the COMMIT (_lock_parent_after_spread, _lock_next_occurrence_early). So writers seldom
+deadlock; when they do,
 PostgreSQL breaks the tie and the write is run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
 locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
 at the write anyway, only sooner; with a writer locking the two the other way round (B put
@@ -353,13 +356,21 @@ class NeighboursHeld(OperationalError):
     def wait_before_running_again(self) -> None:
         sql, params = self._wait
         with connection.cursor() as cursor:
-            # FOR SHARE waits for every writer of the rows (FOR UPDATE, FOR NO KEY UPDATE), in
-            # ROW_LOCK_ORDER as every lock of several tasks, and lets go at once (autocommit).
+            # FOR SHARE waits for every writer of a row (FOR UPDATE, FOR NO KEY UPDATE). The
+            # rows held now (SKIP LOCKED takes the others, and lets them go at once: autocommit),
+            # then each of them in a statement of its own, which holds nothing while it waits.
+            # One statement over them all held the first rows while it waited for a later one:
+            # a writer that locks a parent's subtasks in the order it reads them (a completion's
+            # cascade, a move of the parent's list), holding that later row, then waited for a
+            # first one: a deadlock, 1 s, and the wait's error was the request's 503 (review 38c).
             cursor.execute(
-                f"SELECT 1 FROM tasks_task WHERE {sql}"
-                " ORDER BY parent_id NULLS FIRST, id FOR SHARE",
-                params,
+                f"SELECT id FROM tasks_task WHERE {sql} AND id NOT IN"
+                f" (SELECT id FROM tasks_task WHERE {sql} FOR SHARE SKIP LOCKED)"
+                " ORDER BY parent_id NULLS FIRST, id",
+                [*params, *params],
             )
+            for (held,) in cursor.fetchall():
+                cursor.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR SHARE", [held])
 
 
 @contextmanager
@@ -575,7 +586,13 @@ def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
         if attempt == 0:
             # Opens the gap; the anchor may move down, so it is read again. The task was not
             # right after it, and a spread keeps the order: it is placed, whatever it moved.
-            _spread_after(task.owner_id, task.sibling_group, anchor_rank)
+            spread = _spread_after(task.owner_id, task.sibling_group, anchor_rank)
+            if (
+                in_group
+                and task.parent_id is not None
+                and (spread is None or task.position in spread)
+            ):
+                _lock_parent_after_spread(task.parent_id)
     raise AssertionError("a spread always opens the gap")  # pragma: no cover
 
 
@@ -1598,8 +1615,8 @@ def _lock_next_occurrence_early(next_id: UUID) -> None:
     the moved task itself makes the move's UPDATE of it the second in the transaction, and
     PostgreSQL then checks its foreign keys at the COMMIT whatever changed: it locked the next
     occurrence there, after the group lock, while a write of that occurrence held it and
-    waited for the group: a deadlock, 1 s (review 37c). A task's parent would be the same, but
-    a subtask is locked before its parent already (see "Known" above)."""
+    waited for the group: a deadlock, 1 s (review 37c). A subtask's parent is the same, locked
+    only when a spread did move the subtask (_lock_parent_after_spread)."""
     # NOWAIT, giving way as a spread does: the task is held already, and a delete of the
     # occurrence locks the two in ROW_LOCK_ORDER (the occurrence first when its id sorts
     # first), then waits for the task: waiting here closed that cycle (review 37f, 1 s).
@@ -1607,6 +1624,21 @@ def _lock_next_occurrence_early(next_id: UUID) -> None:
         cursor.execute(
             f"SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
             [next_id],
+        )
+
+
+def _lock_parent_after_spread(parent_id: UUID) -> None:
+    """FOR KEY SHARE on a subtask's parent, once a spread moved the subtask itself (a move's):
+    the move's UPDATE of it is then the second in the transaction, and PostgreSQL checks its
+    foreign keys at the COMMIT whatever changed, which locked the parent there. A writer of the
+    parent holds it, then waits for the subtask (a completion's cascade, a delete, a move of
+    its list, a bulk action naming both, a list's delete): a deadlock, 1 s (review 38c). The
+    subtask is held already and the parent comes first in ROW_LOCK_ORDER: NOWAIT, giving way as
+    a spread does (NeighboursHeld). Only such moves take it: one statement more, for a spread."""
+    with _giving_way_to_holders(("id = %s", [parent_id])), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
+            [parent_id],
         )
 
 

@@ -80,7 +80,13 @@ def run_again_on_concurrent_change(
                 )
                 if wait is not None:  # it gave way: it waits, holding nothing
                     gave_way += 1
-                    wait()
+                    try:
+                        wait()
+                    except DatabaseError as waited:
+                        # Queued in a cycle of others' (a deadlock it held nothing of, picked
+                        # to end it): the write runs again all the same, not a 503 (review 38c).
+                        if not is_concurrent_change(waited):
+                            raise
                 else:
                     time.sleep(random.uniform(0.002, 0.02) * attempt)
                     attempt += 1

@@ -13,7 +13,12 @@ from psycopg import errors as psycopg_errors
 from conftest import client_for
 from tasks import services
 from tasks.models import Task
-from todo_project.tests.helpers import connection_of_its_own, lock_waiters
+from todo_project.tests.helpers import (
+    connection_of_its_own,
+    deadlocks_run_again,
+    lock_waiters,
+    wait_for_lock_waiters,
+)
 
 
 def deadlock(user, task: Task, send, winner_writes=lambda locked: None) -> list:
@@ -74,3 +79,40 @@ def list_deleted_before_the_update(monkeypatch, task_list) -> None:
         return update(**kwargs)
 
     monkeypatch.setattr(services, "task_update", list_deleted_meanwhile)
+
+
+def held_after_first_group_lock(
+    monkeypatch, name: str = "_lock_groups"
+) -> tuple[threading.Event, threading.Event]:
+    """The first call of services.<name> (the spreading write's) stops once it has run, until
+    `go`; every later call (the other writer's) runs as it is."""
+    reached, go = threading.Event(), threading.Event()
+    original = getattr(services, name)
+    first = threading.Lock()
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        if first.acquire(blocking=False):
+            reached.set()
+            assert go.wait(20)
+        return result
+
+    monkeypatch.setattr(services, name, held)
+    return reached, go
+
+
+def let_go_without_deadlock(go, held, waiting, caplog) -> tuple:
+    """Once the `waiting` writer waits for a lock, lets the `held` one go on (`go`); both
+    answers, neither a deadlock run again nor a wait of deadlock_timeout (1 s)."""
+    assert wait_for_lock_waiters(connection, 1)
+    started = time.monotonic()
+    go.set()
+    answers = held(), waiting()
+    took = time.monotonic() - started
+    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
+    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
+    return answers
+
+
+def retries_logged(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.name == "todo.retry"]

@@ -19,34 +19,18 @@ from django.db import connection
 from conftest import client_for
 from tasks import services
 from tasks.models import POSITION_GAP, Task
+from tasks.tests.deadlocks import (
+    held_after_first_group_lock,
+    let_go_without_deadlock,
+    retries_logged,
+)
 from todo_project.tests.helpers import (
     connection_of_its_own,
-    deadlocks_run_again,
     start_in_thread,
     wait_for_lock_waiters,
 )
 
 RECURRING = {"due_date": date(2026, 12, 1), "recurrence": "FREQ=DAILY"}
-
-
-def _held_after_first_group_lock(
-    monkeypatch, name: str = "_lock_groups"
-) -> tuple[threading.Event, threading.Event]:
-    """The first call of services.<name> (the spreading write's) stops once it has run, until
-    `go`; every later call (the other writer's) runs as it is."""
-    reached, go = threading.Event(), threading.Event()
-    original = getattr(services, name)
-    first = threading.Lock()
-
-    def held(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        if first.acquire(blocking=False):
-            reached.set()
-            assert go.wait(20)
-        return result
-
-    monkeypatch.setattr(services, name, held)
-    return reached, go
 
 
 def _crowded(
@@ -125,19 +109,6 @@ HOLDERS = {
 }
 
 
-def _let_go_without_deadlock(go, held, waiting, caplog) -> tuple:
-    """Once the `waiting` writer waits for a lock, lets the `held` one go on (`go`); both
-    answers, neither a deadlock run again nor a wait of deadlock_timeout (1 s)."""
-    assert wait_for_lock_waiters(connection, 1)
-    started = time.monotonic()
-    go.set()
-    answers = held(), waiting()
-    took = time.monotonic() - started
-    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
-    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
-    return answers
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("holder", list(HOLDERS))
 @pytest.mark.parametrize("spreader_write", list(SPREADERS))
@@ -148,12 +119,12 @@ def test_a_spread_never_deadlocks_with_a_writer_holding_a_neighbour(
     hold, neighbour_data = HOLDERS[holder]
     home = make_list("Home")
     anchor, neighbour, spreader = _crowded(user, make_task, spreader_data, neighbour_data)
-    reached, go = _held_after_first_group_lock(monkeypatch)
+    reached, go = held_after_first_group_lock(monkeypatch)
     spreading = start_in_thread(lambda: spread(user, anchor, spreader))
     assert reached.wait(10)  # the spreader holds its task and the Inbox's group
     holding = start_in_thread(lambda: hold(user, neighbour, spreader, home))
     # The holder has the neighbour, and waits; then the spread moves the neighbour up.
-    spread_answer, hold_answer = _let_go_without_deadlock(go, spreading, holding, caplog)
+    spread_answer, hold_answer = let_go_without_deadlock(go, spreading, holding, caplog)
     assert (spread_answer.status_code, hold_answer.status_code) == (200, 200), (
         spread_answer.content,
         hold_answer.content,
@@ -173,7 +144,7 @@ def test_a_spread_in_a_list_never_deadlocks_with_the_lists_delete(
     the Inbox's and the list's groups."""
     home = make_list("Home")
     anchor, _, spreader = _crowded(user, make_task, {}, {}, list=home)
-    reached, go = _held_after_first_group_lock(monkeypatch)
+    reached, go = held_after_first_group_lock(monkeypatch)
     spreading = start_in_thread(
         lambda: client_for(user).post(
             f"/api/v1/tasks/{spreader.pk}/move/", {"after": str(anchor.pk)}, format="json"
@@ -181,7 +152,7 @@ def test_a_spread_in_a_list_never_deadlocks_with_the_lists_delete(
     )
     assert reached.wait(10)
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/lists/{home.pk}/"))
-    moved, deleted = _let_go_without_deadlock(go, spreading, deleting, caplog)
+    moved, deleted = let_go_without_deadlock(go, spreading, deleting, caplog)
     assert moved.status_code in (200, 400), moved.content  # 400: the list went first
     assert deleted.status_code == 204, deleted.content
     titles = list(
@@ -199,7 +170,7 @@ def test_a_recurring_completions_spread_never_deadlocks_with_the_delete_of_a_nei
     """The completion holds the owner's task count (its copy is a new task) before it spreads;
     the neighbour's DELETE holds the neighbour and waits for the count (its trigger)."""
     _, neighbour, spreader = _crowded(user, make_task, RECURRING, {})
-    reached, go = _held_after_first_group_lock(monkeypatch, "_successor_positions")
+    reached, go = held_after_first_group_lock(monkeypatch, "_successor_positions")
     completing = start_in_thread(
         lambda: client_for(user).patch(
             f"/api/v1/tasks/{spreader.pk}/", {"completed": True}, format="json"
@@ -207,12 +178,8 @@ def test_a_recurring_completions_spread_never_deadlocks_with_the_delete_of_a_nei
     )
     assert reached.wait(10)  # the task, the group and the count held
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{neighbour.pk}/"))
-    completed, deleted = _let_go_without_deadlock(go, completing, deleting, caplog)
+    completed, deleted = let_go_without_deadlock(go, completing, deleting, caplog)
     assert (completed.status_code, deleted.status_code) == (200, 204)
-
-
-def _run_again(caplog) -> list[str]:
-    return [record.getMessage() for record in caplog.records if record.name == "todo.retry"]
 
 
 LIMIT = services.SPREAD_RUN_LIMIT
@@ -246,13 +213,13 @@ def test_a_spread_waits_for_a_neighbours_holder_outside_its_transaction(
         )
         assert wait_for_lock_waiters(connection, 1)  # gave way, and waits for the holder
         time.sleep(0.3)  # a slow holder: longer than the three attempts' 2-60 ms sleeps
-        assert _run_again(caplog) == [
+        assert retries_logged(caplog) == [
             "write ended by a concurrent change (SQLSTATE 55P03), running it again"
         ]
         other.execute("COMMIT")
     answer = completing()
     assert answer.status_code == 200, answer.content
-    assert len(_run_again(caplog)) == 1
+    assert len(retries_logged(caplog)) == 1
     titles = list(Task.objects.order_by("position").values_list("title", flat=True))
     assert titles[titles.index("t0") : titles.index("t0") + 3] == ["t0", "t0", "t1"]
 
@@ -277,7 +244,7 @@ def test_a_move_whose_spread_moves_the_task_never_deadlocks_with_its_next_occurr
         Task.objects.filter(pk=task.pk).update(position=-1000 - n)
     for task, rank in ranks.items():
         Task.objects.filter(pk=task.pk).update(position=rank)
-    reached, go = _held_after_first_group_lock(monkeypatch)
+    reached, go = held_after_first_group_lock(monkeypatch)
     move = start_in_thread(
         lambda: client_for(user).post(
             f"/api/v1/tasks/{moving.pk}/move/", {"after": str(anchor.pk)}, format="json"
@@ -290,7 +257,7 @@ def test_a_move_whose_spread_moves_the_task_never_deadlocks_with_its_next_occurr
         )
     )
     # The completion waits: for the copy now; before, it held the copy and waited for the group.
-    moved, completed = _let_go_without_deadlock(go, move, completing, caplog)
+    moved, completed = let_go_without_deadlock(go, move, completing, caplog)
     assert (moved.status_code, completed.status_code) == (200, 200)
 
 
@@ -329,5 +296,5 @@ def test_a_move_never_deadlocks_with_the_delete_of_its_next_occurrence(
     assert reached.wait(10)  # the move holds its task
     deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{copy_id}/"))
     # The delete holds the copy, and waits for the task.
-    moved, deleted = _let_go_without_deadlock(go, move, deleting, caplog)
+    moved, deleted = let_go_without_deadlock(go, move, deleting, caplog)
     assert (moved.status_code, deleted.status_code) == (200, 204), (moved.content, deleted.content)

@@ -51,3 +51,27 @@ def test_inside_a_transaction_begun_before_the_handler_it_is_raised_at_once():
     with pytest.raises(DatabaseError):
         retry.run_again_on_concurrent_change(handler)()
     assert len(calls) == 1
+
+
+def test_a_write_that_gave_way_runs_again_when_its_wait_is_ended_by_a_deadlock():
+    """Review 38c. The wait of a write that gave way holds nothing, but may queue for a row in
+    a cycle of other transactions, and be the one PostgreSQL ends: its 40P01 went out of the
+    handler as the request's 503, on its first attempt."""
+    calls = []
+
+    def wait():
+        error = DatabaseError("clash")
+        error.__cause__ = errors.lookup("40P01")()
+        raise error
+
+    def handler():
+        calls.append(1)
+        if len(calls) == 1:
+            error = DatabaseError("held")
+            error.__cause__ = errors.lookup("55P03")()
+            error.wait_before_running_again = wait
+            raise error
+        return "answer"
+
+    assert retry.run_again_on_concurrent_change(handler)() == "answer"
+    assert len(calls) == 2
