@@ -12,6 +12,7 @@ It is also a pytest plugin (`-p todo_project.devservices` in pytest.ini), so a b
 works the same way as `make test`.
 """
 
+import atexit
 import fcntl
 import json
 import os
@@ -36,6 +37,8 @@ DATA_DIR = Path(os.environ.get("TODO_DATA_DIR") or Path(__file__).resolve().pare
 # reclaim), and the next writes read it back from disk: 28-42 writes a second instead of ~300.
 POSTGRES_SETTINGS = {"shared_buffers": "2GB"}
 _SETTINGS_MARK = "# --- todo_project.devservices: POSTGRES_SETTINGS ---\n"
+# How long a start of the local PostgreSQL may take, in seconds (pg_ctl's own default).
+POSTGRES_START_TIMEOUT = 60
 
 
 def configure_postgres(pgdata: Path) -> None:
@@ -195,12 +198,35 @@ class LocalServices:
             # pgserver keeps a lock under the runtime dir; /tmp is fine when XDG's is unset.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import pgserver
+            from pgserver.postgres_server import PostgresServer
 
+        pgdata = DATA_DIR / "postgres"
         DATA_DIR.mkdir(parents=True, exist_ok=True)
-        configure_postgres(DATA_DIR / "postgres")
-        _forget_dead_postgres_users(DATA_DIR / "postgres")
-        # 'stop': the server stops when the last process that asked for it exits.
-        self._postgres = pgserver.get_server(DATA_DIR / "postgres", cleanup_mode="stop")
+        configure_postgres(pgdata)
+        _forget_dead_postgres_users(pgdata)
+        # pgserver gives pg_ctl 10 s to start PostgreSQL, then fails (on a loaded machine, reading
+        # a log pg_ctl had not written yet) and leaves the server starting with no user; while a
+        # server starts, get_server fails on an assert. Both are retried until it is ready.
+        deadline = time.monotonic() + POSTGRES_START_TIMEOUT
+        while self._postgres is None:
+            try:
+                # 'stop': the server stops when the last process that asked for it exits.
+                self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
+            except (subprocess.TimeoutExpired, FileNotFoundError, AssertionError) as error:
+                if isinstance(error, FileNotFoundError) and not isinstance(
+                    error.__context__, subprocess.TimeoutExpired
+                ):
+                    raise
+                # The failed handle stays cached (get_server returns it) and registered for exit.
+                failed = PostgresServer._instances.pop(pgdata.resolve(), None)
+                if failed is not None:
+                    atexit.unregister(failed._cleanup)
+                if time.monotonic() > deadline:
+                    sys.exit(
+                        f"PostgreSQL did not start within {POSTGRES_START_TIMEOUT} s; see "
+                        f"{pgdata / 'log'}"
+                    )
+                time.sleep(0.5)
         os.environ["DATABASE_URL"] = self._postgres.get_uri()
 
     def _start_redis(self) -> None:
