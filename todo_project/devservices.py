@@ -145,6 +145,19 @@ def _forget_dead_postgres_users(pgdata: Path) -> None:
             handles.write_text(json.dumps(running))
 
 
+def _not_postgres(pgdata: Path) -> int | None:
+    """The pid the data directory's postmaster.pid names, if a running program other than
+    PostgreSQL has it now (pid reuse after a crash); None otherwise."""
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        name = psutil.Process(pid).name()
+    except (FileNotFoundError, ValueError, psutil.Error):
+        return None
+    return None if name == "postgres" else pid
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -217,6 +230,14 @@ class LocalServices:
                     error.__context__, subprocess.TimeoutExpired
                 ):
                     raise
+                stale = isinstance(error, AssertionError) and _not_postgres(pgdata)
+                if stale:
+                    # A postmaster.pid left by a server that died starting or stopping, its pid
+                    # now another program's: pgserver takes it for the server, never ready.
+                    sys.exit(
+                        f"{pgdata / 'postmaster.pid'} names pid {stale}, which is not PostgreSQL"
+                        " (a server that died while starting or stopping): remove that file"
+                    )
                 # The failed handle stays cached (get_server returns it) and registered for exit.
                 failed = PostgresServer._instances.pop(pgdata.resolve(), None)
                 if failed is not None:

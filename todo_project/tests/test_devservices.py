@@ -433,10 +433,38 @@ def test_a_postgresql_another_run_left_starting_is_waited_for(local_servers_of_t
 def test_a_postgresql_that_does_not_start_in_time_says_so(local_servers_of_their_own):
     env, data_dir = local_servers_of_their_own
     assert _run(env)[0] == 0
-    _slow_next_start(data_dir, 5)
-    status, stderr, seconds = _run(env, timeouts="0.5", give_up_after=1)
+    _slow_next_start(data_dir, 8)
+    status, stderr, _ = _run(env, timeouts="0.5", give_up_after=1)
     assert status == 1
     log = data_dir / "postgres" / "log"
     assert stderr.splitlines()[-1] == f"PostgreSQL did not start within 1.0 s; see {log}"
-    assert seconds < 5  # before the server could be ready
+    # It gave up before the server was ready (not the run's seconds: a loaded machine spent 5.1
+    # of them, most before pg_ctl ran).
+    assert _status(data_dir) == "starting"
     # It goes on starting, with no user: the fixture's next run uses it, then stops it.
+
+
+def test_a_stale_postmaster_pid_naming_another_program_fails_at_once_and_says_so(
+    local_servers_of_their_own,
+):
+    # Review 38g: a server that died while starting left postmaster.pid ("starting"); its pid
+    # is another program's now. pgserver takes that program for the server, and its assert
+    # on "ready" was retried for POSTGRES_START_TIMEOUT, then "did not start; see the log"
+    # (the log says nothing of it). Before d3ac553 it failed at once (an AssertionError).
+    env, data_dir = local_servers_of_their_own
+    assert _run(env)[0] == 0
+    pidfile = data_dir / "postgres" / "postmaster.pid"
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile.write_text(
+            f"{other.pid}\n{data_dir / 'postgres'}\n1764950000\n5432\n{data_dir / 'postgres'}\n"
+            "\n  0 0\nstarting\n"
+        )
+        status, stderr, seconds = _run(env, give_up_after=20)
+    finally:
+        other.kill()
+        other.wait()
+        pidfile.unlink(missing_ok=True)
+    assert status == 1
+    assert stderr.splitlines()[-1].startswith(f"{pidfile} names pid {other.pid}"), stderr[-2000:]
+    assert seconds < 10
