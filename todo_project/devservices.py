@@ -158,6 +158,46 @@ def _not_postgres(pgdata: Path) -> int | None:
     return None if name == "postgres" else pid
 
 
+def _postgres_server(pgdata: Path):
+    """pgserver's handle on the PostgreSQL of `pgdata`, started if need be, once it is ready.
+
+    pgserver gives pg_ctl 10 s to start PostgreSQL, then fails (on a loaded machine, reading a
+    log pg_ctl had not written yet) and leaves the server starting with no user; while a server
+    starts, get_server fails on an assert. Both are retried until it is ready, for
+    POSTGRES_START_TIMEOUT (review 38e)."""
+    import pgserver
+    from pgserver.postgres_server import PostgresServer
+
+    deadline = time.monotonic() + POSTGRES_START_TIMEOUT
+    while True:
+        try:
+            # 'stop': the server stops when the last process that asked for it exits.
+            return pgserver.get_server(pgdata, cleanup_mode="stop")
+        except (subprocess.TimeoutExpired, FileNotFoundError, AssertionError) as error:
+            if isinstance(error, FileNotFoundError) and not isinstance(
+                error.__context__, subprocess.TimeoutExpired
+            ):
+                raise
+            stale = isinstance(error, AssertionError) and _not_postgres(pgdata)
+            if stale:
+                # A postmaster.pid left by a server that died starting or stopping, its pid
+                # now another program's: pgserver takes it for the server, never ready.
+                sys.exit(
+                    f"{pgdata / 'postmaster.pid'} names pid {stale}, which is not PostgreSQL"
+                    " (a server that died while starting or stopping): remove that file"
+                )
+            # The failed handle stays cached (get_server returns it) and registered for exit.
+            failed = PostgresServer._instances.pop(pgdata.resolve(), None)
+            if failed is not None:
+                atexit.unregister(failed._cleanup)
+            if time.monotonic() > deadline:
+                sys.exit(
+                    f"PostgreSQL did not start within {POSTGRES_START_TIMEOUT} s; see "
+                    f"{pgdata / 'log'}"
+                )
+            time.sleep(0.5)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -210,44 +250,13 @@ class LocalServices:
         with warnings.catch_warnings():
             # pgserver keeps a lock under the runtime dir; /tmp is fine when XDG's is unset.
             warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import pgserver
-            from pgserver.postgres_server import PostgresServer
+            import pgserver  # noqa: F401  (first imported here, its warning silenced)
 
         pgdata = DATA_DIR / "postgres"
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         configure_postgres(pgdata)
         _forget_dead_postgres_users(pgdata)
-        # pgserver gives pg_ctl 10 s to start PostgreSQL, then fails (on a loaded machine, reading
-        # a log pg_ctl had not written yet) and leaves the server starting with no user; while a
-        # server starts, get_server fails on an assert. Both are retried until it is ready.
-        deadline = time.monotonic() + POSTGRES_START_TIMEOUT
-        while self._postgres is None:
-            try:
-                # 'stop': the server stops when the last process that asked for it exits.
-                self._postgres = pgserver.get_server(pgdata, cleanup_mode="stop")
-            except (subprocess.TimeoutExpired, FileNotFoundError, AssertionError) as error:
-                if isinstance(error, FileNotFoundError) and not isinstance(
-                    error.__context__, subprocess.TimeoutExpired
-                ):
-                    raise
-                stale = isinstance(error, AssertionError) and _not_postgres(pgdata)
-                if stale:
-                    # A postmaster.pid left by a server that died starting or stopping, its pid
-                    # now another program's: pgserver takes it for the server, never ready.
-                    sys.exit(
-                        f"{pgdata / 'postmaster.pid'} names pid {stale}, which is not PostgreSQL"
-                        " (a server that died while starting or stopping): remove that file"
-                    )
-                # The failed handle stays cached (get_server returns it) and registered for exit.
-                failed = PostgresServer._instances.pop(pgdata.resolve(), None)
-                if failed is not None:
-                    atexit.unregister(failed._cleanup)
-                if time.monotonic() > deadline:
-                    sys.exit(
-                        f"PostgreSQL did not start within {POSTGRES_START_TIMEOUT} s; see "
-                        f"{pgdata / 'log'}"
-                    )
-                time.sleep(0.5)
+        self._postgres = _postgres_server(pgdata)
         os.environ["DATABASE_URL"] = self._postgres.get_uri()
 
     def _start_redis(self) -> None:
