@@ -185,18 +185,22 @@ def _task_to_write_query() -> CompiledQuery:
 _PARENT_FIRST = """
     SELECT p.id FROM tasks_task p WHERE p.id = (
         SELECT s.parent_id FROM tasks_task s
-        WHERE s.owner_id = %s AND s.id = %s AND NOT s.completed
+        WHERE s.owner_id = %s AND s.id = %s AND (%s OR NOT s.completed)
     ) FOR KEY SHARE OF p
 """
 
 
-def task_to_write(owner_id: uuid.UUID, pk: uuid.UUID, *, completing: bool = False) -> "Task | None":
+def task_to_write(
+    owner_id: uuid.UUID, pk: uuid.UUID, *, completing: bool = False, parent_first: bool = False
+) -> "Task | None":
     """The owner's task a write names, locked FOR UPDATE, or None; with what the write's answer
     and a completion need besides its row, in the same statement: `tag_names` and
     `has_open_subtasks` (each had been a query of its own). `completing`: the write may complete
     it, so an open subtask's parent is locked first (_PARENT_FIRST; one statement more). A
     subtask given another parent between the two statements is rare: its completion then
-    takes the new parent's lock at the COMMIT, as before.
+    takes the new parent's lock at the COMMIT, as before. `parent_first`: a subtask's parent,
+    open or not, is locked first all the same: a write running again after it gave way
+    (tasks.views.CompiledLookupForWrites.get_object).
 
     Those two are as of the statement's start, while the row is the one the lock waited for.
     When a write committed meanwhile (a bulk add_tags, a tag rename), its version tells, and
@@ -204,9 +208,9 @@ def task_to_write(owner_id: uuid.UUID, pk: uuid.UUID, *, completing: bool = Fals
     version with the tags of before, one ETag for two representations. A subtask created while
     this waits is not seen, as if it had been created just after."""
     query = _task_to_write_query()
-    if completing:
+    if completing or parent_first:
         with connections[router.db_for_write(Task)].cursor() as cursor:
-            cursor.execute(_PARENT_FIRST, [owner_id, pk])
+            cursor.execute(_PARENT_FIRST, [owner_id, pk, parent_first])
     rows = query.rows(owner=owner_id, pk=pk)
     if rows and rows[0][-1]:
         rows = query.rows(owner=owner_id, pk=pk)  # the lock is held now: no wait, no change

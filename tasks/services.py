@@ -14,7 +14,8 @@ top-level tasks by id, then subtasks by parent and id (a parent's own write lock
 subtasks); but for the siblings a spread moves, which it finds under the group lock: it takes
 them NOWAIT and gives way (NeighboursHeld), as does a move whose spread moved the task itself
 for the rows its foreign keys name (its parent, its next occurrence), which PostgreSQL would
-lock at the COMMIT (_lock_parent_after_spread, _lock_next_occurrence_early). So writers seldom
+lock at the COMMIT (_lock_parent_after_spread, _lock_next_occurrence_early; run again after a
+give-way, a write takes its parent first: task_to_write's `parent_first`). So writers seldom
 deadlock; when they do,
 PostgreSQL breaks the tie and the write is run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
 locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
@@ -1634,7 +1635,10 @@ def _lock_parent_after_spread(parent_id: UUID) -> None:
     parent holds it, then waits for the subtask (a completion's cascade, a delete, a move of
     its list, a bulk action naming both, a list's delete): a deadlock, 1 s (review 38c). The
     subtask is held already and the parent comes first in ROW_LOCK_ORDER: NOWAIT, giving way as
-    a spread does (NeighboursHeld). Only such moves take it: one statement more, for a spread."""
+    a spread does (NeighboursHeld). Only such moves take it: one statement more, for a spread.
+    Run again after it gave way (on this or another row), the move took the parent first, in
+    ROW_LOCK_ORDER (task_to_write's `parent_first`): held already, it never gives way here, nor
+    waits here once out of give-ways, which closed the cycle again (review 38g)."""
     with _giving_way_to_holders(("id = %s", [parent_id])), connection.cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM tasks_task WHERE id = %s FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",

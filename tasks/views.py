@@ -59,7 +59,7 @@ from todo_project.problems import (
     ProblemSerializer,
     ValidationProblemSerializer,
 )
-from todo_project.retry import RetriedWrites
+from todo_project.retry import RetriedWrites, has_given_way
 from todo_project.schema import ERROR_DESCRIPTIONS, answer_example
 
 UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -409,7 +409,18 @@ class CompiledLookupForWrites:
             return super().get_object()
         pk = self.task_id()
         if self.lock_on_read:
-            instance = task_to_write(self.request.user.pk, pk, completing=self.completing)
+            # Running again after it gave way (todo_project.retry.GIVE_WAYS), a subtask's write
+            # locks the parent first, as ROW_LOCK_ORDER does: a move whose spread moved the
+            # subtask locks it after the subtask (services._lock_parent_after_spread), NOWAIT,
+            # giving way to its writers; out of give-ways it waited there, holding the
+            # subtask, for a writer that held the parent and wanted the subtask: a deadlock,
+            # 1 s, a 503 after three (review 38g). One statement more, on a re-run only.
+            instance = task_to_write(
+                self.request.user.pk,
+                pk,
+                completing=self.completing,
+                parent_first=has_given_way.get(),
+            )
         else:
             instance = owned_instance(Task, self.request.user.pk, pk)
         if instance is None:

@@ -46,6 +46,10 @@ logger = logging.getLogger("todo.retry")
 # management command, a test calling a service) nothing runs it again: it waits, as it does
 # once it gave way GIVE_WAYS times.
 may_give_way: ContextVar[bool] = ContextVar("may_give_way", default=False)
+# True while the write running now is running again after it gave way: a write that gave way
+# on a row it locks out of order may lock it first then, in order, and never give way on it
+# again (a move of a subtask: its parent, tasks.views.CompiledLookupForWrites.get_object).
+has_given_way: ContextVar[bool] = ContextVar("has_given_way", default=False)
 
 
 def run_again_on_concurrent_change(
@@ -58,6 +62,7 @@ def run_again_on_concurrent_change(
         attempt, gave_way = 1, 0
         while True:
             giving_way = may_give_way.set(gave_way < GIVE_WAYS)
+            given_way = has_given_way.set(gave_way > 0)
             try:
                 return handler(*args, **kwargs)
             except DatabaseError as error:
@@ -92,6 +97,7 @@ def run_again_on_concurrent_change(
                     attempt += 1
             finally:
                 may_give_way.reset(giving_way)
+                has_given_way.reset(given_way)
 
     return wrapper
 

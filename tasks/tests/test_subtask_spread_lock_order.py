@@ -8,20 +8,25 @@ closed a cycle: PostgreSQL's deadlock check ended one of them after deadlock_tim
 the request was run again. Each case holds the move right after its group lock, lets the
 parent's writer take the parent and queue for the subtask, then lets the move go."""
 
+import itertools
+import threading
 import time
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from conftest import client_for
+from tasks import services, views
 from tasks.models import Task
 from tasks.tests.deadlocks import (
     held_after_first_group_lock,
     let_go_without_deadlock,
     retries_logged,
 )
+from todo_project import retry
 from todo_project.tests.helpers import (
     connection_of_its_own,
     deadlocks_run_again,
@@ -263,3 +268,83 @@ def test_only_a_subtasks_move_whose_spread_moves_it_locks_the_parent(user, make_
         locks = [q for q in queries.captured_queries if "FOR KEY SHARE" in q["sql"]]
         assert len(locks) == (kind == "subtask" and spread == "moves the subtask")
     assert counts["subtask"] - counts["top-level"] == (spread == "moves the subtask")
+
+
+def _held_after_the_reruns_group_lock(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """The second call of services._lock_groups (the move's run after it gave way) stops once
+    it has run, until `go`; every other call runs as it is."""
+    reached, go = threading.Event(), threading.Event()
+    original, calls = services._lock_groups, itertools.count(1)
+
+    def held(*args, **kwargs):
+        result = original(*args, **kwargs)
+        if next(calls) == 2:
+            reached.set()
+            assert go.wait(20)
+        return result
+
+    monkeypatch.setattr(services, "_lock_groups", held)
+    return reached, go
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("give_ways", [1, retry.GIVE_WAYS])
+def test_a_subtasks_move_that_gave_way_on_its_parent_locks_it_first_when_it_runs_again(
+    user, make_task, monkeypatch, caplog, give_ways
+):
+    """Review 38g. A move whose spread moved the subtask gave way on the parent (held by
+    another transaction), waited, and ran again. Out of give-ways (GIVE_WAYS = 1 here: the
+    last of them), the run again locked the parent after the subtask, without NOWAIT, and a
+    writer that took the parent meanwhile and wanted the subtask (a completion's cascade)
+    closed the cycle: a deadlock, 1 s (a 503 after three). With give-ways left, it gave way to
+    that writer again. Run again, it locks the parent first, in ROW_LOCK_ORDER: the writer
+    waits for the move, or the move for the writer, holding nothing; it gives way once."""
+    monkeypatch.setattr(retry, "GIVE_WAYS", give_ways)
+    parent, anchor, _, moving = _crowded_subtasks(make_task)
+    reached, go = _held_after_the_reruns_group_lock(monkeypatch)
+    with connection_of_its_own(connection) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [parent.pk])
+        move = start_in_thread(
+            lambda: client_for(user).post(
+                f"/api/v1/tasks/{moving.pk}/move/", {"after": str(anchor.pk)}, format="json"
+            )
+        )
+        assert wait_for_lock_waiters(connection, 1)  # it gave way on the parent, and waits
+        other.execute("COMMIT")
+    assert reached.wait(10)  # run again: it holds the subtask and its parent's group
+    completing = start_in_thread(lambda: _bulk(user, "complete", [parent.pk]))
+    moved, completed = let_go_without_deadlock(go, move, completing, caplog)
+    assert (moved.status_code, completed.status_code) == (200, 200)
+    assert len([line for line in retries_logged(caplog) if "55P03" in line]) == 1
+    titles = Task.objects.filter(parent=parent).order_by("position").values_list("title")
+    assert [title for (title,) in titles] == ["Anchor", "Moving", "Neighbour"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("write", ["move", "PATCH"])
+def test_a_write_locks_the_parent_first_only_when_it_runs_again_after_giving_way(
+    user, make_task, monkeypatch, write
+):
+    """The parent's lock first costs one statement, on a run after a give-way only."""
+    parent = make_task("Parent")
+    a, b, moving = (make_task(title, parent=parent) for title in "ABM")
+    client = client_for(user)
+    counts = []
+    for given_way in (False, True):
+        monkeypatch.setattr(views, "has_given_way", SimpleNamespace(get=lambda g=given_way: g))
+        with CaptureQueriesContext(connection) as queries:
+            if write == "move":
+                after = b if given_way else a  # A M B, then A B M: a bisection each time
+                answer = client.post(
+                    f"/api/v1/tasks/{moving.pk}/move/", {"after": str(after.pk)}, format="json"
+                )
+            else:
+                answer = client.patch(
+                    f"/api/v1/tasks/{moving.pk}/", {"title": f"M{given_way}"}, format="json"
+                )
+        assert answer.status_code == 200, answer.content
+        counts.append(len(queries.captured_queries))
+        first = [q for q in queries.captured_queries if "FOR KEY SHARE OF p" in q["sql"]]
+        assert len(first) == given_way
+    assert counts[1] - counts[0] == 1
