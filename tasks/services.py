@@ -15,8 +15,8 @@ subtasks); but for the siblings a spread moves, which it finds under the group l
 them NOWAIT and gives way (NeighboursHeld), as does a move whose spread moved the task itself
 for the rows its foreign keys name (its parent, its next occurrence), which PostgreSQL would
 lock at the COMMIT (_lock_parent_after_spread, _lock_next_occurrence_early; run again after a
-give-way, a write takes its parent first: task_to_write's `parent_first`). So writers seldom
-deadlock; when they do,
+give-way, a write takes its parent first: task_to_write's `parent_first`), and a completion
+whose spread moves a task it wrote already (_REFERENCED). So writers seldom deadlock; when they do,
 PostgreSQL breaks the tie and the write is run again (todo_project/retry.py), a 503 after three. Known: a write giving a task a parent
 locks the parent after the task (FOR KEY SHARE, _place_under_parent), as the foreign key does
 at the write anyway, only sooner; with a writer locking the two the other way round (B put
@@ -402,11 +402,13 @@ def _spread_run(rows: list, start: int, direction: int) -> list[tuple[UUID, int]
     return [(pk, start + direction * step * n) for n, (pk, _) in enumerate(rows[:count], 1)]
 
 
-def _spread_after(owner_id: UUID, group: GroupKey, above: int) -> dict[int, int] | None:
+def _spread_after(
+    owner_id: UUID, group: GroupKey, above: int, moving: list[UUID] | None = None
+) -> dict[int, int] | None:
     """Opens the gap right after rank `above` (see SPREAD_ROOM), keeping the order. The ranks
     after it move up, or else the rank itself and those before it move down, or else the whole
     group is renumbered. Returns the ranks it moved, old to new, or None after a renumbering.
-    The caller holds the group lock.
+    The caller holds the group lock. `moving`, when given, gets the ids of the tasks it moves.
 
     A task whose rank moves is changed: its version and updated_at move too, so that a client's
     cached copy (ETag) or sync (`updated_since`) never keeps a rank out of order with the rest.
@@ -422,6 +424,8 @@ def _spread_after(owner_id: UUID, group: GroupKey, above: int) -> dict[int, int]
         _renumber_group(owner_id, group)
         return None
     ids = [pk for pk, _ in run]
+    if moving is not None:
+        moving += ids
     with (
         _giving_way_to_holders(("id = ANY(%s::uuid[])", [ids])),
         connection.cursor() as cursor,
@@ -486,12 +490,59 @@ def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> tuple[in
     return rows[0][3], {row[0]: (row[1], row[2]) for row in rows}
 
 
+# A row this transaction wrote already (a completion, an earlier spread) and that a spread moves
+# has its second row version: PostgreSQL checks its foreign keys at the COMMIT whatever changed,
+# locking the rows they name FOR KEY SHARE after the group lock. Its next occurrence was not
+# held: a write completing that occurrence held it and waited for the group, a deadlock (1 s,
+# review 38c's finding 3: a neighbour two spreads of one bulk completion moved). So they are
+# locked once the spread moved the row, NOWAIT, giving way as the spread does (NeighboursHeld);
+# the parent too (a completion holds it already: no statement more for it). One statement, only
+# for a spread that moves such a row, once per row. An anchor needs none: its next occurrence
+# is the copy made here, and its parent is held (_NAMED_AND_THEIR_PARENTS, _PARENT_FIRST, the
+# cascade's parent).
+_REFERENCED = (
+    "id IN (SELECT unnest(ARRAY[next_occurrence_id, parent_id]) FROM tasks_task"
+    " WHERE id = ANY(%s::uuid[]))"
+)
+
+
+def _lock_references_of_moved_again(ids: list[UUID]) -> None:
+    """FOR KEY SHARE on what these tasks' foreign keys name (next occurrence, parent): see
+    _REFERENCED."""
+    with _giving_way_to_holders((_REFERENCED, [ids])), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM tasks_task WHERE {_REFERENCED}"
+            f" FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
+            [ids],
+        )
+
+
+def _lock_group_references(owner_id: UUID, group: GroupKey) -> None:
+    """The same, after a group was renumbered (a crowd longer than SPREAD_RUN_LIMIT: rare):
+    for each task of the group, which every later spread there may move again."""
+    referenced = (
+        "id IN (SELECT unnest(ARRAY[next_occurrence_id, parent_id]) FROM tasks_task"
+        f" WHERE {_IN_GROUP_SQL})"
+    )
+    in_group = [owner_id, *group]
+    with _giving_way_to_holders((referenced, in_group)), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM tasks_task WHERE {referenced}"
+            f" FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
+            in_group,
+        )
+
+
 def _count_and_positions_right_after(
-    owner_id: UUID, anchors: Sequence[Task]
+    owner_id: UUID, anchors: Sequence[Task], written: Collection[UUID] = ()
 ) -> tuple[int, dict[UUID, int]]:
     """The owner's task count, locked until the commit, and a free rank right after each
-    anchor, inside the anchor's group (one query unless a group has to be renumbered)."""
+    anchor, inside the anchor's group (one query unless a group has to be renumbered).
+    `written`: other tasks this transaction wrote already (see _REFERENCED)."""
     ids = [anchor.pk for anchor in anchors]
+    anchor_ids = set(ids)
+    written = {pk for pk in written if pk not in anchor_ids}
+    references_held: set[UUID] = set()
     owned, successors = _successor_positions(owner_id, ids)
     in_group = defaultdict(list)
     for anchor in anchors:
@@ -506,10 +557,17 @@ def _count_and_positions_right_after(
     for anchor in sorted(anchors, key=lambda anchor: anchor.pk):
         if _bisect(*successors[anchor.pk]) is not None:
             continue
-        moved = _spread_after(owner_id, anchor.sibling_group, successors[anchor.pk][0])
+        moving: list[UUID] = []
+        moved = _spread_after(owner_id, anchor.sibling_group, successors[anchor.pk][0], moving)
         if moved is None:  # the group was renumbered
+            _lock_group_references(owner_id, anchor.sibling_group)
             owned, successors = _successor_positions(owner_id, ids)
             continue
+        again = [pk for pk in moving if pk in written and pk not in references_held]
+        if again:
+            _lock_references_of_moved_again(again)
+            references_held.update(again)
+        written.update(pk for pk in moving if pk not in anchor_ids)
         for task_id in in_group[anchor.sibling_group]:
             rank, next_rank = successors[task_id]
             successors[task_id] = (moved.get(rank, rank), moved.get(next_rank, next_rank))
@@ -522,7 +580,7 @@ def _count_and_positions_right_after(
         # A next task deleted while the first read waited for the owner's count (a delete
         # takes no group lock): that read's snapshot still had it, the spread's had not, and
         # moved nothing. The count is locked now, so no delete commits before this read again.
-        return _count_and_positions_right_after(owner_id, anchors)
+        return _count_and_positions_right_after(owner_id, anchors, written)
     return owned, positions
 
 
@@ -1129,7 +1187,10 @@ def _spawn_next_occurrences(
     # Ranks are picked under the group lock like every other writer's: a create at the end of
     # the same group could otherwise pick the same rank and fail on the unique constraint.
     _lock_groups(user.pk, [task.sibling_group for task in originals])
-    owned, positions = _count_and_positions_right_after(user.pk, originals)
+    # The completed tasks that get no copy (their next occurrence made before) are written.
+    owned, positions = _count_and_positions_right_after(
+        user.pk, originals, written=[task.pk for task in tasks]
+    )
     # Each copy is a new task: past the cap by at most an allowance (else completing recurring
     # tasks grew an account without bound, up to 500 tasks a request).
     ensure_room(
@@ -1211,10 +1272,14 @@ def _cascade_completion(
         # LIMIT)` read the picked ids again for each open subtask, 17 s for 40,000 of them.
         # Picked FOR UPDATE: a subtask completed or moved out while this waits for its lock is
         # checked again and passed over for the next one, so the count and the rows are true.
+        # In ROW_LOCK_ORDER: off the parent_id index (its plan on an analyzed table), a parent's
+        # subtasks came in the order they were inserted, and a bulk action over two of them
+        # (which locks them by id) deadlocked with it, 1 s (review 39d).
         cursor.execute(
             "UPDATE tasks_task SET completed = true, completed_at = %s, updated_at = %s, "
             "version = version + 1 FROM (SELECT id FROM tasks_task WHERE owner_id = %s "
-            "AND parent_id = ANY(%s) AND NOT completed LIMIT %s FOR UPDATE) AS picked "
+            "AND parent_id = ANY(%s) AND NOT completed ORDER BY parent_id, id LIMIT %s "
+            "FOR UPDATE) AS picked "
             "WHERE tasks_task.id = picked.id AND NOT tasks_task.completed "
             f"RETURNING {', '.join(f'tasks_task.{column}' for column in columns)}",
             [now, now, user.pk, parent_ids, max(room, 0) + 1],

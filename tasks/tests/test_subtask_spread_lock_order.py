@@ -34,6 +34,8 @@ from todo_project.tests.helpers import (
     wait_for_lock_waiters,
 )
 
+RECURRING = {"due_date": date(2026, 12, 1), "recurrence": "FREQ=DAILY"}
+
 
 def _crowded_subtasks(make_task, **where) -> tuple[Task, Task, Task, Task]:
     """(parent, anchor, neighbour, moving): the three subtasks at ranks 1024, 1025, 1026 with
@@ -194,7 +196,6 @@ def test_a_spreads_wait_for_its_holders_never_deadlocks_with_a_cascade_taking_th
     assert [title for (title,) in titles] == ["Anchor", "Moving", "N2", "X", "N1"]
 
 
-@pytest.mark.xfail(strict=True, reason="review 38c finding 3: not fixed")
 @pytest.mark.django_db(transaction=True)
 def test_a_neighbour_two_spreads_move_never_deadlocks_with_a_writer_of_its_next_occurrence(
     user, make_task, monkeypatch, caplog
@@ -237,6 +238,73 @@ def test_a_neighbour_two_spreads_move_never_deadlocks_with_a_writer_of_its_next_
     )
     completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
     assert (completed.status_code, copied.status_code) == (200, 200)
+    # The bulk gave way on C (55P03, review 39d), waited for its completion, and ran again.
+    assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
+    titles = Task.objects.filter(position__gt=0).order_by("position").values_list("title")
+    assert [title for (title,) in titles] == ["R1", "R1", "A", "B", "R2", "R2", "N", "Y"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completed_task_a_spread_of_the_same_bulk_moves_never_deadlocks_with_its_next_occurrence(
+    user, make_task, monkeypatch, caplog
+):
+    """Review 39d. One spread is enough when the bulk completed the row first: a recurring task
+    completed, reopened (its next occurrence C stays) and completed again in one bulk with the
+    recurring task right before it, whose copy's spread moves it. The completion was its first
+    row version, the spread its second: C locked FOR KEY SHARE at the COMMIT, after the group
+    lock, while a completion of C held C and waited for that group."""
+    again = make_task("Again", **RECURRING)
+    client = client_for(user)
+    answer = client.patch(f"/api/v1/tasks/{again.pk}/", {"completed": True}, format="json")
+    copy = Task.objects.get(pk=answer.json()["next_occurrence"])
+    reopened = client.patch(f"/api/v1/tasks/{again.pk}/", {"completed": False}, format="json")
+    assert reopened.status_code == 200, reopened.content
+    before = make_task("Before", **RECURRING)
+    ranks = {copy: -100_000, before: 1024, again: 1025}
+    for n, task in enumerate(ranks):
+        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
+    for task, rank in ranks.items():
+        Task.objects.filter(pk=task.pk).update(position=rank)
+    reached, go = held_after_first_group_lock(monkeypatch)
+    completing = start_in_thread(lambda: _bulk(user, "complete", [before.pk, again.pk]))
+    assert reached.wait(10)  # both completed, the Inbox's group held
+    copying = start_in_thread(
+        lambda: client_for(user).patch(
+            f"/api/v1/tasks/{copy.pk}/", {"completed": True}, format="json"
+        )
+    )
+    completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
+    assert (completed.status_code, copied.status_code) == (200, 200)
+    assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
+    titles = Task.objects.filter(position__gt=0).order_by("position").values_list("title")
+    assert [title for (title,) in titles] == ["Before", "Before", "Again"]
+
+
+@pytest.mark.parametrize("moved", ["twice", "once"])
+def test_only_a_row_two_spreads_move_has_its_references_locked(user, make_task, moved):
+    """Review 39d: one statement more (the only FOR KEY SHARE), for a bulk completion whose
+    spreads move a row twice; none when each row moves once (R1's spread then has room)."""
+    while True:  # R2's spread first (anchors in id order)
+        r1, r2 = make_task("R1", **RECURRING), make_task("R2", **RECURRING)
+        if r2.pk < r1.pk:
+            break
+        Task.objects.filter(pk__in=[r1.pk, r2.pk]).delete()
+    n, y = make_task("N"), make_task("Y")
+    ranks = {r1: 1024, r2: 1027, n: 1028, y: 1155}
+    if moved == "twice":  # R1's run reaches R2 and N
+        a, b = make_task("A"), make_task("B")
+        ranks |= {a: 1025, b: 1026}
+    else:
+        ranks[r1] = 0
+    for k, task in enumerate(ranks):
+        Task.objects.filter(pk=task.pk).update(position=-1000 - k)
+    for task, rank in ranks.items():
+        Task.objects.filter(pk=task.pk).update(position=rank)
+    with CaptureQueriesContext(connection) as queries:
+        answer = _bulk(user, "complete", [r1.pk, r2.pk])
+    assert answer.status_code == 200, answer.content
+    locks = [q for q in queries.captured_queries if "FOR KEY SHARE" in q["sql"]]
+    assert len(locks) == (moved == "twice")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -348,3 +416,34 @@ def test_a_write_locks_the_parent_first_only_when_it_runs_again_after_giving_way
         first = [q for q in queries.captured_queries if "FOR KEY SHARE OF p" in q["sql"]]
         assert len(first) == given_way
     assert counts[1] - counts[0] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completions_cascade_locks_the_subtasks_in_row_lock_order(user, make_task, caplog):
+    """Review 39d. The cascade picked a parent's open subtasks in the order its plan read them,
+    not in ROW_LOCK_ORDER: off the parent_id index on an analyzed table (insertion order), a
+    seq scan past ~40,000 (physical order), here off task_owner_due_id (due date order). A bulk
+    action over two of them locks them by id: holding the one whose id sorts first, it waited
+    for the other, which the cascade held while it waited for the first: a deadlock, 1 s."""
+    parent = make_task("Parent")
+    subtasks = sorted((make_task(f"S{k}", parent=parent) for k in range(3)), key=lambda t: t.pk)
+    low, middle, high = subtasks
+    for task, day in ((high, 1), (middle, 2), (low, 3)):  # read by due date: high, middle, low
+        Task.objects.filter(pk=task.pk).update(due_date=date(2026, 12, day))
+    with connection_of_its_own(connection) as other:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [middle.pk])
+        completing = start_in_thread(lambda: _bulk(user, "complete", [parent.pk]))
+        assert wait_for_lock_waiters(connection, 1)  # the cascade waits for `middle`
+        setting = start_in_thread(
+            lambda: _bulk(user, "set_priority", [low.pk, high.pk], priority="high")
+        )
+        assert wait_for_lock_waiters(connection, 2)  # the bulk action waits too
+        started = time.monotonic()
+        other.execute("COMMIT")
+        completed, set_ = completing(), setting()
+    took = time.monotonic() - started
+    assert (completed.status_code, set_.status_code) == (200, 200)
+    assert deadlocks_run_again(caplog) == [], f"{took:.2f} s"
+    assert took < 0.9, f"{took:.2f} s: a deadlock's wait"
+    assert set(Task.objects.values_list("completed", flat=True)) == {True}
