@@ -42,9 +42,11 @@ from tasks.filters import (
     PAGINATION_PARAMETERS,
     SEARCH_ROW_CRITERIA,
     TaskFilter,
+    filter_criteria,
     filter_tasks,
     order_tasks,
     owner_search_rows,
+    quick_filter_values,
     repeated_parameters,
 )
 from tasks.models import (
@@ -365,10 +367,13 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     if params.keys() <= PAGINATION_PARAMETERS and not repeated_parameters(params):
         # Nothing to filter, nor to report (TaskFilter does): no FilterSet and its form.
         return CompiledRows(OWNER_TASKS_IN_ORDER, count=count_all, owner=owner)
-    filters = TaskFilter(params, Task.objects.none(), request=requester)
-    if not filters.is_valid():
-        raise translate_validation(filters.errors)
-    criteria = filters.criteria()
+    values = quick_filter_values(params)
+    if values is None:  # not plainly valid: the FilterSet's form says whether it is
+        filters = TaskFilter(params, Task.objects.none(), request=requester)
+        if not filters.is_valid():
+            raise translate_validation(filters.errors)
+        values = filters.form.cleaned_data
+    criteria = filter_criteria(values, requester.user)
     if criteria is None:
         return []
     if criteria.keys() == {"ordering"}:
