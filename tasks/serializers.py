@@ -447,7 +447,7 @@ class OwnedIdField(OwnedPrimaryKeyRelatedField):
         return super().to_internal_value(data)
 
 
-class TaskMoveSerializer(serializers.Serializer):
+class TaskMoveSerializer(BuiltOnceFields, serializers.Serializer):
     # Read by the move under its group lock (services._place_after): a lookup here too cost a
     # statement. An unknown anchor is still named with the other fields' errors: below.
     after = OwnedIdField(

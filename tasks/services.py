@@ -152,6 +152,9 @@ def _lock_groups(owner_id: UUID, groups: Iterable[GroupKey]) -> None:
     """Serialises the writers of ranks in these sibling groups until the transaction ends."""
     keys = sorted({_group_lock_key(owner_id, group) for group in groups})
     with connection.cursor() as cursor:
+        if len(keys) == 1:  # most writes (a reorder, a create): no array to send and unnest
+            cursor.execute("SELECT pg_advisory_xact_lock(%s::bigint)", keys)
+            return
         # Sorted, so two transactions locking overlapping groups never wait on each other in a
         # cycle.
         cursor.execute(
@@ -611,34 +614,99 @@ _ANCHOR_AND_NEXT_OTHER_RANK = f"""
     FROM tasks_task a
     WHERE a.owner_id = %(owner)s AND a.id = %(anchor)s
 """
+# The same read, and in the same statement the move's write when the read leaves it no choice:
+# the anchor is another task of the group, the task is not right after it already, and the gap
+# after it is not used up. The UPDATE is what task_save() would write of the locked task (its
+# other columns are as read, under its lock): the rank _bisect() gives, (a + b) // 2 written
+# a + div(b - a, 2), b > a: exact in numeric (a numeric `/ 2` rounds past 16 digits, and a
+# bigint sum overflows where Python's does not), the list, version and updated_at.
+# Any other case writes nothing here and is decided as before, from the read (a 400, "already
+# there", a spread). The write had been a round trip of its own after the read.
+_ANCHOR_READ_AND_PLACED = f"""
+    WITH anchor AS (
+        SELECT a.list_id, a.parent_id, a.position, {_next_rank(also="t.id <> %(task)s")} AS next_rank
+        FROM tasks_task a
+        WHERE a.owner_id = %(owner)s AND a.id = %(anchor)s
+    ),
+    placed AS (
+        UPDATE tasks_task SET
+            list_id = %(list)s::uuid,
+            position = CASE WHEN anchor.next_rank IS NULL
+                THEN anchor.position::numeric + {POSITION_GAP}
+                ELSE anchor.position + div(anchor.next_rank::numeric - anchor.position, 2) END,
+            version = %(version)s,
+            updated_at = %(now)s
+        FROM anchor
+        WHERE tasks_task.id = %(task)s AND tasks_task.owner_id = %(owner)s
+          AND %(anchor)s::uuid <> %(task)s::uuid
+          AND anchor.list_id IS NOT DISTINCT FROM %(list)s::uuid
+          AND anchor.parent_id IS NOT DISTINCT FROM %(parent)s::uuid
+          AND (anchor.next_rank IS NULL OR anchor.next_rank::numeric - anchor.position > 1)
+          AND NOT (%(in_group)s AND anchor.position < %(position)s
+                   AND (anchor.next_rank IS NULL OR %(position)s < anchor.next_rank))
+        RETURNING tasks_task.position
+    )
+    SELECT anchor.list_id, anchor.parent_id, anchor.position, anchor.next_rank,
+        (SELECT position FROM placed)
+    FROM anchor
+"""
+# What _place_after returns when it wrote the task too (_ANCHOR_READ_AND_PLACED): truthy, as
+# "moved".
+PLACED_AND_SAVED: Final = "saved"
 
 
-def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool:
+def _place_after(task: Task, anchor_id: UUID, *, in_group: bool) -> bool | str:
     """Sets task.position right after the anchor, which must be another task of the task's
     group: a 400 otherwise. False when the task is right after it already. The caller holds
     the group lock, so the anchor read here stays where it is; `in_group`: as for
     _place_first. This is the move's only read of the anchor: not the owner's, or gone, it is
-    the 400 the serializer's lookup gave (OwnedIdField)."""
+    the 400 the serializer's lookup gave (OwnedIdField). PLACED_AND_SAVED: placed, and
+    written as task_save() would, with its version and updated_at moved
+    (_ANCHOR_READ_AND_PLACED; the caller saves nothing more)."""
     params = {"owner": task.owner_id, "anchor": anchor_id, "task": task.pk}
+    now = timezone.now()
     for attempt in range(2):
         with connection.cursor() as cursor:
-            cursor.execute(_ANCHOR_AND_NEXT_OTHER_RANK, params)
+            if attempt == 0:
+                list_id, parent_id = task.sibling_group
+                cursor.execute(
+                    _ANCHOR_READ_AND_PLACED,
+                    {
+                        **params,
+                        "list": list_id,
+                        "parent": parent_id,
+                        "in_group": in_group,
+                        "position": task.position,
+                        "version": task.version + 1,
+                        "now": now,
+                    },
+                )
+            else:
+                cursor.execute(_ANCHOR_AND_NEXT_OTHER_RANK, params)
             anchor = cursor.fetchone()
         if anchor is None:
             raise ValidationError({"after": [NO_SUCH_TASK]})
+        written = anchor[4] if attempt == 0 else None
         if anchor[:2] != task.sibling_group or anchor_id == task.pk:
             raise ValidationError(
                 {"after": ["Must be another task of the same list and parent, or null."]}
             )
-        anchor_rank, next_other_rank = anchor[2:]
+        anchor_rank, next_other_rank = anchor[2:4]
         if (
             in_group
             and attempt == 0  # after a spread, which may move the task, its rank is stale
             and anchor_rank < task.position
             and (next_other_rank is None or task.position < next_other_rank)
         ):
+            if written is not None:  # pragma: no cover - the statement's own condition
+                raise AssertionError("a task right after its anchor was written")
             return False
         position = _bisect(anchor_rank, next_other_rank)
+        if written is not None:
+            if written != position:  # pragma: no cover - the statement computes _bisect()
+                raise AssertionError(f"the statement placed the task at {written}, not {position}")
+            task.position, task.version, task.updated_at = position, task.version + 1, now
+            return PLACED_AND_SAVED
         if position is not None:
             task.position = position
             return True
@@ -1741,8 +1809,9 @@ def task_move(
             moved = _place_after(current, anchor_id, in_group=in_group)
         if not moved:  # already there: nothing changes, so neither do version and updated_at
             return current
-        current.version += 1
-        task_save(current)
+        if moved is not PLACED_AND_SAVED:  # else saved by the anchor's read (_place_after)
+            current.version += 1
+            task_save(current)
         if target_list_id != old_group[0]:
             _bump(current.subtasks.all(), current.updated_at, list=target_list_id)
         return current

@@ -119,8 +119,9 @@ def test_a_create_writes_its_tags_in_one_insert(
         # The same tags in another order and case: nothing to set.
         ("patch", "/api/v1/tasks/{task}/", {"tags": [f"TAG{i}" for i in range(4, -1, -1)]}, 5),
         # The user; savepoint, the task locked as it is read, the group lock, the anchor (read
-        # once, under the lock) with the rank after it, the task saved, release.
-        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 7),
+        # once, under the lock) with the rank after it and the task saved in the same
+        # statement (services._ANCHOR_READ_AND_PLACED), release.
+        ("post", "/api/v1/tasks/{task}/move/", {"after": "{other}"}, 6),
         # The user; the task deleted with its subtasks, tags and links, in one statement.
         ("delete", "/api/v1/tasks/{task}/", None, 2),
     ],

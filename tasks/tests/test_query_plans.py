@@ -123,6 +123,30 @@ def test_a_moves_anchor_comes_with_the_next_rank_among_the_other_tasks_from_an_i
     assert "Sort" not in text and text.count("task_position_unique_in_group") == 4, text
 
 
+def test_a_moves_anchor_read_that_writes_the_task_reads_the_ranks_from_the_index_too(
+    user, big_groups
+):
+    """services._ANCHOR_READ_AND_PLACED: the same four index lookups as the plain read, and
+    the task's UPDATE by its primary key (review 39a)."""
+    for (list_id, parent_id), tasks in big_groups.items():
+        anchor, moving = tasks[PER_GROUP // 2], tasks[-1]
+        params = {
+            "owner": user.pk,
+            "anchor": anchor.pk,
+            "task": moving.pk,
+            "list": list_id,
+            "parent": parent_id,
+            "in_group": True,
+            "position": moving.position,
+            "version": moving.version + 1,
+            "now": moving.updated_at,
+        }
+        text = plan(services._ANCHOR_READ_AND_PLACED, params)
+        assert "Sort" not in text and "Seq Scan" not in text, text
+        assert text.count("task_position_unique_in_group") == 4, text
+        assert "Update on tasks_task" in text and "tasks_task_pkey" in text, text
+
+
 def test_lists_and_tags_count_their_tasks_per_row_from_an_index(user):
     """60 lists and 60 tags of 100 tasks each, a third of them done."""
     lists = TaskList.objects.bulk_create(
