@@ -24,7 +24,7 @@ _LOCK_USER = CompiledQuery(
 
 def lock_owner(owner_id: uuid.UUID) -> None:
     """Locks the owner's row until the commit: where creates take turns while the owner has no
-    task count row to lock (tasks.services._count_and_end_position)."""
+    task count row to lock (tasks.services._lock_group_and_count)."""
     _LOCK_USER.rows(user=owner_id)
 
 

@@ -24,10 +24,11 @@ under A while A is put under B, a bulk action over both) PostgreSQL breaks the t
 or deleting tasks locks the owner's task count (tasks.OwnerTaskCount, kept by triggers) until
 the commit: that comes after every other lock these functions take (except the ORM's cascade
 in list_delete, which deletes more than 100 tasks in several statements). A create locks the
-count as it reads it for the cap, right after its group lock (the owner's row first while
-there is no count row: _count_and_end_position). A tag's rename or delete locks the tag's
-tasks in the bulk actions' order, then the tag, then the tasks linked to it meanwhile; a write
-linking a tag locks its task, then the tag: see TAG_LOCKS.
+count as it reads it for the cap, in the statement that takes its group lock, the group lock
+first (the owner's row, then the count, while there is no count row:
+_lock_group_and_count). A tag's rename or delete locks the tag's tasks in the bulk actions'
+order, then the tag, then the tasks linked to it meanwhile; a write linking a tag locks its
+task, then the tag: see TAG_LOCKS.
 """
 
 import hashlib
@@ -41,7 +42,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
 
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, router, transaction
 from django.db.models import Count, F, Max, QuerySet
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
@@ -272,35 +273,53 @@ def _end_position(owner_id: UUID, group: GroupKey) -> int:
     return POSITION_GAP if last is None else last + POSITION_GAP
 
 
-def _locked_count_and_last_rank(owner_id: UUID, group: GroupKey) -> list[tuple[int, int | None]]:
-    """What a create reads once it holds the group lock, in one statement: the owner's task
-    count, locked until the commit, and the group's last rank; no row if the owner has no count
-    row. A row read FOR NO KEY UPDATE comes in its newest version, whatever the statement's
-    snapshot, so the count includes every create that committed before; the rank needs no lock,
-    since the group lock keeps the group's other writers out. Before, the owner's row was
-    locked and the count read first, then the rank: three statements."""
-    alias, last_rank, params = _statement_in_group(_LAST_RANK, owner_id, group)
-    sql = (
-        f"SELECT c.tasks, ({last_rank}) FROM {OwnerTaskCount._meta.db_table} c "
-        "WHERE c.owner_id = %s FOR NO KEY UPDATE OF c"
-    )
-    return fetch_all(alias, sql, [*params, owner_id])
+# A create's group lock and the owner's task count, in one statement (a round trip less). The
+# lock is the condition of the count's scan, an InitPlan: PostgreSQL takes it before it reads,
+# then locks, the count row ("One-Time Filter": test_create_lock_and_rank), so the locks go group,
+# then count; and it takes it when the owner has no count row too. The statement's snapshot is
+# older than the lock, which is why the group's last rank is not read here: the INSERT reads it
+# (_insert_at_group_end), a statement whose snapshot comes after the lock.
+_LOCKED_GROUP_AND_COUNT = (
+    f"SELECT c.tasks FROM {OwnerTaskCount._meta.db_table} c "
+    "WHERE c.owner_id = %s AND (SELECT true FROM pg_advisory_xact_lock(%s)) "
+    "FOR NO KEY UPDATE OF c"
+)
 
 
-def _count_and_end_position(owner_id: UUID, group: GroupKey) -> tuple[int, int]:
-    """How many tasks the owner has, locked so that the owner's other creates wait until the
-    commit (two cannot both take the last free place under the cap), and the rank just after
-    the group's last task. The caller holds the group lock."""
-    rows = _locked_count_and_last_rank(owner_id, group)
+def _lock_group_and_count(owner_id: UUID, group: GroupKey) -> int:
+    """Takes the group's lock (as _lock_groups), then how many tasks the owner has, locked so
+    that the owner's other creates wait until the commit (two cannot both take the last free
+    place under the cap)."""
+    alias = router.db_for_write(Task)
+    params = [owner_id, _group_lock_key(owner_id, group)]
+    rows = fetch_all(alias, _LOCKED_GROUP_AND_COUNT, params)
     if not rows:
         # No count row to lock: the owner had no task. Creates take turns on the owner's row
-        # then, and read again: one that went first has made the row.
+        # then, and read again: one that went first has made the row. (The group lock is
+        # taken again: PostgreSQL counts it twice and lets both go at the end.)
         lock_owner(owner_id)
-        rows = _locked_count_and_last_rank(owner_id, group)
-        if not rows:
-            return 0, _end_position(owner_id, group)
-    owned, last = rows[0]
-    return owned, POSITION_GAP if last is None else last + POSITION_GAP
+        rows = fetch_all(alias, _LOCKED_GROUP_AND_COUNT, params)
+    return rows[0][0] if rows else 0
+
+
+def _insert_at_group_end(task: Task) -> tuple[str, list]:
+    """(SQL, parameters): task_insert_sql() of the new task with its rank read by the INSERT
+    itself, after the group's last (as _end_position), RETURNING it. The caller holds the
+    group lock, taken in an earlier statement: this one's snapshot sees every rank written
+    under it before."""
+    sql, params = task_insert_sql([task])
+    _, last_rank, rank_params = _statement_in_group(_LAST_RANK, task.owner_id, task.sibling_group)
+    index = _POSITION_INDEX
+    head, values = sql.rsplit("VALUES (", 1)
+    placeholders = values.removesuffix(")").split(", ")
+    placeholders[index] = f"COALESCE(({last_rank}), 0) + {POSITION_GAP}"
+    return (
+        f"{head}VALUES ({', '.join(placeholders)}) RETURNING position",
+        [*params[:index], *rank_params, *params[index + 1 :]],
+    )
+
+
+_POSITION_INDEX: Final = [field.name for field in Task._meta.concrete_fields].index("position")
 
 
 _IN_GROUP_SQL = (
@@ -473,7 +492,7 @@ def _next_rank(also: str = "") -> str:
 # Before, a window over the anchors' whole groups: 3.5 ms for a user of 1,000 tasks, 350 ms for
 # the heavy user's 100,000 (bench/README.md); now 0.6 ms for both.
 # For each anchor: its id, its rank and the next rank in its group; and the owner's task count,
-# locked as a create locks it (_count_and_end_position): the copies are new tasks.
+# locked as a create locks it (_lock_group_and_count): the copies are new tasks.
 _SUCCESSOR_POSITIONS = f"""
     WITH owned AS (
         SELECT tasks FROM {OwnerTaskCount._meta.db_table} WHERE owner_id = %s FOR NO KEY UPDATE
@@ -1442,22 +1461,22 @@ def task_create(*, user: User, data: dict[str, Any]) -> Task:
         now = timezone.now()
         if completed:
             task.mark_completed(now)
-        _lock_groups(user.pk, [task.sibling_group])
-        owned, task.position = _count_and_end_position(user.pk, task.sibling_group)
-        ensure_room(owned=owned)
+        ensure_room(owned=_lock_group_and_count(user.pk, task.sibling_group))
         task.tag_names = [tag.name for tag in tags]  # its answer's (written_task_data)
-        sql, params = task_insert_sql([task])
+        task.position = 0  # the INSERT's placeholder: PostgreSQL reads the rank it takes
+        sql, params = _insert_at_group_end(task)
         if tags:
             # A new task has no tags yet: its links go in the task's own statement, the same
             # for any number of tags (tags.set() would first read them, twice; bulk_create cost
             # ~0.6 ms of CPU; an INSERT of their own, a round trip).
             sql = (
                 f"WITH new_task AS ({sql}) INSERT INTO tasks_task_tags (task_id, tag_id) "
-                "SELECT %s, unnest(%s::bigint[])"
+                "SELECT %s, unnest(%s::bigint[]) RETURNING (SELECT position FROM new_task)"
             )
             params += [task.pk, [tag.pk for tag in tags]]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+            task.position = cursor.fetchone()[0]
         if completed:
             _spawn_next_occurrences(user=user, tasks=[task])
         return task

@@ -25,8 +25,9 @@ from todo_project.tests.helpers import (
 @pytest.mark.django_db(transaction=True)
 def test_a_subtask_created_while_its_parents_delete_waits(user, make_task, monkeypatch):
     parent = make_task("Parent")
-    # held after _place_under_parent (the parent FOR KEY SHARE), before the insert
-    reached, go = _held_before(monkeypatch, "_lock_groups")
+    # held after _place_under_parent (the parent FOR KEY SHARE), before the insert (the
+    # group lock goes with the task count since review 39b)
+    reached, go = _held_before(monkeypatch, "_lock_group_and_count")
     creating = start_in_thread(
         lambda: client_for(user).post(
             "/api/v1/tasks/", {"title": "New subtask", "parent": str(parent.pk)}, format="json"
@@ -73,7 +74,7 @@ def test_a_subtask_created_while_the_delete_waits_other_paths(
     home = make_list("Home")
     parent = make_task("Parent", list=home)
     parent.refresh_from_db()
-    reached, go = _held_before(monkeypatch, "_lock_groups")
+    reached, go = _held_before(monkeypatch, "_lock_group_and_count")
     creating = start_in_thread(
         lambda: client_for(user).post(
             "/api/v1/tasks/", {"title": "New subtask", "parent": str(parent.pk)}, format="json"

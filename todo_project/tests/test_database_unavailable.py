@@ -125,13 +125,13 @@ def test_a_connection_lost_mid_request_is_a_503_though_django_reconnected(
     # judged by the new, healthy connection, the lost one was a 500 with a traceback (3 of 7
     # errors under pg_terminate_backend, review 36a).
     token = str(RefreshToken.for_user(user).access_token)
-    real = services._count_and_end_position
+    real = services._lock_group_and_count
 
     def lost_midway(*args, **kwargs):
         _drop_the_connection_under_the_request()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_count_and_end_position", lost_midway)
+    monkeypatch.setattr(services, "_lock_group_and_count", lost_midway)
     key = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
     with caplog.at_level(logging.INFO):
         status, headers, content = call(
