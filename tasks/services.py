@@ -819,6 +819,37 @@ def _bump(queryset, now: datetime, **changes) -> int:
     return queryset.update(version=F("version") + 1, updated_at=now, **changes)
 
 
+# A plain UPDATE locks its rows in its plan's order: a parent's subtasks off the parent_id
+# index come in the order they were inserted (seq scan: physical order), not ROW_LOCK_ORDER.
+# Holding the parent and the subtasks read so far, a move of the parent's list waited for one
+# whose id sorts first, which a bulk action over two of them (locking them by id) held while it
+# waited for one the move held: a deadlock, 1 s (review 39e). Locked first in ROW_LOCK_ORDER
+# (all have a parent: parent_id, id), then written: still one statement. `list_id IS DISTINCT
+# FROM` is read again on each row as it is locked, as the ORM's exclude() was on the row it
+# wrote. Written where the old UPDATE found them, off the parent_id index by the parents' ids,
+# among the locked ones (an array, an InitPlan): joined to the locking read instead, an analyzed
+# table hashed a parent's 500 subtasks and read the whole table to find them (30,500 rows), and
+# with the statistics of an emptied table walked the primary key whole against each; by the
+# locked ids alone, it once walked task_updated (id its second column), as review 36f saw.
+_BUMP_SUBTASKS_TO_LIST = (
+    "UPDATE tasks_task SET version = version + 1, updated_at = %s, list_id = %s"
+    " WHERE parent_id = ANY(%s) AND id = ANY(ARRAY(SELECT id FROM tasks_task"
+    " WHERE parent_id = ANY(%s) AND list_id IS DISTINCT FROM %s ORDER BY parent_id, id"
+    " FOR UPDATE))"
+)
+
+
+def _bump_subtasks_to_list(
+    parent_ids: Collection[UUID], now: datetime, list_id: UUID | None
+) -> int:
+    """Moves the subtasks of these parents to their list (those not in it), their versions
+    raised; how many. Locks them in ROW_LOCK_ORDER first, in the same statement."""
+    with connection.cursor() as cursor:
+        parents = list(parent_ids)
+        cursor.execute(_BUMP_SUBTASKS_TO_LIST, [now, list_id, parents, parents, list_id])
+        return cursor.rowcount
+
+
 # TAG_LOCKS: how a tag's rename or delete and the writes linking the tag to tasks keep out of
 # each other's way. A write holds its task, then reads the tags it links FOR KEY SHARE
 # (models.tags_named; not when the task carries them all already), which waits for a rename of
@@ -1550,7 +1581,7 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
         elif changed:
             task_save(current)
         if current.list_id != old_group[0] and current.parent_id is None:
-            _bump(current.subtasks.exclude(list_id=current.list_id), now, list=current.list_id)
+            _bump_subtasks_to_list([current.pk], now, current.list_id)
         if completing and regrouped:
             _after_completion(user=user, tasks=[current], now=now)
         return current
@@ -1832,7 +1863,7 @@ def task_move(
             current.version += 1
             task_save(current)
         if target_list_id != old_group[0]:
-            _bump(current.subtasks.all(), current.updated_at, list=target_list_id)
+            _bump_subtasks_to_list([current.pk], current.updated_at, target_list_id)
         return current
 
 
@@ -1904,6 +1935,35 @@ def _ensure_all_found(ids: list[UUID], found: set[UUID]) -> None:
         raise MissingTasks([task_id for task_id in ids if task_id not in found])
 
 
+# The tasks a bulk move names, with the subtasks of those (they follow their parents), locked in
+# one statement in ROW_LOCK_ORDER; the named ones' rows as locked. Named with its parent, a
+# subtask was locked first, and its unnamed siblings after it, by the move's UPDATE of them
+# (_bump_subtasks_to_list), out of ROW_LOCK_ORDER when one's id sorts first: a bulk action over
+# the two held that one and waited for the named one, a deadlock, 1 s (review 39e).
+# MATERIALIZED: as a subquery, the outer filter went into the locking read (its plan), which
+# then locked the named ones only.
+# Two constant arrays, OR'd (the pkey's and the parent_id index's bitmaps): the subtasks' ids
+# concatenated as `id = ANY(ids || ARRAY(...))`, an array of a length the planner does not know,
+# were looked for in every task of the owner under the statistics of an emptied table, unhashed
+# (16.8 ms for 100 ids among 30,000 tasks, against 3.4 ms).
+_LOCKED_FOR_MOVE = f"""
+    WITH locked AS MATERIALIZED (
+        SELECT {", ".join(loaded_columns(Task))} FROM tasks_task
+        WHERE owner_id = %(owner)s
+            AND (id = ANY(%(ids)s::uuid[]) OR parent_id = ANY(%(ids)s::uuid[]))
+        ORDER BY parent_id NULLS FIRST, id FOR UPDATE
+    )
+    SELECT * FROM locked WHERE id = ANY(%(ids)s::uuid[])
+"""
+
+
+def _locked_for_move(owner_id: UUID, ids: list[UUID]) -> list[Task]:
+    columns = loaded_columns(Task)
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCKED_FOR_MOVE, {"owner": owner_id, "ids": ids})
+        return [Task.from_db(connection.alias, columns, row) for row in cursor.fetchall()]
+
+
 def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | None) -> int:
     ids = {task.pk for task in tasks}
     orphans = [t for t in tasks if t.parent_id is not None and t.parent_id not in ids]
@@ -1940,11 +2000,7 @@ def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | N
         )
     # Subtasks follow their parent's list; their ranks are inside the parent, so they stay.
     moved_ids = {t.pk for t in moving}
-    _bump(
-        Task.objects.filter(parent_id__in=moved_ids).exclude(list_id=target_list_id),
-        now,
-        list=target_list_id,
-    )
+    _bump_subtasks_to_list(moved_ids, now, target_list_id)
     return len(moving) + sum(t.parent_id in moved_ids for t in tasks)
 
 
@@ -2007,7 +2063,10 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
             _delete_locked(user.pk, locked, now)
             return len(found)
         selected = Task.objects.filter(id__any_of=ids)
-        tasks = list(selected.owned_by(user).select_for_update().order_by(*ROW_LOCK_ORDER))
+        if action == "move":
+            tasks = _locked_for_move(user.pk, ids)
+        else:
+            tasks = list(selected.owned_by(user).select_for_update().order_by(*ROW_LOCK_ORDER))
         _ensure_all_found(ids, {task.pk for task in tasks})
         if action == "reopen":
             return _bump(selected.filter(completed=True), now, completed=False, completed_at=None)
