@@ -539,19 +539,24 @@ def _lock_references_of_moved_again(ids: list[UUID]) -> None:
         )
 
 
-def _lock_group_references(owner_id: UUID, group: GroupKey) -> None:
-    """The same, after a group was renumbered (a crowd longer than SPREAD_RUN_LIMIT: rare):
-    for each task of the group, which every later spread there may move again."""
+def _lock_group_references(owner_id: UUID, group: GroupKey, written: Collection[UUID]) -> None:
+    """The same, after a group was renumbered (a crowd longer than SPREAD_RUN_LIMIT: rare), for
+    the tasks of the group among `written`: the renumbering was the first row version of the
+    others, whose unchanged keys PostgreSQL does not check. (For every task of the group, a
+    bulk completion gave way to any writer of any of their next occurrences, in another list
+    too: review 39f.) No later spread there: the renumbering left a gap after each anchor."""
+    if not written:
+        return
     referenced = (
         "id IN (SELECT unnest(ARRAY[next_occurrence_id, parent_id]) FROM tasks_task"
-        f" WHERE {_IN_GROUP_SQL})"
+        f" WHERE id = ANY(%s::uuid[]) AND {_IN_GROUP_SQL})"
     )
-    in_group = [owner_id, *group]
-    with _giving_way_to_holders((referenced, in_group)), connection.cursor() as cursor:
+    params = [list(written), owner_id, *group]
+    with _giving_way_to_holders((referenced, params)), connection.cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM tasks_task WHERE {referenced}"
             f" FOR KEY SHARE{_NOWAIT[may_give_way.get()]}",
-            in_group,
+            params,
         )
 
 
@@ -582,7 +587,7 @@ def _count_and_positions_right_after(
         moving: list[UUID] = []
         moved = _spread_after(owner_id, anchor.sibling_group, successors[anchor.pk][0], moving)
         if moved is None:  # the group was renumbered
-            _lock_group_references(owner_id, anchor.sibling_group)
+            _lock_group_references(owner_id, anchor.sibling_group, written)
             owned, successors = _successor_positions(owner_id, ids)
             continue
         again = [pk for pk in moving if pk in written and pk not in references_held]
@@ -1274,13 +1279,18 @@ _LINK_COPIES = (
 
 
 def _spawn_next_occurrences(
-    *, user: User, tasks: Sequence[Task], unsaved: Sequence[Task] = ()
+    *,
+    user: User,
+    tasks: Sequence[Task],
+    unsaved: Sequence[Task] = (),
+    written: Collection[UUID] = (),
 ) -> None:
     """Creates the next occurrence of each completed recurring task, right after it.
 
     Once per task: a task whose `next_occurrence` is set never gets a second copy. Constant
     queries whatever the number of tasks. `unsaved` tasks (among `tasks`) are saved here, with
-    their link to their copy, in the copies' statement when there are copies.
+    their link to their copy, in the copies' statement when there are copies. `written`: the
+    other tasks the transaction wrote already (completed with no rule: see _REFERENCED).
     """
     today = recurrence.today_in(user.timezone)
     due_dates = {}
@@ -1305,9 +1315,10 @@ def _spawn_next_occurrences(
     # Ranks are picked under the group lock like every other writer's: a create at the end of
     # the same group could otherwise pick the same rank and fail on the unique constraint.
     _lock_groups(user.pk, [task.sibling_group for task in originals])
-    # The completed tasks that get no copy (their next occurrence made before) are written.
+    # The completed tasks that get no copy (their next occurrence made before, or no rule
+    # left while their next occurrence stays) are written.
     owned, positions = _count_and_positions_right_after(
-        user.pk, originals, written=[task.pk for task in tasks]
+        user.pk, originals, written=[*(task.pk for task in tasks), *written]
     )
     # Each copy is a new task: past the cap by at most an allowance (else completing recurring
     # tasks grew an account without bound, up to 500 tasks a request).
@@ -1374,14 +1385,14 @@ def _spawn_next_occurrences(
 
 def _cascade_completion(
     *, user: User, parent_ids: Sequence[UUID], completing: int, now: datetime
-) -> list[Task]:
+) -> tuple[list[Task], list[UUID]]:
     """Completes the open subtasks of these parents, among the `completing` tasks that the
     request completes; returns the recurring ones (completed: their next occurrences follow;
-    a plain subtask needs no instance). A 409 when those tasks and the subtasks are
-    more than one request completes (ensure_completion_size): the UPDATE stops one past the
-    bound, so its cost is bounded too."""
+    a plain subtask needs no instance), and the ids of all it completed. A 409 when those tasks
+    and the subtasks are more than one request completes (ensure_completion_size): the UPDATE
+    stops one past the bound, so its cost is bounded too."""
     if not parent_ids:
-        return []
+        return [], []
     columns = loaded_columns(Task)
     room = MAX_COMPLETED_PER_REQUEST - completing
     with connection.cursor() as cursor:
@@ -1404,8 +1415,11 @@ def _cascade_completion(
         )
         rows = cursor.fetchall()
     ensure_completion_size(completing=completing + len(rows), most=MAX_COMPLETED_PER_REQUEST)
-    rule = columns.index("recurrence")
-    return [Task.from_db(connection.alias, columns, row) for row in rows if row[rule] is not None]
+    rule, pk = columns.index("recurrence"), columns.index("id")
+    recurring = [
+        Task.from_db(connection.alias, columns, row) for row in rows if row[rule] is not None
+    ]
+    return recurring, [row[pk] for row in rows]
 
 
 def _after_completion(
@@ -1419,8 +1433,10 @@ def _after_completion(
         # None: not known; task_to_write() knows.
         if task.parent_id is None and task.has_open_subtasks is not False
     ]
-    subtasks = _cascade_completion(user=user, parent_ids=parent_ids, completing=len(tasks), now=now)
-    _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved)
+    subtasks, cascaded = _cascade_completion(
+        user=user, parent_ids=parent_ids, completing=len(tasks), now=now
+    )
+    _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved, written=cascaded)
 
 
 # A task's new parent, read again under a lock kept until the commit, with whether the task has
@@ -1914,7 +1930,7 @@ def _bulk_complete(user: User, ids: list[UUID]) -> int:
         return 0
     with connection.cursor() as cursor:
         cursor.execute(_COMPLETE, [now, now, [row[pk] for row in changed]])
-    subtasks = _cascade_completion(
+    subtasks, cascaded = _cascade_completion(
         user=user,
         # Whether a task has open subtasks is not known here: the UPDATE finds out.
         parent_ids=[row[pk] for row in changed if row[parent] is None],
@@ -1926,7 +1942,12 @@ def _bulk_complete(user: User, ids: list[UUID]) -> int:
     ]
     for task in recurring:
         task.mark_completed(now)
-    _spawn_next_occurrences(user=user, tasks=[*recurring, *subtasks])
+    # All it completed are written, those with no rule too (a next occurrence may stay).
+    _spawn_next_occurrences(
+        user=user,
+        tasks=[*recurring, *subtasks],
+        written=[*(row[pk] for row in changed), *cascaded],
+    )
     return len(changed)
 
 

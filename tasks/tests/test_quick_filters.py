@@ -234,3 +234,113 @@ def test_filter_criteria_is_what_the_filterset_gives(user):
     filters = TaskFilter(query, Task.objects.none(), request=Requester(user))
     assert filters.is_valid()
     assert filters.criteria() == filter_criteria(quick_filter_values(query), user)
+
+
+# Review 39f: quick_filter_values() restates what TaskFilter's fields refuse (the booleans'
+# strings, the names of priorities and orderings, a search's strip, length and null
+# character, a tag name's). A rule added to a field (a character class refused, a value
+# cleaned otherwise) that these restatements miss would make the quick way answer a 200 where
+# TaskFilter answers the 400: no test of fixed VALUES sees it unless one of them breaks the
+# new rule. So each parameter is tried with every character of the classes a rule is likely
+# to be about, alone, around and inside a valid value.
+def _characters() -> list[str]:
+    """Latin-1 and its extension, every control, format, space and separator character of the
+    BMP, and every fifth of its marks and punctuation."""
+    import unicodedata
+
+    every = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+    some = {"Mn", "Me", "Sk", "Pd", "Po"}
+    picked, sampled = [], 0
+    for code in range(0x10000):
+        character = chr(code)
+        category = unicodedata.category(character)
+        if code < 0x250 or category in every:
+            picked.append(character)
+        elif category in some:
+            sampled += 1
+            if sampled % 5 == 0:
+                picked.append(character)
+    return picked
+
+
+QUICK_VALID = {
+    "completed": "true",
+    "overdue": "false",
+    "has_due": "true",
+    "priority": "high,low",
+    "ordering": "-due_date,title",
+    "search": "pay rent",
+    "tag": "home",
+}
+
+
+def test_every_character_in_a_quick_value_is_read_as_the_form_reads_it(user):
+    checked = 0
+    for name, valid in QUICK_VALID.items():
+        for character in _characters():
+            middle = len(valid) // 2
+            for value in (
+                character,
+                character + valid,
+                valid + character,
+                valid[:middle] + character + valid[middle:],
+            ):
+                query = QueryDict(mutable=True)
+                query.setlist(name, [value])
+                checked += assert_quick_is_the_forms(user, query)
+    assert checked > 1000
+
+
+def test_the_fields_quick_filter_values_restates_are_as_it_knows_them():
+    """A tripwire: quick_filter_values() mirrors these fields' rules. When one changes (its
+    class, choices, length, strip, validators), change quick_filter_values() with it, then the
+    expected values here. (A rule inside a field's code: the test above.)"""
+    form = TaskFilter(QueryDict("&".join(f"{n}=x" for n in QUICK_VALID)), Task.objects.none())
+    seen = {}
+    for name in QUICK_VALID:
+        field = form.form.fields[name]
+        seen[name] = (
+            type(field).__name__,
+            sorted(str(key) for key, _ in getattr(field, "choices", [])),
+            getattr(field, "max_length", None),
+            getattr(field, "strip", None),
+            sorted(type(validator).__name__ for validator in field.validators),
+        )
+    assert seen == EXPECTED_FIELDS
+
+
+EXPECTED_FIELDS: dict = {
+    "completed": ("TrueOrFalseFormField", ["false", "true"], None, None, []),
+    "has_due": ("TrueOrFalseFormField", ["false", "true"], None, None, []),
+    "ordering": (
+        "ChoiceExactField",
+        [
+            "",
+            "-created_at",
+            "-due_date",
+            "-position",
+            "-priority",
+            "-title",
+            "-updated_at",
+            "created_at",
+            "due_date",
+            "position",
+            "priority",
+            "title",
+            "updated_at",
+        ],
+        None,
+        None,
+        [],
+    ),
+    "overdue": ("TrueOrFalseFormField", ["false", "true"], None, None, []),
+    "priority": ("ChoiceInField", ["", "high", "low", "medium", "none"], None, None, []),
+    "search": (
+        "MaxLengthCharFormField",
+        [],
+        200,
+        True,
+        ["MaxLengthValidator", "ProhibitNullCharactersValidator"],
+    ),
+    "tag": ("TagNamesFormField", [], None, None, []),
+}
