@@ -1397,21 +1397,26 @@ def _cascade_completion(
     room = MAX_COMPLETED_PER_REQUEST - completing
     with connection.cursor() as cursor:
         # One statement for any number of parents (the ORM's select, then its update, cost a
-        # round trip and ~2 ms of CPU each). Joined to the picked ids: `id IN (SELECT ...
-        # LIMIT)` read the picked ids again for each open subtask, 17 s for 40,000 of them.
-        # Picked FOR UPDATE: a subtask completed or moved out while this waits for its lock is
-        # checked again and passed over for the next one, so the count and the rows are true.
-        # In ROW_LOCK_ORDER: off the parent_id index (its plan on an analyzed table), a parent's
-        # subtasks came in the order they were inserted, and a bulk action over two of them
-        # (which locks them by id) deadlocked with it, 1 s (review 39d).
+        # round trip and ~2 ms of CPU each). Picked FOR UPDATE: a subtask completed or moved
+        # out while this waits for its lock is checked again and passed over for the next one,
+        # so the count and the rows are true. In ROW_LOCK_ORDER: off the parent_id index (its
+        # plan on an analyzed table), a parent's subtasks came in the order they were
+        # inserted, and a bulk action over two of them (which locks them by id) deadlocked
+        # with it, 1 s (review 39d). The picked ids in an array (an InitPlan, run once: `id
+        # IN (SELECT ... LIMIT)` read them again for each open subtask, 17 s for 40,000),
+        # written where they are found, off the parent_id index by the parents' ids. Joined
+        # to the picked ids (`FROM (SELECT ...) AS picked`), an analyzed table hashed them and
+        # read the whole table (500 subtasks), and under the statistics of an emptied table
+        # a nested loop read every open task and ran the locking read again for each: 20
+        # subtasks among 30,000 tasks 60-310 ms, 500 1.3-7.4 s, 5,000 past 30 s; this way
+        # 1.0, 23 and 77-117 ms (review 39h; _BUMP_SUBTASKS_TO_LIST's join did the same).
         cursor.execute(
             "UPDATE tasks_task SET completed = true, completed_at = %s, updated_at = %s, "
-            "version = version + 1 FROM (SELECT id FROM tasks_task WHERE owner_id = %s "
+            "version = version + 1 WHERE parent_id = ANY(%s) AND NOT completed "
+            "AND id = ANY(ARRAY(SELECT id FROM tasks_task WHERE owner_id = %s "
             "AND parent_id = ANY(%s) AND NOT completed ORDER BY parent_id, id LIMIT %s "
-            "FOR UPDATE) AS picked "
-            "WHERE tasks_task.id = picked.id AND NOT tasks_task.completed "
-            f"RETURNING {', '.join(f'tasks_task.{column}' for column in columns)}",
-            [now, now, user.pk, parent_ids, max(room, 0) + 1],
+            f"FOR UPDATE)) RETURNING {', '.join(columns)}",
+            [now, now, parent_ids, user.pk, parent_ids, max(room, 0) + 1],
         )
         rows = cursor.fetchall()
     ensure_completion_size(completing=completing + len(rows), most=MAX_COMPLETED_PER_REQUEST)
@@ -1892,15 +1897,36 @@ def task_move(
 # parent and waited for the subtask (_cascade_completion), a deadlock (1 s) every time. One
 # array of ids, read off the primary key (an OR with an IN-subquery read every task of the
 # owner: 14 ms for 100 ids of 100,000 tasks).
+# With them, the open subtasks of the named tasks, which the cascade completes: named with its
+# parent, a subtask was locked here and its unnamed siblings by the cascade, after it, out of
+# ROW_LOCK_ORDER when one's id sorts first; a bulk action over the two held that one and waited
+# for the named one, a deadlock, 1 s (review 39e). The first MAX_COMPLETED_PER_REQUEST + 1 in
+# ROW_LOCK_ORDER (all have a parent: parent_id, id), as the cascade picks them: the named open
+# subtasks among them are completed before it, and count against the same bound, so what it
+# picks is among these (past the bound it is a 409: the cost stays bounded). Not quite when a
+# named parent is completed already and still has open subtasks: those are locked here,
+# not completed, and past 1,001 in all the cascade may pick some not locked here, in its own
+# order, as before. Each group its own
+# array, OR'd, the named ids a constant one: their concatenation (`id = ANY(ids || ...)`), an
+# array of a length the planner does not know, is not hashed, and under the statistics of an
+# emptied table (the owner's index, every task compared with each id) cost 18.8 -> 32.3 ms for
+# 100 ids among 30,000 tasks with the subtasks' array added (review 39e). `parent_id = ANY(ids)`
+# spares the others the subtasks' array (hashed, it is a constant) and gives the index scans a
+# bounded key: `parent_id IS NOT NULL` did too, and an analyzed table with no subtasks read it
+# off the parent_id index, every subtask of every account on a table that has them.
 _NAMED_AND_THEIR_PARENTS = (
-    "tasks_task.id = ANY(%s::uuid[] || ARRAY(SELECT s.parent_id FROM tasks_task s"
+    "(tasks_task.id = ANY(%s::uuid[])"
+    " OR tasks_task.id = ANY(ARRAY(SELECT s.parent_id FROM tasks_task s"
     " WHERE s.id = ANY(%s::uuid[]) AND NOT s.completed AND s.recurrence IS NOT NULL))"
+    " OR (tasks_task.parent_id = ANY(%s::uuid[]) AND tasks_task.id = ANY(ARRAY(SELECT c.id"
+    " FROM tasks_task c WHERE c.parent_id = ANY(%s::uuid[]) AND NOT c.completed"
+    f" ORDER BY c.parent_id, c.id LIMIT {MAX_COMPLETED_PER_REQUEST + 1}))))"
 )  # a top-level task's NULL parent in the array matches no row
 _LOCKED_FOR_COMPLETION = CompiledQuery(
     lambda owner, ids: (
         Task.objects.select_for_update()
         .owned_by(owner)
-        .extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
+        .extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids, ids, ids])
         .order_by(*ROW_LOCK_ORDER)
         .values_list(*loaded_columns(Task))
     ),
