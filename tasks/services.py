@@ -1897,36 +1897,15 @@ def task_move(
 # parent and waited for the subtask (_cascade_completion), a deadlock (1 s) every time. One
 # array of ids, read off the primary key (an OR with an IN-subquery read every task of the
 # owner: 14 ms for 100 ids of 100,000 tasks).
-# With them, the open subtasks of the named tasks, which the cascade completes: named with its
-# parent, a subtask was locked here and its unnamed siblings by the cascade, after it, out of
-# ROW_LOCK_ORDER when one's id sorts first; a bulk action over the two held that one and waited
-# for the named one, a deadlock, 1 s (review 39e). The first MAX_COMPLETED_PER_REQUEST + 1 in
-# ROW_LOCK_ORDER (all have a parent: parent_id, id), as the cascade picks them: the named open
-# subtasks among them are completed before it, and count against the same bound, so what it
-# picks is among these (past the bound it is a 409: the cost stays bounded). Not quite when a
-# named parent is completed already and still has open subtasks: those are locked here,
-# not completed, and past 1,001 in all the cascade may pick some not locked here, in its own
-# order, as before. Each group its own
-# array, OR'd, the named ids a constant one: their concatenation (`id = ANY(ids || ...)`), an
-# array of a length the planner does not know, is not hashed, and under the statistics of an
-# emptied table (the owner's index, every task compared with each id) cost 18.8 -> 32.3 ms for
-# 100 ids among 30,000 tasks with the subtasks' array added (review 39e). `parent_id = ANY(ids)`
-# spares the others the subtasks' array (hashed, it is a constant) and gives the index scans a
-# bounded key: `parent_id IS NOT NULL` did too, and an analyzed table with no subtasks read it
-# off the parent_id index, every subtask of every account on a table that has them.
 _NAMED_AND_THEIR_PARENTS = (
-    "(tasks_task.id = ANY(%s::uuid[])"
-    " OR tasks_task.id = ANY(ARRAY(SELECT s.parent_id FROM tasks_task s"
+    "tasks_task.id = ANY(%s::uuid[] || ARRAY(SELECT s.parent_id FROM tasks_task s"
     " WHERE s.id = ANY(%s::uuid[]) AND NOT s.completed AND s.recurrence IS NOT NULL))"
-    " OR (tasks_task.parent_id = ANY(%s::uuid[]) AND tasks_task.id = ANY(ARRAY(SELECT c.id"
-    " FROM tasks_task c WHERE c.parent_id = ANY(%s::uuid[]) AND NOT c.completed"
-    f" ORDER BY c.parent_id, c.id LIMIT {MAX_COMPLETED_PER_REQUEST + 1}))))"
 )  # a top-level task's NULL parent in the array matches no row
 _LOCKED_FOR_COMPLETION = CompiledQuery(
     lambda owner, ids: (
         Task.objects.select_for_update()
         .owned_by(owner)
-        .extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids, ids, ids])
+        .extra(where=[_NAMED_AND_THEIR_PARENTS], params=[ids, ids])
         .order_by(*ROW_LOCK_ORDER)
         .values_list(*loaded_columns(Task))
     ),

@@ -1,27 +1,15 @@
-"""Review 39h. A bulk complete naming a parent and one of its subtasks locked the named subtask
-in its first statement and the parent's other open subtasks in the cascade, after it: out of
-ROW_LOCK_ORDER (test_subtask_bump_lock_order.py's `complete` case, a strict xfail until this
-review). The first statement now locks the named tasks' open subtasks with them, as many as
-the cascade can pick (MAX_COMPLETED_PER_REQUEST + 1): the bound is pinned here. The cascade's
-UPDATE found the rows it picked by joining them to the table: under the statistics of an
-emptied table (the planner takes it for one row) that was a nested loop reading every open
-task and running the locking read again for each, 60-310 ms for 20 subtasks among 30,000
-tasks, 1.3-7.4 s for 500, past 30 s for 5,000; it now finds them off the parent_id index by
-the parents' ids, among the picked ones (an array).
-
-Findings (review-39h.md): test 1 is finding 2 (the cascade's join), test 2 pins finding 1's
-bound (the `complete` case of the deadlock test is finding 1 itself). Both fail on main
-(8955ada). Run: copied into tasks/tests/,
-`TODO_DATA_DIR=... .venv/bin/pytest -q -p no:cacheprovider tasks/tests/test_completion_cascade_locks.py`.
-"""
+"""Review 39h. The cascade's UPDATE (a parent's completion completing its open subtasks)
+found the rows it picked by joining them to the table: under the statistics of an emptied
+table (the planner takes it for one row) that was a nested loop reading every open task and
+running the locking read again for each, 60-310 ms for 20 subtasks among 30,000 tasks,
+1.3-7.4 s for 500, past 30 s for 5,000; it now finds them off the parent_id index by the
+parents' ids, among the picked ones (an array). Fails before (8955ada)."""
 
 import pytest
 from django.db import connection
 
 from conftest import client_for
-from tasks import services
 from tasks.models import Task
-from tasks.tests.many_tasks import load_subtasks
 from todo_project.tests.helpers import statistics_of_an_emptied_table
 
 # Open tasks of an owner (subtasks of `parent` when it is given), inserted row by row: a COPY
@@ -66,37 +54,3 @@ def test_a_parents_completion_finds_its_subtasks_by_their_parent_under_an_emptie
     assert "Join" not in plan and "Nested Loop" not in plan, plan
     # Both the locking read and the UPDATE's own scan keyed by the parents' ids.
     assert "Seq Scan" not in plan and plan.count("Index Cond: (parent_id = ANY") == 2, plan
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_bulk_complete_locks_as_many_open_subtasks_of_the_named_tasks_as_the_cascade_can_pick(
-    user, monkeypatch
-):
-    """1,005 open subtasks, the parent named with the first of them: the first statement locks
-    the parent and the first MAX_COMPLETED_PER_REQUEST + 1 subtasks in ROW_LOCK_ORDER (the
-    named one among them), no more; then the cascade passes the bound, a 409."""
-    parent_id = load_subtasks(user.pk, 1005)
-    first = Task.objects.filter(parent_id=parent_id).order_by("id").first()
-    locked = []
-    rows = services._LOCKED_FOR_COMPLETION.rows
-
-    def recorded(**values):
-        found = rows(**values)
-        locked.append(found)
-        return found
-
-    monkeypatch.setattr(services._LOCKED_FOR_COMPLETION, "rows", recorded)
-    response = client_for(user).post(
-        "/api/v1/tasks/bulk/",
-        {"action": "complete", "ids": [str(parent_id), str(first.pk)]},
-        format="json",
-    )
-    assert response.status_code == 409, response.json()
-    [found] = locked
-    expected = Task.objects.filter(parent_id=parent_id).order_by("id")
-    expected = [
-        parent_id,
-        *expected[: services.MAX_COMPLETED_PER_REQUEST + 1].values_list("id", flat=True),
-    ]
-    assert [row[0] for row in found] == expected  # ROW_LOCK_ORDER: the parent, then by id
-    assert Task.objects.filter(parent_id=parent_id, completed=True).count() == 0
