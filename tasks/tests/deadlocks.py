@@ -116,3 +116,21 @@ def let_go_without_deadlock(go, held, waiting, caplog) -> tuple:
 
 def retries_logged(caplog) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == "todo.retry"]
+
+
+def bulk(user, action: str, ids: list, **more):
+    """POST tasks/bulk/ as `user`: `action` over these ids."""
+    return client_for(user).post(
+        "/api/v1/tasks/bulk/",
+        {"action": action, "ids": [str(pk) for pk in ids], **more},
+        format="json",
+    )
+
+
+def ranked(ranks: dict) -> None:
+    """Gives each task its rank, every one moved out of the way first: two tasks of a group
+    never share a rank (its unique constraint), not even for a statement."""
+    for n, task in enumerate(ranks):
+        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
+    for task, rank in ranks.items():
+        Task.objects.filter(pk=task.pk).update(position=rank)

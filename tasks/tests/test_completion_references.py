@@ -13,11 +13,12 @@ from django.db import connection
 from conftest import client_for
 from tasks.models import POSITION_GAP, Task, TaskList
 from tasks.tests.deadlocks import (
+    bulk,
     held_after_first_group_lock,
     let_go_without_deadlock,
+    ranked,
     retries_logged,
 )
-from tasks.tests.test_subtask_spread_lock_order import _bulk
 from todo_project.tests.helpers import (
     connection_of_its_own,
     start_in_thread,
@@ -46,12 +47,9 @@ def test_a_completed_non_recurring_task_with_a_next_occurrence_moved_by_a_spread
     assert reopened.json()["next_occurrence"] == str(copy.pk)
     before = make_task("Before", **RECURRING)
     ranks = {copy: -100_000, before: 1024, again: 1025}
-    for n, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: _bulk(user, "complete", [before.pk, again.pk]))
+    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk]))
     assert reached.wait(10)  # both completed, the Inbox's group held
     copying = start_in_thread(
         lambda: client_for(user).patch(
@@ -83,12 +81,9 @@ def test_a_cascaded_non_recurring_subtask_with_a_next_occurrence_moved_by_a_spre
     assert reopened.status_code == 200, reopened.content
     r = make_task("R", parent=parent, **RECURRING)
     ranks = {copy: -100_000, r: 1024, s: 1025}
-    for n, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: _bulk(user, "complete", [parent.pk]))
+    completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk]))
     assert reached.wait(10)  # the parent and its subtasks completed, their group held
     moving = start_in_thread(
         lambda: client_for(user).post(
@@ -127,7 +122,7 @@ def test_a_renumbering_completion_waits_for_no_reference_of_a_task_it_never_wrot
     with connection_of_its_own(connection) as other:
         other.execute("BEGIN")
         other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [occurrence])
-        completing = start_in_thread(lambda: _bulk(user, "complete", [before.pk]))
+        completing = start_in_thread(lambda: bulk(user, "complete", [before.pk]))
         waited = wait_for_lock_waiters(connection, 1, timeout=3)
         other.execute("COMMIT")
         completed = completing()
@@ -162,7 +157,7 @@ def test_a_renumbering_completion_still_locks_the_references_of_a_task_it_wrote(
     for rank, task in enumerate(order, 1):
         Task.objects.filter(pk=task.pk).update(position=rank)
     reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: _bulk(user, "complete", [before.pk, again.pk, other.pk]))
+    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk, other.pk]))
     assert reached.wait(10)
     copying = start_in_thread(
         lambda: client_for(user).patch(

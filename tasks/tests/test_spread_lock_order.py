@@ -22,6 +22,7 @@ from tasks.models import POSITION_GAP, Task
 from tasks.tests.deadlocks import (
     held_after_first_group_lock,
     let_go_without_deadlock,
+    ranked,
     retries_logged,
 )
 from todo_project.tests.helpers import (
@@ -240,10 +241,7 @@ def test_a_move_whose_spread_moves_the_task_never_deadlocks_with_its_next_occurr
     )
     copy = Task.objects.get(pk=response.json()["next_occurrence"])
     ranks = {anchor: 1024, neighbour: 1025, moving: 1026, copy: 10000}
-    for n, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     reached, go = held_after_first_group_lock(monkeypatch)
     move = start_in_thread(
         lambda: client_for(user).post(

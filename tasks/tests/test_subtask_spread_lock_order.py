@@ -22,8 +22,10 @@ from conftest import client_for
 from tasks import services, views
 from tasks.models import Task
 from tasks.tests.deadlocks import (
+    bulk,
     held_after_first_group_lock,
     let_go_without_deadlock,
+    ranked,
     retries_logged,
 )
 from todo_project import retry
@@ -58,26 +60,18 @@ def _crowded_subtasks(make_task, **where) -> tuple[Task, Task, Task, Task]:
     return parent, anchor, neighbour, moving
 
 
-def _bulk(user, action: str, ids: list, **more):
-    return client_for(user).post(
-        "/api/v1/tasks/bulk/",
-        {"action": action, "ids": [str(pk) for pk in ids], **more},
-        format="json",
-    )
-
-
 PARENT_WRITERS = {
     # the write holding the parent, then waiting for the subtask
-    "bulk complete of the parent": lambda user, parent, moving, home: _bulk(
+    "bulk complete of the parent": lambda user, parent, moving, home: bulk(
         user, "complete", [parent.pk]
     ),
-    "bulk set_priority over the parent and the subtask": lambda user, parent, moving, home: _bulk(
+    "bulk set_priority over the parent and the subtask": lambda user, parent, moving, home: bulk(
         user, "set_priority", [parent.pk, moving.pk], priority="high"
     ),
-    "bulk move of the parent to a list": lambda user, parent, moving, home: _bulk(
+    "bulk move of the parent to a list": lambda user, parent, moving, home: bulk(
         user, "move", [parent.pk], list=str(home.pk)
     ),
-    "bulk delete of the parent": lambda user, parent, moving, home: _bulk(
+    "bulk delete of the parent": lambda user, parent, moving, home: bulk(
         user, "delete", [parent.pk]
     ),
     "PATCH completing the parent": lambda user, parent, moving, home: client_for(user).patch(
@@ -218,10 +212,7 @@ def test_a_neighbour_two_spreads_move_never_deadlocks_with_a_writer_of_its_next_
         Task.objects.filter(pk__in=[r1.pk, r2.pk]).delete()
     a, b, y = make_task("A"), make_task("B"), make_task("Y")
     ranks = {copy: -100_000, r1: 1024, a: 1025, b: 1026, r2: 1027, neighbour: 1028, y: 1155}
-    for n, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     reached, go = held_after_first_group_lock(monkeypatch)
     completing = start_in_thread(
         lambda: client_for(user).post(
@@ -261,12 +252,9 @@ def test_a_completed_task_a_spread_of_the_same_bulk_moves_never_deadlocks_with_i
     assert reopened.status_code == 200, reopened.content
     before = make_task("Before", **RECURRING)
     ranks = {copy: -100_000, before: 1024, again: 1025}
-    for n, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - n)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: _bulk(user, "complete", [before.pk, again.pk]))
+    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk]))
     assert reached.wait(10)  # both completed, the Inbox's group held
     copying = start_in_thread(
         lambda: client_for(user).patch(
@@ -296,12 +284,9 @@ def test_only_a_row_two_spreads_move_has_its_references_locked(user, make_task, 
         ranks |= {a: 1025, b: 1026}
     else:
         ranks[r1] = 0
-    for k, task in enumerate(ranks):
-        Task.objects.filter(pk=task.pk).update(position=-1000 - k)
-    for task, rank in ranks.items():
-        Task.objects.filter(pk=task.pk).update(position=rank)
+    ranked(ranks)
     with CaptureQueriesContext(connection) as queries:
-        answer = _bulk(user, "complete", [r1.pk, r2.pk])
+        answer = bulk(user, "complete", [r1.pk, r2.pk])
     assert answer.status_code == 200, answer.content
     locks = [q for q in queries.captured_queries if "FOR KEY SHARE" in q["sql"]]
     assert len(locks) == (moved == "twice")
@@ -381,7 +366,7 @@ def test_a_subtasks_move_that_gave_way_on_its_parent_locks_it_first_when_it_runs
         assert wait_for_lock_waiters(connection, 1)  # it gave way on the parent, and waits
         other.execute("COMMIT")
     assert reached.wait(10)  # run again: it holds the subtask and its parent's group
-    completing = start_in_thread(lambda: _bulk(user, "complete", [parent.pk]))
+    completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk]))
     moved, completed = let_go_without_deadlock(go, move, completing, caplog)
     assert (moved.status_code, completed.status_code) == (200, 200)
     assert len([line for line in retries_logged(caplog) if "55P03" in line]) == 1
@@ -433,10 +418,10 @@ def test_a_completions_cascade_locks_the_subtasks_in_row_lock_order(user, make_t
     with connection_of_its_own(connection) as other:
         other.execute("BEGIN")
         other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [middle.pk])
-        completing = start_in_thread(lambda: _bulk(user, "complete", [parent.pk]))
+        completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk]))
         assert wait_for_lock_waiters(connection, 1)  # the cascade waits for `middle`
         setting = start_in_thread(
-            lambda: _bulk(user, "set_priority", [low.pk, high.pk], priority="high")
+            lambda: bulk(user, "set_priority", [low.pk, high.pk], priority="high")
         )
         assert wait_for_lock_waiters(connection, 2)  # the bulk action waits too
         started = time.monotonic()
