@@ -17,6 +17,7 @@ from todo_project.tests.helpers import (
     connection_of_its_own,
     deadlocks_run_again,
     lock_waiters,
+    start_in_thread,
     wait_for_lock_waiters,
 )
 
@@ -134,3 +135,19 @@ def ranked(ranks: dict) -> None:
         Task.objects.filter(pk=task.pk).update(position=-1000 - n)
     for task, rank in ranks.items():
         Task.objects.filter(pk=task.pk).update(position=rank)
+
+
+def completion_of(user, task_id):
+    """PATCH the task `{"completed": true}` as `user`."""
+    return client_for(user).patch(f"/api/v1/tasks/{task_id}/", {"completed": True}, format="json")
+
+
+def held_then_raced(monkeypatch, caplog, held, racing) -> tuple:
+    """Runs `held` until its first group lock has been taken (held_after_first_group_lock),
+    then `racing` until it waits for a lock, then lets `held` go on: both answers, neither run
+    again after a deadlock (let_go_without_deadlock)."""
+    reached, go = held_after_first_group_lock(monkeypatch)
+    holding = start_in_thread(held)
+    assert reached.wait(10)
+    waiting = start_in_thread(racing)
+    return let_go_without_deadlock(go, holding, waiting, caplog)

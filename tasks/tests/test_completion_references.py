@@ -14,8 +14,8 @@ from conftest import client_for
 from tasks.models import POSITION_GAP, Task, TaskList
 from tasks.tests.deadlocks import (
     bulk,
-    held_after_first_group_lock,
-    let_go_without_deadlock,
+    completion_of,
+    held_then_raced,
     ranked,
     retries_logged,
 )
@@ -48,15 +48,12 @@ def test_a_completed_non_recurring_task_with_a_next_occurrence_moved_by_a_spread
     before = make_task("Before", **RECURRING)
     ranks = {copy: -100_000, before: 1024, again: 1025}
     ranked(ranks)
-    reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk]))
-    assert reached.wait(10)  # both completed, the Inbox's group held
-    copying = start_in_thread(
-        lambda: client_for(user).patch(
-            f"/api/v1/tasks/{copy.pk}/", {"completed": True}, format="json"
-        )
+    completed, copied = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [before.pk, again.pk]),
+        lambda: completion_of(user, copy.pk),
     )
-    completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
     assert (completed.status_code, copied.status_code) == (200, 200)
     assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
 
@@ -82,15 +79,14 @@ def test_a_cascaded_non_recurring_subtask_with_a_next_occurrence_moved_by_a_spre
     r = make_task("R", parent=parent, **RECURRING)
     ranks = {copy: -100_000, r: 1024, s: 1025}
     ranked(ranks)
-    reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk]))
-    assert reached.wait(10)  # the parent and its subtasks completed, their group held
-    moving = start_in_thread(
+    completed, moved = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [parent.pk]),
         lambda: client_for(user).post(
             f"/api/v1/tasks/{copy.pk}/move/", {"after": str(r.pk)}, format="json"
-        )
+        ),
     )
-    completed, moved = let_go_without_deadlock(go, completing, moving, caplog)
     assert (completed.status_code, moved.status_code) == (200, 200)
     assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
 
@@ -156,14 +152,11 @@ def test_a_renumbering_completion_still_locks_the_references_of_a_task_it_wrote(
     order = [*crowd[:300], before, again, *crowd[300:]]
     for rank, task in enumerate(order, 1):
         Task.objects.filter(pk=task.pk).update(position=rank)
-    reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk, other.pk]))
-    assert reached.wait(10)
-    copying = start_in_thread(
-        lambda: client_for(user).patch(
-            f"/api/v1/tasks/{occurrence}/", {"completed": True}, format="json"
-        )
+    completed, copied = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [before.pk, again.pk, other.pk]),
+        lambda: completion_of(user, occurrence),
     )
-    completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
     assert (completed.status_code, copied.status_code) == (200, 200)
     assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))

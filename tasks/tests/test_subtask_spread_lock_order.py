@@ -23,7 +23,9 @@ from tasks import services, views
 from tasks.models import Task
 from tasks.tests.deadlocks import (
     bulk,
+    completion_of,
     held_after_first_group_lock,
+    held_then_raced,
     let_go_without_deadlock,
     ranked,
     retries_logged,
@@ -213,21 +215,12 @@ def test_a_neighbour_two_spreads_move_never_deadlocks_with_a_writer_of_its_next_
     a, b, y = make_task("A"), make_task("B"), make_task("Y")
     ranks = {copy: -100_000, r1: 1024, a: 1025, b: 1026, r2: 1027, neighbour: 1028, y: 1155}
     ranked(ranks)
-    reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(
-        lambda: client_for(user).post(
-            "/api/v1/tasks/bulk/",
-            {"action": "complete", "ids": [str(r1.pk), str(r2.pk)]},
-            format="json",
-        )
+    completed, copied = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [r1.pk, r2.pk]),
+        lambda: completion_of(user, copy.pk),
     )
-    assert reached.wait(10)  # R1 and R2 completed, the Inbox's group held
-    copying = start_in_thread(
-        lambda: client_for(user).patch(
-            f"/api/v1/tasks/{copy.pk}/", {"completed": True}, format="json"
-        )
-    )
-    completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
     assert (completed.status_code, copied.status_code) == (200, 200)
     # The bulk gave way on C (55P03, review 39d), waited for its completion, and ran again.
     assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
@@ -253,15 +246,12 @@ def test_a_completed_task_a_spread_of_the_same_bulk_moves_never_deadlocks_with_i
     before = make_task("Before", **RECURRING)
     ranks = {copy: -100_000, before: 1024, again: 1025}
     ranked(ranks)
-    reached, go = held_after_first_group_lock(monkeypatch)
-    completing = start_in_thread(lambda: bulk(user, "complete", [before.pk, again.pk]))
-    assert reached.wait(10)  # both completed, the Inbox's group held
-    copying = start_in_thread(
-        lambda: client_for(user).patch(
-            f"/api/v1/tasks/{copy.pk}/", {"completed": True}, format="json"
-        )
+    completed, copied = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [before.pk, again.pk]),
+        lambda: completion_of(user, copy.pk),
     )
-    completed, copied = let_go_without_deadlock(go, completing, copying, caplog)
     assert (completed.status_code, copied.status_code) == (200, 200)
     assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
     titles = Task.objects.filter(position__gt=0).order_by("position").values_list("title")
