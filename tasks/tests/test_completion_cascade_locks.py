@@ -52,5 +52,6 @@ def test_a_parents_completion_finds_its_subtasks_by_their_parent_under_an_emptie
     # main: Nested Loop, Join Filter (tasks_task.id = picked.id), every open task read off
     # task_list_completed, the locking read run again for each.
     assert "Join" not in plan and "Nested Loop" not in plan, plan
-    # Both the locking read and the UPDATE's own scan keyed by the parents' ids.
-    assert "Seq Scan" not in plan and plan.count("Index Cond: (parent_id = ANY") == 2, plan
+    # The UPDATE's own scan keyed by the parents' ids; the locking read by an index too (under
+    # these statistics every index ties: the parent's or the owner's, which CI's run once took).
+    assert "Seq Scan" not in plan and plan.count("Index Cond: (parent_id = ANY") >= 1, plan
