@@ -521,7 +521,8 @@ def _successor_positions(owner_id: UUID, anchor_ids: Sequence[UUID]) -> tuple[in
 # the parent too (a completion holds it already: no statement more for it). One statement, only
 # for a spread that moves such a row, once per row. An anchor needs none: its next occurrence
 # is the copy made here, and its parent is held (_NAMED_AND_THEIR_PARENTS, _PARENT_FIRST, the
-# cascade's parent).
+# cascade's parent). A PATCH completing a parent it moves to another list writes its subtasks
+# twice too (moved along, then completed): their next occurrences the same (review 40b).
 _REFERENCED = (
     "id IN (SELECT unnest(ARRAY[next_occurrence_id, parent_id]) FROM tasks_task"
     " WHERE id = ANY(%s::uuid[]))"
@@ -1428,10 +1429,16 @@ def _cascade_completion(
 
 
 def _after_completion(
-    *, user: User, tasks: Sequence[Task], now: datetime, unsaved: Sequence[Task] = ()
+    *,
+    user: User,
+    tasks: Sequence[Task],
+    now: datetime,
+    unsaved: Sequence[Task] = (),
+    subtasks_written: bool = False,
 ) -> None:
     """What follows tasks becoming completed: their subtasks too, then recurrences; `unsaved`
-    tasks are saved with their next occurrences (_spawn_next_occurrences)."""
+    tasks are saved with their next occurrences (_spawn_next_occurrences). `subtasks_written`:
+    this transaction wrote the subtasks already (moved along to their parent's new list)."""
     parent_ids = [
         task.pk
         for task in tasks
@@ -1441,6 +1448,12 @@ def _after_completion(
     subtasks, cascaded = _cascade_completion(
         user=user, parent_ids=parent_ids, completing=len(tasks), now=now
     )
+    if subtasks_written and cascaded:
+        # Their completion is their second row version: PostgreSQL checks their foreign keys
+        # at the COMMIT, locking a next occurrence held by its own write (taken out from
+        # under the parent, that write waits for the group held here): a deadlock, 1 s
+        # (review 40b). Locked now, NOWAIT, giving way (see _REFERENCED).
+        _lock_references_of_moved_again(cascaded)
     _spawn_next_occurrences(user=user, tasks=[*tasks, *subtasks], unsaved=unsaved, written=cascaded)
 
 
@@ -1604,7 +1617,12 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
         if current.list_id != old_group[0] and current.parent_id is None:
             _bump_subtasks_to_list([current.pk], now, current.list_id)
         if completing and regrouped:
-            _after_completion(user=user, tasks=[current], now=now)
+            _after_completion(
+                user=user,
+                tasks=[current],
+                now=now,
+                subtasks_written=current.list_id != old_group[0] and current.parent_id is None,
+            )
         return current
 
 
