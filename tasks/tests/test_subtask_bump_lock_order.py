@@ -140,22 +140,7 @@ def _held_before_the_cascade(monkeypatch) -> tuple[threading.Event, threading.Ev
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(
-    "action",
-    [
-        "move",
-        pytest.param(
-            "complete",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="review 39e, finding 2: the cascade locks the unnamed subtasks after the"
-                " named one; locking the open subtasks of the named tasks with them (in"
-                " _NAMED_AND_THEIR_PARENTS) fixes it, but cost the benchmark's bulk complete 100"
-                " ~8 % of its req/s (review 39h's form: 150, 156, 146 against 170, 163)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("action", ["move", "complete"])
 def test_a_bulk_action_naming_a_parent_and_one_of_its_subtasks_locks_them_all_in_order(
     user, make_task, make_list, caplog, monkeypatch, action
 ):
@@ -163,8 +148,9 @@ def test_a_bulk_action_naming_a_parent_and_one_of_its_subtasks_locks_them_all_in
     then the parent's other subtasks (the move's UPDATE of them, the cascade): out of
     ROW_LOCK_ORDER when one's id sorts before the named one's. A bulk action over the two,
     holding the first, waited for the named one: a deadlock, 1 s. A bulk move now locks the
-    named tasks' subtasks in its first statement (_LOCKED_FOR_MOVE); a completion's cascade
-    does not yet (the strict xfail)."""
+    named tasks' subtasks in its first statement (_LOCKED_FOR_MOVE); a bulk complete, seeing
+    that its cascade would lock out of order, lets go of its locks and locks them with the
+    named tasks' open subtasks (_LOCKED_WITH_OPEN_SUBTASKS, review 40a)."""
     parent = make_task("Parent")
     home = make_list("Home")
     low, high = sorted((make_task(f"S{n}", parent=parent) for n in range(2)), key=lambda t: t.pk)
