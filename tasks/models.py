@@ -11,6 +11,7 @@ from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVectorField
 from django.db import connections, models, router
 from django.db.models import (
+    BooleanField,
     Deferrable,
     Exists,
     F,
@@ -24,6 +25,7 @@ from django.db.models import (
     TextField,
     Value,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Collate, Length
 from django.db.models.lookups import Exact, LessThanOrEqual
 
@@ -153,41 +155,53 @@ def tag_names_of_task() -> ArraySubquery:
     return ArraySubquery(links.order_by().values(name=Subquery(name)))
 
 
-@functools.cache
-def _task_to_write_query() -> CompiledQuery:
-    columns = loaded_columns(Task)
-    open_subtasks = Task.objects.filter(parent=OuterRef("pk"), completed=False)
-    # The version as of the statement's start, as the two subqueries see the task.
-    version_seen = Task.objects.filter(pk=OuterRef("pk")).values("version")
-    return CompiledQuery(
-        lambda owner, pk: (
-            Task.objects.select_for_update()
-            .owned_by(owner)
-            .filter(pk=pk)
-            .annotate(
-                tag_names=tag_names_of_task(),
-                has_open_subtasks=Exists(open_subtasks),
-                changed_meanwhile=~Exact(Subquery(version_seen), F("version")),
-            )
-            .values_list(*columns, "tag_names", "has_open_subtasks", "changed_meanwhile")
-        ),
-        owner=uuid.UUID(int=1),
-        pk=uuid.UUID(int=2),
-    )
-
-
 # The parent of an open subtask, locked FOR KEY SHARE: taken before the subtask by a write that
 # completes it (task_to_write's `completing`). A recurring subtask's completion inserts its next
 # occurrence under the parent, whose foreign key takes that lock at the COMMIT, after the
 # subtask's; a write completing the parent meanwhile holds the parent FOR UPDATE and waits for
 # the subtask (services._cascade_completion): a deadlock every time (1 s, run again). Taken
 # first, it is the order of every other writer: the parent, then its subtasks (ROW_LOCK_ORDER).
-_PARENT_FIRST = """
-    SELECT p.id FROM tasks_task p WHERE p.id = (
-        SELECT s.parent_id FROM tasks_task s
-        WHERE s.owner_id = %s AND s.id = %s AND (%s OR NOT s.completed)
-    ) FOR KEY SHARE OF p
-"""
+# It is the one-time filter of the task's own locking read (_task_to_write_query): an InitPlan,
+# which PostgreSQL runs before it reads, then locks, the task (a plan test); it had been a
+# statement of its own, a round trip before every completion's read, a top-level task's too
+# (review 40c). `{open}`: the parent of an open subtask only (a completion), or of any subtask
+# (`parent_first`). The task's read waits for the parent with a snapshot taken before: a writer
+# of the parent that wrote the subtask meanwhile moved its version, and the read runs again
+# (`changed_meanwhile`), as after a wait for the task's own lock.
+_PARENT_FIRST = (
+    "(SELECT count(*) >= 0 FROM (SELECT FROM tasks_task p WHERE p.id = ("
+    "SELECT s.parent_id FROM tasks_task s WHERE s.owner_id = %s AND s.id = %s{open}"
+    ") FOR KEY SHARE OF p) AS parent_first)"
+)
+_PARENT_OF = {"open": " AND NOT s.completed", "any": ""}
+
+
+@functools.cache
+def _task_to_write_query(parent: str | None = None) -> CompiledQuery:
+    """The locking read of task_to_write(); `parent`: its parent locked first, of an open
+    subtask ("open") or of any subtask ("any"), by the same statement (_PARENT_FIRST)."""
+    columns = loaded_columns(Task)
+    open_subtasks = Task.objects.filter(parent=OuterRef("pk"), completed=False)
+    # The version as of the statement's start, as the two subqueries see the task.
+    version_seen = Task.objects.filter(pk=OuterRef("pk")).values("version")
+
+    def build(owner, pk):
+        tasks = Task.objects.select_for_update().owned_by(owner).filter(pk=pk)
+        if parent is not None:
+            tasks = tasks.filter(
+                RawSQL(
+                    _PARENT_FIRST.format(open=_PARENT_OF[parent]),
+                    [owner, pk],
+                    output_field=BooleanField(),
+                )
+            )
+        return tasks.annotate(
+            tag_names=tag_names_of_task(),
+            has_open_subtasks=Exists(open_subtasks),
+            changed_meanwhile=~Exact(Subquery(version_seen), F("version")),
+        ).values_list(*columns, "tag_names", "has_open_subtasks", "changed_meanwhile")
+
+    return CompiledQuery(build, owner=uuid.UUID(int=1), pk=uuid.UUID(int=2))
 
 
 def task_to_write(
@@ -196,7 +210,7 @@ def task_to_write(
     """The owner's task a write names, locked FOR UPDATE, or None; with what the write's answer
     and a completion need besides its row, in the same statement: `tag_names` and
     `has_open_subtasks` (each had been a query of its own). `completing`: the write may complete
-    it, so an open subtask's parent is locked first (_PARENT_FIRST; one statement more). A
+    it, so an open subtask's parent is locked first (_PARENT_FIRST, in the same statement). A
     subtask given another parent between the two statements is rare: its completion then
     takes the new parent's lock at the COMMIT, as before. `parent_first`: a subtask's parent,
     open or not, is locked first all the same: a write running again after it gave way
@@ -207,10 +221,7 @@ def task_to_write(
     the statement runs again, now seeing that write whole: else the answer would pair the new
     version with the tags of before, one ETag for two representations. A subtask created while
     this waits is not seen, as if it had been created just after."""
-    query = _task_to_write_query()
-    if completing or parent_first:
-        with connections[router.db_for_write(Task)].cursor() as cursor:
-            cursor.execute(_PARENT_FIRST, [owner_id, pk, parent_first])
+    query = _task_to_write_query("any" if parent_first else "open" if completing else None)
     rows = query.rows(owner=owner_id, pk=pk)
     if rows and rows[0][-1]:
         rows = query.rows(owner=owner_id, pk=pk)  # the lock is held now: no wait, no change
@@ -244,19 +255,39 @@ def task_insert_sql(tasks: Sequence["Task"]) -> tuple[str, list]:
     again for every write: ~0.2 ms of CPU each (bench/README.md). No signals: Task has no
     receivers."""
     alias, fields, row, _ = _task_row_sql()
-    connection = connections[alias]
-    params = []
-    for task in tasks:
-        params += [
-            field.get_db_prep_save(field.pre_save(task, True), connection) for field in fields
-        ]
-        task._state.adding, task._state.db = False, alias
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
-    rows = ", ".join([row] * len(tasks))
+    params = [value for task in tasks for value in _insert_params(task, alias, fields)]
+    return f"{_insert_head(alias, fields)} VALUES {', '.join([row] * len(tasks))}", params
+
+
+def task_insert_ranked_by(task: "Task", rank: str, rank_params: list) -> tuple[str, str, list]:
+    """The INSERT of one new task whose rank (`position`) an SQL expression gives: (the
+    statement's head, `INSERT INTO ... (columns)`; the row's values, that expression in the
+    rank's place; the parameters), for the caller to end in `VALUES (...)` or `SELECT ...
+    FROM`. Built from the fields, never from task_insert_sql's text."""
+    alias, fields, _, _ = _task_row_sql()
+    params = _insert_params(task, alias, fields)
+    index = next(n for n, field in enumerate(fields) if field.name == "position")
+    values = ["%s"] * len(fields)
+    values[index] = rank
     return (
-        f"INSERT INTO {connection.ops.quote_name(Task._meta.db_table)} ({columns}) VALUES {rows}",
-        params,
+        _insert_head(alias, fields),
+        ", ".join(values),
+        [*params[:index], *rank_params, *params[index + 1 :]],
     )
+
+
+def _insert_head(alias: str, fields: Sequence[models.Field]) -> str:
+    quote = connections[alias].ops.quote_name
+    return (
+        f"INSERT INTO {quote(Task._meta.db_table)} ({', '.join(quote(f.column) for f in fields)})"
+    )
+
+
+def _insert_params(task: "Task", alias: str, fields: Sequence[models.Field]) -> list:
+    connection = connections[alias]
+    params = [field.get_db_prep_save(field.pre_save(task, True), connection) for field in fields]
+    task._state.adding, task._state.db = False, alias
+    return params
 
 
 def task_update_sql(task: "Task") -> tuple[str, list]:

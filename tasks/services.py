@@ -67,6 +67,7 @@ from tasks.models import (
     named,
     owned_instance,
     tags_named,
+    task_insert_ranked_by,
     task_insert_sql,
     task_save,
     task_to_write,
@@ -303,23 +304,15 @@ def _lock_group_and_count(owner_id: UUID, group: GroupKey) -> int:
 
 
 def _insert_at_group_end(task: Task) -> tuple[str, list]:
-    """(SQL, parameters): task_insert_sql() of the new task with its rank read by the INSERT
-    itself, after the group's last (as _end_position), RETURNING it. The caller holds the
-    group lock, taken in an earlier statement: this one's snapshot sees every rank written
-    under it before."""
-    sql, params = task_insert_sql([task])
+    """(SQL, parameters): the INSERT of the new task with its rank read by the INSERT itself,
+    after the group's last (as _end_position), RETURNING it. The caller holds the group lock,
+    taken in an earlier statement: this one's snapshot sees every rank written under it
+    before."""
     _, last_rank, rank_params = _statement_in_group(_LAST_RANK, task.owner_id, task.sibling_group)
-    index = _POSITION_INDEX
-    head, values = sql.rsplit("VALUES (", 1)
-    placeholders = values.removesuffix(")").split(", ")
-    placeholders[index] = f"COALESCE(({last_rank}), 0) + {POSITION_GAP}"
-    return (
-        f"{head}VALUES ({', '.join(placeholders)}) RETURNING position",
-        [*params[:index], *rank_params, *params[index + 1 :]],
+    head, values, params = task_insert_ranked_by(
+        task, f"COALESCE(({last_rank}), 0) + {POSITION_GAP}", rank_params
     )
-
-
-_POSITION_INDEX: Final = [field.name for field in Task._meta.concrete_fields].index("position")
+    return f"{head} VALUES ({values}) RETURNING position", params
 
 
 _IN_GROUP_SQL = (
@@ -1313,14 +1306,22 @@ def _spawn_next_occurrences(
         for task in unsaved:
             task_save(task)
         return
+    written = [*(task.pk for task in tasks), *written]
+    # One recurring task completed and saved here (a PATCH's completion, the bench's): its
+    # group lock and the owner's count in one statement (as a create's), and its next
+    # occurrence's rank read by the copy's own statement (_placed_right_after), whose snapshot
+    # comes after that lock. A gap used up after it writes nothing there: ranked as below.
+    placed_by_sql = len(originals) == 1 and len(unsaved) == 1 and unsaved[0] is originals[0]
     # Ranks are picked under the group lock like every other writer's: a create at the end of
     # the same group could otherwise pick the same rank and fail on the unique constraint.
-    _lock_groups(user.pk, [task.sibling_group for task in originals])
-    # The completed tasks that get no copy (their next occurrence made before, or no rule
-    # left while their next occurrence stays) are written.
-    owned, positions = _count_and_positions_right_after(
-        user.pk, originals, written=[*(task.pk for task in tasks), *written]
-    )
+    if placed_by_sql:
+        owned = _lock_group_and_count(user.pk, originals[0].sibling_group)
+        positions = {originals[0].pk: 0}  # the statement's placeholder: it reads the rank
+    else:
+        _lock_groups(user.pk, [task.sibling_group for task in originals])
+        # The completed tasks that get no copy (their next occurrence made before, or no rule
+        # left while their next occurrence stays) are written.
+        owned, positions = _count_and_positions_right_after(user.pk, originals, written=written)
     # Each copy is a new task: past the cap by at most an allowance (else completing recurring
     # tasks grew an account without bound, up to 500 tasks a request).
     ensure_room(
@@ -1358,6 +1359,19 @@ def _spawn_next_occurrences(
         for original, copy in zip(originals, copies, strict=True)
         if original.pk not in unsaved_ids
     ]
+
+    if placed_by_sql:
+        original, copy = originals[0], copies[0]
+        with connection.cursor() as cursor:
+            cursor.execute(*_placed_right_after(original, copy, tagged=bool(tagged)))
+            row = cursor.fetchone()
+        if row is not None:
+            copy.position = row[0]
+            return
+        # The gap after it is used up (or its rank is not the one it is saved with): nothing
+        # written. Ranked as any other completion's copy.
+        _, positions = _count_and_positions_right_after(user.pk, originals, written=written)
+        copy.position = positions[original.pk]
     # The copies, their tags, the originals' links to them and the unsaved tasks' own UPDATE
     # in one statement, whatever the number of tasks (the ORM's select + bulk_create and
     # bulk_update cost ~4 ms of CPU; then a statement each, a round trip each). Each part
@@ -1382,6 +1396,47 @@ def _spawn_next_occurrences(
         params = [*(value for _, part_params in first for value in part_params), *params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+# The rank right after a completed task, where its next occurrence goes, read by the copy's own
+# statement (_placed_right_after): as _bisect() of the task's rank and the next one in its group
+# (one index lookup, _next_rank_in_shape), (a + b) // 2 written a + div(b - a, 2) in numeric
+# (exact; a bigint sum may overflow where Python's does not). No row when the gap after it is
+# used up, or its rank is not the one the statement saves it with (it is locked: never seen):
+# the statement then writes nothing.
+_SLOT_AFTER = """slot AS (
+        SELECT (CASE WHEN n.next_rank IS NULL THEN n.position::numeric + {gap}
+                ELSE n.position + div(n.next_rank::numeric - n.position, 2) END)::bigint AS position
+        FROM (
+            SELECT a.position, {next_rank} AS next_rank
+            FROM tasks_task a WHERE a.id = %s AND a.owner_id = %s AND a.position = %s
+        ) n
+        WHERE n.next_rank IS NULL OR n.next_rank::numeric - n.position > 1
+    )"""
+
+
+def _placed_right_after(original: Task, copy: Task, tagged: bool) -> tuple[str, list]:
+    """(SQL, parameters): the one copy's INSERT, its tags (`tagged`) and the original's UPDATE
+    in one statement that writes the copy at the rank right after the original (_SLOT_AFTER),
+    all of them or, the gap used up, none; RETURNING that rank. The caller holds the group
+    lock, taken in an earlier statement: this one's snapshot sees every rank written under it
+    before."""
+    list_id, parent_id = original.sibling_group
+    slot = _SLOT_AFTER.format(
+        gap=POSITION_GAP, next_rank=_next_rank_in_shape(list_id is not None, parent_id is not None)
+    )
+    head, values, insert_params = task_insert_ranked_by(copy, "slot.position", [])
+    ctes = [slot, f"copied AS ({head} SELECT {values} FROM slot)"]
+    params = [original.pk, original.owner_id, original.position, *insert_params]
+    if tagged:
+        ctes.append(f"tags_copied AS ({_COPY_TAGS} WHERE EXISTS (SELECT FROM slot))")
+        params += [[original.pk], [copy.pk]]
+    update, update_params = task_update_sql(original)
+    sql = (
+        f"WITH {', '.join(ctes)} {update} AND EXISTS (SELECT FROM slot)"
+        " RETURNING (SELECT position FROM slot)"
+    )
+    return sql, [*params, *update_params]
 
 
 def _cascade_completion(

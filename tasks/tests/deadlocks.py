@@ -5,6 +5,7 @@ write's COMMIT."""
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.db import OperationalError, connection, connections, transaction
@@ -83,22 +84,27 @@ def list_deleted_before_the_update(monkeypatch, task_list) -> None:
 
 
 def held_after_first_group_lock(
-    monkeypatch, name: str = "_lock_groups"
+    monkeypatch, name: str | None = None
 ) -> tuple[threading.Event, threading.Event]:
     """The first call of services.<name> (the spreading write's) stops once it has run, until
-    `go`; every later call (the other writer's) runs as it is."""
+    `go`; every later call (the other writer's) runs as it is. No name: the first group lock,
+    by _lock_groups or with the owner's count by _lock_group_and_count (a create's, and a
+    PATCH completing one recurring task's since review 40c)."""
     reached, go = threading.Event(), threading.Event()
-    original = getattr(services, name)
     first = threading.Lock()
 
-    def held(*args: Any, **kwargs: Any) -> Any:
-        result = original(*args, **kwargs)
-        if first.acquire(blocking=False):
-            reached.set()
-            assert go.wait(20)
-        return result
+    def holding(original: Callable[..., Any]) -> Callable[..., Any]:
+        def held(*args: Any, **kwargs: Any) -> Any:
+            result = original(*args, **kwargs)
+            if first.acquire(blocking=False):
+                reached.set()
+                assert go.wait(20)
+            return result
 
-    monkeypatch.setattr(services, name, held)
+        return held
+
+    for each in [name] if name else ["_lock_groups", "_lock_group_and_count"]:
+        monkeypatch.setattr(services, each, holding(getattr(services, each)))
     return reached, go
 
 

@@ -9,6 +9,7 @@ import threading
 from datetime import date
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -153,31 +154,24 @@ def test_a_parent_write_and_the_delete_of_the_parent_or_account_never_deadlock(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_completing_a_subtask_while_its_parent_is_deleted_never_deadlocks(
-    user, make_task, monkeypatch, caplog
-):
-    from tasks import models as task_models
-
+def test_completing_a_subtask_while_its_parent_is_deleted_never_deadlocks(user, make_task, caplog):
+    # The completion holds the parent (FOR KEY SHARE, taken by the one-time filter of its
+    # locking read of the subtask: models._PARENT_FIRST) while it waits for the subtask, held
+    # here by another client; the delete comes then, and waits for the parent.
     parent = _parent_deleted_after_its_subtask(user, make_task, "ids")
     subtask = parent.subtasks.get()
-    reached, go = threading.Event(), threading.Event()
-    query = task_models._task_to_write_query()
-
-    class HeldAfterTheParentLock:  # between _PARENT_FIRST (FOR KEY SHARE) and the task's lock
-        def rows(self, **kwargs: Any) -> list:
-            if not go.is_set():
-                reached.set()
-                assert go.wait(20)
-            return query.rows(**kwargs)
-
-    monkeypatch.setattr(task_models, "_task_to_write_query", HeldAfterTheParentLock)
-    completing = start_in_thread(
-        lambda: client_for(user).patch(f"/api/v1/tasks/{subtask.pk}/", {"completed": True})
-    )
-    assert reached.wait(10)
-    deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{parent.pk}/"))
-    assert wait_for_lock_waiters(connection, 1)
-    go.set()
+    with connection_of_its_own(connection) as other, connection_of_its_own(connection) as probe:
+        other.execute("BEGIN")
+        other.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE", [subtask.pk])
+        completing = start_in_thread(
+            lambda: client_for(user).patch(f"/api/v1/tasks/{subtask.pk}/", {"completed": True})
+        )
+        assert wait_for_lock_waiters(connection, 1)  # for the subtask, holding the parent:
+        with pytest.raises(psycopg.errors.LockNotAvailable):
+            probe.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR UPDATE NOWAIT", [parent.pk])
+        deleting = start_in_thread(lambda: client_for(user).delete(f"/api/v1/tasks/{parent.pk}/"))
+        assert wait_for_lock_waiters(connection, 2)  # the delete waits for the parent
+        other.execute("COMMIT")
     completed, deleted = completing(), deleting()
     assert (completed.status_code, deleted.status_code) == (200, 204)
     assert deadlocks_run_again(caplog) == []
