@@ -37,7 +37,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime
 from typing import Any, Final, TypeVar
 from uuid import UUID
@@ -1440,18 +1440,32 @@ def _placed_right_after(original: Task, copy: Task, tagged: bool) -> tuple[str, 
 
 
 def _cascade_completion(
-    *, user: User, parent_ids: Sequence[UUID], completing: int, now: datetime
+    *,
+    user: User,
+    parent_ids: Sequence[UUID],
+    completing: int,
+    now: datetime,
+    held: bool = False,
 ) -> tuple[list[Task], list[UUID]]:
     """Completes the open subtasks of these parents, among the `completing` tasks that the
     request completes; returns the recurring ones (completed: their next occurrences follow;
     a plain subtask needs no instance), and the ids of all it completed. A 409 when those tasks
     and the subtasks are more than one request completes (ensure_completion_size): the UPDATE
-    stops one past the bound, so its cost is bounded too."""
+    stops one past the bound, so its cost is bounded too. `held`: the caller locked them all
+    already (a bulk complete's _LOCKED_WITH_OPEN_SUBTASKS), so another writer holds only one
+    that opened since that statement's snapshot (reopened: a reopen locks the subtask alone;
+    a recurring sibling's next occurrence committed while the statement waited for the parent).
+    It may sort before a named subtask held here, and a bulk action holding it waited for that
+    one: a deadlock, 1 s (review 40e). So NOWAIT, giving way (NeighboursHeld): the request runs
+    again, and its snapshot sees the subtask open."""
     if not parent_ids:
         return [], []
     columns = loaded_columns(Task)
     room = MAX_COMPLETED_PER_REQUEST - completing
-    with connection.cursor() as cursor:
+    nowait = held and may_give_way.get()
+    holders = ("parent_id = ANY(%s::uuid[]) AND NOT completed", [list(parent_ids)])
+    giving_way = _giving_way_to_holders(holders) if nowait else nullcontext()
+    with giving_way, connection.cursor() as cursor:
         # One statement for any number of parents (the ORM's select, then its update, cost a
         # round trip and ~2 ms of CPU each). Picked FOR UPDATE: a subtask completed or moved
         # out while this waits for its lock is checked again and passed over for the next one,
@@ -1471,7 +1485,7 @@ def _cascade_completion(
             "version = version + 1 WHERE parent_id = ANY(%s) AND NOT completed "
             "AND id = ANY(ARRAY(SELECT id FROM tasks_task WHERE owner_id = %s "
             "AND parent_id = ANY(%s) AND NOT completed ORDER BY parent_id, id LIMIT %s "
-            f"FOR UPDATE)) RETURNING {', '.join(columns)}",
+            f"FOR UPDATE{_NOWAIT[nowait]})) RETURNING {', '.join(columns)}",
             [now, now, parent_ids, user.pk, parent_ids, max(room, 0) + 1],
         )
         rows = cursor.fetchall()
@@ -2048,9 +2062,12 @@ def _bulk_complete(user: User, ids: list[UUID], *, with_subtasks: bool = False) 
     # one of them, which only a named subtask whose parent is not before every such parent can
     # (its parent's own unnamed subtasks, or another's of a parent sorting first; review 39e's
     # deadlock, 1 s). Exact: the rows are as locked, and a locked task's parent cannot change,
-    # nor can a subtask be given to a locked parent (_PARENT_LOCKED waits for its lock).
+    # nor can a subtask be given to a locked parent (_PARENT_LOCKED waits for its lock); one
+    # opened meanwhile (a reopen locks it alone) sorts after every named subtask here too. In
+    # the wide attempt such a one gives way instead (_cascade_completion's `held`).
     # Python's UUID order is PostgreSQL's (both compare the 16 bytes in turn). Rolled back
-    # before any write; +3 statements (this one, ROLLBACK, BEGIN) for these shapes only.
+    # before any write; +3 statements (this one, ROLLBACK, BEGIN; +4 under an Idempotency-Key:
+    # its savepoint) for these shapes only.
     if not with_subtasks:
         named_subtasks_parents = [row[parent] for row in rows if row[parent] is not None]
         if named_subtasks_parents:
@@ -2065,6 +2082,7 @@ def _bulk_complete(user: User, ids: list[UUID], *, with_subtasks: bool = False) 
         parent_ids=[row[pk] for row in changed if row[parent] is None],
         completing=len(changed),
         now=now,
+        held=with_subtasks,
     )
     recurring = [
         Task.from_db(connection.alias, columns, row) for row in changed if row[rule] is not None
