@@ -26,7 +26,9 @@ from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
 from rest_framework import mixins
 from rest_framework.exceptions import ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework_simplejwt.exceptions import TokenError
 
@@ -435,10 +437,37 @@ def written_task_data(task: Task) -> dict:
 
     Reading the task back cost a query; the serializer would also query its tags and render
     field by field (~2.5 ms of CPU a write)."""
+    return orjson.loads(written_task_body(task))
+
+
+def written_task_body(task: Task) -> bytes:
+    """written_task_data() rendered: the JSON bytes of the write's answer (render())."""
     if task.tag_names is None:
         raise ValueError("A write's answer needs the task's tag names (models.task_to_write).")
     row = [task.tag_names if column == "tags" else getattr(task, column) for column in COLUMNS]
-    return orjson.loads(render(task_data(row)))
+    return render(task_data(row))
+
+
+class WrittenTaskResponse(Response):
+    """Response(written_task_data(task)) whose plain-JSON rendering is the body render() made
+    of it already: the same bytes JSONRenderer writes of `data` (render()), without rendering
+    them again. `data` stays, for what reads it (the ETag, an idempotency record); another
+    accepted type (`application/json; indent=4`) is rendered from it as before."""
+
+    def __init__(self, task: Task, status: int) -> None:
+        self.body = written_task_body(task)
+        super().__init__(orjson.loads(self.body), status=status)
+
+    @property
+    def rendered_content(self) -> bytes:
+        if (
+            self.accepted_media_type == "application/json"
+            and type(self.accepted_renderer) is JSONRenderer
+            and self.content_type is None
+        ):
+            self["Content-Type"] = JSONRenderer.media_type  # as Response.rendered_content
+            return self.body
+        return super().rendered_content
 
 
 # Accept headers that DRF's negotiation answers with JSONRenderer's plain application/json.

@@ -43,6 +43,7 @@ from tasks.services import (
     new_tag_name_error,
 )
 from todo_project.fields import (
+    CANONICAL_UUID,
     BoundedListField,
     CanonicalDateField,
     HourMinuteField,
@@ -462,6 +463,18 @@ class TaskMoveSerializer(BuiltOnceFields, serializers.Serializer):
         required=False,
         help_text="Move into this list (null: the Inbox). Left out: the task's own list.",
     )
+
+    @staticmethod
+    def plain_anchor(data: Any) -> dict[str, Any] | None:
+        """The validated_data of the commonest body, `{"after": "<id>"}` and nothing else (a
+        reorder), without an instance and its fields (~60 µs of a move's CPU); None for any
+        other body, for the serializer to validate. The same value the fields make of it:
+        `after` is only checked for its form (OwnedIdField, StrictUUIDField), `list` absent."""
+        if type(data) is dict and len(data) == 1:
+            after = data.get("after")
+            if type(after) is str and CANONICAL_UUID.fullmatch(after):
+                return {"after": uuid.UUID(hex=after)}
+        return None
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         try:

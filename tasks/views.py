@@ -582,7 +582,7 @@ class TaskViewSet(
 
     def _answer(self, task: Task, code: int = status.HTTP_200_OK) -> Response:
         """What TaskSerializer(task).data would say of the task as this write saved it."""
-        return Response(fast_read.written_task_data(task), status=code)
+        return fast_read.WrittenTaskResponse(task, code)
 
     @idempotent
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -674,11 +674,13 @@ class TaskViewSet(
         with transaction.atomic():  # as in update(): the row locked as it is read, read once
             self.lock_on_read = True
             task = self.get_object()
-            serializer = TaskMoveSerializer(
-                data=request.data, context=self.get_serializer_context()
-            )
-            serializer.is_valid(raise_exception=True)
-            data = serializer.validated_data
+            data = TaskMoveSerializer.plain_anchor(request.data)
+            if data is None:  # anything but {"after": "<id>"}: validated by the serializer
+                serializer = TaskMoveSerializer(
+                    data=request.data, context=self.get_serializer_context()
+                )
+                serializer.is_valid(raise_exception=True)
+                data = serializer.validated_data
             task = services.task_move(
                 task=task,
                 after=data["after"],
