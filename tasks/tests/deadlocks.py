@@ -157,3 +157,22 @@ def held_then_raced(monkeypatch, caplog, held, racing) -> tuple:
     assert reached.wait(10)
     waiting = start_in_thread(racing)
     return let_go_without_deadlock(go, holding, waiting, caplog)
+
+
+def run_while_the_count_row_is_held(user, write: Callable[[], Any]) -> Any:
+    """Runs `write` while another connection holds `user`'s task count row: it must wait for
+    it holding exactly one advisory lock (its group's, taken first, as every writer takes
+    them); `write`'s result once the row is let go."""
+    with connection_of_its_own(connection) as other, other.transaction():
+        other.execute(
+            "SELECT tasks FROM tasks_ownertaskcount WHERE owner_id = %s FOR NO KEY UPDATE",
+            [user.pk],
+        )
+        waiting = start_in_thread(write)
+        assert wait_for_lock_waiters(connection, 1)
+        held = other.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()[0]
+        assert held == 1
+    return waiting()

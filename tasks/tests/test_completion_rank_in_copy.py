@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from conftest import client_for
 from tasks import services
 from tasks.models import POSITION_GAP, OwnerTaskCount, Task
+from tasks.tests.deadlocks import run_while_the_count_row_is_held
 from todo_project.tests.helpers import (
-    connection_of_its_own,
     start_in_thread,
     wait_for_lock_waiters,
 )
@@ -49,19 +49,7 @@ def test_a_completion_holds_its_group_lock_while_it_waits_for_the_count(user):
     # The count row held by another writer: the completion waits for it holding the group
     # lock, taken first, as every writer takes them.
     task = services.task_create(user=user, data={"title": "Pay rent", **RECURRING})
-    with connection_of_its_own(connection) as other, other.transaction():
-        other.execute(
-            "SELECT tasks FROM tasks_ownertaskcount WHERE owner_id = %s FOR NO KEY UPDATE",
-            [user.pk],
-        )
-        completing = start_in_thread(lambda: _complete(user, task))
-        assert wait_for_lock_waiters(connection, 1)
-        held = other.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).fetchone()[0]
-        assert held == 1
-    assert completing().status_code == 200
+    assert run_while_the_count_row_is_held(user, lambda: _complete(user, task)).status_code == 200
 
 
 @pytest.mark.django_db

@@ -18,12 +18,8 @@ from django.db.models import Count
 
 from tasks import services
 from tasks.models import POSITION_GAP, Task
+from tasks.tests.deadlocks import run_while_the_count_row_is_held
 from tasks.tests.test_filters import TRICKY_TASKS
-from todo_project.tests.helpers import (
-    connection_of_its_own,
-    start_in_thread,
-    wait_for_lock_waiters,
-)
 
 accents = importlib.import_module("tasks.migrations.0013_search_ignores_accents")
 
@@ -64,19 +60,7 @@ def test_a_create_under_a_generic_plan_holds_the_group_lock_while_it_waits_for_t
             _generic_plan(cursor)
         return services.task_create(user=user, data={"title": "Second"})
 
-    with connection_of_its_own(connection) as other, other.transaction():
-        other.execute(
-            "SELECT tasks FROM tasks_ownertaskcount WHERE owner_id = %s FOR NO KEY UPDATE",
-            [user.pk],
-        )
-        waiting = start_in_thread(create)
-        assert wait_for_lock_waiters(connection, 1)
-        held = other.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        ).fetchone()[0]
-        assert held == 1
-    assert waiting().position == 2 * POSITION_GAP
+    assert run_while_the_count_row_is_held(user, create).position == 2 * POSITION_GAP
 
 
 def _concurrently(count: int, target) -> list:
