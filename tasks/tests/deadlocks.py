@@ -108,6 +108,25 @@ def held_after_first_group_lock(
     return reached, go
 
 
+def held_before(
+    monkeypatch, name: str, when: Callable[..., bool] = lambda **kwargs: True
+) -> tuple[threading.Event, threading.Event]:
+    """The first call of services.<name> whose keyword arguments `when` accepts stops before it
+    runs, until `go`; every other call runs as it is."""
+    reached, go = threading.Event(), threading.Event()
+    first = threading.Lock()
+    original = getattr(services, name)
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        if when(**kwargs) and first.acquire(blocking=False):
+            reached.set()
+            assert go.wait(20)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(services, name, held)
+    return reached, go
+
+
 def let_go_without_deadlock(go, held, waiting, caplog) -> tuple:
     """Once the `waiting` writer waits for a lock, lets the `held` one go on (`go`); both
     answers, neither a deadlock run again nor a wait of deadlock_timeout (1 s)."""

@@ -18,9 +18,6 @@ copied into tasks/tests/,
 `TODO_DATA_DIR=... .venv/bin/pytest -q -p no:cacheprovider tasks/tests/test_bulk_complete_lock_order.py`.
 """
 
-import threading
-from typing import Any
-
 import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
@@ -29,7 +26,7 @@ from django.utils import timezone
 from conftest import client_for
 from tasks import services
 from tasks.models import POSITION_GAP, Priority, Task
-from tasks.tests.deadlocks import bulk, let_go_without_deadlock
+from tasks.tests.deadlocks import bulk, held_before, let_go_without_deadlock
 from tasks.tests.many_tasks import load_subtasks, load_tasks
 from todo_project.tests.helpers import (
     connection_of_its_own,
@@ -64,15 +61,7 @@ def test_a_bulk_complete_naming_a_parent_and_a_later_parents_subtask_locks_in_or
     parent, later = _two_parents(make_task)
     x = make_task("x", parent=parent)
     y = make_task("y", parent=later)
-    reached, go = threading.Event(), threading.Event()
-    cascade = services._cascade_completion
-
-    def held(**kwargs: Any) -> Any:
-        reached.set()
-        assert go.wait(20)
-        return cascade(**kwargs)
-
-    monkeypatch.setattr(services, "_cascade_completion", held)
+    reached, go = held_before(monkeypatch, "_cascade_completion")
     completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk, y.pk]))
     assert reached.wait(10)  # holds P and y (main), or P, x and y
     setting = start_in_thread(lambda: bulk(user, "set_priority", [x.pk, y.pk], priority="high"))

@@ -34,6 +34,7 @@ from tasks.tests.deadlocks import (
     bulk,
     completion_of,
     held_after_first_group_lock,
+    held_before,
     let_go_without_deadlock,
     retries_logged,
 )
@@ -61,16 +62,7 @@ def test_a_subtask_reopened_between_the_wide_lock_and_the_cascade_is_not_locked_
     parent = make_task("P")
     z, y = _ordered_subtasks(make_task, parent, 2)
     Task.objects.filter(pk=z.pk).update(completed=True, completed_at=timezone.now())
-    reached, go = threading.Event(), threading.Event()
-    cascade = services._cascade_completion
-
-    def held(**kwargs: Any) -> Any:
-        if not reached.is_set():
-            reached.set()
-            assert go.wait(20)
-        return cascade(**kwargs)
-
-    monkeypatch.setattr(services, "_cascade_completion", held)
+    reached, go = held_before(monkeypatch, "_cascade_completion")
     completing = start_in_thread(lambda: bulk(user, "complete", [parent.pk, y.pk]))
     assert reached.wait(10)  # the wide attempt holds P and y
     reopened = client_for(user).patch(f"/api/v1/tasks/{z.pk}/", {"completed": False}, format="json")
@@ -164,16 +156,9 @@ def test_a_wide_lock_filled_by_a_completed_named_parents_subtasks_is_not_out_of_
     while parent.pk < done:
         parent = make_task("P")
     x, y = _ordered_subtasks(make_task, parent, 2)
-    reached, go = threading.Event(), threading.Event()
-    cascade = services._cascade_completion
-
-    def held(**kwargs: Any) -> Any:
-        if parent.pk in kwargs["parent_ids"] and not reached.is_set():
-            reached.set()
-            assert go.wait(20)
-        return cascade(**kwargs)
-
-    monkeypatch.setattr(services, "_cascade_completion", held)
+    reached, go = held_before(
+        monkeypatch, "_cascade_completion", lambda **kwargs: parent.pk in kwargs["parent_ids"]
+    )
     completing = start_in_thread(lambda: bulk(user, "complete", [done, parent.pk, y.pk]))
     assert reached.wait(20)  # the wide attempt holds A, P, y and A's first subtasks
     setting = start_in_thread(lambda: bulk(user, "set_priority", [x.pk, y.pk], priority="high"))

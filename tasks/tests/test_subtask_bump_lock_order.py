@@ -7,9 +7,7 @@ a deadlock, 1 s. The subtasks are made in the order of falling ids (`first`, `mi
 so the index reads them against ROW_LOCK_ORDER; a third connection holds `middle` until both
 writers wait."""
 
-import threading
 import time
-from typing import Any
 
 import pytest
 from django.db import connection
@@ -18,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from conftest import client_for
 from tasks import services
 from tasks.models import Task
-from tasks.tests.deadlocks import held_after_first_group_lock, let_go_without_deadlock
+from tasks.tests.deadlocks import held_after_first_group_lock, held_before, let_go_without_deadlock
 from todo_project.tests.helpers import (
     connection_of_its_own,
     deadlocks_run_again,
@@ -124,21 +122,6 @@ def test_a_parents_move_to_a_list_writes_its_subtasks_in_one_statement_locking_t
     assert counts[0] == counts[1] == counts[2], counts
 
 
-def _held_before_the_cascade(monkeypatch) -> tuple[threading.Event, threading.Event]:
-    """A bulk completion stops right before its cascade (its first lock and UPDATE run), until
-    `go`."""
-    reached, go = threading.Event(), threading.Event()
-    original = services._cascade_completion
-
-    def held(**kwargs: Any) -> Any:
-        reached.set()
-        assert go.wait(20)
-        return original(**kwargs)
-
-    monkeypatch.setattr(services, "_cascade_completion", held)
-    return reached, go
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("action", ["move", "complete"])
 def test_a_bulk_action_naming_a_parent_and_one_of_its_subtasks_locks_them_all_in_order(
@@ -158,7 +141,7 @@ def test_a_bulk_action_naming_a_parent_and_one_of_its_subtasks_locks_them_all_in
         reached, go = held_after_first_group_lock(monkeypatch)
         more = {"list": str(home.pk)}
     else:
-        reached, go = _held_before_the_cascade(monkeypatch)
+        reached, go = held_before(monkeypatch, "_cascade_completion")
         more = {}
     acting = start_in_thread(
         lambda: client_for(user).post(
