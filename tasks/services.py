@@ -326,12 +326,15 @@ def _renumber_group(owner_id: UUID, group: GroupKey) -> None:
     order: the fallback of _spread_after for a crowd longer than SPREAD_RUN_LIMIT both ways.
     Its rows are locked first, as a spread's run (see NeighboursHeld)."""
     in_group = [owner_id, *group]
-    with _giving_way_to_holders((_IN_GROUP_SQL, in_group)), connection.cursor() as cursor:
+    with (
+        _giving_way_to_holders((_IN_GROUP_SQL, in_group), wait_for=_RANK_WRITE),
+        connection.cursor() as cursor,
+    ):
         cursor.execute(
             f"""
             WITH run AS (
                 SELECT id FROM tasks_task WHERE {_IN_GROUP_SQL}
-                FOR NO KEY UPDATE{_NOWAIT[may_give_way.get()]}
+                FOR {_RANK_WRITE}{_NOWAIT[may_give_way.get()]}
             )
             UPDATE tasks_task
             SET position = ranked.rank, version = version + 1, updated_at = %s
@@ -359,20 +362,30 @@ def _renumber_group(owner_id: UUID, group: GroupKey) -> None:
 # attempts into a 503.
 _ROWS_HELD = "55P03"
 _NOWAIT = {True: " NOWAIT", False: ""}
+# The row lock an UPDATE of `position` takes: FOR UPDATE, as for a key. PostgreSQL counts the
+# columns of any unique index with no expression nor predicate as a key of its row locks,
+# task_position_unique_in_group's too though it is deferrable, so a rank's UPDATE waits for a
+# FOR KEY SHARE holder (a subtask's create holds its parent so, _place_under_parent, then waits
+# for the owner's count). A spread's run locked FOR NO KEY UPDATE NOWAIT passed such a holder,
+# then waited in its UPDATE: holding the count (a completion's), a deadlock with that create,
+# 1 s (review 40h). Locked FOR UPDATE, the run gives way to it too; and waits for it so.
+_RANK_WRITE = "UPDATE"
 
 
 class NeighboursHeld(OperationalError):
     """A spread's run was held by another transaction (see above). `wait_before_running_again`
     waits for its holders, in a statement of its own, outside any transaction."""
 
-    def __init__(self, wait: tuple[str, list]) -> None:
+    def __init__(self, wait: tuple[str, list], wait_for: str = "SHARE") -> None:
         super().__init__("A neighbour to move was held by a concurrent write.")
         self._wait = wait
+        self._mode = wait_for
 
     def wait_before_running_again(self) -> None:
         sql, params = self._wait
         with connection.cursor() as cursor:
-            # FOR SHARE waits for every writer of a row (FOR UPDATE, FOR NO KEY UPDATE). The
+            # FOR SHARE waits for every writer of a row (FOR UPDATE, FOR NO KEY UPDATE); FOR
+            # UPDATE (a spread's run, _RANK_WRITE) for FOR KEY SHARE holders too. The
             # rows held now (SKIP LOCKED takes the others, and lets them go at once: autocommit),
             # then each of them in a statement of its own, which holds nothing while it waits.
             # One statement over them all held the first rows while it waited for a later one:
@@ -381,25 +394,25 @@ class NeighboursHeld(OperationalError):
             # first one: a deadlock, 1 s, and the wait's error was the request's 503 (review 38c).
             cursor.execute(
                 f"SELECT id FROM tasks_task WHERE {sql} AND id NOT IN"
-                f" (SELECT id FROM tasks_task WHERE {sql} FOR SHARE SKIP LOCKED)"
+                f" (SELECT id FROM tasks_task WHERE {sql} FOR {self._mode} SKIP LOCKED)"
                 " ORDER BY parent_id NULLS FIRST, id",
                 [*params, *params],
             )
             for (held,) in cursor.fetchall():
-                cursor.execute("SELECT 1 FROM tasks_task WHERE id = %s FOR SHARE", [held])
+                cursor.execute(f"SELECT 1 FROM tasks_task WHERE id = %s FOR {self._mode}", [held])
 
 
 @contextmanager
-def _giving_way_to_holders(rows: tuple[str, list]) -> Iterator[None]:
+def _giving_way_to_holders(rows: tuple[str, list], wait_for: str = "SHARE") -> Iterator[None]:
     """Turns a NOWAIT lock's failure on these rows (a WHERE clause and its parameters) into
-    NeighboursHeld."""
+    NeighboursHeld, which waits for them in the lock mode `wait_for`."""
     nowait = may_give_way.get()
     try:
         yield
     except OperationalError as error:
         if not nowait or getattr(error.__cause__, "sqlstate", None) != _ROWS_HELD:
             raise
-        raise NeighboursHeld(rows) from error.__cause__
+        raise NeighboursHeld(rows, wait_for) from error.__cause__
 
 
 def _spread_run(rows: list, start: int, direction: int) -> list[tuple[UUID, int]] | None:
@@ -442,14 +455,14 @@ def _spread_after(
     if moving is not None:
         moving += ids
     with (
-        _giving_way_to_holders(("id = ANY(%s::uuid[])", [ids])),
+        _giving_way_to_holders(("id = ANY(%s::uuid[])", [ids]), wait_for=_RANK_WRITE),
         connection.cursor() as cursor,
     ):
         # One statement: the unique rank constraint is checked at its end. The run is locked
-        # first, NOWAIT (see NeighboursHeld).
+        # first, NOWAIT (see NeighboursHeld), FOR UPDATE as the UPDATE locks it (_RANK_WRITE).
         cursor.execute(
             "WITH run AS (SELECT id FROM tasks_task WHERE id = ANY(%s::uuid[])"
-            f" FOR NO KEY UPDATE{_NOWAIT[may_give_way.get()]}) "
+            f" FOR {_RANK_WRITE}{_NOWAIT[may_give_way.get()]}) "
             "UPDATE tasks_task SET position = moved.position, version = version + 1, "
             "updated_at = %s FROM unnest(%s::uuid[], %s::bigint[]) AS moved(id, position) "
             "WHERE tasks_task.id = moved.id AND tasks_task.id IN (SELECT id FROM run)",
