@@ -1696,15 +1696,11 @@ def task_update(*, task: Task, user: User, data: dict[str, Any], locked: bool = 
             _after_completion(user=user, tasks=[current], now=now, unsaved=[current])
         elif changed:
             task_save(current)
-        if current.list_id != old_group[0] and current.parent_id is None:
+        subtasks_moved = current.list_id != old_group[0] and current.parent_id is None
+        if subtasks_moved:
             _bump_subtasks_to_list([current.pk], now, current.list_id)
         if completing and regrouped:
-            _after_completion(
-                user=user,
-                tasks=[current],
-                now=now,
-                subtasks_written=current.list_id != old_group[0] and current.parent_id is None,
-            )
+            _after_completion(user=user, tasks=[current], now=now, subtasks_written=subtasks_moved)
         return current
 
 

@@ -195,3 +195,18 @@ def run_while_the_count_row_is_held(user, write: Callable[[], Any]) -> Any:
         ).fetchone()[0]
         assert held == 1
     return waiting()
+
+
+def completed_in_bulk_beside_its_next_occurrence(monkeypatch, caplog, user, before, again, copy):
+    """`again` (reopened, its next occurrence `copy` kept) completed in one bulk with the
+    recurring task `before` right before it, whose copy's spread moves it, while a completion
+    of `copy` is raced against it: both answer 200, and the bulk gave way on `copy` (55P03)."""
+    ranked({copy: -100_000, before: 1024, again: 1025})
+    completed, copied = held_then_raced(
+        monkeypatch,
+        caplog,
+        lambda: bulk(user, "complete", [before.pk, again.pk]),
+        lambda: completion_of(user, copy.pk),
+    )
+    assert (completed.status_code, copied.status_code) == (200, 200)
+    assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))

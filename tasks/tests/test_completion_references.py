@@ -14,6 +14,7 @@ from conftest import client_for
 from tasks.models import POSITION_GAP, Task, TaskList
 from tasks.tests.deadlocks import (
     bulk,
+    completed_in_bulk_beside_its_next_occurrence,
     completion_of,
     held_then_raced,
     ranked,
@@ -46,16 +47,7 @@ def test_a_completed_non_recurring_task_with_a_next_occurrence_moved_by_a_spread
     assert reopened.status_code == 200, reopened.content
     assert reopened.json()["next_occurrence"] == str(copy.pk)
     before = make_task("Before", **RECURRING)
-    ranks = {copy: -100_000, before: 1024, again: 1025}
-    ranked(ranks)
-    completed, copied = held_then_raced(
-        monkeypatch,
-        caplog,
-        lambda: bulk(user, "complete", [before.pk, again.pk]),
-        lambda: completion_of(user, copy.pk),
-    )
-    assert (completed.status_code, copied.status_code) == (200, 200)
-    assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
+    completed_in_bulk_beside_its_next_occurrence(monkeypatch, caplog, user, before, again, copy)
 
 
 @pytest.mark.django_db(transaction=True)

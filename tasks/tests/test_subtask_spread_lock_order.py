@@ -23,6 +23,7 @@ from tasks import services, views
 from tasks.models import Task
 from tasks.tests.deadlocks import (
     bulk,
+    completed_in_bulk_beside_its_next_occurrence,
     completion_of,
     held_after_first_group_lock,
     held_then_raced,
@@ -244,16 +245,7 @@ def test_a_completed_task_a_spread_of_the_same_bulk_moves_never_deadlocks_with_i
     reopened = client.patch(f"/api/v1/tasks/{again.pk}/", {"completed": False}, format="json")
     assert reopened.status_code == 200, reopened.content
     before = make_task("Before", **RECURRING)
-    ranks = {copy: -100_000, before: 1024, again: 1025}
-    ranked(ranks)
-    completed, copied = held_then_raced(
-        monkeypatch,
-        caplog,
-        lambda: bulk(user, "complete", [before.pk, again.pk]),
-        lambda: completion_of(user, copy.pk),
-    )
-    assert (completed.status_code, copied.status_code) == (200, 200)
-    assert "SQLSTATE 55P03" in " ".join(retries_logged(caplog))
+    completed_in_bulk_beside_its_next_occurrence(monkeypatch, caplog, user, before, again, copy)
     titles = Task.objects.filter(position__gt=0).order_by("position").values_list("title")
     assert [title for (title,) in titles] == ["Before", "Before", "Again"]
 
