@@ -114,6 +114,11 @@ _CHANGES = """
 """
 
 
+def changes_sql(alias: str) -> str:
+    """_CHANGES with the columns of the database `alias`."""
+    return _CHANGES.format(columns=page_columns(alias), nothing=", ".join(["NULL"] * len(COLUMNS)))
+
+
 def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> dict:
     """The answer of `tasks/changes/`: up to `limit` changes after `cursor` (None: from the
     start), as plain data (datetimes, UUIDs), and the cursor of what follows."""
@@ -131,9 +136,7 @@ def changes_page(*, owner_id: uuid.UUID, cursor: Cursor | None, limit: int) -> d
     alias = router.db_for_read(Task)
     with connections[alias].cursor() as db:
         db.execute(
-            _CHANGES.format(
-                columns=page_columns(alias), nothing=", ".join(["NULL"] * len(COLUMNS))
-            ),
+            changes_sql(alias),
             {"owner": owner_id, "at": cursor.at, "id": cursor.id, "n": limit + 1},
         )
         rows = db.fetchall()
