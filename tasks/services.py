@@ -1592,9 +1592,11 @@ def _row_for_write(task: Task, *, locked: bool, completing: bool = False) -> Ite
         yield current
 
 
-def task_create(*, user: User, data: dict[str, Any]) -> Task:
-    """Creates a task at the end of its group; `data` is validated (TaskSerializer)."""
-    with transaction.atomic():
+def task_create(*, user: User, data: dict[str, Any], savepoint: bool = True) -> Task:
+    """Creates a task at the end of its group; `data` is validated (TaskSerializer).
+    `savepoint=False`: inside a transaction that any error of this one rolls back whole (an
+    idempotent request's), no savepoint of its own."""
+    with transaction.atomic(savepoint=savepoint):
         # Before the group lock and the count (see the top of this module): a tag of the same
         # name created by a concurrent update is waited for while holding neither.
         tags = tags_get_or_create(user=user, names=data.pop("tags", []))

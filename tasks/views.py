@@ -53,7 +53,7 @@ from tasks.serializers import (
     TaskSerializer,
 )
 from todo_project.conditional import ConditionalRequestMixin, has_preconditions
-from todo_project.idempotency import idempotent
+from todo_project.idempotency import idempotent, in_answer_transaction
 from todo_project.problems import (
     PROBLEM_CONTENT_TYPE,
     ProblemSerializer,
@@ -607,7 +607,9 @@ class TaskViewSet(
 
     def perform_create(self, serializer: TaskSerializer) -> None:
         serializer.instance = services.task_create(
-            user=self.request.user, data=dict(serializer.validated_data)
+            user=self.request.user,
+            data=dict(serializer.validated_data),
+            savepoint=not in_answer_transaction(),
         )
 
     def perform_update(self, serializer: TaskSerializer) -> None:
