@@ -33,6 +33,7 @@ from accounts.models import User, UserManager
 from tasks import services
 from tasks.filters import due_before_now
 from tasks.models import (
+    ADMIN_ONLY,
     COLOR_PATTERN,
     DESCRIPTION_MAX_LENGTH,
     MAX_TAGS_PER_TASK,
@@ -694,7 +695,7 @@ class TaskAdmin(OwnedAdmin):
         'An email ("ann@example.com") finds that user\'s tasks; other words match titles or '
         "the start of an owner's email."
     )
-    # Owner-leading index (owner, updated_at) serves a search by owner in this order.
+    # Owner-leading index (owner, updated_at, id) serves a search by owner in this order.
     ordering = ["-updated_at"]
     raw_id_fields = ["owner", "list", "parent", "tags"]
     readonly_fields = [
@@ -755,6 +756,11 @@ class TaskAdmin(OwnedAdmin):
     # The tags field is a raw-id input (a popup to choose from, not a select of every tag):
     # its ids say nothing to a person, these say what they are.
     @admin.display(description="tag names")
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # ADMIN_ONLY is true of every task: stated, it lets the changelist read its page off
+        # task_admin_updated, the all-owners index no API statement may use (Task.Meta).
+        return super().get_queryset(request).filter(ADMIN_ONLY)
+
     def tag_names(self, task: Task) -> str:
         return ", ".join(sorted((tag.name for tag in task.tags.all()), key=name_sort_key)) or "-"
 

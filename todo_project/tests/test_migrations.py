@@ -702,6 +702,24 @@ def test_existing_emails_get_the_domain_their_mail_goes_to_unless_another_accoun
             "task_owner_due",
             "(owner_id, due_date, due_time)",
         ),
+        (
+            "0026_search_lexemes_planned_once",
+            "0027_no_caller_reads_all_owners_updates",
+            "task_owner_updated_id",
+            "(owner_id, updated_at, id)",
+        ),
+        (
+            "0026_search_lexemes_planned_once",
+            "0027_no_caller_reads_all_owners_updates",
+            "task_admin_updated",
+            "(updated_at, id) WHERE (version >= 1)",
+        ),
+        (  # reversed: the indexes 0027 dropped, built again
+            "0027_no_caller_reads_all_owners_updates",
+            "0026_search_lexemes_planned_once",
+            "task_updated",
+            "(updated_at, id)",
+        ),
     ],
 )
 def test_a_concurrent_index_migration_replaces_an_invalid_leftover_of_an_interrupted_build(
