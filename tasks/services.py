@@ -1091,9 +1091,14 @@ def _named(tag_id: UUID, name: str) -> bool:
 LIST_NAME_TAKEN: Final = "You already have a list with this name."
 
 
-def _list_save(task_list: TaskList, update_fields: Sequence[str] | None = None) -> TaskList:
+def _list_save(
+    task_list: TaskList, update_fields: Sequence[str] | None = None, *, savepoint: bool = True
+) -> TaskList:
+    """`savepoint=False`: inside a transaction that the 400 (or any error) out of this rolls
+    back whole, no savepoint of its own (the name's clash is turned into the 400, not gone on
+    from)."""
     try:
-        with transaction.atomic():
+        with transaction.atomic(savepoint=savepoint):
             task_list.save(update_fields=update_fields)
     except IntegrityError as error:
         # Two requests racing past the serializer's check: still a 400, never a 500.
@@ -1103,8 +1108,12 @@ def _list_save(task_list: TaskList, update_fields: Sequence[str] | None = None) 
     return task_list
 
 
-def list_create(*, user: User, name: str, color: str | None, position: int | None) -> TaskList:
-    with transaction.atomic():
+def list_create(
+    *, user: User, name: str, color: str | None, position: int | None, savepoint: bool = True
+) -> TaskList:
+    """`savepoint=False`: inside a transaction that any error out of this rolls back whole
+    (the API's: its view's own, or an idempotent request's), no savepoints of its own."""
+    with transaction.atomic(savepoint=savepoint):
         # Concurrent creates take turns: each counts the lists of the others for the cap, and
         # a new list without a position is last on its own (they all read the same last
         # position before).
@@ -1116,7 +1125,9 @@ def list_create(*, user: User, name: str, color: str | None, position: int | Non
             if last is not None and last > LIST_POSITION_MAX - POSITION_GAP:
                 last = _renumber_lists(user.pk)  # no room after the last one
             position = POSITION_GAP if last is None else last + POSITION_GAP
-        return _list_save(TaskList(owner=user, name=name, color=color, position=position))
+        return _list_save(
+            TaskList(owner=user, name=name, color=color, position=position), savepoint=savepoint
+        )
 
 
 def _renumber_lists(owner_id: UUID) -> int:
@@ -2213,12 +2224,16 @@ def _bulk_tags(user: User, action: str, tasks: list[Task], names: list[str], now
     return _bump(Task.objects.filter(pk__in={link.task_id for link in links}), now)
 
 
-def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any) -> int:
+def tasks_bulk_apply(
+    *, user: User, action: str, ids: list[UUID], savepoint: bool = True, **params: Any
+) -> int:
     """Applies one action to many of the caller's tasks, all or nothing.
 
     Any id that is not the caller's: nothing changes, MissingTasks (404) names them. Returns the
     number of tasks the action changed (tasks already in the wanted state are left untouched,
-    their version too). Constant queries whatever the number of ids.
+    their version too). Constant queries whatever the number of ids. `savepoint=False`: inside
+    a transaction that any error out of this rolls back whole (an idempotent request's), no
+    savepoint of its own but the one a complete goes on from.
     """
     if action not in BULK_ACTIONS:
         raise ValidationError({"action": [f"Unknown action {action!r}."]})
@@ -2227,12 +2242,13 @@ def tasks_bulk_apply(*, user: User, action: str, ids: list[UUID], **params: Any)
     ids = list(dict.fromkeys(i if type(i) is UUID else UUID(str(i)) for i in ids))
     if action == "complete":
         try:
+            # Its own savepoint even in a caller's transaction: gone on from (its locks let go).
             with transaction.atomic():
                 return _bulk_complete(user, ids)
         except _CascadeAfterANamedSubtask:  # rolled back: it holds nothing now
-            with transaction.atomic():
+            with transaction.atomic(savepoint=savepoint):
                 return _bulk_complete(user, ids, with_subtasks=True)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         # In ROW_LOCK_ORDER, so two bulk requests on overlapping ids cannot deadlock.
         now = timezone.now()
         if action == "delete":

@@ -346,12 +346,15 @@ class TaskListViewSet(
         data = serializer.validated_data
         # The answer read in the create's transaction: read after its commit, a statement
         # cancelled there (a 503 "not carried out") left the list created (review 37f).
-        with transaction.atomic():
+        # No savepoints inside: any error goes out of this transaction, which is rolled back
+        # whole; nor one of its own in an idempotent request's (review 41d).
+        with transaction.atomic(savepoint=not in_answer_transaction()):
             task_list = services.list_create(
                 user=request.user,
                 name=data["name"],
                 color=data.get("color"),
                 position=data.get("position"),
+                savepoint=False,
             )
             self.written_version = task_list.version  # for the ETag: the body has no version
             return self._respond(task_list, status.HTTP_201_CREATED)
@@ -673,7 +676,9 @@ class TaskViewSet(
     @idempotent
     def move(self, request: Request, pk: str | None = None) -> Response:
         """Reorders a task inside its list (and parent), or moves it into another list."""
-        with transaction.atomic():  # as in update(): the row locked as it is read, read once
+        # As in update(): the row locked as it is read, read once; no savepoint of its own in an
+        # idempotent request's transaction (review 41d).
+        with transaction.atomic(savepoint=not in_answer_transaction()):
             self.lock_on_read = True
             task = self.get_object()
             data = TaskMoveSerializer.plain_anchor(request.data)
@@ -761,7 +766,11 @@ class TaskViewSet(
         serializer.is_valid(raise_exception=True)
         params = dict(serializer.validated_data)
         updated = services.tasks_bulk_apply(
-            user=request.user, action=params.pop("action"), ids=params.pop("ids"), **params
+            user=request.user,
+            action=params.pop("action"),
+            ids=params.pop("ids"),
+            savepoint=not in_answer_transaction(),
+            **params,
         )
         return Response({"updated": updated})
 
