@@ -483,7 +483,7 @@ def tags_named(
     ]
 
 
-# True of every task (task_version_positive), stated by the admin's task queryset alone: the
+# True of every task (task_version_positive), stated by the admin's task pages alone: the
 # condition of the one index that does not lead with the owner (Task.Meta.indexes).
 ADMIN_ONLY = Q(version__gte=1)
 
@@ -605,7 +605,7 @@ class Task(models.Model):
             # (support's landing page, all users' tasks, newest change first) reads its page
             # off it instead of sorting the whole table (~1 s for 1.1M tasks). Partial on a
             # condition true of every task (task_version_positive) that only the admin's
-            # queryset states (TaskAdmin.get_queryset): PostgreSQL uses a partial index only
+            # pages state (tasks.admin paginator): PostgreSQL uses a partial index only
             # for a query that implies its condition, so no caller's statement can walk every
             # owner's rows on it. A sync page, a poll of the list by `updated_at` and the bulk
             # statements of services.py did, whenever the caller's share of the table made
