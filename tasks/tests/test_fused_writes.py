@@ -9,17 +9,17 @@ fused move's row against task_save()'s for every move shape.
 
 import importlib
 import random
-import threading
 from datetime import date
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.db.models import Count
 
 from tasks import services
 from tasks.models import POSITION_GAP, Task
 from tasks.tests.deadlocks import run_while_the_count_row_is_held
 from tasks.tests.test_filters import TRICKY_TASKS
+from todo_project.tests.helpers import outcomes_in_threads
 
 accents = importlib.import_module("tasks.migrations.0013_search_ignores_accents")
 
@@ -63,27 +63,6 @@ def test_a_create_under_a_generic_plan_holds_the_group_lock_while_it_waits_for_t
     assert run_while_the_count_row_is_held(user, create).position == 2 * POSITION_GAP
 
 
-def _concurrently(count: int, target) -> list:
-    barrier = threading.Barrier(count)
-    outcomes: list = []
-
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            outcomes.append(target(n))
-        except Exception as error:  # noqa: BLE001 - asserted below
-            outcomes.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("shape", ["inbox", "tags", "first_task", "subtask", "list"])
 def test_concurrent_creates_in_one_group_take_distinct_ranks(user, make_list, shape):
@@ -104,7 +83,7 @@ def test_concurrent_creates_in_one_group_take_distinct_ranks(user, make_list, sh
             for k in range(per_thread)
         ]
 
-    outcomes = _concurrently(6, creates)
+    outcomes = outcomes_in_threads(6, creates)
     assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
     ranks = sorted(rank for o in outcomes for rank in o)
     assert len(set(ranks)) == len(ranks)

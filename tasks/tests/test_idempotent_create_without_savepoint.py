@@ -8,16 +8,15 @@ last place. They run on connections that commit (transaction=True), as in produc
 test's own transaction every atomic block is a savepoint.
 """
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.exceptions import ValidationError
 
 from conftest import client_for
 from tasks import services
 from tasks.models import POSITION_GAP, IdempotencyRecord, Tag, Task
+from todo_project.tests.helpers import outcomes_in_threads
 
 KEY = "HTTP_IDEMPOTENCY_KEY"
 PROBLEM = "application/problem+json"
@@ -162,27 +161,6 @@ def test_a_kept_4xx_raised_after_the_creates_writes_keeps_none_of_them(
     assert IdempotencyRecord.objects.get().response_status == 400
 
 
-def _concurrently(count: int, target) -> list:
-    barrier = threading.Barrier(count)
-    outcomes: list = [None] * count
-
-    def run(n: int) -> None:
-        try:
-            barrier.wait()
-            outcomes[n] = target(n)
-        except Exception as error:  # noqa: BLE001 - asserted by the caller
-            outcomes[n] = error
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
-
-
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_keyed_creates_at_the_groups_end_take_distinct_ranks(user, make_list):
     home = make_list("Home")
@@ -197,7 +175,7 @@ def test_concurrent_keyed_creates_at_the_groups_end_take_distinct_ranks(user, ma
             for i in range(4)
         ]
 
-    outcomes = _concurrently(3, create)
+    outcomes = outcomes_in_threads(3, create)
 
     assert outcomes == [[201] * 4] * 3, outcomes
     ranks = sorted(Task.objects.filter(list=home).values_list("position", flat=True))
@@ -218,7 +196,7 @@ def test_concurrent_keyed_creates_for_the_caps_last_place_one_wins_the_others_ke
             "/api/v1/tasks/", _body(home, tags=[f"tag-{n}"]), format="json", **{KEY: f"last-{n}"}
         )
 
-    outcomes = _concurrently(2, create)
+    outcomes = outcomes_in_threads(2, create)
 
     assert sorted(response.status_code for response in outcomes) == [201, 409], outcomes
     (won,) = [response for response in outcomes if response.status_code == 201]

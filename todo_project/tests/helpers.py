@@ -1,3 +1,4 @@
+import functools
 import os
 import select
 import socket
@@ -129,6 +130,21 @@ def run_in_threads(*targets: Callable[[], object]) -> list[Exception]:
     for thread in threads:
         thread.join(timeout=30)
     return errors
+
+
+def outcomes_in_threads(count: int, target: Callable[[int], object]) -> list:
+    """target(0) ... target(count - 1), each in its own thread as run_in_threads runs them: what
+    each returned, or the exception it raised, in that order."""
+    outcomes: list = [None] * count
+
+    def keep(n: int) -> None:
+        try:
+            outcomes[n] = target(n)
+        except Exception as error:  # noqa: BLE001 - the caller asserts on it
+            outcomes[n] = error
+
+    run_in_threads(*(functools.partial(keep, n) for n in range(count)))
+    return outcomes
 
 
 def lock_waiters(connection) -> int:
