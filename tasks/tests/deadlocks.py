@@ -202,10 +202,16 @@ def completed_in_bulk_beside_its_next_occurrence(monkeypatch, caplog, user, befo
     recurring task `before` right before it, whose copy's spread moves it, while a completion
     of `copy` is raced against it: both answer 200, and the bulk gave way on `copy` (55P03)."""
     ranked({copy: -100_000, before: 1024, again: 1025})
+    bulk_completion_gave_way_to_its_copys(monkeypatch, caplog, user, [before.pk, again.pk], copy)
+
+
+def bulk_completion_gave_way_to_its_copys(monkeypatch, caplog, user, ids, copy) -> None:
+    """A bulk completion of `ids`, held, raced with a completion of `copy`: both answer 200,
+    and the bulk gave way on `copy` (55P03, review 39d), waited for it, and ran again."""
     completed, copied = held_then_raced(
         monkeypatch,
         caplog,
-        lambda: bulk(user, "complete", [before.pk, again.pk]),
+        lambda: bulk(user, "complete", ids),
         lambda: completion_of(user, copy.pk),
     )
     assert (completed.status_code, copied.status_code) == (200, 200)
