@@ -17,35 +17,16 @@ from accounts.mail import wait_until_idle
 from accounts.models import User
 from accounts.tokens import RefreshToken
 from todo_project import ratelimit
+from todo_project.tests.helpers import autovacuum_off
 
 DEFAULT_PASSWORD = "correct-horse-battery-staple"
-
-# Every table of the test database, autovacuum_enabled = false: a plan test sets its statistics
-# itself (ANALYZE, or statistics_of_an_emptied_table) and then EXPLAINs, and an autovacuum in
-# between replaced them at random. With the rows deleted and analyzed, a VACUUM before the refill
-# truncates the table (relpages 0: the planner then takes its pages for full ones), and
-# test_tag_name_plans saw a Bitmap Heap Scan, 3 of 3 failed (review 41f; seen once in a run of
-# the whole suite). autovacuum is a server setting (no ALTER DATABASE): per table, then.
-_NO_AUTOVACUUM = """
-    DO $$
-    DECLARE name regclass;
-    BEGIN
-        FOR name IN
-            SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'm')
-        LOOP
-            EXECUTE format('ALTER TABLE %s SET (autovacuum_enabled = false)', name);
-        END LOOP;
-    END
-    $$
-"""
 
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """The test database, no autovacuum on its tables (_NO_AUTOVACUUM)."""
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(_NO_AUTOVACUUM)
+    """The test database, no autovacuum on its tables (helpers.autovacuum_off)."""
+    with django_db_blocker.unblock():
+        autovacuum_off(connection)
 
 
 @pytest.fixture(autouse=True)

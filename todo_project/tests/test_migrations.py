@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from tasks.management.commands.migrate import MIGRATE_LOCK
 from todo_project.tests.helpers import (
+    autovacuum_off,
     connection_of_its_own,
     database_url_for_this_test,
     start_in_thread,
@@ -26,9 +27,13 @@ from todo_project.tests.helpers import (
 
 
 def migrate_to(*target: str) -> None:
-    """Migrates the test database to (app, migration), or to the latest of every app."""
+    """Migrates the test database to (app, migration), or to the latest of every app: then with
+    no autovacuum on the tables the way back dropped and the way forward created anew, as on
+    every other (conftest.py's django_db_setup)."""
     executor = MigrationExecutor(connection)
     executor.migrate([target] if target else executor.loader.graph.leaf_nodes())
+    if not target:
+        autovacuum_off(connection)
 
 
 @pytest.fixture(autouse=True)
@@ -994,3 +999,21 @@ def test_a_migration_asks_long_enough_for_postgresql_to_cancel_an_autovacuum_in_
         vacuum.execute("LOCK TABLE tasks_task IN SHARE UPDATE EXCLUSIVE MODE")  # VACUUM's lock
         assert wait(standing_in) == timedelta(milliseconds=1200)
         assert wait(table_lock._LOCK_WAIT_NOW) == timedelta(milliseconds=200)  # no autovacuum
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tables_a_migration_test_created_anew_run_without_autovacuum():
+    """Back before 0019 drops tasks_tasksearch, forward creates it anew: with autovacuum on
+    again, the plan tests after this one on the worker could have their statistics replaced
+    (review 41f's residual)."""
+    migrate_to("tasks", "0018_task_count_functions_name_their_schema")
+    migrate_to()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'm')
+              AND NOT coalesce('autovacuum_enabled=false' = ANY (c.reloptions), false)
+            """
+        )
+        assert cursor.fetchall() == []
