@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 
 from tasks import recurrence
 from tasks.recurrence import next_due_date, repeats, validate_rule
+from todo_project.tests.helpers import coverage_paused
 
 _END = date(9999, 12, 31)
 
@@ -114,7 +115,9 @@ def test_next_due_date_agrees_with_plain_dateutil_on_random_rules_and_dates():
         span = spans[rule.split("FREQ=")[1].split(";")[0]]
         later = start.toordinal() + rng.randint(-400, span * 366)
         threshold = date.fromordinal(min(max(later, 1), _END.toordinal()))
-        assert next_after(rule, start, threshold) == plain_dateutil(rule, start, threshold), (
+        with coverage_paused():  # dateutil's walk, day by day: nothing of ours runs there
+            expected = plain_dateutil(rule, start, threshold)
+        assert next_after(rule, start, threshold) == expected, (
             rule,
             start,
             threshold,
