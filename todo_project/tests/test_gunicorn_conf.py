@@ -492,9 +492,11 @@ def _status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
-def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
-    """Another client locks the owner's task count row (what every create locks) for `seconds`."""
-    locked = threading.Event()
+@contextmanager
+def _owners_count_row_held(user, seconds: float) -> Iterator[None]:
+    """Another client locks the owner's task count row (what every create locks) for `seconds`
+    at most, until the block ends."""
+    locked, done = threading.Event(), threading.Event()
 
     def hold():
         with connection_of_its_own(connection) as other, other.transaction():
@@ -503,12 +505,16 @@ def _hold_the_owners_count_row(user, seconds: float) -> threading.Thread:
                 [user.pk],
             )
             locked.set()
-            time.sleep(seconds)
+            done.wait(seconds)
 
     holder = threading.Thread(target=hold, daemon=True)
     holder.start()
     assert locked.wait(10)
-    return holder
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join(20)
 
 
 def _sessions_holding_advisory_locks(other) -> list:
@@ -521,8 +527,9 @@ def _sessions_holding_advisory_locks(other) -> list:
 
 def _killed_create(user, tmp_path):
     """A create killed by gunicorn's timeout (4 s) while it waits on a row lock another client
-    holds for 15 s, on a healthy database; DB_STATEMENT_TIMEOUT=0 (no limit: what README says to
-    set behind PgBouncer). Its answer, and who holds an advisory lock 2 s after it."""
+    holds for up to 15 s, on a healthy database; DB_STATEMENT_TIMEOUT=0 (no limit: what README
+    says to set behind PgBouncer). Its answer, and who holds an advisory lock 2 s after it, the
+    row still held."""
     services.task_create(user=user, data={"title": "first"})
     token = str(RefreshToken.for_user(user).access_token)
     port = free_port()
@@ -530,14 +537,13 @@ def _killed_create(user, tmp_path):
     with (
         served(command, port, tmp_path, DB_STATEMENT_TIMEOUT="0") as _,
         connection_of_its_own(connection) as other,
+        _owners_count_row_held(user, 15),
     ):
-        holder = _hold_the_owners_count_row(user, 15)
         started = time.monotonic()
         answer = _post_task(port, token, timeout=30)
         answered_after = time.monotonic() - started
         time.sleep(2)
         holding = _sessions_holding_advisory_locks(other)
-        holder.join(20)
     return answer, answered_after, holding
 
 
