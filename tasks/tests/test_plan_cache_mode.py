@@ -116,7 +116,7 @@ def test_a_tag_renamed_again_and_again_on_one_connection_locks_its_tasks_with_cu
     tag = Tag.objects.create(owner=user, name="t0")
     tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 20_000)
     with statement_timeout(connection, "10s"):  # 0.1-1.5 s each, the latter on a busy machine
-        for n in range(1, 13):
+        for n in range(1, 9):
             response = api_client.patch(f"/api/v1/tags/t{n - 1}/", {"name": f"t{n}"}, format="json")
             assert response.status_code == 200, (n, response.content)
     plans = {name: _prepared_plans(pattern) for name, pattern in _LOCK_AND_BUMP.items()}
@@ -125,5 +125,5 @@ def test_a_tag_renamed_again_and_again_on_one_connection_locks_its_tasks_with_cu
     assert [len(found) for found in plans.values()] == [1, 1], plans
     (lock,), (bump,) = plans.values()
     assert (lock[0], bump[0]) == (0, 0), plans
-    assert min(lock[1], bump[1]) >= 10, plans
-    assert set(Task.objects.filter(owner=user).values_list("version", flat=True)) == {13}
+    assert min(lock[1], bump[1]) >= 6, plans
+    assert set(Task.objects.filter(owner=user).values_list("version", flat=True)) == {9}
