@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import jwt
 import pytest
 from django.contrib.auth.hashers import Argon2PasswordHasher, make_password
+from django.contrib.contenttypes.models import ContentType
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from django.utils.encoding import force_bytes
@@ -800,8 +801,11 @@ def test_deleting_the_account_with_a_body_that_is_not_json_is_a_415(api_client, 
 
 def test_delete_me_query_count(api_client, user, django_assert_max_num_queries):
     TaskList.objects.create(owner=user, name="Home")
+    # The admin history's content type is read once per process: counted here, whichever test
+    # ran before in the worker (the bound of 25 held only after another had read it).
+    ContentType.objects.clear_cache()
     # auth, then the cascade: Django collects related rows table by table
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(26):
         response = api_client.delete("/api/v1/auth/me/", {"password": DEFAULT_PASSWORD})
     assert response.status_code == 204
 
