@@ -88,3 +88,33 @@ def links_per_tag() -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute("SELECT tag_id, count(*) FROM tasks_task_tags GROUP BY tag_id")
         return dict(cursor.fetchall())
+
+
+def few_changes_among_others(owner, others: list, tasks: int, each: int, within: str) -> None:
+    """`tasks` tasks of `owner`, one in 1,000 changed in the last day, the others 30 days
+    ago (created 40 days ago, a second apart); `each` tasks of every one of `others`, changed at
+    random `within` this interval of now. Vacuumed and analyzed: the UPDATEs' dead rows would
+    distort the plans (a transaction=True test's, whose flush empties the tables after)."""
+    load_tasks((owner.pk, f"task {n}", "", (n + 1) * POSITION_GAP) for n in range(tasks))
+    load_tasks(
+        (other.pk, f"busy {n}", "", (n + 1) * POSITION_GAP) for other in others for n in range(each)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tasks_task SET updated_at = now() - interval '30 days',"
+            " created_at = now() - interval '40 days' + (position / %(gap)s) * interval '1 s'"
+            " WHERE owner_id = %(owner)s",
+            {"gap": POSITION_GAP, "owner": owner.pk},
+        )
+        cursor.execute(
+            "UPDATE tasks_task SET updated_at = now() - (position / %(gap)s) * interval '1 s'"
+            " WHERE owner_id = %(owner)s AND position / %(gap)s %% 1000 = 7",
+            {"gap": POSITION_GAP, "owner": owner.pk},
+        )
+        cursor.execute(
+            "UPDATE tasks_task SET updated_at = now() - random() * %s::interval"
+            " WHERE owner_id <> %s",
+            [within, owner.pk],
+        )
+        cursor.execute("VACUUM ANALYZE tasks_task")
+        cursor.execute("VACUUM ANALYZE tasks_deletedtask")
