@@ -318,11 +318,16 @@ def polled_page_sql(alias: str, walk_sql: str) -> str | None:
     owner, updated_at = (
         quote(Task._meta.get_field(name).column) for name in ("owner", "updated_at")
     )
-    changed = f"{table} WHERE {owner} = %s AND {updated_at} >= %s"
+    # Counted in the index's order too: as a bare LIMIT, a custom plan of an owner of most of
+    # the table whose tasks all matched read the count by a Seq Scan, through every other
+    # account's rows before the owner's in the heap (20,000 of them: 0.7 -> 3.0 ms; review 42c).
+    changed = (
+        f"{table} WHERE {owner} = %s AND {updated_at} >= %s"
+        f" ORDER BY {updated_at}, {quote('id')} LIMIT %s"
+    )
     return (
-        f"WITH changes AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {changed} LIMIT %s)"
-        f" found) SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {changed}"
-        f" ORDER BY {updated_at}, {quote('id')} LIMIT %s)"
+        f"WITH changes AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {changed}) found)"
+        f" SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {changed})"
         f" {walk_sql}) few WHERE (SELECT n FROM changes) <= %s"
         f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE (SELECT n FROM changes) > %s"
     )

@@ -124,6 +124,8 @@ def test_a_tag_renamed_again_and_again_on_one_connection_locks_its_tasks_with_cu
     # none of their runs planned generically.
     assert [len(found) for found in plans.values()] == [1, 1], plans
     (lock,), (bump,) = plans.values()
+    # Six runs each at least: the sixth is the first PostgreSQL may plan generically.
+    assert min(sum(lock), sum(bump)) >= 6, plans
     assert (lock[0], bump[0]) == (0, 0), plans
     assert min(lock[1], bump[1]) >= 6, plans
     assert set(Task.objects.filter(owner=user).values_list("version", flat=True)) == {9}
