@@ -40,6 +40,7 @@ STATIC_SETTINGS = (
     "STATICFILES_FINDERS",
     "STATIC_ROOT",
     "STATIC_URL",
+    "STORAGES",  # the storage's URLs tell which files are immutable (their max-age)
 )
 
 
