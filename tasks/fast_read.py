@@ -293,73 +293,122 @@ class SearchedRows(CompiledRows):
         return fetch_all(alias, with_tags_sql(alias, sql), params)
 
 
-# A poll (`updated_since`) whose changes are at most this many reads its page from them alone
-# (PolledRows). At 1,000 of the heavy user's changes that page takes 1.4-2.2 ms, as much as a
-# walk of their 100,000 tasks in an uncorrelated order (1.4-2.0 ms; 0.4-0.8 ms at 3,000).
+# A filtered list whose tasks that pass its narrowing filter (a poll's changes, the tasks due
+# by a date, the completed ones, ...) are at most this many reads its page from them alone
+# (NarrowedRows). At 1,000 of the heavy user's changes that page takes 1.4-2.2 ms, as much as
+# a walk of their 100,000 tasks in an uncorrelated order (1.4-2.0 ms; 0.4-0.8 ms at 3,000).
 FEW_CHANGES = 1_000
+# A filtered list is narrowed (but for a poll) only for an owner of at least this many tasks:
+# a walk of fewer costs at most a few ms (~0.4 ms a 1,000 tasks), while the narrowed page of a
+# bench user's 1,000 cost 0.3-0.7 ms more than their walk (`completed=false` matches ~700 of
+# them, all read: 0.94 ms against 0.23; review 42d).
+NARROWED_FROM = 10_000
+
+
+def narrowing_of(alias: str, criteria: dict) -> tuple[str, str, list] | None:
+    """The filter a list's page can read its rows from when few of the owner's tasks pass it
+    (NarrowedRows): (its SQL over tasks_task's columns, an order only an owner's index of it
+    gives, its values), or None. One of the criteria's own conditions, or one they imply, so
+    that the rows it leaves are a superset of the page's. None when the page's order leads
+    with its column: that walk reads the matches first already."""
+    quote = connections[alias].ops.quote_name
+    lead = criteria["ordering"][0].lstrip("-")
+    due, due_time, task_id = quote("due_date"), quote("due_time"), quote("id")
+    by_due = f"{due}, {due_time}, {task_id}"
+    if "updated_since" in criteria and lead != "updated_at":
+        updated = quote("updated_at")
+        return f"{updated} >= %s", f"{updated}, {task_id}", [criteria["updated_since"]]
+    if ("due_after" in criteria or "due_before" in criteria) and lead != "due_date":
+        bounds = [(">=", "due_after"), ("<=", "due_before")]
+        present = [(op, criteria[name]) for op, name in bounds if name in criteria]
+        where = " AND ".join(f"{due} {op} %s" for op, _ in present)
+        return where, by_due, [value for _, value in present]
+    completed = quote("completed")
+    if criteria.get("overdue") and lead != "due_date":
+        # filter_tasks' bound of `overdue`: open, and due by the owner's local date.
+        where = f"NOT {completed} AND {due} <= %s"
+        return where, f"{completed}, {due}", [criteria["local_date"]]
+    if "completed" in criteria:
+        return f"{completed} = %s", f"{completed}, {due}", [criteria["completed"]]
+    if "priorities" in criteria and lead != "priority":
+        priority, priorities = quote("priority"), list(criteria["priorities"])
+        where = f"{priority} IN ({', '.join(['%s'] * len(priorities))})"
+        return where, f"{priority}, {task_id}", priorities
+    if "has_due" in criteria and lead != "due_date":
+        return f"{due} IS {'NOT ' if criteria['has_due'] else ''}NULL", by_due, []
+    return None
 
 
 @functools.lru_cache(maxsize=256)  # one per shape of the list's SQL, as CompiledShapes keeps
-def polled_page_sql(alias: str, walk_sql: str) -> str | None:
-    """A poll's page (PolledRows): the owner's changes counted up to a bound, then one of two
-    pages, the other never run. None for a walk that reads the table anywhere but in its own
-    FROM (no filter does today): the CTE below would stand for the table there too.
+def narrowed_page_sql(alias: str, walk_sql: str, narrowing: str, order: str) -> str | None:
+    """A narrowed page (NarrowedRows): the owner's tasks that pass `narrowing` counted up to a
+    bound, then one of two pages, the other never run. None for a walk that reads the table
+    anywhere but in its own FROM (no filter does today): the CTE below would stand for the
+    table there too.
 
-    `few` is the walk itself, its table the owner's changes alone: a CTE named as the table
-    stands for it in the walk's SQL (inside the CTE, the name is still the table's). Read in
-    (updated_at, id) order under a LIMIT it never reaches, only the owner's (owner, updated_at,
-    id) index can serve the CTE, whatever the estimates: without them a custom plan of the
+    `few` is the walk itself, its table the owner's tasks that pass `narrowing` alone: a CTE
+    named as the table stands for it in the walk's SQL (inside the CTE, the name is still the
+    table's). Read in `order` under a LIMIT it never reaches, only the owner's index of that
+    order can serve the CTE, whatever the estimates: without them a custom plan of the
     table's main owner read it whole (3.3 ms for 30 changes).
     """
     quote = connections[alias].ops.quote_name
     table = quote(Task._meta.db_table)
     if len(re.findall(rf"\b(?:FROM|JOIN) {re.escape(table)}", walk_sql)) != 1:
         return None
-    owner, updated_at = (
-        quote(Task._meta.get_field(name).column) for name in ("owner", "updated_at")
-    )
-    # Counted in the index's order too: as a bare LIMIT, a custom plan of an owner of most of
-    # the table whose tasks all matched read the count by a Seq Scan, through every other
+    owner = quote(Task._meta.get_field("owner").column)
+    # Counted in that order too: as a bare LIMIT, a custom plan of an owner of most of the
+    # table whose tasks all matched read the count by a Seq Scan, through every other
     # account's rows before the owner's in the heap (20,000 of them: 0.7 -> 3.0 ms; review 42c).
-    changed = (
-        f"{table} WHERE {owner} = %s AND {updated_at} >= %s"
-        f" ORDER BY {updated_at}, {quote('id')} LIMIT %s"
-    )
+    narrowed = f"{table} WHERE {owner} = %s AND {narrowing} ORDER BY {order} LIMIT %s"
     return (
-        f"WITH changes AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {changed}) found)"
-        f" SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {changed})"
+        f"WITH changes AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {narrowed}) found)"
+        f" SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {narrowed})"
         f" {walk_sql}) few WHERE (SELECT n FROM changes) <= %s"
         f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE (SELECT n FROM changes) > %s"
     )
 
 
-class PolledRows(CompiledRows):
-    """A poll's rows (`updated_since`, in an order other than `updated_at`'s): the page read
-    from the owner's changes alone when they are few, else by the filtered list's walk.
+def polled_page_sql(alias: str, walk_sql: str) -> str | None:
+    """narrowed_page_sql() of a poll (`updated_since`)."""
+    narrowing, order, _ = narrowing_of(alias, {"updated_since": None, "ordering": ("position",)})
+    return narrowed_page_sql(alias, walk_sql, narrowing, order)
 
-    The walk follows the owner's index of the page's order and filters out every task changed
-    before: about (offset + limit) x tasks / changes rows. Sorting the changes costs about
-    their number. A custom plan picks between the two from estimates. A generic plan, which a
-    worker's connection settles on after five runs of a statement, knows neither the owner nor
-    the time: it walked the heavy user's 100,000 tasks for 29 changes (33-50 ms a page; bench
-    data, review 42b). An owner of most of the table was walked by custom plans too (2.8-6.1
-    ms for 30 changes). The paginator reads the page before it counts, so the choice is made
-    at run time inside the one statement: the changes are counted off the (owner, updated_at,
-    id) index, up to FEW_CHANGES + 1 (an index-only read), and a one-time filter runs one of
-    the two pages (polled_page_sql). Same rows, same order: both are the same SQL over the
-    same rows (tasks/tests/test_poll_plans.py compares them page by page)."""
+
+class NarrowedRows(CompiledRows):
+    """A filtered list's rows: the page read from the owner's tasks that pass one selective
+    filter alone when they are few (narrowing_of), else by the filtered list's walk.
+
+    The walk follows the owner's index of the page's order and filters out every task that
+    does not match: about (offset + limit) x tasks / matches rows. Sorting the matches costs
+    about their number. A custom plan picks between the two from estimates. A generic plan,
+    which a worker's connection settles on after five runs of a statement, knows neither the
+    owner nor the values: it walked the heavy user's 100,000 tasks for 29 changes (33-50 ms a
+    page; bench data, review 42b), and for 20 tasks due in 2001 (`due_before`, 35-45 ms;
+    review 42d). Custom plans walk too when the owner's share of a value is not the table's
+    (their estimate): 20 completed, 20 `high` or 20 overdue tasks of the heavy user's 100,000,
+    32-45 ms (review 42d), and an owner of most of the table (2.8-6.1 ms for 30 changes). The
+    paginator reads the page before it counts, so the choice is made at run time inside the
+    one statement: the owner's tasks that pass the narrowing filter are counted off its index,
+    up to FEW_CHANGES + 1 (an index-only read), and a one-time filter runs one of the two
+    pages (narrowed_page_sql). Same rows, same order: both are the same SQL over the same rows
+    (tasks/tests/test_poll_plans.py and test_narrowed_plans.py compare them page by page)."""
 
     def __getitem__(self, page: slice) -> list[tuple]:
         limit, offset = page.stop - page.start, page.start
         values = self._values
         alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
-        owner, since = values["owner"], values["updated_since"]
-        sql = polled_page_sql(alias, walk_sql)
+        narrowing, order, narrowing_params = narrowing_of(alias, values)
+        sql = narrowed_page_sql(alias, walk_sql, narrowing, order)
         if sql is None:
             return super().__getitem__(page)
-        changes, few = [owner, since, FEW_CHANGES + 1], [owner, since, FEW_CHANGES + 1]
-        params = [*changes, *few, *walk_params, FEW_CHANGES, *walk_params, FEW_CHANGES]
+        owner = values["owner"]
+        narrowed = [owner, *narrowing_params, FEW_CHANGES + 1]
+        params = [*narrowed, *narrowed, *walk_params, FEW_CHANGES, *walk_params, FEW_CHANGES]
         return fetch_all(alias, with_tags_sql(alias, sql), params)
+
+
+PolledRows = NarrowedRows  # a poll's (`updated_since`): narrowed by its changes
 
 
 def task_data(row: Sequence) -> dict:
@@ -457,8 +506,11 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         count = lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0]
     if "search" in criteria:
         return SearchedRows(count, count_all, owner=owner, **criteria)
-    if "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at":
-        return PolledRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
+    polled = "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at"
+    if polled or (
+        narrowing_of(Task.objects.db, criteria) is not None and count_all() >= NARROWED_FROM
+    ):
+        return NarrowedRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
     return CompiledRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
 
 

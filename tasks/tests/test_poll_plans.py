@@ -186,7 +186,7 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
         alias, walk_sql, _ = polled._query.statement(limit=5, offset=0, **polled._values)
         assert fast_read.polled_page_sql(alias, walk_sql) is not None, filters
         expected = polled[0:50]
-        monkeypatch.setattr(fast_read, "polled_page_sql", lambda alias, sql: None)
+        monkeypatch.setattr(fast_read, "narrowed_page_sql", lambda *_: None)
         assert polled[0:50] == expected, filters
         monkeypatch.undo()
 
