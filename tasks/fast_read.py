@@ -330,10 +330,19 @@ def narrowing_of(alias: str, criteria: dict) -> tuple[str, str, list] | None:
         return where, f"{completed}, {due}", [criteria["local_date"]]
     if "completed" in criteria:
         return f"{completed} = %s", f"{completed}, {due}", [criteria["completed"]]
-    if "priorities" in criteria and lead != "priority":
-        priority, priorities = quote("priority"), list(criteria["priorities"])
-        where = f"{priority} IN ({', '.join(['%s'] * len(priorities))})"
-        return where, f"{priority}, {task_id}", priorities
+    # `IN (...)` of several values on the index's second column is no index condition that
+    # keeps (priority, id)'s order in PostgreSQL 16: a walk in the priority order reads it as
+    # a filter over every task of the owner, so it is narrowed too, and the narrowing is
+    # bounded by the range of the values, which is one (review 42e: 20,000 index entries read
+    # for 20 matches, 5-7 ms; the range reads the 20).
+    priorities = list(criteria.get("priorities", ()))
+    if priorities and (lead != "priority" or len(priorities) > 1):
+        priority = quote("priority")
+        if len(priorities) == 1:
+            return f"{priority} = %s", f"{priority}, {task_id}", priorities
+        listed = ", ".join(["%s"] * len(priorities))
+        where = f"{priority} BETWEEN %s AND %s AND {priority} IN ({listed})"
+        return where, f"{priority}, {task_id}", [min(priorities), max(priorities), *priorities]
     if "has_due" in criteria and lead != "due_date":
         return f"{due} IS {'NOT ' if criteria['has_due'] else ''}NULL", by_due, []
     return None

@@ -43,6 +43,10 @@ SELECTIVE = {
     "due_after": ({"due_after": "2098-01-01"}, 20),
     "completed": ({"completed": "true"}, 20),
     "priority": ({"priority": "high"}, 20),
+    # Several: `IN (...)` on the index's second column read every entry of the owner's
+    # (Rows Removed by Filter 19,980, twice: 5-7 ms; review 42e).
+    "priorities": ({"priority": "high,medium"}, 20),
+    "priorities apart": ({"priority": "high,low"}, 20),
     "overdue": ({"overdue": "true"}, 20),
     "none": ({"priority": "high", "overdue": "true"}, 0),
 }
@@ -172,6 +176,7 @@ def test_only_a_big_account_or_a_poll_is_narrowed(user, monkeypatch):
         ("due_before=2001-01-01&ordering=title", 10, True),
         ("due_before=2001-01-01&ordering=-due_date", 10, False),
         ("priority=high&ordering=-priority", 10, False),
+        ("priority=high,low&ordering=-priority", 10, True),  # IN (...) is no ordered index read
         ("list=inbox", 10, False),
         ("updated_since=2026-01-01T00:00:00Z", 0, True),
     ]:
