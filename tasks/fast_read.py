@@ -297,7 +297,7 @@ class SearchedRows(CompiledRows):
 # by a date, the completed ones, ...) are at most this many reads its page from them alone
 # (NarrowedRows). At 1,000 of the heavy user's changes that page takes 1.4-2.2 ms, as much as
 # a walk of their 100,000 tasks in an uncorrelated order (1.4-2.0 ms; 0.4-0.8 ms at 3,000).
-FEW_CHANGES = 1_000
+FEW_MATCHES = 1_000
 # A filtered list is narrowed (but for a poll) only for an owner of at least this many tasks:
 # a walk of fewer costs at most a few ms (~0.4 ms a 1,000 tasks), while the narrowed page of a
 # bench user's 1,000 cost 0.3-0.7 ms more than their walk (`completed=false` matches ~700 of
@@ -371,17 +371,11 @@ def narrowed_page_sql(alias: str, walk_sql: str, narrowing: str, order: str) -> 
     # account's rows before the owner's in the heap (20,000 of them: 0.7 -> 3.0 ms; review 42c).
     narrowed = f"{table} WHERE {owner} = %s AND {narrowing} ORDER BY {order} LIMIT %s"
     return (
-        f"WITH changes AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {narrowed}) found)"
+        f"WITH matches AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {narrowed}) found)"
         f" SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {narrowed})"
-        f" {walk_sql}) few WHERE (SELECT n FROM changes) <= %s"
-        f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE (SELECT n FROM changes) > %s"
+        f" {walk_sql}) few WHERE (SELECT n FROM matches) <= %s"
+        f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE (SELECT n FROM matches) > %s"
     )
-
-
-def polled_page_sql(alias: str, walk_sql: str) -> str | None:
-    """narrowed_page_sql() of a poll (`updated_since`)."""
-    narrowing, order, _ = narrowing_of(alias, {"updated_since": None, "ordering": ("position",)})
-    return narrowed_page_sql(alias, walk_sql, narrowing, order)
 
 
 class NarrowedRows(CompiledRows):
@@ -399,7 +393,7 @@ class NarrowedRows(CompiledRows):
     32-45 ms (review 42d), and an owner of most of the table (2.8-6.1 ms for 30 changes). The
     paginator reads the page before it counts, so the choice is made at run time inside the
     one statement: the owner's tasks that pass the narrowing filter are counted off its index,
-    up to FEW_CHANGES + 1 (an index-only read), and a one-time filter runs one of the two
+    up to FEW_MATCHES + 1 (an index-only read), and a one-time filter runs one of the two
     pages (narrowed_page_sql). Same rows, same order: both are the same SQL over the same rows
     (tasks/tests/test_poll_plans.py and test_narrowed_plans.py compare them page by page)."""
 
@@ -412,12 +406,9 @@ class NarrowedRows(CompiledRows):
         if sql is None:
             return super().__getitem__(page)
         owner = values["owner"]
-        narrowed = [owner, *narrowing_params, FEW_CHANGES + 1]
-        params = [*narrowed, *narrowed, *walk_params, FEW_CHANGES, *walk_params, FEW_CHANGES]
+        narrowed = [owner, *narrowing_params, FEW_MATCHES + 1]
+        params = [*narrowed, *narrowed, *walk_params, FEW_MATCHES, *walk_params, FEW_MATCHES]
         return fetch_all(alias, with_tags_sql(alias, sql), params)
-
-
-PolledRows = NarrowedRows  # a poll's (`updated_since`): narrowed by its changes
 
 
 def task_data(row: Sequence) -> dict:

@@ -9,7 +9,7 @@ page against ~0.1). Custom plans walked too when the owner's share of a value is
 table's, which is all their estimate knows: 20 completed, 20 `high` or 20 overdue tasks of
 100,000 (32-45 ms), and an empty page (`priority=high&overdue=true`, none) walked them all.
 The page now counts the owner's tasks that pass one of its filters up to
-fast_read.FEW_CHANGES + 1 and runs one of two branches (NarrowedRows, fast_read.narrowing_of;
+fast_read.FEW_MATCHES + 1 and runs one of two branches (NarrowedRows, fast_read.narrowing_of;
 review 42d), for owners of fast_read.NARROWED_FROM tasks or more. Tables vacuumed and analyzed
 (transaction=True) for the plan tests."""
 
@@ -162,7 +162,7 @@ def test_a_narrowed_lists_pages_are_the_walks_whichever_branch_runs(
             matching = len(old[0:100])
             with subtests.test(query=query, ordering=ordering):
                 for bound in [0, matching - 1, matching, matching + 1, 1_000]:
-                    monkeypatch.setattr(fast_read, "FEW_CHANGES", max(bound, 0))
+                    monkeypatch.setattr(fast_read, "FEW_MATCHES", max(bound, 0))
                     for start, stop in [(0, 50), (0, 7), (5, 12), (max(matching - 1, 0), 99)]:
                         assert new[start:stop] == old[start:stop], (bound, start)
 

@@ -6,9 +6,10 @@ The list's page was one statement planned from estimates: a generic plan (a work
 uses one after five runs) walked the owner's index of the page's order and filtered every task
 changed before (the bench's heavy user, 29 changes of 100,000 tasks: 33-50 ms a page), and the
 custom plan did too for an owner of most of the table (2.8-6.1 ms for 30 changes). The page now
-counts the changes up to fast_read.FEW_CHANGES + 1 and runs one of two branches (PolledRows;
+counts the changes up to fast_read.FEW_MATCHES + 1 and runs one of two branches (NarrowedRows;
 review 42b). Tables vacuumed and analyzed (transaction=True) for the plan tests."""
 
+import functools
 import re
 from datetime import timedelta
 
@@ -18,7 +19,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from tasks import fast_read
-from tasks.fast_read import MATCHING_TASKS, CompiledRows, PolledRows, Requester, listed_tasks
+from tasks.fast_read import MATCHING_TASKS, CompiledRows, NarrowedRows, Requester, listed_tasks
 from tasks.filters import TaskFilter, filter_criteria
 from tasks.models import POSITION_GAP, Priority, Tag, Task
 from tasks.tests.many_tasks import few_changes_among_others, load_tasks
@@ -118,7 +119,7 @@ def tied_tasks(user, other_user):
 def test_a_polls_pages_are_the_walks_whichever_branch_runs(
     user, tied_tasks, monkeypatch, days, filters
 ):
-    # Old (CompiledRows, today's statement) against new (PolledRows) with the bound below, at
+    # Old (CompiledRows, today's statement) against new (NarrowedRows) with the bound below, at
     # and above the number of changes: each branch answers every page of every ordering alike.
     since = tied_tasks + timedelta(days=days)
     matching = Task.objects.filter(owner=user, updated_at__gte=since).count()
@@ -129,10 +130,10 @@ def test_a_polls_pages_are_the_walks_whichever_branch_runs(
         assert form.is_valid(), form.errors
         criteria = filter_criteria(form.form.cleaned_data, user)
         old = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
-        new = PolledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
-        assert isinstance(listed_tasks(params, Requester(user), lambda: 60), PolledRows)
+        new = NarrowedRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+        assert isinstance(listed_tasks(params, Requester(user), lambda: 60), NarrowedRows)
         for bound in [0, matching - 1, matching, matching + 1, 1_000]:
-            monkeypatch.setattr(fast_read, "FEW_CHANGES", max(bound, 0))
+            monkeypatch.setattr(fast_read, "FEW_MATCHES", max(bound, 0))
             for start, stop in [(0, 50), (0, 7), (5, 12), (matching - 1, matching + 4), (90, 95)]:
                 if start < 0:
                     continue
@@ -153,7 +154,7 @@ def test_a_poll_answers_byte_for_byte_whichever_branch_runs(
     ]:
         bodies = set()
         for bound in [0, 1_000]:  # the walk, the changes alone
-            monkeypatch.setattr(fast_read, "FEW_CHANGES", bound)
+            monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
             fast = api_client.get("/api/v1/tasks/", query)
             assert fast.status_code == 200
             bodies.add(fast.content)
@@ -172,8 +173,10 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
     # The CTE named as the table would stand for it in a subquery too: such a walk (no filter
     # makes one today) is run unchanged, and every filter's walk is read from the changes.
     nested = 'SELECT "tasks_task"."id" FROM "tasks_task" WHERE "tasks_task"."parent_id" IN'
-    assert fast_read.polled_page_sql("default", f'{nested} (SELECT "id" FROM "tasks_task")') is None
-    assert fast_read.polled_page_sql("default", f'{nested} (SELECT "task_id" FROM x)') is not None
+    changed = ("updated_at >= %s", "updated_at, id")
+    page_sql = functools.partial(fast_read.narrowed_page_sql, "default")
+    assert page_sql(f'{nested} (SELECT "id" FROM "tasks_task")', *changed) is None
+    assert page_sql(f'{nested} (SELECT "task_id" FROM x)', *changed) is not None
     since = (tied_tasks + timedelta(days=4)).isoformat()
     for filters in [
         {},
@@ -184,7 +187,8 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
         params.update({"updated_since": since, "ordering": "title", **filters})
         polled = listed_tasks(params, Requester(user), lambda: 60)
         alias, walk_sql, _ = polled._query.statement(limit=5, offset=0, **polled._values)
-        assert fast_read.polled_page_sql(alias, walk_sql) is not None, filters
+        narrowing, order, _ = fast_read.narrowing_of(alias, polled._values)
+        assert fast_read.narrowed_page_sql(alias, walk_sql, narrowing, order) is not None, filters
         expected = polled[0:50]
         monkeypatch.setattr(fast_read, "narrowed_page_sql", lambda *_: None)
         assert polled[0:50] == expected, filters

@@ -247,7 +247,7 @@ def page_plan(api_client, query: str) -> tuple[list[dict], str]:
 def the_walk(text: str) -> str:
     """The plan of the walk alone: of a narrowed page (fast_read.NarrowedRows), its `many`
     branch, the one that runs when many tasks match (the `few` one sorts at most
-    fast_read.FEW_CHANGES rows by design); else the whole plan."""
+    fast_read.FEW_MATCHES rows by design); else the whole plan."""
     branch = re.search(r"One-Time Filter: \(\$\d+ > ", text)
     return text if branch is None else text[branch.start() :]
 
