@@ -305,31 +305,34 @@ FEW_MATCHES = 1_000
 NARROWED_FROM = 10_000
 
 
-def narrowing_of(alias: str, criteria: dict) -> tuple[str, str, list] | None:
-    """The filter a list's page can read its rows from when few of the owner's tasks pass it
-    (NarrowedRows): (its SQL over tasks_task's columns, an order only an owner's index of it
-    gives, its values), or None. One of the criteria's own conditions, or one they imply, so
-    that the rows it leaves are a superset of the page's. None when the page's order leads
-    with its column: that walk reads the matches first already."""
+def narrowings_of(alias: str, criteria: dict) -> list[tuple[str, str, list]]:
+    """The filters a list's page can read its rows from when few of the owner's tasks pass one
+    (NarrowedRows), in the order they are tried: each (its SQL over tasks_task's columns, an
+    order only an owner's index of it gives, its values). Each is one of the criteria's own
+    conditions, or one they imply, so that the rows it leaves are a superset of the page's.
+    None whose column the page's order leads with: that walk reads the matches first already."""
     quote = connections[alias].ops.quote_name
     lead = criteria["ordering"][0].lstrip("-")
     due, due_time, task_id = quote("due_date"), quote("due_time"), quote("id")
     by_due = f"{due}, {due_time}, {task_id}"
+    narrowings = []
     if "updated_since" in criteria and lead != "updated_at":
         updated = quote("updated_at")
-        return f"{updated} >= %s", f"{updated}, {task_id}", [criteria["updated_since"]]
+        narrowings.append(
+            (f"{updated} >= %s", f"{updated}, {task_id}", [criteria["updated_since"]])
+        )
     if ("due_after" in criteria or "due_before" in criteria) and lead != "due_date":
         bounds = [(">=", "due_after"), ("<=", "due_before")]
         present = [(op, criteria[name]) for op, name in bounds if name in criteria]
         where = " AND ".join(f"{due} {op} %s" for op, _ in present)
-        return where, by_due, [value for _, value in present]
+        narrowings.append((where, by_due, [value for _, value in present]))
     completed = quote("completed")
     if criteria.get("overdue") and lead != "due_date":
         # filter_tasks' bound of `overdue`: open, and due by the owner's local date.
         where = f"NOT {completed} AND {due} <= %s"
-        return where, f"{completed}, {due}", [criteria["local_date"]]
-    if "completed" in criteria:
-        return f"{completed} = %s", f"{completed}, {due}", [criteria["completed"]]
+        narrowings.append((where, f"{completed}, {due}", [criteria["local_date"]]))
+    elif "completed" in criteria:  # an overdue task is open: `completed` narrows it no further
+        narrowings.append((f"{completed} = %s", f"{completed}, {due}", [criteria["completed"]]))
     # `IN (...)` of several values on the index's second column is no index condition that
     # keeps (priority, id)'s order in PostgreSQL 16: a walk in the priority order reads it as
     # a filter over every task of the owner, so it is narrowed too, and the narrowing is
@@ -339,27 +342,33 @@ def narrowing_of(alias: str, criteria: dict) -> tuple[str, str, list] | None:
     if priorities and (lead != "priority" or len(priorities) > 1):
         priority = quote("priority")
         if len(priorities) == 1:
-            return f"{priority} = %s", f"{priority}, {task_id}", priorities
-        listed = ", ".join(["%s"] * len(priorities))
-        where = f"{priority} BETWEEN %s AND %s AND {priority} IN ({listed})"
-        return where, f"{priority}, {task_id}", [min(priorities), max(priorities), *priorities]
+            narrowings.append((f"{priority} = %s", f"{priority}, {task_id}", priorities))
+        else:
+            listed = ", ".join(["%s"] * len(priorities))
+            where = f"{priority} BETWEEN %s AND %s AND {priority} IN ({listed})"
+            values = [min(priorities), max(priorities), *priorities]
+            narrowings.append((where, f"{priority}, {task_id}", values))
     if "has_due" in criteria and lead != "due_date":
-        return f"{due} IS {'NOT ' if criteria['has_due'] else ''}NULL", by_due, []
-    return None
+        narrowings.append((f"{due} IS {'NOT ' if criteria['has_due'] else ''}NULL", by_due, []))
+    return narrowings
 
 
 @functools.lru_cache(maxsize=256)  # one per shape of the list's SQL, as CompiledShapes keeps
-def narrowed_page_sql(alias: str, walk_sql: str, narrowing: str, order: str) -> str | None:
-    """A narrowed page (NarrowedRows): the owner's tasks that pass `narrowing` counted up to a
-    bound, then one of two pages, the other never run. None for a walk that reads the table
-    anywhere but in its own FROM (no filter does today): the CTE below would stand for the
-    table there too.
+def narrowed_page_sql(
+    alias: str, walk_sql: str, narrowings: tuple[tuple[str, str], ...]
+) -> str | None:
+    """A narrowed page (NarrowedRows): for each narrowing (its SQL and index order), the
+    owner's tasks that pass it counted up to a bound, then one page: read from the first
+    narrowing's tasks whose count is within the bound, else the walk; the other pages are never
+    run, nor a count past the first within the bound (a one-time filter's AND stops at its
+    first false). None for a walk that reads the table anywhere but in its own FROM (no
+    filter does today): the CTE below would stand for the table there too.
 
-    `few` is the walk itself, its table the owner's tasks that pass `narrowing` alone: a CTE
-    named as the table stands for it in the walk's SQL (inside the CTE, the name is still the
-    table's). Read in `order` under a LIMIT it never reaches, only the owner's index of that
-    order can serve the CTE, whatever the estimates: without them a custom plan of the
-    table's main owner read it whole (3.3 ms for 30 changes).
+    A narrowed page is the walk itself, its table the owner's tasks that pass the narrowing
+    alone: a CTE named as the table stands for it in the walk's SQL (inside the CTE, the name
+    is still the table's). Read in its order under a LIMIT it never reaches, only the owner's
+    index of that order can serve the CTE, whatever the estimates: without them a custom plan
+    of the table's main owner read it whole (3.3 ms for 30 changes).
     """
     quote = connections[alias].ops.quote_name
     table = quote(Task._meta.db_table)
@@ -369,18 +378,38 @@ def narrowed_page_sql(alias: str, walk_sql: str, narrowing: str, order: str) -> 
     # Counted in that order too: as a bare LIMIT, a custom plan of an owner of most of the
     # table whose tasks all matched read the count by a Seq Scan, through every other
     # account's rows before the owner's in the heap (20,000 of them: 0.7 -> 3.0 ms; review 42c).
-    narrowed = f"{table} WHERE {owner} = %s AND {narrowing} ORDER BY {order} LIMIT %s"
-    return (
-        f"WITH matches AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {narrowed}) found)"
-        f" SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {narrowed})"
-        f" {walk_sql}) few WHERE (SELECT n FROM matches) <= %s"
-        f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE (SELECT n FROM matches) > %s"
+    narrowed = [
+        f"{table} WHERE {owner} = %s AND {where} ORDER BY {order} LIMIT %s"
+        for where, order in narrowings
+    ]
+    counts = ", ".join(
+        f"matches_{n} AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT FROM {tasks}) found)"
+        for n, tasks in enumerate(narrowed)
     )
+    many = [f"(SELECT n FROM matches_{n}) > %s" for n in range(len(narrowed))]
+    pages = [
+        f"SELECT * FROM (WITH {table} AS MATERIALIZED (SELECT * FROM {tasks}) {walk_sql}) few"
+        f" WHERE {' AND '.join([*many[:n], f'(SELECT n FROM matches_{n}) <= %s'])}"
+        for n, tasks in enumerate(narrowed)
+    ]
+    pages.append(f"SELECT * FROM ({walk_sql}) many WHERE {' AND '.join(many)}")
+    return f"WITH {counts} {' UNION ALL '.join(pages)}"
+
+
+def narrowed_page_params(
+    owner, walk_params: list, narrowings_params: list[list], bound: int
+) -> list:
+    """narrowed_page_sql's parameters, in the order of its placeholders."""
+    narrowed = [[owner, *values, bound + 1] for values in narrowings_params]
+    params = [value for values in narrowed for value in values]
+    for n, values in enumerate(narrowed):
+        params += [*values, *walk_params, *[bound] * (n + 1)]
+    return params + [*walk_params, *[bound] * len(narrowed)]
 
 
 class NarrowedRows(CompiledRows):
     """A filtered list's rows: the page read from the owner's tasks that pass one selective
-    filter alone when they are few (narrowing_of), else by the filtered list's walk.
+    filter alone when they are few (narrowings_of), else by the filtered list's walk.
 
     The walk follows the owner's index of the page's order and filters out every task that
     does not match: about (offset + limit) x tasks / matches rows. Sorting the matches costs
@@ -392,22 +421,25 @@ class NarrowedRows(CompiledRows):
     (their estimate): 20 completed, 20 `high` or 20 overdue tasks of the heavy user's 100,000,
     32-45 ms (review 42d), and an owner of most of the table (2.8-6.1 ms for 30 changes). The
     paginator reads the page before it counts, so the choice is made at run time inside the
-    one statement: the owner's tasks that pass the narrowing filter are counted off its index,
-    up to FEW_MATCHES + 1 (an index-only read), and a one-time filter runs one of the two
-    pages (narrowed_page_sql). Same rows, same order: both are the same SQL over the same rows
-    (tasks/tests/test_poll_plans.py and test_narrowed_plans.py compare them page by page)."""
+    one statement: the owner's tasks that pass a narrowing filter are counted off its index,
+    up to FEW_MATCHES + 1 (an index-only read), the next filter's only when the one before
+    passes the bound (`completed=false&priority=high`: the open tasks are most, the `high`
+    ones few), and a one-time filter runs one of the pages (narrowed_page_sql). Same rows,
+    same order: each is the same SQL over the same rows (tasks/tests/test_poll_plans.py and
+    test_narrowed_plans.py compare them page by page)."""
 
     def __getitem__(self, page: slice) -> list[tuple]:
         limit, offset = page.stop - page.start, page.start
         values = self._values
         alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
-        narrowing, order, narrowing_params = narrowing_of(alias, values)
-        sql = narrowed_page_sql(alias, walk_sql, narrowing, order)
+        narrowings = narrowings_of(alias, values)
+        sql = narrowed_page_sql(
+            alias, walk_sql, tuple((where, order) for where, order, _ in narrowings)
+        )
         if sql is None:
             return super().__getitem__(page)
-        owner = values["owner"]
-        narrowed = [owner, *narrowing_params, FEW_MATCHES + 1]
-        params = [*narrowed, *narrowed, *walk_params, FEW_MATCHES, *walk_params, FEW_MATCHES]
+        narrowings_params = [narrowing_params for _, _, narrowing_params in narrowings]
+        params = narrowed_page_params(values["owner"], walk_params, narrowings_params, FEW_MATCHES)
         return fetch_all(alias, with_tags_sql(alias, sql), params)
 
 
@@ -507,9 +539,7 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     if "search" in criteria:
         return SearchedRows(count, count_all, owner=owner, **criteria)
     polled = "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at"
-    if polled or (
-        narrowing_of(Task.objects.db, criteria) is not None and count_all() >= NARROWED_FROM
-    ):
+    if polled or (narrowings_of(Task.objects.db, criteria) and count_all() >= NARROWED_FROM):
         return NarrowedRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
     return CompiledRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
 

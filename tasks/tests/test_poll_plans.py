@@ -34,6 +34,30 @@ from tasks.tests.test_owner_share_plans import (  # noqa: F401 - the fixture
 POLL_ORDERINGS = ["position", "created_at", "-due_date", "priority", "title", "-title"]
 
 
+def bounds_running_every_branch(owner, criteria: dict, matching: int) -> list[int]:
+    """Values of FEW_MATCHES that between them run each of a narrowed page's branches that some
+    value runs (the first narrowing whose count is within the bound, else the walk), and the
+    bound below, at and above the page's `matching` tasks."""
+    counts = []
+    with connection.cursor() as cursor:
+        for where, _, values in fast_read.narrowings_of(connection.alias, criteria):
+            cursor.execute(
+                f"SELECT count(*) FROM tasks_task WHERE owner_id = %s AND {where}", [owner, *values]
+            )
+            counts.append(cursor.fetchone()[0])
+    bounds = {0, 1_000, matching - 1, matching, matching + 1, *counts, *[n - 1 for n in counts]}
+    bounds = sorted(bound for bound in bounds if bound >= 0)
+
+    def branch(bound: int) -> int:  # the narrowing's index, or len(counts) for the walk
+        return next((n for n, count in enumerate(counts) if count <= bound), len(counts))
+
+    runnable = {n for n, count in enumerate(counts) if all(count < c for c in counts[:n])}
+    if not counts or min(counts) > 0:
+        runnable.add(len(counts))
+    assert {branch(bound) for bound in bounds} == runnable, (counts, bounds)
+    return bounds
+
+
 def few_changes_read_alone(user, api_client, ordering: str, plan_cache_mode: str, changes: int):
     """The poll of the last day's `changes` reads no row but them, under that plan."""
     since = timezone.now() - timedelta(days=1)
@@ -114,13 +138,21 @@ def tied_tasks(user, other_user):
 @pytest.mark.django_db
 @pytest.mark.parametrize("days", [0, 3, 6, 7, 8])
 @pytest.mark.parametrize(
-    "filters", [{}, {"completed": "false"}, {"priority": "high,low"}, {"tag": "work"}]
+    "filters",
+    [
+        {},
+        {"completed": "false"},
+        {"priority": "high,low"},
+        {"tag": "work"},
+        {"has_due": "true", "completed": "true"},
+    ],
 )
 def test_a_polls_pages_are_the_walks_whichever_branch_runs(
     user, tied_tasks, monkeypatch, days, filters
 ):
     # Old (CompiledRows, today's statement) against new (NarrowedRows) with the bound below, at
-    # and above the number of changes: each branch answers every page of every ordering alike.
+    # and above the number of changes, and at each narrowing's count: each branch (each
+    # narrowing's page, the walk) answers every page of every ordering alike.
     since = tied_tasks + timedelta(days=days)
     matching = Task.objects.filter(owner=user, updated_at__gte=since).count()
     for ordering in [*POLL_ORDERINGS, "due_date", "-created_at", "-priority,title", "-position"]:
@@ -132,8 +164,8 @@ def test_a_polls_pages_are_the_walks_whichever_branch_runs(
         old = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
         new = NarrowedRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
         assert isinstance(listed_tasks(params, Requester(user), lambda: 60), NarrowedRows)
-        for bound in [0, matching - 1, matching, matching + 1, 1_000]:
-            monkeypatch.setattr(fast_read, "FEW_MATCHES", max(bound, 0))
+        for bound in bounds_running_every_branch(user.pk, criteria, matching):
+            monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
             for start, stop in [(0, 50), (0, 7), (5, 12), (matching - 1, matching + 4), (90, 95)]:
                 if start < 0:
                     continue
@@ -173,10 +205,10 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
     # The CTE named as the table would stand for it in a subquery too: such a walk (no filter
     # makes one today) is run unchanged, and every filter's walk is read from the changes.
     nested = 'SELECT "tasks_task"."id" FROM "tasks_task" WHERE "tasks_task"."parent_id" IN'
-    changed = ("updated_at >= %s", "updated_at, id")
+    changed = (("updated_at >= %s", "updated_at, id"),)
     page_sql = functools.partial(fast_read.narrowed_page_sql, "default")
-    assert page_sql(f'{nested} (SELECT "id" FROM "tasks_task")', *changed) is None
-    assert page_sql(f'{nested} (SELECT "task_id" FROM x)', *changed) is not None
+    assert page_sql(f'{nested} (SELECT "id" FROM "tasks_task")', changed) is None
+    assert page_sql(f'{nested} (SELECT "task_id" FROM x)', changed) is not None
     since = (tied_tasks + timedelta(days=4)).isoformat()
     for filters in [
         {},
@@ -187,8 +219,10 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
         params.update({"updated_since": since, "ordering": "title", **filters})
         polled = listed_tasks(params, Requester(user), lambda: 60)
         alias, walk_sql, _ = polled._query.statement(limit=5, offset=0, **polled._values)
-        narrowing, order, _ = fast_read.narrowing_of(alias, polled._values)
-        assert fast_read.narrowed_page_sql(alias, walk_sql, narrowing, order) is not None, filters
+        narrowings = tuple(
+            narrowing[:2] for narrowing in fast_read.narrowings_of(alias, polled._values)
+        )
+        assert fast_read.narrowed_page_sql(alias, walk_sql, narrowings) is not None, filters
         expected = polled[0:50]
         monkeypatch.setattr(fast_read, "narrowed_page_sql", lambda *_: None)
         assert polled[0:50] == expected, filters
