@@ -314,7 +314,7 @@ DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int(
 # under gunicorn's 30 s timeout (gunicorn.conf.py sets it when unset, from its own `timeout`:
 # with another `--timeout` on gunicorn's command line, set this too): a worker gunicorn
 # kills leaves its statement running on in PostgreSQL, holding its row locks,
-# and a retry queued behind them; this ends it first, as a 500. Commands get one only when it
+# and a retry queued behind them; this ends it first, as a 503 problem. Commands get one only when it
 # is set in their environment, and migrate never (tasks/management/commands/migrate.py).
 # Passed as libpq `options`, which PgBouncer refuses: behind one, set 0 here and
 # `ALTER ROLE ... SET statement_timeout` instead. Not idle_in_transaction_session_timeout: a
