@@ -17,6 +17,12 @@ A media type with `q=0` is "not acceptable" (RFC 9110 section 12.4.2); DRF took 
 and answered `Accept: application/json;q=0` with JSON. Here the most specific range covering a
 type decides (`*/*, application/json;q=0` refuses JSON). An empty `Accept` is read as none, as
 the fast lane reads it (DRF answered it with a 406).
+
+The media type a request is answered in carries no `q`: a weight is no parameter of a type
+(RFC 9110 section 12.4.2), yet DRF kept it (`application/json;q=0.8` for a browser's `*/*;q=0.8`),
+and the views that serve plain JSON (or the schema's common forms) from compiled reads or a
+cache took it for an odd form: 2-5x the time for a task page, and the schema built per request
+(review 43c).
 """
 
 from rest_framework.exceptions import NotAcceptable
@@ -48,6 +54,14 @@ def _q(media_type: _MediaType) -> float:
         return 1.0
 
 
+def _without_weight(media_type: str) -> str:
+    """The media type without its `q` parameter (the rest as DRF gave it)."""
+    if "q=" not in media_type.replace(" ", "").lower():
+        return media_type
+    kept = [part for part in media_type.split(";") if part.partition("=")[0].strip().lower() != "q"]
+    return "; ".join(part.strip() for part in kept)
+
+
 def _acceptable(media_type: str, accepts: list[_MediaType]) -> bool:
     """Whether `media_type` is acceptable: the most specific range of `accepts` that covers it
     has a q above 0 (RFC 9110 section 12.5.1: `*/*, application/json;q=0` refuses JSON)."""
@@ -72,7 +86,8 @@ class ApiContentNegotiation(DefaultContentNegotiation):
         try:
             if not usable:
                 raise NotAcceptable(available_renderers=renderers)
-            return super().select_renderer(request, usable, format_suffix)
+            renderer, media_type = super().select_renderer(request, usable, format_suffix)
+            return renderer, _without_weight(media_type)
         except NotAcceptable:
             # Imported here: `problems` imports DRF's views, which import this class.
             from todo_project.problems import PROBLEM_CONTENT_TYPE

@@ -628,3 +628,36 @@ def test_the_list_url_still_creates_and_the_schema_sees_the_viewset(api_client, 
     assert listing.callback.cls is TaskViewSet
     assert listing.callback.csrf_exempt is True
     assert api_client.post("/api/v1/tasks/", {"title": "New"}).status_code == 201
+
+
+# What browsers send to a URL typed in, Java's HttpURLConnection by default, and a client that
+# weighs JSON above the rest: `q` is a weight (RFC 9110 section 12.4.2), never a parameter of
+# the representation, so the answer is the plain JSON one, read as it (review 43c: DRF kept the
+# weight in accepted_media_type, `application/json;q=0.9`, and such requests left the compiled
+# reads for TaskSerializer's, 2-5x the time: 12.7 against 3.3 ms a page of 100,000 tasks).
+WEIGHTED_ACCEPTS = [
+    "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+    "application/json;q=0.9, */*;q=0.8",
+    "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2",
+]
+
+
+@pytest.mark.parametrize("accept", WEIGHTED_ACCEPTS)
+@pytest.mark.parametrize("read", ["list", "get"])
+def test_an_accept_with_weights_is_answered_by_the_compiled_reads(
+    api_client, variety, monkeypatch, accept, read
+):
+    url = "/api/v1/tasks/" if read == "list" else f"/api/v1/tasks/{variety[0].id}/"
+    plain = api_client.get(url, HTTP_ACCEPT="application/json")
+    compiled = []
+    for name in ("listed_tasks", "task_data"):
+        original = getattr(fast_read, name)
+        monkeypatch.setattr(
+            fast_read, name, lambda *args, _o=original, **kw: compiled.append(1) or _o(*args, **kw)
+        )
+
+    weighted = api_client.get(url, HTTP_ACCEPT=accept)
+
+    assert weighted.status_code == 200
+    assert weighted.content == plain.content
+    assert compiled, "answered by DRF's serializer path, not the compiled reads"
