@@ -10,6 +10,7 @@ from django.core.validators import RegexValidator
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from tasks import recurrence
 from tasks.filters import single_value
@@ -99,6 +100,14 @@ class OwnedPrimaryKeyRelatedField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return self.model.objects.owned_by(self.context["request"].user)
+
+    def run_validation(self, data: Any = empty):
+        # DRF reads "" as null (an HTML form's empty select): here it is no id, as the schema's
+        # `uuid` says, not "the Inbox" or "top level": `{"parent": ""}` from a form left unset
+        # promoted a subtask with a 200 (review 43c).
+        if data == "":
+            self.pk_field.fail("invalid")
+        return super().run_validation(data)
 
     def to_internal_value(self, data: Any):
         """DRF's lookup (get_queryset().get(pk=...)), compiled once."""
@@ -483,8 +492,7 @@ class TaskMoveSerializer(BuiltOnceFields, serializers.Serializer):
             # Another field is refused: an unknown anchor is named too, first (field order), as
             # when `after` was looked up here. Only on this path: a valid body reads it once.
             anchor = data.get("after") if isinstance(data, Mapping) else None
-            # "" is null to a related field (RelatedField.run_validation), as `after` took it.
-            if anchor not in (None, "") and "after" not in refused.detail:
+            if anchor is not None and "after" not in refused.detail:
                 try:
                     self.fields["after"].looked_up(anchor)
                 except serializers.ValidationError as unknown:

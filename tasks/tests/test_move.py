@@ -447,22 +447,27 @@ def test_concurrent_moves_keep_a_total_order(make_user, gap_used_up):
     assert len(set(positions)) == 8
 
 
-# `"after": ""` is null to a related field; the anchor's lookup on the error path refused it as
-# "Must be a valid UUID." beside the other field's error (review 32e).
+# An unknown anchor is named beside another field's error, as when `after` was looked up
+# (review 32e); `""` is no id (review 43c: it was null, first place, with a 200).
 @pytest.mark.parametrize("list_value", [str(uuid.uuid4()), "not-a-uuid"], ids=["unknown", "bad"])
-def test_an_empty_anchor_is_null_when_another_field_is_refused(api_client, make_task, list_value):
+def test_an_empty_anchor_is_refused_beside_another_refused_field(api_client, make_task, list_value):
     make_task("a")
     b = make_task("b")
-    # Alone, "" is null (first place).
-    assert (
-        api_client.post(f"/api/v1/tasks/{b.pk}/move/", {"after": ""}, format="json").status_code
-        == 200
-    )
+    alone = api_client.post(f"/api/v1/tasks/{b.pk}/move/", {"after": ""}, format="json")
+    assert alone.status_code == 400
+    assert list(alone.json()["errors"]) == ["after"], alone.json()["errors"]
     answer = api_client.post(
         f"/api/v1/tasks/{b.pk}/move/", {"after": "", "list": list_value}, format="json"
     )
     assert answer.status_code == 400
-    assert list(answer.json()["errors"]) == ["list"], answer.json()["errors"]
+    assert sorted(answer.json()["errors"]) == ["after", "list"], answer.json()["errors"]
+    unknown = api_client.post(
+        f"/api/v1/tasks/{b.pk}/move/",
+        {"after": str(uuid.uuid4()), "list": list_value},
+        format="json",
+    )
+    assert sorted(unknown.json()["errors"]) == ["after", "list"], unknown.json()["errors"]
+    assert [t.title for t in Task.objects.order_by("position")] == ["a", "b"]
 
 
 def test_a_next_occurrence_placed_last_leaves_room_so_a_move_after_its_original_moves_nothing(

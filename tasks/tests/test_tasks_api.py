@@ -7,6 +7,7 @@ from drf_spectacular.generators import SchemaGenerator
 from tasks import services
 from tasks.models import Tag, Task
 from tasks.serializers import CLEARED_DATE_HAS_TIME, CLEARED_DATE_REPEATS
+from todo_project.fields import UUID_MESSAGE
 
 PRIORITY_CHOICE = "Must be one of: none, low, medium, high."
 
@@ -477,3 +478,36 @@ def test_put_without_a_list_puts_the_task_in_the_inbox(api_client, make_task, ma
     assert api_client.get(f"/api/v1/tasks/{task.pk}/").json()["list"] is None
     inbox = api_client.get("/api/v1/tasks/?list=inbox").json()
     assert [t["title"] for t in inbox["results"]] == ["Pay the rent"]
+
+
+def test_an_empty_string_for_an_id_is_a_400_that_changes_nothing(api_client, make_list):
+    # The schema types every id `uuid`; DRF's related fields read "" as null (an HTML form's
+    # empty select), so a client sending an unset form value moved tasks to the Inbox and
+    # promoted subtasks with a 200 (review 43c). Null itself still means the Inbox, top level.
+    home = make_list("Home")
+    parent = api_client.post("/api/v1/tasks/", {"title": "p", "list": str(home.pk)}, format="json")
+    parent = parent.json()
+    sub = api_client.post("/api/v1/tasks/", {"title": "s", "parent": parent["id"]}, format="json")
+    sub = sub.json()
+    before = list(Task.objects.order_by("id").values())
+    for method, url, body, field in [
+        ("post", "/api/v1/tasks/", {"title": "x", "parent": ""}, "parent"),
+        ("post", "/api/v1/tasks/", {"title": "x", "list": ""}, "list"),
+        ("patch", f"/api/v1/tasks/{sub['id']}/", {"parent": ""}, "parent"),
+        ("patch", f"/api/v1/tasks/{parent['id']}/", {"list": ""}, "list"),
+        ("put", f"/api/v1/tasks/{parent['id']}/", {"title": "p", "list": ""}, "list"),
+        ("post", f"/api/v1/tasks/{parent['id']}/move/", {"after": ""}, "after"),
+        ("post", f"/api/v1/tasks/{parent['id']}/move/", {"after": None, "list": ""}, "list"),
+        (
+            "post",
+            "/api/v1/tasks/bulk/",
+            {"action": "move", "ids": [parent["id"]], "list": ""},
+            "list",
+        ),
+    ]:
+        answer = getattr(api_client, method)(url, body, format="json")
+        assert answer.status_code == 400, (method, url, body, answer.content)
+        assert answer.json()["errors"] == {field: [UUID_MESSAGE]}, (method, url, body)
+    assert list(Task.objects.order_by("id").values()) == before
+    promoted = api_client.patch(f"/api/v1/tasks/{sub['id']}/", {"parent": None}, format="json")
+    assert promoted.status_code == 200 and promoted.json()["parent"] is None
