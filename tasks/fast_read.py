@@ -236,9 +236,15 @@ class CompiledRows:
     of COLUMNS, tags included (with_tags_sql)."""
 
     def __init__(
-        self, query: CompiledQuery | CompiledShapes, count: Callable[[], int], **values
+        self,
+        query: CompiledQuery | CompiledShapes,
+        count: Callable[[], int],
+        *,
+        prepared: bool = True,
+        **values,
     ) -> None:
         self._query, self._count, self._values = query, count, values
+        self._prepared = prepared  # False: planned with its values each time (fetch_all)
 
     def count(self) -> int:
         return self._count()
@@ -247,7 +253,7 @@ class CompiledRows:
         alias, sql, params = self._query.statement(
             limit=page.stop - page.start, offset=page.start, **self._values
         )
-        return fetch_all(alias, with_tags_sql(alias, sql), params)
+        return fetch_all(alias, with_tags_sql(alias, sql), params, prepared=self._prepared)
 
 
 class SearchedRows(CompiledRows):
@@ -303,6 +309,14 @@ FEW_MATCHES = 1_000
 # bench user's 1,000 cost 0.3-0.7 ms more than their walk (`completed=false` matches ~700 of
 # them, all read: 0.94 ms against 0.23; review 42d).
 NARROWED_FROM = 10_000
+# The same accounts' filtered pages are never run as prepared statements (fetch_all's
+# `prepared`), so PostgreSQL plans each with its values (~0.4 ms a page; 0.5-1.1 ms narrowed).
+# A prepared statement's generic plan, which a worker's connection settles on after five runs,
+# takes the owner for one of average size; for a broad filter on a big account it read all
+# the matches and sorted them where a walk of the page's index reads the page: 20,000 tasks,
+# `completed=false&ordering=due_date` (most undated: one group of the open-due index to sort)
+# 0.25 -> 6.2 ms, `updated_since=<old>&priority=none&ordering=title` 0.5 -> 19 ms; five times
+# that at 100,000.
 
 
 def narrowings_of(alias: str, criteria: dict) -> list[tuple[str, str, list]]:
@@ -449,7 +463,7 @@ class NarrowedRows(CompiledRows):
             return super().__getitem__(page)
         narrowings_params = [narrowing_params for _, _, narrowing_params in narrowings]
         params = narrowed_page_params(values["owner"], walk_params, narrowings_params, FEW_MATCHES)
-        return fetch_all(alias, with_tags_sql(alias, sql), params)
+        return fetch_all(alias, with_tags_sql(alias, sql), params, prepared=self._prepared)
 
 
 def task_data(row: Sequence) -> dict:
@@ -547,10 +561,12 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         count = lambda: MATCHING_TASK_COUNT.rows(owner=owner, **criteria)[0][0]
     if "search" in criteria:
         return SearchedRows(count, count_all, owner=owner, **criteria)
+    big = criteria.keys() != {"ordering"} and count_all() >= NARROWED_FROM
     polled = "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at"
-    if polled or (narrowings_of(Task.objects.db, criteria) and count_all() >= NARROWED_FROM):
-        return NarrowedRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
-    return CompiledRows(MATCHING_TASKS, count=count, owner=owner, **criteria)
+    narrowed = polled or (big and narrowings_of(Task.objects.db, criteria))
+    rows = NarrowedRows if narrowed else CompiledRows
+    # A big account's filtered page is planned with its values (see NARROWED_FROM).
+    return rows(MATCHING_TASKS, count=count, owner=owner, prepared=not big, **criteria)
 
 
 def page_body(paginator: "TaskPagination", request: HttpRequest, tasks: Sequence) -> bytes:

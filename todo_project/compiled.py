@@ -80,11 +80,26 @@ class CompiledQuery:
         return alias, sql, params
 
 
-def fetch_all(alias: str, sql: str, params: list[Any]) -> list[tuple]:
-    """The rows of `sql` run with `params` on database `alias` (a statement() of this module)."""
-    with connections[alias].cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
+def fetch_all(alias: str, sql: str, params: list[Any], *, prepared: bool = True) -> list[tuple]:
+    """The rows of `sql` run with `params` on database `alias` (a statement() of this module).
+
+    `prepared=False`: never run as a statement prepared on the connection (server-side
+    binding prepares one at its second run, DB_PREPARED_STATEMENTS), whose plan PostgreSQL may
+    make once for any values after five runs (a generic plan): as an unnamed statement it is
+    planned with its values each time."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        if prepared:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        psycopg_connection = connection.connection
+        threshold = psycopg_connection.prepare_threshold
+        psycopg_connection.prepare_threshold = None  # psycopg: never prepare
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            psycopg_connection.prepare_threshold = threshold
 
 
 # A placeholder of each type of value CompiledShapes takes, the nth: distinct from every other.
