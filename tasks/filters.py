@@ -537,7 +537,9 @@ class TaskFilter(django_filters.FilterSet):
         },
         help_text="Comma-separated; `-` for descending; due_date without a value comes last; "
         "title case and accents aside ('Émile' with 'emile', before 'Zeta'). Default "
-        "`position`; the id always breaks ties, in the direction of the last field.",
+        "`position`; the id always breaks ties, in the direction of the last field. "
+        "`position` is a rank inside one list and parent: with `list` and `parent` it is the "
+        "order a user arranged; across them it interleaves lists and subtasks.",
     )
 
     class Meta:

@@ -496,7 +496,11 @@ class CompiledLookupForWrites:
     ),
     update=extend_schema(
         summary="Replace a task (fields left out get their defaults)",
-        description=COMPLETING,
+        description='Left out, `description` is `""`, `completed` false, `priority` `none`, '
+        "`tags` `[]`, and `due_date`, `due_time`, `recurrence`, `parent` and `list` null: the "
+        "task moves to the Inbox (a subtask, its `parent` sent, stays in its parent's list) and "
+        "a subtask left without `parent` becomes a task of its own. Send what the task has to "
+        "keep it, or PATCH what changes. " + COMPLETING,
         responses={
             200: TaskSerializer,
             **WRITE_ERRORS,

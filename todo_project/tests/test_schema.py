@@ -772,3 +772,17 @@ def test_an_accept_with_weights_is_served_from_the_cache(anon_client, built_sche
     assert first.status_code == again.status_code == 200
     assert again.content == first.content
     assert len(built_schemas) == 1
+
+
+@pytest.mark.django_db
+def test_a_tasks_put_says_what_each_field_left_out_becomes(schema, api_client):
+    """The PUT body's components give no `default` (openapi-typescript would require them): its
+    description names them, or a client PUTting a partial task moved it to the Inbox and
+    dropped its tags unwarned (review 43c)."""
+    put = schema["paths"]["/api/v1/tasks/{id}/"]["put"]["description"]
+    fields = ["description", "completed", "priority", "tags", "due_date", "due_time"]
+    for field in [*fields, "recurrence", "parent", "list"]:
+        assert f"`{field}`" in put, field
+    task = api_client.post("/api/v1/tasks/", {"title": "t", "tags": ["x"]}, format="json").json()
+    replaced = api_client.put(f"/api/v1/tasks/{task['id']}/", {"title": "t"}, format="json")
+    assert replaced.json()["tags"] == [] and "`tags` `[]`" in put
