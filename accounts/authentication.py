@@ -25,7 +25,10 @@ from accounts.tokens import AccessToken, family_of, token_generation_of
 from todo_project.compiled import CompiledQuery
 
 INVALID_TOKEN = "The access token is invalid, expired or revoked."
-MALFORMED_HEADER = "Authorization header must contain two space-delimited values"
+# simplejwt's own words were "Authorization header must contain two space-delimited values".
+MALFORMED_HEADER = (
+    'Send the access token as "Authorization: Bearer <token>": one token, no space in it.'
+)
 # The schemes whose credentials are ours, lower-cased: RFC 9110 section 11.1 makes a scheme
 # case-insensitive ("bearer", "BEARER"), where simplejwt compares it exactly.
 AUTH_SCHEMES = frozenset(scheme.lower().encode() for scheme in api_settings.AUTH_HEADER_TYPES)
