@@ -202,7 +202,12 @@ class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
                 "Enter an RFC 3339 timestamp with its offset, e.g. 2026-11-22T09:30:00Z.",
                 code="invalid",
             )
-        value = super().to_python(value and value.upper())
+        try:
+            value = super().to_python(value and value.upper())
+        except forms.ValidationError:
+            # Of RFC 3339's form, yet no instant Python can hold: a 30 February, a 25th hour,
+            # a leap second (60): said so, not Django's "Enter a valid date/time.".
+            raise forms.ValidationError(f"There is no such instant: {value}.") from None
         if value is None:
             return None
         try:
