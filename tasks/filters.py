@@ -605,7 +605,7 @@ def filter_criteria(data: Mapping[str, Any], user) -> dict[str, Any] | None:
     """Valid filter values (TaskFilter's form.cleaned_data, or quick_filter_values()'s) as
     filter_tasks() takes them: plain values, the tag names made ids, the search a tsquery,
     `overdue` with `user`'s present time of day. None when no task can match (a tag that does
-    not exist, a search without a word)."""
+    not exist, a search without a word, overdue and completed)."""
     criteria: dict[str, Any] = {"ordering": tuple(data.get("ordering") or DEFAULT_ORDERING)}
     for name, value in data.items():
         if name == "ordering" or value in EMPTY_VALUES:
@@ -632,6 +632,8 @@ def filter_criteria(data: Mapping[str, Any], user) -> dict[str, Any] | None:
                 return None  # nothing searchable in the text (only punctuation)
         else:
             criteria[name] = value
+    if criteria.get("overdue") and criteria.get("completed"):
+        return None  # an overdue task is open (review 43b: the page walked the account for none)
     return criteria
 
 

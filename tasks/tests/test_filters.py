@@ -981,3 +981,20 @@ def test_due_date_ordering_puts_earlier_times_first_within_a_day(api_client, mak
         assert ascending == in_time_order
         descending = titles(api_client.get(f"/api/v1/tasks/?ordering=-due_date{suffix}"))
         assert descending == in_time_order[::-1]
+
+
+def test_overdue_and_completed_read_no_task(api_client, make_task):
+    # An overdue task is open: no statement reads the tasks, as for a tag that does not exist
+    # (review 43b: the narrowing skipped `completed` and a big account's page walked them all).
+    yesterday = (timezone.now() - timedelta(days=1)).date()
+    make_task("done late", due_date=yesterday, completed=True)
+    make_task("late", due_date=yesterday)
+    statements = {}
+    for query in ["overdue=true&completed=true", "tag=nothing-so-named"]:
+        with CaptureQueriesContext(connection) as captured:
+            answer = api_client.get(f"/api/v1/tasks/?{query}")
+        assert answer.status_code == 200 and answer.json()["count"] == 0
+        assert answer.json()["results"] == []
+        statements[query] = [q["sql"] for q in captured if "tasks_task" in q["sql"]]
+    assert statements["overdue=true&completed=true"] == statements["tag=nothing-so-named"]
+    assert api_client.get("/api/v1/tasks/?overdue=true&completed=false").json()["count"] == 1
