@@ -218,7 +218,18 @@ def page_columns(alias: str) -> str:
     )
 
 
-def with_tags_sql(alias: str, page_sql: str) -> str:
+# A condition always true whose function PostgreSQL marks PARALLEL UNSAFE, so that no plan of
+# the statement it is in runs on parallel workers (the docs' "Parallel Safety": the planner
+# checks the whole statement before planning it). For a walk whose matches the planner takes for
+# fewer than they are: a tag's links are estimated spread over every owner's tasks (4,181 of
+# 100,000 tasks taken for 1,356), so a walk looked long enough to share out, and a Gather Merge
+# of two workers read 2,874 tasks and took 21-59 ms where one process reads 1,288 (2.4 ms;
+# review 43e). current_schema() is NULL when no schema of the search path exists: IS NOT
+# DISTINCT FROM keeps it true then too.
+SERIAL_ONLY = "pg_catalog.current_schema() IS NOT DISTINCT FROM pg_catalog.current_schema()"
+
+
+def with_tags_sql(alias: str, page_sql: str, *, serial: bool = False) -> str:
     """A page's SQL (PLAIN_COLUMNS, LIMIT and OFFSET included) made one whose rows are in
     COLUMNS order, tags included: in one round trip, and for the page's rows alone.
 
@@ -227,7 +238,8 @@ def with_tags_sql(alias: str, page_sql: str) -> str:
     the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
     outside it joins, groups or sorts.
     """
-    return f"SELECT {page_columns(alias)} FROM ({page_sql}) AS page"
+    where = f" WHERE {SERIAL_ONLY}" if serial else ""
+    return f"SELECT {page_columns(alias)} FROM ({page_sql}) AS page{where}"
 
 
 class CompiledRows:
@@ -241,10 +253,12 @@ class CompiledRows:
         count: Callable[[], int],
         *,
         prepared: bool = True,
+        serial: bool = False,
         **values,
     ) -> None:
         self._query, self._count, self._values = query, count, values
         self._prepared = prepared  # False: planned with its values each time (fetch_all)
+        self._serial = serial  # True: no parallel plan (SERIAL_ONLY)
 
     def count(self) -> int:
         return self._count()
@@ -253,13 +267,40 @@ class CompiledRows:
         alias, sql, params = self._query.statement(
             limit=page.stop - page.start, offset=page.start, **self._values
         )
-        return fetch_all(alias, with_tags_sql(alias, sql), params, prepared=self._prepared)
+        sql = with_tags_sql(alias, sql, serial=self._serial)
+        return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
-class SearchedRows(CompiledRows):
-    """A searched list's rows: the page's SQL chosen by how many tasks match, so counted
-    before the page (TaskPagination reads the page first and counts only a full one: a
-    search that fits one page runs its count too, a cheap one, since few tasks match).
+class CountedFirstRows(CompiledRows):
+    """Rows whose page's SQL is chosen by how many tasks match, so counted before the page
+    (TaskPagination reads the page first and counts only a full one: a list that fits one page
+    runs its count too, a cheap one, since few tasks match). `few` when matches^2 <= (offset +
+    limit) x tasks: reading the matches and sorting them costs ~matches rows, a walk of the
+    page's order ~(offset + limit) x tasks / matches, a row walked and a match read about the
+    same."""
+
+    def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **kwargs) -> None:
+        super().__init__(MATCHING_TASKS, count=count, **kwargs)
+        self._count_all = count_all
+        self._matches: int | None = None
+
+    def count(self) -> int:
+        if self._matches is None:
+            self._matches = self._count()
+        return self._matches
+
+    def __getitem__(self, page: slice) -> list[tuple]:
+        matches = self.count()
+        if page.start >= matches:
+            return []  # no task matches, or none this far: no page to read
+        return self._page(page, few=matches * matches <= page.stop * self._count_all())
+
+    def _page(self, page: slice, few: bool) -> list[tuple]:
+        raise NotImplementedError
+
+
+class SearchedRows(CountedFirstRows):
+    """A searched list's rows (CountedFirstRows).
 
     The search index is on tasks_tasksearch (migration 0019), so a page has two plans: walk
     the owner's tasks in the page's order and probe each one's search row until the page is
@@ -275,24 +316,10 @@ class SearchedRows(CompiledRows):
     probes for a normal user's 122 matches, bench/README.md). Otherwise the plan walks
     (bench/README.md, "The search index in a table of its own")."""
 
-    def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **values) -> None:
-        super().__init__(MATCHING_TASKS, count=count, **values)
-        self._count_all = count_all
-        self._matches: int | None = None
-
-    def count(self) -> int:
-        if self._matches is None:
-            self._matches = self._count()
-        return self._matches
-
-    def __getitem__(self, page: slice) -> list[tuple]:
-        matches = self.count()
-        if page.start >= matches:
-            return []  # no task matches, or none this far: no page to read
-        if matches * matches <= page.stop * self._count_all():
-            values = {**self._values, "search_index_first": self._values["owner"]}
-        else:
-            values = self._values
+    def _page(self, page: slice, few: bool) -> list[tuple]:
+        values = (
+            {**self._values, "search_index_first": self._values["owner"]} if few else self._values
+        )
         alias, sql, params = self._query.statement(
             limit=page.stop - page.start, offset=page.start, **values
         )
@@ -465,7 +492,31 @@ class NarrowedRows(CompiledRows):
             return super().__getitem__(page)
         narrowings_params = [narrowing_params for _, _, narrowing_params in narrowings]
         params = narrowed_page_params(values["owner"], walk_params, narrowings_params, FEW_MATCHES)
-        return fetch_all(alias, with_tags_sql(alias, sql), params, prepared=self._prepared)
+        sql = with_tags_sql(alias, sql, serial=self._serial)
+        return fetch_all(alias, sql, params, prepared=self._prepared)
+
+
+class TaggedRows(CountedFirstRows):
+    """A big account's list filtered by tags (CountedFirstRows).
+
+    A page has two plans. Read the tasks that have the tags (the tags' links, each task by its
+    primary key) and sort them: ~matches rows. Or walk the owner's index of the page's order
+    and probe each task's links until the page is full: ~(offset + limit) x tasks / matches
+    rows (filters.filter_tasks' `tags_walk`). The first is the one every plan of the GROUP BY
+    took, its estimate a few rows whatever the tags: a tag on 4,181 of 100,000 tasks, 18,245
+    buffers and 13-36 ms a first page, where the walk reads ~1,300 tasks (5,164 buffers;
+    review 43e). The walk is taken unless `few`."""
+
+    def __init__(
+        self, count: Callable[[], int], count_all: Callable[[], int], *, narrowed: bool, **values
+    ) -> None:
+        super().__init__(count, count_all, prepared=False, **values)
+        self._narrowed = narrowed
+
+    def _page(self, page: slice, few: bool) -> list[tuple]:
+        values = self._values if few else {**self._values, "tags_walk": True}
+        rows = NarrowedRows if self._narrowed else CompiledRows
+        return rows(self._query, count=self.count, prepared=False, serial=not few, **values)[page]
 
 
 def task_data(row: Sequence) -> dict:
@@ -566,6 +617,19 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     big = criteria.keys() != {"ordering"} and count_all() >= NARROWED_FROM
     polled = "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at"
     narrowed = polled or (big and narrowings_of(Task.objects.db, criteria))
+    if big and "tags" in criteria:
+        # Counted as the walk reads them, one EXISTS a tag (estimated from each tag's links),
+        # and planned with the values: for the GROUP BY, estimated at a few rows, every plan
+        # probed the tasks by primary key once a link (a tag on 60,000 tasks: 240,491
+        # buffers, 190-230 ms), and a generic plan of the EXISTS takes each tag for an
+        # average one (a tag on 5 tasks hashed the owner's 100,000: 2-3 -> 10-14 ms).
+        def tagged_count() -> int:
+            alias, sql, params = MATCHING_TASK_COUNT.statement(
+                owner=owner, **criteria, tags_walk=True
+            )
+            return fetch_all(alias, sql, params, prepared=False)[0][0]
+
+        return TaggedRows(tagged_count, count_all, narrowed=bool(narrowed), owner=owner, **criteria)
     rows = NarrowedRows if narrowed else CompiledRows
     # A big account's filtered page is planned with its values (see NARROWED_FROM).
     return rows(MATCHING_TASKS, count=count, owner=owner, prepared=not big, **criteria)

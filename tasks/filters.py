@@ -21,7 +21,7 @@ from django.contrib.postgres.expressions import ArraySubquery
 from django.contrib.postgres.search import SearchQuery
 from django.core.validators import MaxLengthValidator
 from django.db import connection
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.http import QueryDict
 from django.utils import timezone
 from django_filters.constants import EMPTY_VALUES
@@ -322,14 +322,25 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
         tasks = tasks.filter(parent=criteria["parent"])  # None: top-level tasks
     if "tags" in criteria:
         tag_ids = criteria["tags"]
-        having_all = (
-            Task.tags.through.objects.filter(tag_id__in=tag_ids)
-            .values("task_id")
-            .annotate(matched=Count("tag_id"))
-            .filter(matched=len(tag_ids))
-            .values("task_id")
-        )
-        tasks = tasks.filter(pk__in=having_all)
+        links = Task.tags.through.objects
+        if criteria.get("tags_walk"):
+            # Many of a big account's tasks have the tags (fast_read.TaggedRows decides): the
+            # plan walks an index in the page's order and probes each task's links by their
+            # unique (task_id, tag_id) key until the page is full. One EXISTS a tag: estimated
+            # from each tag's links, where the GROUP BY below is estimated at a few rows
+            # whatever the tags, so that every plan read all the tags' tasks and sorted them
+            # (4,181 of 100,000 for the first page: 18,245 buffers, 13-36 ms; review 43e).
+            for tag_id in tag_ids:
+                tasks = tasks.filter(Exists(links.filter(task_id=OuterRef("pk"), tag_id=tag_id)))
+        else:
+            having_all = (
+                links.filter(tag_id__in=tag_ids)
+                .values("task_id")
+                .annotate(matched=Count("tag_id"))
+                .filter(matched=len(tag_ids))
+                .values("task_id")
+            )
+            tasks = tasks.filter(pk__in=having_all)
     if "due_after" in criteria:
         tasks = tasks.filter(due_date__gte=criteria["due_after"])
     if "due_before" in criteria:

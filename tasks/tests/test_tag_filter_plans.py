@@ -1,0 +1,160 @@
+"""A big account's list filtered by tags: its page walks the page's order when many tasks have
+the tags, and its count is planned with its values, one EXISTS a tag (review 43e).
+
+The tags were one `id IN (SELECT task_id ... GROUP BY task_id HAVING count(tag_id) = n)`,
+estimated at a few rows whatever the tags: every plan of the page read each tagged task by its
+primary key and sorted them all (the bench's heavy user, a tag on 4,181 of 100,000 tasks:
+18,245 buffers, 13-36 ms a first page), and every plan of the count probed the tasks once a
+link (a tag on 60,000: 240,491 buffers, 190-230 ms). fast_read.TaggedRows now counts first,
+then walks (filters.filter_tasks' `tags_walk`) when matches^2 > (offset + limit) x tasks, on
+one process (fast_read.SERIAL_ONLY: the walk's estimate is low, and two workers read twice the
+tasks). Tables vacuumed and analyzed (transaction=True) for the plan tests."""
+
+import re
+
+import pytest
+from django.db import connection
+from django.http import QueryDict
+
+from tasks.fast_read import MATCHING_TASKS, CompiledRows, Requester
+from tasks.filters import TaskFilter, filter_criteria
+from tasks.models import POSITION_GAP, Tag, Task
+from tasks.tests.many_tasks import load_tasks
+from tasks.tests.test_owner_share_plans import _plan, page_statement
+
+TASKS, COMMON, RARE = 20_000, 4_000, 10
+ORDERINGS = ["position", "title", "-created_at", "due_date", "-priority"]
+# A plan node's rows and loops, for the tasks' table or one of its indexes.
+READ = re.compile(r"on (?:tasks_task|task_\w+|tasks_task_pkey)\b.*?\(actual rows=(\d+) loops=(\d+)")
+
+
+@pytest.fixture
+def big_account_with_tags(user, make_user):
+    """The user's 20,000 tasks (created a second apart): `common` on every 5th (4,000), `rare`
+    on 10, `third` on every 10th (2,000, all `common` ones too); 100 other accounts' 100 tasks, 30 of each with its own
+    tag. Vacuumed and analyzed."""
+    load_tasks((user.pk, f"task {n:05d}", "", (n + 1) * POSITION_GAP) for n in range(TASKS))
+    others = [make_user() for _ in range(100)]
+    load_tasks(
+        (other.pk, f"busy {n}", "", (n + 1) * POSITION_GAP) for other in others for n in range(100)
+    )
+    tags = {name: Tag.objects.create(owner=user, name=name) for name in ("common", "rare", "third")}
+    theirs = [Tag.objects.create(owner=other, name="errands") for other in others]
+    n = f"(position / {POSITION_GAP} - 1)"
+    with connection.cursor() as cursor:
+        for name, condition in [
+            ("common", f"{n} % 5 = 0"),
+            ("rare", f"{n} % 2000 = 7"),
+            ("third", f"{n} % 10 = 0"),
+        ]:
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
+                f" WHERE owner_id = %s AND {condition.replace('%', '%%')}",
+                [tags[name].pk, user.pk],
+            )
+        cursor.execute(
+            f"UPDATE tasks_task SET created_at = now() - interval '40 days' + {n} * interval '1 s'"
+            " WHERE owner_id = %s",
+            [user.pk],
+        )
+        for tag in theirs:
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
+                f" WHERE owner_id = %s AND {n} < 30",
+                [tag.pk, tag.owner_id],
+            )
+        cursor.execute("VACUUM ANALYZE tasks_task")
+        cursor.execute("VACUUM ANALYZE tasks_task_tags")
+
+
+def tasks_read(text: str) -> int:
+    """The most rows any one node of the plan read from tasks_task or its indexes (rows x
+    loops)."""
+    return max(int(rows) * int(loops) for rows, loops in READ.findall(text))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("big_account_with_tags")
+def test_a_big_accounts_tag_page_walks_its_order_or_reads_the_few_tagged(
+    api_client, subtests, settings
+):
+    settings.RATE_LIMIT_USER = "1000/m"
+    # Before, for the common tag: the 4,000 tagged tasks, each by its primary key (rows=1
+    # loops=4000), sorted. Now ~250 tasks walked for 50 of 1 in 5 (the walk's own index, then
+    # each one's links); the rare tag's 10 read alone.
+    for tag, read_at_most, matches in [("common", 1_000, COMMON), ("rare", RARE, RARE)]:
+        for ordering in ORDERINGS:
+            with subtests.test(tag=tag, ordering=ordering):
+                (sql, params), answer = page_statement(
+                    api_client, {"tag": tag, "ordering": ordering}
+                )
+                text = _plan(sql, params, "force_custom_plan")
+                assert "Gather" not in text, text
+                assert tasks_read(text) <= read_at_most, text
+                assert answer["count"] == matches
+                assert len(answer["results"]) == min(matches, 50)
+
+
+def count_statements(api_client, query: dict) -> list[tuple[str, list]]:
+    statements = []
+
+    def keep(execute, sql, params, many, context):
+        statements.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(keep):
+        assert api_client.get("/api/v1/tasks/", query).status_code == 200
+    return [(sql, params) for sql, params in statements if "COUNT(*)" in sql.upper()]
+
+
+def prepared_tag_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%COUNT(*)%tasks_task_tags%"],
+        )
+        return [statement for (statement,) in cursor.fetchall()]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("big_account_with_tags")
+def test_a_big_accounts_tag_count_is_planned_with_its_values(api_client, subtests, settings):
+    settings.RATE_LIMIT_USER = "1000/m"
+    for tag in ["common", "rare"]:
+        with subtests.test(tag=tag):
+            ((sql, params),) = count_statements(api_client, {"tag": tag})
+            text = _plan(sql, params, "force_custom_plan")
+            # Before: the common tag's 4,000 links, a primary key probe each (loops=4000).
+            assert tasks_read(text) <= TASKS and "loops=4000" not in text, text
+    # Before: prepared, and its generic plan from the 7th run.
+    for _ in range(8):
+        count_statements(api_client, {"tag": "rare", "ordering": "title"})
+    assert prepared_tag_statements() == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("big_account_with_tags")
+def test_a_tag_walks_pages_are_those_of_its_tasks_read_alone(user, subtests):
+    # Old (the GROUP BY, its tasks read and sorted) against new (the walk, on one process):
+    # every page alike, in every order, for one tag and two.
+    for query in ["tag=common", "tag=common&tag=third", "tag=rare"]:
+        for ordering in [*ORDERINGS, "-title", "-due_date", "priority,title"]:
+            form = TaskFilter(
+                QueryDict(f"{query}&ordering={ordering}"),
+                Task.objects.none(),
+                request=Requester(user),
+            )
+            assert form.is_valid(), form.errors
+            criteria = filter_criteria(form.form.cleaned_data, user)
+            old = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+            new = CompiledRows(
+                MATCHING_TASKS,
+                count=lambda: 0,
+                owner=user.pk,
+                serial=True,
+                **criteria,
+                tags_walk=True,
+            )
+            with subtests.test(query=query, ordering=ordering):
+                for start, stop in [(0, 50), (0, 7), (45, 60), (1_990, 2_010), (3_990, 4_010)]:
+                    assert new[start:stop] == old[start:stop], start
