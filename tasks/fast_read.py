@@ -505,7 +505,10 @@ class TaggedRows(CountedFirstRows):
     rows (filters.filter_tasks' `tags_walk`). The first is the one every plan of the GROUP BY
     took, its estimate a few rows whatever the tags: a tag on 4,181 of 100,000 tasks, 18,245
     buffers and 13-36 ms a first page, where the walk reads ~1,300 tasks (5,164 buffers;
-    review 43e). The walk is taken unless `few`."""
+    review 43e). The walk is taken unless `few`; for several tags its page counts each task's
+    links in one EXISTS (`tags_probe`): one EXISTS a tag multiplied their shares as if they were
+    independent, and two tags that go together were taken for a few tasks, so no plan walked
+    (review 43f). The count keeps one EXISTS a tag (a probe per task would walk them all)."""
 
     def __init__(
         self, count: Callable[[], int], count_all: Callable[[], int], *, narrowed: bool, **values
@@ -514,7 +517,7 @@ class TaggedRows(CountedFirstRows):
         self._narrowed = narrowed
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
-        values = self._values if few else {**self._values, "tags_walk": True}
+        values = self._values if few else {**self._values, "tags_walk": True, "tags_probe": True}
         rows = NarrowedRows if self._narrowed else CompiledRows
         return rows(self._query, count=self.count, prepared=False, serial=not few, **values)[page]
 

@@ -990,11 +990,18 @@ def test_overdue_and_completed_read_no_task(api_client, make_task):
     make_task("done late", due_date=yesterday, completed=True)
     make_task("late", due_date=yesterday)
     statements = {}
-    for query in ["overdue=true&completed=true", "tag=nothing-so-named"]:
+    for query in [
+        "overdue=true&completed=true",
+        "overdue=true&completed=true&tag=nothing-so-named&search=late",
+        "tag=nothing-so-named",
+    ]:
         with CaptureQueriesContext(connection) as captured:
             answer = api_client.get(f"/api/v1/tasks/?{query}")
         assert answer.status_code == 200 and answer.json()["count"] == 0
         assert answer.json()["results"] == []
-        statements[query] = [q["sql"] for q in captured if "tasks_task" in q["sql"]]
-    assert statements["overdue=true&completed=true"] == statements["tag=nothing-so-named"]
+        statements[query] = [q["sql"] for q in captured if "tasks_t" in q["sql"]]
+    assert statements["overdue=true&completed=true"] == []
+    # Nor the tag's lookup, nor the search's (review 43f).
+    assert statements["overdue=true&completed=true&tag=nothing-so-named&search=late"] == []
+    assert len(statements["tag=nothing-so-named"]) == 1  # the tag's lookup
     assert api_client.get("/api/v1/tasks/?overdue=true&completed=false").json()["count"] == 1
