@@ -626,13 +626,9 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         # probed the tasks by primary key once a link (a tag on 60,000 tasks: 240,491
         # buffers, 190-230 ms), and a generic plan of the EXISTS takes each tag for an
         # average one (a tag on 5 tasks hashed the owner's 100,000: 2-3 -> 10-14 ms).
-        def tagged_count() -> int:
-            alias, sql, params = MATCHING_TASK_COUNT.statement(
-                owner=owner, **criteria, tags_walk=True
-            )
-            return fetch_all(alias, sql, params, prepared=False)[0][0]
-
-        return TaggedRows(tagged_count, count_all, narrowed=bool(narrowed), owner=owner, **criteria)
+        tagged = MATCHING_TASK_COUNT.statement(owner=owner, **criteria, tags_walk=True)
+        count = lambda: fetch_all(*tagged, prepared=False)[0][0]
+        return TaggedRows(count, count_all, narrowed=bool(narrowed), owner=owner, **criteria)
     rows = NarrowedRows if narrowed else CompiledRows
     # A big account's filtered page is planned with its values (see NARROWED_FROM).
     return rows(MATCHING_TASKS, count=count, owner=owner, prepared=not big, **criteria)
