@@ -114,8 +114,11 @@ def test_a_tag_renamed_again_and_again_on_one_connection_locks_its_tasks_with_cu
     # no array hashed): with these statistics each of the owner's tasks was compared with each
     # id, 4-8 s a rename of a tag on 5,000 of 100,000 tasks from the seventh on (review 37a).
     tag = Tag.objects.create(owner=user, name="t0")
-    tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 20_000)
-    with statement_timeout(connection, "10s"):  # 0.1-1.5 s each, the latter on a busy machine
+    # Under an emptied table's statistics the planner takes the table for one row whatever it
+    # holds: 2,000 tasks get the generic plans (without _CUSTOM_PLANS) as 20,000 did, in 1.4 s
+    # instead of 18.
+    tagged_tasks_under_emptied_statistics(user.pk, tag.pk, 2_000)
+    with statement_timeout(connection, "10s"):
         for n in range(1, 9):
             response = api_client.patch(f"/api/v1/tags/t{n - 1}/", {"name": f"t{n}"}, format="json")
             assert response.status_code == 200, (n, response.content)
