@@ -478,13 +478,24 @@ class NarrowedRows(CompiledRows):
     passes the bound (`completed=false&priority=high`: the open tasks are most, the `high`
     ones few), and a one-time filter runs one of the pages (narrowed_page_sql). Same rows,
     same order: each is the same SQL over the same rows (tasks/tests/test_poll_plans.py and
-    test_narrowed_plans.py compare them page by page)."""
+    test_narrowed_plans.py compare them page by page). `narrowings`: narrowings_of()'s, for
+    these values."""
+
+    def __init__(
+        self,
+        query: CompiledQuery | CompiledShapes,
+        count: Callable[[], int],
+        *,
+        narrowings: list[tuple[str, str, list]],
+        **kwargs,
+    ) -> None:
+        super().__init__(query, count, **kwargs)
+        self._narrowings = narrowings
 
     def __getitem__(self, page: slice) -> list[tuple]:
         limit, offset = page.stop - page.start, page.start
-        values = self._values
+        values, narrowings = self._values, self._narrowings
         alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
-        narrowings = narrowings_of(alias, values)
         sql = narrowed_page_sql(
             alias, walk_sql, tuple((where, order) for where, order, _ in narrowings)
         )
@@ -511,15 +522,24 @@ class TaggedRows(CountedFirstRows):
     (review 43f). The count keeps one EXISTS a tag (a probe per task would walk them all)."""
 
     def __init__(
-        self, count: Callable[[], int], count_all: Callable[[], int], *, narrowed: bool, **values
+        self,
+        count: Callable[[], int],
+        count_all: Callable[[], int],
+        *,
+        narrowings: list[tuple[str, str, list]],
+        **values,
     ) -> None:
         super().__init__(count, count_all, prepared=False, **values)
-        self._narrowed = narrowed
+        self._narrowings = narrowings  # narrowings_of()'s: the page is a NarrowedRows' if any
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
         values = self._values if few else {**self._values, "tags_walk": True, "tags_probe": True}
-        rows = NarrowedRows if self._narrowed else CompiledRows
-        return rows(self._query, count=self.count, prepared=False, serial=not few, **values)[page]
+        kwargs = {"prepared": self._prepared, "serial": not few, **values}
+        if self._narrowings:
+            rows = NarrowedRows(self._query, self.count, narrowings=self._narrowings, **kwargs)
+        else:
+            rows = CompiledRows(self._query, self.count, **kwargs)
+        return rows[page]
 
 
 def task_data(row: Sequence) -> dict:
@@ -619,7 +639,8 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         return SearchedRows(count, count_all, owner=owner, **criteria)
     big = criteria.keys() != {"ordering"} and count_all() >= NARROWED_FROM
     polled = "updated_since" in criteria and criteria["ordering"][0].lstrip("-") != "updated_at"
-    narrowed = polled or (big and narrowings_of(Task.objects.db, criteria))
+    # A poll always has one: updated_since, its order not led by updated_at.
+    narrowings = narrowings_of(Task.objects.db, criteria) if polled or big else []
     if big and "tags" in criteria:
         # Counted as the walk reads them, one EXISTS a tag (estimated from each tag's links),
         # and planned with the values: for the GROUP BY, estimated at a few rows, every plan
@@ -628,10 +649,13 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
         # average one (a tag on 5 tasks hashed the owner's 100,000: 2-3 -> 10-14 ms).
         tagged = MATCHING_TASK_COUNT.statement(owner=owner, **criteria, tags_walk=True)
         count = lambda: fetch_all(*tagged, prepared=False)[0][0]
-        return TaggedRows(count, count_all, narrowed=bool(narrowed), owner=owner, **criteria)
-    rows = NarrowedRows if narrowed else CompiledRows
+        return TaggedRows(count, count_all, narrowings=narrowings, owner=owner, **criteria)
     # A big account's filtered page is planned with its values (see NARROWED_FROM).
-    return rows(MATCHING_TASKS, count=count, owner=owner, prepared=not big, **criteria)
+    if narrowings:
+        return NarrowedRows(
+            MATCHING_TASKS, count, narrowings=narrowings, owner=owner, prepared=not big, **criteria
+        )
+    return CompiledRows(MATCHING_TASKS, count, owner=owner, prepared=not big, **criteria)
 
 
 def page_body(paginator: "TaskPagination", request: HttpRequest, tasks: Sequence) -> bytes:

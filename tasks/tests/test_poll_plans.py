@@ -162,7 +162,10 @@ def test_a_polls_pages_are_the_walks_whichever_branch_runs(
         assert form.is_valid(), form.errors
         criteria = filter_criteria(form.form.cleaned_data, user)
         old = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
-        new = NarrowedRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+        narrowings = fast_read.narrowings_of("default", criteria)
+        new = NarrowedRows(
+            MATCHING_TASKS, lambda: 0, narrowings=narrowings, owner=user.pk, **criteria
+        )
         assert isinstance(listed_tasks(params, Requester(user), lambda: 60), NarrowedRows)
         for bound in bounds_running_every_branch(user.pk, criteria, matching):
             monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
@@ -219,9 +222,7 @@ def test_a_walk_reading_the_table_elsewhere_is_run_as_it_is(user, tied_tasks, mo
         params.update({"updated_since": since, "ordering": "title", **filters})
         polled = listed_tasks(params, Requester(user), lambda: 60)
         alias, walk_sql, _ = polled._query.statement(limit=5, offset=0, **polled._values)
-        narrowings = tuple(
-            narrowing[:2] for narrowing in fast_read.narrowings_of(alias, polled._values)
-        )
+        narrowings = tuple(narrowing[:2] for narrowing in polled._narrowings)
         assert fast_read.narrowed_page_sql(alias, walk_sql, narrowings) is not None, filters
         expected = polled[0:50]
         monkeypatch.setattr(fast_read, "narrowed_page_sql", lambda *_: None)
