@@ -513,8 +513,8 @@ class UserAdmin(
             return False
         self.message_user(
             request,
-            f"Nothing done: {count} users selected, an action takes at most "
-            f"{MAX_USERS_PER_ACTION} at once.",
+            f"Nothing done: {count:,} users selected, an action takes at most "
+            f"{MAX_USERS_PER_ACTION:,} at once.",
             messages.ERROR,
         )
         return True

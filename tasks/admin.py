@@ -127,8 +127,8 @@ class OwnedAdmin(
         if count > MAX_TASKS_PER_ACTION:
             self.message_user(
                 request,
-                f"Nothing done: {count} {self.model._meta.verbose_name_plural} selected, an "
-                f"action takes at most {MAX_TASKS_PER_ACTION} at once.",
+                f"Nothing done: {count:,} {self.model._meta.verbose_name_plural} selected, an "
+                f"action takes at most {MAX_TASKS_PER_ACTION:,} at once.",
                 messages.ERROR,
             )
             return None
@@ -910,8 +910,8 @@ class TaskAdmin(OwnedAdmin):
         if count > MAX_TASKS_PER_ACTION:
             self.message_user(
                 request,
-                f"Nothing done: {count} tasks to change{with_them}, an action takes at most "
-                f"{MAX_TASKS_PER_ACTION} at once.",
+                f"Nothing done: {count:,} tasks to change{with_them}, an action takes at most "
+                f"{MAX_TASKS_PER_ACTION:,} at once.",
                 messages.ERROR,
             )
             return None

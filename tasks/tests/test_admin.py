@@ -1017,6 +1017,33 @@ def test_deleting_more_tasks_than_an_action_takes_does_nothing(admin_client, use
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("action", ["delete_selected", "complete"])
+def test_a_refusal_writes_its_counts_with_thousands_separators(
+    admin_client, user, monkeypatch, action
+):
+    # As the export's refusal does ("101,004 tasks"): "209825 tasks" was read for 20,982
+    # (review 44b).
+    monkeypatch.setattr(admin_module, "MAX_TASKS_PER_ACTION", 999)
+    Task.objects.bulk_create(
+        Task(owner=user, title=f"Task {n}", position=(n + 1) * POSITION_GAP) for n in range(1_000)
+    )
+    response = admin_client.post(
+        TASKS_URL,
+        {
+            "action": action,
+            "select_across": "1",
+            "_selected_action": [str(Task.objects.first().pk)],
+        },
+        follow=True,
+    )
+    text = "selected" if action == "delete_selected" else "to change"
+    assert [m.message for m in response.context["messages"]] == [
+        f"Nothing done: 1,000 tasks {text}, an action takes at most 999 at once."
+    ]
+    assert not Task.objects.filter(completed=True).exists() and Task.objects.count() == 1_000
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("kind", ["tag", "tasklist"])
 def test_deleting_more_tags_or_lists_than_an_action_takes_does_nothing(
     admin_client, user, monkeypatch, kind
