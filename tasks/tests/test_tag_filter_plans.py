@@ -189,3 +189,45 @@ def test_a_big_accounts_page_of_two_related_tags_walks_its_order(api_client, sub
             assert "Gather" not in text, text
             assert tasks_read(text) <= 1_000, text
             assert answer["count"] == 2_000 and len(answer["results"]) == 50
+
+
+MOST = 12_000
+
+
+@pytest.fixture
+def a_tag_on_most_tasks(user, make_user, big_account_with_tags):
+    """`most` on 3 of every 5 of the user's 20,000 tasks (12,000); another account's 30,000
+    tasks, so that the user's are a third of the table's (the bench's heavy user: 100,000 of
+    300,000). Analyzed."""
+    other = make_user()
+    load_tasks((other.pk, f"other {n}", "", (n + 1) * POSITION_GAP) for n in range(30_000))
+    tag = Tag.objects.create(owner=user, name="most")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
+            f" WHERE owner_id = %s AND (position / {POSITION_GAP} - 1) %% 5 IN (1, 2, 3)",
+            [tag.pk, user.pk],
+        )
+        cursor.execute("VACUUM ANALYZE tasks_task")
+        cursor.execute("VACUUM ANALYZE tasks_task_tags")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("a_tag_on_most_tasks")
+def test_a_deep_page_of_a_big_accounts_common_tag_walks_its_order(api_client, subtests, settings):
+    # A tag on 12,000 of 20,000 tasks, offset 1,500: ~2,600 tasks walked for the 1,550 first
+    # (at most a quarter of the tag's tasks: fast_read.WALK_SURELY). One EXISTS for the tag is
+    # estimated from its links spread over every owner's tasks (12,000 x 20,000 / 60,000 =
+    # ~4,000), the walk looked three times as long as it is, and the plan read the 20,000
+    # tasks, joined them to the links and sorted the 12,000 (review 44a: a tag on 60,000 of
+    # 100,000 at offset 4,000, 116-123 ms against 35 ms walked).
+    settings.RATE_LIMIT_USER = "1000/m"
+    for ordering in ORDERINGS:
+        with subtests.test(ordering=ordering):
+            (sql, params), answer = page_statement(
+                api_client, {"tag": "most", "ordering": ordering, "offset": 1_500}
+            )
+            text = _plan(sql, params, "force_custom_plan")
+            assert "Gather" not in text, text
+            assert tasks_read(text) <= 4_000, text
+            assert answer["count"] == MOST and len(answer["results"]) == 50
