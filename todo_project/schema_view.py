@@ -55,7 +55,10 @@ def _rendered_schema(view, renderer_class, media_type, version, language) -> tup
     )
     data = generator.get_schema(request=None, public=view.serve_public)
     body = renderer_class().render(data, media_type, {})
-    return body, f'"{hashlib.sha256(body).hexdigest()[:32]}"'
+    # A strong ETag names one representation: JSON's bytes go out as application/json and as
+    # application/vnd.oai.openapi+json (YAML's as two types too), so the type is hashed with them.
+    digest = hashlib.sha256(renderer_class.media_type.encode() + b"\n" + body)
+    return body, f'"{digest.hexdigest()[:32]}"'
 
 
 _cached_schema = functools.cache(_rendered_schema)

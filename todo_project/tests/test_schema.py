@@ -732,6 +732,27 @@ def test_the_schema_is_built_once_per_form_and_revalidated_by_its_etag(anon_clie
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(
+    "types",
+    [
+        ("application/json", "application/vnd.oai.openapi+json"),
+        ("application/yaml", "application/vnd.oai.openapi"),
+    ],
+)
+def test_one_body_under_two_content_types_has_two_etags(anon_client, types):
+    # A strong ETag names one representation (RFC 9110 8.8.3): a cache revalidating one type
+    # with the other's ETag gets the body, not a 304 (review 43c's N1).
+    first, second = (anon_client.get("/api/schema/", HTTP_ACCEPT=accept) for accept in types)
+    assert first.content == second.content
+    assert first["Content-Type"] != second["Content-Type"]
+    assert first["ETag"] != second["ETag"]
+    crossed = anon_client.get(
+        "/api/schema/", HTTP_ACCEPT=types[1], HTTP_IF_NONE_MATCH=first["ETag"]
+    )
+    assert crossed.status_code == 200 and crossed.content == second.content
+
+
+@pytest.mark.django_db
 def test_the_sign_in_examples_sign_in_on_a_local_server(anon_client, schema, settings):
     # "Try it out" with either example works: the first after the register example, the
     # second on `make run`'s database (seed_demo), which README names too.
