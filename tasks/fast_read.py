@@ -543,7 +543,7 @@ class TaggedRows(CountedFirstRows):
         narrowings: list[tuple[str, str, list]],
         **values,
     ) -> None:
-        super().__init__(count, functools.cache(count_all), prepared=False, **values)
+        super().__init__(count, count_all, prepared=False, **values)
         self._narrowings = narrowings  # narrowings_of()'s: the page is a NarrowedRows' if any
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
@@ -636,6 +636,7 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     number of all the user's tasks. Invalid filters raise DRF's ValidationError (a 400), as
     DjangoFilterBackend does."""
     owner = requester.user.pk
+    count_all = functools.cache(count_all)  # a query (OwnerTaskCount), asked up to three times
     if params.keys() <= PAGINATION_PARAMETERS and not repeated_parameters(params):
         # Nothing to filter, nor to report (TaskFilter does): no FilterSet and its form.
         return CompiledRows(OWNER_TASKS_IN_ORDER, count=count_all, owner=owner)
