@@ -1,9 +1,11 @@
 """The local PostgreSQL's settings (todo_project/devservices.py)."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -182,10 +184,15 @@ def _postmaster_running(data_dir: Path) -> bool:
 
 
 @pytest.fixture
-def local_servers_of_their_own(tmp_path_factory):
+def local_servers_of_their_own():
     """(environment, data directory) for devservices runs that start their own PostgreSQL
-    and Redis; whatever a test leaves running is stopped."""
-    data_dir = tmp_path_factory.mktemp("pg")
+    and Redis; whatever a test leaves running is stopped.
+
+    Not under pytest's own temporary directory: run as root, pgserver starts PostgreSQL as an
+    unprivileged user and opens the path's directories to it, and any other pytest session
+    starting meanwhile (a second checkout's, a helper's) closes /tmp/pytest-of-root again
+    (0700): initdb or the server then failed with "Permission denied"."""
+    data_dir = Path(tempfile.mkdtemp(prefix="todo-devservices-"))
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["TODO_DATA_DIR"] = str(data_dir)
     yield env, data_dir
@@ -193,6 +200,7 @@ def local_servers_of_their_own(tmp_path_factory):
         [sys.executable, "-m", "todo_project.devservices", "--", "true"], env=env, cwd=ROOT
     )
     assert not _postmaster_running(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 # A command that takes a hangup as gunicorn (`make serve`) does: "reload", and goes on serving.
