@@ -58,3 +58,22 @@ def test_a_tasks_history_page_pages_its_entries(admin_client, admin_user, user):
     assert (first.status_code, second.status_code) == (200, 200)
     assert len(first.context["action_list"]) == 100
     assert [entry.change_message for entry in second.context["action_list"]] == ["n100"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("field", ["parent", "tags"])
+def test_the_task_admins_autocomplete_pages_through_its_paginator(admin_client, user, field):
+    # Django's AutocompleteJsonView pages through the target model's admin's get_paginator
+    # (no autocomplete_fields needed: any relation of a registered model to a model with
+    # search_fields); for `parent` that is TaskAdmin's, with a queryset of tasks (review 44e).
+    for number in range(25):
+        services.task_create(user=user, data={"title": f"Errand {number}", "tags": [f"t{number}"]})
+
+    response = admin_client.get(
+        "/admin/autocomplete/",
+        {"app_label": "tasks", "model_name": "task", "field_name": field, "term": ""},
+    )
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert len(answer["results"]) == 20 and answer["pagination"] == {"more": True}

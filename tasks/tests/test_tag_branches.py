@@ -1,0 +1,169 @@
+"""A big account's list filtered by tags (fast_read.TaggedRows) answers the same rows and the
+same page bodies whichever of its branches runs: its tasks read and sorted (`few`), the walk
+whose plan the planner picks (one EXISTS a tag), the walk made the plan (`tags_probe`: several
+tags, or one when WALK_SURELY holds), each of them narrowed (NarrowedRows, under or past
+FEW_MATCHES) when another filter narrows; against the plain GROUP BY of a small account.
+Review 44e: every branch forced by monkeypatching WALK_SURELY, FEW_MATCHES, NARROWED_FROM and
+the owner's task count, on a few thousand tasks with ties in every ordering."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.http import QueryDict
+from django.utils import timezone
+
+from tasks import fast_read
+from tasks.fast_read import MATCHING_TASKS, CompiledRows, Requester, TaggedRows, listed_tasks
+from tasks.filters import TaskFilter, filter_criteria
+from tasks.models import POSITION_GAP, Priority, Tag, Task, TaskList
+
+TASKS = 3_000
+# Ties in each (the task id breaks them): the page-by-page comparison runs the first three
+# (2,340 pages in six took 36 s), the bodies' the other three.
+ORDERINGS = ["position", "-title", "due_date", "-created_at", "-priority", "updated_at"]
+
+
+@pytest.fixture
+def tagged_account(user, other_user):
+    """The user's 3,000 tasks in tied groups (title, priority, due date, created and updated
+    times), a third completed, 2 in 5 in a list, 300 subtasks of 30 parents; `most` on 3 in 5,
+    `half` on every other (both on 3 in 10), `rare` on 20; 200 of another user's with its own
+    `most`. Analyzed."""
+    base = timezone.now().replace(microsecond=0) - timedelta(days=10)
+    errands = TaskList.objects.create(owner=user, name="Errands")
+    parents = Task.objects.bulk_create(
+        Task(owner=user, title=f"parent {n % 3}", position=(n + 1) * POSITION_GAP)
+        for n in range(30)
+    )
+    tasks = []
+    for n in range(TASKS - 30):
+        subtask = n < 300
+        tasks.append(
+            Task(
+                owner=user,
+                title=["Alpha", "alpha", "Émile", "beta", "Zeta", "zeta"][n % 6],
+                priority=[Priority.NONE, Priority.HIGH, Priority.LOW, Priority.MEDIUM][n % 4],
+                position=(n + 1) * POSITION_GAP,
+                due_date=None if n % 5 == 0 else (base + timedelta(days=n % 9)).date(),
+                completed=n % 3 == 0,
+                completed_at=base if n % 3 == 0 else None,
+                parent=parents[n % 30] if subtask else None,
+                list=errands if not subtask and n % 5 in (1, 2) else None,
+            )
+        )
+    tasks = [*parents, *Task.objects.bulk_create(tasks)]
+    tasks += Task.objects.bulk_create(
+        Task(owner=other_user, title="other", position=(n + 1) * POSITION_GAP) for n in range(200)
+    )
+    tags = {name: Tag.objects.create(owner=user, name=name) for name in ("most", "half", "rare")}
+    theirs = Tag.objects.create(owner=other_user, name="most")
+    links = []
+    for n, task in enumerate(tasks[:TASKS]):
+        if n % 5 in (0, 1, 2):
+            links.append(Task.tags.through(task=task, tag=tags["most"]))
+        if n % 2 == 0:
+            links.append(Task.tags.through(task=task, tag=tags["half"]))
+        if n % 150 == 7:
+            links.append(Task.tags.through(task=task, tag=tags["rare"]))
+    links += [Task.tags.through(task=task, tag=theirs) for task in tasks[TASKS:]]
+    Task.tags.through.objects.bulk_create(links)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE tasks_task SET created_at = %s + (position / %s %% 7) * interval '1 hour',"
+            " updated_at = %s + (position / %s %% 8) * interval '1 day' WHERE owner_id = %s",
+            [base, POSITION_GAP, base, POSITION_GAP, user.pk],
+        )
+        cursor.execute("ANALYZE tasks_task")
+        cursor.execute("ANALYZE tasks_task_tags")
+    return {"list": errands, "parent": parents[4], "since": base + timedelta(days=5)}
+
+
+def queries(account) -> list[dict]:
+    return [
+        {"tag": "most"},
+        {"tag": "half"},
+        {"tag": "rare"},
+        {"tag": ["most", "half"]},
+        {"tag": "most", "completed": "false"},
+        {"tag": "most", "list": str(account["list"].pk)},
+        {"tag": "half", "list": "inbox"},
+        {"tag": "most", "parent": str(account["parent"].pk)},
+        {"tag": "most", "priority": "high"},  # a narrowing
+        {"tag": "half", "priority": "high,low", "completed": "true"},  # two
+        {"tag": "most", "updated_since": account["since"].isoformat()},  # a poll
+        {"tag": "most", "has_due": "true"},
+        {"tag": ["most", "half"], "overdue": "false", "due_before": "2099-01-01"},
+    ]
+
+
+def criteria_of(user, query: dict) -> dict:
+    params = QueryDict(mutable=True)
+    for name, value in query.items():
+        params.setlist(name, value if isinstance(value, list) else [value])
+    form = TaskFilter(params, Task.objects.none(), request=Requester(user))
+    assert form.is_valid(), form.errors
+    return params, filter_criteria(form.form.cleaned_data, user)
+
+
+SLICES = [(0, 50), (600, 650), (1_790, 1_810), (5_000, 5_050)]
+
+
+@pytest.mark.django_db
+def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
+    user, tagged_account, monkeypatch, subtests
+):
+    monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
+    taken = set()
+    for query in queries(tagged_account):
+        for ordering in ORDERINGS[:3]:
+            params, criteria = criteria_of(user, {**query, "ordering": ordering})
+            plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+            with subtests.test(query=query, ordering=ordering):
+                expected = {page: plain[slice(*page)] for page in SLICES}
+                # The owner's task count and WALK_SURELY pick the branch: 10**9 tasks, always
+                # `few`; 1 task, never, and WALK_SURELY 0 makes the walk the plan (tags_probe),
+                # 10**9 leaves the plan to the planner; FEW_MATCHES 0 or 10**6, the narrowed
+                # page's walk over the table or over the narrowing's tasks.
+                for tasks, surely in [(10**9, 4), (1, 0), (1, 10**9)]:
+                    for bound in [0, 10**6]:
+                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
+                        monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
+                        rows = listed_tasks(params, Requester(user), lambda t=tasks: t)
+                        assert isinstance(rows, TaggedRows)
+                        # narrowings_of() of what the pages run with (814dbb6 hands them over)
+                        walked = {**criteria, "tags_walk": True, "tags_probe": True}
+                        assert rows._narrowings == fast_read.narrowings_of("default", walked)
+                        matches = rows.count()
+                        for page in SLICES:
+                            start, stop = page
+                            few = matches * matches <= stop * tasks
+                            sure = matches * matches >= surely * stop * tasks
+                            taken.add((few, not few and sure, bool(rows._narrowings)))
+                            assert rows[start:stop] == expected[page], (tasks, surely, bound)
+    # Every branch ran: few, the planner's walk, the walk made the plan; narrowed or not.
+    assert taken >= {(f, s, n) for f, s in [(1, 0), (0, 0), (0, 1)] for n in (0, 1)}, taken
+
+
+@pytest.mark.django_db
+def test_a_tag_lists_bodies_are_a_small_accounts(
+    user, tagged_account, api_client, monkeypatch, subtests, settings
+):
+    settings.RATE_LIMIT_USER = "100000/m"
+
+    def body(query: dict) -> bytes:
+        response = api_client.get("/api/v1/tasks/", query)
+        assert response.status_code == 200, response.content
+        return response.content
+
+    for query in queries(tagged_account):
+        for ordering in ORDERINGS[3:]:
+            for offset in [0, 1_790]:
+                page = {**query, "ordering": ordering, "offset": offset, "limit": 50}
+                with subtests.test(query=query, ordering=ordering, offset=offset):
+                    monkeypatch.setattr(fast_read, "NARROWED_FROM", 10**9)
+                    expected = body(page)
+                    monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
+                    for surely in [0, 10**9]:
+                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
+                        assert body(page) == expected, surely
