@@ -5,6 +5,7 @@ them first), and under DEBUG each log record is printed once."""
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -337,3 +338,14 @@ def test_a_command_against_an_unreachable_database_says_so_in_one_line():
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     # Asked for, the traceback is there.
     assert "Traceback" in manage("migrate", "--traceback", DATABASE_URL=nowhere).stderr
+
+
+def test_a_command_interrupted_says_so_in_one_line_and_dies_of_the_signal():
+    # Review 44d: a Ctrl-C of a long command (seed_bench, migrate) was 25 lines of traceback.
+    interrupt = (
+        "import os, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "os.kill(os.getpid(), signal.SIGINT)"
+    )
+    done = manage("shell", "--no-imports", "-c", interrupt)
+    assert (done.returncode, done.stderr) == (-signal.SIGINT, "Interrupted.\n")
+    assert "Traceback" in manage("shell", "--no-imports", "--traceback", "-c", interrupt).stderr

@@ -1,8 +1,9 @@
 """What the project's management commands share."""
 
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import DatabaseError, ProgrammingError, connection
 from django.db.migrations.executor import MigrationExecutor
+from psycopg.errors import UndefinedTable
 
 NOT_MIGRATED = (
     "The database has migrations not applied yet: run `make migrate` (`manage.py migrate`) first."
@@ -16,6 +17,20 @@ def ensure_migrated() -> None:
     executor = MigrationExecutor(connection)
     if executor.migration_plan(executor.loader.graph.leaf_nodes()):
         raise CommandError(NOT_MIGRATED)
+
+
+def not_migrated(error: BaseException) -> bool:
+    """Whether `error` is a statement's "relation ... does not exist" on a database with
+    migrations not applied yet (a missing table when every migration is applied is a bug: False,
+    and its traceback stays)."""
+    if not (isinstance(error, ProgrammingError) and isinstance(error.__cause__, UndefinedTable)):
+        return False
+    try:
+        connection.close()  # whatever state the failed command left it in
+        executor = MigrationExecutor(connection)
+        return bool(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    except DatabaseError:  # the database gone since: the traceback it was
+        return False
 
 
 def ensure_tables_of(*models) -> None:

@@ -366,7 +366,10 @@ def main(argv: list[str]) -> int:
                     signal.SIGTERM if signum == signal.SIGHUP else signum
                 ),
             )
-        return child.wait()
+        status = child.wait()
+        # A child ended by a signal (-2 for a Ctrl-C) exits as a shell says it: 128 + the
+        # signal, 130. sys.exit(-2) was status 254, which make printed as "Error 254".
+        return 128 - status if status < 0 else status
 
 
 # --- pytest plugin ----------------------------------------------------------------------------

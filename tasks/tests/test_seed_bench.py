@@ -239,3 +239,24 @@ def test_seed_bench_sizes_given_on_the_command_line_are_read_as_numbers():
     assert positive_int("007") == 7
     with pytest.raises(CommandError, match="must be a whole number of at least 1, not 'x'"):
         call_command("seed_bench", "--users", "x")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        ["--users", "99999999999999999999"],  # took 13.7 GB in 10 minutes, no statement yet
+        ["--users", "100001", "--tasks-per-user", "1"],
+        ["--users", "1000", "--tasks-per-user", "10000", "--heavy-tasks", "1"],
+    ],
+)
+def test_sizes_past_what_the_machine_holds_are_refused_before_anything(sizes, monkeypatch):
+    # Review 44d: a mistyped size built its users in memory until the machine ran out.
+    from tasks.management.commands import seed_bench
+
+    monkeypatch.setattr(
+        seed_bench.Command, "_seed", lambda *a: pytest.fail("seeded past the bounds")
+    )
+    with pytest.raises(CommandError, match="seeds at most 100,000 users and 10,000,000 tasks"):
+        call_command("seed_bench", *sizes, "--not-production")
+    assert not bench_users().exists()

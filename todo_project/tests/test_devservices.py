@@ -476,3 +476,17 @@ def test_a_stale_postmaster_pid_naming_another_program_fails_at_once_and_says_so
     assert status == 1
     assert stderr.splitlines()[-1].startswith(f"{pidfile} names pid {other.pid}"), stderr[-2000:]
     assert seconds < 10
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_command_ended_by_a_signal_exits_as_a_shell_says(signum, status):
+    # Review 44d: a Ctrl-C of `make manage`/`make bench` exited 254 (sys.exit(-2)), "Error 254".
+    env = {**os.environ, "DATABASE_URL": "postgres://unused/unused", "REDIS_URL": "redis://unused"}
+    kill_itself = f"import os; os.kill(os.getpid(), {int(signum)})"
+    done = subprocess.run(
+        [sys.executable, "-m", "todo_project.devservices", "--", sys.executable, "-c", kill_itself],
+        cwd=ROOT,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == status

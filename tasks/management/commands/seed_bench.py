@@ -38,6 +38,12 @@ POSITION_GAP = 1024
 DEFAULT_USERS = 1_000
 DEFAULT_TASKS_PER_USER = 1_000
 DEFAULT_HEAVY_TASKS = 100_000
+# The largest data set it seeds. The users, with their lists and tags, are objects in memory
+# (~10 KB a user: 1 GB at 100,000) and so are the tasks' tag links (~300 B a task: 3 GB at
+# 10,000,000); `--users 99999999999999999999` took 13.7 GB in 10 minutes before its first
+# statement, on a machine the benchmark shares (review 44d).
+MAX_USERS = 100_000
+MAX_TASKS = 10_000_000
 
 # A small vocabulary, so that `search=` finds a realistic share of tasks (one word is in ~3%).
 WORDS = [
@@ -451,6 +457,13 @@ class Command(BaseCommand):
                 ".data/ (make bench), or with --not-production on a benchmark database."
             )
         sizes = Sizes(options["users"], options["tasks_per_user"], options["heavy_tasks"])
+        tasks = sizes.users * sizes.tasks_per_user + sizes.heavy_tasks
+        if sizes.users > MAX_USERS or tasks > MAX_TASKS:
+            raise CommandError(
+                f"{sizes.users:,} users and {tasks:,} tasks: seed_bench seeds at most "
+                f"{MAX_USERS:,} users and {MAX_TASKS:,} tasks (the default: "
+                f"{DEFAULT_USERS:,} and {DEFAULT_USERS * DEFAULT_TASKS_PER_USER + DEFAULT_HEAVY_TASKS:,})."
+            )
         if (
             not options["reset"]
             and User.objects.filter(email=HEAVY_EMAIL, display_name=sizes.label).exists()
