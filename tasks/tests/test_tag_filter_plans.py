@@ -73,6 +73,16 @@ def tasks_read(text: str) -> int:
     return max(int(rows) * int(loops) for rows, loops in READ.findall(text))
 
 
+def walked_page(api_client, query: dict, read_at_most: int) -> dict:
+    """The answer to a list query whose page, planned with its values, runs on one process
+    and reads at most `read_at_most` rows of the tasks' table or its indexes."""
+    (sql, params), answer = page_statement(api_client, query)
+    text = _plan(sql, params, "force_custom_plan")
+    assert "Gather" not in text, text
+    assert tasks_read(text) <= read_at_most, text
+    return answer
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("big_account_with_tags")
 def test_a_big_accounts_tag_page_walks_its_order_or_reads_the_few_tagged(
@@ -85,12 +95,8 @@ def test_a_big_accounts_tag_page_walks_its_order_or_reads_the_few_tagged(
     for tag, read_at_most, matches in [("common", 1_000, COMMON), ("rare", RARE, RARE)]:
         for ordering in ORDERINGS:
             with subtests.test(tag=tag, ordering=ordering):
-                (sql, params), answer = page_statement(
-                    api_client, {"tag": tag, "ordering": ordering}
-                )
-                text = _plan(sql, params, "force_custom_plan")
-                assert "Gather" not in text, text
-                assert tasks_read(text) <= read_at_most, text
+                query = {"tag": tag, "ordering": ordering}
+                answer = walked_page(api_client, query, read_at_most)
                 assert answer["count"] == matches
                 assert len(answer["results"]) == min(matches, 50)
 
@@ -182,12 +188,8 @@ def test_a_big_accounts_page_of_two_related_tags_walks_its_order(api_client, sub
     settings.RATE_LIMIT_USER = "1000/m"
     for ordering in ORDERINGS:
         with subtests.test(ordering=ordering):
-            (sql, params), answer = page_statement(
-                api_client, {"tag": ["common", "third"], "ordering": ordering}
-            )
-            text = _plan(sql, params, "force_custom_plan")
-            assert "Gather" not in text, text
-            assert tasks_read(text) <= 1_000, text
+            query = {"tag": ["common", "third"], "ordering": ordering}
+            answer = walked_page(api_client, query, 1_000)
             assert answer["count"] == 2_000 and len(answer["results"]) == 50
 
 
@@ -224,10 +226,6 @@ def test_a_deep_page_of_a_big_accounts_common_tag_walks_its_order(api_client, su
     settings.RATE_LIMIT_USER = "1000/m"
     for ordering in ORDERINGS:
         with subtests.test(ordering=ordering):
-            (sql, params), answer = page_statement(
-                api_client, {"tag": "most", "ordering": ordering, "offset": 1_500}
-            )
-            text = _plan(sql, params, "force_custom_plan")
-            assert "Gather" not in text, text
-            assert tasks_read(text) <= 4_000, text
+            query = {"tag": "most", "ordering": ordering, "offset": 1_500}
+            answer = walked_page(api_client, query, 4_000)
             assert answer["count"] == MOST and len(answer["results"]) == 50
