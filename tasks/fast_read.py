@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 from django.db import connections
-from django.db.models import Count, QuerySet, Value
+from django.db.models import Count, F, QuerySet, Value
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django_filters.utils import translate_validation
 from rest_framework import mixins
@@ -42,6 +42,7 @@ from accounts.authentication import (
 )
 from accounts.models import User
 from tasks.filters import (
+    ORDERINGS,
     PAGINATION_PARAMETERS,
     SEARCH_ROW_CRITERIA,
     TaskFilter,
@@ -57,6 +58,7 @@ from tasks.models import (
     Priority,
     Tag,
     Task,
+    loaded_columns,
     name_sort_key,
     tag_names_of_task,
 )
@@ -396,6 +398,16 @@ def narrowings_of(alias: str, criteria: dict) -> list[tuple[str, str, list]]:
     return narrowings
 
 
+def walked_table(alias: str, walk_sql: str) -> str | None:
+    """tasks_task's quoted name, for a walk that reads the table in its own FROM alone; None
+    for one that reads it elsewhere too (no filter does today), where a CTE of the table's name
+    (narrowed_page_sql, bounded_walk_sql) would stand for the table as well."""
+    table = connections[alias].ops.quote_name(Task._meta.db_table)
+    if len(re.findall(rf"\b(?:FROM|JOIN) {re.escape(table)}", walk_sql)) != 1:
+        return None
+    return table
+
+
 @functools.lru_cache(maxsize=256)  # one per shape of the list's SQL, as CompiledShapes keeps
 def narrowed_page_sql(
     alias: str, walk_sql: str, narrowings: tuple[tuple[str, str], ...]
@@ -416,10 +428,10 @@ def narrowed_page_sql(
     whatever the number of narrowings (once a narrowing, it was 7,304 characters against 4,442
     with four, parsed anew by each request without prepared statements: 0.1-0.2 ms).
     """
-    quote = connections[alias].ops.quote_name
-    table = quote(Task._meta.db_table)
-    if len(re.findall(rf"\b(?:FROM|JOIN) {re.escape(table)}", walk_sql)) != 1:
+    table = walked_table(alias, walk_sql)
+    if table is None:
         return None
+    quote = connections[alias].ops.quote_name
     owner = quote(Task._meta.get_field("owner").column)
     # Counted in that order too: as a bare LIMIT, a custom plan of an owner of most of the
     # table whose tasks all matched read the count by a Seq Scan, through every other
@@ -514,6 +526,45 @@ class NarrowedRows(CompiledRows):
 # time when it read 11-23 % of the tag's tasks, 0.55 at 28 %, 0.72-0.93 at 42-67 %, 1.3 at
 # 56 % (review 44a).
 WALK_SURELY = 4
+# A tag's walk reads at most WALK_BOUND times its expected length, (offset + limit) x tasks /
+# matches rows of the page's order; when the page's rows are not all among them, the page is
+# the tagged tasks read and sorted (TaggedRows._bounded_walk). The expected length holds for a
+# tag spread along the order, but a tag first used recently is on the newest tasks, at the end
+# of `position` (the default order), `created_at` and `updated_at`: at 100,000 tasks, the
+# newest 5,000 tagged, the first page walked 95,050 tasks, 120-128 ms; bounded at 4,000, then
+# the 5,000 read and sorted, 23-26 ms. A spread tag's page 0.1-0.3 ms more (review 44e F2,
+# 44f; session 45).
+WALK_BOUND = 4
+# ... bounded only while the walk given up and the tagged tasks read after it cost less than a
+# walk of all the owner's tasks: a task read and sorted counted as GIVEN_UP_WALK tasks walked
+# (1.6-3.9 at 100,000 tasks: 5,000 tagged read and sorted in 8.3-12 ms, 30,000 in 66-116 ms, a
+# walk 1.0-1.1 us a task; review 44f).
+GIVEN_UP_WALK = 4
+
+# The owner's first tasks in a page's order, each with every column: a bounded walk's table.
+OWNER_TASKS_FIRST = CompiledShapes(
+    lambda owner, ordering: order_tasks(Task.objects.owned_by(owner), ordering).values_list(
+        *loaded_columns(Task)
+    )
+)
+
+
+@functools.lru_cache(maxsize=256)
+def bounded_walk_sql(alias: str, walk_sql: str, first_sql: str) -> str | None:
+    """The walk over the owner's first tasks in the page's order (first_sql: OWNER_TASKS_FIRST
+    under a LIMIT) instead of all of them: a CTE of the table's name stands for the table in the
+    walk's SQL, as in narrowed_page_sql. Referenced once, the CTE is inlined, so the walk still
+    reads the owner's index lazily and stops at its page, or at the LIMIT. None where
+    walked_table() is: the CTE would stand for the table elsewhere too."""
+    table = walked_table(alias, walk_sql)
+    return None if table is None else f"WITH {table} AS ({first_sql}) {walk_sql}"
+
+
+def bounded_order(ordering: Sequence[str]) -> bool:
+    """Whether a walk in this order can be bounded: by columns alone. Over an expression of a
+    subquery's column (the title's SortKey) PostgreSQL does not see the subquery's order: it
+    sorted every task of the bound, 1-3.7 ms more a page of a spread tag (review 44f)."""
+    return all(isinstance(by, F) for name in ordering for by in ORDERINGS[name.lstrip("-")])
 
 
 class TaggedRows(CountedFirstRows):
@@ -533,7 +584,10 @@ class TaggedRows(CountedFirstRows):
     tasks (60,000 of 100,000 taken for 20,292), a deep page's walk looked three times as long
     as it is, and the plan read the owner's 100,000 tasks, joined them to the links and sorted
     the 60,000 (offset 4,000: 116-123 ms against 35 ms walked; review 44a). The count keeps
-    one EXISTS a tag (a probe per task would walk them all)."""
+    one EXISTS a tag (a probe per task would walk them all). Both walks expect the tags' tasks
+    spread along the page's order, so an unnarrowed one stops at WALK_BOUND x its expected
+    length, and if the page is not complete there, it is the `few` page after all: a tag first
+    used recently is on the newest tasks, the last of the default order."""
 
     def __init__(
         self,
@@ -558,8 +612,38 @@ class TaggedRows(CountedFirstRows):
         if self._narrowings:
             rows = NarrowedRows(self._query, self.count, narrowings=self._narrowings, **kwargs)
         else:
+            bound = None if few else self._walk_bound(page)
+            walked = None if bound is None else self._bounded_walk(page, values, bound)
+            if walked is not None:
+                # All the page's rows: each row before one of them in the order was read too,
+                # so this is the unbounded walk's page. Else the tagged tasks read and sorted.
+                whole = len(walked) == min(page.stop, self.count()) - page.start
+                return walked if whole else self._page(page, few=True)
             rows = CompiledRows(self._query, self.count, **kwargs)
         return rows[page]
+
+    def _walk_bound(self, page: slice) -> int | None:
+        """How many of the owner's tasks the page's walk may read (WALK_BOUND, GIVEN_UP_WALK),
+        or None: the walk is not bounded."""
+        matches, tasks = self.count(), self._count_all()
+        bound = max(WALK_BOUND * page.stop * tasks // matches, page.stop)
+        if bound + GIVEN_UP_WALK * matches >= tasks:
+            return None
+        return bound if bounded_order(self._values["ordering"]) else None
+
+    def _bounded_walk(self, page: slice, values: dict, bound: int) -> list[tuple] | None:
+        """The page walked over the owner's first `bound` tasks in its order (bounded_walk_sql),
+        which may lack rows; None if the walk cannot be bounded."""
+        limit, offset = page.stop - page.start, page.start
+        alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
+        _, first_sql, first_params = OWNER_TASKS_FIRST.statement(
+            limit=bound, owner=values["owner"], ordering=values["ordering"]
+        )
+        sql = bounded_walk_sql(alias, walk_sql, first_sql)
+        if sql is None:
+            return None
+        sql = with_tags_sql(alias, sql, serial=True)
+        return fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
 
 
 def task_data(row: Sequence) -> dict:

@@ -101,6 +101,13 @@ def _plan(sql: str, params, plan_cache_mode: str) -> str:
 
 def page_statement(api_client, query: dict) -> tuple[tuple[str, list], dict]:
     """The task list's page statement (SQL and parameters) for `query`, and its answer."""
+    (page,), answer = page_statements(api_client, query)
+    return page, answer
+
+
+def page_statements(api_client, query: dict) -> tuple[list[tuple[str, list]], dict]:
+    """The task list's page statements for `query` (with_tags_sql's: one, but for a tag's walk
+    given up, fast_read.TaggedRows), and its answer."""
     statements = []
 
     def keep(execute, sql, params, many, context):
@@ -110,8 +117,7 @@ def page_statement(api_client, query: dict) -> tuple[tuple[str, list], dict]:
     with connection.execute_wrapper(keep):
         response = api_client.get("/api/v1/tasks/", query)
     assert response.status_code == 200, response.content
-    (page,) = [(sql, params) for sql, params in statements if "FROM (SELECT" in sql]
-    return page, response.json()
+    return [(sql, params) for sql, params in statements if ") AS page" in sql], response.json()
 
 
 def each_plan(orderings: list[str]) -> list[dict]:

@@ -2,8 +2,9 @@
 same page bodies whichever of its branches runs: its tasks read and sorted (`few`), the walk
 whose plan the planner picks (one EXISTS a tag), the walk made the plan (`tags_probe`: several
 tags, or one when WALK_SURELY holds), each of them narrowed (NarrowedRows, under or past
-FEW_MATCHES) when another filter narrows; against the plain GROUP BY of a small account.
-Review 44e: every branch forced by monkeypatching WALK_SURELY, FEW_MATCHES, NARROWED_FROM and
+FEW_MATCHES) when another filter narrows, or else bounded (WALK_BOUND: kept, or given up for
+the `few` page); against the plain GROUP BY of a small account. Review 44e: every branch
+forced by monkeypatching WALK_SURELY, WALK_BOUND, GIVEN_UP_WALK, FEW_MATCHES, NARROWED_FROM and
 the owner's task count, on a few thousand tasks with ties in every ordering."""
 
 from datetime import timedelta
@@ -56,7 +57,10 @@ def tagged_account(user, other_user):
     tasks += Task.objects.bulk_create(
         Task(owner=other_user, title="other", position=(n + 1) * POSITION_GAP) for n in range(200)
     )
-    tags = {name: Tag.objects.create(owner=user, name=name) for name in ("most", "half", "rare")}
+    tags = {
+        name: Tag.objects.create(owner=user, name=name)
+        for name in ("most", "half", "rare", "newest")
+    }
     theirs = Tag.objects.create(owner=other_user, name="most")
     links = []
     for n, task in enumerate(tasks[:TASKS]):
@@ -66,6 +70,8 @@ def tagged_account(user, other_user):
             links.append(Task.tags.through(task=task, tag=tags["half"]))
         if n % 150 == 7:
             links.append(Task.tags.through(task=task, tag=tags["rare"]))
+        if n >= TASKS - 300:  # clustered: the newest, the last in position order
+            links.append(Task.tags.through(task=task, tag=tags["newest"]))
     links += [Task.tags.through(task=task, tag=theirs) for task in tasks[TASKS:]]
     Task.tags.through.objects.bulk_create(links)
     with connection.cursor() as cursor:
@@ -84,6 +90,8 @@ def queries(account) -> list[dict]:
         {"tag": "most"},
         {"tag": "half"},
         {"tag": "rare"},
+        {"tag": "newest"},
+        {"tag": ["newest", "half"]},
         {"tag": ["most", "half"]},
         {"tag": "most", "completed": "false"},
         {"tag": "most", "list": str(account["list"].pk)},
@@ -107,6 +115,8 @@ def criteria_of(user, query: dict) -> dict:
 
 
 SLICES = [(0, 50), (600, 650), (1_790, 1_810), (5_000, 5_050)]
+# A page walked over the owner's first tasks alone (fast_read.bounded_walk_sql) reads this.
+BOUNDED_WALK = 'FROM (WITH "tasks_task" AS ('
 
 
 @pytest.mark.django_db
@@ -114,7 +124,14 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
     user, tagged_account, monkeypatch, subtests
 ):
     monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
-    taken = set()
+    taken, bounded, ran = set(), set(), []
+    fetch_all = fast_read.fetch_all
+
+    def noting_pages(alias, sql, params, **kwargs):
+        ran.append("bounded" if BOUNDED_WALK in sql else "page")
+        return fetch_all(alias, sql, params, **kwargs)
+
+    monkeypatch.setattr(fast_read, "fetch_all", noting_pages)
     for query in queries(tagged_account):
         for ordering in ORDERINGS[:3]:
             params, criteria = criteria_of(user, {**query, "ordering": ordering})
@@ -124,10 +141,22 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                 # The owner's task count and WALK_SURELY pick the branch: 10**9 tasks, always
                 # `few`; 1 task, never, and WALK_SURELY 0 makes the walk the plan (tags_probe),
                 # 10**9 leaves the plan to the planner; FEW_MATCHES 0 or 10**6, the narrowed
-                # page's walk over the table or over the narrowing's tasks.
-                for tasks, surely in [(10**9, 4), (1, 0), (1, 10**9)]:
+                # page's walk over the table or over the narrowing's tasks. WALK_BOUND and
+                # GIVEN_UP_WALK bound an unnarrowed walk: with 1 task never (4, 4), or at the
+                # page's rows alone (0, -10**9), kept when they all match, else the `few` page;
+                # with the owner's true count at WALK_BOUND's 4 (a given-up walk counted as
+                # free: so few tasks are bounded otherwise): kept for a spread tag, given up
+                # for `newest` in position order.
+                for tasks, surely, walk_bound, given_up in [
+                    (10**9, 4, 4, 4),
+                    *[(1, s, 4, 4) for s in (0, 10**9)],
+                    *[(1, s, 0, -(10**9)) for s in (0, 10**9)],
+                    *[(TASKS, s, 4, 0) for s in (0, 10**9)],
+                ]:
                     for bound in [0, 10**6]:
                         monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
+                        monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                        monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
                         monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
                         rows = listed_tasks(params, Requester(user), lambda t=tasks: t)
                         assert isinstance(rows, TaggedRows)
@@ -140,9 +169,20 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                             few = matches * matches <= stop * tasks
                             sure = matches * matches >= surely * stop * tasks
                             taken.add((few, not few and sure, bool(rows._narrowings)))
-                            assert rows[start:stop] == expected[page], (tasks, surely, bound)
+                            ran.clear()
+                            assert rows[start:stop] == expected[page], (
+                                tasks,
+                                surely,
+                                walk_bound,
+                                given_up,
+                                bound,
+                            )
+                            if ran[:1] == ["bounded"]:
+                                bounded.add(tuple(ran))
     # Every branch ran: few, the planner's walk, the walk made the plan; narrowed or not.
     assert taken >= {(f, s, n) for f, s in [(1, 0), (0, 0), (0, 1)] for n in (0, 1)}, taken
+    # A bounded walk kept, and one given up for the `few` page.
+    assert bounded == {("bounded",), ("bounded", "page")}, bounded
 
 
 @pytest.mark.django_db
@@ -164,6 +204,9 @@ def test_a_tag_lists_bodies_are_a_small_accounts(
                     monkeypatch.setattr(fast_read, "NARROWED_FROM", 10**9)
                     expected = body(page)
                     monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
+                    monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", -(10**9))  # always bounded
                     for surely in [0, 10**9]:
-                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
-                        assert body(page) == expected, surely
+                        for walk_bound in [0, 4]:
+                            monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
+                            monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                            assert body(page) == expected, (surely, walk_bound)

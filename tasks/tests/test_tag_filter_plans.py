@@ -20,12 +20,28 @@ from tasks.fast_read import MATCHING_TASKS, CompiledRows, Requester
 from tasks.filters import TaskFilter, filter_criteria
 from tasks.models import POSITION_GAP, Tag, Task
 from tasks.tests.many_tasks import load_tasks
-from tasks.tests.test_owner_share_plans import _plan, page_statement
+from tasks.tests.test_owner_share_plans import _plan, page_statement, page_statements
 
 TASKS, COMMON, RARE = 20_000, 4_000, 10
 ORDERINGS = ["position", "title", "-created_at", "due_date", "-priority"]
 # A plan node's rows and loops, for the tasks' table or one of its indexes.
 READ = re.compile(r"on (?:tasks_task|task_\w+|tasks_task_pkey)\b.*?\(actual rows=(\d+) loops=(\d+)")
+
+
+# A task's number in its owner's load_tasks(), in SQL.
+N = f"(position / {POSITION_GAP} - 1)"
+
+
+def tag_tasks(tag: Tag, condition: str) -> None:
+    """Links `tag` to those of its owner's tasks that meet `condition` (SQL), then analyzes the
+    links."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
+            f" WHERE owner_id = %s AND {condition.replace('%', '%%')}",
+            [tag.pk, tag.owner_id],
+        )
+        cursor.execute("VACUUM ANALYZE tasks_task_tags")
 
 
 @pytest.fixture
@@ -40,27 +56,18 @@ def big_account_with_tags(user, make_user):
     )
     tags = {name: Tag.objects.create(owner=user, name=name) for name in ("common", "rare", "third")}
     theirs = [Tag.objects.create(owner=other, name="errands") for other in others]
-    n = f"(position / {POSITION_GAP} - 1)"
+    for name, condition in [("common", "% 5 = 0"), ("rare", "% 2000 = 7"), ("third", "% 10 = 0")]:
+        tag_tasks(tags[name], f"{N} {condition}")
     with connection.cursor() as cursor:
-        for name, condition in [
-            ("common", f"{n} % 5 = 0"),
-            ("rare", f"{n} % 2000 = 7"),
-            ("third", f"{n} % 10 = 0"),
-        ]:
-            cursor.execute(
-                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
-                f" WHERE owner_id = %s AND {condition.replace('%', '%%')}",
-                [tags[name].pk, user.pk],
-            )
         cursor.execute(
-            f"UPDATE tasks_task SET created_at = now() - interval '40 days' + {n} * interval '1 s'"
+            f"UPDATE tasks_task SET created_at = now() - interval '40 days' + {N} * interval '1 s'"
             " WHERE owner_id = %s",
             [user.pk],
         )
         for tag in theirs:
             cursor.execute(
                 "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
-                f" WHERE owner_id = %s AND {n} < 30",
+                f" WHERE owner_id = %s AND {N} < 30",
                 [tag.pk, tag.owner_id],
             )
         cursor.execute("VACUUM ANALYZE tasks_task")
@@ -203,15 +210,9 @@ def a_tag_on_most_tasks(user, make_user, big_account_with_tags):
     300,000). Analyzed."""
     other = make_user()
     load_tasks((other.pk, f"other {n}", "", (n + 1) * POSITION_GAP) for n in range(30_000))
-    tag = Tag.objects.create(owner=user, name="most")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
-            f" WHERE owner_id = %s AND (position / {POSITION_GAP} - 1) %% 5 IN (1, 2, 3)",
-            [tag.pk, user.pk],
-        )
         cursor.execute("VACUUM ANALYZE tasks_task")
-        cursor.execute("VACUUM ANALYZE tasks_task_tags")
+    tag_tasks(Tag.objects.create(owner=user, name="most"), f"{N} % 5 IN (1, 2, 3)")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -229,3 +230,47 @@ def test_a_deep_page_of_a_big_accounts_common_tag_walks_its_order(api_client, su
             query = {"tag": "most", "ordering": ordering, "offset": 1_500}
             answer = walked_page(api_client, query, 4_000)
             assert answer["count"] == MOST and len(answer["results"]) == 50
+
+
+NEWEST = 2_000
+# A node's runs: a walk probes the links of each task it walks, which the tasks' nodes do not
+# count as read when the probe filters them out.
+LOOPS = re.compile(r"\(actual rows=\d+ loops=(\d+)\)")
+
+
+@pytest.fixture
+def a_tag_on_the_newest_tasks(user, big_account_with_tags):
+    """`newest` on the user's 2,000 newest tasks, the last in position and created_at order.
+    Analyzed."""
+    tag_tasks(Tag.objects.create(owner=user, name="newest"), f"{N} >= {TASKS - NEWEST}")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("a_tag_on_the_newest_tasks")
+def test_a_big_accounts_page_of_a_tag_on_its_newest_tasks_walks_a_bounded_length(
+    api_client, subtests, settings
+):
+    # A tag first used recently is on the newest tasks: the last in `position` (new tasks are
+    # appended) and `created_at` order. On 1 in 10 tasks, its first page's walk is expected to
+    # read ~500 tasks for 50 (the walk is the plan: fast_read.WALK_SURELY), but it read 18,000
+    # before the first match (review 44e F2). Now the walk stops at WALK_BOUND x 500 = 2,000
+    # tasks, and the 2,000 tagged ones are read and sorted in a second statement; in the
+    # newest-first orders the walk finds its page in its first 50 tasks, in one statement.
+    settings.RATE_LIMIT_USER = "1000/m"
+    for ordering, statements in [
+        ("position", 2),
+        ("created_at", 2),
+        ("-position", 1),
+        ("-created_at", 1),
+    ]:
+        with subtests.test(ordering=ordering):
+            pages, answer = page_statements(api_client, {"tag": "newest", "ordering": ordering})
+            assert len(pages) == statements, pages
+            for sql, params in pages:
+                text = _plan(sql, params, "force_custom_plan")
+                assert "Gather" not in text, text
+                # (2,001 for `created_at`: its incremental sort reads the row after its last group)
+                assert max(tasks_read(text), *map(int, LOOPS.findall(text))) <= 2_001, text
+            assert answer["count"] == NEWEST and len(answer["results"]) == 50
+            first = TASKS - 1 if ordering.startswith("-") else TASKS - NEWEST
+            assert answer["results"][0]["title"] == f"task {first:05d}"
