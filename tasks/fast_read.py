@@ -273,6 +273,58 @@ class CompiledRows:
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
+# A walk of a tag's or a search's page (CountedFirstRows._bounded_walk) reads at most
+# WALK_BOUND times its expected length, (offset + limit) x tasks / matches rows of the page's
+# order, or `matches` rows if more; when the page's rows are not all among them, the page is
+# the matches read and sorted. The expected length holds for matches spread along the order,
+# but a tag first used recently, or a word, is on the newest tasks, at the end of `position`
+# (the default order), `created_at` and `updated_at`: at 100,000 tasks, the newest 5,000
+# tagged, the first page walked 95,050 tasks, 120-128 ms; bounded at 5,000, then the 5,000
+# read and sorted, 23-26 ms. A spread tag's page 0.1-0.3 ms more, by `created_at` (its index
+# has no id: the bound sorts what it walks) 0.35-0.8 ms (review 44e F2, 44f, 45a).
+WALK_BOUND = 4
+# ... bounded only while the walk given up and the matches read after it cost less than a
+# walk of all the owner's tasks: a match read and sorted counted as GIVEN_UP_WALK tasks walked
+# (1.6-3.9 at 100,000 tasks: 5,000 tagged read and sorted in 8.3-12 ms, 30,000 in 66-116 ms, a
+# walk 1.0-1.1 us a task; review 44f).
+GIVEN_UP_WALK = 4
+
+# The owner's first tasks in a page's order, each with every column: a bounded walk's table.
+OWNER_TASKS_FIRST = CompiledShapes(
+    lambda owner, ordering: order_tasks(Task.objects.owned_by(owner), ordering).values_list(
+        *loaded_columns(Task)
+    )
+)
+
+
+@functools.lru_cache(maxsize=256)
+def bounded_walk_sql(alias: str, walk_sql: str, first_sql: str) -> str | None:
+    """The walk over the owner's first tasks in the page's order (first_sql: OWNER_TASKS_FIRST
+    under a LIMIT) instead of all of them: a CTE of the table's name stands for the table in the
+    walk's SQL, as in narrowed_page_sql. Referenced once, the CTE is inlined, so the walk still
+    reads the owner's index lazily and stops at its page, or at the LIMIT. None where
+    walked_table() is: the CTE would stand for the table elsewhere too."""
+    table = walked_table(alias, walk_sql)
+    return None if table is None else f"WITH {table} AS ({first_sql}) {walk_sql}"
+
+
+def bounded_order(ordering: Sequence[str]) -> bool:
+    """Whether a walk in this order can be bounded: by columns alone. Over an expression of a
+    subquery's column (the title's SortKey) PostgreSQL does not see the subquery's order: it
+    sorted every task of the bound, 1-3.7 ms more a page of a spread tag (review 44f)."""
+    return all(isinstance(by, F) for name in ordering for by in ORDERINGS[name.lstrip("-")])
+
+
+def walked_table(alias: str, walk_sql: str) -> str | None:
+    """tasks_task's quoted name, for a walk that reads the table in its own FROM alone; None
+    for one that reads it elsewhere too (no filter does today), where a CTE of the table's name
+    (narrowed_page_sql, bounded_walk_sql) would stand for the table as well."""
+    table = connections[alias].ops.quote_name(Task._meta.db_table)
+    if len(re.findall(rf"\b(?:FROM|JOIN) {re.escape(table)}", walk_sql)) != 1:
+        return None
+    return table
+
+
 class CountedFirstRows(CompiledRows):
     """Rows whose page's SQL is chosen by how many tasks match, so counted before the page
     (TaskPagination reads the page first and counts only a full one: a list that fits one page
@@ -300,6 +352,37 @@ class CountedFirstRows(CompiledRows):
     def _page(self, page: slice, few: bool) -> list[tuple]:
         raise NotImplementedError
 
+    def _bounded_walk(self, page: slice, values: dict) -> list[tuple] | None:
+        """The page of the walk (`values`) over the owner's first tasks in the page's order
+        alone, at most WALK_BOUND x its expected length (bounded_walk_sql), when all its rows
+        are among them: every row before one of them in the order is too, so it is the
+        unbounded walk's page. Else the `few` page. None: the walk is not bounded (a walk of
+        few tasks, or not much longer than reading the matches, or an order by an expression)."""
+        matches, tasks = self.count(), self._count_all()
+        # At least the matches' number: a walk given up costs the `few` page's reading of them
+        # on top of it, GIVEN_UP_WALK x matches, so a bound that falls with the matches made a
+        # walk just past it many times slower (review 45a: a tag on 20,000 of 100,000 tasks
+        # whose first page is 3,000 tasks in, bounded at 1,000: 4.6 -> 66.6 ms); at least
+        # `matches` keeps that at most 1 + GIVEN_UP_WALK times the walk.
+        bound = max(WALK_BOUND * page.stop * tasks // matches, matches, page.stop)
+        if bound + GIVEN_UP_WALK * matches >= tasks or not bounded_order(values["ordering"]):
+            return None
+        limit, offset = page.stop - page.start, page.start
+        alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
+        _, first_sql, first_params = OWNER_TASKS_FIRST.statement(
+            limit=bound, owner=values["owner"], ordering=values["ordering"]
+        )
+        sql = bounded_walk_sql(alias, walk_sql, first_sql)
+        if sql is None:
+            return None
+        # On one process (SERIAL_ONLY), prepared as the rows' other pages are: a tag's planned
+        # with its values, a search's not (its generic plan walked as a custom one: the heavy
+        # user's spread words within 0.25 ms, where planning each added 0.5-0.8 ms).
+        sql = with_tags_sql(alias, sql, serial=True)
+        rows = fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
+        whole = len(rows) == min(page.stop, matches) - offset
+        return rows if whole else self._page(page, few=True)
+
 
 class SearchedRows(CountedFirstRows):
     """A searched list's rows (CountedFirstRows).
@@ -316,9 +399,13 @@ class SearchedRows(CountedFirstRows):
     once, then the tasks by primary key (filters.filter_tasks; as `IN (SELECT ...)` the
     planner could still walk the owner's tasks and probe the search table per task: 1,000
     probes for a normal user's 122 matches, bench/README.md). Otherwise the plan walks
-    (bench/README.md, "The search index in a table of its own")."""
+    (bench/README.md, "The search index in a table of its own"), at most WALK_BOUND x its
+    expected length: a word added to the heavy user's newest 5,000 tasks was at the end of the
+    default order, and the first page walked the 95,000 before them (364 -> 53 ms)."""
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
+        if not few and (walked := self._bounded_walk(page, self._values)) is not None:
+            return walked
         values = (
             {**self._values, "search_index_first": self._values["owner"]} if few else self._values
         )
@@ -396,16 +483,6 @@ def narrowings_of(alias: str, criteria: dict) -> list[tuple[str, str, list]]:
     if "has_due" in criteria and lead != "due_date":
         narrowings.append((f"{due} IS {'NOT ' if criteria['has_due'] else ''}NULL", by_due, []))
     return narrowings
-
-
-def walked_table(alias: str, walk_sql: str) -> str | None:
-    """tasks_task's quoted name, for a walk that reads the table in its own FROM alone; None
-    for one that reads it elsewhere too (no filter does today), where a CTE of the table's name
-    (narrowed_page_sql, bounded_walk_sql) would stand for the table as well."""
-    table = connections[alias].ops.quote_name(Task._meta.db_table)
-    if len(re.findall(rf"\b(?:FROM|JOIN) {re.escape(table)}", walk_sql)) != 1:
-        return None
-    return table
 
 
 @functools.lru_cache(maxsize=256)  # one per shape of the list's SQL, as CompiledShapes keeps
@@ -526,45 +603,6 @@ class NarrowedRows(CompiledRows):
 # time when it read 11-23 % of the tag's tasks, 0.55 at 28 %, 0.72-0.93 at 42-67 %, 1.3 at
 # 56 % (review 44a).
 WALK_SURELY = 4
-# A tag's walk reads at most WALK_BOUND times its expected length, (offset + limit) x tasks /
-# matches rows of the page's order; when the page's rows are not all among them, the page is
-# the tagged tasks read and sorted (TaggedRows._bounded_walk). The expected length holds for a
-# tag spread along the order, but a tag first used recently is on the newest tasks, at the end
-# of `position` (the default order), `created_at` and `updated_at`: at 100,000 tasks, the
-# newest 5,000 tagged, the first page walked 95,050 tasks, 120-128 ms; bounded at 4,000, then
-# the 5,000 read and sorted, 23-26 ms. A spread tag's page 0.1-0.3 ms more (review 44e F2,
-# 44f; session 45).
-WALK_BOUND = 4
-# ... bounded only while the walk given up and the tagged tasks read after it cost less than a
-# walk of all the owner's tasks: a task read and sorted counted as GIVEN_UP_WALK tasks walked
-# (1.6-3.9 at 100,000 tasks: 5,000 tagged read and sorted in 8.3-12 ms, 30,000 in 66-116 ms, a
-# walk 1.0-1.1 us a task; review 44f).
-GIVEN_UP_WALK = 4
-
-# The owner's first tasks in a page's order, each with every column: a bounded walk's table.
-OWNER_TASKS_FIRST = CompiledShapes(
-    lambda owner, ordering: order_tasks(Task.objects.owned_by(owner), ordering).values_list(
-        *loaded_columns(Task)
-    )
-)
-
-
-@functools.lru_cache(maxsize=256)
-def bounded_walk_sql(alias: str, walk_sql: str, first_sql: str) -> str | None:
-    """The walk over the owner's first tasks in the page's order (first_sql: OWNER_TASKS_FIRST
-    under a LIMIT) instead of all of them: a CTE of the table's name stands for the table in the
-    walk's SQL, as in narrowed_page_sql. Referenced once, the CTE is inlined, so the walk still
-    reads the owner's index lazily and stops at its page, or at the LIMIT. None where
-    walked_table() is: the CTE would stand for the table elsewhere too."""
-    table = walked_table(alias, walk_sql)
-    return None if table is None else f"WITH {table} AS ({first_sql}) {walk_sql}"
-
-
-def bounded_order(ordering: Sequence[str]) -> bool:
-    """Whether a walk in this order can be bounded: by columns alone. Over an expression of a
-    subquery's column (the title's SortKey) PostgreSQL does not see the subquery's order: it
-    sorted every task of the bound, 1-3.7 ms more a page of a spread tag (review 44f)."""
-    return all(isinstance(by, F) for name in ordering for by in ORDERINGS[name.lstrip("-")])
 
 
 class TaggedRows(CountedFirstRows):
@@ -615,38 +653,11 @@ class TaggedRows(CountedFirstRows):
             # Only the walk made the plan: where the planner picks, the bound's LIMIT made it
             # read the bound whole and hash it with the tag's links (bench heavy user, a tag on
             # 3,993 of 100,000 tasks spread: 6.5-10.8 -> 11.2-14.8 ms a first page).
-            bound = self._walk_bound(page) if values.get("tags_probe") else None
-            walked = None if bound is None else self._bounded_walk(page, values, bound)
+            walked = self._bounded_walk(page, values) if values.get("tags_probe") else None
             if walked is not None:
-                # All the page's rows: each row before one of them in the order was read too,
-                # so this is the unbounded walk's page. Else the tagged tasks read and sorted.
-                whole = len(walked) == min(page.stop, self.count()) - page.start
-                return walked if whole else self._page(page, few=True)
+                return walked
             rows = CompiledRows(self._query, self.count, **kwargs)
         return rows[page]
-
-    def _walk_bound(self, page: slice) -> int | None:
-        """How many of the owner's tasks the page's walk may read (WALK_BOUND, GIVEN_UP_WALK),
-        or None: the walk is not bounded."""
-        matches, tasks = self.count(), self._count_all()
-        bound = max(WALK_BOUND * page.stop * tasks // matches, page.stop)
-        if bound + GIVEN_UP_WALK * matches >= tasks:
-            return None
-        return bound if bounded_order(self._values["ordering"]) else None
-
-    def _bounded_walk(self, page: slice, values: dict, bound: int) -> list[tuple] | None:
-        """The page walked over the owner's first `bound` tasks in its order (bounded_walk_sql),
-        which may lack rows; None if the walk cannot be bounded."""
-        limit, offset = page.stop - page.start, page.start
-        alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
-        _, first_sql, first_params = OWNER_TASKS_FIRST.statement(
-            limit=bound, owner=values["owner"], ordering=values["ordering"]
-        )
-        sql = bounded_walk_sql(alias, walk_sql, first_sql)
-        if sql is None:
-            return None
-        sql = with_tags_sql(alias, sql, serial=True)
-        return fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
 
 
 def task_data(row: Sequence) -> dict:

@@ -143,7 +143,8 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                 # 10**9 leaves the plan to the planner; FEW_MATCHES 0 or 10**6, the narrowed
                 # page's walk over the table or over the narrowing's tasks. WALK_BOUND and
                 # GIVEN_UP_WALK bound an unnarrowed walk: with 1 task never (4, 4), or at the
-                # page's rows alone (0, -10**9), kept when they all match, else the `few` page;
+                # tagged tasks' number (0, -10**9), kept when the page is among that many of
+                # the first tasks, else the `few` page;
                 # with the owner's true count at WALK_BOUND's 4 (a given-up walk counted as
                 # free: so few tasks are bounded otherwise): kept for a spread tag, given up
                 # for `newest` in position order.
@@ -210,3 +211,63 @@ def test_a_tag_lists_bodies_are_a_small_accounts(
                             monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
                             monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
                             assert body(page) == expected, (surely, walk_bound)
+
+
+# The orders the two tests above leave out (review 45a): `-due_date` (NULLS LAST read
+# backward: its own index), `created_at` (an index without the id), `priority`, `-updated_at`,
+# `-position`, and several fields, the id in the last one's direction.
+BOUNDED_ORDERINGS = [
+    "-due_date",
+    "created_at",
+    "priority",
+    "-updated_at",
+    "-position",
+    "priority,-due_date",
+    "-priority,due_date",
+    "due_date,-created_at",
+]
+
+
+@pytest.mark.django_db
+def test_a_tag_lists_bounded_pages_are_a_small_accounts_in_every_order(
+    user, tagged_account, monkeypatch, subtests
+):
+    # A bounded walk's page is the unbounded one's when it is whole: the owner's first tasks
+    # in the page's order hold every task before any of the page's. Bounds from the tagged
+    # tasks' number to most of the tasks, so that the last task read falls inside tied groups.
+    monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
+    monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", -(10**9))  # always bounded
+    ran, bounded = [], set()
+    fetch_all = fast_read.fetch_all
+
+    def noting_pages(alias, sql, params, **kwargs):
+        ran.append("bounded" if BOUNDED_WALK in sql else "page")
+        return fetch_all(alias, sql, params, **kwargs)
+
+    monkeypatch.setattr(fast_read, "fetch_all", noting_pages)
+    account = tagged_account
+    for query in [
+        {"tag": "newest"},
+        {"tag": "most"},
+        {"tag": ["newest", "half"]},
+        {"tag": "most", "list": str(account["list"].pk)},
+        {"tag": "half", "parent": str(account["parent"].pk)},
+    ]:
+        for ordering in BOUNDED_ORDERINGS:
+            params, criteria = criteria_of(user, {**query, "ordering": ordering})
+            plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+            with subtests.test(query=query, ordering=ordering):
+                expected = {page: plain[slice(*page)] for page in SLICES[:3]}
+                # 1 task: never `few`; the bound is max(WALK_BOUND x stop / matches, stop).
+                for walk_bound in [0, 10**4, 10**5, 10**6]:
+                    for surely in [0, 10**9]:
+                        monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
+                        rows = listed_tasks(params, Requester(user), lambda: 1)
+                        assert isinstance(rows, TaggedRows) and not rows._narrowings
+                        for page in SLICES[:3]:
+                            ran.clear()
+                            assert rows[slice(*page)] == expected[page], (walk_bound, surely)
+                            if ran[:1] == ["bounded"]:
+                                bounded.add(tuple(ran))
+    assert bounded == {("bounded",), ("bounded", "page")}, bounded
