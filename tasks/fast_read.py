@@ -281,8 +281,11 @@ class CompiledRows:
 # (the default order), `created_at` and `updated_at`: at 100,000 tasks, the newest 5,000
 # tagged, the first page walked 95,050 tasks, 120-128 ms; bounded at 5,000, then the 5,000
 # read and sorted, 23-26 ms. A spread tag's page 0.1-0.3 ms more, by `created_at` (its index
-# has no id: the bound sorts what it walks) 0.35-0.8 ms (review 44e F2, 44f, 45a).
-WALK_BOUND = 4
+# has no id: the bound sorts what it walks) 0.35-0.8 ms (review 44e F2, 44f, 45a). Twice, not
+# four times: where the walk is at least a quarter of the matches, a tag on the heavy user's
+# newest 2,300 tasks took 32 ms bounded at 4 x, 18 ms at 2 x (the planner's join: 6 ms), spread
+# tags alike at both (session 45).
+WALK_BOUND = 2
 # ... bounded only while the walk given up and the matches read after it cost less than a
 # walk of all the owner's tasks: a match read and sorted counted as GIVEN_UP_WALK tasks walked
 # (1.6-3.9 at 100,000 tasks: 5,000 tagged read and sorted in 8.3-12 ms, 30,000 in 66-116 ms, a
@@ -596,15 +599,6 @@ class NarrowedRows(CompiledRows):
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
-# A walk of one tag's page is made the plan (TaggedRows) when it reads at most a quarter of
-# the tag's tasks: matches^2 >= WALK_SURELY x (offset + limit) x tasks. A walked row costs more
-# than a row of the join that reads all the tasks (a heap row out of order and a probe of the
-# links): at 100,000 tasks, a tag on 60,000 or 30,000, the walk took 0.30-0.42 of the join's
-# time when it read 11-23 % of the tag's tasks, 0.55 at 28 %, 0.72-0.93 at 42-67 %, 1.3 at
-# 56 % (review 44a).
-WALK_SURELY = 4
-
-
 class TaggedRows(CountedFirstRows):
     """A big account's list filtered by tags (CountedFirstRows).
 
@@ -614,18 +608,21 @@ class TaggedRows(CountedFirstRows):
     rows (filters.filter_tasks' `tags_walk`). The first is the one every plan of the GROUP BY
     took, its estimate a few rows whatever the tags: a tag on 4,181 of 100,000 tasks, 18,245
     buffers and 13-36 ms a first page, where the walk reads ~1,300 tasks (5,164 buffers;
-    review 43e). The walk is taken unless `few`; for several tags its page counts each task's
-    links in one EXISTS (`tags_probe`): one EXISTS a tag multiplied their shares as if they were
-    independent, and two tags that go together were taken for a few tasks, so no plan walked
-    (review 43f). One tag's page takes that EXISTS too when the walk is sure to be the shorter
-    (WALK_SURELY): its own EXISTS is estimated from the tag's links spread over every owner's
-    tasks (60,000 of 100,000 taken for 20,292), a deep page's walk looked three times as long
-    as it is, and the plan read the owner's 100,000 tasks, joined them to the links and sorted
-    the 60,000 (offset 4,000: 116-123 ms against 35 ms walked; review 44a). The count keeps
-    one EXISTS a tag (a probe per task would walk them all). That walk expects the tags' tasks
-    spread along the page's order, so unnarrowed it stops at WALK_BOUND x its expected length,
-    and if the page is not complete there, it is the `few` page after all: a tag first used
-    recently is on the newest tasks, the last of the default order."""
+    review 43e). The walk is taken unless `few`, its page counting each task's links to the
+    tags in one EXISTS (`tags_probe`), which no plan turns into a join: one EXISTS a tag
+    multiplied their shares as if they were independent, and two tags that go together were
+    taken for a few tasks, so no plan walked (review 43f); and one tag's own EXISTS is estimated
+    from the tag's links spread over every owner's tasks, so that a deep page's walk looked
+    three times as long as it is and the plan joined and sorted (60,000 of 100,000 tasks,
+    offset 4,000: 116-123 ms against 35 ms walked; review 44a). Between `few` and four times
+    that (matches^2 up to 4 x (offset + limit) x tasks) one tag's plan was the planner's,
+    which flipped with the statistics' sample: a spread tag on the bench's heavy user, 4-6 ms
+    one run and 15-17 the next, and a tag on its newest 4,400 tasks walked them all (242 ms);
+    walked, 4.7-6.4 ms and 26 ms (session 45). The walk is bounded (WALK_BOUND), so that a tag
+    first used recently, on the newest tasks, the last of the default order, is read and sorted
+    after a bounded walk; before a narrowed page too, whose walk over the table is the same (a
+    tag on the newest 5,000 of 100,000 with `has_due=false`: 88 -> 21 ms). The count keeps one
+    EXISTS a tag (a probe per task would walk them all)."""
 
     def __init__(
         self,
@@ -639,22 +636,13 @@ class TaggedRows(CountedFirstRows):
         self._narrowings = narrowings  # narrowings_of()'s: the page is a NarrowedRows' if any
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
-        surely = lambda: self.count() ** 2 >= WALK_SURELY * page.stop * self._count_all()
         if few:
             values = self._values
-        elif len(self._values["tags"]) > 1 or surely():
+        else:
             values = {**self._values, "tags_walk": True, "tags_probe": True}
-        else:  # the planner picks: a walk, or the matches joined and sorted
-            values = {**self._values, "tags_walk": True}
-        # Only the walk made the plan is bounded: where the planner picks, the bound's LIMIT
-        # made it read the bound whole and hash it with the tag's links (bench heavy user, a
-        # tag on 3,993 of 100,000 tasks spread: 6.5-10.8 -> 11.2-14.8 ms a first page). Before
-        # a narrowed page too, whose walk over the table is the same walk (review 45a F3: a
-        # tag on the newest 5,000 of 100,000 tasks with `has_due=false`, 88 -> 21 ms; with
-        # `completed=false`, 3,333 matches, the planner's page: 61 ms, as before).
-        walked = self._bounded_walk(page, values) if values.get("tags_probe") else None
-        if walked is not None:
-            return walked
+            walked = self._bounded_walk(page, values)
+            if walked is not None:
+                return walked
         kwargs = {"prepared": self._prepared, "serial": not few, **values}
         if self._narrowings:
             rows = NarrowedRows(self._query, self.count, narrowings=self._narrowings, **kwargs)

@@ -63,15 +63,15 @@ def test_a_searched_lists_pages_are_alike_whichever_branch_runs(user, monkeypatc
             with subtests.test(query=query, ordering=ordering):
                 expected = {page: plain[slice(*page)] for page in SLICES}
                 # The owner's task count and the bound's constants pick the branch: 10**9
-                # tasks, always `few`; 1 task, the walk, never bounded (4, 4), or bounded at
+                # tasks, always `few`; 1 task, the walk, never bounded (2, 4), or bounded at
                 # the page's rows alone (0, -10**9): kept when they all match, else `few`;
-                # the true count at WALK_BOUND's 4 (a given-up walk counted as free): kept
+                # the true count at WALK_BOUND's 2 (a given-up walk counted as free): kept
                 # for a spread word, given up for `newest` in position order.
                 for tasks, walk_bound, given_up in [
-                    (10**9, 4, 4),
-                    (1, 4, 4),
+                    (10**9, 2, 4),
+                    (1, 2, 4),
                     (1, 0, -(10**9)),
-                    (TASKS, 4, 0),
+                    (TASKS, 2, 0),
                 ]:
                     monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
                     monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)

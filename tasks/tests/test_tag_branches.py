@@ -1,11 +1,10 @@
 """A big account's list filtered by tags (fast_read.TaggedRows) answers the same rows and the
 same page bodies whichever of its branches runs: its tasks read and sorted (`few`), the walk
-whose plan the planner picks (one EXISTS a tag), the walk made the plan (`tags_probe`: several
-tags, or one when WALK_SURELY holds), each of them narrowed (NarrowedRows, under or past
-FEW_MATCHES) when another filter narrows, or else bounded (WALK_BOUND: kept, or given up for
-the `few` page); against the plain GROUP BY of a small account. Review 44e: every branch
-forced by monkeypatching WALK_SURELY, WALK_BOUND, GIVEN_UP_WALK, FEW_MATCHES, NARROWED_FROM and
-the owner's task count, on a few thousand tasks with ties in every ordering."""
+(`tags_probe`) bounded (WALK_BOUND: kept, or given up for the `few` page) or not, and unbounded
+narrowed (NarrowedRows, under or past FEW_MATCHES) when another filter narrows; against the
+plain GROUP BY of a small account. Review 44e: every branch forced by monkeypatching
+WALK_BOUND, GIVEN_UP_WALK, FEW_MATCHES, NARROWED_FROM and the owner's task count, on a few
+thousand tasks with ties in every ordering."""
 
 from datetime import timedelta
 
@@ -124,7 +123,7 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
     user, tagged_account, monkeypatch, subtests
 ):
     monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
-    taken, bounded, ran = set(), set(), []
+    taken, ran = set(), []
     fetch_all = fast_read.fetch_all
 
     def noting_pages(alias, sql, params, **kwargs):
@@ -138,24 +137,21 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
             plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
             with subtests.test(query=query, ordering=ordering):
                 expected = {page: plain[slice(*page)] for page in SLICES}
-                # The owner's task count and WALK_SURELY pick the branch: 10**9 tasks, always
-                # `few`; 1 task, never, and WALK_SURELY 0 makes the walk the plan (tags_probe),
-                # 10**9 leaves the plan to the planner; FEW_MATCHES 0 or 10**6, the narrowed
-                # page's walk over the table or over the narrowing's tasks. WALK_BOUND and
-                # GIVEN_UP_WALK bound an unnarrowed walk: with 1 task never (4, 4), or at the
-                # tagged tasks' number (0, -10**9), kept when the page is among that many of
-                # the first tasks, else the `few` page;
-                # with the owner's true count at WALK_BOUND's 4 (a given-up walk counted as
-                # free: so few tasks are bounded otherwise): kept for a spread tag, given up
-                # for `newest` in position order.
-                for tasks, surely, walk_bound, given_up in [
-                    (10**9, 4, 4, 4),
-                    *[(1, s, 4, 4) for s in (0, 10**9)],
-                    *[(1, s, 0, -(10**9)) for s in (0, 10**9)],
-                    *[(TASKS, s, 4, 0) for s in (0, 10**9)],
+                # The owner's task count, WALK_BOUND and GIVEN_UP_WALK pick the branch: 10**9
+                # tasks, always `few`; 1 task, never, and the walk (tags_probe) never bounded
+                # (2, 4), or bounded at the tagged tasks' number (0, -10**9), kept when the page
+                # is among that many of the first tasks, else the `few` page; with the owner's
+                # true count at WALK_BOUND's 2 (a given-up walk counted as free: so few tasks
+                # are bounded otherwise), kept for a spread tag, given up for `newest` in
+                # position order. FEW_MATCHES 0 or 10**6, an unbounded walk's narrowed page
+                # over the table or over the narrowing's tasks.
+                for tasks, walk_bound, given_up in [
+                    (10**9, 2, 4),
+                    (1, 2, 4),
+                    (1, 0, -(10**9)),
+                    (TASKS, 2, 0),
                 ]:
                     for bound in [0, 10**6]:
-                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
                         monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
                         monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
                         monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
@@ -167,23 +163,20 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                         matches = rows.count()
                         for page in SLICES:
                             start, stop = page
-                            few = matches * matches <= stop * tasks
-                            sure = matches * matches >= surely * stop * tasks
-                            taken.add((few, not few and sure, bool(rows._narrowings)))
                             ran.clear()
                             assert rows[start:stop] == expected[page], (
                                 tasks,
-                                surely,
                                 walk_bound,
                                 given_up,
                                 bound,
                             )
-                            if ran[:1] == ["bounded"]:
-                                bounded.add(tuple(ran))
-    # Every branch ran: few, the planner's walk, the walk made the plan; narrowed or not.
-    assert taken >= {(f, s, n) for f, s in [(1, 0), (0, 0), (0, 1)] for n in (0, 1)}, taken
-    # A bounded walk kept, and one given up for the `few` page.
-    assert bounded == {("bounded",), ("bounded", "page")}, bounded
+                            few = matches * matches <= stop * tasks
+                            taken.add((few, bool(rows._narrowings), tuple(ran)))
+    # Every branch ran: `few`, and the walk unbounded, narrowed or not; the walk bounded and
+    # kept, and bounded then given up for the `few` page, narrowed or not.
+    page, kept, given_up = ("page",), ("bounded",), ("bounded", "page")
+    assert taken >= {(True, n, page) for n in (False, True)}, taken
+    assert taken >= {(False, n, ran) for n in (False, True) for ran in (page, kept, given_up)}
 
 
 @pytest.mark.django_db
@@ -205,12 +198,11 @@ def test_a_tag_lists_bodies_are_a_small_accounts(
                     monkeypatch.setattr(fast_read, "NARROWED_FROM", 10**9)
                     expected = body(page)
                     monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
-                    monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", -(10**9))  # always bounded
-                    for surely in [0, 10**9]:
-                        for walk_bound in [0, 4]:
-                            monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
-                            monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
-                            assert body(page) == expected, (surely, walk_bound)
+                    # Bounded at the matches' number or twice the walk, or never bounded.
+                    for walk_bound, given_up in [(0, -(10**9)), (2, -(10**9)), (2, 10**9)]:
+                        monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                        monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
+                        assert body(page) == expected, (walk_bound, given_up)
 
 
 # The orders the two tests above leave out (review 45a): `-due_date` (NULLS LAST read
@@ -260,14 +252,12 @@ def test_a_tag_lists_bounded_pages_are_a_small_accounts_in_every_order(
                 expected = {page: plain[slice(*page)] for page in SLICES[:3]}
                 # 1 task: never `few`; the bound is max(WALK_BOUND x stop / matches, stop).
                 for walk_bound in [0, 10**4, 10**5, 10**6]:
-                    for surely in [0, 10**9]:
-                        monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
-                        monkeypatch.setattr(fast_read, "WALK_SURELY", surely)
-                        rows = listed_tasks(params, Requester(user), lambda: 1)
-                        assert isinstance(rows, TaggedRows) and not rows._narrowings
-                        for page in SLICES[:3]:
-                            ran.clear()
-                            assert rows[slice(*page)] == expected[page], (walk_bound, surely)
-                            if ran[:1] == ["bounded"]:
-                                bounded.add(tuple(ran))
+                    monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                    rows = listed_tasks(params, Requester(user), lambda: 1)
+                    assert isinstance(rows, TaggedRows) and not rows._narrowings
+                    for page in SLICES[:3]:
+                        ran.clear()
+                        assert rows[slice(*page)] == expected[page], walk_bound
+                        if ran[:1] == ["bounded"]:
+                            bounded.add(tuple(ran))
     assert bounded == {("bounded",), ("bounded", "page")}, bounded
