@@ -378,9 +378,10 @@ class CountedFirstRows(CompiledRows):
         sql = bounded_walk_sql(alias, walk_sql, first_sql)
         if sql is None:
             return None
-        # On one process (SERIAL_ONLY), prepared as the rows' other pages are: a tag's planned
-        # with its values, a search's not (its generic plan walked as a custom one: the heavy
-        # user's spread words within 0.25 ms, where planning each added 0.5-0.8 ms).
+        # On one process (SERIAL_ONLY), and prepared as the rows' other pages are: a tag's page
+        # planned with its values each time, a search's prepared (its generic plan walked as
+        # the custom one: the heavy user's spread words within 0.25 ms; planned each time,
+        # 0.5-0.8 ms more).
         sql = with_tags_sql(alias, sql, serial=True)
         rows = fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
         whole = len(rows) == min(page.stop, matches) - offset

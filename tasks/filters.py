@@ -331,13 +331,13 @@ def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
             # whatever the tags, so that every plan read all the tags' tasks and sorted them
             # (4,181 of 100,000 for the first page: 18,245 buffers, 13-36 ms; review 43e).
             if criteria.get("tags_probe"):
-                # The walk's page of several tags (fast_read.TaggedRows): each task's links
-                # counted by the (task_id, tag_id) key, an EXISTS with a GROUP BY that no plan
-                # turns into a join, so the walk is the plan. One EXISTS a tag was estimated as
-                # if the tags were independent: two that go together (2,000 tasks have both of
-                # 4,000 and 2,000 of 20,000) taken for ~180, the walk looked long, and every
-                # plan read the 2,000 and sorted them (review 43f). One tag's too when its walk
-                # must be the plan: no estimate of its EXISTS (review 44a).
+                # The walk's page (fast_read.TaggedRows): each task's links counted by the
+                # (task_id, tag_id) key, an EXISTS with a GROUP BY that no plan turns into a
+                # join, so the walk is the plan. One EXISTS a tag was estimated as if the tags
+                # were independent: two that go together (2,000 tasks have both of 4,000 and
+                # 2,000 of 20,000) taken for ~180, the walk looked long, and every plan read the
+                # 2,000 and sorted them (review 43f); one tag's, from its links spread over
+                # every owner's tasks (review 44a). The count keeps one EXISTS a tag (below).
                 having_all_of_task = (
                     links.filter(task_id=OuterRef("pk"), tag_id__in=tag_ids)
                     .values("task_id")
