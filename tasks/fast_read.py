@@ -600,6 +600,17 @@ class NarrowedRows(CompiledRows):
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
+# In an order no bound serves (`title`: bounded_order), one tag's walk is made the plan only
+# when it reads at most a quarter of the tag's tasks: matches^2 >= WALK_SURELY x (offset +
+# limit) x tasks; below that the planner picks, as it read a tag on the titles last in order
+# and sorted them (the bench's heavy user, 2,300 tasks: 11 ms) where the walk went through
+# every title before them (290 ms; session 45). A walked row costs more than a row of the join
+# that reads all the tasks: at 100,000 tasks, a tag on 60,000 or 30,000, the walk took
+# 0.30-0.42 of the join's time when it read 11-23 % of the tag's tasks, 0.55 at 28 %,
+# 0.72-0.93 at 42-67 %, 1.3 at 56 % (review 44a).
+WALK_SURELY = 4
+
+
 class TaggedRows(CountedFirstRows):
     """A big account's list filtered by tags (CountedFirstRows).
 
@@ -619,7 +630,9 @@ class TaggedRows(CountedFirstRows):
     that (matches^2 up to 4 x (offset + limit) x tasks) one tag's plan was the planner's,
     which flipped with the statistics' sample: a spread tag on the bench's heavy user, 4-6 ms
     one run and 15-17 the next, and a tag on its newest 4,400 tasks walked them all (242 ms);
-    walked, 4.7-6.4 ms and 26 ms (session 45). The walk is bounded (WALK_BOUND), so that a tag
+    walked, 4.7-6.4 ms and 26 ms (session 45); so it walks in every order a bound serves, and
+    in the others (`title`) when surely the shorter (WALK_SURELY). The walk is bounded
+    (WALK_BOUND), so that a tag
     first used recently, on the newest tasks, the last of the default order, is read and sorted
     after a bounded walk; before a narrowed page too, whose walk over the table is the same (a
     tag on the newest 5,000 of 100,000 with `has_due=false`: 88 -> 21 ms). The count keeps one
@@ -639,11 +652,17 @@ class TaggedRows(CountedFirstRows):
     def _page(self, page: slice, few: bool) -> list[tuple]:
         if few:
             values = self._values
-        else:
+        elif (
+            bounded_order(self._values["ordering"])
+            or len(self._values["tags"]) > 1
+            or self.count() ** 2 >= WALK_SURELY * page.stop * self._count_all()
+        ):
             values = {**self._values, "tags_walk": True, "tags_probe": True}
             walked = self._bounded_walk(page, values)
             if walked is not None:
                 return walked
+        else:  # an unbounded walk not sure to be the shorter: the planner's walk, or its join
+            values = {**self._values, "tags_walk": True}
         kwargs = {"prepared": self._prepared, "serial": not few, **values}
         if self._narrowings:
             rows = NarrowedRows(self._query, self.count, narrowings=self._narrowings, **kwargs)
