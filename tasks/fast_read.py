@@ -355,11 +355,9 @@ class CountedFirstRows(CompiledRows):
     def _page(self, page: slice, few: bool) -> list[tuple]:
         raise NotImplementedError
 
-    def _bounded_walk(self, page: slice, values: dict) -> list[tuple] | None:
-        """The page of the walk (`values`) over the owner's first tasks in the page's order
-        alone, at most WALK_BOUND x its expected length (bounded_walk_sql), when all its rows
-        are among them: every row before one of them in the order is too, so it is the
-        unbounded walk's page. Else the `few` page. None: the walk is not bounded (a walk of
+    def _walk_bound(self, page: slice) -> int | None:
+        """How many of the owner's first tasks in the page's order its walk may read, at most
+        WALK_BOUND x its expected length or the matches' number; None: not bounded (a walk of
         few tasks, or not much longer than reading the matches, or an order by an expression)."""
         matches, tasks = self.count(), self._count_all()
         # At least the matches' number: a walk given up costs the `few` page's reading of them
@@ -368,8 +366,16 @@ class CountedFirstRows(CompiledRows):
         # whose first page is 3,000 tasks in, bounded at 1,000: 4.6 -> 66.6 ms); at least
         # `matches` keeps that at most 1 + GIVEN_UP_WALK times the walk.
         bound = max(WALK_BOUND * page.stop * tasks // matches, matches, page.stop)
-        if bound + GIVEN_UP_WALK * matches >= tasks or not bounded_order(values["ordering"]):
+        if bound + GIVEN_UP_WALK * matches >= tasks:
             return None
+        return bound if bounded_order(self._values["ordering"]) else None
+
+    def _bounded_walk(self, page: slice, values: dict, bound: int) -> list[tuple] | None:
+        """The page of the walk (`values`) over the owner's first `bound` tasks in the page's
+        order alone (bounded_walk_sql) when all its rows are among them: every row before one
+        of them in the order is too, so it is the unbounded walk's page. Else the `few` page.
+        None: the walk's SQL cannot be bounded (bounded_walk_sql)."""
+        matches = self.count()
         limit, offset = page.stop - page.start, page.start
         alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
         _, first_sql, first_params = OWNER_TASKS_FIRST.statement(
@@ -408,7 +414,8 @@ class SearchedRows(CountedFirstRows):
     default order, and the first page walked the 95,000 before them (364 -> 53 ms)."""
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
-        if not few and (walked := self._bounded_walk(page, self._values)) is not None:
+        bound = None if few else self._walk_bound(page)
+        if bound is not None and (walked := self._bounded_walk(page, self._values, bound)):
             return walked
         values = (
             {**self._values, "search_index_first": self._values["owner"]} if few else self._values
@@ -600,15 +607,21 @@ class NarrowedRows(CompiledRows):
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
-# In an order no bound serves (`title`: bounded_order), one tag's walk is made the plan only
-# when it reads at most a quarter of the tag's tasks: matches^2 >= WALK_SURELY x (offset +
-# limit) x tasks; below that the planner picks, as it read a tag on the titles last in order
-# and sorted them (the bench's heavy user, 2,300 tasks: 11 ms) where the walk went through
-# every title before them (290 ms; session 45). A walked row costs more than a row of the join
+# One tag's page whose walk is not bounded (`title`, which no bound serves, or a bound past
+# PLANNED_WALK_BOUND) is the walk only when it reads at most a quarter of the tag's tasks:
+# matches^2 >= WALK_SURELY x (offset + limit) x tasks; below that the planner picks: it read a
+# tag on the titles last in order and sorted them (the bench's heavy user, 2,300 tasks: 11 ms)
+# where the walk went through every title before them (290 ms; session 45). A walked row costs more than a row of the join
 # that reads all the tasks: at 100,000 tasks, a tag on 60,000 or 30,000, the walk took
 # 0.30-0.42 of the join's time when it read 11-23 % of the tag's tasks, 0.55 at 28 %,
 # 0.72-0.93 at 42-67 %, 1.3 at 56 % (review 44a).
 WALK_SURELY = 4
+# ... and a page below that walks, bounded, only when its bound is at most this many tasks:
+# given up, the walk and the tagged tasks read by key after it cost up to ~30 ms there, where
+# deeper pages of bigger tags found the planner's hash join cheaper (the newest 15,000 of
+# 100,000 at offset 1,000: 34-46 ms joined, 75-101 ms bounded; review 45c), and the planner's
+# walk of a first page through a tag on the newest 4,400 took 242 ms (26 ms bounded).
+PLANNED_WALK_BOUND = 5_000
 
 
 class TaggedRows(CountedFirstRows):
@@ -630,8 +643,8 @@ class TaggedRows(CountedFirstRows):
     that (matches^2 up to 4 x (offset + limit) x tasks) one tag's plan was the planner's,
     which flipped with the statistics' sample: a spread tag on the bench's heavy user, 4-6 ms
     one run and 15-17 the next, and a tag on its newest 4,400 tasks walked them all (242 ms);
-    walked, 4.7-6.4 ms and 26 ms (session 45); so it walks in every order a bound serves, and
-    in the others (`title`) when surely the shorter (WALK_SURELY). The walk is bounded
+    walked, 4.7-6.4 ms and 26 ms (session 45); so such a page walks when its walk is bounded
+    within PLANNED_WALK_BOUND, else it stays the planner's (WALK_SURELY). The walk is bounded
     (WALK_BOUND), so that a tag
     first used recently, on the newest tasks, the last of the default order, is read and sorted
     after a bounded walk; before a narrowed page too, whose walk over the table is the same (a
@@ -650,18 +663,22 @@ class TaggedRows(CountedFirstRows):
         self._narrowings = narrowings  # narrowings_of()'s: the page is a NarrowedRows' if any
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
+        matches, tasks = self.count(), self._count_all()
+        bound = None if few else self._walk_bound(page)
+        if bound is not None and matches**2 < WALK_SURELY * page.stop * tasks:
+            bound = bound if bound <= PLANNED_WALK_BOUND else None
         if few:
             values = self._values
         elif (
-            bounded_order(self._values["ordering"])
+            bound is not None
             or len(self._values["tags"]) > 1
-            or self.count() ** 2 >= WALK_SURELY * page.stop * self._count_all()
+            or matches**2 >= WALK_SURELY * page.stop * tasks
         ):
             values = {**self._values, "tags_walk": True, "tags_probe": True}
-            walked = self._bounded_walk(page, values)
+            walked = None if bound is None else self._bounded_walk(page, values, bound)
             if walked is not None:
                 return walked
-        else:  # an unbounded walk not sure to be the shorter: the planner's walk, or its join
+        else:  # no bound, and a walk not surely the shorter: the planner's walk, or its join
             values = {**self._values, "tags_walk": True}
         kwargs = {"prepared": self._prepared, "serial": not few, **values}
         if self._narrowings:
