@@ -498,13 +498,14 @@ def narrowings_of(alias: str, criteria: dict) -> list[tuple[str, str, list]]:
 
 @functools.lru_cache(maxsize=256)  # one per shape of the list's SQL, as CompiledShapes keeps
 def narrowed_page_sql(
-    alias: str, walk_sql: str, narrowings: tuple[tuple[str, str], ...]
+    alias: str, walk_sql: str, narrowings: tuple[tuple[str, str], ...], many_sql: str | None = None
 ) -> str | None:
     """A narrowed page (NarrowedRows): for each narrowing (its SQL and index order), the
     owner's tasks that pass it counted up to a bound, then one of two pages: the walk over the
     tasks of the first narrowing whose count is within the bound, else the walk over the
     table. The other page is never run, nor a count past the first within the bound (a
-    one-time filter's AND and OR stop at the first term that decides). None for a walk that
+    one-time filter's AND and OR stop at the first term that decides); `many_sql`, the page
+    over the table when it is another SQL than the walk's. None for a walk that
     reads the table anywhere but in its own FROM (no filter does today): the CTE below would
     stand for the table there too.
 
@@ -542,21 +543,23 @@ def narrowed_page_sql(
     return (
         f"WITH {counts} SELECT * FROM (WITH {table} AS MATERIALIZED ({first_within}) {walk_sql})"
         f" few WHERE {' OR '.join(within)}"
-        f" UNION ALL SELECT * FROM ({walk_sql}) many WHERE {' AND '.join(past)}"
+        f" UNION ALL SELECT * FROM ({many_sql or walk_sql}) many WHERE {' AND '.join(past)}"
     )
 
 
 def narrowed_page_params(
-    owner, walk_params: list, narrowings_params: list[list], bound: int
+    owner, walk_params: list, narrowings_params: list[list], bound: int, many_params=None
 ) -> list:
-    """narrowed_page_sql's parameters, in the order of its placeholders."""
+    """narrowed_page_sql's parameters, in the order of its placeholders (`many_params`: those
+    of its `many_sql`)."""
     narrowed = [[owner, *values, bound + 1] for values in narrowings_params]
     counts = [value for values in narrowed for value in values]
     first_within = [
         value for n, values in enumerate(narrowed) for value in [*values, *[bound] * (n + 1)]
     ]
     k = len(narrowed)
-    return [*counts, *first_within, *walk_params, *[bound] * k, *walk_params, *[bound] * k]
+    many = walk_params if many_params is None else many_params
+    return [*counts, *first_within, *walk_params, *[bound] * k, *many, *[bound] * k]
 
 
 class NarrowedRows(CompiledRows):
@@ -587,22 +590,31 @@ class NarrowedRows(CompiledRows):
         count: Callable[[], int],
         *,
         narrowings: list[tuple[str, str, list]],
+        many_values: dict | None = None,
         **kwargs,
     ) -> None:
         super().__init__(query, count, **kwargs)
         self._narrowings = narrowings
+        self._many_values = many_values  # the page over the table's, if not the walk's values
 
     def __getitem__(self, page: slice) -> list[tuple]:
         limit, offset = page.stop - page.start, page.start
         values, narrowings = self._values, self._narrowings
         alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
+        many_sql = many_params = None
+        if self._many_values is not None:
+            _, many_sql, many_params = self._query.statement(
+                limit=limit, offset=offset, **self._many_values
+            )
         sql = narrowed_page_sql(
-            alias, walk_sql, tuple((where, order) for where, order, _ in narrowings)
+            alias, walk_sql, tuple((where, order) for where, order, _ in narrowings), many_sql
         )
         if sql is None:
             return super().__getitem__(page)
         narrowings_params = [narrowing_params for _, _, narrowing_params in narrowings]
-        params = narrowed_page_params(values["owner"], walk_params, narrowings_params, FEW_MATCHES)
+        params = narrowed_page_params(
+            values["owner"], walk_params, narrowings_params, FEW_MATCHES, many_params
+        )
         sql = with_tags_sql(alias, sql, serial=self._serial)
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
@@ -667,8 +679,18 @@ class TaggedRows(CountedFirstRows):
         bound = None if few else self._walk_bound(page)
         if bound is not None and matches**2 < WALK_SURELY * page.stop * tasks:
             bound = bound if bound <= PLANNED_WALK_BOUND else None
+        many_values = None
         if few:
             values = self._values
+            if self._narrowings:
+                # The narrowed tasks probe their links, one EXISTS a tag; the page over the
+                # table keeps the GROUP BY (the tagged tasks read and sorted). Narrowed, the
+                # GROUP BY's links joined the narrowed tasks (a CTE, estimated at one row) in a
+                # nested loop that scanned them once a narrowed task: at 100,000 tasks, a tag
+                # on 95,000 and 1,000 `high`, `tag=...&priority=high` 14.8 s a first page, 7 ms
+                # now; a walk given up (_bounded_walk) took that page too (15,000 tasks, 3.8 ->
+                # 561 ms; review 45b).
+                values, many_values = {**values, "tags_walk": True}, values
         elif (
             bound is not None
             or len(self._values["tags"]) > 1
@@ -682,7 +704,13 @@ class TaggedRows(CountedFirstRows):
             values = {**self._values, "tags_walk": True}
         kwargs = {"prepared": self._prepared, "serial": not few, **values}
         if self._narrowings:
-            rows = NarrowedRows(self._query, self.count, narrowings=self._narrowings, **kwargs)
+            rows = NarrowedRows(
+                self._query,
+                self.count,
+                narrowings=self._narrowings,
+                many_values=many_values,
+                **kwargs,
+            )
         else:
             rows = CompiledRows(self._query, self.count, **kwargs)
         return rows[page]

@@ -37,8 +37,10 @@ def add_word_to_newest(owner, word: str, newest: int) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("tagged_account")
-def test_a_searched_lists_pages_are_alike_whichever_branch_runs(user, monkeypatch, subtests):
+def test_a_searched_lists_pages_are_alike_whichever_branch_runs(
+    user, request, monkeypatch, subtests
+):
+    account = request.getfixturevalue("tagged_account")
     add_word_to_newest(user, "newest", NEWEST)
     bounded, ran = set(), []
     fetch_all = fast_read.fetch_all
@@ -56,32 +58,45 @@ def test_a_searched_lists_pages_are_alike_whichever_branch_runs(user, monkeypatc
         {"search": "zeta", "completed": "false"},
         {"search": "alpha", "priority": "high", "has_due": "true"},
     ]
-    for query in queries:
-        for ordering in ["position", "-created_at", "due_date", "-priority"]:
-            params, criteria = criteria_of(user, {**query, "ordering": ordering})
-            plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
-            with subtests.test(query=query, ordering=ordering):
-                expected = {page: plain[slice(*page)] for page in SLICES}
-                # The owner's task count and the bound's constants pick the branch: 10**9
-                # tasks, always `few`; 1 task, the walk, never bounded (2, 4), or bounded at
-                # the page's rows alone (0, -10**9): kept when they all match, else `few`;
-                # the true count at WALK_BOUND's 2 (a given-up walk counted as free): kept
-                # for a spread word, given up for `newest` in position order.
-                for tasks, walk_bound, given_up in [
-                    (10**9, 2, 4),
-                    (1, 2, 4),
-                    (1, 0, -(10**9)),
-                    (TASKS, 2, 0),
-                ]:
-                    monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
-                    monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
-                    rows = listed_tasks(params, Requester(user), lambda t=tasks: t)
-                    assert isinstance(rows, SearchedRows)
-                    for page in SLICES:
-                        ran.clear()
-                        assert rows[slice(*page)] == expected[page], (tasks, walk_bound)
-                        if ran[:1] == ["bounded"]:
-                            bounded.add(tuple(ran))
+    # The filters a search takes with it (no narrowing, no tag walk: SearchedRows has them all
+    # in its walk and its count), in other orders: NULL due dates first and last, ties.
+    combined = [
+        ({"search": "alpha", "tag": "most"}, "updated_at"),
+        ({"search": "newest", "tag": ["most", "half"]}, "position"),
+        ({"search": "zeta", "list": str(account["list"].pk)}, "-due_date"),
+        ({"search": "newest", "list": "inbox"}, "position"),
+        ({"search": "alpha", "parent": str(account["parent"].pk)}, "position"),
+        ({"search": "beta", "updated_since": account["since"].isoformat()}, "-updated_at"),
+        ({"search": "emile newest", "overdue": "false", "due_before": "2099-01-01"}, "due_date"),
+        ({"search": "alpha", "priority": "high,low", "completed": "true"}, "-position"),
+    ]
+    orderings = ["position", "-created_at", "due_date", "-priority"]
+    cases = [(query, ordering) for query in queries for ordering in orderings] + combined
+    for query, ordering in cases:
+        params, criteria = criteria_of(user, {**query, "ordering": ordering})
+        plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+        with subtests.test(query=query, ordering=ordering):
+            expected = {page: plain[slice(*page)] for page in SLICES}
+            # The owner's task count and the bound's constants pick the branch: 10**9
+            # tasks, always `few`; 1 task, the walk, never bounded (2, 4), or bounded at
+            # the page's rows alone (0, -10**9): kept when they all match, else `few`;
+            # the true count at WALK_BOUND's 2 (a given-up walk counted as free): kept
+            # for a spread word, given up for `newest` in position order.
+            for tasks, walk_bound, given_up in [
+                (10**9, 2, 4),
+                (1, 2, 4),
+                (1, 0, -(10**9)),
+                (TASKS, 2, 0),
+            ]:
+                monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
+                monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
+                rows = listed_tasks(params, Requester(user), lambda t=tasks: t)
+                assert isinstance(rows, SearchedRows)
+                for page in SLICES:
+                    ran.clear()
+                    assert rows[slice(*page)] == expected[page], (tasks, walk_bound)
+                    if ran[:1] == ["bounded"]:
+                        bounded.add(tuple(ran))
     # A bounded walk kept, and one given up for the `few` page.
     assert bounded == {("bounded",), ("bounded", "page")}, bounded
 

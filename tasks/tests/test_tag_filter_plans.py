@@ -18,13 +18,15 @@ from django.http import QueryDict
 
 from tasks.fast_read import MATCHING_TASKS, CompiledRows, Requester
 from tasks.filters import TaskFilter, filter_criteria
-from tasks.models import POSITION_GAP, Tag, Task
+from tasks.models import POSITION_GAP, Priority, Tag, Task
 from tasks.tests.many_tasks import load_tasks
 from tasks.tests.test_owner_share_plans import _plan, page_statement, page_statements
 
 TASKS, COMMON, RARE = 20_000, 4_000, 10
 ORDERINGS = ["position", "title", "-created_at", "due_date", "-priority"]
 # A plan node's rows and loops, for the tasks' table or one of its indexes.
+# Any plan node's rows and loops.
+ALL_READ = re.compile(r"\(actual rows=(\d+) loops=(\d+)\)")
 READ = re.compile(r"on (?:tasks_task|task_\w+|tasks_task_pkey)\b.*?\(actual rows=(\d+) loops=(\d+)")
 
 
@@ -348,3 +350,28 @@ def test_a_tag_page_the_planner_chose_for_is_a_bounded_walk(api_client, subtests
         pages, answer = page_statements(api_client, {"tag": "recent", "ordering": "title"})
         assert len(pages) == 1 and "HAVING" not in pages[0][0], pages
         assert answer["count"] == 1_500 and len(answer["results"]) == 50
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("big_account_with_tags")
+def test_a_tags_page_narrowed_to_few_tasks_probes_their_links(user, api_client, settings):
+    # Few matches (`few`) and a narrowing within FEW_MATCHES: the narrowed page walked the
+    # narrowed tasks against the tags' links grouped by task (the `few` page's GROUP BY),
+    # estimated at one narrowed task, so in a nested loop that scanned the grouped links once a
+    # narrowed task: 500 x 4,000 here, and at 100,000 tasks, a tag on 95,000 and 1,000 `high`,
+    # 14.8 s a first page (review 45b). A page whose bounded walk was given up took it too.
+    settings.RATE_LIMIT_USER = "1000/m"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE tasks_task SET priority = %s WHERE owner_id = %s AND {N} %% 40 = 0",
+            [Priority.HIGH, user.pk],
+        )
+        cursor.execute("VACUUM ANALYZE tasks_task")
+    for ordering in ["position", "-created_at"]:
+        query = {"tag": "common", "priority": "high", "ordering": ordering}
+        (sql, params), answer = page_statement(api_client, query)
+        text = _plan(sql, params, "force_custom_plan")
+        assert answer["count"] == 500 and len(answer["results"]) == 50
+        assert "matches_0" in sql  # the narrowed page
+        read = [int(rows) * int(loops) for rows, loops in ALL_READ.findall(text)]
+        assert max(read) <= 4 * 4_000, text
