@@ -385,9 +385,11 @@ class CountedFirstRows(CompiledRows):
         if sql is None:
             return None
         # On one process (SERIAL_ONLY), and prepared as the rows' other pages are: a tag's page
-        # planned with its values each time, a search's prepared (its generic plan walked as
-        # the custom one: the heavy user's spread words within 0.25 ms; planned each time,
-        # 0.5-0.8 ms more).
+        # planned with its values each time, a search's prepared. A search's generic plan walks
+        # (the heavy user's spread words within 0.25 ms); its custom plans (a connection's
+        # first five runs, every run under DB_PREPARED_STATEMENTS=0) read the bound whole and
+        # hash it with the word's matches: a word whose page comes early 0.6 -> 3.9 ms (review
+        # 45b F2; a per-task probe fixed that but made a walk given up 3.3 -> 14.2 ms).
         sql = with_tags_sql(alias, sql, serial=True)
         rows = fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
         whole = len(rows) == min(page.stop, matches) - offset

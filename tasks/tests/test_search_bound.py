@@ -2,7 +2,7 @@
 expected length, then reads the matches and sorts them (CountedFirstRows._bounded_walk): a word
 first used recently is on the newest tasks, the last in position order, and the walk read
 every older task first (the bench's heavy user, a word on the newest 5,000 of 100,000 tasks:
-249-405 ms a first page by position, 48-49 ms bounded). Same pages whichever branch runs."""
+249-405 ms a first page by position, 48-53 ms bounded). Same pages whichever branch runs."""
 
 import re
 
