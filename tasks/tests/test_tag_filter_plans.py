@@ -221,8 +221,9 @@ def a_tag_on_most_tasks(user, make_user, big_account_with_tags):
 @pytest.mark.usefixtures("a_tag_on_most_tasks")
 def test_a_deep_page_of_a_big_accounts_common_tag_walks_its_order(api_client, subtests, settings):
     # A tag on 12,000 of 20,000 tasks, offset 1,500: ~2,600 tasks walked for the 1,550 first
-    # (the walk is the plan: fast_read.TaggedRows). One EXISTS for the tag is estimated from its links spread over every owner's tasks (12,000 x 20,000 / 60,000 =
-    # ~4,000), the walk looked three times as long as it is, and the plan read the 20,000
+    # (the walk is the plan: fast_read.TaggedRows). One EXISTS for the tag is estimated from its
+    # links spread over every owner's tasks (12,000 x 20,000 / 60,000 = ~4,000), the walk
+    # looked three times as long as it is, and the plan read the 20,000
     # tasks, joined them to the links and sorted the 12,000 (review 44a: a tag on 60,000 of
     # 100,000 at offset 4,000, 116-123 ms against 35 ms walked).
     settings.RATE_LIMIT_USER = "1000/m"
@@ -255,8 +256,9 @@ def test_a_big_accounts_page_of_a_tag_on_its_newest_tasks_walks_a_bounded_length
     # appended) and `created_at` order. On 1 in 10 tasks, its first page's walk is expected to
     # read ~500 tasks for 50 (the walk is the plan: fast_read.TaggedRows), but it read 18,000
     # before the first match (review 44e F2). Now the walk stops at the 2,000 tagged tasks'
-    # number (more than WALK_BOUND x 500), and the 2,000 tagged ones are read and sorted in a second statement; in the
-    # newest-first orders the walk finds its page in its first 50 tasks, in one statement.
+    # number (more than WALK_BOUND x 500), and the 2,000 tagged ones are read and sorted in a
+    # second statement; in the newest-first orders the walk finds its page in its first 50
+    # tasks, in one statement.
     settings.RATE_LIMIT_USER = "1000/m"
     # `has_due=false` (every task here) narrows: the walk is bounded before the narrowed page.
     for ordering, statements, more in [
@@ -314,7 +316,8 @@ def test_a_tags_page_just_past_its_walks_bound_costs_about_its_walk(api_client, 
 @pytest.fixture
 def tags_between_few_and_surely_walked(user, big_account_with_tags):
     """`spread` on 1 in 13 of the user's 20,000 tasks (1,539), `recent` on the newest 1,500:
-    more than `few` (1,000 for a first page) and fewer than the old WALK_SURELY's 2,000. Analyzed."""
+    more than `few` (1,000 for a first page) and fewer than the old WALK_SURELY's 2,000.
+    Analyzed."""
     tag_tasks(Tag.objects.create(owner=user, name="spread"), f"{N} % 13 = 5")
     tag_tasks(Tag.objects.create(owner=user, name="recent"), f"{N} >= {TASKS - 1_500}")
 
@@ -333,9 +336,9 @@ def test_a_tag_page_the_planner_chose_for_is_a_bounded_walk(api_client, subtests
         for ordering in ["position", "created_at", "due_date"]:
             with subtests.test(tag=tag, ordering=ordering):
                 pages, answer = page_statements(api_client, {"tag": tag, "ordering": ordering})
-                if tag == "recent" and ordering == "due_date":
-                    statements = 1  # no due dates here: by the ids, where the newest are spread
-                assert len(pages) == statements, pages
+                # no due dates here: by the ids, where the newest are spread
+                expected = 1 if ordering == "due_date" else statements
+                assert len(pages) == expected, pages
                 assert 'FROM (WITH "tasks_task" AS (' in pages[0][0], pages[0][0]
                 for sql, params in pages:
                     text = _plan(sql, params, "force_custom_plan")
