@@ -659,11 +659,10 @@ class TaggedRows(CountedFirstRows):
     one run and 15-17 the next, and a tag on its newest 4,400 tasks walked them all (242 ms);
     walked, 4.7-6.4 ms and 26 ms (session 45); so such a page walks when its walk is bounded
     within PLANNED_WALK_BOUND, else it stays the planner's (WALK_SURELY). The walk is bounded
-    (WALK_BOUND), so that a tag
-    first used recently, on the newest tasks, the last of the default order, is read and sorted
-    after a bounded walk; before a narrowed page too, whose walk over the table is the same (a
-    tag on the newest 5,000 of 100,000 with `has_due=false`: 88 -> 21 ms). The count keeps one
-    EXISTS a tag (a probe per task would walk them all)."""
+    (WALK_BOUND), so that a tag first used recently, on the newest tasks, the last of the
+    default order, is read and sorted after a bounded walk; before a narrowed page too, whose
+    walk over the table is the same (a tag on the newest 5,000 of 100,000 with `has_due=false`:
+    88 -> 21 ms). The count keeps one EXISTS a tag (a probe per task would walk them all)."""
 
     def __init__(
         self,
