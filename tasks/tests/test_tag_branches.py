@@ -250,7 +250,7 @@ def test_a_tag_lists_bounded_pages_are_a_small_accounts_in_every_order(
             plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
             with subtests.test(query=query, ordering=ordering):
                 expected = {page: plain[slice(*page)] for page in SLICES[:3]}
-                # 1 task: never `few`; the bound is max(WALK_BOUND x stop / matches, stop).
+                # 1 task: never `few`; the bound is max(WALK_BOUND x stop // matches, matches, stop).
                 for walk_bound in [0, 10**4, 10**5, 10**6]:
                     monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
                     rows = listed_tasks(params, Requester(user), lambda: 1)
