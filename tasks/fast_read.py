@@ -621,16 +621,19 @@ class NarrowedRows(CompiledRows):
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
-# One tag's page whose walk is not bounded (`title`, which no bound serves, or a bound past
-# PLANNED_WALK_BOUND) is the walk only when it reads at most a quarter of the tag's tasks:
-# matches^2 >= WALK_SURELY x (offset + limit) x tasks; below that the planner picks: it read a
-# tag on the titles last in order and sorted them (the bench's heavy user, 2,300 tasks: 11 ms)
-# where the walk went through every title before them (290 ms; session 45). A walked row costs more than a row of the join
+# One tag's page whose walk is not bounded (`title`, which no bound serves; a tag on so many
+# tasks that reading them after a walk given up costs more than the walk: _walk_bound; or a
+# bound past PLANNED_WALK_BOUND) is the walk only when it reads at most a quarter of the tag's
+# tasks: matches^2 >= WALK_SURELY x (offset + limit) x tasks; below that the planner picks: it
+# read a tag on the titles last in order and sorted them (the bench's heavy user, 2,300 tasks:
+# 11 ms) where the walk went through every title before them (290 ms; session 45). Several
+# tags' page is always the walk (TaggedRows). A walked row costs more than a row of the join
 # that reads all the tasks: at 100,000 tasks, a tag on 60,000 or 30,000, the walk took
 # 0.30-0.42 of the join's time when it read 11-23 % of the tag's tasks, 0.55 at 28 %,
 # 0.72-0.93 at 42-67 %, 1.3 at 56 % (review 44a).
 WALK_SURELY = 4
-# ... and a page below that walks, bounded, only when its bound is at most this many tasks:
+# ... and one tag's page below that walks, bounded, only when its bound is at most this many
+# tasks (several tags' walk keeps its bound, whatever its size: they have no other plan):
 # given up, the walk and the tagged tasks read by key after it cost up to ~30 ms there, where
 # deeper pages of bigger tags found the planner's hash join cheaper (the newest 15,000 of
 # 100,000 at offset 1,000: 34-46 ms joined, 75-101 ms bounded; review 45c), and the planner's
@@ -647,20 +650,23 @@ class TaggedRows(CountedFirstRows):
     rows (filters.filter_tasks' `tags_walk`). The first is the one every plan of the GROUP BY
     took, its estimate a few rows whatever the tags: a tag on 4,181 of 100,000 tasks, 18,245
     buffers and 13-36 ms a first page, where the walk reads ~1,300 tasks (5,164 buffers;
-    review 43e). The walk is taken unless `few`, its page counting each task's links to the
-    tags in one EXISTS (`tags_probe`), which no plan turns into a join: one EXISTS a tag
-    multiplied their shares as if they were independent, and two tags that go together were
-    taken for a few tasks, so no plan walked (review 43f); and one tag's own EXISTS is estimated
+    review 43e). The walk is taken unless `few` (or one tag's page is the planner's, below),
+    its page counting each task's links to the tags in one EXISTS (`tags_probe`), which no
+    plan turns into a join: one EXISTS a tag multiplied their shares as if they were
+    independent, and two tags that go together were taken for a few tasks, so no plan walked
+    (review 43f); and one tag's own EXISTS is estimated
     from the tag's links spread over every owner's tasks, so that a deep page's walk looked
     three times as long as it is and the plan joined and sorted (60,000 of 100,000 tasks,
     offset 4,000: 116-123 ms against 35 ms walked; review 44a). Between `few` and four times
     that (matches^2 up to 4 x (offset + limit) x tasks) one tag's plan was the planner's,
     which flipped with the statistics' sample: a spread tag on the bench's heavy user, 4-6 ms
     one run and 15-17 the next, and a tag on its newest 4,400 tasks walked them all (242 ms);
-    walked, 4.7-6.4 ms and 26 ms (session 45); so such a page walks when its walk is bounded
-    within PLANNED_WALK_BOUND, else it stays the planner's (WALK_SURELY). The walk is bounded
-    (WALK_BOUND), so that a tag first used recently, on the newest tasks, the last of the
-    default order, is read and sorted after a bounded walk; before a narrowed page too, whose
+    walked, 4.7-6.4 ms and 26 ms (session 45); so one tag's such page walks when its walk is
+    bounded within PLANNED_WALK_BOUND, else it stays the planner's (WALK_SURELY); several tags'
+    walk keeps its bound whatever its size (unbounded, a pair on the newest 15,000 of 100,000
+    tasks at offset 1,000 walked 86,050: 70 ms, bounded 16 + 30 ms; review 45d). The walk is
+    bounded (WALK_BOUND), so that a tag first used recently, on the newest tasks, the last of
+    the default order, is read and sorted after a bounded walk; before a narrowed page too, whose
     walk over the table is the same (a tag on the newest 5,000 of 100,000 with `has_due=false`:
     88 -> 21 ms). The count keeps one EXISTS a tag (a probe per task would walk them all)."""
 
@@ -677,9 +683,11 @@ class TaggedRows(CountedFirstRows):
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
         matches, tasks = self.count(), self._count_all()
+        several = len(self._values["tags"]) > 1
+        surely = matches**2 >= WALK_SURELY * page.stop * tasks
         bound = None if few else self._walk_bound(page)
-        if bound is not None and matches**2 < WALK_SURELY * page.stop * tasks:
-            bound = bound if bound <= PLANNED_WALK_BOUND else None
+        if bound is not None and bound > PLANNED_WALK_BOUND and not several and not surely:
+            bound = None  # one tag's planner's page (several tags' plan is always the walk)
         many_values = None
         if few:
             values = self._values
@@ -692,11 +700,7 @@ class TaggedRows(CountedFirstRows):
                 # now; a walk given up (_bounded_walk) took that page too (15,000 tasks, 3.8 ->
                 # 561 ms; review 45b).
                 values, many_values = {**values, "tags_walk": True}, values
-        elif (
-            bound is not None
-            or len(self._values["tags"]) > 1
-            or matches**2 >= WALK_SURELY * page.stop * tasks
-        ):
+        elif bound is not None or several or surely:
             values = {**self._values, "tags_walk": True, "tags_probe": True}
             walked = None if bound is None else self._bounded_walk(page, values, bound)
             if walked is not None:

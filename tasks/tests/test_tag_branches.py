@@ -1,7 +1,8 @@
 """A big account's list filtered by tags (fast_read.TaggedRows) answers the same rows and the
 same page bodies whichever of its branches runs: its tasks read and sorted (`few`), the walk
-(`tags_probe`) bounded (WALK_BOUND: kept, or given up for the `few` page) or not, and unbounded
-narrowed (NarrowedRows, under or past FEW_MATCHES) when another filter narrows; against the
+(`tags_probe`) bounded (WALK_BOUND: kept, or given up for the `few` page) or not, one tag's
+planner's page (one EXISTS: `title`, or a bound past PLANNED_WALK_BOUND), and narrowed
+(NarrowedRows, under or past FEW_MATCHES) when another filter narrows; against the
 plain GROUP BY of a small account. Review 44e: every branch forced by monkeypatching
 WALK_BOUND, GIVEN_UP_WALK, FEW_MATCHES, NARROWED_FROM and the owner's task count, on a few
 thousand tasks with ties in every ordering."""
@@ -116,6 +117,19 @@ def criteria_of(user, query: dict) -> dict:
 SLICES = [(0, 50), (600, 650), (1_790, 1_810), (5_000, 5_050)]
 # A page walked over the owner's first tasks alone (fast_read.bounded_walk_sql) reads this.
 BOUNDED_WALK = 'FROM (WITH "tasks_task" AS ('
+# The tags' test in a page's SQL (filters.filter_tasks): the walk's probe (`tags_probe`), one
+# EXISTS a tag (`tags_walk` alone: the planner's choice), the GROUP BY (the `few` page's).
+TAG_TESTS = {
+    "probe": 'U0."task_id" = ("tasks_task"."id")) GROUP BY U0."task_id" HAVING',
+    "exists": 'U0."task_id" = ("tasks_task"."id")) LIMIT 1)',
+    "grouped": '"tasks_task"."id" IN (SELECT U0."task_id"',
+}
+
+
+def statement_kind(sql: str) -> str:
+    """'bounded' or 'page', and the tags' tests the statement holds: 'page:exists+grouped'."""
+    tests = "+".join(name for name, text in sorted(TAG_TESTS.items()) if text in sql)
+    return f"{'bounded' if BOUNDED_WALK in sql else 'page'}:{tests}"
 
 
 @pytest.mark.django_db
@@ -127,7 +141,7 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
     fetch_all = fast_read.fetch_all
 
     def noting_pages(alias, sql, params, **kwargs):
-        ran.append("bounded" if BOUNDED_WALK in sql else "page")
+        ran.append(statement_kind(sql))
         return fetch_all(alias, sql, params, **kwargs)
 
     monkeypatch.setattr(fast_read, "fetch_all", noting_pages)
@@ -143,15 +157,19 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                 # is among that many of the first tasks, else the `few` page; with the owner's
                 # true count at WALK_BOUND's 2 (a given-up walk counted as free: so few tasks
                 # are bounded otherwise), kept for a spread tag, given up for `newest` in
-                # position order. FEW_MATCHES 0 or 10**6, an unbounded walk's narrowed page
-                # over the table or over the narrowing's tasks.
-                for tasks, walk_bound, given_up in [
-                    (10**9, 2, 4),
-                    (1, 2, 4),
-                    (1, 0, -(10**9)),
-                    (TASKS, 2, 0),
+                # position order; and there with PLANNED_WALK_BOUND 0, every bound capped:
+                # below WALK_SURELY one tag's page is the planner's (one EXISTS), several tags'
+                # still bounded. FEW_MATCHES 0 or 10**6, a narrowed page over the table or over
+                # the narrowing's tasks (a `few` one's: the GROUP BY, or one EXISTS a tag).
+                for tasks, walk_bound, given_up, cap in [
+                    (10**9, 2, 4, 5_000),
+                    (1, 2, 4, 5_000),
+                    (1, 0, -(10**9), 5_000),
+                    (TASKS, 2, 0, 5_000),
+                    (TASKS, 2, 0, 0),
                 ]:
                     for bound in [0, 10**6]:
+                        monkeypatch.setattr(fast_read, "PLANNED_WALK_BOUND", cap)
                         monkeypatch.setattr(fast_read, "WALK_BOUND", walk_bound)
                         monkeypatch.setattr(fast_read, "GIVEN_UP_WALK", given_up)
                         monkeypatch.setattr(fast_read, "FEW_MATCHES", bound)
@@ -169,14 +187,31 @@ def test_a_tag_lists_pages_are_alike_whichever_branch_runs(
                                 walk_bound,
                                 given_up,
                                 bound,
+                                cap,
                             )
                             few = matches * matches <= stop * tasks
-                            taken.add((few, bool(rows._narrowings), tuple(ran)))
-    # Every branch ran: `few`, and the walk unbounded, narrowed or not; the walk bounded and
-    # kept, and bounded then given up for the `few` page, narrowed or not.
-    page, kept, given_up = ("page",), ("bounded",), ("bounded", "page")
-    assert taken >= {(True, n, page) for n in (False, True)}, taken
-    assert taken >= {(False, n, ran) for n in (False, True) for ran in (page, kept, given_up)}
+                            several = len(criteria["tags"]) > 1
+                            titled = ordering.endswith("title")
+                            narrowed = bool(rows._narrowings)
+                            taken.add((few, narrowed, several, titled, tuple(ran)))
+    # Every branch ran: `few` (the GROUP BY; narrowed, one EXISTS a tag for the narrowed tasks
+    # and the GROUP BY over the table), and the walk unbounded, narrowed or not; the walk
+    # bounded and kept, and bounded then given up for the `few` page, narrowed or not; one
+    # tag's planner's page (one EXISTS), in an order a bound serves too (a bound capped).
+    grouped, few_narrowed = ("page:grouped",), ("page:exists+grouped",)
+    walked, kept, planned = ("page:probe",), ("bounded:probe",), ("page:exists",)
+    assert {(True, False, s, t, grouped) for s in (False, True) for t in (False, True)} <= taken
+    assert {(True, True, s, t, few_narrowed) for s in (False, True) for t in (False, True)} <= taken
+    for narrowed, few_page in [(False, grouped), (True, few_narrowed)]:
+        given_up = (*kept, *few_page)
+        assert {(False, narrowed, False, False, r) for r in (kept, given_up)} <= taken
+        assert {(False, narrowed, True, False, given_up)} <= taken
+        assert {(False, narrowed, s, True, walked) for s in (False, True)} <= taken
+        assert {(False, narrowed, False, t, planned) for t in (False, True)} <= taken
+    assert (False, False, True, False, kept) in taken
+    # Several tags are never the planner's: one EXISTS a tag took two that go together for a
+    # few tasks (review 43f).
+    assert not {k for k in taken if k[2] and planned in k}, taken
 
 
 @pytest.mark.django_db
@@ -261,3 +296,42 @@ def test_a_tag_lists_bounded_pages_are_a_small_accounts_in_every_order(
                         if ran[:1] == ["bounded"]:
                             bounded.add(tuple(ran))
     assert bounded == {("bounded",), ("bounded", "page")}, bounded
+
+
+@pytest.mark.django_db
+def test_a_tag_page_past_the_planned_walks_bound(user, tagged_account, monkeypatch, subtests):
+    # Between `few` and WALK_SURELY a page whose bound passes PLANNED_WALK_BOUND is one tag's
+    # planner's (one EXISTS); several tags have no such plan (their walk is always the probe,
+    # review 43f), so their walk stays bounded: unbounded, a pair of tags on the newest tasks
+    # walked every older task first (b691d40 did, review 45d). The owner's count picks a first
+    # page between `few` and WALK_SURELY: `half` on 1,500, 2,250,000 against 50 x 20,000;
+    # `most` and `half` on 900, 810,000 against 50 x 10,000; their bounds 1,500 and 1,111.
+    monkeypatch.setattr(fast_read, "NARROWED_FROM", 1)
+    ran = []
+    fetch_all = fast_read.fetch_all
+
+    def noting_pages(alias, sql, params, **kwargs):
+        ran.append(statement_kind(sql))
+        return fetch_all(alias, sql, params, **kwargs)
+
+    monkeypatch.setattr(fast_read, "fetch_all", noting_pages)
+    for query, tasks, cap, first in [
+        ({"tag": "half"}, 20_000, 5_000, "bounded:probe"),
+        ({"tag": "half"}, 20_000, 1_000, "page:exists"),
+        ({"tag": ["most", "half"]}, 10_000, 5_000, "bounded:probe"),
+        ({"tag": ["most", "half"]}, 10_000, 1_000, "bounded:probe"),
+    ]:
+        for ordering in ["position", "due_date"]:
+            params, criteria = criteria_of(user, {**query, "ordering": ordering})
+            plain = CompiledRows(MATCHING_TASKS, count=lambda: 0, owner=user.pk, **criteria)
+            with subtests.test(query=query, cap=cap, ordering=ordering):
+                monkeypatch.setattr(fast_read, "PLANNED_WALK_BOUND", cap)
+                expected = plain[0:50]
+                rows = listed_tasks(params, Requester(user), lambda t=tasks: t)
+                assert isinstance(rows, TaggedRows) and not rows._narrowings
+                matches = rows.count()
+                assert matches * matches > 50 * tasks  # not `few`
+                assert matches * matches < fast_read.WALK_SURELY * 50 * tasks
+                ran.clear()
+                assert rows[0:50] == expected
+                assert ran[:1] == [first], ran

@@ -24,9 +24,9 @@ from tasks.tests.test_owner_share_plans import _plan, page_statement, page_state
 
 TASKS, COMMON, RARE = 20_000, 4_000, 10
 ORDERINGS = ["position", "title", "-created_at", "due_date", "-priority"]
-# A plan node's rows and loops, for the tasks' table or one of its indexes.
 # Any plan node's rows and loops.
 ALL_READ = re.compile(r"\(actual rows=(\d+) loops=(\d+)\)")
+# A plan node's rows and loops, for the tasks' table or one of its indexes.
 READ = re.compile(r"on (?:tasks_task|task_\w+|tasks_task_pkey)\b.*?\(actual rows=(\d+) loops=(\d+)")
 
 
