@@ -417,7 +417,8 @@ class SearchedRows(CountedFirstRows):
 
     def _page(self, page: slice, few: bool) -> list[tuple]:
         bound = None if few else self._walk_bound(page)
-        if bound is not None and (walked := self._bounded_walk(page, self._values, bound)):
+        walked = None if bound is None else self._bounded_walk(page, self._values, bound)
+        if walked is not None:
             return walked
         values = (
             {**self._values, "search_index_first": self._values["owner"]} if few else self._values
@@ -550,7 +551,11 @@ def narrowed_page_sql(
 
 
 def narrowed_page_params(
-    owner, walk_params: list, narrowings_params: list[list], bound: int, many_params=None
+    owner,
+    walk_params: list,
+    narrowings_params: list[list],
+    bound: int,
+    many_params: list | None = None,
 ) -> list:
     """narrowed_page_sql's parameters, in the order of its placeholders (`many_params`: those
     of its `many_sql`)."""
