@@ -141,17 +141,26 @@ TASK_COUNT_OF_TOKEN_HOLDER = CompiledQuery(
 )
 
 
-# Every task of one owner in the default order (the list without parameters).
+# Every task of one owner in the default order (the list without parameters), and their ids
+# alone (a deep page's, DEFERRED_FROM).
 OWNER_TASKS_IN_ORDER = CompiledQuery(
     lambda owner: order_tasks(Task.objects.owned_by(owner)).values_list(*PLAIN_COLUMNS),
     owner=uuid.UUID(int=1),
 )
-# The owner's tasks that match TaskFilter.criteria(), and their number: building and compiling
-# these took most of a filtered list's CPU, so each shape of criteria is compiled once.
+OWNER_TASK_IDS_IN_ORDER = CompiledQuery(
+    lambda owner: order_tasks(Task.objects.owned_by(owner)).values_list("id"),
+    owner=uuid.UUID(int=1),
+)
+# The owner's tasks that match TaskFilter.criteria(), their ids alone, and their number:
+# building and compiling these took most of a filtered list's CPU, so each shape of criteria
+# is compiled once.
 MATCHING_TASKS = CompiledShapes(
     lambda owner, **criteria: filter_tasks(Task.objects.owned_by(owner), criteria).values_list(
         *PLAIN_COLUMNS
     )
+)
+MATCHING_TASK_IDS = CompiledShapes(
+    lambda owner, **criteria: filter_tasks(Task.objects.owned_by(owner), criteria).values_list("id")
 )
 
 
@@ -231,34 +240,57 @@ def page_columns(alias: str) -> str:
 SERIAL_ONLY = "pg_catalog.current_schema() IS NOT DISTINCT FROM pg_catalog.current_schema()"
 
 
-def with_tags_sql(alias: str, page_sql: str, *, serial: bool = False) -> str:
-    """A page's SQL (PLAIN_COLUMNS, LIMIT and OFFSET included) made one whose rows are in
-    COLUMNS order, tags included: in one round trip, and for the page's rows alone.
+# A page from this offset on is read as its ids alone, then each of its rows by primary key
+# (with_tags_sql's `deferred`): the rows it skips are read off an index of the page's order
+# alone, with none of the table's pages the whole rows are in. The heavy user's 100,000
+# tasks, by position: offset 5,000 48 -> 0.9 ms, 20,000 8.4 -> 2.9 ms, 50,000 66 -> 5.7 ms
+# (every other order with an index that ends in the id alike); before 1,000, 50 lookups by
+# key cost 0.05-0.25 ms more than the rows skipped save (session 46).
+DEFERRED_FROM = 1_000
+
+
+def with_tags_sql(
+    alias: str, page_sql: str, *, serial: bool = False, deferred: bool = False
+) -> str:
+    """A page's SQL (PLAIN_COLUMNS, LIMIT and OFFSET included; `deferred`: its ids alone) made
+    one whose rows are in COLUMNS order, tags included: in one round trip, and for the page's
+    rows alone.
 
     The page query sits in FROM because in its own select list PostgreSQL would build the tag
     array of every row it sorts and skips by the OFFSET, not just of the page (a deep page of
     the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
-    outside it joins, groups or sorts.
+    outside it groups or sorts, and a deferred page's rows are joined to its ids by a lateral
+    subquery that no plan can make other than a nested loop over them in their order.
     """
     where = f" WHERE {SERIAL_ONLY}" if serial else ""
-    return f"SELECT {page_columns(alias)} FROM ({page_sql}) AS page{where}"
+    rows = f"({page_sql}) AS page"
+    if deferred:
+        quote = connections[alias].ops.quote_name
+        table, task_id = quote(Task._meta.db_table), quote("id")
+        rows = (
+            f"({page_sql}) AS ids CROSS JOIN LATERAL (SELECT * FROM {table}"
+            f" WHERE {table}.{task_id} = ids.{task_id} OFFSET 0) AS page"
+        )
+    return f"SELECT {page_columns(alias)} FROM {rows}{where}"
 
 
 class CompiledRows:
     """What DRF's paginator asks of a queryset, count() and one slice, answered by SQL
     compiled once per process (the lists; bench/README.md has what it saves). A slice is rows
-    of COLUMNS, tags included (with_tags_sql)."""
+    of COLUMNS, tags included (with_tags_sql). `ids`: the query's ids alone, which a page
+    from DEFERRED_FROM on is read by; None: never."""
 
     def __init__(
         self,
         query: CompiledQuery | CompiledShapes,
         count: Callable[[], int],
         *,
+        ids: CompiledQuery | CompiledShapes | None = None,
         prepared: bool = True,
         serial: bool = False,
         **values,
     ) -> None:
-        self._query, self._count, self._values = query, count, values
+        self._query, self._ids, self._count, self._values = query, ids, count, values
         self._prepared = prepared  # False: planned with its values each time (fetch_all)
         self._serial = serial  # True: no parallel plan (SERIAL_ONLY)
 
@@ -266,11 +298,18 @@ class CompiledRows:
         return self._count()
 
     def __getitem__(self, page: slice) -> list[tuple]:
-        alias, sql, params = self._query.statement(
-            limit=page.stop - page.start, offset=page.start, **self._values
-        )
-        sql = with_tags_sql(alias, sql, serial=self._serial)
+        alias, sql, params = self._statement(page, self._values)
+        sql = with_tags_sql(alias, sql, serial=self._serial, deferred=self._deferred(page))
         return fetch_all(alias, sql, params, prepared=self._prepared)
+
+    def _deferred(self, page: slice) -> bool:
+        """Whether the page is read as its ids alone (with_tags_sql's `deferred`)."""
+        return self._ids is not None and page.start >= DEFERRED_FROM
+
+    def _statement(self, page: slice, values: dict) -> tuple[str, str, list]:
+        """The page's statement (CompiledQuery.statement()) for these values."""
+        query = self._ids if self._deferred(page) else self._query
+        return query.statement(limit=page.stop - page.start, offset=page.start, **values)
 
 
 # A walk of a tag's or a search's page (CountedFirstRows._bounded_walk) reads at most
@@ -337,7 +376,7 @@ class CountedFirstRows(CompiledRows):
     same."""
 
     def __init__(self, count: Callable[[], int], count_all: Callable[[], int], **kwargs) -> None:
-        super().__init__(MATCHING_TASKS, count=count, **kwargs)
+        super().__init__(MATCHING_TASKS, count=count, ids=MATCHING_TASK_IDS, **kwargs)
         self._count_all = count_all
         self._matches: int | None = None
 
@@ -423,10 +462,8 @@ class SearchedRows(CountedFirstRows):
         values = (
             {**self._values, "search_index_first": self._values["owner"]} if few else self._values
         )
-        alias, sql, params = self._query.statement(
-            limit=page.stop - page.start, offset=page.start, **values
-        )
-        return fetch_all(alias, with_tags_sql(alias, sql), params)
+        alias, sql, params = self._statement(page, values)
+        return fetch_all(alias, with_tags_sql(alias, sql, deferred=self._deferred(page)), params)
 
 
 # A filtered list whose tasks that pass its narrowing filter (a poll's changes, the tasks due
@@ -605,14 +642,11 @@ class NarrowedRows(CompiledRows):
         self._many_values = many_values  # the page over the table's, if not the walk's values
 
     def __getitem__(self, page: slice) -> list[tuple]:
-        limit, offset = page.stop - page.start, page.start
         values, narrowings = self._values, self._narrowings
-        alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
+        alias, walk_sql, walk_params = self._statement(page, values)
         many_sql = many_params = None
         if self._many_values is not None:
-            _, many_sql, many_params = self._query.statement(
-                limit=limit, offset=offset, **self._many_values
-            )
+            _, many_sql, many_params = self._statement(page, self._many_values)
         sql = narrowed_page_sql(
             alias, walk_sql, tuple((where, order) for where, order, _ in narrowings), many_sql
         )
@@ -622,7 +656,7 @@ class NarrowedRows(CompiledRows):
         params = narrowed_page_params(
             values["owner"], walk_params, narrowings_params, FEW_MATCHES, many_params
         )
-        sql = with_tags_sql(alias, sql, serial=self._serial)
+        sql = with_tags_sql(alias, sql, serial=self._serial, deferred=self._deferred(page))
         return fetch_all(alias, sql, params, prepared=self._prepared)
 
 
@@ -717,12 +751,13 @@ class TaggedRows(CountedFirstRows):
             rows = NarrowedRows(
                 self._query,
                 self.count,
+                ids=self._ids,
                 narrowings=self._narrowings,
                 many_values=many_values,
                 **kwargs,
             )
         else:
-            rows = CompiledRows(self._query, self.count, **kwargs)
+            rows = CompiledRows(self._query, self.count, ids=self._ids, **kwargs)
         return rows[page]
 
 
@@ -803,7 +838,9 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     count_all = functools.cache(count_all)  # a query (OwnerTaskCount), asked up to three times
     if params.keys() <= PAGINATION_PARAMETERS and not repeated_parameters(params):
         # Nothing to filter, nor to report (TaskFilter does): no FilterSet and its form.
-        return CompiledRows(OWNER_TASKS_IN_ORDER, count=count_all, owner=owner)
+        return CompiledRows(
+            OWNER_TASKS_IN_ORDER, count=count_all, ids=OWNER_TASK_IDS_IN_ORDER, owner=owner
+        )
     values = quick_filter_values(params)
     if values is None:  # not plainly valid: the FilterSet's form says whether it is
         filters = TaskFilter(params, Task.objects.none(), request=requester)
@@ -838,9 +875,17 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     # A big account's filtered page is planned with its values (see NARROWED_FROM).
     if narrowings:
         return NarrowedRows(
-            MATCHING_TASKS, count, narrowings=narrowings, owner=owner, prepared=not big, **criteria
+            MATCHING_TASKS,
+            count,
+            ids=MATCHING_TASK_IDS,
+            narrowings=narrowings,
+            owner=owner,
+            prepared=not big,
+            **criteria,
         )
-    return CompiledRows(MATCHING_TASKS, count, owner=owner, prepared=not big, **criteria)
+    return CompiledRows(
+        MATCHING_TASKS, count, ids=MATCHING_TASK_IDS, owner=owner, prepared=not big, **criteria
+    )
 
 
 def page_body(paginator: "TaskPagination", request: HttpRequest, tasks: Sequence) -> bytes:

@@ -258,7 +258,8 @@ def a_descending_due_date_page_reads_its_index_in_order(user, api_client, query:
     # user's 100,000: 24-47 ms, 111 ms at offset 50,000; bench/README.md).
     results, text = page_plan(api_client, query)
     walk = the_walk(text)
-    assert "Index Scan using task_owner_due_desc" in walk, text
+    # An index-only scan for a deep page (fast_read.DEFERRED_FROM).
+    assert re.search(r"Index (Only )?Scan using task_owner_due_desc ", walk), text
     assert "Sort" not in walk, text
     offset = 1000 if "offset" in query else 0
     expected = sorted(
@@ -288,7 +289,8 @@ def an_ascending_due_date_page_reads_its_index_in_order(user, api_client, query:
     # `has_due=false&ordering=due_date` page, 140-186 ms at offset 70,000; migration 0025).
     results, text = page_plan(api_client, query)
     walk = the_walk(text)
-    assert "Index Scan using task_owner_due_id" in walk, text
+    # An index-only scan for a deep page (fast_read.DEFERRED_FROM).
+    assert re.search(r"Index (Only )?Scan using task_owner_due_id ", walk), text
     assert "Sort" not in walk, text
     tasks = Task.objects.owned_by(user)
     if "has_due=false" in query:

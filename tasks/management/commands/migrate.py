@@ -8,7 +8,7 @@ two-key form, a key space apart from the single-key locks the services take per 
 
 The others wait by asking again (`pg_try_advisory_lock`), never inside a statement: a waiting
 `pg_advisory_lock` holds a snapshot, and CREATE INDEX CONCURRENTLY (tasks.0008, 0011, 0014,
-0016, 0017, 0020, 0024, 0025, 0027, accounts.0008) waits for every older snapshot to end, so the migrate holding the
+0016, 0017, 0020, 0024, 0025, 0027, 0028, accounts.0008) waits for every older snapshot to end, so the migrate holding the
 lock and the ones waiting for it deadlocked, and PostgreSQL ended one side: a waiter's
 container, or the holder's build, which left an invalid index behind.
 """
