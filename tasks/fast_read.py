@@ -415,8 +415,7 @@ class CountedFirstRows(CompiledRows):
         of them in the order is too, so it is the unbounded walk's page. Else the `few` page.
         None: the walk's SQL cannot be bounded (bounded_walk_sql)."""
         matches = self.count()
-        limit, offset = page.stop - page.start, page.start
-        alias, walk_sql, walk_params = self._query.statement(limit=limit, offset=offset, **values)
+        alias, walk_sql, walk_params = self._statement(page, values)
         _, first_sql, first_params = OWNER_TASKS_FIRST.statement(
             limit=bound, owner=values["owner"], ordering=values["ordering"]
         )
@@ -429,9 +428,9 @@ class CountedFirstRows(CompiledRows):
         # first five runs, every run under DB_PREPARED_STATEMENTS=0) read the bound whole and
         # hash it with the word's matches: a word whose page comes early 0.6 -> 3.9 ms (review
         # 45b F2; a per-task probe fixed that but made a walk given up 3.3 -> 14.2 ms).
-        sql = with_tags_sql(alias, sql, serial=True)
+        sql = with_tags_sql(alias, sql, serial=True, deferred=self._deferred(page))
         rows = fetch_all(alias, sql, [*first_params, *walk_params], prepared=self._prepared)
-        whole = len(rows) == min(page.stop, matches) - offset
+        whole = len(rows) == min(page.stop, matches) - page.start
         return rows if whole else self._page(page, few=True)
 
 

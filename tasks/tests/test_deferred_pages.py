@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from conftest import client_for
 from tasks import fast_read
 from tasks.filters import order_tasks
-from tasks.models import Task
+from tasks.models import POSITION_GAP, Tag, Task
+from tasks.tests.many_tasks import load_tasks
 from tasks.tests.test_narrowed_plans import big_account_with_rare_values  # noqa: F401
 from tasks.tests.test_owner_share_plans import PLAN_CACHE_MODES, _plan, page_statement
 from tasks.tests.test_poll_plans import tied_tasks  # noqa: F401 - the fixture
@@ -109,3 +110,52 @@ def test_a_big_accounts_deep_page_skips_its_rows_in_an_index_alone(
                 assert int(skipped[1]) == 15_050, text
                 # Each of the page's rows once from the table, by its key.
                 assert re.search(r"Index Scan using tasks_task_pkey .*loops=50\)", text), text
+
+
+@pytest.mark.django_db
+def test_a_bounded_walks_deep_page_is_deferred_too(user, monkeypatch, settings, subtests):
+    # 1,000 tasks, a tag and a word on every 10th (the bounded walk finds the page) and on the
+    # newest 100, the last in position (it gives up: the few page after it).
+    settings.RATE_LIMIT_USER = "10000/m"
+    load_tasks((user.pk, f"task {n}", "", (n + 1) * POSITION_GAP) for n in range(1_000))
+    n = f"(position / {POSITION_GAP} - 1)"
+    with connection.cursor() as cursor:
+        for name, word, condition in [
+            ("spread", "zebra", "%% 10 = 0"),
+            ("newest", "yak", ">= 900"),
+        ]:
+            tag = Tag.objects.create(owner=user, name=name)
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) SELECT id, %s FROM tasks_task"
+                f" WHERE owner_id = %s AND {n} {condition}",
+                [tag.pk, user.pk],
+            )
+            cursor.execute(
+                f"UPDATE tasks_task SET title = %s || ' ' || {n} WHERE {n} {condition}", [word]
+            )
+    monkeypatch.setattr(fast_read, "NARROWED_FROM", 10)  # a tag's page is TaggedRows'
+    walks = []
+    bounded_walk = fast_read.CountedFirstRows._bounded_walk
+
+    def counted(self, *args, **kwargs):
+        walks.append(self)
+        return bounded_walk(self, *args, **kwargs)
+
+    monkeypatch.setattr(fast_read.CountedFirstRows, "_bounded_walk", counted)
+    client = client_for(user)
+    for query in [{"tag": "spread"}, {"tag": "newest"}, {"search": "zebra"}, {"search": "yak"}]:
+        # 100 matches of 1,000 tasks, offset 5, limit 3: no `few` page (100^2 > 8 x 1,000),
+        # bounded at 160 tasks.
+        page = {**query, "offset": 5, "limit": 3}
+        with subtests.test(query=query):
+            monkeypatch.setattr(fast_read, "DEFERRED_FROM", 10**9)
+            plain = client.get("/api/v1/tasks/", page)
+            monkeypatch.setattr(fast_read, "DEFERRED_FROM", 5)
+            walks.clear()
+            with CaptureQueriesContext(connection) as captured:
+                deferred = client.get("/api/v1/tasks/", page)
+            assert walks, "a bounded walk"
+            assert deferred.content == plain.content
+            assert len(plain.json()["results"]) == 3
+            pages = [q["sql"] for q in captured if ") AS page" in q["sql"]]
+            assert pages and all("AS ids CROSS JOIN LATERAL" in sql for sql in pages), pages
