@@ -306,6 +306,16 @@ def due_before_now(today: date, past_times: Sequence[time]) -> Q:
     return Q(due_date__lt=today) | (Q(due_date=today) & past_today)
 
 
+def links_of_all(tag_ids: Sequence) -> QuerySet:
+    """One link per task that has every one of `tag_ids`: the first tag's, each other probed by
+    the links' (task_id, tag_id) key. Any owner's tasks: the caller scopes the tags."""
+    links = Task.tags.through.objects
+    tagged = links.filter(tag_id=tag_ids[0])
+    for tag_id in tag_ids[1:]:
+        tagged = tagged.filter(Exists(links.filter(task_id=OuterRef("task_id"), tag_id=tag_id)))
+    return tagged
+
+
 def filter_tasks(tasks: QuerySet, criteria: Mapping[str, Any]) -> QuerySet:
     """`tasks` narrowed and ordered by TaskFilter.criteria(): what each filter means in SQL.
 

@@ -329,6 +329,10 @@ def _unchecked(field):
     return unchecked
 
 
+# Migration 0029's trigger: each inserted link's task and tag of one owner.
+LINK_OWNER_CHECK = "task_tags_inserted_one_owner"
+
+
 @contextmanager
 def tasks_bulk_load():
     """Drops what PostgreSQL would otherwise maintain row by row during the seed and builds it
@@ -339,9 +343,11 @@ def tasks_bulk_load():
     tasks_task, tasks_task_tags and tasks_tasksearch (that one PostgreSQL's own, ON DELETE
     CASCADE: migration 0019, TASK_SEARCH_KEY here). At full size, maintaining the indexes made the COPY ~60 s slower, and the
     deferred key checks (one query per key and row, at the commit) took ~55 s; building the
-    indexes and validating the keys afterwards takes ~25 s. Inside the seed's transaction: a
-    failed seed rolls all of it back. The ALTER TABLEs lock tasks_task, and the tables its keys
-    reference, until the commit.
+    indexes and validating the keys afterwards takes ~25 s. The links' owner check (migration
+    0029) is off meanwhile too: it would read and lock every task and tag once a link, and the
+    seed links each task to its owner's tags only. Inside the seed's transaction: a failed seed
+    rolls all of it back. The ALTER TABLEs lock tasks_task, and the tables its keys reference,
+    until the commit.
     """
     through = Task.tags.through
     foreign_keys = [
@@ -360,8 +366,10 @@ def tasks_bulk_load():
         for constraint in uniques:
             editor.remove_constraint(Task, constraint)
         editor.execute(f"ALTER TABLE tasks_tasksearch DROP CONSTRAINT {TASK_SEARCH_KEY[0]}")
+        editor.execute(f"ALTER TABLE tasks_task_tags DISABLE TRIGGER {LINK_OWNER_CHECK}")
     yield
     with connection.schema_editor() as editor:
+        editor.execute(f"ALTER TABLE tasks_task_tags ENABLE TRIGGER {LINK_OWNER_CHECK}")
         for constraint in uniques:
             editor.add_constraint(Task, constraint)
         for model in (Task, TaskSearch):
