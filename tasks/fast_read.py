@@ -276,7 +276,9 @@ def with_tags_sql(
     array of every row it sorts and skips by the OFFSET, not just of the page (a deep page of
     the heavy user took 290 ms that way instead of 170). Rows keep the page's order: nothing
     outside it groups or sorts, and a deferred page's rows are joined to its ids by a lateral
-    subquery that no plan can make other than a nested loop over them in their order.
+    subquery that no plan can make other than a nested loop over them in their order: its
+    OFFSET 0 is what keeps it a subquery; without it PostgreSQL pulls it up into a join, which
+    it may plan in another order (review 46a: 14 page-equality subtests failed).
     """
     where = f" WHERE {SERIAL_ONLY}" if serial else ""
     rows = f"({page_sql}) AS page"

@@ -22,6 +22,8 @@ from tasks.tests.test_poll_plans import tied_tasks  # noqa: F401 - the fixture
 QUERIES = [
     {},
     {"ordering": "-created_at"},
+    {"ordering": "title"},  # an index on an expression, without the id: ties sorted
+    {"ordering": "-title"},
     {"completed": "false", "ordering": "due_date"},
     {"priority": "high,low", "ordering": "-priority,title"},
     {"has_due": "true", "completed": "true", "ordering": "-due_date"},
@@ -32,12 +34,45 @@ QUERIES = [
 ]
 
 
+# The deferred page's order is the nested loop's over its ids: the same under any plan PostgreSQL
+# may pick, a generic one (a prepared statement's after five runs; run three times, psycopg
+# prepares it at the second) or one shared out to parallel workers (review 46a).
+PLAN_SETTINGS = {
+    "default": [],
+    "generic": ["SET plan_cache_mode = force_generic_plan"],
+    "parallel": [
+        "SET parallel_setup_cost = 0",
+        "SET parallel_tuple_cost = 0",
+        "SET min_parallel_table_scan_size = 0",
+        "SET min_parallel_index_scan_size = 0",
+        "SET max_parallel_workers_per_gather = 2",
+    ],
+}
+
+
 @pytest.mark.django_db
-@pytest.mark.parametrize("big", [False, True])
-def test_a_deferred_page_is_the_page(user, tied_tasks, monkeypatch, settings, subtests, big):  # noqa: F811
+@pytest.mark.parametrize(
+    ("big", "plans"),
+    # A small account's pages are prepared statements (generic plans after five runs); a big
+    # account's filtered ones never are (fast_read.NARROWED_FROM): parallel plans for those.
+    [(False, "default"), (True, "default"), (False, "generic"), (True, "parallel")],
+)
+def test_a_deferred_page_is_the_page(
+    user,
+    tied_tasks,  # noqa: F811
+    monkeypatch,
+    settings,
+    subtests,
+    big,
+    plans,
+):
     settings.RATE_LIMIT_USER = "10000/m"
     if big:  # the big account's kinds of rows: narrowed, tagged, searched
         monkeypatch.setattr(fast_read, "NARROWED_FROM", 10)
+    with connection.cursor() as cursor:
+        for statement in PLAN_SETTINGS[plans]:
+            cursor.execute(statement)
+    runs = 1 if plans == "default" else 3
     client = client_for(user)
     for query in QUERIES:
         for offset, limit in [(0, 50), (2, 3), (6, 30)]:
@@ -46,13 +81,19 @@ def test_a_deferred_page_is_the_page(user, tied_tasks, monkeypatch, settings, su
                 monkeypatch.setattr(fast_read, "DEFERRED_FROM", 10**9)
                 plain = client.get("/api/v1/tasks/", page)
                 monkeypatch.setattr(fast_read, "DEFERRED_FROM", offset)
-                with CaptureQueriesContext(connection) as captured:
-                    deferred = client.get("/api/v1/tasks/", page)
-                assert plain.status_code == deferred.status_code == 200
-                assert deferred.content == plain.content
+                for _ in range(runs):
+                    with CaptureQueriesContext(connection) as captured:
+                        deferred = client.get("/api/v1/tasks/", page)
+                    assert plain.status_code == deferred.status_code == 200
+                    assert deferred.content == plain.content
                 assert plain.json()["results"], "a page with rows"
                 pages = [q["sql"] for q in captured if ") AS page" in q["sql"]]
                 assert pages and all("AS ids CROSS JOIN LATERAL" in sql for sql in pages), pages
+    with connection.cursor() as cursor:  # the requests ran under the settings
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == ("force_generic_plan" if plans == "generic" else "auto")
+        cursor.execute("SHOW parallel_setup_cost")
+        assert cursor.fetchone()[0] == ("0" if plans == "parallel" else "1000")
 
 
 @pytest.mark.django_db
