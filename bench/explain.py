@@ -17,6 +17,7 @@ LIST_URLS = [
     "/api/v1/tasks/?completed=false&priority=high,medium&ordering=due_date",
     "/api/v1/tasks/?search=report&ordering=-priority",
     "/api/v1/tasks/?tag=home&has_due=true&ordering=due_date,-priority",
+    "/api/v1/tasks/?tag=home",
     "/api/v1/tasks/?completed=false&search=meeting&ordering=-updated_at",
     "/api/v1/tasks/?priority=high&overdue=true&ordering=title",
     "/api/v1/tasks/?ordering=priority",
