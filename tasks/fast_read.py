@@ -204,8 +204,9 @@ SEARCH_MATCH_COUNT = CompiledShapes(
 # Tags alone: their tasks counted from their links, without tasks_task. Every link joins a task
 # and a tag of one owner (migrations 0029, 0030), and the tags are the caller's, so their links'
 # tasks are too. One link of the first tag per task that has them all, the others' probed by
-# the links' (task_id, tag_id) key. The heavy user's tag on 4,000 of its 100,000 tasks: 19-22
-# -> 0.3 ms (each task was read by key for its owner; session 46).
+# the links' (task_id, tag_id) key. The heavy user's tag on 4,000 of its 100,000 tasks: 17-19
+# -> 0.8-1.1 ms in-process, the statement 0.37 ms (each task was read by key for its owner;
+# session 46).
 TAGGED_TASK_COUNT = CompiledShapes(
     lambda tags: (
         links_of_all(tags)
@@ -257,11 +258,11 @@ SERIAL_ONLY = "pg_catalog.current_schema() IS NOT DISTINCT FROM pg_catalog.curre
 
 
 # A page from this offset on is read as its ids alone, then each of its rows by primary key
-# (with_tags_sql's `deferred`): the rows it skips are read off an index of the page's order
-# alone, with none of the table's pages the whole rows are in. The heavy user's 100,000
-# tasks, by position: offset 5,000 48 -> 0.9 ms, 20,000 8.4 -> 2.9 ms, 50,000 66 -> 5.7 ms
-# (every other order with an index that ends in the id alike); before 1,000, 50 lookups by
-# key cost 0.05-0.25 ms more than the rows skipped save (session 46).
+# (with_tags_sql's `deferred`): the rows it skips are read off the index of the page's order
+# alone, not from the table. The heavy user's 100,000 tasks, in-process, by position: offset
+# 5,000 2.6 -> 1.4 ms, 20,000 8.5 -> 3.3 ms, 70,000 34-73 -> 6.4-7.2 ms (every order whose
+# index ends in the id alike; bench/README.md); before 1,000, the 50 lookups by key cost
+# 0.05-0.25 ms more than the rows skipped save (session 46; review 46a: even near 250).
 DEFERRED_FROM = 1_000
 
 
