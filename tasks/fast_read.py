@@ -872,7 +872,13 @@ def listed_tasks(params: QueryDict, requester, count_all: Callable[[], int]) -> 
     if criteria.keys() == {"ordering"}:
         count = count_all  # in another order, but all of them: not a COUNT(*) of 100,000 rows
     elif tags_alone:
-        count = lambda: TAGGED_TASK_COUNT.rows(tags=criteria["tags"])[0][0]
+        # Several tags planned with their values: a generic plan read the first tag's links
+        # (the lowest id's) whatever the others', a tag on 60,000 tasks with one on 5: 6-11 ms
+        # against 0.06 ms from the rare one's (review 46b). One tag's plan is the same for any.
+        count = lambda: fetch_all(
+            *TAGGED_TASK_COUNT.statement(tags=criteria["tags"]),
+            prepared=len(criteria["tags"]) == 1,
+        )[0][0]
     elif "search" in criteria and criteria.keys() - {"ordering"} <= SEARCH_ROW_CRITERIA:
         searched = {name: criteria[name] for name in criteria.keys() & SEARCH_ROW_CRITERIA}
         count = lambda: SEARCH_MATCH_COUNT.rows(owner=owner, **searched)[0][0]

@@ -15,6 +15,7 @@ Like tasks.concurrent_index, for migrations only: what a migration ran must not 
 import itertools
 import random
 import time
+from collections.abc import Sequence
 
 from django.db import OperationalError, migrations, transaction
 
@@ -37,26 +38,33 @@ SELECT CASE WHEN count(*) > 0
     ELSE %(wait)s::interval END,
     coalesce(array_agg(DISTINCT pid), '{}')
 FROM pg_locks JOIN pg_stat_activity USING (pid)
-WHERE relation = %(table)s::regclass AND granted
+WHERE relation = ANY(%(tables)s::regclass[]) AND granted
 AND backend_type = 'autovacuum worker' AND datname = current_database()
 """
 
 
 def lock_giving_way(
-    table: str, mode: str = "SHARE ROW EXCLUSIVE", *, reverse: bool = False
+    table: str | Sequence[str], mode: str = "SHARE ROW EXCLUSIVE", *, reverse: bool = False
 ) -> migrations.RunPython:
     """The first operation of an atomic migration: `LOCK TABLE table IN mode MODE`, given up
     after LOCK_WAIT and asked for again until it is taken. `mode`: what its DDL takes (SHARE ROW
     EXCLUSIVE for CREATE TRIGGER and a foreign key). Its reverse takes nothing: it would come
     last. With `reverse`, the other way round: the last operation, which a reversed migration
-    runs first, for a reverse whose DDL locks the table too."""
+    runs first, for a reverse whose DDL locks the table too.
+
+    Several tables: one LOCK TABLE statement, so that a request given up lets go of the tables
+    it took before the one it waited for. Taken one lock_giving_way each, the first table was
+    held while the next was asked for again and again (0029 held tasks_task, every task write
+    waiting, up to GIVE_UP_AFTER behind a write in flight on the tag links; review 46b)."""
+    tables = [table] if isinstance(table, str) else list(table)
 
     def take(apps, schema_editor) -> None:
         connection = schema_editor.connection
         if not connection.in_atomic_block:
             raise RuntimeError("lock_giving_way is for an atomic migration: its commit lets go")
         give_up_at = time.monotonic() + GIVE_UP_AFTER
-        lock = f"LOCK TABLE {connection.ops.quote_name(table)} IN {mode} MODE"
+        names = ", ".join(map(connection.ops.quote_name, tables))
+        lock = f"LOCK TABLE {names} IN {mode} MODE"
         with connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('lock_timeout')")
             lock_timeout = cursor.fetchone()[0]
@@ -66,14 +74,14 @@ def lock_giving_way(
                 # that began after the first look was never seen, asked past 200 ms at a time
                 # and never cancelled (review 35b).
                 cursor.execute("SELECT pg_stat_clear_snapshot()")
-                cursor.execute(_LOCK_WAIT_NOW, {"table": table, "wait": LOCK_WAIT})
+                cursor.execute(_LOCK_WAIT_NOW, {"tables": tables, "wait": LOCK_WAIT})
                 wait, autovacuums = cursor.fetchone()
                 if not_cancelled & set(autovacuums):
                     # Asking would only hold the table's reads and writes for nothing: wait
                     # for it to end without queueing.
                     if time.monotonic() > give_up_at:
                         raise OperationalError(
-                            f"{table} is held by an autovacuum PostgreSQL does not cancel "
+                            f"{', '.join(tables)} is held by an autovacuum PostgreSQL does not cancel "
                             f"(likely one to prevent wraparound; pids {sorted(autovacuums)}): "
                             "run migrate again once it has ended (pg_stat_progress_vacuum)"
                         )

@@ -4,6 +4,7 @@ list filtered by tags alone counts its tasks from the tags' links (fast_read.TAG
 
 import importlib
 import time
+import uuid
 
 import psycopg
 import pytest
@@ -151,3 +152,34 @@ def test_a_link_and_an_owner_change_at_once_cannot_cross(user, other_user, first
         assert linked and moved_owner == user.pk
     else:
         assert not linked and moved_owner == other_user.pk
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("late", ["task", "tag"])
+def test_a_link_written_before_its_task_or_tag_is_checked_too(user, other_user, late):
+    """The links' foreign keys are checked at the commit (DEFERRABLE INITIALLY DEFERRED): in one
+    transaction a link may come before its task or its tag (raw SQL; a data-level restore that
+    loads tasks_task_tags first). The trigger read no task (or tag) for it and passed: a task
+    of one owner then linked to another's tag, committed (review 46b)."""
+    task_id = uuid.uuid4()
+    theirs = Tag.objects.create(owner=other_user, name="theirs")
+    mine_tag_id = Tag.objects.create(owner=user, name="mine").pk + 1000
+    with pytest.raises(IntegrityError), transaction.atomic(), connection.cursor() as cursor:
+        if late == "task":
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) VALUES (%s, %s)",
+                [task_id, theirs.pk],
+            )
+            task = Task(id=task_id, owner=user, title="late", position=POSITION_GAP)
+            task.save(force_insert=True)
+        else:
+            task = task_of(user)
+            cursor.execute(
+                "INSERT INTO tasks_task_tags (task_id, tag_id) VALUES (%s, %s)",
+                [task.pk, mine_tag_id],
+            )
+            cursor.execute(
+                "INSERT INTO tasks_tag (id, owner_id, name) VALUES (%s, %s, 'late')",
+                [mine_tag_id, other_user.pk],
+            )
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the commit's key checks: they pass

@@ -989,7 +989,7 @@ def test_a_migration_asks_long_enough_for_postgresql_to_cancel_an_autovacuum_in_
 
     def wait(sql: str) -> timedelta:
         with connection.cursor() as cursor:
-            cursor.execute(sql, {"table": "tasks_task", "wait": table_lock.LOCK_WAIT})
+            cursor.execute(sql, {"tables": ["tasks_task"], "wait": table_lock.LOCK_WAIT})
             return cursor.fetchone()[0]
 
     standing_in = table_lock._LOCK_WAIT_NOW.replace("'autovacuum worker'", "'client backend'")
