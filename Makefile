@@ -93,9 +93,13 @@ CLIENT_BINDING_TESTS := tasks/tests/test_tasks_api.py tasks/tests/test_bulk.py \
 	accounts/tests/test_views.py todo_project/tests/test_idempotency.py \
 	todo_project/tests/test_purges.py todo_project/tests/test_postgresql_backend.py
 
+# With PYTHONDONTWRITEBYTECODE set (as on the machines here), each pytest process rewrote and
+# compiled every test module anew: its collection took 9.0 s against 3.4 s reading them cached.
 test: install
-	$(VENV)/bin/pytest -n auto --maxprocesses=4 --cov --cov-report=term-missing:skip-covered --cov-fail-under=90
-	DB_PREPARED_STATEMENTS=0 $(VENV)/bin/pytest -n auto --maxprocesses=4 -q $(CLIENT_BINDING_TESTS)
+	PYTHONDONTWRITEBYTECODE= $(VENV)/bin/pytest -n auto --maxprocesses=4 --cov \
+	  --cov-report=term-missing:skip-covered --cov-fail-under=90
+	PYTHONDONTWRITEBYTECODE= DB_PREPARED_STATEMENTS=0 $(VENV)/bin/pytest -n auto --maxprocesses=4 -q \
+	  $(CLIENT_BINDING_TESTS)
 
 lint: install
 	$(VENV)/bin/ruff check .
