@@ -158,7 +158,12 @@ class TaskListSerializer(serializers.ModelSerializer):
         allow_null=True,
         required=False,
         default=None,
-        validators=[RegexValidator(COLOR_PATTERN, "Use #RRGGBB or null.")],
+        # The schema's pattern is for the value sent: " #2E7D32" is not one (it was trimmed).
+        trim_whitespace=False,
+        # Python's `$` matches before a final "\n" too; `\Z` does not (the schema shows `$`).
+        validators=[
+            RegexValidator(COLOR_PATTERN.removesuffix("$") + r"\Z", "Use #RRGGBB or null.")
+        ],
         help_text="`#RRGGBB` or null.",
     )
     position = StrictIntegerField(

@@ -142,6 +142,33 @@ def test_a_body_that_is_no_json_says_where_in_a_clients_words(anon_client, data,
     assert assert_problem(response, 400, "/api/v1/test/echo/")["detail"] == detail
 
 
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        ('{"title": "x", "title": "y"}', '"title"'),
+        ('{"title": "x", "extra": [{"a": 1, "b": 2, "a": 3}]}', '"a"'),
+        ('{"title": "x", "\\u00e9": 1, "\u00e9": 2}', '"\\u00e9"'),
+    ],
+)
+def test_a_body_that_names_a_key_twice_in_one_object_is_a_400(anon_client, data, name):
+    """RFC 8259 leaves the meaning of a repeated name to the reader; Python's json kept the
+    last silently, so `{"title": "x", "title": "y"}` was created as "y", while a proxy or a
+    client library that keeps the first saw "x". A guess, as `?tasks=inbox&tasks=delete` would
+    be one, which the lists' DELETE refuses: a 400 naming the key, nothing done."""
+    response = anon_client.post(
+        "/api/v1/test/echo/", data=data.encode(), content_type="application/json"
+    )
+    problem = assert_problem(response, 400, "/api/v1/test/echo/")
+    assert problem["detail"] == f"The body is not valid JSON: an object names {name} twice."
+    assert problem["errors"] == {"non_field_errors": ["The body is not valid JSON."]}
+
+
+def test_the_same_key_in_two_objects_of_a_body_is_no_repeat(anon_client):
+    body = '{"title": "x", "extra": [{"a": 1}, {"a": 2}], "a": 3}'
+    response = anon_client.post("/api/v1/test/echo/", data=body, content_type="application/json")
+    assert response.status_code == 201, response.content
+
+
 def test_json_nested_32_levels_is_parsed(anon_client):
     body = '{"title": "x", "extra": ' + "[" * 31 + "]" * 31 + "}"
     response = anon_client.post("/api/v1/test/echo/", data=body, content_type="application/json")
