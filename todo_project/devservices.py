@@ -353,19 +353,29 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     apply_local_server_defaults(os.environ)
+    # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop the
+    # servers, so nothing is left running. A hangup too (a closed terminal window, a dropped
+    # SSH session), passed on as SIGTERM, as gunicorn (`make serve`) takes SIGHUP for "reload"
+    # and kept serving. Handled from the start: a hangup or SIGTERM while the servers started,
+    # or between the child's start and its handlers (a loaded machine), killed this process and
+    # left them running. One before the child exists: the command is not run, or gets it at once.
+    child = None
+    early = []
+
+    def pass_on(signum, frame):
+        if child is None:
+            early.append(signum)
+        else:
+            child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, pass_on)
     with LocalServices():
+        if early:
+            return 128 + early[0]
         child = subprocess.Popen(argv)
-        # Ctrl-C reaches the child too (same process group); wait for it to finish, then stop
-        # the servers, so nothing is left running. A hangup too (a closed terminal window, a
-        # dropped SSH session), which killed this process before it stopped them: passed on
-        # as SIGTERM, as gunicorn (`make serve`) takes SIGHUP for "reload" and kept serving.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(
-                sig,
-                lambda signum, frame: child.send_signal(
-                    signal.SIGTERM if signum == signal.SIGHUP else signum
-                ),
-            )
+        for signum in early:  # came between the check and the child's start
+            pass_on(signum, None)
         status = child.wait()
         # A child ended by a signal (-2 for a Ctrl-C) exits as a shell says it: 128 + the
         # signal, 130. sys.exit(-2) was status 254, which make printed as "Error 254".

@@ -237,6 +237,47 @@ def test_a_hangup_stops_the_local_servers_as_ctrl_c_does(local_servers_of_their_
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
 
 
+# devservices with a hangup the moment a process starts: its command (as on a loaded machine,
+# where one came between the command's start and the handlers'), or the first of its servers'
+# (a terminal closed while PostgreSQL starts). Either killed devservices: the servers ran on.
+HANGUP_AT_A_START = """
+import os, signal, subprocess, sys
+from todo_project import devservices
+popen = subprocess.Popen
+def popen_then_hangup(args, *rest, **kwargs):
+    started = popen(args, *rest, **kwargs)
+    if {when!r} == "servers" or list(args) == COMMAND:
+        subprocess.Popen = popen
+        os.kill(os.getpid(), signal.SIGHUP)
+    return started
+subprocess.Popen = popen_then_hangup
+COMMAND = [sys.executable, "-c", {command!r}]
+sys.exit(devservices.main(["--", *COMMAND]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("when", "status"),
+    [
+        # The command gets the SIGTERM a hangup becomes, and ends by it: 128 + 15, as a shell.
+        ("command", 128 + signal.SIGTERM),
+        # The command is not run: 128 + 1, as a shell says of a process a hangup ended.
+        ("servers", 128 + signal.SIGHUP),
+    ],
+)
+def test_a_hangup_the_moment_a_process_starts_still_stops_the_local_servers(
+    local_servers_of_their_own, when, status
+):
+    env, data_dir = local_servers_of_their_own
+    job = subprocess.run(
+        [sys.executable, "-c", HANGUP_AT_A_START.format(when=when, command=GUNICORN_LIKE)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert job.returncode == status, job.stderr
+    assert not _postmaster_running(data_dir)
+    assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
+
+
 def test_a_user_killed_before_its_clean_up_does_not_keep_postgresql_running(
     local_servers_of_their_own,
 ):
