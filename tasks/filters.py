@@ -198,6 +198,15 @@ class UtcIsoDateTimeField(django_filters.fields.IsoDateTimeField):
 
     def to_python(self, value):
         if value and not RFC3339_DATE_TIME.fullmatch(value):
+            if RFC3339_DATE_TIME.fullmatch(value.replace(" ", "+")):
+                # `+01:00` written into the URL as it is: a query string's `+` is a space. The
+                # `%` go in as params: django-filter's translate_validation %-formats messages.
+                raise forms.ValidationError(
+                    "A + in a query string is a space: send the offset's + as %(plus)s "
+                    "(%(escaped)s).",
+                    code="invalid",
+                    params={"plus": "%2B", "escaped": value.replace(" ", "%2B")},
+                )
             raise forms.ValidationError(
                 "Enter an RFC 3339 timestamp with its offset, e.g. 2026-11-22T09:30:00Z.",
                 code="invalid",

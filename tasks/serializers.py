@@ -423,7 +423,8 @@ class TaskSerializer(BuiltOnceFields, serializers.ModelSerializer):
                 else "A recurring task needs a due date."
             )
         elif never := never_repeats(task, attrs):
-            errors["recurrence"] = [never]
+            # Under the rule when the request sent one, else under the due date it moved.
+            errors[needing_a_date("recurrence", attrs)] = [never]
 
         if not self.partial:
             attrs.setdefault("priority", Priority.NONE)  # PUT replaces: the default again

@@ -2157,12 +2157,17 @@ def _locked_for_move(owner_id: UUID, ids: list[UUID]) -> list[Task]:
 
 def _bulk_move(user: User, tasks: list[Task], now: datetime, list_: TaskList | None) -> int:
     ids = {task.pk for task in tasks}
-    orphans = [t for t in tasks if t.parent_id is not None and t.parent_id not in ids]
+    target_list_id = list_.pk if list_ is not None else None
+    # A subtask already in the target list (its parent's) stays, as a task already there does.
+    orphans = [
+        t
+        for t in tasks
+        if t.parent_id is not None and t.parent_id not in ids and t.list_id != target_list_id
+    ]
     if orphans:
         raise ValidationError(
             {"ids": ["A subtask moves with its parent: " + ", ".join(str(t.pk) for t in orphans)]}
         )
-    target_list_id = list_.pk if list_ is not None else None
     # A task already in the target list is where the move sends it: it keeps its rank and its
     # version, and is not counted (a re-rank to the end changed both, and 412'd other clients).
     moving = sorted(

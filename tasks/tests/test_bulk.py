@@ -147,6 +147,34 @@ def test_bulk_move_appends_to_the_target_in_order(api_client, make_task, make_li
     assert Task.objects.get(pk=sub.pk).list_id is None
 
 
+def test_a_subtask_already_in_the_target_list_is_left_where_it_is_without_its_parent(
+    api_client, make_task, make_list
+):
+    # Selected in a view across lists (a tag's, a search's) without its parent and sent to
+    # the list it is in: it is where the move sends it, as a task already there is (not
+    # counted, version kept), not "a subtask moves with its parent" (review 47a).
+    home = make_list("Home")
+    parent = make_task("parent", list=home)
+    sub = make_task("sub", parent=parent)
+    elsewhere = make_task("elsewhere")
+    before = Task.objects.get(pk=sub.pk)
+    response = bulk(
+        api_client, action="move", ids=[str(sub.pk), str(elsewhere.pk)], list=str(home.pk)
+    )
+    assert response.status_code == 200 and response.json() == {"updated": 1}
+    after = Task.objects.get(pk=sub.pk)
+    assert (after.list_id, after.parent_id, after.position, after.version) == (
+        home.pk,
+        parent.pk,
+        before.position,
+        before.version,
+    )
+    assert Task.objects.get(pk=elsewhere.pk).list_id == home.pk
+    # Out of its parent's list it still cannot go alone.
+    orphan = bulk(api_client, action="move", ids=[str(sub.pk)], list=None)
+    assert orphan.status_code == 400 and list(orphan.json()["errors"]) == ["ids"]
+
+
 def test_a_bulk_move_is_one_statement_of_one_size_whatever_the_number_of_tasks(
     api_client, make_task, make_list
 ):

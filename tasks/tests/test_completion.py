@@ -292,9 +292,15 @@ def test_a_rule_that_never_repeats_after_its_due_date_is_a_400(
     assert created.status_code == 201
     url = f"/api/v1/tasks/{created.json()['id']}/"
     # Moving the first task of its series restarts the series there: checked again.
+    # Named under `due_date`, the one field the request sent (a form of the date alone has no
+    # control for the rule), as the admin's form names it and as a cleared date's error is.
     moved = api_client.patch(url, {"due_date": never_from})
-    assert moved.status_code == 400 and list(moved.json()["errors"]) == ["recurrence"]
+    assert moved.status_code == 400 and list(moved.json()["errors"]) == ["due_date"]
+    assert never_from in moved.json()["errors"]["due_date"][0]
     assert api_client.get(url).json()["due_date"] == repeats_from
+    # Sent with a rule, the rule is named, as on a create.
+    both = api_client.patch(url, {"due_date": never_from, "recurrence": rule})
+    assert both.status_code == 400 and list(both.json()["errors"]) == ["recurrence"]
 
 
 def test_a_later_task_of_a_series_keeps_its_phase_when_its_due_date_moves(

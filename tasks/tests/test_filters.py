@@ -60,6 +60,25 @@ def test_a_timestamp_of_the_right_form_but_no_instant_says_so(api_client, since)
     assert response.json()["errors"] == {"updated_since": [f"There is no such instant: {since}."]}
 
 
+def test_an_offset_whose_plus_was_not_escaped_says_how_to_send_it(api_client):
+    # A client that writes a timestamp with a `+` offset into the query string as it is sends a
+    # space (`+` is one in a query string): the offset it gave is no offset to the server. The
+    # 400 says so, not "with its offset", which the client believes it sent (review 47a).
+    response = api_client.get("/api/v1/tasks/?updated_since=2026-11-22T10:30:00+01:00")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "updated_since": [
+            (
+                "A + in a query string is a space: send the offset's + as %2B "
+                "(2026-11-22T10:30:00%2B01:00)."
+            )
+        ]
+    }
+    # Escaped, the same timestamp is taken.
+    escaped = api_client.get("/api/v1/tasks/?updated_since=2026-11-22T10:30:00%2B01:00")
+    assert escaped.status_code == 200
+
+
 @pytest.mark.parametrize(
     "query",
     [
