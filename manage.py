@@ -5,7 +5,9 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+    # Empty is unset, as for every variable (README.md, "Configuration"): setdefault kept it.
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        os.environ["DJANGO_SETTINGS_MODULE"] = "todo_project.settings"
     from django.core.management import execute_from_command_line
 
     try:

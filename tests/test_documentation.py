@@ -114,3 +114,20 @@ def test_the_readme_s_nginx_example_hides_nginx_s_version_in_every_answer():
     outside, *servers = re.split(r"(?m)^server \{", block)
     assert servers, "the nginx example moved"
     assert "server_tokens off;" in outside or all("server_tokens off;" in s for s in servers)
+
+
+def test_the_readme_s_docker_run_allows_the_origins_its_nginx_map_allows():
+    # The nginx example answers CORS for https://app.example.com (its `map`, "#
+    # CORS_ALLOWED_ORIGINS"), and FRONTEND_URL is that origin; the docker run example set no
+    # CORS_ALLOWED_ORIGINS, whose default is none: the browser app's every request failed
+    # its preflight (review 47d, the image's command run with those variables).
+    readme = (ROOT / "README.md").read_text()
+    mapped = re.search(r"map \$http_origin \$cors_origin \{(.*?)\}", readme)[1]
+    origins = set(re.findall(r'"(https?://[^"]+)" \$http_origin', mapped))
+    run = re.search(r"^docker run .*?^  todo$", readme, re.DOTALL | re.MULTILINE)[0]
+    allowed = re.search(r"-e CORS_ALLOWED_ORIGINS=(\S+)", run)
+    frontend = re.search(r"-e FRONTEND_URL=(\S+)", run)[1]
+
+    assert origins == {frontend}
+    assert allowed, "the docker run example sets no CORS_ALLOWED_ORIGINS"
+    assert set(allowed[1].split(",")) == origins

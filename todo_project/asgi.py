@@ -5,7 +5,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+# Empty is unset, as for every variable (README.md, "Configuration"): setdefault kept it.
+if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+    os.environ["DJANGO_SETTINGS_MODULE"] = "todo_project.settings"
 
 django_application = get_asgi_application()
 

@@ -3,7 +3,9 @@ import os
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "todo_project.settings")
+# Empty is unset, as for every variable (README.md, "Configuration"): setdefault kept it.
+if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+    os.environ["DJANGO_SETTINGS_MODULE"] = "todo_project.settings"
 
 django_application = get_wsgi_application()
 

@@ -89,6 +89,15 @@ def test_seed_bench_is_idempotent_and_reset_replaces_the_data(capsys):
     assert Task.objects.filter(owner__in=bench_users()).count() == 50
 
 
+def test_seed_bench_writes_nothing_on_stdout_with_verbosity_0(capsys):
+    # -v 0 is Django's "minimal output" (review 47d: the seed and the rerun printed their line).
+    call_command("seed_bench", **TINY, verbosity=0)
+    call_command("seed_bench", **TINY, verbosity=0)
+
+    assert bench_users().count() == 4
+    assert capsys.readouterr().out == ""
+
+
 def test_seed_bench_leaves_other_users_alone(make_user):
     someone = make_user(email="someone@example.com")
     Task.objects.create(owner=someone, title="Mine", position=POSITION_GAP)

@@ -95,3 +95,12 @@ def test_a_host_list_or_hostaddr_is_not_the_local_database(settings, options):
         assert on_the_project_local_database()
     finally:
         settings_dict["HOST"], settings_dict["OPTIONS"] = saved
+
+
+def test_seed_demo_writes_nothing_on_stdout_with_verbosity_0(debug, capsys):
+    # -v 0 is Django's "minimal output" (review 47d: both runs printed their line).
+    call_command("seed_demo", verbosity=0)
+    call_command("seed_demo", verbosity=0)
+
+    assert User.objects.filter(email="demo@example.com").exists()
+    assert capsys.readouterr().out == ""

@@ -451,3 +451,26 @@ def test_the_tests_keep_a_key_prefix_of_their_own_whatever_cache_key_prefix_says
         check=True,
     )
     assert done.stdout.strip() == prefix
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["manage.py", "check"],
+        ["-c", "import todo_project.wsgi"],
+        ["-c", "import todo_project.asgi"],
+    ],
+)
+def test_an_empty_django_settings_module_is_unset_too(command):
+    # An env-file line `DJANGO_SETTINGS_MODULE=` (review 47d): setdefault kept the empty value,
+    # and manage.py, gunicorn's app and uvicorn's stopped with ImproperlyConfigured's traceback.
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "", "DEBUG": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ImproperlyConfigured" not in result.stderr

@@ -476,7 +476,8 @@ class Command(BaseCommand):
             not options["reset"]
             and User.objects.filter(email=HEAVY_EMAIL, display_name=sizes.label).exists()
         ):
-            self.stdout.write(f"Bench data already seeded ({sizes.label}); nothing to do.")
+            if options["verbosity"] > 0:  # -v 0: nothing on stdout
+                self.stdout.write(f"Bench data already seeded ({sizes.label}); nothing to do.")
             return
         started = time.monotonic()
         with transaction.atomic(), tasks_bulk_load():
@@ -494,10 +495,11 @@ class Command(BaseCommand):
             for table in tables:
                 cursor.execute(f"VACUUM (ANALYZE) {table}")
             cursor.execute("VACUUM (ANALYZE) tasks_task_tags")
-        self.stdout.write(
-            f"Seeded {sizes.users} users x {sizes.tasks_per_user} tasks and one heavy user with "
-            f"{sizes.heavy_tasks} ({total} tasks) in {time.monotonic() - started:.1f} s."
-        )
+        if options["verbosity"] > 0:
+            self.stdout.write(
+                f"Seeded {sizes.users} users x {sizes.tasks_per_user} tasks and one heavy user "
+                f"with {sizes.heavy_tasks} ({total} tasks) in {time.monotonic() - started:.1f} s."
+            )
 
     def _seed(self, sizes: Sizes, rng: random.Random) -> int:
         seeded_at = datetime.now(UTC).replace(microsecond=0)

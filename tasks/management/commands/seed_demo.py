@@ -53,6 +53,9 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
+        # -v 0: nothing on stdout, as Django's own commands (the refusals and warnings go to
+        # stderr whatever the verbosity).
+        say = self.stdout.write if options["verbosity"] > 0 else lambda text: None
         # With DEBUG off this is a real deployment: an account whose password anyone can read in
         # the README (a superuser with --with-admin) would be a way in.
         if not settings.DEBUG:
@@ -71,9 +74,9 @@ class Command(BaseCommand):
             User.objects.create_superuser(
                 email=DEMO_ADMIN_EMAIL, password=DEMO_ADMIN_PASSWORD, display_name="Admin"
             )
-            self.stdout.write(f"Created demo superuser {DEMO_ADMIN_EMAIL}.")
+            say(f"Created demo superuser {DEMO_ADMIN_EMAIL}.")
         if User.objects.filter(email=DEMO_EMAIL).exists():
-            self.stdout.write(f"Demo user {DEMO_EMAIL} already exists.")
+            say(f"Demo user {DEMO_EMAIL} already exists.")
             return
         user = User.objects.create_user(
             email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", timezone="Europe/Berlin"
@@ -108,4 +111,4 @@ class Command(BaseCommand):
                     "recurrence": rule,
                 },
             )
-        self.stdout.write(f"Created demo user {DEMO_EMAIL} with {len(samples)} tasks.")
+        say(f"Created demo user {DEMO_EMAIL} with {len(samples)} tasks.")
