@@ -7,8 +7,9 @@ from todo_project.idempotency import purge_expired
 
 class Command(BaseCommand):
     help = (
-        "Deletes Idempotency-Key records older than IDEMPOTENCY_KEY_TTL (24 h). Expired records "
-        "are already ignored; this keeps the table small. Run it as a periodic job (hourly)."
+        "Deletes expired Idempotency-Key records (IDEMPOTENCY_KEY_TTL_SECONDS, 24 h unless set). "
+        "Expired records are already ignored; this keeps the table small. Run it as a periodic "
+        "job (hourly)."
     )
 
     def handle(self, *args, **options) -> None:
