@@ -859,6 +859,12 @@ TAG_NAME_PARAMETER = OpenApiParameter(
     ),
     partial_update=extend_schema(
         summary="Rename a tag (into an existing tag of that name: the two merge)",
+        description=(
+            "A name another of your tags has (matched case-insensitively, composed) merges this "
+            "tag into that one, which keeps its own spelling: the answer is the tag merged into "
+            '(renaming `a` to `B` when `b` exists answers `"name": "b"`; to respell `b`, rename '
+            "`b` itself)."
+        ),
         parameters=[TAG_NAME_PARAMETER],
         responses={200: TagSerializer, (400, PROBLEM_JSON): PROBLEM_400, **ONE_ERRORS},
         examples=[
