@@ -15,6 +15,7 @@ works the same way as `make test`.
 import atexit
 import fcntl
 import json
+import logging
 import os
 import shutil
 import signal
@@ -231,6 +232,15 @@ def _stop_pid(pid: int, started_here: subprocess.Popen | None) -> None:
         pass  # already gone
 
 
+_TERMINAL_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+def _not_once_signalled(record: logging.LogRecord) -> bool:
+    """A logging filter: pgserver's errors (a failed command, the server's log) are left out
+    once a terminal signal is pending, the failure's cause."""
+    return not signal.sigpending() & _TERMINAL_SIGNALS
+
+
 class LocalServices:
     """Starts what the environment does not provide; stops only what it started."""
 
@@ -256,7 +266,20 @@ class LocalServices:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         configure_postgres(pgdata)
         _forget_dead_postgres_users(pgdata)
-        self._postgres = _postgres_server(pgdata)
+        # A Ctrl-C or a hangup from the terminal reaches the whole job, initdb and pg_ctl too:
+        # killed by it, they failed the start with a traceback and status 1 (review 47c). Held
+        # while they run (they inherit the mask; PostgreSQL sets its own), it comes after the
+        # start: to main()'s handlers, which stop the servers, or as pytest's KeyboardInterrupt.
+        # A program they run that unblocks signals (pg_ctl's `postgres -V`, through a shell) may
+        # still die of it and fail the start: then quietly, the signal pending says how it ends.
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, _TERMINAL_SIGNALS)
+        pgserver_log = logging.getLogger("pgserver")
+        pgserver_log.addFilter(_not_once_signalled)
+        try:
+            self._postgres = _postgres_server(pgdata)
+        finally:
+            pgserver_log.removeFilter(_not_once_signalled)
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
         os.environ["DATABASE_URL"] = self._postgres.get_uri()
 
     def _start_redis(self) -> None:
@@ -368,9 +391,16 @@ def main(argv: list[str]) -> int:
         else:
             child.send_signal(signal.SIGTERM if signum == signal.SIGHUP else signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for sig in _TERMINAL_SIGNALS:
         signal.signal(sig, pass_on)
-    with LocalServices():
+    services = LocalServices()
+    try:
+        services.start()
+    except Exception:
+        if early:  # a start the signal failed (see _start_postgres): ended by it
+            return 128 + early[0]
+        raise
+    try:
         if early:
             return 128 + early[0]
         child = subprocess.Popen(argv)
@@ -380,6 +410,8 @@ def main(argv: list[str]) -> int:
         # A child ended by a signal (-2 for a Ctrl-C) exits as a shell says it: 128 + the
         # signal, 130. sys.exit(-2) was status 254, which make printed as "Error 254".
         return 128 - status if status < 0 else status
+    finally:
+        services.stop()
 
 
 # --- pytest plugin ----------------------------------------------------------------------------

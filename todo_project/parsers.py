@@ -69,7 +69,8 @@ def _where(error: BaseException | None) -> str:
     not valid JSON: ..."): where, in a client's words, not DRF's "JSON parse error - " and
     Python's "'utf-8' codec can't decode byte 0xe9 in position 14"."""
     if isinstance(error, RepeatedKey):
-        shown = json.dumps(error.key if len(error.key) <= 50 else f"{error.key[:50]}…")
+        # The ellipsis out of the quotes: inside, json.dumps wrote it as \u2026, a key's text.
+        shown = json.dumps(error.key[:50]) + ("…" if len(error.key) > 50 else "")
         return f"an object names {shown} twice"
     if isinstance(error, UnicodeDecodeError):
         return f"it is not UTF-8 (byte {error.start + 1} of the body)"

@@ -278,6 +278,47 @@ def test_a_hangup_the_moment_a_process_starts_still_stops_the_local_servers(
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
 
 
+# A Ctrl-C or a hangup from the terminal goes to the whole job: to initdb or pg_ctl too while
+# devservices starts PostgreSQL with them. Killed by it, they failed pgserver's start: status 1
+# and a traceback of 50 to 190 lines (CalledProcessError, pg_ctl's output, the server's log), not
+# the 130 or 129 a shell says of a job a Ctrl-C or a hangup ended (review 47c).
+SIGNAL_TO_THE_JOB_AT = """
+import os, signal, subprocess, sys
+from todo_project import devservices
+popen = subprocess.Popen
+def popen_then_signal(args, *rest, **kwargs):
+    started = popen(args, *rest, **kwargs)
+    if os.path.basename(str(args[0])) == {program!r}:
+        subprocess.Popen = popen
+        os.killpg(0, {signum})  # this process group: devservices and what it runs
+    return started
+subprocess.Popen = popen_then_signal
+sys.exit(devservices.main(["--", sys.executable, "-c", "print('the command ran')"]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("program", "signum"),
+    [("initdb", signal.SIGINT), ("pg_ctl", signal.SIGINT), ("pg_ctl", signal.SIGHUP)],
+)
+def test_a_signal_to_the_job_while_postgresql_starts_ends_it_as_a_shell_says(
+    local_servers_of_their_own, program, signum
+):
+    env, data_dir = local_servers_of_their_own
+    if program == "pg_ctl":  # initialised: the next start runs pg_ctl only
+        subprocess.run(
+            [sys.executable, "-m", "todo_project.devservices", "--", "true"],
+            env=env, cwd=ROOT, check=True, timeout=120,
+        )  # fmt: skip
+    job = subprocess.run(
+        [sys.executable, "-c", SIGNAL_TO_THE_JOB_AT.format(program=program, signum=int(signum))],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, start_new_session=True,
+    )  # fmt: skip
+    assert (job.returncode, job.stdout, job.stderr) == (128 + signum, "", "")
+    assert not _postmaster_running(data_dir)
+    assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
+
+
 def test_a_user_killed_before_its_clean_up_does_not_keep_postgresql_running(
     local_servers_of_their_own,
 ):

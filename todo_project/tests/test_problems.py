@@ -148,6 +148,9 @@ def test_a_body_that_is_no_json_says_where_in_a_clients_words(anon_client, data,
         ('{"title": "x", "title": "y"}', '"title"'),
         ('{"title": "x", "extra": [{"a": 1, "b": 2, "a": 3}]}', '"a"'),
         ('{"title": "x", "\\u00e9": 1, "\u00e9": 2}', '"\\u00e9"'),
+        # A long key is cut after 50 characters, the ellipsis out of the quotes (review 47c:
+        # inside, it was written \u2026, as if the key's own text).
+        (f'{{"{"k" * 60}": 1, "{"k" * 60}": 2}}', '"' + "k" * 50 + '"…'),
     ],
 )
 def test_a_body_that_names_a_key_twice_in_one_object_is_a_400(anon_client, data, name):
