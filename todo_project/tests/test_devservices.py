@@ -237,83 +237,79 @@ def test_a_hangup_stops_the_local_servers_as_ctrl_c_does(local_servers_of_their_
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
 
 
-# devservices with a hangup the moment a process starts: its command (as on a loaded machine,
-# where one came between the command's start and the handlers'), or the first of its servers'
-# (a terminal closed while PostgreSQL starts). Either killed devservices: the servers ran on.
-HANGUP_AT_A_START = """
+# devservices run with `command`, a signal sent the moment a process it starts starts: its
+# command ("command") or a program of its servers' start (initdb, pg_ctl), to devservices alone
+# or to its whole job (a terminal's Ctrl-C or hangup reaches every process of the job).
+SIGNAL_AT_A_START = """
 import os, signal, subprocess, sys
 from todo_project import devservices
-popen = subprocess.Popen
-def popen_then_hangup(args, *rest, **kwargs):
-    started = popen(args, *rest, **kwargs)
-    if {when!r} == "servers" or list(args) == COMMAND:
-        subprocess.Popen = popen
-        os.kill(os.getpid(), signal.SIGHUP)
-    return started
-subprocess.Popen = popen_then_hangup
 COMMAND = [sys.executable, "-c", {command!r}]
+popen = subprocess.Popen
+def popen_then_signal(args, *rest, **kwargs):
+    started = popen(args, *rest, **kwargs)
+    name = "command" if list(args) == COMMAND else os.path.basename(str(args[0]))
+    if name == {started!r}:
+        subprocess.Popen = popen
+        if {to!r} == "job":
+            os.killpg(0, {signum})
+        else:
+            os.kill(os.getpid(), {signum})
+    return started
+subprocess.Popen = popen_then_signal
 sys.exit(devservices.main(["--", *COMMAND]))
 """
 
 
+def run_with_a_signal(env, *, started: str, signum: int, to: str, command: str):
+    script = SIGNAL_AT_A_START.format(command=command, started=started, signum=int(signum), to=to)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, start_new_session=True,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    ("when", "status"),
+    ("started", "status"),
     [
-        # The command gets the SIGTERM a hangup becomes, and ends by it: 128 + 15, as a shell.
+        # Between the command's start and the handlers' (a loaded machine): the command gets
+        # the SIGTERM a hangup becomes, and ends by it: 128 + 15, as a shell says.
         ("command", 128 + signal.SIGTERM),
-        # The command is not run: 128 + 1, as a shell says of a process a hangup ended.
-        ("servers", 128 + signal.SIGHUP),
+        # While the servers start (a terminal closed meanwhile): the command is not run, 128 + 1.
+        ("initdb", 128 + signal.SIGHUP),
     ],
 )
 def test_a_hangup_the_moment_a_process_starts_still_stops_the_local_servers(
-    local_servers_of_their_own, when, status
+    local_servers_of_their_own, started, status
 ):
+    # Either killed devservices: the servers ran on.
     env, data_dir = local_servers_of_their_own
-    job = subprocess.run(
-        [sys.executable, "-c", HANGUP_AT_A_START.format(when=when, command=GUNICORN_LIKE)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    job = run_with_a_signal(
+        env, started=started, signum=signal.SIGHUP, to="devservices", command=GUNICORN_LIKE
+    )
     assert job.returncode == status, job.stderr
     assert not _postmaster_running(data_dir)
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
 
 
-# A Ctrl-C or a hangup from the terminal goes to the whole job: to initdb or pg_ctl too while
-# devservices starts PostgreSQL with them. Killed by it, they failed pgserver's start: status 1
-# and a traceback of 50 to 190 lines (CalledProcessError, pg_ctl's output, the server's log), not
-# the 130 or 129 a shell says of a job a Ctrl-C or a hangup ended (review 47c).
-SIGNAL_TO_THE_JOB_AT = """
-import os, signal, subprocess, sys
-from todo_project import devservices
-popen = subprocess.Popen
-def popen_then_signal(args, *rest, **kwargs):
-    started = popen(args, *rest, **kwargs)
-    if os.path.basename(str(args[0])) == {program!r}:
-        subprocess.Popen = popen
-        os.killpg(0, {signum})  # this process group: devservices and what it runs
-    return started
-subprocess.Popen = popen_then_signal
-sys.exit(devservices.main(["--", sys.executable, "-c", "print('the command ran')"]))
-"""
-
-
 @pytest.mark.parametrize(
-    ("program", "signum"),
+    ("started", "signum"),
     [("initdb", signal.SIGINT), ("pg_ctl", signal.SIGINT), ("pg_ctl", signal.SIGHUP)],
 )
 def test_a_signal_to_the_job_while_postgresql_starts_ends_it_as_a_shell_says(
-    local_servers_of_their_own, program, signum
+    local_servers_of_their_own, started, signum
 ):
+    # Killed by it, initdb or pg_ctl failed pgserver's start: status 1 and a traceback of 50 to
+    # 190 lines (CalledProcessError, pg_ctl's output, the server's log), not the 130 or 129 a
+    # shell says of a job a Ctrl-C or a hangup ended (review 47c).
     env, data_dir = local_servers_of_their_own
-    if program == "pg_ctl":  # initialised: the next start runs pg_ctl only
+    if started == "pg_ctl":  # initialised: the next start runs pg_ctl only
         subprocess.run(
             [sys.executable, "-m", "todo_project.devservices", "--", "true"],
             env=env, cwd=ROOT, check=True, timeout=120,
         )  # fmt: skip
-    job = subprocess.run(
-        [sys.executable, "-c", SIGNAL_TO_THE_JOB_AT.format(program=program, signum=int(signum))],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, start_new_session=True,
-    )  # fmt: skip
+    job = run_with_a_signal(
+        env, started=started, signum=signum, to="job", command="print('the command ran')"
+    )
     assert (job.returncode, job.stdout, job.stderr) == (128 + signum, "", "")
     assert not _postmaster_running(data_dir)
     assert not devservices._redis_answers(data_dir / "redis" / "redis.sock")
